@@ -1,0 +1,55 @@
+/*
+ * exports.h — the export registry: export name -> open glidefs_volume, shared
+ * by every connection (and, later, the REST API). Volumes are opened (created
+ * with servers.nbd.auto_create_size_gb) on first use, reference-counted, and
+ * drained and closed in the background once idle, which releases the write
+ * lease (DESIGN.md "Lease hand-off"). All state is behind one mutex.
+ */
+#ifndef GLIDEFSD_EXPORTS_H
+#define GLIDEFSD_EXPORTS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "glidefs/glidefs.h"
+
+struct gd_registry;
+struct gd_export;
+
+/* cfg must outlive the registry. 0 or negative errno. */
+int gd_registry_create(const glidefs_config *cfg, struct gd_registry **out);
+
+/* Map a client-supplied name to the export name: "" becomes
+ * servers.nbd.default_export; names outside DESIGN.md's rule are refused.
+ * 0 and the name in canon, or -ENOENT (empty, no default) / -EINVAL (bad). */
+int gd_registry_resolve(struct gd_registry *r, const char *name, char *canon, size_t canon_len);
+
+/* Take a reference to an export, opening or creating its volume if needed.
+ * `name` must already be resolved. conn: count it as a client connection. */
+int gd_export_acquire(struct gd_registry *r, const char *name, int conn, struct gd_export **out);
+/* Drop a reference taken by acquire (same conn value). */
+void gd_export_release(struct gd_export *e, int conn);
+
+/* A reference taken with conn = 0 becomes (delta 1) or stops being (-1) a
+ * client connection, e.g. when a handshake enters transmission. */
+void gd_export_count_conn(struct gd_export *e, int delta);
+
+glidefs_volume *gd_export_volume(struct gd_export *e);
+const char *gd_export_name(const struct gd_export *e);
+
+/* Call fn for each open export (name, volume, connection count), under the
+ * registry lock: fn must not call back into the registry. */
+void gd_registry_foreach(struct gd_registry *r,
+                         void (*fn)(void *arg, const char *name, glidefs_volume *vol, int conns),
+                         void *arg);
+/* The configured default export, or NULL. */
+const char *gd_registry_default_export(struct gd_registry *r);
+
+/* Stop background work, drain every open export (in parallel, progress
+ * logged) within timeout_ms, close them all. 0 if every drain finished,
+ * else the first error (-ETIMEDOUT when the time ran out). Call with no
+ * connections left. */
+int gd_registry_shutdown(struct gd_registry *r, int64_t timeout_ms);
+void gd_registry_free(struct gd_registry *r);
+
+#endif

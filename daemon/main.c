@@ -1,0 +1,222 @@
+/*
+ * main.c — glidefsd: command line, configuration, the store check, signals
+ * and the process lifecycle. Runs in the foreground (systemd style) and logs
+ * to stderr. SIGTERM/SIGINT: stop accepting, finish in-flight requests, drain
+ * every export within servers.shutdown_timeout_s and exit 0 (non-zero if a
+ * drain could not finish: the dirty data stays in the journal). A second
+ * signal exits at once; flushed data is already durable in the journal.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "exports.h"
+#include "log.h"
+#include "nbd_server.h"
+
+#ifndef GLIDEFSD_VERSION
+#define GLIDEFSD_VERSION "0.0.0"
+#endif
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "Usage: glidefsd -c FILE [--log-level error|warn|info|debug]\n"
+            "       glidefsd --version | --help\n"
+            "\n"
+            "Serve GlideFS volumes (block devices stored in S3) over NBD.\n"
+            "\n"
+            "  -c, --config FILE      configuration file (YAML, see glidefs.yaml(5))\n"
+            "  -l, --log-level LEVEL  error, warn, info (default) or debug\n"
+            "  -f, --foreground       accepted for compatibility; always in the foreground\n"
+            "  -V, --version          print the version and exit\n"
+            "  -h, --help             print this help and exit\n"
+            "\n"
+            "Clients connect with e.g.: nbd-client -unix /var/run/glidefs.sock /dev/nbd0 -N NAME\n"
+            "An export NAME is created on first connect (servers.nbd.auto_create_size_gb).\n"
+            "SIGTERM or SIGINT drains every export and exits; a second signal exits at once.\n");
+}
+
+/* The store must answer before we accept clients (DESIGN.md "Start-up"). */
+static int check_store(const glidefs_config *cfg, char *err, size_t errlen)
+{
+#ifdef HAVE_GLIDEFS_STORE_CHECK
+    return glidefs_store_check(cfg, err, errlen);
+#else
+    /* The library does not offer glidefs_store_check() yet: the first
+     * volume open reports store problems instead. */
+    (void)cfg;
+    (void)err;
+    (void)errlen;
+    return 0;
+#endif
+}
+
+struct sig_ctx {
+    sigset_t set;
+    int stop_fd;
+};
+
+static void *signal_thread(void *arg)
+{
+    struct sig_ctx *sc = arg;
+    int count = 0;
+    for (;;) {
+        int sig = 0;
+        if (sigwait(&sc->set, &sig) != 0)
+            continue;
+        if (sig == SIGHUP) {
+            gd_info("SIGHUP ignored (restart to reload the configuration)");
+            continue;
+        }
+        if (++count == 1) {
+            gd_info("%s received: stopping (send it again to exit at once)", strsignal(sig));
+            uint64_t one = 1;
+            ssize_t w = write(sc->stop_fd, &one, sizeof one);
+            (void)w;
+        } else {
+            gd_warn("%s received again: exiting now; flushed data is safe in the journal, "
+                    "undrained data is uploaded on the next start", strsignal(sig));
+            _exit(1);
+        }
+    }
+    return NULL;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "config", required_argument, NULL, 'c' },
+        { "log-level", required_argument, NULL, 'l' },
+        { "foreground", no_argument, NULL, 'f' },
+        { "version", no_argument, NULL, 'V' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    const char *config_path = NULL;
+    int level = GLIDEFS_LOG_INFO;
+    int ch;
+    while ((ch = getopt_long(argc, argv, "c:l:fVh", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'c':
+            config_path = optarg;
+            break;
+        case 'l':
+            level = gd_log_parse_level(optarg);
+            if (level < 0) {
+                fprintf(stderr, "glidefsd: unknown log level \"%s\" (error, warn, info, debug)\n",
+                        optarg);
+                return 2;
+            }
+            break;
+        case 'f':
+            break;
+        case 'V':
+            printf("glidefsd %s (libglidefs %s)\n", GLIDEFSD_VERSION, glidefs_version());
+            return 0;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "glidefsd: unexpected argument \"%s\"\n", argv[optind]);
+        usage(stderr);
+        return 2;
+    }
+    if (!config_path) {
+        fprintf(stderr, "glidefsd: missing -c FILE (the configuration file)\n");
+        usage(stderr);
+        return 2;
+    }
+    gd_log_set_level(level);
+
+    /* Signals go to one thread only: block them before any thread starts. */
+    struct sig_ctx sc;
+    sigemptyset(&sc.set);
+    sigaddset(&sc.set, SIGTERM);
+    sigaddset(&sc.set, SIGINT);
+    sigaddset(&sc.set, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &sc.set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    char err[1024] = "";
+    glidefs_config *cfg = NULL;
+    int rc = glidefs_config_load(config_path, &cfg, err, sizeof err);
+    if (rc < 0) {
+        gd_err("config: %s", err[0] ? err : glidefs_strerror(rc));
+        return 1;
+    }
+    glidefs_config_set_log(cfg, gd_log_lib, NULL, level);
+
+    err[0] = '\0';
+    rc = check_store(cfg, err, sizeof err);
+    if (rc < 0) {
+        gd_err("store %s: %s", cfg->storage_url ? cfg->storage_url : "?",
+               err[0] ? err : glidefs_strerror(rc));
+        glidefs_config_free(cfg);
+        return 1;
+    }
+
+    struct gd_registry *reg = NULL;
+    struct gd_server *srv = NULL;
+    rc = gd_registry_create(cfg, &reg);
+    if (rc == 0)
+        rc = gd_server_create(cfg, reg, &srv);
+    if (rc < 0) {
+        gd_err("cannot start: %s", glidefs_strerror(rc));
+        gd_server_free(srv);
+        gd_registry_free(reg);
+        glidefs_config_free(cfg);
+        return 1;
+    }
+    err[0] = '\0';
+    rc = gd_server_listen(srv, err, sizeof err);
+    if (rc < 0) {
+        gd_err("%s", err[0] ? err : glidefs_strerror(rc));
+        gd_server_free(srv);
+        gd_registry_free(reg);
+        glidefs_config_free(cfg);
+        return 1;
+    }
+
+    sc.stop_fd = eventfd(0, EFD_CLOEXEC);
+    pthread_t sig_th;
+    if (sc.stop_fd < 0 || pthread_create(&sig_th, NULL, signal_thread, &sc) != 0) {
+        gd_err("cannot set up signal handling: %s", strerror(errno));
+        return 1;
+    }
+    pthread_detach(sig_th);
+    gd_info("glidefsd %s ready: store %s, cache %s, %d workers", GLIDEFSD_VERSION,
+            cfg->storage_url ? cfg->storage_url : "?", cfg->cache_dir ? cfg->cache_dir : "?",
+            cfg->nbd_workers);
+
+    gd_server_run(srv, sc.stop_fd);
+    gd_server_free(srv);
+
+    int64_t timeout_ms = (int64_t)(cfg->shutdown_timeout_s > 0 ? cfg->shutdown_timeout_s : 0) * 1000;
+    rc = gd_registry_shutdown(reg, timeout_ms);
+    gd_registry_free(reg);
+    int status = 0;
+    if (rc < 0) {
+        gd_err("shutdown: drain did not finish within %d s (%s); dirty data stays in the "
+               "journal and is uploaded on the next start",
+               cfg->shutdown_timeout_s, glidefs_strerror(rc));
+        status = 1;
+    } else {
+        gd_info("shutdown complete");
+    }
+    glidefs_config_free(cfg);
+    return status;
+}

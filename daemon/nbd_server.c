@@ -1,0 +1,1224 @@
+/*
+ * nbd_server.c — listeners, connections and request execution for glidefsd.
+ *
+ * Per connection: a reader thread runs the handshake, then reads request
+ * headers (and write payloads), judges each with nbd_validate_request() and
+ * hands it to the shared worker pool; a writer thread sends replies that did
+ * not fit into the socket at once. Workers run the volume call and send the
+ * reply themselves without blocking (MSG_DONTWAIT) under the connection's
+ * write lock; what is left over is queued for the writer. So a worker never
+ * waits on a slow client, replies go out in any order, and one slow request
+ * never holds up the others.
+ *
+ * Memory is bounded: each connection has at most MAX_INFLIGHT requests and
+ * CONN_BUDGET bytes of buffers in flight, and all connections together at
+ * most GLOBAL_BUDGET; the reader stops reading while over budget.
+ */
+#include "nbd_server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "cleanup.h"
+#include "config.h"
+#include "exports.h"
+#include "log.h"
+#include "nbd_proto.h"
+#include "workers.h"
+
+#define MAX_CONNS 1024
+#define MAX_INFLIGHT 128                      /* requests per connection */
+#define CONN_BUDGET (64u * 1024 * 1024)       /* buffer bytes per connection */
+#define GLOBAL_BUDGET (512u * 1024 * 1024)    /* buffer bytes, all connections */
+#define HANDSHAKE_TIMEOUT_S 60                /* a silent client mid-handshake is dropped */
+#define SEND_TIMEOUT_S 120                    /* a client not reading replies is dropped */
+#define MAX_EXTENTS 1024                      /* descriptors per BLOCK_STATUS reply */
+#define ZERO_CHUNK (1u << 20)
+#define THREAD_STACK (256u * 1024)
+
+struct gd_server;
+
+struct conn {
+    struct gd_server *srv;
+    struct conn *next;          /* server's list */
+    int fd;
+    uint64_t id;
+    char peer[96];
+    pthread_t reader;
+
+    /* Set once the handshake entered transmission. */
+    struct gd_export *exp;
+    glidefs_volume *vol;
+    const char *export_name;    /* the registry's copy */
+    struct nbd_txn_params params;
+
+    /* In-flight accounting (lock). */
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    unsigned inflight;
+    size_t inflight_bytes;
+    bool stopping;              /* server shutdown: new requests get ESHUTDOWN */
+
+    /* Reply path (wlock). */
+    pthread_mutex_t wlock;
+    pthread_cond_t wcond;
+    struct req *outq_head, *outq_tail;
+    bool writer_busy;
+    bool writer_stop;
+    bool dead;                  /* socket failed or hard disconnect: drop replies */
+    pthread_t writer;
+    bool writer_started;
+
+    uint64_t requests;
+    bool finished;              /* reader done; waiting to be joined */
+};
+
+struct req {
+    struct gd_job job;          /* first: the pool hands us back this pointer */
+    struct conn *c;
+    struct nbd_request r;
+    uint8_t *buf;               /* write payload, read data, or block-status chunk */
+    size_t charged;             /* bytes counted against the budgets */
+    struct req *next_out;
+    uint8_t hdr[NBD_STRUCTURED_REPLY_SIZE + 8 + 6 + NBD_MAX_ERRMSG];
+    struct iovec iov[2];
+    int iovcnt;
+};
+
+struct gd_server {
+    const glidefs_config *cfg;
+    struct gd_registry *reg;
+    struct gd_pool *pool;
+    int listen_fds[8];
+    int nlisten;
+    char unix_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+    bool unix_bound;
+    int wake_fd;                /* eventfd: a connection finished */
+    atomic_bool shutting_down;
+
+    pthread_mutex_t lock;       /* conns list, counters, global budget */
+    pthread_cond_t cond;
+    struct conn *conns;
+    int nconns;
+    uint64_t next_id;
+    size_t global_bytes;
+};
+
+/* ------------------------------------------------------------------------ */
+/* Socket helpers                                                            */
+/* ------------------------------------------------------------------------ */
+
+/* Read exactly n bytes. 1 on success, 0 on EOF before the first byte,
+ * -1 on error, timeout or a short read. */
+static int read_full(int fd, void *buf, size_t n)
+{
+    uint8_t *p = buf;
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = recv(fd, p + got, n - got, 0);
+        if (r > 0) {
+            got += (size_t)r;
+            continue;
+        }
+        if (r < 0 && errno == EINTR)
+            continue;
+        return (r == 0 && got == 0) ? 0 : -1;
+    }
+    return 1;
+}
+
+/* Read and drop n bytes (a payload we will not use). */
+static int discard(int fd, uint64_t n)
+{
+    static __thread uint8_t scratch[16384];
+    while (n > 0) {
+        size_t k = n < sizeof scratch ? (size_t)n : sizeof scratch;
+        if (read_full(fd, scratch, k) != 1)
+            return -1;
+        n -= k;
+    }
+    return 0;
+}
+
+/* Blocking send of everything in iov (modified). 0 or -1. */
+static int send_iov_blocking(int fd, struct iovec *iov, int *iovcnt)
+{
+    int i = 0;
+    while (i < *iovcnt) {
+        if (iov[i].iov_len == 0) {
+            i++;
+            continue;
+        }
+        struct msghdr mh = { .msg_iov = iov + i, .msg_iovlen = (size_t)(*iovcnt - i) };
+        ssize_t w = sendmsg(fd, &mh, MSG_NOSIGNAL);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        size_t left = (size_t)w;
+        while (left > 0 && i < *iovcnt) {
+            size_t k = left < iov[i].iov_len ? left : iov[i].iov_len;
+            iov[i].iov_base = (uint8_t *)iov[i].iov_base + k;
+            iov[i].iov_len -= k;
+            left -= k;
+            if (iov[i].iov_len == 0)
+                i++;
+        }
+    }
+    return 0;
+}
+
+static int send_all(int fd, const void *buf, size_t len)
+{
+    struct iovec iov = { (void *)buf, len };
+    int cnt = 1;
+    return send_iov_blocking(fd, &iov, &cnt);
+}
+
+static void set_timeout(int fd, int opt, int seconds)
+{
+    struct timeval tv = { .tv_sec = seconds, .tv_usec = 0 };
+    setsockopt(fd, SOL_SOCKET, opt, &tv, sizeof tv);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Budgets and request lifetime                                              */
+/* ------------------------------------------------------------------------ */
+
+/* Wait until this connection and the server can hold `bytes` more. A request
+ * always fits once nothing else is in flight, so progress is guaranteed. */
+static struct req *req_new(struct conn *c, size_t bytes, bool *stopping)
+{
+    struct gd_server *s = c->srv;
+    {
+        SCOPED_LOCK(&c->lock);
+        while (c->inflight >= MAX_INFLIGHT ||
+               (c->inflight_bytes > 0 && c->inflight_bytes + bytes > CONN_BUDGET))
+            pthread_cond_wait(&c->cond, &c->lock);
+        c->inflight++;
+        c->inflight_bytes += bytes;
+        *stopping = c->stopping;
+    }
+    if (bytes) {
+        SCOPED_LOCK(&s->lock);
+        while (s->global_bytes > 0 && s->global_bytes + bytes > GLOBAL_BUDGET)
+            pthread_cond_wait(&s->cond, &s->lock);
+        s->global_bytes += bytes;
+    }
+    struct req *q = calloc(1, sizeof *q);
+    if (q && bytes) {
+        q->buf = malloc(bytes);
+        if (!q->buf) {
+            free(q);
+            q = NULL;
+        }
+    }
+    if (!q) {
+        /* Give the budget back; the caller drops the connection. */
+        if (bytes) {
+            SCOPED_LOCK(&s->lock);
+            s->global_bytes -= bytes;
+            pthread_cond_broadcast(&s->cond);
+        }
+        SCOPED_LOCK(&c->lock);
+        c->inflight--;
+        c->inflight_bytes -= bytes;
+        pthread_cond_broadcast(&c->cond);
+        return NULL;
+    }
+    q->c = c;
+    q->charged = bytes;
+    return q;
+}
+
+static void req_free(struct req *q)
+{
+    struct conn *c = q->c;
+    size_t bytes = q->charged;
+    free(q->buf);
+    free(q);
+    if (bytes) {
+        SCOPED_LOCK(&c->srv->lock);
+        c->srv->global_bytes -= bytes;
+        pthread_cond_broadcast(&c->srv->cond);
+    }
+    SCOPED_LOCK(&c->lock);
+    c->inflight--;
+    c->inflight_bytes -= bytes;
+    pthread_cond_broadcast(&c->cond);
+}
+
+/* Mark the connection dead: replies are dropped and the reader wakes up. */
+static void conn_kill_locked(struct conn *c)
+{
+    if (!c->dead) {
+        c->dead = true;
+        shutdown(c->fd, SHUT_RDWR);
+        pthread_cond_broadcast(&c->wcond);
+    }
+}
+
+static void conn_kill(struct conn *c)
+{
+    SCOPED_LOCK(&c->wlock);
+    conn_kill_locked(c);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Replies                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/* Send q's reply (q->iov) and free q. Never blocks on the client: what the
+ * socket does not take at once goes to the writer thread, and once anything
+ * is queued every later reply queues behind it, so replies never interleave. */
+static void reply_send(struct req *q)
+{
+    struct conn *c = q->c;
+    pthread_mutex_lock(&c->wlock);
+    if (c->dead) {
+        pthread_mutex_unlock(&c->wlock);
+        req_free(q);
+        return;
+    }
+    if (!c->outq_head && !c->writer_busy) {
+        struct msghdr mh = { .msg_iov = q->iov, .msg_iovlen = (size_t)q->iovcnt };
+        ssize_t w;
+        do
+            w = sendmsg(c->fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
+        while (w < 0 && errno == EINTR);
+        if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+            conn_kill_locked(c);
+            pthread_mutex_unlock(&c->wlock);
+            req_free(q);
+            return;
+        }
+        size_t left = w > 0 ? (size_t)w : 0;
+        for (int i = 0; i < q->iovcnt && left > 0; i++) {
+            size_t k = left < q->iov[i].iov_len ? left : q->iov[i].iov_len;
+            q->iov[i].iov_base = (uint8_t *)q->iov[i].iov_base + k;
+            q->iov[i].iov_len -= k;
+            left -= k;
+        }
+        bool done = true;
+        for (int i = 0; i < q->iovcnt; i++)
+            if (q->iov[i].iov_len)
+                done = false;
+        if (done) {
+            pthread_mutex_unlock(&c->wlock);
+            req_free(q);
+            return;
+        }
+    }
+    q->next_out = NULL;
+    if (c->outq_tail)
+        c->outq_tail->next_out = q;
+    else
+        c->outq_head = q;
+    c->outq_tail = q;
+    pthread_cond_signal(&c->wcond);
+    pthread_mutex_unlock(&c->wlock);
+}
+
+static void *writer_main(void *arg)
+{
+    struct conn *c = arg;
+    pthread_mutex_lock(&c->wlock);
+    for (;;) {
+        while (!c->outq_head && !c->writer_stop)
+            pthread_cond_wait(&c->wcond, &c->wlock);
+        struct req *q = c->outq_head;
+        if (!q)
+            break; /* stopping and nothing left */
+        c->outq_head = q->next_out;
+        if (!c->outq_head)
+            c->outq_tail = NULL;
+        bool dead = c->dead;
+        c->writer_busy = true;
+        pthread_mutex_unlock(&c->wlock);
+        int rc = dead ? 0 : send_iov_blocking(c->fd, q->iov, &q->iovcnt);
+        req_free(q);
+        pthread_mutex_lock(&c->wlock);
+        if (rc < 0) {
+            if (!c->dead)
+                gd_info("connection %" PRIu64 ": client stopped reading replies; dropping it",
+                        c->id);
+            conn_kill_locked(c);
+        }
+        c->writer_busy = false;
+    }
+    pthread_mutex_unlock(&c->wlock);
+    return NULL;
+}
+
+static const char *wire_err_text(uint32_t e)
+{
+    switch (e) {
+    case NBD_EPERM: return "export is read-only";
+    case NBD_EIO: return "input/output error";
+    case NBD_ENOMEM: return "out of memory";
+    case NBD_EINVAL: return "invalid request (command, flags, alignment or range)";
+    case NBD_ENOSPC: return "write beyond the end of the export";
+    case NBD_EOVERFLOW: return "request larger than the maximum payload";
+    case NBD_ENOTSUP: return "a NO_HOLE zero is not faster than a write";
+    case NBD_ESHUTDOWN: return "server is shutting down";
+    default: return "error";
+    }
+}
+
+/* Build an error reply into q (no payload). */
+static void reply_error(struct req *q, uint32_t err, const char *why)
+{
+    struct conn *c = q->c;
+    free(q->buf);
+    q->buf = NULL; /* the budget charge stays until req_free */
+    if (c->params.structured) {
+        char msg[NBD_MAX_ERRMSG + 1];
+        snprintf(msg, sizeof msg, "%s: %s", nbd_cmd_name(q->r.type), why ? why : wire_err_text(err));
+        size_t n = nbd_encode_error_chunk(q->hdr, q->r.cookie, err, msg);
+        q->iov[0] = (struct iovec){ q->hdr, n };
+    } else {
+        q->iov[0] = (struct iovec){ q->hdr, nbd_encode_simple_reply(q->hdr, q->r.cookie, err) };
+    }
+    q->iovcnt = 1;
+    reply_send(q);
+}
+
+static void reply_ok(struct req *q)
+{
+    q->iov[0] = (struct iovec){ q->hdr, nbd_encode_simple_reply(q->hdr, q->r.cookie, 0) };
+    q->iovcnt = 1;
+    reply_send(q);
+}
+
+static void reply_read(struct req *q)
+{
+    struct conn *c = q->c;
+    if (!c->params.structured) {
+        q->iov[0] = (struct iovec){ q->hdr, nbd_encode_simple_reply(q->hdr, q->r.cookie, 0) };
+        q->iov[1] = (struct iovec){ q->buf, q->r.len };
+        q->iovcnt = q->r.len ? 2 : 1;
+    } else if (q->r.len == 0) {
+        /* Nothing to describe: a lone NONE chunk ends the reply. */
+        size_t n = nbd_encode_chunk_header(q->hdr, q->r.cookie, NBD_REPLY_FLAG_DONE,
+                                           NBD_REPLY_TYPE_NONE, 0);
+        q->iov[0] = (struct iovec){ q->hdr, n };
+        q->iovcnt = 1;
+    } else {
+        /* One data chunk, final: the data is all in memory, so no error can
+         * follow it (and NBD_CMD_FLAG_DF is satisfied). */
+        size_t n = nbd_encode_chunk_header(q->hdr, q->r.cookie, NBD_REPLY_FLAG_DONE,
+                                           NBD_REPLY_TYPE_OFFSET_DATA, 8 + q->r.len);
+        nbd_put64(q->hdr + n, q->r.offset);
+        q->iov[0] = (struct iovec){ q->hdr, n + 8 };
+        q->iov[1] = (struct iovec){ q->buf, q->r.len };
+        q->iovcnt = 2;
+    }
+    reply_send(q);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Request execution (worker threads)                                         */
+/* ------------------------------------------------------------------------ */
+
+static uint8_t zero_chunk[ZERO_CHUNK]; /* never written: the NO_HOLE source */
+
+static int do_zero_no_hole(glidefs_volume *vol, uint64_t off, uint64_t len, bool fua)
+{
+    /* NO_HOLE asks for allocated zeroes, so write real ones. */
+    while (len > 0) {
+        size_t k = len < ZERO_CHUNK ? (size_t)len : ZERO_CHUNK;
+        int rc = glidefs_pwrite(vol, zero_chunk, k, off, 0);
+        if (rc < 0)
+            return rc;
+        off += k;
+        len -= k;
+    }
+    return fua ? glidefs_flush(vol) : 0;
+}
+
+static int do_block_status(struct req *q)
+{
+    struct conn *c = q->c;
+    size_t max = (q->r.flags & NBD_CMD_FLAG_REQ_ONE) ? 1 : MAX_EXTENTS;
+    struct nbd_extent ex[MAX_EXTENTS];
+    size_t n = 0;
+    uint64_t pos = q->r.offset, end = q->r.offset + q->r.len;
+    while (pos < end) {
+        int hole = 0;
+        int64_t got = glidefs_block_status(c->vol, pos, end - pos, &hole);
+        if (got < 0)
+            return (int)got;
+        if (got == 0)
+            return -EIO; /* the library promised progress */
+        if ((uint64_t)got > end - pos)
+            got = (int64_t)(end - pos);
+        if (!nbd_extent_add(ex, &n, max, (uint64_t)got, hole ? NBD_STATE_HOLE | NBD_STATE_ZERO : 0))
+            break;
+        pos += (uint64_t)got;
+    }
+    size_t plen = 4 + 8 * n;
+    uint8_t *p = malloc(NBD_STRUCTURED_REPLY_SIZE + plen);
+    if (!p)
+        return -ENOMEM;
+    nbd_encode_chunk_header(p, q->r.cookie, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_BLOCK_STATUS,
+                            (uint32_t)plen);
+    nbd_put32(p + NBD_STRUCTURED_REPLY_SIZE, NBD_META_ID_BASE_ALLOCATION);
+    for (size_t i = 0; i < n; i++) {
+        nbd_put32(p + NBD_STRUCTURED_REPLY_SIZE + 4 + 8 * i, ex[i].len);
+        nbd_put32(p + NBD_STRUCTURED_REPLY_SIZE + 8 + 8 * i, ex[i].flags);
+    }
+    free(q->buf);
+    q->buf = p;
+    q->iov[0] = (struct iovec){ p, NBD_STRUCTURED_REPLY_SIZE + plen };
+    q->iovcnt = 1;
+    return 0;
+}
+
+static void run_request(struct gd_job *job)
+{
+    struct req *q = (struct req *)job;
+    struct conn *c = q->c;
+    glidefs_volume *vol = c->vol;
+    const struct nbd_request *r = &q->r;
+    bool fua = r->flags & NBD_CMD_FLAG_FUA;
+    unsigned wflags = fua ? GLIDEFS_WRITE_FUA : 0;
+    int rc = 0;
+
+    switch (r->type) {
+    case NBD_CMD_READ:
+        if (r->len)
+            rc = glidefs_pread(vol, q->buf, r->len, r->offset);
+        if (rc == 0) {
+            reply_read(q);
+            return;
+        }
+        break;
+    case NBD_CMD_WRITE:
+        if (r->len)
+            rc = glidefs_pwrite(vol, q->buf, r->len, r->offset, wflags);
+        break;
+    case NBD_CMD_FLUSH:
+        rc = glidefs_flush(vol);
+        break;
+    case NBD_CMD_TRIM:
+        if (r->len)
+            rc = glidefs_trim(vol, r->offset, r->len, wflags);
+        break;
+    case NBD_CMD_WRITE_ZEROES:
+        if (r->len == 0)
+            break;
+        if (r->flags & NBD_CMD_FLAG_NO_HOLE)
+            rc = do_zero_no_hole(vol, r->offset, r->len, fua);
+        else
+            rc = glidefs_write_zeroes(vol, r->offset, r->len, wflags);
+        break;
+    case NBD_CMD_CACHE:
+        if (r->len)
+            rc = glidefs_prefetch(vol, r->offset, r->len);
+        break;
+    case NBD_CMD_BLOCK_STATUS:
+        rc = do_block_status(q);
+        if (rc == 0) {
+            reply_send(q);
+            return;
+        }
+        break;
+    default:
+        rc = -EINVAL; /* the validator lets no other type through */
+        break;
+    }
+    if (rc < 0) {
+        gd_debug("connection %" PRIu64 ": %s offset %" PRIu64 " length %" PRIu32 ": %s", c->id,
+                 nbd_cmd_name(r->type), r->offset, r->len, glidefs_strerror(rc));
+        reply_error(q, nbd_errno_to_wire(rc), glidefs_strerror(rc));
+        return;
+    }
+    reply_ok(q);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Handshake                                                                 */
+/* ------------------------------------------------------------------------ */
+
+static uint32_t hs_resolve(void *ctx, const char *name)
+{
+    struct conn *c = ctx;
+    char canon[GLIDEFS_NAME_MAX + 1];
+    return gd_registry_resolve(c->srv->reg, name, canon, sizeof canon) < 0 ? NBD_REP_ERR_UNKNOWN
+                                                                          : 0;
+}
+
+static uint32_t hs_open(void *ctx, const char *name, struct nbd_export_info *info, void **handle)
+{
+    struct conn *c = ctx;
+    char canon[GLIDEFS_NAME_MAX + 1];
+    int rc = gd_registry_resolve(c->srv->reg, name, canon, sizeof canon);
+    if (rc < 0) {
+        gd_info("connection %" PRIu64 ": refused export name \"%.64s\"%s", c->id, name,
+                name[0] ? " (not a valid name)" : " (empty, and no default_export)");
+        return NBD_REP_ERR_UNKNOWN;
+    }
+    struct gd_export *e = NULL;
+    rc = gd_export_acquire(c->srv->reg, canon, 0, &e);
+    if (rc < 0)
+        return rc == -ESHUTDOWN ? NBD_REP_ERR_SHUTDOWN : NBD_REP_ERR_UNKNOWN;
+    glidefs_volume *vol = gd_export_volume(e);
+    info->size = glidefs_volume_size(vol);
+    info->read_only = glidefs_volume_read_only(vol) != 0;
+    snprintf(info->canonical, sizeof info->canonical, "%s", canon);
+    snprintf(info->description, sizeof info->description, "GlideFS volume %s%s", canon,
+             info->read_only ? " (read-only on this node)" : "");
+    *handle = e;
+    return 0;
+}
+
+static void hs_close(void *ctx, void *handle)
+{
+    (void)ctx;
+    gd_export_release(handle, 0);
+}
+
+struct list_ctx {
+    void (*emit)(void *arg, const char *name);
+    void *arg;
+    const char *def;
+    bool def_seen;
+};
+
+static void list_one(void *arg, const char *name, glidefs_volume *vol, int conns)
+{
+    (void)vol;
+    (void)conns;
+    struct list_ctx *lc = arg;
+    if (lc->def && strcmp(lc->def, name) == 0)
+        lc->def_seen = true;
+    lc->emit(lc->arg, name);
+}
+
+static void hs_list(void *ctx, void (*emit)(void *arg, const char *name), void *arg)
+{
+    struct conn *c = ctx;
+    struct list_ctx lc = { emit, arg, gd_registry_default_export(c->srv->reg), false };
+    gd_registry_foreach(c->srv->reg, list_one, &lc);
+    if (lc.def && !lc.def_seen && glidefs_name_valid(lc.def))
+        emit(arg, lc.def);
+}
+
+static bool hs_shutting_down(void *ctx)
+{
+    struct conn *c = ctx;
+    return atomic_load(&c->srv->shutting_down);
+}
+
+static const struct nbd_hs_ops hs_ops = {
+    .resolve = hs_resolve,
+    .open = hs_open,
+    .close = hs_close,
+    .list = hs_list,
+    .shutting_down = hs_shutting_down,
+};
+
+/* 1: entered transmission; 0: the client ended the session; -1: dropped. */
+static int handshake(struct conn *c)
+{
+    uint8_t greet[NBD_GREETING_SIZE];
+    nbd_encode_greeting(greet);
+    if (send_all(c->fd, greet, sizeof greet) < 0)
+        return -1;
+    uint8_t cf[4];
+    if (read_full(c->fd, cf, 4) != 1)
+        return -1;
+    uint32_t cflags = nbd_get32(cf);
+    if (nbd_check_client_flags(cflags) < 0) {
+        gd_info("connection %" PRIu64 ": unknown client flags 0x%x; dropping", c->id, cflags);
+        return -1;
+    }
+
+    struct nbd_hs hs;
+    nbd_hs_init(&hs, &hs_ops, c, cflags);
+    uint8_t *data = NULL;
+    int result = -1;
+    for (;;) {
+        uint8_t oh[NBD_OPTION_HEADER_SIZE];
+        uint32_t opt, len;
+        if (read_full(c->fd, oh, sizeof oh) != 1)
+            break;
+        if (nbd_decode_option_header(oh, &opt, &len) < 0) {
+            gd_info("connection %" PRIu64 ": bad option magic; dropping", c->id);
+            break;
+        }
+        struct nbd_buf out = { 0 };
+        enum nbd_hs_result hr;
+        if (len > NBD_MAX_OPTION_LEN) {
+            if (discard(c->fd, len) < 0)
+                break;
+            hr = nbd_hs_option_too_big(&hs, opt, &out);
+        } else {
+            free(data);
+            data = malloc(len ? len : 1);
+            if (!data || (len && read_full(c->fd, data, len) != 1))
+                break;
+            hr = nbd_hs_option(&hs, opt, data, len, &out);
+        }
+        gd_debug("connection %" PRIu64 ": option %" PRIu32 " (%" PRIu32 " bytes) -> %d", c->id,
+                 opt, len, (int)hr);
+        int sent = out.oom ? -1 : send_all(c->fd, out.data, out.len);
+        nbd_buf_free(&out);
+        if (sent < 0 || hr == NBD_HS_DROP)
+            break;
+        if (hr == NBD_HS_ABORT) {
+            result = 0;
+            break;
+        }
+        if (hr == NBD_HS_GO) {
+            c->exp = hs.handle;
+            hs.handle = NULL;
+            c->vol = gd_export_volume(c->exp);
+            c->export_name = gd_export_name(c->exp);
+            c->params.structured = hs.structured;
+            c->params.meta_allocation = hs.meta_allocation;
+            c->params.eflags = nbd_export_flags(hs.info.read_only, hs.structured);
+            c->params.size = hs.info.size;
+            gd_export_count_conn(c->exp, 1);
+            result = 1;
+            break;
+        }
+    }
+    free(data);
+    nbd_hs_free(&hs);
+    return result;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Transmission (reader thread)                                              */
+/* ------------------------------------------------------------------------ */
+
+/* Reads until DISC, EOF or a protocol violation. */
+static void transmission(struct conn *c)
+{
+    set_timeout(c->fd, SO_RCVTIMEO, 0);
+    set_timeout(c->fd, SO_SNDTIMEO, SEND_TIMEOUT_S);
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, THREAD_STACK);
+    int e = pthread_create(&c->writer, &attr, writer_main, c);
+    pthread_attr_destroy(&attr);
+    if (e) {
+        gd_err("connection %" PRIu64 ": cannot start writer thread: %s", c->id, strerror(e));
+        return;
+    }
+    c->writer_started = true;
+
+    for (;;) {
+        uint8_t h[NBD_REQUEST_SIZE];
+        int rr = read_full(c->fd, h, sizeof h);
+        if (rr == 0)
+            return; /* client closed without DISC */
+        if (rr < 0) {
+            if (!c->dead)
+                gd_info("connection %" PRIu64 ": short read of a request header; dropping", c->id);
+            conn_kill(c);
+            return;
+        }
+        struct nbd_request r;
+        if (nbd_decode_request(h, &r) < 0) {
+            gd_info("connection %" PRIu64 ": bad request magic 0x%08" PRIx32 "; dropping", c->id,
+                    nbd_get32(h));
+            conn_kill(c);
+            return;
+        }
+        c->requests++;
+        c->params.size = glidefs_volume_size(c->vol); /* grows with resize */
+        uint32_t err = 0;
+        enum nbd_verdict v = nbd_validate_request(&r, &c->params, &err);
+        if (v == NBD_V_DISC)
+            return;
+        if (v == NBD_V_DROP) {
+            gd_info("connection %" PRIu64 ": %s of %" PRIu32 " bytes exceeds the maximum "
+                    "payload; dropping", c->id, nbd_cmd_name(r.type), r.len);
+            conn_kill(c);
+            return;
+        }
+        size_t bytes = 0;
+        if (v == NBD_V_OK && (r.type == NBD_CMD_WRITE || r.type == NBD_CMD_READ))
+            bytes = r.len;
+        bool stopping = false;
+        struct req *q = req_new(c, bytes, &stopping);
+        if (!q) {
+            gd_err("connection %" PRIu64 ": out of memory; dropping", c->id);
+            conn_kill(c);
+            return;
+        }
+        q->r = r;
+        if (v == NBD_V_OK && r.type == NBD_CMD_WRITE && r.len) {
+            if (read_full(c->fd, q->buf, r.len) != 1) {
+                gd_info("connection %" PRIu64 ": short write payload; dropping", c->id);
+                req_free(q);
+                conn_kill(c);
+                return;
+            }
+        } else if (nbd_request_has_payload(&r) && r.len) {
+            if (discard(c->fd, r.len) < 0) {
+                req_free(q);
+                conn_kill(c);
+                return;
+            }
+        }
+        if (stopping) {
+            reply_error(q, NBD_ESHUTDOWN, NULL);
+            continue;
+        }
+        if (v == NBD_V_ERROR) {
+            gd_debug("connection %" PRIu64 ": %s flags 0x%x offset %" PRIu64 " length %" PRIu32
+                     " refused: %s", c->id, nbd_cmd_name(r.type), r.flags, r.offset, r.len,
+                     wire_err_text(err));
+            reply_error(q, err, NULL);
+            continue;
+        }
+        q->job.fn = run_request;
+        gd_pool_submit(c->srv->pool, &q->job);
+    }
+}
+
+static void conn_wait_idle(struct conn *c)
+{
+    SCOPED_LOCK(&c->lock);
+    while (c->inflight > 0)
+        pthread_cond_wait(&c->cond, &c->lock);
+}
+
+static void *reader_main(void *arg)
+{
+    struct conn *c = arg;
+    struct gd_server *s = c->srv;
+    set_timeout(c->fd, SO_RCVTIMEO, HANDSHAKE_TIMEOUT_S);
+    set_timeout(c->fd, SO_SNDTIMEO, HANDSHAKE_TIMEOUT_S);
+    int hs = handshake(c);
+    if (hs == 1) {
+        gd_info("connection %" PRIu64 ": export %s (%" PRIu64 " bytes%s%s%s)", c->id,
+                c->export_name, c->params.size,
+                (c->params.eflags & NBD_FLAG_READ_ONLY) ? ", read-only" : "",
+                c->params.structured ? ", structured replies" : "",
+                c->params.meta_allocation ? ", base:allocation" : "");
+        transmission(c);
+        /* The spec: handle every outstanding request before closing. */
+        conn_wait_idle(c);
+        {
+            SCOPED_LOCK(&c->wlock);
+            c->writer_stop = true;
+            pthread_cond_broadcast(&c->wcond);
+        }
+        if (c->writer_started)
+            pthread_join(c->writer, NULL);
+        gd_export_count_conn(c->exp, -1);
+        gd_export_release(c->exp, 0);
+        c->exp = NULL;
+        gd_info("connection %" PRIu64 ": closed after %" PRIu64 " requests", c->id, c->requests);
+    } else {
+        gd_debug("connection %" PRIu64 ": ended during handshake", c->id);
+    }
+    {
+        /* Under wlock: the shutdown path may be calling shutdown() on it. */
+        SCOPED_LOCK(&c->wlock);
+        close(c->fd);
+        c->fd = -1;
+    }
+    SCOPED_LOCK(&s->lock);
+    c->finished = true;
+    uint64_t one = 1;
+    ssize_t w = write(s->wake_fd, &one, sizeof one);
+    (void)w;
+    pthread_cond_broadcast(&s->cond);
+    return NULL;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Listeners and the accept loop                                             */
+/* ------------------------------------------------------------------------ */
+
+int gd_server_create(const glidefs_config *cfg, struct gd_registry *reg, struct gd_server **out)
+{
+    struct gd_server *s = calloc(1, sizeof *s);
+    if (!s)
+        return -ENOMEM;
+    s->cfg = cfg;
+    s->reg = reg;
+    s->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_cond_init(&s->cond, NULL);
+    if (s->wake_fd < 0) {
+        int e = -errno;
+        gd_server_free(s);
+        return e;
+    }
+    int rc = gd_pool_create(cfg->nbd_workers > 0 ? cfg->nbd_workers : 16, &s->pool);
+    if (rc < 0) {
+        gd_server_free(s);
+        return rc;
+    }
+    *out = s;
+    return 0;
+}
+
+static int listen_unix(struct gd_server *s, const char *path, char *err, size_t errlen)
+{
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    if (strlen(path) >= sizeof sa.sun_path) {
+        snprintf(err, errlen, "servers.nbd.unix_socket: path too long: %s", path);
+        return -ENAMETOOLONG;
+    }
+    strcpy(sa.sun_path, path);
+    struct stat st;
+    if (lstat(path, &st) == 0) {
+        if (!S_ISSOCK(st.st_mode)) {
+            snprintf(err, errlen, "servers.nbd.unix_socket: %s exists and is not a socket", path);
+            return -EEXIST;
+        }
+        /* A socket someone still answers on belongs to a running daemon. */
+        int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (probe >= 0 && connect(probe, (struct sockaddr *)&sa, sizeof sa) == 0) {
+            close(probe);
+            snprintf(err, errlen, "servers.nbd.unix_socket: %s is in use by a running server",
+                     path);
+            return -EADDRINUSE;
+        }
+        if (probe >= 0)
+            close(probe);
+        if (unlink(path) < 0) {
+            snprintf(err, errlen, "cannot remove stale socket %s: %s", path, strerror(errno));
+            return -errno;
+        }
+        gd_info("removed stale socket %s", path);
+    }
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(err, errlen, "socket: %s", strerror(errno));
+        return -errno;
+    }
+    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+        int e = errno;
+        close(fd);
+        snprintf(err, errlen, "cannot bind unix socket %s: %s", path, strerror(e));
+        return -e;
+    }
+    s->unix_bound = true;
+    snprintf(s->unix_path, sizeof s->unix_path, "%s", path);
+    if (chmod(path, 0660) < 0 || listen(fd, 128) < 0) {
+        int e = errno;
+        close(fd);
+        snprintf(err, errlen, "cannot listen on unix socket %s: %s", path, strerror(e));
+        return -e;
+    }
+    s->listen_fds[s->nlisten++] = fd;
+    gd_info("listening on unix socket %s", path);
+    return 0;
+}
+
+/* "host:port", "[v6]:port", ":port" or "port"; no host means loopback. */
+static int listen_tcp(struct gd_server *s, const char *spec, char *err, size_t errlen)
+{
+    char host[256] = "", port[32] = "";
+    const char *colon = strrchr(spec, ':');
+    if (spec[0] == '[') {
+        const char *rb = strchr(spec, ']');
+        if (!rb || rb[1] != ':' || (size_t)(rb - spec - 1) >= sizeof host) {
+            snprintf(err, errlen, "servers.nbd.tcp: cannot parse \"%s\" (want host:port)", spec);
+            return -EINVAL;
+        }
+        memcpy(host, spec + 1, (size_t)(rb - spec - 1));
+        snprintf(port, sizeof port, "%s", rb + 2);
+    } else if (colon) {
+        if ((size_t)(colon - spec) >= sizeof host) {
+            snprintf(err, errlen, "servers.nbd.tcp: host too long");
+            return -EINVAL;
+        }
+        memcpy(host, spec, (size_t)(colon - spec));
+        snprintf(port, sizeof port, "%s", colon + 1);
+    } else {
+        snprintf(port, sizeof port, "%s", spec);
+    }
+    if (!host[0])
+        strcpy(host, "127.0.0.1");
+    char *end;
+    long pn = strtol(port, &end, 10);
+    if (!port[0] || *end || pn < 0 || pn > 65535) {
+        snprintf(err, errlen, "servers.nbd.tcp: bad port in \"%s\"", spec);
+        return -EINVAL;
+    }
+    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV };
+    struct addrinfo *res = NULL;
+    int g = getaddrinfo(host, port, &hints, &res);
+    if (g != 0) {
+        snprintf(err, errlen, "servers.nbd.tcp: cannot resolve \"%s\": %s", host, gai_strerror(g));
+        return -EINVAL;
+    }
+    int last = 0;
+    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+        int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+        if (fd < 0) {
+            last = errno;
+            continue;
+        }
+        int one = 1;
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        if (ai->ai_family == AF_INET6)
+            setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+        if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 128) < 0) {
+            last = errno;
+            close(fd);
+            continue;
+        }
+        s->listen_fds[s->nlisten++] = fd;
+        gd_info("listening on tcp %s port %s", host, port);
+        freeaddrinfo(res);
+        return 0;
+    }
+    freeaddrinfo(res);
+    snprintf(err, errlen, "servers.nbd.tcp: cannot listen on %s port %s: %s", host, port,
+             strerror(last ? last : EADDRNOTAVAIL));
+    return -(last ? last : EADDRNOTAVAIL);
+}
+
+int gd_server_listen(struct gd_server *s, char *err, size_t errlen)
+{
+    const char *u = s->cfg->nbd_unix_socket;
+    const char *t = s->cfg->nbd_tcp;
+    if ((!u || !*u) && (!t || !*t)) {
+        snprintf(err, errlen, "no listener: servers.nbd.unix_socket and servers.nbd.tcp are "
+                              "both off");
+        return -EINVAL;
+    }
+    int rc;
+    if (u && *u && (rc = listen_unix(s, u, err, errlen)) < 0)
+        return rc;
+    if (t && *t && (rc = listen_tcp(s, t, err, errlen)) < 0)
+        return rc;
+    return 0;
+}
+
+static void accept_one(struct gd_server *s, int lfd)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    int fd = accept4(lfd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC);
+    if (fd < 0) {
+        if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+            gd_warn("accept: %s", strerror(errno));
+        return;
+    }
+    char peer[96] = "unix";
+    if (ss.ss_family == AF_INET || ss.ss_family == AF_INET6) {
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        char h[64] = "?", p[16] = "?";
+        getnameinfo((struct sockaddr *)&ss, sl, h, sizeof h, p, sizeof p,
+                    NI_NUMERICHOST | NI_NUMERICSERV);
+        snprintf(peer, sizeof peer, "%s:%s", h, p);
+    }
+    struct conn *c = calloc(1, sizeof *c);
+    if (!c) {
+        close(fd);
+        return;
+    }
+    c->srv = s;
+    c->fd = fd;
+    snprintf(c->peer, sizeof c->peer, "%s", peer);
+    pthread_mutex_init(&c->lock, NULL);
+    pthread_cond_init(&c->cond, NULL);
+    pthread_mutex_init(&c->wlock, NULL);
+    pthread_cond_init(&c->wcond, NULL);
+    {
+        SCOPED_LOCK(&s->lock);
+        if (s->nconns >= MAX_CONNS) {
+            gd_warn("refusing connection from %s: %d connections already", peer, s->nconns);
+            close(fd);
+            free(c);
+            return;
+        }
+        c->id = ++s->next_id;
+        c->next = s->conns;
+        s->conns = c;
+        s->nconns++;
+    }
+    gd_debug("connection %" PRIu64 ": from %s", c->id, peer);
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, THREAD_STACK);
+    int e = pthread_create(&c->reader, &attr, reader_main, c);
+    pthread_attr_destroy(&attr);
+    if (e) {
+        gd_err("cannot start connection thread: %s", strerror(e));
+        SCOPED_LOCK(&s->lock);
+        for (struct conn **pp = &s->conns; *pp; pp = &(*pp)->next)
+            if (*pp == c) {
+                *pp = c->next;
+                break;
+            }
+        s->nconns--;
+        close(fd);
+        free(c);
+    }
+}
+
+static void conn_free(struct conn *c)
+{
+    pthread_mutex_destroy(&c->lock);
+    pthread_cond_destroy(&c->cond);
+    pthread_mutex_destroy(&c->wlock);
+    pthread_cond_destroy(&c->wcond);
+    free(c);
+}
+
+/* Join connections whose reader has finished. */
+static void reap(struct gd_server *s)
+{
+    for (;;) {
+        struct conn *dead = NULL;
+        {
+            SCOPED_LOCK(&s->lock);
+            for (struct conn **pp = &s->conns; *pp; pp = &(*pp)->next)
+                if ((*pp)->finished) {
+                    dead = *pp;
+                    *pp = dead->next;
+                    s->nconns--;
+                    break;
+                }
+        }
+        if (!dead)
+            return;
+        pthread_join(dead->reader, NULL);
+        conn_free(dead);
+    }
+}
+
+int gd_server_run(struct gd_server *s, int stop_fd)
+{
+    struct pollfd pfd[10];
+    for (;;) {
+        int n = 0;
+        pfd[n++] = (struct pollfd){ .fd = stop_fd, .events = POLLIN };
+        pfd[n++] = (struct pollfd){ .fd = s->wake_fd, .events = POLLIN };
+        for (int i = 0; i < s->nlisten; i++)
+            pfd[n++] = (struct pollfd){ .fd = s->listen_fds[i], .events = POLLIN };
+        if (poll(pfd, (nfds_t)n, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            gd_err("poll: %s", strerror(errno));
+            break;
+        }
+        if (pfd[0].revents)
+            break;
+        if (pfd[1].revents) {
+            uint64_t v;
+            ssize_t r = read(s->wake_fd, &v, sizeof v);
+            (void)r;
+            reap(s);
+        }
+        for (int i = 2; i < n; i++)
+            if (pfd[i].revents & POLLIN)
+                accept_one(s, pfd[i].fd);
+    }
+
+    /* Stop accepting. */
+    atomic_store(&s->shutting_down, true);
+    for (int i = 0; i < s->nlisten; i++)
+        close(s->listen_fds[i]);
+    s->nlisten = 0;
+    if (s->unix_bound) {
+        unlink(s->unix_path);
+        s->unix_bound = false;
+    }
+    /* New requests now get ESHUTDOWN; wait for the ones in flight. */
+    int nc;
+    {
+        SCOPED_LOCK(&s->lock);
+        nc = s->nconns;
+        for (struct conn *c = s->conns; c; c = c->next) {
+            SCOPED_LOCK(&c->lock);
+            c->stopping = true;
+        }
+    }
+    gd_info("shutting down: no new connections; finishing requests on %d connection(s)", nc);
+    for (;;) {
+        struct conn *busy = NULL;
+        {
+            SCOPED_LOCK(&s->lock);
+            for (struct conn *c = s->conns; c && !busy; c = c->next) {
+                SCOPED_LOCK(&c->lock);
+                if (c->inflight > 0)
+                    busy = c;
+            }
+            if (busy) {
+                /* Bounded wait, then look again (reply senders signal c->cond). */
+                pthread_mutex_lock(&busy->lock);
+            }
+        }
+        if (!busy)
+            break;
+        while (busy->inflight > 0)
+            pthread_cond_wait(&busy->cond, &busy->lock);
+        pthread_mutex_unlock(&busy->lock);
+    }
+    /* Hard-disconnect what is left (the reader threads then finish). */
+    {
+        SCOPED_LOCK(&s->lock);
+        for (struct conn *c = s->conns; c; c = c->next) {
+            SCOPED_LOCK(&c->wlock);
+            if (c->fd >= 0 && !c->finished)
+                shutdown(c->fd, SHUT_RDWR);
+        }
+    }
+    for (;;) {
+        struct conn *c;
+        {
+            SCOPED_LOCK(&s->lock);
+            c = s->conns;
+            if (c) {
+                s->conns = c->next;
+                s->nconns--;
+            }
+        }
+        if (!c)
+            break;
+        pthread_join(c->reader, NULL);
+        conn_free(c);
+    }
+    gd_info("all connections closed");
+    return 0;
+}
+
+void gd_server_free(struct gd_server *s)
+{
+    if (!s)
+        return;
+    for (int i = 0; i < s->nlisten; i++)
+        close(s->listen_fds[i]);
+    if (s->unix_bound)
+        unlink(s->unix_path);
+    gd_pool_destroy(s->pool);
+    if (s->wake_fd >= 0)
+        close(s->wake_fd);
+    pthread_mutex_destroy(&s->lock);
+    pthread_cond_destroy(&s->cond);
+    free(s);
+}

@@ -1,0 +1,30 @@
+/*
+ * nbd_server.h — glidefsd's NBD server: the unix-socket and TCP listeners,
+ * one connection per client (handshake, then a reader thread parsing requests
+ * for the shared worker pool, replies written under a per-connection lock),
+ * and the orderly stop on SIGTERM.
+ */
+#ifndef GLIDEFSD_NBD_SERVER_H
+#define GLIDEFSD_NBD_SERVER_H
+
+#include "glidefs/glidefs.h"
+
+struct gd_registry;
+struct gd_server;
+
+/* cfg and reg must outlive the server. 0 or negative errno. */
+int gd_server_create(const glidefs_config *cfg, struct gd_registry *reg,
+                     struct gd_server **out);
+
+/* Bind the listeners from the config (servers.nbd.unix_socket, servers.nbd.tcp).
+ * On failure writes one line naming the problem into err. */
+int gd_server_listen(struct gd_server *s, char *err, size_t errlen);
+
+/* Accept and serve until stop_fd becomes readable; then stop accepting,
+ * answer new requests with ESHUTDOWN, let in-flight requests finish, close
+ * every connection and return. */
+int gd_server_run(struct gd_server *s, int stop_fd);
+
+void gd_server_free(struct gd_server *s);
+
+#endif

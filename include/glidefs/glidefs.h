@@ -1,0 +1,226 @@
+/*
+ * glidefs.h — the public API of libglidefs: block devices whose data lives in an
+ * object store (S3 or a local directory), served from a local SSD cache with a
+ * crash-safe dirty journal and a background syncer.
+ *
+ * Conventions
+ *  - Every function returns 0 (or a non-negative count where documented) on
+ *    success and a negative errno value on failure; glidefs_strerror() names it.
+ *  - Handles are opaque. A glidefs_volume is safe to use from many threads at
+ *    once (pread/pwrite/flush/trim/... concurrently). A glidefs_config must not
+ *    be modified while a volume opened from it is being opened.
+ *  - Offsets and lengths of I/O are bytes and must be multiples of 512.
+ *  - The library never prints and never exits; it logs through the callback
+ *    set with glidefs_config_set_log().
+ *
+ * This header is C99 and C++ clean (checked by the test suite).
+ */
+#ifndef GLIDEFS_GLIDEFS_H
+#define GLIDEFS_GLIDEFS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__) && __GNUC__ >= 4
+#define GLIDEFS_API __attribute__((visibility("default")))
+#else
+#define GLIDEFS_API
+#endif
+
+#define GLIDEFS_VERSION_MAJOR 0
+#define GLIDEFS_VERSION_MINOR 1
+#define GLIDEFS_VERSION_PATCH 0
+
+/* The sector size: every I/O offset and length is a multiple of it. */
+#define GLIDEFS_SECTOR_SIZE 512u
+
+/* Longest export (volume) name; names match [A-Za-z0-9._-]{1,128}, no leading '.'. */
+#define GLIDEFS_NAME_MAX 128
+
+/* Library version as "MAJOR.MINOR.PATCH". */
+GLIDEFS_API const char *glidefs_version(void);
+
+/* Human-readable text for a negative errno returned by this library
+ * (also accepts positive values). Never NULL; the string is static. */
+GLIDEFS_API const char *glidefs_strerror(int err);
+
+/* 1 if name is a valid export/volume name, 0 otherwise. */
+GLIDEFS_API int glidefs_name_valid(const char *name);
+
+/* Parse a size: plain bytes, or a number with K M G T / KiB MiB GiB TiB
+ * (all powers of 1024; a trailing "B" is accepted). Returns 0 and sets *out,
+ * or -EINVAL (malformed) / -ERANGE (overflow). */
+GLIDEFS_API int glidefs_parse_size(const char *s, uint64_t *out);
+
+/* ------------------------------------------------------------------------ */
+/* Configuration                                                              */
+/* ------------------------------------------------------------------------ */
+
+typedef struct glidefs_config glidefs_config;
+
+enum glidefs_log_level {
+    GLIDEFS_LOG_ERROR = 0,
+    GLIDEFS_LOG_WARN = 1,
+    GLIDEFS_LOG_INFO = 2,
+    GLIDEFS_LOG_DEBUG = 3
+};
+
+/* Log callback: called from any library thread, possibly concurrently. */
+typedef void (*glidefs_log_fn)(void *arg, int level, const char *msg);
+
+/* A config holding the defaults of DESIGN.md (file:// store needs storage.url). */
+GLIDEFS_API glidefs_config *glidefs_config_new(void);
+
+/* Load a YAML config file (${ENV} expanded). On failure returns a negative
+ * errno and, when err is non-NULL, writes one line naming the file, line,
+ * column and key at fault into err (NUL-terminated, truncated to errlen). */
+GLIDEFS_API int glidefs_config_load(const char *path, glidefs_config **out,
+                                    char *err, size_t errlen);
+
+/* Same as glidefs_config_load, but from a YAML document in memory; name is
+ * used in error messages in place of a file name. */
+GLIDEFS_API int glidefs_config_parse(const char *yaml, size_t len, const char *name,
+                                     glidefs_config **out, char *err, size_t errlen);
+
+/* Set one key by its dotted YAML path ("cache.dir", "servers.nbd.sync_delay_ms",
+ * "storage.url", ...) from its text form. -ENOENT for an unknown key, -EINVAL
+ * for a bad value (err explains, when non-NULL). */
+GLIDEFS_API int glidefs_config_set(glidefs_config *cfg, const char *key, const char *value,
+                                   char *err, size_t errlen);
+
+/* Get one key's value in text form into buf. -ENOENT for an unknown key,
+ * -ERANGE if buf is too small. Secrets (passwords, secret keys) read as "***". */
+GLIDEFS_API int glidefs_config_get(const glidefs_config *cfg, const char *key, char *buf,
+                                   size_t buflen);
+
+GLIDEFS_API void glidefs_config_set_log(glidefs_config *cfg, glidefs_log_fn fn, void *arg,
+                                        int max_level);
+
+GLIDEFS_API void glidefs_config_free(glidefs_config *cfg);
+
+/* ------------------------------------------------------------------------ */
+/* Volumes                                                                    */
+/* ------------------------------------------------------------------------ */
+
+typedef struct glidefs_volume glidefs_volume;
+
+/* Flags for glidefs_volume_open. */
+#define GLIDEFS_OPEN_CREATE 0x1u    /* create with create_size if the volume does not exist */
+#define GLIDEFS_OPEN_READONLY 0x2u  /* never write: writes fail with -EROFS */
+#define GLIDEFS_OPEN_EXCLUSIVE 0x4u /* with CREATE: fail with -EEXIST if it exists */
+
+/* Open (or create) volume `name` in the config's store, with its cache and
+ * journal under <cache.dir>/<name>/. Recovers the journal left by a crash:
+ * every write acknowledged before a completed flush is back. create_size
+ * (bytes, multiple of 512, > 0) is used only when the volume is created.
+ * Errors: -EINVAL bad name/size, -ENOENT no such volume and no CREATE,
+ * -EEXIST with EXCLUSIVE, -EBUSY the cache dir is in use by another process,
+ * -EIO store or journal unreadable or corrupt, -ENOSPC cache disk full. */
+GLIDEFS_API int glidefs_volume_open(const glidefs_config *cfg, const char *name,
+                                    uint64_t create_size, unsigned flags,
+                                    glidefs_volume **out);
+
+/* Stop background work and release the volume. Dirty data is not uploaded
+ * first (it stays in the journal for the next open); call glidefs_drain()
+ * before close for that. Returns the first deferred error, or 0. */
+GLIDEFS_API int glidefs_volume_close(glidefs_volume *vol);
+
+/* Read len bytes at offset into buf. Returns 0 or -EINVAL (unaligned, or out
+ * of range), -EIO (store or checksum failure: no wrong data is ever returned). */
+GLIDEFS_API int glidefs_pread(glidefs_volume *vol, void *buf, size_t len, uint64_t offset);
+
+/* Write len bytes at offset. Touches only local disk (never waits on the
+ * store); may wait for the syncer when the dirty budget is full. The write is
+ * durable after the next glidefs_flush() returns, or at once with
+ * GLIDEFS_WRITE_FUA. -EINVAL, -EROFS, -ENOSPC, -EIO. */
+#define GLIDEFS_WRITE_FUA 0x1u
+GLIDEFS_API int glidefs_pwrite(glidefs_volume *vol, const void *buf, size_t len,
+                               uint64_t offset, unsigned flags);
+
+/* Make every write that completed before this call durable on local disk
+ * (survives kill -9 and power loss). Does not touch the store. */
+GLIDEFS_API int glidefs_flush(glidefs_volume *vol);
+
+/* Discard a range: it reads back as zeroes. Whole blocks become holes that
+ * the store does not hold at all. flags: GLIDEFS_WRITE_FUA. */
+GLIDEFS_API int glidefs_trim(glidefs_volume *vol, uint64_t offset, uint64_t len, unsigned flags);
+
+/* Write zeroes over a range; identical effect to trim (reads back as zeroes). */
+GLIDEFS_API int glidefs_write_zeroes(glidefs_volume *vol, uint64_t offset, uint64_t len,
+                                     unsigned flags);
+
+/* Fetch a range into the local cache ahead of reads (NBD_CMD_CACHE). */
+GLIDEFS_API int glidefs_prefetch(glidefs_volume *vol, uint64_t offset, uint64_t len);
+
+/* Upload every write that completed before this call and store a manifest
+ * covering it. On success the store alone holds the volume's contents.
+ * timeout_ms < 0 waits forever; on timeout returns -ETIMEDOUT (nothing lost). */
+GLIDEFS_API int glidefs_drain(glidefs_volume *vol, int64_t timeout_ms);
+
+/* Make a read-only volume read-write (takes the write lease; see DESIGN.md).
+ * Already read-write: returns 0 and changes nothing. force: take a lease still
+ * held by another node. -EBUSY lease held. */
+GLIDEFS_API int glidefs_promote(glidefs_volume *vol, int force);
+
+/* Grow the volume to new_size bytes (multiple of 512). Shrinking: -EINVAL. */
+GLIDEFS_API int glidefs_resize(glidefs_volume *vol, uint64_t new_size);
+
+/* Current size in bytes. */
+GLIDEFS_API uint64_t glidefs_volume_size(glidefs_volume *vol);
+
+/* 1 if the volume is read-only (opened so, or fenced by a newer writer). */
+GLIDEFS_API int glidefs_volume_read_only(glidefs_volume *vol);
+
+/* Allocation status of the range starting at offset: returns the length
+ * (bytes, > 0) of the run of the same status from offset, capped at len, and
+ * sets *is_hole to 1 for never-written, trimmed or zeroed data, 0 otherwise.
+ * Negative errno on error. */
+GLIDEFS_API int64_t glidefs_block_status(glidefs_volume *vol, uint64_t offset, uint64_t len,
+                                         int *is_hole);
+
+struct glidefs_stats {
+    uint64_t size_bytes;
+    uint64_t block_size;
+    uint64_t dirty_bytes;        /* written locally, not yet in the store */
+    uint64_t cached_bytes;       /* clean blocks in the local cache */
+    uint64_t journal_bytes;      /* bytes of journal files on disk */
+    uint64_t cache_hits;         /* block reads served locally */
+    uint64_t cache_misses;       /* block reads fetched from the store */
+    uint64_t reads, read_bytes;
+    uint64_t writes, write_bytes;
+    uint64_t flushes, trims, trim_bytes;
+    uint64_t store_puts, store_put_bytes;
+    uint64_t store_gets, store_get_bytes;
+    uint64_t store_deletes, store_lists;
+    uint64_t store_errors, store_retries;
+    uint64_t segments_uploaded, manifests_uploaded;
+    uint64_t blocks_uploaded;
+    uint64_t checksum_errors;
+    int64_t last_sync_time_ms;   /* wall clock (ms since epoch) of the last successful upload, 0 if none */
+    int64_t oldest_dirty_age_ms; /* age of the oldest dirty write, 0 if none */
+    uint64_t writes_waited;      /* writes that waited for the syncer (back-pressure) */
+    int read_only;
+    int last_error;              /* last background (sync) error as negative errno, 0 if none */
+};
+
+/* Fill *st (st_size = sizeof(struct glidefs_stats), for ABI growth). */
+GLIDEFS_API int glidefs_stats(glidefs_volume *vol, struct glidefs_stats *st, size_t st_size);
+
+/* Check that the configured store is reachable and usable (lists the
+ * prefix; for S3 this catches bad credentials, a missing bucket or a wrong
+ * endpoint). On failure writes one line naming the problem into err. */
+GLIDEFS_API int glidefs_store_check(const glidefs_config *cfg, char *err, size_t errlen);
+
+/* Delete a volume's objects from the store (and its local cache directory).
+ * The volume must not be open anywhere. */
+GLIDEFS_API int glidefs_volume_delete(const glidefs_config *cfg, const char *name, int purge_store);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* GLIDEFS_GLIDEFS_H */

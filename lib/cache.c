@@ -1,0 +1,177 @@
+/*
+ * cache.c — the clean-block cache (see cache.h).
+ */
+#include "cache.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+int gfs_cache_open(struct gfs_cache *c, const char *path, uint32_t block_size, uint32_t nslots)
+{
+    memset(c, 0, sizeof *c);
+    c->block_size = block_size;
+    c->nslots = nslots ? nslots : 1;
+    gfs_u64map_init(&c->map);
+    c->slots = calloc(c->nslots, sizeof *c->slots);
+    if (!c->slots)
+        return -ENOMEM;
+    /* The index is not persisted, so what the file held is unknown: start empty. */
+    c->fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (c->fd < 0) {
+        free(c->slots);
+        c->slots = NULL;
+        return -errno;
+    }
+    return 0;
+}
+
+void gfs_cache_close(struct gfs_cache *c)
+{
+    if (c->slots) {
+        close(c->fd);
+        free(c->slots);
+        gfs_u64map_free(&c->map);
+    }
+    memset(c, 0, sizeof *c);
+    c->fd = -1;
+}
+
+int64_t gfs_cache_lookup(struct gfs_cache *c, uint64_t block, uint32_t seg, uint32_t offset,
+                         uint32_t *gen)
+{
+    uintptr_t v = (uintptr_t)gfs_u64map_get(&c->map, block);
+    if (!v)
+        return -1;
+    struct gfs_cache_slot *s = &c->slots[v - 1];
+    if (s->state != 2 || s->seg != seg || s->offset != offset)
+        return -1;
+    s->ref = 1;
+    *gen = s->gen;
+    return (int64_t)(v - 1);
+}
+
+int gfs_cache_still(const struct gfs_cache *c, int64_t slot, uint64_t block, uint32_t gen)
+{
+    const struct gfs_cache_slot *s = &c->slots[slot];
+    return s->state == 2 && s->block == block && s->gen == gen;
+}
+
+static void release(struct gfs_cache *c, struct gfs_cache_slot *s)
+{
+    gfs_u64map_del(&c->map, s->block);
+    /* Give the space back; the data is in the store, so losing it is harmless. */
+    fallocate(c->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+              (off_t)(s->block * c->block_size), c->block_size);
+    if (s->state == 2)
+        c->nvalid--;
+    s->state = 0;
+    s->gen++;
+    c->bytes -= c->block_size;
+}
+
+/* One CLOCK sweep step: returns a free slot index or -1. */
+static int64_t evict_one(struct gfs_cache *c)
+{
+    for (uint32_t steps = 0; steps < 2 * c->nslots + 1; steps++) {
+        uint32_t i = c->hand;
+        c->hand = (c->hand + 1) % c->nslots;
+        struct gfs_cache_slot *s = &c->slots[i];
+        if (s->state == 0)
+            return i;
+        if (s->state == 1)
+            continue;
+        if (s->ref) {
+            s->ref = 0;
+            continue;
+        }
+        release(c, s);
+        return i;
+    }
+    return -1;
+}
+
+void gfs_cache_shrink(struct gfs_cache *c, uint64_t max_bytes)
+{
+    while (c->bytes > max_bytes && c->nvalid > 0)
+        if (evict_one(c) < 0)
+            break;
+}
+
+int64_t gfs_cache_claim(struct gfs_cache *c, uint64_t block, uint64_t max_bytes, uint32_t *gen)
+{
+    uintptr_t v = (uintptr_t)gfs_u64map_get(&c->map, block);
+    struct gfs_cache_slot *s;
+    if (v) {
+        s = &c->slots[v - 1];
+        if (s->state == 1)
+            return -1;
+        /* refill in place (new contents for the same block) */
+        if (s->state == 2)
+            c->nvalid--;
+        s->state = 1;
+        s->gen++;
+        *gen = s->gen;
+        return (int64_t)(v - 1);
+    }
+    while (c->bytes + c->block_size > max_bytes && c->nvalid > 0)
+        if (evict_one(c) < 0)
+            return -1;
+    if (c->bytes + c->block_size > max_bytes)
+        return -1;
+    int64_t i = -1;
+    /* find a free slot: the hand usually points near one */
+    for (uint32_t k = 0; k < c->nslots; k++) {
+        uint32_t j = (c->hand + k) % c->nslots;
+        if (c->slots[j].state == 0) {
+            i = j;
+            break;
+        }
+    }
+    if (i < 0)
+        i = evict_one(c);
+    if (i < 0)
+        return -1;
+    s = &c->slots[i];
+    if (gfs_u64map_put(&c->map, block, (void *)(uintptr_t)(i + 1)) < 0)
+        return -1;
+    s->block = block;
+    s->state = 1;
+    s->ref = 1;
+    s->gen++;
+    c->bytes += c->block_size;
+    *gen = s->gen;
+    return i;
+}
+
+void gfs_cache_commit(struct gfs_cache *c, int64_t slot, uint32_t gen, uint32_t seg,
+                      uint32_t offset, int ok)
+{
+    struct gfs_cache_slot *s = &c->slots[slot];
+    if (s->state != 1 || s->gen != gen)
+        return;
+    if (!ok) {
+        release(c, s);
+        return;
+    }
+    s->seg = seg;
+    s->offset = offset;
+    s->state = 2;
+    c->nvalid++;
+}
+
+void gfs_cache_drop(struct gfs_cache *c, uint64_t block)
+{
+    uintptr_t v = (uintptr_t)gfs_u64map_get(&c->map, block);
+    if (!v)
+        return;
+    struct gfs_cache_slot *s = &c->slots[v - 1];
+    if (s->state == 1) {
+        s->gen++; /* the filler's commit will be ignored */
+        s->state = 2; /* so release() accounts it */
+        c->nvalid++;
+    }
+    release(c, s);
+}

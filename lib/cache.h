@@ -1,0 +1,61 @@
+/*
+ * cache.h — the clean-block cache: whole blocks as the store holds them,
+ * decoded, in a sparse file (<cache>/<name>/cache.dat, block b at offset
+ * b * block_size). Each cached block remembers the store location it came
+ * from; it is served only while the block map still points there, so a newer
+ * upload (ours or another node's) invalidates exactly the blocks that changed.
+ * Bounded by a byte budget; CLOCK eviction punches the block out of the file.
+ * Dirty data never lives here (it is in the journal), so eviction never loses
+ * anything. Index operations run under the volume's mutex; data I/O does not:
+ * a reader takes a generation under the lock and checks it again after its
+ * pread, so an eviction in between is seen and the read retried.
+ */
+#ifndef GLIDEFS_CACHE_H
+#define GLIDEFS_CACHE_H
+
+#include <stdint.h>
+
+#include "u64map.h"
+
+struct gfs_cache_slot {
+    uint64_t block;
+    uint32_t seg, offset;  /* store location the data came from */
+    uint32_t gen;          /* bumped whenever the slot's contents change */
+    uint8_t ref;           /* CLOCK reference bit */
+    uint8_t state;         /* 0 free, 1 filling, 2 valid */
+};
+
+struct gfs_cache {
+    int fd;
+    uint32_t block_size;
+    struct gfs_cache_slot *slots;
+    uint32_t nslots, hand, nvalid;
+    struct gfs_u64map map;  /* block -> slot index + 1 */
+    uint64_t bytes;         /* bytes of slots in use */
+    uint64_t hits, misses;
+};
+
+/* Open (and empty) the cache file; nslots = how many blocks the budget allows. */
+int gfs_cache_open(struct gfs_cache *c, const char *path, uint32_t block_size, uint32_t nslots);
+void gfs_cache_close(struct gfs_cache *c);
+
+/* A valid slot holding block from (seg, offset): returns slot index and
+ * *gen, or -1. Marks the slot referenced. */
+int64_t gfs_cache_lookup(struct gfs_cache *c, uint64_t block, uint32_t seg, uint32_t offset,
+                         uint32_t *gen);
+/* After reading a looked-up slot outside the lock: still the same data? */
+int gfs_cache_still(const struct gfs_cache *c, int64_t slot, uint64_t block, uint32_t gen);
+
+/* Claim a slot for block (evicting within the budget max_bytes). Returns the
+ * slot (state "filling") and *gen, or -1 if nothing can be evicted or the
+ * block is being filled already. */
+int64_t gfs_cache_claim(struct gfs_cache *c, uint64_t block, uint64_t max_bytes, uint32_t *gen);
+/* Finish a claim: valid with the location, or released when ok == 0. */
+void gfs_cache_commit(struct gfs_cache *c, int64_t slot, uint32_t gen, uint32_t seg,
+                      uint32_t offset, int ok);
+/* Drop block from the cache (if present). */
+void gfs_cache_drop(struct gfs_cache *c, uint64_t block);
+/* Evict until bytes <= max_bytes (called when the journal grows). */
+void gfs_cache_shrink(struct gfs_cache *c, uint64_t max_bytes);
+
+#endif

@@ -1,0 +1,84 @@
+/*
+ * config.h — the configuration as the library and the daemon see it inside
+ * (the public API keeps it opaque). Filled from YAML by config.c, or from
+ * defaults plus glidefs_config_set(). Sizes are bytes, times milliseconds.
+ */
+#ifndef GLIDEFS_CONFIG_H
+#define GLIDEFS_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "glidefs/glidefs.h"
+#include "log.h"
+
+struct glidefs_config {
+    /* cache: */
+    char *cache_dir;                /* default /var/cache/glidefs */
+    uint64_t cache_disk_size;       /* cache.disk_size_gb, bytes; default 100 GiB */
+
+    /* storage: */
+    char *storage_url;              /* s3://bucket/prefix or file:///dir; default file:///var/lib/glidefs/store */
+    char *storage_endpoint;         /* optional, e.g. http://127.0.0.1:9000 */
+    char *storage_region;           /* default us-east-1 */
+    char *storage_access_key_id;    /* optional; else AWS_ACCESS_KEY_ID */
+    char *storage_secret_access_key;/* optional; else AWS_SECRET_ACCESS_KEY (secret) */
+    char *storage_session_token;    /* optional; else AWS_SESSION_TOKEN (secret) */
+    char *storage_ca_bundle;        /* optional CA file for https */
+    int storage_tls_verify;         /* default 1 */
+    int storage_max_connections;    /* parallel requests, default 8 */
+    int storage_timeout_ms;         /* per-request timeout, default 30000 */
+    int storage_max_retries;        /* default 8 */
+    char *encryption_password;      /* optional (secret) */
+    char *compression;              /* "none" (default) or "zstd" */
+    int compression_level;          /* default 3 */
+
+    /* top level */
+    char *node_id;                  /* default: /etc/machine-id, else hostname */
+
+    /* servers: */
+    int shutdown_timeout_s;         /* default 300 */
+    char *nbd_unix_socket;          /* default /var/run/glidefs.sock; "" disables */
+    char *nbd_tcp;                  /* host:port, NULL = off */
+    uint64_t nbd_auto_create_size;  /* auto_create_size_gb, bytes; default 500 GiB */
+    int blocks_per_batch;           /* default 25 */
+    int sync_delay_ms;              /* default 8000 */
+    int max_dirty_age_ms;           /* default 60000: upper bound on how long a write stays dirty */
+    int upload_parallel;            /* segments in flight, default 4 */
+    uint32_t block_size;            /* default 131072; power of two, 4 KiB..4 MiB */
+    char *nbd_default_export;       /* optional */
+    int nbd_workers;                /* worker threads per daemon, default 16 */
+    char *api_listen;               /* default 127.0.0.1:8080; "" disables */
+    char *api_unix_socket;          /* optional */
+    char *api_token;                /* optional bearer token (secret) */
+    int lease_timeout_ms;           /* default 30000 */
+
+    struct gfs_log log;
+};
+
+/* Fill a config with defaults (no allocation failure handling needed by callers: returns -ENOMEM). */
+int gfs_config_init_defaults(struct glidefs_config *cfg);
+void gfs_config_clear(struct glidefs_config *cfg);
+
+/* Limits of the loader: bigger files are refused, longer scalar values too. */
+#define GFS_CONFIG_FILE_MAX (1024u * 1024u)
+#define GFS_CONFIG_VALUE_MAX 4096u
+
+/* storage_url, split. The loader stores the URL normalised (no trailing '/',
+ * no empty, "." or ".." segments), so splitting cfg->storage_url never fails
+ * after a successful load or glidefs_config_set(). */
+enum gfs_store_kind { GFS_STORE_FILE = 1, GFS_STORE_S3 = 2 };
+struct gfs_store_url {
+    enum gfs_store_kind kind;
+    char bucket[64];   /* S3: the bucket; file: "" */
+    const char *path;  /* points into the url: S3: key prefix without leading or
+                          trailing '/', "" for none; file: the absolute directory */
+};
+/* 0, or -EINVAL with a reason (no value echoed) in why. */
+int gfs_store_url_parse(const char *url, struct gfs_store_url *out, char *why, size_t whylen);
+
+/* Split a normalised "host:port" / "[v6addr]:port" (nbd_tcp, api_listen) into
+ * host (brackets removed) and port. -EINVAL if malformed, -ERANGE if host does
+ * not fit. */
+int gfs_hostport_split(const char *hp, char *host, size_t hostlen, uint16_t *port);
+
+#endif

@@ -1,0 +1,513 @@
+/*
+ * journal.c — the dirty journal's files and records (see journal.h).
+ */
+#include "journal.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cleanup.h"
+#include "crc32c.h"
+#include "log.h"
+
+_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
+               "journal records are stored in host order, which must be little-endian");
+
+/* header layout: magic u32, type u16, hdr_len u16, seq u64, offset u64,
+ * length u32, data_len u32, crc u32, reserved u32 */
+struct jhdr {
+    uint32_t magic;
+    uint16_t type;
+    uint16_t hdr_len;
+    uint64_t seq;
+    uint64_t offset;
+    uint32_t length;
+    uint32_t data_len;
+    uint32_t crc;
+    uint32_t reserved;
+} __attribute__((packed));
+_Static_assert(sizeof(struct jhdr) == GFS_JREC_HDR, "journal header is 40 bytes");
+
+static void jfile_free(struct gfs_jfile *f)
+{
+    if (f->fd >= 0)
+        close(f->fd);
+    free(f);
+}
+
+static void fname(char *buf, size_t len, uint64_t id)
+{
+    snprintf(buf, len, "%016" PRIx64 ".log", id);
+}
+
+int gfs_journal_init(struct gfs_journal *j, const char *dir, uint64_t file_size,
+                     const struct gfs_log *log)
+{
+    memset(j, 0, sizeof *j);
+    j->dirfd = -1;
+    j->log = log;
+    j->file_size = file_size;
+    j->next_id = 1;
+    j->dir = strdup(dir);
+    if (!j->dir)
+        return -ENOMEM;
+    if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+        return -errno;
+    j->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (j->dirfd < 0)
+        return -errno;
+    pthread_cond_init(&j->inflight_cond, NULL);
+    return 0;
+}
+
+void gfs_journal_destroy(struct gfs_journal *j)
+{
+    struct gfs_jfile *f = j->files;
+    while (f) {
+        struct gfs_jfile *n = f->next;
+        jfile_free(f);
+        f = n;
+    }
+    if (j->dirfd >= 0) {
+        close(j->dirfd);
+        pthread_cond_destroy(&j->inflight_cond);
+    }
+    free(j->dir);
+    memset(j, 0, sizeof *j);
+    j->dirfd = -1;
+}
+
+void gfs_journal_encode(const struct gfs_jrec *rec, const struct iovec *data, int iovcnt,
+                        uint8_t out[GFS_JREC_HDR])
+{
+    struct jhdr h = {
+        .magic = GFS_JREC_MAGIC,
+        .type = (uint16_t)rec->type,
+        .hdr_len = GFS_JREC_HDR,
+        .seq = rec->seq,
+        .offset = rec->offset,
+        .length = rec->length,
+        .data_len = rec->data_len,
+        .crc = 0,
+        .reserved = 0,
+    };
+    uint32_t crc = gfs_crc32c(0, &h, sizeof h);
+    for (int i = 0; i < iovcnt; i++)
+        crc = gfs_crc32c(crc, data[i].iov_base, data[i].iov_len);
+    h.crc = crc;
+    memcpy(out, &h, sizeof h);
+}
+
+/* Append an END record at the file's tail and make it durable. */
+static int write_end(struct gfs_journal *j, struct gfs_jfile *f)
+{
+    if (f->used + GFS_JREC_HDR > f->size)
+        return 0; /* exactly full: EOF itself marks the end */
+    struct gfs_jrec r = {.type = GFS_JREC_END};
+    uint8_t hdr[GFS_JREC_HDR];
+    gfs_journal_encode(&r, NULL, 0, hdr);
+    if (pwrite(f->fd, hdr, sizeof hdr, (off_t)f->used) != (ssize_t)sizeof hdr)
+        return errno ? -errno : -EIO;
+    f->used += GFS_JREC_HDR;
+    f->write_gen++;
+    return 0;
+}
+
+static int new_file(struct gfs_journal *j, uint64_t size, struct gfs_jfile **out)
+{
+    char name[64];
+    fname(name, sizeof name, j->next_id);
+    int fd = openat(j->dirfd, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return -errno;
+    /* Preallocate so a full disk shows up here, before any write is accepted,
+     * never in the middle of the log. */
+    int r = posix_fallocate(fd, 0, (off_t)size);
+    if (r != 0) {
+        close(fd);
+        unlinkat(j->dirfd, name, 0);
+        return -r;
+    }
+    struct gfs_jfile *f = calloc(1, sizeof *f);
+    if (!f) {
+        close(fd);
+        unlinkat(j->dirfd, name, 0);
+        return -ENOMEM;
+    }
+    f->id = j->next_id++;
+    f->fd = fd;
+    f->size = size;
+    /* link at the tail */
+    struct gfs_jfile **pp = &j->files;
+    while (*pp)
+        pp = &(*pp)->next;
+    *pp = f;
+    j->bytes += size;
+    j->dir_gen++;
+    *out = f;
+    return 0;
+}
+
+int gfs_journal_reserve(struct gfs_journal *j, uint64_t reclen, struct gfs_jfile **jf,
+                        uint64_t *off, struct gfs_jticket *t)
+{
+    if (j->failed)
+        return -EIO;
+    struct gfs_jfile *f = j->cur;
+    if (!f || f->used + reclen > f->size) {
+        uint64_t size = j->file_size;
+        if (reclen + GFS_JREC_HDR > size)
+            size = (reclen + GFS_JREC_HDR + 4095) & ~(uint64_t)4095;
+        struct gfs_jfile *nf = NULL;
+        int r = new_file(j, size, &nf);
+        if (r < 0)
+            return r;
+        if (f) {
+            r = write_end(j, f);
+            if (r < 0) {
+                j->failed = 1;
+                return r;
+            }
+        }
+        j->cur = f = nf;
+    }
+    *jf = f;
+    *off = f->used;
+    f->used += reclen;
+    t->ticket = j->next_ticket++;
+    t->next = NULL;
+    t->prev = j->inflight_tail;
+    if (j->inflight_tail)
+        j->inflight_tail->next = t;
+    else
+        j->inflight_head = t;
+    j->inflight_tail = t;
+    return 0;
+}
+
+void gfs_journal_complete(struct gfs_journal *j, struct gfs_jfile *jf, struct gfs_jticket *t,
+                          int ok)
+{
+    int was_head = (j->inflight_head == t);
+    if (t->prev)
+        t->prev->next = t->next;
+    else
+        j->inflight_head = t->next;
+    if (t->next)
+        t->next->prev = t->prev;
+    else
+        j->inflight_tail = t->prev;
+    if (ok)
+        jf->write_gen++;
+    else
+        j->failed = 1; /* a hole in the log: refuse further writes rather than risk it */
+    if (was_head)
+        pthread_cond_broadcast(&j->inflight_cond);
+}
+
+struct sync_item {
+    int fd;
+    uint64_t gen;
+    struct gfs_jfile *f;
+};
+
+int gfs_journal_flush(struct gfs_journal *j, pthread_mutex_t *lock)
+{
+    uint64_t target = j->next_ticket;
+    while (j->inflight_head && j->inflight_head->ticket < target)
+        pthread_cond_wait(&j->inflight_cond, lock);
+    if (j->failed)
+        return -EIO;
+
+    size_t n = 0;
+    for (struct gfs_jfile *f = j->files; f; f = f->next)
+        if (f->write_gen != f->synced_gen)
+            n++;
+    uint64_t dir_gen = j->dir_gen;
+    int need_dir = dir_gen != j->dir_synced_gen;
+    if (!n && !need_dir)
+        return 0;
+    CLEANUP_FREE struct sync_item *items = calloc(n ? n : 1, sizeof *items);
+    if (!items)
+        return -ENOMEM;
+    size_t k = 0;
+    for (struct gfs_jfile *f = j->files; f; f = f->next) {
+        if (f->write_gen != f->synced_gen) {
+            f->pins++; /* keep fd open while unlocked */
+            items[k++] = (struct sync_item){f->fd, f->write_gen, f};
+        }
+    }
+    pthread_mutex_unlock(lock);
+    int err = 0;
+    for (size_t i = 0; i < k; i++)
+        if (fdatasync(items[i].fd) < 0 && !err)
+            err = -errno;
+    if (need_dir && fsync(j->dirfd) < 0 && !err)
+        err = -errno;
+    pthread_mutex_lock(lock);
+    for (size_t i = 0; i < k; i++) {
+        struct gfs_jfile *f = items[i].f;
+        f->pins--;
+        if (!err && f->synced_gen < items[i].gen)
+            f->synced_gen = items[i].gen;
+    }
+    if (!err && j->dir_synced_gen < dir_gen)
+        j->dir_synced_gen = dir_gen;
+    if (err) {
+        gfs_err(j->log, "journal: fdatasync failed: %s", strerror(-err));
+        j->failed = 1; /* after a failed fsync the page cache state is unknown */
+    }
+    return err;
+}
+
+int gfs_journal_gc(struct gfs_journal *j, pthread_mutex_t *lock)
+{
+    int any = 0;
+    for (struct gfs_jfile *f = j->files; f; f = f->next)
+        if (f != j->cur && f->live == 0 && f->pins == 0)
+            any = 1;
+    if (!any)
+        return 0;
+    int r = gfs_journal_flush(j, lock);
+    if (r < 0)
+        return r;
+    int removed = 0;
+    struct gfs_jfile **pp = &j->files;
+    while (*pp) {
+        struct gfs_jfile *f = *pp;
+        if (f != j->cur && f->live == 0 && f->pins == 0) {
+            char name[64];
+            fname(name, sizeof name, f->id);
+            if (unlinkat(j->dirfd, name, 0) < 0 && errno != ENOENT) {
+                pp = &f->next;
+                continue;
+            }
+            *pp = f->next;
+            j->bytes -= f->size;
+            jfile_free(f);
+            removed++;
+            continue;
+        }
+        pp = &f->next;
+    }
+    if (removed)
+        fsync(j->dirfd); /* best effort: a resurrected dead file replays as already-synced data */
+    return removed;
+}
+
+/* ---- recovery ---- */
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int list_ids(int dirfd, uint64_t **ids, size_t *n)
+{
+    int fd = dup(dirfd);
+    if (fd < 0)
+        return -errno;
+    DIR *d = fdopendir(fd);
+    if (!d) {
+        close(fd);
+        return -errno;
+    }
+    rewinddir(d);
+    size_t cap = 16, cnt = 0;
+    uint64_t *v = malloc(cap * sizeof *v);
+    struct dirent *de;
+    while (v && (de = readdir(d))) {
+        char *end;
+        if (strlen(de->d_name) != 20 || strcmp(de->d_name + 16, ".log") != 0)
+            continue;
+        errno = 0;
+        uint64_t id = strtoull(de->d_name, &end, 16);
+        if (errno || end != de->d_name + 16 || id == 0)
+            continue;
+        if (cnt == cap) {
+            uint64_t *nv = realloc(v, 2 * cap * sizeof *nv);
+            if (!nv) {
+                free(v);
+                v = NULL;
+                break;
+            }
+            v = nv;
+            cap *= 2;
+        }
+        v[cnt++] = id;
+    }
+    closedir(d);
+    if (!v)
+        return -ENOMEM;
+    qsort(v, cnt, sizeof *v, cmp_u64);
+    *ids = v;
+    *n = cnt;
+    return 0;
+}
+
+/* Validate the record at pos. Returns 1 for a whole record (*h filled),
+ * 0 for "no valid record here". */
+static int read_record(int fd, uint64_t pos, uint64_t fsize, struct jhdr *h, uint8_t **buf,
+                       size_t *bufcap)
+{
+    if (pos + GFS_JREC_HDR > fsize)
+        return 0;
+    if (pread(fd, h, sizeof *h, (off_t)pos) != (ssize_t)sizeof *h)
+        return 0;
+    if (h->magic != GFS_JREC_MAGIC || h->hdr_len != GFS_JREC_HDR || h->reserved != 0)
+        return 0;
+    switch (h->type) {
+    case GFS_JREC_WRITE:
+        if (h->data_len != h->length)
+            return 0;
+        break;
+    case GFS_JREC_ZERO:
+    case GFS_JREC_END:
+        if (h->data_len != 0)
+            return 0;
+        break;
+    default:
+        return 0;
+    }
+    if (h->type != GFS_JREC_END && (h->length == 0 || h->length % 512 || h->offset % 512))
+        return 0;
+    if (h->data_len > fsize - pos - GFS_JREC_HDR)
+        return 0;
+    if (h->data_len > *bufcap) {
+        uint8_t *nb = realloc(*buf, h->data_len);
+        if (!nb)
+            return -ENOMEM;
+        *buf = nb;
+        *bufcap = h->data_len;
+    }
+    if (h->data_len &&
+        pread(fd, *buf, h->data_len, (off_t)(pos + GFS_JREC_HDR)) != (ssize_t)h->data_len)
+        return 0;
+    struct jhdr c = *h;
+    c.crc = 0;
+    uint32_t crc = gfs_crc32c(0, &c, sizeof c);
+    crc = gfs_crc32c(crc, *buf, h->data_len);
+    return crc == h->crc;
+}
+
+int gfs_journal_recover(struct gfs_journal *j, gfs_journal_replay_fn fn, void *arg,
+                        uint64_t *max_seq)
+{
+    CLEANUP_FREE uint64_t *ids = NULL;
+    size_t n = 0;
+    int r = list_ids(j->dirfd, &ids, &n);
+    if (r < 0)
+        return r;
+    *max_seq = 0;
+    CLEANUP_FREE uint8_t *buf = NULL;
+    size_t bufcap = 0;
+    int torn = 0;
+    for (size_t i = 0; i < n; i++) {
+        char name[64];
+        fname(name, sizeof name, ids[i]);
+        if (ids[i] >= j->next_id)
+            j->next_id = ids[i] + 1;
+        if (torn) {
+            /* everything after a torn record was never flushed: drop it for good */
+            gfs_warn(j->log, "journal: discarding %s after a torn record", name);
+            unlinkat(j->dirfd, name, 0);
+            continue;
+        }
+        int fd = openat(j->dirfd, name, O_RDWR | O_CLOEXEC);
+        if (fd < 0)
+            return -errno;
+        struct stat stt;
+        if (fstat(fd, &stt) < 0) {
+            close(fd);
+            return -errno;
+        }
+        struct gfs_jfile *f = calloc(1, sizeof *f);
+        if (!f) {
+            close(fd);
+            return -ENOMEM;
+        }
+        f->id = ids[i];
+        f->fd = fd;
+        f->size = (uint64_t)stt.st_size;
+        struct gfs_jfile **pp = &j->files;
+        while (*pp)
+            pp = &(*pp)->next;
+        *pp = f;
+        j->bytes += f->size;
+
+        uint64_t pos = 0;
+        int ended = 0;
+        for (;;) {
+            struct jhdr h;
+            int ok = read_record(fd, pos, f->size, &h, &buf, &bufcap);
+            if (ok < 0)
+                return ok;
+            if (!ok)
+                break;
+            if (h.type == GFS_JREC_END) {
+                ended = 1;
+                pos += GFS_JREC_HDR;
+                break;
+            }
+            struct gfs_jrec rec = {h.type, h.seq, h.offset, h.length, h.data_len};
+            if (h.seq > *max_seq)
+                *max_seq = h.seq;
+            r = fn(arg, &rec, f, pos + GFS_JREC_HDR);
+            if (r < 0)
+                return r;
+            pos += GFS_JREC_HDR + h.data_len;
+        }
+        f->used = pos;
+        if (!ended && pos < f->size && i + 1 < n) {
+            torn = 1;
+            gfs_warn(j->log, "journal: torn record in %s at offset %" PRIu64
+                     "; later unflushed writes are dropped", name, pos);
+        }
+        if (!ended && i + 1 < n) {
+            /* Cut the file here and mark its end, so this decision is final. */
+            if (ftruncate(fd, (off_t)pos) < 0)
+                return -errno;
+            j->bytes -= f->size - pos;
+            f->size = pos + GFS_JREC_HDR;
+            if (posix_fallocate(fd, (off_t)pos, GFS_JREC_HDR) != 0)
+                return -ENOSPC;
+            j->bytes += GFS_JREC_HDR;
+            r = write_end(j, f);
+            if (r < 0)
+                return r;
+            if (fdatasync(fd) < 0)
+                return -errno;
+        }
+        f->write_gen = f->synced_gen = 1;
+    }
+    /* The last file: later writes go to a new file; end this one so the next
+     * recovery does not take a torn tail here for the end of the log. */
+    struct gfs_jfile *last = j->files;
+    while (last && last->next)
+        last = last->next;
+    if (last) {
+        if (last->used + GFS_JREC_HDR > last->size) {
+            if (posix_fallocate(last->fd, (off_t)last->used, GFS_JREC_HDR) == 0) {
+                j->bytes += last->used + GFS_JREC_HDR - last->size;
+                last->size = last->used + GFS_JREC_HDR;
+            }
+        }
+        r = write_end(j, last);
+        if (r < 0)
+            return r;
+        if (fdatasync(last->fd) < 0)
+            return -errno;
+        last->synced_gen = last->write_gen;
+    }
+    if (fsync(j->dirfd) < 0)
+        return -errno;
+    return 0;
+}

@@ -1,0 +1,108 @@
+/*
+ * journal.h — the dirty journal: an append-only write-ahead log of guest
+ * writes in preallocated files under <cache>/<name>/journal/. A write is one
+ * pwritev of a 40-byte record header plus its data; FLUSH is fdatasync of the
+ * files written since the last sync. Records carry a CRC-32C over header and
+ * data, so recovery keeps every whole record and stops at the first torn one.
+ *
+ * Files end with an END record when the writer moves on to the next file, so
+ * recovery can tell "file full, go on" from "torn here, discard what follows".
+ * Flush waits for every write reserved before it, which makes the synced part
+ * of the log always a prefix: discarding after a torn record never loses a
+ * flushed write.
+ *
+ * Everything here runs under the owner's (the volume's) mutex unless noted.
+ */
+#ifndef GLIDEFS_JOURNAL_H
+#define GLIDEFS_JOURNAL_H
+
+#include <pthread.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+struct gfs_log;
+
+#define GFS_JREC_MAGIC 0x4A534647u /* "GFSJ" little-endian */
+#define GFS_JREC_HDR 40u
+#define GFS_JREC_WRITE 1u
+#define GFS_JREC_ZERO 2u
+#define GFS_JREC_END 3u
+
+struct gfs_jrec {
+    uint32_t type;
+    uint64_t seq;
+    uint64_t offset;  /* volume byte offset */
+    uint32_t length;  /* bytes affected */
+    uint32_t data_len;
+};
+
+struct gfs_jfile {
+    uint64_t id;
+    int fd;
+    uint64_t size;      /* allocated size */
+    uint64_t used;      /* bytes reserved so far */
+    uint64_t live;      /* extents of the dirty index that point into it */
+    uint32_t pins;      /* readers/syncer reading from it right now */
+    uint64_t write_gen, synced_gen;
+    struct gfs_jfile *next;
+};
+
+struct gfs_jticket {
+    uint64_t ticket;
+    struct gfs_jticket *prev, *next;
+};
+
+struct gfs_journal {
+    char *dir;
+    int dirfd;
+    uint64_t file_size;
+    struct gfs_jfile *files; /* oldest first */
+    struct gfs_jfile *cur;   /* newest: the one written */
+    uint64_t bytes;          /* allocated bytes of all files */
+    uint64_t next_id;
+    uint64_t next_ticket;
+    struct gfs_jticket *inflight_head, *inflight_tail;
+    pthread_cond_t inflight_cond;
+    uint64_t dir_gen, dir_synced_gen;
+    int failed;              /* a log write failed: the journal is unusable */
+    const struct gfs_log *log;
+};
+
+int gfs_journal_init(struct gfs_journal *j, const char *dir, uint64_t file_size,
+                     const struct gfs_log *log);
+void gfs_journal_destroy(struct gfs_journal *j);
+
+/* Called for every whole record in log order during recovery. data_off is the
+ * file offset of its data. A negative return aborts recovery with that error. */
+typedef int (*gfs_journal_replay_fn)(void *arg, const struct gfs_jrec *rec,
+                                     struct gfs_jfile *jf, uint64_t data_off);
+
+/* Scan existing files (not under any lock: called at open). Keeps whole
+ * records up to the first torn one, truncates there, deletes later files.
+ * *max_seq = highest record seq seen (0 if none). */
+int gfs_journal_recover(struct gfs_journal *j, gfs_journal_replay_fn fn, void *arg,
+                        uint64_t *max_seq);
+
+/* Reserve room for a record of reclen bytes (header + data). Rotates to a new
+ * file when needed. Fills *jf, *off and links *t into the in-flight list. */
+int gfs_journal_reserve(struct gfs_journal *j, uint64_t reclen, struct gfs_jfile **jf,
+                        uint64_t *off, struct gfs_jticket *t);
+
+/* After the record's pwritev (ok = 0 on success). Unlinks t, wakes flushers. */
+void gfs_journal_complete(struct gfs_journal *j, struct gfs_jfile *jf, struct gfs_jticket *t,
+                          int ok);
+
+/* Encode a header for rec (crc covers header + data given by iov/iovcnt). */
+void gfs_journal_encode(const struct gfs_jrec *rec, const struct iovec *data, int iovcnt,
+                        uint8_t hdr[GFS_JREC_HDR]);
+
+/* Make every record completed before the call durable. Called with *lock held;
+ * drops it while syncing and takes it back. */
+int gfs_journal_flush(struct gfs_journal *j, pthread_mutex_t *lock);
+
+/* Delete files (other than the current) with no live extents and no pins.
+ * Syncs first so that a superseding record is durable before what it
+ * superseded disappears. Called with *lock held; may drop it. */
+int gfs_journal_gc(struct gfs_journal *j, pthread_mutex_t *lock);
+
+#endif

@@ -1,0 +1,346 @@
+/*
+ * manifest.c — encoding and validating manifest objects (see manifest.h for
+ * the layout) and their keys.
+ *
+ * A manifest comes from the object store, so decoding treats it as hostile:
+ * the fixed header is checked (CRC, counts against the limits and against
+ * the volume's block count, stored length against the object's length)
+ * before anything is allocated, the compressed body must be exactly one zstd
+ * frame whose declared size is the size the counts imply, and the
+ * decompressor's output buffer grows only as real output arrives (capped at
+ * that size), so a tiny frame that claims gigabytes costs nothing. Only once
+ * the whole body has been decoded and its CRC holds are the result arrays
+ * allocated.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zstd.h>
+
+#include "bytes.h"
+#include "cleanup.h"
+#include "crc32c.h"
+#include "glidefs/glidefs.h"
+#include "manifest.h"
+#include "segment.h"
+
+#define MAN_SEG_LEN 16u
+#define MAN_ENTRY_LEN 32u
+#define MAN_FLAGS_LEN 4u
+#define MAN_ZSTD_LEVEL 3
+#define SEGF_ALL (GFS_SEGF_HOLE | GFS_SEGF_ZSTD | GFS_SEGF_SEALED)
+
+/* zstd emits at most 128 KiB per block and every block costs at least 4
+ * bytes (3 of header, 1 of content), so no valid frame expands more than
+ * 32768-fold. A declared size beyond that is a lie. */
+#define ZSTD_MAX_RATIO 32768u
+
+static void zstd_dctx_freep(ZSTD_DCtx **d)
+{
+    ZSTD_freeDCtx(*d);
+}
+
+static int block_size_ok(uint32_t bs)
+{
+    return bs >= 4096u && bs <= (4u << 20) && (bs & (bs - 1)) == 0;
+}
+
+/* Decoded body size for these counts (fits in 64 bits within the limits). */
+static uint64_t body_size(uint32_t nsegs, uint64_t nentries)
+{
+    return (uint64_t)nsegs * MAN_SEG_LEN + nentries * (MAN_ENTRY_LEN + MAN_FLAGS_LEN) + 4u;
+}
+
+/* Header fields alone: counts within the limits and within the volume. */
+static int check_counts(uint64_t volume_size, uint32_t block_size, uint32_t nsegs,
+                        uint64_t nentries)
+{
+    if (!block_size_ok(block_size) || volume_size % GLIDEFS_SECTOR_SIZE)
+        return -EBADMSG;
+    if (nsegs > GFS_MAN_MAX_SEGS || nentries > GFS_MAN_MAX_ENTRIES)
+        return -EBADMSG;
+    /* Entries have distinct block indexes below the volume's block count. */
+    uint64_t vol_blocks = volume_size / block_size + (volume_size % block_size != 0);
+    if (nentries > vol_blocks)
+        return -EBADMSG;
+    return 0;
+}
+
+/* Every invariant of manifest.h, shared by encode and decode. */
+static int check_manifest(const struct gfs_manifest *m)
+{
+    int r = check_counts(m->volume_size, m->block_size, m->nsegs, m->nentries);
+    if (r < 0)
+        return r;
+    if ((m->nsegs && !m->segs) || (m->nentries && !m->entries))
+        return -EBADMSG;
+    for (uint32_t i = 1; i < m->nsegs; i++) {
+        const struct gfs_man_seg *a = &m->segs[i - 1], *b = &m->segs[i];
+        if (b->epoch < a->epoch || (b->epoch == a->epoch && b->seq <= a->seq))
+            return -EBADMSG;
+    }
+    uint64_t vol_blocks = m->volume_size / m->block_size + (m->volume_size % m->block_size != 0);
+    for (uint64_t i = 0; i < m->nentries; i++) {
+        const struct gfs_man_entry *e = &m->entries[i];
+        if (i && e->block_index <= m->entries[i - 1].block_index)
+            return -EBADMSG;
+        if (e->block_index >= vol_blocks || (e->flags & ~SEGF_ALL))
+            return -EBADMSG;
+        if (e->seg == GFS_MAN_HOLE) {
+            if (e->flags != GFS_SEGF_HOLE || e->offset || e->length || e->crc)
+                return -EBADMSG;
+            continue;
+        }
+        if (e->seg >= m->nsegs || (e->flags & GFS_SEGF_HOLE) || e->length == 0 ||
+            e->length > GFS_SEG_MAX_STORED(m->block_size) ||
+            e->offset < gfs_seg_header_size(1))
+            return -EBADMSG;
+        if (!(e->flags & (GFS_SEGF_ZSTD | GFS_SEGF_SEALED)) && e->length != m->block_size)
+            return -EBADMSG;
+    }
+    return 0;
+}
+
+static void put_fixed(uint8_t *p, const struct gfs_manifest *m, uint32_t flags, uint32_t body_len)
+{
+    memcpy(p, GFS_MAN_MAGIC, 8);
+    gfs_le32_put(p + 8, GFS_MAN_VERSION);
+    gfs_le32_put(p + 12, flags);
+    gfs_le64_put(p + 16, m->epoch);
+    gfs_le64_put(p + 24, m->seq);
+    gfs_le64_put(p + 32, m->volume_size);
+    gfs_le32_put(p + 40, m->nsegs);
+    gfs_le32_put(p + 44, m->block_size);
+    gfs_le64_put(p + 48, m->nentries);
+    gfs_le32_put(p + 56, body_len);
+    gfs_le32_put(p + 60, gfs_crc32c(0, p, 60));
+}
+
+static void put_body(uint8_t *b, const struct gfs_manifest *m, size_t len)
+{
+    uint8_t *q = b;
+    for (uint32_t i = 0; i < m->nsegs; i++, q += MAN_SEG_LEN) {
+        gfs_le64_put(q, m->segs[i].epoch);
+        gfs_le64_put(q + 8, m->segs[i].seq);
+    }
+    for (uint64_t i = 0; i < m->nentries; i++, q += MAN_ENTRY_LEN) {
+        const struct gfs_man_entry *e = &m->entries[i];
+        gfs_le64_put(q, e->block_index);
+        gfs_le64_put(q + 8, e->write_seq);
+        gfs_le32_put(q + 16, e->seg);
+        gfs_le32_put(q + 20, e->offset);
+        gfs_le32_put(q + 24, e->length);
+        gfs_le32_put(q + 28, e->crc);
+    }
+    for (uint64_t i = 0; i < m->nentries; i++, q += MAN_FLAGS_LEN)
+        gfs_le32_put(q, m->entries[i].flags);
+    gfs_le32_put(q, gfs_crc32c(0, b, len - 4));
+}
+
+int gfs_manifest_encode(const struct gfs_manifest *m, int compress, void **out, size_t *outlen)
+{
+    if (!m || !out || !outlen)
+        return -EINVAL;
+    if (check_manifest(m) < 0)
+        return -EINVAL;
+    uint64_t blen64 = body_size(m->nsegs, m->nentries);
+    if (blen64 > SIZE_MAX - GFS_MAN_FIXED_LEN)
+        return -EINVAL;
+    size_t blen = (size_t)blen64;
+
+    if (!compress) {
+        if (blen64 > UINT32_MAX)
+            return -EINVAL; /* body_len is 32 bits: too big to store uncompressed */
+        uint8_t *buf = malloc(GFS_MAN_FIXED_LEN + blen);
+        if (!buf)
+            return -ENOMEM;
+        put_body(buf + GFS_MAN_FIXED_LEN, m, blen);
+        put_fixed(buf, m, 0, (uint32_t)blen);
+        *out = buf;
+        *outlen = GFS_MAN_FIXED_LEN + blen;
+        return 0;
+    }
+
+    CLEANUP_FREE uint8_t *body = malloc(blen);
+    if (!body)
+        return -ENOMEM;
+    put_body(body, m, blen);
+    size_t bound = ZSTD_compressBound(blen);
+    if (ZSTD_isError(bound) || bound > SIZE_MAX - GFS_MAN_FIXED_LEN)
+        return -EINVAL;
+    CLEANUP_FREE uint8_t *buf = malloc(GFS_MAN_FIXED_LEN + bound);
+    if (!buf)
+        return -ENOMEM;
+    /* ZSTD_compress records the content size in the frame header, which
+     * decode insists on. */
+    size_t clen = ZSTD_compress(buf + GFS_MAN_FIXED_LEN, bound, body, blen, MAN_ZSTD_LEVEL);
+    if (ZSTD_isError(clen))
+        return -ENOMEM;
+    if (clen > UINT32_MAX)
+        return -EINVAL;
+    put_fixed(buf, m, GFS_MANF_ZSTD, (uint32_t)clen);
+    uint8_t *shrunk = realloc(buf, GFS_MAN_FIXED_LEN + clen);
+    if (shrunk)
+        buf = shrunk;
+    *out = TAKE_PTR(buf);
+    *outlen = GFS_MAN_FIXED_LEN + clen;
+    return 0;
+}
+
+/* Decompress exactly one frame of src into a buffer of exactly want bytes,
+ * growing the buffer only as output is produced. */
+static int inflate_body(const uint8_t *src, size_t srclen, uint64_t want, uint8_t **out)
+{
+    unsigned long long fcs = ZSTD_getFrameContentSize(src, srclen);
+    if (fcs == ZSTD_CONTENTSIZE_ERROR || fcs == ZSTD_CONTENTSIZE_UNKNOWN || fcs != want)
+        return -EBADMSG;
+    if (want / ZSTD_MAX_RATIO > srclen)
+        return -EBADMSG;
+    if (ZSTD_findFrameCompressedSize(src, srclen) != srclen)
+        return -EBADMSG; /* trailing bytes or a second frame */
+    if (want > SIZE_MAX - 1)
+        return -ENOMEM;
+
+    __attribute__((cleanup(zstd_dctx_freep))) ZSTD_DCtx *dctx = ZSTD_createDCtx();
+    if (!dctx)
+        return -ENOMEM;
+    /* The frame's window must not make the decoder allocate more than the
+     * body itself could need. */
+    if (ZSTD_isError(ZSTD_DCtx_setParameter(dctx, ZSTD_d_windowLogMax, 27)))
+        return -ENOMEM;
+
+    /* One byte of slack past want: output reaching it means the frame lied. */
+    size_t cap_max = (size_t)want + 1;
+    size_t cap = cap_max < (1u << 20) ? cap_max : (1u << 20);
+    CLEANUP_FREE uint8_t *buf = malloc(cap);
+    if (!buf)
+        return -ENOMEM;
+    ZSTD_inBuffer in = { src, srclen, 0 };
+    ZSTD_outBuffer ob = { buf, cap, 0 };
+    for (;;) {
+        size_t in_was = in.pos, out_was = ob.pos;
+        size_t r = ZSTD_decompressStream(dctx, &ob, &in);
+        if (ZSTD_isError(r))
+            return -EBADMSG;
+        if (r != 0 && in.pos == in_was && ob.pos == out_was && ob.pos < ob.size)
+            return -EBADMSG; /* no progress possible: truncated frame */
+        if (ob.pos > want)
+            return -EBADMSG;
+        if (r == 0)
+            break; /* frame complete */
+        if (ob.pos == ob.size) {
+            size_t ncap = cap > cap_max / 2 ? cap_max : cap * 2;
+            uint8_t *nb = realloc(buf, ncap);
+            if (!nb)
+                return -ENOMEM;
+            buf = nb;
+            cap = ncap;
+            ob.dst = buf;
+            ob.size = cap;
+        } else if (in.pos == in.size) {
+            return -EBADMSG; /* truncated frame */
+        }
+    }
+    if (ob.pos != want || in.pos != in.size)
+        return -EBADMSG;
+    *out = TAKE_PTR(buf);
+    return 0;
+}
+
+int gfs_manifest_decode(const void *buf, size_t len, struct gfs_manifest *m)
+{
+    if (!m || (!buf && len))
+        return -EINVAL;
+    memset(m, 0, sizeof(*m));
+    const uint8_t *p = buf;
+    if (len < GFS_MAN_FIXED_LEN || memcmp(p, GFS_MAN_MAGIC, 8) != 0)
+        return -EBADMSG;
+    if (gfs_crc32c(0, p, 60) != gfs_le32_get(p + 60))
+        return -EBADMSG;
+    uint32_t flags = gfs_le32_get(p + 12);
+    struct gfs_manifest t = {
+        .epoch = gfs_le64_get(p + 16),
+        .seq = gfs_le64_get(p + 24),
+        .volume_size = gfs_le64_get(p + 32),
+        .nsegs = gfs_le32_get(p + 40),
+        .block_size = gfs_le32_get(p + 44),
+        .nentries = gfs_le64_get(p + 48),
+    };
+    uint32_t body_len = gfs_le32_get(p + 56);
+    if (gfs_le32_get(p + 8) != GFS_MAN_VERSION || (flags & ~GFS_MANF_ZSTD))
+        return -EBADMSG;
+    if (check_counts(t.volume_size, t.block_size, t.nsegs, t.nentries) < 0)
+        return -EBADMSG;
+    if (len - GFS_MAN_FIXED_LEN != body_len)
+        return -EBADMSG;
+    uint64_t want = body_size(t.nsegs, t.nentries);
+
+    const uint8_t *body;
+    CLEANUP_FREE uint8_t *inflated = NULL;
+    if (flags & GFS_MANF_ZSTD) {
+        int r = inflate_body(p + GFS_MAN_FIXED_LEN, body_len, want, &inflated);
+        if (r < 0)
+            return r;
+        body = inflated;
+    } else {
+        if (body_len != want)
+            return -EBADMSG;
+        body = p + GFS_MAN_FIXED_LEN;
+    }
+    size_t blen = (size_t)want;
+    if (gfs_crc32c(0, body, blen - 4) != gfs_le32_get(body + blen - 4))
+        return -EBADMSG;
+
+    /* The body is real and intact: the counts are now backed by bytes. */
+    CLEANUP_FREE struct gfs_man_seg *segs = NULL;
+    CLEANUP_FREE struct gfs_man_entry *ents = NULL;
+    if (t.nsegs && !(segs = calloc(t.nsegs, sizeof(*segs))))
+        return -ENOMEM;
+    if (t.nentries && !(ents = calloc((size_t)t.nentries, sizeof(*ents))))
+        return -ENOMEM;
+    const uint8_t *q = body;
+    for (uint32_t i = 0; i < t.nsegs; i++, q += MAN_SEG_LEN) {
+        segs[i].epoch = gfs_le64_get(q);
+        segs[i].seq = gfs_le64_get(q + 8);
+    }
+    for (uint64_t i = 0; i < t.nentries; i++, q += MAN_ENTRY_LEN) {
+        ents[i].block_index = gfs_le64_get(q);
+        ents[i].write_seq = gfs_le64_get(q + 8);
+        ents[i].seg = gfs_le32_get(q + 16);
+        ents[i].offset = gfs_le32_get(q + 20);
+        ents[i].length = gfs_le32_get(q + 24);
+        ents[i].crc = gfs_le32_get(q + 28);
+    }
+    for (uint64_t i = 0; i < t.nentries; i++, q += MAN_FLAGS_LEN)
+        ents[i].flags = gfs_le32_get(q);
+    t.segs = segs;
+    t.entries = ents;
+    if (check_manifest(&t) < 0)
+        return -EBADMSG;
+    t.segs = TAKE_PTR(segs);
+    t.entries = TAKE_PTR(ents);
+    *m = t;
+    return 0;
+}
+
+void gfs_manifest_free(struct gfs_manifest *m)
+{
+    if (!m)
+        return;
+    free(m->segs);
+    free(m->entries);
+    memset(m, 0, sizeof(*m));
+}
+
+int gfs_manifest_key(char *buf, size_t buflen, const char *name, uint64_t epoch, uint64_t seq)
+{
+    if (!buf || !glidefs_name_valid(name))
+        return -EINVAL;
+    int n = snprintf(buf, buflen, "nbd/%s/manifest/%016" PRIx64 "-%016" PRIx64, name, epoch,
+                     seq);
+    if (n < 0 || (size_t)n >= buflen)
+        return -ENAMETOOLONG;
+    return 0;
+}

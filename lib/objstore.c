@@ -1,0 +1,121 @@
+/*
+ * objstore.c — opening an object store from storage.url: "file://<absolute
+ * path>" goes to the file backend (creating the directory if missing),
+ * "s3://bucket[/prefix]" to the S3 backend. Nothing else is accepted.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cleanup.h"
+#include "config.h"
+#include "objstore.h"
+
+#define FILE_SCHEME "file://"
+#define S3_SCHEME "s3://"
+
+static void fsync_parent(const char *path)
+{
+    CLEANUP_FREE char *parent = strdup(path);
+    if (!parent)
+        return;
+    char *slash = strrchr(parent, '/');
+    if (!slash)
+        return;
+    if (slash == parent)
+        slash[1] = '\0';
+    else
+        *slash = '\0';
+    CLEANUP_CLOSE int fd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0)
+        fsync(fd);
+}
+
+/* mkdir -p of an absolute path; fsyncs the parent of each directory made. */
+static int mkdir_p(char *path)
+{
+    for (char *p = path + 1;; p++) {
+        if (*p != '/' && *p != '\0')
+            continue;
+        char saved = *p;
+        *p = '\0';
+        int r = 0;
+        if (mkdir(path, 0755) == 0)
+            fsync_parent(path);
+        else if (errno != EEXIST)
+            r = -errno;
+        *p = saved;
+        if (r < 0)
+            return r;
+        if (saved == '\0')
+            return 0;
+    }
+}
+
+static int open_file_url(const char *url, struct gfs_log *log, struct gfs_objstore **out,
+                         char *err, size_t errlen)
+{
+    const char *path = url + strlen(FILE_SCHEME);
+    if (path[0] != '/') {
+        snprintf(err, errlen,
+                 "storage.url \"%s\": file:// needs an absolute path (file:///var/lib/glidefs/store)",
+                 url);
+        return -EINVAL;
+    }
+    CLEANUP_FREE char *dir = strdup(path);
+    if (!dir) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    /* Trailing slashes would only make "a//b" paths. */
+    for (size_t n = strlen(dir); n > 1 && dir[n - 1] == '/'; n--)
+        dir[n - 1] = '\0';
+    int r = mkdir_p(dir);
+    if (r < 0) {
+        char buf[128];
+        snprintf(err, errlen, "storage.url \"%s\": cannot create directory %s: %s", url, dir,
+                 strerror_r(-r, buf, sizeof(buf)));
+        return r == -EACCES || r == -EPERM || r == -EROFS ? -EACCES : -EIO;
+    }
+    return gfs_objstore_file_open(dir, log, out, err, errlen);
+}
+
+int gfs_objstore_open(const struct glidefs_config *cfg, struct gfs_log *log,
+                      struct gfs_objstore **out, char *err, size_t errlen)
+{
+    char dummy[1];
+    if (!err || !errlen) {
+        err = dummy;
+        errlen = sizeof(dummy);
+    }
+    if (out)
+        *out = NULL;
+    if (!cfg || !out) {
+        snprintf(err, errlen, "no configuration given for the object store");
+        return -EINVAL;
+    }
+    const char *url = cfg->storage_url;
+    if (!url || !url[0]) {
+        snprintf(err, errlen, "storage.url is not set (s3://bucket/prefix or file:///dir)");
+        return -EINVAL;
+    }
+    if (strncmp(url, FILE_SCHEME, strlen(FILE_SCHEME)) == 0)
+        return open_file_url(url, log, out, err, errlen);
+    if (strncmp(url, S3_SCHEME, strlen(S3_SCHEME)) == 0)
+        return gfs_objstore_s3_open(cfg, log, out, err, errlen);
+    /* Name only the scheme: a mistyped URL may carry credentials. */
+    const char *sep = strstr(url, "://");
+    int slen = sep && sep - url <= 16 ? (int)(sep - url) : 0;
+    if (slen)
+        snprintf(err, errlen,
+                 "storage.url: unsupported scheme \"%.*s://\" (use s3://bucket/prefix or file:///dir)",
+                 slen, url);
+    else
+        snprintf(err, errlen,
+                 "storage.url: not a URL (use s3://bucket/prefix or file:///dir)");
+    return -EINVAL;
+}

@@ -1,0 +1,425 @@
+/*
+ * s3_xml.c — parse and build the S3 XML documents (see s3_xml.h) with
+ * libxml2. Owns the hostile-input rules: size bound, no network, no entity
+ * substitution, no DOCTYPE at all (the parser is stopped as soon as one
+ * starts), libxml2's own depth limit (no XML_PARSE_HUGE), and validation of
+ * every field we use. libxml2 error output is switched off: the library
+ * never prints.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libxml/parser.h>
+#include <libxml/tree.h>
+#include <libxml/xmlstring.h>
+
+#include "cleanup.h"
+#include "s3_xml.h"
+
+#define S3_NS "http://s3.amazonaws.com/doc/2006-03-01/"
+
+/* ---- parsing ------------------------------------------------------------- */
+
+/* SAX hooks called when a DOCTYPE begins: stop at once and remember why.
+ * Nothing S3 sends has a DOCTYPE; one is an attack (XXE, entity expansion). */
+static void refuse_subset(void *vctxt, const xmlChar *name, const xmlChar *ext_id,
+                          const xmlChar *sys_id)
+{
+    (void)name;
+    (void)ext_id;
+    (void)sys_id;
+    xmlParserCtxtPtr ctxt = vctxt;
+    ctxt->_private = (void *)1;
+    xmlStopParser(ctxt);
+}
+
+static void refuse_entity(void *vctxt, const xmlChar *name, int type, const xmlChar *public_id,
+                          const xmlChar *system_id, xmlChar *content)
+{
+    (void)name;
+    (void)type;
+    (void)public_id;
+    (void)system_id;
+    (void)content;
+    xmlParserCtxtPtr ctxt = vctxt;
+    ctxt->_private = (void *)1;
+    xmlStopParser(ctxt);
+}
+
+static xmlDocPtr parse(const char *buf, size_t len)
+{
+    if (!buf || len == 0 || len > GFS_S3_XML_MAX || len > INT_MAX)
+        return NULL;
+    xmlParserCtxtPtr ctxt = xmlNewParserCtxt();
+    if (!ctxt)
+        return NULL;
+    ctxt->sax->internalSubset = refuse_subset;
+    ctxt->sax->externalSubset = refuse_subset;
+    ctxt->sax->entityDecl = refuse_entity;
+    /* No XML_PARSE_NOENT (no substitution), no DTDLOAD, no HUGE (keeps the
+     * depth and text-size limits), NONET, and silence. */
+    int opts = XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING | XML_PARSE_NOCDATA;
+    xmlDocPtr doc = xmlCtxtReadMemory(ctxt, buf, (int)len, "s3-response.xml", NULL, opts);
+    int refused = ctxt->_private != NULL || !ctxt->wellFormed;
+    xmlFreeParserCtxt(ctxt);
+    if (doc && (refused || doc->intSubset || doc->extSubset)) {
+        xmlFreeDoc(doc);
+        doc = NULL;
+    }
+    return doc;
+}
+
+static int is_elem(const xmlNode *n, const char *name)
+{
+    return n->type == XML_ELEMENT_NODE && xmlStrcmp(n->name, (const xmlChar *)name) == 0;
+}
+
+/* The text of a simple element: only text children allowed (no child
+ * elements, no entity references), at most max bytes. malloc'd. */
+static int text_of(const xmlNode *n, size_t max, char **out)
+{
+    *out = NULL;
+    size_t len = 0;
+    for (const xmlNode *c = n->children; c; c = c->next) {
+        if (c->type == XML_COMMENT_NODE || c->type == XML_PI_NODE)
+            continue;
+        if (c->type != XML_TEXT_NODE && c->type != XML_CDATA_SECTION_NODE)
+            return -EBADMSG;
+        size_t l = c->content ? strlen((const char *)c->content) : 0;
+        if (l > max || len + l > max)
+            return -EBADMSG;
+        len += l;
+    }
+    char *s = malloc(len + 1);
+    if (!s)
+        return -ENOMEM;
+    size_t off = 0;
+    for (const xmlNode *c = n->children; c; c = c->next) {
+        if (c->type != XML_TEXT_NODE && c->type != XML_CDATA_SECTION_NODE)
+            continue;
+        size_t l = c->content ? strlen((const char *)c->content) : 0;
+        memcpy(s + off, c->content, l);
+        off += l;
+    }
+    s[off] = '\0';
+    *out = s;
+    return 0;
+}
+
+/* Copy src into dst (cap bytes), cut at a UTF-8 character boundary, control
+ * characters replaced by '?' so the result can go into a log line. */
+static void copy_safe(char *dst, size_t cap, const char *src)
+{
+    size_t n = strlen(src);
+    if (n >= cap) {
+        n = cap - 1;
+        while (n > 0 && ((unsigned char)src[n] & 0xC0) == 0x80)
+            n--;
+    }
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)src[i];
+        dst[i] = (c < 0x20 || c == 0x7f) ? '?' : (char)c;
+    }
+    dst[n] = '\0';
+}
+
+static int has_control(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            return 1;
+    return 0;
+}
+
+/* A non-negative decimal integer, digits only, no overflow. */
+static int parse_u64(const char *s, uint64_t *out)
+{
+    if (!*s || strlen(s) > 20)
+        return -EBADMSG;
+    uint64_t v = 0;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9')
+            return -EBADMSG;
+        unsigned d = (unsigned)(*s - '0');
+        if (v > (UINT64_MAX - d) / 10)
+            return -EBADMSG;
+        v = v * 10 + d;
+    }
+    *out = v;
+    return 0;
+}
+
+static void free_doc(xmlDocPtr *d)
+{
+    if (*d)
+        xmlFreeDoc(*d);
+}
+#define CLEANUP_XMLDOC __attribute__((cleanup(free_doc)))
+
+/* ---- <Error> ------------------------------------------------------------- */
+
+/* Fill e from an <Error> element (Code required). */
+static int error_fields(const xmlNode *root, struct gfs_s3_error *e, char *key, size_t keycap)
+{
+    int have_code = 0;
+    for (const xmlNode *c = root->children; c; c = c->next) {
+        char *t = NULL;
+        int rc = 0;
+        if (is_elem(c, "Code")) {
+            if (have_code)
+                return -EBADMSG;
+            if ((rc = text_of(c, 256, &t)) != 0)
+                return rc;
+            /* Codes are identifiers: refuse anything else rather than log it. */
+            size_t n = strlen(t);
+            int ok = n > 0 && n < sizeof(e->code);
+            for (size_t i = 0; ok && i < n; i++) {
+                char ch = t[i];
+                ok = (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
+                     (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' || ch == '-';
+            }
+            if (ok)
+                memcpy(e->code, t, n + 1);
+            free(t);
+            if (!ok)
+                return -EBADMSG;
+            have_code = 1;
+        } else if (is_elem(c, "Message")) {
+            if ((rc = text_of(c, 64 * 1024, &t)) != 0)
+                return rc;
+            copy_safe(e->message, sizeof(e->message), t);
+            free(t);
+        } else if (is_elem(c, "RequestId")) {
+            if ((rc = text_of(c, 1024, &t)) != 0)
+                return rc;
+            copy_safe(e->request_id, sizeof(e->request_id), t);
+            free(t);
+        } else if (key && is_elem(c, "Key")) {
+            if ((rc = text_of(c, GFS_S3_KEY_MAX, &t)) != 0)
+                return rc;
+            copy_safe(key, keycap, t);
+            free(t);
+        }
+    }
+    return have_code ? 0 : -EBADMSG;
+}
+
+int gfs_s3_xml_parse_error(const char *buf, size_t len, struct gfs_s3_error *out)
+{
+    memset(out, 0, sizeof(*out));
+    CLEANUP_XMLDOC xmlDocPtr doc = parse(buf, len);
+    if (!doc)
+        return -EBADMSG;
+    xmlNode *root = xmlDocGetRootElement(doc);
+    if (!root || !is_elem(root, "Error"))
+        return -EBADMSG;
+    int rc = error_fields(root, out, NULL, 0);
+    if (rc != 0)
+        memset(out, 0, sizeof(*out));
+    return rc;
+}
+
+/* ---- ListBucketResult ---------------------------------------------------- */
+
+void gfs_s3_list_page_clear(struct gfs_s3_list_page *p)
+{
+    if (!p)
+        return;
+    for (size_t i = 0; i < p->n; i++)
+        free(p->entries[i].key);
+    free(p->entries);
+    free(p->next_token);
+    memset(p, 0, sizeof(*p));
+}
+
+static int parse_contents(const xmlNode *n, struct gfs_s3_list_entry *e)
+{
+    char *key = NULL, *size = NULL;
+    int rc = 0;
+    for (const xmlNode *c = n->children; c && rc == 0; c = c->next) {
+        if (is_elem(c, "Key")) {
+            if (key)
+                rc = -EBADMSG;
+            else
+                rc = text_of(c, GFS_S3_KEY_MAX, &key);
+        } else if (is_elem(c, "Size")) {
+            if (size)
+                rc = -EBADMSG;
+            else
+                rc = text_of(c, 32, &size);
+        }
+    }
+    if (rc == 0 && (!key || !size || !*key || has_control(key)))
+        rc = -EBADMSG;
+    if (rc == 0)
+        rc = parse_u64(size, &e->size);
+    free(size);
+    if (rc != 0) {
+        free(key);
+        return rc;
+    }
+    e->key = key;
+    return 0;
+}
+
+int gfs_s3_xml_parse_list(const char *buf, size_t len, struct gfs_s3_list_page *out)
+{
+    memset(out, 0, sizeof(*out));
+    CLEANUP_XMLDOC xmlDocPtr doc = parse(buf, len);
+    if (!doc)
+        return -EBADMSG;
+    xmlNode *root = xmlDocGetRootElement(doc);
+    if (!root || !is_elem(root, "ListBucketResult"))
+        return -EBADMSG;
+
+    size_t ncontents = 0, nprefixes = 0;
+    for (const xmlNode *c = root->children; c; c = c->next) {
+        if (is_elem(c, "Contents"))
+            ncontents++;
+        else if (is_elem(c, "CommonPrefixes"))
+            nprefixes++;
+    }
+    if (ncontents > GFS_S3_LIST_MAX_KEYS || nprefixes > GFS_S3_LIST_MAX_KEYS)
+        return -EBADMSG;
+
+    struct gfs_s3_list_page p = {0};
+    if (ncontents && !(p.entries = calloc(ncontents, sizeof(*p.entries))))
+        return -ENOMEM;
+    int rc = 0, have_trunc = 0, have_count = 0;
+    uint64_t key_count = 0;
+    for (const xmlNode *c = root->children; c && rc == 0; c = c->next) {
+        char *t = NULL;
+        if (is_elem(c, "Contents")) {
+            rc = parse_contents(c, &p.entries[p.n]);
+            if (rc == 0)
+                p.n++;
+        } else if (is_elem(c, "IsTruncated")) {
+            if (have_trunc++ || (rc = text_of(c, 8, &t)) != 0) {
+                rc = rc ? rc : -EBADMSG;
+                break;
+            }
+            if (strcmp(t, "true") == 0)
+                p.truncated = 1;
+            else if (strcmp(t, "false") != 0)
+                rc = -EBADMSG;
+            free(t);
+        } else if (is_elem(c, "NextContinuationToken")) {
+            if (p.next_token) {
+                rc = -EBADMSG;
+                break;
+            }
+            rc = text_of(c, GFS_S3_TOKEN_MAX, &p.next_token);
+            if (rc == 0 && (!*p.next_token || has_control(p.next_token)))
+                rc = -EBADMSG;
+        } else if (is_elem(c, "KeyCount")) {
+            if (have_count++ || (rc = text_of(c, 32, &t)) != 0) {
+                rc = rc ? rc : -EBADMSG;
+                break;
+            }
+            rc = parse_u64(t, &key_count);
+            free(t);
+        }
+    }
+    if (rc == 0 && !have_trunc)
+        rc = -EBADMSG; /* S3 always says whether there is more */
+    if (rc == 0 && p.truncated && !p.next_token)
+        rc = -EBADMSG; /* more pages, but no way to ask for them */
+    if (rc == 0 && have_count && key_count != ncontents + nprefixes)
+        rc = -EBADMSG;
+    if (rc != 0) {
+        gfs_s3_list_page_clear(&p);
+        return rc;
+    }
+    if (!p.truncated) {
+        free(p.next_token);
+        p.next_token = NULL;
+    }
+    *out = p;
+    return 0;
+}
+
+/* ---- DeleteObjects ------------------------------------------------------- */
+
+int gfs_s3_xml_build_delete(const char *const *keys, size_t n, char **out, size_t *outlen)
+{
+    *out = NULL;
+    *outlen = 0;
+    if (!keys || n == 0 || n > GFS_S3_DELETE_MAX_KEYS)
+        return -EINVAL;
+    for (size_t i = 0; i < n; i++) {
+        if (!keys[i] || !*keys[i] || strlen(keys[i]) > GFS_S3_KEY_MAX || has_control(keys[i]) ||
+            !xmlCheckUTF8((const xmlChar *)keys[i]))
+            return -EINVAL;
+    }
+    CLEANUP_XMLDOC xmlDocPtr doc = xmlNewDoc((const xmlChar *)"1.0");
+    if (!doc)
+        return -ENOMEM;
+    xmlNodePtr root = xmlNewNode(NULL, (const xmlChar *)"Delete");
+    if (!root)
+        return -ENOMEM;
+    xmlDocSetRootElement(doc, root);
+    xmlNsPtr ns = xmlNewNs(root, (const xmlChar *)S3_NS, NULL);
+    if (!ns)
+        return -ENOMEM;
+    xmlSetNs(root, ns);
+    if (!xmlNewChild(root, ns, (const xmlChar *)"Quiet", (const xmlChar *)"true"))
+        return -ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        xmlNodePtr obj = xmlNewChild(root, ns, (const xmlChar *)"Object", NULL);
+        /* xmlNewTextChild escapes the key (&, <, > ...) */
+        if (!obj || !xmlNewTextChild(obj, ns, (const xmlChar *)"Key", (const xmlChar *)keys[i]))
+            return -ENOMEM;
+    }
+    xmlChar *mem = NULL;
+    int size = 0;
+    xmlDocDumpMemoryEnc(doc, &mem, &size, "UTF-8");
+    if (!mem || size <= 0) {
+        xmlFree(mem);
+        return -ENOMEM;
+    }
+    char *copy = malloc((size_t)size);
+    if (copy)
+        memcpy(copy, mem, (size_t)size);
+    xmlFree(mem);
+    if (!copy)
+        return -ENOMEM;
+    *out = copy;
+    *outlen = (size_t)size;
+    return 0;
+}
+
+int gfs_s3_xml_parse_delete_result(const char *buf, size_t len,
+                                   struct gfs_s3_delete_result *out)
+{
+    memset(out, 0, sizeof(*out));
+    CLEANUP_XMLDOC xmlDocPtr doc = parse(buf, len);
+    if (!doc)
+        return -EBADMSG;
+    xmlNode *root = xmlDocGetRootElement(doc);
+    if (!root || !is_elem(root, "DeleteResult"))
+        return -EBADMSG;
+    int rc = 0;
+    for (const xmlNode *c = root->children; c && rc == 0; c = c->next) {
+        if (is_elem(c, "Deleted")) {
+            out->deleted++;
+        } else if (is_elem(c, "Error")) {
+            if (out->errors == 0) {
+                rc = error_fields(c, &out->first_error, out->first_error_key,
+                                  sizeof(out->first_error_key));
+            } else {
+                struct gfs_s3_error scratch;
+                char key[GFS_S3_KEY_MAX + 1];
+                memset(&scratch, 0, sizeof(scratch));
+                rc = error_fields(c, &scratch, key, sizeof(key));
+            }
+            out->errors++;
+        }
+        if (out->deleted > GFS_S3_DELETE_MAX_KEYS || out->errors > GFS_S3_DELETE_MAX_KEYS)
+            rc = -EBADMSG;
+    }
+    if (rc != 0)
+        memset(out, 0, sizeof(*out));
+    return rc;
+}

@@ -1,0 +1,109 @@
+/*
+ * segment.h — the segment object format: an immutable batch of blocks.
+ *
+ * Layout (all integers little-endian):
+ *   fixed header (64 bytes)
+ *     0  magic        "GFSSEG01" (8 bytes)
+ *     8  version      u32 = 1
+ *     12 flags        u32 (0)
+ *     16 epoch        u64
+ *     24 seq          u64
+ *     32 nblocks      u32 (<= GFS_SEG_MAX_BLOCKS)
+ *     36 block_size   u32 (power of two, 4 KiB .. 4 MiB)
+ *     40 header_len   u32 = 64 + 40 * nblocks
+ *     44 reserved     u32 (0)
+ *     48 volume_uuid  16 bytes
+ *   entries[nblocks], 40 bytes each
+ *     0  block_index  u64
+ *     8  write_seq    u64  (newest journal sequence number folded into this block)
+ *     16 offset       u32  (from the start of the object; >= header_len + 4;
+ *                           0 for a hole)
+ *     20 length       u32  (stored bytes; 0 for a hole; == raw_length unless
+ *                           ZSTD or SEALED; <= GFS_SEG_MAX_STORED(block_size))
+ *     24 raw_length   u32  (bytes after decoding; == block_size, or 0 for a hole)
+ *     28 crc          u32  (CRC-32C of the stored bytes; 0 for a hole)
+ *     32 flags        u32  (GFS_SEGF_HOLE alone, or GFS_SEGF_ZSTD and/or
+ *                           GFS_SEGF_SEALED; no other bits)
+ *     36 reserved     u32 (0)
+ *   header_crc        u32  CRC-32C of bytes [0, header_len)
+ *   payloads          the stored bytes of each non-hole block, at their offsets
+ *
+ * Decoding validates everything before trusting it: magic, version, counts,
+ * lengths, every entry's [offset, offset+length) inside the object and past
+ * the header, no overlaps, block indexes strictly increasing, header CRC.
+ */
+#ifndef GLIDEFS_SEGMENT_H
+#define GLIDEFS_SEGMENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define GFS_SEG_MAGIC "GFSSEG01"
+#define GFS_SEG_VERSION 1u
+#define GFS_SEG_FIXED_LEN 64u
+#define GFS_SEG_ENTRY_LEN 40u
+#define GFS_SEG_MAX_BLOCKS 4096u
+
+#define GFS_SEGF_HOLE 0x1u   /* block reads as zeroes; no payload */
+#define GFS_SEGF_ZSTD 0x2u   /* payload is zstd-compressed */
+#define GFS_SEGF_SEALED 0x4u /* payload is AES-256-GCM sealed */
+
+/* Largest stored length of one block: room for zstd's worst case plus the
+ * sealing overhead. Bounds what a reader allocates for one payload even when
+ * the object's size is not known. */
+#define GFS_SEG_MAX_STORED(bs) ((uint64_t)(bs) + (uint64_t)(bs) / 128u + 4096u)
+
+struct gfs_seg_entry {
+    uint64_t block_index;
+    uint64_t write_seq;
+    uint32_t offset;
+    uint32_t length;
+    uint32_t raw_length;
+    uint32_t crc;
+    uint32_t flags;
+};
+
+struct gfs_seg_header {
+    uint64_t epoch;
+    uint64_t seq;
+    uint32_t nblocks;
+    uint32_t block_size;
+    uint32_t header_len;  /* fixed + entries, without the trailing header CRC */
+    uint8_t volume_uuid[16];
+    struct gfs_seg_entry *entries; /* nblocks entries (owned by the header) */
+};
+
+/* Bytes of the header including its CRC, for n blocks. */
+static inline size_t gfs_seg_header_size(uint32_t n)
+{
+    return (size_t)GFS_SEG_FIXED_LEN + (size_t)GFS_SEG_ENTRY_LEN * n + 4u;
+}
+
+/* Encode h (entries with offsets/lengths/crcs already filled in, offsets
+ * starting at gfs_seg_header_size(nblocks)) into out, which has room for
+ * gfs_seg_header_size(h->nblocks) bytes. Returns bytes written or -EINVAL
+ * (h breaks a rule that decoding checks; h->header_len is ignored and
+ * computed). */
+int gfs_seg_encode_header(const struct gfs_seg_header *h, void *out, size_t outlen);
+
+/* Decode and validate a header from the first len bytes of an object whose
+ * total size is object_size (pass 0 if unknown: payload bounds then not
+ * checked against it). On success fills *h (caller frees with
+ * gfs_seg_header_free). -EINVAL/-EBADMSG for anything malformed; -EAGAIN with
+ * *need set when len is too short to hold the whole header (read more and
+ * call again). */
+int gfs_seg_decode_header(const void *buf, size_t len, uint64_t object_size,
+                          struct gfs_seg_header *h, size_t *need);
+
+void gfs_seg_header_free(struct gfs_seg_header *h);
+
+/* Store key of a segment: "nbd/<name>/seg/<epoch:016x>-<seq:016x>".
+ * Returns 0, -EINVAL (name fails glidefs_name_valid) or -ENAMETOOLONG (buf
+ * too small). */
+int gfs_seg_key(char *buf, size_t buflen, const char *name, uint64_t epoch, uint64_t seq);
+
+/* Parse the "<epoch:016x>-<seq:016x>" tail of a seg/ or manifest/ key.
+ * Returns 0 or -EINVAL. */
+int gfs_parse_epoch_seq(const char *tail, uint64_t *epoch, uint64_t *seq);
+
+#endif

@@ -1,0 +1,609 @@
+/*
+ * volmeta.c — a volume's metadata in the store: volume.json (create, load,
+ * rewrite on resize), loading the block map from the newest manifest plus the
+ * segment headers after it, writing manifests, the start-up store check and
+ * deleting a volume.
+ */
+#include "volume_internal.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+#include <dirent.h>
+#include <sys/stat.h>
+#include <ftw.h>
+#include <fcntl.h>
+#include <sys/file.h>
+
+#include "cleanup.h"
+#include "manifest.h"
+#include "segment.h"
+
+#define VOLUME_JSON_MAX (64u << 10)
+#define MANIFEST_MAX (4ull << 30)
+
+static void key_of(char *buf, size_t len, const char *name, const char *leaf)
+{
+    snprintf(buf, len, "nbd/%s/%s", name, leaf);
+}
+
+static int hexval(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
+static int parse_uuid(const char *s, uint8_t out[16])
+{
+    int n = 0;
+    for (const char *p = s; *p; p++) {
+        if (*p == '-')
+            continue;
+        int hi = hexval(p[0]);
+        int lo = p[1] ? hexval(p[1]) : -1;
+        if (hi < 0 || lo < 0 || n >= 16)
+            return -EINVAL;
+        out[n++] = (uint8_t)(hi << 4 | lo);
+        p++;
+    }
+    return n == 16 ? 0 : -EINVAL;
+}
+
+static void format_uuid(const uint8_t u[16], char out[40])
+{
+    snprintf(out, 40,
+             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+             u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12],
+             u[13], u[14], u[15]);
+}
+
+static int valid_bs(uint64_t bs)
+{
+    return bs >= 4096 && bs <= (4u << 20) && (bs & (bs - 1)) == 0;
+}
+
+/* Parse and validate volume.json (input from the store: trust nothing). */
+static int parse_volmeta(struct glidefs_volume *v, const char *buf, size_t len)
+{
+    json_error_t jerr;
+    json_t *root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root) {
+        gfs_err(&v->log, "%s: volume.json is not valid JSON (line %d: %s)", v->name, jerr.line,
+                jerr.text);
+        return -EIO;
+    }
+    int r = -EIO;
+    json_t *fmt = json_object_get(root, "format");
+    json_t *uuid = json_object_get(root, "uuid");
+    json_t *size = json_object_get(root, "size");
+    json_t *bs = json_object_get(root, "block_size");
+    json_t *created = json_object_get(root, "created_ms");
+    json_t *comp = json_object_get(root, "compression");
+    json_t *enc = json_object_get(root, "encryption");
+    if (!json_is_integer(fmt) || json_integer_value(fmt) != 1) {
+        gfs_err(&v->log, "%s: volume.json has an unsupported format version", v->name);
+    } else if (!json_is_string(uuid) || parse_uuid(json_string_value(uuid), v->meta.uuid) < 0) {
+        gfs_err(&v->log, "%s: volume.json has a bad uuid", v->name);
+    } else if (!json_is_integer(size) || json_integer_value(size) <= 0 ||
+               json_integer_value(size) % 512) {
+        gfs_err(&v->log, "%s: volume.json has a bad size", v->name);
+    } else if (!json_is_integer(bs) || !valid_bs((uint64_t)json_integer_value(bs))) {
+        gfs_err(&v->log, "%s: volume.json has a bad block_size", v->name);
+    } else if (enc && !json_is_null(enc)) {
+        gfs_err(&v->log, "%s: volume is encrypted; this build cannot open it", v->name);
+        r = -ENOTSUP;
+    } else if (comp && !(json_is_string(comp) && strcmp(json_string_value(comp), "none") == 0)) {
+        gfs_err(&v->log, "%s: volume uses a compression this build cannot read", v->name);
+        r = -ENOTSUP;
+    } else {
+        v->meta.format = 1;
+        v->meta.size = (uint64_t)json_integer_value(size);
+        v->meta.block_size = (uint32_t)json_integer_value(bs);
+        v->meta.created_ms = json_is_integer(created) ? json_integer_value(created) : 0;
+        snprintf(v->meta.compression, sizeof v->meta.compression, "none");
+        format_uuid(v->meta.uuid, v->meta.uuid_str);
+        r = 0;
+    }
+    json_decref(root);
+    return r;
+}
+
+static int put_volmeta(struct glidefs_volume *v, unsigned flags)
+{
+    json_t *root = json_pack("{s:i, s:s, s:I, s:I, s:I, s:s, s:n}", "format", 1, "uuid",
+                             v->meta.uuid_str, "size", (json_int_t)v->meta.size, "block_size",
+                             (json_int_t)v->meta.block_size, "created_ms",
+                             (json_int_t)v->meta.created_ms, "compression", "none",
+                             "encryption");
+    if (!root)
+        return -ENOMEM;
+    CLEANUP_FREE char *txt = json_dumps(root, JSON_INDENT(2) | JSON_SORT_KEYS);
+    json_decref(root);
+    if (!txt)
+        return -ENOMEM;
+    char key[512];
+    key_of(key, sizeof key, v->name, "volume.json");
+    return v->store->ops->put(v->store, key, txt, strlen(txt), flags, NULL);
+}
+
+int gfs_volmeta_store(struct glidefs_volume *v)
+{
+    return put_volmeta(v, 0);
+}
+
+int gfs_volmeta_load(struct glidefs_volume *v, int create, int exclusive, uint64_t create_size)
+{
+    char key[512];
+    key_of(key, sizeof key, v->name, "volume.json");
+    for (int attempt = 0; attempt < 3; attempt++) {
+        CLEANUP_FREE void *buf = NULL;
+        size_t len = 0;
+        int r = v->store->ops->get(v->store, key, VOLUME_JSON_MAX, &buf, &len, NULL);
+        if (r == 0) {
+            if (exclusive)
+                return -EEXIST;
+            return parse_volmeta(v, buf, len);
+        }
+        if (r != -ENOENT) {
+            gfs_err(&v->log, "%s: cannot read %s: %s", v->name, key, glidefs_strerror(r));
+            return r == -EFBIG ? -EIO : r;
+        }
+        if (!create)
+            return -ENOENT;
+        if (getrandom(v->meta.uuid, sizeof v->meta.uuid, 0) != sizeof v->meta.uuid)
+            return -EIO;
+        v->meta.uuid[6] = (v->meta.uuid[6] & 0x0f) | 0x40; /* version 4 */
+        v->meta.uuid[8] = (v->meta.uuid[8] & 0x3f) | 0x80;
+        format_uuid(v->meta.uuid, v->meta.uuid_str);
+        v->meta.format = 1;
+        v->meta.size = create_size;
+        v->meta.block_size = v->bs ? v->bs : 131072;
+        v->meta.created_ms = gfs_wall_ms();
+        snprintf(v->meta.compression, sizeof v->meta.compression, "none");
+        r = put_volmeta(v, GFS_PUT_IF_NONE_MATCH);
+        if (r == 0) {
+            gfs_info(&v->log, "%s: created volume of %" PRIu64 " bytes (uuid %s)", v->name,
+                     create_size, v->meta.uuid_str);
+            return 0;
+        }
+        if (r != -EEXIST)
+            return r;
+        /* someone created it at the same moment: load theirs */
+        exclusive = exclusive && 0;
+    }
+    return -EIO;
+}
+
+/* ---- loading the map ---- */
+
+struct name_pick {
+    char best[512];
+    int found;
+};
+
+static int pick_last(void *arg, const char *key, uint64_t size)
+{
+    struct name_pick *p = arg;
+    (void)size;
+    const char *slash = strrchr(key, '/');
+    uint64_t e, s;
+    if (!slash || gfs_parse_epoch_seq(slash + 1, &e, &s) < 0)
+        return 0; /* not ours: ignore */
+    if (strcmp(key, p->best) > 0) {
+        snprintf(p->best, sizeof p->best, "%s", key);
+        p->found = 1;
+    }
+    return 0;
+}
+
+static int apply_manifest(struct glidefs_volume *v, const char *key)
+{
+    CLEANUP_FREE void *buf = NULL;
+    size_t len = 0;
+    int r = v->store->ops->get(v->store, key, MANIFEST_MAX, &buf, &len, NULL);
+    if (r < 0) {
+        gfs_err(&v->log, "%s: cannot read manifest %s: %s", v->name, key, glidefs_strerror(r));
+        return r == -ENOENT || r == -EFBIG ? -EIO : r;
+    }
+    struct gfs_manifest m;
+    r = gfs_manifest_decode(buf, len, &m);
+    if (r < 0) {
+        gfs_err(&v->log, "%s: manifest %s is corrupt", v->name, key);
+        return -EIO;
+    }
+    if (m.block_size != v->bs) {
+        gfs_err(&v->log, "%s: manifest %s has block size %u, volume has %u", v->name, key,
+                m.block_size, v->bs);
+        gfs_manifest_free(&m);
+        return -EIO;
+    }
+    CLEANUP_FREE int64_t *idx = calloc(m.nsegs ? m.nsegs : 1, sizeof *idx);
+    if (!idx) {
+        gfs_manifest_free(&m);
+        return -ENOMEM;
+    }
+    for (uint32_t i = 0; i < m.nsegs; i++) {
+        idx[i] = gfs_bm_seg_add(&v->bm, m.segs[i].epoch, m.segs[i].seq, 0);
+        if (idx[i] < 0) {
+            gfs_manifest_free(&m);
+            return (int)idx[i];
+        }
+    }
+    uint64_t max_seq = 0;
+    for (uint64_t i = 0; i < m.nentries; i++) {
+        const struct gfs_man_entry *me = &m.entries[i];
+        if (me->block_index >= v->bm.nblocks) {
+            gfs_err(&v->log, "%s: manifest %s maps block %" PRIu64 " past the volume's end",
+                    v->name, key, me->block_index);
+            gfs_manifest_free(&m);
+            return -EIO;
+        }
+        struct gfs_bm_entry e = {0};
+        if (me->seg == GFS_MAN_HOLE) {
+            e.seg = GFS_BM_HOLE;
+        } else {
+            e.seg = (uint32_t)idx[me->seg];
+            e.offset = me->offset;
+            e.length = me->length;
+            e.crc = me->crc;
+            e.flags = me->flags;
+        }
+        e.write_seq = me->write_seq;
+        if (me->write_seq > max_seq)
+            max_seq = me->write_seq;
+        r = gfs_bm_set(&v->bm, me->block_index, &e);
+        if (r < 0) {
+            gfs_manifest_free(&m);
+            return r;
+        }
+    }
+    if (max_seq >= v->next_seq)
+        v->next_seq = max_seq + 1;
+    v->manifest_epoch = v->last_seg_epoch = m.epoch;
+    v->manifest_seq = v->last_seg_seq = m.seq;
+    gfs_manifest_free(&m);
+    return 0;
+}
+
+struct seg_list {
+    char **keys;
+    uint64_t *sizes;
+    size_t n, cap;
+};
+
+static int collect_seg(void *arg, const char *key, uint64_t size)
+{
+    struct seg_list *l = arg;
+    const char *slash = strrchr(key, '/');
+    uint64_t e, s;
+    if (!slash || gfs_parse_epoch_seq(slash + 1, &e, &s) < 0)
+        return 0;
+    if (l->n == l->cap) {
+        size_t nc = l->cap ? l->cap * 2 : 64;
+        char **nk = realloc(l->keys, nc * sizeof *nk);
+        if (!nk)
+            return -ENOMEM;
+        l->keys = nk;
+        uint64_t *ns = realloc(l->sizes, nc * sizeof *ns);
+        if (!ns)
+            return -ENOMEM;
+        l->sizes = ns;
+        l->cap = nc;
+    }
+    l->keys[l->n] = strdup(key);
+    if (!l->keys[l->n])
+        return -ENOMEM;
+    l->sizes[l->n++] = size;
+    return 0;
+}
+
+static int apply_segment(struct glidefs_volume *v, const char *key, uint64_t size)
+{
+    size_t want = 4096;
+    CLEANUP_FREE uint8_t *buf = NULL;
+    struct gfs_seg_header h;
+    for (int i = 0; i < 3; i++) {
+        if (want > size)
+            want = (size_t)size;
+        if (want == 0)
+            return -EIO;
+        uint8_t *nb = realloc(buf, want);
+        if (!nb)
+            return -ENOMEM;
+        buf = nb;
+        size_t got = 0;
+        int r = v->store->ops->get_range(v->store, key, 0, want, buf, &got);
+        if (r < 0) {
+            gfs_err(&v->log, "%s: cannot read segment %s: %s", v->name, key, glidefs_strerror(r));
+            return r == -ENOENT ? -EIO : r;
+        }
+        size_t need = 0;
+        r = gfs_seg_decode_header(buf, got, size, &h, &need);
+        if (r == -EAGAIN && need > got && need <= gfs_seg_header_size(GFS_SEG_MAX_BLOCKS)) {
+            want = need;
+            continue;
+        }
+        if (r < 0) {
+            gfs_err(&v->log, "%s: segment %s has a corrupt header", v->name, key);
+            return -EIO;
+        }
+        break;
+    }
+    if (buf == NULL)
+        return -EIO;
+    if (h.block_size != v->bs) {
+        gfs_seg_header_free(&h);
+        return -EIO;
+    }
+    int64_t si = gfs_bm_seg_add(&v->bm, h.epoch, h.seq, size);
+    if (si < 0) {
+        gfs_seg_header_free(&h);
+        return (int)si;
+    }
+    int r = 0;
+    for (uint32_t i = 0; i < h.nblocks && r == 0; i++) {
+        const struct gfs_seg_entry *se = &h.entries[i];
+        if (se->block_index >= v->bm.nblocks) {
+            gfs_warn(&v->log, "%s: segment %s maps block %" PRIu64 " past the end; ignored",
+                     v->name, key, se->block_index);
+            continue;
+        }
+        struct gfs_bm_entry e = {0};
+        if (se->flags & GFS_SEGF_HOLE) {
+            e.seg = GFS_BM_HOLE;
+        } else {
+            e.seg = (uint32_t)si;
+            e.offset = se->offset;
+            e.length = se->length;
+            e.crc = se->crc;
+            e.flags = se->flags;
+        }
+        e.write_seq = se->write_seq;
+        if (se->write_seq >= v->next_seq)
+            v->next_seq = se->write_seq + 1;
+        r = gfs_bm_set(&v->bm, se->block_index, &e);
+    }
+    v->last_seg_epoch = h.epoch;
+    v->last_seg_seq = h.seq;
+    v->segs_since_manifest++;
+    gfs_seg_header_free(&h);
+    return r;
+}
+
+int gfs_volume_load_map(struct glidefs_volume *v)
+{
+    char prefix[512];
+    snprintf(prefix, sizeof prefix, "nbd/%s/manifest/", v->name);
+    struct name_pick mp = {.found = 0};
+    int r = v->store->ops->list(v->store, prefix, NULL, pick_last, &mp);
+    if (r < 0) {
+        gfs_err(&v->log, "%s: cannot list manifests: %s", v->name, glidefs_strerror(r));
+        return r;
+    }
+    char start_after[512] = "";
+    if (mp.found) {
+        r = apply_manifest(v, mp.best);
+        if (r < 0)
+            return r;
+        snprintf(start_after, sizeof start_after, "nbd/%s/seg/%s", v->name,
+                 strrchr(mp.best, '/') + 1);
+    }
+    snprintf(prefix, sizeof prefix, "nbd/%s/seg/", v->name);
+    struct seg_list l = {0};
+    r = v->store->ops->list(v->store, prefix, start_after[0] ? start_after : NULL, collect_seg,
+                            &l);
+    for (size_t i = 0; i < l.n && r >= 0; i++)
+        r = apply_segment(v, l.keys[i], l.sizes[i]);
+    for (size_t i = 0; i < l.n; i++)
+        free(l.keys[i]);
+    free(l.keys);
+    free(l.sizes);
+    if (r < 0)
+        return r;
+    v->epoch = v->last_seg_epoch ? v->last_seg_epoch : 1;
+    v->next_seg_seq = v->last_seg_epoch == v->epoch ? v->last_seg_seq + 1 : 1;
+    return 0;
+}
+
+/* ---- writing manifests ---- */
+
+int gfs_volume_write_manifest(struct glidefs_volume *v)
+{
+    SCOPED_LOCK(&v->manifest_lock);
+    struct gfs_manifest m = {0};
+    pthread_mutex_lock(&v->lock);
+    if (v->segs_since_manifest == 0 || v->last_seg_epoch == 0) {
+        pthread_mutex_unlock(&v->lock);
+        return 0;
+    }
+    m.epoch = v->last_seg_epoch;
+    m.seq = v->last_seg_seq;
+    m.volume_size = v->size;
+    m.block_size = v->bs;
+    uint32_t covered = v->segs_since_manifest;
+    CLEANUP_FREE uint32_t *remap = calloc(v->bm.nsegs, sizeof *remap);
+    m.segs = malloc((size_t)v->bm.nsegs * sizeof *m.segs);
+    m.entries = malloc((v->bm.written_blocks ? v->bm.written_blocks : 1) * sizeof *m.entries);
+    if (!remap || !m.segs || !m.entries) {
+        pthread_mutex_unlock(&v->lock);
+        free(m.segs);
+        free(m.entries);
+        return -ENOMEM;
+    }
+    /* segments in table order (sorted), only those still referenced */
+    for (uint32_t i = 1; i < v->bm.nsegs; i++) {
+        if (v->bm.segs[i].live_bytes == 0)
+            continue;
+        remap[i] = m.nsegs + 1;
+        m.segs[m.nsegs].epoch = v->bm.segs[i].epoch;
+        m.segs[m.nsegs].seq = v->bm.segs[i].seq;
+        m.nsegs++;
+    }
+    for (size_t c = 0; c < v->bm.nchunks; c++) {
+        const struct gfs_bm_entry *ch = v->bm.chunks[c];
+        if (!ch)
+            continue;
+        for (uint32_t k = 0; k < GFS_BM_CHUNK; k++) {
+            const struct gfs_bm_entry *e = &ch[k];
+            if (e->seg == GFS_BM_NONE)
+                continue;
+            struct gfs_man_entry *me = &m.entries[m.nentries++];
+            me->block_index = ((uint64_t)c << GFS_BM_CHUNK_SHIFT) + k;
+            me->write_seq = e->write_seq;
+            if (e->seg == GFS_BM_HOLE) {
+                me->seg = GFS_MAN_HOLE;
+                me->offset = me->length = me->crc = 0;
+                me->flags = GFS_SEGF_HOLE;
+            } else {
+                me->seg = remap[e->seg] - 1;
+                me->offset = e->offset;
+                me->length = e->length;
+                me->crc = e->crc;
+                me->flags = e->flags;
+            }
+        }
+    }
+    pthread_mutex_unlock(&v->lock);
+
+    CLEANUP_FREE void *out = NULL;
+    size_t outlen = 0;
+    int r = gfs_manifest_encode(&m, 1, &out, &outlen);
+    free(m.segs);
+    free(m.entries);
+    if (r < 0)
+        return r;
+    char key[512];
+    gfs_manifest_key(key, sizeof key, v->name, m.epoch, m.seq);
+    r = v->store->ops->put(v->store, key, out, outlen, 0, NULL);
+    if (r < 0) {
+        gfs_err(&v->log, "%s: writing manifest %s failed: %s", v->name, key, glidefs_strerror(r));
+        return r;
+    }
+    pthread_mutex_lock(&v->lock);
+    v->manifest_epoch = m.epoch;
+    v->manifest_seq = m.seq;
+    v->segs_since_manifest -= covered <= v->segs_since_manifest ? covered : v->segs_since_manifest;
+    v->st.manifests_uploaded++;
+    pthread_mutex_unlock(&v->lock);
+    gfs_debug(&v->log, "%s: manifest %s written (%" PRIu64 " blocks)", v->name, key, m.nentries);
+    return 0;
+}
+
+/* ---- store check and delete ---- */
+
+static int stop_first(void *arg, const char *key, uint64_t size)
+{
+    (void)arg;
+    (void)key;
+    (void)size;
+    return 1;
+}
+
+GLIDEFS_API int glidefs_store_check(const glidefs_config *cfg, char *err, size_t errlen)
+{
+    struct gfs_objstore *st = NULL;
+    char e[256] = "";
+    int r = gfs_objstore_open(cfg, (struct gfs_log *)&cfg->log, &st, e, sizeof e);
+    if (r < 0) {
+        if (err && errlen)
+            snprintf(err, errlen, "%s", e);
+        return r;
+    }
+    r = st->ops->list(st, "nbd/", NULL, stop_first, NULL);
+    if (r > 0)
+        r = 0;
+    if (r < 0 && err && errlen)
+        snprintf(err, errlen, "storage %s: listing failed: %s", cfg->storage_url,
+                 glidefs_strerror(r));
+    gfs_objstore_close(st);
+    return r;
+}
+
+struct del_ctx {
+    struct gfs_objstore *st;
+    int err;
+    char **keys;
+    size_t n, cap;
+};
+
+static int collect_all(void *arg, const char *key, uint64_t size)
+{
+    (void)size;
+    struct del_ctx *d = arg;
+    if (d->n == d->cap) {
+        size_t nc = d->cap ? d->cap * 2 : 64;
+        char **nk = realloc(d->keys, nc * sizeof *nk);
+        if (!nk)
+            return -ENOMEM;
+        d->keys = nk;
+        d->cap = nc;
+    }
+    d->keys[d->n] = strdup(key);
+    if (!d->keys[d->n])
+        return -ENOMEM;
+    d->n++;
+    return 0;
+}
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(path) < 0 && errno != ENOENT ? -1 : 0;
+}
+
+GLIDEFS_API int glidefs_volume_delete(const glidefs_config *cfg, const char *name, int purge_store)
+{
+    if (!cfg || !name || !glidefs_name_valid(name))
+        return -EINVAL;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", cfg->cache_dir, name);
+    /* refuse while someone has it open */
+    char lockp[4200];
+    snprintf(lockp, sizeof lockp, "%s/lock", path);
+    int fd = open(lockp, O_RDWR | O_CLOEXEC);
+    if (fd >= 0) {
+        if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+            close(fd);
+            return -EBUSY;
+        }
+    }
+    int r = 0;
+    if (purge_store) {
+        struct gfs_objstore *st = NULL;
+        char e[256];
+        r = gfs_objstore_open(cfg, (struct gfs_log *)&cfg->log, &st, e, sizeof e);
+        if (r == 0) {
+            char prefix[512];
+            snprintf(prefix, sizeof prefix, "nbd/%s/", name);
+            struct del_ctx d = {.st = st};
+            r = st->ops->list(st, prefix, NULL, collect_all, &d);
+            /* volume.json last, so a half-deleted volume is still recognisable */
+            for (size_t i = 0; i < d.n && r >= 0; i++)
+                if (!strstr(d.keys[i], "/volume.json"))
+                    r = st->ops->del(st, d.keys[i]);
+            for (size_t i = 0; i < d.n && r >= 0; i++)
+                if (strstr(d.keys[i], "/volume.json"))
+                    r = st->ops->del(st, d.keys[i]);
+            for (size_t i = 0; i < d.n; i++)
+                free(d.keys[i]);
+            free(d.keys);
+            gfs_objstore_close(st);
+        }
+    }
+    if (r == 0 && nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS) < 0 && errno != ENOENT)
+        r = -errno;
+    if (fd >= 0)
+        close(fd);
+    return r;
+}

@@ -1,0 +1,886 @@
+/*
+ * volume.c — the public volume API: open (with crash recovery), close, the
+ * I/O paths (pread, pwrite, trim, write_zeroes, prefetch, block_status),
+ * flush, drain, resize and stats. The write path touches only the journal;
+ * the read path goes newest journal record -> clean cache -> store.
+ */
+#include "volume_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cleanup.h"
+#include "crc32c.h"
+#include "segment.h"
+
+int64_t gfs_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t gfs_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int mkdir_p(const char *path, mode_t mode)
+{
+    CLEANUP_FREE char *p = strdup(path);
+    if (!p)
+        return -ENOMEM;
+    for (char *s = p + 1; *s; s++) {
+        if (*s != '/')
+            continue;
+        *s = 0;
+        if (mkdir(p, mode) < 0 && errno != EEXIST)
+            return -errno;
+        *s = '/';
+    }
+    if (mkdir(p, mode) < 0 && errno != EEXIST)
+        return -errno;
+    return 0;
+}
+
+static int check_io(glidefs_volume *v, uint64_t off, uint64_t len)
+{
+    if (off % GLIDEFS_SECTOR_SIZE || len % GLIDEFS_SECTOR_SIZE)
+        return -EINVAL;
+    if (off > v->size || len > v->size - off)
+        return -EINVAL;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* store reads                                                                */
+
+int gfs_volume_fetch_block(struct glidefs_volume *v, uint64_t b, const struct gfs_bm_entry *e,
+                           void *buf)
+{
+    if (e->seg == GFS_BM_NONE || e->seg == GFS_BM_HOLE) {
+        memset(buf, 0, v->bs);
+        return 0;
+    }
+    uint64_t epoch, seq;
+    pthread_mutex_lock(&v->lock);
+    epoch = v->bm.segs[e->seg].epoch;
+    seq = v->bm.segs[e->seg].seq;
+    pthread_mutex_unlock(&v->lock);
+    char key[512];
+    gfs_seg_key(key, sizeof key, v->name, epoch, seq);
+    if (e->flags & ~0u & (GFS_SEGF_ZSTD | GFS_SEGF_SEALED) || e->length != v->bs) {
+        gfs_err(&v->log, "%s: block %" PRIu64 " in %s has an encoding this build cannot read",
+                v->name, b, key);
+        return -EIO;
+    }
+    size_t got = 0;
+    int r = v->store->ops->get_range(v->store, key, e->offset, e->length, buf, &got);
+    if (r < 0) {
+        gfs_err(&v->log, "%s: reading block %" PRIu64 " from %s failed: %s", v->name, b, key,
+                glidefs_strerror(r));
+        return r == -ENOENT ? -EIO : r;
+    }
+    if (got != e->length || gfs_crc32c(0, buf, e->length) != e->crc) {
+        gfs_err(&v->log, "%s: checksum mismatch for block %" PRIu64 " in %s", v->name, b, key);
+        pthread_mutex_lock(&v->lock);
+        v->st.checksum_errors++;
+        pthread_mutex_unlock(&v->lock);
+        return -EIO;
+    }
+    return 0;
+}
+
+void gfs_volume_cache_fill(struct glidefs_volume *v, uint64_t b, const struct gfs_bm_entry *e,
+                           const void *buf)
+{
+    uint32_t gen;
+    pthread_mutex_lock(&v->lock);
+    struct gfs_bm_entry cur = gfs_bm_get(&v->bm, b);
+    if (cur.seg != e->seg || cur.offset != e->offset || cur.seg == GFS_BM_NONE ||
+        cur.seg == GFS_BM_HOLE) {
+        pthread_mutex_unlock(&v->lock);
+        return;
+    }
+    uint64_t maxb = v->budget > v->journal.bytes ? v->budget - v->journal.bytes : 0;
+    int64_t slot = gfs_cache_claim(&v->cache, b, maxb, &gen);
+    pthread_mutex_unlock(&v->lock);
+    if (slot < 0)
+        return;
+    ssize_t w = pwrite(v->cache.fd, buf, v->bs, (off_t)(b * v->bs));
+    pthread_mutex_lock(&v->lock);
+    gfs_cache_commit(&v->cache, slot, gen, e->seg, e->offset, w == (ssize_t)v->bs);
+    pthread_mutex_unlock(&v->lock);
+}
+
+/* ------------------------------------------------------------------------ */
+/* read path                                                                  */
+
+enum base_kind { BASE_ZERO, BASE_CACHE, BASE_STORE };
+
+struct log_piece {
+    uint32_t start, count; /* sectors in block */
+    struct gfs_jfile *jf;  /* NULL: zeroes */
+    uint64_t off;
+};
+
+/* Read sectors [s, s+n) of block b into dst. */
+static int read_block(glidefs_volume *v, uint64_t b, uint32_t s, uint32_t n, uint8_t *dst,
+                      int count_stats)
+{
+    for (int attempt = 0;; attempt++) {
+        struct log_piece stackp[8];
+        struct log_piece *pieces = stackp;
+        CLEANUP_FREE struct log_piece *heapp = NULL;
+        uint32_t np = 0;
+        int need_base = 1;
+        enum base_kind bk = BASE_ZERO;
+        struct gfs_bm_entry e;
+        int64_t slot = -1;
+        uint32_t gen = 0;
+
+        pthread_mutex_lock(&v->lock);
+        struct gfs_dirty_block *db;
+        while ((db = gfs_dirty_get(&v->dirty, b)) && db->pending)
+            pthread_cond_wait(&v->cond, &v->lock);
+        if (db) {
+            uint32_t cnt = 0;
+            for (uint32_t i = 0; i < db->n; i++)
+                if (db->ext[i].start < s + n && db->ext[i].start + db->ext[i].count > s)
+                    cnt++;
+            if (cnt > 8) {
+                heapp = malloc(cnt * sizeof *heapp);
+                if (!heapp) {
+                    pthread_mutex_unlock(&v->lock);
+                    return -ENOMEM;
+                }
+                pieces = heapp;
+            }
+            for (uint32_t i = 0; i < db->n; i++) {
+                const struct gfs_ext *x = &db->ext[i];
+                uint32_t lo = x->start > s ? x->start : s;
+                uint32_t hi = x->start + x->count < s + n ? x->start + x->count : s + n;
+                if (lo >= hi)
+                    continue;
+                pieces[np].start = lo;
+                pieces[np].count = hi - lo;
+                pieces[np].jf = x->jf;
+                pieces[np].off = x->jf ? x->data_off + (uint64_t)(lo - x->start) * 512 : 0;
+                if (x->jf)
+                    x->jf->pins++;
+                np++;
+            }
+            need_base = !gfs_dirty_covers(db, s, n);
+        }
+        e = gfs_bm_get(&v->bm, b);
+        if (need_base && e.seg != GFS_BM_NONE && e.seg != GFS_BM_HOLE) {
+            slot = gfs_cache_lookup(&v->cache, b, e.seg, e.offset, &gen);
+            bk = slot >= 0 ? BASE_CACHE : BASE_STORE;
+            if (count_stats) {
+                if (slot >= 0)
+                    v->st.cache_hits++;
+                else
+                    v->st.cache_misses++;
+            }
+        } else if (count_stats) {
+            v->st.cache_hits++;
+        }
+        pthread_mutex_unlock(&v->lock);
+
+        int err = 0, stale = 0;
+        if (need_base) {
+            if (bk == BASE_ZERO) {
+                memset(dst, 0, (size_t)n * 512);
+            } else if (bk == BASE_CACHE) {
+                ssize_t r = pread(v->cache.fd, dst, (size_t)n * 512,
+                                  (off_t)(b * v->bs + (uint64_t)s * 512));
+                if (r != (ssize_t)n * 512)
+                    stale = 1;
+            } else {
+                CLEANUP_FREE uint8_t *blk = malloc(v->bs);
+                if (!blk)
+                    err = -ENOMEM;
+                else
+                    err = gfs_volume_fetch_block(v, b, &e, blk);
+                if (!err) {
+                    memcpy(dst, blk + (size_t)s * 512, (size_t)n * 512);
+                    gfs_volume_cache_fill(v, b, &e, blk);
+                }
+            }
+        }
+        for (uint32_t i = 0; i < np && !err; i++) {
+            uint8_t *p = dst + (size_t)(pieces[i].start - s) * 512;
+            size_t len = (size_t)pieces[i].count * 512;
+            if (!pieces[i].jf) {
+                memset(p, 0, len);
+            } else if (pread(pieces[i].jf->fd, p, len, (off_t)pieces[i].off) != (ssize_t)len) {
+                err = -EIO;
+            }
+        }
+        pthread_mutex_lock(&v->lock);
+        for (uint32_t i = 0; i < np; i++)
+            if (pieces[i].jf)
+                pieces[i].jf->pins--;
+        if (bk == BASE_CACHE && !stale && !gfs_cache_still(&v->cache, slot, b, gen))
+            stale = 1;
+        pthread_mutex_unlock(&v->lock);
+        if (err)
+            return err;
+        if (!stale)
+            return 0;
+        if (attempt > 100)
+            return -EIO;
+    }
+}
+
+GLIDEFS_API int glidefs_pread(glidefs_volume *v, void *buf, size_t len, uint64_t offset)
+{
+    int r = check_io(v, offset, len);
+    if (r < 0)
+        return r;
+    pthread_mutex_lock(&v->lock);
+    int failed = v->journal.failed;
+    pthread_mutex_unlock(&v->lock);
+    if (failed)
+        return -EIO; /* a journal write failed: the log may hold a record we cannot trust */
+    uint8_t *dst = buf;
+    uint64_t pos = offset, end = offset + len;
+    while (pos < end) {
+        uint64_t b = pos / v->bs;
+        uint32_t s = (uint32_t)((pos % v->bs) / 512);
+        uint64_t chunk = v->bs - pos % v->bs;
+        if (chunk > end - pos)
+            chunk = end - pos;
+        r = read_block(v, b, s, (uint32_t)(chunk / 512), dst, 1);
+        if (r < 0)
+            return r;
+        dst += chunk;
+        pos += chunk;
+    }
+    pthread_mutex_lock(&v->lock);
+    v->st.reads++;
+    v->st.read_bytes += len;
+    pthread_mutex_unlock(&v->lock);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* write path                                                                 */
+
+static int journal_pressure_wait(glidefs_volume *v)
+{
+    int waited = 0;
+    while (v->journal.bytes >= v->journal_limit && !v->stop) {
+        /* Bytes on disk include dead files the syncer has yet to delete and
+         * live data it has yet to upload: make it hurry either way. */
+        if (!waited)
+            v->st.writes_waited++;
+        waited = 1;
+        v->force++;
+        pthread_cond_broadcast(&v->syncer_cond);
+        pthread_cond_wait(&v->cond, &v->lock);
+        v->force--;
+    }
+    return v->stop ? -ESHUTDOWN : 0;
+}
+
+static int submit(glidefs_volume *v, uint32_t type, const void *data, uint64_t len,
+                  uint64_t offset, unsigned flags)
+{
+    if (v->read_only)
+        return -EROFS;
+    int r = check_io(v, offset, len);
+    if (r < 0)
+        return r;
+    if (len == 0)
+        return flags & GLIDEFS_WRITE_FUA ? glidefs_flush(v) : 0;
+    if (type == GFS_JREC_WRITE && len > UINT32_MAX - GFS_JREC_HDR)
+        return -EINVAL;
+    /* zero records are split so one record's length fits its 32-bit field */
+    if (type == GFS_JREC_ZERO && len > (1u << 30)) {
+        for (uint64_t p = 0; p < len; p += 1u << 30) {
+            uint64_t l = len - p < (1u << 30) ? len - p : (1u << 30);
+            r = submit(v, type, NULL, l, offset + p, 0);
+            if (r < 0)
+                return r;
+        }
+        return flags & GLIDEFS_WRITE_FUA ? glidefs_flush(v) : 0;
+    }
+    uint64_t data_len = type == GFS_JREC_WRITE ? len : 0;
+    uint64_t reclen = GFS_JREC_HDR + data_len;
+    struct gfs_jticket ticket;
+    struct gfs_jfile *jf;
+    uint64_t joff, seq;
+    int64_t now = gfs_now_ms();
+    uint64_t first_b = offset / v->bs, last_b = (offset + len - 1) / v->bs;
+
+    pthread_mutex_lock(&v->lock);
+    if (v->deferred_error && v->journal.failed) {
+        pthread_mutex_unlock(&v->lock);
+        return -EIO;
+    }
+    r = journal_pressure_wait(v);
+    if (r == 0)
+        r = gfs_journal_reserve(&v->journal, reclen, &jf, &joff, &ticket);
+    if (r < 0) {
+        pthread_mutex_unlock(&v->lock);
+        return r;
+    }
+    seq = v->next_seq++;
+    uint64_t npending = 0;
+    for (uint64_t b = first_b; b <= last_b; b++) {
+        uint64_t bstart = b * v->bs;
+        uint64_t lo = offset > bstart ? offset : bstart;
+        uint64_t hi = offset + len < bstart + v->bs ? offset + len : bstart + v->bs;
+        struct gfs_dirty_block *db = gfs_dirty_touch(&v->dirty, b, now);
+        struct gfs_ext e = {
+            .start = (uint32_t)((lo - bstart) / 512),
+            .count = (uint32_t)((hi - lo) / 512),
+            .flags = type == GFS_JREC_ZERO ? GFS_EXT_ZERO : 0,
+            .seq = seq,
+            .jf = type == GFS_JREC_WRITE ? jf : NULL,
+            .data_off = type == GFS_JREC_WRITE ? joff + GFS_JREC_HDR + (lo - offset) : 0,
+        };
+        if (!db || gfs_dirty_insert(&v->dirty, db, &e) < 0) {
+            /* Out of memory with the record reserved: the index is now behind
+             * the log, so stop accepting writes rather than diverge. */
+            v->deferred_error = -ENOMEM;
+            r = -ENOMEM;
+            break;
+        }
+        db->pending++;
+        db->last_ms = now;
+        npending++;
+    }
+    uint64_t maxb = v->budget > v->journal.bytes ? v->budget - v->journal.bytes : 0;
+    gfs_cache_shrink(&v->cache, maxb);
+    pthread_mutex_unlock(&v->lock);
+
+    int ok = 0;
+    if (r == 0) {
+        struct gfs_jrec rec = {type, seq, offset, (uint32_t)len, (uint32_t)data_len};
+        uint8_t hdr[GFS_JREC_HDR];
+        struct iovec iov[2] = {{hdr, GFS_JREC_HDR}, {(void *)data, (size_t)data_len}};
+        gfs_journal_encode(&rec, &iov[1], data_len ? 1 : 0, hdr);
+        size_t want = (size_t)reclen, done = 0;
+        int iovcnt = data_len ? 2 : 1;
+        ok = 1;
+        while (done < want) {
+            ssize_t w = pwritev(jf->fd, iov, iovcnt, (off_t)(joff + done));
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w <= 0) {
+                ok = 0;
+                r = -EIO;
+                break;
+            }
+            done += (size_t)w;
+            /* advance the iovecs past what was written (rare: short write) */
+            size_t adv = (size_t)w;
+            while (adv && iovcnt) {
+                if (adv >= iov[0].iov_len) {
+                    adv -= iov[0].iov_len;
+                    iov[0] = iov[1];
+                    iovcnt--;
+                } else {
+                    iov[0].iov_base = (uint8_t *)iov[0].iov_base + adv;
+                    iov[0].iov_len -= adv;
+                    adv = 0;
+                }
+            }
+        }
+    }
+
+    pthread_mutex_lock(&v->lock);
+    gfs_journal_complete(&v->journal, jf, &ticket, ok);
+    for (uint64_t b = first_b; b < first_b + npending; b++) {
+        struct gfs_dirty_block *db = gfs_dirty_get(&v->dirty, b);
+        if (db && db->pending)
+            db->pending--;
+    }
+    if (!ok) {
+        gfs_err(&v->log, "%s: journal write failed; the volume refuses further writes", v->name);
+        if (!v->deferred_error)
+            v->deferred_error = r ? r : -EIO;
+    } else if (type == GFS_JREC_WRITE) {
+        v->st.writes++;
+        v->st.write_bytes += len;
+    } else {
+        v->st.trims++;
+        v->st.trim_bytes += len;
+    }
+    pthread_cond_broadcast(&v->cond);
+    pthread_mutex_unlock(&v->lock);
+    if (!ok)
+        return r ? r : -EIO;
+    if (flags & GLIDEFS_WRITE_FUA)
+        return glidefs_flush(v);
+    return 0;
+}
+
+GLIDEFS_API int glidefs_pwrite(glidefs_volume *v, const void *buf, size_t len, uint64_t offset,
+                               unsigned flags)
+{
+    return submit(v, GFS_JREC_WRITE, buf, len, offset, flags);
+}
+
+GLIDEFS_API int glidefs_trim(glidefs_volume *v, uint64_t offset, uint64_t len, unsigned flags)
+{
+    return submit(v, GFS_JREC_ZERO, NULL, len, offset, flags);
+}
+
+GLIDEFS_API int glidefs_write_zeroes(glidefs_volume *v, uint64_t offset, uint64_t len,
+                                     unsigned flags)
+{
+    return submit(v, GFS_JREC_ZERO, NULL, len, offset, flags);
+}
+
+GLIDEFS_API int glidefs_flush(glidefs_volume *v)
+{
+    pthread_mutex_lock(&v->lock);
+    int r = gfs_journal_flush(&v->journal, &v->lock);
+    v->st.flushes++;
+    pthread_mutex_unlock(&v->lock);
+    return r;
+}
+
+GLIDEFS_API int glidefs_prefetch(glidefs_volume *v, uint64_t offset, uint64_t len)
+{
+    int r = check_io(v, offset, len);
+    if (r < 0)
+        return r;
+    CLEANUP_FREE uint8_t *blk = malloc(v->bs);
+    if (!blk)
+        return -ENOMEM;
+    for (uint64_t b = offset / v->bs; len && b <= (offset + len - 1) / v->bs; b++) {
+        /* a whole-block read fills the cache as a side effect */
+        uint32_t n = v->spb;
+        if ((b + 1) * v->bs > v->size)
+            n = (uint32_t)((v->size - b * v->bs) / 512);
+        r = read_block(v, b, 0, n, blk, 0);
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* block status                                                               */
+
+/* Is sector k of block b a hole? Called under the lock. */
+static int sector_is_hole(glidefs_volume *v, const struct gfs_dirty_block *db, uint64_t b,
+                          uint32_t k)
+{
+    if (db) {
+        for (uint32_t i = 0; i < db->n; i++) {
+            const struct gfs_ext *x = &db->ext[i];
+            if (k >= x->start && k < x->start + x->count)
+                return x->jf == NULL;
+        }
+    }
+    struct gfs_bm_entry e = gfs_bm_get(&v->bm, b);
+    return e.seg == GFS_BM_NONE || e.seg == GFS_BM_HOLE;
+}
+
+GLIDEFS_API int64_t glidefs_block_status(glidefs_volume *v, uint64_t offset, uint64_t len,
+                                         int *is_hole)
+{
+    int r = check_io(v, offset, len);
+    if (r < 0)
+        return r;
+    if (len == 0)
+        return -EINVAL;
+    SCOPED_LOCK(&v->lock);
+    uint64_t pos = offset, end = offset + len;
+    int first = -1;
+    while (pos < end) {
+        uint64_t b = pos / v->bs;
+        const struct gfs_dirty_block *db = gfs_dirty_get(&v->dirty, b);
+        if (!db) {
+            /* whole-block answer */
+            struct gfs_bm_entry e = gfs_bm_get(&v->bm, b);
+            int h = e.seg == GFS_BM_NONE || e.seg == GFS_BM_HOLE;
+            if (first < 0)
+                first = h;
+            else if (h != first)
+                break;
+            pos = (b + 1) * v->bs;
+            continue;
+        }
+        uint32_t k = (uint32_t)((pos % v->bs) / 512);
+        int h = sector_is_hole(v, db, b, k);
+        if (first < 0)
+            first = h;
+        else if (h != first)
+            break;
+        pos += 512;
+    }
+    if (pos > end)
+        pos = end;
+    *is_hole = first;
+    return (int64_t)(pos - offset);
+}
+
+/* ------------------------------------------------------------------------ */
+/* drain                                                                      */
+
+static int dirty_upto(glidefs_volume *v, uint64_t target)
+{
+    for (struct gfs_dirty_block *db = v->dirty.head; db; db = db->next)
+        for (uint32_t i = 0; i < db->n; i++)
+            if (db->ext[i].seq <= target)
+                return 1;
+    return 0;
+}
+
+GLIDEFS_API int glidefs_drain(glidefs_volume *v, int64_t timeout_ms)
+{
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    if (timeout_ms >= 0) {
+        deadline.tv_sec += timeout_ms / 1000;
+        deadline.tv_nsec += (timeout_ms % 1000) * 1000000;
+        if (deadline.tv_nsec >= 1000000000) {
+            deadline.tv_sec++;
+            deadline.tv_nsec -= 1000000000;
+        }
+    }
+    pthread_mutex_lock(&v->lock);
+    if (v->read_only) {
+        pthread_mutex_unlock(&v->lock);
+        return 0;
+    }
+    uint64_t target = v->next_seq - 1;
+    int r = 0;
+    v->force++;
+    pthread_cond_broadcast(&v->syncer_cond);
+    while (dirty_upto(v, target)) {
+        if (v->stop || (v->journal.failed && v->deferred_error)) {
+            r = -EIO;
+            break;
+        }
+        if (timeout_ms >= 0) {
+            if (pthread_cond_timedwait(&v->cond, &v->lock, &deadline) == ETIMEDOUT &&
+                dirty_upto(v, target)) {
+                r = -ETIMEDOUT;
+                break;
+            }
+        } else {
+            pthread_cond_wait(&v->cond, &v->lock);
+        }
+    }
+    v->force--;
+    pthread_mutex_unlock(&v->lock);
+    if (r < 0)
+        return r;
+    return gfs_volume_write_manifest(v);
+}
+
+/* ------------------------------------------------------------------------ */
+/* open / close                                                               */
+
+struct replay_ctx {
+    glidefs_volume *v;
+    int64_t now;
+};
+
+static int replay_record(void *arg, const struct gfs_jrec *rec, struct gfs_jfile *jf,
+                         uint64_t data_off)
+{
+    struct replay_ctx *c = arg;
+    glidefs_volume *v = c->v;
+    if (rec->offset > v->size || rec->length > v->size - rec->offset) {
+        gfs_warn(&v->log, "%s: journal record seq %" PRIu64 " lies past the end of the volume; ignored",
+                 v->name, rec->seq);
+        return 0;
+    }
+    uint64_t first_b = rec->offset / v->bs, last_b = (rec->offset + rec->length - 1) / v->bs;
+    for (uint64_t b = first_b; b <= last_b; b++) {
+        /* already folded into what the store holds for this block? */
+        struct gfs_bm_entry e = gfs_bm_get(&v->bm, b);
+        if (e.seg != GFS_BM_NONE && e.write_seq >= rec->seq)
+            continue;
+        uint64_t bstart = b * v->bs;
+        uint64_t lo = rec->offset > bstart ? rec->offset : bstart;
+        uint64_t hi = rec->offset + rec->length < bstart + v->bs ? rec->offset + rec->length
+                                                                 : bstart + v->bs;
+        struct gfs_dirty_block *db = gfs_dirty_touch(&v->dirty, b, c->now);
+        if (!db)
+            return -ENOMEM;
+        struct gfs_ext x = {
+            .start = (uint32_t)((lo - bstart) / 512),
+            .count = (uint32_t)((hi - lo) / 512),
+            .flags = rec->type == GFS_JREC_ZERO ? GFS_EXT_ZERO : 0,
+            .seq = rec->seq,
+            .jf = rec->type == GFS_JREC_WRITE ? jf : NULL,
+            .data_off = rec->type == GFS_JREC_WRITE ? data_off + (lo - rec->offset) : 0,
+        };
+        int r = gfs_dirty_insert(&v->dirty, db, &x);
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
+static void volume_free(glidefs_volume *v)
+{
+    gfs_cache_close(&v->cache);
+    gfs_journal_destroy(&v->journal);
+    gfs_dirty_free(&v->dirty);
+    gfs_bm_free(&v->bm);
+    gfs_objstore_close(v->store);
+    if (v->lockfd >= 0)
+        close(v->lockfd);
+    pthread_mutex_destroy(&v->lock);
+    pthread_mutex_destroy(&v->manifest_lock);
+    pthread_cond_destroy(&v->cond);
+    pthread_cond_destroy(&v->syncer_cond);
+    free(v->dir);
+    free(v);
+}
+
+static int volume_setup(glidefs_volume *v, const glidefs_config *cfg, unsigned flags,
+                        uint64_t create_size)
+{
+    char err[256] = "";
+    int r = mkdir_p(cfg->cache_dir, 0700);
+    if (r < 0) {
+        gfs_err(&v->log, "cannot create cache dir %s: %s", cfg->cache_dir, strerror(-r));
+        return r;
+    }
+    if (asprintf(&v->dir, "%s/%s", cfg->cache_dir, v->name) < 0) {
+        v->dir = NULL;
+        return -ENOMEM;
+    }
+    if (mkdir(v->dir, 0700) < 0 && errno != EEXIST)
+        return -errno;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/lock", v->dir);
+    v->lockfd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (v->lockfd < 0)
+        return -errno;
+    if (flock(v->lockfd, LOCK_EX | LOCK_NB) < 0) {
+        gfs_err(&v->log, "%s: cache dir %s is in use by another process", v->name, v->dir);
+        return errno == EWOULDBLOCK ? -EBUSY : -errno;
+    }
+    r = gfs_objstore_open(cfg, &v->log, &v->store, err, sizeof err);
+    if (r < 0) {
+        gfs_err(&v->log, "%s: %s", v->name, err);
+        return r;
+    }
+    r = gfs_volmeta_load(v, !!(flags & GLIDEFS_OPEN_CREATE), !!(flags & GLIDEFS_OPEN_EXCLUSIVE),
+                         create_size);
+    if (r < 0)
+        return r;
+    v->bs = v->meta.block_size;
+    v->spb = v->bs / 512;
+    v->size = v->meta.size;
+    r = gfs_bm_init(&v->bm, (v->size + v->bs - 1) / v->bs);
+    if (r < 0)
+        return r;
+    r = gfs_volume_load_map(v);
+    if (r < 0)
+        return r;
+
+    /* journal: files of 1/16 of the budget (1..64 MiB); writes wait when the
+     * journal holds half the budget, leaving the rest to clean data */
+    uint64_t fsz = v->budget / 16;
+    if (fsz < (1u << 20))
+        fsz = 1u << 20;
+    if (fsz > (64u << 20))
+        fsz = 64u << 20;
+    v->journal_limit = v->budget / 2;
+    if (v->journal_limit < 4 * fsz)
+        v->journal_limit = 4 * fsz;
+    snprintf(path, sizeof path, "%s/journal", v->dir);
+    r = gfs_journal_init(&v->journal, path, fsz, &v->log);
+    if (r < 0)
+        return r;
+    struct replay_ctx rc = {v, gfs_now_ms()};
+    uint64_t max_seq = 0;
+    r = gfs_journal_recover(&v->journal, replay_record, &rc, &max_seq);
+    if (r < 0) {
+        gfs_err(&v->log, "%s: journal recovery failed: %s", v->name, strerror(-r));
+        return r;
+    }
+    if (v->dirty.nblocks)
+        gfs_info(&v->log, "%s: recovered %" PRIu64 " dirty blocks from the journal", v->name,
+                 v->dirty.nblocks);
+    if (max_seq >= v->next_seq)
+        v->next_seq = max_seq + 1;
+    if (v->next_seq == 0)
+        v->next_seq = 1;
+
+    snprintf(path, sizeof path, "%s/cache.dat", v->dir);
+    uint64_t slots = v->budget / v->bs;
+    if (slots > UINT32_MAX)
+        slots = UINT32_MAX;
+    r = gfs_cache_open(&v->cache, path, v->bs, (uint32_t)slots);
+    if (r < 0)
+        return r;
+    return 0;
+}
+
+GLIDEFS_API int glidefs_volume_open(const glidefs_config *cfg, const char *name,
+                                    uint64_t create_size, unsigned flags, glidefs_volume **out)
+{
+    if (!cfg || !name || !out)
+        return -EINVAL;
+    *out = NULL;
+    if (!glidefs_name_valid(name))
+        return -EINVAL;
+    if ((flags & GLIDEFS_OPEN_CREATE) && (create_size == 0 || create_size % 512))
+        return -EINVAL;
+    if (!cfg->cache_dir || !cfg->storage_url)
+        return -EINVAL;
+    glidefs_volume *v = calloc(1, sizeof *v);
+    if (!v)
+        return -ENOMEM;
+    snprintf(v->name, sizeof v->name, "%s", name);
+    v->lockfd = -1;
+    v->log = cfg->log;
+    v->journal.dirfd = -1;
+    v->cache.fd = -1;
+    pthread_mutex_init(&v->lock, NULL);
+    pthread_mutex_init(&v->manifest_lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_cond_init(&v->cond, NULL);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&v->syncer_cond, &ca);
+    pthread_condattr_destroy(&ca);
+    v->blocks_per_batch = cfg->blocks_per_batch > 0 ? (uint32_t)cfg->blocks_per_batch : 25;
+    v->upload_parallel = cfg->upload_parallel > 0 ? (uint32_t)cfg->upload_parallel : 4;
+    v->sync_delay_ms = cfg->sync_delay_ms >= 0 ? cfg->sync_delay_ms : 8000;
+    v->max_dirty_age_ms = cfg->max_dirty_age_ms > 0 ? cfg->max_dirty_age_ms : 60000;
+    if (v->max_dirty_age_ms < v->sync_delay_ms)
+        v->max_dirty_age_ms = v->sync_delay_ms;
+    v->budget = cfg->cache_disk_size ? cfg->cache_disk_size : (100ull << 30);
+    v->read_only = !!(flags & GLIDEFS_OPEN_READONLY);
+    v->next_seq = 1;
+
+    int r = volume_setup(v, cfg, flags, create_size);
+    if (r == 0 && !v->read_only)
+        r = gfs_syncer_start(v);
+    if (r < 0) {
+        volume_free(v);
+        return r;
+    }
+    v->st.read_only = v->read_only;
+    *out = v;
+    return 0;
+}
+
+GLIDEFS_API int glidefs_volume_close(glidefs_volume *v)
+{
+    if (!v)
+        return 0;
+    gfs_syncer_stop(v);
+    pthread_mutex_lock(&v->lock);
+    int r = gfs_journal_flush(&v->journal, &v->lock);
+    int d = v->deferred_error;
+    pthread_mutex_unlock(&v->lock);
+    volume_free(v);
+    return d ? d : r;
+}
+
+/* ------------------------------------------------------------------------ */
+/* small queries                                                              */
+
+GLIDEFS_API uint64_t glidefs_volume_size(glidefs_volume *v)
+{
+    SCOPED_LOCK(&v->lock);
+    return v->size;
+}
+
+GLIDEFS_API int glidefs_volume_read_only(glidefs_volume *v)
+{
+    SCOPED_LOCK(&v->lock);
+    return v->read_only;
+}
+
+GLIDEFS_API int glidefs_promote(glidefs_volume *v, int force)
+{
+    SCOPED_LOCK(&v->lock);
+    if (!v->read_only)
+        return 0;
+    /* read-only volumes from GLIDEFS_OPEN_READONLY stay so until the lease
+     * logic (multi-node) lets them take over */
+    return -EBUSY;
+}
+
+GLIDEFS_API int glidefs_resize(glidefs_volume *v, uint64_t new_size)
+{
+    if (new_size % 512 || new_size == 0)
+        return -EINVAL;
+    SCOPED_LOCK(&v->lock);
+    if (v->read_only)
+        return -EROFS;
+    if (new_size < v->size)
+        return -EINVAL;
+    if (new_size == v->size)
+        return 0;
+    int r = gfs_bm_grow(&v->bm, (new_size + v->bs - 1) / v->bs);
+    if (r < 0)
+        return r;
+    uint64_t old = v->meta.size;
+    v->meta.size = new_size;
+    r = gfs_volmeta_store(v);
+    if (r < 0) {
+        v->meta.size = old;
+        return r;
+    }
+    v->size = new_size;
+    return 0;
+}
+
+GLIDEFS_API int glidefs_stats(glidefs_volume *v, struct glidefs_stats *out, size_t st_size)
+{
+    if (!out || st_size == 0)
+        return -EINVAL;
+    struct glidefs_stats s;
+    pthread_mutex_lock(&v->lock);
+    s = v->st;
+    s.size_bytes = v->size;
+    s.block_size = v->bs;
+    s.dirty_bytes = v->dirty.sectors * 512;
+    s.cached_bytes = (uint64_t)v->cache.nvalid * v->bs;
+    s.journal_bytes = v->journal.bytes;
+    s.read_only = v->read_only;
+    s.last_error = v->sync_error ? v->sync_error : v->deferred_error;
+    int64_t oldest = 0;
+    if (v->dirty.head)
+        oldest = gfs_now_ms() - v->dirty.head->first_ms;
+    s.oldest_dirty_age_ms = oldest;
+    pthread_mutex_unlock(&v->lock);
+    struct gfs_objstore_stats os;
+    os.puts = __atomic_load_n(&v->store->stats.puts, __ATOMIC_RELAXED);
+    os.put_bytes = __atomic_load_n(&v->store->stats.put_bytes, __ATOMIC_RELAXED);
+    os.gets = __atomic_load_n(&v->store->stats.gets, __ATOMIC_RELAXED);
+    os.get_bytes = __atomic_load_n(&v->store->stats.get_bytes, __ATOMIC_RELAXED);
+    os.deletes = __atomic_load_n(&v->store->stats.deletes, __ATOMIC_RELAXED);
+    os.lists = __atomic_load_n(&v->store->stats.lists, __ATOMIC_RELAXED);
+    os.errors = __atomic_load_n(&v->store->stats.errors, __ATOMIC_RELAXED);
+    os.retries = __atomic_load_n(&v->store->stats.retries, __ATOMIC_RELAXED);
+    s.store_puts = os.puts;
+    s.store_put_bytes = os.put_bytes;
+    s.store_gets = os.gets;
+    s.store_get_bytes = os.get_bytes;
+    s.store_deletes = os.deletes;
+    s.store_lists = os.lists;
+    s.store_errors = os.errors;
+    s.store_retries = os.retries;
+    memcpy(out, &s, st_size < sizeof s ? st_size : sizeof s);
+    return 0;
+}

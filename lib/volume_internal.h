@@ -1,0 +1,103 @@
+/*
+ * volume_internal.h — the state of an open volume, shared by volume.c (the
+ * public I/O API, open and recovery), syncer.c (background upload) and
+ * volmeta.c (volume.json, manifests, store loading).
+ *
+ * Locking: one mutex (lock) guards the dirty index, block map, cache index,
+ * journal bookkeeping and counters. Data I/O (journal pwritev, cache and
+ * journal preads, store requests) happens outside it.
+ */
+#ifndef GLIDEFS_VOLUME_INTERNAL_H
+#define GLIDEFS_VOLUME_INTERNAL_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include "glidefs/glidefs.h"
+#include "blockmap.h"
+#include "cache.h"
+#include "config.h"
+#include "dirty.h"
+#include "journal.h"
+#include "log.h"
+#include "objstore.h"
+
+struct gfs_volmeta {
+    uint32_t format;
+    uint8_t uuid[16];
+    char uuid_str[40];
+    uint64_t size;
+    uint32_t block_size;
+    int64_t created_ms;
+    char compression[16];
+};
+
+struct glidefs_volume {
+    char name[GLIDEFS_NAME_MAX + 1];
+    char *dir;                   /* <cache.dir>/<name> */
+    int lockfd;
+    struct gfs_log log;
+    struct gfs_objstore *store;
+    struct gfs_volmeta meta;
+
+    /* tunables */
+    uint32_t bs;                 /* block size */
+    uint32_t spb;                /* sectors per block */
+    uint32_t blocks_per_batch;
+    uint32_t upload_parallel;
+    int64_t sync_delay_ms;
+    int64_t max_dirty_age_ms;
+    uint64_t budget;             /* cache.disk_size: journal + clean cache */
+    uint64_t journal_limit;      /* writes wait above this */
+    int read_only;
+
+    pthread_mutex_t lock;
+    pthread_cond_t cond;         /* pending writes done, uploads committed, space freed */
+    pthread_cond_t syncer_cond;  /* wakes the syncer */
+    struct gfs_journal journal;
+    struct gfs_dirty dirty;
+    struct gfs_blockmap bm;
+    struct gfs_cache cache;
+    uint64_t size;
+    uint64_t next_seq;           /* next journal seq */
+    uint64_t epoch;
+    uint64_t next_seg_seq;
+    uint64_t last_seg_epoch, last_seg_seq;  /* newest segment we know of */
+    uint64_t manifest_epoch, manifest_seq;  /* newest manifest's covered segment */
+    uint32_t segs_since_manifest;
+    pthread_mutex_t manifest_lock;
+
+    /* syncer */
+    pthread_t syncer;
+    int syncer_running;
+    int stop;
+    uint32_t force;              /* drains / back-pressure waiting: ignore sync_delay */
+    int64_t backoff_until_ms;
+    int sync_error;              /* last upload error, 0 after a success */
+
+    /* stats (under lock) */
+    struct glidefs_stats st;
+    int deferred_error;
+};
+
+int64_t gfs_now_ms(void);       /* monotonic */
+int64_t gfs_wall_ms(void);
+
+/* volmeta.c */
+int gfs_volmeta_load(struct glidefs_volume *v, int create, int exclusive, uint64_t create_size);
+int gfs_volmeta_store(struct glidefs_volume *v);
+int gfs_volume_load_map(struct glidefs_volume *v);
+int gfs_volume_write_manifest(struct glidefs_volume *v);
+
+/* syncer.c */
+int gfs_syncer_start(struct glidefs_volume *v);
+void gfs_syncer_stop(struct glidefs_volume *v);
+
+/* volume.c: fetch block b's stored bytes (decoded) into buf (bs bytes). */
+int gfs_volume_fetch_block(struct glidefs_volume *v, uint64_t b, const struct gfs_bm_entry *e,
+                           void *buf);
+/* volume.c: put a clean block we hold in memory into the cache (lock not held). */
+void gfs_volume_cache_fill(struct glidefs_volume *v, uint64_t b, const struct gfs_bm_entry *e,
+                           const void *buf);
+
+#endif

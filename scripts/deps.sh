@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Install (only) the Debian 12 packages GlideFS needs to build and test that
+# are missing. Needs root or sudo. Safe to run again.
+set -euo pipefail
+pkgs=(
+  meson ninja-build pkg-config gcc g++ clang
+  libcurl4-openssl-dev libxml2-dev libmbedtls-dev libyaml-dev libcmocka-dev
+  libmicrohttpd-dev libjansson-dev libzstd-dev
+  libnbd-bin python3-libnbd qemu-utils nbdkit fio awscli curl
+  prometheus mandoc
+)
+# node + npm for the S3 test server (s3rver); nodesource's nodejs ships npm itself
+command -v npm >/dev/null 2>&1 || pkgs+=(nodejs npm)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
