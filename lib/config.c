@@ -17,8 +17,14 @@
  *    expanded. A '$' not followed by '{' or '$' is literal.
  *  - A plain empty value, "~" or "null" is "not set": optional strings become
  *    unset, required ones are an error.
+ *  - Integers are decimal digits only (no sign, no 0x, leading zeros are
+ *    still decimal), range-checked per key; booleans true/false/yes/no/on/off
+ *    in any case; sizes as glidefs_parse_size().
  *  - Errors are one line "NAME:LINE:COL: KEY: what is wrong" (1-based).
- *    Values of secret keys never appear in messages.
+ *    Values of secret keys never appear in messages; other values are quoted
+ *    with control bytes escaped and cut at 60 bytes.
+ *  - Returns -EINVAL for bad content, -EFBIG for input over the size limit,
+ *    the open()/read() errno for file errors, -ENOMEM.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* GNU strerror_r */

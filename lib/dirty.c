@@ -124,7 +124,7 @@ int gfs_dirty_insert(struct gfs_dirty *d, struct gfs_dirty_block *db, const stru
             tail = cur;
             tail.start = end;
             tail.count = ce - end;
-            if (tail.jf)
+            if (!(tail.flags & GFS_EXT_ZERO))
                 tail.data_off += (uint64_t)(end - cur.start) * 512;
             have_tail = 1;
         }

@@ -22,8 +22,10 @@ struct gfs_ext {
     uint32_t flags;          /* GFS_EXT_ZERO: reads as zeroes, no data */
     uint32_t pad_;
     uint64_t seq;            /* journal seq of the record */
-    struct gfs_jfile *jf;    /* NULL for zero extents */
-    uint64_t data_off;       /* file offset of sector `start` */
+    /* The journal file holding the record. Zero extents point at theirs too:
+     * the file must outlive the record, or a TRIM is forgotten on replay. */
+    struct gfs_jfile *jf;
+    uint64_t data_off;       /* file offset of sector `start` (data extents only) */
 };
 
 struct gfs_dirty_block {

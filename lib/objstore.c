@@ -4,6 +4,7 @@
  * "s3://bucket[/prefix]" to the S3 backend. Nothing else is accepted.
  */
 #include <errno.h>
+#include <stdarg.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,18 @@
 #include "cleanup.h"
 #include "config.h"
 #include "objstore.h"
+
+/* One line into the caller's err buffer, if it gave one. */
+__attribute__((format(printf, 3, 4))) static void set_err(char *err, size_t errlen,
+                                                          const char *fmt, ...)
+{
+    if (!err || !errlen)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
 
 #define FILE_SCHEME "file://"
 #define S3_SCHEME "s3://"
@@ -61,14 +74,14 @@ static int open_file_url(const char *url, struct gfs_log *log, struct gfs_objsto
 {
     const char *path = url + strlen(FILE_SCHEME);
     if (path[0] != '/') {
-        snprintf(err, errlen,
+        set_err(err, errlen,
                  "storage.url \"%s\": file:// needs an absolute path (file:///var/lib/glidefs/store)",
                  url);
         return -EINVAL;
     }
     CLEANUP_FREE char *dir = strdup(path);
     if (!dir) {
-        snprintf(err, errlen, "out of memory");
+        set_err(err, errlen, "out of memory");
         return -ENOMEM;
     }
     /* Trailing slashes would only make "a//b" paths. */
@@ -77,7 +90,7 @@ static int open_file_url(const char *url, struct gfs_log *log, struct gfs_objsto
     int r = mkdir_p(dir);
     if (r < 0) {
         char buf[128];
-        snprintf(err, errlen, "storage.url \"%s\": cannot create directory %s: %s", url, dir,
+        set_err(err, errlen, "storage.url \"%s\": cannot create directory %s: %s", url, dir,
                  strerror_r(-r, buf, sizeof(buf)));
         return r == -EACCES || r == -EPERM || r == -EROFS ? -EACCES : -EIO;
     }
@@ -87,20 +100,15 @@ static int open_file_url(const char *url, struct gfs_log *log, struct gfs_objsto
 int gfs_objstore_open(const struct glidefs_config *cfg, struct gfs_log *log,
                       struct gfs_objstore **out, char *err, size_t errlen)
 {
-    char dummy[1];
-    if (!err || !errlen) {
-        err = dummy;
-        errlen = sizeof(dummy);
-    }
     if (out)
         *out = NULL;
     if (!cfg || !out) {
-        snprintf(err, errlen, "no configuration given for the object store");
+        set_err(err, errlen, "no configuration given for the object store");
         return -EINVAL;
     }
     const char *url = cfg->storage_url;
     if (!url || !url[0]) {
-        snprintf(err, errlen, "storage.url is not set (s3://bucket/prefix or file:///dir)");
+        set_err(err, errlen, "storage.url is not set (s3://bucket/prefix or file:///dir)");
         return -EINVAL;
     }
     if (strncmp(url, FILE_SCHEME, strlen(FILE_SCHEME)) == 0)
@@ -111,11 +119,11 @@ int gfs_objstore_open(const struct glidefs_config *cfg, struct gfs_log *log,
     const char *sep = strstr(url, "://");
     int slen = sep && sep - url <= 16 ? (int)(sep - url) : 0;
     if (slen)
-        snprintf(err, errlen,
+        set_err(err, errlen,
                  "storage.url: unsupported scheme \"%.*s://\" (use s3://bucket/prefix or file:///dir)",
                  slen, url);
     else
-        snprintf(err, errlen,
+        set_err(err, errlen,
                  "storage.url: not a URL (use s3://bucket/prefix or file:///dir)");
     return -EINVAL;
 }

@@ -33,6 +33,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -48,6 +49,18 @@
 #include "crc32c.h"
 #include "log.h"
 #include "objstore.h"
+
+/* One line into the caller's err buffer, if it gave one. */
+__attribute__((format(printf, 3, 4))) static void set_err(char *err, size_t errlen,
+                                                          const char *fmt, ...)
+{
+    if (!err || !errlen)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
 
 #define KEY_MAX 1024u
 #define COMPONENT_MAX 255u
@@ -127,6 +140,19 @@ static int store_err(struct file_store *st, const char *op, const char *key, int
         return -EIO;
     }
     }
+}
+
+/* A put that failed for a reason that is not about space or permissions:
+ * the key collides with the tree (a parent is an object, or the key is a
+ * directory of other keys). */
+static int put_err(struct file_store *st, const char *key, int e)
+{
+    if (e == ENOENT || e == ENOTDIR || e == EISDIR || e == ENOTEMPTY || e == EEXIST) {
+        gfs_err(st->base.log, "file store %s: put %s: key collides with an existing object or prefix",
+                st->root, key);
+        return -EIO;
+    }
+    return store_err(st, "put", key, e);
 }
 
 static int count_err(struct file_store *st, int r)
@@ -270,7 +296,7 @@ static int etag_of_fd(int fd, const struct stat *sb, struct gfs_obj_info *info)
     uint32_t crc = 0;
     uint64_t off = 0;
     for (;;) {
-        size_t got;
+        size_t got = 0;
         int r = pread_all(fd, buf, READ_CHUNK, off, &got);
         if (r < 0)
             return r;
@@ -364,14 +390,14 @@ static int file_put(struct gfs_objstore *s, const char *key, const void *buf, si
     const char *name = split_key(key, dir, sizeof(dir));
     CLEANUP_CLOSE int dirfd = open_dir(st, dir, 1);
     if (dirfd < 0)
-        return count_err(st, store_err(st, "put", key, -dirfd));
+        return count_err(st, put_err(st, key, -dirfd));
 
     char tmp[96];
     int r;
     {
         CLEANUP_CLOSE int fd = make_temp(st, dirfd, tmp, sizeof(tmp));
         if (fd < 0)
-            return count_err(st, store_err(st, "put", key, -fd));
+            return count_err(st, put_err(st, key, -fd));
         r = write_all(fd, buf, len);
         if (r == 0 && fsync(fd) < 0)
             r = -errno;
@@ -401,9 +427,7 @@ static int file_put(struct gfs_objstore *s, const char *key, const void *buf, si
         unlinkat(dirfd, tmp, 0);
         if (r == -EEXIST || r == -ECANCELED)
             return r;
-        /* ENOENT here means the directory vanished under us; EISDIR that the
-         * key names a directory of other keys: both are store faults. */
-        return count_err(st, store_err(st, "put", key, r == -ENOENT ? EIO : -r));
+        return count_err(st, put_err(st, key, -r));
     }
     if (fsync(dirfd) < 0)
         return count_err(st, store_err(st, "put", key, errno));
@@ -463,7 +487,7 @@ static int file_get(struct gfs_objstore *s, const char *key, size_t max_len, voi
     CLEANUP_FREE char *buf = malloc(size + 1);
     if (!buf)
         return count_err(st, -ENOMEM);
-    size_t got;
+    size_t got = 0;
     int r = pread_all(fd, buf, size, 0, &got);
     if (r < 0)
         return count_err(st, store_err(st, "get", key, -r));
@@ -711,18 +735,13 @@ static const struct gfs_objstore_ops file_ops = {
 int gfs_objstore_file_open(const char *root_dir, struct gfs_log *log, struct gfs_objstore **out,
                            char *err, size_t errlen)
 {
-    char dummy[1];
-    if (!err || !errlen) {
-        err = dummy;
-        errlen = sizeof(dummy);
-    }
     if (!out) {
-        snprintf(err, errlen, "file store: no output handle");
+        set_err(err, errlen, "file store: no output handle");
         return -EINVAL;
     }
     *out = NULL;
     if (!root_dir || root_dir[0] != '/') {
-        snprintf(err, errlen, "file store: root must be an absolute path, got \"%s\"",
+        set_err(err, errlen, "file store: root must be an absolute path, got \"%s\"",
                  root_dir ? root_dir : "(null)");
         return -EINVAL;
     }
@@ -730,13 +749,13 @@ int gfs_objstore_file_open(const char *root_dir, struct gfs_log *log, struct gfs
     if (fd < 0) {
         int e = errno;
         char buf[128];
-        snprintf(err, errlen, "file store: cannot open directory %s: %s", root_dir,
+        set_err(err, errlen, "file store: cannot open directory %s: %s", root_dir,
                  strerror_r(e, buf, sizeof(buf)));
         return e == ENOENT || e == ENOTDIR ? -ENOENT : e == EACCES ? -EACCES : -EIO;
     }
     if (faccessat(fd, ".", R_OK | W_OK | X_OK, AT_EACCESS) < 0) {
         close(fd);
-        snprintf(err, errlen, "file store: directory %s is not readable and writable", root_dir);
+        set_err(err, errlen, "file store: directory %s is not readable and writable", root_dir);
         return -EACCES;
     }
     struct file_store *st = calloc(1, sizeof(*st));
@@ -745,7 +764,7 @@ int gfs_objstore_file_open(const char *root_dir, struct gfs_log *log, struct gfs
     if (!st || !st->root) {
         free(st);
         close(fd);
-        snprintf(err, errlen, "file store: out of memory");
+        set_err(err, errlen, "file store: out of memory");
         return -ENOMEM;
     }
     st->base.ops = &file_ops;

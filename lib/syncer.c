@@ -155,7 +155,7 @@ static int assemble(struct glidefs_volume *v, struct snap_block *sb)
         const struct gfs_ext *x = &sb->ext[i];
         uint8_t *p = sb->data + (size_t)x->start * 512;
         size_t len = (size_t)x->count * 512;
-        if (!x->jf)
+        if (x->flags & GFS_EXT_ZERO)
             memset(p, 0, len);
         else if (pread(x->jf->fd, p, len, (off_t)x->data_off) != (ssize_t)len)
             return -EIO;

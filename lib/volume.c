@@ -175,9 +175,11 @@ static int read_block(glidefs_volume *v, uint64_t b, uint32_t s, uint32_t n, uin
                     continue;
                 pieces[np].start = lo;
                 pieces[np].count = hi - lo;
-                pieces[np].jf = x->jf;
-                pieces[np].off = x->jf ? x->data_off + (uint64_t)(lo - x->start) * 512 : 0;
-                if (x->jf)
+                /* zero extents need no file: leave jf NULL in the plan */
+                int zero = x->flags & GFS_EXT_ZERO;
+                pieces[np].jf = zero ? NULL : x->jf;
+                pieces[np].off = zero ? 0 : x->data_off + (uint64_t)(lo - x->start) * 512;
+                if (!zero)
                     x->jf->pins++;
                 np++;
             }
@@ -349,7 +351,7 @@ static int submit(glidefs_volume *v, uint32_t type, const void *data, uint64_t l
             .count = (uint32_t)((hi - lo) / 512),
             .flags = type == GFS_JREC_ZERO ? GFS_EXT_ZERO : 0,
             .seq = seq,
-            .jf = type == GFS_JREC_WRITE ? jf : NULL,
+            .jf = jf,
             .data_off = type == GFS_JREC_WRITE ? joff + GFS_JREC_HDR + (lo - offset) : 0,
         };
         if (!db || gfs_dirty_insert(&v->dirty, db, &e) < 0) {
@@ -486,7 +488,7 @@ static int sector_is_hole(glidefs_volume *v, const struct gfs_dirty_block *db, u
         for (uint32_t i = 0; i < db->n; i++) {
             const struct gfs_ext *x = &db->ext[i];
             if (k >= x->start && k < x->start + x->count)
-                return x->jf == NULL;
+                return (x->flags & GFS_EXT_ZERO) != 0;
         }
     }
     struct gfs_bm_entry e = gfs_bm_get(&v->bm, b);
@@ -623,7 +625,7 @@ static int replay_record(void *arg, const struct gfs_jrec *rec, struct gfs_jfile
             .count = (uint32_t)((hi - lo) / 512),
             .flags = rec->type == GFS_JREC_ZERO ? GFS_EXT_ZERO : 0,
             .seq = rec->seq,
-            .jf = rec->type == GFS_JREC_WRITE ? jf : NULL,
+            .jf = jf,
             .data_off = rec->type == GFS_JREC_WRITE ? data_off + (lo - rec->offset) : 0,
         };
         int r = gfs_dirty_insert(&v->dirty, db, &x);

@@ -35,6 +35,8 @@ static const struct size_case size_cases[] = {
     {"512", 0, 512},
     {"007", 0, 7},
     {"18446744073709551615", 0, UINT64_MAX},
+    {"18446744073709551615.0", 0, UINT64_MAX},
+    {"18446744073709551615B", 0, UINT64_MAX},
     {"512B", 0, 512},
     {"512b", 0, 512},
     /* every suffix spelling, all powers of 1024 */
@@ -77,8 +79,6 @@ static const struct size_case size_cases[] = {
     {"16777216T", -ERANGE, 0},
     {"17179869184G", -ERANGE, 0},
     {"18014398509481984K", -ERANGE, 0},
-    {"18446744073709551615.0", 0, UINT64_MAX},
-    {"18446744073709551615B", 0, UINT64_MAX},
     /* malformed */
     {"", -EINVAL, 0},
     {"K", -EINVAL, 0},
