@@ -638,8 +638,8 @@ static int replay_record(void *arg, const struct gfs_jrec *rec, struct gfs_jfile
 static void volume_free(glidefs_volume *v)
 {
     gfs_cache_close(&v->cache);
+    gfs_dirty_free(&v->dirty); /* before the journal: extents point at its files */
     gfs_journal_destroy(&v->journal);
-    gfs_dirty_free(&v->dirty);
     gfs_bm_free(&v->bm);
     gfs_objstore_close(v->store);
     if (v->lockfd >= 0)
