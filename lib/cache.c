@@ -55,8 +55,15 @@ int64_t gfs_cache_lookup(struct gfs_cache *c, uint64_t block, uint32_t seg, uint
 
 int gfs_cache_still(const struct gfs_cache *c, int64_t slot, uint64_t block, uint32_t gen)
 {
-    const struct gfs_cache_slot *s = &c->slots[slot];
-    return s->state == 2 && s->block == block && s->gen == gen;
+    /* Every change of a slot bumps gen, so an unchanged gen means unchanged
+     * contents; this runs without the volume lock. */
+    (void)block;
+    return __atomic_load_n(&c->slots[slot].gen, __ATOMIC_ACQUIRE) == gen;
+}
+
+static inline void bump(struct gfs_cache_slot *s)
+{
+    __atomic_add_fetch(&s->gen, 1, __ATOMIC_RELEASE);
 }
 
 static void release(struct gfs_cache *c, struct gfs_cache_slot *s)
@@ -68,7 +75,7 @@ static void release(struct gfs_cache *c, struct gfs_cache_slot *s)
     if (s->state == 2)
         c->nvalid--;
     s->state = 0;
-    s->gen++;
+    bump(s);
     c->bytes -= c->block_size;
 }
 
@@ -112,7 +119,7 @@ int64_t gfs_cache_claim(struct gfs_cache *c, uint64_t block, uint64_t max_bytes,
         if (s->state == 2)
             c->nvalid--;
         s->state = 1;
-        s->gen++;
+        bump(s);
         *gen = s->gen;
         return (int64_t)(v - 1);
     }
@@ -140,7 +147,7 @@ int64_t gfs_cache_claim(struct gfs_cache *c, uint64_t block, uint64_t max_bytes,
     s->block = block;
     s->state = 1;
     s->ref = 1;
-    s->gen++;
+    bump(s);
     c->bytes += c->block_size;
     *gen = s->gen;
     return i;
@@ -169,7 +176,7 @@ void gfs_cache_drop(struct gfs_cache *c, uint64_t block)
         return;
     struct gfs_cache_slot *s = &c->slots[v - 1];
     if (s->state == 1) {
-        s->gen++; /* the filler's commit will be ignored */
+        bump(s); /* the filler's commit will be ignored */
         s->state = 2; /* so release() accounts it */
         c->nvalid++;
     }

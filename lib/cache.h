@@ -43,7 +43,8 @@ void gfs_cache_close(struct gfs_cache *c);
  * *gen, or -1. Marks the slot referenced. */
 int64_t gfs_cache_lookup(struct gfs_cache *c, uint64_t block, uint32_t seg, uint32_t offset,
                          uint32_t *gen);
-/* After reading a looked-up slot outside the lock: still the same data? */
+/* After reading a looked-up slot outside the lock: still the same data?
+ * Safe to call without the lock. */
 int gfs_cache_still(const struct gfs_cache *c, int64_t slot, uint64_t block, uint32_t gen);
 
 /* Claim a slot for block (evicting within the budget max_bytes). Returns the

@@ -240,7 +240,7 @@ int gfs_journal_flush(struct gfs_journal *j, pthread_mutex_t *lock)
     size_t k = 0;
     for (struct gfs_jfile *f = j->files; f; f = f->next) {
         if (f->write_gen != f->synced_gen) {
-            f->pins++; /* keep fd open while unlocked */
+            __atomic_add_fetch(&f->pins, 1, __ATOMIC_RELAXED); /* keep fd open while unlocked */
             items[k++] = (struct sync_item){f->fd, f->write_gen, f};
         }
     }
@@ -254,7 +254,7 @@ int gfs_journal_flush(struct gfs_journal *j, pthread_mutex_t *lock)
     pthread_mutex_lock(lock);
     for (size_t i = 0; i < k; i++) {
         struct gfs_jfile *f = items[i].f;
-        f->pins--;
+        __atomic_sub_fetch(&f->pins, 1, __ATOMIC_RELEASE);
         if (!err && f->synced_gen < items[i].gen)
             f->synced_gen = items[i].gen;
     }
@@ -271,7 +271,7 @@ int gfs_journal_gc(struct gfs_journal *j, pthread_mutex_t *lock)
 {
     int any = 0;
     for (struct gfs_jfile *f = j->files; f; f = f->next)
-        if (f != j->cur && f->live == 0 && f->pins == 0)
+        if (f != j->cur && f->live == 0 && __atomic_load_n(&f->pins, __ATOMIC_ACQUIRE) == 0)
             any = 1;
     if (!any)
         return 0;
@@ -282,7 +282,7 @@ int gfs_journal_gc(struct gfs_journal *j, pthread_mutex_t *lock)
     struct gfs_jfile **pp = &j->files;
     while (*pp) {
         struct gfs_jfile *f = *pp;
-        if (f != j->cur && f->live == 0 && f->pins == 0) {
+        if (f != j->cur && f->live == 0 && __atomic_load_n(&f->pins, __ATOMIC_ACQUIRE) == 0) {
             char name[64];
             fname(name, sizeof name, f->id);
             if (unlinkat(j->dirfd, name, 0) < 0 && errno != ENOENT) {

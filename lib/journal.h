@@ -42,7 +42,7 @@ struct gfs_jfile {
     uint64_t size;      /* allocated size */
     uint64_t used;      /* bytes reserved so far */
     uint64_t live;      /* extents of the dirty index that point into it */
-    uint32_t pins;      /* readers/syncer reading from it right now */
+    uint32_t pins;      /* readers/syncer reading from it right now (atomic: readers unpin without the lock) */
     uint64_t write_gen, synced_gen;
     struct gfs_jfile *next;
 };

@@ -104,7 +104,7 @@ static uint32_t pick(struct glidefs_volume *v, struct snap_block *out, uint32_t 
         sb->n = db->n;
         for (uint32_t i = 0; i < db->n; i++)
             if (db->ext[i].jf)
-                db->ext[i].jf->pins++;
+                __atomic_add_fetch(&db->ext[i].jf->pins, 1, __ATOMIC_RELAXED);
         sb->block = db->block;
         sb->snap_seq = db->max_seq;
         sb->base = gfs_bm_get(&v->bm, db->block);
@@ -239,7 +239,7 @@ static void commit(struct glidefs_volume *v, struct seg_job *jobs, uint32_t njob
             struct snap_block *sb = &job->blocks[i];
             for (uint32_t k = 0; k < sb->n; k++)
                 if (sb->ext[k].jf)
-                    sb->ext[k].jf->pins--;
+                    __atomic_sub_fetch(&sb->ext[k].jf->pins, 1, __ATOMIC_RELEASE);
             struct gfs_dirty_block *db = gfs_dirty_get(&v->dirty, sb->block);
             if (db)
                 db->syncing = 0;

@@ -137,7 +137,7 @@ struct log_piece {
 
 /* Read sectors [s, s+n) of block b into dst. */
 static int read_block(glidefs_volume *v, uint64_t b, uint32_t s, uint32_t n, uint8_t *dst,
-                      int count_stats)
+                      int count_stats, int count_read)
 {
     for (int attempt = 0;; attempt++) {
         struct log_piece stackp[8];
@@ -151,6 +151,17 @@ static int read_block(glidefs_volume *v, uint64_t b, uint32_t s, uint32_t n, uin
         uint32_t gen = 0;
 
         pthread_mutex_lock(&v->lock);
+        if (v->journal.failed) {
+            /* a journal write failed: the log may hold a record we cannot trust */
+            pthread_mutex_unlock(&v->lock);
+            return -EIO;
+        }
+        if (count_read) {
+            v->st.reads++;
+            count_read = 0;
+        }
+        if (count_stats)
+            v->st.read_bytes += (uint64_t)n * 512;
         struct gfs_dirty_block *db;
         while ((db = gfs_dirty_get(&v->dirty, b)) && db->pending)
             pthread_cond_wait(&v->cond, &v->lock);
@@ -180,7 +191,7 @@ static int read_block(glidefs_volume *v, uint64_t b, uint32_t s, uint32_t n, uin
                 pieces[np].jf = zero ? NULL : x->jf;
                 pieces[np].off = zero ? 0 : x->data_off + (uint64_t)(lo - x->start) * 512;
                 if (!zero)
-                    x->jf->pins++;
+                    __atomic_add_fetch(&x->jf->pins, 1, __ATOMIC_RELAXED);
                 np++;
             }
             need_base = !gfs_dirty_covers(db, s, n);
@@ -230,13 +241,11 @@ static int read_block(glidefs_volume *v, uint64_t b, uint32_t s, uint32_t n, uin
                 err = -EIO;
             }
         }
-        pthread_mutex_lock(&v->lock);
         for (uint32_t i = 0; i < np; i++)
             if (pieces[i].jf)
-                pieces[i].jf->pins--;
+                __atomic_sub_fetch(&pieces[i].jf->pins, 1, __ATOMIC_RELEASE);
         if (bk == BASE_CACHE && !stale && !gfs_cache_still(&v->cache, slot, b, gen))
             stale = 1;
-        pthread_mutex_unlock(&v->lock);
         if (err)
             return err;
         if (!stale)
@@ -251,11 +260,6 @@ GLIDEFS_API int glidefs_pread(glidefs_volume *v, void *buf, size_t len, uint64_t
     int r = check_io(v, offset, len);
     if (r < 0)
         return r;
-    pthread_mutex_lock(&v->lock);
-    int failed = v->journal.failed;
-    pthread_mutex_unlock(&v->lock);
-    if (failed)
-        return -EIO; /* a journal write failed: the log may hold a record we cannot trust */
     uint8_t *dst = buf;
     uint64_t pos = offset, end = offset + len;
     while (pos < end) {
@@ -264,16 +268,12 @@ GLIDEFS_API int glidefs_pread(glidefs_volume *v, void *buf, size_t len, uint64_t
         uint64_t chunk = v->bs - pos % v->bs;
         if (chunk > end - pos)
             chunk = end - pos;
-        r = read_block(v, b, s, (uint32_t)(chunk / 512), dst, 1);
+        r = read_block(v, b, s, (uint32_t)(chunk / 512), dst, 1, pos == offset);
         if (r < 0)
             return r;
         dst += chunk;
         pos += chunk;
     }
-    pthread_mutex_lock(&v->lock);
-    v->st.reads++;
-    v->st.read_bytes += len;
-    pthread_mutex_unlock(&v->lock);
     return 0;
 }
 
@@ -470,7 +470,7 @@ GLIDEFS_API int glidefs_prefetch(glidefs_volume *v, uint64_t offset, uint64_t le
         uint32_t n = v->spb;
         if ((b + 1) * v->bs > v->size)
             n = (uint32_t)((v->size - b * v->bs) / 512);
-        r = read_block(v, b, 0, n, blk, 0);
+        r = read_block(v, b, 0, n, blk, 0, 0);
         if (r < 0)
             return r;
     }
