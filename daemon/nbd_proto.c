@@ -520,20 +520,23 @@ struct list_emit {
     uint32_t opt;
 };
 
-static void list_one(void *arg, const char *name)
+static void list_one(void *arg, const char *name, const char *desc)
 {
     struct list_emit *le = arg;
-    size_t n = strlen(name);
+    size_t n = strlen(name), dn = desc ? strnlen(desc, NBD_MAX_STRING) : 0;
     if (n > NBD_MAX_STRING)
         return;
-    uint8_t *d = malloc(4 + n);
+    /* NBD_REP_SERVER: name length, name, then a human-readable description. */
+    uint8_t *d = malloc(4 + n + dn);
     if (!d) {
         le->out->oom = true;
         return;
     }
     nbd_put32(d, (uint32_t)n);
     memcpy(d + 4, name, n);
-    opt_reply(le->out, le->opt, NBD_REP_SERVER, d, (uint32_t)(4 + n));
+    if (dn)
+        memcpy(d + 4 + n, desc, dn);
+    opt_reply(le->out, le->opt, NBD_REP_SERVER, d, (uint32_t)(4 + n + dn));
     free(d);
 }
 

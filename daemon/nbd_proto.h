@@ -253,12 +253,13 @@ struct nbd_export_info {
  * NUL-terminated, contain no NUL, and are at most NBD_MAX_STRING bytes.
  * open returns 0 and a handle, or an NBD_REP_ERR_* code; close releases a
  * handle from open. resolve judges a name the way open would, touching
- * nothing (0 or NBD_REP_ERR_*). list calls emit once per export name. */
+ * nothing (0 or NBD_REP_ERR_*). list calls emit once per export (desc may be NULL). */
 struct nbd_hs_ops {
     uint32_t (*resolve)(void *ctx, const char *name);
     uint32_t (*open)(void *ctx, const char *name, struct nbd_export_info *info, void **handle);
     void (*close)(void *ctx, void *handle);
-    void (*list)(void *ctx, void (*emit)(void *arg, const char *name), void *arg);
+    void (*list)(void *ctx, void (*emit)(void *arg, const char *name, const char *desc),
+                 void *arg);
     bool (*shutting_down)(void *ctx);
 };
 
@@ -295,5 +296,35 @@ enum nbd_hs_result nbd_hs_option(struct nbd_hs *hs, uint32_t opt, const uint8_t 
 
 /* An option whose data was longer than NBD_MAX_OPTION_LEN (already skipped). */
 enum nbd_hs_result nbd_hs_option_too_big(struct nbd_hs *hs, uint32_t opt, struct nbd_buf *out);
+
+/* ------------------------------------------------------------------------ */
+/* Whole-session driver over a byte buffer (unit tests, fuzzing)             */
+/* ------------------------------------------------------------------------ */
+
+enum nbd_stream_end {
+    NBD_END_EOF,    /* input ended at a message boundary */
+    NBD_END_DROP,   /* the server would hard-disconnect */
+    NBD_END_ABORT,  /* NBD_OPT_ABORT */
+    NBD_END_DISC,   /* NBD_CMD_DISC */
+};
+
+struct nbd_stream_result {
+    enum nbd_stream_end end;
+    bool transmission;     /* the handshake reached GO / EXPORT_NAME */
+    unsigned options;      /* options handled */
+    unsigned requests;     /* requests judged */
+    unsigned ok;           /* requests that would be dispatched */
+    unsigned errors;       /* requests answered with an error */
+    uint32_t last_error;   /* wire error of the last refused request */
+    uint32_t last_rep;     /* reply type of the last option reply */
+    uint64_t reply_bytes;  /* option reply bytes produced */
+};
+
+/* Feed the client's side of a session (client flags, options, requests and
+ * payloads) through the same functions the server uses, with ops deciding
+ * about export names. The export handed out by ops->open is used for the
+ * transmission phase. */
+void nbd_stream_run(const uint8_t *data, size_t len, const struct nbd_hs_ops *ops, void *ctx,
+                    struct nbd_stream_result *res);
 
 #endif

@@ -1,18 +1,21 @@
 /*
  * nbd_server.c — listeners, connections and request execution for glidefsd.
  *
- * Per connection: a reader thread runs the handshake, then reads request
- * headers (and write payloads), judges each with nbd_validate_request() and
- * hands it to the shared worker pool; a writer thread sends replies that did
- * not fit into the socket at once. Workers run the volume call and send the
- * reply themselves without blocking (MSG_DONTWAIT) under the connection's
- * write lock; what is left over is queued for the writer. So a worker never
- * waits on a slow client, replies go out in any order, and one slow request
- * never holds up the others.
+ * Per connection, after the handshake: two reader threads take turns reading
+ * request headers (and write payloads) and judging each with
+ * nbd_validate_request(). The one that got a request passes the reading role
+ * to its idle partner and runs the request itself (no hand-off on the hot
+ * path at queue depth 1); if the partner is busy as well, the request goes
+ * to the shared worker pool. A third thread, the writer, sends replies that
+ * did not fit into the socket at once: whoever ran a request sends its reply
+ * without blocking (MSG_DONTWAIT) under the connection's write lock and
+ * queues what is left. So nobody running requests ever waits on a slow
+ * client, replies go out in any order, and a slow request (a cache miss)
+ * never holds up the ones behind it.
  *
  * Memory is bounded: each connection has at most MAX_INFLIGHT requests and
  * CONN_BUDGET bytes of buffers in flight, and all connections together at
- * most GLOBAL_BUDGET; the reader stops reading while over budget.
+ * most GLOBAL_BUDGET; readers stop reading while over budget.
  */
 #include "nbd_server.h"
 
@@ -35,6 +38,7 @@
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cleanup.h"
@@ -50,6 +54,7 @@
 #define GLOBAL_BUDGET (512u * 1024 * 1024)    /* buffer bytes, all connections */
 #define HANDSHAKE_TIMEOUT_S 60                /* a silent client mid-handshake is dropped */
 #define SEND_TIMEOUT_S 120                    /* a client not reading replies is dropped */
+#define SHUTDOWN_GRACE_S 2                    /* for clients to leave after ESHUTDOWN */
 #define MAX_EXTENTS 1024                      /* descriptors per BLOCK_STATUS reply */
 #define ZERO_CHUNK (1u << 20)
 #define THREAD_STACK (256u * 1024)
@@ -87,7 +92,16 @@ struct conn {
     pthread_t writer;
     bool writer_started;
 
-    uint64_t requests;
+    /* Reader role (rlock), see reader_loop(). */
+    pthread_mutex_t rlock;
+    pthread_cond_t rcond;
+    bool has_reader;
+    bool rd_stop;
+    int idle_readers;
+    pthread_t partner;
+    bool partner_started;
+
+    uint64_t requests;          /* atomic */
     bool finished;              /* reader done; waiting to be joined */
 };
 
@@ -598,7 +612,7 @@ static void hs_close(void *ctx, void *handle)
 }
 
 struct list_ctx {
-    void (*emit)(void *arg, const char *name);
+    void (*emit)(void *arg, const char *name, const char *desc);
     void *arg;
     const char *def;
     bool def_seen;
@@ -606,21 +620,23 @@ struct list_ctx {
 
 static void list_one(void *arg, const char *name, glidefs_volume *vol, int conns)
 {
-    (void)vol;
-    (void)conns;
     struct list_ctx *lc = arg;
+    char desc[96];
+    snprintf(desc, sizeof desc, "GlideFS volume, %d connection(s)%s", conns,
+             glidefs_volume_read_only(vol) ? ", read-only on this node" : "");
     if (lc->def && strcmp(lc->def, name) == 0)
         lc->def_seen = true;
-    lc->emit(lc->arg, name);
+    lc->emit(lc->arg, name, desc);
 }
 
-static void hs_list(void *ctx, void (*emit)(void *arg, const char *name), void *arg)
+static void hs_list(void *ctx, void (*emit)(void *arg, const char *name, const char *desc),
+                    void *arg)
 {
     struct conn *c = ctx;
     struct list_ctx lc = { emit, arg, gd_registry_default_export(c->srv->reg), false };
     gd_registry_foreach(c->srv->reg, list_one, &lc);
     if (lc.def && !lc.def_seen && glidefs_name_valid(lc.def))
-        emit(arg, lc.def);
+        emit(arg, lc.def, "GlideFS volume (default export)");
 }
 
 static bool hs_shutting_down(void *ctx)
@@ -712,7 +728,140 @@ static int handshake(struct conn *c)
 /* Transmission (reader thread)                                              */
 /* ------------------------------------------------------------------------ */
 
-/* Reads until DISC, EOF or a protocol violation. */
+/* Read and judge one request. Returns 1 with *out set when it is to be
+ * executed, 0 when it was answered already (an error reply), -1 when the
+ * connection ends (EOF, DISC, or a violation we drop it for). */
+static int read_request(struct conn *c, struct req **out)
+{
+    uint8_t h[NBD_REQUEST_SIZE];
+    int rr = read_full(c->fd, h, sizeof h);
+    if (rr == 0)
+        return -1; /* client closed without DISC */
+    if (rr < 0) {
+        if (!c->dead)
+            gd_info("connection %" PRIu64 ": short read of a request header; dropping", c->id);
+        conn_kill(c);
+        return -1;
+    }
+    struct nbd_request r;
+    if (nbd_decode_request(h, &r) < 0) {
+        gd_info("connection %" PRIu64 ": bad request magic 0x%08" PRIx32 "; dropping", c->id,
+                nbd_get32(h));
+        conn_kill(c);
+        return -1;
+    }
+    __atomic_add_fetch(&c->requests, 1, __ATOMIC_RELAXED);
+    struct nbd_txn_params params = c->params;
+    params.size = glidefs_volume_size(c->vol); /* grows with resize */
+    uint32_t err = 0;
+    enum nbd_verdict v = nbd_validate_request(&r, &params, &err);
+    if (v == NBD_V_DISC)
+        return -1;
+    if (v == NBD_V_DROP) {
+        gd_info("connection %" PRIu64 ": %s of %" PRIu32 " bytes exceeds the maximum "
+                "payload; dropping", c->id, nbd_cmd_name(r.type), r.len);
+        conn_kill(c);
+        return -1;
+    }
+    size_t bytes = 0;
+    if (v == NBD_V_OK && (r.type == NBD_CMD_WRITE || r.type == NBD_CMD_READ))
+        bytes = r.len;
+    bool stopping = false;
+    struct req *q = req_new(c, bytes, &stopping);
+    if (!q) {
+        gd_err("connection %" PRIu64 ": out of memory; dropping", c->id);
+        conn_kill(c);
+        return -1;
+    }
+    q->r = r;
+    if (v == NBD_V_OK && r.type == NBD_CMD_WRITE && r.len) {
+        if (read_full(c->fd, q->buf, r.len) != 1) {
+            gd_info("connection %" PRIu64 ": short write payload; dropping", c->id);
+            req_free(q);
+            conn_kill(c);
+            return -1;
+        }
+    } else if (nbd_request_has_payload(&r) && r.len) {
+        if (discard(c->fd, r.len) < 0) {
+            req_free(q);
+            conn_kill(c);
+            return -1;
+        }
+    }
+    if (stopping) {
+        reply_error(q, NBD_ESHUTDOWN, NULL);
+        return 0;
+    }
+    if (v == NBD_V_ERROR) {
+        gd_debug("connection %" PRIu64 ": %s flags 0x%x offset %" PRIu64 " length %" PRIu32
+                 " refused: %s", c->id, nbd_cmd_name(r.type), r.flags, r.offset, r.len,
+                 wire_err_text(err));
+        reply_error(q, err, NULL);
+        return 0;
+    }
+    q->job.fn = run_request;
+    *out = q;
+    return 1;
+}
+
+/*
+ * Two threads per connection take turns as its reader (leader/follower).
+ * The reader that gets a request hands the reading role to the idle partner
+ * and runs the request itself, so a lone request (queue depth 1) costs no
+ * thread hand-off at all. When the partner is busy too, the request goes to
+ * the shared worker pool and the reader keeps reading. Either way someone is
+ * always reading: a slow request (a cache miss) never holds up the next.
+ */
+static void reader_loop(struct conn *c)
+{
+    bool leader = false;
+    for (;;) {
+        if (!leader) {
+            pthread_mutex_lock(&c->rlock);
+            c->idle_readers++;
+            while (c->has_reader && !c->rd_stop)
+                pthread_cond_wait(&c->rcond, &c->rlock);
+            c->idle_readers--;
+            if (c->rd_stop) {
+                pthread_mutex_unlock(&c->rlock);
+                return;
+            }
+            c->has_reader = true;
+            pthread_mutex_unlock(&c->rlock);
+            leader = true;
+        }
+        struct req *q = NULL;
+        int r = read_request(c, &q);
+        if (r < 0) {
+            SCOPED_LOCK(&c->rlock);
+            c->rd_stop = true;
+            c->has_reader = false;
+            pthread_cond_broadcast(&c->rcond);
+            return;
+        }
+        if (r == 0)
+            continue;
+        pthread_mutex_lock(&c->rlock);
+        if (c->idle_readers > 0) {
+            c->has_reader = false;
+            pthread_cond_signal(&c->rcond);
+            pthread_mutex_unlock(&c->rlock);
+            leader = false;
+            run_request(&q->job);
+        } else {
+            pthread_mutex_unlock(&c->rlock);
+            gd_pool_submit(c->srv->pool, &q->job);
+        }
+    }
+}
+
+static void *partner_main(void *arg)
+{
+    reader_loop(arg);
+    return NULL;
+}
+
+/* Serves requests until DISC, EOF or a protocol violation. */
 static void transmission(struct conn *c)
 {
     set_timeout(c->fd, SO_RCVTIMEO, 0);
@@ -721,82 +870,19 @@ static void transmission(struct conn *c)
     pthread_attr_init(&attr);
     pthread_attr_setstacksize(&attr, THREAD_STACK);
     int e = pthread_create(&c->writer, &attr, writer_main, c);
+    if (e == 0) {
+        c->writer_started = true;
+        /* Without a partner the connection still works, through the pool. */
+        c->partner_started = pthread_create(&c->partner, &attr, partner_main, c) == 0;
+    }
     pthread_attr_destroy(&attr);
     if (e) {
         gd_err("connection %" PRIu64 ": cannot start writer thread: %s", c->id, strerror(e));
         return;
     }
-    c->writer_started = true;
-
-    for (;;) {
-        uint8_t h[NBD_REQUEST_SIZE];
-        int rr = read_full(c->fd, h, sizeof h);
-        if (rr == 0)
-            return; /* client closed without DISC */
-        if (rr < 0) {
-            if (!c->dead)
-                gd_info("connection %" PRIu64 ": short read of a request header; dropping", c->id);
-            conn_kill(c);
-            return;
-        }
-        struct nbd_request r;
-        if (nbd_decode_request(h, &r) < 0) {
-            gd_info("connection %" PRIu64 ": bad request magic 0x%08" PRIx32 "; dropping", c->id,
-                    nbd_get32(h));
-            conn_kill(c);
-            return;
-        }
-        c->requests++;
-        c->params.size = glidefs_volume_size(c->vol); /* grows with resize */
-        uint32_t err = 0;
-        enum nbd_verdict v = nbd_validate_request(&r, &c->params, &err);
-        if (v == NBD_V_DISC)
-            return;
-        if (v == NBD_V_DROP) {
-            gd_info("connection %" PRIu64 ": %s of %" PRIu32 " bytes exceeds the maximum "
-                    "payload; dropping", c->id, nbd_cmd_name(r.type), r.len);
-            conn_kill(c);
-            return;
-        }
-        size_t bytes = 0;
-        if (v == NBD_V_OK && (r.type == NBD_CMD_WRITE || r.type == NBD_CMD_READ))
-            bytes = r.len;
-        bool stopping = false;
-        struct req *q = req_new(c, bytes, &stopping);
-        if (!q) {
-            gd_err("connection %" PRIu64 ": out of memory; dropping", c->id);
-            conn_kill(c);
-            return;
-        }
-        q->r = r;
-        if (v == NBD_V_OK && r.type == NBD_CMD_WRITE && r.len) {
-            if (read_full(c->fd, q->buf, r.len) != 1) {
-                gd_info("connection %" PRIu64 ": short write payload; dropping", c->id);
-                req_free(q);
-                conn_kill(c);
-                return;
-            }
-        } else if (nbd_request_has_payload(&r) && r.len) {
-            if (discard(c->fd, r.len) < 0) {
-                req_free(q);
-                conn_kill(c);
-                return;
-            }
-        }
-        if (stopping) {
-            reply_error(q, NBD_ESHUTDOWN, NULL);
-            continue;
-        }
-        if (v == NBD_V_ERROR) {
-            gd_debug("connection %" PRIu64 ": %s flags 0x%x offset %" PRIu64 " length %" PRIu32
-                     " refused: %s", c->id, nbd_cmd_name(r.type), r.flags, r.offset, r.len,
-                     wire_err_text(err));
-            reply_error(q, err, NULL);
-            continue;
-        }
-        q->job.fn = run_request;
-        gd_pool_submit(c->srv->pool, &q->job);
-    }
+    reader_loop(c);
+    if (c->partner_started)
+        pthread_join(c->partner, NULL);
 }
 
 static void conn_wait_idle(struct conn *c)
@@ -832,7 +918,8 @@ static void *reader_main(void *arg)
         gd_export_count_conn(c->exp, -1);
         gd_export_release(c->exp, 0);
         c->exp = NULL;
-        gd_info("connection %" PRIu64 ": closed after %" PRIu64 " requests", c->id, c->requests);
+        gd_info("connection %" PRIu64 ": closed after %" PRIu64 " requests", c->id,
+                __atomic_load_n(&c->requests, __ATOMIC_RELAXED));
     } else {
         gd_debug("connection %" PRIu64 ": ended during handshake", c->id);
     }
@@ -1047,6 +1134,8 @@ static void accept_one(struct gd_server *s, int lfd)
     pthread_cond_init(&c->cond, NULL);
     pthread_mutex_init(&c->wlock, NULL);
     pthread_cond_init(&c->wcond, NULL);
+    pthread_mutex_init(&c->rlock, NULL);
+    pthread_cond_init(&c->rcond, NULL);
     {
         SCOPED_LOCK(&s->lock);
         if (s->nconns >= MAX_CONNS) {
@@ -1086,6 +1175,8 @@ static void conn_free(struct conn *c)
     pthread_cond_destroy(&c->cond);
     pthread_mutex_destroy(&c->wlock);
     pthread_cond_destroy(&c->wcond);
+    pthread_mutex_destroy(&c->rlock);
+    pthread_cond_destroy(&c->rcond);
     free(c);
 }
 
@@ -1179,7 +1270,23 @@ int gd_server_run(struct gd_server *s, int stop_fd)
             pthread_cond_wait(&busy->cond, &busy->lock);
         pthread_mutex_unlock(&busy->lock);
     }
-    /* Hard-disconnect what is left (the reader threads then finish). */
+    /* Clients told ESHUTDOWN must disconnect themselves; give them a moment
+     * (replying ESHUTDOWN to anything they still send), then hard-disconnect
+     * what is left (the reader threads then finish). */
+    {
+        struct timespec dl;
+        clock_gettime(CLOCK_REALTIME, &dl);
+        dl.tv_sec += SHUTDOWN_GRACE_S;
+        SCOPED_LOCK(&s->lock);
+        for (;;) {
+            bool open = false;
+            for (struct conn *c = s->conns; c; c = c->next)
+                if (!c->finished)
+                    open = true;
+            if (!open || pthread_cond_timedwait(&s->cond, &s->lock, &dl) == ETIMEDOUT)
+                break;
+        }
+    }
     {
         SCOPED_LOCK(&s->lock);
         for (struct conn *c = s->conns; c; c = c->next) {

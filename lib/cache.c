@@ -100,6 +100,17 @@ static int64_t evict_one(struct gfs_cache *c)
     return -1;
 }
 
+void gfs_cache_clear(struct gfs_cache *c)
+{
+    for (uint32_t i = 0; i < c->nslots; i++) {
+        struct gfs_cache_slot *s = &c->slots[i];
+        if (s->state == 2)
+            release(c, s);
+        else if (s->state == 1)
+            s->doomed = 1; /* its filler's commit releases it */
+    }
+}
+
 void gfs_cache_shrink(struct gfs_cache *c, uint64_t max_bytes)
 {
     while (c->bytes > max_bytes && c->nvalid > 0)
@@ -119,6 +130,7 @@ int64_t gfs_cache_claim(struct gfs_cache *c, uint64_t block, uint64_t max_bytes,
         if (s->state == 2)
             c->nvalid--;
         s->state = 1;
+        s->doomed = 0;
         bump(s);
         *gen = s->gen;
         return (int64_t)(v - 1);
@@ -146,6 +158,7 @@ int64_t gfs_cache_claim(struct gfs_cache *c, uint64_t block, uint64_t max_bytes,
         return -1;
     s->block = block;
     s->state = 1;
+    s->doomed = 0;
     s->ref = 1;
     bump(s);
     c->bytes += c->block_size;
@@ -158,8 +171,8 @@ void gfs_cache_commit(struct gfs_cache *c, int64_t slot, uint32_t gen, uint32_t 
 {
     struct gfs_cache_slot *s = &c->slots[slot];
     if (s->state != 1 || s->gen != gen)
-        return;
-    if (!ok) {
+        return; /* dropped while we filled it; the slot may be someone else's claim now */
+    if (!ok || s->doomed) {
         release(c, s);
         return;
     }

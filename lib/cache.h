@@ -23,6 +23,7 @@ struct gfs_cache_slot {
     uint32_t gen;          /* bumped whenever the slot's contents change */
     uint8_t ref;           /* CLOCK reference bit */
     uint8_t state;         /* 0 free, 1 filling, 2 valid */
+    uint8_t doomed;        /* filling, but the cache was cleared meanwhile: commit releases */
 };
 
 struct gfs_cache {
@@ -56,6 +57,8 @@ void gfs_cache_commit(struct gfs_cache *c, int64_t slot, uint32_t gen, uint32_t 
                       uint32_t offset, int ok);
 /* Drop block from the cache (if present). */
 void gfs_cache_drop(struct gfs_cache *c, uint64_t block);
+/* Forget every block (the map they were valid for is gone). */
+void gfs_cache_clear(struct gfs_cache *c);
 /* Evict until bytes <= max_bytes (called when the journal grows). */
 void gfs_cache_shrink(struct gfs_cache *c, uint64_t max_bytes);
 

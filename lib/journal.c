@@ -267,6 +267,27 @@ int gfs_journal_flush(struct gfs_journal *j, pthread_mutex_t *lock)
     return err;
 }
 
+int gfs_journal_reset(struct gfs_journal *j)
+{
+    if (j->inflight_head)
+        return -EBUSY;
+    for (struct gfs_jfile *f = j->files; f; f = f->next)
+        if (__atomic_load_n(&f->pins, __ATOMIC_ACQUIRE) || f->live)
+            return -EBUSY;
+    while (j->files) {
+        struct gfs_jfile *f = j->files;
+        char name[64];
+        fname(name, sizeof name, f->id);
+        unlinkat(j->dirfd, name, 0);
+        j->files = f->next;
+        j->bytes -= f->size;
+        jfile_free(f);
+    }
+    j->cur = NULL;
+    j->dir_gen++;
+    return fsync(j->dirfd) < 0 ? -errno : 0;
+}
+
 int gfs_journal_gc(struct gfs_journal *j, pthread_mutex_t *lock)
 {
     int any = 0;
@@ -466,6 +487,9 @@ int gfs_journal_recover(struct gfs_journal *j, gfs_journal_replay_fn fn, void *a
             pos += GFS_JREC_HDR + h.data_len;
         }
         f->used = pos;
+        /* less room than a header: the writer moved on because nothing fit */
+        if (!ended && f->size - pos < GFS_JREC_HDR && i + 1 < n)
+            ended = 1;
         if (!ended && pos < f->size && i + 1 < n) {
             torn = 1;
             gfs_warn(j->log, "journal: torn record in %s at offset %" PRIu64

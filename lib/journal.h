@@ -100,6 +100,10 @@ void gfs_journal_encode(const struct gfs_jrec *rec, const struct iovec *data, in
  * drops it while syncing and takes it back. */
 int gfs_journal_flush(struct gfs_journal *j, pthread_mutex_t *lock);
 
+/* Delete every journal file: all its records are in the store (after a
+ * drain, when handing the lease over). Needs no write in flight. */
+int gfs_journal_reset(struct gfs_journal *j);
+
 /* Delete files (other than the current) with no live extents and no pins.
  * Syncs first so that a superseding record is durable before what it
  * superseded disappears. Called with *lock held; may drop it. */

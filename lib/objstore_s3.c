@@ -1,21 +1,1607 @@
 /*
- * objstore_s3.c — placeholder for the s3:// object store backend. The S3
- * engineer replaces this whole file with the real libcurl + SigV4 client;
- * until then opening an s3:// store fails cleanly.
+ * objstore_s3.c — the s3:// object store backend: every op of objstore.h
+ * over libcurl against AWS S3 or any S3-compatible service, signed with our
+ * SigV4 signer (sigv4.c, mbedTLS), XML through s3_xml.c (libxml2).
+ *
+ * Owns: URL and endpoint handling (virtual-hosted for AWS, path-style for a
+ * custom endpoint), credentials (config, else AWS_* environment; never
+ * logged), the pool of curl handles (parallel requests, keep-alive), request
+ * execution with timeouts, retries with capped exponential backoff and full
+ * jitter, mapping of HTTP/S3 errors to errno, and the checks on answers
+ * (ETag == MD5 of what was PUT, Content-Range of ranged GETs, list order).
+ *
+ * Threads: any number of threads may call the ops at once; each request
+ * takes a curl easy handle from a mutex-protected pool (at most
+ * storage.max_connections, created lazily, kept for connection reuse); DNS
+ * and TLS sessions are shared between handles through a CURLSH with locks.
+ *
+ * Errors: 403 is -EACCES and 404 NoSuchBucket -ENOENT, at once; 5xx, 429,
+ * 400 RequestTimeout, 409 OperationAborted/ConditionalRequestConflict,
+ * timeouts, refused or reset connections and cut bodies are retried up to
+ * storage.max_retries times (full jitter over 100 ms * 2^n, capped at 5 s;
+ * counted in stats.retries, each logged at WARN), then -EIO; certificate
+ * failures and other 4xx are -EIO at once, logged with S3's Code and Message.
+ * Every request is bounded by storage.timeout_ms (plus a low-speed limit), so
+ * no call hangs forever. No network I/O at open: see gfs_s3_check().
  */
 #include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
 
+#include <curl/curl.h>
+#include <libxml/parser.h>
+#include <libxml/xmlstring.h>
+#include <mbedtls/platform_util.h>
+
+#include "cleanup.h"
+#include "config.h"
+#include "log.h"
 #include "objstore.h"
+#include "objstore_s3.h"
+#include "s3_xml.h"
+#include "sigv4.h"
+
+#define BACKOFF_BASE_MS 100
+#define BACKOFF_CAP_MS 5000
+#define ERR_BODY_MAX (64u * 1024u) /* error bodies kept for parsing */
+#define PREFIX_MAX 512u
+#define CHECK_RETRIES 2            /* start-up check: fail fast */
+
+/* ---- process-wide initialisation ----------------------------------------
+ * The only mutable static state in the backend: libcurl and libxml2 each need
+ * one global initialisation before threads use them, and neither may be
+ * undone while another user could still be active, so it is done once per
+ * process (pthread_once) and never cleaned up. */
+static pthread_once_t s3_global_once = PTHREAD_ONCE_INIT;
+static CURLcode s3_global_rc = CURLE_FAILED_INIT;
+
+static void s3_global_init(void)
+{
+    s3_global_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+    xmlInitParser();
+}
+
+/* ---- the store ----------------------------------------------------------- */
+
+struct s3_store {
+    struct gfs_objstore base; /* first: the generic code casts */
+    char *bucket;
+    char *prefix;     /* "" or "some/prefix/" (with the trailing '/') */
+    char *origin;     /* "https://host[:port]" */
+    char *host;       /* Host header value */
+    char *path_base;  /* "" (virtual-hosted) or "/bucket" (path-style) */
+    char *region;
+    char *akid;
+    char *secret;     /* never logged, zeroed on close */
+    char *token;      /* session token, may be NULL; secret too */
+    char *ca_bundle;
+    char *desc;       /* "s3://bucket/prefix" for messages */
+    int tls_verify;
+    long timeout_ms;
+    int max_retries;
+    int max_conns;
+
+    pthread_mutex_t pool_lock;
+    pthread_cond_t pool_cond;
+    CURL **idle;
+    int nidle, nlive;
+
+    CURLSH *share;
+    pthread_mutex_t share_locks[CURL_LOCK_DATA_LAST];
+
+    uint64_t seq; /* request counter, seeds the backoff jitter */
+};
+
+static const struct gfs_objstore_ops s3_ops;
+
+static struct s3_store *S3(struct gfs_objstore *st) { return (struct s3_store *)st; }
+
+static void stat_add(uint64_t *c, uint64_t v) { __atomic_fetch_add(c, v, __ATOMIC_RELAXED); }
+
+/* ---- curl handle pool ---------------------------------------------------- */
+
+static void share_lock(CURL *h, curl_lock_data data, curl_lock_access access, void *arg)
+{
+    (void)h;
+    (void)access;
+    struct s3_store *st = arg;
+    if ((int)data >= 0 && data < CURL_LOCK_DATA_LAST)
+        pthread_mutex_lock(&st->share_locks[data]);
+}
+
+static void share_unlock(CURL *h, curl_lock_data data, void *arg)
+{
+    (void)h;
+    struct s3_store *st = arg;
+    if ((int)data >= 0 && data < CURL_LOCK_DATA_LAST)
+        pthread_mutex_unlock(&st->share_locks[data]);
+}
+
+static CURL *pool_get(struct s3_store *st)
+{
+    pthread_mutex_lock(&st->pool_lock);
+    while (st->nidle == 0 && st->nlive >= st->max_conns)
+        pthread_cond_wait(&st->pool_cond, &st->pool_lock);
+    if (st->nidle > 0) {
+        CURL *h = st->idle[--st->nidle];
+        pthread_mutex_unlock(&st->pool_lock);
+        return h;
+    }
+    st->nlive++;
+    pthread_mutex_unlock(&st->pool_lock);
+    CURL *h = curl_easy_init();
+    if (!h) {
+        pthread_mutex_lock(&st->pool_lock);
+        st->nlive--;
+        pthread_cond_signal(&st->pool_cond);
+        pthread_mutex_unlock(&st->pool_lock);
+    }
+    return h;
+}
+
+static void pool_put(struct s3_store *st, CURL *h)
+{
+    pthread_mutex_lock(&st->pool_lock);
+    st->idle[st->nidle++] = h;
+    pthread_cond_signal(&st->pool_cond);
+    pthread_mutex_unlock(&st->pool_lock);
+}
+
+/* ---- one request --------------------------------------------------------- */
+
+enum sink_kind { SINK_DISCARD, SINK_BUFFER, SINK_RANGE };
+
+struct dynbuf {
+    char *p;
+    size_t len, cap;
+};
+
+static int dyn_add(struct dynbuf *b, const void *data, size_t n)
+{
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        char *p = realloc(b->p, cap);
+        if (!p)
+            return -ENOMEM;
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, data, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+    return 0;
+}
+
+#define MAX_QUERY 6
+#define MAX_XHDR 6
+
+struct s3_call {
+    /* request */
+    const char *method;
+    const char *key;          /* store-relative key; NULL: a bucket-level request */
+    struct gfs_sigv4_kv query[MAX_QUERY];
+    size_t nquery;
+    struct gfs_sigv4_kv xhdr[MAX_XHDR]; /* extra headers, all signed */
+    size_t nxhdr;
+    const void *body;
+    size_t body_len;
+    int head;                 /* HEAD: no body expected */
+    int retries;              /* retry budget of this call */
+    const char *want_etag;    /* 2xx must carry this ETag (hex MD5), else retried */
+
+    /* response sink */
+    enum sink_kind sink;
+    size_t max_body;          /* SINK_BUFFER: larger is -EFBIG */
+    uint8_t *dst;             /* SINK_RANGE */
+    size_t dst_len;
+    uint64_t range_off;
+
+    /* response, reset before every attempt */
+    long status;
+    char etag[72];
+    int have_cl, have_cr;
+    uint64_t content_length, cr_start, cr_end, cr_total; /* cr_total UINT64_MAX: '*' */
+    char request_id[128];
+    struct dynbuf out;        /* SINK_BUFFER body */
+    struct dynbuf errbody;    /* body of a non-2xx answer */
+    uint64_t pos;             /* SINK_RANGE: bytes of body seen */
+    size_t got;               /* SINK_RANGE: bytes stored into dst */
+    int too_big, range_done, range_bad, oom;
+    int etag_not_md5;         /* SSE-KMS / SSE-C: S3's ETag is not the MD5 */
+    CURLcode cc;              /* transport result of the last attempt */
+    struct gfs_s3_error s3err;
+    int have_s3err;
+    int attempts;             /* attempts made */
+
+    /* final explanation of a failure, safe to log (no secrets) */
+    char why[512];
+};
+
+static void call_reset_response(struct s3_call *c)
+{
+    c->status = 0;
+    c->etag[0] = '\0';
+    c->have_cl = c->have_cr = 0;
+    c->content_length = c->cr_start = c->cr_end = c->cr_total = 0;
+    c->request_id[0] = '\0';
+    c->out.len = 0;
+    c->errbody.len = 0;
+    c->pos = 0;
+    c->got = 0;
+    c->too_big = c->range_done = c->range_bad = c->oom = 0;
+    c->etag_not_md5 = 0;
+    c->cc = CURLE_OK;
+    memset(&c->s3err, 0, sizeof(c->s3err));
+    c->have_s3err = 0;
+    c->why[0] = '\0';
+}
+
+static void call_free(struct s3_call *c)
+{
+    free(c->out.p);
+    free(c->errbody.p);
+    c->out = (struct dynbuf){0};
+    c->errbody = (struct dynbuf){0};
+}
+
+static int parse_u64_str(const char *s, size_t n, uint64_t *out)
+{
+    if (n == 0 || n > 20)
+        return -1;
+    uint64_t v = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        unsigned d = (unsigned)(s[i] - '0');
+        if (v > (UINT64_MAX - d) / 10)
+            return -1;
+        v = v * 10 + d;
+    }
+    *out = v;
+    return 0;
+}
+
+/* "bytes a-b/total" (total may be '*'). */
+static int parse_content_range(const char *v, size_t n, struct s3_call *c)
+{
+    if (n < 6 || strncasecmp(v, "bytes ", 6) != 0)
+        return -1;
+    const char *p = v + 6, *end = v + n;
+    const char *dash = memchr(p, '-', (size_t)(end - p));
+    if (!dash)
+        return -1;
+    const char *slash = memchr(dash, '/', (size_t)(end - dash));
+    if (!slash)
+        return -1;
+    if (parse_u64_str(p, (size_t)(dash - p), &c->cr_start) ||
+        parse_u64_str(dash + 1, (size_t)(slash - dash - 1), &c->cr_end))
+        return -1;
+    if (end - slash == 2 && slash[1] == '*')
+        c->cr_total = UINT64_MAX;
+    else if (parse_u64_str(slash + 1, (size_t)(end - slash - 1), &c->cr_total))
+        return -1;
+    if (c->cr_end < c->cr_start)
+        return -1;
+    return 0;
+}
+
+static size_t on_header(char *data, size_t size, size_t nitems, void *arg)
+{
+    struct s3_call *c = arg;
+    size_t n = size * nitems, len = n;
+    while (len && (data[len - 1] == '\r' || data[len - 1] == '\n'))
+        len--;
+    if (len >= 5 && strncmp(data, "HTTP/", 5) == 0) {
+        /* a new response (after 100 Continue, say): forget the previous headers */
+        c->etag[0] = '\0';
+        c->have_cl = c->have_cr = 0;
+        c->etag_not_md5 = 0;
+        c->request_id[0] = '\0';
+        const char *sp = memchr(data, ' ', len);
+        c->status = 0;
+        if (sp && data + len - sp >= 4) {
+            long s = 0;
+            for (int i = 1; i <= 3; i++) {
+                char ch = sp[i];
+                if (ch < '0' || ch > '9') {
+                    s = 0;
+                    break;
+                }
+                s = s * 10 + (ch - '0');
+            }
+            c->status = s;
+        }
+        return n;
+    }
+    const char *colon = memchr(data, ':', len);
+    if (!colon)
+        return n;
+    size_t nl = (size_t)(colon - data);
+    const char *v = colon + 1, *end = data + len;
+    while (v < end && (*v == ' ' || *v == '\t'))
+        v++;
+    while (end > v && (end[-1] == ' ' || end[-1] == '\t'))
+        end--;
+    size_t vl = (size_t)(end - v);
+    if (nl == 4 && strncasecmp(data, "ETag", 4) == 0) {
+        if (vl >= 2 && v[0] == '"' && v[vl - 1] == '"') {
+            v++;
+            vl -= 2;
+        }
+        if (vl < sizeof(c->etag)) {
+            memcpy(c->etag, v, vl);
+            c->etag[vl] = '\0';
+        } else {
+            c->etag[0] = '\0';
+        }
+    } else if (nl == 14 && strncasecmp(data, "Content-Length", 14) == 0) {
+        c->have_cl = parse_u64_str(v, vl, &c->content_length) == 0;
+    } else if (nl == 13 && strncasecmp(data, "Content-Range", 13) == 0) {
+        c->have_cr = parse_content_range(v, vl, c) == 0;
+    } else if (nl == 28 && strncasecmp(data, "x-amz-server-side-encryption", 28) == 0) {
+        c->etag_not_md5 = vl >= 7 && strncmp(v, "aws:kms", 7) == 0;
+    } else if (nl == 47 &&
+               strncasecmp(data, "x-amz-server-side-encryption-customer-algorithm", 47) == 0) {
+        c->etag_not_md5 = 1;
+    } else if (nl == 16 && strncasecmp(data, "x-amz-request-id", 16) == 0) {
+        size_t k = vl < sizeof(c->request_id) - 1 ? vl : sizeof(c->request_id) - 1;
+        for (size_t i = 0; i < k; i++)
+            c->request_id[i] = ((unsigned char)v[i] < 0x20 || v[i] == 0x7f) ? '?' : v[i];
+        c->request_id[k] = '\0';
+    }
+    return n;
+}
+
+/* Returning less than n aborts the transfer (CURLE_WRITE_ERROR); the flags
+ * say why, so the caller can tell a deliberate stop from a failure. */
+static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
+{
+    struct s3_call *c = arg;
+    size_t n = size * nmemb;
+    if (c->status < 200 || c->status > 299) {
+        /* error answer: keep the start of it for the XML error parser */
+        size_t room = ERR_BODY_MAX > c->errbody.len ? ERR_BODY_MAX - c->errbody.len : 0;
+        size_t k = n < room ? n : room;
+        if (k && dyn_add(&c->errbody, data, k) != 0) {
+            c->oom = 1;
+            return 0;
+        }
+        return n;
+    }
+    if (c->sink == SINK_DISCARD)
+        return n; /* PUT/DELETE answers: nothing we need */
+    if (c->sink == SINK_BUFFER) {
+        if ((c->have_cl && c->content_length > c->max_body) || c->out.len + n > c->max_body) {
+            c->too_big = 1;
+            return 0;
+        }
+        if (dyn_add(&c->out, data, n) != 0) {
+            c->oom = 1;
+            return 0;
+        }
+        return n;
+    }
+    /* SINK_RANGE */
+    if (c->status == 206) {
+        if (c->got + n > c->dst_len) {
+            c->range_bad = 1; /* more than we asked for */
+            return 0;
+        }
+        memcpy(c->dst + c->got, data, n);
+        c->got += n;
+        return n;
+    }
+    /* 200: the server ignored the Range and sends the whole object; keep the
+     * part we asked for and stop once we have it. */
+    uint64_t want_lo = c->range_off, want_hi = c->range_off + c->dst_len;
+    uint64_t lo = c->pos, hi = c->pos + n;
+    if (hi > want_lo && lo < want_hi) {
+        uint64_t a = lo > want_lo ? lo : want_lo;
+        uint64_t b = hi < want_hi ? hi : want_hi;
+        memcpy(c->dst + (a - want_lo), data + (a - lo), (size_t)(b - a));
+        c->got = (size_t)(b - want_lo);
+    }
+    c->pos = hi;
+    if (c->pos >= want_hi) {
+        c->range_done = 1;
+        return 0;
+    }
+    return n;
+}
+
+/* Full-jitter backoff: uniform in [0, min(cap, base * 2^attempt)). */
+static long backoff_ms(uint64_t *rng, int attempt)
+{
+    long ceiling = BACKOFF_BASE_MS;
+    for (int i = 0; i < attempt && ceiling < BACKOFF_CAP_MS; i++)
+        ceiling *= 2;
+    if (ceiling > BACKOFF_CAP_MS)
+        ceiling = BACKOFF_CAP_MS;
+    /* xorshift64* */
+    uint64_t x = *rng;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *rng = x;
+    return (long)((x * 2685821657736338717ULL) % (uint64_t)ceiling);
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+static int key_ok(const struct s3_store *st, const char *key, int allow_empty)
+{
+    if (!key)
+        return allow_empty;
+    size_t n = strlen(key);
+    if ((!allow_empty && n == 0) || key[0] == '/' || strlen(st->prefix) + n > GFS_S3_KEY_MAX)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)key[i] < 0x20 || key[i] == 0x7f)
+            return 0;
+    return xmlCheckUTF8((const xmlChar *)key) != 0;
+}
+
+/* Build URL and signing path of c. */
+static int build_target(const struct s3_store *st, const struct s3_call *c, char **url,
+                        char **path)
+{
+    *url = *path = NULL;
+    int rc;
+    if (c->key)
+        rc = asprintf(path, "%s/%s%s", st->path_base, st->prefix, c->key);
+    else
+        rc = asprintf(path, "%s", *st->path_base ? st->path_base : "/");
+    if (rc < 0) {
+        *path = NULL;
+        return -ENOMEM;
+    }
+    CLEANUP_FREE char *epath = gfs_sigv4_uri_encode(*path, strlen(*path), 1);
+    CLEANUP_FREE char *query = NULL;
+    if (!epath || gfs_sigv4_canonical_query(c->query, c->nquery, &query) != 0) {
+        free(*path);
+        *path = NULL;
+        return -ENOMEM;
+    }
+    rc = asprintf(url, "%s%s%s%s", st->origin, epath, *query ? "?" : "", query);
+    if (rc < 0) {
+        *url = NULL;
+        free(*path);
+        *path = NULL;
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+static int is_retryable_curl(CURLcode cc)
+{
+    switch (cc) {
+    case CURLE_UNSUPPORTED_PROTOCOL:
+    case CURLE_URL_MALFORMAT:
+    case CURLE_OUT_OF_MEMORY:
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CIPHER:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_ENGINE_NOTFOUND:
+    case CURLE_SSL_ENGINE_SETFAILED:
+    case CURLE_SSL_CRL_BADFILE:
+    case CURLE_SSL_ISSUER_ERROR:
+    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+    case CURLE_SSL_INVALIDCERTSTATUS:
+    case CURLE_NOT_BUILT_IN:
+    case CURLE_BAD_FUNCTION_ARGUMENT:
+    case CURLE_UNKNOWN_OPTION:
+        return 0;
+    default:
+        return 1; /* timeouts, refused/reset connections, DNS, partial bodies ... */
+    }
+}
+
+static int etag_is(const char *etag, const char *md5hex)
+{
+    return strlen(etag) == 32 && strncasecmp(etag, md5hex, 32) == 0;
+}
+
+enum attempt_result { ATT_DONE, ATT_RETRY, ATT_FAIL };
+
+/* One attempt: sign, send, receive. On ATT_FAIL, *err holds the errno. */
+static enum attempt_result attempt(struct s3_store *st, struct s3_call *c, CURL *h,
+                                   const char *url, const char *path, const char *payload_hash,
+                                   int *err)
+{
+    char amz_date[17];
+    if (gfs_sigv4_amz_date(time(NULL), amz_date) != 0) {
+        *err = -EIO;
+        return ATT_FAIL;
+    }
+    /* The signed header set; the same array is sent, so what is signed is
+     * what goes on the wire. */
+    struct gfs_sigv4_kv hdr[4 + MAX_XHDR];
+    size_t nh = 0;
+    hdr[nh++] = (struct gfs_sigv4_kv){"Host", st->host};
+    hdr[nh++] = (struct gfs_sigv4_kv){"x-amz-content-sha256", payload_hash};
+    hdr[nh++] = (struct gfs_sigv4_kv){"x-amz-date", amz_date};
+    if (st->token)
+        hdr[nh++] = (struct gfs_sigv4_kv){"x-amz-security-token", st->token};
+    for (size_t i = 0; i < c->nxhdr; i++)
+        hdr[nh++] = c->xhdr[i];
+
+    struct gfs_sigv4_request r = {
+        .method = c->method, .path = path, .query = c->query, .nquery = c->nquery,
+        .headers = hdr, .nheaders = nh, .payload_hash = payload_hash,
+    };
+    struct gfs_sigv4_signer signer = {
+        .access_key_id = st->akid, .secret_access_key = st->secret, .region = st->region,
+        .service = "s3",
+    };
+    CLEANUP_FREE char *authz = NULL;
+    int rc = gfs_sigv4_authorization(&signer, &r, amz_date, &authz);
+    if (rc != 0) {
+        snprintf(c->why, sizeof(c->why), "cannot sign the request (%s)", strerror(-rc));
+        *err = rc;
+        return ATT_FAIL;
+    }
+
+    struct curl_slist *list = NULL, *tmp;
+    int oom = 0;
+    for (size_t i = 0; i < nh && !oom; i++) {
+        CLEANUP_FREE char *line = NULL;
+        if (asprintf(&line, "%s: %s", hdr[i].name, hdr[i].value ? hdr[i].value : "") < 0) {
+            line = NULL;
+            oom = 1;
+            break;
+        }
+        if (!(tmp = curl_slist_append(list, line)))
+            oom = 1;
+        else
+            list = tmp;
+    }
+    static const char *const fixed[] = {"Expect:", "Accept:"};
+    for (size_t i = 0; i < 2 && !oom; i++) {
+        if (!(tmp = curl_slist_append(list, fixed[i])))
+            oom = 1;
+        else
+            list = tmp;
+    }
+    if (!oom) {
+        CLEANUP_FREE char *line = NULL;
+        if (asprintf(&line, "Authorization: %s", authz) < 0) {
+            line = NULL;
+            oom = 1;
+        } else if (!(tmp = curl_slist_append(list, line))) {
+            oom = 1;
+        } else {
+            list = tmp;
+        }
+    }
+    if (oom) {
+        curl_slist_free_all(list);
+        *err = -ENOMEM;
+        return ATT_FAIL;
+    }
+
+    char curl_err[CURL_ERROR_SIZE] = "";
+    curl_easy_reset(h); /* keeps the connection cache: keep-alive survives */
+    curl_easy_setopt(h, CURLOPT_URL, url);
+#if LIBCURL_VERSION_NUM >= 0x075500
+    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+#endif
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_SHARE, st->share);
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, curl_err);
+    curl_easy_setopt(h, CURLOPT_PATH_AS_IS, 1L); /* never rewrite "/./" or "/../" in keys */
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, list);
+    curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, st->timeout_ms);
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
+                     st->timeout_ms < 10000 ? st->timeout_ms : 10000L);
+    /* a connection that moves nothing for half the timeout is dead */
+    long low_speed_s = st->timeout_ms / 2000;
+    curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, low_speed_s > 0 ? low_speed_s : 1L);
+    curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, st->tls_verify ? 1L : 0L);
+    curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, st->tls_verify ? 2L : 0L);
+    if (st->ca_bundle)
+        curl_easy_setopt(h, CURLOPT_CAINFO, st->ca_bundle);
+    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(h, CURLOPT_HEADERDATA, c);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, c);
+    if (c->head) {
+        curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
+    } else if (c->body || strcmp(c->method, "PUT") == 0 || strcmp(c->method, "POST") == 0) {
+        if (strcmp(c->method, "POST") != 0)
+            curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, c->method);
+        curl_easy_setopt(h, CURLOPT_POSTFIELDS, c->body ? (const char *)c->body : "");
+        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)c->body_len);
+    } else if (strcmp(c->method, "GET") != 0) {
+        curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, c->method);
+    }
+
+    call_reset_response(c);
+    CURLcode cc = curl_easy_perform(h);
+    c->cc = cc;
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, NULL);
+    curl_slist_free_all(list);
+    long status = 0;
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+    if (status)
+        c->status = status;
+
+    if (c->oom) {
+        *err = -ENOMEM;
+        return ATT_FAIL;
+    }
+    if (c->too_big) {
+        snprintf(c->why, sizeof(c->why), "object larger than the %zu bytes allowed",
+                 c->max_body);
+        *err = -EFBIG;
+        return ATT_FAIL;
+    }
+    if (c->range_bad) {
+        snprintf(c->why, sizeof(c->why), "server sent more than the %zu bytes asked for",
+                 c->dst_len);
+        *err = -EIO;
+        return ATT_FAIL;
+    }
+    if (cc != CURLE_OK && !(cc == CURLE_WRITE_ERROR && c->range_done)) {
+        snprintf(c->why, sizeof(c->why), "%s%s%s", curl_easy_strerror(cc),
+                 *curl_err ? ": " : "", curl_err);
+        /* strip the newline some curl messages end with */
+        c->why[strcspn(c->why, "\r\n")] = '\0';
+        *err = -EIO;
+        return is_retryable_curl(cc) ? ATT_RETRY : ATT_FAIL;
+    }
+
+    if (c->status < 200 || c->status > 299) {
+        if (c->errbody.len)
+            c->have_s3err = gfs_s3_xml_parse_error(c->errbody.p, c->errbody.len, &c->s3err) == 0;
+        const char *code = c->have_s3err ? c->s3err.code : "";
+        snprintf(c->why, sizeof(c->why), "HTTP %ld%s%s%s%s%s%s", c->status, *code ? " " : "",
+                 code, c->have_s3err && *c->s3err.message ? ": " : "",
+                 c->have_s3err ? c->s3err.message : "",
+                 (c->have_s3err && *c->s3err.request_id) || *c->request_id ? " (request id " : "",
+                 c->have_s3err && *c->s3err.request_id ? c->s3err.request_id : c->request_id);
+        if ((c->have_s3err && *c->s3err.request_id) || *c->request_id) {
+            size_t l = strlen(c->why);
+            if (l + 1 < sizeof(c->why)) {
+                c->why[l] = ')';
+                c->why[l + 1] = '\0';
+            }
+        }
+        if (c->status >= 500 || c->status == 429 ||
+            (c->status == 400 && strcmp(code, "RequestTimeout") == 0) ||
+            (c->status == 409 && (strcmp(code, "OperationAborted") == 0 ||
+                                  strcmp(code, "ConditionalRequestConflict") == 0)))
+            return ATT_RETRY;
+        return ATT_DONE; /* a final answer the op interprets */
+    }
+    /* S3 already checked the body against Content-MD5; the ETag check catches
+     * a store that kept something else. SSE-KMS and SSE-C ETags are not MD5s. */
+    if (c->want_etag && !c->etag_not_md5 && !etag_is(c->etag, c->want_etag)) {
+        snprintf(c->why, sizeof(c->why), "stored ETag \"%.40s\" is not the MD5 %s of the body",
+                 c->etag, c->want_etag);
+        return ATT_RETRY;
+    }
+    return ATT_DONE;
+}
+
+/* Run c with retries. 0 when an HTTP answer came (c->status tells which),
+ * else a negative errno with c->why explaining. */
+static int s3_exec(struct s3_store *st, struct s3_call *c, const char *opname)
+{
+    CLEANUP_FREE char *url = NULL;
+    CLEANUP_FREE char *path = NULL;
+    int rc = build_target(st, c, &url, &path);
+    if (rc != 0)
+        return rc;
+    char payload_hash[GFS_SHA256_HEX_LEN + 1];
+    if ((rc = gfs_sha256_hex(c->body ? c->body : "", c->body_len, payload_hash)) != 0)
+        return rc;
+
+    uint64_t seq = __atomic_add_fetch(&st->seq, 1, __ATOMIC_RELAXED);
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    uint64_t rng = (seq * 0x9E3779B97F4A7C15ULL) ^ (uint64_t)now.tv_nsec ^
+                   ((uint64_t)now.tv_sec << 32) ^ (uint64_t)(uintptr_t)c;
+    if (!rng)
+        rng = 1;
+
+    CURL *h = pool_get(st);
+    if (!h)
+        return -ENOMEM;
+    int budget = c->retries >= 0 ? c->retries : st->max_retries;
+    for (int i = 0;; i++) {
+        int err = 0;
+        c->attempts = i + 1;
+        enum attempt_result ar = attempt(st, c, h, url, path, payload_hash, &err);
+        if (ar == ATT_DONE) {
+            rc = 0;
+            break;
+        }
+        if (ar == ATT_FAIL) {
+            rc = err ? err : -EIO;
+            break;
+        }
+        if (i >= budget) {
+            rc = -EIO;
+            break;
+        }
+        long ms = backoff_ms(&rng, i);
+        stat_add(&st->base.stats.retries, 1);
+        gfs_warn(st->base.log, "s3: %s %s: %s; retry %d/%d in %ld ms", opname,
+                 c->key ? c->key : st->desc, c->why, i + 1, budget, ms);
+        sleep_ms(ms);
+    }
+    pool_put(st, h);
+    return rc;
+}
+
+/* Map the final answer of a call that is not a success to an errno, and log. */
+static int s3_fail(struct s3_store *st, struct s3_call *c, const char *opname, int rc)
+{
+    const char *what = c->key ? c->key : st->desc;
+    if (rc == 0) {
+        const char *code = c->have_s3err ? c->s3err.code : "";
+        if (c->status == 403) {
+            gfs_err(st->base.log, "s3: %s %s: access denied by %s: %s%s", opname, what, st->desc,
+                    c->why,
+                    strcmp(code, "RequestTimeTooSkewed") == 0
+                        ? " (check the clock of this node)"
+                        : " (check storage.access_key_id / secret or AWS_ACCESS_KEY_ID / "
+                          "AWS_SECRET_ACCESS_KEY)");
+            rc = -EACCES;
+        } else if (c->status == 404 && strcmp(code, "NoSuchBucket") == 0) {
+            gfs_err(st->base.log, "s3: %s %s: bucket '%s' does not exist at %s: %s", opname,
+                    what, st->bucket, st->origin, c->why);
+            rc = -ENOENT;
+        } else {
+            gfs_err(st->base.log, "s3: %s %s on %s: %s", opname, what, st->desc, c->why);
+            rc = -EIO;
+        }
+    } else if (rc != -EFBIG) {
+        gfs_err(st->base.log, "s3: %s %s on %s failed after %d attempt(s): %s", opname, what,
+                st->desc, c->attempts, c->why[0] ? c->why : strerror(-rc));
+        if (rc != -ENOMEM && rc != -EINVAL)
+            rc = -EIO;
+    }
+    stat_add(&st->base.stats.errors, 1);
+    return rc;
+}
+
+static void call_init(struct s3_call *c, const char *method, const char *key)
+{
+    memset(c, 0, sizeof(*c));
+    c->method = method;
+    c->key = key;
+    c->retries = -1;
+    c->sink = SINK_DISCARD;
+}
+
+static int status_ok(const struct s3_call *c) { return c->status >= 200 && c->status <= 299; }
+
+static const char *code_of(const struct s3_call *c) { return c->have_s3err ? c->s3err.code : ""; }
+
+/* ---- ops ----------------------------------------------------------------- */
+
+static int s3_head(struct gfs_objstore *gst, const char *key, struct gfs_obj_info *info)
+{
+    struct s3_store *st = S3(gst);
+    if (!key_ok(st, key, 0))
+        return -EINVAL;
+    struct s3_call c;
+    call_init(&c, "HEAD", key);
+    c.head = 1;
+    int rc = s3_exec(st, &c, "HEAD");
+    stat_add(&st->base.stats.heads, 1);
+    if (rc == 0 && c.status == 404) {
+        /* HEAD answers carry no body: a missing bucket looks like a missing key */
+        call_free(&c);
+        return -ENOENT;
+    }
+    if (rc == 0 && status_ok(&c) && !c.have_cl) {
+        snprintf(c.why, sizeof(c.why), "HEAD answer without Content-Length");
+        c.status = 502;
+    }
+    if (rc != 0 || !status_ok(&c)) {
+        rc = s3_fail(st, &c, "HEAD", rc);
+        call_free(&c);
+        return rc;
+    }
+    if (info) {
+        info->size = c.content_length;
+        snprintf(info->etag, sizeof(info->etag), "%s", c.etag);
+    }
+    call_free(&c);
+    return 0;
+}
+
+/* After a retried conditional PUT answered 412: did an earlier attempt of
+ * ours store the object (the answer was lost)? Then the object's ETag is the
+ * MD5 of our body. */
+static int our_put_landed(struct s3_store *st, const char *key, const char *md5hex)
+{
+    struct gfs_obj_info info;
+    return s3_head(&st->base, key, &info) == 0 && etag_is(info.etag, md5hex);
+}
+
+/* PUT with Content-MD5 (S3 checks the body) and x-amz-content-sha256 (signed);
+ * the answer's ETag must be the body's MD5. Conditional PUTs: If-None-Match: *
+ * answered 412 is -EEXIST; If-Match answered 412, or 404 NoSuchKey (nothing
+ * to match), is -ECANCELED. */
+static int s3_put(struct gfs_objstore *gst, const char *key, const void *buf, size_t len,
+                  unsigned flags, const char *if_match_etag)
+{
+    struct s3_store *st = S3(gst);
+    if (!key_ok(st, key, 0) || (!buf && len) || (flags & ~GFS_PUT_IF_NONE_MATCH) ||
+        ((flags & GFS_PUT_IF_NONE_MATCH) && if_match_etag))
+        return -EINVAL;
+
+    uint8_t md5[GFS_MD5_LEN];
+    char md5hex[2 * GFS_MD5_LEN + 1], md5b64[32];
+    int rc = gfs_md5(buf ? buf : "", len, md5);
+    if (rc == 0)
+        rc = gfs_base64(md5, sizeof(md5), md5b64, sizeof(md5b64));
+    if (rc != 0)
+        return rc;
+    gfs_hex_encode(md5, sizeof(md5), md5hex);
+
+    char quoted[80];
+    struct s3_call c;
+    call_init(&c, "PUT", key);
+    c.body = buf;
+    c.body_len = len;
+    c.want_etag = md5hex;
+    c.xhdr[c.nxhdr++] = (struct gfs_sigv4_kv){"Content-MD5", md5b64};
+    c.xhdr[c.nxhdr++] = (struct gfs_sigv4_kv){"Content-Type", "application/octet-stream"};
+    if (flags & GFS_PUT_IF_NONE_MATCH) {
+        c.xhdr[c.nxhdr++] = (struct gfs_sigv4_kv){"If-None-Match", "*"};
+    } else if (if_match_etag) {
+        size_t el = strlen(if_match_etag);
+        if (el == 0 || el > 70 || strpbrk(if_match_etag, "\"\r\n"))
+            return -EINVAL;
+        snprintf(quoted, sizeof(quoted), "\"%s\"", if_match_etag);
+        c.xhdr[c.nxhdr++] = (struct gfs_sigv4_kv){"If-Match", quoted};
+    }
+    rc = s3_exec(st, &c, "PUT");
+    stat_add(&st->base.stats.puts, 1);
+    if (rc == 0 && status_ok(&c)) {
+        stat_add(&st->base.stats.put_bytes, len);
+        call_free(&c);
+        return 0;
+    }
+    if (rc == 0 && (flags & GFS_PUT_IF_NONE_MATCH) && c.status == 412) {
+        int attempts = c.attempts;
+        call_free(&c);
+        if (attempts > 1 && our_put_landed(st, key, md5hex))
+            return 0;
+        return -EEXIST;
+    }
+    if (rc == 0 && if_match_etag &&
+        (c.status == 412 || (c.status == 404 && strcmp(code_of(&c), "NoSuchKey") == 0))) {
+        int attempts = c.attempts;
+        call_free(&c);
+        if (attempts > 1 && our_put_landed(st, key, md5hex))
+            return 0;
+        return -ECANCELED;
+    }
+    rc = s3_fail(st, &c, "PUT", rc);
+    call_free(&c);
+    return rc;
+}
+
+static int s3_get_range(struct gfs_objstore *gst, const char *key, uint64_t offset, size_t len,
+                        void *buf, size_t *got)
+{
+    struct s3_store *st = S3(gst);
+    if (got)
+        *got = 0;
+    if (!key_ok(st, key, 0) || len == 0 || !buf || !got || offset > UINT64_MAX - len)
+        return -EINVAL;
+    char range[64];
+    snprintf(range, sizeof(range), "bytes=%" PRIu64 "-%" PRIu64, offset, offset + len - 1);
+    struct s3_call c;
+    call_init(&c, "GET", key);
+    c.sink = SINK_RANGE;
+    c.dst = buf;
+    c.dst_len = len;
+    c.range_off = offset;
+    c.xhdr[c.nxhdr++] = (struct gfs_sigv4_kv){"Range", range};
+    int rc = s3_exec(st, &c, "GET");
+    stat_add(&st->base.stats.gets, 1);
+    if (rc == 0 && c.status == 416) { /* offset at or past the end */
+        call_free(&c);
+        return 0;
+    }
+    if (rc == 0 && c.status == 404 && strcmp(code_of(&c), "NoSuchBucket") != 0) {
+        call_free(&c);
+        return -ENOENT;
+    }
+    if (rc == 0 && c.status == 206) {
+        /* the range we got must be the one we asked for */
+        uint64_t n = c.have_cr ? c.cr_end - c.cr_start + 1 : 0;
+        if (!c.have_cr || c.cr_start != offset || n > len || n != c.got ||
+            (c.cr_total != UINT64_MAX && (c.cr_end >= c.cr_total ||
+                                          (n < len && c.cr_end + 1 != c.cr_total)))) {
+            snprintf(c.why, sizeof(c.why),
+                     "206 answer does not match the range asked (%s; Content-Range %s "
+                     "%" PRIu64 "-%" PRIu64 "/%" PRIu64 ", %zu bytes received)",
+                     range, c.have_cr ? "" : "missing", c.cr_start, c.cr_end, c.cr_total, c.got);
+            c.status = 502;
+        }
+    } else if (rc == 0 && c.status == 200) {
+        /* the whole object came (Range ignored): on_body kept our part */
+        uint64_t size = c.have_cl ? c.content_length : c.pos;
+        size_t want = offset >= size ? 0 : (size - offset < len ? (size_t)(size - offset) : len);
+        if (c.got != want) {
+            snprintf(c.why, sizeof(c.why),
+                     "200 answer to a ranged GET holds %zu bytes of the %zu expected", c.got,
+                     want);
+            c.status = 502;
+        }
+    }
+    if (rc != 0 || (c.status != 200 && c.status != 206)) {
+        rc = s3_fail(st, &c, "GET", rc);
+        call_free(&c);
+        return rc;
+    }
+    *got = c.got;
+    stat_add(&st->base.stats.get_bytes, c.got);
+    call_free(&c);
+    return 0;
+}
+
+static int s3_get(struct gfs_objstore *gst, const char *key, size_t max_len, void **out,
+                  size_t *outlen, struct gfs_obj_info *info)
+{
+    struct s3_store *st = S3(gst);
+    if (out)
+        *out = NULL;
+    if (outlen)
+        *outlen = 0;
+    if (!key_ok(st, key, 0) || !out || !outlen)
+        return -EINVAL;
+    struct s3_call c;
+    call_init(&c, "GET", key);
+    c.sink = SINK_BUFFER;
+    c.max_body = max_len;
+    int rc = s3_exec(st, &c, "GET");
+    stat_add(&st->base.stats.gets, 1);
+    if (rc == -EFBIG) {
+        call_free(&c);
+        return -EFBIG;
+    }
+    if (rc == 0 && c.status == 404 && strcmp(code_of(&c), "NoSuchBucket") != 0) {
+        call_free(&c);
+        return -ENOENT;
+    }
+    if (rc != 0 || c.status != 200) {
+        rc = s3_fail(st, &c, "GET", rc);
+        call_free(&c);
+        return rc;
+    }
+    if (!c.out.p && !(c.out.p = malloc(1))) {
+        call_free(&c);
+        return -ENOMEM;
+    }
+    if (info) {
+        info->size = c.out.len;
+        snprintf(info->etag, sizeof(info->etag), "%s", c.etag);
+    }
+    stat_add(&st->base.stats.get_bytes, c.out.len);
+    *out = c.out.p;
+    *outlen = c.out.len;
+    c.out.p = NULL;
+    call_free(&c);
+    return 0;
+}
+
+static int s3_del(struct gfs_objstore *gst, const char *key)
+{
+    struct s3_store *st = S3(gst);
+    if (!key_ok(st, key, 0))
+        return -EINVAL;
+    struct s3_call c;
+    call_init(&c, "DELETE", key);
+    int rc = s3_exec(st, &c, "DELETE");
+    stat_add(&st->base.stats.deletes, 1);
+    if (rc == 0 && (status_ok(&c) ||
+                    (c.status == 404 && strcmp(code_of(&c), "NoSuchBucket") != 0))) {
+        call_free(&c);
+        return 0; /* deleting a missing key is success, as on S3 */
+    }
+    rc = s3_fail(st, &c, "DELETE", rc);
+    call_free(&c);
+    return rc;
+}
+
+/* One ListObjectsV2 page. Keys and tokens are full object keys. */
+static int list_page(struct s3_store *st, struct s3_call *c, const char *full_prefix,
+                     const char *start_after, const char *token, const char *max_keys,
+                     int retries, struct gfs_s3_list_page *page)
+{
+    call_init(c, "GET", NULL);
+    c->retries = retries;
+    c->sink = SINK_BUFFER;
+    c->max_body = GFS_S3_XML_MAX;
+    c->query[c->nquery++] = (struct gfs_sigv4_kv){"list-type", "2"};
+    c->query[c->nquery++] = (struct gfs_sigv4_kv){"max-keys", max_keys};
+    c->query[c->nquery++] = (struct gfs_sigv4_kv){"prefix", full_prefix};
+    if (token)
+        c->query[c->nquery++] = (struct gfs_sigv4_kv){"continuation-token", token};
+    else if (start_after)
+        c->query[c->nquery++] = (struct gfs_sigv4_kv){"start-after", start_after};
+    int rc = s3_exec(st, c, "LIST");
+    stat_add(&st->base.stats.lists, 1);
+    if (rc == -EFBIG) {
+        snprintf(c->why, sizeof(c->why), "listing page larger than %u bytes", GFS_S3_XML_MAX);
+        rc = -EIO;
+    }
+    if (rc != 0 || c->status != 200)
+        return rc;
+    rc = gfs_s3_xml_parse_list(c->out.p, c->out.len, page);
+    if (rc == -EBADMSG) {
+        snprintf(c->why, sizeof(c->why), "malformed ListBucketResult (%zu bytes)", c->out.len);
+        c->status = 502;
+        return 0;
+    }
+    return rc;
+}
+
+static int s3_list(struct gfs_objstore *gst, const char *prefix, const char *start_after,
+                   gfs_list_cb cb, void *arg)
+{
+    struct s3_store *st = S3(gst);
+    if (!cb || !key_ok(st, prefix, 1) || (start_after && !key_ok(st, start_after, 1)))
+        return -EINVAL;
+    CLEANUP_FREE char *full_prefix = NULL;
+    CLEANUP_FREE char *full_after = NULL;
+    if (asprintf(&full_prefix, "%s%s", st->prefix, prefix ? prefix : "") < 0) {
+        full_prefix = NULL;
+        return -ENOMEM;
+    }
+    if (start_after && *start_after &&
+        asprintf(&full_after, "%s%s", st->prefix, start_after) < 0) {
+        full_after = NULL;
+        return -ENOMEM;
+    }
+    size_t plen = strlen(st->prefix), fplen = strlen(full_prefix);
+    CLEANUP_FREE char *token = NULL;
+    CLEANUP_FREE char *last = NULL; /* last key delivered: order check */
+    for (;;) {
+        struct s3_call c;
+        struct gfs_s3_list_page page = {0};
+        int rc = list_page(st, &c, full_prefix, full_after, token, "1000", -1, &page);
+        if (rc != 0 || c.status != 200) {
+            rc = s3_fail(st, &c, "LIST", rc);
+            call_free(&c);
+            return rc;
+        }
+        for (size_t i = 0; i < page.n; i++) {
+            const char *k = page.entries[i].key;
+            if (strlen(k) == plen && strcmp(k, st->prefix) == 0)
+                continue; /* a "folder" object named like the store prefix: not a key */
+            int bad = strncmp(k, full_prefix, fplen) != 0 || strlen(k) <= plen ||
+                      (last && strcmp(k, last) <= 0) ||
+                      (full_after && strcmp(k, full_after) <= 0);
+            if (bad) {
+                snprintf(c.why, sizeof(c.why),
+                         "listing returned key \"%.200s\" out of order or outside prefix", k);
+                c.status = 502;
+                gfs_s3_list_page_clear(&page);
+                rc = s3_fail(st, &c, "LIST", 0);
+                call_free(&c);
+                return rc;
+            }
+            free(last);
+            last = TAKE_PTR(page.entries[i].key);
+            int r = cb(arg, last + plen, page.entries[i].size);
+            if (r != 0) {
+                gfs_s3_list_page_clear(&page);
+                call_free(&c);
+                return r;
+            }
+        }
+        call_free(&c);
+        if (!page.truncated) {
+            gfs_s3_list_page_clear(&page);
+            return 0;
+        }
+        if (token && strcmp(token, page.next_token) == 0) {
+            gfs_err(st->base.log, "s3: LIST %s: the server repeated its continuation token",
+                    st->desc);
+            gfs_s3_list_page_clear(&page);
+            stat_add(&st->base.stats.errors, 1);
+            return -EIO;
+        }
+        free(token);
+        token = TAKE_PTR(page.next_token);
+        gfs_s3_list_page_clear(&page);
+    }
+}
+
+static void s3_destroy(struct gfs_objstore *gst)
+{
+    struct s3_store *st = S3(gst);
+    if (!st)
+        return;
+    for (int i = 0; i < st->nidle; i++)
+        curl_easy_cleanup(st->idle[i]);
+    free(st->idle);
+    if (st->share)
+        curl_share_cleanup(st->share);
+    for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
+        pthread_mutex_destroy(&st->share_locks[i]);
+    pthread_mutex_destroy(&st->pool_lock);
+    pthread_cond_destroy(&st->pool_cond);
+    if (st->secret) {
+        mbedtls_platform_zeroize(st->secret, strlen(st->secret));
+        free(st->secret);
+    }
+    if (st->token) {
+        mbedtls_platform_zeroize(st->token, strlen(st->token));
+        free(st->token);
+    }
+    free(st->bucket);
+    free(st->prefix);
+    free(st->origin);
+    free(st->host);
+    free(st->path_base);
+    free(st->region);
+    free(st->akid);
+    free(st->ca_bundle);
+    free(st->desc);
+    free(st);
+}
+
+static const struct gfs_objstore_ops s3_ops = {
+    .put = s3_put,
+    .get_range = s3_get_range,
+    .get = s3_get,
+    .head = s3_head,
+    .del = s3_del,
+    .list = s3_list,
+    .destroy = s3_destroy,
+};
+
+int gfs_objstore_is_s3(const struct gfs_objstore *st) { return st && st->ops == &s3_ops; }
+
+/* ---- extras -------------------------------------------------------------- */
+
+int gfs_s3_check(struct gfs_objstore *gst, char *err, size_t errlen)
+{
+    if (!gfs_objstore_is_s3(gst)) {
+        if (err && errlen)
+            snprintf(err, errlen, "not an s3:// store");
+        return -EINVAL;
+    }
+    struct s3_store *st = S3(gst);
+    int retries = st->max_retries < CHECK_RETRIES ? st->max_retries : CHECK_RETRIES;
+    struct s3_call c;
+    struct gfs_s3_list_page page = {0};
+    int rc = list_page(st, &c, st->prefix, NULL, NULL, "1", retries, &page);
+    gfs_s3_list_page_clear(&page);
+    const char *code = code_of(&c);
+    char line[768];
+    if (rc == 0 && c.status == 200) {
+        call_free(&c);
+        return 0;
+    }
+    if (rc != 0 && !is_retryable_curl(c.cc) && c.cc != CURLE_OK) {
+        snprintf(line, sizeof(line),
+                 "%s: TLS or protocol failure with the S3 endpoint %s: %s (storage.ca_bundle "
+                 "names a CA file for a private CA)", st->desc, st->origin, c.why);
+        rc = -EIO;
+    } else if (rc != 0) {
+        snprintf(line, sizeof(line), "%s: cannot reach the S3 endpoint %s: %s", st->desc,
+                 st->origin, c.why[0] ? c.why : strerror(-rc));
+        rc = -EIO;
+    } else if (c.status == 403) {
+        snprintf(line, sizeof(line),
+                 "%s: %s refused the credentials of access key id %s: %s", st->desc,
+                 st->origin, st->akid, c.why);
+        rc = -EACCES;
+    } else if (c.status == 404 && strcmp(code, "NoSuchBucket") == 0) {
+        snprintf(line, sizeof(line), "%s: bucket '%s' does not exist at %s (%s)", st->desc,
+                 st->bucket, st->origin, c.why);
+        rc = -ENOENT;
+    } else {
+        snprintf(line, sizeof(line), "%s: unexpected answer from %s: %s", st->desc, st->origin,
+                 c.why);
+        rc = -EIO;
+    }
+    gfs_err(st->base.log, "s3: %s", line);
+    if (err && errlen)
+        snprintf(err, errlen, "%s", line);
+    call_free(&c);
+    return rc;
+}
+
+static int delete_chunk(struct s3_store *st, const char *const *keys, size_t n, size_t *failed)
+{
+    CLEANUP_FREE char **full = calloc(n, sizeof(*full));
+    if (!full)
+        return -ENOMEM;
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++)
+        if (asprintf(&full[i], "%s%s", st->prefix, keys[i]) < 0) {
+            full[i] = NULL;
+            rc = -ENOMEM;
+        }
+    CLEANUP_FREE char *body = NULL;
+    size_t blen = 0;
+    if (rc == 0)
+        rc = gfs_s3_xml_build_delete((const char *const *)full, n, &body, &blen);
+    for (size_t i = 0; i < n; i++)
+        free(full[i]);
+    if (rc != 0)
+        return rc;
+
+    /* S3 refuses a DeleteObjects request without Content-MD5 (or a
+     * x-amz-checksum-* header): it guards the list of keys to delete. */
+    uint8_t md5[GFS_MD5_LEN];
+    char md5b64[32];
+    if ((rc = gfs_md5(body, blen, md5)) != 0 ||
+        (rc = gfs_base64(md5, sizeof(md5), md5b64, sizeof(md5b64))) != 0)
+        return rc;
+    struct s3_call c;
+    call_init(&c, "POST", NULL);
+    c.body = body;
+    c.body_len = blen;
+    c.sink = SINK_BUFFER;
+    c.max_body = GFS_S3_XML_MAX;
+    c.query[c.nquery++] = (struct gfs_sigv4_kv){"delete", ""};
+    c.xhdr[c.nxhdr++] = (struct gfs_sigv4_kv){"Content-MD5", md5b64};
+    c.xhdr[c.nxhdr++] = (struct gfs_sigv4_kv){"Content-Type", "application/xml"};
+    rc = s3_exec(st, &c, "DELETE-BATCH");
+    stat_add(&st->base.stats.deletes, n);
+    if (rc != 0 || c.status != 200) {
+        rc = s3_fail(st, &c, "DELETE-BATCH", rc);
+        call_free(&c);
+        return rc;
+    }
+    struct gfs_s3_delete_result res;
+    rc = gfs_s3_xml_parse_delete_result(c.out.p, c.out.len, &res);
+    call_free(&c);
+    if (rc != 0) {
+        gfs_err(st->base.log, "s3: DELETE-BATCH on %s: malformed DeleteResult", st->desc);
+        stat_add(&st->base.stats.errors, 1);
+        return -EIO;
+    }
+    if (res.errors) {
+        gfs_err(st->base.log, "s3: DELETE-BATCH on %s: %zu of %zu keys not deleted, first %s: %s %s",
+                st->desc, res.errors, n, res.first_error_key, res.first_error.code,
+                res.first_error.message);
+        *failed += res.errors;
+        stat_add(&st->base.stats.errors, 1);
+        return -EIO;
+    }
+    return 0;
+}
+
+int gfs_s3_delete_batch(struct gfs_objstore *gst, const char *const *keys, size_t n,
+                        size_t *failed)
+{
+    size_t nfailed = 0;
+    if (failed)
+        *failed = 0;
+    if (!gfs_objstore_is_s3(gst) || (!keys && n))
+        return -EINVAL;
+    struct s3_store *st = S3(gst);
+    for (size_t i = 0; i < n; i++)
+        if (!key_ok(st, keys[i], 0))
+            return -EINVAL;
+    int first = 0;
+    for (size_t off = 0; off < n; off += GFS_S3_DELETE_MAX_KEYS) {
+        size_t k = n - off < GFS_S3_DELETE_MAX_KEYS ? n - off : GFS_S3_DELETE_MAX_KEYS;
+        int rc = delete_chunk(st, keys + off, k, &nfailed);
+        if (rc == -EACCES || rc == -ENOENT || rc == -ENOMEM) {
+            first = rc;
+            break;
+        }
+        if (rc && !first)
+            first = rc;
+    }
+    if (failed)
+        *failed = nfailed;
+    return first;
+}
+
+/* ---- open ---------------------------------------------------------------- */
+
+static int bucket_ok(const char *b, size_t n)
+{
+    if (n < 3 || n > 63)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char ch = b[i];
+        int alnum = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                    (ch >= '0' && ch <= '9');
+        if (!alnum && ch != '.' && ch != '-' && ch != '_')
+            return 0;
+        if (i == 0 && !alnum)
+            return 0;
+    }
+    return 1;
+}
+
+/* s3://bucket[/prefix]: bucket and a normalised prefix ("" or "a/b/"). */
+static int parse_s3_url(const char *url, char **bucket, char **prefix, char *err, size_t errlen)
+{
+    *bucket = *prefix = NULL;
+    if (!url || strncmp(url, "s3://", 5) != 0) {
+        snprintf(err, errlen, "storage.url must start with s3://");
+        return -EINVAL;
+    }
+    const char *b = url + 5;
+    size_t bl = strcspn(b, "/");
+    if (!bucket_ok(b, bl)) {
+        snprintf(err, errlen,
+                 "storage.url: bad bucket name (3-63 characters of a-z 0-9 . - _)");
+        return -EINVAL;
+    }
+    const char *p = b + bl;
+    while (*p == '/')
+        p++;
+    size_t pl = strlen(p);
+    while (pl && p[pl - 1] == '/')
+        pl--;
+    if (pl > PREFIX_MAX) {
+        snprintf(err, errlen, "storage.url: prefix longer than %u bytes", PREFIX_MAX);
+        return -EINVAL;
+    }
+    /* no empty, "." or ".." segments, no control characters, valid UTF-8 */
+    for (size_t i = 0, seg = 0; i <= pl; i++) {
+        if (i == pl || p[i] == '/') {
+            size_t sl = i - seg;
+            if ((sl == 0 && pl) || (sl == 1 && p[seg] == '.') ||
+                (sl == 2 && p[seg] == '.' && p[seg + 1] == '.')) {
+                snprintf(err, errlen, "storage.url: empty, '.' or '..' segment in the prefix");
+                return -EINVAL;
+            }
+            seg = i + 1;
+        } else if ((unsigned char)p[i] < 0x20 || p[i] == 0x7f) {
+            snprintf(err, errlen, "storage.url: control character in the prefix");
+            return -EINVAL;
+        }
+    }
+    *bucket = strndup(b, bl);
+    if (pl) {
+        if (asprintf(prefix, "%.*s/", (int)pl, p) < 0)
+            *prefix = NULL;
+    } else {
+        *prefix = strdup("");
+    }
+    if (!*bucket || !*prefix) {
+        free(*bucket);
+        free(*prefix);
+        *bucket = *prefix = NULL;
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    if (!xmlCheckUTF8((const xmlChar *)*prefix)) {
+        free(*bucket);
+        free(*prefix);
+        *bucket = *prefix = NULL;
+        snprintf(err, errlen, "storage.url: the prefix is not valid UTF-8");
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* http(s)://host[:port][/]: origin and Host header. No user info, path,
+ * query or fragment (credentials in a URL would end up in logs). */
+static int parse_endpoint(const char *ep, char **origin, char **host, char *err, size_t errlen)
+{
+    *origin = *host = NULL;
+    const char *rest;
+    if (strncasecmp(ep, "http://", 7) == 0)
+        rest = ep + 7;
+    else if (strncasecmp(ep, "https://", 8) == 0)
+        rest = ep + 8;
+    else {
+        snprintf(err, errlen, "storage.endpoint must start with http:// or https://");
+        return -EINVAL;
+    }
+    size_t hl = strcspn(rest, "/?#");
+    const char *tail = rest + hl;
+    if (hl == 0 || (*tail && strcmp(tail, "/") != 0)) {
+        snprintf(err, errlen, "storage.endpoint must be scheme://host[:port] without a path");
+        return -EINVAL;
+    }
+    for (size_t i = 0; i < hl; i++) {
+        unsigned char ch = (unsigned char)rest[i];
+        if (ch <= 0x20 || ch >= 0x7f || ch == '@' || ch == '\\') {
+            snprintf(err, errlen,
+                     "storage.endpoint: bad character in host (no user info allowed)");
+            return -EINVAL;
+        }
+    }
+    *host = strndup(rest, hl);
+    *origin = strndup(ep, (size_t)(tail - ep));
+    if (!*host || !*origin) {
+        free(*host);
+        free(*origin);
+        *origin = *host = NULL;
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+static int region_ok(const char *r)
+{
+    size_t n = strlen(r);
+    if (n == 0 || n > 32)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!((r[i] >= 'a' && r[i] <= 'z') || (r[i] >= '0' && r[i] <= '9') || r[i] == '-'))
+            return 0;
+    return 1;
+}
+
+static const char *pick(const char *cfg_value, const char *env)
+{
+    if (cfg_value && *cfg_value)
+        return cfg_value;
+    const char *e = getenv(env);
+    return e && *e ? e : NULL;
+}
 
 int gfs_objstore_s3_open(const struct glidefs_config *cfg, struct gfs_log *log,
                          struct gfs_objstore **out, char *err, size_t errlen)
 {
-    (void)cfg;
-    (void)log;
+    char scratch[8];
+    if (!err || !errlen) {
+        err = scratch;
+        errlen = sizeof(scratch);
+    }
+    err[0] = '\0';
     if (out)
         *out = NULL;
-    if (err && errlen)
-        snprintf(err, errlen, "s3:// store not built yet");
-    return -EPROTONOSUPPORT;
+    if (!cfg || !out) {
+        snprintf(err, errlen, "s3 store: missing config");
+        return -EINVAL;
+    }
+    pthread_once(&s3_global_once, s3_global_init);
+    if (s3_global_rc != CURLE_OK) {
+        snprintf(err, errlen, "s3 store: libcurl initialisation failed: %s",
+                 curl_easy_strerror(s3_global_rc));
+        return -EIO;
+    }
+
+    struct s3_store *st = calloc(1, sizeof(*st));
+    if (!st) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    st->base.ops = &s3_ops;
+    st->base.log = log;
+    pthread_mutex_init(&st->pool_lock, NULL);
+    pthread_cond_init(&st->pool_cond, NULL);
+    for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
+        pthread_mutex_init(&st->share_locks[i], NULL);
+
+    int rc = parse_s3_url(cfg->storage_url, &st->bucket, &st->prefix, err, errlen);
+    if (rc != 0)
+        goto fail;
+
+    const char *region = cfg->storage_region && *cfg->storage_region ? cfg->storage_region
+                                                                       : "us-east-1";
+    if (!region_ok(region)) {
+        snprintf(err, errlen, "storage.region '%.40s' is not a region name (a-z 0-9 -)", region);
+        rc = -EINVAL;
+        goto fail;
+    }
+    st->region = strdup(region);
+
+    if (cfg->storage_endpoint && *cfg->storage_endpoint) {
+        /* custom endpoint (MinIO, Ceph RGW, R2, a test server): path-style */
+        rc = parse_endpoint(cfg->storage_endpoint, &st->origin, &st->host, err, errlen);
+        if (rc != 0)
+            goto fail;
+        if (asprintf(&st->path_base, "/%s", st->bucket) < 0)
+            st->path_base = NULL;
+    } else if (strchr(st->bucket, '.') || strchr(st->bucket, '_') ||
+               strpbrk(st->bucket, "ABCDEFGHIJKLMNOPQRSTUVWXYZ")) {
+        /* not a valid DNS label for the wildcard certificate: path-style on AWS */
+        if (asprintf(&st->host, "s3.%s.amazonaws.com", st->region) < 0)
+            st->host = NULL;
+        if (asprintf(&st->origin, "https://%s", st->host ? st->host : "") < 0)
+            st->origin = NULL;
+        if (asprintf(&st->path_base, "/%s", st->bucket) < 0)
+            st->path_base = NULL;
+    } else {
+        /* AWS: virtual-hosted */
+        if (asprintf(&st->host, "%s.s3.%s.amazonaws.com", st->bucket, st->region) < 0)
+            st->host = NULL;
+        if (asprintf(&st->origin, "https://%s", st->host ? st->host : "") < 0)
+            st->origin = NULL;
+        st->path_base = strdup("");
+    }
+
+    const char *akid = pick(cfg->storage_access_key_id, "AWS_ACCESS_KEY_ID");
+    const char *secret = pick(cfg->storage_secret_access_key, "AWS_SECRET_ACCESS_KEY");
+    const char *token = pick(cfg->storage_session_token, "AWS_SESSION_TOKEN");
+    if (!akid || !secret) {
+        snprintf(err, errlen,
+                 "s3 store: no credentials: set storage.access_key_id and "
+                 "storage.secret_access_key, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY");
+        rc = -EINVAL;
+        goto fail;
+    }
+    for (const char *s = akid; *s; s++)
+        if ((unsigned char)*s <= 0x20 || *s == '/' || *s == 0x7f) {
+            snprintf(err, errlen, "s3 store: the access key id holds a bad character");
+            rc = -EINVAL;
+            goto fail;
+        }
+    for (const char *s = token ? token : ""; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f) {
+            snprintf(err, errlen, "s3 store: the session token holds a control character");
+            rc = -EINVAL;
+            goto fail;
+        }
+    st->akid = strdup(akid);
+    st->secret = strdup(secret);
+    if (token)
+        st->token = strdup(token);
+    if (cfg->storage_ca_bundle && *cfg->storage_ca_bundle)
+        st->ca_bundle = strdup(cfg->storage_ca_bundle);
+    st->tls_verify = cfg->storage_tls_verify ? 1 : 0;
+    st->timeout_ms = cfg->storage_timeout_ms > 0 ? cfg->storage_timeout_ms : 30000;
+    st->max_retries = cfg->storage_max_retries >= 0 ? cfg->storage_max_retries : 8;
+    if (st->max_retries > 100)
+        st->max_retries = 100;
+    st->max_conns = cfg->storage_max_connections > 0 ? cfg->storage_max_connections : 8;
+    if (st->max_conns > 1024)
+        st->max_conns = 1024;
+    if (*st->prefix) {
+        if (asprintf(&st->desc, "s3://%s/%.*s", st->bucket, (int)strlen(st->prefix) - 1,
+                     st->prefix) < 0)
+            st->desc = NULL;
+    } else if (asprintf(&st->desc, "s3://%s", st->bucket) < 0) {
+        st->desc = NULL;
+    }
+    st->idle = calloc((size_t)st->max_conns, sizeof(*st->idle));
+    st->share = curl_share_init();
+    if (!st->region || !st->host || !st->origin || !st->path_base || !st->akid || !st->secret ||
+        (token && !st->token) || (cfg->storage_ca_bundle && *cfg->storage_ca_bundle &&
+                                  !st->ca_bundle) ||
+        !st->desc || !st->idle || !st->share) {
+        snprintf(err, errlen, "out of memory");
+        rc = -ENOMEM;
+        goto fail;
+    }
+    curl_share_setopt(st->share, CURLSHOPT_LOCKFUNC, share_lock);
+    curl_share_setopt(st->share, CURLSHOPT_UNLOCKFUNC, share_unlock);
+    curl_share_setopt(st->share, CURLSHOPT_USERDATA, st);
+    curl_share_setopt(st->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
+    curl_share_setopt(st->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
+
+    if (!st->tls_verify && strncasecmp(st->origin, "https:", 6) == 0)
+        gfs_warn(log, "s3: TLS certificate verification is off for %s", st->origin);
+    gfs_info(log, "s3: store %s at %s (%s-style, region %s, %d connections, timeout %ld ms, "
+             "%d retries)", st->desc, st->origin, *st->path_base ? "path" : "virtual-host",
+             st->region, st->max_conns, st->timeout_ms, st->max_retries);
+    *out = &st->base;
+    return 0;
+
+fail:
+    s3_destroy(&st->base);
+    return rc;
 }

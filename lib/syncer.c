@@ -83,6 +83,8 @@ static uint32_t pick(struct glidefs_volume *v, struct snap_block *out, uint32_t 
     int all = v->force > 0 || v->journal.bytes >= v->journal_limit / 4 * 3;
     uint32_t n = 0;
     *next_ms = INT64_MAX;
+    if (!v->owner || v->fenced)
+        return 0; /* only the lease holder writes segments */
     for (struct gfs_dirty_block *db = v->dirty.head; db && n < max; db = db->next) {
         if (db->pending || db->syncing || db->n == 0)
             continue;
@@ -287,7 +289,7 @@ static void *syncer_main(void *arg)
         return NULL;
     }
     pthread_mutex_lock(&v->lock);
-    while (!v->stop) {
+    while (!v->syncer_stop) {
         int64_t now = gfs_now_ms();
         if (v->backoff_until_ms > now) {
             struct timespec ts;
@@ -301,7 +303,7 @@ static void *syncer_main(void *arg)
             /* nothing due: the journal may still hold dead files to delete */
             gfs_journal_gc(&v->journal, &v->lock);
             pthread_cond_broadcast(&v->cond);
-            if (v->stop)
+            if (v->syncer_stop)
                 break;
             struct timespec ts;
             int64_t wait = next_ms == INT64_MAX ? 1000 : next_ms - gfs_now_ms();
@@ -404,6 +406,9 @@ static void *syncer_main(void *arg)
 
 int gfs_syncer_start(struct glidefs_volume *v)
 {
+    if (v->syncer_running)
+        return 0;
+    v->syncer_stop = 0;
     int r = pthread_create(&v->syncer, NULL, syncer_main, v);
     if (r != 0)
         return -r;
@@ -416,7 +421,7 @@ void gfs_syncer_stop(struct glidefs_volume *v)
     if (!v->syncer_running)
         return;
     pthread_mutex_lock(&v->lock);
-    v->stop = 1;
+    v->syncer_stop = 1;
     pthread_cond_broadcast(&v->syncer_cond);
     pthread_cond_broadcast(&v->cond);
     pthread_mutex_unlock(&v->lock);

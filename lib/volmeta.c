@@ -188,6 +188,7 @@ int gfs_volmeta_load(struct glidefs_volume *v, int create, int exclusive, uint64
 struct name_pick {
     char best[512];
     int found;
+    const struct gfs_lease *lease;
 };
 
 static int pick_last(void *arg, const char *key, uint64_t size)
@@ -198,6 +199,8 @@ static int pick_last(void *arg, const char *key, uint64_t size)
     uint64_t e, s;
     if (!slash || gfs_parse_epoch_seq(slash + 1, &e, &s) < 0)
         return 0; /* not ours: ignore */
+    if (gfs_lease_fenced(p->lease, e, s))
+        return 0; /* written by a deposed writer */
     if (strcmp(key, p->best) > 0) {
         snprintf(p->best, sizeof p->best, "%s", key);
         p->found = 1;
@@ -278,6 +281,7 @@ struct seg_list {
     char **keys;
     uint64_t *sizes;
     size_t n, cap;
+    const struct gfs_lease *lease;
 };
 
 static int collect_seg(void *arg, const char *key, uint64_t size)
@@ -287,6 +291,8 @@ static int collect_seg(void *arg, const char *key, uint64_t size)
     uint64_t e, s;
     if (!slash || gfs_parse_epoch_seq(slash + 1, &e, &s) < 0)
         return 0;
+    if (gfs_lease_fenced(l->lease, e, s))
+        return 0; /* a deposed writer's late segment: never part of the volume */
     if (l->n == l->cap) {
         size_t nc = l->cap ? l->cap * 2 : 64;
         char **nk = realloc(l->keys, nc * sizeof *nk);
@@ -306,7 +312,8 @@ static int collect_seg(void *arg, const char *key, uint64_t size)
     return 0;
 }
 
-static int apply_segment(struct glidefs_volume *v, const char *key, uint64_t size)
+static int fetch_seg_header(struct glidefs_volume *v, const char *key, uint64_t size,
+                            struct gfs_seg_header *hout)
 {
     size_t want = 4096;
     CLEANUP_FREE uint8_t *buf = NULL;
@@ -340,10 +347,19 @@ static int apply_segment(struct glidefs_volume *v, const char *key, uint64_t siz
     }
     if (buf == NULL)
         return -EIO;
-    if (h.block_size != v->bs) {
+    if (h.block_size != v->bs || memcmp(h.volume_uuid, v->meta.uuid, 16) != 0) {
+        gfs_err(&v->log, "%s: segment %s belongs to another volume or block size", v->name, key);
         gfs_seg_header_free(&h);
         return -EIO;
     }
+    *hout = h;
+    return 0;
+}
+
+static int apply_seg_header(struct glidefs_volume *v, const char *key, uint64_t size,
+                            struct gfs_seg_header *hp)
+{
+    struct gfs_seg_header h = *hp;
     int64_t si = gfs_bm_seg_add(&v->bm, h.epoch, h.seq, size);
     if (si < 0) {
         gfs_seg_header_free(&h);
@@ -375,6 +391,16 @@ static int apply_segment(struct glidefs_volume *v, const char *key, uint64_t siz
     v->last_seg_epoch = h.epoch;
     v->last_seg_seq = h.seq;
     v->segs_since_manifest++;
+    return r;
+}
+
+static int apply_segment(struct glidefs_volume *v, const char *key, uint64_t size)
+{
+    struct gfs_seg_header h;
+    int r = fetch_seg_header(v, key, size, &h);
+    if (r < 0)
+        return r;
+    r = apply_seg_header(v, key, size, &h);
     gfs_seg_header_free(&h);
     return r;
 }
@@ -383,7 +409,7 @@ int gfs_volume_load_map(struct glidefs_volume *v)
 {
     char prefix[512];
     snprintf(prefix, sizeof prefix, "nbd/%s/manifest/", v->name);
-    struct name_pick mp = {.found = 0};
+    struct name_pick mp = {.found = 0, .lease = &v->lease};
     int r = v->store->ops->list(v->store, prefix, NULL, pick_last, &mp);
     if (r < 0) {
         gfs_err(&v->log, "%s: cannot list manifests: %s", v->name, glidefs_strerror(r));
@@ -398,7 +424,7 @@ int gfs_volume_load_map(struct glidefs_volume *v)
                  strrchr(mp.best, '/') + 1);
     }
     snprintf(prefix, sizeof prefix, "nbd/%s/seg/", v->name);
-    struct seg_list l = {0};
+    struct seg_list l = {.lease = &v->lease};
     r = v->store->ops->list(v->store, prefix, start_after[0] ? start_after : NULL, collect_seg,
                             &l);
     for (size_t i = 0; i < l.n && r >= 0; i++)
@@ -407,11 +433,91 @@ int gfs_volume_load_map(struct glidefs_volume *v)
         free(l.keys[i]);
     free(l.keys);
     free(l.sizes);
+    return r;
+}
+
+uint64_t gfs_volume_last_seq_of(struct glidefs_volume *v, uint64_t epoch)
+{
+    /* The segment table holds only segments that still map blocks; the
+     * newest one we know of (and the manifest's) may hold only holes, and
+     * must not fall outside the fence. */
+    uint64_t best = 0;
+    if (v->last_seg_epoch == epoch)
+        best = v->last_seg_seq;
+    if (v->manifest_epoch == epoch && v->manifest_seq > best)
+        best = v->manifest_seq;
+    for (uint32_t i = 1; i < v->bm.nsegs; i++)
+        if (v->bm.segs[i].epoch == epoch && v->bm.segs[i].seq > best)
+            best = v->bm.segs[i].seq;
+    return best;
+}
+
+/* Rebuild the map from the store (a fence now excludes a segment we had
+ * applied). Called with own_lock held; takes v->lock. */
+static int rebuild_map(struct glidefs_volume *v)
+{
+    struct gfs_blockmap nb;
+    int r = gfs_bm_init(&nb, v->bm.nblocks);
     if (r < 0)
         return r;
-    v->epoch = v->last_seg_epoch ? v->last_seg_epoch : 1;
-    v->next_seg_seq = v->last_seg_epoch == v->epoch ? v->last_seg_seq + 1 : 1;
-    return 0;
+    pthread_mutex_lock(&v->lock);
+    struct gfs_blockmap old = v->bm;
+    v->bm = nb;
+    v->last_seg_epoch = v->last_seg_seq = 0;
+    v->segs_since_manifest = 0;
+    r = gfs_volume_load_map(v);
+    if (r < 0) {
+        gfs_bm_free(&v->bm);
+        v->bm = old;
+    } else {
+        gfs_bm_free(&old);
+        gfs_cache_clear(&v->cache); /* cached blocks name segments of the old table */
+    }
+    pthread_mutex_unlock(&v->lock);
+    return r;
+}
+
+int gfs_volume_refresh(struct glidefs_volume *v)
+{
+    struct gfs_lease l;
+    int r = gfs_lease_read(v->store, v->name, &l);
+    if (r < 0)
+        return r;
+    if (l.exists)
+        v->lease = l;
+    /* a new fence over something we applied: start again from the store */
+    pthread_mutex_lock(&v->lock);
+    int stale = 0;
+    for (uint32_t i = 1; i < v->bm.nsegs && !stale; i++)
+        stale = gfs_lease_fenced(&v->lease, v->bm.segs[i].epoch, v->bm.segs[i].seq);
+    char start_after[512] = "";
+    if (v->last_seg_epoch)
+        gfs_seg_key(start_after, sizeof start_after, v->name, v->last_seg_epoch, v->last_seg_seq);
+    pthread_mutex_unlock(&v->lock);
+    if (stale) {
+        gfs_info(&v->log, "%s: a new fence excludes segments we read; reloading the map", v->name);
+        return rebuild_map(v);
+    }
+    char prefix[512];
+    snprintf(prefix, sizeof prefix, "nbd/%s/seg/", v->name);
+    struct seg_list sl = {.lease = &v->lease};
+    r = v->store->ops->list(v->store, prefix, start_after[0] ? start_after : NULL, collect_seg,
+                            &sl);
+    for (size_t i = 0; i < sl.n && r >= 0; i++) {
+        struct gfs_seg_header h;
+        r = fetch_seg_header(v, sl.keys[i], sl.sizes[i], &h);
+        if (r < 0)
+            break;
+        pthread_mutex_lock(&v->lock);
+        r = apply_seg_header(v, sl.keys[i], sl.sizes[i], &h);
+        pthread_mutex_unlock(&v->lock);
+        gfs_seg_header_free(&h);
+    }
+    for (size_t i = 0; i < sl.n; i++)
+        free(sl.keys[i]);
+    free(sl.keys);
+    free(sl.sizes);
+    return r < 0 ? r : 0;
 }
 
 /* ---- writing manifests ---- */

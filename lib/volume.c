@@ -17,6 +17,8 @@
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
+#include <dirent.h>
+#include <ftw.h>
 
 #include "cleanup.h"
 #include "crc32c.h"
@@ -283,7 +285,7 @@ GLIDEFS_API int glidefs_pread(glidefs_volume *v, void *buf, size_t len, uint64_t
 static int journal_pressure_wait(glidefs_volume *v)
 {
     int waited = 0;
-    while (v->journal.bytes >= v->journal_limit && !v->stop) {
+    while (v->journal.bytes >= v->journal_limit && !v->stop && !v->read_only) {
         /* Bytes on disk include dead files the syncer has yet to delete and
          * live data it has yet to upload: make it hurry either way. */
         if (!waited)
@@ -294,17 +296,19 @@ static int journal_pressure_wait(glidefs_volume *v)
         pthread_cond_wait(&v->cond, &v->lock);
         v->force--;
     }
+    if (v->read_only)
+        return -EROFS; /* the lease went away while we waited */
     return v->stop ? -ESHUTDOWN : 0;
 }
 
 static int submit(glidefs_volume *v, uint32_t type, const void *data, uint64_t len,
                   uint64_t offset, unsigned flags)
 {
-    if (v->read_only)
-        return -EROFS;
     int r = check_io(v, offset, len);
     if (r < 0)
         return r;
+    if (__atomic_load_n(&v->read_only, __ATOMIC_RELAXED))
+        return -EROFS; /* fast path; checked again under the lock */
     if (len == 0)
         return flags & GLIDEFS_WRITE_FUA ? glidefs_flush(v) : 0;
     if (type == GFS_JREC_WRITE && len > UINT32_MAX - GFS_JREC_HDR)
@@ -328,6 +332,10 @@ static int submit(glidefs_volume *v, uint32_t type, const void *data, uint64_t l
     uint64_t first_b = offset / v->bs, last_b = (offset + len - 1) / v->bs;
 
     pthread_mutex_lock(&v->lock);
+    if (v->read_only) {
+        pthread_mutex_unlock(&v->lock);
+        return -EROFS;
+    }
     if (v->deferred_error && v->journal.failed) {
         pthread_mutex_unlock(&v->lock);
         return -EIO;
@@ -559,9 +567,11 @@ GLIDEFS_API int glidefs_drain(glidefs_volume *v, int64_t timeout_ms)
         }
     }
     pthread_mutex_lock(&v->lock);
-    if (v->read_only) {
+    if (!v->owner) {
+        /* not the writer: nothing of ours can be uploaded (fenced data stays local) */
+        int dirty = v->dirty.nblocks > 0;
         pthread_mutex_unlock(&v->lock);
-        return 0;
+        return dirty ? -EROFS : 0;
     }
     uint64_t target = v->next_seq - 1;
     int r = 0;
@@ -570,6 +580,10 @@ GLIDEFS_API int glidefs_drain(glidefs_volume *v, int64_t timeout_ms)
     while (dirty_upto(v, target)) {
         if (v->stop || (v->journal.failed && v->deferred_error)) {
             r = -EIO;
+            break;
+        }
+        if (v->fenced) {
+            r = -EROFS;
             break;
         }
         if (timeout_ms >= 0) {
@@ -595,6 +609,8 @@ GLIDEFS_API int glidefs_drain(glidefs_volume *v, int64_t timeout_ms)
 struct replay_ctx {
     glidefs_volume *v;
     int64_t now;
+    int stale;          /* the journal's epoch is over: count records, apply none */
+    uint64_t records;
 };
 
 static int replay_record(void *arg, const struct gfs_jrec *rec, struct gfs_jfile *jf,
@@ -602,6 +618,9 @@ static int replay_record(void *arg, const struct gfs_jrec *rec, struct gfs_jfile
 {
     struct replay_ctx *c = arg;
     glidefs_volume *v = c->v;
+    c->records++;
+    if (c->stale)
+        return 0; /* seqs of another epoch say nothing about what the store holds */
     if (rec->offset > v->size || rec->length > v->size - rec->offset) {
         gfs_warn(&v->log, "%s: journal record seq %" PRIu64 " lies past the end of the volume; ignored",
                  v->name, rec->seq);
@@ -635,6 +654,95 @@ static int replay_record(void *arg, const struct gfs_jrec *rec, struct gfs_jfile
     return 0;
 }
 
+struct du_ctx {
+    uint64_t bytes;
+};
+
+static __thread struct du_ctx *du_cur; /* nftw has no user argument */
+
+static int du_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)p;
+    (void)ftw;
+    if (flag == FTW_F)
+        du_cur->bytes += (uint64_t)sb->st_size;
+    return 0;
+}
+
+/* Bytes of journal data kept aside in <dir>/fenced-* after losing the lease. */
+static uint64_t fenced_dirs_bytes(glidefs_volume *v)
+{
+    DIR *d = opendir(v->dir);
+    if (!d)
+        return 0;
+    struct du_ctx c = {0};
+    du_cur = &c;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (strncmp(de->d_name, "fenced-", 7) != 0)
+            continue;
+        char p[4200];
+        snprintf(p, sizeof p, "%s/%s", v->dir, de->d_name);
+        nftw(p, du_cb, 8, FTW_PHYS);
+    }
+    closedir(d);
+    du_cur = NULL;
+    return c.bytes;
+}
+
+static int set_journal_aside(glidefs_volume *v, uint64_t old_epoch, uint64_t fsz)
+{
+    char from[4200], to[4300];
+    snprintf(from, sizeof from, "%s/journal", v->dir);
+    snprintf(to, sizeof to, "%s/fenced-%016" PRIx64 "-%" PRId64, v->dir, old_epoch, gfs_wall_ms());
+    gfs_err(&v->log, "%s: the journal (%" PRIu64 " bytes) was written under epoch %" PRIu64
+            ", which is over (the lease is now epoch %" PRIu64 " of node %s): kept aside in %s, "
+            "not uploaded", v->name, v->journal.bytes, old_epoch, v->lease.epoch,
+            v->lease.exists ? v->lease.node_id : "?", to);
+    gfs_dirty_free(&v->dirty);
+    gfs_dirty_init(&v->dirty);
+    gfs_journal_destroy(&v->journal);
+    if (rename(from, to) < 0)
+        return -errno;
+    int dfd = open(v->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        fsync(dfd);
+        close(dfd);
+    }
+    return gfs_journal_init(&v->journal, from, fsz, &v->log);
+}
+
+static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(p);
+}
+
+GLIDEFS_API int glidefs_fenced_discard(glidefs_volume *v)
+{
+    DIR *d = opendir(v->dir);
+    if (!d)
+        return -errno;
+    int r = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (strncmp(de->d_name, "fenced-", 7) != 0)
+            continue;
+        char p[4200];
+        snprintf(p, sizeof p, "%s/%s", v->dir, de->d_name);
+        if (nftw(p, rm_cb, 8, FTW_DEPTH | FTW_PHYS) < 0 && !r)
+            r = -errno;
+    }
+    closedir(d);
+    pthread_mutex_lock(&v->lock);
+    v->fenced_bytes = 0;
+    pthread_mutex_unlock(&v->lock);
+    gfs_info(&v->log, "%s: discarded the journal data kept aside after losing the lease", v->name);
+    return r;
+}
+
 static void volume_free(glidefs_volume *v)
 {
     gfs_cache_close(&v->cache);
@@ -646,6 +754,8 @@ static void volume_free(glidefs_volume *v)
         close(v->lockfd);
     pthread_mutex_destroy(&v->lock);
     pthread_mutex_destroy(&v->manifest_lock);
+    pthread_mutex_destroy(&v->own_lock);
+    pthread_cond_destroy(&v->own_cond);
     pthread_cond_destroy(&v->cond);
     pthread_cond_destroy(&v->syncer_cond);
     free(v->dir);
@@ -691,9 +801,22 @@ static int volume_setup(glidefs_volume *v, const glidefs_config *cfg, unsigned f
     r = gfs_bm_init(&v->bm, (v->size + v->bs - 1) / v->bs);
     if (r < 0)
         return r;
+    /* the lease's fences decide which segments count, so read it first */
+    r = gfs_lease_read(v->store, v->name, &v->lease);
+    if (r < 0) {
+        gfs_err(&v->log, "%s: cannot read the lease: %s", v->name, glidefs_strerror(r));
+        return r;
+    }
     r = gfs_volume_load_map(v);
     if (r < 0)
         return r;
+    /* Take the lease (or attach read-only) before the journal is looked at:
+     * leftover dirty data is uploaded only by the lease holder of its epoch. */
+    r = gfs_own_acquire(v, !(flags & GLIDEFS_OPEN_READONLY));
+    if (r < 0) {
+        gfs_err(&v->log, "%s: cannot take the write lease: %s", v->name, glidefs_strerror(r));
+        return r;
+    }
 
     /* journal: files of 1/16 of the budget (1..64 MiB); writes wait when the
      * journal holds half the budget, leaving the rest to clean data */
@@ -709,16 +832,42 @@ static int volume_setup(glidefs_volume *v, const glidefs_config *cfg, unsigned f
     r = gfs_journal_init(&v->journal, path, fsz, &v->log);
     if (r < 0)
         return r;
-    struct replay_ctx rc = {v, gfs_now_ms()};
+    uint64_t local_epoch = 0;
+    r = gfs_own_state_read(v, &local_epoch);
+    if (r < 0)
+        return r;
+    /* Is the journal ours to continue? Only if this node holds the lease in
+     * the epoch the journal was written under (or reads it read-only while
+     * still holding it). */
+    int ours = v->lease.exists && !v->lease.released && v->lease.epoch == local_epoch &&
+               strcmp(v->lease.node_id, v->node_id) == 0;
+    struct replay_ctx rc = {v, gfs_now_ms(), !ours, 0};
     uint64_t max_seq = 0;
     r = gfs_journal_recover(&v->journal, replay_record, &rc, &max_seq);
     if (r < 0) {
         gfs_err(&v->log, "%s: journal recovery failed: %s", v->name, strerror(-r));
         return r;
     }
-    if (v->dirty.nblocks)
+    if (rc.stale && rc.records && v->ro_forced) {
+        /* a read-only open never moves anything aside */
+        gfs_warn(&v->log, "%s: ignoring a journal of ended epoch %" PRIu64 " (read-only open)",
+                 v->name, local_epoch);
+    } else if (rc.stale && rc.records) {
+        /* Written under an epoch that is over: another writer may have stored
+         * newer data since, so merging would be wrong. Keep it aside. */
+        r = set_journal_aside(v, local_epoch, fsz);
+        if (r < 0)
+            return r;
+    } else if (v->dirty.nblocks) {
         gfs_info(&v->log, "%s: recovered %" PRIu64 " dirty blocks from the journal", v->name,
                  v->dirty.nblocks);
+    }
+    if (v->owner) {
+        r = gfs_own_state_write(v);
+        if (r < 0)
+            return r;
+    }
+    v->fenced_bytes = fenced_dirs_bytes(v);
     if (max_seq >= v->next_seq)
         v->next_seq = max_seq + 1;
     if (v->next_seq == 0)
@@ -756,11 +905,13 @@ GLIDEFS_API int glidefs_volume_open(const glidefs_config *cfg, const char *name,
     v->cache.fd = -1;
     pthread_mutex_init(&v->lock, NULL);
     pthread_mutex_init(&v->manifest_lock, NULL);
+    pthread_mutex_init(&v->own_lock, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_cond_init(&v->cond, NULL);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&v->syncer_cond, &ca);
+    pthread_cond_init(&v->own_cond, &ca);
     pthread_condattr_destroy(&ca);
     v->blocks_per_batch = cfg->blocks_per_batch > 0 ? (uint32_t)cfg->blocks_per_batch : 25;
     v->upload_parallel = cfg->upload_parallel > 0 ? (uint32_t)cfg->upload_parallel : 4;
@@ -769,17 +920,23 @@ GLIDEFS_API int glidefs_volume_open(const glidefs_config *cfg, const char *name,
     if (v->max_dirty_age_ms < v->sync_delay_ms)
         v->max_dirty_age_ms = v->sync_delay_ms;
     v->budget = cfg->cache_disk_size ? cfg->cache_disk_size : (100ull << 30);
-    v->read_only = !!(flags & GLIDEFS_OPEN_READONLY);
+    v->ro_forced = !!(flags & GLIDEFS_OPEN_READONLY);
+    v->read_only = 1; /* until the lease is ours */
     v->next_seq = 1;
+    snprintf(v->node_id, sizeof v->node_id, "%s", cfg->node_id ? cfg->node_id : "node");
+    v->lease_timeout_ms = cfg->lease_timeout_ms > 0 ? cfg->lease_timeout_ms : 30000;
 
     int r = volume_setup(v, cfg, flags, create_size);
-    if (r == 0 && !v->read_only)
+    if (r == 0 && v->owner)
         r = gfs_syncer_start(v);
+    if (r == 0)
+        r = gfs_own_start(v);
     if (r < 0) {
+        gfs_own_stop(v);
+        gfs_syncer_stop(v);
         volume_free(v);
         return r;
     }
-    v->st.read_only = v->read_only;
     *out = v;
     return 0;
 }
@@ -788,11 +945,27 @@ GLIDEFS_API int glidefs_volume_close(glidefs_volume *v)
 {
     if (!v)
         return 0;
+    gfs_own_stop(v);
     gfs_syncer_stop(v);
     pthread_mutex_lock(&v->lock);
+    v->stop = 1;
+    pthread_cond_broadcast(&v->cond);
     int r = gfs_journal_flush(&v->journal, &v->lock);
     int d = v->deferred_error;
+    int release = v->owner && !v->fenced && v->dirty.nblocks == 0 && !v->journal.failed;
     pthread_mutex_unlock(&v->lock);
+    if (release) {
+        /* nothing left to upload: let the next node take over without waiting */
+        int rr = gfs_volume_write_manifest(v);
+        if (rr == 0)
+            rr = gfs_own_release(v);
+        if (rr == -ECANCELED)
+            gfs_warn(&v->log, "%s: another node took the lease before close: this node was "
+                     "fenced; its late uploads are ignored by every reader", v->name);
+        else if (rr < 0)
+            gfs_warn(&v->log, "%s: releasing the lease at close failed: %s", v->name,
+                     glidefs_strerror(rr));
+    }
     volume_free(v);
     return d ? d : r;
 }
@@ -810,16 +983,6 @@ GLIDEFS_API int glidefs_volume_read_only(glidefs_volume *v)
 {
     SCOPED_LOCK(&v->lock);
     return v->read_only;
-}
-
-GLIDEFS_API int glidefs_promote(glidefs_volume *v, int force)
-{
-    SCOPED_LOCK(&v->lock);
-    if (!v->read_only)
-        return 0;
-    /* read-only volumes from GLIDEFS_OPEN_READONLY stay so until the lease
-     * logic (multi-node) lets them take over */
-    return -EBUSY;
 }
 
 GLIDEFS_API int glidefs_resize(glidefs_volume *v, uint64_t new_size)
@@ -860,6 +1023,10 @@ GLIDEFS_API int glidefs_stats(glidefs_volume *v, struct glidefs_stats *out, size
     s.cached_bytes = (uint64_t)v->cache.nvalid * v->bs;
     s.journal_bytes = v->journal.bytes;
     s.read_only = v->read_only;
+    s.fenced = v->fenced;
+    s.fenced_bytes = v->fenced_bytes;
+    s.lease_epoch = v->lease.epoch;
+    s.lease_owner = v->owner;
     s.last_error = v->sync_error ? v->sync_error : v->deferred_error;
     int64_t oldest = 0;
     if (v->dirty.head)

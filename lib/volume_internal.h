@@ -19,6 +19,7 @@
 #include "config.h"
 #include "dirty.h"
 #include "journal.h"
+#include "lease.h"
 #include "log.h"
 #include "objstore.h"
 
@@ -49,7 +50,8 @@ struct glidefs_volume {
     int64_t max_dirty_age_ms;
     uint64_t budget;             /* cache.disk_size: journal + clean cache */
     uint64_t journal_limit;      /* writes wait above this */
-    int read_only;
+    int read_only;               /* writes refused: not the lease holder, or opened so */
+    int ro_forced;               /* opened with GLIDEFS_OPEN_READONLY: never promotes */
 
     pthread_mutex_t lock;
     pthread_cond_t cond;         /* pending writes done, uploads committed, space freed */
@@ -70,10 +72,24 @@ struct glidefs_volume {
     /* syncer */
     pthread_t syncer;
     int syncer_running;
-    int stop;
+    int syncer_stop;             /* this syncer run ends (release, close) */
+    int stop;                    /* the volume is closing */
     uint32_t force;              /* drains / back-pressure waiting: ignore sync_delay */
     int64_t backoff_until_ms;
     int sync_error;              /* last upload error, 0 after a success */
+
+    /* ownership (ownership.c): the write lease */
+    char node_id[129];
+    int64_t lease_timeout_ms;
+    struct gfs_lease lease;      /* as last read or written (under own_lock) */
+    pthread_mutex_t own_lock;    /* serialises lease changes and map refreshes */
+    int owner;                   /* we hold the lease (v->lock) */
+    int fenced;                  /* we held it and another node took it over (v->lock) */
+    int want_refresh;            /* read-only: follow the store for new segments */
+    pthread_t own_thr;
+    int own_running, own_stop;
+    pthread_cond_t own_cond;
+    uint64_t fenced_bytes;       /* journal data kept aside after losing the lease */
 
     /* stats (under lock) */
     struct glidefs_stats st;
@@ -88,6 +104,19 @@ int gfs_volmeta_load(struct glidefs_volume *v, int create, int exclusive, uint64
 int gfs_volmeta_store(struct glidefs_volume *v);
 int gfs_volume_load_map(struct glidefs_volume *v);
 int gfs_volume_write_manifest(struct glidefs_volume *v);
+
+/* volmeta.c: follow the store (read-only volumes): new segments, new fences */
+int gfs_volume_refresh(struct glidefs_volume *v);
+/* highest segment seq of an epoch in the map, 0 if none */
+uint64_t gfs_volume_last_seq_of(struct glidefs_volume *v, uint64_t epoch);
+
+/* ownership.c */
+int gfs_own_acquire(struct glidefs_volume *v, int want_rw);
+int gfs_own_start(struct glidefs_volume *v);
+void gfs_own_stop(struct glidefs_volume *v);
+int gfs_own_release(struct glidefs_volume *v);
+int gfs_own_state_read(struct glidefs_volume *v, uint64_t *epoch);
+int gfs_own_state_write(struct glidefs_volume *v);
 
 /* syncer.c */
 int gfs_syncer_start(struct glidefs_volume *v);

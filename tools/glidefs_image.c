@@ -193,7 +193,8 @@ static int do_import(glidefs_config *cfg, const char *name, const char *file)
 static int do_export(glidefs_config *cfg, const char *name, const char *file)
 {
     glidefs_volume *v;
-    int r = glidefs_volume_open(cfg, name, 0, 0, &v);
+    /* read-only: exporting never takes the write lease from anyone */
+    int r = glidefs_volume_open(cfg, name, 0, GLIDEFS_OPEN_READONLY, &v);
     if (r < 0) {
         fprintf(stderr, "glidefs-image: cannot open volume %s: %s\n", name, glidefs_strerror(r));
         return 1;

@@ -161,10 +161,25 @@ GLIDEFS_API int glidefs_prefetch(glidefs_volume *vol, uint64_t offset, uint64_t 
  * timeout_ms < 0 waits forever; on timeout returns -ETIMEDOUT (nothing lost). */
 GLIDEFS_API int glidefs_drain(glidefs_volume *vol, int64_t timeout_ms);
 
-/* Make a read-only volume read-write (takes the write lease; see DESIGN.md).
- * Already read-write: returns 0 and changes nothing. force: take a lease still
- * held by another node. -EBUSY lease held. */
+/* Make a read-only volume read-write: take the write lease (DESIGN.md promise
+ * 5). Succeeds when the lease is free (released, or none) or expired (its
+ * holder's heartbeat is older than servers.lease_timeout_ms), or with force.
+ * Takes a new epoch and fences the previous one at the last segment seen, so
+ * the old writer's later uploads are ignored everywhere. Already read-write:
+ * 0, nothing changes. -EBUSY: held by a live node. -EROFS: opened with
+ * GLIDEFS_OPEN_READONLY. */
 GLIDEFS_API int glidefs_promote(glidefs_volume *vol, int force);
+
+/* Hand the write lease back: drain (up to timeout_ms, < 0 = forever), stop
+ * uploading and mark the lease released so another node can promote without
+ * force. The volume stays open read-only and follows the store; promote takes
+ * the lease again. Not the holder: 0. -ETIMEDOUT / -EAGAIN if data stayed
+ * dirty (the lease is kept). */
+GLIDEFS_API int glidefs_release(glidefs_volume *vol, int64_t timeout_ms);
+
+/* Delete the journal data a fenced volume kept aside (see fenced_bytes in
+ * glidefs_stats). It is never uploaded; this is the explicit way to drop it. */
+GLIDEFS_API int glidefs_fenced_discard(glidefs_volume *vol);
 
 /* Grow the volume to new_size bytes (multiple of 512). Shrinking: -EINVAL. */
 GLIDEFS_API int glidefs_resize(glidefs_volume *vol, uint64_t new_size);
@@ -172,7 +187,8 @@ GLIDEFS_API int glidefs_resize(glidefs_volume *vol, uint64_t new_size);
 /* Current size in bytes. */
 GLIDEFS_API uint64_t glidefs_volume_size(glidefs_volume *vol);
 
-/* 1 if the volume is read-only (opened so, or fenced by a newer writer). */
+/* 1 if the volume is read-only (opened so, another node holds the lease, or
+ * fenced by a newer writer). */
 GLIDEFS_API int glidefs_volume_read_only(glidefs_volume *vol);
 
 /* Allocation status of the range starting at offset: returns the length
@@ -205,6 +221,10 @@ struct glidefs_stats {
     uint64_t writes_waited;      /* writes that waited for the syncer (back-pressure) */
     int read_only;
     int last_error;              /* last background (sync) error as negative errno, 0 if none */
+    int fenced;                  /* another node took the write lease from us */
+    int lease_owner;             /* we hold the write lease */
+    uint64_t lease_epoch;        /* the lease's current epoch as we know it */
+    uint64_t fenced_bytes;       /* journal data kept aside after losing the lease */
 };
 
 /* Fill *st (st_size = sizeof(struct glidefs_stats), for ABI growth). */

@@ -1,0 +1,178 @@
+/*
+ * lease.c — the lease object: JSON encode/decode with full validation (it is
+ * read back from the store: trust nothing) and conditional read/write.
+ */
+#include "lease.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cleanup.h"
+
+#define LEASE_MAX (256u << 10)
+
+static void lease_key(char *buf, size_t len, const char *name)
+{
+    snprintf(buf, len, "nbd/%s/lease", name);
+}
+
+static int parse_u64(const char *s, uint64_t *out)
+{
+    if (!*s || strlen(s) > 20)
+        return -1;
+    uint64_t v = 0;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9')
+            return -1;
+        if (v > (UINT64_MAX - (uint64_t)(*s - '0')) / 10)
+            return -1;
+        v = v * 10 + (uint64_t)(*s - '0');
+    }
+    *out = v;
+    return 0;
+}
+
+static int decode(const char *buf, size_t len, struct gfs_lease *l)
+{
+    json_error_t jerr;
+    json_t *root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root)
+        return -EIO;
+    int r = -EIO;
+    json_t *fmt = json_object_get(root, "format");
+    json_t *node = json_object_get(root, "node_id");
+    json_t *epoch = json_object_get(root, "epoch");
+    json_t *hb = json_object_get(root, "heartbeat_ms");
+    json_t *state = json_object_get(root, "state");
+    json_t *fences = json_object_get(root, "fences");
+    if (!json_is_integer(fmt) || json_integer_value(fmt) != 1 || !json_is_string(node) ||
+        json_string_length(node) == 0 || json_string_length(node) > 128 ||
+        !json_is_integer(epoch) || json_integer_value(epoch) < 1 || !json_is_integer(hb) ||
+        !json_is_string(state) || (fences && !json_is_object(fences)))
+        goto out;
+    const char *st = json_string_value(state);
+    if (strcmp(st, "held") && strcmp(st, "released"))
+        goto out;
+    snprintf(l->node_id, sizeof l->node_id, "%s", json_string_value(node));
+    l->epoch = (uint64_t)json_integer_value(epoch);
+    l->heartbeat_ms = json_integer_value(hb);
+    l->released = strcmp(st, "released") == 0;
+    l->nfences = 0;
+    if (fences) {
+        const char *k;
+        json_t *val;
+        if (json_object_size(fences) > GFS_LEASE_MAX_FENCES)
+            goto out;
+        json_object_foreach(fences, k, val)
+        {
+            uint64_t e;
+            if (parse_u64(k, &e) < 0 || e == 0 || e >= l->epoch || !json_is_integer(val) ||
+                json_integer_value(val) < 0)
+                goto out;
+            l->fences[l->nfences].epoch = e;
+            l->fences[l->nfences].last_seq = (uint64_t)json_integer_value(val);
+            l->nfences++;
+        }
+    }
+    r = 0;
+out:
+    json_decref(root);
+    return r;
+}
+
+int gfs_lease_read(struct gfs_objstore *st, const char *name, struct gfs_lease *l)
+{
+    char key[512];
+    lease_key(key, sizeof key, name);
+    memset(l, 0, sizeof *l);
+    CLEANUP_FREE void *buf = NULL;
+    size_t len = 0;
+    struct gfs_obj_info info = {0};
+    int r = st->ops->get(st, key, LEASE_MAX, &buf, &len, &info);
+    if (r == -ENOENT)
+        return 0;
+    if (r < 0)
+        return r == -EFBIG ? -EIO : r;
+    r = decode(buf, len, l);
+    if (r < 0)
+        return r;
+    snprintf(l->etag, sizeof l->etag, "%s", info.etag);
+    l->exists = 1;
+    return 0;
+}
+
+int gfs_lease_write(struct gfs_objstore *st, const char *name, struct gfs_lease *l)
+{
+    json_t *fences = json_object();
+    if (!fences)
+        return -ENOMEM;
+    for (uint32_t i = 0; i < l->nfences; i++) {
+        char k[32];
+        snprintf(k, sizeof k, "%" PRIu64, l->fences[i].epoch);
+        json_object_set_new(fences, k, json_integer((json_int_t)l->fences[i].last_seq));
+    }
+    json_t *root = json_pack("{s:i, s:s, s:I, s:I, s:s, s:o}", "format", 1, "node_id", l->node_id,
+                             "epoch", (json_int_t)l->epoch, "heartbeat_ms",
+                             (json_int_t)l->heartbeat_ms, "state",
+                             l->released ? "released" : "held", "fences", fences);
+    if (!root)
+        return -ENOMEM;
+    CLEANUP_FREE char *txt = json_dumps(root, JSON_SORT_KEYS);
+    json_decref(root);
+    if (!txt)
+        return -ENOMEM;
+    char key[512];
+    lease_key(key, sizeof key, name);
+    int r = l->exists ? st->ops->put(st, key, txt, strlen(txt), 0, l->etag)
+                      : st->ops->put(st, key, txt, strlen(txt), GFS_PUT_IF_NONE_MATCH, NULL);
+    if (r < 0)
+        return r;
+    /* The ETag for the next conditional write: read the object back and
+     * take its ETag only if it is still exactly what we wrote (our heartbeat
+     * time makes it unique), so a writer slipping in between is never
+     * mistaken for us. */
+    CLEANUP_FREE void *back = NULL;
+    size_t blen = 0;
+    struct gfs_obj_info info = {0};
+    r = st->ops->get(st, key, LEASE_MAX, &back, &blen, &info);
+    if (r < 0)
+        return r == -ENOENT ? -ECANCELED : r;
+    if (blen != strlen(txt) || memcmp(back, txt, blen) != 0)
+        return -ECANCELED;
+    snprintf(l->etag, sizeof l->etag, "%s", info.etag);
+    l->exists = 1;
+    return 0;
+}
+
+int gfs_lease_fenced(const struct gfs_lease *l, uint64_t epoch, uint64_t seq)
+{
+    for (uint32_t i = 0; i < l->nfences; i++)
+        if (l->fences[i].epoch == epoch)
+            return seq > l->fences[i].last_seq;
+    return 0;
+}
+
+int gfs_lease_add_fence(struct gfs_lease *l, uint64_t epoch, uint64_t last_seq)
+{
+    for (uint32_t i = 0; i < l->nfences; i++) {
+        if (l->fences[i].epoch == epoch) {
+            l->fences[i].last_seq = last_seq;
+            return 0;
+        }
+    }
+    if (l->nfences >= GFS_LEASE_MAX_FENCES)
+        return -ENOSPC;
+    l->fences[l->nfences].epoch = epoch;
+    l->fences[l->nfences].last_seq = last_seq;
+    l->nfences++;
+    return 0;
+}
+
+int gfs_lease_expired(const struct gfs_lease *l, int64_t now_wall_ms, int64_t timeout_ms)
+{
+    return now_wall_ms - l->heartbeat_ms > timeout_ms;
+}

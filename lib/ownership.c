@@ -1,0 +1,359 @@
+/*
+ * ownership.c — taking, keeping, handing over and losing the write lease of
+ * an open volume (lease.h has the object). A read-write volume heartbeats the
+ * lease; if the conditional heartbeat finds that another node took it over,
+ * the volume is fenced: writes fail with -EROFS, nothing more is uploaded and
+ * its unsynced data stays in the journal (kept aside at the next open). A
+ * read-only volume follows the store instead: new fences and new segments.
+ */
+#include "volume_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cleanup.h"
+
+#define ACQUIRE_TRIES 8
+
+static void timespec_in(struct timespec *ts, int64_t ms)
+{
+    clock_gettime(CLOCK_MONOTONIC, ts);
+    ts->tv_sec += ms / 1000;
+    ts->tv_nsec += (ms % 1000) * 1000000;
+    if (ts->tv_nsec >= 1000000000) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000;
+    }
+}
+
+/* <dir>/epoch: the epoch our journal's records belong to. */
+int gfs_own_state_read(struct glidefs_volume *v, uint64_t *epoch)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/epoch", v->dir);
+    FILE *f = fopen(path, "re");
+    *epoch = 0;
+    if (!f)
+        return errno == ENOENT ? 0 : -errno;
+    unsigned long long e = 0;
+    int n = fscanf(f, "%llu", &e);
+    fclose(f);
+    if (n != 1)
+        return -EIO;
+    *epoch = e;
+    return 0;
+}
+
+int gfs_own_state_write(struct glidefs_volume *v)
+{
+    char path[4200], tmp[4300];
+    snprintf(path, sizeof path, "%s/epoch", v->dir);
+    snprintf(tmp, sizeof tmp, "%s/epoch.tmp", v->dir);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return -errno;
+    char buf[32];
+    int n = snprintf(buf, sizeof buf, "%" PRIu64 "\n", v->epoch);
+    int r = 0;
+    if (write(fd, buf, (size_t)n) != n || fsync(fd) < 0)
+        r = -errno ? -errno : -EIO;
+    close(fd);
+    if (r == 0 && rename(tmp, path) < 0)
+        r = -errno;
+    if (r == 0) {
+        int dfd = open(v->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd >= 0) {
+            fsync(dfd);
+            close(dfd);
+        }
+    }
+    return r;
+}
+
+/* Become the writer under lease l (already written). Called with v->lock. */
+static void become_owner(struct glidefs_volume *v, const struct gfs_lease *l, int same_epoch)
+{
+    v->lease = *l;
+    v->owner = 1;
+    v->fenced = 0;
+    v->read_only = 0;
+    v->epoch = l->epoch;
+    v->next_seg_seq = same_epoch ? gfs_volume_last_seq_of(v, l->epoch) + 1 : 1;
+}
+
+/* Try to take the lease. *got = 1 when we hold it afterwards. Called with
+ * own_lock (or before any thread runs). */
+static int take(struct glidefs_volume *v, int force, int *got, int *busy)
+{
+    *got = *busy = 0;
+    for (int attempt = 0; attempt < ACQUIRE_TRIES; attempt++) {
+        struct gfs_lease l;
+        int r = gfs_lease_read(v->store, v->name, &l);
+        if (r < 0)
+            return r;
+        struct gfs_lease n = l;
+        int64_t now = gfs_wall_ms();
+        int same_epoch = 0;
+        if (!l.exists) {
+            /* a volume without a lease (new): epoch 1, or past what the store has */
+            memset(&n, 0, sizeof n);
+            pthread_mutex_lock(&v->lock);
+            n.epoch = v->last_seg_epoch + 1;
+            if (v->last_seg_epoch)
+                r = gfs_lease_add_fence(&n, v->last_seg_epoch,
+                                        gfs_volume_last_seq_of(v, v->last_seg_epoch));
+            pthread_mutex_unlock(&v->lock);
+            if (r < 0)
+                return r;
+        } else if (!l.released && strcmp(l.node_id, v->node_id) == 0) {
+            same_epoch = 1; /* ours already (we restarted): carry on in the same epoch */
+        } else if (l.released || force || gfs_lease_expired(&l, now, v->lease_timeout_ms)) {
+            /* Take over: fence the previous epoch at the last segment we know.
+             * The caller refreshed the map, so it holds all that epoch wrote
+             * before the hand-over. */
+            pthread_mutex_lock(&v->lock);
+            uint64_t last = gfs_volume_last_seq_of(v, l.epoch);
+            pthread_mutex_unlock(&v->lock);
+            r = gfs_lease_add_fence(&n, l.epoch, last);
+            if (r < 0)
+                return r;
+            n.epoch = l.epoch + 1;
+            if (!l.released)
+                gfs_warn(&v->log, "%s: taking the lease from node %s (%s)", v->name, l.node_id,
+                         force ? "forced" : "its heartbeat expired");
+        } else {
+            v->lease = l;
+            *busy = 1;
+            return 0;
+        }
+        snprintf(n.node_id, sizeof n.node_id, "%s", v->node_id);
+        n.heartbeat_ms = now;
+        n.released = 0;
+        r = gfs_lease_write(v->store, v->name, &n);
+        if (r == -ECANCELED || r == -EEXIST)
+            continue; /* it changed under us: look again */
+        if (r < 0)
+            return r;
+        pthread_mutex_lock(&v->lock);
+        become_owner(v, &n, same_epoch);
+        pthread_mutex_unlock(&v->lock);
+        gfs_info(&v->log, "%s: holding the write lease, epoch %" PRIu64, v->name, n.epoch);
+        *got = 1;
+        return 0;
+    }
+    return -EBUSY;
+}
+
+int gfs_own_acquire(struct glidefs_volume *v, int want_rw)
+{
+    int got = 0, busy = 0;
+    if (want_rw) {
+        int r = take(v, 0, &got, &busy);
+        if (r < 0)
+            return r;
+        if (busy)
+            gfs_info(&v->log, "%s: node %s holds the write lease; attaching read-only", v->name,
+                     v->lease.node_id);
+    } else {
+        int r = gfs_lease_read(v->store, v->name, &v->lease);
+        if (r < 0)
+            return r;
+    }
+    if (!got) {
+        v->owner = 0;
+        v->read_only = 1;
+        v->want_refresh = 1;
+        v->epoch = v->lease.exists ? v->lease.epoch : 0;
+    }
+    return 0;
+}
+
+static void heartbeat(struct glidefs_volume *v)
+{
+    struct gfs_lease n = v->lease;
+    n.heartbeat_ms = gfs_wall_ms();
+    int r = gfs_lease_write(v->store, v->name, &n);
+    if (r == 0) {
+        v->lease = n;
+        return;
+    }
+    if (r != -ECANCELED && r != -EEXIST) {
+        gfs_warn(&v->log, "%s: lease heartbeat failed: %s (will retry)", v->name,
+                 glidefs_strerror(r));
+        return;
+    }
+    struct gfs_lease cur;
+    r = gfs_lease_read(v->store, v->name, &cur);
+    if (r < 0)
+        return;
+    if (cur.exists && !cur.released && strcmp(cur.node_id, v->node_id) == 0 &&
+        cur.epoch == v->lease.epoch) {
+        v->lease = cur; /* still ours (our own earlier write landed late) */
+        return;
+    }
+    pthread_mutex_lock(&v->lock);
+    v->fenced = 1;
+    v->owner = 0;
+    v->read_only = 1;
+    pthread_cond_broadcast(&v->cond);
+    pthread_cond_broadcast(&v->syncer_cond);
+    pthread_mutex_unlock(&v->lock);
+    gfs_err(&v->log, "%s: fenced: node %s took the write lease (epoch %" PRIu64
+            "); writes now fail and unsynced data stays in the journal", v->name,
+            cur.exists ? cur.node_id : "?", cur.epoch);
+    if (cur.exists)
+        v->lease = cur;
+}
+
+static void *own_main(void *arg)
+{
+    struct glidefs_volume *v = arg;
+    int64_t hb_every = v->lease_timeout_ms / 3;
+    int64_t refresh_every = v->lease_timeout_ms / 10;
+    if (refresh_every < 100)
+        refresh_every = 100;
+    if (refresh_every > 1000)
+        refresh_every = 1000;
+    pthread_mutex_lock(&v->own_lock);
+    while (!v->own_stop) {
+        pthread_mutex_lock(&v->lock);
+        int owner = v->owner, fenced = v->fenced, refresh = v->want_refresh;
+        pthread_mutex_unlock(&v->lock);
+        if (owner)
+            heartbeat(v);
+        else if (refresh && !fenced) {
+            int r = gfs_volume_refresh(v);
+            if (r < 0)
+                gfs_warn(&v->log, "%s: following the store failed: %s", v->name,
+                         glidefs_strerror(r));
+        }
+        struct timespec ts;
+        timespec_in(&ts, owner ? hb_every : refresh_every);
+        if (!v->own_stop)
+            pthread_cond_timedwait(&v->own_cond, &v->own_lock, &ts);
+    }
+    pthread_mutex_unlock(&v->own_lock);
+    return NULL;
+}
+
+int gfs_own_start(struct glidefs_volume *v)
+{
+    if (v->own_running)
+        return 0;
+    v->own_stop = 0;
+    int r = pthread_create(&v->own_thr, NULL, own_main, v);
+    if (r != 0)
+        return -r;
+    v->own_running = 1;
+    return 0;
+}
+
+void gfs_own_stop(struct glidefs_volume *v)
+{
+    if (!v->own_running)
+        return;
+    pthread_mutex_lock(&v->own_lock);
+    v->own_stop = 1;
+    pthread_cond_broadcast(&v->own_cond);
+    pthread_mutex_unlock(&v->own_lock);
+    pthread_join(v->own_thr, NULL);
+    v->own_running = 0;
+}
+
+/* Mark the lease released (we hold own_lock; the syncer is stopped). */
+int gfs_own_release(struct glidefs_volume *v)
+{
+    struct gfs_lease n = v->lease;
+    n.released = 1;
+    n.heartbeat_ms = gfs_wall_ms();
+    int r = gfs_lease_write(v->store, v->name, &n);
+    if (r < 0)
+        return r;
+    pthread_mutex_lock(&v->lock);
+    v->lease = n;
+    v->owner = 0;
+    v->read_only = 1;
+    v->want_refresh = 1;
+    /* Everything is in the store: an empty journal means a later open of an
+     * ended epoch here has nothing to keep aside. */
+    if (v->dirty.nblocks == 0)
+        gfs_journal_reset(&v->journal);
+    pthread_mutex_unlock(&v->lock);
+    gfs_info(&v->log, "%s: released the write lease (epoch %" PRIu64 ")", v->name, n.epoch);
+    return 0;
+}
+
+GLIDEFS_API int glidefs_promote(glidefs_volume *v, int force)
+{
+    SCOPED_LOCK(&v->own_lock);
+    pthread_mutex_lock(&v->lock);
+    int owner = v->owner, ro_open = v->ro_forced;
+    pthread_mutex_unlock(&v->lock);
+    if (owner)
+        return 0;
+    if (ro_open)
+        return -EROFS;
+    /* everything the previous writer stored before the hand-over */
+    int r = gfs_volume_refresh(v);
+    if (r < 0)
+        return r;
+    int got, busy;
+    r = take(v, force, &got, &busy);
+    if (r < 0)
+        return r;
+    if (busy)
+        return -EBUSY;
+    r = gfs_own_state_write(v);
+    if (r < 0)
+        return r;
+    pthread_mutex_lock(&v->lock);
+    v->want_refresh = 0;
+    v->st.read_only = 0;
+    pthread_mutex_unlock(&v->lock);
+    r = gfs_syncer_start(v);
+    pthread_cond_broadcast(&v->own_cond); /* heartbeat on the new schedule */
+    return r;
+}
+
+GLIDEFS_API int glidefs_release(glidefs_volume *v, int64_t timeout_ms)
+{
+    pthread_mutex_lock(&v->lock);
+    int owner = v->owner;
+    pthread_mutex_unlock(&v->lock);
+    if (!owner)
+        return 0;
+    int r = glidefs_drain(v, timeout_ms);
+    if (r < 0)
+        return r;
+    SCOPED_LOCK(&v->own_lock);
+    /* no write may slip in between the drain and the release */
+    pthread_mutex_lock(&v->lock);
+    v->read_only = 1;
+    int dirty = v->dirty.nblocks > 0;
+    pthread_mutex_unlock(&v->lock);
+    if (dirty) {
+        pthread_mutex_lock(&v->lock);
+        v->read_only = 0;
+        pthread_mutex_unlock(&v->lock);
+        return -EAGAIN;
+    }
+    gfs_syncer_stop(v);
+    r = gfs_volume_write_manifest(v);
+    if (r == 0)
+        r = gfs_own_release(v);
+    if (r < 0) {
+        pthread_mutex_lock(&v->lock);
+        v->read_only = 0;
+        pthread_mutex_unlock(&v->lock);
+        gfs_syncer_start(v);
+        return r;
+    }
+    pthread_cond_broadcast(&v->own_cond);
+    return 0;
+}

@@ -1,0 +1,663 @@
+#!/usr/bin/python3
+"""s3proxy.py — a strict S3 front for s3rver, for the test suite only.
+
+s3rver (the S3 server the tests run) checks only the access key id: never the
+SigV4 signature, never x-amz-content-sha256, and it ignores If-None-Match /
+If-Match on PUT. A wrong signer would pass against it. This proxy sits in
+front of it and:
+
+  * recomputes SigV4 from the request as received (method, path, query,
+    signed headers, payload hash) and answers 403 SignatureDoesNotMatch on a
+    mismatch, 403 InvalidAccessKeyId for an unknown key, 403
+    RequestTimeTooSkewed for a stale x-amz-date;
+  * refuses a request target that is not already in canonical SigV4 encoding
+    (400 InvalidURI): s3rver decodes '+' in a query as a space, so a client
+    that signs one thing and sends another must not slip through;
+  * checks x-amz-content-sha256 against the body (400 XAmzContentSHA256Mismatch);
+  * checks Content-MD5 against the body (400 BadDigest) and requires it on
+    DeleteObjects, as S3 does;
+  * implements If-None-Match: * and If-Match: "etag" on PUT (412), atomic
+    against other PUT/DELETE through the proxy (a lock per key);
+  * works around two s3rver 3.7.1 bugs so tests see S3's behaviour: a ranged
+    GET of an empty object hangs s3rver (the proxy answers 416 InvalidRange,
+    as S3 does), and DeleteObjects deletes in parallel and races on removing
+    the emptied directory (500): the proxy runs the deletes one by one;
+  * injects faults, selected by a seeded schedule (reproducible): 500,
+    503 ServiceUnavailable, 503 SlowDown, stall (no answer for --stall-ms,
+    then close), reset (the request reaches s3rver, then the connection is
+    reset mid-body), truncate (headers promise more body than is sent), and
+    logs each one it injects;
+  * can die on command (exit status 3) so the harness can restart it: a
+    server killed mid-operation.
+
+Control endpoints (unsigned, never forwarded; '__' cannot start a bucket name):
+  GET /__proxy__/health
+  GET /__proxy__/stats            JSON counters
+  GET /__proxy__/faults?rate=0.3&kinds=500,503,slowdown&seed=7
+  GET /__proxy__/faults?next=reset[,stall...]   fault the next request(s), in order
+  GET /__proxy__/faults?rate=0                   faults off
+  GET /__proxy__/config?max_keys=7              cap ListObjectsV2 pages (0 = off)
+  GET /__proxy__/config?ignore_range=1          answer ranged GETs with 200 + whole body
+  GET /__proxy__/die?mode=now|next              exit(3) now, or mid-answer to the next request
+
+Python 3 standard library only. Listens on 127.0.0.1 only.
+"""
+
+import argparse
+import base64
+import datetime
+import hashlib
+import hmac
+import http.client
+import http.server
+import json
+import os
+import random
+import re
+import socket
+import socketserver
+import ssl
+import struct
+import sys
+import threading
+import time
+import urllib.parse
+import uuid
+import xml.etree.ElementTree as ET
+
+HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade",
+              "proxy-authorization", "proxy-authenticate", "expect"}
+FAULT_KINDS = ("500", "503", "slowdown", "stall", "reset", "truncate")
+EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+UNRESERVED = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~"
+
+
+def uri_encode(raw: bytes, keep_slash: bool) -> str:
+    """SigV4 URI encoding: unreserved bytes kept, the rest %XX upper-case."""
+    out = []
+    for b in raw:
+        if b in UNRESERVED or (keep_slash and b == 0x2F):
+            out.append(chr(b))
+        else:
+            out.append("%%%02X" % b)
+    return "".join(out)
+
+
+def collapse(value: str) -> str:
+    return re.sub(r"[ \t]+", " ", value.strip(" \t"))
+
+
+def xml_escape(s: str) -> str:
+    return (s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+            .replace('"', "&quot;"))
+
+
+class S3Reject(Exception):
+    def __init__(self, status, code, message, extra=None):
+        super().__init__(message)
+        self.status, self.code, self.message, self.extra = status, code, message, extra or {}
+
+
+class State:
+    """Shared, lock-protected proxy state."""
+
+    def __init__(self, args):
+        self.lock = threading.Lock()
+        self.args = args
+        self.creds = dict(c.split(":", 1) for c in args.creds)
+        self.region = args.region
+        self.rate = args.fault_rate
+        self.kinds = [k for k in args.fault_kinds.split(",") if k]
+        self.seed = args.seed
+        self.rng = random.Random(args.seed)
+        self.next_faults = []
+        self.max_keys = 0
+        self.ignore_range = False  # answer ranged GETs with the whole object (200)
+        self.die_next = False
+        self.stats = {"requests": 0, "forwarded": 0, "injected": 0, "rejected": 0,
+                      "by_kind": {k: 0 for k in FAULT_KINDS}, "by_code": {}}
+        self.key_locks = {}
+        self.fault_no = 0
+        self.log_file = open(args.log, "a", buffering=1) if args.log else sys.stderr
+        self.stopping = threading.Event()
+
+    def log(self, msg):
+        stamp = time.strftime("%H:%M:%S")
+        with self.lock:
+            self.log_file.write("%s s3proxy[%d] %s\n" % (stamp, os.getpid(), msg))
+
+    def draw_fault(self):
+        with self.lock:
+            self.stats["requests"] += 1
+            if self.next_faults:
+                return self.next_faults.pop(0)
+            if self.rate > 0 and self.kinds:
+                # one draw per request keeps the schedule a function of the seed
+                r = self.rng.random()
+                k = self.rng.choice(self.kinds)
+                if r < self.rate:
+                    return k
+            return None
+
+    def key_lock(self, key):
+        with self.lock:
+            lk = self.key_locks.get(key)
+            if lk is None:
+                lk = self.key_locks[key] = threading.Lock()
+            return lk
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "s3proxy"
+    sys_version = ""
+
+    # ---- plumbing ---------------------------------------------------------
+
+    def log_message(self, fmt, *a):  # quiet: our own log says what matters
+        pass
+
+    @property
+    def st(self) -> State:
+        return self.server.state
+
+    def send_xml_error(self, status, code, message, extra=None, head=False):
+        rid = uuid.uuid4().hex[:16].upper()
+        body = ["<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error>",
+                "<Code>%s</Code><Message>%s</Message>" % (code, xml_escape(message))]
+        for k, v in (extra or {}).items():
+            body.append("<%s>%s</%s>" % (k, xml_escape(v), k))
+        body.append("<RequestId>%s</RequestId></Error>" % rid)
+        data = "".join(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/xml")
+        self.send_header("x-amz-request-id", rid)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if not head:
+            self.wfile.write(data)
+        with self.st.lock:
+            self.st.stats["by_code"][code] = self.st.stats["by_code"].get(code, 0) + 1
+
+    def read_body(self):
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            raise S3Reject(411, "MissingContentLength", "chunked bodies are not supported")
+        n = self.headers.get("Content-Length")
+        if n is None:
+            return b""
+        if not n.isdigit() or int(n) > 1 << 30:
+            raise S3Reject(400, "InvalidArgument", "bad Content-Length")
+        n = int(n)
+        chunks, left = [], n
+        while left:
+            c = self.rfile.read(min(left, 1 << 20))
+            if not c:
+                raise S3Reject(400, "IncompleteBody", "body shorter than Content-Length")
+            chunks.append(c)
+            left -= len(c)
+        return b"".join(chunks)
+
+    def hard_reset(self):
+        """Close the client connection with RST (SO_LINGER 0)."""
+        try:
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                       struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+        self.close_connection = True
+        try:
+            self.connection.close()
+        except OSError:
+            pass
+
+    # ---- SigV4 verification ----------------------------------------------
+
+    def verify(self, body: bytes, raw_path: str, raw_query: str):
+        auth = self.headers.get("Authorization")
+        if not auth:
+            raise S3Reject(403, "AccessDenied", "anonymous requests are refused")
+        m = re.fullmatch(r"AWS4-HMAC-SHA256 Credential=([^/,\s]+)/(\d{8})/([^/]+)/([^/]+)/"
+                         r"aws4_request,\s*SignedHeaders=([a-z0-9;\-]+),\s*Signature=([0-9a-f]{64})",
+                         auth.strip())
+        if not m:
+            raise S3Reject(400, "AuthorizationHeaderMalformed", "cannot parse Authorization")
+        akid, date8, region, service, signed, signature = m.groups()
+        secret = self.st.creds.get(akid)
+        if secret is None:
+            raise S3Reject(403, "InvalidAccessKeyId",
+                           "The AWS Access Key Id you provided does not exist in our records.",
+                           {"AWSAccessKeyId": akid})
+        if region != self.st.region or service != "s3":
+            raise S3Reject(400, "AuthorizationHeaderMalformed",
+                           "credential scope must be %s/s3" % self.st.region)
+        amz_date = self.headers.get("x-amz-date") or ""
+        try:
+            t = datetime.datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ").replace(
+                tzinfo=datetime.timezone.utc)
+        except ValueError:
+            raise S3Reject(403, "AccessDenied", "missing or bad x-amz-date")
+        if amz_date[:8] != date8:
+            raise S3Reject(403, "SignatureDoesNotMatch", "credential date is not x-amz-date's")
+        if abs((datetime.datetime.now(datetime.timezone.utc) - t).total_seconds()) > 900:
+            raise S3Reject(403, "RequestTimeTooSkewed",
+                           "The difference between the request time and the current time is "
+                           "too large.")
+        names = signed.split(";")
+        if names != sorted(names) or len(set(names)) != len(names):
+            raise S3Reject(403, "SignatureDoesNotMatch", "SignedHeaders not sorted")
+        for must in ("host", "x-amz-date", "x-amz-content-sha256"):
+            if must not in names:
+                raise S3Reject(403, "AccessDenied", "header %s must be signed" % must)
+        for h in self.headers.keys():
+            if h.lower().startswith("x-amz-") and h.lower() not in names:
+                raise S3Reject(403, "AccessDenied", "header %s must be signed" % h.lower())
+
+        payload = self.headers.get("x-amz-content-sha256") or ""
+        if payload.startswith("STREAMING-"):
+            raise S3Reject(501, "NotImplemented", "streaming payloads are not supported")
+        if payload != "UNSIGNED-PAYLOAD":
+            actual = hashlib.sha256(body).hexdigest()
+            if payload != actual:
+                raise S3Reject(400, "XAmzContentSHA256Mismatch",
+                               "The provided 'x-amz-content-sha256' header does not match what "
+                               "was computed.",
+                               {"ClientComputedContentSHA256": payload,
+                                "S3ComputedContentSHA256": actual})
+
+        md5 = self.headers.get("Content-MD5")
+        if md5 is not None:
+            try:
+                digest = base64.b64decode(md5, validate=True)
+            except ValueError:
+                digest = b""
+            if len(digest) != 16:
+                raise S3Reject(400, "InvalidDigest", "The Content-MD5 you specified is not valid.")
+            if digest != hashlib.md5(body).digest():
+                raise S3Reject(400, "BadDigest",
+                               "The Content-MD5 you specified did not match what we received.")
+
+        # canonical URI and query, from the decoded target; the target must
+        # already be in canonical form (see the module docstring)
+        dec_path = urllib.parse.unquote_to_bytes(raw_path)
+        cpath = uri_encode(dec_path, True)
+        if cpath != raw_path:
+            raise S3Reject(400, "InvalidURI",
+                           "request path is not in canonical SigV4 encoding: %r (want %r)"
+                           % (raw_path, cpath))
+        pairs = []
+        if raw_query:
+            for part in raw_query.split("&"):
+                name, eq, value = part.partition("=")
+                cn = uri_encode(urllib.parse.unquote_to_bytes(name), False)
+                cv = uri_encode(urllib.parse.unquote_to_bytes(value), False)
+                if cn != name or cv != value:
+                    raise S3Reject(400, "InvalidURI",
+                                   "query is not in canonical SigV4 encoding: %r" % part)
+                pairs.append((cn, cv))
+        cquery = "&".join("%s=%s" % p for p in sorted(pairs))
+        lines = []
+        for n in names:
+            vals = self.headers.get_all(n)
+            if vals is None:
+                raise S3Reject(403, "SignatureDoesNotMatch", "signed header %s is missing" % n)
+            lines.append("%s:%s\n" % (n, ",".join(collapse(v) for v in vals)))
+        creq = "\n".join([self.command, cpath, cquery, "".join(lines), signed, payload])
+        scope = "%s/%s/s3/aws4_request" % (date8, region)
+        sts = "\n".join(["AWS4-HMAC-SHA256", amz_date, scope,
+                         hashlib.sha256(creq.encode("utf-8", "surrogateescape")).hexdigest()])
+        k = ("AWS4" + secret).encode()
+        for part in (date8, region, "s3", "aws4_request"):
+            k = hmac.new(k, part.encode(), hashlib.sha256).digest()
+        want = hmac.new(k, sts.encode(), hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(want, signature):
+            raise S3Reject(403, "SignatureDoesNotMatch",
+                           "The request signature we calculated does not match the signature "
+                           "you provided. Check your key and signing method.",
+                           {"AWSAccessKeyId": akid, "StringToSign": sts,
+                            "CanonicalRequest": creq})
+
+    # ---- upstream ---------------------------------------------------------
+
+    def upstream(self, method, target, headers, body):
+        host, port = self.st.args.upstream.rsplit(":", 1)
+        for attempt in range(2):
+            conn = getattr(self, "_up", None)
+            if conn is None:
+                conn = self._up = http.client.HTTPConnection(host, int(port), timeout=60)
+            try:
+                conn.request(method, target, body=body if body else None, headers=headers)
+                resp = conn.getresponse()
+                data = resp.read() if method != "HEAD" else b""
+                return resp.status, resp.getheaders(), data
+            except (ConnectionError, http.client.HTTPException, OSError):
+                conn.close()
+                self._up = None
+                if attempt:
+                    raise
+        raise RuntimeError("unreachable")
+
+    def fwd_headers(self, drop=()):
+        out = {}
+        for k, v in self.headers.items():
+            lk = k.lower()
+            if lk in HOP_BY_HOP or lk in drop or lk == "content-length":
+                continue
+            out[k] = v
+        return out
+
+    def object_key(self, raw_path):
+        """(bucket, key) of a path-style request; key None for a bucket request."""
+        parts = raw_path.lstrip("/").split("/", 1)
+        bucket = urllib.parse.unquote(parts[0])
+        key = urllib.parse.unquote(parts[1]) if len(parts) > 1 and parts[1] else None
+        return bucket, key
+
+    # ---- request handling -------------------------------------------------
+
+    def control(self, path, query):
+        q = urllib.parse.parse_qs(query)
+        st = self.st
+        reply = {"ok": True}
+        if path == "/__proxy__/health":
+            pass
+        elif path == "/__proxy__/stats":
+            with st.lock:
+                reply = json.loads(json.dumps(st.stats))
+        elif path == "/__proxy__/faults":
+            with st.lock:
+                if "rate" in q:
+                    st.rate = float(q["rate"][0])
+                if "kinds" in q:
+                    kinds = [k for k in q["kinds"][0].split(",") if k]
+                    bad = [k for k in kinds if k not in FAULT_KINDS]
+                    if bad:
+                        reply = {"ok": False, "error": "unknown kinds %s" % bad}
+                    else:
+                        st.kinds = kinds
+                if "seed" in q:
+                    st.seed = int(q["seed"][0])
+                    st.rng = random.Random(st.seed)
+                if "next" in q:
+                    st.next_faults = [k for k in q["next"][0].split(",") if k in FAULT_KINDS]
+                if "stall_ms" in q:
+                    st.args.stall_ms = int(q["stall_ms"][0])
+            st.log("faults: rate=%s kinds=%s seed=%s next=%s" % (st.rate, ",".join(st.kinds),
+                                                                  st.seed, st.next_faults))
+        elif path == "/__proxy__/config":
+            if "max_keys" in q:
+                st.max_keys = int(q["max_keys"][0])
+            if "ignore_range" in q:
+                st.ignore_range = q["ignore_range"][0] == "1"
+        elif path == "/__proxy__/die":
+            mode = q.get("mode", ["now"])[0]
+            if mode == "next":
+                st.die_next = True
+            else:
+                st.log("dying now, as asked")
+                data = b'{"ok": true}'
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                self.wfile.flush()
+                os._exit(3)
+        else:
+            reply = {"ok": False, "error": "unknown control path"}
+        data = json.dumps(reply).encode()
+        self.send_response(200 if reply.get("ok", True) else 400)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def handle_any(self):
+        raw_path, _, raw_query = self.path.partition("?")
+        if raw_path.startswith("/__proxy__/"):
+            self.read_body()
+            return self.control(raw_path, raw_query)
+        head = self.command == "HEAD"
+        try:
+            body = self.read_body()
+            self.verify(body, raw_path, raw_query)
+        except S3Reject as e:
+            with self.st.lock:
+                self.st.stats["rejected"] += 1
+            self.st.log("rejected %s %s: %s %s" % (self.command, raw_path, e.code, e.message))
+            self.close_connection = True
+            return self.send_xml_error(e.status, e.code, e.message, e.extra, head)
+
+        fault = self.st.draw_fault()
+        if fault:
+            with self.st.lock:
+                self.st.fault_no += 1
+                n = self.st.fault_no
+                self.st.stats["injected"] += 1
+                self.st.stats["by_kind"][fault] += 1
+            self.st.log("fault #%d (seed %s): %s on %s %s" % (n, self.st.seed, fault,
+                                                             self.command, self.path))
+            if fault == "500":
+                return self.send_xml_error(500, "InternalError",
+                                           "We encountered an internal error. Please try again.",
+                                           head=head)
+            if fault == "503":
+                return self.send_xml_error(503, "ServiceUnavailable",
+                                           "Service is unable to handle request.", head=head)
+            if fault == "slowdown":
+                return self.send_xml_error(503, "SlowDown", "Please reduce your request rate.",
+                                           head=head)
+            if fault == "stall":
+                self.st.stopping.wait(self.st.args.stall_ms / 1000.0)
+                return self.hard_reset()
+
+        bucket, key = self.object_key(raw_path)
+        target = raw_path + ("?" + raw_query if raw_query else "")
+        if self.command == "GET" and key is None and self.st.max_keys and "list-type=2" in \
+                raw_query.split("&"):
+            # serve smaller pages than asked: legal for S3, exercises continuation tokens
+            pairs = [p for p in raw_query.split("&") if not p.startswith("max-keys=")]
+            pairs.append("max-keys=%d" % self.st.max_keys)
+            target = raw_path + "?" + "&".join(pairs)
+
+        if self.command == "POST" and key is None and \
+                "delete" in [p.partition("=")[0] for p in raw_query.split("&")]:
+            return self.delete_objects(bucket, body, fault)
+        if self.command == "GET" and key is not None and self.headers.get("Range"):
+            hs, hh, _ = self.upstream("HEAD", raw_path, self.fwd_headers(drop=("range",)), b"")
+            size = dict((k.lower(), v) for k, v in hh).get("content-length")
+            if hs == 200 and size == "0":
+                return self.send_xml_error(416, "InvalidRange",
+                                           "The requested range is not satisfiable",
+                                           {"RangeRequested": self.headers.get("Range"),
+                                            "ActualObjectSize": "0"})
+
+        drop = ["if-none-match", "if-match"]
+        if self.st.ignore_range:
+            drop.append("range")
+        headers = self.fwd_headers(drop=drop)
+        lock = None
+        if key is not None and self.command in ("PUT", "DELETE"):
+            lock = self.st.key_lock((bucket, key))
+            lock.acquire()
+        try:
+            if self.command == "PUT" and key is not None:
+                inm = self.headers.get("If-None-Match")
+                im = self.headers.get("If-Match")
+                if inm is not None or im is not None:
+                    hs, hh, _ = self.upstream("HEAD", raw_path, self.fwd_headers(
+                        drop=("if-none-match", "if-match", "content-md5", "content-type")), b"")
+                    etag = dict((k.lower(), v) for k, v in hh).get("etag", "")
+                    if inm is not None:
+                        if inm.strip() != "*":
+                            return self.send_xml_error(501, "NotImplemented",
+                                                       "only If-None-Match: * is supported")
+                        if hs == 200:
+                            return self.send_xml_error(412, "PreconditionFailed",
+                                                       "At least one of the pre-conditions you "
+                                                       "specified did not hold",
+                                                       {"Condition": "If-None-Match"})
+                    if im is not None:
+                        if hs == 404:
+                            return self.send_xml_error(404, "NoSuchKey",
+                                                       "The specified key does not exist.",
+                                                       {"Key": key})
+                        wanted = [w.strip() for w in im.split(",")]
+                        if "*" not in wanted and etag not in wanted:
+                            return self.send_xml_error(412, "PreconditionFailed",
+                                                       "At least one of the pre-conditions you "
+                                                       "specified did not hold",
+                                                       {"Condition": "If-Match"})
+            status, rh, data = self.upstream(self.command, target, headers, body)
+        finally:
+            if lock:
+                lock.release()
+        with self.st.lock:
+            self.st.stats["forwarded"] += 1
+        self.relay(status, rh, data, head, fault)
+
+    def delete_objects(self, bucket, body, fault):
+        """DeleteObjects, done as single DELETEs upstream (see the docstring)."""
+        if self.headers.get("Content-MD5") is None:
+            return self.send_xml_error(400, "InvalidRequest",
+                                       "Missing required header for this request: Content-MD5")
+        try:
+            root = ET.fromstring(body)
+        except ET.ParseError:
+            return self.send_xml_error(400, "MalformedXML", "The XML you provided was not "
+                                       "well-formed or did not validate against our schema.")
+        ns = "{http://s3.amazonaws.com/doc/2006-03-01/}"
+        if root.tag not in ("Delete", ns + "Delete"):
+            return self.send_xml_error(400, "MalformedXML", "root element must be Delete")
+        quiet = (root.findtext("Quiet") or root.findtext(ns + "Quiet") or "").strip() == "true"
+        keys = [o.findtext("Key") or o.findtext(ns + "Key")
+                for o in list(root.iter("Object")) + list(root.iter(ns + "Object"))]
+        if not keys or len(keys) > 1000 or any(not k for k in keys):
+            return self.send_xml_error(400, "MalformedXML", "1 to 1000 Object/Key required")
+        out = ['<?xml version="1.0" encoding="UTF-8"?>\n<DeleteResult xmlns="%s">' % ns[1:-1]]
+        headers = self.fwd_headers(drop=("content-md5", "content-type"))
+        for k in keys:
+            path = "/" + uri_encode(bucket.encode(), False) + "/" + uri_encode(k.encode(), True)
+            with self.st.key_lock((bucket, k)):
+                status, _, data = self.upstream("DELETE", path, headers, b"")
+            if status in (200, 204, 404):
+                if not quiet:
+                    out.append("<Deleted><Key>%s</Key></Deleted>" % xml_escape(k))
+            else:
+                out.append("<Error><Key>%s</Key><Code>InternalError</Code><Message>upstream "
+                           "answered %d</Message></Error>" % (xml_escape(k), status))
+        out.append("</DeleteResult>")
+        data = "".join(out).encode()
+        with self.st.lock:
+            self.st.stats["forwarded"] += 1
+        self.relay(200, [("Content-Type", "application/xml")], data, False, fault)
+
+    def relay(self, status, rh, data, head, fault):
+        st = self.st
+        if st.die_next:
+            st.log("dying mid-answer to %s %s, as asked" % (self.command, self.path))
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(data) + 1000))
+            self.end_headers()
+            self.wfile.write(data[: len(data) // 2])
+            self.wfile.flush()
+            os._exit(3)
+        if fault in ("reset", "truncate") and (head or not data):
+            # no body to cut: the request took effect, the answer is lost
+            # (reset: RST; truncate: a plain close before any byte)
+            if fault == "reset":
+                return self.hard_reset()
+            self.close_connection = True
+            return
+        self.send_response(status)
+        cl = None
+        for k, v in rh:
+            lk = k.lower()
+            if lk in HOP_BY_HOP or lk == "date" or lk == "server":
+                continue
+            if lk == "content-length":
+                cl = v
+                continue
+            self.send_header(k, v)
+        if head:
+            self.send_header("Content-Length", cl or "0")
+        else:
+            self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if head:
+            return
+        if fault == "reset":
+            self.wfile.write(data[: len(data) // 2])
+            self.wfile.flush()
+            return self.hard_reset()
+        if fault == "truncate":
+            self.wfile.write(data[: len(data) // 2])
+            self.wfile.flush()
+            self.close_connection = True
+            return
+        self.wfile.write(data)
+
+    def finish(self):
+        up = getattr(self, "_up", None)
+        if up is not None:
+            up.close()
+        try:
+            super().finish()
+        except OSError:
+            pass  # the client went away (or we reset it on purpose)
+
+    def do_GET(self):
+        self.handle_any()
+
+    do_PUT = do_POST = do_DELETE = do_HEAD = do_GET
+
+
+class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--listen", default="127.0.0.1:0", help="127.0.0.1:PORT (0 = any free)")
+    ap.add_argument("--upstream", required=True, help="s3rver as HOST:PORT")
+    ap.add_argument("--creds", action="append", default=[], help="AKID:SECRET (repeatable)")
+    ap.add_argument("--region", default="us-east-1")
+    ap.add_argument("--port-file", help="write the bound port here")
+    ap.add_argument("--log", help="append the proxy log here (default stderr)")
+    ap.add_argument("--fault-rate", type=float, default=0.0)
+    ap.add_argument("--fault-kinds", default="500,503,slowdown")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--stall-ms", type=int, default=5000)
+    ap.add_argument("--tls-cert", help="serve https with this certificate (PEM)")
+    ap.add_argument("--tls-key", help="... and this private key (PEM)")
+    args = ap.parse_args()
+    host, port = args.listen.rsplit(":", 1)
+    if host not in ("127.0.0.1", "localhost"):
+        ap.error("the test proxy listens on 127.0.0.1 only")
+    if not args.creds:
+        args.creds = ["S3RVER:S3RVER"]
+    srv = Server(("127.0.0.1", int(port)), Handler)
+    srv.state = State(args)
+    if args.tls_cert:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(args.tls_cert, args.tls_key)
+        # handshake in the handler thread, not in the accept loop
+        srv.socket = ctx.wrap_socket(srv.socket, server_side=True,
+                                     do_handshake_on_connect=False)
+    bound = srv.server_address[1]
+    if args.port_file:
+        tmp = args.port_file + ".tmp"
+        with open(tmp, "w") as f:
+            f.write("%d\n" % bound)
+        os.rename(tmp, args.port_file)
+    srv.state.log("listening on %s://127.0.0.1:%d, upstream %s" % (
+        "https" if args.tls_cert else "http", bound, args.upstream))
+    try:
+        srv.serve_forever(poll_interval=0.1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        srv.state.stopping.set()
+
+
+if __name__ == "__main__":
+    main()
