@@ -84,17 +84,27 @@ for s in "${SERVERS[@]}"; do
     nbdcopy --flush "$BENCH_DIR/fill.raw" "${URI[$s]}"
 done
 rm -f "$BENCH_DIR/fill.raw"
-# glidefsd uploads in the background after the fill; measure once that is
-# done (the store holds the whole data set and stops growing).
-prev=-1
-deadline=$((SECONDS + 600))
-while :; do
-    cur=$(du -sb "$BENCH_DIR/store" | cut -f1)
-    [ "$cur" -ge $((SIZE_MB * 1024 * 1024)) ] && [ "$cur" = "$prev" ] && break
-    [ $SECONDS -lt $deadline ] || { echo "glidefsd did not finish uploading" >&2; break; }
-    prev=$cur
-    sleep 2
-done
+# glidefsd uploads written data in the background (sync_delay_ms later);
+# each run starts once that is done, so no run pays for the previous one's
+# uploads: wait until the store holds at least the data set and has stopped
+# changing.
+quiesce() {
+    # Unchanged for longer than the default sync delay (8 s).
+    local prev= cur same=0 deadline=$((SECONDS + 300))
+    while [ $same -lt 5 ]; do
+        cur=$(find "$BENCH_DIR/store" -type f -printf '%p %s %T@\n' | sort | md5sum)
+        if [ "$cur" = "$prev" ] &&
+           [ "$(du -sb "$BENCH_DIR/store" | cut -f1)" -ge $((SIZE_MB * 1024 * 1024)) ]; then
+            same=$((same + 1))
+        else
+            same=0
+        fi
+        [ $SECONDS -lt $deadline ] || { echo "glidefsd still uploading; going on" >&2; return; }
+        prev=$cur
+        sleep 2
+    done
+}
+quiesce
 
 # --- runs ------------------------------------------------------------------
 WORKLOADS=("randread" "randwrite" "randrw")
@@ -103,6 +113,7 @@ for qd in 1 64; do
         for s in "${SERVERS[@]}"; do
             extra=()
             [ "$w" = randrw ] && extra=(--rwmixread=70)
+            quiesce
             echo "== $s $w qd=$qd" >&2
             fio --name=bench --ioengine=nbd --uri="${URI[$s]}" --rw=$w "${extra[@]}" \
                 --bs=4k --iodepth=$qd --numjobs=1 --size=${SIZE_MB}M --time_based \

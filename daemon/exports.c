@@ -150,6 +150,7 @@ int gd_export_acquire(struct gd_registry *r, const char *name, int conn, struct 
                 if (--e->refs == 0) {
                     unlink_locked(r, e);
                     free(e);
+                    pthread_cond_broadcast(&r->cond); /* for those waiting on it to go */
                 }
                 pthread_mutex_unlock(&r->lock);
                 return err;

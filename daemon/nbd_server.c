@@ -57,7 +57,8 @@
 #define SHUTDOWN_GRACE_S 2                    /* for clients to leave after ESHUTDOWN */
 #define MAX_EXTENTS 1024                      /* descriptors per BLOCK_STATUS reply */
 #define ZERO_CHUNK (1u << 20)
-#define THREAD_STACK (256u * 1024)
+#define THREAD_STACK (1024u * 1024)           /* readers run requests (library calls) too */
+#define SOCKET_SNDBUF (4 * 1024 * 1024)
 
 struct gd_server;
 
@@ -100,6 +101,11 @@ struct conn {
     int idle_readers;
     pthread_t partner;
     bool partner_started;
+
+    /* Bytes received ahead of need (owned by whoever holds the reader role):
+     * at high queue depths one recv() brings in many request headers. */
+    uint8_t *rbuf;
+    size_t rbuf_pos, rbuf_len;
 
     uint64_t requests;          /* atomic */
     bool finished;              /* reader done; waiting to be joined */
@@ -212,6 +218,52 @@ static void set_timeout(int fd, int opt, int seconds)
 {
     struct timeval tv = { .tv_sec = seconds, .tv_usec = 0 };
     setsockopt(fd, SOL_SOCKET, opt, &tv, sizeof tv);
+}
+
+#define RBUF_SIZE (64u * 1024)
+
+/* Like read_full, but through the connection's read-ahead buffer. Large
+ * reads (write payloads) go straight into the destination once the buffered
+ * bytes are used up. */
+static int conn_read(struct conn *c, void *buf, size_t n)
+{
+    uint8_t *p = buf;
+    size_t got = 0;
+    while (got < n) {
+        if (c->rbuf_pos < c->rbuf_len) {
+            size_t k = c->rbuf_len - c->rbuf_pos;
+            if (k > n - got)
+                k = n - got;
+            memcpy(p + got, c->rbuf + c->rbuf_pos, k);
+            c->rbuf_pos += k;
+            got += k;
+            continue;
+        }
+        if (n - got >= RBUF_SIZE || !c->rbuf) {
+            int r = read_full(c->fd, p + got, n - got);
+            return r == 1 ? 1 : (r == 0 && got == 0 ? 0 : -1);
+        }
+        ssize_t r = recv(c->fd, c->rbuf, RBUF_SIZE, 0);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return (r == 0 && got == 0) ? 0 : -1;
+        c->rbuf_pos = 0;
+        c->rbuf_len = (size_t)r;
+    }
+    return 1;
+}
+
+static int conn_discard(struct conn *c, uint64_t n)
+{
+    static __thread uint8_t scratch[16384];
+    while (n > 0) {
+        size_t k = n < sizeof scratch ? (size_t)n : sizeof scratch;
+        if (conn_read(c, scratch, k) != 1)
+            return -1;
+        n -= k;
+    }
+    return 0;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -734,7 +786,7 @@ static int handshake(struct conn *c)
 static int read_request(struct conn *c, struct req **out)
 {
     uint8_t h[NBD_REQUEST_SIZE];
-    int rr = read_full(c->fd, h, sizeof h);
+    int rr = conn_read(c, h, sizeof h);
     if (rr == 0)
         return -1; /* client closed without DISC */
     if (rr < 0) {
@@ -775,14 +827,14 @@ static int read_request(struct conn *c, struct req **out)
     }
     q->r = r;
     if (v == NBD_V_OK && r.type == NBD_CMD_WRITE && r.len) {
-        if (read_full(c->fd, q->buf, r.len) != 1) {
+        if (conn_read(c, q->buf, r.len) != 1) {
             gd_info("connection %" PRIu64 ": short write payload; dropping", c->id);
             req_free(q);
             conn_kill(c);
             return -1;
         }
     } else if (nbd_request_has_payload(&r) && r.len) {
-        if (discard(c->fd, r.len) < 0) {
+        if (conn_discard(c, r.len) < 0) {
             req_free(q);
             conn_kill(c);
             return -1;
@@ -864,6 +916,11 @@ static void *partner_main(void *arg)
 /* Serves requests until DISC, EOF or a protocol violation. */
 static void transmission(struct conn *c)
 {
+    c->rbuf = malloc(RBUF_SIZE); /* without it, reads are unbuffered */
+    /* Room for a full queue of replies, so they rarely wait for the writer
+     * thread (the kernel caps this at net.core.wmem_max). */
+    int sndbuf = SOCKET_SNDBUF;
+    setsockopt(c->fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
     set_timeout(c->fd, SO_RCVTIMEO, 0);
     set_timeout(c->fd, SO_SNDTIMEO, SEND_TIMEOUT_S);
     pthread_attr_t attr;
@@ -883,6 +940,8 @@ static void transmission(struct conn *c)
     reader_loop(c);
     if (c->partner_started)
         pthread_join(c->partner, NULL);
+    free(c->rbuf);
+    c->rbuf = NULL;
 }
 
 static void conn_wait_idle(struct conn *c)

@@ -10,7 +10,8 @@
  * decompressor's output buffer grows only as real output arrives (capped at
  * that size), so a tiny frame that claims gigabytes costs nothing. Only once
  * the whole body has been decoded and its CRC holds are the result arrays
- * allocated.
+ * allocated. On sealed volumes the trailing MAC over fixed header and stored
+ * body is verified before the body is touched.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -21,6 +22,7 @@
 
 #include "bytes.h"
 #include "cleanup.h"
+#include "codec.h"
 #include "crc32c.h"
 #include "glidefs/glidefs.h"
 #include "manifest.h"
@@ -141,25 +143,45 @@ static void put_body(uint8_t *b, const struct gfs_manifest *m, size_t len)
 
 int gfs_manifest_encode(const struct gfs_manifest *m, int compress, void **out, size_t *outlen)
 {
+    return gfs_manifest_encode_mac(m, compress, NULL, out, outlen);
+}
+
+/* Append the MAC of the len bytes of buf (which has room for it). */
+static int put_mac(const struct gfs_codec *codec, uint8_t *buf, size_t len)
+{
+    return gfs_codec_mac(codec, buf, len, buf + len);
+}
+
+int gfs_manifest_encode_mac(const struct gfs_manifest *m, int compress,
+                            const struct gfs_codec *codec, void **out, size_t *outlen)
+{
     if (!m || !out || !outlen)
         return -EINVAL;
     if (check_manifest(m) < 0)
         return -EINVAL;
+    int has_mac = gfs_codec_sealed(codec);
+    size_t maclen = has_mac ? GFS_MAN_MAC_LEN : 0;
+    uint32_t mflag = has_mac ? GFS_MANF_MAC : 0;
     uint64_t blen64 = body_size(m->nsegs, m->nentries);
-    if (blen64 > SIZE_MAX - GFS_MAN_FIXED_LEN)
+    if (blen64 > SIZE_MAX - GFS_MAN_FIXED_LEN - GFS_MAN_MAC_LEN)
         return -EINVAL;
     size_t blen = (size_t)blen64;
 
     if (!compress) {
         if (blen64 > UINT32_MAX)
             return -EINVAL; /* body_len is 32 bits: too big to store uncompressed */
-        uint8_t *buf = malloc(GFS_MAN_FIXED_LEN + blen);
+        CLEANUP_FREE uint8_t *buf = malloc(GFS_MAN_FIXED_LEN + blen + maclen);
         if (!buf)
             return -ENOMEM;
         put_body(buf + GFS_MAN_FIXED_LEN, m, blen);
-        put_fixed(buf, m, 0, (uint32_t)blen);
-        *out = buf;
-        *outlen = GFS_MAN_FIXED_LEN + blen;
+        put_fixed(buf, m, mflag, (uint32_t)blen);
+        if (has_mac) {
+            int r = put_mac(codec, buf, GFS_MAN_FIXED_LEN + blen);
+            if (r < 0)
+                return r;
+        }
+        *out = TAKE_PTR(buf);
+        *outlen = GFS_MAN_FIXED_LEN + blen + maclen;
         return 0;
     }
 
@@ -168,9 +190,9 @@ int gfs_manifest_encode(const struct gfs_manifest *m, int compress, void **out, 
         return -ENOMEM;
     put_body(body, m, blen);
     size_t bound = ZSTD_compressBound(blen);
-    if (ZSTD_isError(bound) || bound > SIZE_MAX - GFS_MAN_FIXED_LEN)
+    if (ZSTD_isError(bound) || bound > SIZE_MAX - GFS_MAN_FIXED_LEN - GFS_MAN_MAC_LEN)
         return -EINVAL;
-    CLEANUP_FREE uint8_t *buf = malloc(GFS_MAN_FIXED_LEN + bound);
+    CLEANUP_FREE uint8_t *buf = malloc(GFS_MAN_FIXED_LEN + bound + maclen);
     if (!buf)
         return -ENOMEM;
     /* ZSTD_compress records the content size in the frame header, which
@@ -180,12 +202,17 @@ int gfs_manifest_encode(const struct gfs_manifest *m, int compress, void **out, 
         return -ENOMEM;
     if (clen > UINT32_MAX)
         return -EINVAL;
-    put_fixed(buf, m, GFS_MANF_ZSTD, (uint32_t)clen);
-    uint8_t *shrunk = realloc(buf, GFS_MAN_FIXED_LEN + clen);
+    put_fixed(buf, m, GFS_MANF_ZSTD | mflag, (uint32_t)clen);
+    if (has_mac) {
+        int r = put_mac(codec, buf, GFS_MAN_FIXED_LEN + clen);
+        if (r < 0)
+            return r;
+    }
+    uint8_t *shrunk = realloc(buf, GFS_MAN_FIXED_LEN + clen + maclen);
     if (shrunk)
         buf = shrunk;
     *out = TAKE_PTR(buf);
-    *outlen = GFS_MAN_FIXED_LEN + clen;
+    *outlen = GFS_MAN_FIXED_LEN + clen + maclen;
     return 0;
 }
 
@@ -251,6 +278,12 @@ static int inflate_body(const uint8_t *src, size_t srclen, uint64_t want, uint8_
 
 int gfs_manifest_decode(const void *buf, size_t len, struct gfs_manifest *m)
 {
+    return gfs_manifest_decode_mac(buf, len, NULL, m);
+}
+
+int gfs_manifest_decode_mac(const void *buf, size_t len, const struct gfs_codec *codec,
+                            struct gfs_manifest *m)
+{
     if (!m || (!buf && len))
         return -EINVAL;
     memset(m, 0, sizeof(*m));
@@ -269,12 +302,22 @@ int gfs_manifest_decode(const void *buf, size_t len, struct gfs_manifest *m)
         .nentries = gfs_le64_get(p + 48),
     };
     uint32_t body_len = gfs_le32_get(p + 56);
-    if (gfs_le32_get(p + 8) != GFS_MAN_VERSION || (flags & ~GFS_MANF_ZSTD))
+    if (gfs_le32_get(p + 8) != GFS_MAN_VERSION || (flags & ~(GFS_MANF_ZSTD | GFS_MANF_MAC)))
         return -EBADMSG;
+    int has_mac = (flags & GFS_MANF_MAC) != 0;
+    if (has_mac != gfs_codec_sealed(codec))
+        return -EACCES; /* cannot check the MAC, or a MAC is required */
     if (check_counts(t.volume_size, t.block_size, t.nsegs, t.nentries) < 0)
         return -EBADMSG;
-    if (len - GFS_MAN_FIXED_LEN != body_len)
+    size_t maclen = has_mac ? GFS_MAN_MAC_LEN : 0;
+    if (len - GFS_MAN_FIXED_LEN < maclen || len - GFS_MAN_FIXED_LEN - maclen != body_len)
         return -EBADMSG;
+    if (has_mac) {
+        size_t mlen = GFS_MAN_FIXED_LEN + (size_t)body_len;
+        int r = gfs_codec_mac_verify(codec, p, mlen, p + mlen);
+        if (r < 0)
+            return r; /* -EBADMSG: forged or damaged; -EIO/-ENOMEM: hash failed */
+    }
     uint64_t want = body_size(t.nsegs, t.nentries);
 
     const uint8_t *body;

@@ -25,6 +25,16 @@
  *                      length u32, crc u32  — block_index strictly increasing
  *     flags[n]         u32 each: the GFS_SEGF_* flags of the entry
  *     body_crc         u32  CRC-32C of the decoded body before it
+ *   mac               32 bytes, only when flags has GFS_MANF_MAC (sealed
+ *                     volumes): HMAC-SHA256 (gfs_codec_mac) of every byte
+ *                     before it — fixed header and body as stored. It is
+ *                     checked before the body is decompressed or parsed.
+ *
+ * Header authentication follows segment.h: the _mac variants take the
+ * volume's codec; a sealed codec writes and requires the MAC. Decoding
+ * returns -EACCES for a MAC'd manifest without a sealed codec (also the
+ * plain gfs_manifest_decode) or a sealed codec and no MAC, and -EBADMSG for
+ * a MAC that does not verify.
  *
  * Rules checked by encode and decode alike: block_size a power of two, 4 KiB
  * .. 4 MiB; volume_size a multiple of 512; every block_index below
@@ -45,6 +55,8 @@
 #define GFS_MAN_VERSION 1u
 #define GFS_MAN_FIXED_LEN 64u
 #define GFS_MANF_ZSTD 0x1u
+#define GFS_MANF_MAC 0x2u
+#define GFS_MAN_MAC_LEN 32u
 #define GFS_MAN_HOLE 0xFFFFFFFFu
 /* Refuse to decode manifests beyond this many entries/segments (hostile input). */
 #define GFS_MAN_MAX_ENTRIES (1ull << 34)
@@ -79,11 +91,22 @@ struct gfs_manifest {
  * does not fit body_len's 32 bits) or -ENOMEM. */
 int gfs_manifest_encode(const struct gfs_manifest *m, int compress, void **out, size_t *outlen);
 
+struct gfs_codec;
+
+/* The same, MAC'd when codec is sealed (NULL or unsealed: exactly
+ * gfs_manifest_encode). Also returns the MAC's error. */
+int gfs_manifest_encode_mac(const struct gfs_manifest *m, int compress,
+                            const struct gfs_codec *codec, void **out, size_t *outlen);
+
 /* Decode and fully validate a manifest object. Fills *m (free with
  * gfs_manifest_free). -EBADMSG for anything malformed (bad magic, CRC,
  * lengths, seg index out of range, unsorted entries, decompression bombs:
  * decoded size must equal what the counts imply). */
 int gfs_manifest_decode(const void *buf, size_t len, struct gfs_manifest *m);
+
+/* The same, with header authentication (see above). */
+int gfs_manifest_decode_mac(const void *buf, size_t len, const struct gfs_codec *codec,
+                            struct gfs_manifest *m);
 
 void gfs_manifest_free(struct gfs_manifest *m);
 

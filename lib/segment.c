@@ -6,7 +6,8 @@
  * A segment header comes from the object store, so it is hostile input:
  * nothing in it is used before every count, length and offset has been
  * checked, and the same checks guard encoding so a bad header is never
- * written in the first place.
+ * written in the first place. On sealed volumes the header MAC is checked
+ * right after the CRC, before any entry is parsed.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -16,6 +17,7 @@
 
 #include "bytes.h"
 #include "cleanup.h"
+#include "codec.h"
 #include "crc32c.h"
 #include "glidefs/glidefs.h"
 #include "segment.h"
@@ -90,10 +92,17 @@ static int check_entries(const struct gfs_seg_entry *e, uint32_t n, uint32_t blo
 
 int gfs_seg_encode_header(const struct gfs_seg_header *h, void *out, size_t outlen)
 {
+    return gfs_seg_encode_header_mac(h, out, outlen, NULL);
+}
+
+int gfs_seg_encode_header_mac(const struct gfs_seg_header *h, void *out, size_t outlen,
+                              const struct gfs_codec *codec)
+{
     if (!h || !out || h->nblocks > GFS_SEG_MAX_BLOCKS || !block_size_ok(h->block_size) ||
         (h->nblocks && !h->entries))
         return -EINVAL;
-    size_t total = gfs_seg_header_size(h->nblocks);
+    int has_mac = gfs_codec_sealed(codec);
+    size_t total = gfs_seg_header_size_mac(h->nblocks, has_mac);
     if (outlen < total)
         return -EINVAL;
     int r = check_entries(h->entries, h->nblocks, h->block_size, total, 0);
@@ -101,10 +110,10 @@ int gfs_seg_encode_header(const struct gfs_seg_header *h, void *out, size_t outl
         return r == -ENOMEM ? r : -EINVAL;
 
     uint8_t *p = out;
-    uint32_t header_len = (uint32_t)(total - 4);
+    uint32_t header_len = (uint32_t)(gfs_seg_header_size(h->nblocks) - 4);
     memcpy(p, GFS_SEG_MAGIC, 8);
     gfs_le32_put(p + 8, GFS_SEG_VERSION);
-    gfs_le32_put(p + 12, 0);
+    gfs_le32_put(p + 12, has_mac ? GFS_SEG_HDR_MAC : 0);
     gfs_le64_put(p + 16, h->epoch);
     gfs_le64_put(p + 24, h->seq);
     gfs_le32_put(p + 32, h->nblocks);
@@ -125,11 +134,23 @@ int gfs_seg_encode_header(const struct gfs_seg_header *h, void *out, size_t outl
         gfs_le32_put(q + 36, 0);
     }
     gfs_le32_put(p + header_len, gfs_crc32c(0, p, header_len));
+    if (has_mac) {
+        r = gfs_codec_mac(codec, p, header_len, p + header_len + 4);
+        if (r < 0)
+            return r;
+    }
     return (int)total;
 }
 
 int gfs_seg_decode_header(const void *buf, size_t len, uint64_t object_size,
                           struct gfs_seg_header *h, size_t *need)
+{
+    return gfs_seg_decode_header_mac(buf, len, object_size, h, need, NULL);
+}
+
+int gfs_seg_decode_header_mac(const void *buf, size_t len, uint64_t object_size,
+                              struct gfs_seg_header *h, size_t *need,
+                              const struct gfs_codec *codec)
 {
     if (!h || (!buf && len))
         return -EINVAL;
@@ -145,15 +166,19 @@ int gfs_seg_decode_header(const void *buf, size_t len, uint64_t object_size,
         return -EAGAIN;
     }
 
+    uint32_t hflags = gfs_le32_get(p + 12);
     uint32_t nblocks = gfs_le32_get(p + 32);
     uint32_t block_size = gfs_le32_get(p + 36);
     uint32_t header_len = gfs_le32_get(p + 40);
-    if (gfs_le32_get(p + 8) != GFS_SEG_VERSION || gfs_le32_get(p + 12) != 0 ||
+    if (gfs_le32_get(p + 8) != GFS_SEG_VERSION || (hflags & ~GFS_SEG_HDR_MAC) ||
         gfs_le32_get(p + 44) != 0 || nblocks > GFS_SEG_MAX_BLOCKS || !block_size_ok(block_size))
         return -EBADMSG;
-    size_t total = gfs_seg_header_size(nblocks);
-    if (header_len != total - 4)
+    int has_mac = (hflags & GFS_SEG_HDR_MAC) != 0;
+    if (has_mac != gfs_codec_sealed(codec))
+        return -EACCES; /* cannot check the MAC, or a MAC is required */
+    if (header_len != gfs_seg_header_size(nblocks) - 4)
         return -EBADMSG;
+    size_t total = gfs_seg_header_size_mac(nblocks, has_mac);
     if (object_size && object_size < total)
         return -EBADMSG;
     if (len < total) {
@@ -163,6 +188,11 @@ int gfs_seg_decode_header(const void *buf, size_t len, uint64_t object_size,
     }
     if (gfs_crc32c(0, p, header_len) != gfs_le32_get(p + header_len))
         return -EBADMSG;
+    if (has_mac) {
+        int r = gfs_codec_mac_verify(codec, p, header_len, p + header_len + 4);
+        if (r < 0)
+            return r; /* -EBADMSG: forged or damaged; -EIO/-ENOMEM: hash failed */
+    }
 
     CLEANUP_FREE struct gfs_seg_entry *e = NULL;
     if (nblocks) {
@@ -191,6 +221,7 @@ int gfs_seg_decode_header(const void *buf, size_t len, uint64_t object_size,
     h->nblocks = nblocks;
     h->block_size = block_size;
     h->header_len = header_len;
+    h->flags = hflags;
     memcpy(h->volume_uuid, p + 48, 16);
     h->entries = TAKE_PTR(e);
     return 0;

@@ -5,7 +5,7 @@
  *   fixed header (64 bytes)
  *     0  magic        "GFSSEG01" (8 bytes)
  *     8  version      u32 = 1
- *     12 flags        u32 (0)
+ *     12 flags        u32 (0, or GFS_SEG_HDR_MAC)
  *     16 epoch        u64
  *     24 seq          u64
  *     32 nblocks      u32 (<= GFS_SEG_MAX_BLOCKS)
@@ -26,11 +26,26 @@
  *                           GFS_SEGF_SEALED; no other bits)
  *     36 reserved     u32 (0)
  *   header_crc        u32  CRC-32C of bytes [0, header_len)
+ *   header_mac        32 bytes, only when flags has GFS_SEG_HDR_MAC:
+ *                     HMAC-SHA256 of bytes [0, header_len) under the volume's
+ *                     header MAC key (gfs_codec_mac, codec.h)
  *   payloads          the stored bytes of each non-hole block, at their offsets
+ *                     (>= gfs_seg_header_size_mac(nblocks, has_mac))
  *
  * Decoding validates everything before trusting it: magic, version, counts,
  * lengths, every entry's [offset, offset+length) inside the object and past
- * the header, no overlaps, block indexes strictly increasing, header CRC.
+ * the header, no overlaps, block indexes strictly increasing, header CRC, and
+ * on sealed volumes the header MAC (checked before any entry is read).
+ *
+ * Header authentication. Segments of a sealed (encrypted) volume carry the
+ * MAC and segments of other volumes do not: the _mac encode/decode variants
+ * take the volume's codec, and a sealed codec both writes and requires the
+ * MAC. Decoding refuses with
+ *   -EACCES   a MAC'd header and no sealed codec to check it (also the plain
+ *             gfs_seg_decode_header), or a sealed codec and a header without
+ *             a MAC (an unauthenticated object in an encrypted volume);
+ *   -EBADMSG  a MAC that does not verify (like any other corruption).
+ * Non-MAC headers decode exactly as before when no sealed codec is given.
  */
 #ifndef GLIDEFS_SEGMENT_H
 #define GLIDEFS_SEGMENT_H
@@ -43,6 +58,8 @@
 #define GFS_SEG_FIXED_LEN 64u
 #define GFS_SEG_ENTRY_LEN 40u
 #define GFS_SEG_MAX_BLOCKS 4096u
+#define GFS_SEG_HDR_MAC 0x1u /* fixed-header flag: header_mac follows header_crc */
+#define GFS_SEG_MAC_LEN 32u
 
 #define GFS_SEGF_HOLE 0x1u   /* block reads as zeroes; no payload */
 #define GFS_SEGF_ZSTD 0x2u   /* payload is zstd-compressed */
@@ -71,12 +88,21 @@ struct gfs_seg_header {
     uint32_t header_len;  /* fixed + entries, without the trailing header CRC */
     uint8_t volume_uuid[16];
     struct gfs_seg_entry *entries; /* nblocks entries (owned by the header) */
+    uint32_t flags;       /* GFS_SEG_HDR_* as decoded; ignored by encode */
 };
+
+struct gfs_codec;
 
 /* Bytes of the header including its CRC, for n blocks. */
 static inline size_t gfs_seg_header_size(uint32_t n)
 {
     return (size_t)GFS_SEG_FIXED_LEN + (size_t)GFS_SEG_ENTRY_LEN * n + 4u;
+}
+
+/* Bytes of the header including its CRC and, if has_mac, its MAC. */
+static inline size_t gfs_seg_header_size_mac(uint32_t n, int has_mac)
+{
+    return gfs_seg_header_size(n) + (has_mac ? GFS_SEG_MAC_LEN : 0u);
 }
 
 /* Encode h (entries with offsets/lengths/crcs already filled in, offsets
@@ -86,6 +112,13 @@ static inline size_t gfs_seg_header_size(uint32_t n)
  * computed). */
 int gfs_seg_encode_header(const struct gfs_seg_header *h, void *out, size_t outlen);
 
+/* The same, MAC'd when codec is sealed (codec NULL or unsealed: exactly
+ * gfs_seg_encode_header). Offsets then start at gfs_seg_header_size_mac(n,
+ * 1), and out needs that many bytes. Returns bytes written, -EINVAL, or the
+ * MAC's error. */
+int gfs_seg_encode_header_mac(const struct gfs_seg_header *h, void *out, size_t outlen,
+                              const struct gfs_codec *codec);
+
 /* Decode and validate a header from the first len bytes of an object whose
  * total size is object_size (pass 0 if unknown: payload bounds then not
  * checked against it). On success fills *h (caller frees with
@@ -94,6 +127,13 @@ int gfs_seg_encode_header(const struct gfs_seg_header *h, void *out, size_t outl
  * call again). */
 int gfs_seg_decode_header(const void *buf, size_t len, uint64_t object_size,
                           struct gfs_seg_header *h, size_t *need);
+
+/* The same, with header authentication (see the top of this file): a sealed
+ * codec requires and verifies the MAC; NULL or an unsealed codec refuses a
+ * MAC'd header with -EACCES. *need then includes the MAC. */
+int gfs_seg_decode_header_mac(const void *buf, size_t len, uint64_t object_size,
+                              struct gfs_seg_header *h, size_t *need,
+                              const struct gfs_codec *codec);
 
 void gfs_seg_header_free(struct gfs_seg_header *h);
 

@@ -49,6 +49,7 @@ struct tu_env {
     char cache[300];
     char store[300];
     char url[400];
+    char endpoint[256]; /* s3 mode: the test proxy in front of s3rver */
 };
 
 static inline void tu_env_init(struct tu_env *e, const char *tag)
@@ -62,10 +63,17 @@ static inline void tu_env_init(struct tu_env *e, const char *tag)
     snprintf(e->cache, sizeof e->cache, "%s/cache", e->root);
     snprintf(e->store, sizeof e->store, "%s/store", e->root);
     const char *url = getenv("GLIDEFS_TEST_STORE_URL");
-    if (url && *url)
+    e->endpoint[0] = 0;
+    if (getenv("GLIDEFS_TEST_S3") && getenv("S3_ENDPOINT") && getenv("S3_BUCKET")) {
+        /* run by tests/s3/s3env.py: a fresh prefix in its bucket per test */
+        snprintf(e->url, sizeof e->url, "s3://%s/%s", getenv("S3_BUCKET"),
+                 strrchr(e->root, '/') + 1);
+        snprintf(e->endpoint, sizeof e->endpoint, "%s", getenv("S3_ENDPOINT"));
+    } else if (url && *url) {
         snprintf(e->url, sizeof e->url, "%s", url);
-    else
+    } else {
         snprintf(e->url, sizeof e->url, "file://%s", e->store);
+    }
 }
 
 static inline void tu_env_done(struct tu_env *e)
@@ -104,8 +112,12 @@ static inline glidefs_config *tu_config(const struct tu_env *e, const char *disk
     tu_set(c, "servers.nbd.sync_delay_ms", sync_delay_ms);
     tu_set(c, "servers.nbd.max_dirty_age_ms", "200");
     tu_set(c, "servers.nbd.blocks_per_batch", "4");
-    if (getenv("GLIDEFS_TEST_STORE_ENDPOINT"))
-        tu_set(c, "storage.endpoint", getenv("GLIDEFS_TEST_STORE_ENDPOINT"));
+    if (e->endpoint[0]) {
+        tu_set(c, "storage.endpoint", e->endpoint);
+        tu_set(c, "storage.access_key_id", "S3RVER"); /* s3rver's built-in account */
+        tu_set(c, "storage.secret_access_key", "S3RVER");
+        tu_set(c, "storage.timeout_ms", "10000");
+    }
     glidefs_config_set_log(c, tu_log, NULL, GLIDEFS_LOG_DEBUG);
     return c;
 }

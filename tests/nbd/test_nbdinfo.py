@@ -9,6 +9,7 @@ usage: test_nbdinfo.py GLIDEFSD
 """
 import json
 import os
+import signal
 import socket
 import stat
 import subprocess
@@ -132,7 +133,8 @@ def main():
                          "tcp listener")
         info = json.loads(nbdinfo("--json", f"nbd://127.0.0.1:{port}/tcp-vm").stdout)
         t.eq(info["exports"][0]["export-size"], 64 * MiB, "export over TCP (loopback)")
-        t.eq(d.stop(), 0, "TCP daemon exits 0")
+        d.signal(signal.SIGINT)
+        t.eq(d.wait(60), 0, "SIGINT: drains and exits 0")
     t.done()
 
 

@@ -336,6 +336,34 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     raise
         raise RuntimeError("unreachable")
 
+    @staticmethod
+    def path_has_query(target):
+        return "?" in target
+
+    def make_durable(self, raw_path, target, headers, body):
+        """Answer a PUT only once s3rver serves exactly its bytes.
+
+        s3rver 3.7.1 answers a PUT before its file is written (it resolves
+        on its transform's "finish"), and when the key's directory is new it
+        awaits mkdirp before piping the request, which can lose the body and
+        store 0 bytes. S3 never does either; so poll, and re-send the PUT
+        when the stored bytes stay wrong."""
+        md5hex = hashlib.md5(body).hexdigest()
+        ghead = self.fwd_headers(drop=("if-none-match", "if-match", "content-md5",
+                                       "content-type", "x-amz-content-sha256", "range"))
+        ghead["x-amz-content-sha256"] = "UNSIGNED-PAYLOAD"
+        for attempt in range(5):
+            deadline = time.monotonic() + 1.0
+            while time.monotonic() < deadline:
+                st, _, data = self.upstream("GET", raw_path, ghead, b"")
+                if st == 200 and hashlib.md5(data).hexdigest() == md5hex:
+                    return
+                time.sleep(0.002)  # s3rver is still writing its file
+            self.st.log("s3rver stored other bytes for PUT %s; sending it again (%d)"
+                        % (raw_path, attempt + 1))
+            self.upstream("PUT", target, headers, body)
+        self.st.log("PUT %s: s3rver never served the bytes it was sent" % raw_path)
+
     def fwd_headers(self, drop=()):
         out = {}
         for k, v in self.headers.items():
@@ -475,7 +503,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
             drop.append("range")
         headers = self.fwd_headers(drop=drop)
         lock = None
-        if key is not None and self.command in ("PUT", "DELETE"):
+        # Reads of a key are serialised with writes to it, and a PUT is not
+        # answered until s3rver serves the new bytes: s3rver answers a PUT
+        # before its file write has finished (it resolves on its transform's
+        # "finish"), so a GET right after could read an empty or partial
+        # object. S3 itself is strongly read-after-write consistent and never
+        # returns a partial object; the proxy makes the test server so.
+        if key is not None and self.command in ("PUT", "DELETE", "GET", "HEAD"):
             lock = self.st.key_lock((bucket, key))
             lock.acquire()
         try:
@@ -507,6 +541,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
                                                        "specified did not hold",
                                                        {"Condition": "If-Match"})
             status, rh, data = self.upstream(self.command, target, headers, body)
+            if self.command == "PUT" and key is not None and status == 200 and \
+                    not self.path_has_query(target):
+                self.make_durable(raw_path, target, headers, body or b"")
         finally:
             if lock:
                 lock.release()

@@ -1042,7 +1042,9 @@ static void test_gc(void **state)
     assert_int_equal(gfs_journal_gc(&j, &f->lock), 1);
     pthread_mutex_unlock(&f->lock);
     assert_int_equal(list_logs(f->jdir, ids, 16), n - 1);
-    assert_true(ids[0] == id1);
+    assert_true(ids[0] == id1); /* id0 is gone */
+    assert_true(ids[0] > id0);
+    assert_true(ids[1] == id2); /* the pinned file stays */
     assert_ptr_equal(j.files, fl[1]);
     uint64_t bytes = 0;
     for (struct gfs_jfile *q = j.files; q; q = q->next)
@@ -1061,8 +1063,6 @@ static void test_gc(void **state)
     assert_ptr_equal(j.files, j.cur);
     assert_null(j.cur->next);
     assert_int_equal(j.bytes, j.cur->size);
-    (void)id0;
-    (void)id2;
     /* gc flushed first: the surviving records are durable and replay */
     size_t first = 0;
     while (x[first].file_id != j.cur->id)

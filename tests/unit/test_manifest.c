@@ -3,7 +3,9 @@
  * a table of hostile manifests (each breaking one rule, CRCs fixed up so the
  * rule itself refuses it, in plain and compressed form), zstd-specific
  * attacks (decompression bombs, frames without a size, trailing frames),
- * random bit flips, and the key helper.
+ * random bit flips, the key helper, and header authentication (the MAC of
+ * sealed volumes: round trip, forged fields with fixed-up CRCs, stripped or
+ * unexpected MACs).
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -20,6 +22,7 @@
 #include <cmocka.h>
 
 #include "bytes.h"
+#include "codec.h"
 #include "crc32c.h"
 #include "manifest.h"
 #include "segment.h"
@@ -385,7 +388,7 @@ static const struct fixed_case fixed_cases[] = {
     { "bad magic", 0, 4, 0x4e414d58, 0 },
     { "version 0", 8, 4, 0, 0 },
     { "version 2", 8, 4, 2, 0 },
-    { "unknown flag", 12, 4, 0x2, 0 },
+    { "unknown flag", 12, 4, 0x4, 0 },
     { "volume size not sector multiple", 32, 8, 100 * 4096 - 1, 0 },
     { "volume too small for nentries", 32, 8, 3 * 4096, 0 },
     { "volume 0 with entries", 32, 8, 0, 0 },
@@ -651,6 +654,9 @@ static void test_bit_flips(void **state)
                 accepted++;
                 assert_invariants(&d);
                 gfs_manifest_free(&d);
+            } else if (r == -EACCES) {
+                /* a MAC flag flipped in, and no verifier to check it */
+                assert_true(gfs_le32_get(obj + 12) & GFS_MANF_MAC);
             } else {
                 assert_int_equal(r, -EBADMSG);
             }
@@ -677,6 +683,128 @@ static void test_keys(void **state)
     assert_int_equal(gfs_manifest_key(buf, sizeof(buf), NULL, 2, 0x10), -EINVAL);
 }
 
+/* ---- header authentication ---- */
+
+static struct gfs_codec *codec_with(uint8_t keybyte)
+{
+    uint8_t key[GFS_KEY_LEN];
+    memset(key, keybyte, sizeof(key));
+    struct gfs_codec_params p = { .block_size = 4096, .data_key = keybyte ? key : NULL };
+    struct gfs_codec *c = NULL;
+    assert_int_equal(gfs_codec_new(&p, &c), 0);
+    return c;
+}
+
+static void test_mac(void **state)
+{
+    (void)state;
+    struct gfs_codec *sealed = codec_with(0x5a), *other = codec_with(0x5b), *plain = codec_with(0);
+    for (int z = 0; z < 2; z++) {
+        struct gfs_manifest m;
+        make_manifest(&m, 5, 40, 65536);
+        void *enc;
+        size_t enclen;
+        assert_int_equal(gfs_manifest_encode_mac(&m, z, sealed, &enc, &enclen), 0);
+        uint8_t *e = enc;
+        assert_int_equal(gfs_le32_get(e + 12), (z ? GFS_MANF_ZSTD : 0) | GFS_MANF_MAC);
+        assert_int_equal(gfs_le32_get(e + 56), enclen - GFS_MAN_FIXED_LEN - GFS_MAN_MAC_LEN);
+        struct gfs_manifest d;
+        assert_int_equal(gfs_manifest_decode_mac(enc, enclen, sealed, &d), 0);
+        assert_same(&m, &d);
+        assert_invariants(&d);
+        gfs_manifest_free(&d);
+        /* No verifier / no key / another key. */
+        assert_int_equal(gfs_manifest_decode(enc, enclen, &d), -EACCES);
+        assert_null(d.entries);
+        assert_int_equal(gfs_manifest_decode_mac(enc, enclen, plain, &d), -EACCES);
+        assert_int_equal(gfs_manifest_decode_mac(enc, enclen, other, &d), -EBADMSG);
+        assert_null(d.entries);
+        /* Truncated anywhere (including inside the MAC), or a byte longer. */
+        for (size_t len = 0; len < enclen; len++) {
+            uint8_t *obj = malloc(len ? len : 1);
+            assert_non_null(obj);
+            memcpy(obj, enc, len);
+            int r = gfs_manifest_decode_mac(len ? obj : NULL, len, sealed, &d);
+            assert_int_equal(r, -EBADMSG);
+            free(obj);
+        }
+        uint8_t *longer = calloc(1, enclen + 1);
+        assert_non_null(longer);
+        memcpy(longer, enc, enclen);
+        assert_int_equal(gfs_manifest_decode_mac(longer, enclen + 1, sealed, &d), -EBADMSG);
+        free(longer);
+
+        /* Any flipped bit, with the header CRC (and the plain body's CRC)
+         * recomputed, is refused; where the same edit to an unMAC'd
+         * manifest is accepted, the MAC alone refused it. */
+        void *penc;
+        size_t penclen;
+        assert_int_equal(gfs_manifest_encode(&m, z, &penc, &penclen), 0);
+        assert_int_equal(penclen + GFS_MAN_MAC_LEN, enclen);
+        int only_mac = 0;
+        size_t blen = enclen - GFS_MAN_FIXED_LEN - GFS_MAN_MAC_LEN;
+        for (size_t pos = 0; pos < enclen; pos++) {
+            if (pos == 12 || (pos >= 60 && pos < 64))
+                continue; /* the flags (covered below); the CRC, recomputed */
+            if (!z && pos >= GFS_MAN_FIXED_LEN + blen - 4 && pos < GFS_MAN_FIXED_LEN + blen)
+                continue; /* the plain body's CRC, recomputed */
+            uint8_t *a = malloc(enclen), *b = malloc(penclen);
+            assert_true(a && b);
+            memcpy(a, enc, enclen);
+            memcpy(b, penc, penclen);
+            a[pos] ^= 0x10;
+            if (pos < penclen)
+                b[pos] ^= 0x10;
+            gfs_le32_put(a + 60, gfs_crc32c(0, a, 60));
+            gfs_le32_put(b + 60, gfs_crc32c(0, b, 60));
+            if (!z) {
+                uint8_t *ab = a + GFS_MAN_FIXED_LEN, *bb = b + GFS_MAN_FIXED_LEN;
+                gfs_le32_put(ab + blen - 4, gfs_crc32c(0, ab, blen - 4));
+                gfs_le32_put(bb + blen - 4, gfs_crc32c(0, bb, blen - 4));
+            }
+            int rm = gfs_manifest_decode_mac(a, enclen, sealed, &d);
+            if (rm == 0)
+                fail_msg("%s: flip at %zu accepted", z ? "zstd" : "plain", pos);
+            assert_int_equal(rm, -EBADMSG);
+            if (pos < penclen && gfs_manifest_decode(b, penclen, &d) == 0) {
+                gfs_manifest_free(&d);
+                only_mac++;
+            }
+            free(a);
+            free(b);
+        }
+        assert_true(only_mac > 0);
+
+        /* Stripped MAC (flag cleared, MAC cut off, CRC fixed): a plain reader
+         * takes it, a sealed volume must not. */
+        uint8_t *s = malloc(enclen);
+        assert_non_null(s);
+        memcpy(s, enc, enclen);
+        gfs_le32_put(s + 12, z ? GFS_MANF_ZSTD : 0);
+        gfs_le32_put(s + 60, gfs_crc32c(0, s, 60));
+        assert_int_equal(gfs_manifest_decode(s, enclen - GFS_MAN_MAC_LEN, &d), 0);
+        gfs_manifest_free(&d);
+        assert_int_equal(gfs_manifest_decode_mac(s, enclen - GFS_MAN_MAC_LEN, sealed, &d),
+                         -EACCES);
+        /* An honest unMAC'd manifest, too. */
+        assert_int_equal(gfs_manifest_decode_mac(penc, penclen, sealed, &d), -EACCES);
+        /* An unsealed codec writes the plain format. */
+        void *qenc;
+        size_t qlen;
+        assert_int_equal(gfs_manifest_encode_mac(&m, z, plain, &qenc, &qlen), 0);
+        assert_int_equal(qlen, penclen);
+        assert_memory_equal(qenc, penc, qlen);
+        free(qenc);
+        free(s);
+        free(penc);
+        free(enc);
+        gfs_manifest_free(&m);
+    }
+    gfs_codec_free(sealed);
+    gfs_codec_free(other);
+    gfs_codec_free(plain);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -689,6 +817,7 @@ int main(void)
         cmocka_unit_test(test_zstd_framing),
         cmocka_unit_test(test_bit_flips),
         cmocka_unit_test(test_keys),
+        cmocka_unit_test(test_mac),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include "bytes.h"
+#include "codec.h"
 #include "crc32c.h"
 #include "segment.h"
 
@@ -29,8 +30,10 @@ static uint64_t rng(void)
 }
 
 /* Build a random valid header of n blocks: holes, plain and zstd blocks,
- * payloads laid out one after another. Returns the object size. */
-static uint64_t make_header(struct gfs_seg_header *h, uint32_t n, uint32_t bs)
+ * payloads laid out one after another from first_off. Returns the object
+ * size. */
+static uint64_t make_header_at(struct gfs_seg_header *h, uint32_t n, uint32_t bs,
+                               uint64_t first_off)
 {
     memset(h, 0, sizeof(*h));
     h->epoch = rng();
@@ -41,7 +44,7 @@ static uint64_t make_header(struct gfs_seg_header *h, uint32_t n, uint32_t bs)
         h->volume_uuid[i] = (uint8_t)rng();
     h->entries = calloc(n ? n : 1, sizeof(*h->entries));
     assert_non_null(h->entries);
-    uint64_t off = gfs_seg_header_size(n);
+    uint64_t off = first_off;
     uint64_t idx = rng() % 1000;
     for (uint32_t i = 0; i < n; i++) {
         struct gfs_seg_entry *e = &h->entries[i];
@@ -69,6 +72,11 @@ static uint64_t make_header(struct gfs_seg_header *h, uint32_t n, uint32_t bs)
         }
     }
     return off;
+}
+
+static uint64_t make_header(struct gfs_seg_header *h, uint32_t n, uint32_t bs)
+{
+    return make_header_at(h, n, bs, gfs_seg_header_size(n));
 }
 
 /* An independent statement of the rules, for the mutation loop. */
@@ -257,7 +265,8 @@ static const struct hostile hostile_cases[] = {
     { "bad magic tail", 4, 4, 0x30304745, 0, OBJ_BASE, -EBADMSG },
     { "version 0", 8, 4, 0, 0, OBJ_BASE, -EBADMSG },
     { "version 2", 8, 4, 2, 0, OBJ_BASE, -EBADMSG },
-    { "header flags", 12, 4, 1, 0, OBJ_BASE, -EBADMSG },
+    { "unknown header flag", 12, 4, 2, 0, OBJ_BASE, -EBADMSG },
+    { "MAC flag without a verifier", 12, 4, GFS_SEG_HDR_MAC, 0, OBJ_BASE, -EACCES },
     { "header reserved", 44, 4, 1, 0, OBJ_BASE, -EBADMSG },
     { "nblocks 2^32-1", 32, 4, 0xFFFFFFFFu, 0, OBJ_BASE, -EBADMSG },
     { "nblocks max+1", 32, 4, GFS_SEG_MAX_BLOCKS + 1, 0, OBJ_BASE, -EBADMSG },
@@ -412,7 +421,9 @@ static void test_random_mutation(void **state)
             assert_invariants(&h, os);
             gfs_seg_header_free(&h);
         } else {
-            assert_true(r == -EBADMSG || r == -EAGAIN);
+            /* -EACCES only for a (mutated-in) MAC flag: no verifier given. */
+            assert_true(r == -EBADMSG || r == -EAGAIN ||
+                        (r == -EACCES && (gfs_le32_get(buf + 12) & GFS_SEG_HDR_MAC)));
             if (r == -EAGAIN)
                 assert_true(need > len && need <= gfs_seg_header_size(GFS_SEG_MAX_BLOCKS));
         }
@@ -477,6 +488,190 @@ static void test_keys(void **state)
     assert_int_equal(gfs_parse_epoch_seq(NULL, &e, &s), -EINVAL);
 }
 
+/* ---- header authentication ---- */
+
+static struct gfs_codec *codec_with(uint8_t keybyte, const uint8_t uuid[16])
+{
+    uint8_t key[GFS_KEY_LEN];
+    memset(key, keybyte, sizeof(key));
+    struct gfs_codec_params p = { .block_size = 4096, .data_key = keybyte ? key : NULL };
+    memcpy(p.volume_uuid, uuid, 16);
+    struct gfs_codec *c = NULL;
+    assert_int_equal(gfs_codec_new(&p, &c), 0);
+    return c;
+}
+
+static void test_mac_round_trip(void **state)
+{
+    (void)state;
+    static const uint8_t uuid[16] = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16 };
+    struct gfs_codec *sealed = codec_with(0x42, uuid);
+    struct gfs_codec *other = codec_with(0x43, uuid);
+    struct gfs_codec *plain = codec_with(0, uuid);
+    for (int t = 0; t < 50; t++) {
+        uint32_t n = t == 0 ? 0 : (uint32_t)(rng() % 60);
+        size_t hs = gfs_seg_header_size_mac(n, 1);
+        assert_int_equal(hs, gfs_seg_header_size(n) + GFS_SEG_MAC_LEN);
+        assert_int_equal(gfs_seg_header_size_mac(n, 0), gfs_seg_header_size(n));
+        struct gfs_seg_header h, d;
+        uint64_t objsz = make_header_at(&h, n, 4096, hs);
+        uint8_t *buf = malloc(hs);
+        assert_non_null(buf);
+        assert_int_equal(gfs_seg_encode_header_mac(&h, buf, hs, sealed), (int)hs);
+        assert_int_equal(gfs_le32_get(buf + 12), GFS_SEG_HDR_MAC);
+        assert_int_equal(gfs_seg_decode_header_mac(buf, hs, objsz, &d, NULL, sealed), 0);
+        assert_same(&h, &d);
+        assert_int_equal(d.flags, GFS_SEG_HDR_MAC);
+        assert_int_equal(d.header_len, gfs_seg_header_size(n) - 4);
+        assert_invariants(&d, objsz);
+        gfs_seg_header_free(&d);
+        /* No verifier, or one without a key: refused, nothing returned. */
+        assert_int_equal(gfs_seg_decode_header(buf, hs, objsz, &d, NULL), -EACCES);
+        assert_null(d.entries);
+        assert_int_equal(gfs_seg_decode_header_mac(buf, hs, objsz, &d, NULL, plain), -EACCES);
+        /* Another key (another volume's segment with the same uuid). */
+        assert_int_equal(gfs_seg_decode_header_mac(buf, hs, objsz, &d, NULL, other), -EBADMSG);
+        assert_null(d.entries);
+        /* The MAC is part of what must be read. */
+        size_t need = 0;
+        assert_int_equal(gfs_seg_decode_header_mac(buf, hs - 1, 0, &d, &need, sealed), -EAGAIN);
+        assert_int_equal(need, hs);
+        assert_int_equal(gfs_seg_decode_header_mac(buf, 64, 0, &d, &need, sealed), -EAGAIN);
+        assert_int_equal(need, hs);
+        /* An unsealed codec encodes exactly the plain format. */
+        if (n) {
+            size_t ps = gfs_seg_header_size(n);
+            uint8_t *pb = malloc(ps), *pb2 = malloc(ps);
+            assert_true(pb && pb2);
+            assert_int_equal(gfs_seg_encode_header_mac(&h, pb, ps, plain), (int)ps);
+            assert_int_equal(gfs_seg_encode_header(&h, pb2, ps), (int)ps);
+            assert_memory_equal(pb, pb2, ps);
+            assert_int_equal(gfs_le32_get(pb + 12), 0);
+            free(pb);
+            free(pb2);
+        }
+        free(buf);
+        gfs_seg_header_free(&h);
+    }
+    /* Payloads laid out for a plain header run into the MAC: refused. */
+    struct gfs_seg_entry one = { 7, 1, (uint32_t)gfs_seg_header_size(1), 4096, 4096, 9, 0 };
+    struct gfs_seg_header h = { .epoch = 1, .seq = 2, .nblocks = 1, .block_size = 4096,
+                                .entries = &one };
+    uint8_t big[512];
+    assert_int_equal(gfs_seg_encode_header(&h, big, sizeof(big)), (int)gfs_seg_header_size(1));
+    assert_int_equal(gfs_seg_encode_header_mac(&h, big, sizeof(big), sealed), -EINVAL);
+    one.offset = (uint32_t)gfs_seg_header_size_mac(1, 1) - 1;
+    assert_int_equal(gfs_seg_encode_header_mac(&h, big, sizeof(big), sealed), -EINVAL);
+    one.offset++;
+    assert_int_equal(gfs_seg_encode_header_mac(&h, big, sizeof(big), sealed),
+                     (int)gfs_seg_header_size_mac(1, 1));
+    /* Room for the header but not its MAC. */
+    assert_int_equal(gfs_seg_encode_header_mac(&h, big, gfs_seg_header_size(1), sealed), -EINVAL);
+    /* A payload starting inside the MAC is refused on decode too (CRC and
+     * MAC recomputed by a key holder: the structure rule still holds). */
+    one.offset--;
+    assert_int_equal(gfs_seg_encode_header(&h, big, sizeof(big)), (int)gfs_seg_header_size(1));
+    size_t hl = gfs_seg_header_size(1) - 4;
+    gfs_le32_put(big + 12, GFS_SEG_HDR_MAC);
+    gfs_le32_put(big + hl, gfs_crc32c(0, big, hl));
+    assert_int_equal(gfs_codec_mac(sealed, big, hl, big + hl + 4), 0);
+    struct gfs_seg_header d;
+    assert_int_equal(gfs_seg_decode_header_mac(big, gfs_seg_header_size_mac(1, 1), 0, &d, NULL,
+                                               sealed),
+                     -EBADMSG);
+    one.offset++;
+    assert_int_equal(gfs_seg_encode_header(&h, big, sizeof(big)), (int)gfs_seg_header_size(1));
+    gfs_le32_put(big + 12, GFS_SEG_HDR_MAC);
+    gfs_le32_put(big + hl, gfs_crc32c(0, big, hl));
+    assert_int_equal(gfs_codec_mac(sealed, big, hl, big + hl + 4), 0);
+    assert_int_equal(gfs_seg_decode_header_mac(big, gfs_seg_header_size_mac(1, 1), 0, &d, NULL,
+                                               sealed),
+                     0);
+    gfs_seg_header_free(&d);
+    gfs_codec_free(sealed);
+    gfs_codec_free(other);
+    gfs_codec_free(plain);
+}
+
+/* Fields the structural checks cannot refuse (epoch, seq, uuid, write_seq,
+ * crc, hole positions...): flipped with the CRC recomputed, only the MAC
+ * stands in the way. The same edit to a plain header is accepted (control). */
+static void test_mac_forgery(void **state)
+{
+    (void)state;
+    static const uint8_t uuid[16] = { 0xaa, 0xbb };
+    struct gfs_codec *sealed = codec_with(0x11, uuid);
+    const uint32_t n = 6;
+    struct gfs_seg_header h;
+    size_t ms = gfs_seg_header_size_mac(n, 1);
+    uint64_t objsz = make_header_at(&h, n, 4096, ms);
+    uint8_t *mac_hdr = malloc(ms), *plain_hdr = malloc(ms);
+    assert_true(mac_hdr && plain_hdr);
+    assert_int_equal(gfs_seg_encode_header_mac(&h, mac_hdr, ms, sealed), (int)ms);
+    assert_int_equal(gfs_seg_encode_header(&h, plain_hdr, ms), (int)gfs_seg_header_size(n));
+    size_t hl = gfs_seg_header_size(n) - 4;
+
+    int forged_only_by_mac = 0;
+    for (size_t pos = 0; pos < hl; pos++) {
+        for (int bit = 0; bit < 8; bit += 3) {
+            uint8_t *a = malloc(ms), *b = malloc(ms);
+            assert_true(a && b);
+            memcpy(a, mac_hdr, ms);
+            memcpy(b, plain_hdr, ms);
+            a[pos] ^= (uint8_t)(1u << bit);
+            b[pos] ^= (uint8_t)(1u << bit);
+            gfs_le32_put(a + hl, gfs_crc32c(0, a, hl));
+            gfs_le32_put(b + hl, gfs_crc32c(0, b, hl));
+            struct gfs_seg_header d;
+            int rm = gfs_seg_decode_header_mac(a, ms, objsz, &d, NULL, sealed);
+            if (rm == 0)
+                fail_msg("forged byte %zu bit %d accepted", pos, bit);
+            assert_null(d.entries);
+            int rp = gfs_seg_decode_header(b, ms, objsz, &d, NULL);
+            if (rp == 0) {
+                gfs_seg_header_free(&d);
+                /* Structurally fine: the MAC alone refused it. */
+                assert_int_equal(rm, -EBADMSG);
+                forged_only_by_mac++;
+            }
+            free(a);
+            free(b);
+        }
+    }
+    assert_true(forged_only_by_mac > 100);
+
+    /* A flipped MAC byte. */
+    for (size_t pos = hl + 4; pos < ms; pos++) {
+        uint8_t *a = malloc(ms);
+        assert_non_null(a);
+        memcpy(a, mac_hdr, ms);
+        a[pos] ^= 0x80;
+        struct gfs_seg_header d;
+        assert_int_equal(gfs_seg_decode_header_mac(a, ms, objsz, &d, NULL, sealed), -EBADMSG);
+        free(a);
+    }
+
+    /* Stripped MAC: flag cleared, CRC fixed. Fine for a plain reader, which
+     * is the point: a sealed volume must refuse it. */
+    uint8_t *s = malloc(ms);
+    assert_non_null(s);
+    memcpy(s, mac_hdr, ms);
+    gfs_le32_put(s + 12, 0);
+    gfs_le32_put(s + hl, gfs_crc32c(0, s, hl));
+    struct gfs_seg_header d;
+    assert_int_equal(gfs_seg_decode_header_mac(s, ms, objsz, &d, NULL, sealed), -EACCES);
+    assert_int_equal(gfs_seg_decode_header(s, ms, objsz, &d, NULL), 0);
+    gfs_seg_header_free(&d);
+    /* An honest plain header is refused by a sealed reader as well. */
+    assert_int_equal(gfs_seg_decode_header_mac(plain_hdr, ms, objsz, &d, NULL, sealed), -EACCES);
+    free(s);
+
+    free(mac_hdr);
+    free(plain_hdr);
+    gfs_seg_header_free(&h);
+    gfs_codec_free(sealed);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -486,6 +681,8 @@ int main(void)
         cmocka_unit_test(test_truncated),
         cmocka_unit_test(test_random_mutation),
         cmocka_unit_test(test_keys),
+        cmocka_unit_test(test_mac_round_trip),
+        cmocka_unit_test(test_mac_forgery),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

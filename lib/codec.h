@@ -1,0 +1,134 @@
+/*
+ * codec.h — the per-volume block codec: how one block's bytes become the
+ * stored bytes of a segment payload and back (optional zstd compression,
+ * optional AES-256-GCM sealing), plus the header MAC of sealed volumes and
+ * the small crypto helpers (random bytes, AEAD, constant-time compare) that
+ * keywrap.c shares.
+ *
+ * Stored forms of one block (flags are the GFS_SEGF_* of segment.h):
+ *   0                        the block itself, block_size bytes
+ *   ZSTD                     one zstd frame recording its content size
+ *                            (== block_size), shorter than the block
+ *   SEALED                   nonce(12) || AES-256-GCM(block) || tag(16)
+ *   ZSTD|SEALED              nonce(12) || AES-256-GCM(zstd frame) || tag(16)
+ * Compression comes first (ciphertext does not compress). A block that does
+ * not shrink by at least 1/64 of its size is stored uncompressed. Holes
+ * (all-zero blocks) never reach the codec: the syncer stores them as
+ * GFS_SEGF_HOLE entries.
+ *
+ * Keys. The data key (32 random bytes per volume, see keywrap.h) is never
+ * used directly: the codec derives
+ *   block key = HMAC-SHA256(data_key, "glidefs block key v1")   AES-256-GCM
+ *   mac key   = HMAC-SHA256(data_key, "glidefs header mac v1")  header MACs
+ * so no key serves two primitives.
+ *
+ * Nonces. Every sealed block gets a fresh random 96-bit nonce (getrandom)
+ * stored in front of it. Nonces are not derived from segment numbers because
+ * a segment <epoch>-<seq> can be written twice with different contents (a
+ * retry after a crash, a fenced writer racing the new one). With random
+ * nonces the chance that two of q seals under one key share a nonce is about
+ * q^2 / 2^97; NIST SP 800-38D caps random-nonce use at 2^32 seals per key,
+ * which keeps it below 2^-32. BOUND: at most ~2^32 block uploads (each
+ * re-upload counts; 2^32 x 128 KiB = 512 TiB written) per data key. Changing
+ * the password (rekey) does not change the data key; a volume that could
+ * approach the bound must be copied into a new volume.
+ *
+ * Additional data. Each seal authenticates
+ *   "GFSBLK01" || volume_uuid(16) || block_index(u64) || write_seq(u64) ||
+ *   flags(u32) || block_size(u32)                          (little-endian)
+ * so a sealed block copied to another block index, another volume or given
+ * other flags does not open. gfs_codec_encode/decode bind write_seq 0; the
+ * _seq variants bind the block's write_seq as well (the value stored next to
+ * it in the segment entry and the manifest), which also refuses an older
+ * version of the same block put in place of the newer one. Encode and decode
+ * of one block must use the same variant.
+ *
+ * Threads. A codec is immutable after gfs_codec_new except for a small
+ * mutex-protected pool of zstd contexts, so every function may be called
+ * from many threads at once.
+ *
+ * Errors: 0 or a negative errno. Decoding returns -EIO for anything wrong
+ * with the stored bytes (bad tag, bad frame, wrong size, flags the codec
+ * cannot or must not accept); -ENOMEM only for allocation failure.
+ */
+#ifndef GLIDEFS_CODEC_H
+#define GLIDEFS_CODEC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define GFS_KEY_LEN 32
+#define GFS_GCM_NONCE_LEN 12
+#define GFS_GCM_TAG_LEN 16
+#define GFS_MAC_LEN 32
+/* Bytes a seal adds to a payload: nonce and tag. */
+#define GFS_SEAL_OVERHEAD (GFS_GCM_NONCE_LEN + GFS_GCM_TAG_LEN)
+
+struct gfs_codec;
+
+struct gfs_codec_params {
+    uint32_t block_size;      /* power of two, 4 KiB .. 4 MiB */
+    uint8_t volume_uuid[16];
+    int compress;             /* 0 none, 1 zstd */
+    int level;                /* zstd level; 0 = default (3) */
+    const uint8_t *data_key;  /* GFS_KEY_LEN bytes (copied), or NULL: no encryption */
+};
+
+/* -EINVAL on bad parameters, -ENOMEM, -EIO (crypto library failure). */
+int gfs_codec_new(const struct gfs_codec_params *p, struct gfs_codec **out);
+/* Frees the codec and zeroizes its keys. NULL is fine. */
+void gfs_codec_free(struct gfs_codec *c);
+
+/* 1 when the codec has a key: blocks are sealed and headers MAC'd. */
+int gfs_codec_sealed(const struct gfs_codec *c);
+uint32_t gfs_codec_block_size(const struct gfs_codec *c);
+
+/* Largest stored size of one block: block_size, plus GFS_SEAL_OVERHEAD when
+ * sealed. Always <= GFS_SEG_MAX_STORED(block_size). */
+size_t gfs_codec_max_stored(const struct gfs_codec *c);
+
+/* Encode the block_size bytes at in into out (room for
+ * gfs_codec_max_stored bytes; must not overlap in). Sets *outlen and *flags
+ * (0, GFS_SEGF_ZSTD, GFS_SEGF_SEALED or both). -EINVAL, -ENOMEM, -EIO. */
+int gfs_codec_encode(struct gfs_codec *c, uint64_t block_index, const void *in, void *out,
+                     uint32_t *outlen, uint32_t *flags);
+int gfs_codec_encode_seq(struct gfs_codec *c, uint64_t block_index, uint64_t write_seq,
+                         const void *in, void *out, uint32_t *outlen, uint32_t *flags);
+
+/* Decode inlen stored bytes with the given flags into out (block_size
+ * bytes; never writes more). -EIO when anything fails to verify: bad tag,
+ * bad or oversized zstd frame, wrong decoded size, a SEALED block without a
+ * key, an unsealed block on a sealed codec, HOLE or unknown flags. On any
+ * error out is zeroed (unverified plaintext is never left behind). */
+int gfs_codec_decode(struct gfs_codec *c, uint64_t block_index, uint32_t flags, const void *in,
+                     uint32_t inlen, void *out);
+int gfs_codec_decode_seq(struct gfs_codec *c, uint64_t block_index, uint64_t write_seq,
+                         uint32_t flags, const void *in, uint32_t inlen, void *out);
+
+/* HMAC-SHA256 of buf under the header MAC key. -EINVAL when the codec is not
+ * sealed (there is no key), -EIO/-ENOMEM if the hash fails. */
+int gfs_codec_mac(const struct gfs_codec *c, const void *buf, size_t len,
+                  uint8_t mac[GFS_MAC_LEN]);
+/* 0 when mac is the MAC of buf, -EBADMSG when not, -EINVAL unsealed codec. */
+int gfs_codec_mac_verify(const struct gfs_codec *c, const void *buf, size_t len,
+                         const uint8_t mac[GFS_MAC_LEN]);
+
+/* ---- helpers shared with keywrap.c ---- */
+
+/* 1 when the n bytes at a and b are equal; time depends only on n. */
+int gfs_ct_equal(const void *a, const void *b, size_t n);
+
+/* n bytes from getrandom(2) (blocking until the pool is ready, retrying on
+ * EINTR). 0 or -EIO. */
+int gfs_random_bytes(void *buf, size_t n);
+
+/* AES-256-GCM with a 96-bit nonce and a 128-bit tag. out may equal in.
+ * seal: 0, -EIO. open: 0, -EBADMSG (tag mismatch; out is zeroed), -EIO. */
+int gfs_aes256gcm_seal(const uint8_t key[GFS_KEY_LEN], const uint8_t nonce[GFS_GCM_NONCE_LEN],
+                       const void *aad, size_t aadlen, const void *in, size_t len, void *out,
+                       uint8_t tag[GFS_GCM_TAG_LEN]);
+int gfs_aes256gcm_open(const uint8_t key[GFS_KEY_LEN], const uint8_t nonce[GFS_GCM_NONCE_LEN],
+                       const void *aad, size_t aadlen, const void *in, size_t len, void *out,
+                       const uint8_t tag[GFS_GCM_TAG_LEN]);
+
+#endif

@@ -1,0 +1,543 @@
+/*
+ * test_codec.c — the block codec: round trips for every mix of compression
+ * and sealing on random, compressible and incompressible blocks; that
+ * compression shrinks and sealing hides; that every tampering with sealed
+ * bytes (bit flips, truncation, other block index, volume, key, write_seq or
+ * flags) is -EIO with a zeroed output; hostile zstd frames (decompression
+ * bombs, frames without a size, trailing bytes) including ones sealed with
+ * the right key; the header MAC; parameter checks; and four threads sharing
+ * one codec.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zstd.h>
+#include <cmocka.h>
+
+#include "bytes.h"
+#include "codec.h"
+#include "segment.h"
+#include "sigv4.h"
+
+static const uint8_t UUID_A[16] = { 0x10, 0x21, 0x32, 0x43, 0x54, 0x65, 0x76, 0x87,
+                                    0x98, 0xa9, 0xba, 0xcb, 0xdc, 0xed, 0xfe, 0x0f };
+static const uint8_t UUID_B[16] = { 0x10, 0x21, 0x32, 0x43, 0x54, 0x65, 0x76, 0x87,
+                                    0x98, 0xa9, 0xba, 0xcb, 0xdc, 0xed, 0xfe, 0x0e };
+
+static void fill_key(uint8_t key[GFS_KEY_LEN], uint8_t seed)
+{
+    for (int i = 0; i < GFS_KEY_LEN; i++)
+        key[i] = (uint8_t)(seed * 31 + i * 7);
+}
+
+/* xorshift, seeded per caller so threads do not share state */
+static uint64_t next_rng(uint64_t *s)
+{
+    *s ^= *s >> 12;
+    *s ^= *s << 25;
+    *s ^= *s >> 27;
+    return *s * 0x2545F4914F6CDD1Dull;
+}
+
+enum pattern { P_RANDOM, P_TEXT, P_ZERO_TAIL };
+
+static void fill(uint8_t *b, uint32_t bs, enum pattern p, uint64_t seed)
+{
+    uint64_t s = seed | 1;
+    switch (p) {
+    case P_RANDOM:
+        for (uint32_t i = 0; i < bs; i++)
+            b[i] = (uint8_t)next_rng(&s);
+        break;
+    case P_TEXT: {
+        size_t k = 0;
+        for (unsigned line = 0; k < bs; line++) {
+            char tmp[96];
+            int n = snprintf(tmp, sizeof(tmp), "seed %llu line %u: the quick brown fox %u\n",
+                             (unsigned long long)seed, line, (unsigned)(next_rng(&s) % 10));
+            for (int i = 0; i < n && k < bs; i++)
+                b[k++] = (uint8_t)tmp[i];
+        }
+        break;
+    }
+    case P_ZERO_TAIL:
+        /* a mostly-empty block: a little random data then zeroes */
+        memset(b, 0, bs);
+        for (uint32_t i = 0; i < 100; i++)
+            b[i] = (uint8_t)next_rng(&s);
+        break;
+    }
+}
+
+static struct gfs_codec *make(uint32_t bs, int compress, const uint8_t *key, const uint8_t *uuid)
+{
+    struct gfs_codec_params p = { .block_size = bs, .compress = compress, .data_key = key };
+    memcpy(p.volume_uuid, uuid, 16);
+    struct gfs_codec *c = NULL;
+    assert_int_equal(gfs_codec_new(&p, &c), 0);
+    assert_non_null(c);
+    return c;
+}
+
+static int all_zero(const uint8_t *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i])
+            return 0;
+    return 1;
+}
+
+static void test_params(void **state)
+{
+    (void)state;
+    uint8_t key[GFS_KEY_LEN];
+    fill_key(key, 1);
+    struct gfs_codec *c = NULL;
+    struct gfs_codec_params p = { .block_size = 4096 };
+    assert_int_equal(gfs_codec_new(NULL, &c), -EINVAL);
+    assert_int_equal(gfs_codec_new(&p, NULL), -EINVAL);
+    static const uint32_t bad_bs[] = { 0, 512, 2048, 4095, 5000, 8u << 20, 0x80000000u };
+    for (size_t i = 0; i < sizeof(bad_bs) / sizeof(bad_bs[0]); i++) {
+        p.block_size = bad_bs[i];
+        assert_int_equal(gfs_codec_new(&p, &c), -EINVAL);
+    }
+    p.block_size = 4096;
+    p.compress = 2;
+    assert_int_equal(gfs_codec_new(&p, &c), -EINVAL);
+    p.compress = 1;
+    p.level = ZSTD_maxCLevel() + 1;
+    assert_int_equal(gfs_codec_new(&p, &c), -EINVAL);
+    p.level = -1; /* zstd's fast levels are fine */
+    assert_int_equal(gfs_codec_new(&p, &c), 0);
+    gfs_codec_free(c);
+    gfs_codec_free(NULL);
+
+    /* max_stored fits what segments and manifests accept, at every size. */
+    for (uint32_t bs = 4096; bs <= (4u << 20); bs <<= 1) {
+        struct gfs_codec *s = make(bs, 1, key, UUID_A), *u = make(bs, 1, NULL, UUID_A);
+        assert_true(gfs_codec_max_stored(s) <= GFS_SEG_MAX_STORED(bs));
+        assert_int_equal(gfs_codec_max_stored(s), bs + GFS_SEAL_OVERHEAD);
+        assert_int_equal(gfs_codec_max_stored(u), bs);
+        assert_int_equal(gfs_codec_block_size(s), bs);
+        assert_int_equal(gfs_codec_sealed(s), 1);
+        assert_int_equal(gfs_codec_sealed(u), 0);
+        gfs_codec_free(s);
+        gfs_codec_free(u);
+    }
+    assert_int_equal(gfs_codec_sealed(NULL), 0);
+}
+
+static void test_round_trips(void **state)
+{
+    (void)state;
+    uint8_t key[GFS_KEY_LEN];
+    fill_key(key, 2);
+    static const uint32_t sizes[] = { 4096, 131072 };
+    for (size_t si = 0; si < 2; si++) {
+        uint32_t bs = sizes[si];
+        for (int comp = 0; comp < 2; comp++) {
+            for (int sealed = 0; sealed < 2; sealed++) {
+                struct gfs_codec *c = make(bs, comp, sealed ? key : NULL, UUID_A);
+                size_t ms = gfs_codec_max_stored(c);
+                uint8_t *in = malloc(bs), *out = malloc(bs), *st = malloc(ms);
+                assert_true(in && out && st);
+                for (int pat = P_RANDOM; pat <= P_ZERO_TAIL; pat++) {
+                    for (uint64_t b = 0; b < 3; b++) {
+                        fill(in, bs, (enum pattern)pat, b * 977 + (uint64_t)pat);
+                        uint32_t len = 0, flags = 0xdead;
+                        assert_int_equal(gfs_codec_encode(c, b, in, st, &len, &flags), 0);
+                        assert_true(len > 0 && len <= ms);
+                        assert_int_equal(!!(flags & GFS_SEGF_SEALED), sealed);
+                        assert_true((flags & ~(GFS_SEGF_SEALED | GFS_SEGF_ZSTD)) == 0);
+                        int zstd = !!(flags & GFS_SEGF_ZSTD);
+                        if (!comp || pat == P_RANDOM)
+                            assert_int_equal(zstd, 0); /* incompressible: stored raw */
+                        else
+                            assert_int_equal(zstd, 1);
+                        if (zstd) /* compressible data really shrinks */
+                            assert_true(len < bs / 4 + (sealed ? GFS_SEAL_OVERHEAD : 0));
+                        else
+                            assert_int_equal(len, bs + (sealed ? GFS_SEAL_OVERHEAD : 0));
+                        if (!sealed && !zstd)
+                            assert_memory_equal(st, in, bs);
+                        memset(out, 0xee, bs);
+                        assert_int_equal(gfs_codec_decode(c, b, flags, st, len, out), 0);
+                        assert_memory_equal(in, out, bs);
+                    }
+                }
+                free(in);
+                free(out);
+                free(st);
+                gfs_codec_free(c);
+            }
+        }
+    }
+}
+
+/* The ciphertext shows nothing of a highly structured plaintext: no 16-byte
+ * window of the output occurs anywhere in the input, and sealing the same
+ * block twice gives different bytes (fresh nonces). */
+static void test_sealing_hides(void **state)
+{
+    (void)state;
+    uint8_t key[GFS_KEY_LEN];
+    fill_key(key, 3);
+    const uint32_t bs = 4096;
+    for (int comp = 0; comp < 2; comp++) {
+        struct gfs_codec *c = make(bs, comp, key, UUID_A);
+        size_t ms = gfs_codec_max_stored(c);
+        uint8_t *in = malloc(bs), *a = malloc(ms), *b = malloc(ms);
+        assert_true(in && a && b);
+        fill(in, bs, P_TEXT, 5);
+        uint32_t la, lb, fa, fb;
+        assert_int_equal(gfs_codec_encode(c, 9, in, a, &la, &fa), 0);
+        assert_int_equal(gfs_codec_encode(c, 9, in, b, &lb, &fb), 0);
+        assert_int_equal(la, lb);
+        assert_int_equal(fa, fb);
+        assert_true(memcmp(a, b, la) != 0);
+        assert_true(memcmp(a, b, GFS_GCM_NONCE_LEN) != 0);
+        for (uint32_t i = 0; i + 16 <= la; i++)
+            if (memmem(in, bs, a + i, 16))
+                fail_msg("output window at %u found in the plaintext", i);
+        free(in);
+        free(a);
+        free(b);
+        gfs_codec_free(c);
+    }
+}
+
+/* Everything that must not open: -EIO and a zeroed output buffer. */
+static void expect_eio(struct gfs_codec *c, uint64_t idx, uint64_t wseq, uint32_t flags,
+                       const void *st, uint32_t len, uint8_t *out, uint32_t bs)
+{
+    memset(out, 0xcc, bs);
+    int r = gfs_codec_decode_seq(c, idx, wseq, flags, st, len, out);
+    if (r != -EIO)
+        fail_msg("decode of idx %llu flags %#x len %u: got %d", (unsigned long long)idx, flags,
+                 len, r);
+    assert_true(all_zero(out, bs));
+}
+
+static void test_tampering(void **state)
+{
+    (void)state;
+    uint8_t key[GFS_KEY_LEN], key2[GFS_KEY_LEN];
+    fill_key(key, 4);
+    fill_key(key2, 5);
+    const uint32_t bs = 4096;
+    for (int comp = 0; comp < 2; comp++) {
+        struct gfs_codec *c = make(bs, comp, key, UUID_A);
+        struct gfs_codec *other_vol = make(bs, comp, key, UUID_B);
+        struct gfs_codec *other_key = make(bs, comp, key2, UUID_A);
+        struct gfs_codec *nokey = make(bs, comp, NULL, UUID_A);
+        size_t ms = gfs_codec_max_stored(c);
+        uint8_t *in = malloc(bs), *out = malloc(bs), *st = malloc(ms + 1), *t = malloc(ms + 1);
+        assert_true(in && out && st && t);
+        fill(in, bs, comp ? P_TEXT : P_RANDOM, 77);
+        uint32_t len, flags;
+        assert_int_equal(gfs_codec_encode_seq(c, 1234, 55, in, st, &len, &flags), 0);
+        assert_int_equal(!!(flags & GFS_SEGF_ZSTD), comp);
+        assert_int_equal(gfs_codec_decode_seq(c, 1234, 55, flags, st, len, out), 0);
+        assert_memory_equal(in, out, bs);
+
+        /* Every byte, one bit each (rotating through the 8). */
+        for (uint32_t i = 0; i < len; i++) {
+            memcpy(t, st, len);
+            t[i] ^= (uint8_t)(1u << (i % 8));
+            expect_eio(c, 1234, 55, flags, t, len, out, bs);
+        }
+        /* Truncated to every length, or one byte longer. */
+        for (uint32_t l = 0; l < len; l++)
+            expect_eio(c, 1234, 55, flags, st, l, out, bs);
+        memcpy(t, st, len);
+        t[len] = 0;
+        expect_eio(c, 1234, 55, flags, t, len + 1, out, bs);
+        /* Moved: another block index, volume, key, write_seq. */
+        expect_eio(c, 1235, 55, flags, st, len, out, bs);
+        expect_eio(c, 1234 + (1ull << 40), 55, flags, st, len, out, bs);
+        expect_eio(other_vol, 1234, 55, flags, st, len, out, bs);
+        expect_eio(other_key, 1234, 55, flags, st, len, out, bs);
+        expect_eio(c, 1234, 54, flags, st, len, out, bs);
+        memset(out, 0xcc, bs);
+        assert_int_equal(gfs_codec_decode(c, 1234, flags, st, len, out), -EIO); /* seq 0 */
+        /* Other flags: ZSTD toggled, SEALED dropped, HOLE, unknown bits. */
+        expect_eio(c, 1234, 55, flags ^ GFS_SEGF_ZSTD, st, len, out, bs);
+        expect_eio(c, 1234, 55, flags & ~GFS_SEGF_SEALED, st, len, out, bs);
+        expect_eio(c, 1234, 55, GFS_SEGF_HOLE, st, len, out, bs);
+        expect_eio(c, 1234, 55, flags | GFS_SEGF_HOLE, st, len, out, bs);
+        expect_eio(c, 1234, 55, flags | 0x8, st, len, out, bs);
+        expect_eio(c, 1234, 55, flags | 0x80000000u, st, len, out, bs);
+        /* A sealed block and no key. */
+        expect_eio(nokey, 1234, 55, flags, st, len, out, bs);
+        /* A plain block where a seal is due (a sealed codec verifies every
+         * byte it returns). */
+        expect_eio(c, 1234, 55, 0, in, bs, out, bs);
+        /* Bad arguments are not I/O errors. */
+        assert_int_equal(gfs_codec_decode(NULL, 0, flags, st, len, out), -EINVAL);
+        assert_int_equal(gfs_codec_decode(c, 0, flags, NULL, len, out), -EINVAL);
+        assert_int_equal(gfs_codec_decode(c, 0, flags, st, len, NULL), -EINVAL);
+        assert_int_equal(gfs_codec_encode(c, 0, NULL, st, &len, &flags), -EINVAL);
+        /* Still fine after all that. */
+        assert_int_equal(gfs_codec_decode_seq(c, 1234, 55, flags, st, len, out), 0);
+        assert_memory_equal(in, out, bs);
+        free(in);
+        free(out);
+        free(st);
+        free(t);
+        gfs_codec_free(c);
+        gfs_codec_free(other_vol);
+        gfs_codec_free(other_key);
+        gfs_codec_free(nokey);
+    }
+}
+
+/* A zstd frame written by hand: single segment, 8-byte content size, then
+ * nblocks RLE blocks of rle_len bytes of 'x' each. */
+static size_t rle_frame(uint8_t *out, uint64_t claimed, unsigned nblocks, uint32_t rle_len)
+{
+    size_t k = 0;
+    gfs_le32_put(out, 0xFD2FB528u);
+    k += 4;
+    out[k++] = 0xE0; /* FCS 8 bytes, single segment, no checksum, no dict */
+    gfs_le64_put(out + k, claimed);
+    k += 8;
+    for (unsigned i = 0; i < nblocks; i++) {
+        uint32_t bh = (rle_len << 3) | (1u << 1) | (i + 1 == nblocks ? 1u : 0u);
+        out[k++] = (uint8_t)bh;
+        out[k++] = (uint8_t)(bh >> 8);
+        out[k++] = (uint8_t)(bh >> 16);
+        out[k++] = 'x';
+    }
+    return k;
+}
+
+/* Seal arbitrary plaintext the way the codec does (its key derivation and
+ * additional data restated here), to hand a hostile but authentic payload to
+ * the decoder: what a malicious key holder could write. */
+static uint32_t seal_raw(const uint8_t key[GFS_KEY_LEN], const uint8_t uuid[16], uint32_t bs,
+                         uint64_t idx, uint32_t flags, const uint8_t *pt, size_t len,
+                         uint8_t *out)
+{
+    uint8_t bkey[32];
+    assert_int_equal(gfs_hmac_sha256(key, GFS_KEY_LEN, "glidefs block key v1", 20, bkey), 0);
+    uint8_t aad[48];
+    memcpy(aad, "GFSBLK01", 8);
+    memcpy(aad + 8, uuid, 16);
+    gfs_le64_put(aad + 24, idx);
+    gfs_le64_put(aad + 32, 0);
+    gfs_le32_put(aad + 40, flags);
+    gfs_le32_put(aad + 44, bs);
+    memset(out, 0x5c, GFS_GCM_NONCE_LEN);
+    assert_int_equal(gfs_aes256gcm_seal(bkey, out, aad, sizeof(aad), pt, len,
+                                        out + GFS_GCM_NONCE_LEN, out + GFS_GCM_NONCE_LEN + len),
+                     0);
+    return (uint32_t)(len + GFS_SEAL_OVERHEAD);
+}
+
+static void test_hostile_frames(void **state)
+{
+    (void)state;
+    uint8_t key[GFS_KEY_LEN];
+    fill_key(key, 6);
+    const uint32_t bs = 4096;
+    struct gfs_codec *plain = make(bs, 1, NULL, UUID_A);
+    struct gfs_codec *sealed = make(bs, 1, key, UUID_A);
+    uint8_t *out = malloc(bs); /* exactly one block: ASan sees any overrun */
+    assert_non_null(out);
+    uint8_t frame[4096], st[4096 + GFS_SEAL_OVERHEAD];
+    size_t n;
+
+    /* Sanity: the hand-made frame decodes, and a right-sized one is accepted. */
+    n = rle_frame(frame, bs, 1, bs);
+    assert_int_equal(ZSTD_decompress(out, bs, frame, n), bs);
+    assert_int_equal(gfs_codec_decode(plain, 0, GFS_SEGF_ZSTD, frame, (uint32_t)n, out), 0);
+    for (uint32_t i = 0; i < bs; i++)
+        assert_int_equal(out[i], 'x');
+    uint32_t sl = seal_raw(key, UUID_A, bs, 3, GFS_SEGF_ZSTD | GFS_SEGF_SEALED, frame, n, st);
+    assert_int_equal(gfs_codec_decode(sealed, 3, GFS_SEGF_ZSTD | GFS_SEGF_SEALED, st, sl, out), 0);
+    assert_int_equal(out[bs - 1], 'x');
+
+    struct hostile {
+        const char *what;
+        uint64_t claimed;
+        unsigned nblocks;
+        uint32_t rle_len;
+    } cases[] = {
+        { "claims a block, makes 4 (bomb)", bs, 4, bs },
+        { "claims 64 MiB", 64ull << 20, 4, 16384 },
+        { "claims 2^64-2", UINT64_MAX - 1, 1, 100 },
+        { "claims a block, makes half", bs, 1, bs / 2 },
+        { "claims half a block", bs / 2, 1, bs / 2 },
+        { "claims a block + 1", bs + 1, 1, bs + 1 },
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        n = rle_frame(frame, cases[i].claimed, cases[i].nblocks, cases[i].rle_len);
+        memset(out, 0xcc, bs);
+        int r = gfs_codec_decode(plain, 0, GFS_SEGF_ZSTD, frame, (uint32_t)n, out);
+        if (r != -EIO)
+            fail_msg("%s (plain): got %d", cases[i].what, r);
+        assert_true(all_zero(out, bs));
+        sl = seal_raw(key, UUID_A, bs, 3, GFS_SEGF_ZSTD | GFS_SEGF_SEALED, frame, n, st);
+        r = gfs_codec_decode(sealed, 3, GFS_SEGF_ZSTD | GFS_SEGF_SEALED, st, sl, out);
+        if (r != -EIO)
+            fail_msg("%s (sealed): got %d", cases[i].what, r);
+        assert_true(all_zero(out, bs));
+    }
+
+    /* A real frame without a content size. */
+    uint8_t *in = malloc(bs);
+    assert_non_null(in);
+    fill(in, bs, P_TEXT, 1);
+    ZSTD_CCtx *cc = ZSTD_createCCtx();
+    assert_non_null(cc);
+    assert_false(ZSTD_isError(ZSTD_CCtx_setParameter(cc, ZSTD_c_contentSizeFlag, 0)));
+    size_t cl = ZSTD_compress2(cc, frame, sizeof(frame), in, bs);
+    assert_false(ZSTD_isError(cl));
+    ZSTD_freeCCtx(cc);
+    assert_int_equal(gfs_codec_decode(plain, 0, GFS_SEGF_ZSTD, frame, (uint32_t)cl, out), -EIO);
+    /* The proper frame, then trailing bytes / a second frame. */
+    cl = ZSTD_compress(frame, sizeof(frame), in, bs, 3);
+    assert_false(ZSTD_isError(cl));
+    assert_int_equal(gfs_codec_decode(plain, 0, GFS_SEGF_ZSTD, frame, (uint32_t)cl, out), 0);
+    assert_memory_equal(in, out, bs);
+    frame[cl] = 0;
+    assert_int_equal(gfs_codec_decode(plain, 0, GFS_SEGF_ZSTD, frame, (uint32_t)cl + 1, out),
+                     -EIO);
+    size_t c2 = ZSTD_compress(frame + cl, sizeof(frame) - cl, "", 0, 3);
+    assert_false(ZSTD_isError(c2));
+    assert_int_equal(
+        gfs_codec_decode(plain, 0, GFS_SEGF_ZSTD, frame, (uint32_t)(cl + c2), out), -EIO);
+    /* Cut short. */
+    assert_int_equal(gfs_codec_decode(plain, 0, GFS_SEGF_ZSTD, frame, (uint32_t)cl - 1, out),
+                     -EIO);
+    /* Not zstd at all, empty, longer than a block. */
+    assert_int_equal(gfs_codec_decode(plain, 0, GFS_SEGF_ZSTD, in, 100, out), -EIO);
+    assert_int_equal(gfs_codec_decode(plain, 0, GFS_SEGF_ZSTD, in, 0, out), -EIO);
+    assert_int_equal(gfs_codec_decode(plain, 0, GFS_SEGF_ZSTD, in, bs, out), -EIO);
+    /* Plain blocks of the wrong size. */
+    assert_int_equal(gfs_codec_decode(plain, 0, 0, in, bs - 1, out), -EIO);
+    assert_int_equal(gfs_codec_decode(plain, 0, 0, st, bs + 1, out), -EIO);
+    assert_int_equal(gfs_codec_decode(plain, 0, 0, in, bs, out), 0);
+    /* Sealed, not compressed, but the plaintext is not a whole block. */
+    sl = seal_raw(key, UUID_A, bs, 3, GFS_SEGF_SEALED, in, bs - 1, st);
+    assert_int_equal(gfs_codec_decode(sealed, 3, GFS_SEGF_SEALED, st, sl, out), -EIO);
+    sl = seal_raw(key, UUID_A, bs, 3, GFS_SEGF_SEALED, in, bs, st);
+    assert_int_equal(gfs_codec_decode(sealed, 3, GFS_SEGF_SEALED, st, sl, out), 0);
+    assert_memory_equal(in, out, bs);
+    free(in);
+    free(out);
+    gfs_codec_free(plain);
+    gfs_codec_free(sealed);
+}
+
+static void test_mac(void **state)
+{
+    (void)state;
+    uint8_t key[GFS_KEY_LEN], key2[GFS_KEY_LEN];
+    fill_key(key, 7);
+    fill_key(key2, 8);
+    struct gfs_codec *a = make(4096, 0, key, UUID_A), *a2 = make(131072, 1, key, UUID_B);
+    struct gfs_codec *b = make(4096, 0, key2, UUID_A), *u = make(4096, 0, NULL, UUID_A);
+    const char msg[] = "segment header bytes";
+    uint8_t m1[GFS_MAC_LEN], m2[GFS_MAC_LEN], m3[GFS_MAC_LEN], want[GFS_MAC_LEN], mk[32];
+    assert_int_equal(gfs_codec_mac(a, msg, sizeof(msg), m1), 0);
+    /* The documented derivation: HMAC(HMAC(data_key, label), bytes). */
+    assert_int_equal(gfs_hmac_sha256(key, 32, "glidefs header mac v1", 21, mk), 0);
+    assert_int_equal(gfs_hmac_sha256(mk, 32, msg, sizeof(msg), want), 0);
+    assert_memory_equal(m1, want, GFS_MAC_LEN);
+    /* Depends on the data key only. */
+    assert_int_equal(gfs_codec_mac(a2, msg, sizeof(msg), m2), 0);
+    assert_memory_equal(m1, m2, GFS_MAC_LEN);
+    assert_int_equal(gfs_codec_mac(b, msg, sizeof(msg), m3), 0);
+    assert_true(memcmp(m1, m3, GFS_MAC_LEN) != 0);
+    assert_int_equal(gfs_codec_mac_verify(a, msg, sizeof(msg), m1), 0);
+    assert_int_equal(gfs_codec_mac_verify(b, msg, sizeof(msg), m1), -EBADMSG);
+    assert_int_equal(gfs_codec_mac_verify(a, msg, sizeof(msg) - 1, m1), -EBADMSG);
+    m1[31] ^= 1;
+    assert_int_equal(gfs_codec_mac_verify(a, msg, sizeof(msg), m1), -EBADMSG);
+    assert_int_equal(gfs_codec_mac(u, msg, sizeof(msg), m1), -EINVAL);
+    assert_int_equal(gfs_codec_mac_verify(u, msg, sizeof(msg), m2), -EINVAL);
+    assert_int_equal(gfs_codec_mac(NULL, msg, sizeof(msg), m1), -EINVAL);
+    assert_int_equal(gfs_codec_mac(a, "", 0, m1), 0);
+
+    assert_int_equal(gfs_ct_equal("abc", "abc", 3), 1);
+    assert_int_equal(gfs_ct_equal("abc", "abd", 3), 0);
+    assert_int_equal(gfs_ct_equal("xbc", "abc", 3), 0);
+    assert_int_equal(gfs_ct_equal("a", "b", 0), 1);
+    gfs_codec_free(a);
+    gfs_codec_free(a2);
+    gfs_codec_free(b);
+    gfs_codec_free(u);
+}
+
+struct worker {
+    struct gfs_codec *c;
+    uint32_t bs;
+    unsigned id;
+    int failures;
+};
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    size_t ms = gfs_codec_max_stored(w->c);
+    uint8_t *in = malloc(w->bs), *out = malloc(w->bs), *st = malloc(ms);
+    if (!in || !out || !st) {
+        w->failures++;
+        goto done;
+    }
+    for (unsigned i = 0; i < 150; i++) {
+        uint64_t idx = (uint64_t)w->id << 32 | i;
+        fill(in, w->bs, (enum pattern)(i % 3), idx);
+        uint32_t len, flags;
+        if (gfs_codec_encode_seq(w->c, idx, i, in, st, &len, &flags) != 0 ||
+            gfs_codec_decode_seq(w->c, idx, i, flags, st, len, out) != 0 ||
+            memcmp(in, out, w->bs) != 0 ||
+            gfs_codec_decode_seq(w->c, idx + 1, i, flags, st, len, out) != -EIO)
+            w->failures++;
+    }
+done:
+    free(in);
+    free(out);
+    free(st);
+    return NULL;
+}
+
+static void test_threads(void **state)
+{
+    (void)state;
+    uint8_t key[GFS_KEY_LEN];
+    fill_key(key, 9);
+    struct gfs_codec *c = make(65536, 1, key, UUID_A);
+    pthread_t th[4];
+    struct worker w[4];
+    for (unsigned i = 0; i < 4; i++) {
+        w[i] = (struct worker){ .c = c, .bs = 65536, .id = i };
+        assert_int_equal(pthread_create(&th[i], NULL, worker_main, &w[i]), 0);
+    }
+    for (unsigned i = 0; i < 4; i++) {
+        assert_int_equal(pthread_join(th[i], NULL), 0);
+        assert_int_equal(w[i].failures, 0);
+    }
+    gfs_codec_free(c);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_params),
+        cmocka_unit_test(test_round_trips),
+        cmocka_unit_test(test_sealing_hides),
+        cmocka_unit_test(test_tampering),
+        cmocka_unit_test(test_hostile_frames),
+        cmocka_unit_test(test_mac),
+        cmocka_unit_test(test_threads),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
