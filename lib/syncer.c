@@ -168,11 +168,11 @@ static int assemble(struct glidefs_volume *v, struct snap_block *sb)
 
 static int build_segment(struct glidefs_volume *v, struct seg_job *job)
 {
-    size_t hlen = gfs_seg_header_size(job->n);
+    size_t hlen = gfs_seg_header_size_mac(job->n, gfs_codec_sealed(v->codec));
     size_t total = hlen;
     for (uint32_t i = 0; i < job->n; i++)
         if (!job->blocks[i].hole)
-            total += v->bs;
+            total += gfs_codec_max_stored(v->codec);
     job->obj = malloc(total);
     if (!job->obj)
         return -ENOMEM;
@@ -188,12 +188,17 @@ static int build_segment(struct glidefs_volume *v, struct seg_job *job)
         if (sb->hole) {
             e->flags = GFS_SEGF_HOLE;
         } else {
+            uint32_t len = 0, flags = 0;
+            int r = gfs_codec_encode_seq(v->codec, sb->block, sb->snap_seq, sb->data,
+                                         job->obj + off, &len, &flags);
+            if (r < 0)
+                return r;
             e->offset = (uint32_t)off;
-            e->length = v->bs;
+            e->length = len;
             e->raw_length = v->bs;
-            e->crc = gfs_crc32c(0, sb->data, v->bs);
-            memcpy(job->obj + off, sb->data, v->bs);
-            off += v->bs;
+            e->flags = flags;
+            e->crc = gfs_crc32c(0, job->obj + off, len);
+            off += len;
         }
         sb->se = *e;
     }
@@ -206,10 +211,10 @@ static int build_segment(struct glidefs_volume *v, struct seg_job *job)
         .entries = ents,
     };
     memcpy(h.volume_uuid, v->meta.uuid, 16);
-    int r = gfs_seg_encode_header(&h, job->obj, hlen);
+    int r = gfs_seg_encode_header_mac(&h, job->obj, hlen, v->codec);
     if (r < 0)
         return r;
-    job->objlen = total;
+    job->objlen = off;
     return 0;
 }
 

@@ -24,6 +24,8 @@
 #include "cleanup.h"
 #include "manifest.h"
 #include "segment.h"
+#include "keywrap.h"
+#include <mbedtls/platform_util.h>
 
 #define VOLUME_JSON_MAX (64u << 10)
 #define MANIFEST_MAX (4ull << 30)
@@ -98,10 +100,10 @@ static int parse_volmeta(struct glidefs_volume *v, const char *buf, size_t len)
         gfs_err(&v->log, "%s: volume.json has a bad size", v->name);
     } else if (!json_is_integer(bs) || !valid_bs((uint64_t)json_integer_value(bs))) {
         gfs_err(&v->log, "%s: volume.json has a bad block_size", v->name);
-    } else if (enc && !json_is_null(enc)) {
-        gfs_err(&v->log, "%s: volume is encrypted; this build cannot open it", v->name);
-        r = -ENOTSUP;
-    } else if (comp && !(json_is_string(comp) && strcmp(json_string_value(comp), "none") == 0)) {
+    } else if (enc && !json_is_null(enc) && gfs_keywrap_from_json(enc, &v->meta.kw) < 0) {
+        gfs_err(&v->log, "%s: volume.json has malformed encryption parameters", v->name);
+    } else if (comp && !(json_is_string(comp) && (strcmp(json_string_value(comp), "none") == 0 ||
+                                                  strcmp(json_string_value(comp), "zstd") == 0))) {
         gfs_err(&v->log, "%s: volume uses a compression this build cannot read", v->name);
         r = -ENOTSUP;
     } else {
@@ -109,7 +111,9 @@ static int parse_volmeta(struct glidefs_volume *v, const char *buf, size_t len)
         v->meta.size = (uint64_t)json_integer_value(size);
         v->meta.block_size = (uint32_t)json_integer_value(bs);
         v->meta.created_ms = json_is_integer(created) ? json_integer_value(created) : 0;
-        snprintf(v->meta.compression, sizeof v->meta.compression, "none");
+        snprintf(v->meta.compression, sizeof v->meta.compression, "%s",
+                 comp ? json_string_value(comp) : "none");
+        v->meta.encrypted = enc && !json_is_null(enc);
         format_uuid(v->meta.uuid, v->meta.uuid_str);
         r = 0;
     }
@@ -119,11 +123,14 @@ static int parse_volmeta(struct glidefs_volume *v, const char *buf, size_t len)
 
 static int put_volmeta(struct glidefs_volume *v, unsigned flags)
 {
-    json_t *root = json_pack("{s:i, s:s, s:I, s:I, s:I, s:s, s:n}", "format", 1, "uuid",
+    json_t *enc = v->meta.encrypted ? gfs_keywrap_to_json(&v->meta.kw) : json_null();
+    if (!enc)
+        return -ENOMEM;
+    json_t *root = json_pack("{s:i, s:s, s:I, s:I, s:I, s:s, s:o}", "format", 1, "uuid",
                              v->meta.uuid_str, "size", (json_int_t)v->meta.size, "block_size",
                              (json_int_t)v->meta.block_size, "created_ms",
-                             (json_int_t)v->meta.created_ms, "compression", "none",
-                             "encryption");
+                             (json_int_t)v->meta.created_ms, "compression",
+                             v->meta.compression, "encryption", enc);
     if (!root)
         return -ENOMEM;
     CLEANUP_FREE char *txt = json_dumps(root, JSON_INDENT(2) | JSON_SORT_KEYS);
@@ -140,7 +147,54 @@ int gfs_volmeta_store(struct glidefs_volume *v)
     return put_volmeta(v, 0);
 }
 
-int gfs_volmeta_load(struct glidefs_volume *v, int create, int exclusive, uint64_t create_size)
+/* Build the block codec: unwrap the data key with the configured password
+ * (before anything else touches the volume, so a wrong password changes
+ * nothing anywhere). */
+static int make_codec(struct glidefs_volume *v, const struct glidefs_config *cfg,
+                      const uint8_t *fresh_key)
+{
+    uint8_t dk[32];
+    const uint8_t *key = NULL;
+    const char *pw = cfg->encryption_password;
+    if (v->meta.encrypted) {
+        if (fresh_key) {
+            memcpy(dk, fresh_key, sizeof dk);
+        } else {
+            if (!pw || !*pw) {
+                gfs_err(&v->log, "%s: the volume is encrypted and storage.encryption_password "
+                        "is not set", v->name);
+                return -EACCES;
+            }
+            int r = gfs_keywrap_unwrap(pw, &v->meta.kw, v->meta.uuid, dk);
+            if (r == -EACCES) {
+                gfs_err(&v->log, "%s: wrong encryption password", v->name);
+                return -EACCES;
+            }
+            if (r < 0) {
+                gfs_err(&v->log, "%s: cannot unwrap the data key: %s", v->name,
+                        glidefs_strerror(r));
+                return r == -EINVAL ? -EIO : r;
+            }
+        }
+        key = dk;
+    } else if (pw && *pw) {
+        gfs_warn(&v->log, "%s: created without encryption; storage.encryption_password applies "
+                 "to new volumes only", v->name);
+    }
+    struct gfs_codec_params p = {
+        .block_size = v->meta.block_size,
+        .compress = strcmp(v->meta.compression, "zstd") == 0,
+        .level = cfg->compression_level,
+        .data_key = key,
+    };
+    memcpy(p.volume_uuid, v->meta.uuid, 16);
+    int r = gfs_codec_new(&p, &v->codec);
+    mbedtls_platform_zeroize(dk, sizeof dk);
+    return r;
+}
+
+int gfs_volmeta_load(struct glidefs_volume *v, const struct glidefs_config *cfg, int create,
+                     int exclusive, uint64_t create_size)
 {
     char key[512];
     key_of(key, sizeof key, v->name, "volume.json");
@@ -151,7 +205,8 @@ int gfs_volmeta_load(struct glidefs_volume *v, int create, int exclusive, uint64
         if (r == 0) {
             if (exclusive)
                 return -EEXIST;
-            return parse_volmeta(v, buf, len);
+            r = parse_volmeta(v, buf, len);
+            return r < 0 ? r : make_codec(v, cfg, NULL);
         }
         if (r != -ENOENT) {
             gfs_err(&v->log, "%s: cannot read %s: %s", v->name, key, glidefs_strerror(r));
@@ -168,19 +223,60 @@ int gfs_volmeta_load(struct glidefs_volume *v, int create, int exclusive, uint64
         v->meta.size = create_size;
         v->meta.block_size = v->bs ? v->bs : 131072;
         v->meta.created_ms = gfs_wall_ms();
-        snprintf(v->meta.compression, sizeof v->meta.compression, "none");
+        snprintf(v->meta.compression, sizeof v->meta.compression, "%s",
+                 cfg->compression && strcmp(cfg->compression, "zstd") == 0 ? "zstd" : "none");
+        uint8_t dk[32];
+        v->meta.encrypted = cfg->encryption_password && *cfg->encryption_password;
+        if (v->meta.encrypted) {
+            r = gfs_keywrap_create(cfg->encryption_password, GFS_KDF_ITERATIONS, v->meta.uuid,
+                                   dk, &v->meta.kw);
+            if (r < 0)
+                return r;
+        }
         r = put_volmeta(v, GFS_PUT_IF_NONE_MATCH);
         if (r == 0) {
-            gfs_info(&v->log, "%s: created volume of %" PRIu64 " bytes (uuid %s)", v->name,
-                     create_size, v->meta.uuid_str);
-            return 0;
+            gfs_info(&v->log, "%s: created volume of %" PRIu64 " bytes (uuid %s%s%s)", v->name,
+                     create_size, v->meta.uuid_str, v->meta.encrypted ? ", encrypted" : "",
+                     strcmp(v->meta.compression, "zstd") == 0 ? ", zstd" : "");
+            r = make_codec(v, cfg, v->meta.encrypted ? dk : NULL);
+            mbedtls_platform_zeroize(dk, sizeof dk);
+            return r;
         }
+        mbedtls_platform_zeroize(dk, sizeof dk);
         if (r != -EEXIST)
             return r;
         /* someone created it at the same moment: load theirs */
         exclusive = exclusive && 0;
     }
     return -EIO;
+}
+
+GLIDEFS_API int glidefs_volume_rekey(glidefs_volume *v, const char *old_pw, const char *new_pw)
+{
+    if (!old_pw || !new_pw || !*new_pw)
+        return -EINVAL;
+    SCOPED_LOCK(&v->own_lock); /* one metadata writer at a time */
+    pthread_mutex_lock(&v->lock);
+    int owner = v->owner, enc = v->meta.encrypted;
+    struct gfs_keywrap kw = v->meta.kw;
+    pthread_mutex_unlock(&v->lock);
+    if (!enc)
+        return -EINVAL;
+    if (!owner)
+        return -EROFS;
+    int r = gfs_keywrap_rewrap(old_pw, new_pw, GFS_KDF_ITERATIONS, v->meta.uuid, &kw);
+    if (r < 0)
+        return r;
+    pthread_mutex_lock(&v->lock);
+    struct gfs_keywrap old = v->meta.kw;
+    v->meta.kw = kw;
+    r = put_volmeta(v, 0);
+    if (r < 0)
+        v->meta.kw = old;
+    pthread_mutex_unlock(&v->lock);
+    if (r == 0)
+        gfs_info(&v->log, "%s: encryption password changed (data not rewritten)", v->name);
+    return r;
 }
 
 /* ---- loading the map ---- */
@@ -218,9 +314,15 @@ static int apply_manifest(struct glidefs_volume *v, const char *key)
         return r == -ENOENT || r == -EFBIG ? -EIO : r;
     }
     struct gfs_manifest m;
-    r = gfs_manifest_decode(buf, len, &m);
+    r = gfs_manifest_decode_mac(buf, len, v->codec, &m);
     if (r < 0) {
-        gfs_err(&v->log, "%s: manifest %s is corrupt", v->name, key);
+        gfs_err(&v->log, "%s: manifest %s is corrupt or fails authentication", v->name, key);
+        return -EIO;
+    }
+    uint64_t ke, ks;
+    if (gfs_parse_epoch_seq(strrchr(key, '/') + 1, &ke, &ks) < 0 || ke != m.epoch || ks != m.seq) {
+        gfs_err(&v->log, "%s: manifest %s names another position than its key", v->name, key);
+        gfs_manifest_free(&m);
         return -EIO;
     }
     if (m.block_size != v->bs) {
@@ -334,8 +436,8 @@ static int fetch_seg_header(struct glidefs_volume *v, const char *key, uint64_t 
             return r == -ENOENT ? -EIO : r;
         }
         size_t need = 0;
-        r = gfs_seg_decode_header(buf, got, size, &h, &need);
-        if (r == -EAGAIN && need > got && need <= gfs_seg_header_size(GFS_SEG_MAX_BLOCKS)) {
+        r = gfs_seg_decode_header_mac(buf, got, size, &h, &need, v->codec);
+        if (r == -EAGAIN && need > got && need <= gfs_seg_header_size_mac(GFS_SEG_MAX_BLOCKS, 1)) {
             want = need;
             continue;
         }
@@ -347,8 +449,12 @@ static int fetch_seg_header(struct glidefs_volume *v, const char *key, uint64_t 
     }
     if (buf == NULL)
         return -EIO;
-    if (h.block_size != v->bs || memcmp(h.volume_uuid, v->meta.uuid, 16) != 0) {
-        gfs_err(&v->log, "%s: segment %s belongs to another volume or block size", v->name, key);
+    uint64_t ke, ks;
+    if (h.block_size != v->bs || memcmp(h.volume_uuid, v->meta.uuid, 16) != 0 ||
+        gfs_parse_epoch_seq(strrchr(key, '/') + 1, &ke, &ks) < 0 || ke != h.epoch ||
+        ks != h.seq) {
+        gfs_err(&v->log, "%s: segment %s belongs to another volume, block size or key", v->name,
+                key);
         gfs_seg_header_free(&h);
         return -EIO;
     }
@@ -582,7 +688,7 @@ int gfs_volume_write_manifest(struct glidefs_volume *v)
 
     CLEANUP_FREE void *out = NULL;
     size_t outlen = 0;
-    int r = gfs_manifest_encode(&m, 1, &out, &outlen);
+    int r = gfs_manifest_encode_mac(&m, 1, v->codec, &out, &outlen);
     free(m.segs);
     free(m.entries);
     if (r < 0)

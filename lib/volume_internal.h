@@ -20,6 +20,8 @@
 #include "dirty.h"
 #include "journal.h"
 #include "lease.h"
+#include "keywrap.h"
+#include "codec.h"
 #include "log.h"
 #include "objstore.h"
 
@@ -30,7 +32,9 @@ struct gfs_volmeta {
     uint64_t size;
     uint32_t block_size;
     int64_t created_ms;
-    char compression[16];
+    char compression[16];       /* "none" or "zstd": how new blocks are stored */
+    int encrypted;
+    struct gfs_keywrap kw;      /* the password-wrapped data key (encrypted volumes) */
 };
 
 struct glidefs_volume {
@@ -40,6 +44,7 @@ struct glidefs_volume {
     struct gfs_log log;
     struct gfs_objstore *store;
     struct gfs_volmeta meta;
+    struct gfs_codec *codec;     /* encodes/decodes stored blocks, MACs headers */
 
     /* tunables */
     uint32_t bs;                 /* block size */
@@ -100,7 +105,8 @@ int64_t gfs_now_ms(void);       /* monotonic */
 int64_t gfs_wall_ms(void);
 
 /* volmeta.c */
-int gfs_volmeta_load(struct glidefs_volume *v, int create, int exclusive, uint64_t create_size);
+int gfs_volmeta_load(struct glidefs_volume *v, const struct glidefs_config *cfg, int create,
+                     int exclusive, uint64_t create_size);
 int gfs_volmeta_store(struct glidefs_volume *v);
 int gfs_volume_load_map(struct glidefs_volume *v);
 int gfs_volume_write_manifest(struct glidefs_volume *v);

@@ -7,7 +7,7 @@ pkgs=(
   libcurl4-openssl-dev libxml2-dev libmbedtls-dev libyaml-dev libcmocka-dev
   libmicrohttpd-dev libjansson-dev libzstd-dev
   libnbd-bin python3-libnbd qemu-utils nbdkit fio awscli curl
-  prometheus mandoc
+  prometheus mandoc nbdkit-plugin-dev make openssl
 )
 # node + npm for the S3 test server (s3rver); nodesource's nodejs ships npm itself
 command -v npm >/dev/null 2>&1 || pkgs+=(nodejs npm)

@@ -181,6 +181,13 @@ GLIDEFS_API int glidefs_release(glidefs_volume *vol, int64_t timeout_ms);
  * glidefs_stats). It is never uploaded; this is the explicit way to drop it. */
 GLIDEFS_API int glidefs_fenced_discard(glidefs_volume *vol);
 
+/* Change the password of an encrypted volume: the data key is re-wrapped
+ * under new_password and volume.json rewritten; no data is rewritten. Only
+ * the lease holder may rekey. -EACCES old_password is wrong, -EINVAL the
+ * volume is not encrypted or a password is empty, -EROFS not the writer. */
+GLIDEFS_API int glidefs_volume_rekey(glidefs_volume *vol, const char *old_password,
+                                     const char *new_password);
+
 /* Grow the volume to new_size bytes (multiple of 512). Shrinking: -EINVAL. */
 GLIDEFS_API int glidefs_resize(glidefs_volume *vol, uint64_t new_size);
 

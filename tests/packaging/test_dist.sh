@@ -13,6 +13,7 @@ git -C "$src" rev-parse --is-inside-work-tree >/dev/null 2>&1 ||
   { echo "$src is not a git checkout: skipped"; exit 77; }
 t=$(mktemp -d "${TMPDIR:-/tmp}/glidefs-dist-XXXXXX")
 trap 'rm -rf "$t"' EXIT
+trap 'exit 1' INT TERM
 
 # --allow-dirty: a developer's tree has uncommitted edits; the tarball is HEAD
 "$meson" dist -C "$build" --no-tests --allow-dirty --formats gztar > "$t/dist.log" 2>&1 ||

@@ -10,6 +10,7 @@ so=$1 a=$2 hdr=$3
 command -v nm >/dev/null && command -v readelf >/dev/null || { echo "binutils missing: skipped"; exit 77; }
 t=$(mktemp -d "${TMPDIR:-/tmp}/glidefs-nm-XXXXXX")
 trap 'rm -rf "$t"' EXIT
+trap 'exit 1' INT TERM
 fail=0
 
 # dynamic symbols defined by the library; "A" entries are version nodes

@@ -8,6 +8,7 @@ inc=$1
 hdr=$inc/glidefs/glidefs.h
 t=$(mktemp -d "${TMPDIR:-/tmp}/glidefs-hdr-XXXXXX")
 trap 'rm -rf "$t"' EXIT
+trap 'exit 1' INT TERM
 command -v gcc >/dev/null || { echo "gcc not installed: skipped"; exit 77; }
 printf '#include <glidefs/glidefs.h>\n#include <glidefs/glidefs.h>\nint main(void) { return glidefs_version() == 0; }\n' > "$t/twice.c"
 cwarn=(-Wall -Wextra -Wstrict-prototypes -Wold-style-definition -Wshadow -Wundef)

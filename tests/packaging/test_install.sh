@@ -13,6 +13,7 @@ for tool in make pkg-config gcc readelf python3; do
 done
 t=$(mktemp -d "${TMPDIR:-/tmp}/glidefs-install-XXXXXX")
 trap 'rm -rf "$t"' EXIT
+trap 'exit 1' INT TERM
 stage=$t/stage
 
 "$meson" install -C "$build" --no-rebuild --quiet --destdir "$stage" > "$t/install.log" 2>&1 ||
@@ -66,7 +67,7 @@ san=()
 
 # the installed example, built as its README says: its own Makefile
 cp -r "$stage$datadir/doc/glidefs/examples/embed" "$t/embed"
-make -s -C "$t/embed" CC=gcc LDFLAGS="${san[*]}" CFLAGS="-O1 -g ${san[*]}" > "$t/make.log" 2>&1 ||
+make -s -C "$t/embed" CC=gcc LDFLAGS="${san[*]}" CFLAGS="-O1 -g -Wall -Wextra -Werror ${san[*]}" > "$t/make.log" 2>&1 ||
   { cat "$t/make.log"; exit 1; }
 "$t/embed/hello_glidefs" "$t/run1" > "$t/out" 2> "$t/err" || { cat "$t/out" "$t/err"; exit 1; }
 grep -qx "hello_glidefs: libglidefs $version: read back OK" "$t/out" || { cat "$t/out" "$t/err"; exit 1; }
@@ -87,7 +88,7 @@ grep -q "read back OK" "$t/out2" || { cat "$t/out2" "$t/err2"; exit 1; }
 # the installed nbdkit plugin example builds the same way, and loads
 if [ -f /usr/include/nbdkit-plugin.h ] && command -v nbdkit >/dev/null; then
   cp -r "$stage$datadir/doc/glidefs/examples/nbdkit-glidefs" "$t/plugin"
-  make -s -C "$t/plugin" CC=gcc LDFLAGS="${san[*]}" CFLAGS="-O1 -g ${san[*]}" > "$t/make.log" 2>&1 ||
+  make -s -C "$t/plugin" CC=gcc LDFLAGS="${san[*]}" CFLAGS="-O1 -g -Wall -Wextra -Werror ${san[*]}" > "$t/make.log" 2>&1 ||
     { cat "$t/make.log"; exit 1; }
   if [ "$sanitize" = 0 ]; then
     nbdkit --dump-plugin "$t/plugin/nbdkit-glidefs-plugin.so" > "$t/dump"

@@ -9,6 +9,7 @@ mandir=$1 config_c=$2 hdr=$3
 command -v mandoc >/dev/null || { echo "mandoc not installed: skipped"; exit 77; }
 t=$(mktemp -d "${TMPDIR:-/tmp}/glidefs-man-XXXXXX")
 trap 'rm -rf "$t"' EXIT
+trap 'exit 1' INT TERM
 fail=0
 pages=(glidefsd.8 glidefs-ctl.1 glidefs-image.1 glidefs.yaml.5 libglidefs.3)
 for p in "${pages[@]}"; do

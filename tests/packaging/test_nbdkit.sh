@@ -19,10 +19,11 @@ fi
 t=$(mktemp -d "${TMPDIR:-/tmp}/glidefs-nbdkit-XXXXXX")
 pid=
 cleanup() {
-  if [ -n "$pid" ]; then kill -9 "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; fi
+  if [ -n "$pid" ]; then kill -9 "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
   rm -rf "$t"
 }
 trap cleanup EXIT
+trap 'exit 1' INT TERM
 cat > "$t/g.yaml" <<YAML
 cache:
   dir: $t/cache

@@ -12,6 +12,7 @@ src_unit=$1 built_unit=$2 installed_path=$3 glidefsd=$(realpath "$4") config_c=$
 command -v systemd-analyze >/dev/null || { echo "systemd-analyze not installed: skipped"; exit 77; }
 t=$(mktemp -d "${TMPDIR:-/tmp}/glidefs-unit-XXXXXX")
 trap 'rm -rf "$t"' EXIT
+trap 'exit 1' INT TERM
 fail=0
 
 grep -qx "ExecStart=/usr/sbin/glidefsd -c /etc/glidefs/glidefs.yaml" "$src_unit" ||
