@@ -92,7 +92,9 @@ quiesce() {
     # Unchanged for longer than the default sync delay (8 s).
     local prev= cur same=0 deadline=$((SECONDS + 300))
     while [ $same -lt 5 ]; do
-        cur=$(find "$BENCH_DIR/store" -type f -printf '%p %s %T@\n' | sort | md5sum)
+        # (files may vanish mid-listing: uploads rename their temporaries)
+        cur=$({ find "$BENCH_DIR/store" -type f -printf '%p %s %T@\n' 2>/dev/null || true; } |
+              sort | md5sum)
         if [ "$cur" = "$prev" ] &&
            [ "$(du -sb "$BENCH_DIR/store" | cut -f1)" -ge $((SIZE_MB * 1024 * 1024)) ]; then
             same=$((same + 1))

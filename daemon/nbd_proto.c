@@ -158,11 +158,13 @@ enum nbd_verdict nbd_validate_request(const struct nbd_request *r, const struct 
         break;
     }
 
-    if (r->offset % NBD_MIN_BLOCK || r->len % NBD_MIN_BLOCK)
-        FAIL(NBD_EINVAL);
+    /* Range before alignment: anything reaching past the end is out of
+     * range (writes: ENOSPC), however it is aligned. */
     if (r->offset > p->size || r->len > p->size - r->offset)
         FAIL(r->type == NBD_CMD_WRITE || r->type == NBD_CMD_WRITE_ZEROES ? NBD_ENOSPC
                                                                           : NBD_EINVAL);
+    if (r->offset % NBD_MIN_BLOCK || r->len % NBD_MIN_BLOCK)
+        FAIL(NBD_EINVAL);
     return NBD_V_OK;
 #undef FAIL
 }
@@ -370,13 +372,20 @@ static uint16_t rd16(struct rd *r)
     return v;
 }
 
-/* Copy a length-prefixed-elsewhere string out as a C string. Strings longer
- * than NBD_MAX_STRING are a protocol violation; embedded NULs are flagged. */
-static char *rdstr(struct rd *r, uint32_t len, bool *has_nul)
+/* Copy a string of len bytes out as a C string, flagging embedded NULs.
+ * Strings longer than NBD_MAX_STRING break the protocol (bad), except names
+ * (too_long given): those are skipped and flagged, to be refused by name. */
+static char *rdstr(struct rd *r, uint32_t len, bool *has_nul, bool *too_long)
 {
-    if (r->bad || len > r->left || len > NBD_MAX_STRING) {
+    if (r->bad || len > r->left || (len > NBD_MAX_STRING && !too_long)) {
         r->bad = true;
         return NULL;
+    }
+    if (len > NBD_MAX_STRING) {
+        *too_long = true;
+        r->p += len;
+        r->left -= len;
+        len = 0;
     }
     char *s = malloc((size_t)len + 1);
     if (!s) {
@@ -386,7 +395,7 @@ static char *rdstr(struct rd *r, uint32_t len, bool *has_nul)
     memcpy(s, r->p, len);
     s[len] = '\0';
     if (has_nul)
-        *has_nul = memchr(r->p, '\0', len) != NULL;
+        *has_nul = memchr(s, '\0', len) != NULL;
     r->p += len;
     r->left -= len;
     return s;
@@ -421,8 +430,8 @@ static enum nbd_hs_result opt_info_go(struct nbd_hs *hs, uint32_t opt, const uin
 {
     struct rd r = { data, len, false };
     uint32_t namelen = rd32(&r);
-    bool nul = false;
-    char *name = rdstr(&r, namelen, &nul);
+    bool nul = false, too_long = false;
+    char *name = rdstr(&r, namelen, &nul, &too_long);
     uint16_t nreq = rd16(&r);
     bool want_name = false, want_desc = false, want_bs = false;
     for (uint16_t i = 0; i < nreq && !r.bad; i++) {
@@ -438,9 +447,10 @@ static enum nbd_hs_result opt_info_go(struct nbd_hs *hs, uint32_t opt, const uin
         opt_error(out, opt, NBD_REP_ERR_INVALID, "malformed NBD_OPT_INFO/GO request");
         return NBD_HS_CONTINUE;
     }
-    if (nul) {
+    if (nul || too_long) {
         free(name);
-        opt_error(out, opt, NBD_REP_ERR_UNKNOWN, "export name contains NUL");
+        opt_error(out, opt, NBD_REP_ERR_UNKNOWN, nul ? "export name contains NUL"
+                                                     : "export name too long");
         return NBD_HS_CONTINUE;
     }
 
@@ -566,13 +576,13 @@ static enum nbd_hs_result opt_meta_context(struct nbd_hs *hs, uint32_t opt, cons
     }
     struct rd r = { data, len, false };
     uint32_t namelen = rd32(&r);
-    bool nul = false;
-    char *name = rdstr(&r, namelen, &nul);
+    bool nul = false, too_long = false;
+    char *name = rdstr(&r, namelen, &nul, &too_long);
     uint32_t nq = rd32(&r);
     bool match = nq == 0 && !set; /* no query lists everything; selects nothing */
     for (uint32_t i = 0; i < nq && !r.bad; i++) {
         uint32_t qlen = rd32(&r);
-        char *q = rdstr(&r, qlen, NULL);
+        char *q = rdstr(&r, qlen, NULL, NULL);
         if (!q)
             break;
         if (strcmp(q, "base:allocation") == 0 || (!set && strcmp(q, "base:") == 0))
@@ -585,9 +595,10 @@ static enum nbd_hs_result opt_meta_context(struct nbd_hs *hs, uint32_t opt, cons
         opt_error(out, opt, NBD_REP_ERR_INVALID, "malformed meta context request");
         return NBD_HS_CONTINUE;
     }
-    if (nul) {
+    if (nul || too_long) {
         free(name);
-        opt_error(out, opt, NBD_REP_ERR_UNKNOWN, "export name contains NUL");
+        opt_error(out, opt, NBD_REP_ERR_UNKNOWN, nul ? "export name contains NUL"
+                                                     : "export name too long");
         return NBD_HS_CONTINUE;
     }
     /* The name must be one GO would accept; checked without opening it. */

@@ -130,5 +130,7 @@ int64_t gfs_bm_seg_add(struct gfs_blockmap *bm, uint64_t epoch, uint64_t seq, ui
     s->seq = seq;
     s->live_bytes = 0;
     s->total_bytes = total_bytes;
+    s->dead_since_ms = 0;
+    s->deleted = 0;
     return bm->nsegs++;
 }

@@ -26,7 +26,10 @@ struct gfs_bm_entry {
 struct gfs_bm_seg {
     uint64_t epoch, seq;
     uint64_t live_bytes;   /* stored bytes still referenced by the map */
-    uint64_t total_bytes;  /* object size */
+    uint64_t total_bytes;  /* object size (0 until known) */
+    int64_t dead_since_ms; /* when it was first seen with nothing live (0: not dead) */
+    uint64_t dead_gen;     /* manifest generation when it was found dead */
+    int deleted;           /* the object is gone from the store */
 };
 
 struct gfs_blockmap {

@@ -660,6 +660,33 @@ static int set_int(const struct keydef *kd, struct glidefs_config *cfg, const ch
     return 0;
 }
 
+/* A non-negative decimal like 0.023 (prices); no exponents, no signs. */
+static int set_price(const struct keydef *kd, struct glidefs_config *cfg, const char *v,
+                     int is_null, char *why, size_t wl)
+{
+    int ok = !is_null && v && *v && strlen(v) <= 32;
+    int dots = 0;
+    for (const char *p = v; ok && *p; p++) {
+        if (*p == '.')
+            dots++;
+        else if (*p < '0' || *p > '9')
+            ok = 0;
+    }
+    if (ok && (dots > 1 || v[0] == '.'))
+        ok = 0;
+    if (!ok) {
+        char q[256];
+        if (is_null || !v)
+            snprintf(q, sizeof(q), "an empty value");
+        else
+            quote(q, sizeof(q), v);
+        put_msg(why, wl, "expected a price like 0.023, got %s", q);
+        return -EINVAL;
+    }
+    *FIELD(cfg, kd, double) = strtod(v, NULL);
+    return 0;
+}
+
 static int set_bool(const struct keydef *kd, struct glidefs_config *cfg, const char *v,
                     int is_null, char *why, size_t wl)
 {
@@ -809,6 +836,12 @@ static int get_u32(const struct keydef *kd, const struct glidefs_config *cfg, ch
     return put_out(buf, bl, "%u", (unsigned)*CFIELD(cfg, kd, uint32_t));
 }
 
+static int get_price(const struct keydef *kd, const struct glidefs_config *cfg, char *buf,
+                     size_t bl)
+{
+    return put_out(buf, bl, "%.6g", *CFIELD(cfg, kd, double));
+}
+
 #define OFF(f) offsetof(struct glidefs_config, f)
 #define K_STR(k, f, fl, chk) {k, set_string, get_string, OFF(f), 0, 0, fl, chk, NULL}
 #define K_INT(k, f, lo, hi) {k, set_int, get_int, OFF(f), lo, hi, 0, NULL, NULL}
@@ -859,13 +892,22 @@ static const struct keydef keys[] = {
     K_STR("servers.api.listen", api_listen, KF_EMPTY_OFF, check_hostport),
     K_STR("servers.api.unix_socket", api_unix_socket, 0, check_socket_path),
     K_STR("servers.api.token", api_token, KF_SECRET, check_token),
+    K_INT("compaction.min_live_pct", compaction_min_live_pct, 0, 100),
+    K_INT("compaction.interval_s", compaction_interval_s, 0, 86400),
+    K_INT("compaction.rate_mb_s", compaction_rate_mb_s, 1, 100000),
+    K_INT("compaction.grace_ms", compaction_grace_ms, 0, 3600000),
+    K_INT("compaction.keep_manifests", compaction_keep_manifests, 1, 100),
+    {"cost.storage_gb_month", set_price, get_price, OFF(cost_storage_gb_month), 0, 0, 0, NULL,
+     NULL},
+    {"cost.put_per_1000", set_price, get_price, OFF(cost_put_per_1000), 0, 0, 0, NULL, NULL},
+    {"cost.get_per_1000", set_price, get_price, OFF(cost_get_per_1000), 0, 0, 0, NULL, NULL},
 };
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
 
 /* Mappings of the schema. Every key above lives directly in one of these
  * (or at the top level). */
 static const char *const sections[] = {"cache", "storage", "servers", "servers.nbd",
-                                       "servers.api"};
+                                       "servers.api", "compaction", "cost"};
 #define NSECTIONS (sizeof(sections) / sizeof(sections[0]))
 
 static int find_key(const char *k)
@@ -961,6 +1003,14 @@ int gfs_config_init_defaults(struct glidefs_config *cfg)
     cfg->nbd_workers = 16;
     cfg->api_listen = strdup("127.0.0.1:8080");
     cfg->lease_timeout_ms = 30000;
+    cfg->compaction_min_live_pct = 75;
+    cfg->compaction_interval_s = 300;
+    cfg->compaction_rate_mb_s = 32;
+    cfg->compaction_grace_ms = 10000;
+    cfg->compaction_keep_manifests = 2;
+    cfg->cost_storage_gb_month = 0.023;
+    cfg->cost_put_per_1000 = 0.005;
+    cfg->cost_get_per_1000 = 0.0004;
     cfg->log.fn = NULL;
     cfg->log.arg = NULL;
     cfg->log.max_level = GLIDEFS_LOG_INFO;

@@ -52,6 +52,18 @@ struct glidefs_config {
     char *api_token;                /* optional bearer token (secret) */
     int lease_timeout_ms;           /* default 30000 */
 
+    /* compaction: (background rewriting of sparse segments, lib/compactor.c) */
+    int compaction_min_live_pct;    /* rewrite segments less live than this; default 75 */
+    int compaction_interval_s;      /* background cycle; 0 = on demand only; default 300 */
+    int compaction_rate_mb_s;       /* upload budget of compaction; default 32 */
+    int compaction_grace_ms;        /* dead segments outlive their last manifest this long; default 10000 */
+    int compaction_keep_manifests;  /* manifests kept; default 2 */
+
+    /* cost: prices for the estimate in metrics (USD; defaults: S3 Standard us-east-1) */
+    double cost_storage_gb_month;   /* 0.023 */
+    double cost_put_per_1000;       /* 0.005 */
+    double cost_get_per_1000;       /* 0.0004 */
+
     struct gfs_log log;
 };
 

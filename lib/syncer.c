@@ -310,6 +310,18 @@ static void *syncer_main(void *arg)
             pthread_cond_broadcast(&v->cond);
             if (v->syncer_stop)
                 break;
+            /* idle: one compaction step (never while a drain or back-pressure waits) */
+            if (v->force == 0) {
+                uint64_t want = v->comp_req_gen;
+                int requested = want > v->comp_done_gen;
+                int did = gfs_compact_step(v, requested);
+                if (requested) {
+                    v->comp_done_gen = want;
+                    pthread_cond_broadcast(&v->cond);
+                }
+                if (did > 0 || v->syncer_stop)
+                    continue;
+            }
             struct timespec ts;
             int64_t wait = next_ms == INT64_MAX ? 1000 : next_ms - gfs_now_ms();
             if (wait > 1000)

@@ -221,7 +221,7 @@ int gfs_volmeta_load(struct glidefs_volume *v, const struct glidefs_config *cfg,
         format_uuid(v->meta.uuid, v->meta.uuid_str);
         v->meta.format = 1;
         v->meta.size = create_size;
-        v->meta.block_size = v->bs ? v->bs : 131072;
+        v->meta.block_size = cfg->block_size ? cfg->block_size : 131072;
         v->meta.created_ms = gfs_wall_ms();
         snprintf(v->meta.compression, sizeof v->meta.compression, "%s",
                  cfg->compression && strcmp(cfg->compression, "zstd") == 0 ? "zstd" : "none");
@@ -393,7 +393,7 @@ static int collect_seg(void *arg, const char *key, uint64_t size)
     uint64_t e, s;
     if (!slash || gfs_parse_epoch_seq(slash + 1, &e, &s) < 0)
         return 0;
-    if (gfs_lease_fenced(l->lease, e, s))
+    if (l->lease && gfs_lease_fenced(l->lease, e, s))
         return 0; /* a deposed writer's late segment: never part of the volume */
     if (l->n == l->cap) {
         size_t nc = l->cap ? l->cap * 2 : 64;
@@ -479,6 +479,13 @@ static int apply_seg_header(struct glidefs_volume *v, const char *key, uint64_t 
                      v->name, key, se->block_index);
             continue;
         }
+        /* The newest write wins, not the newest segment: compaction copies
+         * blocks into later segments, and a copy must not override a write
+         * that was uploaded while it ran. Equal seqs are the same data: take
+         * the later copy, since the earlier segment is the one deleted. */
+        struct gfs_bm_entry cur = gfs_bm_get(&v->bm, se->block_index);
+        if (cur.seg != GFS_BM_NONE && se->write_seq < cur.write_seq)
+            continue;
         struct gfs_bm_entry e = {0};
         if (se->flags & GFS_SEGF_HOLE) {
             e.seg = GFS_BM_HOLE;
@@ -529,12 +536,35 @@ int gfs_volume_load_map(struct glidefs_volume *v)
         snprintf(start_after, sizeof start_after, "nbd/%s/seg/%s", v->name,
                  strrchr(mp.best, '/') + 1);
     }
+    /* Every segment: the manifest's get their sizes (for compaction), the
+     * ones after it are replayed, and the rest are garbage nothing refers to
+     * (crashed uploads, deposed writers, compaction leftovers). */
     snprintf(prefix, sizeof prefix, "nbd/%s/seg/", v->name);
-    struct seg_list l = {.lease = &v->lease};
-    r = v->store->ops->list(v->store, prefix, start_after[0] ? start_after : NULL, collect_seg,
-                            &l);
-    for (size_t i = 0; i < l.n && r >= 0; i++)
-        r = apply_segment(v, l.keys[i], l.sizes[i]);
+    struct seg_list l = {.lease = NULL};
+    r = v->store->ops->list(v->store, prefix, NULL, collect_seg, &l);
+    for (size_t i = 0; i < l.n && r >= 0; i++) {
+        const char *tail = strrchr(l.keys[i], '/') + 1;
+        uint64_t e, s;
+        gfs_parse_epoch_seq(tail, &e, &s);
+        int fenced = gfs_lease_fenced(&v->lease, e, s);
+        if (!fenced && (!start_after[0] || strcmp(l.keys[i], start_after) > 0)) {
+            r = apply_segment(v, l.keys[i], l.sizes[i]);
+            continue;
+        }
+        int64_t si = fenced ? -1 : gfs_bm_seg_find(&v->bm, e, s);
+        if (si > 0) {
+            v->bm.segs[si].total_bytes = l.sizes[i];
+        } else {
+            char **ng = realloc(v->garbage, (v->ngarbage + 1) * sizeof *ng);
+            if (!ng) {
+                r = -ENOMEM;
+                break;
+            }
+            v->garbage = ng;
+            v->garbage[v->ngarbage++] = l.keys[i];
+            l.keys[i] = NULL;
+        }
+    }
     for (size_t i = 0; i < l.n; i++)
         free(l.keys[i]);
     free(l.keys);
@@ -567,6 +597,11 @@ static int rebuild_map(struct glidefs_volume *v)
     if (r < 0)
         return r;
     pthread_mutex_lock(&v->lock);
+    for (size_t i = 0; i < v->ngarbage; i++)
+        free(v->garbage[i]);
+    free(v->garbage);
+    v->garbage = NULL;
+    v->ngarbage = 0;
     struct gfs_blockmap old = v->bm;
     v->bm = nb;
     v->last_seg_epoch = v->last_seg_seq = 0;
@@ -581,6 +616,13 @@ static int rebuild_map(struct glidefs_volume *v)
     }
     pthread_mutex_unlock(&v->lock);
     return r;
+}
+
+int gfs_volume_reload(struct glidefs_volume *v)
+{
+    SCOPED_LOCK(&v->own_lock);
+    int r = gfs_lease_read(v->store, v->name, &v->lease);
+    return r < 0 ? r : rebuild_map(v);
 }
 
 int gfs_volume_refresh(struct glidefs_volume *v)
@@ -705,6 +747,8 @@ int gfs_volume_write_manifest(struct glidefs_volume *v)
     v->manifest_seq = m.seq;
     v->segs_since_manifest -= covered <= v->segs_since_manifest ? covered : v->segs_since_manifest;
     v->st.manifests_uploaded++;
+    v->last_manifest_ms = gfs_now_ms();
+    v->manifest_gen++;
     pthread_mutex_unlock(&v->lock);
     gfs_debug(&v->log, "%s: manifest %s written (%" PRIu64 " blocks)", v->name, key, m.nentries);
     return 0;

@@ -97,7 +97,7 @@ int gfs_volume_fetch_block(struct glidefs_volume *v, uint64_t b, const struct gf
     if (r < 0) {
         gfs_err(&v->log, "%s: reading block %" PRIu64 " from %s failed: %s", v->name, b, key,
                 glidefs_strerror(r));
-        return r == -ENOENT ? -EIO : r;
+        return r; /* -ENOENT: compacted away under a follower; read_block reloads */
     }
     if (got != e->length || gfs_crc32c(0, dst, e->length) != e->crc ||
         (plain && gfs_codec_sealed(v->codec)) ||
@@ -151,6 +151,7 @@ struct log_piece {
 static int read_block(glidefs_volume *v, uint64_t b, uint32_t s, uint32_t n, uint8_t *dst,
                       int count_stats, int count_read)
 {
+    int reloaded = 0;
     for (int attempt = 0;; attempt++) {
         struct log_piece stackp[8];
         struct log_piece *pieces = stackp;
@@ -238,7 +239,18 @@ static int read_block(glidefs_volume *v, uint64_t b, uint32_t s, uint32_t n, uin
                     err = -ENOMEM;
                 else
                     err = gfs_volume_fetch_block(v, b, &e, blk);
-                if (!err) {
+                if (err == -ENOENT && !reloaded && !__atomic_load_n(&v->owner, __ATOMIC_RELAXED)) {
+                    /* the writer compacted that segment away: follow it */
+                    reloaded = 1;
+                    int rr = gfs_volume_reload(v);
+                    err = rr < 0 ? rr : 0;
+                    stale = 1;
+                } else if (err == -ENOENT) {
+                    gfs_err(&v->log, "%s: block %" PRIu64 "'s segment is missing from the store",
+                            v->name, b);
+                    err = -EIO;
+                }
+                if (!err && !stale) {
                     memcpy(dst, blk + (size_t)s * 512, (size_t)n * 512);
                     gfs_volume_cache_fill(v, b, &e, blk);
                 }
@@ -761,6 +773,9 @@ static void volume_free(glidefs_volume *v)
     gfs_bm_free(&v->bm);
     gfs_objstore_close(v->store);
     gfs_codec_free(v->codec);
+    for (size_t i = 0; i < v->ngarbage; i++)
+        free(v->garbage[i]);
+    free(v->garbage);
     if (v->lockfd >= 0)
         close(v->lockfd);
     pthread_mutex_destroy(&v->lock);
@@ -936,6 +951,16 @@ GLIDEFS_API int glidefs_volume_open(const glidefs_config *cfg, const char *name,
     v->next_seq = 1;
     snprintf(v->node_id, sizeof v->node_id, "%s", cfg->node_id ? cfg->node_id : "node");
     v->lease_timeout_ms = cfg->lease_timeout_ms > 0 ? cfg->lease_timeout_ms : 30000;
+    v->comp_min_live_pct = cfg->compaction_min_live_pct;
+    v->comp_interval_ms = (int64_t)cfg->compaction_interval_s * 1000;
+    v->comp_rate_bps = (uint64_t)(cfg->compaction_rate_mb_s > 0 ? cfg->compaction_rate_mb_s : 32) << 20;
+    v->comp_grace_ms = cfg->compaction_grace_ms;
+    v->comp_keep_manifests = cfg->compaction_keep_manifests > 0 ? cfg->compaction_keep_manifests : 2;
+    v->opened_ms = gfs_now_ms();
+    v->comp_next_ms = v->opened_ms + v->comp_interval_ms;
+    v->cost_gb_month = cfg->cost_storage_gb_month;
+    v->cost_put_1000 = cfg->cost_put_per_1000;
+    v->cost_get_1000 = cfg->cost_get_per_1000;
 
     int r = volume_setup(v, cfg, flags, create_size);
     if (r == 0 && v->owner)
@@ -1043,6 +1068,14 @@ GLIDEFS_API int glidefs_stats(glidefs_volume *v, struct glidefs_stats *out, size
     if (v->dirty.head)
         oldest = gfs_now_ms() - v->dirty.head->first_ms;
     s.oldest_dirty_age_ms = oldest;
+    for (uint32_t i = 1; i < v->bm.nsegs; i++) {
+        if (v->bm.segs[i].deleted)
+            continue;
+        s.stored_bytes += v->bm.segs[i].total_bytes;
+        s.live_bytes += v->bm.segs[i].live_bytes;
+        s.segments++;
+    }
+    double uptime_s = (double)(gfs_now_ms() - v->opened_ms) / 1000.0;
     pthread_mutex_unlock(&v->lock);
     struct gfs_objstore_stats os;
     os.puts = __atomic_load_n(&v->store->stats.puts, __ATOMIC_RELAXED);
@@ -1061,6 +1094,12 @@ GLIDEFS_API int glidefs_stats(glidefs_volume *v, struct glidefs_stats *out, size
     s.store_lists = os.lists;
     s.store_errors = os.errors;
     s.store_retries = os.retries;
+    /* a month of storage at today's size, plus requests at this session's rate */
+    double month_s = 30.0 * 86400.0;
+    double rate = uptime_s > 60 ? month_s / uptime_s : 0;
+    s.est_monthly_cost_usd = (double)s.stored_bytes / 1073741824.0 * v->cost_gb_month +
+                             rate * ((double)os.puts * v->cost_put_1000 / 1000.0 +
+                                     (double)os.gets * v->cost_get_1000 / 1000.0);
     memcpy(out, &s, st_size < sizeof s ? st_size : sizeof s);
     return 0;
 }

@@ -96,6 +96,23 @@ struct glidefs_volume {
     pthread_cond_t own_cond;
     uint64_t fenced_bytes;       /* journal data kept aside after losing the lease */
 
+    /* compaction (compactor.c; runs in the syncer thread when it is idle) */
+    int comp_min_live_pct;
+    int64_t comp_interval_ms;
+    uint64_t comp_rate_bps;
+    int64_t comp_grace_ms;
+    int comp_keep_manifests;
+    int64_t comp_next_ms;        /* next background cycle */
+    uint64_t comp_req_gen;       /* bumped by each glidefs_compact call */
+    uint64_t comp_done_gen;      /* the last request generation a cycle has served */
+    uint64_t manifest_gen;       /* bumped by each manifest we store */
+    struct glidefs_compact_result comp_last;
+    int64_t last_manifest_ms;    /* monotonic time of our last manifest */
+    char **garbage;              /* unreferenced segment keys found at open */
+    size_t ngarbage;
+    int64_t opened_ms;
+    double cost_gb_month, cost_put_1000, cost_get_1000;
+
     /* stats (under lock) */
     struct glidefs_stats st;
     int deferred_error;
@@ -123,6 +140,13 @@ void gfs_own_stop(struct glidefs_volume *v);
 int gfs_own_release(struct glidefs_volume *v);
 int gfs_own_state_read(struct glidefs_volume *v, uint64_t *epoch);
 int gfs_own_state_write(struct glidefs_volume *v);
+
+/* compactor.c: one bounded step, called by the syncer thread when idle
+ * (lock held; dropped for I/O). Returns 1 if it did work. */
+int gfs_compact_step(struct glidefs_volume *v, int requested);
+/* volmeta.c: full reload of the map from the store (read-only volumes whose
+ * segments were compacted away under them) */
+int gfs_volume_reload(struct glidefs_volume *v);
 
 /* syncer.c */
 int gfs_syncer_start(struct glidefs_volume *v);

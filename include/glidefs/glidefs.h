@@ -232,7 +232,34 @@ struct glidefs_stats {
     int lease_owner;             /* we hold the write lease */
     uint64_t lease_epoch;        /* the lease's current epoch as we know it */
     uint64_t fenced_bytes;       /* journal data kept aside after losing the lease */
+    /* storage efficiency */
+    uint64_t stored_bytes;       /* bytes of segment objects in the store */
+    uint64_t live_bytes;         /* of which still referenced by the volume */
+    uint64_t segments;           /* segment objects in the store */
+    uint64_t compactions;        /* compaction cycles that did work */
+    uint64_t compaction_bytes_rewritten;
+    uint64_t bytes_reclaimed;    /* stored bytes deleted by compaction */
+    uint64_t segments_deleted, manifests_deleted;
+    double est_monthly_cost_usd; /* storage + requests at the configured prices and current rates */
 };
+
+/* Result of glidefs_compact(). */
+struct glidefs_compact_result {
+    uint64_t segments_rewritten;
+    uint64_t bytes_rewritten;    /* live bytes copied into new segments */
+    uint64_t segments_deleted;
+    uint64_t bytes_reclaimed;    /* stored bytes deleted */
+    uint64_t stored_bytes;       /* after */
+    uint64_t live_bytes;         /* after */
+};
+
+/* Compact now: rewrite the live blocks of segments below
+ * compaction.min_live_pct into new segments, store a manifest, and delete
+ * segments (and old manifests) nothing references any more — after
+ * compaction.grace_ms, so that readers following the store are not cut off.
+ * Waits for the cycle; res (may be NULL) says what it did. Only the lease
+ * holder compacts: -EROFS otherwise. */
+GLIDEFS_API int glidefs_compact(glidefs_volume *vol, struct glidefs_compact_result *res);
 
 /* Fill *st (st_size = sizeof(struct glidefs_stats), for ABI growth). */
 GLIDEFS_API int glidefs_stats(glidefs_volume *vol, struct glidefs_stats *st, size_t st_size);

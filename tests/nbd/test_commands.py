@@ -85,6 +85,11 @@ def check_io_edges(h):
     t.raises_errno(lambda: h.cache(1024, SIZE - 512), EINVAL, "cache past the end")
     t.raises_errno(lambda: extents(h, 1024, SIZE - 512), EINVAL, "block status past the end")
     t.raises_errno(lambda: h.pread(512, 2**64 - 512), EINVAL, "read at offset 2^64-512")
+    t.raises_errno(lambda: h.pread(1, SIZE), EINVAL, "read one byte past the end")
+    t.raises_errno(lambda: h.pread(512, SIZE - 511), EINVAL, "read ending one byte past the end")
+    t.raises_errno(lambda: h.pwrite(b"x", SIZE), ENOSPC, "write one byte past the end")
+    t.raises_errno(lambda: h.pwrite(bytes(512), SIZE - 511), ENOSPC,
+                   "write ending one byte past the end")
     t.eq(h.pread(512, SIZE - 512), last, "last sector intact after refused writes")
 
     # Alignment: 512 is the minimum block size.

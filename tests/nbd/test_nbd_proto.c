@@ -185,6 +185,10 @@ static const struct vcase vcases[] = {
     { "read offset wraps", 0, 0, 0, NBD_CMD_READ, 0, UINT64_MAX - 511, 1024, NBD_V_ERROR, NBD_EINVAL },
     { "read unaligned offset", 0, 0, 0, NBD_CMD_READ, 0, 1, 512, NBD_V_ERROR, NBD_EINVAL },
     { "read unaligned length", 0, 0, 0, NBD_CMD_READ, 0, 0, 100, NBD_V_ERROR, NBD_EINVAL },
+    { "read one byte past end", 0, 0, 0, NBD_CMD_READ, 0, SZ, 1, NBD_V_ERROR, NBD_EINVAL },
+    { "read ending one byte past end", 0, 0, 0, NBD_CMD_READ, 0, SZ - 511, 512, NBD_V_ERROR, NBD_EINVAL },
+    { "write one byte past end", 0, 0, 0, NBD_CMD_WRITE, 0, SZ, 1, NBD_V_ERROR, NBD_ENOSPC },
+    { "write unaligned inside", 0, 0, 0, NBD_CMD_WRITE, 0, 512, 1, NBD_V_ERROR, NBD_EINVAL },
     { "read 32 MiB", 0, 0, 0, NBD_CMD_READ, 0, 0, NBD_MAX_PAYLOAD, NBD_V_ERROR, NBD_EINVAL },
     { "read too big simple", 0, 0, 0, NBD_CMD_READ, 0, 0, NBD_MAX_PAYLOAD + 512, NBD_V_ERROR, NBD_EINVAL },
     { "read too big structured", 0, 1, 0, NBD_CMD_READ, 0, 0, NBD_MAX_PAYLOAD + 512, NBD_V_ERROR, NBD_EOVERFLOW },
@@ -721,6 +725,13 @@ static void h_go_trailing(struct bb *b)
     b_opt(b, NBD_OPT_GO, d, sizeof d);
 }
 static void h_go_bad_name(struct bb *b) { b_u32(b, 1); b_go(b, NBD_OPT_GO, "bad/name", 0, NULL); }
+static void h_go_long_name(struct bb *b)
+{
+    static char name[5001];
+    memset(name, 'a', 5000);
+    b_u32(b, 1);
+    b_go(b, NBD_OPT_GO, name, 1, (const uint16_t[]){ NBD_INFO_NAME });
+}
 static void h_go_empty_no_default(struct bb *b) { b_u32(b, 1); b_go(b, NBD_OPT_GO, "", 0, NULL); }
 static void h_info_nul(struct bb *b)
 {
@@ -839,6 +850,7 @@ static const struct hostile hostile[] = {
     { "GO request count mismatch", h_go_nreq_mismatch, NBD_END_EOF, false, 0, NBD_REP_ERR_INVALID },
     { "GO trailing bytes", h_go_trailing, NBD_END_EOF, false, 0, NBD_REP_ERR_INVALID },
     { "GO bad name", h_go_bad_name, NBD_END_EOF, false, 0, NBD_REP_ERR_UNKNOWN },
+    { "GO 5000-byte name", h_go_long_name, NBD_END_EOF, false, 0, NBD_REP_ERR_UNKNOWN },
     { "GO empty name, no default", h_go_empty_no_default, NBD_END_EOF, false, 0, NBD_REP_ERR_UNKNOWN },
     { "INFO name with NUL", h_info_nul, NBD_END_EOF, false, 0, NBD_REP_ERR_UNKNOWN },
     { "SET_META query length overflow", h_meta_query_overflow, NBD_END_EOF, false, 0, NBD_REP_ERR_INVALID },

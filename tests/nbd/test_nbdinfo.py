@@ -51,6 +51,18 @@ def main():
         t.ok(r.returncode != 0 and len(r.stderr.strip().splitlines()) == 1,
              "missing config: one line, non-zero")
 
+        # A store that cannot be used: non-zero exit, one line, before listening.
+        badstore = os.path.join(d.base, "badstore.yaml")
+        with open(d.cfg) as f:
+            cfg = f.read().replace(f"file://{d.store}", "file:///dev/null/store")
+        with open(badstore, "w") as f:
+            f.write(cfg)
+        r = subprocess.run([exe, "-c", badstore], capture_output=True, text=True, timeout=60)
+        lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+        t.ok(r.returncode != 0 and len(lines) == 1 and "error" in lines[0],
+             f"unusable store: one line, non-zero ({lines})")
+        t.ok(not os.path.exists(d.sock), "unusable store: never listened")
+
         # A stale socket (nobody listening) is replaced.
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         s.bind(d.sock)

@@ -32,7 +32,7 @@ done
 
 # glidefs.yaml(5): ".Ss SECTION" then ".It Cm KEY" → SECTION.KEY
 awk '/keys\[\] = \{/ { on = 1; next } on && /^\};/ { on = 0 }
-     on { if (match($0, /^[ \t]*(K_[A-Z]+\(|\{)"[a-z_.]+"/)) {
+     on { if (match($0, /^[ \t]*(K_[A-Z]+\(|\{)"[a-z0-9_.]+"/)) {
             s = substr($0, RSTART, RLENGTH); sub(/^[^"]*"/, "", s); sub(/"$/, "", s); print s } }' \
   "$config_c" | sort -u > "$t/keys"
 [ "$(wc -l < "$t/keys")" -ge 30 ] || { echo "could not read the key table of $config_c"; exit 1; }

@@ -1,0 +1,440 @@
+/*
+ * compactor.c — storage efficiency: overwrites and TRIM leave dead bytes in
+ * old segments. A step picks segments whose live fraction fell below
+ * compaction.min_live_pct (emptiest first), copies their live blocks as they
+ * are stored (still sealed and compressed: the seal binds the volume and
+ * block, not the segment) into new segments, re-points the map where it
+ * still points at the old copy, stores a manifest, and deletes segments that
+ * no longer hold anything once a manifest written after they died exists and
+ * compaction.grace_ms has passed (readers following the store move on to the
+ * new segments within that time). Old manifests beyond keep_manifests go too.
+ *
+ * It runs in the syncer thread when that has nothing due, so it never races
+ * an upload for segment numbers, never runs during a drain, and a drain never
+ * waits on it for more than one step. A fenced node never gets here: only
+ * the lease holder compacts and deletes. Crash-safety: a segment is deleted
+ * only when a stored manifest plus the segments after it no longer need it,
+ * and the copies carry the same write_seq as the originals, so a replay in
+ * any order keeps the newest write.
+ */
+#include "volume_internal.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cleanup.h"
+#include "crc32c.h"
+#include "segment.h"
+
+struct moved {
+    uint64_t block;
+    struct gfs_bm_entry old;
+    uint32_t new_offset;
+};
+
+struct cand {
+    uint32_t seg;
+    uint64_t live, total;
+};
+
+static int cmp_cand(const void *a, const void *b)
+{
+    const struct cand *x = a, *y = b;
+    /* emptiest first: live/total ascending, compared without division */
+    unsigned __int128 l = (unsigned __int128)x->live * y->total;
+    unsigned __int128 r = (unsigned __int128)y->live * x->total;
+    return l < r ? -1 : l > r;
+}
+
+/* Upload one new segment holding the given blocks' stored bytes; commit the
+ * moves that are still current. Called with the lock held; drops it. */
+struct pair {
+    struct moved m;
+    uint8_t *p;
+};
+
+static int cmp_pair(const void *a, const void *b)
+{
+    const struct pair *x = a, *y = b;
+    return x->m.block < y->m.block ? -1 : x->m.block > y->m.block;
+}
+
+static int write_copy(struct glidefs_volume *v, struct moved *mv, uint32_t n,
+                      uint8_t **payloads, uint64_t *rewritten)
+{
+    /* a segment lists its blocks in increasing order */
+    CLEANUP_FREE struct pair *pr = malloc(n * sizeof *pr);
+    if (!pr)
+        return -ENOMEM;
+    for (uint32_t i = 0; i < n; i++)
+        pr[i] = (struct pair){mv[i], payloads[i]};
+    qsort(pr, n, sizeof *pr, cmp_pair);
+    for (uint32_t i = 0; i < n; i++) {
+        mv[i] = pr[i].m;
+        payloads[i] = pr[i].p;
+    }
+    uint64_t epoch = v->epoch, seq = v->next_seg_seq++;
+    pthread_mutex_unlock(&v->lock);
+
+    int sealed = gfs_codec_sealed(v->codec);
+    size_t hlen = gfs_seg_header_size_mac(n, sealed);
+    size_t total = hlen;
+    for (uint32_t i = 0; i < n; i++)
+        total += mv[i].old.length;
+    CLEANUP_FREE uint8_t *obj = malloc(total);
+    CLEANUP_FREE struct gfs_seg_entry *ents = calloc(n, sizeof *ents);
+    int r = (!obj || !ents) ? -ENOMEM : 0;
+    size_t off = hlen;
+    for (uint32_t i = 0; i < n && r == 0; i++) {
+        ents[i].block_index = mv[i].block;
+        ents[i].write_seq = mv[i].old.write_seq;
+        ents[i].offset = (uint32_t)off;
+        ents[i].length = mv[i].old.length;
+        ents[i].raw_length = v->bs;
+        ents[i].crc = mv[i].old.crc;
+        ents[i].flags = mv[i].old.flags;
+        memcpy(obj + off, payloads[i], mv[i].old.length);
+        mv[i].new_offset = (uint32_t)off;
+        off += mv[i].old.length;
+    }
+    if (r == 0) {
+        struct gfs_seg_header h = {.epoch = epoch, .seq = seq, .nblocks = n, .block_size = v->bs,
+                                   .header_len = (uint32_t)(hlen - 4), .entries = ents};
+        memcpy(h.volume_uuid, v->meta.uuid, 16);
+        r = gfs_seg_encode_header_mac(&h, obj, hlen, v->codec);
+    }
+    char key[512];
+    gfs_seg_key(key, sizeof key, v->name, epoch, seq);
+    if (r >= 0)
+        r = v->store->ops->put(v->store, key, obj, total, 0, NULL);
+    pthread_mutex_lock(&v->lock);
+    if (r < 0) {
+        gfs_warn(&v->log, "%s: compaction upload of %s failed: %s", v->name, key,
+                 glidefs_strerror(r));
+        return r;
+    }
+    int64_t si = gfs_bm_seg_add(&v->bm, epoch, seq, total);
+    if (si < 0)
+        return (int)si;
+    for (uint32_t i = 0; i < n; i++) {
+        struct gfs_bm_entry cur = gfs_bm_get(&v->bm, mv[i].block);
+        if (cur.seg != mv[i].old.seg || cur.offset != mv[i].old.offset)
+            continue; /* a newer write landed meanwhile: it wins, the copy is garbage */
+        struct gfs_bm_entry e = cur;
+        e.seg = (uint32_t)si;
+        e.offset = mv[i].new_offset;
+        gfs_bm_set(&v->bm, mv[i].block, &e);
+        gfs_cache_drop(&v->cache, mv[i].block); /* cached under the old location */
+        *rewritten += e.length;
+    }
+    v->last_seg_epoch = epoch;
+    v->last_seg_seq = seq;
+    v->segs_since_manifest++;
+    return 0;
+}
+
+/* Rewrite candidate segments (lock held; dropped for I/O). */
+static int rewrite(struct glidefs_volume *v, uint64_t budget, struct glidefs_compact_result *res)
+{
+    uint32_t nsegs = v->bm.nsegs;
+    CLEANUP_FREE struct cand *cands = calloc(nsegs, sizeof *cands);
+    CLEANUP_FREE uint8_t *is_cand = calloc(nsegs, 1);
+    if (!cands || !is_cand)
+        return -ENOMEM;
+    uint32_t nc = 0;
+    for (uint32_t i = 1; i < nsegs; i++) {
+        struct gfs_bm_seg *s = &v->bm.segs[i];
+        if (s->deleted || s->total_bytes == 0 || s->live_bytes == 0)
+            continue;
+        if (s->live_bytes * 100 >= (uint64_t)v->comp_min_live_pct * s->total_bytes)
+            continue;
+        cands[nc++] = (struct cand){i, s->live_bytes, s->total_bytes};
+    }
+    if (nc == 0)
+        return 0;
+    qsort(cands, nc, sizeof *cands, cmp_cand);
+    uint64_t sum = 0;
+    uint32_t take = 0;
+    while (take < nc && (take == 0 || sum + cands[take].live <= budget))
+        sum += cands[take++].live;
+    for (uint32_t i = 0; i < take; i++)
+        is_cand[cands[i].seg] = 1;
+
+    /* the blocks that live in them: one pass over the map */
+    size_t cap = 64, nm = 0;
+    CLEANUP_FREE struct moved *mv = malloc(cap * sizeof *mv);
+    if (!mv)
+        return -ENOMEM;
+    for (size_t c = 0; c < v->bm.nchunks; c++) {
+        const struct gfs_bm_entry *ch = v->bm.chunks[c];
+        if (!ch)
+            continue;
+        for (uint32_t k = 0; k < GFS_BM_CHUNK; k++) {
+            uint32_t sg = ch[k].seg;
+            if (sg == GFS_BM_NONE || sg == GFS_BM_HOLE || sg >= nsegs || !is_cand[sg])
+                continue;
+            if (nm == cap) {
+                struct moved *nmv = realloc(mv, 2 * cap * sizeof *nmv);
+                if (!nmv)
+                    return -ENOMEM;
+                mv = nmv;
+                cap *= 2;
+            }
+            mv[nm].block = ((uint64_t)c << GFS_BM_CHUNK_SHIFT) + k;
+            mv[nm].old = ch[k];
+            nm++;
+        }
+    }
+    /* fetch each old segment once, then pack the copies into new segments */
+    uint32_t per = v->blocks_per_batch;
+    CLEANUP_FREE uint8_t **payloads = calloc(per, sizeof *payloads);
+    CLEANUP_FREE struct moved *batch = calloc(per, sizeof *batch);
+    if (!payloads || !batch)
+        return -ENOMEM;
+    uint32_t nb = 0;
+    int r = 0;
+    uint64_t rewritten = 0;
+    for (uint32_t ci = 0; ci < take && r == 0; ci++) {
+        uint32_t sg = cands[ci].seg;
+        uint64_t epoch = v->bm.segs[sg].epoch, seq = v->bm.segs[sg].seq;
+        size_t total = (size_t)v->bm.segs[sg].total_bytes;
+        pthread_mutex_unlock(&v->lock);
+        char key[512];
+        gfs_seg_key(key, sizeof key, v->name, epoch, seq);
+        CLEANUP_FREE uint8_t *obj = malloc(total);
+        size_t got = 0;
+        r = obj ? v->store->ops->get_range(v->store, key, 0, total, obj, &got) : -ENOMEM;
+        pthread_mutex_lock(&v->lock);
+        if (r < 0 || got != total) {
+            gfs_warn(&v->log, "%s: compaction cannot read %s: %s", v->name, key,
+                     glidefs_strerror(r < 0 ? r : -EIO));
+            r = r < 0 ? r : -EIO;
+            break;
+        }
+        for (size_t i = 0; i < nm && r == 0; i++) {
+            if (mv[i].old.seg != sg)
+                continue;
+            const struct gfs_bm_entry *e = &mv[i].old;
+            if ((uint64_t)e->offset + e->length > total ||
+                gfs_crc32c(0, obj + e->offset, e->length) != e->crc) {
+                /* never copy damage forward: leave that block where it is */
+                gfs_err(&v->log, "%s: block %" PRIu64 " in %s fails its checksum; not moved",
+                        v->name, mv[i].block, key);
+                v->st.checksum_errors++;
+                continue;
+            }
+            batch[nb] = mv[i];
+            payloads[nb] = malloc(e->length);
+            if (!payloads[nb]) {
+                r = -ENOMEM;
+                break;
+            }
+            memcpy(payloads[nb], obj + e->offset, e->length);
+            nb++;
+            if (nb == per) {
+                r = write_copy(v, batch, nb, payloads, &rewritten);
+                for (uint32_t j = 0; j < nb; j++)
+                    free(payloads[j]);
+                nb = 0;
+            }
+        }
+        if (r == 0)
+            res->segments_rewritten++;
+    }
+    if (nb) {
+        int r2 = write_copy(v, batch, nb, payloads, &rewritten);
+        if (r == 0)
+            r = r2;
+        for (uint32_t j = 0; j < nb; j++)
+            free(payloads[j]);
+    }
+    res->bytes_rewritten += rewritten;
+    v->st.compaction_bytes_rewritten += rewritten;
+    return r;
+}
+
+/* Date segments that hold nothing live any more (lock held). Returns how
+ * many are dead and not deleted. */
+static int mark_dead(struct glidefs_volume *v)
+{
+    int64_t now = gfs_now_ms();
+    int n = 0;
+    for (uint32_t i = 1; i < v->bm.nsegs; i++) {
+        struct gfs_bm_seg *s = &v->bm.segs[i];
+        if (s->deleted || s->live_bytes != 0 || s->total_bytes == 0)
+            continue;
+        if (!s->dead_since_ms) {
+            s->dead_since_ms = now;
+            s->dead_gen = v->manifest_gen;
+        }
+        n++;
+    }
+    return n;
+}
+
+/* Delete what nothing needs any more (lock held; dropped for I/O). */
+static void reap(struct glidefs_volume *v, struct glidefs_compact_result *res)
+{
+    int64_t now = gfs_now_ms();
+    for (uint32_t i = 1; i < v->bm.nsegs; i++) {
+        struct gfs_bm_seg *s = &v->bm.segs[i];
+        if (s->deleted || s->live_bytes != 0 || s->total_bytes == 0 || !s->dead_since_ms)
+            continue;
+        /* a manifest stored after it died must exist, and readers had time */
+        if (v->manifest_gen <= s->dead_gen || now - s->dead_since_ms < v->comp_grace_ms)
+            continue;
+        char key[512];
+        gfs_seg_key(key, sizeof key, v->name, s->epoch, s->seq);
+        uint64_t size = s->total_bytes;
+        s->deleted = 1;
+        pthread_mutex_unlock(&v->lock);
+        int r = v->store->ops->del(v->store, key);
+        pthread_mutex_lock(&v->lock);
+        s = &v->bm.segs[i];
+        if (r < 0) {
+            s->deleted = 0;
+            gfs_warn(&v->log, "%s: deleting %s failed: %s", v->name, key, glidefs_strerror(r));
+            return;
+        }
+        res->segments_deleted++;
+        res->bytes_reclaimed += size;
+        v->st.segments_deleted++;
+        v->st.bytes_reclaimed += size;
+    }
+    /* unreferenced segments found at open (crashed uploads, deposed writers) */
+    if (v->ngarbage && v->manifest_gen > 0 && now - v->opened_ms >= v->comp_grace_ms) {
+        char **g = v->garbage;
+        size_t n = v->ngarbage;
+        v->garbage = NULL;
+        v->ngarbage = 0;
+        pthread_mutex_unlock(&v->lock);
+        uint64_t done = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (v->store->ops->del(v->store, g[i]) == 0)
+                done++;
+            free(g[i]);
+        }
+        free(g);
+        pthread_mutex_lock(&v->lock);
+        res->segments_deleted += done;
+        v->st.segments_deleted += done;
+    }
+}
+
+struct mlist {
+    char **keys;
+    size_t n, cap;
+};
+
+static int collect(void *arg, const char *key, uint64_t size)
+{
+    (void)size;
+    struct mlist *l = arg;
+    if (l->n == l->cap) {
+        size_t nc = l->cap ? l->cap * 2 : 16;
+        char **nk = realloc(l->keys, nc * sizeof *nk);
+        if (!nk)
+            return -ENOMEM;
+        l->keys = nk;
+        l->cap = nc;
+    }
+    l->keys[l->n] = strdup(key);
+    return l->keys[l->n++] ? 0 : -ENOMEM;
+}
+
+/* Keep the newest keep_manifests manifests (lock held; dropped for I/O). */
+static void prune_manifests(struct glidefs_volume *v, struct glidefs_compact_result *res)
+{
+    char prefix[512];
+    snprintf(prefix, sizeof prefix, "nbd/%s/manifest/", v->name);
+    int keep = v->comp_keep_manifests;
+    pthread_mutex_unlock(&v->lock);
+    struct mlist l = {0};
+    int r = v->store->ops->list(v->store, prefix, NULL, collect, &l);
+    size_t deleted = 0;
+    if (r >= 0 && l.n > (size_t)keep)
+        for (size_t i = 0; i + (size_t)keep < l.n; i++) /* listed in key order: oldest first */
+            if (v->store->ops->del(v->store, l.keys[i]) == 0)
+                deleted++;
+    for (size_t i = 0; i < l.n; i++)
+        free(l.keys[i]);
+    free(l.keys);
+    pthread_mutex_lock(&v->lock);
+    v->st.manifests_deleted += deleted;
+    (void)res;
+}
+
+int gfs_compact_step(struct glidefs_volume *v, int requested)
+{
+    if (!v->owner || v->fenced)
+        return 0;
+    int64_t now = gfs_now_ms();
+    if (!requested && (v->comp_interval_ms <= 0 || now < v->comp_next_ms))
+        return 0;
+    v->comp_next_ms = now + (v->comp_interval_ms > 0 ? v->comp_interval_ms : 0);
+    struct glidefs_compact_result res = {0};
+    uint64_t budget = requested ? UINT64_MAX
+                                : v->comp_rate_bps * (uint64_t)(v->comp_interval_ms / 1000 + 1);
+    int r = rewrite(v, budget, &res);
+    /* dead segments need a manifest, stored after they died, that no longer names them */
+    int dead = mark_dead(v);
+    int need = 0;
+    for (uint32_t i = 1; i < v->bm.nsegs && !need; i++)
+        need = v->bm.segs[i].dead_since_ms && !v->bm.segs[i].deleted &&
+               v->bm.segs[i].dead_gen >= v->manifest_gen;
+    if (r == 0 && (v->segs_since_manifest || need || (v->ngarbage && !v->manifest_gen))) {
+        if (v->segs_since_manifest == 0)
+            v->segs_since_manifest = 1; /* force one: dead segments need it */
+        pthread_mutex_unlock(&v->lock);
+        r = gfs_volume_write_manifest(v);
+        pthread_mutex_lock(&v->lock);
+    }
+    (void)dead;
+    if (r == 0) {
+        reap(v, &res);
+        if (res.segments_deleted)
+            prune_manifests(v, &res);
+    }
+    for (uint32_t i = 1; i < v->bm.nsegs; i++) {
+        if (!v->bm.segs[i].deleted) {
+            res.stored_bytes += v->bm.segs[i].total_bytes;
+            res.live_bytes += v->bm.segs[i].live_bytes;
+        }
+    }
+    if (res.segments_rewritten || res.segments_deleted)
+        v->st.compactions++;
+    if (requested) {
+        v->comp_last = res;
+        if (r < 0)
+            v->comp_last.segments_rewritten = (uint64_t)-1;
+    }
+    if (res.segments_rewritten || res.segments_deleted)
+        gfs_info(&v->log, "%s: compaction: %" PRIu64 " segments rewritten (%" PRIu64
+                 " bytes), %" PRIu64 " deleted (%" PRIu64 " bytes reclaimed); stored %" PRIu64
+                 ", live %" PRIu64, v->name, res.segments_rewritten, res.bytes_rewritten,
+                 res.segments_deleted, res.bytes_reclaimed, res.stored_bytes, res.live_bytes);
+    return r < 0 ? r : (res.segments_rewritten || res.segments_deleted);
+}
+
+GLIDEFS_API int glidefs_compact(glidefs_volume *v, struct glidefs_compact_result *res)
+{
+    pthread_mutex_lock(&v->lock);
+    if (!v->owner || v->fenced) {
+        pthread_mutex_unlock(&v->lock);
+        return -EROFS;
+    }
+    uint64_t gen = ++v->comp_req_gen;
+    pthread_cond_broadcast(&v->syncer_cond);
+    while (v->comp_done_gen < gen && !v->stop && v->owner)
+        pthread_cond_wait(&v->cond, &v->lock);
+    int r = v->comp_done_gen < gen ? -EROFS : 0;
+    struct glidefs_compact_result out = v->comp_last;
+    pthread_mutex_unlock(&v->lock);
+    if (r == 0 && out.segments_rewritten == (uint64_t)-1)
+        r = -EIO;
+    if (res && r == 0)
+        *res = out;
+    return r;
+}
