@@ -267,13 +267,17 @@ GLIDEFS_API int glidefs_volume_rekey(glidefs_volume *v, const char *old_pw, cons
     int r = gfs_keywrap_rewrap(old_pw, new_pw, GFS_KDF_ITERATIONS, v->meta.uuid, &kw);
     if (r < 0)
         return r;
+    /* v->meta changes only under own_lock, which we hold: PUT without v->lock */
     pthread_mutex_lock(&v->lock);
     struct gfs_keywrap old = v->meta.kw;
     v->meta.kw = kw;
-    r = put_volmeta(v, 0);
-    if (r < 0)
-        v->meta.kw = old;
     pthread_mutex_unlock(&v->lock);
+    r = put_volmeta(v, 0);
+    if (r < 0) {
+        pthread_mutex_lock(&v->lock);
+        v->meta.kw = old;
+        pthread_mutex_unlock(&v->lock);
+    }
     if (r == 0)
         gfs_info(&v->log, "%s: encryption password changed (data not rewritten)", v->name);
     return r;

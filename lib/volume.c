@@ -1025,25 +1025,35 @@ GLIDEFS_API int glidefs_resize(glidefs_volume *v, uint64_t new_size)
 {
     if (new_size % 512 || new_size == 0)
         return -EINVAL;
-    SCOPED_LOCK(&v->lock);
+    /* metadata changes serialise on own_lock; the PUT runs without the
+     * volume lock so I/O goes on meanwhile */
+    SCOPED_LOCK(&v->own_lock);
+    pthread_mutex_lock(&v->lock);
+    int r = 0;
     if (v->read_only)
-        return -EROFS;
-    if (new_size < v->size)
-        return -EINVAL;
-    if (new_size == v->size)
-        return 0;
-    int r = gfs_bm_grow(&v->bm, (new_size + v->bs - 1) / v->bs);
-    if (r < 0)
-        return r;
+        r = -EROFS;
+    else if (new_size < v->size)
+        r = -EINVAL;
+    else if (new_size == v->size)
+        r = 1;
+    else
+        r = gfs_bm_grow(&v->bm, (new_size + v->bs - 1) / v->bs);
     uint64_t old = v->meta.size;
-    v->meta.size = new_size;
+    if (r == 0)
+        v->meta.size = new_size;
+    pthread_mutex_unlock(&v->lock);
+    if (r != 0)
+        return r > 0 ? 0 : r;
     r = gfs_volmeta_store(v);
-    if (r < 0) {
+    pthread_mutex_lock(&v->lock);
+    if (r < 0)
         v->meta.size = old;
-        return r;
-    }
-    v->size = new_size;
-    return 0;
+    else
+        v->size = new_size;
+    pthread_mutex_unlock(&v->lock);
+    if (r == 0)
+        gfs_info(&v->log, "%s: grown to %" PRIu64 " bytes", v->name, new_size);
+    return r;
 }
 
 GLIDEFS_API int glidefs_stats(glidefs_volume *v, struct glidefs_stats *out, size_t st_size)
