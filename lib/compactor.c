@@ -102,7 +102,7 @@ static int write_copy(struct glidefs_volume *v, struct moved *mv, uint32_t n,
     if (r == 0) {
         struct gfs_seg_header h = {.epoch = epoch, .seq = seq, .nblocks = n, .block_size = v->bs,
                                    .header_len = (uint32_t)(hlen - 4), .entries = ents};
-        memcpy(h.volume_uuid, v->meta.uuid, 16);
+        memcpy(h.volume_uuid, v->meta.data_uuid, 16);
         r = gfs_seg_encode_header_mac(&h, obj, hlen, v->codec);
     }
     char key[512];
@@ -115,7 +115,7 @@ static int write_copy(struct glidefs_volume *v, struct moved *mv, uint32_t n,
                  glidefs_strerror(r));
         return r;
     }
-    int64_t si = gfs_bm_seg_add(&v->bm, epoch, seq, total);
+    int64_t si = gfs_bm_seg_add(&v->bm, gfs_ep(v->meta.depth, epoch), seq, total);
     if (si < 0)
         return (int)si;
     for (uint32_t i = 0; i < n; i++) {
@@ -148,6 +148,8 @@ static int rewrite(struct glidefs_volume *v, uint64_t budget, struct glidefs_com
         struct gfs_bm_seg *s = &v->bm.segs[i];
         if (s->deleted || s->total_bytes == 0 || s->live_bytes == 0)
             continue;
+        if ((s->epoch >> GFS_ORIGIN_SHIFT) != v->meta.depth)
+            continue; /* an ancestor's segment: shared, never ours to rewrite */
         if (s->live_bytes * 100 >= (uint64_t)v->comp_min_live_pct * s->total_bytes)
             continue;
         cands[nc++] = (struct cand){i, s->live_bytes, s->total_bytes};
@@ -198,7 +200,7 @@ static int rewrite(struct glidefs_volume *v, uint64_t budget, struct glidefs_com
     uint64_t rewritten = 0;
     for (uint32_t ci = 0; ci < take && r == 0; ci++) {
         uint32_t sg = cands[ci].seg;
-        uint64_t epoch = v->bm.segs[sg].epoch, seq = v->bm.segs[sg].seq;
+        uint64_t epoch = v->bm.segs[sg].epoch & GFS_EPOCH_MASK, seq = v->bm.segs[sg].seq;
         size_t total = (size_t)v->bm.segs[sg].total_bytes;
         pthread_mutex_unlock(&v->lock);
         char key[512];
@@ -265,6 +267,8 @@ static int mark_dead(struct glidefs_volume *v)
         struct gfs_bm_seg *s = &v->bm.segs[i];
         if (s->deleted || s->live_bytes != 0 || s->total_bytes == 0)
             continue;
+        if ((s->epoch >> GFS_ORIGIN_SHIFT) != v->meta.depth || gfs_pinned(v, s->epoch, s->seq))
+            continue; /* shared with an ancestor, or held by a snapshot */
         if (!s->dead_since_ms) {
             s->dead_since_ms = now;
             s->dead_gen = v->manifest_gen;
@@ -286,7 +290,7 @@ static void reap(struct glidefs_volume *v, struct glidefs_compact_result *res)
         if (v->manifest_gen <= s->dead_gen || now - s->dead_since_ms < v->comp_grace_ms)
             continue;
         char key[512];
-        gfs_seg_key(key, sizeof key, v->name, s->epoch, s->seq);
+        gfs_seg_key(key, sizeof key, v->name, s->epoch & GFS_EPOCH_MASK, s->seq);
         uint64_t size = s->total_bytes;
         s->deleted = 1;
         pthread_mutex_unlock(&v->lock);
@@ -355,9 +359,13 @@ static void prune_manifests(struct glidefs_volume *v, struct glidefs_compact_res
     int r = v->store->ops->list(v->store, prefix, NULL, collect, &l);
     size_t deleted = 0;
     if (r >= 0 && l.n > (size_t)keep)
-        for (size_t i = 0; i + (size_t)keep < l.n; i++) /* listed in key order: oldest first */
-            if (v->store->ops->del(v->store, l.keys[i]) == 0)
+        for (size_t i = 0; i + (size_t)keep < l.n; i++) { /* listed in key order: oldest first */
+            pthread_mutex_lock(&v->lock);
+            int pinned = gfs_manifest_pinned(v, l.keys[i]);
+            pthread_mutex_unlock(&v->lock);
+            if (!pinned && v->store->ops->del(v->store, l.keys[i]) == 0)
                 deleted++;
+        }
     for (size_t i = 0; i < l.n; i++)
         free(l.keys[i]);
     free(l.keys);

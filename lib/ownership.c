@@ -301,6 +301,8 @@ GLIDEFS_API int glidefs_promote(glidefs_volume *v, int force)
         return -EROFS;
     /* everything the previous writer stored before the hand-over */
     int r = gfs_volume_refresh(v);
+    if (r == 0)
+        r = gfs_volmeta_follow_size(v);
     if (r < 0)
         return r;
     int got, busy;

@@ -210,7 +210,7 @@ static int build_segment(struct glidefs_volume *v, struct seg_job *job)
         .header_len = (uint32_t)(hlen - 4),
         .entries = ents,
     };
-    memcpy(h.volume_uuid, v->meta.uuid, 16);
+    memcpy(h.volume_uuid, v->meta.data_uuid, 16);
     int r = gfs_seg_encode_header_mac(&h, job->obj, hlen, v->codec);
     if (r < 0)
         return r;
@@ -238,7 +238,7 @@ static void commit(struct glidefs_volume *v, struct seg_job *jobs, uint32_t njob
         struct seg_job *job = &jobs[j];
         int64_t si = -1;
         if (job->result == 0) {
-            si = gfs_bm_seg_add(&v->bm, job->epoch, job->seq, job->objlen);
+            si = gfs_bm_seg_add(&v->bm, gfs_ep(v->meta.depth, job->epoch), job->seq, job->objlen);
             if (si < 0)
                 job->result = (int)si;
         }

@@ -73,7 +73,9 @@ static int valid_bs(uint64_t bs)
     return bs >= 4096 && bs <= (4u << 20) && (bs & (bs - 1)) == 0;
 }
 
-/* Parse and validate volume.json (input from the store: trust nothing). */
+/* Parse and validate volume.json (input from the store: trust nothing).
+ * Optional fields: data_uuid (a clone's lineage root), lineage (ancestor
+ * names, root first), parent {name, snapshot, manifest}, deleted. */
 static int parse_volmeta(struct glidefs_volume *v, const char *buf, size_t len)
 {
     json_error_t jerr;
@@ -86,14 +88,26 @@ static int parse_volmeta(struct glidefs_volume *v, const char *buf, size_t len)
     int r = -EIO;
     json_t *fmt = json_object_get(root, "format");
     json_t *uuid = json_object_get(root, "uuid");
+    json_t *duuid = json_object_get(root, "data_uuid");
     json_t *size = json_object_get(root, "size");
     json_t *bs = json_object_get(root, "block_size");
     json_t *created = json_object_get(root, "created_ms");
     json_t *comp = json_object_get(root, "compression");
     json_t *enc = json_object_get(root, "encryption");
+    json_t *lin = json_object_get(root, "lineage");
+    json_t *parent = json_object_get(root, "parent");
+    json_t *deleted = json_object_get(root, "deleted");
+    json_t *psnap = parent ? json_object_get(parent, "snapshot") : NULL;
+    json_t *pman = parent ? json_object_get(parent, "manifest") : NULL;
+    uint64_t e, q;
     if (!json_is_integer(fmt) || json_integer_value(fmt) != 1) {
         gfs_err(&v->log, "%s: volume.json has an unsupported format version", v->name);
-    } else if (!json_is_string(uuid) || parse_uuid(json_string_value(uuid), v->meta.uuid) < 0) {
+    } else if (json_is_true(deleted)) {
+        gfs_err(&v->log, "%s: the volume was deleted (its clones still use its data)", v->name);
+        r = -ENOENT;
+    } else if (!json_is_string(uuid) || parse_uuid(json_string_value(uuid), v->meta.uuid) < 0 ||
+               (duuid && (!json_is_string(duuid) ||
+                          parse_uuid(json_string_value(duuid), v->meta.data_uuid) < 0))) {
         gfs_err(&v->log, "%s: volume.json has a bad uuid", v->name);
     } else if (!json_is_integer(size) || json_integer_value(size) <= 0 ||
                json_integer_value(size) % 512) {
@@ -106,35 +120,86 @@ static int parse_volmeta(struct glidefs_volume *v, const char *buf, size_t len)
                                                   strcmp(json_string_value(comp), "zstd") == 0))) {
         gfs_err(&v->log, "%s: volume uses a compression this build cannot read", v->name);
         r = -ENOTSUP;
+    } else if ((lin && (!json_is_array(lin) || json_array_size(lin) > GFS_MAX_DEPTH)) ||
+               (parent && (!json_is_object(parent) || !json_is_string(psnap) ||
+                           (pman && !json_is_null(pman) &&
+                            (!json_is_string(pman) ||
+                             gfs_parse_epoch_seq(json_string_value(pman), &e, &q) < 0)))) ||
+               (!lin != !parent)) {
+        gfs_err(&v->log, "%s: volume.json has a bad lineage", v->name);
     } else {
-        v->meta.format = 1;
-        v->meta.size = (uint64_t)json_integer_value(size);
-        v->meta.block_size = (uint32_t)json_integer_value(bs);
-        v->meta.created_ms = json_is_integer(created) ? json_integer_value(created) : 0;
-        snprintf(v->meta.compression, sizeof v->meta.compression, "%s",
-                 comp ? json_string_value(comp) : "none");
-        v->meta.encrypted = enc && !json_is_null(enc);
-        format_uuid(v->meta.uuid, v->meta.uuid_str);
         r = 0;
+        v->meta.depth = 0;
+        for (size_t i = 0; lin && i < json_array_size(lin); i++) {
+            json_t *n = json_array_get(lin, i);
+            if (!json_is_string(n) || !glidefs_name_valid(json_string_value(n)) ||
+                strcmp(json_string_value(n), v->name) == 0) {
+                gfs_err(&v->log, "%s: volume.json has a bad lineage", v->name);
+                r = -EIO;
+                break;
+            }
+            snprintf(v->meta.lineage[i], sizeof v->meta.lineage[i], "%s", json_string_value(n));
+            v->meta.depth++;
+        }
+        if (r == 0) {
+            v->meta.format = 1;
+            v->meta.size = (uint64_t)json_integer_value(size);
+            v->meta.block_size = (uint32_t)json_integer_value(bs);
+            v->meta.created_ms = json_is_integer(created) ? json_integer_value(created) : 0;
+            snprintf(v->meta.compression, sizeof v->meta.compression, "%s",
+                     comp ? json_string_value(comp) : "none");
+            v->meta.encrypted = enc && !json_is_null(enc);
+            if (!duuid)
+                memcpy(v->meta.data_uuid, v->meta.uuid, 16);
+            format_uuid(v->meta.uuid, v->meta.uuid_str);
+            format_uuid(v->meta.data_uuid, v->meta.data_uuid_str);
+            v->meta.parent_snapshot[0] = v->meta.base_manifest[0] = 0;
+            if (parent) {
+                snprintf(v->meta.parent_snapshot, sizeof v->meta.parent_snapshot, "%s",
+                         json_string_value(psnap));
+                if (json_is_string(pman))
+                    snprintf(v->meta.base_manifest, sizeof v->meta.base_manifest, "%s",
+                             json_string_value(pman));
+            }
+        }
     }
     json_decref(root);
     return r;
 }
 
+/* volume.json of meta, as text (caller frees). */
+char *gfs_volmeta_text(const struct gfs_volmeta *m, int deleted)
+{
+    json_t *enc = m->encrypted ? gfs_keywrap_to_json(&m->kw) : json_null();
+    if (!enc)
+        return NULL;
+    json_t *root = json_pack("{s:i, s:s, s:s, s:I, s:I, s:I, s:s, s:o}", "format", 1, "uuid",
+                             m->uuid_str, "data_uuid", m->data_uuid_str, "size",
+                             (json_int_t)m->size, "block_size", (json_int_t)m->block_size,
+                             "created_ms", (json_int_t)m->created_ms, "compression",
+                             m->compression, "encryption", enc);
+    if (!root)
+        return NULL;
+    if (m->depth) {
+        json_t *lin = json_array();
+        for (uint32_t i = 0; lin && i < m->depth; i++)
+            json_array_append_new(lin, json_string(m->lineage[i]));
+        json_t *par = json_pack("{s:s, s:s, s:o}", "name", m->lineage[m->depth - 1], "snapshot",
+                                m->parent_snapshot, "manifest",
+                                m->base_manifest[0] ? json_string(m->base_manifest) : json_null());
+        json_object_set_new(root, "lineage", lin);
+        json_object_set_new(root, "parent", par);
+    }
+    if (deleted)
+        json_object_set_new(root, "deleted", json_true());
+    char *txt = json_dumps(root, JSON_INDENT(2) | JSON_SORT_KEYS);
+    json_decref(root);
+    return txt;
+}
+
 static int put_volmeta(struct glidefs_volume *v, unsigned flags)
 {
-    json_t *enc = v->meta.encrypted ? gfs_keywrap_to_json(&v->meta.kw) : json_null();
-    if (!enc)
-        return -ENOMEM;
-    json_t *root = json_pack("{s:i, s:s, s:I, s:I, s:I, s:s, s:o}", "format", 1, "uuid",
-                             v->meta.uuid_str, "size", (json_int_t)v->meta.size, "block_size",
-                             (json_int_t)v->meta.block_size, "created_ms",
-                             (json_int_t)v->meta.created_ms, "compression",
-                             v->meta.compression, "encryption", enc);
-    if (!root)
-        return -ENOMEM;
-    CLEANUP_FREE char *txt = json_dumps(root, JSON_INDENT(2) | JSON_SORT_KEYS);
-    json_decref(root);
+    CLEANUP_FREE char *txt = gfs_volmeta_text(&v->meta, 0);
     if (!txt)
         return -ENOMEM;
     char key[512];
@@ -145,6 +210,31 @@ static int put_volmeta(struct glidefs_volume *v, unsigned flags)
 int gfs_volmeta_store(struct glidefs_volume *v)
 {
     return put_volmeta(v, 0);
+}
+
+int gfs_volmeta_follow_size(struct glidefs_volume *v)
+{
+    char key[512];
+    key_of(key, sizeof key, v->name, "volume.json");
+    CLEANUP_FREE void *buf = NULL;
+    size_t len = 0;
+    int r = v->store->ops->get(v->store, key, VOLUME_JSON_MAX, &buf, &len, NULL);
+    if (r < 0)
+        return r;
+    json_error_t jerr;
+    json_t *root = json_loadb(buf, len, 0, &jerr);
+    json_t *size = root ? json_object_get(root, "size") : NULL;
+    int64_t ns = json_is_integer(size) ? json_integer_value(size) : -1;
+    json_decref(root);
+    if (ns <= 0 || ns % 512)
+        return -EIO;
+    pthread_mutex_lock(&v->lock);
+    if ((uint64_t)ns > v->size && gfs_bm_grow(&v->bm, ((uint64_t)ns + v->bs - 1) / v->bs) == 0) {
+        v->size = v->meta.size = (uint64_t)ns;
+        gfs_info(&v->log, "%s: the writer grew the volume to %" PRId64 " bytes", v->name, ns);
+    }
+    pthread_mutex_unlock(&v->lock);
+    return 0;
 }
 
 /* Build the block codec: unwrap the data key with the configured password
@@ -165,7 +255,7 @@ static int make_codec(struct glidefs_volume *v, const struct glidefs_config *cfg
                         "is not set", v->name);
                 return -EACCES;
             }
-            int r = gfs_keywrap_unwrap(pw, &v->meta.kw, v->meta.uuid, dk);
+            int r = gfs_keywrap_unwrap(pw, &v->meta.kw, v->meta.data_uuid, dk);
             if (r == -EACCES) {
                 gfs_err(&v->log, "%s: wrong encryption password", v->name);
                 return -EACCES;
@@ -187,7 +277,7 @@ static int make_codec(struct glidefs_volume *v, const struct glidefs_config *cfg
         .level = cfg->compression_level,
         .data_key = key,
     };
-    memcpy(p.volume_uuid, v->meta.uuid, 16);
+    memcpy(p.volume_uuid, v->meta.data_uuid, 16);
     int r = gfs_codec_new(&p, &v->codec);
     mbedtls_platform_zeroize(dk, sizeof dk);
     return r;
@@ -219,6 +309,9 @@ int gfs_volmeta_load(struct glidefs_volume *v, const struct glidefs_config *cfg,
         v->meta.uuid[6] = (v->meta.uuid[6] & 0x0f) | 0x40; /* version 4 */
         v->meta.uuid[8] = (v->meta.uuid[8] & 0x3f) | 0x80;
         format_uuid(v->meta.uuid, v->meta.uuid_str);
+        memcpy(v->meta.data_uuid, v->meta.uuid, 16);
+        format_uuid(v->meta.data_uuid, v->meta.data_uuid_str);
+        v->meta.depth = 0;
         v->meta.format = 1;
         v->meta.size = create_size;
         v->meta.block_size = cfg->block_size ? cfg->block_size : 131072;
@@ -228,7 +321,7 @@ int gfs_volmeta_load(struct glidefs_volume *v, const struct glidefs_config *cfg,
         uint8_t dk[32];
         v->meta.encrypted = cfg->encryption_password && *cfg->encryption_password;
         if (v->meta.encrypted) {
-            r = gfs_keywrap_create(cfg->encryption_password, GFS_KDF_ITERATIONS, v->meta.uuid,
+            r = gfs_keywrap_create(cfg->encryption_password, GFS_KDF_ITERATIONS, v->meta.data_uuid,
                                    dk, &v->meta.kw);
             if (r < 0)
                 return r;
@@ -264,7 +357,7 @@ GLIDEFS_API int glidefs_volume_rekey(glidefs_volume *v, const char *old_pw, cons
         return -EINVAL;
     if (!owner)
         return -EROFS;
-    int r = gfs_keywrap_rewrap(old_pw, new_pw, GFS_KDF_ITERATIONS, v->meta.uuid, &kw);
+    int r = gfs_keywrap_rewrap(old_pw, new_pw, GFS_KDF_ITERATIONS, v->meta.data_uuid, &kw);
     if (r < 0)
         return r;
     /* v->meta changes only under own_lock, which we hold: PUT without v->lock */
@@ -308,7 +401,7 @@ static int pick_last(void *arg, const char *key, uint64_t size)
     return 0;
 }
 
-static int apply_manifest(struct glidefs_volume *v, const char *key)
+static int apply_manifest(struct glidefs_volume *v, const char *key, int is_base)
 {
     CLEANUP_FREE void *buf = NULL;
     size_t len = 0;
@@ -341,6 +434,12 @@ static int apply_manifest(struct glidefs_volume *v, const char *key)
         return -ENOMEM;
     }
     for (uint32_t i = 0; i < m.nsegs; i++) {
+        /* origins: an ancestor's manifest names only ancestors; ours up to us */
+        if ((m.segs[i].epoch >> GFS_ORIGIN_SHIFT) > v->meta.depth - (is_base ? 1u : 0u)) {
+            gfs_err(&v->log, "%s: manifest %s names a segment outside the lineage", v->name, key);
+            gfs_manifest_free(&m);
+            return -EIO;
+        }
         idx[i] = gfs_bm_seg_add(&v->bm, m.segs[i].epoch, m.segs[i].seq, 0);
         if (idx[i] < 0) {
             gfs_manifest_free(&m);
@@ -377,10 +476,17 @@ static int apply_manifest(struct glidefs_volume *v, const char *key)
     }
     if (max_seq >= v->next_seq)
         v->next_seq = max_seq + 1;
-    v->manifest_epoch = v->last_seg_epoch = m.epoch;
-    v->manifest_seq = v->last_seg_seq = m.seq;
+    if (!is_base) {
+        v->manifest_epoch = v->last_seg_epoch = m.epoch;
+        v->manifest_seq = v->last_seg_seq = m.seq;
+    }
     gfs_manifest_free(&m);
     return 0;
+}
+
+int gfs_volume_apply_manifest_key(struct glidefs_volume *v, const char *key, int is_base)
+{
+    return apply_manifest(v, key, is_base);
 }
 
 struct seg_list {
@@ -454,7 +560,7 @@ static int fetch_seg_header(struct glidefs_volume *v, const char *key, uint64_t 
     if (buf == NULL)
         return -EIO;
     uint64_t ke, ks;
-    if (h.block_size != v->bs || memcmp(h.volume_uuid, v->meta.uuid, 16) != 0 ||
+    if (h.block_size != v->bs || memcmp(h.volume_uuid, v->meta.data_uuid, 16) != 0 ||
         gfs_parse_epoch_seq(strrchr(key, '/') + 1, &ke, &ks) < 0 || ke != h.epoch ||
         ks != h.seq) {
         gfs_err(&v->log, "%s: segment %s belongs to another volume, block size or key", v->name,
@@ -470,7 +576,7 @@ static int apply_seg_header(struct glidefs_volume *v, const char *key, uint64_t 
                             struct gfs_seg_header *hp)
 {
     struct gfs_seg_header h = *hp;
-    int64_t si = gfs_bm_seg_add(&v->bm, h.epoch, h.seq, size);
+    int64_t si = gfs_bm_seg_add(&v->bm, gfs_ep(v->meta.depth, h.epoch), h.seq, size);
     if (si < 0) {
         gfs_seg_header_free(&h);
         return (int)si;
@@ -533,8 +639,17 @@ int gfs_volume_load_map(struct glidefs_volume *v)
         return r;
     }
     char start_after[512] = "";
+    if (!mp.found && v->meta.base_manifest[0]) {
+        /* a clone that has stored nothing of its own yet: its parent's snapshot */
+        char base[512];
+        snprintf(base, sizeof base, "nbd/%s/manifest/%s", v->meta.lineage[v->meta.depth - 1],
+                 v->meta.base_manifest);
+        r = apply_manifest(v, base, 1);
+        if (r < 0)
+            return r;
+    }
     if (mp.found) {
-        r = apply_manifest(v, mp.best);
+        r = apply_manifest(v, mp.best, 0);
         if (r < 0)
             return r;
         snprintf(start_after, sizeof start_after, "nbd/%s/seg/%s", v->name,
@@ -555,7 +670,7 @@ int gfs_volume_load_map(struct glidefs_volume *v)
             r = apply_segment(v, l.keys[i], l.sizes[i]);
             continue;
         }
-        int64_t si = fenced ? -1 : gfs_bm_seg_find(&v->bm, e, s);
+        int64_t si = fenced ? -1 : gfs_bm_seg_find(&v->bm, gfs_ep(v->meta.depth, e), s);
         if (si > 0) {
             v->bm.segs[si].total_bytes = l.sizes[i];
         } else {
@@ -586,8 +701,9 @@ uint64_t gfs_volume_last_seq_of(struct glidefs_volume *v, uint64_t epoch)
         best = v->last_seg_seq;
     if (v->manifest_epoch == epoch && v->manifest_seq > best)
         best = v->manifest_seq;
+    uint64_t own = gfs_ep(v->meta.depth, epoch);
     for (uint32_t i = 1; i < v->bm.nsegs; i++)
-        if (v->bm.segs[i].epoch == epoch && v->bm.segs[i].seq > best)
+        if (v->bm.segs[i].epoch == own && v->bm.segs[i].seq > best)
             best = v->bm.segs[i].seq;
     return best;
 }
@@ -641,7 +757,9 @@ int gfs_volume_refresh(struct glidefs_volume *v)
     pthread_mutex_lock(&v->lock);
     int stale = 0;
     for (uint32_t i = 1; i < v->bm.nsegs && !stale; i++)
-        stale = gfs_lease_fenced(&v->lease, v->bm.segs[i].epoch, v->bm.segs[i].seq);
+        stale = (v->bm.segs[i].epoch >> GFS_ORIGIN_SHIFT) == v->meta.depth &&
+                gfs_lease_fenced(&v->lease, v->bm.segs[i].epoch & GFS_EPOCH_MASK,
+                                 v->bm.segs[i].seq);
     char start_after[512] = "";
     if (v->last_seg_epoch)
         gfs_seg_key(start_after, sizeof start_after, v->name, v->last_seg_epoch, v->last_seg_seq);
@@ -828,6 +946,14 @@ GLIDEFS_API int glidefs_volume_delete(const glidefs_config *cfg, const char *nam
         return -EINVAL;
     char path[4096];
     snprintf(path, sizeof path, "%s/%s", cfg->cache_dir, name);
+    /* what live clones still need stays (opening it also refuses while in use) */
+    char **keep = NULL, *tomb = NULL;
+    size_t nkeep = 0;
+    if (purge_store) {
+        int pr = gfs_purge_plan(cfg, name, &keep, &nkeep, &tomb);
+        if (pr < 0)
+            return pr;
+    }
     /* refuse while someone has it open */
     char lockp[4200];
     snprintf(lockp, sizeof lockp, "%s/lock", path);
@@ -835,6 +961,10 @@ GLIDEFS_API int glidefs_volume_delete(const glidefs_config *cfg, const char *nam
     if (fd >= 0) {
         if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
             close(fd);
+            for (size_t i = 0; i < nkeep; i++)
+                free(keep[i]);
+            free(keep);
+            free(tomb);
             return -EBUSY;
         }
     }
@@ -848,13 +978,22 @@ GLIDEFS_API int glidefs_volume_delete(const glidefs_config *cfg, const char *nam
             snprintf(prefix, sizeof prefix, "nbd/%s/", name);
             struct del_ctx d = {.st = st};
             r = st->ops->list(st, prefix, NULL, collect_all, &d);
-            /* volume.json last, so a half-deleted volume is still recognisable */
-            for (size_t i = 0; i < d.n && r >= 0; i++)
-                if (!strstr(d.keys[i], "/volume.json"))
+            /* the tombstone first (the name can never be reused while clones
+             * read its segments), volume.json last otherwise, so a
+             * half-deleted volume is still recognisable */
+            char vj[512];
+            snprintf(vj, sizeof vj, "nbd/%s/volume.json", name);
+            if (tomb && r >= 0)
+                r = st->ops->put(st, vj, tomb, strlen(tomb), 0, NULL);
+            for (size_t i = 0; i < d.n && r >= 0; i++) {
+                int kept = strcmp(d.keys[i], vj) == 0;
+                for (size_t k = 0; k < nkeep && !kept; k++)
+                    kept = strcmp(d.keys[i], keep[k]) == 0;
+                if (!kept)
                     r = st->ops->del(st, d.keys[i]);
-            for (size_t i = 0; i < d.n && r >= 0; i++)
-                if (strstr(d.keys[i], "/volume.json"))
-                    r = st->ops->del(st, d.keys[i]);
+            }
+            if (!tomb && r >= 0)
+                r = st->ops->del(st, vj);
             for (size_t i = 0; i < d.n; i++)
                 free(d.keys[i]);
             free(d.keys);
@@ -865,5 +1004,9 @@ GLIDEFS_API int glidefs_volume_delete(const glidefs_config *cfg, const char *nam
         r = -errno;
     if (fd >= 0)
         close(fd);
+    for (size_t i = 0; i < nkeep; i++)
+        free(keep[i]);
+    free(keep);
+    free(tomb);
     return r;
 }

@@ -81,7 +81,8 @@ int gfs_volume_fetch_block(struct glidefs_volume *v, uint64_t b, const struct gf
     seq = v->bm.segs[e->seg].seq;
     pthread_mutex_unlock(&v->lock);
     char key[512];
-    gfs_seg_key(key, sizeof key, v->name, epoch, seq);
+    gfs_seg_key(key, sizeof key, gfs_origin_name(v, (uint32_t)(epoch >> GFS_ORIGIN_SHIFT)),
+                epoch & GFS_EPOCH_MASK, seq);
     if (e->length == 0 || e->length > gfs_codec_max_stored(v->codec)) {
         gfs_err(&v->log, "%s: block %" PRIu64 " in %s has an impossible length", v->name, b, key);
         return -EIO;
@@ -773,6 +774,7 @@ static void volume_free(glidefs_volume *v)
     gfs_bm_free(&v->bm);
     gfs_objstore_close(v->store);
     gfs_codec_free(v->codec);
+    gfs_snapshots_free(v);
     for (size_t i = 0; i < v->ngarbage; i++)
         free(v->garbage[i]);
     free(v->garbage);
@@ -963,6 +965,8 @@ GLIDEFS_API int glidefs_volume_open(const glidefs_config *cfg, const char *name,
     v->cost_get_1000 = cfg->cost_get_per_1000;
 
     int r = volume_setup(v, cfg, flags, create_size);
+    if (r == 0 && v->owner)
+        r = gfs_snapshots_load(v); /* what compaction must keep */
     if (r == 0 && v->owner)
         r = gfs_syncer_start(v);
     if (r == 0)

@@ -25,10 +25,29 @@
 #include "log.h"
 #include "objstore.h"
 
+/* Clones: a volume's segments may live in its ancestors' prefixes. In the
+ * block map and in manifests a segment's epoch carries its origin — its
+ * depth in the lineage, the root being 0 — in the top 8 bits, so a root
+ * volume's format is unchanged and a clone's own segments (origin = depth)
+ * sort after everything it inherits. */
+#define GFS_ORIGIN_SHIFT 56
+#define GFS_MAX_DEPTH 255
+#define GFS_EPOCH_MASK ((UINT64_C(1) << GFS_ORIGIN_SHIFT) - 1)
+static inline uint64_t gfs_ep(uint32_t origin, uint64_t epoch)
+{
+    return ((uint64_t)origin << GFS_ORIGIN_SHIFT) | epoch;
+}
+
 struct gfs_volmeta {
     uint32_t format;
     uint8_t uuid[16];
     char uuid_str[40];
+    uint8_t data_uuid[16];      /* the lineage root's uuid: seals, MACs and key wraps bind it */
+    char data_uuid_str[40];
+    uint32_t depth;             /* ancestors in lineage[] */
+    char lineage[GFS_MAX_DEPTH][GLIDEFS_NAME_MAX + 1]; /* root first; the parent last */
+    char parent_snapshot[GLIDEFS_NAME_MAX + 8];
+    char base_manifest[40];     /* "<epoch>-<seq>" of the parent's snapshot manifest, "" if none */
     uint64_t size;
     uint32_t block_size;
     int64_t created_ms;
@@ -113,6 +132,14 @@ struct glidefs_volume {
     int64_t opened_ms;
     double cost_gb_month, cost_put_1000, cost_get_1000;
 
+    /* snapshots (snapshot.c): segments and manifests they hold */
+    struct gfs_pin {
+        uint64_t epoch, seq; /* epoch with its origin bits, as in the block map */
+    } *pins;
+    size_t npins;
+    char **pinned_manifests;     /* keys */
+    size_t npinned_manifests;
+
     /* stats (under lock) */
     struct glidefs_stats st;
     int deferred_error;
@@ -125,6 +152,8 @@ int64_t gfs_wall_ms(void);
 int gfs_volmeta_load(struct glidefs_volume *v, const struct glidefs_config *cfg, int create,
                      int exclusive, uint64_t create_size);
 int gfs_volmeta_store(struct glidefs_volume *v);
+/* re-read volume.json's size (a follower catching a resize by the writer) */
+int gfs_volmeta_follow_size(struct glidefs_volume *v);
 int gfs_volume_load_map(struct glidefs_volume *v);
 int gfs_volume_write_manifest(struct glidefs_volume *v);
 
@@ -148,9 +177,26 @@ int gfs_compact_step(struct glidefs_volume *v, int requested);
  * segments were compacted away under them) */
 int gfs_volume_reload(struct glidefs_volume *v);
 
+/* snapshot.c */
+int gfs_pinned(const struct glidefs_volume *v, uint64_t epoch, uint64_t seq);
+int gfs_manifest_pinned(const struct glidefs_volume *v, const char *key);
+int gfs_snapshots_load(struct glidefs_volume *v);
+int gfs_purge_plan(const struct glidefs_config *cfg, const char *name, char ***keep,
+                   size_t *nkeep, char **tombstone);
+void gfs_snapshots_free(struct glidefs_volume *v);
+/* volmeta.c */
+int gfs_volume_apply_manifest_key(struct glidefs_volume *v, const char *key, int is_base);
+char *gfs_volmeta_text(const struct gfs_volmeta *m, int deleted);
+
 /* syncer.c */
 int gfs_syncer_start(struct glidefs_volume *v);
 void gfs_syncer_stop(struct glidefs_volume *v);
+
+/* The prefix name of the volume that stores segments of origin o. */
+static inline const char *gfs_origin_name(const struct glidefs_volume *v, uint32_t o)
+{
+    return o < v->meta.depth ? v->meta.lineage[o] : v->name;
+}
 
 /* volume.c: fetch block b's stored bytes (decoded) into buf (bs bytes). */
 int gfs_volume_fetch_block(struct glidefs_volume *v, uint64_t b, const struct gfs_bm_entry *e,

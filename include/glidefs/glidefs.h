@@ -188,6 +188,30 @@ GLIDEFS_API int glidefs_fenced_discard(glidefs_volume *vol);
 GLIDEFS_API int glidefs_volume_rekey(glidefs_volume *vol, const char *old_password,
                                      const char *new_password);
 
+/* ---- snapshots and clones ---- */
+
+/* Take snapshot `name` of the volume: drains, then stores one small object
+ * naming the manifest that holds the drained state (no data is copied).
+ * Compaction keeps everything a snapshot references. Only the lease holder
+ * may take one (-EROFS). -EEXIST: a snapshot of that name exists. */
+GLIDEFS_API int glidefs_snapshot_create(glidefs_volume *vol, const char *name);
+
+typedef int (*glidefs_snapshot_fn)(void *arg, const char *name, int64_t created_ms,
+                                   uint64_t size_bytes);
+/* Call fn for each snapshot (name order); a non-zero return stops. */
+GLIDEFS_API int glidefs_snapshot_list(glidefs_volume *vol, glidefs_snapshot_fn fn, void *arg);
+
+/* Delete a snapshot. -EBUSY while a clone uses it, -ENOENT no such one. */
+GLIDEFS_API int glidefs_snapshot_delete(glidefs_volume *vol, const char *name);
+
+/* Create volume `child` whose contents are snapshot `snapshot` of parent
+ * (NULL: of parent's current flushed state, through an implicit snapshot;
+ * needs the lease). The child shares the parent's stored data and writes
+ * only its own; the time taken does not depend on the parent's size. An
+ * encrypted parent's clone opens with the same password. A crash leaves no
+ * child or a complete one. -EEXIST: child exists. -EMLINK: lineage too deep. */
+GLIDEFS_API int glidefs_clone(glidefs_volume *parent, const char *snapshot, const char *child);
+
 /* Grow the volume to new_size bytes (multiple of 512). Shrinking: -EINVAL. */
 GLIDEFS_API int glidefs_resize(glidefs_volume *vol, uint64_t new_size);
 

@@ -1,0 +1,465 @@
+/*
+ * snapshot.c — named snapshots and clones.
+ *
+ * A snapshot is one small object, nbd/<vol>/snap/<name>, naming the manifest
+ * that held the volume's drained state when it was taken. It pins that
+ * manifest and every segment the manifest references: compaction and purge
+ * leave them alone. A clone is a new volume whose volume.json names its
+ * lineage (ancestors, root first) and its parent's snapshot manifest as its
+ * base; it shares the ancestors' segments and writes only to its own prefix.
+ * Creating one is three small PUTs whatever the parent's size; the child's
+ * volume.json is written last, with If-None-Match, so a crash leaves either
+ * no clone or a complete one. Its map is flat (manifests record each
+ * segment's origin), so reads never walk the chain.
+ */
+#include "volume_internal.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "cleanup.h"
+#include "manifest.h"
+#include "segment.h"
+
+#define SNAP_JSON_MAX (16u << 10)
+#define MANIFEST_MAX (4ull << 30)
+
+static int cmp_pin(const void *a, const void *b)
+{
+    const struct gfs_pin *x = a, *y = b;
+    if (x->epoch != y->epoch)
+        return x->epoch < y->epoch ? -1 : 1;
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+int gfs_pinned(const struct glidefs_volume *v, uint64_t epoch, uint64_t seq)
+{
+    struct gfs_pin k = {epoch, seq};
+    return v->npins && bsearch(&k, v->pins, v->npins, sizeof k, cmp_pin) != NULL;
+}
+
+int gfs_manifest_pinned(const struct glidefs_volume *v, const char *key)
+{
+    for (size_t i = 0; i < v->npinned_manifests; i++)
+        if (strcmp(v->pinned_manifests[i], key) == 0)
+            return 1;
+    return 0;
+}
+
+void gfs_snapshots_free(struct glidefs_volume *v)
+{
+    free(v->pins);
+    for (size_t i = 0; i < v->npinned_manifests; i++)
+        free(v->pinned_manifests[i]);
+    free(v->pinned_manifests);
+    v->pins = NULL;
+    v->npins = 0;
+    v->pinned_manifests = NULL;
+    v->npinned_manifests = 0;
+}
+
+struct keylist {
+    char **keys;
+    size_t n, cap;
+};
+
+static int collect_keys(void *arg, const char *key, uint64_t size)
+{
+    (void)size;
+    struct keylist *l = arg;
+    if (l->n == l->cap) {
+        size_t nc = l->cap ? l->cap * 2 : 16;
+        char **nk = realloc(l->keys, nc * sizeof *nk);
+        if (!nk)
+            return -ENOMEM;
+        l->keys = nk;
+        l->cap = nc;
+    }
+    l->keys[l->n] = strdup(key);
+    return l->keys[l->n++] ? 0 : -ENOMEM;
+}
+
+static void keylist_free(struct keylist *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        free(l->keys[i]);
+    free(l->keys);
+}
+
+struct snapinfo {
+    char manifest[40]; /* "" when the volume held nothing */
+    int64_t created_ms;
+    uint64_t size;
+};
+
+static int read_json(struct gfs_objstore *st, const char *key, json_t **out)
+{
+    CLEANUP_FREE void *buf = NULL;
+    size_t len = 0;
+    int r = st->ops->get(st, key, SNAP_JSON_MAX, &buf, &len, NULL);
+    if (r < 0)
+        return r == -EFBIG ? -EIO : r;
+    json_error_t jerr;
+    *out = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
+    return *out ? 0 : -EIO;
+}
+
+static int snap_read(struct gfs_objstore *st, const char *vol, const char *name,
+                     struct snapinfo *si)
+{
+    char key[512];
+    snprintf(key, sizeof key, "nbd/%s/snap/%s", vol, name);
+    json_t *root;
+    int r = read_json(st, key, &root);
+    if (r < 0)
+        return r;
+    json_t *man = json_object_get(root, "manifest");
+    json_t *created = json_object_get(root, "created_ms");
+    json_t *size = json_object_get(root, "size");
+    uint64_t e, s;
+    r = -EIO;
+    if (json_is_integer(size) && json_integer_value(size) > 0 &&
+        (json_is_null(man) ||
+         (json_is_string(man) && gfs_parse_epoch_seq(json_string_value(man), &e, &s) == 0))) {
+        snprintf(si->manifest, sizeof si->manifest, "%s",
+                 json_is_string(man) ? json_string_value(man) : "");
+        si->created_ms = json_is_integer(created) ? json_integer_value(created) : 0;
+        si->size = (uint64_t)json_integer_value(size);
+        r = 0;
+    }
+    json_decref(root);
+    return r;
+}
+
+int gfs_snapshots_load(struct glidefs_volume *v)
+{
+    char prefix[512];
+    snprintf(prefix, sizeof prefix, "nbd/%s/snap/", v->name);
+    struct keylist l = {0};
+    int r = v->store->ops->list(v->store, prefix, NULL, collect_keys, &l);
+    struct gfs_pin *pins = NULL;
+    size_t npins = 0;
+    char **mans = NULL;
+    size_t nmans = 0;
+    for (size_t i = 0; i < l.n && r >= 0; i++) {
+        struct snapinfo si;
+        r = snap_read(v->store, v->name, strrchr(l.keys[i], '/') + 1, &si);
+        if (r == -ENOENT) {
+            r = 0;
+            continue;
+        }
+        if (r < 0 || !si.manifest[0])
+            continue;
+        char mkey[512];
+        snprintf(mkey, sizeof mkey, "nbd/%s/manifest/%s", v->name, si.manifest);
+        CLEANUP_FREE void *buf = NULL;
+        size_t len = 0;
+        r = v->store->ops->get(v->store, mkey, MANIFEST_MAX, &buf, &len, NULL);
+        struct gfs_manifest m;
+        if (r == 0)
+            r = gfs_manifest_decode_mac(buf, len, v->codec, &m) < 0 ? -EIO : 0;
+        if (r < 0) {
+            gfs_err(&v->log, "%s: snapshot %s: its manifest %s cannot be read", v->name,
+                    l.keys[i], mkey);
+            break;
+        }
+        struct gfs_pin *np = realloc(pins, (npins + m.nsegs + 1) * sizeof *np);
+        char **nm = realloc(mans, (nmans + 1) * sizeof *nm);
+        if (np)
+            pins = np;
+        if (nm)
+            mans = nm;
+        if (!np || !nm || !(mans[nmans] = strdup(mkey))) {
+            gfs_manifest_free(&m);
+            r = -ENOMEM;
+            break;
+        }
+        nmans++;
+        for (uint32_t k = 0; k < m.nsegs; k++)
+            pins[npins++] = (struct gfs_pin){m.segs[k].epoch, m.segs[k].seq};
+        gfs_manifest_free(&m);
+    }
+    keylist_free(&l);
+    if (r < 0) {
+        free(pins);
+        for (size_t i = 0; i < nmans; i++)
+            free(mans[i]);
+        free(mans);
+        return r;
+    }
+    if (npins)
+        qsort(pins, npins, sizeof *pins, cmp_pin);
+    pthread_mutex_lock(&v->lock);
+    gfs_snapshots_free(v);
+    v->pins = pins;
+    v->npins = npins;
+    v->pinned_manifests = mans;
+    v->npinned_manifests = nmans;
+    pthread_mutex_unlock(&v->lock);
+    return 0;
+}
+
+/* Take snapshot `name` (internal names may start with '@'). */
+static int snapshot_take(glidefs_volume *v, const char *name)
+{
+    pthread_mutex_lock(&v->lock);
+    int owner = v->owner && !v->fenced;
+    pthread_mutex_unlock(&v->lock);
+    if (!owner)
+        return -EROFS;
+    int r = glidefs_drain(v, -1); /* stores a manifest covering everything */
+    if (r < 0)
+        return r;
+    pthread_mutex_lock(&v->lock);
+    char man[40] = "";
+    if (v->manifest_epoch || v->manifest_seq)
+        snprintf(man, sizeof man, "%016" PRIx64 "-%016" PRIx64, v->manifest_epoch,
+                 v->manifest_seq);
+    int covered = v->segs_since_manifest == 0;
+    uint64_t size = v->size;
+    pthread_mutex_unlock(&v->lock);
+    if (!covered)
+        return -EAGAIN; /* the writer raced us; the caller may retry */
+    json_t *root = json_pack("{s:s, s:o, s:I, s:I}", "name", name, "manifest",
+                             man[0] ? json_string(man) : json_null(), "created_ms",
+                             (json_int_t)gfs_wall_ms(), "size", (json_int_t)size);
+    CLEANUP_FREE char *txt = root ? json_dumps(root, JSON_SORT_KEYS) : NULL;
+    json_decref(root);
+    if (!txt)
+        return -ENOMEM;
+    char key[512];
+    snprintf(key, sizeof key, "nbd/%s/snap/%s", v->name, name);
+    r = v->store->ops->put(v->store, key, txt, strlen(txt), GFS_PUT_IF_NONE_MATCH, NULL);
+    if (r < 0)
+        return r;
+    gfs_info(&v->log, "%s: snapshot %s taken (manifest %s)", v->name, name, man[0] ? man : "none");
+    return gfs_snapshots_load(v);
+}
+
+GLIDEFS_API int glidefs_snapshot_create(glidefs_volume *v, const char *name)
+{
+    if (!name || !glidefs_name_valid(name))
+        return -EINVAL;
+    return snapshot_take(v, name);
+}
+
+GLIDEFS_API int glidefs_snapshot_list(glidefs_volume *v, glidefs_snapshot_fn fn, void *arg)
+{
+    char prefix[512];
+    snprintf(prefix, sizeof prefix, "nbd/%s/snap/", v->name);
+    struct keylist l = {0};
+    int r = v->store->ops->list(v->store, prefix, NULL, collect_keys, &l);
+    for (size_t i = 0; i < l.n && r >= 0; i++) {
+        const char *name = strrchr(l.keys[i], '/') + 1;
+        if (!glidefs_name_valid(name))
+            continue; /* internal ones (a clone's implicit snapshot) */
+        struct snapinfo si;
+        if (snap_read(v->store, v->name, name, &si) == 0)
+            r = fn(arg, name, si.created_ms, si.size);
+    }
+    keylist_free(&l);
+    return r < 0 ? r : 0;
+}
+
+/* Does a live clone use snapshot `snap` of volume `vol`? */
+static int snapshot_in_use(struct gfs_objstore *st, const char *vol, const char *snap)
+{
+    char prefix[512];
+    snprintf(prefix, sizeof prefix, "nbd/%s/children/", vol);
+    struct keylist l = {0};
+    int r = st->ops->list(st, prefix, NULL, collect_keys, &l);
+    int used = 0;
+    for (size_t i = 0; i < l.n && r >= 0 && !used; i++) {
+        json_t *root;
+        if (read_json(st, l.keys[i], &root) < 0)
+            continue;
+        json_t *s = json_object_get(root, "snapshot");
+        int match = json_is_string(s) && strcmp(json_string_value(s), snap) == 0;
+        json_decref(root);
+        if (!match)
+            continue;
+        char ck[512];
+        snprintf(ck, sizeof ck, "nbd/%s/volume.json", strrchr(l.keys[i], '/') + 1);
+        json_t *cj;
+        if (read_json(st, ck, &cj) == 0) {
+            used = !json_is_true(json_object_get(cj, "deleted"));
+            json_decref(cj);
+        }
+    }
+    keylist_free(&l);
+    return r < 0 ? r : used;
+}
+
+GLIDEFS_API int glidefs_snapshot_delete(glidefs_volume *v, const char *name)
+{
+    if (!name || !glidefs_name_valid(name))
+        return -EINVAL;
+    pthread_mutex_lock(&v->lock);
+    int owner = v->owner && !v->fenced;
+    pthread_mutex_unlock(&v->lock);
+    if (!owner)
+        return -EROFS;
+    struct snapinfo si;
+    int r = snap_read(v->store, v->name, name, &si);
+    if (r < 0)
+        return r;
+    r = snapshot_in_use(v->store, v->name, name);
+    if (r < 0)
+        return r;
+    if (r > 0)
+        return -EBUSY;
+    char key[512];
+    snprintf(key, sizeof key, "nbd/%s/snap/%s", v->name, name);
+    r = v->store->ops->del(v->store, key);
+    return r < 0 ? r : gfs_snapshots_load(v);
+}
+
+GLIDEFS_API int glidefs_clone(glidefs_volume *parent, const char *snapshot, const char *child)
+{
+    if (!child || !glidefs_name_valid(child) || strcmp(child, parent->name) == 0 ||
+        (snapshot && !glidefs_name_valid(snapshot)))
+        return -EINVAL;
+    if (parent->meta.depth + 1 > GFS_MAX_DEPTH)
+        return -EMLINK;
+    char snap[GLIDEFS_NAME_MAX + 8];
+    int r;
+    if (snapshot) {
+        snprintf(snap, sizeof snap, "%s", snapshot);
+    } else {
+        /* of the current flushed state: an implicit snapshot only this clone uses */
+        snprintf(snap, sizeof snap, "@clone-%s", child);
+        r = snapshot_take(parent, snap);
+        if (r == -EEXIST)
+            r = 0; /* left by an earlier attempt that crashed: still valid */
+        if (r < 0)
+            return r;
+    }
+    struct snapinfo si;
+    r = snap_read(parent->store, parent->name, snap, &si);
+    if (r < 0)
+        return r == -ENOENT ? -ENOENT : r;
+
+    struct gfs_volmeta *m = calloc(1, sizeof *m);
+    if (!m)
+        return -ENOMEM;
+    pthread_mutex_lock(&parent->lock);
+    *m = parent->meta;
+    pthread_mutex_unlock(&parent->lock);
+    /* a new identity; the data identity (seals, MACs, key wrap) stays the root's */
+    if (getrandom(m->uuid, 16, 0) != 16) {
+        free(m);
+        return -EIO;
+    }
+    m->uuid[6] = (m->uuid[6] & 0x0f) | 0x40;
+    m->uuid[8] = (m->uuid[8] & 0x3f) | 0x80;
+    snprintf(m->uuid_str, sizeof m->uuid_str,
+             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", m->uuid[0],
+             m->uuid[1], m->uuid[2], m->uuid[3], m->uuid[4], m->uuid[5], m->uuid[6], m->uuid[7],
+             m->uuid[8], m->uuid[9], m->uuid[10], m->uuid[11], m->uuid[12], m->uuid[13],
+             m->uuid[14], m->uuid[15]);
+    snprintf(m->lineage[m->depth], sizeof m->lineage[m->depth], "%s", parent->name);
+    m->depth++;
+    m->size = si.size;
+    m->created_ms = gfs_wall_ms();
+    snprintf(m->parent_snapshot, sizeof m->parent_snapshot, "%s", snap);
+    snprintf(m->base_manifest, sizeof m->base_manifest, "%s", si.manifest);
+    CLEANUP_FREE char *txt = gfs_volmeta_text(m, 0);
+    free(m);
+    if (!txt)
+        return -ENOMEM;
+
+    /* the parent learns of the child first: a crash here leaves only a marker */
+    char key[512];
+    json_t *mk = json_pack("{s:s, s:I}", "snapshot", snap, "created_ms",
+                           (json_int_t)gfs_wall_ms());
+    CLEANUP_FREE char *mtxt = mk ? json_dumps(mk, JSON_SORT_KEYS) : NULL;
+    json_decref(mk);
+    if (!mtxt)
+        return -ENOMEM;
+    snprintf(key, sizeof key, "nbd/%s/children/%s", parent->name, child);
+    r = parent->store->ops->put(parent->store, key, mtxt, strlen(mtxt), 0, NULL);
+    if (r < 0)
+        return r;
+    snprintf(key, sizeof key, "nbd/%s/volume.json", child);
+    r = parent->store->ops->put(parent->store, key, txt, strlen(txt), GFS_PUT_IF_NONE_MATCH, NULL);
+    if (r == 0)
+        gfs_info(&parent->log, "%s: cloned into %s from snapshot %s", parent->name, child, snap);
+    return r;
+}
+
+/* For a purge: the store keys of `name` that live clones still need (their
+ * snapshots, those snapshots' manifests and the segments of ours they name,
+ * the children markers), and the tombstone volume.json to leave in place of
+ * the real one (so the name is never reused under their feet). *keep gets
+ * a malloc'd array of malloc'd keys; *tombstone NULL when no clone lives. */
+int gfs_purge_plan(const struct glidefs_config *cfg, const char *name, char ***keep,
+                   size_t *nkeep, char **tombstone)
+{
+    *keep = NULL;
+    *nkeep = 0;
+    *tombstone = NULL;
+    glidefs_volume *v;
+    int r = glidefs_volume_open(cfg, name, 0, GLIDEFS_OPEN_READONLY, &v);
+    if (r == -ENOENT)
+        return 0; /* nothing readable: everything goes */
+    if (r < 0)
+        return r;
+    char prefix[512];
+    snprintf(prefix, sizeof prefix, "nbd/%s/children/", name);
+    struct keylist children = {0}, out = {0};
+    r = v->store->ops->list(v->store, prefix, NULL, collect_keys, &children);
+    for (size_t i = 0; i < children.n && r >= 0; i++) {
+        json_t *mk;
+        if (read_json(v->store, children.keys[i], &mk) < 0)
+            continue;
+        json_t *s = json_object_get(mk, "snapshot");
+        char snap[GLIDEFS_NAME_MAX + 8] = "";
+        if (json_is_string(s) && strlen(json_string_value(s)) < sizeof snap)
+            snprintf(snap, sizeof snap, "%s", json_string_value(s));
+        json_decref(mk);
+        if (!snap[0] || snapshot_in_use(v->store, name, snap) <= 0)
+            continue;
+        char k[512];
+        r = collect_keys(&out, children.keys[i], 0);
+        snprintf(k, sizeof k, "nbd/%s/snap/%s", name, snap);
+        if (r >= 0)
+            r = collect_keys(&out, k, 0);
+        struct snapinfo si;
+        if (r < 0 || snap_read(v->store, name, snap, &si) < 0 || !si.manifest[0])
+            continue;
+        snprintf(k, sizeof k, "nbd/%s/manifest/%s", name, si.manifest);
+        r = collect_keys(&out, k, 0);
+        CLEANUP_FREE void *buf = NULL;
+        size_t len = 0;
+        struct gfs_manifest m;
+        if (r < 0 || v->store->ops->get(v->store, k, MANIFEST_MAX, &buf, &len, NULL) < 0 ||
+            gfs_manifest_decode_mac(buf, len, v->codec, &m) < 0) {
+            /* cannot tell what it needs: keep everything rather than guess */
+            r = -EIO;
+            break;
+        }
+        for (uint32_t j = 0; j < m.nsegs && r >= 0; j++) {
+            if ((m.segs[j].epoch >> GFS_ORIGIN_SHIFT) != v->meta.depth)
+                continue; /* an ancestor's: not under our prefix */
+            gfs_seg_key(k, sizeof k, name, m.segs[j].epoch & GFS_EPOCH_MASK, m.segs[j].seq);
+            r = collect_keys(&out, k, 0);
+        }
+        gfs_manifest_free(&m);
+    }
+    keylist_free(&children);
+    if (r >= 0 && out.n)
+        *tombstone = gfs_volmeta_text(&v->meta, 1);
+    glidefs_volume_close(v);
+    if (r < 0 || (out.n && !*tombstone)) {
+        keylist_free(&out);
+        return r < 0 ? r : -ENOMEM;
+    }
+    *keep = out.keys;
+    *nkeep = out.n;
+    return 0;
+}
