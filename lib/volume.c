@@ -79,6 +79,7 @@ int gfs_volume_fetch_block(struct glidefs_volume *v, uint64_t b, const struct gf
     pthread_mutex_lock(&v->lock);
     epoch = v->bm.segs[e->seg].epoch;
     seq = v->bm.segs[e->seg].seq;
+    v->st.blocks_fetched++;
     pthread_mutex_unlock(&v->lock);
     char key[512];
     gfs_seg_key(key, sizeof key, gfs_origin_name(v, (uint32_t)(epoch >> GFS_ORIGIN_SHIFT)),

@@ -265,6 +265,7 @@ struct glidefs_stats {
     uint64_t bytes_reclaimed;    /* stored bytes deleted by compaction */
     uint64_t segments_deleted, manifests_deleted;
     double est_monthly_cost_usd; /* storage + requests at the configured prices and current rates */
+    uint64_t blocks_fetched;     /* blocks read from the store (reads, prefetch, partial-block uploads) */
 };
 
 /* Result of glidefs_compact(). */
