@@ -20,7 +20,7 @@ static inline void gfs_unlockp(pthread_mutex_t **m) { if (*m) pthread_mutex_unlo
 #define GFS_CONCAT_(a, b) a##b
 #define GFS_CONCAT(a, b) GFS_CONCAT_(a, b)
 #define SCOPED_LOCK(m)                                                                  \
-    pthread_mutex_t *GFS_CONCAT(gfs_scoped_lock_, __LINE__)                             \
+    pthread_mutex_t *GFS_CONCAT(gfs_scoped_lock_, __LINE__) __attribute__((unused))     \
         __attribute__((cleanup(gfs_unlockp))) = (pthread_mutex_lock(m), (m))
 
 /* Hand ownership out of a CLEANUP_FREE variable. */
