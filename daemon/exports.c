@@ -38,6 +38,8 @@ struct gd_export {
     int refs;
     int conns;
     int64_t idle_since_ms;
+    bool handed_over;   /* the lease was released when the last user left */
+    bool handing;       /* that release is in progress: clients wait for it */
 };
 
 struct gd_registry {
@@ -121,6 +123,13 @@ int gd_registry_resolve(struct gd_registry *r, const char *name, char *canon, si
 
 int gd_export_acquire(struct gd_registry *r, const char *name, int conn, struct gd_export **out)
 {
+    return gd_export_acquire_ex(r, name, conn, r->cfg->nbd_auto_create_size,
+                                GLIDEFS_OPEN_CREATE | GD_ACQUIRE_CLIENT, out);
+}
+
+int gd_export_acquire_ex(struct gd_registry *r, const char *name, int conn, uint64_t create_size,
+                         unsigned flags, struct gd_export **out)
+{
     if (!glidefs_name_valid(name))
         return -EINVAL;
     pthread_mutex_lock(&r->lock);
@@ -130,13 +139,37 @@ int gd_export_acquire(struct gd_registry *r, const char *name, int conn, struct 
             return -ESHUTDOWN;
         }
         struct gd_export *e = find_locked(r, name);
+        if (!e && (flags & GD_ACQUIRE_OPEN_ONLY)) {
+            pthread_mutex_unlock(&r->lock);
+            return -ENOENT;
+        }
         if (!e)
             break;
+        if (e->state == EX_OPEN && (flags & GLIDEFS_OPEN_EXCLUSIVE)) {
+            pthread_mutex_unlock(&r->lock);
+            return -EEXIST;
+        }
+        if (e->state == EX_OPEN && (flags & GD_ACQUIRE_CLIENT) && e->handing) {
+            /* a client must not see the lease half given back */
+            pthread_cond_wait(&r->cond, &r->lock);
+            continue;
+        }
         if (e->state == EX_OPEN) {
             e->refs++;
             if (conn)
                 e->conns++;
+            int retake = (flags & GD_ACQUIRE_CLIENT) && e->handed_over;
+            if (flags & GD_ACQUIRE_CLIENT)
+                e->handed_over = false;
             pthread_mutex_unlock(&r->lock);
+            /* Lease hand-off: we gave the lease back when the last client
+             * left; take it again unless another node took it meanwhile
+             * (then the export stays read-only). */
+            if (retake && glidefs_volume_read_only(e->vol)) {
+                int rc = glidefs_promote(e->vol, 0);
+                gd_info("export %s: client back: %s", e->name,
+                        rc == 0 ? "took the write lease again" : "read-only (another node writes)");
+            }
             *out = e;
             return 0;
         }
@@ -177,12 +210,13 @@ int gd_export_acquire(struct gd_registry *r, const char *name, int conn, struct 
 
     glidefs_volume *vol = NULL;
     int64_t t0 = now_ms();
-    int rc = glidefs_volume_open(r->cfg, name, r->cfg->nbd_auto_create_size, GLIDEFS_OPEN_CREATE,
-                                 &vol);
+    int rc = glidefs_volume_open(r->cfg, name, create_size,
+                                 flags & ~(GD_ACQUIRE_OPEN_ONLY | GD_ACQUIRE_CLIENT), &vol);
 
     pthread_mutex_lock(&r->lock);
     if (rc < 0) {
-        gd_err("export %s: cannot open volume: %s", name, glidefs_strerror(rc));
+        gd_log(rc == -ENOENT || rc == -EEXIST ? GLIDEFS_LOG_INFO : GLIDEFS_LOG_ERROR,
+               "export %s: cannot open volume: %s", name, glidefs_strerror(rc));
         e->state = EX_FAILED;
         e->open_err = rc;
         if (--e->refs == 0) {
@@ -216,6 +250,7 @@ void gd_export_release(struct gd_export *e, int conn)
         e->idle_since_ms = now_ms();
         pthread_cond_signal(&r->hk_cond);
     }
+    pthread_cond_broadcast(&r->cond); /* gd_export_remove() waits for references to go */
 }
 
 void gd_export_count_conn(struct gd_export *e, int delta)
@@ -235,6 +270,106 @@ void gd_registry_foreach(struct gd_registry *r,
     for (struct gd_export *e = r->head; e; e = e->next)
         if (e->state == EX_OPEN)
             fn(arg, e->name, e->vol, e->conns);
+}
+
+int gd_export_conns(struct gd_export *e)
+{
+    SCOPED_LOCK(&e->reg->lock);
+    return e->conns;
+}
+
+#define REMOVE_WAIT_MS 10000 /* for kicked clients and other users to let go */
+
+/* Give up a removal: the export is OPEN again and the caller's reference goes. */
+static void remove_abort_locked(struct gd_registry *r, struct gd_export *e)
+{
+    e->state = EX_OPEN;
+    if (--e->refs == 0) {
+        e->idle_since_ms = now_ms();
+        pthread_cond_signal(&r->hk_cond);
+    }
+    pthread_cond_broadcast(&r->cond);
+}
+
+int gd_export_remove(struct gd_export *e, int force, int purge, int64_t drain_timeout_ms,
+                     void (*kick)(void *arg, struct gd_export *e), void *kick_arg)
+{
+    struct gd_registry *r = e->reg;
+    pthread_mutex_lock(&r->lock);
+    if (r->stopping || e->state != EX_OPEN || (e->conns > 0 && !force)) {
+        int rc = r->stopping ? -ESHUTDOWN : e->state != EX_OPEN ? -EAGAIN : -EBUSY;
+        e->refs--;
+        if (e->refs == 0) {
+            e->idle_since_ms = now_ms();
+            pthread_cond_signal(&r->hk_cond);
+        }
+        pthread_cond_broadcast(&r->cond);
+        pthread_mutex_unlock(&r->lock);
+        return rc;
+    }
+    /* CLOSING: new acquirers wait until the entry is gone; the housekeeper
+     * and NBD LIST skip it. */
+    e->state = EX_CLOSING;
+    int64_t deadline = now_ms() + REMOVE_WAIT_MS;
+    while (e->refs > 1) {
+        if (e->conns > 0) {
+            if (!force) { /* a client finished its handshake meanwhile */
+                remove_abort_locked(r, e);
+                pthread_mutex_unlock(&r->lock);
+                return -EBUSY;
+            }
+            if (kick) {
+                pthread_mutex_unlock(&r->lock);
+                kick(kick_arg, e);
+                pthread_mutex_lock(&r->lock);
+            }
+        }
+        if (now_ms() >= deadline) {
+            remove_abort_locked(r, e);
+            pthread_mutex_unlock(&r->lock);
+            return -EAGAIN;
+        }
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 100 * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&r->cond, &r->lock, &ts);
+    }
+    pthread_mutex_unlock(&r->lock);
+
+    /* Ours alone now: nobody else can reach the volume. */
+    int rc = glidefs_drain(e->vol, drain_timeout_ms);
+    /* Only data this node may never upload (it is not the writer: -EROFS)
+     * is given up, and only with force; a store that is down never costs
+     * data. */
+    if (rc < 0 && !(force && rc == -EROFS)) {
+        pthread_mutex_lock(&r->lock);
+        remove_abort_locked(r, e);
+        pthread_mutex_unlock(&r->lock);
+        return rc;
+    }
+    if (rc < 0)
+        gd_warn("export %s: removing with local data this node may not upload (%s); it is "
+                "discarded", e->name, glidefs_strerror(rc));
+    int crc = glidefs_volume_close(e->vol);
+    if (crc < 0)
+        gd_warn("export %s: close: %s", e->name, glidefs_strerror(crc));
+    e->vol = NULL;
+    rc = glidefs_volume_delete(r->cfg, e->name, purge);
+    if (rc < 0)
+        gd_err("export %s: delete%s: %s", e->name, purge ? " (purge)" : "", glidefs_strerror(rc));
+    else
+        gd_info("export %s: removed from this node%s", e->name,
+                purge ? ", its objects deleted from the store" : "");
+    pthread_mutex_lock(&r->lock);
+    unlink_locked(r, e);
+    free(e);
+    pthread_cond_broadcast(&r->cond);
+    pthread_mutex_unlock(&r->lock);
+    return rc;
 }
 
 /* Drain and close one idle export. Called and returns with the lock held. */
@@ -266,11 +401,42 @@ static void retire_locked(struct gd_registry *r, struct gd_export *e)
     pthread_cond_broadcast(&r->cond);
 }
 
+/* The last user of a read-write export left: if nothing is dirty, give the
+ * lease back at once (DESIGN.md "Lease hand-off"), so a waiting node can
+ * promote without force and without waiting for the idle linger; the volume
+ * stays open read-only and keeps its cache. Lock held; dropped meanwhile. */
+static bool hand_over_locked(struct gd_registry *r)
+{
+    for (struct gd_export *e = r->head; e; e = e->next) {
+        if (e->state != EX_OPEN || e->refs > 0 || e->handed_over)
+            continue;
+        e->handed_over = true;
+        if (glidefs_volume_read_only(e->vol))
+            continue;
+        e->refs++;
+        e->handing = true;
+        pthread_mutex_unlock(&r->lock);
+        int rc = glidefs_release(e->vol, 0);
+        pthread_mutex_lock(&r->lock);
+        e->handing = false;
+        pthread_cond_broadcast(&r->cond);
+        e->refs--;
+        if (rc == 0)
+            gd_info("export %s: last client gone, nothing dirty: write lease released", e->name);
+        else if (e->refs == 0)
+            e->handed_over = false; /* dirty: the idle drain and close release it later */
+        return true;
+    }
+    return false;
+}
+
 static void *housekeeper(void *arg)
 {
     struct gd_registry *r = arg;
     pthread_mutex_lock(&r->lock);
     while (!r->stopping) {
+        if (hand_over_locked(r))
+            continue;
         int64_t now = now_ms(), next = now + 60000;
         struct gd_export *due = NULL;
         for (struct gd_export *e = r->head; e; e = e->next) {

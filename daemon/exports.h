@@ -27,6 +27,29 @@ int gd_registry_resolve(struct gd_registry *r, const char *name, char *canon, si
 /* Take a reference to an export, opening or creating its volume if needed.
  * `name` must already be resolved. conn: count it as a client connection. */
 int gd_export_acquire(struct gd_registry *r, const char *name, int conn, struct gd_export **out);
+/* Like gd_export_acquire, for the REST API: when the export is not open,
+ * open it with these glidefs_volume_open flags and create_size (flags 0: the
+ * volume must exist, -ENOENT otherwise; GLIDEFS_OPEN_EXCLUSIVE also fails
+ * with -EEXIST when it is open here). GD_ACQUIRE_OPEN_ONLY: never open,
+ * -ENOENT unless the export is open now. */
+#define GD_ACQUIRE_OPEN_ONLY 0x100u
+/* An NBD client is attaching: if the lease was handed back when the last
+ * client left, take it again (unless another node has it). */
+#define GD_ACQUIRE_CLIENT 0x200u
+int gd_export_acquire_ex(struct gd_registry *r, const char *name, int conn, uint64_t create_size,
+                         unsigned flags, struct gd_export **out);
+/* Client connections of e now. */
+int gd_export_conns(struct gd_export *e);
+/* Remove an export from this node, consuming the caller's reference (taken
+ * with conn 0): refuse with -EBUSY while clients are connected unless force,
+ * which calls kick(kick_arg, e) to disconnect them; wait for other users
+ * (-EAGAIN after 10 s); drain within drain_timeout_ms (on failure the export
+ * stays, except that force discards data this node may not upload: -EROFS,
+ * fenced); close; delete the
+ * local cache and journal, and with purge the volume's objects in the store.
+ * New acquirers of the name wait meanwhile. -ESHUTDOWN when stopping. */
+int gd_export_remove(struct gd_export *e, int force, int purge, int64_t drain_timeout_ms,
+                     void (*kick)(void *arg, struct gd_export *e), void *kick_arg);
 /* Drop a reference taken by acquire (same conn value). */
 void gd_export_release(struct gd_export *e, int conn);
 
