@@ -21,6 +21,7 @@
 #include "exports.h"
 #include "log.h"
 #include "nbd_server.h"
+#include "rest_api.h"
 
 #ifndef GLIDEFSD_VERSION
 #define GLIDEFSD_VERSION "0.0.0"
@@ -198,11 +199,22 @@ int main(int argc, char **argv)
         return 1;
     }
     pthread_detach(sig_th);
+    struct gd_rest *rest = NULL;
+    err[0] = '\0';
+    rc = gd_rest_start(cfg, reg, srv, sc.stop_fd, &rest, err, sizeof err);
+    if (rc < 0) {
+        gd_err("%s", err[0] ? err : glidefs_strerror(rc));
+        gd_server_free(srv);
+        gd_registry_free(reg);
+        glidefs_config_free(cfg);
+        return 1;
+    }
     gd_info("glidefsd %s ready: store %s, cache %s, %d workers", GLIDEFSD_VERSION,
             cfg->storage_url ? cfg->storage_url : "?", cfg->cache_dir ? cfg->cache_dir : "?",
             cfg->nbd_workers);
 
     gd_server_run(srv, sc.stop_fd);
+    gd_rest_stop(rest); /* no API request may hold an export past this point */
     gd_server_free(srv);
 
     int64_t timeout_ms = (int64_t)(cfg->shutdown_timeout_s > 0 ? cfg->shutdown_timeout_s : 0) * 1000;

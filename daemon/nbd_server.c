@@ -44,6 +44,7 @@
 #include "cleanup.h"
 #include "config.h"
 #include "exports.h"
+#include "latency.h"
 #include "log.h"
 #include "nbd_proto.h"
 #include "workers.h"
@@ -75,6 +76,7 @@ struct conn {
     glidefs_volume *vol;
     const char *export_name;    /* the registry's copy */
     struct nbd_txn_params params;
+    struct gd_latency *lat;     /* this export's latency histograms */
 
     /* In-flight accounting (lock). */
     pthread_mutex_t lock;
@@ -568,12 +570,14 @@ static void run_request(struct gd_job *job)
     bool fua = r->flags & NBD_CMD_FLAG_FUA;
     unsigned wflags = fua ? GLIDEFS_WRITE_FUA : 0;
     int rc = 0;
+    uint64_t lat_t0 = gd_latency_start();
 
     switch (r->type) {
     case NBD_CMD_READ:
         if (r->len)
             rc = glidefs_pread(vol, q->buf, r->len, r->offset);
         if (rc == 0) {
+            gd_latency_end(c->lat, r->type, lat_t0);
             reply_read(q);
             return;
         }
@@ -604,6 +608,7 @@ static void run_request(struct gd_job *job)
     case NBD_CMD_BLOCK_STATUS:
         rc = do_block_status(q);
         if (rc == 0) {
+            gd_latency_end(c->lat, r->type, lat_t0);
             reply_send(q);
             return;
         }
@@ -612,6 +617,7 @@ static void run_request(struct gd_job *job)
         rc = -EINVAL; /* the validator lets no other type through */
         break;
     }
+    gd_latency_end(c->lat, r->type, lat_t0);
     if (rc < 0) {
         gd_debug("connection %" PRIu64 ": %s offset %" PRIu64 " length %" PRIu32 ": %s", c->id,
                  nbd_cmd_name(r->type), r->offset, r->len, glidefs_strerror(rc));
@@ -758,10 +764,12 @@ static int handshake(struct conn *c)
             break;
         }
         if (hr == NBD_HS_GO) {
-            c->exp = hs.handle;
+            /* atomic: gd_server_kick_export() reads it from another thread */
+            __atomic_store_n(&c->exp, hs.handle, __ATOMIC_RELEASE);
             hs.handle = NULL;
             c->vol = gd_export_volume(c->exp);
             c->export_name = gd_export_name(c->exp);
+            c->lat = gd_latency_for(c->export_name);
             c->params.structured = hs.structured;
             c->params.meta_allocation = hs.meta_allocation;
             c->params.eflags = nbd_export_flags(hs.info.read_only, hs.structured);
@@ -976,7 +984,7 @@ static void *reader_main(void *arg)
             pthread_join(c->writer, NULL);
         gd_export_count_conn(c->exp, -1);
         gd_export_release(c->exp, 0);
-        c->exp = NULL;
+        __atomic_store_n(&c->exp, NULL, __ATOMIC_RELEASE);
         gd_info("connection %" PRIu64 ": closed after %" PRIu64 " requests", c->id,
                 __atomic_load_n(&c->requests, __ATOMIC_RELAXED));
     } else {
@@ -1371,6 +1379,20 @@ int gd_server_run(struct gd_server *s, int stop_fd)
     }
     gd_info("all connections closed");
     return 0;
+}
+
+void gd_server_kick_export(void *server, struct gd_export *e)
+{
+    struct gd_server *s = server;
+    SCOPED_LOCK(&s->lock);
+    for (struct conn *c = s->conns; c; c = c->next) {
+        SCOPED_LOCK(&c->wlock);
+        if (__atomic_load_n(&c->exp, __ATOMIC_ACQUIRE) == e && !c->finished) {
+            gd_info("connection %" PRIu64 ": disconnected (export %s removed through the API)",
+                    c->id, gd_export_name(e));
+            conn_kill_locked(c);
+        }
+    }
 }
 
 void gd_server_free(struct gd_server *s)

@@ -25,6 +25,12 @@ int gd_server_listen(struct gd_server *s, char *err, size_t errlen);
  * every connection and return. */
 int gd_server_run(struct gd_server *s, int stop_fd);
 
+/* Hard-disconnect every client in transmission on export e (the REST API's
+ * forced delete); their readers then finish and release e. server is a
+ * struct gd_server (void * to fit gd_export_remove's kick callback). */
+struct gd_export;
+void gd_server_kick_export(void *server, struct gd_export *e);
+
 void gd_server_free(struct gd_server *s);
 
 #endif

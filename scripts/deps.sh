@@ -8,6 +8,7 @@ pkgs=(
   libmicrohttpd-dev libjansson-dev libzstd-dev
   libnbd-bin python3-libnbd qemu-utils nbdkit fio awscli curl
   prometheus mandoc nbdkit-plugin-dev make openssl
+  qemu-system-x86 busybox-static e2fsprogs
 )
 # node + npm for the S3 test server (s3rver); nodesource's nodejs ships npm itself
 command -v npm >/dev/null 2>&1 || pkgs+=(nodejs npm)

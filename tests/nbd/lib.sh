@@ -48,6 +48,8 @@ servers:
     unix_socket: $T/$name.sock
     auto_create_size: $size
     sync_delay_ms: 20
+  api:
+    listen: ""
 EOC
 }
 

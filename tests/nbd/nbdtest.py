@@ -103,6 +103,8 @@ class Daemon:
             "  nbd:",
         ]
         lines += [f"    {k}: {v}" for k, v in nbd.items()]
+        # No REST API: parallel tests would fight over its default port.
+        lines += ["  api:", '    listen: ""']
         if node_id:
             lines.insert(0, f"node_id: {node_id}")
         for line in extra or []:

@@ -1,0 +1,1726 @@
+/*
+ * rest_api.c — glidefsd's REST API on libmicrohttpd (a thread per
+ * connection, so a long drain never holds up other requests) with jansson.
+ *
+ * Every request goes the same way, before anything touches an export:
+ *   1. shutting down -> 503; bearer token (servers.api.token) -> 401;
+ *      Content-Length over GD_REST_MAX_BODY -> 413 (bodies sent without a
+ *      length are cut off the same way while they arrive);
+ *   2. the raw path is split at '/', each segment %-decoded on its own (MHD's
+ *      own unescaping is switched off, so "%2F" cannot make a new segment;
+ *      "%00" and bad escapes -> 400) and matched against the one route table
+ *      below (checked at start-up): no path -> 404; the {name} segment must
+ *      pass glidefs_name_valid -> else 400; a path without a route for the
+ *      method -> 405 with Allow; query parameters the route does not know ->
+ *      400;
+ *   3. the handler: JSON bodies must be objects with known fields only.
+ * Every answer is JSON ({"error": "..."} on failure) except /metrics.
+ *
+ * Exports: GET endpoints (status, metrics) report exports open on this node
+ * and never open one (opening takes the write lease); drain, resize,
+ * promote, compact and delete open an export that exists in the store but
+ * is not open, like a connecting client would, and the registry closes it
+ * again once idle.
+ */
+#include "rest_api.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cleanup.h"
+#include "config.h"
+#include "exports.h"
+#include "log.h"
+#include "metrics.h"
+#include "nbd_server.h"
+
+#ifndef GLIDEFSD_VERSION
+#define GLIDEFSD_VERSION "0.0.0"
+#endif
+
+#if MHD_VERSION >= 0x00097002
+typedef enum MHD_Result mhd_result;
+#else
+typedef int mhd_result;
+#endif
+
+#define MAX_SEGMENTS 8
+#define MAX_SEGMENT 256              /* decoded bytes per path segment */
+/* An oversized body sent without a length can only be answered (413) once it
+ * is all in (MHD takes no response mid-upload): read and drop up to this
+ * much of it, then hang up. */
+#define MAX_DISCARD (32u * 1024 * 1024)
+#define DRAIN_SLICE_MS 500           /* drains look at the stop flag this often */
+#define DELETE_DRAIN_DEFAULT_S 60
+#define RELEASE_DRAIN_DEFAULT_S 30
+#define MAX_TIMEOUT_S 86400
+#define API_CONN_LIMIT 64
+#define API_IDLE_TIMEOUT_S 60
+
+/* ------------------------------------------------------------------------ */
+/* State                                                                     */
+/* ------------------------------------------------------------------------ */
+
+/* A drain in progress through the API: the export shows state "draining". */
+struct drain_mark {
+    struct drain_mark *next;
+    char name[GLIDEFS_NAME_MAX + 1];
+    int count;
+    uint64_t dirty_at_start;
+    int64_t started_ms; /* wall clock */
+};
+
+struct gd_rest {
+    const glidefs_config *cfg;
+    struct gd_registry *reg;
+    struct gd_server *srv;
+    struct MHD_Daemon *mhd[2];
+    int nmhd;
+    char unix_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+    bool unix_bound;
+    const char *token;          /* NULL: no authentication */
+    atomic_bool stopping;
+    int stop_fd;                /* the daemon's, not ours */
+    int wake_fd;                /* ours: ends the watcher */
+    pthread_t watcher;
+    bool watcher_started;
+    pthread_mutex_t lock;       /* drains */
+    struct drain_mark *drains;
+};
+
+/* Per request (MHD's con_cls). */
+struct req_ctx {
+    char *body;
+    size_t len, cap;
+    size_t discarded;
+    bool too_big;
+    bool answered;  /* a response went out before the body was read */
+};
+
+/* What a handler fills in. */
+struct call {
+    struct gd_rest *r;
+    struct MHD_Connection *conn;
+    const char *method;
+    const char *name;           /* the validated {name}, or NULL */
+    const char *body;
+    size_t len;
+    unsigned status;
+    json_t *json;               /* the answer (owned) */
+    char *text;                 /* or a text answer (owned, malloc'd) */
+    size_t text_len;
+    const char *content_type;
+    char location[160];
+};
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Answers                                                                   */
+/* ------------------------------------------------------------------------ */
+
+__attribute__((format(printf, 3, 4)))
+static int fail(struct call *c, unsigned status, const char *fmt, ...)
+{
+    char msg[768];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    json_decref(c->json);
+    c->json = json_pack("{s:s}", "error", msg);
+    c->status = status;
+    return -1;
+}
+
+static int ok(struct call *c, unsigned status, json_t *j)
+{
+    if (!j)
+        return fail(c, 500, "out of memory");
+    json_decref(c->json);
+    c->json = j;
+    c->status = status;
+    return 0;
+}
+
+/* The HTTP status for a library or registry error without a better one. */
+static unsigned status_for(int rc)
+{
+    switch (rc) {
+    case -EINVAL:
+        return 400;
+    case -EACCES:
+    case -EPERM:
+        return 403;
+    case -ENOENT:
+        return 404;
+    case -EEXIST:
+    case -EBUSY:
+    case -EROFS:
+    case -EAGAIN:
+        return 409;
+    case -EIO:
+        return 502;
+    case -ESHUTDOWN:
+        return 503;
+    case -ETIMEDOUT:
+        return 504;
+    case -ENOSPC:
+        return 507;
+    default:
+        return 500;
+    }
+}
+
+static void add_json_headers(struct MHD_Response *resp)
+{
+    MHD_add_response_header(resp, "Content-Type", "application/json");
+    MHD_add_response_header(resp, "Cache-Control", "no-store");
+    MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+}
+
+/* Queue json (stolen) with status. */
+static mhd_result send_json(struct MHD_Connection *conn, unsigned status, json_t *j,
+                            const char *extra_hdr, const char *extra_val)
+{
+    char *text = j ? json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(j);
+    if (!text) {
+        status = 500;
+        text = strdup("{\"error\": \"out of memory\"}");
+        if (!text)
+            return MHD_NO;
+    }
+    size_t n = strlen(text);
+    char *body = realloc(text, n + 2);
+    if (!body) {
+        free(text);
+        return MHD_NO;
+    }
+    body[n] = '\n';
+    body[n + 1] = '\0';
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(n + 1, body, MHD_RESPMEM_MUST_FREE);
+    if (!resp) {
+        free(body);
+        return MHD_NO;
+    }
+    add_json_headers(resp);
+    if (extra_hdr)
+        MHD_add_response_header(resp, extra_hdr, extra_val);
+    mhd_result ret = MHD_queue_response(conn, status, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+static mhd_result send_error(struct MHD_Connection *conn, unsigned status, const char *msg,
+                             const char *extra_hdr, const char *extra_val)
+{
+    return send_json(conn, status, json_pack("{s:s}", "error", msg), extra_hdr, extra_val);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Paths and query parameters                                                */
+/* ------------------------------------------------------------------------ */
+
+static int hexval(char ch)
+{
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    if (ch >= 'a' && ch <= 'f')
+        return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F')
+        return ch - 'A' + 10;
+    return -1;
+}
+
+/* %-decode in[0..n) into out (NUL-terminated). -1 on a bad escape, "%00",
+ * a control character or no room. */
+static int pct_decode(const char *in, size_t n, char *out, size_t outlen)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        int ch = (unsigned char)in[i];
+        if (ch == '%') {
+            if (i + 2 >= n)
+                return -1;
+            int h = hexval(in[i + 1]), l = hexval(in[i + 2]);
+            if (h < 0 || l < 0)
+                return -1;
+            ch = h * 16 + l;
+            i += 2;
+        }
+        if (ch < 0x20 || ch == 0x7f)
+            return -1;
+        if (o + 1 >= outlen)
+            return -1;
+        out[o++] = (char)ch;
+    }
+    out[o] = '\0';
+    return (int)o;
+}
+
+/* MHD must not unescape the path: we decode segment by segment. */
+static size_t unescape_none(void *cls, struct MHD_Connection *conn, char *s)
+{
+    (void)cls;
+    (void)conn;
+    return strlen(s);
+}
+
+/* Short, plain ASCII: safe to quote back in an error message. */
+static bool quotable(const char *s)
+{
+    size_t n = 0;
+    for (; s[n]; n++)
+        if (n >= 64 || s[n] < 0x21 || s[n] > 0x7e || s[n] == '"' || s[n] == '\\')
+            return false;
+    return n > 0;
+}
+
+typedef int (*handler_fn)(struct call *c);
+
+static int h_healthz(struct call *c);
+static int h_prometheus(struct call *c);
+static int h_list(struct call *c);
+static int h_create(struct call *c);
+static int h_status(struct call *c);
+static int h_resize(struct call *c);
+static int h_delete(struct call *c);
+static int h_drain(struct call *c);
+static int h_promote(struct call *c);
+static int h_release(struct call *c);
+static int h_compact(struct call *c);
+static int h_export_metrics(struct call *c);
+
+struct route {
+    const char *method;
+    const char *pattern;   /* literal segments, at most one "{name}" */
+    handler_fn fn;
+    const char *params;    /* allowed query parameters, comma-separated */
+};
+
+/* THE dispatch table. */
+static const struct route routes[] = {
+    { "GET", "/healthz", h_healthz, "" },
+    { "GET", "/metrics", h_prometheus, "" },
+    { "GET", "/api/exports", h_list, "" },
+    { "POST", "/api/exports", h_create, "" },
+    { "GET", "/api/exports/{name}", h_status, "" },
+    { "PUT", "/api/exports/{name}", h_resize, "" },
+    { "DELETE", "/api/exports/{name}", h_delete, "force,purge,timeout_s" },
+    { "POST", "/api/exports/{name}/drain", h_drain, "timeout_s" },
+    { "POST", "/api/exports/{name}/promote", h_promote, "force" },
+    { "POST", "/api/exports/{name}/release", h_release, "timeout_s" },
+    { "POST", "/api/exports/{name}/compact", h_compact, "" },
+    { "GET", "/api/exports/{name}/metrics", h_export_metrics, "" },
+};
+#define NROUTES (sizeof routes / sizeof routes[0])
+
+struct segs {
+    int n;
+    const char *p[MAX_SEGMENTS];
+    size_t len[MAX_SEGMENTS];
+};
+
+/* Split "/a/b/c" into its segments (not decoded). -1: not absolute, an empty
+ * segment (except one trailing '/'), or too many. */
+static int split_path(const char *path, struct segs *s)
+{
+    s->n = 0;
+    if (path[0] != '/')
+        return -1;
+    const char *p = path + 1;
+    if (!*p)
+        return 0; /* "/" */
+    for (;;) {
+        const char *e = strchr(p, '/');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        if (len == 0)
+            return (!e && s->n > 0) ? 0 : -1;
+        if (s->n == MAX_SEGMENTS)
+            return -1;
+        s->p[s->n] = p;
+        s->len[s->n] = len;
+        s->n++;
+        if (!e)
+            return 0;
+        p = e + 1;
+        if (!*p)
+            return 0; /* one trailing '/' */
+    }
+}
+
+static bool param_allowed(const char *list, const char *key)
+{
+    size_t kl = strlen(key);
+    for (const char *p = list; *p;) {
+        const char *e = strchr(p, ',');
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        if (n == kl && strncmp(p, key, n) == 0)
+            return true;
+        if (!e)
+            break;
+        p = e + 1;
+    }
+    return false;
+}
+
+/* Route table sanity, once at start-up. */
+static int check_routes(char *err, size_t errlen)
+{
+    static const char *const methods[] = { "GET", "POST", "PUT", "DELETE" };
+    for (size_t i = 0; i < NROUTES; i++) {
+        const struct route *rt = &routes[i];
+        bool m = false;
+        for (size_t k = 0; k < sizeof methods / sizeof methods[0]; k++)
+            m = m || strcmp(rt->method, methods[k]) == 0;
+        struct segs s;
+        int names = 0;
+        if (m && rt->fn && split_path(rt->pattern, &s) == 0 && s.n > 0) {
+            for (int k = 0; k < s.n; k++)
+                if (s.len[k] == 6 && strncmp(s.p[k], "{name}", 6) == 0)
+                    names++;
+                else if (memchr(s.p[k], '{', s.len[k]) || memchr(s.p[k], '%', s.len[k]))
+                    names = 99;
+        } else {
+            names = 99;
+        }
+        for (size_t j = 0; j < i && names <= 1; j++)
+            if (strcmp(routes[j].method, rt->method) == 0 &&
+                strcmp(routes[j].pattern, rt->pattern) == 0)
+                names = 99;
+        if (names > 1) {
+            snprintf(err, errlen, "internal error: bad REST route %s %s", rt->method, rt->pattern);
+            return -EINVAL;
+        }
+    }
+    return 0;
+}
+
+/* Does the decoded path match the pattern? Sets *name_idx to the {name}
+ * segment (or -1). */
+static bool route_matches(const struct route *rt, const struct segs *path,
+                          char dec[][MAX_SEGMENT + 1], int *name_idx)
+{
+    struct segs pat;
+    if (split_path(rt->pattern, &pat) < 0 || pat.n != path->n)
+        return false;
+    *name_idx = -1;
+    for (int k = 0; k < pat.n; k++) {
+        if (pat.len[k] == 6 && strncmp(pat.p[k], "{name}", 6) == 0) {
+            *name_idx = k;
+            continue;
+        }
+        if (strlen(dec[k]) != pat.len[k] || strncmp(dec[k], pat.p[k], pat.len[k]) != 0)
+            return false;
+    }
+    return true;
+}
+
+struct arg_check {
+    const char *allowed;
+    char bad[80];
+    int nbad;
+};
+
+static mhd_result check_arg(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+    (void)kind;
+    (void)value;
+    struct arg_check *a = cls;
+    if (!key || !param_allowed(a->allowed, key)) {
+        if (a->nbad++ == 0)
+            snprintf(a->bad, sizeof a->bad, "%s", key && quotable(key) ? key : "");
+    }
+    return MHD_YES;
+}
+
+/* Query parameter `key`, decoded into buf. 1 found (an empty value for
+ * "?key"), 0 absent, -1 malformed. */
+static int get_param(struct call *c, const char *key, char *buf, size_t len)
+{
+    const char *v = MHD_lookup_connection_value(c->conn, MHD_GET_ARGUMENT_KIND, key);
+    if (!v) {
+        /* "?force" without a value: MHD stores the key with a NULL value */
+        if (MHD_lookup_connection_value_n(c->conn, MHD_GET_ARGUMENT_KIND, key, strlen(key), NULL,
+                                          NULL) == MHD_YES) {
+            buf[0] = '\0';
+            return 1;
+        }
+        return 0;
+    }
+    return pct_decode(v, strlen(v), buf, len) < 0 ? -1 : 1;
+}
+
+/* ?key=true|false|1|0|yes|no (or just ?key). 0, or -1 after fail(). */
+static int param_bool(struct call *c, const char *key, bool *out)
+{
+    char v[16];
+    *out = false;
+    int g = get_param(c, key, v, sizeof v);
+    if (g == 0)
+        return 0;
+    if (g > 0 && (!v[0] || !strcasecmp(v, "true") || !strcmp(v, "1") || !strcasecmp(v, "yes"))) {
+        *out = true;
+        return 0;
+    }
+    if (g > 0 && (!strcasecmp(v, "false") || !strcmp(v, "0") || !strcasecmp(v, "no")))
+        return 0;
+    return fail(c, 400, "query parameter %s must be true or false", key);
+}
+
+/* ?key=N seconds, 1..MAX_TIMEOUT_S. *out unchanged when absent. */
+static int param_seconds(struct call *c, const char *key, int64_t *out)
+{
+    char v[32];
+    int g = get_param(c, key, v, sizeof v);
+    if (g == 0)
+        return 0;
+    char *end = NULL;
+    errno = 0;
+    long long n = g > 0 && v[0] >= '0' && v[0] <= '9' ? strtoll(v, &end, 10) : -1;
+    if (g < 0 || n < 1 || n > MAX_TIMEOUT_S || errno || (end && *end))
+        return fail(c, 400, "query parameter %s must be a whole number of seconds from 1 to %d",
+                    key, MAX_TIMEOUT_S);
+    *out = n;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Request bodies                                                            */
+/* ------------------------------------------------------------------------ */
+
+/* Parse the body as a JSON object; fail() 400 unless it is one. */
+static json_t *body_object(struct call *c)
+{
+    if (c->len == 0) {
+        fail(c, 400, "missing request body: send a JSON object (Content-Type: application/json)");
+        return NULL;
+    }
+    json_error_t je;
+    json_t *j = json_loadb(c->body, c->len, JSON_REJECT_DUPLICATES, &je);
+    if (!j) {
+        fail(c, 400, "malformed JSON in the request body at line %d, column %d: %s", je.line,
+             je.column, je.text);
+        return NULL;
+    }
+    if (!json_is_object(j)) {
+        json_decref(j);
+        fail(c, 400, "the request body must be a JSON object");
+        return NULL;
+    }
+    return j;
+}
+
+/* Refuse fields outside `allowed` (comma-separated). 0 or -1 after fail(). */
+static int only_fields(struct call *c, json_t *obj, const char *allowed)
+{
+    const char *key;
+    json_t *val;
+    json_object_foreach(obj, key, val) {
+        (void)val;
+        if (!param_allowed(allowed, key)) {
+            if (quotable(key))
+                return fail(c, 400, "unknown field \"%s\" in the request body (allowed: %s)", key,
+                            allowed);
+            return fail(c, 400, "unknown field in the request body (allowed: %s)", allowed);
+        }
+    }
+    return 0;
+}
+
+/* One of size_gb (whole GiB), size_bytes, size ("10G", "500GiB"). *have = 0
+ * when none is there. 0, or -1 after fail(). */
+static int body_size(struct call *c, json_t *obj, uint64_t *out, int *have)
+{
+    json_t *gb = json_object_get(obj, "size_gb");
+    json_t *by = json_object_get(obj, "size_bytes");
+    json_t *sz = json_object_get(obj, "size");
+    int n = !!gb + !!by + !!sz;
+    *have = n;
+    if (n == 0)
+        return 0;
+    if (n > 1)
+        return fail(c, 400, "give one of size_gb, size_bytes and size, not several");
+    uint64_t v = 0;
+    if (gb) {
+        if (!json_is_integer(gb) || json_integer_value(gb) < 1)
+            return fail(c, 400, "size_gb must be a whole number of GiB, at least 1 (use "
+                                "size_bytes or size, e.g. \"1536M\", for other sizes)");
+        json_int_t g = json_integer_value(gb);
+        if (g > (json_int_t)(INT64_MAX >> 30))
+            return fail(c, 400, "size_gb is too large");
+        v = (uint64_t)g << 30;
+    } else if (by) {
+        if (!json_is_integer(by) || json_integer_value(by) < 1)
+            return fail(c, 400, "size_bytes must be a positive whole number");
+        v = (uint64_t)json_integer_value(by);
+    } else {
+        if (!json_is_string(sz))
+            return fail(c, 400, "size must be a string like \"10G\" or \"500GiB\"");
+        int rc = glidefs_parse_size(json_string_value(sz), &v);
+        if (rc < 0 || v == 0)
+            return fail(c, 400, "size: cannot parse %s%s%s: give bytes, or a number with K, M, G, "
+                        "T or KiB, MiB, GiB, TiB (powers of 1024)",
+                        quotable(json_string_value(sz)) ? "\"" : "the value",
+                        quotable(json_string_value(sz)) ? json_string_value(sz) : "",
+                        quotable(json_string_value(sz)) ? "\"" : "");
+    }
+    if (v % GLIDEFS_SECTOR_SIZE)
+        return fail(c, 400, "size %" PRIu64 " is not a multiple of %u bytes", v,
+                    GLIDEFS_SECTOR_SIZE);
+    *out = v;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Exports                                                                   */
+/* ------------------------------------------------------------------------ */
+
+static void human_bytes(uint64_t v, char *buf, size_t len)
+{
+    static const char *const units[] = { "bytes", "KiB", "MiB", "GiB", "TiB", "PiB" };
+    double d = (double)v;
+    int u = 0;
+    while (d >= 1024 && u < 5) {
+        d /= 1024;
+        u++;
+    }
+    if (u == 0)
+        snprintf(buf, len, "%" PRIu64 " bytes", v);
+    else
+        snprintf(buf, len, "%.1f %s", d, units[u]);
+}
+
+static struct drain_mark *find_drain_locked(struct gd_rest *r, const char *name)
+{
+    for (struct drain_mark *d = r->drains; d; d = d->next)
+        if (strcmp(d->name, name) == 0)
+            return d;
+    return NULL;
+}
+
+static void drain_mark(struct gd_rest *r, const char *name, uint64_t dirty)
+{
+    SCOPED_LOCK(&r->lock);
+    struct drain_mark *d = find_drain_locked(r, name);
+    if (d) {
+        d->count++;
+        return;
+    }
+    d = calloc(1, sizeof *d);
+    if (!d)
+        return; /* only the "draining" state is lost */
+    snprintf(d->name, sizeof d->name, "%s", name);
+    d->count = 1;
+    d->dirty_at_start = dirty;
+    d->started_ms = wall_ms();
+    d->next = r->drains;
+    r->drains = d;
+}
+
+static void drain_unmark(struct gd_rest *r, const char *name)
+{
+    SCOPED_LOCK(&r->lock);
+    for (struct drain_mark **pp = &r->drains; *pp; pp = &(*pp)->next) {
+        struct drain_mark *d = *pp;
+        if (strcmp(d->name, name) == 0) {
+            if (--d->count == 0) {
+                *pp = d->next;
+                free(d);
+            }
+            return;
+        }
+    }
+}
+
+/* fenced: another node took the lease from us; draining: an API drain runs;
+ * idle: no clients and no lease here (handed back when the last client left;
+ * the next client takes it again, or another node promotes). */
+static const char *state_of(const struct glidefs_stats *st, int conns, bool draining)
+{
+    if (st->fenced)
+        return "fenced";
+    if (draining)
+        return "draining";
+    if (!st->read_only)
+        return "read-write";
+    return conns == 0 && !st->lease_owner ? "idle" : "read-only";
+}
+
+#define J(v) ((json_int_t)(v))
+
+/* The export object of DESIGN.md: {"name", "size_bytes", "read_only",
+ * "connections", "dirty_bytes", "state", ...}. */
+static json_t *export_json(struct gd_rest *r, const char *name, const struct glidefs_stats *st,
+                           int conns)
+{
+    bool draining = false;
+    int64_t drain_started = 0;
+    uint64_t drain_dirty0 = 0;
+    {
+        SCOPED_LOCK(&r->lock);
+        struct drain_mark *d = find_drain_locked(r, name);
+        if (d) {
+            draining = true;
+            drain_started = d->started_ms;
+            drain_dirty0 = d->dirty_at_start;
+        }
+    }
+    char last_sync[40] = "", drain_at[40] = "";
+    if (st->last_sync_time_ms > 0)
+        gd_metrics_iso_time(st->last_sync_time_ms, last_sync, sizeof last_sync);
+    if (draining)
+        gd_metrics_iso_time(drain_started, drain_at, sizeof drain_at);
+    json_t *o = json_pack("{s:s, s:I, s:b, s:I, s:I, s:s}", "name", name, "size_bytes",
+                          J(st->size_bytes), "read_only", st->read_only != 0, "connections",
+                          J(conns), "dirty_bytes", J(st->dirty_bytes), "state",
+                          state_of(st, conns, draining));
+    json_t *lease = json_pack("{s:I, s:b, s:b, s:I}", "lease_epoch", J(st->lease_epoch),
+                              "lease_owner", st->lease_owner != 0, "fenced", st->fenced != 0,
+                              "fenced_bytes", J(st->fenced_bytes));
+    json_t *cache = json_pack("{s:I, s:I, s:I, s:I, s:I, s:f}", "block_size", J(st->block_size),
+                              "cached_bytes", J(st->cached_bytes), "journal_bytes",
+                              J(st->journal_bytes), "cache_hits", J(st->cache_hits),
+                              "cache_misses", J(st->cache_misses), "cache_hit_ratio",
+                              gd_metrics_hit_ratio(st));
+    json_t *store = json_pack("{s:I, s:I, s:f, s:I, s:I, s:I, s:I, s:I, s:f}", "stored_bytes",
+                              J(st->stored_bytes), "live_bytes", J(st->live_bytes),
+                              "overhead_ratio", gd_metrics_overhead_ratio(st), "segments",
+                              J(st->segments), "store_puts", J(st->store_puts), "store_gets",
+                              J(st->store_gets), "store_errors", J(st->store_errors),
+                              "store_retries", J(st->store_retries), "est_monthly_cost_usd",
+                              st->est_monthly_cost_usd);
+    json_t *sync = json_pack("{s:I, s:I, s:s?, s:I, s:I, s:I, s:b, s:s?, s:I, s:s?}",
+                             "dirty_bytes", J(st->dirty_bytes), "oldest_dirty_age_ms",
+                             J(st->oldest_dirty_age_ms), "last_sync_time",
+                             last_sync[0] ? last_sync : NULL, "last_sync_time_ms",
+                             J(st->last_sync_time_ms), "segments_uploaded",
+                             J(st->segments_uploaded), "blocks_uploaded", J(st->blocks_uploaded),
+                             "draining", draining, "drain_started", drain_at[0] ? drain_at : NULL,
+                             "drain_dirty_at_start", J(drain_dirty0), "last_error",
+                             st->last_error ? glidefs_strerror(st->last_error) : NULL);
+    json_t *tail = json_pack("{s:s?, s:I, s:s?}", "last_sync_time",
+                             last_sync[0] ? last_sync : NULL, "oldest_dirty_age_ms",
+                             J(st->oldest_dirty_age_ms), "last_error",
+                             st->last_error ? glidefs_strerror(st->last_error) : NULL);
+    int bad = !o || !lease || !cache || !store || !sync || !tail ||
+              json_object_update(o, lease) < 0 || json_object_update(o, cache) < 0 ||
+              json_object_update(o, store) < 0 || json_object_update(o, tail) < 0 ||
+              json_object_set(o, "sync", sync) < 0;
+    json_decref(lease);
+    json_decref(cache);
+    json_decref(store);
+    json_decref(tail);
+    json_decref(sync);
+    if (bad) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
+/* Take a reference to c->name: flags as gd_export_acquire_ex (0: open it if
+ * it exists in the store; GD_ACQUIRE_OPEN_ONLY: only if open here; WRITER:
+ * like a connecting client, take back the write lease the registry handed
+ * back when the last client left, unless another node took it). 0, or -1
+ * after fail(). */
+#define WRITER GD_ACQUIRE_CLIENT
+static int get_export(struct call *c, unsigned flags, struct gd_export **e)
+{
+    int rc = gd_export_acquire_ex(c->r->reg, c->name, 0, 0, flags, e);
+    if (rc == 0)
+        return 0;
+    if (rc == -ENOENT && (flags & GD_ACQUIRE_OPEN_ONLY))
+        return fail(c, 404, "export %s is not open on this node (it opens when a client "
+                            "connects; GET /api/exports lists the open ones)", c->name);
+    if (rc == -ENOENT)
+        return fail(c, 404, "no export %s in the store (create it with POST /api/exports, or "
+                            "connect a client to create it)", c->name);
+    if (rc == -ESHUTDOWN)
+        return fail(c, 503, "glidefsd is shutting down");
+    return fail(c, status_for(rc), "cannot open export %s: %s (see the glidefsd log)", c->name,
+                glidefs_strerror(rc));
+}
+
+/* Stats of an export we hold; fail() 500 on error. */
+static int export_stats(struct call *c, struct gd_export *e, struct glidefs_stats *st)
+{
+    memset(st, 0, sizeof *st);
+    int rc = glidefs_stats(gd_export_volume(e), st, sizeof *st);
+    if (rc < 0)
+        return fail(c, 500, "cannot read the stats of export %s: %s", c->name,
+                    glidefs_strerror(rc));
+    return 0;
+}
+
+/* Answer with the export object of e (and release it). */
+static int answer_export(struct call *c, unsigned status, struct gd_export *e, const char *key,
+                         json_t *extra)
+{
+    struct glidefs_stats st;
+    int rc = export_stats(c, e, &st);
+    int conns = gd_export_conns(e);
+    gd_export_release(e, 0);
+    if (rc < 0) {
+        json_decref(extra);
+        return -1;
+    }
+    json_t *o = export_json(c->r, c->name, &st, conns);
+    if (o && key && extra)
+        json_object_set(o, key, extra);
+    json_decref(extra);
+    return ok(c, status, o);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Handlers                                                                  */
+/* ------------------------------------------------------------------------ */
+
+static int h_healthz(struct call *c)
+{
+    return ok(c, 200, json_pack("{s:s, s:s, s:s, s:s}", "status", "ok", "version",
+                                GLIDEFSD_VERSION, "libglidefs", glidefs_version(), "node_id",
+                                c->r->cfg->node_id ? c->r->cfg->node_id : ""));
+}
+
+static int h_prometheus(struct call *c)
+{
+    struct gd_export_snap *snaps = NULL;
+    size_t n = 0;
+    if (gd_metrics_collect(c->r->reg, &snaps, &n) < 0)
+        return fail(c, 500, "out of memory");
+    size_t len = 0;
+    char *text = gd_metrics_prometheus(snaps, n, &len);
+    free(snaps);
+    if (!text)
+        return fail(c, 500, "out of memory");
+    c->text = text;
+    c->text_len = len;
+    c->content_type = "text/plain; version=0.0.4; charset=utf-8";
+    c->status = 200;
+    return 0;
+}
+
+static int h_list(struct call *c)
+{
+    struct gd_export_snap *snaps = NULL;
+    size_t n = 0;
+    if (gd_metrics_collect(c->r->reg, &snaps, &n) < 0)
+        return fail(c, 500, "out of memory");
+    json_t *arr = json_array();
+    for (size_t i = 0; arr && i < n; i++) {
+        json_t *o = export_json(c->r, snaps[i].name, &snaps[i].st, snaps[i].conns);
+        if (!o || json_array_append_new(arr, o) < 0) {
+            json_decref(arr);
+            arr = NULL;
+        }
+    }
+    free(snaps);
+    return ok(c, 200, arr ? json_pack("{s:o}", "exports", arr) : NULL);
+}
+
+static int h_create(struct call *c)
+{
+    json_t *j = body_object(c);
+    if (!j)
+        return -1;
+    uint64_t size = c->r->cfg->nbd_auto_create_size;
+    int have = 0;
+    json_t *nm = json_object_get(j, "name");
+    if (only_fields(c, j, "name,size_gb,size_bytes,size") < 0 || body_size(c, j, &size, &have) < 0) {
+        json_decref(j);
+        return -1;
+    }
+    if (!json_is_string(nm)) {
+        json_decref(j);
+        return fail(c, 400, "missing \"name\" (a string) in the request body");
+    }
+    char name[GLIDEFS_NAME_MAX + 1];
+    const char *s = json_string_value(nm);
+    if (!glidefs_name_valid(s)) {
+        json_decref(j);
+        return fail(c, 400, "invalid export name: names are 1 to %d characters of A-Z a-z 0-9 "
+                            ". _ -, not starting with '.'", GLIDEFS_NAME_MAX);
+    }
+    snprintf(name, sizeof name, "%s", s);
+    json_decref(j);
+    c->name = name;
+    struct gd_export *e = NULL;
+    int rc = gd_export_acquire_ex(c->r->reg, name, 0, size,
+                                  GLIDEFS_OPEN_CREATE | GLIDEFS_OPEN_EXCLUSIVE, &e);
+    if (rc == -EEXIST)
+        return fail(c, 409, "export %s already exists (GET /api/exports/%s shows it when it is "
+                            "open; PUT /api/exports/%s grows it)", name, name, name);
+    if (rc < 0) {
+        c->name = NULL;
+        if (rc == -ESHUTDOWN)
+            return fail(c, 503, "glidefsd is shutting down");
+        return fail(c, status_for(rc), "cannot create export %s: %s (see the glidefsd log)",
+                    name, glidefs_strerror(rc));
+    }
+    char hs[32];
+    human_bytes(size, hs, sizeof hs);
+    gd_info("api: created export %s (%" PRIu64 " bytes, %s)", name, size, hs);
+    snprintf(c->location, sizeof c->location, "/api/exports/%s", name);
+    rc = answer_export(c, 201, e, NULL, NULL);
+    c->name = NULL; /* points into this frame */
+    return rc;
+}
+
+static int h_status(struct call *c)
+{
+    struct gd_export *e = NULL;
+    if (get_export(c, GD_ACQUIRE_OPEN_ONLY, &e) < 0)
+        return -1;
+    return answer_export(c, 200, e, NULL, NULL);
+}
+
+static int h_export_metrics(struct call *c)
+{
+    struct gd_export *e = NULL;
+    if (get_export(c, GD_ACQUIRE_OPEN_ONLY, &e) < 0)
+        return -1;
+    struct gd_export_snap s;
+    memset(&s, 0, sizeof s);
+    snprintf(s.name, sizeof s.name, "%s", c->name);
+    int rc = export_stats(c, e, &s.st);
+    s.conns = gd_export_conns(e);
+    gd_export_release(e, 0);
+    if (rc < 0)
+        return -1;
+    return ok(c, 200, gd_metrics_json(&s));
+}
+
+static int h_resize(struct call *c)
+{
+    json_t *j = body_object(c);
+    if (!j)
+        return -1;
+    uint64_t size = 0;
+    int have = 0;
+    int rc = only_fields(c, j, "size_gb,size_bytes,size");
+    if (rc == 0)
+        rc = body_size(c, j, &size, &have);
+    json_decref(j);
+    if (rc < 0)
+        return -1;
+    if (!have)
+        return fail(c, 400, "missing the new size: send {\"size_gb\": N}, {\"size_bytes\": N} or "
+                            "{\"size\": \"10G\"}");
+    struct gd_export *e = NULL;
+    if (get_export(c, WRITER, &e) < 0)
+        return -1;
+    glidefs_volume *vol = gd_export_volume(e);
+    uint64_t cur = glidefs_volume_size(vol);
+    char a[32], b[32];
+    human_bytes(cur, a, sizeof a);
+    human_bytes(size, b, sizeof b);
+    if (size < cur) {
+        gd_export_release(e, 0);
+        return fail(c, 400, "cannot shrink export %s from %" PRIu64 " bytes (%s) to %" PRIu64
+                    " bytes (%s): volumes only grow", c->name, cur, a, size, b);
+    }
+    rc = glidefs_resize(vol, size);
+    if (rc == -EROFS) {
+        gd_export_release(e, 0);
+        return fail(c, 409, "export %s is read-only on this node (another node holds its write "
+                            "lease, or it was released here): resize it on the writer, or "
+                            "promote it here first", c->name);
+    }
+    if (rc < 0) {
+        gd_export_release(e, 0);
+        return fail(c, status_for(rc), "cannot resize export %s to %" PRIu64 " bytes: %s",
+                    c->name, size, glidefs_strerror(rc));
+    }
+    if (size != cur)
+        gd_info("api: export %s grown from %" PRIu64 " to %" PRIu64 " bytes (%s)", c->name, cur,
+                size, b);
+    return answer_export(c, 200, e, "previous_size_bytes", json_integer(J(cur)));
+}
+
+/* glidefs_drain in slices, so that SIGTERM is not held up. timeout_ms < 0:
+ * no limit. */
+static int drain_sliced(struct gd_rest *r, glidefs_volume *vol, int64_t timeout_ms)
+{
+    int64_t deadline = timeout_ms >= 0 ? mono_ms() + timeout_ms : -1;
+    for (;;) {
+        if (atomic_load(&r->stopping))
+            return -ESHUTDOWN;
+        int64_t slice = DRAIN_SLICE_MS;
+        if (deadline >= 0) {
+            int64_t left = deadline - mono_ms();
+            if (left <= 0)
+                return -ETIMEDOUT;
+            if (left < slice)
+                slice = left;
+        }
+        int rc = glidefs_drain(vol, slice);
+        if (rc != -ETIMEDOUT)
+            return rc;
+    }
+}
+
+static int h_drain(struct call *c)
+{
+    int64_t timeout_s = -1;
+    if (param_seconds(c, "timeout_s", &timeout_s) < 0)
+        return -1;
+    struct gd_export *e = NULL;
+    if (get_export(c, 0, &e) < 0)
+        return -1;
+    glidefs_volume *vol = gd_export_volume(e);
+    struct glidefs_stats before, after;
+    if (export_stats(c, e, &before) < 0) {
+        gd_export_release(e, 0);
+        return -1;
+    }
+    drain_mark(c->r, c->name, before.dirty_bytes);
+    int64_t t0 = mono_ms();
+    int rc = drain_sliced(c->r, vol, timeout_s > 0 ? timeout_s * 1000 : -1);
+    int64_t took = mono_ms() - t0;
+    drain_unmark(c->r, c->name);
+    int src = export_stats(c, e, &after);
+    gd_export_release(e, 0);
+    if (src < 0)
+        return -1;
+    uint64_t left = after.dirty_bytes;
+    uint64_t synced = before.dirty_bytes > left ? before.dirty_bytes - left : 0;
+    if (rc == 0) {
+        synced = before.dirty_bytes;
+        gd_info("api: export %s drained (%" PRIu64 " bytes) in %" PRId64 " ms", c->name, synced,
+                took);
+        char ls[40] = "";
+        if (after.last_sync_time_ms > 0)
+            gd_metrics_iso_time(after.last_sync_time_ms, ls, sizeof ls);
+        return ok(c, 200, json_pack("{s:s, s:I, s:I, s:I, s:I, s:s?}", "name", c->name,
+                                    "bytes_synced", J(synced), "uploaded_bytes",
+                                    J(after.store_put_bytes - before.store_put_bytes),
+                                    "dirty_bytes", J(left), "duration_ms", J(took),
+                                    "last_sync_time", ls[0] ? ls : NULL));
+    }
+    char lb[32];
+    human_bytes(left, lb, sizeof lb);
+    if (rc == -ETIMEDOUT) {
+        fail(c, 504, "drain of export %s did not finish within %" PRId64 " s: %s still dirty; "
+             "the syncer keeps uploading (check last_error in GET /api/exports/%s, or retry "
+             "with a longer ?timeout_s=)", c->name, timeout_s, lb, c->name);
+    } else if (rc == -EROFS) {
+        fail(c, 409, "export %s is not the writer here (%s): its %s of local data cannot be "
+             "uploaded from this node", c->name, after.fenced ? "fenced by a newer writer"
+                                                              : "read-only", lb);
+    } else if (rc == -ESHUTDOWN) {
+        fail(c, 503, "glidefsd is shutting down; its own drain of every export takes over");
+    } else {
+        fail(c, status_for(rc), "drain of export %s failed: %s; %s still dirty, kept in the "
+             "journal (see the glidefsd log)", c->name, glidefs_strerror(rc), lb);
+    }
+    json_object_set_new(c->json, "dirty_bytes", json_integer(J(left)));
+    json_object_set_new(c->json, "bytes_synced", json_integer(J(synced)));
+    return -1;
+}
+
+static int h_promote(struct call *c)
+{
+    bool force = false;
+    if (param_bool(c, "force", &force) < 0)
+        return -1;
+    struct gd_export *e = NULL;
+    if (get_export(c, 0, &e) < 0)
+        return -1;
+    glidefs_volume *vol = gd_export_volume(e);
+    bool was_ro = glidefs_volume_read_only(vol) != 0;
+    int rc = glidefs_promote(vol, force ? 1 : 0);
+    if (rc < 0) {
+        gd_export_release(e, 0);
+        if (rc == -EBUSY)
+            return fail(c, 409, "the write lease of export %s is held by a live node: drain and "
+                        "disconnect the export there (its lease is released once the last "
+                        "client leaves), wait for the lease to expire "
+                        "(servers.lease_timeout_ms), or use ?force=true to take it over "
+                        "(fences that node)", c->name);
+        if (rc == -EROFS)
+            return fail(c, 409, "export %s was opened read-only by configuration and cannot be "
+                        "promoted", c->name);
+        return fail(c, status_for(rc), "promote of export %s failed: %s", c->name,
+                    glidefs_strerror(rc));
+    }
+    if (was_ro)
+        gd_info("api: export %s promoted to read-write%s", c->name, force ? " (forced)" : "");
+    return answer_export(c, 200, e, "promoted", json_boolean(was_ro));
+}
+
+static int h_release(struct call *c)
+{
+    int64_t timeout_s = RELEASE_DRAIN_DEFAULT_S;
+    if (param_seconds(c, "timeout_s", &timeout_s) < 0)
+        return -1;
+    struct gd_export *e = NULL;
+    if (get_export(c, GD_ACQUIRE_OPEN_ONLY, &e) < 0)
+        return -1;
+    glidefs_volume *vol = gd_export_volume(e);
+    struct glidefs_stats st;
+    if (export_stats(c, e, &st) < 0) {
+        gd_export_release(e, 0);
+        return -1;
+    }
+    /* Drain in slices first (SIGTERM is not held up), then release: its own
+     * drain only has what was written meanwhile. */
+    int64_t t0 = mono_ms();
+    int rc = st.lease_owner ? drain_sliced(c->r, vol, timeout_s * 1000) : 0;
+    if (rc == 0) {
+        int64_t left = timeout_s * 1000 - (mono_ms() - t0);
+        rc = glidefs_release(vol, left > 1000 ? left : 1000);
+    }
+    if (rc < 0) {
+        gd_export_release(e, 0);
+        if (rc == -ETIMEDOUT)
+            return fail(c, 504, "release of export %s: the drain did not finish within %" PRId64
+                        " s; the lease is kept (retry with a longer ?timeout_s=)", c->name,
+                        timeout_s);
+        if (rc == -EAGAIN)
+            return fail(c, 409, "release of export %s: writes kept arriving; disconnect its "
+                        "clients first; the lease is kept", c->name);
+        if (rc == -ESHUTDOWN)
+            return fail(c, 503, "glidefsd is shutting down; its own drain takes over");
+        return fail(c, status_for(rc), "release of export %s failed: %s", c->name,
+                    glidefs_strerror(rc));
+    }
+    if (st.lease_owner)
+        gd_info("api: export %s released its write lease", c->name);
+    return answer_export(c, 200, e, "released", json_boolean(st.lease_owner != 0));
+}
+
+static int h_compact(struct call *c)
+{
+    struct gd_export *e = NULL;
+    if (get_export(c, WRITER, &e) < 0)
+        return -1;
+    struct glidefs_compact_result res;
+    memset(&res, 0, sizeof res);
+    int64_t t0 = mono_ms();
+    int rc = glidefs_compact(gd_export_volume(e), &res);
+    gd_export_release(e, 0);
+    if (rc == -EROFS)
+        return fail(c, 409, "export %s is read-only on this node: only the write lease holder "
+                    "compacts (promote it first, or compact on the node that writes)", c->name);
+    if (rc < 0)
+        return fail(c, status_for(rc), "compaction of export %s failed: %s (see the glidefsd "
+                    "log)", c->name, glidefs_strerror(rc));
+    gd_info("api: export %s compacted: %" PRIu64 " segments rewritten, %" PRIu64
+            " bytes reclaimed", c->name, res.segments_rewritten, res.bytes_reclaimed);
+    return ok(c, 200, json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "name", c->name,
+                                "segments_rewritten", J(res.segments_rewritten),
+                                "bytes_rewritten", J(res.bytes_rewritten), "segments_deleted",
+                                J(res.segments_deleted), "bytes_reclaimed",
+                                J(res.bytes_reclaimed), "stored_bytes", J(res.stored_bytes),
+                                "live_bytes", J(res.live_bytes), "duration_ms",
+                                J(mono_ms() - t0)));
+}
+
+static int h_delete(struct call *c)
+{
+    bool force = false, purge = false;
+    int64_t timeout_s = DELETE_DRAIN_DEFAULT_S;
+    if (param_bool(c, "force", &force) < 0 || param_bool(c, "purge", &purge) < 0 ||
+        param_seconds(c, "timeout_s", &timeout_s) < 0)
+        return -1;
+    struct gd_export *e = NULL;
+    if (get_export(c, purge ? WRITER : 0, &e) < 0)
+        return -1;
+    struct glidefs_stats st;
+    if (export_stats(c, e, &st) < 0) {
+        gd_export_release(e, 0);
+        return -1;
+    }
+    int conns = gd_export_conns(e);
+    if (purge && !st.lease_owner && !force) {
+        gd_export_release(e, 0);
+        return fail(c, 409, "export %s: this node does not hold the write lease; purging would "
+                    "delete the volume under the node that does. Delete it there, or use "
+                    "?force=true", c->name);
+    }
+    if (conns > 0 && !force) {
+        gd_export_release(e, 0);
+        return fail(c, 409, "export %s has %d client connection(s): disconnect them first, or "
+                    "use ?force=true to disconnect them", c->name, conns);
+    }
+    gd_info("api: deleting export %s%s%s", c->name, purge ? " and its objects in the store" : "",
+            force ? " (forced)" : "");
+    /* Drain first, in slices (SIGTERM is not held up) and before any client
+     * is disconnected: if it fails, nothing has changed. The registry's
+     * drain after the clients are gone then has little left. */
+    int64_t t0 = mono_ms();
+    drain_mark(c->r, c->name, st.dirty_bytes);
+    int rc = drain_sliced(c->r, gd_export_volume(e), timeout_s * 1000);
+    drain_unmark(c->r, c->name);
+    if (rc < 0 && !(rc == -EROFS && force)) {
+        gd_export_release(e, 0);
+    } else {
+        int64_t left = timeout_s * 1000 - (mono_ms() - t0);
+        rc = gd_export_remove(e, force, purge, left < 1000 ? 1000 : left > 10000 ? 10000 : left,
+                              c->r->srv ? gd_server_kick_export : NULL, c->r->srv);
+    }
+    switch (rc) {
+    case 0:
+        return ok(c, 200, json_pack("{s:s, s:b, s:b, s:I}", "name", c->name, "deleted", 1,
+                                    "purged", purge, "connections_closed",
+                                    J(force ? conns : 0)));
+    case -EBUSY:
+        return fail(c, 409, "export %s has client connections: disconnect them first, or use "
+                    "?force=true to disconnect them", c->name);
+    case -EAGAIN:
+        return fail(c, 409, "export %s is in use by another request or being removed; retry "
+                    "shortly", c->name);
+    case -ETIMEDOUT:
+        return fail(c, 504, "export %s: the drain did not finish within %" PRId64 " s, so "
+                    "nothing was deleted (unsynced data is never thrown away). Check the store "
+                    "(last_error in GET /api/exports/%s) and retry, with a longer ?timeout_s= if "
+                    "needed", c->name, timeout_s, c->name);
+    case -EROFS:
+        return fail(c, 409, "export %s holds local data it may not upload (another node took "
+                    "its write lease), so nothing was deleted; ?force=true discards that data",
+                    c->name);
+    case -ESHUTDOWN:
+        return fail(c, 503, "glidefsd is shutting down");
+    default: {
+        /* Still open: the drain failed and nothing was deleted. Gone: it was
+         * closed, and deleting its files or objects failed part way. */
+        struct gd_export *still = NULL;
+        bool open = gd_export_acquire_ex(c->r->reg, c->name, 0, 0, GD_ACQUIRE_OPEN_ONLY,
+                                         &still) == 0;
+        if (open) {
+            gd_export_release(still, 0);
+            return fail(c, status_for(rc), "export %s: the drain failed (%s), so nothing was "
+                        "deleted; check the store and the glidefsd log, then retry", c->name,
+                        glidefs_strerror(rc));
+        }
+        return fail(c, status_for(rc), "export %s was closed, but deleting its %s failed: %s; "
+                    "retry the delete (see the glidefsd log)", c->name,
+                    purge ? "local files or objects in the store" : "local files",
+                    glidefs_strerror(rc));
+    }
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* The access handler                                                        */
+/* ------------------------------------------------------------------------ */
+
+static bool token_ok(struct gd_rest *r, struct MHD_Connection *conn)
+{
+    if (!r->token)
+        return true;
+    const char *h = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
+    if (!h || strncasecmp(h, "Bearer ", 7) != 0)
+        return false;
+    h += 7;
+    while (*h == ' ')
+        h++;
+    size_t a = strlen(h), b = strlen(r->token);
+    /* constant time over the token's length */
+    unsigned char diff = (unsigned char)(a != b);
+    for (size_t i = 0; i < b; i++)
+        diff |= (unsigned char)((i < a ? (unsigned char)h[i] : 0) ^ (unsigned char)r->token[i]);
+    return diff == 0;
+}
+
+/* Route, validate and run one request whose body is complete. */
+static mhd_result dispatch(struct gd_rest *r, struct MHD_Connection *conn, const char *url,
+                           const char *method, struct req_ctx *ctx)
+{
+    struct segs path;
+    char dec[MAX_SEGMENTS][MAX_SEGMENT + 1];
+    bool bad_escape = false;
+    if (split_path(url, &path) < 0)
+        return send_error(conn, 404, "no such endpoint (see README.md, \"REST API and "
+                          "glidefs-ctl\")", NULL, NULL);
+    for (int k = 0; k < path.n; k++)
+        if (pct_decode(path.p[k], path.len[k], dec[k], sizeof dec[k]) < 0) {
+            bad_escape = true;
+            dec[k][0] = '\0';
+        }
+    /* HEAD is GET without the body (MHD drops it). */
+    const char *m = strcmp(method, "HEAD") == 0 ? "GET" : method;
+    const struct route *hit = NULL;
+    char allow[64] = "";
+    int name_idx = -1;
+    for (size_t i = 0; i < NROUTES; i++) {
+        int ni;
+        if (!route_matches(&routes[i], &path, dec, &ni))
+            continue;
+        name_idx = ni;
+        if (strcmp(routes[i].method, m) == 0)
+            hit = &routes[i];
+        size_t l = strlen(allow);
+        snprintf(allow + l, sizeof allow - l, "%s%s", l ? ", " : "", routes[i].method);
+    }
+    if (!allow[0])
+        return send_error(conn, bad_escape ? 400 : 404,
+                          bad_escape ? "malformed %-escape in the path"
+                                     : "no such endpoint (see README.md, \"REST API and "
+                                       "glidefs-ctl\")", NULL, NULL);
+    if (bad_escape && (name_idx < 0 || dec[name_idx][0]))
+        return send_error(conn, 400, "malformed %-escape in the path", NULL, NULL);
+    const char *name = NULL;
+    if (name_idx >= 0) {
+        name = dec[name_idx];
+        if (!glidefs_name_valid(name)) {
+            char msg[200];
+            snprintf(msg, sizeof msg, "invalid export name: names are 1 to %d characters of "
+                     "A-Z a-z 0-9 . _ -, not starting with '.'", GLIDEFS_NAME_MAX);
+            return send_error(conn, 400, msg, NULL, NULL);
+        }
+    }
+    if (!hit) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "method not allowed here; allowed: %s", allow);
+        return send_error(conn, 405, msg, "Allow", allow);
+    }
+    struct arg_check ac = { .allowed = hit->params };
+    MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, check_arg, &ac);
+    if (ac.nbad) {
+        char msg[240];
+        snprintf(msg, sizeof msg, "unknown query parameter%s%s%s (allowed here: %s)",
+                 ac.bad[0] ? " \"" : "", ac.bad, ac.bad[0] ? "\"" : "",
+                 hit->params[0] ? hit->params : "none");
+        return send_error(conn, 400, msg, NULL, NULL);
+    }
+
+    struct call c = {
+        .r = r, .conn = conn, .method = m, .name = name,
+        .body = ctx->body ? ctx->body : "", .len = ctx->len, .status = 500,
+    };
+    hit->fn(&c);
+    if (c.status >= 500)
+        gd_warn("api: %s %s -> %u", method, hit->pattern, c.status);
+    else
+        gd_debug("api: %s %s%s%s -> %u", method, hit->pattern, name ? " " : "", name ? name : "",
+                 c.status);
+    if (c.text) {
+        json_decref(c.json);
+        struct MHD_Response *resp =
+            MHD_create_response_from_buffer(c.text_len, c.text, MHD_RESPMEM_MUST_FREE);
+        if (!resp) {
+            free(c.text);
+            return MHD_NO;
+        }
+        MHD_add_response_header(resp, "Content-Type", c.content_type);
+        MHD_add_response_header(resp, "Cache-Control", "no-store");
+        mhd_result ret = MHD_queue_response(conn, c.status, resp);
+        MHD_destroy_response(resp);
+        return ret;
+    }
+    if (!c.json)
+        c.json = json_pack("{s:s}", "error", "out of memory");
+    return send_json(conn, c.status, c.json, c.location[0] ? "Location" : NULL,
+                     c.location[0] ? c.location : NULL);
+}
+
+static mhd_result access_handler(void *cls, struct MHD_Connection *conn, const char *url,
+                                 const char *method, const char *version,
+                                 const char *upload_data, size_t *upload_data_size,
+                                 void **con_cls)
+{
+    (void)version;
+    struct gd_rest *r = cls;
+    struct req_ctx *ctx = *con_cls;
+    if (!ctx) {
+        /* Headers are in: answer what needs no body at once. */
+        ctx = calloc(1, sizeof *ctx);
+        if (!ctx)
+            return MHD_NO;
+        *con_cls = ctx;
+        if (atomic_load(&r->stopping)) {
+            ctx->answered = true;
+            return send_error(conn, 503, "glidefsd is shutting down", "Connection", "close");
+        }
+        if (!token_ok(r, conn)) {
+            ctx->answered = true;
+            return send_error(conn, 401, "missing or wrong API token: send \"Authorization: "
+                              "Bearer TOKEN\" with servers.api.token (glidefs-ctl: --token or "
+                              "GLIDEFS_TOKEN)", "WWW-Authenticate", "Bearer");
+        }
+        const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
+        if (cl) {
+            char *end;
+            errno = 0;
+            unsigned long long n = strtoull(cl, &end, 10);
+            if (errno || *end || n > GD_REST_MAX_BODY) {
+                ctx->answered = true;
+                char msg[96];
+                snprintf(msg, sizeof msg, "request body too large (the limit is %u bytes)",
+                         GD_REST_MAX_BODY);
+                return send_error(conn, 413, msg, "Connection", "close");
+            }
+        }
+        return MHD_YES;
+    }
+    if (*upload_data_size > 0) {
+        size_t n = *upload_data_size;
+        *upload_data_size = 0;
+        if (ctx->answered)
+            return MHD_YES;
+        if (ctx->too_big || ctx->len + n > GD_REST_MAX_BODY) {
+            ctx->too_big = true;
+            ctx->discarded += n;
+            return ctx->discarded > MAX_DISCARD ? MHD_NO : MHD_YES;
+        }
+        if (ctx->len + n + 1 > ctx->cap) {
+            size_t cap = ctx->cap ? ctx->cap : 1024;
+            while (cap < ctx->len + n + 1)
+                cap *= 2;
+            char *b = realloc(ctx->body, cap);
+            if (!b)
+                return MHD_NO;
+            ctx->body = b;
+            ctx->cap = cap;
+        }
+        memcpy(ctx->body + ctx->len, upload_data, n);
+        ctx->len += n;
+        ctx->body[ctx->len] = '\0';
+        return MHD_YES;
+    }
+    if (ctx->answered)
+        return MHD_YES;
+    ctx->answered = true;
+    if (ctx->too_big) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "request body too large (the limit is %u bytes)",
+                 GD_REST_MAX_BODY);
+        return send_error(conn, 413, msg, "Connection", "close");
+    }
+    return dispatch(r, conn, url, method, ctx);
+}
+
+static void request_done(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)cls;
+    (void)conn;
+    (void)toe;
+    struct req_ctx *ctx = *con_cls;
+    if (ctx) {
+        free(ctx->body);
+        free(ctx);
+        *con_cls = NULL;
+    }
+}
+
+__attribute__((format(printf, 2, 0)))
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    char msg[512];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    size_t n = strlen(msg);
+    while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
+        msg[--n] = '\0';
+    gd_debug("api: libmicrohttpd: %s", msg);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Listeners                                                                 */
+/* ------------------------------------------------------------------------ */
+
+static bool addr_is_loopback(const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+    }
+    if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        if (IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr))
+            return true;
+        if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr))
+            return in6->sin6_addr.s6_addr[12] == 127;
+    }
+    return false;
+}
+
+/* servers.api.listen: "host:port", "[v6]:port" or ":port" (loopback). */
+static int listen_tcp(struct gd_rest *r, const char *spec, int *out, char *err, size_t errlen)
+{
+    char host[256] = "", port[32] = "";
+    const char *colon = strrchr(spec, ':');
+    if (spec[0] == '[') {
+        const char *rb = strchr(spec, ']');
+        if (!rb || rb[1] != ':' || (size_t)(rb - spec - 1) >= sizeof host) {
+            snprintf(err, errlen, "servers.api.listen: cannot parse \"%s\" (want host:port)", spec);
+            return -EINVAL;
+        }
+        memcpy(host, spec + 1, (size_t)(rb - spec - 1));
+        snprintf(port, sizeof port, "%s", rb + 2);
+    } else if (colon) {
+        if ((size_t)(colon - spec) >= sizeof host) {
+            snprintf(err, errlen, "servers.api.listen: host too long");
+            return -EINVAL;
+        }
+        memcpy(host, spec, (size_t)(colon - spec));
+        snprintf(port, sizeof port, "%s", colon + 1);
+    } else {
+        snprintf(port, sizeof port, "%s", spec);
+    }
+    if (!host[0])
+        strcpy(host, "127.0.0.1");
+    char *end;
+    long pn = strtol(port, &end, 10);
+    if (!port[0] || *end || pn < 0 || pn > 65535) {
+        snprintf(err, errlen, "servers.api.listen: bad port in \"%s\"", spec);
+        return -EINVAL;
+    }
+    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV };
+    struct addrinfo *res = NULL;
+    int g = getaddrinfo(host, port, &hints, &res);
+    if (g != 0) {
+        snprintf(err, errlen, "servers.api.listen: cannot resolve \"%s\": %s", host,
+                 gai_strerror(g));
+        return -EINVAL;
+    }
+    if (!r->token) {
+        for (struct addrinfo *ai = res; ai; ai = ai->ai_next)
+            if (!addr_is_loopback(ai->ai_addr)) {
+                freeaddrinfo(res);
+                snprintf(err, errlen, "servers.api.listen is %s, which is not a loopback "
+                         "address, and servers.api.token is not set: refusing to serve the API "
+                         "to the network without a token. Set servers.api.token, or listen on "
+                         "127.0.0.1", spec);
+                return -EPERM;
+            }
+    }
+    int last = 0;
+    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+        int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+        if (fd < 0) {
+            last = errno;
+            continue;
+        }
+        int one = 1;
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        if (ai->ai_family == AF_INET6)
+            setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+        if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 64) < 0) {
+            last = errno;
+            close(fd);
+            continue;
+        }
+        freeaddrinfo(res);
+        gd_info("REST API listening on http://%s%s%s:%s/%s", strchr(host, ':') ? "[" : "", host,
+                strchr(host, ':') ? "]" : "", port, r->token ? " (token required)" : "");
+        *out = fd;
+        return 0;
+    }
+    freeaddrinfo(res);
+    snprintf(err, errlen, "servers.api.listen: cannot listen on %s: %s (set servers.api.listen "
+             "to a free address, or \"\" to turn the REST API off)", spec,
+             strerror(last ? last : EADDRNOTAVAIL));
+    return -(last ? last : EADDRNOTAVAIL);
+}
+
+static int listen_unix(struct gd_rest *r, const char *path, int *out, char *err, size_t errlen)
+{
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    if (strlen(path) >= sizeof sa.sun_path) {
+        snprintf(err, errlen, "servers.api.unix_socket: path too long: %s", path);
+        return -ENAMETOOLONG;
+    }
+    strcpy(sa.sun_path, path);
+    struct stat st;
+    if (lstat(path, &st) == 0) {
+        if (!S_ISSOCK(st.st_mode)) {
+            snprintf(err, errlen, "servers.api.unix_socket: %s exists and is not a socket", path);
+            return -EEXIST;
+        }
+        int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (probe >= 0 && connect(probe, (struct sockaddr *)&sa, sizeof sa) == 0) {
+            close(probe);
+            snprintf(err, errlen, "servers.api.unix_socket: %s is in use by a running server",
+                     path);
+            return -EADDRINUSE;
+        }
+        if (probe >= 0)
+            close(probe);
+        if (unlink(path) < 0) {
+            snprintf(err, errlen, "cannot remove stale socket %s: %s", path, strerror(errno));
+            return -errno;
+        }
+    }
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(err, errlen, "socket: %s", strerror(errno));
+        return -errno;
+    }
+    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+        int e = errno;
+        close(fd);
+        snprintf(err, errlen, "servers.api.unix_socket: cannot bind %s: %s", path, strerror(e));
+        return -e;
+    }
+    r->unix_bound = true;
+    snprintf(r->unix_path, sizeof r->unix_path, "%s", path);
+    if (chmod(path, 0660) < 0 || listen(fd, 64) < 0) {
+        int e = errno;
+        close(fd);
+        snprintf(err, errlen, "servers.api.unix_socket: cannot listen on %s: %s", path,
+                 strerror(e));
+        return -e;
+    }
+    gd_info("REST API listening on unix socket %s%s", path,
+            r->token ? " (token required)" : "");
+    *out = fd;
+    return 0;
+}
+
+static int start_mhd(struct gd_rest *r, int fd, char *err, size_t errlen)
+{
+    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
+                     MHD_USE_AUTO | MHD_USE_ERROR_LOG;
+    struct MHD_Daemon *d = MHD_start_daemon(
+        flags, 0, NULL, NULL, access_handler, r,
+        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, (void *)NULL, /* first, or MHD complains */
+        MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
+        MHD_OPTION_NOTIFY_COMPLETED, request_done, (void *)r,
+        MHD_OPTION_UNESCAPE_CALLBACK, unescape_none, (void *)NULL,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)API_CONN_LIMIT,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)API_IDLE_TIMEOUT_S,
+        MHD_OPTION_END);
+    if (!d) {
+        close(fd);
+        snprintf(err, errlen, "cannot start the REST API server (libmicrohttpd)");
+        return -EIO;
+    }
+    r->mhd[r->nmhd++] = d; /* MHD closes fd when it stops */
+    return 0;
+}
+
+/* Turns SIGTERM (stop_fd readable) into "stopping" at once. */
+static void *watcher_main(void *arg)
+{
+    struct gd_rest *r = arg;
+    struct pollfd p[2] = { { .fd = r->wake_fd, .events = POLLIN },
+                           { .fd = r->stop_fd, .events = POLLIN } };
+    for (;;) {
+        int n = poll(p, r->stop_fd >= 0 ? 2 : 1, -1);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 || p[0].revents || (r->stop_fd >= 0 && p[1].revents))
+            break;
+    }
+    atomic_store(&r->stopping, true);
+    return NULL;
+}
+
+int gd_rest_start(const glidefs_config *cfg, struct gd_registry *reg, struct gd_server *srv,
+                  int stop_fd, struct gd_rest **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    const char *listen_spec = cfg->api_listen;
+    const char *unix_path = cfg->api_unix_socket;
+    bool tcp = listen_spec && *listen_spec;
+    bool ux = unix_path && *unix_path;
+    if (!tcp && !ux) {
+        gd_info("REST API off (servers.api.listen is \"\" and no servers.api.unix_socket)");
+        return 0;
+    }
+    int rc = check_routes(err, errlen);
+    if (rc < 0)
+        return rc;
+    struct gd_rest *r = calloc(1, sizeof *r);
+    if (!r)
+        return -ENOMEM;
+    r->cfg = cfg;
+    r->reg = reg;
+    r->srv = srv;
+    r->stop_fd = stop_fd;
+    r->token = cfg->api_token && *cfg->api_token ? cfg->api_token : NULL;
+    pthread_mutex_init(&r->lock, NULL);
+    r->wake_fd = eventfd(0, EFD_CLOEXEC);
+    if (r->wake_fd < 0) {
+        rc = -errno;
+        snprintf(err, errlen, "REST API: eventfd: %s", strerror(errno));
+        gd_rest_stop(r);
+        return rc;
+    }
+    int fd = -1;
+    if (tcp && ((rc = listen_tcp(r, listen_spec, &fd, err, errlen)) < 0 ||
+                (rc = start_mhd(r, fd, err, errlen)) < 0)) {
+        gd_rest_stop(r);
+        return rc;
+    }
+    if (ux && ((rc = listen_unix(r, unix_path, &fd, err, errlen)) < 0 ||
+               (rc = start_mhd(r, fd, err, errlen)) < 0)) {
+        gd_rest_stop(r);
+        return rc;
+    }
+    rc = pthread_create(&r->watcher, NULL, watcher_main, r);
+    if (rc) {
+        snprintf(err, errlen, "REST API: cannot start a thread: %s", strerror(rc));
+        gd_rest_stop(r);
+        return -rc;
+    }
+    r->watcher_started = true;
+    *out = r;
+    return 0;
+}
+
+void gd_rest_stop(struct gd_rest *r)
+{
+    if (!r)
+        return;
+    atomic_store(&r->stopping, true);
+    if (r->watcher_started) {
+        uint64_t one = 1;
+        ssize_t w = write(r->wake_fd, &one, sizeof one);
+        (void)w;
+        pthread_join(r->watcher, NULL);
+    }
+    /* Waits for the handlers: drains stop within DRAIN_SLICE_MS. */
+    for (int i = 0; i < r->nmhd; i++)
+        MHD_stop_daemon(r->mhd[i]);
+    if (r->unix_bound)
+        unlink(r->unix_path);
+    if (r->wake_fd >= 0)
+        close(r->wake_fd);
+    while (r->drains) {
+        struct drain_mark *d = r->drains;
+        r->drains = d->next;
+        free(d);
+    }
+    pthread_mutex_destroy(&r->lock);
+    free(r);
+}

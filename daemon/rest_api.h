@@ -1,0 +1,36 @@
+/*
+ * rest_api.h — glidefsd's REST API (libmicrohttpd + jansson): export status,
+ * create, resize, delete, drain, promote, release, compact, per-export JSON
+ * metrics, Prometheus /metrics and /healthz, on servers.api.listen (TCP) and
+ * servers.api.unix_socket. See rest_api.c for the routes and README.md
+ * "REST API and glidefs-ctl" for the JSON shapes.
+ */
+#ifndef GLIDEFSD_REST_API_H
+#define GLIDEFSD_REST_API_H
+
+#include <stddef.h>
+
+#include "glidefs/glidefs.h"
+
+struct gd_registry;
+struct gd_server;
+struct gd_rest;
+
+/* Largest request body accepted (bigger: 413). */
+#define GD_REST_MAX_BODY (64u * 1024)
+
+/* Bind the listeners and start serving. cfg, reg and srv must outlive the
+ * API. stop_fd (an eventfd, may be -1) becoming readable makes every new
+ * request fail with 503 and cuts long drains short, so that SIGTERM is not
+ * held up. *out is NULL when the API is disabled (servers.api.listen "" and
+ * no unix socket). On failure (bad or non-loopback address without a token,
+ * address in use, ...) writes one line naming the problem into err. */
+int gd_rest_start(const glidefs_config *cfg, struct gd_registry *reg, struct gd_server *srv,
+                  int stop_fd, struct gd_rest **out, char *err, size_t errlen);
+
+/* Stop accepting, wait for the requests in progress, close the listeners
+ * (and remove the unix socket), free. Call before the registry shuts down:
+ * no request may hold an export when it does. NULL is fine. */
+void gd_rest_stop(struct gd_rest *r);
+
+#endif

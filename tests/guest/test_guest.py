@@ -1,0 +1,305 @@
+#!/usr/bin/python3
+"""test_guest.py - a real Linux guest (QEMU, TCG) on a glidefsd export.
+
+  test_guest.py life  --store file|s3 GLIDEFSD GLIDEFS_IMAGE CACHE_DIR
+  test_guest.py crash --store file|s3 GLIDEFSD GLIDEFS_IMAGE CACHE_DIR
+
+CACHE_DIR holds the kernel and initramfs (mkguest.py builds them once).
+
+life  - scenario 1, life of a VM: guest A formats the export (busybox mke2fs),
+        writes a tree of random files, records their checksums on the disk,
+        syncs, powers off. The export is drained (REST API, else SIGTERM) and
+        the daemon stopped; a daemon on an empty cache dir with the same
+        store serves guest B, which verifies every checksum. The volume is
+        exported with glidefs-image and the host's `e2fsck -fn` must find it
+        clean.
+        Then scenario 3, scale to zero and wake: the export is deleted (REST
+        DELETE, else SIGTERM and removing the export's cache), no file of it
+        may be left in that cache dir, and guest C on a third daemon (a third
+        cache dir) reads everything back; e2fsck again.
+crash - scenario 2, crash under a live guest: the host makes an ext4 image
+        (with a journal) and imports it with glidefs-image; the guest writes
+        files in a loop, each made durable with dd conv=fsync and sync DIR,
+        and reports each durable one; glidefsd gets SIGKILL mid-run; a daemon
+        restarted on the same cache dir serves a new guest, which mounts (the
+        journal replays), must find every reported file intact, and unmounts
+        cleanly; e2fsck -fn of the exported image is clean.
+
+Each scenario prints what it measured: boot-to-prompt time, in-guest `sync`
+time for 64 MiB of dirty data, bytes verified. Exit 77 (skip) without
+qemu-system-x86_64 or busybox-static.
+"""
+import argparse
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import guestlib as gl  # noqa: E402
+
+GUEST_TIMEOUT = 150      # one guest run, generous for TCG on a loaded machine
+t = gl.Checker()
+
+
+def mib(n):
+    return "%.1f MiB" % (n / 1048576)
+
+
+class Run:
+    def __init__(self, a):
+        self.a = a
+        self.base = tempfile.mkdtemp(prefix="glidefs-guest-%s-" % a.scenario)
+        self.kernel, self.initrd = gl.ensure_guest(a.cache)
+        self.store = gl.Store(a.store, self.base,
+                              "guest-%s-%d-%d" % (a.scenario, os.getpid(), int(time.time())))
+        self.daemons = []
+        self.guests = []
+        self.measured = []
+        self.keep = False
+
+    def daemon(self, name, cache, **cfg):
+        d = gl.Daemon(os.path.abspath(self.a.glidefsd), self.base, name,
+                      os.path.join(self.base, cache), self.store, **cfg)
+        self.daemons.append(d)
+        d.start()
+        print("# glidefsd %s up (cache %s, REST API %s)" % (name, cache,
+                                                            "yes" if d.api else "not served"),
+              flush=True)
+        return d
+
+    def guest(self, d, export, mode, **params):
+        g = gl.Guest(self.kernel, self.initrd, d.uri(export), mode,
+                     os.path.join(self.base, "guest-%s-%d.log" % (mode, len(self.guests))),
+                     params=params)
+        self.guests.append(g)
+        return g
+
+    def run_guest(self, d, export, mode, **params):
+        g = self.guest(d, export, mode, **params)
+        t0 = time.monotonic()
+        try:
+            g.run(GUEST_TIMEOUT)
+        except Exception as e:
+            t.ok(False, "guest %s on %s: %s" % (mode, d.name, e))
+            raise
+        t.ok(True, "guest %s on %s: ran and powered off (%.1f s, boot-to-prompt %.2f s)"
+             % (mode, d.name, time.monotonic() - t0, g.boot_s() or -1))
+        return g
+
+    def measure(self, what, g, verified=None):
+        tm = g.times()
+        if verified is not None and "verify" in tm:
+            tm["verify"] = (tm["verify"][0], verified)
+        boot = g.boot_s()
+        line = "MEASURED %s: boot-to-prompt %.2f s" % (what, boot if boot else -1)
+        if "sync64" in tm:
+            s, dirty = tm["sync64"]
+            line += ", sync of %s dirty: %.0f ms" % (mib(dirty or 0), s * 1000)
+            t.ok((dirty or 0) >= 56 << 20, "%s: the sync64 measurement had %s dirty (>= 56 MiB)"
+                 % (what, mib(dirty or 0)))
+        if "verify" in tm:
+            s, n = tm["verify"]
+            line += ", verified %d bytes (%s) in %.1f s" % (n or 0, mib(n or 0), s)
+        self.measured.append(line)
+        print(line, flush=True)
+
+    def image_export(self, export, what):
+        """glidefs-image export on a fresh cache dir, then e2fsck -fn."""
+        cfg = os.path.join(self.base, "export-%s.yaml" % what)
+        gl.write_config(cfg, os.path.join(self.base, "cache-export-%s" % what), self.store)
+        img = os.path.join(self.base, "%s-%s.img" % (export, what))
+        rc, out = gl.image(self.a.image, "export", cfg, export, img)
+        if not t.eq(rc, 0, "glidefs-image export %s (%s)" % (export, what)):
+            print(out)
+            return
+        rc, out = gl.e2fsck(img)
+        if not t.eq(rc, 0, "host e2fsck -fn of the exported image is clean (%s)" % what):
+            print(out)
+        os.unlink(img)
+
+    def drain_and_stop(self, d, export):
+        if d.api:
+            st, body = d.http("POST", "/api/exports/%s/drain" % export, timeout=120)
+            t.eq(st, 200, "REST drain of %s on %s: %s" % (export, d.name, body))
+            st, body = d.http("GET", "/api/exports/%s" % export)
+            if st == 200:
+                t.eq(body.get("dirty_bytes"), 0, "after drain: dirty_bytes 0")
+        else:
+            print("# no REST API: SIGTERM drains every export", flush=True)
+        t.eq(d.stop(), 0, "glidefsd %s: SIGTERM, drained, exit 0" % d.name)
+
+    def close(self, failed):
+        for g in self.guests:
+            g.kill()
+        for d in self.daemons:
+            d.close()
+        if failed:
+            for d in self.daemons:
+                sys.stderr.write("--- glidefsd %s log ---\n%s\n" % (d.name, d.log_tail()))
+            for g in self.guests:
+                sys.stderr.write("--- guest %s console (%s) ---\n%s\n"
+                                 % (g.mode, g.log_path, g.tail(60)))
+        san = [ln for d in self.daemons for ln in d.log_text().splitlines()
+               if "Sanitizer" in ln or "runtime error:" in ln]
+        t.ok(not san, "no sanitizer report in the glidefsd logs" +
+             (": " + san[0] if san else ""))
+        if os.environ.get("GLIDEFS_TEST_KEEP"):
+            print("# kept %s" % self.base)
+        else:
+            shutil.rmtree(self.base, ignore_errors=True)
+
+
+def life(r):
+    export = "vm1"
+    # -- scenario 1: life of a VM ----------------------------------------------
+    d1 = r.daemon("d1", "cache1")
+    a = r.run_guest(d1, export, "writer", mib=16, sync64=1)
+    written = a.files()
+    total = sum(s for _, s in written.values())
+    t.ok(len(written) >= 10 and total >= 16 << 20,
+         "guest A wrote %d files, %s, and their checksums" % (len(written), mib(total)))
+    r.measure("scenario 1, guest A (writer)", a)
+    r.drain_and_stop(d1, export)
+
+    d2 = r.daemon("d2", "cache2")   # empty cache, same store
+    b = r.run_guest(d2, export, "verify", sync64=1)
+    t.ok(b.files() == written, "guest B (empty cache, same store) read back every file "
+         "with the checksum guest A wrote (%d files)" % len(written))
+    r.measure("scenario 1, guest B (verify)", b)
+
+    # -- scenario 3: scale to zero (on d2), wake on d3 --------------------------
+    cache2 = d2.cache
+    if d2.api:
+        # QEMU has exited; wait until glidefsd has seen the connection go
+        def idle():
+            st, body = d2.http("GET", "/api/exports/%s" % export)
+            return st == 404 or (st == 200 and body.get("connections") == 0)
+        gl.wait_for(idle, 30, "export %s to have no connections" % export)
+        st, body = d2.http("DELETE", "/api/exports/%s" % export, timeout=120)
+        t.ok(st in (200, 204), "REST DELETE /api/exports/%s: %s %s" % (export, st, body))
+        t.eq(d2.stop(), 0, "glidefsd d2 exits 0")
+    else:
+        print("# no REST API: scale to zero = SIGTERM (drain) + remove the export's cache",
+              flush=True)
+        t.eq(d2.stop(), 0, "glidefsd d2: SIGTERM, drained, exit 0")
+        shutil.rmtree(os.path.join(cache2, export), ignore_errors=True)
+    left = gl.files_under(cache2, export)
+    t.ok(not left, "no file of %s left in d2's cache dir%s" % (export, ": %s" % left
+                                                                if left else ""))
+    r.image_export(export, "after-scenario-1")
+
+    d3 = r.daemon("d3", "cache3")
+    c = r.run_guest(d3, export, "verify", sync64=1)
+    t.ok(c.files() == written, "guest C (scaled to zero, woken on a new cache dir) read back "
+         "every file (%d)" % len(written))
+    r.measure("scenario 3, guest C (wake)", c)
+    t.eq(d3.stop(), 0, "glidefsd d3 exits 0")
+    r.image_export(export, "after-scenario-3")
+
+
+def crash(r):
+    export = "crash1"
+    img = os.path.join(r.base, "ext4.img")
+    with open(img, "wb") as f:
+        f.truncate(256 << 20)
+    rr = subprocess.run([gl.which("mkfs.ext4"), "-q", "-F", "-L", "crash", img],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    t.eq(rr.returncode, 0, "host mkfs.ext4 (with a journal) " + rr.stdout.strip())
+    cfg = os.path.join(r.base, "import.yaml")
+    gl.write_config(cfg, os.path.join(r.base, "cache-import"), r.store)
+    rc, out = gl.image(r.a.image, "import", cfg, export, img)
+    if not t.eq(rc, 0, "glidefs-image import of the ext4 image"):
+        print(out)
+        return
+    os.unlink(img)
+
+    # A longer sync delay: at the kill, the newest files are only in the
+    # journal and older ones already in the store.
+    d1 = r.daemon("d1", "cache1", sync_delay_ms=1500)
+    g = r.guest(d1, export, "crashwriter", sync64=1)
+    g.start()
+    want = 12
+    g.wait_event(lambda e: e[1] == "FAIL" or (e[1] == "DURABLE" and g.count("DURABLE") >= want),
+                 GUEST_TIMEOUT, "%d durable files" % want)
+    if g.of("FAIL"):
+        t.ok(False, "crashwriter: %s" % g.of("FAIL"))
+        return
+    # Kill in the middle of a write: a random moment after the 12th file.
+    time.sleep(random.uniform(0, 0.3))  # jitter, not a wait for a condition
+    n_at_kill = g.count("DURABLE")
+    d1.signal(signal.SIGKILL)
+    d1.proc.wait()
+    t_kill = time.monotonic()
+    print("# glidefsd d1 killed (SIGKILL) after %d durable files" % n_at_kill, flush=True)
+    try:
+        g.wait_event(lambda e: e[1] in ("IOERR", "DONE", "FAIL"), 60, "the guest to notice")
+        t.ok(True, "the guest saw its disk fail: %s" % g.of("IOERR")[:1])
+    except (TimeoutError, RuntimeError) as e:
+        t.ok(False, "the guest noticed the dead disk: %s" % e)
+    g.kill()
+    durable = g.files("DURABLE")
+    late = [rest for tt, k, rest in g.events if k == "DURABLE" and tt > t_kill + 5.0]
+    t.ok(not late, "no file reported durable well after glidefsd died%s"
+         % (": %s" % late if late else ""))
+    r.measure("scenario 2, crashwriter", g)
+    seq = sorted(int(p.split("/f")[1]) for p in durable)
+    t.ok(seq == list(range(len(seq))), "durable reports are complete (f0..f%d)" % (len(seq) - 1))
+
+    d2 = r.daemon("d2", "cache1")   # same cache dir: the journal
+    v = r.run_guest(d2, export, "crashverify")
+    got = v.files()
+    bad = [p for p, (sha, size) in durable.items() if got.get(p) != (sha, size)]
+    total = sum(s for _, s in durable.values())
+    t.ok(not bad, "every file reported durable (%d, %s) reads back intact after the crash%s"
+         % (len(durable), mib(total), ": bad %s" % bad[:5] if bad else ""))
+    for info in v.of("INFO"):
+        print("# guest: " + info)
+    r.measure("scenario 2, guest after the crash (verify)", v, verified=total)
+    t.eq(d2.stop(), 0, "glidefsd d2: SIGTERM, drained, exit 0")
+    r.image_export(export, "after-crash")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("scenario", choices=("life", "crash"))
+    ap.add_argument("--store", choices=("file", "s3"), default="file")
+    ap.add_argument("--deadline", type=int, default=340, help="seconds for the whole scenario")
+    ap.add_argument("glidefsd")
+    ap.add_argument("image")
+    ap.add_argument("cache")
+    a = ap.parse_args()
+    gl.need_qemu()
+    for tool in ("e2fsck", "mkfs.ext4"):
+        if not gl.which(tool):
+            gl.skip("%s not found (apt-get install e2fsprogs)" % tool)
+    # A deadline for the whole scenario, below the runner's timeout, and
+    # SIGTERM from the runner: both end in the finally below, which kills
+    # every guest and daemon (setpriv's parent-death signal covers SIGKILL).
+    def expire(signum, frame):
+        raise TimeoutError("signal %d: scenario deadline (%d s) or runner timeout"
+                           % (signum, a.deadline))
+    signal.signal(signal.SIGALRM, expire)
+    signal.signal(signal.SIGTERM, expire)
+    signal.alarm(a.deadline)
+    r = Run(a)
+    failed = True
+    try:
+        {"life": life, "crash": crash}[a.scenario](r)
+        failed = t.failed > 0
+    except Exception as e:
+        t.ok(False, "scenario %s: %s: %s" % (a.scenario, type(e).__name__, e))
+    finally:
+        r.close(failed)
+        print("# summary (%s store):" % a.store)
+        for line in r.measured:
+            print("#   " + line)
+    t.done()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,160 @@
+#!/usr/bin/python3
+"""test_ctl.py - glidefs-ctl against a running glidefsd: every command in
+human and --json form, GLIDEFS_API / GLIDEFS_TOKEN, --api unix:PATH, the
+documented exit codes (0 ok, 1 API error, 2 usage, 3 unreachable, 4 token,
+5 timed out, 6 no such export) each with a message that says what to do,
+and drain progress lines while a drain waits for a failing store.
+
+usage: test_ctl.py GLIDEFSD GLIDEFS_CTL
+"""
+import json
+import os
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import resttest  # noqa: E402
+from resttest import GiB, MiB  # noqa: E402
+
+resttest.need_libnbd()
+
+t = resttest.Checker()
+GLIDEFSD = resttest.arg_path(1, "glidefsd")
+CTL = resttest.arg_path(2, "glidefs-ctl")
+
+
+def ctl(*args, env=None, timeout=120):
+    e = {k: v for k, v in os.environ.items() if k not in ("GLIDEFS_API", "GLIDEFS_TOKEN")}
+    e.update(env or {})
+    r = subprocess.run([CTL, *args], capture_output=True, text=True, env=e, timeout=timeout,
+                       stdin=subprocess.DEVNULL)
+    return r
+
+
+def main():
+    # -- usage errors need no daemon --------------------------------------------
+    r = ctl("--help")
+    t.ok(r.returncode == 0 and "Usage:" in r.stdout, "--help: 0 and usage")
+    t.eq(ctl().returncode, 2, "no command: 2")
+    r = ctl("frobnicate")
+    t.ok(r.returncode == 2 and "unknown command" in r.stderr, "unknown command: 2, says so")
+    r = ctl("status", "../etc")
+    t.ok(r.returncode == 2 and "not a valid export name" in r.stderr, "bad name: 2, says so")
+    r = ctl("resize", "vm1", "lots")
+    t.ok(r.returncode == 2 and "cannot parse size" in r.stderr, "bad size: 2, says so")
+    r = ctl("resize", "vm1", "1000")
+    t.ok(r.returncode == 2 and "multiple of 512" in r.stderr, "unaligned size: 2, says so")
+    t.eq(ctl("list", "--force").returncode, 2, "--force on list: 2")
+    t.eq(ctl("status").returncode, 2, "status without NAME: 2")
+    t.eq(ctl("--bogus", "list").returncode, 2, "unknown option: 2")
+    t.eq(ctl("--api", "ftp://x", "list").returncode, 2, "non-http --api: 2")
+    port = resttest.free_tcp_port()
+    r = ctl("--api", f"http://127.0.0.1:{port}", "list")
+    t.ok(r.returncode == 3 and "cannot reach" in r.stderr and "GLIDEFS_API" in r.stderr,
+         "API down: 3, says what to check")
+
+    with resttest.Daemon(GLIDEFSD, sync_delay_ms=60000, api_unix=True,
+                         extra_nbd={"max_dirty_age_ms": 600000}) as d:
+        d.start()
+        env = {"GLIDEFS_API": d.url}
+        r = ctl("list", env=env)
+        t.ok(r.returncode == 0 and "no exports" in r.stdout, "list (empty) via GLIDEFS_API")
+        r = ctl("--api", d.url, "create", "vm1", "1G")
+        t.ok(r.returncode == 0 and "created vm1" in r.stdout, "create vm1 1G")
+        r = ctl("create", "vm1", "1G", env=env)
+        t.ok(r.returncode == 1 and "already exists" in r.stderr, "create again: 1, says so")
+        r = ctl("--json", "create", "vm2", "128MiB", env=env)
+        t.eq(r.returncode, 0, "create --json")
+        t.eq(json.loads(r.stdout).get("size_bytes"), 128 * MiB, "--json prints the API answer")
+
+        h = d.connect("vm1")
+        h.pwrite(b"\x42" * MiB, 0)
+        h.flush()
+        r = ctl("list", env=env)
+        t.ok(r.returncode == 0 and "vm1" in r.stdout and "NAME" in r.stdout and
+             "read-write" in r.stdout, "list: a table with vm1")
+        r = ctl("list", "--json", env=env)
+        names = [e["name"] for e in json.loads(r.stdout)["exports"]]
+        t.ok("vm1" in names, "list --json")
+        r = ctl("status", "vm1", env=env)
+        t.ok(r.returncode == 0 and "1.0 MiB" in r.stdout and "connections:  1" in r.stdout,
+             "status: dirty and connections")
+        r = ctl("status", "vm1", "--json", env=env)
+        st = json.loads(r.stdout)
+        t.eq((st["name"], st["dirty_bytes"], st["state"]), ("vm1", MiB, "read-write"),
+             "status --json")
+        r = ctl("status", "nosuch", env=env)
+        t.ok(r.returncode == 6 and "not open" in r.stderr and "glidefs-ctl list" in r.stderr,
+             "status of an unknown export: 6, with a hint")
+        r = ctl("drain", "vm1", env=env)
+        t.ok(r.returncode == 0 and "drained vm1: 1.0 MiB synced" in r.stdout, "drain")
+        r = ctl("drain", "vm1", "--json", env=env)
+        t.eq(json.loads(r.stdout).get("dirty_bytes"), 0, "drain --json")
+        r = ctl("resize", "vm1", "2GiB", env=env)
+        t.ok(r.returncode == 0 and "grown from 1.0 GiB to 2.0 GiB" in r.stdout, "resize")
+        r = ctl("resize", "vm1", "1G", env=env)
+        t.ok(r.returncode == 1 and "shrink" in r.stderr, "resize smaller: 1, says why")
+        r = ctl("promote", "vm1", env=env)
+        t.ok(r.returncode == 0 and "already read-write" in r.stdout, "promote (no change)")
+        r = ctl("release", "vm1", env=env)
+        t.ok(r.returncode == 0 and "released" in r.stdout, "release")
+        r = ctl("promote", "vm1", "--force", env=env)
+        t.ok(r.returncode == 0 and "is read-write" in r.stdout, "promote --force")
+        r = ctl("compact", "vm1", env=env)
+        t.ok(r.returncode == 0 and "compacted vm1" in r.stdout, "compact")
+        r = ctl("compact", "vm1", "--json", env=env)
+        t.ok("bytes_reclaimed" in json.loads(r.stdout), "compact --json")
+        h.pread(4096, 0)
+        r = ctl("metrics", "vm1", env=env)
+        t.ok(r.returncode == 0 and "writes:" in r.stdout and "latency (us)" in r.stdout,
+             "metrics: counters and latency")
+        r = ctl("metrics", "vm1", "--json", env=env)
+        t.ok(json.loads(r.stdout).get("writes", 0) >= 1, "metrics --json")
+        r = ctl("delete", "vm1", env=env)
+        t.ok(r.returncode == 1 and "connection" in r.stderr and "force" in r.stderr,
+             "delete while connected: 1, mentions force")
+        h.shutdown()
+        r = ctl("delete", "vm1", env=env)
+        t.ok(r.returncode == 0 and "the store keeps the volume" in r.stdout, "delete")
+        r = ctl("delete", "vm2", "--purge", env=env)
+        t.ok(r.returncode == 0 and "objects from the store" in r.stdout, "delete --purge")
+        r = ctl("delete", "nosuch", env=env)
+        t.eq(r.returncode, 6, "delete unknown: 6")
+        r = ctl("--api", "unix:" + d.api_sock, "list")
+        t.eq(r.returncode, 0, "--api unix:PATH")
+
+        # drain progress while the store refuses uploads, then a timeout
+        t.eq(ctl("create", "stuck", "1G", env=env).returncode, 0, "create stuck")
+        seg = os.path.join(d.store, "nbd", "stuck", "seg")
+        os.makedirs(os.path.dirname(seg), exist_ok=True)
+        open(seg, "w").close()
+        hs = d.connect("stuck")
+        hs.pwrite(b"\x33" * MiB, 0)
+        hs.flush()
+        r = ctl("drain", "stuck", "--timeout", "3", env=env)
+        t.eq(r.returncode, 5, "drain --timeout on a failing store: 5")
+        t.ok("draining stuck: 1.0 MiB left" in r.stderr, "progress lines (not a terminal)")
+        t.ok("did not finish within 3 s" in r.stderr, "the timeout is explained")
+        os.unlink(seg)
+        r = ctl("drain", "stuck", env=env)
+        t.ok(r.returncode == 0 and "drained stuck" in r.stdout, "drain once the store works")
+        hs.shutdown()
+        t.eq(d.stop(), 0, "exits 0 on SIGTERM")
+
+    with resttest.Daemon(GLIDEFSD, token="ctl-token-123") as d:
+        d.start()
+        r = ctl("--api", d.url, "list")
+        t.ok(r.returncode == 4 and "--token" in r.stderr and "GLIDEFS_TOKEN" in r.stderr,
+             "no token: 4, says how to pass it")
+        r = ctl("--api", d.url, "--token", "wrong", "list")
+        t.eq(r.returncode, 4, "wrong token: 4")
+        r = ctl("list", env={"GLIDEFS_API": d.url, "GLIDEFS_TOKEN": "ctl-token-123"})
+        t.eq(r.returncode, 0, "GLIDEFS_TOKEN")
+        r = ctl("--api", d.url, "--token", "ctl-token-123", "create", "t1", "1G")
+        t.eq(r.returncode, 0, "--token")
+        t.eq(d.stop(), 0, "exits 0 on SIGTERM")
+    t.done()
+
+
+if __name__ == "__main__":
+    main()
