@@ -886,6 +886,32 @@ static int stop_first(void *arg, const char *key, uint64_t size)
     return 1;
 }
 
+GLIDEFS_API int glidefs_volume_exists(const glidefs_config *cfg, const char *name)
+{
+    if (!cfg || !name || !glidefs_name_valid(name))
+        return -EINVAL;
+    struct gfs_objstore *st = NULL;
+    char e[256];
+    int r = gfs_objstore_open(cfg, (struct gfs_log *)&cfg->log, &st, e, sizeof e);
+    if (r < 0)
+        return r;
+    char key[512];
+    key_of(key, sizeof key, name, "volume.json");
+    CLEANUP_FREE void *buf = NULL;
+    size_t len = 0;
+    r = st->ops->get(st, key, VOLUME_JSON_MAX, &buf, &len, NULL);
+    gfs_objstore_close(st);
+    if (r == -ENOENT)
+        return 0;
+    if (r < 0)
+        return r;
+    json_error_t jerr;
+    json_t *root = json_loadb(buf, len, 0, &jerr);
+    int exists = root && !json_is_true(json_object_get(root, "deleted"));
+    json_decref(root);
+    return exists;
+}
+
 GLIDEFS_API int glidefs_store_check(const glidefs_config *cfg, char *err, size_t errlen)
 {
     struct gfs_objstore *st = NULL;

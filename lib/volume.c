@@ -769,6 +769,13 @@ GLIDEFS_API int glidefs_fenced_discard(glidefs_volume *v)
 
 static void volume_free(glidefs_volume *v)
 {
+    if (v->created_dir && v->failed_open && v->dir) {
+        /* nothing of a volume that does not exist stays behind */
+        char p[4200];
+        snprintf(p, sizeof p, "%s/lock", v->dir);
+        unlink(p);
+        rmdir(v->dir);
+    }
     gfs_cache_close(&v->cache);
     gfs_dirty_free(&v->dirty); /* before the journal: extents point at its files */
     gfs_journal_destroy(&v->journal);
@@ -804,7 +811,9 @@ static int volume_setup(glidefs_volume *v, const glidefs_config *cfg, unsigned f
         v->dir = NULL;
         return -ENOMEM;
     }
-    if (mkdir(v->dir, 0700) < 0 && errno != EEXIST)
+    if (mkdir(v->dir, 0700) == 0)
+        v->created_dir = 1;
+    else if (errno != EEXIST)
         return -errno;
     char path[4096];
     snprintf(path, sizeof path, "%s/lock", v->dir);
@@ -975,6 +984,7 @@ GLIDEFS_API int glidefs_volume_open(const glidefs_config *cfg, const char *name,
     if (r < 0) {
         gfs_own_stop(v);
         gfs_syncer_stop(v);
+        v->failed_open = r == -ENOENT || r == -EACCES || r == -EEXIST;
         volume_free(v);
         return r;
     }
@@ -1077,6 +1087,8 @@ GLIDEFS_API int glidefs_stats(glidefs_volume *v, struct glidefs_stats *out, size
     s.fenced = v->fenced;
     s.fenced_bytes = v->fenced_bytes;
     s.lease_epoch = v->lease.epoch;
+    snprintf(s.lease_node, sizeof s.lease_node, "%s",
+             v->lease.exists && !v->lease.released ? v->lease.node_id : "");
     s.lease_owner = v->owner;
     s.last_error = v->sync_error ? v->sync_error : v->deferred_error;
     int64_t oldest = 0;

@@ -60,6 +60,8 @@ struct glidefs_volume {
     char name[GLIDEFS_NAME_MAX + 1];
     char *dir;                   /* <cache.dir>/<name> */
     int lockfd;
+    int created_dir;             /* this open made <cache>/<name>: a failed open removes it */
+    int failed_open;
     struct gfs_log log;
     struct gfs_objstore *store;
     struct gfs_volmeta meta;

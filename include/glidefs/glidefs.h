@@ -266,6 +266,7 @@ struct glidefs_stats {
     uint64_t segments_deleted, manifests_deleted;
     double est_monthly_cost_usd; /* storage + requests at the configured prices and current rates */
     uint64_t blocks_fetched;     /* blocks read from the store (reads, prefetch, partial-block uploads) */
+    char lease_node[129];        /* node id holding the write lease ("" if released or none) */
 };
 
 /* Result of glidefs_compact(). */
@@ -293,6 +294,11 @@ GLIDEFS_API int glidefs_stats(glidefs_volume *vol, struct glidefs_stats *st, siz
  * prefix; for S3 this catches bad credentials, a missing bucket or a wrong
  * endpoint). On failure writes one line naming the problem into err. */
 GLIDEFS_API int glidefs_store_check(const glidefs_config *cfg, char *err, size_t errlen);
+
+/* 1 if volume `name` exists in the configured store (and was not deleted),
+ * 0 if not, or a negative errno when the store cannot tell. Opens nothing
+ * and takes no lease. */
+GLIDEFS_API int glidefs_volume_exists(const glidefs_config *cfg, const char *name);
 
 /* Delete a volume's objects from the store (and its local cache directory).
  * The volume must not be open anywhere. */

@@ -218,6 +218,12 @@ static void test_partial_write_uncached(void **state)
 
     /* opening a missing volume without CREATE, and bad names */
     assert_int_equal(glidefs_volume_open(cfg, "missing", 0, 0, &v), -ENOENT);
+    char stray[600];
+    snprintf(stray, sizeof stray, "%s/missing", env.cache);
+    assert_int_equal(access(stray, F_OK), -1); /* a failed open leaves nothing behind */
+    assert_int_equal(glidefs_volume_exists(cfg, "missing"), 0);
+    assert_int_equal(glidefs_volume_exists(cfg, name), 1);
+    assert_int_equal(glidefs_volume_exists(cfg, "../x"), -EINVAL);
     assert_int_equal(glidefs_volume_open(cfg, "../x", 4096, GLIDEFS_OPEN_CREATE, &v), -EINVAL);
     assert_int_equal(glidefs_volume_open(cfg, name, 4096, GLIDEFS_OPEN_CREATE | GLIDEFS_OPEN_EXCLUSIVE,
                                          &v), -EEXIST);
