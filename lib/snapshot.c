@@ -319,6 +319,18 @@ GLIDEFS_API int glidefs_snapshot_delete(glidefs_volume *v, const char *name)
     return r < 0 ? r : gfs_snapshots_load(v);
 }
 
+GLIDEFS_API int glidefs_volume_lineage(glidefs_volume *v, char names[][GLIDEFS_NAME_MAX + 1],
+                                       int max, char *snapshot, size_t snaplen)
+{
+    SCOPED_LOCK(&v->lock);
+    int n = (int)v->meta.depth;
+    for (int i = 0; i < n && i < max; i++)
+        snprintf(names[i], GLIDEFS_NAME_MAX + 1, "%s", v->meta.lineage[i]);
+    if (snapshot && snaplen)
+        snprintf(snapshot, snaplen, "%s", n ? v->meta.parent_snapshot : "");
+    return n;
+}
+
 GLIDEFS_API int glidefs_clone(glidefs_volume *parent, const char *snapshot, const char *child)
 {
     if (!child || !glidefs_name_valid(child) || strcmp(child, parent->name) == 0 ||

@@ -212,6 +212,15 @@ GLIDEFS_API int glidefs_snapshot_delete(glidefs_volume *vol, const char *name);
  * child or a complete one. -EEXIST: child exists. -EMLINK: lineage too deep. */
 GLIDEFS_API int glidefs_clone(glidefs_volume *parent, const char *snapshot, const char *child);
 
+/* The volume's lineage: fills names[0..n) with its ancestors, root first
+ * (the parent last), at most max of them, and the parent's snapshot it was
+ * cloned from into snapshot (when non-NULL; "" for a volume that is not a
+ * clone; an internal name starting with '@' for a clone of the live state).
+ * Returns the number of ancestors (0: not a clone). */
+#define GLIDEFS_HAVE_LINEAGE 1
+GLIDEFS_API int glidefs_volume_lineage(glidefs_volume *vol, char names[][GLIDEFS_NAME_MAX + 1],
+                                       int max, char *snapshot, size_t snaplen);
+
 /* Grow the volume to new_size bytes (multiple of 512). Shrinking: -EINVAL. */
 GLIDEFS_API int glidefs_resize(glidefs_volume *vol, uint64_t new_size);
 
