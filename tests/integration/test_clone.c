@@ -135,6 +135,11 @@ static void test_golden_image(void **state)
     assert_int_equal(glidefs_volume_close(v3), 0);
     glidefs_volume *g;
     assert_int_equal(glidefs_volume_open(c, "grandchild", 0, 0, &g), 0);
+    char lin[4][GLIDEFS_NAME_MAX + 1], snapname[64];
+    assert_int_equal(glidefs_volume_lineage(g, lin, 4, snapname, sizeof snapname), 2);
+    assert_string_equal(lin[0], "golden");
+    assert_string_equal(lin[1], "vm03");
+    assert_string_equal(snapname, "t");
     verify(g, gref, "grandchild");
     scribble(g, gref, 77, 10);
     assert_int_equal(glidefs_drain(g, -1), 0);
