@@ -127,8 +127,21 @@ int gfs_lease_write(struct gfs_objstore *st, const char *name, struct gfs_lease 
         return -ENOMEM;
     char key[512];
     lease_key(key, sizeof key, name);
-    int r = l->exists ? st->ops->put(st, key, txt, strlen(txt), 0, l->etag)
+    char etag[72] = "";
+    int r;
+    if (st->ops->put_etag) {
+        r = l->exists ? st->ops->put_etag(st, key, txt, strlen(txt), 0, l->etag, etag)
+                      : st->ops->put_etag(st, key, txt, strlen(txt), GFS_PUT_IF_NONE_MATCH, NULL,
+                                          etag);
+        if (r == 0 && etag[0]) {
+            snprintf(l->etag, sizeof l->etag, "%s", etag);
+            l->exists = 1;
+            return 0;
+        }
+    } else {
+        r = l->exists ? st->ops->put(st, key, txt, strlen(txt), 0, l->etag)
                       : st->ops->put(st, key, txt, strlen(txt), GFS_PUT_IF_NONE_MATCH, NULL);
+    }
     if (r < 0)
         return r;
     /* The ETag for the next conditional write: read the object back and

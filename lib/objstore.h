@@ -54,6 +54,10 @@ struct gfs_objstore_ops {
     int (*list)(struct gfs_objstore *st, const char *prefix, const char *start_after,
                 gfs_list_cb cb, void *arg);
     void (*destroy)(struct gfs_objstore *st);
+    /* put that also returns the new object's ETag (what a following
+     * conditional write must name), saving a read-back. */
+    int (*put_etag)(struct gfs_objstore *st, const char *key, const void *buf, size_t len,
+                    unsigned flags, const char *if_match_etag, char etag_out[72]);
 };
 
 struct gfs_objstore_stats {

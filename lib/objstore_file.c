@@ -378,8 +378,8 @@ static int lock_dir(int dirfd)
     return 0;
 }
 
-static int file_put(struct gfs_objstore *s, const char *key, const void *buf, size_t len,
-                    unsigned flags, const char *if_match_etag)
+static int file_put_etag(struct gfs_objstore *s, const char *key, const void *buf, size_t len,
+                         unsigned flags, const char *if_match_etag, char etag_out[72])
 {
     struct file_store *st = fs_of(s);
     if (!key_ok(key, 0) || (flags & ~GFS_PUT_IF_NONE_MATCH) || (!buf && len) ||
@@ -421,6 +421,14 @@ static int file_put(struct gfs_objstore *s, const char *key, const void *buf, si
             else if (renameat(dirfd, tmp, dirfd, name) < 0)
                 r = -errno;
         }
+        if (r == 0 && etag_out) {
+            /* still under the directory lock: the ETag of exactly what we wrote */
+            struct gfs_obj_info now;
+            if (head_at(dirfd, name, &now) == 0)
+                snprintf(etag_out, 72, "%s", now.etag);
+            else
+                etag_out[0] = 0;
+        }
         flock(dirfd, LOCK_UN);
     }
     if (r < 0) {
@@ -434,6 +442,12 @@ static int file_put(struct gfs_objstore *s, const char *key, const void *buf, si
     STAT_ADD(st, puts, 1);
     STAT_ADD(st, put_bytes, len);
     return 0;
+}
+
+static int file_put(struct gfs_objstore *s, const char *key, const void *buf, size_t len,
+                    unsigned flags, const char *if_match_etag)
+{
+    return file_put_etag(s, key, buf, len, flags, if_match_etag, NULL);
 }
 
 static int open_key(struct file_store *st, const char *key, struct stat *sb)
@@ -724,6 +738,7 @@ static void file_destroy(struct gfs_objstore *s)
 
 static const struct gfs_objstore_ops file_ops = {
     .put = file_put,
+    .put_etag = file_put_etag,
     .get_range = file_get_range,
     .get = file_get,
     .head = file_head,

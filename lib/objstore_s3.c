@@ -843,8 +843,8 @@ static int our_put_landed(struct s3_store *st, const char *key, const char *md5h
  * the answer's ETag must be the body's MD5. Conditional PUTs: If-None-Match: *
  * answered 412 is -EEXIST; If-Match answered 412, or 404 NoSuchKey (nothing
  * to match), is -ECANCELED. */
-static int s3_put(struct gfs_objstore *gst, const char *key, const void *buf, size_t len,
-                  unsigned flags, const char *if_match_etag)
+static int s3_put_etag(struct gfs_objstore *gst, const char *key, const void *buf, size_t len,
+                       unsigned flags, const char *if_match_etag, char etag_out[72])
 {
     struct s3_store *st = S3(gst);
     if (!key_ok(st, key, 0) || (!buf && len) || (flags & ~GFS_PUT_IF_NONE_MATCH) ||
@@ -881,27 +881,41 @@ static int s3_put(struct gfs_objstore *gst, const char *key, const void *buf, si
     stat_add(&st->base.stats.puts, 1);
     if (rc == 0 && status_ok(&c)) {
         stat_add(&st->base.stats.put_bytes, len);
+        if (etag_out)
+            snprintf(etag_out, 72, "%s", c.etag[0] ? c.etag : md5hex);
         call_free(&c);
         return 0;
     }
     if (rc == 0 && (flags & GFS_PUT_IF_NONE_MATCH) && c.status == 412) {
         int attempts = c.attempts;
         call_free(&c);
-        if (attempts > 1 && our_put_landed(st, key, md5hex))
+        if (attempts > 1 && our_put_landed(st, key, md5hex)) {
+            if (etag_out)
+                snprintf(etag_out, 72, "%s", md5hex);
             return 0;
+        }
         return -EEXIST;
     }
     if (rc == 0 && if_match_etag &&
         (c.status == 412 || (c.status == 404 && strcmp(code_of(&c), "NoSuchKey") == 0))) {
         int attempts = c.attempts;
         call_free(&c);
-        if (attempts > 1 && our_put_landed(st, key, md5hex))
+        if (attempts > 1 && our_put_landed(st, key, md5hex)) {
+            if (etag_out)
+                snprintf(etag_out, 72, "%s", md5hex);
             return 0;
+        }
         return -ECANCELED;
     }
     rc = s3_fail(st, &c, "PUT", rc);
     call_free(&c);
     return rc;
+}
+
+static int s3_put(struct gfs_objstore *gst, const char *key, const void *buf, size_t len,
+                  unsigned flags, const char *if_match_etag)
+{
+    return s3_put_etag(gst, key, buf, len, flags, if_match_etag, NULL);
 }
 
 static int s3_get_range(struct gfs_objstore *gst, const char *key, uint64_t offset, size_t len,
@@ -1170,6 +1184,7 @@ static void s3_destroy(struct gfs_objstore *gst)
 
 static const struct gfs_objstore_ops s3_ops = {
     .put = s3_put,
+    .put_etag = s3_put_etag,
     .get_range = s3_get_range,
     .get = s3_get,
     .head = s3_head,
