@@ -299,8 +299,16 @@ GLIDEFS_API int glidefs_promote(glidefs_volume *v, int force)
         return 0;
     if (ro_open)
         return -EROFS;
+    /* a live holder: say so with one read (orchestrators poll promote) */
+    struct gfs_lease cur;
+    int r = gfs_lease_read(v->store, v->name, &cur);
+    if (r < 0)
+        return r;
+    if (!force && cur.exists && !cur.released && strcmp(cur.node_id, v->node_id) != 0 &&
+        !gfs_lease_expired(&cur, gfs_wall_ms(), v->lease_timeout_ms))
+        return -EBUSY;
     /* everything the previous writer stored before the hand-over */
-    int r = gfs_volume_refresh(v);
+    r = gfs_volume_refresh(v);
     if (r == 0)
         r = gfs_volmeta_follow_size(v);
     if (r < 0)
