@@ -12,6 +12,10 @@ PY=/usr/bin/python3
 GLIDEFSD=${GLIDEFSD:-$BUILD/daemon/glidefsd}
 LIB_BENCH=${LIB_BENCH:-$BUILD/bench/lib_bench}
 mkdir -p "$RESULTS"
+# which source the numbers are of (a tree without .git may name it in .head)
+BENCH_COMMIT=${BENCH_COMMIT:-$(git -C "$BENCH_SRC" describe --always --dirty 2>/dev/null ||
+                               cat "$BENCH_SRC/.head" 2>/dev/null || echo unknown)}
+export BENCH_COMMIT
 
 need() {
     for t in "$@"; do

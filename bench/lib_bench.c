@@ -22,10 +22,11 @@
  *       (dirty, then after drain), and per written 128 KiB block of the block
  *       map (a volume with SPARSE_BLOCKS blocks written, 4 KiB each, drained,
  *       woken with an empty cache in a fresh process vs an empty volume).
- *   lib_bench churn DIR LIVE_MB FACTOR RATE_MB_S COMPACT_S SEED TSV
+ *   lib_bench churn DIR LIVE_MB FACTOR RATE_MB_S COMPACT_S SEED TSV [GRACE_MS]
  *       Issue 8: fill LIVE_MB, then seeded random overwrites of 4 KiB..1 MiB
  *       totalling FACTOR x LIVE_MB at RATE_MB_S with a FLUSH every 8 MiB;
- *       default sync settings, compaction.interval_s = COMPACT_S. A stats
+ *       default sync settings, compaction.interval_s = COMPACT_S (and
+ *       compaction.grace_ms = GRACE_MS, default 10000). A stats
  *       sample per second goes to TSV (t, written, stored, live, puts, ...).
  *   lib_bench codec DIR DATA_MB IMAGE
  *       Issue 7: sync (drain) and cold sequential read throughput with
@@ -769,7 +770,8 @@ static void *sampler_main(void *arg)
 static int mode_churn(int argc, char **argv)
 {
     if (argc < 7) {
-        fprintf(stderr, "usage: lib_bench churn DIR LIVE_MB FACTOR RATE_MB_S COMPACT_S SEED TSV\n");
+        fprintf(stderr, "usage: lib_bench churn DIR LIVE_MB FACTOR RATE_MB_S COMPACT_S SEED TSV "
+                        "[GRACE_MS]\n");
         return 2;
     }
     const char *dir = argv[0];
@@ -778,9 +780,11 @@ static int mode_churn(int argc, char **argv)
     const char *compact_s = argv[4];
     uint64_t seed = strtoull(argv[5], NULL, 10);
     mkdir_p(dir);
-    char ci[64];
+    char ci[64], gr[64];
     snprintf(ci, sizeof ci, "compaction.interval_s=%s", compact_s);
-    const char *kv[] = {"cache.disk_size=8G", ci, NULL};
+    /* optional: compaction.grace_ms */
+    snprintf(gr, sizeof gr, "compaction.grace_ms=%s", argc > 7 ? argv[7] : "10000");
+    const char *kv[] = {"cache.disk_size=8G", ci, gr, NULL};
     glidefs_config *cfg = mkcfg(dir, "cache", 0, kv);
     glidefs_volume *v = vopen(cfg, "churn", live, GLIDEFS_OPEN_CREATE);
     FILE *out = fopen(argv[6], "w");
@@ -838,7 +842,7 @@ static int mode_churn(int argc, char **argv)
     struct glidefs_compact_result cr;
     for (int i = 0; i < 2; i++) {
         if (i)
-            sleep(11);
+            usleep((useconds_t)(atoi(argc > 7 ? argv[7] : "10000") + 1000) * 1000);
         r = glidefs_compact(v, &cr);
         if (r < 0)
             die("compact", r);
@@ -853,7 +857,7 @@ static int mode_churn(int argc, char **argv)
     row(S, "write phase", "s", "glidefs", write_s);
     row(S, "stored/live at end of writes", "x", "glidefs",
         at_end.live_bytes ? (double)at_end.stored_bytes / (double)at_end.live_bytes : 0);
-    row(S, "stored/live after drain + 2 compactions 11 s apart", "x", "glidefs",
+    row(S, "stored/live after drain + 2 compactions a grace apart", "x", "glidefs",
         st.live_bytes ? (double)st.stored_bytes / (double)st.live_bytes : 0);
     double gib = (double)written / GIB;
     row(S, "PUTs per GiB written (all objects)", "PUT/GiB", "glidefs", (double)st.store_puts / gib);

@@ -126,8 +126,13 @@ fio_run() {
         --numjobs="$jobs" --group_reporting --size=${SIZE_MB}M --time_based --runtime="$rt" \
         --ramp_time="$ramp" --randrepeat=0 --norandommap --output-format=json \
         --output="$out" >"$out.err" 2>&1; then
-        echo "nbd_fio: fio FAILED for $s, $scen: $(grep -m1 'err=' "$out.err" || tail -1 "$out.err")" >&2
-        echo "- **$s, $scen: fio failed**: \`$(grep -m1 'err=' "$out.err" || tail -1 "$out.err")\`" >> "$D/errors.md"
+        local msg
+        msg=$(grep -h -m1 -o 'err=[^,]*, func=[^,]*, error=.*' "$out.err" "$out" | head -1 || true)
+        [ -n "$msg" ] || msg="fio job error: $($PY -c 'import errno, json, os, sys
+e = json.load(open(sys.argv[1]))["jobs"][0]["error"]
+print("errno %d %s (%s)" % (e, errno.errorcode.get(e, ""), os.strerror(e)))' "$out" 2>/dev/null || echo "no output")"
+        echo "nbd_fio: fio FAILED for $s, $scen: $msg" >&2
+        echo "- **$s, $scen: fio failed**: $msg" >> "$D/errors.md"
     fi
     $PY - "$out" "$scen" "$s" >> "$CSV" <<'EOF' || true
 import csv, errno, json, os, sys

@@ -9,18 +9,27 @@
  *   2. the raw path is split at '/', each segment %-decoded on its own (MHD's
  *      own unescaping is switched off, so "%2F" cannot make a new segment;
  *      "%00" and bad escapes -> 400) and matched against the one route table
- *      below (checked at start-up): no path -> 404; the {name} segment must
- *      pass glidefs_name_valid -> else 400; a path without a route for the
- *      method -> 405 with Allow; query parameters the route does not know ->
- *      400;
+ *      below (checked at start-up): no path -> 404; the {name} and {snap}
+ *      segments must pass glidefs_name_valid -> else 400; a path without a
+ *      route for the method -> 405 with Allow; query parameters the route
+ *      does not know -> 400;
  *   3. the handler: JSON bodies must be objects with known fields only.
  * Every answer is JSON ({"error": "..."} on failure) except /metrics.
  *
  * Exports: GET endpoints (status, metrics) report exports open on this node
  * and never open one (opening takes the write lease); drain, resize,
- * promote, compact and delete open an export that exists in the store but
- * is not open, like a connecting client would, and the registry closes it
- * again once idle.
+ * promote, compact, delete and the snapshot endpoints open an export that
+ * exists in the store but is not open, like a connecting client would, and
+ * the registry closes it again once idle.
+ *
+ * Snapshots and clones (lib/snapshot.c): a snapshot drains and names a
+ * manifest; a clone (POST /api/exports with "clone_of") is a GET and two
+ * small PUTs whatever the parent's size, and is then opened here like a
+ * created export. The API checks that the
+ * child does not exist before glidefs_clone() writes anything, and creates
+ * clones one at a time on this node (clone_lock), because glidefs_clone()
+ * writes the parent's children/<child> marker before it learns that the
+ * child exists.
  */
 #include "rest_api.h"
 
@@ -106,6 +115,7 @@ struct gd_rest {
     bool watcher_started;
     pthread_mutex_t lock;       /* drains */
     struct drain_mark *drains;
+    pthread_mutex_t clone_lock; /* one clone at a time: exists check + glidefs_clone */
 };
 
 /* Per request (MHD's con_cls). */
@@ -123,6 +133,7 @@ struct call {
     struct MHD_Connection *conn;
     const char *method;
     const char *name;           /* the validated {name}, or NULL */
+    const char *snap;           /* the validated {snap}, or NULL */
     const char *body;
     size_t len;
     unsigned status;
@@ -324,10 +335,14 @@ static int h_promote(struct call *c);
 static int h_release(struct call *c);
 static int h_compact(struct call *c);
 static int h_export_metrics(struct call *c);
+static int h_snapshot_create(struct call *c);
+static int h_snapshot_list(struct call *c);
+static int h_snapshot_delete(struct call *c);
 
 struct route {
     const char *method;
-    const char *pattern;   /* literal segments, at most one "{name}" */
+    const char *pattern;   /* literal segments, at most one "{name}" and, after
+                              it, at most one "{snap}" */
     handler_fn fn;
     const char *params;    /* allowed query parameters, comma-separated */
 };
@@ -346,6 +361,9 @@ static const struct route routes[] = {
     { "POST", "/api/exports/{name}/release", h_release, "timeout_s" },
     { "POST", "/api/exports/{name}/compact", h_compact, "" },
     { "GET", "/api/exports/{name}/metrics", h_export_metrics, "" },
+    { "POST", "/api/exports/{name}/snapshots", h_snapshot_create, "timeout_s" },
+    { "GET", "/api/exports/{name}/snapshots", h_snapshot_list, "" },
+    { "DELETE", "/api/exports/{name}/snapshots/{snap}", h_snapshot_delete, "" },
 };
 #define NROUTES (sizeof routes / sizeof routes[0])
 
@@ -408,16 +426,20 @@ static int check_routes(char *err, size_t errlen)
         for (size_t k = 0; k < sizeof methods / sizeof methods[0]; k++)
             m = m || strcmp(rt->method, methods[k]) == 0;
         struct segs s;
-        int names = 0;
+        int names = 0, snaps = 0;
         if (m && rt->fn && split_path(rt->pattern, &s) == 0 && s.n > 0) {
             for (int k = 0; k < s.n; k++)
                 if (s.len[k] == 6 && strncmp(s.p[k], "{name}", 6) == 0)
                     names++;
+                else if (s.len[k] == 6 && strncmp(s.p[k], "{snap}", 6) == 0)
+                    snaps += names == 1 ? 1 : 99; /* only after {name} */
                 else if (memchr(s.p[k], '{', s.len[k]) || memchr(s.p[k], '%', s.len[k]))
                     names = 99;
         } else {
             names = 99;
         }
+        if (snaps > 1)
+            names = 99;
         for (size_t j = 0; j < i && names <= 1; j++)
             if (strcmp(routes[j].method, rt->method) == 0 &&
                 strcmp(routes[j].pattern, rt->pattern) == 0)
@@ -431,17 +453,22 @@ static int check_routes(char *err, size_t errlen)
 }
 
 /* Does the decoded path match the pattern? Sets *name_idx to the {name}
- * segment (or -1). */
+ * segment and *snap_idx to the {snap} segment (or -1). */
 static bool route_matches(const struct route *rt, const struct segs *path,
-                          char dec[][MAX_SEGMENT + 1], int *name_idx)
+                          char dec[][MAX_SEGMENT + 1], int *name_idx, int *snap_idx)
 {
     struct segs pat;
     if (split_path(rt->pattern, &pat) < 0 || pat.n != path->n)
         return false;
     *name_idx = -1;
+    *snap_idx = -1;
     for (int k = 0; k < pat.n; k++) {
         if (pat.len[k] == 6 && strncmp(pat.p[k], "{name}", 6) == 0) {
             *name_idx = k;
+            continue;
+        }
+        if (pat.len[k] == 6 && strncmp(pat.p[k], "{snap}", 6) == 0) {
+            *snap_idx = k;
             continue;
         }
         if (strlen(dec[k]) != pat.len[k] || strncmp(dec[k], pat.p[k], pat.len[k]) != 0)
@@ -787,21 +814,76 @@ static int export_stats(struct call *c, struct gd_export *e, struct glidefs_stat
     return 0;
 }
 
-/* Answer with the export object of e (and release it). */
+/* A snapshot name as the API shows it: a clone of the live state is made
+ * from an implicit snapshot ("@clone-CHILD", not listed): null. */
+static json_t *snap_name_json(const char *snap)
+{
+    return snap && snap[0] && glidefs_name_valid(snap) ? json_string(snap) : json_null();
+}
+
+#ifdef GLIDEFS_HAVE_LINEAGE
+/* "lineage": ancestor names, root first ([] unless a clone), and "parent":
+ * {"name", "snapshot"} (null unless a clone). NULL on failure, logged. */
+static json_t *lineage_json(const char *name, glidefs_volume *vol)
+{
+    char snap[GLIDEFS_NAME_MAX + 8] = "";
+    int depth = glidefs_volume_lineage(vol, NULL, 0, snap, sizeof snap);
+    char (*names)[GLIDEFS_NAME_MAX + 1] = NULL;
+    if (depth > 0) {
+        names = calloc((size_t)depth, sizeof *names);
+        if (!names)
+            return NULL;
+        int d2 = glidefs_volume_lineage(vol, names, depth, snap, sizeof snap);
+        if (d2 != depth)
+            depth = d2 < 0 ? d2 : -EAGAIN;
+    }
+    if (depth < 0) {
+        gd_warn("api: export %s: cannot read its lineage: %s", name, glidefs_strerror(depth));
+        free(names);
+        return NULL;
+    }
+    json_t *lin = json_array();
+    for (int i = 0; lin && i < depth; i++)
+        if (json_array_append_new(lin, json_string(names[i])) < 0) {
+            json_decref(lin);
+            lin = NULL;
+        }
+    json_t *o = lin ? json_pack("{s:o, s:o}", "lineage", lin, "parent",
+                                depth > 0 ? json_pack("{s:s, s:o}", "name", names[depth - 1],
+                                                      "snapshot", snap_name_json(snap))
+                                          : json_null())
+                    : NULL;
+    free(names);
+    return o;
+}
+#endif
+
+/* Answer with the export object of e (and release it). key/extra: one more
+ * member (extra stolen); key NULL and extra an object: its members. */
 static int answer_export(struct call *c, unsigned status, struct gd_export *e, const char *key,
                          json_t *extra)
 {
     struct glidefs_stats st;
     int rc = export_stats(c, e, &st);
     int conns = gd_export_conns(e);
+#ifdef GLIDEFS_HAVE_LINEAGE
+    json_t *lin = rc < 0 ? NULL : lineage_json(c->name, gd_export_volume(e));
+#endif
     gd_export_release(e, 0);
     if (rc < 0) {
         json_decref(extra);
         return -1;
     }
     json_t *o = export_json(c->r, c->name, &st, conns);
+#ifdef GLIDEFS_HAVE_LINEAGE
+    if (o && lin)
+        json_object_update(o, lin);
+    json_decref(lin);
+#endif
     if (o && key && extra)
         json_object_set(o, key, extra);
+    else if (o && !key && json_is_object(extra))
+        json_object_update(o, extra);
     json_decref(extra);
     return ok(c, status, o);
 }
@@ -853,6 +935,25 @@ static int h_list(struct call *c)
     return ok(c, 200, arr ? json_pack("{s:o}", "exports", arr) : NULL);
 }
 
+static int clone_export(struct call *c, const char *child, const char *parent,
+                        const char *snap);
+
+/* Copy the name in member `key` of obj (must be a valid name) into out.
+ * 0, or -1 after fail(). */
+static int body_name(struct call *c, json_t *obj, const char *key, const char *what, char *out,
+                     size_t outlen)
+{
+    json_t *v = json_object_get(obj, key);
+    if (!json_is_string(v))
+        return fail(c, 400, "missing \"%s\" (a string) in the request body", key);
+    const char *s = json_string_value(v);
+    if (!glidefs_name_valid(s) || strlen(s) >= outlen)
+        return fail(c, 400, "invalid %s name in \"%s\": names are 1 to %d characters of A-Z "
+                    "a-z 0-9 . _ -, not starting with '.'", what, key, GLIDEFS_NAME_MAX);
+    snprintf(out, outlen, "%s", s);
+    return 0;
+}
+
 static int h_create(struct call *c)
 {
     json_t *j = body_object(c);
@@ -860,24 +961,27 @@ static int h_create(struct call *c)
         return -1;
     uint64_t size = c->r->cfg->nbd_auto_create_size;
     int have = 0;
-    json_t *nm = json_object_get(j, "name");
-    if (only_fields(c, j, "name,size_gb,size_bytes,size") < 0 || body_size(c, j, &size, &have) < 0) {
+    char name[GLIDEFS_NAME_MAX + 1], parent[GLIDEFS_NAME_MAX + 1] = "";
+    char snap[GLIDEFS_NAME_MAX + 1] = "";
+    bool clone = json_object_get(j, "clone_of") != NULL;
+    if (only_fields(c, j, "name,size_gb,size_bytes,size,clone_of,snapshot") < 0 ||
+        body_size(c, j, &size, &have) < 0 ||
+        body_name(c, j, "name", "export", name, sizeof name) < 0 ||
+        (clone && body_name(c, j, "clone_of", "export", parent, sizeof parent) < 0) ||
+        (json_object_get(j, "snapshot") &&
+         body_name(c, j, "snapshot", "snapshot", snap, sizeof snap) < 0)) {
         json_decref(j);
         return -1;
     }
-    if (!json_is_string(nm)) {
-        json_decref(j);
-        return fail(c, 400, "missing \"name\" (a string) in the request body");
-    }
-    char name[GLIDEFS_NAME_MAX + 1];
-    const char *s = json_string_value(nm);
-    if (!glidefs_name_valid(s)) {
-        json_decref(j);
-        return fail(c, 400, "invalid export name: names are 1 to %d characters of A-Z a-z 0-9 "
-                            ". _ -, not starting with '.'", GLIDEFS_NAME_MAX);
-    }
-    snprintf(name, sizeof name, "%s", s);
     json_decref(j);
+    if (snap[0] && !clone)
+        return fail(c, 400, "\"snapshot\" needs \"clone_of\": send {\"name\": \"CHILD\", "
+                            "\"clone_of\": \"PARENT\", \"snapshot\": \"SNAP\"} to clone");
+    if (clone && have)
+        return fail(c, 400, "a clone has the size of its parent's snapshot: leave out the size "
+                            "(grow the clone afterwards with PUT /api/exports/%s)", name);
+    if (clone)
+        return clone_export(c, name, parent, snap[0] ? snap : NULL);
     c->name = name;
     struct gd_export *e = NULL;
     int rc = gd_export_acquire_ex(c->r->reg, name, 0, size,
@@ -1151,6 +1255,285 @@ static int h_compact(struct call *c)
                                 J(mono_ms() - t0)));
 }
 
+/* ------------------------------------------------------------------------ */
+/* Snapshots and clones                                                      */
+/* ------------------------------------------------------------------------ */
+
+#define SNAPSHOT_RETRIES 5 /* -EAGAIN: a write landed between drain and snapshot */
+
+/* The pre-drain of a snapshot (or of a live clone), in slices so that
+ * SIGTERM is not held up; glidefs_snapshot_create()'s own drain then has
+ * only what was written meanwhile. 0, or -1 after fail(). */
+static int snapshot_drain(struct call *c, glidefs_volume *vol, const char *what,
+                          int64_t timeout_s)
+{
+    struct glidefs_stats st;
+    memset(&st, 0, sizeof st);
+    glidefs_stats(vol, &st, sizeof st);
+    drain_mark(c->r, c->name, st.dirty_bytes);
+    int rc = drain_sliced(c->r, vol, timeout_s > 0 ? timeout_s * 1000 : -1);
+    drain_unmark(c->r, c->name);
+    if (rc == 0)
+        return 0;
+    if (rc == -ETIMEDOUT)
+        return fail(c, 504, "%s: export %s did not drain within %" PRId64 " s, so nothing was "
+                    "taken; the syncer keeps uploading (retry with a longer ?timeout_s=)", what,
+                    c->name, timeout_s);
+    if (rc == -ESHUTDOWN)
+        return fail(c, 503, "glidefsd is shutting down");
+    if (rc == -EROFS)
+        return fail(c, 409, "%s: export %s is read-only on this node (another node holds its "
+                    "write lease, or it is fenced): only the writer can %s", what, c->name,
+                    strcmp(what, "snapshot") == 0 ? "take a snapshot"
+                                                  : "clone its live state (a clone of a named "
+                                                    "snapshot works on any node)");
+    return fail(c, status_for(rc), "%s: the drain of export %s failed: %s; nothing was taken "
+                "(see the glidefsd log)", what, c->name, glidefs_strerror(rc));
+}
+
+struct snap_find {
+    const char *name;
+    json_t *found;  /* the snapshot's object, when name matches */
+    json_t *all;    /* or every snapshot, when name is NULL */
+};
+
+static json_t *snapshot_json(const char *name, int64_t created_ms, uint64_t size)
+{
+    char iso[40] = "";
+    if (created_ms > 0)
+        gd_metrics_iso_time(created_ms, iso, sizeof iso);
+    return json_pack("{s:s, s:I, s:s?, s:I}", "name", name, "created_ms", J(created_ms),
+                     "created", iso[0] ? iso : NULL, "size_bytes", J(size));
+}
+
+static int snap_find_fn(void *arg, const char *name, int64_t created_ms, uint64_t size)
+{
+    struct snap_find *f = arg;
+    if (f->name && strcmp(f->name, name) != 0)
+        return 0;
+    json_t *o = snapshot_json(name, created_ms, size);
+    if (!o)
+        return -ENOMEM;
+    if (f->name) {
+        f->found = o;
+        return 1; /* stop */
+    }
+    return json_array_append_new(f->all, o) < 0 ? -ENOMEM : 0;
+}
+
+static int h_snapshot_create(struct call *c)
+{
+    int64_t timeout_s = -1;
+    if (param_seconds(c, "timeout_s", &timeout_s) < 0)
+        return -1;
+    json_t *j = body_object(c);
+    if (!j)
+        return -1;
+    char snap[GLIDEFS_NAME_MAX + 1];
+    int rc = only_fields(c, j, "name");
+    if (rc == 0)
+        rc = body_name(c, j, "name", "snapshot", snap, sizeof snap);
+    json_decref(j);
+    if (rc < 0)
+        return -1;
+    struct gd_export *e = NULL;
+    if (get_export(c, WRITER, &e) < 0)
+        return -1;
+    glidefs_volume *vol = gd_export_volume(e);
+    int64_t t0 = mono_ms();
+    if (glidefs_volume_read_only(vol)) {
+        gd_export_release(e, 0);
+        return fail(c, 409, "snapshot: export %s is read-only on this node (another node holds "
+                    "its write lease, or it is fenced): take the snapshot on the writer, or "
+                    "promote it here first", c->name);
+    }
+    if (snapshot_drain(c, vol, "snapshot", timeout_s) < 0) {
+        gd_export_release(e, 0);
+        return -1;
+    }
+    for (int tries = 1;; tries++) {
+        rc = glidefs_snapshot_create(vol, snap);
+        if (rc != -EAGAIN || tries == SNAPSHOT_RETRIES)
+            break;
+    }
+    struct snap_find f = { .name = snap };
+    uint64_t size = glidefs_volume_size(vol);
+    if (rc == 0)
+        glidefs_snapshot_list(vol, snap_find_fn, &f);
+    gd_export_release(e, 0);
+    switch (rc) {
+    case 0:
+        break;
+    case -EEXIST:
+        return fail(c, 409, "export %s already has a snapshot %s (GET /api/exports/%s/snapshots "
+                    "lists them; delete it first to reuse the name)", c->name, snap, c->name);
+    case -EROFS:
+        return fail(c, 409, "snapshot: export %s is not the writer on this node (its write "
+                    "lease was taken by another node)", c->name);
+    case -EAGAIN:
+        return fail(c, 409, "snapshot of export %s: writes kept arriving between the drain and "
+                    "the snapshot; retry (or pause the writer)", c->name);
+    default:
+        return fail(c, status_for(rc), "snapshot %s of export %s failed: %s (see the glidefsd "
+                    "log)", snap, c->name, glidefs_strerror(rc));
+    }
+    int64_t took = mono_ms() - t0;
+    gd_info("api: export %s: snapshot %s taken in %" PRId64 " ms", c->name, snap, took);
+    json_t *o = f.found ? f.found : snapshot_json(snap, wall_ms(), size);
+    if (o) {
+        json_object_set_new(o, "export", json_string(c->name));
+        json_object_set_new(o, "duration_ms", json_integer(J(took)));
+    }
+    snprintf(c->location, sizeof c->location, "/api/exports/%s/snapshots/%s", c->name, snap);
+    return ok(c, 201, o);
+}
+
+static int h_snapshot_list(struct call *c)
+{
+    struct gd_export *e = NULL;
+    if (get_export(c, 0, &e) < 0)
+        return -1;
+    struct snap_find f = { .all = json_array() };
+    int rc = f.all ? glidefs_snapshot_list(gd_export_volume(e), snap_find_fn, &f) : -ENOMEM;
+    gd_export_release(e, 0);
+    if (rc < 0) {
+        json_decref(f.all);
+        return fail(c, status_for(rc), "cannot list the snapshots of export %s: %s", c->name,
+                    glidefs_strerror(rc));
+    }
+    return ok(c, 200, json_pack("{s:s, s:o}", "export", c->name, "snapshots", f.all));
+}
+
+static int h_snapshot_delete(struct call *c)
+{
+    struct gd_export *e = NULL;
+    if (get_export(c, WRITER, &e) < 0)
+        return -1;
+    int rc = glidefs_snapshot_delete(gd_export_volume(e), c->snap);
+    gd_export_release(e, 0);
+    switch (rc) {
+    case 0:
+        gd_info("api: export %s: snapshot %s deleted", c->name, c->snap);
+        return ok(c, 200, json_pack("{s:s, s:s, s:b}", "export", c->name, "name", c->snap,
+                                    "deleted", 1));
+    case -ENOENT:
+        return fail(c, 404, "export %s has no snapshot %s (GET /api/exports/%s/snapshots lists "
+                    "them)", c->name, c->snap, c->name);
+    case -EBUSY:
+        return fail(c, 409, "snapshot %s of export %s is in use by a clone: delete the clones "
+                    "made from it first (DELETE /api/exports/CLONE?purge=true)", c->snap,
+                    c->name);
+    case -EROFS:
+        return fail(c, 409, "export %s is read-only on this node (another node holds its write "
+                    "lease, or it is fenced): delete the snapshot on the writer", c->name);
+    default:
+        return fail(c, status_for(rc), "cannot delete snapshot %s of export %s: %s (see the "
+                    "glidefsd log)", c->snap, c->name, glidefs_strerror(rc));
+    }
+}
+
+/* POST /api/exports {"name": child, "clone_of": parent[, "snapshot": snap]}:
+ * glidefs_clone (of the parent's current state when snap is NULL), then open
+ * the child like a created export and answer with it (201). */
+static int clone_export(struct call *c, const char *child, const char *parent, const char *snap)
+{
+    if (strcmp(child, parent) == 0)
+        return fail(c, 400, "a volume cannot be a clone of itself: give the clone a new name");
+    int64_t t0 = mono_ms();
+    /* The child must not exist: answered before anything is written. */
+    struct gd_export *e = NULL;
+    int rc = gd_export_acquire_ex(c->r->reg, child, 0, 0, GD_ACQUIRE_OPEN_ONLY, &e);
+    if (rc == 0) {
+        gd_export_release(e, 0);
+        rc = 1;
+    } else {
+        rc = glidefs_volume_exists(c->r->cfg, child);
+    }
+    if (rc > 0)
+        return fail(c, 409, "export %s already exists: a clone needs a new name", child);
+    if (rc < 0)
+        return fail(c, status_for(rc), "cannot tell whether export %s exists: %s (see the "
+                    "glidefsd log)", child, glidefs_strerror(rc));
+    c->name = parent;
+    rc = get_export(c, snap ? 0 : WRITER, &e);
+    c->name = NULL; /* points at the caller's frame */
+    if (rc < 0)
+        return -1;
+    glidefs_volume *vol = gd_export_volume(e);
+    if (!snap) {
+        c->name = parent;
+        rc = glidefs_volume_read_only(vol)
+                 ? fail(c, 409, "clone: export %s is read-only on this node (another node holds "
+                        "its write lease): clone its live state on the writer, or clone a named "
+                        "snapshot (\"snapshot\": \"NAME\")", parent)
+                 : snapshot_drain(c, vol, "clone", -1);
+        c->name = NULL;
+        if (rc < 0) {
+            gd_export_release(e, 0);
+            return -1;
+        }
+    }
+    /* Exists check and clone as one step on this node: glidefs_clone writes
+     * the parent's children/<child> marker before it finds out that the
+     * child exists (see the header comment). */
+    pthread_mutex_lock(&c->r->clone_lock);
+    rc = glidefs_volume_exists(c->r->cfg, child);
+    int64_t tc = mono_ms();
+    if (rc == 0) {
+        for (int tries = 1;; tries++) {
+            rc = glidefs_clone(vol, snap, child);
+            if (rc != -EAGAIN || snap || tries == SNAPSHOT_RETRIES)
+                break;
+        }
+    } else if (rc > 0) {
+        rc = -EEXIST;
+    }
+    int64_t clone_ms = mono_ms() - tc;
+    pthread_mutex_unlock(&c->r->clone_lock);
+    gd_export_release(e, 0);
+    switch (rc) {
+    case 0:
+        break;
+    case -EEXIST:
+        return fail(c, 409, "export %s already exists (or its name is kept by a deleted volume "
+                    "that live clones still need): a clone needs a new name", child);
+    case -ENOENT:
+        if (snap)
+            return fail(c, 404, "export %s has no snapshot %s (GET /api/exports/%s/snapshots "
+                        "lists them)", parent, snap, parent);
+        return fail(c, 404, "clone of %s: its implicit snapshot vanished; retry", parent);
+    case -EMLINK:
+        return fail(c, 409, "export %s is a clone too many levels deep to be cloned again; "
+                    "clone one of its ancestors instead", parent);
+    case -EROFS:
+        return fail(c, 409, "clone: export %s is not the writer on this node: clone its live "
+                    "state on the writer, or clone a named snapshot", parent);
+    case -EAGAIN:
+        return fail(c, 409, "clone of export %s: writes kept arriving while its state was "
+                    "taken; retry, or clone a named snapshot", parent);
+    default:
+        return fail(c, status_for(rc), "clone of export %s into %s failed: %s (see the glidefsd "
+                    "log)", parent, child, glidefs_strerror(rc));
+    }
+    gd_info("api: export %s cloned from %s (%s%s) in %" PRId64 " ms", child, parent,
+            snap ? "snapshot " : "its current state", snap ? snap : "", clone_ms);
+    rc = gd_export_acquire_ex(c->r->reg, child, 0, 0, 0, &e);
+    c->name = child;
+    if (rc < 0) {
+        fail(c, status_for(rc == -ENOENT ? -EIO : rc), "export %s was cloned from %s but cannot "
+             "be opened: %s (see the glidefsd log)", child, parent, glidefs_strerror(rc));
+        c->name = NULL;
+        return -1;
+    }
+    snprintf(c->location, sizeof c->location, "/api/exports/%s", child);
+    json_t *extra = json_pack("{s:{s:s, s:o}, s:I, s:I}", "parent", "name", parent, "snapshot",
+                              snap_name_json(snap), "clone_ms", J(clone_ms), "duration_ms",
+                              J(mono_ms() - t0));
+    rc = answer_export(c, 201, e, NULL, extra);
+    c->name = NULL;
+    return rc;
+}
+
 static int h_delete(struct call *c)
 {
     bool force = false, purge = false;
@@ -1277,12 +1660,13 @@ static mhd_result dispatch(struct gd_rest *r, struct MHD_Connection *conn, const
     const char *m = strcmp(method, "HEAD") == 0 ? "GET" : method;
     const struct route *hit = NULL;
     char allow[64] = "";
-    int name_idx = -1;
+    int name_idx = -1, snap_idx = -1;
     for (size_t i = 0; i < NROUTES; i++) {
-        int ni;
-        if (!route_matches(&routes[i], &path, dec, &ni))
+        int ni, si;
+        if (!route_matches(&routes[i], &path, dec, &ni, &si))
             continue;
         name_idx = ni;
+        snap_idx = si;
         if (strcmp(routes[i].method, m) == 0)
             hit = &routes[i];
         size_t l = strlen(allow);
@@ -1293,14 +1677,23 @@ static mhd_result dispatch(struct gd_rest *r, struct MHD_Connection *conn, const
                           bad_escape ? "malformed %-escape in the path"
                                      : "no such endpoint (see README.md, \"REST API and "
                                        "glidefs-ctl\")", NULL, NULL);
-    if (bad_escape && (name_idx < 0 || dec[name_idx][0]))
+    if (bad_escape && (name_idx < 0 || dec[name_idx][0]) && (snap_idx < 0 || dec[snap_idx][0]))
         return send_error(conn, 400, "malformed %-escape in the path", NULL, NULL);
-    const char *name = NULL;
+    const char *name = NULL, *snap = NULL;
     if (name_idx >= 0) {
         name = dec[name_idx];
         if (!glidefs_name_valid(name)) {
             char msg[200];
             snprintf(msg, sizeof msg, "invalid export name: names are 1 to %d characters of "
+                     "A-Z a-z 0-9 . _ -, not starting with '.'", GLIDEFS_NAME_MAX);
+            return send_error(conn, 400, msg, NULL, NULL);
+        }
+    }
+    if (snap_idx >= 0) {
+        snap = dec[snap_idx];
+        if (!glidefs_name_valid(snap)) {
+            char msg[200];
+            snprintf(msg, sizeof msg, "invalid snapshot name: names are 1 to %d characters of "
                      "A-Z a-z 0-9 . _ -, not starting with '.'", GLIDEFS_NAME_MAX);
             return send_error(conn, 400, msg, NULL, NULL);
         }
@@ -1321,7 +1714,7 @@ static mhd_result dispatch(struct gd_rest *r, struct MHD_Connection *conn, const
     }
 
     struct call c = {
-        .r = r, .conn = conn, .method = m, .name = name,
+        .r = r, .conn = conn, .method = m, .name = name, .snap = snap,
         .body = ctx->body ? ctx->body : "", .len = ctx->len, .status = 500,
     };
     hit->fn(&c);
@@ -1669,6 +2062,7 @@ int gd_rest_start(const glidefs_config *cfg, struct gd_registry *reg, struct gd_
     r->stop_fd = stop_fd;
     r->token = cfg->api_token && *cfg->api_token ? cfg->api_token : NULL;
     pthread_mutex_init(&r->lock, NULL);
+    pthread_mutex_init(&r->clone_lock, NULL);
     r->wake_fd = eventfd(0, EFD_CLOEXEC);
     if (r->wake_fd < 0) {
         rc = -errno;
@@ -1722,5 +2116,6 @@ void gd_rest_stop(struct gd_rest *r)
         free(d);
     }
     pthread_mutex_destroy(&r->lock);
+    pthread_mutex_destroy(&r->clone_lock);
     free(r);
 }

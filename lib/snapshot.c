@@ -216,8 +216,18 @@ static int snapshot_take(glidefs_volume *v, const char *name)
     if (r < 0)
         return r;
     pthread_mutex_lock(&v->lock);
+    int need_own = v->meta.depth && !v->manifest_epoch && !v->manifest_seq && !v->manifest_gen;
+    pthread_mutex_unlock(&v->lock);
+    if (need_own) {
+        /* a clone still reading its parent's manifest: store its own (key
+         * 0-0 when it has no segments yet), or the snapshot would name none */
+        r = gfs_volume_write_manifest_force(v);
+        if (r < 0)
+            return r;
+    }
+    pthread_mutex_lock(&v->lock);
     char man[40] = "";
-    if (v->manifest_epoch || v->manifest_seq)
+    if (v->manifest_epoch || v->manifest_seq || v->manifest_gen)
         snprintf(man, sizeof man, "%016" PRIx64 "-%016" PRIx64, v->manifest_epoch,
                  v->manifest_seq);
     int covered = v->segs_since_manifest == 0;
@@ -283,11 +293,13 @@ static int snapshot_in_use(struct gfs_objstore *st, const char *vol, const char 
         json_decref(root);
         if (!match)
             continue;
+        /* a tombstone counts too: it is left only while clones of that child
+         * still read through it */
         char ck[512];
         snprintf(ck, sizeof ck, "nbd/%s/volume.json", strrchr(l.keys[i], '/') + 1);
         json_t *cj;
         if (read_json(st, ck, &cj) == 0) {
-            used = !json_is_true(json_object_get(cj, "deleted"));
+            used = 1;
             json_decref(cj);
         }
     }
@@ -339,15 +351,27 @@ GLIDEFS_API int glidefs_clone(glidefs_volume *parent, const char *snapshot, cons
     if (parent->meta.depth + 1 > GFS_MAX_DEPTH)
         return -EMLINK;
     char snap[GLIDEFS_NAME_MAX + 8];
+    char key[512];
     int r;
+    /* the child must not exist (a tombstone counts): refuse before writing anything */
+    snprintf(key, sizeof key, "nbd/%s/volume.json", child);
+    struct gfs_obj_info info;
+    r = parent->store->ops->head(parent->store, key, &info);
+    if (r == 0)
+        return -EEXIST;
+    if (r != -ENOENT)
+        return r;
     if (snapshot) {
         snprintf(snap, sizeof snap, "%s", snapshot);
     } else {
-        /* of the current flushed state: an implicit snapshot only this clone uses */
+        /* of the current flushed state: an implicit snapshot only this clone
+         * uses; one left by a crashed attempt (or a deleted clone of the same
+         * name) is stale, so take it anew */
         snprintf(snap, sizeof snap, "@clone-%s", child);
-        r = snapshot_take(parent, snap);
-        if (r == -EEXIST)
-            r = 0; /* left by an earlier attempt that crashed: still valid */
+        snprintf(key, sizeof key, "nbd/%s/snap/%s", parent->name, snap);
+        r = parent->store->ops->del(parent->store, key);
+        if (r == 0)
+            r = snapshot_take(parent, snap);
         if (r < 0)
             return r;
     }
@@ -385,8 +409,8 @@ GLIDEFS_API int glidefs_clone(glidefs_volume *parent, const char *snapshot, cons
     if (!txt)
         return -ENOMEM;
 
-    /* the parent learns of the child first: a crash here leaves only a marker */
-    char key[512];
+    /* the parent learns of the child first: a crash here leaves only a marker
+     * (the child does not exist, so a marker of that name is stale) */
     json_t *mk = json_pack("{s:s, s:I}", "snapshot", snap, "created_ms",
                            (json_int_t)gfs_wall_ms());
     CLEANUP_FREE char *mtxt = mk ? json_dumps(mk, JSON_SORT_KEYS) : NULL;

@@ -792,12 +792,24 @@ int gfs_volume_refresh(struct glidefs_volume *v)
 
 /* ---- writing manifests ---- */
 
+static int write_manifest(struct glidefs_volume *v, int force);
+
 int gfs_volume_write_manifest(struct glidefs_volume *v)
+{
+    return write_manifest(v, 0);
+}
+
+int gfs_volume_write_manifest_force(struct glidefs_volume *v)
+{
+    return write_manifest(v, 1);
+}
+
+static int write_manifest(struct glidefs_volume *v, int force)
 {
     SCOPED_LOCK(&v->manifest_lock);
     struct gfs_manifest m = {0};
     pthread_mutex_lock(&v->lock);
-    if (v->segs_since_manifest == 0 || v->last_seg_epoch == 0) {
+    if (!force && (v->segs_since_manifest == 0 || v->last_seg_epoch == 0)) {
         pthread_mutex_unlock(&v->lock);
         return 0;
     }

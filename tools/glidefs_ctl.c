@@ -1,14 +1,16 @@
 /*
  * glidefs-ctl — command-line client of glidefsd's REST API (libcurl +
  * jansson): list, status, create, drain, promote, release, resize, delete,
- * compact and metrics of exports. Human-readable output by default; --json
+ * compact and metrics of exports, and their snapshots and clones (snapshot,
+ * snapshots, snapshot-delete, clone). Human-readable output by default; --json
  * prints the API's JSON answer unchanged. `drain` shows progress (bytes
  * left, rate, ETA) while it waits: a second thread polls the export's
  * dirty_bytes while the POST runs.
  *
  * Exit status (glidefs-ctl(1)): 0 done, 1 the API refused or failed,
  * 2 bad usage, 3 the API could not be reached (or did not answer like
- * glidefsd), 4 missing or wrong token, 5 timed out, 6 no such export.
+ * glidefsd), 4 missing or wrong token, 5 timed out, 6 no such export (or
+ * snapshot).
  */
 #include <curl/curl.h>
 #include <errno.h>
@@ -48,6 +50,7 @@ struct opts {
     bool json;
     bool force, purge;
     long timeout_s; /* 0: none */
+    const char *snapshot; /* clone --snapshot SNAP */
     bool force_set, purge_set, timeout_set;
 };
 
@@ -84,6 +87,13 @@ static void usage(FILE *f)
             "                               remove it from the node (--purge: from the store too)\n"
             "  compact NAME                 rewrite sparse segments now, reclaim space\n"
             "  metrics NAME                 I/O, cache, store and latency figures\n"
+            "  snapshot NAME SNAP [--timeout S]\n"
+            "                               take snapshot SNAP of the export (drains first)\n"
+            "  snapshots NAME               the export's snapshots\n"
+            "  snapshot-delete NAME SNAP    delete a snapshot (refused while a clone uses it)\n"
+            "  clone PARENT CHILD [--snapshot SNAP]\n"
+            "                               new export CHILD: a clone of snapshot SNAP of\n"
+            "                               PARENT, or of PARENT's current state\n"
             "\n"
             "Options:\n"
             "  --api URL      API base URL (default $GLIDEFS_API, else " DEFAULT_API ");\n"
@@ -94,7 +104,7 @@ static void usage(FILE *f)
             "\n"
             "SIZE: bytes, or a number with K M G T / KiB MiB GiB TiB (powers of 1024).\n"
             "Exit status: 0 ok, 1 API error, 2 usage, 3 API unreachable, 4 token refused,\n"
-            "5 timed out, 6 no such export. See glidefs-ctl(1).\n");
+            "5 timed out, 6 no such export or snapshot. See glidefs-ctl(1).\n");
 }
 
 /* ------------------------------------------------------------------------ */
@@ -340,18 +350,23 @@ static int call(const char *what, const char *method, const char *path, const ch
 /* Commands                                                                  */
 /* ------------------------------------------------------------------------ */
 
-static int check_name(const char *cmd, const char *name)
+static int check_name_of(const char *cmd, const char *name, const char *what, const char *arg)
 {
     if (!name) {
-        errorf("%s: missing the export NAME", cmd);
+        errorf("%s: missing the %s %s", cmd, what, arg);
         return EXIT_USAGE;
     }
     if (!glidefs_name_valid(name)) {
-        errorf("%s: \"%s\" is not a valid export name: use 1 to %d characters of A-Z a-z 0-9 . "
-               "_ -, not starting with '.'", cmd, name, GLIDEFS_NAME_MAX);
+        errorf("%s: \"%s\" is not a valid %s name: use 1 to %d characters of A-Z a-z 0-9 . "
+               "_ -, not starting with '.'", cmd, name, what, GLIDEFS_NAME_MAX);
         return EXIT_USAGE;
     }
     return 0;
+}
+
+static int check_name(const char *cmd, const char *name)
+{
+    return check_name_of(cmd, name, "export", "NAME");
 }
 
 static int parse_size_arg(const char *cmd, const char *s, uint64_t *out)
@@ -406,6 +421,22 @@ static void print_status(json_t *e)
         printf("fenced data:  %s kept aside (never uploaded)\n", c);
     }
     printf("last error:   %s\n", jstr(e, "last_error", "none"));
+    /* Lineage: shown by daemons that know it (GET /api/exports/NAME). */
+    json_t *lin = json_object_get(e, "lineage");
+    json_t *par = json_object_get(e, "parent");
+    if (json_is_array(lin) && json_array_size(lin) > 0 && json_is_object(par)) {
+        const char *ps = jstr(par, "snapshot", NULL);
+        printf("clone of:     %s, %s%s\n", jstr(par, "name", "?"),
+               ps ? "snapshot " : "its state when cloned", ps ? ps : "");
+        printf("lineage:      ");
+        size_t i;
+        json_t *n;
+        json_array_foreach(lin, i, n) printf("%s -> ", json_is_string(n) ? json_string_value(n)
+                                                                          : "?");
+        printf("%s\n", jstr(e, "name", "?"));
+    } else if (json_is_array(lin)) {
+        printf("clone of:     - (not a clone)\n");
+    }
 }
 
 static int cmd_list(void)
@@ -806,6 +837,121 @@ static int cmd_metrics(const char *name)
     return 0;
 }
 
+/* ---- snapshots and clones ---- */
+
+static int cmd_snapshot(const char *name, const char *snap)
+{
+    char path[256], what[400];
+    snprintf(what, sizeof what, "snapshot %s %s", name, snap);
+    if (opt.timeout_s)
+        snprintf(path, sizeof path, "/api/exports/%s/snapshots?timeout_s=%ld", name,
+                 opt.timeout_s);
+    else
+        snprintf(path, sizeof path, "/api/exports/%s/snapshots", name);
+    json_t *b = json_pack("{s:s}", "name", snap);
+    char *body = b ? json_dumps(b, JSON_COMPACT) : NULL;
+    json_decref(b);
+    if (!body) {
+        errorf("out of memory");
+        return EXIT_API;
+    }
+    struct answer a;
+    int rc = call(what, "POST", path, body, opt.timeout_s ? opt.timeout_s + 30 : 0, &a);
+    free(body);
+    if (rc == EXIT_NOTFOUND)
+        fprintf(stderr, "  The export must exist in the store ('glidefs-ctl list' shows the "
+                        "open ones).\n");
+    if (!rc && !opt.json) {
+        char h[32];
+        human(jint(a.json, "size_bytes"), h, sizeof h);
+        printf("snapshot %s of %s taken (%s, %s) in %" PRIu64 " ms\n", snap, name, h,
+               jstr(a.json, "created", "now"), jint(a.json, "duration_ms"));
+    }
+    answer_free(&a);
+    return rc;
+}
+
+static int cmd_snapshots(const char *name)
+{
+    char path[256], what[200];
+    snprintf(path, sizeof path, "/api/exports/%s/snapshots", name);
+    snprintf(what, sizeof what, "snapshots %s", name);
+    struct answer a;
+    int rc = call(what, "GET", path, NULL, 60, &a);
+    if (rc || opt.json) {
+        answer_free(&a);
+        return rc;
+    }
+    json_t *arr = json_object_get(a.json, "snapshots");
+    if (!json_is_array(arr) || json_array_size(arr) == 0) {
+        printf("no snapshots of %s\n", name);
+        answer_free(&a);
+        return 0;
+    }
+    size_t w = 4, i;
+    json_t *s;
+    json_array_foreach(arr, i, s) {
+        size_t n = strlen(jstr(s, "name", "?"));
+        if (n > w)
+            w = n;
+    }
+    printf("%-*s  %-24s  %10s\n", (int)w, "NAME", "CREATED", "SIZE");
+    json_array_foreach(arr, i, s) {
+        char sz[32];
+        human(jint(s, "size_bytes"), sz, sizeof sz);
+        printf("%-*s  %-24s  %10s\n", (int)w, jstr(s, "name", "?"), jstr(s, "created", "?"), sz);
+    }
+    answer_free(&a);
+    return 0;
+}
+
+static int cmd_snapshot_delete(const char *cmd, const char *name, const char *snap)
+{
+    char path[512], what[400];
+    snprintf(path, sizeof path, "/api/exports/%s/snapshots/%s", name, snap);
+    snprintf(what, sizeof what, "%s %s %s", cmd, name, snap);
+    struct answer a;
+    int rc = call(what, "DELETE", path, NULL, 120, &a);
+    if (rc == EXIT_NOTFOUND)
+        fprintf(stderr, "  'glidefs-ctl snapshots %s' lists the snapshots.\n", name);
+    if (!rc && !opt.json)
+        printf("deleted snapshot %s of %s\n", snap, name);
+    answer_free(&a);
+    return rc;
+}
+
+static int cmd_clone(const char *parent, const char *child)
+{
+    char what[400];
+    snprintf(what, sizeof what, "clone %s %s", parent, child);
+    json_t *b = json_pack("{s:s, s:s}", "name", child, "clone_of", parent);
+    if (b && opt.snapshot)
+        json_object_set_new(b, "snapshot", json_string(opt.snapshot));
+    char *body = b ? json_dumps(b, JSON_COMPACT) : NULL;
+    json_decref(b);
+    if (!body) {
+        errorf("out of memory");
+        return EXIT_API;
+    }
+    struct answer a;
+    int rc = call(what, "POST", "/api/exports", body, 0, &a);
+    free(body);
+    if (rc == EXIT_NOTFOUND && opt.snapshot)
+        fprintf(stderr, "  'glidefs-ctl snapshots %s' lists the snapshots.\n", parent);
+    if (!rc && !opt.json) {
+        char h[32];
+        human(jint(a.json, "size_bytes"), h, sizeof h);
+        if (opt.snapshot)
+            printf("cloned %s (snapshot %s) into %s: %s, in %" PRIu64 " ms\n", parent,
+                   opt.snapshot, child, h, jint(a.json, "clone_ms"));
+        else
+            printf("cloned %s (its current state) into %s: %s, in %" PRIu64 " ms\n", parent,
+                   child, h, jint(a.json, "clone_ms"));
+    }
+    answer_free(&a);
+    return rc;
+}
+
 /* ------------------------------------------------------------------------ */
 /* Command line                                                              */
 /* ------------------------------------------------------------------------ */
@@ -864,6 +1010,9 @@ int main(int argc, char **argv)
             opt.force = opt.force_set = true;
         } else if (strcmp(a, "--purge") == 0) {
             opt.purge = opt.purge_set = true;
+        } else if (is_opt(a, "--snapshot")) {
+            if (!(opt.snapshot = opt_value(argc, argv, &i, "--snapshot")))
+                return EXIT_USAGE;
         } else if (is_opt(a, "--timeout")) {
             const char *v = opt_value(argc, argv, &i, "--timeout");
             char *end = NULL;
@@ -886,22 +1035,30 @@ int main(int argc, char **argv)
         return EXIT_USAGE;
     }
     const char *cmd = pos[0];
+    enum { C_LIST, C_STATUS, C_CREATE, C_DRAIN, C_PROMOTE, C_RELEASE, C_RESIZE, C_DELETE,
+           C_COMPACT, C_METRICS, C_SNAPSHOT, C_SNAPSHOTS, C_SNAPSHOT_DELETE, C_CLONE };
     static const struct {
         const char *name;
+        int id;
         int args_min, args_max; /* after NAME / the command */
         bool has_name;
-        bool force, purge, timeout;
+        bool force, purge, timeout, snapshot;
     } cmds[] = {
-        { "list", 0, 0, false, false, false, false },
-        { "status", 0, 0, true, false, false, false },
-        { "create", 0, 1, true, false, false, false },
-        { "drain", 0, 0, true, false, false, true },
-        { "promote", 0, 0, true, true, false, false },
-        { "release", 0, 0, true, false, false, true },
-        { "resize", 1, 1, true, false, false, false },
-        { "delete", 0, 0, true, true, true, false },
-        { "compact", 0, 0, true, false, false, false },
-        { "metrics", 0, 0, true, false, false, false },
+        { "list", C_LIST, 0, 0, false, false, false, false, false },
+        { "status", C_STATUS, 0, 0, true, false, false, false, false },
+        { "create", C_CREATE, 0, 1, true, false, false, false, false },
+        { "drain", C_DRAIN, 0, 0, true, false, false, true, false },
+        { "promote", C_PROMOTE, 0, 0, true, true, false, false, false },
+        { "release", C_RELEASE, 0, 0, true, false, false, true, false },
+        { "resize", C_RESIZE, 1, 1, true, false, false, false, false },
+        { "delete", C_DELETE, 0, 0, true, true, true, false, false },
+        { "compact", C_COMPACT, 0, 0, true, false, false, false, false },
+        { "metrics", C_METRICS, 0, 0, true, false, false, false, false },
+        { "snapshot", C_SNAPSHOT, 1, 1, true, false, false, true, false },
+        { "snapshots", C_SNAPSHOTS, 0, 0, true, false, false, false, false },
+        { "snapshot-delete", C_SNAPSHOT_DELETE, 1, 1, true, false, false, false, false },
+        { "delete-snapshot", C_SNAPSHOT_DELETE, 1, 1, true, false, false, false, false },
+        { "clone", C_CLONE, 1, 1, true, false, false, false, true },
     };
     int k = -1;
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
@@ -912,23 +1069,43 @@ int main(int argc, char **argv)
         return EXIT_USAGE;
     }
     if ((opt.force_set && !cmds[k].force) || (opt.purge_set && !cmds[k].purge) ||
-        (opt.timeout_set && !cmds[k].timeout)) {
+        (opt.timeout_set && !cmds[k].timeout) || (opt.snapshot && !cmds[k].snapshot)) {
         errorf("%s: %s does not apply here (glidefs-ctl --help)", cmd,
                opt.force_set && !cmds[k].force ? "--force"
-               : opt.purge_set && !cmds[k].purge ? "--purge" : "--timeout");
+               : opt.purge_set && !cmds[k].purge ? "--purge"
+               : opt.timeout_set && !cmds[k].timeout ? "--timeout" : "--snapshot");
         return EXIT_USAGE;
     }
     const char *name = npos > 1 ? pos[1] : NULL;
     int extra = npos - 1 - (cmds[k].has_name ? 1 : 0);
+    int id = cmds[k].id;
+    const char *arg2 = npos > 2 ? pos[2] : NULL;
     if (cmds[k].has_name) {
-        int rc = check_name(cmd, name);
+        int rc = id == C_CLONE ? check_name_of(cmd, name, "export", "PARENT")
+                               : check_name(cmd, name);
         if (rc)
             return rc;
     }
     if (extra < 0)
         extra = 0;
+    /* the second name: SNAP, or the clone's CHILD */
+    if (id == C_SNAPSHOT || id == C_SNAPSHOT_DELETE || id == C_CLONE) {
+        int rc = id == C_CLONE ? check_name_of(cmd, arg2, "export", "CHILD")
+                               : check_name_of(cmd, arg2, "snapshot", "SNAP");
+        if (rc)
+            return rc;
+    }
     if (extra < cmds[k].args_min || extra > cmds[k].args_max) {
         errorf("%s: wrong number of arguments (glidefs-ctl --help)", cmd);
+        return EXIT_USAGE;
+    }
+    if (id == C_CLONE && opt.snapshot) {
+        int rc = check_name_of(cmd, opt.snapshot, "snapshot", "--snapshot SNAP");
+        if (rc)
+            return rc;
+    }
+    if (id == C_CLONE && strcmp(name, arg2) == 0) {
+        errorf("%s: a volume cannot be a clone of itself: give CHILD a new name", cmd);
         return EXIT_USAGE;
     }
     if (strncmp(opt.api, "http://", 7) != 0 && strncmp(opt.api, "https://", 8) != 0 &&
@@ -942,17 +1119,21 @@ int main(int argc, char **argv)
         return EXIT_API;
     }
     int rc;
-    switch (k) {
-    case 0: rc = cmd_list(); break;
-    case 1: rc = cmd_status(name); break;
-    case 2: rc = cmd_create(name, npos > 2 ? pos[2] : NULL); break;
-    case 3: rc = cmd_drain(name); break;
-    case 4: rc = cmd_promote(name); break;
-    case 5: rc = cmd_release(name); break;
-    case 6: rc = cmd_resize(name, npos > 2 ? pos[2] : NULL); break;
-    case 7: rc = cmd_delete(name); break;
-    case 8: rc = cmd_compact(name); break;
-    default: rc = cmd_metrics(name); break;
+    switch (id) {
+    case C_LIST: rc = cmd_list(); break;
+    case C_STATUS: rc = cmd_status(name); break;
+    case C_CREATE: rc = cmd_create(name, arg2); break;
+    case C_DRAIN: rc = cmd_drain(name); break;
+    case C_PROMOTE: rc = cmd_promote(name); break;
+    case C_RELEASE: rc = cmd_release(name); break;
+    case C_RESIZE: rc = cmd_resize(name, arg2); break;
+    case C_DELETE: rc = cmd_delete(name); break;
+    case C_COMPACT: rc = cmd_compact(name); break;
+    case C_METRICS: rc = cmd_metrics(name); break;
+    case C_SNAPSHOT: rc = cmd_snapshot(name, arg2); break;
+    case C_SNAPSHOTS: rc = cmd_snapshots(name); break;
+    case C_SNAPSHOT_DELETE: rc = cmd_snapshot_delete(cmd, name, arg2); break;
+    default: rc = cmd_clone(name, arg2); break;
     }
     curl_global_cleanup();
     fflush(stdout);
