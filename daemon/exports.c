@@ -161,14 +161,23 @@ int gd_export_acquire_ex(struct gd_registry *r, const char *name, int conn, uint
             int retake = (flags & GD_ACQUIRE_CLIENT) && e->handed_over;
             if (flags & GD_ACQUIRE_CLIENT)
                 e->handed_over = false;
+            if (retake)
+                e->handing = true; /* other clients wait: none may see it half taken */
             pthread_mutex_unlock(&r->lock);
             /* Lease hand-off: we gave the lease back when the last client
              * left; take it again unless another node took it meanwhile
              * (then the export stays read-only). */
-            if (retake && glidefs_volume_read_only(e->vol)) {
-                int rc = glidefs_promote(e->vol, 0);
-                gd_info("export %s: client back: %s", e->name,
-                        rc == 0 ? "took the write lease again" : "read-only (another node writes)");
+            if (retake) {
+                if (glidefs_volume_read_only(e->vol)) {
+                    int rc = glidefs_promote(e->vol, 0);
+                    gd_info("export %s: client back: %s", e->name,
+                            rc == 0 ? "took the write lease again"
+                                    : "read-only (another node writes)");
+                }
+                pthread_mutex_lock(&r->lock);
+                e->handing = false;
+                pthread_cond_broadcast(&r->cond);
+                pthread_mutex_unlock(&r->lock);
             }
             *out = e;
             return 0;
