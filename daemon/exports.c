@@ -121,6 +121,12 @@ int gd_registry_resolve(struct gd_registry *r, const char *name, char *canon, si
     return 0;
 }
 
+static bool volume_fenced(glidefs_volume *vol)
+{
+    struct glidefs_stats st;
+    return glidefs_stats(vol, &st, sizeof st) == 0 && st.fenced;
+}
+
 int gd_export_acquire(struct gd_registry *r, const char *name, int conn, struct gd_export **out)
 {
     return gd_export_acquire_ex(r, name, conn, r->cfg->nbd_auto_create_size,
@@ -148,6 +154,22 @@ int gd_export_acquire_ex(struct gd_registry *r, const char *name, int conn, uint
         if (e->state == EX_OPEN && (flags & GLIDEFS_OPEN_EXCLUSIVE)) {
             pthread_mutex_unlock(&r->lock);
             return -EEXIST;
+        }
+        if (e->state == EX_OPEN && (flags & GD_ACQUIRE_CLIENT) && e->refs == 0 &&
+            volume_fenced(e->vol)) {
+            /* Another node took the lease from this idle export: a new client
+             * must not see what this node wrote after that. Close it (the
+             * journal stays for the next open, which keeps it aside) and
+             * open it again below, following the store. */
+            e->state = EX_CLOSING;
+            pthread_mutex_unlock(&r->lock);
+            glidefs_volume_close(e->vol);
+            gd_info("export %s: fenced and idle: reopened for a new client", e->name);
+            pthread_mutex_lock(&r->lock);
+            unlink_locked(r, e);
+            free(e);
+            pthread_cond_broadcast(&r->cond);
+            continue;
         }
         if (e->state == EX_OPEN && (flags & GD_ACQUIRE_CLIENT) && e->handing) {
             /* a client must not see the lease half given back */

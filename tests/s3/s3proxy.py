@@ -148,6 +148,15 @@ class State:
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
+    def setup(self):
+        super().setup()
+        # small replies must not wait for the client's delayed ACK (Nagle):
+        # without this every request pays ~40 ms on loopback
+        try:
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
+
     protocol_version = "HTTP/1.1"
     server_version = "s3proxy"
     sys_version = ""
