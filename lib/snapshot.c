@@ -124,6 +124,7 @@ static int snap_read(struct gfs_objstore *st, const char *vol, const char *name,
     uint64_t e, s;
     r = -EIO;
     if (json_is_integer(size) && json_integer_value(size) > 0 &&
+        (uint64_t)json_integer_value(size) <= GLIDEFS_MAX_VOLUME_SIZE &&
         (json_is_null(man) ||
          (json_is_string(man) && gfs_parse_epoch_seq(json_string_value(man), &e, &s) == 0))) {
         snprintf(si->manifest, sizeof si->manifest, "%s",

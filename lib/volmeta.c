@@ -110,7 +110,8 @@ static int parse_volmeta(struct glidefs_volume *v, const char *buf, size_t len)
                           parse_uuid(json_string_value(duuid), v->meta.data_uuid) < 0))) {
         gfs_err(&v->log, "%s: volume.json has a bad uuid", v->name);
     } else if (!json_is_integer(size) || json_integer_value(size) <= 0 ||
-               json_integer_value(size) % 512) {
+               json_integer_value(size) % 512 ||
+               (uint64_t)json_integer_value(size) > GLIDEFS_MAX_VOLUME_SIZE) {
         gfs_err(&v->log, "%s: volume.json has a bad size", v->name);
     } else if (!json_is_integer(bs) || !valid_bs((uint64_t)json_integer_value(bs))) {
         gfs_err(&v->log, "%s: volume.json has a bad block_size", v->name);
@@ -226,7 +227,7 @@ int gfs_volmeta_follow_size(struct glidefs_volume *v)
     json_t *size = root ? json_object_get(root, "size") : NULL;
     int64_t ns = json_is_integer(size) ? json_integer_value(size) : -1;
     json_decref(root);
-    if (ns <= 0 || ns % 512)
+    if (ns <= 0 || ns % 512 || (uint64_t)ns > GLIDEFS_MAX_VOLUME_SIZE)
         return -EIO;
     pthread_mutex_lock(&v->lock);
     if ((uint64_t)ns > v->size && gfs_bm_grow(&v->bm, ((uint64_t)ns + v->bs - 1) / v->bs) == 0) {

@@ -929,7 +929,8 @@ GLIDEFS_API int glidefs_volume_open(const glidefs_config *cfg, const char *name,
     *out = NULL;
     if (!glidefs_name_valid(name))
         return -EINVAL;
-    if ((flags & GLIDEFS_OPEN_CREATE) && (create_size == 0 || create_size % 512))
+    if ((flags & GLIDEFS_OPEN_CREATE) &&
+        (create_size == 0 || create_size % 512 || create_size > GLIDEFS_MAX_VOLUME_SIZE))
         return -EINVAL;
     if (!cfg->cache_dir || !cfg->storage_url)
         return -EINVAL;
@@ -1038,7 +1039,7 @@ GLIDEFS_API int glidefs_volume_read_only(glidefs_volume *v)
 
 GLIDEFS_API int glidefs_resize(glidefs_volume *v, uint64_t new_size)
 {
-    if (new_size % 512 || new_size == 0)
+    if (new_size % 512 || new_size == 0 || new_size > GLIDEFS_MAX_VOLUME_SIZE)
         return -EINVAL;
     /* metadata changes serialise on own_lock; the PUT runs without the
      * volume lock so I/O goes on meanwhile */

@@ -38,6 +38,9 @@ extern "C" {
 /* The sector size: every I/O offset and length is a multiple of it. */
 #define GLIDEFS_SECTOR_SIZE 512u
 
+/* Largest volume: 1 PiB (sizes beyond are refused with -EINVAL/-EFBIG). */
+#define GLIDEFS_MAX_VOLUME_SIZE (UINT64_C(1) << 50)
+
 /* Longest export (volume) name; names match [A-Za-z0-9._-]{1,128}, no leading '.'. */
 #define GLIDEFS_NAME_MAX 128
 
