@@ -5,7 +5,8 @@
  *     scenario,metric,unit,system,value
  *
  * and progress on stderr. bench/lib.sh and bench/s3_bench.sh turn the rows
- * into bench/results/<name>.md/.csv (bench/report.py).
+ * into bench/results/<name>.md/.csv (bench/report.py). For experiments,
+ * LIB_BENCH_SET="key=value ..." sets config keys on top of each mode's own.
  *
  *   lib_bench latency DIR [SECS] [THREADS]
  *       4 KiB pwrite and pread latency (p50/p99/p99.9, one thread) and random
@@ -184,6 +185,20 @@ static glidefs_config *mkcfg(const char *dir, const char *cachesub, int s3, cons
         snprintf(k, sizeof k, "%.*s", (int)(eq - *kv), *kv);
         r = glidefs_config_set(cfg, k, eq + 1, err, sizeof err);
     }
+    /* experiments: LIB_BENCH_SET="key=value key=value" overrides any setting */
+    const char *extra = getenv("LIB_BENCH_SET");
+    char *dup = extra ? strdup(extra) : NULL, *save = NULL;
+    for (char *t = dup ? strtok_r(dup, " ", &save) : NULL; r == 0 && t;
+         t = strtok_r(NULL, " ", &save)) {
+        char *eq = strchr(t, '=');
+        if (!eq) {
+            fprintf(stderr, "lib_bench: LIB_BENCH_SET: '%s' is not key=value\n", t);
+            exit(2);
+        }
+        *eq = 0;
+        r = glidefs_config_set(cfg, t, eq + 1, err, sizeof err);
+    }
+    free(dup);
     if (r < 0) {
         fprintf(stderr, "lib_bench: config: %s\n", err);
         exit(1);

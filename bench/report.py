@@ -436,9 +436,13 @@ def write_readme(a):
     for s in sums:
         lines.append("- [%s.md](%s.md) / [%s.csv](%s.csv) — %s" % (s["name"], s["name"], s["name"],
                                                                 s["name"], s["title"]))
-    extra = os.path.join(a.out, ".headline.md")
-    if os.path.exists(extra):
-        lines += ["", open(extra).read().strip()]
+    known = {s["name"] + ".md" for s in sums} | {"README.md"}
+    others = sorted(f for f in os.listdir(a.out) if f.endswith(".md") and f not in known)
+    if others:
+        lines += ["", "Other result files in this directory (not written by this run):", ""]
+        for f in others:
+            first = open(os.path.join(a.out, f)).readline().lstrip("# ").strip()
+            lines.append("- [%s](%s) — %s" % (f, f, first))
     lines += ["", "## Plots", ""]
     for s in sums:
         for p in s["pngs"]:
