@@ -190,16 +190,41 @@ int gd_export_acquire_ex(struct gd_registry *r, const char *name, int conn, uint
              * left; take it again unless another node took it meanwhile
              * (then the export stays read-only). */
             if (retake) {
+                int rc = 0;
                 if (glidefs_volume_read_only(e->vol)) {
-                    int rc = glidefs_promote(e->vol, 0);
-                    gd_info("export %s: client back: %s", e->name,
-                            rc == 0 ? "took the write lease again"
-                                    : "read-only (another node writes)");
+                    rc = glidefs_promote(e->vol, 0);
+                    if (rc == 0)
+                        gd_info("export %s: client back: took the write lease again", e->name);
+                    else if (rc == -EBUSY)
+                        gd_info("export %s: client back: read-only (another node holds the "
+                                "write lease)", e->name);
+                    else if (rc == -EROFS)
+                        rc = 0; /* opened read-only on purpose: stays so */
+                    else
+                        gd_warn("export %s: client refused: the write lease given back "
+                                "cannot be taken again (%s); it may reconnect when the "
+                                "store answers", e->name, glidefs_strerror(rc));
                 }
                 pthread_mutex_lock(&r->lock);
                 e->handing = false;
+                int refuse = rc < 0 && rc != -EBUSY;
+                if (refuse) {
+                    /* A silently read-only disk is worse than a refused
+                     * connection: without the lease no write may be taken,
+                     * and whether another node holds it is unknown. The next
+                     * client tries the retake again. */
+                    e->handed_over = true;
+                    if (conn)
+                        e->conns--;
+                    if (--e->refs == 0) {
+                        e->idle_since_ms = now_ms();
+                        pthread_cond_signal(&r->hk_cond);
+                    }
+                }
                 pthread_cond_broadcast(&r->cond);
                 pthread_mutex_unlock(&r->lock);
+                if (refuse)
+                    return rc;
             }
             *out = e;
             return 0;

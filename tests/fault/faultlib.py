@@ -171,7 +171,7 @@ class Glidefsd:
     def __init__(self, glidefsd, base, name="d", cache=None, store=None, prefix=None,
                  disk_size="32M", size="8M", sync_delay_ms=20, node_id=None, api=False,
                  extra=None, nbd_extra=None, storage_extra=None, env=None, log_level="info",
-                 shutdown_timeout_s=120, workers=8, s3=None, api_token=None):
+                 shutdown_timeout_s=120, workers=8, s3=None, api_token=None, compaction=None):
         self.exe = glidefsd
         self.base = base
         self.name = name
@@ -215,6 +215,8 @@ class Glidefsd:
         self.api_token = api_token
         if api_token:
             lines += ["    token: %s" % api_token]
+        if compaction:
+            lines += ["compaction:"] + ["  %s: %s" % kv for kv in compaction.items()]
         lines += extra or []
         with open(self.cfg, "w") as f:
             f.write("\n".join(lines) + "\n")
@@ -315,6 +317,57 @@ class Glidefsd:
 
     def api_url(self, path):
         return "http://127.0.0.1:%d%s" % (self.api_port, path)
+
+
+# Compaction often enough that a long run's store stays small: by default a
+# cycle runs every 300 s, and a stress run uploads gigabytes in that time.
+FAST_COMPACTION = {"interval_s": 1, "grace_ms": 500}
+
+
+def disk_guard(path, min_free=10 << 30):
+    """None, or why the run must stop: the disk under path (shared with other
+    work) is nearly full."""
+    free = shutil.disk_usage(path).free
+    if free < min_free:
+        return "only %s free on the disk under %s: stopping before it fills up" % (
+            human(free), path)
+    return None
+
+
+def compact_all(d, models, timeout=60.0):
+    """POST /api/exports/NAME/compact for every export until a cycle finds
+    nothing more to rewrite or delete (dead segments go only after
+    compaction.grace_ms). Returns the bytes reclaimed."""
+    total = [0]
+    for m in models:
+        def done():
+            try:
+                st, _, body = http("POST", d.api_url("/api/exports/%s/compact" % m.name),
+                                   timeout=timeout)
+            except OSError:
+                return True  # housekeeping only: never fail a test over it
+            if st != 200:  # e.g. the store failed it (S3 faults): try next time
+                log("# compaction of %s: HTTP %s %s" % (m.name, st, body[:160]))
+                return True
+            j = json.loads(body)
+            total[0] += j.get("bytes_reclaimed", 0)
+            return not j.get("bytes_reclaimed") and not j.get("segments_rewritten")
+        try:
+            wait_for(done, timeout, "compaction of " + m.name, interval=0.2)
+        except TimeoutError:
+            log("# compaction of %s still reclaiming after %.0f s" % (m.name, timeout))
+    return total[0]
+
+
+def dir_bytes(path):
+    total = 0
+    for dp, _, names in os.walk(path):
+        for nm in names:
+            try:
+                total += os.lstat(os.path.join(dp, nm)).st_blocks * 512
+            except OSError:
+                pass
+    return total
 
 
 def nbd_errno(e):

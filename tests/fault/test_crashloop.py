@@ -70,8 +70,9 @@ def main():
 
     stats = fl.Stats()
     models = [fl.ExportModel("crash%d" % i, size) for i in range(a.exports)]
-    d = fl.Glidefsd(glidefsd, base, "node1", disk_size="32M", size=a.size, sync_delay_ms=10,
-                    nbd_extra={"max_dirty_age_ms": 300, "blocks_per_batch": 4})
+    d = fl.Glidefsd(glidefsd, base, "node1", disk_size="32M", size=a.size, sync_delay_ms=100,
+                    nbd_extra={"max_dirty_age_ms": 300, "blocks_per_batch": 4},
+                    compaction=fl.FAST_COMPACTION, api=True)
     d2 = None
     failed = []
     t0 = time.monotonic()
@@ -87,6 +88,10 @@ def main():
                 if time.monotonic() - t0 >= stress_s:
                     break
             elif kills >= kills_wanted:
+                break
+            full = fl.disk_guard(d.cache)
+            if full:
+                failed.append(full)
                 break
             rounds += 1
             stop, dying, clock = threading.Event(), threading.Event(), fl.Clock()
@@ -130,6 +135,12 @@ def main():
             if bad:
                 failed += bad
                 break
+            if rounds % 10 == 0:
+                # a daemon killed every second never gets to compact: let it,
+                # now and then, or a long run fills the disk with dead segments
+                t1 = time.monotonic()
+                stats.add("bytes_compacted_away", fl.compact_all(d, models))
+                stats.add("t_compact", time.monotonic() - t1)
             if rounds % 10 == 0 or stress_s:
                 fl.log("# round %d: %d kills survived, %s verified, %.0f s" % (
                     rounds, kills, fl.human(stats.get("bytes_verified")),
@@ -137,6 +148,8 @@ def main():
 
         if not failed:
             # drain everything and read it back from an empty cache elsewhere
+            if not proxy:
+                stats.add("store_bytes_end", fl.dir_bytes(d.store))
             t1 = time.monotonic()
             fl.drop(anchors)
             rc = d.stop()
@@ -179,6 +192,9 @@ def main():
         "seconds_restart": round(stats.get("t_restart"), 1),
         "seconds_verify": round(stats.get("t_verify"), 1),
         "seconds_drain": round(stats.get("t_drain"), 1),
+        "store_mib_before_drain": stats.get("store_bytes_end") >> 20,
+        "seconds_compact": round(stats.get("t_compact"), 1),
+        "compactions_asked": sum(1 for ln in d.log_text().splitlines() if "compacted:" in ln),
     }
     if proxy:
         st = proxy.stats()

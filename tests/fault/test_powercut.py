@@ -142,6 +142,7 @@ def main():
     models = [fl.ExportModel("pc%d" % i, size) for i in range(a.exports)]
     d = fl.Glidefsd(glidefsd, base, "node1", cache=cache, disk_size="32M", size="8M",
                     sync_delay_ms=10, nbd_extra={"max_dirty_age_ms": 300, "blocks_per_batch": 4},
+                    compaction=fl.FAST_COMPACTION, api=True,
                     env=shim_env(shim, cache, shadow))
     d2 = None
     t0 = time.monotonic()
@@ -157,6 +158,10 @@ def main():
                 if time.monotonic() - t0 >= stress_s:
                     break
             elif rounds >= rounds_wanted:
+                break
+            full = fl.disk_guard(cache)
+            if full:
+                failed.append(full)
                 break
             rounds += 1
             stop, dying, clock = threading.Event(), threading.Event(), fl.Clock()
@@ -189,6 +194,8 @@ def main():
             if bad:
                 failed += bad
                 break
+            if rounds % 10 == 0:
+                fl.compact_all(d, models)  # or a long run fills the disk (see test_crashloop)
             if stress_s and rounds % 10 == 0:
                 fl.log("# round %d: %d cuts survived, %s verified, %.0f s" % (
                     rounds, rounds, fl.human(stats.get("bytes_verified")),

@@ -104,7 +104,8 @@ def main():
     base = tempfile.mkdtemp(prefix="glidefs-soak-")
     store = os.path.join(base, "store")
     common = dict(store=store, disk_size="64M", size="8M", sync_delay_ms=50, api=True,
-                  nbd_extra={"max_dirty_age_ms": 1000}, prefix="soak-%d" % os.getpid())
+                  nbd_extra={"max_dirty_age_ms": 1000}, prefix="soak-%d" % os.getpid(),
+                  compaction={"interval_s": 5, "grace_ms": 2000})
     A = fl.Glidefsd(glidefsd, base, "node-a", node_id="soak-node-a", **common)
     B = fl.Glidefsd(glidefsd, base, "node-b", node_id="soak-node-b", **common)
     C = None
@@ -126,11 +127,15 @@ def main():
         sampler.start()
         rnd = 0
         while time.monotonic() - t0 < secs and not failed:
+            full = fl.disk_guard(base)
+            if full:
+                failed.append(full)
+                break
             rnd += 1
             counts["epochs"] += 1
             stop, clocks = threading.Event(), {m.name: fl.Clock() for m in models}
             # on s3rver behind the Python proxy, uploads are slow: write less
-            think = 0.02 if fl.s3_active() else 0.001
+            think = 0.02 if fl.s3_active() else 0.003
             writers = [fl.Writer(where[m.name], m, c, 2, rnd, clocks[m.name], stop, stats,
                                  seed=rng.randrange(1 << 30), max_sectors=64, think=think)
                        for m in models for c in range(2)]
@@ -215,9 +220,14 @@ def main():
                     failed.append("%s died" % d.name)
             last = {d.name: sampler.samples[d.name][-1] if sampler.samples[d.name] else None
                     for d in nodes}
-            fl.log("# epoch %d (%.0f s): %s written, %s verified, %d migrations; %s" % (
+            if not fl.s3_active():
+                sb = fl.dir_bytes(store)
+                counts["store_mib_max"] = max(counts.get("store_mib_max", 0), sb >> 20)
+                counts["store_mib_end"] = sb >> 20
+            fl.log("# epoch %d (%.0f s): %s written, %s verified, %d migrations, store %s MiB; %s" % (
                 rnd, time.monotonic() - t0, fl.human(stats.get("bytes_written")),
                 fl.human(stats.get("bytes_verified")), counts["migrations"],
+                counts.get("store_mib_end", "?"),
                 ", ".join("%s RSS %d MiB fds %d" % (k, v[1] // 1024, v[2])
                           for k, v in last.items() if v)))
         sampler.stop.set()
