@@ -428,6 +428,11 @@ int gfs_compact_step(struct glidefs_volume *v, int requested)
 
 GLIDEFS_API int glidefs_compact(glidefs_volume *v, struct glidefs_compact_result *res)
 {
+    /* snapshots deleted through another handle (a purged clone's implicit
+     * one) stop pinning: what is asked for now sees the store's set */
+    int lr = gfs_snapshots_load(v);
+    if (lr < 0)
+        return lr;
     pthread_mutex_lock(&v->lock);
     if (!v->owner || v->fenced) {
         pthread_mutex_unlock(&v->lock);

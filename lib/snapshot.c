@@ -137,72 +137,131 @@ static int snap_read(struct gfs_objstore *st, const char *vol, const char *name,
     return r;
 }
 
+/* Append the segments manifest `mkey` names to *pins, and the key to *mans. */
+static int pins_of_manifest(struct glidefs_volume *v, const char *mkey, struct gfs_pin **pins,
+                            size_t *npins, char ***mans, size_t *nmans)
+{
+    CLEANUP_FREE void *buf = NULL;
+    size_t len = 0;
+    int r = v->store->ops->get(v->store, mkey, MANIFEST_MAX, &buf, &len, NULL);
+    struct gfs_manifest m;
+    if (r == 0)
+        r = gfs_manifest_decode_mac(buf, len, v->codec, &m) < 0 ? -EIO : 0;
+    if (r < 0)
+        return r;
+    struct gfs_pin *np = realloc(*pins, (*npins + m.nsegs + 1) * sizeof *np);
+    if (np)
+        *pins = np;
+    char **nm = realloc(*mans, (*nmans + 1) * sizeof *nm);
+    if (nm)
+        *mans = nm;
+    if (!np || !nm || !((*mans)[*nmans] = strdup(mkey))) {
+        gfs_manifest_free(&m);
+        return -ENOMEM;
+    }
+    (*nmans)++;
+    for (uint32_t k = 0; k < m.nsegs; k++)
+        (*pins)[(*npins)++] = (struct gfs_pin){m.segs[k].epoch, m.segs[k].seq};
+    gfs_manifest_free(&m);
+    return 0;
+}
+
+static void pins_free(struct gfs_pin *pins, char **mans, size_t nmans)
+{
+    free(pins);
+    for (size_t i = 0; i < nmans; i++)
+        free(mans[i]);
+    free(mans);
+}
+
+/* (Re)load what the volume's snapshots pin, from the store: snapshots
+ * deleted elsewhere (a purged clone's implicit one) stop pinning. A load
+ * that raced a snapshot being taken starts over, so it never installs a set
+ * without that snapshot. */
 int gfs_snapshots_load(struct glidefs_volume *v)
 {
-    char prefix[512];
-    snprintf(prefix, sizeof prefix, "nbd/%s/snap/", v->name);
-    struct keylist l = {0};
-    int r = v->store->ops->list(v->store, prefix, NULL, collect_keys, &l);
+    for (;;) {
+        pthread_mutex_lock(&v->lock);
+        uint64_t gen = v->snap_gen;
+        pthread_mutex_unlock(&v->lock);
+        char prefix[512];
+        snprintf(prefix, sizeof prefix, "nbd/%s/snap/", v->name);
+        struct keylist l = {0};
+        int r = v->store->ops->list(v->store, prefix, NULL, collect_keys, &l);
+        struct gfs_pin *pins = NULL;
+        size_t npins = 0;
+        char **mans = NULL;
+        size_t nmans = 0;
+        for (size_t i = 0; i < l.n && r >= 0; i++) {
+            struct snapinfo si;
+            r = snap_read(v->store, v->name, strrchr(l.keys[i], '/') + 1, &si);
+            if (r == -ENOENT) {
+                r = 0;
+                continue;
+            }
+            if (r < 0 || !si.manifest[0])
+                continue;
+            char mkey[512];
+            snprintf(mkey, sizeof mkey, "nbd/%s/manifest/%s", v->name, si.manifest);
+            r = pins_of_manifest(v, mkey, &pins, &npins, &mans, &nmans);
+            if (r < 0 && r != -ENOMEM)
+                gfs_err(&v->log, "%s: snapshot %s: its manifest %s cannot be read", v->name,
+                        l.keys[i], mkey);
+        }
+        keylist_free(&l);
+        if (r < 0) {
+            pins_free(pins, mans, nmans);
+            return r;
+        }
+        if (npins)
+            qsort(pins, npins, sizeof *pins, cmp_pin);
+        pthread_mutex_lock(&v->lock);
+        if (v->snap_gen != gen) {
+            pthread_mutex_unlock(&v->lock);
+            pins_free(pins, mans, nmans);
+            continue;
+        }
+        gfs_snapshots_free(v);
+        v->pins = pins;
+        v->npins = npins;
+        v->pinned_manifests = mans;
+        v->npinned_manifests = nmans;
+        pthread_mutex_unlock(&v->lock);
+        return 0;
+    }
+}
+
+/* Pin manifest `mkey` now, before the snapshot naming it is stored: from the
+ * moment the snapshot exists, compaction must keep what it names. */
+static int pin_now(struct glidefs_volume *v, const char *mkey)
+{
     struct gfs_pin *pins = NULL;
     size_t npins = 0;
     char **mans = NULL;
     size_t nmans = 0;
-    for (size_t i = 0; i < l.n && r >= 0; i++) {
-        struct snapinfo si;
-        r = snap_read(v->store, v->name, strrchr(l.keys[i], '/') + 1, &si);
-        if (r == -ENOENT) {
-            r = 0;
-            continue;
-        }
-        if (r < 0 || !si.manifest[0])
-            continue;
-        char mkey[512];
-        snprintf(mkey, sizeof mkey, "nbd/%s/manifest/%s", v->name, si.manifest);
-        CLEANUP_FREE void *buf = NULL;
-        size_t len = 0;
-        r = v->store->ops->get(v->store, mkey, MANIFEST_MAX, &buf, &len, NULL);
-        struct gfs_manifest m;
-        if (r == 0)
-            r = gfs_manifest_decode_mac(buf, len, v->codec, &m) < 0 ? -EIO : 0;
-        if (r < 0) {
-            gfs_err(&v->log, "%s: snapshot %s: its manifest %s cannot be read", v->name,
-                    l.keys[i], mkey);
-            break;
-        }
-        struct gfs_pin *np = realloc(pins, (npins + m.nsegs + 1) * sizeof *np);
-        char **nm = realloc(mans, (nmans + 1) * sizeof *nm);
-        if (np)
-            pins = np;
-        if (nm)
-            mans = nm;
-        if (!np || !nm || !(mans[nmans] = strdup(mkey))) {
-            gfs_manifest_free(&m);
-            r = -ENOMEM;
-            break;
-        }
-        nmans++;
-        for (uint32_t k = 0; k < m.nsegs; k++)
-            pins[npins++] = (struct gfs_pin){m.segs[k].epoch, m.segs[k].seq};
-        gfs_manifest_free(&m);
-    }
-    keylist_free(&l);
+    int r = pins_of_manifest(v, mkey, &pins, &npins, &mans, &nmans);
     if (r < 0) {
-        free(pins);
-        for (size_t i = 0; i < nmans; i++)
-            free(mans[i]);
-        free(mans);
+        pins_free(pins, mans, nmans);
         return r;
     }
-    if (npins)
-        qsort(pins, npins, sizeof *pins, cmp_pin);
     pthread_mutex_lock(&v->lock);
-    gfs_snapshots_free(v);
-    v->pins = pins;
-    v->npins = npins;
-    v->pinned_manifests = mans;
-    v->npinned_manifests = nmans;
+    v->snap_gen++;
+    struct gfs_pin *np = realloc(v->pins, (v->npins + npins + 1) * sizeof *np);
+    char **nm = realloc(v->pinned_manifests, (v->npinned_manifests + 1) * sizeof *nm);
+    if (np)
+        v->pins = np;
+    if (nm)
+        v->pinned_manifests = nm;
+    if (np && nm) {
+        memcpy(v->pins + v->npins, pins, npins * sizeof *pins);
+        v->npins += npins;
+        qsort(v->pins, v->npins, sizeof *v->pins, cmp_pin);
+        v->pinned_manifests[v->npinned_manifests++] = mans[0];
+        mans[0] = NULL;
+    }
     pthread_mutex_unlock(&v->lock);
-    return 0;
+    pins_free(pins, mans, nmans);
+    return np && nm ? 0 : -ENOMEM;
 }
 
 /* Take snapshot `name` (internal names may start with '@'). */
@@ -244,6 +303,12 @@ static int snapshot_take(glidefs_volume *v, const char *name)
     if (!txt)
         return -ENOMEM;
     char key[512];
+    if (man[0]) {
+        snprintf(key, sizeof key, "nbd/%s/manifest/%s", v->name, man);
+        r = pin_now(v, key);
+        if (r < 0)
+            return r;
+    }
     snprintf(key, sizeof key, "nbd/%s/snap/%s", v->name, name);
     r = v->store->ops->put(v->store, key, txt, strlen(txt), GFS_PUT_IF_NONE_MATCH, NULL);
     if (r < 0)
@@ -499,4 +564,109 @@ int gfs_purge_plan(const struct glidefs_config *cfg, const char *name, char ***k
     *keep = out.keys;
     *nkeep = out.n;
     return 0;
+}
+
+/* The volume `name` is a clone of: its parent's name and the snapshot it was
+ * taken from, read from its volume.json (or tombstone); both "" for a root,
+ * a missing volume, or a volume.json that does not say (then nothing of the
+ * parent's is touched). */
+int gfs_clone_origin(struct gfs_objstore *st, const char *name, char *parent, size_t plen,
+                     char *snap, size_t slen)
+{
+    parent[0] = snap[0] = '\0';
+    char key[512];
+    snprintf(key, sizeof key, "nbd/%s/volume.json", name);
+    json_t *root;
+    int r = read_json(st, key, &root);
+    if (r == -ENOENT || r == -EIO)
+        return 0;
+    if (r < 0)
+        return r;
+    json_t *par = json_object_get(root, "parent");
+    json_t *pn = json_is_object(par) ? json_object_get(par, "name") : NULL;
+    json_t *ps = json_is_object(par) ? json_object_get(par, "snapshot") : NULL;
+    if (json_is_string(pn) && json_is_string(ps) && glidefs_name_valid(json_string_value(pn)) &&
+        strlen(json_string_value(pn)) < plen && strlen(json_string_value(ps)) < slen) {
+        snprintf(parent, plen, "%s", json_string_value(pn));
+        snprintf(snap, slen, "%s", json_string_value(ps));
+    }
+    json_decref(root);
+    return 0;
+}
+
+static int del_missing_ok(struct gfs_objstore *st, const char *key)
+{
+    int r = st->ops->del(st, key);
+    return r == -ENOENT ? 0 : r;
+}
+
+/* `child` (a clone of `parent` from snapshot `snap`) is gone from the store
+ * with nothing left of it: the parent stops pinning data for it. Its marker
+ * goes, and the implicit "@clone-<child>" snapshot taken for it (a named
+ * snapshot stays: the user made it). A parent that is itself a tombstone,
+ * kept only for its clones, goes entirely once it has none left - and the
+ * same is then done for its own parent, up the lineage. */
+int gfs_purge_forget(struct gfs_objstore *st, const char *parent, const char *child,
+                     const char *snap)
+{
+    char p[GLIDEFS_NAME_MAX + 1], c[GLIDEFS_NAME_MAX + 1], s[GLIDEFS_NAME_MAX + 8];
+    snprintf(p, sizeof p, "%s", parent);
+    snprintf(c, sizeof c, "%s", child);
+    snprintf(s, sizeof s, "%s", snap);
+    char key[512];
+    int r = 0;
+    for (int depth = 0; p[0] && depth <= GFS_MAX_DEPTH; depth++) {
+        snprintf(key, sizeof key, "nbd/%s/children/%s", p, c);
+        r = del_missing_ok(st, key);
+        char implicit[GLIDEFS_NAME_MAX + 8];
+        snprintf(implicit, sizeof implicit, "@clone-%s", c);
+        if (r == 0 && strcmp(s, implicit) == 0) {
+            snprintf(key, sizeof key, "nbd/%s/snap/%s", p, s);
+            r = del_missing_ok(st, key);
+        }
+        if (r < 0)
+            return r;
+        /* a live parent keeps the rest; a tombstone with clones left too */
+        snprintf(key, sizeof key, "nbd/%s/volume.json", p);
+        json_t *root;
+        r = read_json(st, key, &root);
+        if (r < 0)
+            return r == -ENOENT ? 0 : r;
+        int tomb = json_is_true(json_object_get(root, "deleted"));
+        json_decref(root);
+        if (!tomb)
+            return 0;
+        char prefix[512];
+        snprintf(prefix, sizeof prefix, "nbd/%s/children/", p);
+        struct keylist kids = {0};
+        r = st->ops->list(st, prefix, NULL, collect_keys, &kids);
+        size_t left = kids.n;
+        keylist_free(&kids);
+        if (r < 0)
+            return r;
+        if (left)
+            return 0;
+        char gp[GLIDEFS_NAME_MAX + 1], gs[GLIDEFS_NAME_MAX + 8];
+        r = gfs_clone_origin(st, p, gp, sizeof gp, gs, sizeof gs);
+        if (r < 0)
+            return r;
+        /* everything but the tombstone, then the tombstone: a crash in
+         * between leaves a tombstone with no children, which the next purge
+         * of this name removes */
+        snprintf(prefix, sizeof prefix, "nbd/%s/", p);
+        struct keylist all = {0};
+        r = st->ops->list(st, prefix, NULL, collect_keys, &all);
+        for (size_t i = 0; i < all.n && r >= 0; i++)
+            if (strcmp(all.keys[i], key) != 0)
+                r = del_missing_ok(st, all.keys[i]);
+        keylist_free(&all);
+        if (r == 0)
+            r = del_missing_ok(st, key);
+        if (r < 0)
+            return r;
+        snprintf(c, sizeof c, "%s", p);
+        snprintf(p, sizeof p, "%s", gp);
+        snprintf(s, sizeof s, "%s", gs);
+    }
+    return r;
 }

@@ -1016,7 +1016,11 @@ GLIDEFS_API int glidefs_volume_delete(const glidefs_config *cfg, const char *nam
             char prefix[512];
             snprintf(prefix, sizeof prefix, "nbd/%s/", name);
             struct del_ctx d = {.st = st};
-            r = st->ops->list(st, prefix, NULL, collect_all, &d);
+            /* whose clone it is, read before volume.json goes */
+            char par[GLIDEFS_NAME_MAX + 1], psnap[GLIDEFS_NAME_MAX + 8];
+            r = gfs_clone_origin(st, name, par, sizeof par, psnap, sizeof psnap);
+            if (r == 0)
+                r = st->ops->list(st, prefix, NULL, collect_all, &d);
             /* the tombstone first (the name can never be reused while clones
              * read its segments), volume.json last otherwise, so a
              * half-deleted volume is still recognisable */
@@ -1033,6 +1037,9 @@ GLIDEFS_API int glidefs_volume_delete(const glidefs_config *cfg, const char *nam
             }
             if (!tomb && r >= 0)
                 r = st->ops->del(st, vj);
+            /* nothing of it left: its parent stops pinning data for it */
+            if (!tomb && r >= 0 && par[0])
+                r = gfs_purge_forget(st, par, name, psnap);
             for (size_t i = 0; i < d.n; i++)
                 free(d.keys[i]);
             free(d.keys);

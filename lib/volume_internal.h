@@ -141,6 +141,8 @@ struct glidefs_volume {
     size_t npins;
     char **pinned_manifests;     /* keys */
     size_t npinned_manifests;
+    uint64_t snap_gen;           /* bumped when a snapshot is about to be stored: a load
+                                  * of the pins that began before must not install */
 
     /* stats (under lock) */
     struct glidefs_stats st;
@@ -187,6 +189,10 @@ int gfs_manifest_pinned(const struct glidefs_volume *v, const char *key);
 int gfs_snapshots_load(struct glidefs_volume *v);
 int gfs_purge_plan(const struct glidefs_config *cfg, const char *name, char ***keep,
                    size_t *nkeep, char **tombstone);
+int gfs_clone_origin(struct gfs_objstore *st, const char *name, char *parent, size_t plen,
+                     char *snap, size_t slen);
+int gfs_purge_forget(struct gfs_objstore *st, const char *parent, const char *child,
+                     const char *snap);
 void gfs_snapshots_free(struct glidefs_volume *v);
 /* volmeta.c */
 int gfs_volume_apply_manifest_key(struct glidefs_volume *v, const char *key, int is_base);

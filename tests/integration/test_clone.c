@@ -176,6 +176,86 @@ static void test_golden_image(void **state)
     tu_env_done(&env);
 }
 
+/* A key's object in the file:// store, or "" on S3 (checked through the API
+ * there). */
+static int store_has(const struct tu_env *e, const char *key)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", e->store, key);
+    return access(path, F_OK) == 0;
+}
+
+static void fill(glidefs_volume *v, uint8_t *ref, uint8_t val)
+{
+    memset(ref, val, SZ);
+    assert_int_equal(glidefs_pwrite(v, ref, SZ, 0, 0), 0);
+    assert_int_equal(glidefs_drain(v, -1), 0);
+}
+
+/* Deleting a clone of the live state lets its parent go of what it pinned:
+ * the implicit snapshot and the marker go, compaction then reclaims the old
+ * data; a deleted parent kept as a tombstone for its clones goes entirely
+ * (its name becomes usable again) once its last clone is deleted. */
+static void test_clone_gc(void **state)
+{
+    (void)state;
+    struct tu_env env;
+    tu_env_init(&env, "clonegc");
+    int file = strncmp(env.url, "file://", 7) == 0;
+    glidefs_config *c = ccfg(&env, NULL);
+    tu_set(c, "compaction.min_live_pct", "99");
+    uint8_t *ref = malloc(SZ), *cref = malloc(SZ);
+    glidefs_volume *p;
+    assert_int_equal(glidefs_volume_open(c, "base", SZ, GLIDEFS_OPEN_CREATE, &p), 0);
+    fill(p, cref, 0xa1);
+    assert_int_equal(glidefs_clone(p, NULL, "c1"), 0);
+    if (file) {
+        assert_true(store_has(&env, "nbd/base/snap/@clone-c1"));
+        assert_true(store_has(&env, "nbd/base/children/c1"));
+    }
+    fill(p, ref, 0xb2); /* every block overwritten: the old ones only c1 reads */
+    struct glidefs_compact_result res;
+    assert_int_equal(glidefs_compact(p, &res), 0);
+    assert_true(res.stored_bytes >= 2 * (uint64_t)SZ); /* pinned for c1 */
+    check(c, "c1", cref);
+
+    assert_int_equal(glidefs_volume_delete(c, "c1", 1), 0);
+    if (file) {
+        assert_false(store_has(&env, "nbd/base/snap/@clone-c1"));
+        assert_false(store_has(&env, "nbd/base/children/c1"));
+    }
+    assert_int_equal(glidefs_compact(p, &res), 0);
+    fprintf(stderr, "after deleting the clone: stored %llu for %llu live\n",
+            (unsigned long long)res.stored_bytes, (unsigned long long)res.live_bytes);
+    assert_true(res.stored_bytes <= (uint64_t)SZ + SZ / 10);
+    verify(p, ref, "base");
+
+    /* a named snapshot's clone: the user's snapshot stays */
+    assert_int_equal(glidefs_snapshot_create(p, "keep"), 0);
+    assert_int_equal(glidefs_clone(p, "keep", "c2"), 0);
+    assert_int_equal(glidefs_volume_delete(c, "c2", 1), 0);
+    assert_int_equal(glidefs_snapshot_delete(p, "keep"), 0); /* was there, and free */
+
+    /* parent deleted first (tombstone), then its last clone */
+    assert_int_equal(glidefs_clone(p, NULL, "c3"), 0);
+    assert_int_equal(glidefs_volume_close(p), 0);
+    assert_int_equal(glidefs_volume_delete(c, "base", 1), 0);
+    assert_int_equal(glidefs_volume_open(c, "base", SZ, GLIDEFS_OPEN_CREATE, &p), -ENOENT);
+    check(c, "c3", ref);
+    assert_int_equal(glidefs_volume_delete(c, "c3", 1), 0);
+    if (file)
+        assert_false(store_has(&env, "nbd/base/volume.json"));
+    /* the name is free again: a new, empty volume */
+    assert_int_equal(glidefs_volume_open(c, "base", SZ, GLIDEFS_OPEN_CREATE, &p), 0);
+    memset(cref, 0, SZ);
+    verify(p, cref, "a new volume of the old name");
+    assert_int_equal(glidefs_volume_close(p), 0);
+    free(ref);
+    free(cref);
+    glidefs_config_free(c);
+    tu_env_done(&env);
+}
+
 static void test_encrypted_clone_and_crash(void **state)
 {
     (void)state;
@@ -250,6 +330,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_golden_image),
         cmocka_unit_test(test_encrypted_clone_and_crash),
+        cmocka_unit_test(test_clone_gc),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
