@@ -367,6 +367,17 @@ static int submit(glidefs_volume *v, uint32_t type, const void *data, uint64_t l
     r = journal_pressure_wait(v);
     if (r == 0)
         r = gfs_journal_reserve(&v->journal, reclen, &jf, &joff, &ticket);
+    if ((r == -ENOSPC) != v->disk_full) {
+        /* say it once when it starts and once when it ends: the client sees
+         * only ENOSPC, the operator must learn which disk is full */
+        v->disk_full = r == -ENOSPC;
+        if (v->disk_full)
+            gfs_err(&v->log, "%s: the cache disk is full: no room for the journal in %s; "
+                    "writes fail with ENOSPC until space is freed (nothing written is lost)",
+                    v->name, v->dir);
+        else
+            gfs_info(&v->log, "%s: the cache disk has room again: writes accepted", v->name);
+    }
     if (r < 0) {
         pthread_mutex_unlock(&v->lock);
         return r;

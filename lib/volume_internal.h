@@ -147,6 +147,7 @@ struct glidefs_volume {
     /* stats (under lock) */
     struct glidefs_stats st;
     int deferred_error;
+    int disk_full;               /* the last journal reservation failed with ENOSPC (logged once) */
 };
 
 int64_t gfs_now_ms(void);       /* monotonic */

@@ -107,6 +107,8 @@ def main():
                   if "No space" in ln or "ENOSPC" in ln or "space" in ln.lower()]
         report["daemon_log"] = logged[:2]
         fl.log("# glidefsd logged: %s" % (logged[:2] or "nothing about it"))
+        check(any("the cache disk is full" in ln for ln in logged),
+              "glidefsd logs which disk is full, once (%d line(s))" % len(logged))
         if fl.api_available(d):
             st, _, body = fl.http("GET", d.api_url("/api/exports/full"))
             try:
