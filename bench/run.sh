@@ -14,7 +14,8 @@
 # and writes bench/results/: <name>.md + <name>.csv per part, PNG plots
 # (gnuplot), and README.md with the targets table and the machine.
 # Needs (Debian 12): fio nbdkit qemu-utils libnbd-bin awscli curl gnuplot-nox
-# e2fsprogs zstd, node + npm (s3rver), the build deps of scripts/deps.sh.
+# e2fsprogs zstd, node + npm (s3rver): `scripts/deps.sh --bench` (run first) installs
+# what is missing.
 # Scratch space: BENCH_DIR (default /var/tmp/glidefs-bench), ~6 GiB, removed at the end.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -25,6 +26,7 @@ export RESULTS=${RESULTS:-$HERE/results}
 . "$HERE/common.sh"
 PARTS=("$@")
 [ ${#PARTS[@]} -gt 0 ] || PARTS=(nbd lib s3)
+"$HERE/../scripts/deps.sh" --bench   # installs only what is missing
 need meson ninja gnuplot
 start=$SECONDS
 

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Install (only) the Debian 12 packages GlideFS needs to build and test that
 # are missing. Needs root or sudo. Safe to run again.
+#   scripts/deps.sh           build and test dependencies
+#   scripts/deps.sh --bench   those plus what bench/run.sh needs (plots, zstd CLI)
 set -euo pipefail
 pkgs=(
   meson ninja-build pkg-config gcc g++ clang
@@ -10,6 +12,7 @@ pkgs=(
   prometheus mandoc nbdkit-plugin-dev make openssl
   qemu-system-x86 busybox-static e2fsprogs
 )
+[ "${1:-}" = "--bench" ] && pkgs+=(gnuplot-nox zstd)
 # node + npm for the S3 test server (s3rver); nodesource's nodejs ships npm itself
 command -v npm >/dev/null 2>&1 || pkgs+=(nodejs npm)
 missing=()
