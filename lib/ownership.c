@@ -220,6 +220,7 @@ static void *own_main(void *arg)
         refresh_every = 100;
     if (refresh_every > 1000)
         refresh_every = 1000;
+    int64_t size_checked_ms = gfs_now_ms();
     pthread_mutex_lock(&v->own_lock);
     while (!v->own_stop) {
         pthread_mutex_lock(&v->lock);
@@ -229,6 +230,13 @@ static void *own_main(void *arg)
             heartbeat(v);
         else if (refresh && !fenced) {
             int r = gfs_volume_refresh(v);
+            /* a resize by the writer shows only in volume.json: look now
+             * and then (one GET), so a new client here sees the new size */
+            int64_t now = gfs_now_ms();
+            if (r == 0 && now - size_checked_ms >= 10 * refresh_every) {
+                size_checked_ms = now;
+                r = gfs_volmeta_follow_size(v);
+            }
             if (r < 0)
                 gfs_warn(&v->log, "%s: following the store failed: %s", v->name,
                          glidefs_strerror(r));

@@ -779,6 +779,19 @@ int gfs_volume_refresh(struct glidefs_volume *v)
         r = fetch_seg_header(v, sl.keys[i], sl.sizes[i], &h);
         if (r < 0)
             break;
+        /* the writer grew the volume and wrote there: learn the new size
+         * first, or those blocks would be dropped as past the end */
+        uint64_t maxb = 0;
+        for (uint32_t k = 0; k < h.nblocks; k++)
+            if (h.entries[k].block_index >= maxb)
+                maxb = h.entries[k].block_index + 1;
+        pthread_mutex_lock(&v->lock);
+        int grow = maxb > v->bm.nblocks;
+        pthread_mutex_unlock(&v->lock);
+        if (grow && (r = gfs_volmeta_follow_size(v)) < 0) {
+            gfs_seg_header_free(&h);
+            break;
+        }
         pthread_mutex_lock(&v->lock);
         r = apply_seg_header(v, sl.keys[i], sl.sizes[i], &h);
         pthread_mutex_unlock(&v->lock);

@@ -271,10 +271,40 @@ static void test_follower_survives_compaction(void **state)
     tu_env_done(&env);
 }
 
+/* The writer grows the volume: a follower learns the new size from the
+ * store (volume.json) without reopening, and reads the grown part. */
+static void test_follower_sees_resize(void **state)
+{
+    (void)state;
+    struct tu_env env;
+    tu_env_init(&env, "fresize");
+    struct node A, B;
+    node_init(&A, &env, "node-a", "1000");
+    node_init(&B, &env, "node-b", "1000");
+    glidefs_volume *a, *b;
+    assert_int_equal(glidefs_volume_open(A.cfg, "vm", SZ, GLIDEFS_OPEN_CREATE, &a), 0);
+    assert_int_equal(glidefs_volume_open(B.cfg, "vm", SZ, 0, &b), 0);
+    assert_int_equal(glidefs_volume_read_only(b), 1);
+    assert_int_equal(glidefs_resize(a, 2 * (uint64_t)SZ), 0);
+    put_byte(a, SZ + 131072, 0x5a);
+    assert_int_equal(glidefs_drain(a, -1), 0);
+    double end = mono() + 15;
+    while (glidefs_volume_size(b) != 2 * (uint64_t)SZ && mono() < end)
+        poll(NULL, 0, 20); /* re-check until the deadline */
+    assert_int_equal(glidefs_volume_size(b), 2 * (uint64_t)SZ);
+    assert_true(wait_reads(b, SZ + 131072, 0x5a, 10));
+    assert_int_equal(glidefs_volume_close(b), 0);
+    assert_int_equal(glidefs_volume_close(a), 0);
+    glidefs_config_free(A.cfg);
+    glidefs_config_free(B.cfg);
+    tu_env_done(&env);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_follower_survives_compaction),
+        cmocka_unit_test(test_follower_sees_resize),
         cmocka_unit_test(test_handover_and_force),
         cmocka_unit_test(test_killed_owner_expires),
     };
