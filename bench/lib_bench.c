@@ -52,6 +52,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -460,6 +461,11 @@ static int mode_latency(int argc, char **argv)
 /* ------------------------------------------------------------------------ */
 /* flush                                                                      */
 
+static double tv_s(struct timeval t)
+{
+    return (double)t.tv_sec + (double)t.tv_usec / 1e6;
+}
+
 static struct lat flush_loop(struct target *t, double secs)
 {
     size_t cap = 1 << 20, n = 0;
@@ -478,6 +484,8 @@ static struct lat flush_loop(struct target *t, double secs)
         if (r < 0)
             die("flush", r);
         v[n++] = (b - a) * 1e6;
+        if (getenv("LIB_BENCH_TRACE") && (b - a) > 0.005)
+            fprintf(stderr, "slow flush %.2f ms at +%.3f s\n", (b - a) * 1e3, b - (end - secs));
     }
     struct lat l = lat_of(v, n);
     free(v);
@@ -529,9 +537,22 @@ static int mode_flush(int argc, char **argv)
         glidefs_flush(v);
         row(scen, "first flush after fill", "ms", "glidefs", (now() - a) * 1e3);
         struct target vol = {-1, v};
+        /* CPU the volume's own threads (syncer, lease) use during the loop:
+         * they share the machine's cores with the loop */
+        struct rusage ps0, ts0, ps1, ts1;
+        getrusage(RUSAGE_SELF, &ps0);
+        getrusage(RUSAGE_THREAD, &ts0);
         struct lat lv = flush_loop(&vol, secs);
+        getrusage(RUSAGE_SELF, &ps1);
+        getrusage(RUSAGE_THREAD, &ts1);
         struct glidefs_stats st = stats(v);
         row(scen, "dirty during loop", "MiB", "glidefs", (double)st.dirty_bytes / MIB);
+        row(scen, "segments uploaded by the end of the loop", "count", "glidefs",
+            (double)st.segments_uploaded);
+        row(scen, "CPU of background threads during loop", "ms", "glidefs",
+            ((tv_s(ps1.ru_utime) + tv_s(ps1.ru_stime)) - (tv_s(ps0.ru_utime) + tv_s(ps0.ru_stime)) -
+             ((tv_s(ts1.ru_utime) + tv_s(ts1.ru_stime)) - (tv_s(ts0.ru_utime) + tv_s(ts0.ru_stime)))) *
+                1e3);
         lat_rows_u(scen, "plain file",
                    (struct lat){lp.p50 / 1e3, lp.p99 / 1e3, lp.p999 / 1e3, lp.mean / 1e3, lp.n},
                    "ms");
@@ -640,6 +661,11 @@ static double child_wake(void *p)
     if (w->trim)
         malloc_trim(0);
     double r1 = rss_kib();
+    if (getenv("LIB_BENCH_TRACE")) {
+        struct mallinfo2 mi = mallinfo2();
+        fprintf(stderr, "wake %s: rss +%.0f KiB, malloc in use %zu KiB (mmapped %zu KiB)\n",
+                w->name, r1 - r0, mi.uordblks / 1024 + mi.hblkhd / 1024, mi.hblkhd / 1024);
+    }
     glidefs_volume_close(v);
     return r1 - r0;
 }
@@ -796,11 +822,20 @@ static int mode_churn(int argc, char **argv)
     uint64_t seed = strtoull(argv[5], NULL, 10);
     mkdir_p(dir);
     char ci[64], gr[64];
+    /* COMPACT_S / GRACE_MS "default" (or GRACE_MS left out): the library's default */
     snprintf(ci, sizeof ci, "compaction.interval_s=%s", compact_s);
-    /* optional: compaction.grace_ms */
-    snprintf(gr, sizeof gr, "compaction.grace_ms=%s", argc > 7 ? argv[7] : "10000");
-    const char *kv[] = {"cache.disk_size=8G", ci, gr, NULL};
+    snprintf(gr, sizeof gr, "compaction.grace_ms=%s", argc > 7 ? argv[7] : "default");
+    const char *kv[4] = {"cache.disk_size=8G", NULL, NULL, NULL};
+    int nkv = 1;
+    if (strcmp(compact_s, "default") != 0)
+        kv[nkv++] = ci;
+    if (argc > 7 && strcmp(argv[7], "default") != 0)
+        kv[nkv++] = gr;
     glidefs_config *cfg = mkcfg(dir, "cache", 0, kv);
+    char gbuf[32] = "";
+    if (glidefs_config_get(cfg, "compaction.grace_ms", gbuf, sizeof gbuf) < 0)
+        snprintf(gbuf, sizeof gbuf, "10000");
+    int grace_ms = atoi(gbuf);
     glidefs_volume *v = vopen(cfg, "churn", live, GLIDEFS_OPEN_CREATE);
     FILE *out = fopen(argv[6], "w");
     if (!out)
@@ -857,7 +892,7 @@ static int mode_churn(int argc, char **argv)
     struct glidefs_compact_result cr;
     for (int i = 0; i < 2; i++) {
         if (i)
-            usleep((useconds_t)(atoi(argc > 7 ? argv[7] : "10000") + 1000) * 1000);
+            usleep((useconds_t)(grace_ms + 1000) * 1000);
         r = glidefs_compact(v, &cr);
         if (r < 0)
             die("compact", r);

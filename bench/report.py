@@ -65,7 +65,7 @@ TARGETS = {
          "block map RAM per written 128 KiB block", "glidefs", "abs<=", 16, None),
     ],
     "churn": [
-        ("stored/live <= 1.2x at steady state (last third of the writes), compaction every 10 s",
+        ("stored/live <= 1.2x at steady state (last third of the writes), default settings",
          "churn", "stored/live steady state (last third)", "glidefs", "abs<=", 1.2, None),
         ("stored/live <= 1.2x at steady state (last third of the writes), timing scaled (1 s)",
          "churn-scaled", "stored/live steady state (last third)", "glidefs", "abs<=", 1.2,

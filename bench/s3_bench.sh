@@ -100,8 +100,9 @@ is a Python process and every request of both sides goes through it), on 127.0.0
 the same disk; started by tests/s3/s3env.py. ${S3_MB} MiB of random data; drain ${DRAIN_REPS}
 run(s), reads ${READ_REPS} run(s), the two sides interleaved.
 Drain: the bytes are written into a new volume (1 MiB pwrites, flushed; default settings:
-blocks_per_batch 25, upload_parallel 4, storage.max_connections 8), then glidefs_drain is
-timed. Peer: \`aws s3 cp FILE s3://...\` of the same file (awscli defaults: 8 MiB multipart
+blocks_per_batch 25, upload_parallel 4, storage.max_connections 8: a drain keeps up to
+storage.max_connections segments of 3.2 MiB in flight and assembles the next while they
+upload), then glidefs_drain is timed. Peer: \`aws s3 cp FILE s3://...\` of the same file (awscli defaults: 8 MiB multipart
 chunks, 10 concurrent requests), timed whole. The aws PUT count is the multipart estimate.
 Sequential read: the volume is woken with an empty cache and its first ${SEQ_MB} MiB read with
 1 MiB preads, timed. Peer: curl (one process, one kept-alive connection, SigV4) GETting the

@@ -180,6 +180,10 @@ static const struct family families[] = {
       F(blocks_uploaded), NULL },
     { "glidefs_checksum_errors_total", C, "Blocks that failed their checksum (never served).",
       S_U64, F(checksum_errors), NULL },
+    { "glidefs_blocks_fetched_total", C, "Blocks read from the object store (reads, "
+      "read-ahead, prefetch, partial-block uploads).", S_U64, F(blocks_fetched), NULL },
+    { "glidefs_readahead_blocks_total", C, "Blocks fetched ahead of sequential readers.", S_U64,
+      F(readahead_blocks), NULL },
     { "glidefs_connections", G, "NBD client connections.", S_CONNS, 0, NULL },
     { "glidefs_read_only", G, "1 if the export is read-only on this node.", S_BOOL,
       F(read_only), NULL },
@@ -434,11 +438,14 @@ json_t *gd_metrics_json(const struct gd_export_snap *s)
         "manifests_deleted", J(st->manifests_deleted), "size_bytes", J(st->size_bytes),
         "est_monthly_cost_usd", st->est_monthly_cost_usd, "connections", J(s->conns),
         "last_error", st->last_error ? glidefs_strerror(st->last_error) : NULL);
+    json_t *more3 = json_pack("{s:I, s:I}", "blocks_fetched", J(st->blocks_fetched),
+                              "readahead_blocks", J(st->readahead_blocks));
     json_t *lat = latency_json(s->name);
-    int bad = !more || !more2 || !lat || json_object_update(o, more) < 0 ||
-              json_object_update(o, more2) < 0;
+    int bad = !more || !more2 || !more3 || !lat || json_object_update(o, more) < 0 ||
+              json_object_update(o, more2) < 0 || json_object_update(o, more3) < 0;
     json_decref(more);
     json_decref(more2);
+    json_decref(more3);
     if (bad || json_object_set_new(o, "latency", lat) < 0) { /* set_new takes lat either way */
         if (bad)
             json_decref(lat);

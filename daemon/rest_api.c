@@ -18,7 +18,8 @@
  *
  * Exports: GET endpoints (status, metrics) report exports open on this node
  * and never open one (opening takes the write lease); drain, resize,
- * promote, compact, delete and the snapshot endpoints open an export that
+ * promote, compact, delete, fenced/export, fenced/discard and the snapshot
+ * endpoints open an export that
  * exists in the store but is not open, like a connecting client would, and
  * the registry closes it again once idle.
  *
@@ -35,6 +36,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <microhttpd.h>
@@ -338,6 +340,8 @@ static int h_export_metrics(struct call *c);
 static int h_snapshot_create(struct call *c);
 static int h_snapshot_list(struct call *c);
 static int h_snapshot_delete(struct call *c);
+static int h_fenced_discard(struct call *c);
+static int h_fenced_export(struct call *c);
 
 struct route {
     const char *method;
@@ -364,6 +368,8 @@ static const struct route routes[] = {
     { "POST", "/api/exports/{name}/snapshots", h_snapshot_create, "timeout_s" },
     { "GET", "/api/exports/{name}/snapshots", h_snapshot_list, "" },
     { "DELETE", "/api/exports/{name}/snapshots/{snap}", h_snapshot_delete, "" },
+    { "POST", "/api/exports/{name}/fenced/discard", h_fenced_discard, "" },
+    { "POST", "/api/exports/{name}/fenced/export", h_fenced_export, "" },
 };
 #define NROUTES (sizeof routes / sizeof routes[0])
 
@@ -694,12 +700,13 @@ static void drain_unmark(struct gd_rest *r, const char *name)
     }
 }
 
-/* fenced: another node took the lease from us; draining: an API drain runs;
+/* fenced: another node took the lease from us, or we came back with data of
+ * a lost lease kept aside (until it is discarded); draining: an API drain runs;
  * idle: no clients and no lease here (handed back when the last client left;
  * the next client takes it again, or another node promotes). */
 static const char *state_of(const struct glidefs_stats *st, int conns, bool draining)
 {
-    if (st->fenced)
+    if (st->fenced || (st->fenced_bytes && st->read_only))
         return "fenced";
     if (draining)
         return "draining";
@@ -1253,6 +1260,141 @@ static int h_compact(struct call *c)
                                 J(res.bytes_reclaimed), "stored_bytes", J(res.stored_bytes),
                                 "live_bytes", J(res.live_bytes), "duration_ms",
                                 J(mono_ms() - t0)));
+}
+
+/* ------------------------------------------------------------------------ */
+/* Fenced data: what a node wrote under a lease it lost (kept aside at open)  */
+/* ------------------------------------------------------------------------ */
+
+/* Open (like drain) the export and check it has fenced data kept aside.
+ * 0, or -1 after fail(). */
+static int get_fenced(struct call *c, struct gd_export **e, struct glidefs_stats *st)
+{
+    if (get_export(c, 0, e) < 0)
+        return -1;
+    if (export_stats(c, *e, st) < 0) {
+        gd_export_release(*e, 0);
+        return -1;
+    }
+    if (st->fenced_bytes == 0) {
+        gd_export_release(*e, 0);
+        return fail(c, 409, "export %s has no fenced data kept aside on this node%s", c->name,
+                    st->fenced ? " yet (it is set aside when the export is next opened: "
+                                 "disconnect its clients)" : "");
+    }
+    return 0;
+}
+
+static int h_fenced_discard(struct call *c)
+{
+    if (c->len) { /* no body expected; refuse one rather than ignore it */
+        json_t *j = body_object(c);
+        if (!j)
+            return -1;
+        int bad = only_fields(c, j, "");
+        json_decref(j);
+        if (bad < 0)
+            return -1;
+    }
+    struct gd_export *e = NULL;
+    struct glidefs_stats st;
+    if (get_fenced(c, &e, &st) < 0)
+        return -1;
+    int rc = glidefs_fenced_discard(gd_export_volume(e));
+    if (rc < 0) {
+        gd_export_release(e, 0);
+        return fail(c, status_for(rc), "discarding the fenced data of export %s failed: %s",
+                    c->name, glidefs_strerror(rc));
+    }
+    gd_warn("api: export %s: discarded %" PRIu64 " bytes of fenced data (never uploaded)",
+            c->name, st.fenced_bytes);
+    return answer_export(c, 200, e, "discarded_bytes", json_integer(J(st.fenced_bytes)));
+}
+
+/* POST .../fenced/export {"path": "/abs/new-file.raw"}: the fenced node's
+ * view as a sparse raw image. The daemon may run as root, so the path is
+ * checked before anything is written: absolute, no "." or ".." component,
+ * outside the cache dir, its directory must exist, and the file must not:
+ * it is created (O_EXCL, no symlink followed, mode 0600) and never
+ * overwrites anything. A failed export removes what it created. */
+static int h_fenced_export(struct call *c)
+{
+    json_t *j = body_object(c);
+    if (!j)
+        return -1;
+    if (only_fields(c, j, "path") < 0) {
+        json_decref(j);
+        return -1;
+    }
+    json_t *jp = json_object_get(j, "path");
+    if (!json_is_string(jp)) {
+        json_decref(j);
+        return fail(c, 400, "\"path\" (a string: the absolute path of a new file on the "
+                            "glidefsd host) is required");
+    }
+    char path[4096];
+    size_t plen = json_string_length(jp);
+    int bad = plen == 0 || plen >= sizeof path || strlen(json_string_value(jp)) != plen;
+    if (!bad)
+        memcpy(path, json_string_value(jp), plen + 1);
+    json_decref(j);
+    if (bad || path[0] != '/' || path[plen - 1] == '/' || strstr(path, "/./") ||
+        strstr(path, "/../") || (plen >= 2 && strcmp(path + plen - 2, "/.") == 0) ||
+        (plen >= 3 && strcmp(path + plen - 3, "/..") == 0))
+        return fail(c, 400, "\"path\" must be an absolute path to a file, without \".\" or "
+                            "\"..\" components");
+    const char *cache = c->r->cfg->cache_dir;
+    size_t cl = cache ? strlen(cache) : 0;
+    while (cl > 1 && cache[cl - 1] == '/')
+        cl--;
+    if (cl && strncmp(path, cache, cl) == 0 && (path[cl] == '/' || path[cl] == 0))
+        return fail(c, 400, "\"path\" is inside the cache dir (%s): choose another directory",
+                    cache);
+    char dir[4096];
+    memcpy(dir, path, plen + 1);
+    *strrchr(dir, '/') = 0;
+    struct stat sb;
+    if (stat(dir[0] ? dir : "/", &sb) < 0 || !S_ISDIR(sb.st_mode))
+        return fail(c, 400, "the directory of \"path\" does not exist on the glidefsd host");
+
+    struct gd_export *e = NULL;
+    struct glidefs_stats st;
+    if (get_fenced(c, &e, &st) < 0)
+        return -1;
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        int err = errno;
+        gd_export_release(e, 0);
+        if (err == EEXIST)
+            return fail(c, 409, "%s exists: the export never overwrites a file (choose a new "
+                        "path, or remove it)", path);
+        return fail(c, err == EACCES || err == EPERM ? 403 : 400, "cannot create %s: %s", path,
+                    strerror(err));
+    }
+    int64_t t0 = mono_ms();
+    uint64_t epoch = 0;
+    int rc = glidefs_fenced_export(gd_export_volume(e), fd, &epoch);
+    if (close(fd) < 0 && rc == 0)
+        rc = -errno;
+    if (rc < 0) {
+        unlink(path);
+        gd_export_release(e, 0);
+        if (rc == -ENODATA)
+            return fail(c, 410, "export %s: the store no longer holds all of this node's view "
+                        "of its epoch (the newer writer has compacted it away); nothing was "
+                        "written; the fenced data stays kept aside", c->name);
+        if (rc == -ENOENT)
+            return fail(c, 409, "export %s has no fenced data kept aside on this node", c->name);
+        return fail(c, status_for(rc), "exporting the fenced data of export %s failed: %s "
+                    "(see the glidefsd log); %s was removed", c->name, glidefs_strerror(rc),
+                    path);
+    }
+    gd_info("api: export %s: fenced view of epoch %" PRIu64 " written to %s", c->name, epoch,
+            path);
+    return answer_export(c, 200, e, NULL,
+                         json_pack("{s:{s:s, s:I, s:I, s:I}}", "fenced_export", "path", path,
+                                   "epoch", J(epoch), "size_bytes", J(st.size_bytes),
+                                   "duration_ms", J(mono_ms() - t0)));
 }
 
 /* ------------------------------------------------------------------------ */

@@ -1,6 +1,34 @@
 /*
  * blockmap.c — the block map and segment table (see blockmap.h). Segments are
  * added in (epoch, seq) order, so the table is sorted and lookups bisect.
+ *
+ * Packed entry, 16 bytes (struct gfs_bm_slot):
+ *   seg  u32  segment index; 0 = NONE (all zero), HOLE, or ESC (the entry is
+ *             in the overflow table `big`, unpacked)
+ *   crc  u32  CRC-32C of the stored bytes (HOLE: low half of write_seq)
+ *   w    u64  HOLE: high half of write_seq in the low 32 bits. Otherwise
+ *             offset:23 | length:18 | flags:2 (ZSTD, SEALED) | dseq:21, where
+ *             dseq = write_seq - segs[seg].ws_base as a signed 21-bit value;
+ *             ws_base is the write_seq of the first entry stored into that
+ *             segment (a segment's blocks are uploaded together, so their
+ *             write_seqs are close; compaction copies keep theirs, and the
+ *             rare far one goes to the overflow table).
+ * What does not fit (offset >= 8 MiB, length 0 or >= 256 KiB, other flags,
+ * a write_seq more than 2^20 away from the base) is stored unpacked in the
+ * overflow hash table, marked ESC in the page. With the default 128 KiB
+ * blocks and 25 blocks per segment (3.3 MB segments) everything packs.
+ *
+ * Memory math (128 KiB blocks, 25 blocks per segment):
+ *   entries   16 B per block, in 64 KiB pages of 4096 entries (512 MiB of
+ *             volume each) allocated on the first write into their range;
+ *   directory 4 KiB pages of 512 page pointers (256 GiB of volume each),
+ *             allocated with their first page; a top array of 8 B per 256 GiB
+ *             (32 KiB for 1 PiB), the only cost of a sparse volume's size;
+ *   segments  64 B per segment = 2.6 B per block at 25 blocks per segment.
+ *   A fully written 1 TiB volume: 8 Mi blocks x 16 B = 128 MiB of entries,
+ *   16 KiB of directory, 335,545 segments x 64 B = 20.5 MiB. No doubling
+ *   slack on entries; the segment table doubles, but realloc of a large
+ *   table only maps the new half (pages are touched when segments arrive).
  */
 #include "blockmap.h"
 
@@ -8,9 +36,32 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define SEG_ESC (GFS_BM_HOLE - 1u) /* never a segment index: seg_add stops below */
+
+#define OFF_BITS 23
+#define LEN_BITS 18
+#define FLG_BITS 2
+#define DSQ_BITS 21
+#define LEN_SHIFT OFF_BITS
+#define FLG_SHIFT (LEN_SHIFT + LEN_BITS)
+#define DSQ_SHIFT (FLG_SHIFT + FLG_BITS)
+#define MASK(n) ((UINT64_C(1) << (n)) - 1)
+#define DSQ_MIN (-(INT64_C(1) << (DSQ_BITS - 1)))
+#define DSQ_MAX ((INT64_C(1) << (DSQ_BITS - 1)) - 1)
+#define PACK_FLAGS 0x6u /* GFS_SEGF_ZSTD | GFS_SEGF_SEALED (segment.h) */
+
+_Static_assert(DSQ_SHIFT + DSQ_BITS == 64, "packed word is 64 bits");
+_Static_assert(sizeof(struct gfs_bm_slot) == 16, "a packed entry is 16 bytes");
+
+static int is_seg(uint32_t s)
+{
+    return s != GFS_BM_NONE && s != GFS_BM_HOLE && s != SEG_ESC;
+}
+
 int gfs_bm_init(struct gfs_blockmap *bm, uint64_t nblocks)
 {
     memset(bm, 0, sizeof *bm);
+    gfs_u64map_init(&bm->big);
     bm->segcap = 64;
     bm->segs = calloc(bm->segcap, sizeof *bm->segs);
     if (!bm->segs)
@@ -21,9 +72,20 @@ int gfs_bm_init(struct gfs_blockmap *bm, uint64_t nblocks)
 
 void gfs_bm_free(struct gfs_blockmap *bm)
 {
-    for (size_t i = 0; i < bm->nchunks; i++)
-        free(bm->chunks[i]);
-    free(bm->chunks);
+    for (size_t i = 0; i < bm->ndir; i++) {
+        if (!bm->dir[i])
+            continue;
+        for (size_t k = 0; k < GFS_BM_DIR; k++)
+            free(bm->dir[i][k]);
+        free(bm->dir[i]);
+    }
+    free(bm->dir);
+    size_t it = 0;
+    uint64_t key;
+    void *val;
+    while (gfs_u64map_next(&bm->big, &it, &key, &val))
+        free(val);
+    gfs_u64map_free(&bm->big);
     free(bm->segs);
     memset(bm, 0, sizeof *bm);
 }
@@ -32,17 +94,86 @@ int gfs_bm_grow(struct gfs_blockmap *bm, uint64_t nblocks)
 {
     if (nblocks < bm->nblocks)
         return -EINVAL;
-    size_t need = (size_t)((nblocks + GFS_BM_CHUNK - 1) >> GFS_BM_CHUNK_SHIFT);
-    if (need > bm->nchunks) {
-        struct gfs_bm_entry **c = realloc(bm->chunks, need * sizeof *c);
-        if (!c)
+    uint64_t pages = (nblocks + GFS_BM_CHUNK - 1) >> GFS_BM_CHUNK_SHIFT;
+    uint64_t need = (pages + GFS_BM_DIR - 1) >> GFS_BM_DIR_SHIFT;
+    if (need > SIZE_MAX / sizeof *bm->dir)
+        return -EINVAL;
+    if (need > bm->ndir) {
+        struct gfs_bm_slot ***d = realloc(bm->dir, (size_t)need * sizeof *d);
+        if (!d)
             return -ENOMEM;
-        memset(c + bm->nchunks, 0, (need - bm->nchunks) * sizeof *c);
-        bm->chunks = c;
-        bm->nchunks = need;
+        memset(d + bm->ndir, 0, ((size_t)need - bm->ndir) * sizeof *d);
+        bm->dir = d;
+        bm->ndir = (size_t)need;
     }
     bm->nblocks = nblocks;
     return 0;
+}
+
+static struct gfs_bm_slot *slot_of(const struct gfs_blockmap *bm, uint64_t b)
+{
+    uint64_t p = b >> GFS_BM_CHUNK_SHIFT;
+    struct gfs_bm_slot **dp = bm->dir[p >> GFS_BM_DIR_SHIFT];
+    if (!dp)
+        return NULL;
+    struct gfs_bm_slot *pg = dp[p & (GFS_BM_DIR - 1)];
+    return pg ? &pg[b & (GFS_BM_CHUNK - 1)] : NULL;
+}
+
+static struct gfs_bm_entry unpack(const struct gfs_blockmap *bm, uint64_t b,
+                                  const struct gfs_bm_slot *s)
+{
+    struct gfs_bm_entry e = {0};
+    if (s->seg == GFS_BM_NONE)
+        return e;
+    if (s->seg == SEG_ESC) {
+        const struct gfs_bm_entry *x = gfs_u64map_get(&bm->big, b);
+        return x ? *x : e;
+    }
+    e.seg = s->seg;
+    if (s->seg == GFS_BM_HOLE) {
+        e.write_seq = (s->w << 32) | s->crc;
+        return e;
+    }
+    e.crc = s->crc;
+    e.offset = (uint32_t)(s->w & MASK(OFF_BITS));
+    e.length = (uint32_t)((s->w >> LEN_SHIFT) & MASK(LEN_BITS));
+    e.flags = (uint32_t)((s->w >> FLG_SHIFT) & MASK(FLG_BITS)) << 1;
+    uint64_t d = s->w >> DSQ_SHIFT; /* sign-extend the 21-bit delta */
+    int64_t sd = (int64_t)(d ^ (UINT64_C(1) << (DSQ_BITS - 1))) - (INT64_C(1) << (DSQ_BITS - 1));
+    e.write_seq = bm->segs[s->seg].ws_base + (uint64_t)sd;
+    return e;
+}
+
+/* Pack e into *s if it fits (1), else 0. May set the segment's ws_base. */
+static int pack(struct gfs_blockmap *bm, const struct gfs_bm_entry *e, struct gfs_bm_slot *s)
+{
+    if (e->seg == GFS_BM_NONE) {
+        *s = (struct gfs_bm_slot){0};
+        return 1;
+    }
+    if (e->seg == GFS_BM_HOLE) {
+        if (e->offset || e->length || e->crc || e->flags)
+            return 0;
+        *s = (struct gfs_bm_slot){GFS_BM_HOLE, (uint32_t)e->write_seq, e->write_seq >> 32};
+        return 1;
+    }
+    if (!is_seg(e->seg) || e->seg >= bm->nsegs || e->offset > MASK(OFF_BITS) ||
+        e->length == 0 || e->length > MASK(LEN_BITS) || (e->flags & ~PACK_FLAGS))
+        return 0;
+    struct gfs_bm_seg *sg = &bm->segs[e->seg];
+    if (!sg->ws_known) {
+        sg->ws_base = e->write_seq;
+        sg->ws_known = 1;
+    }
+    int64_t d = (int64_t)(e->write_seq - sg->ws_base);
+    if (d < DSQ_MIN || d > DSQ_MAX)
+        return 0;
+    s->seg = e->seg;
+    s->crc = e->crc;
+    s->w = (uint64_t)e->offset | ((uint64_t)e->length << LEN_SHIFT) |
+           ((uint64_t)(e->flags >> 1) << FLG_SHIFT) | (((uint64_t)d & MASK(DSQ_BITS)) << DSQ_SHIFT);
+    return 1;
 }
 
 struct gfs_bm_entry gfs_bm_get(const struct gfs_blockmap *bm, uint64_t b)
@@ -50,33 +181,109 @@ struct gfs_bm_entry gfs_bm_get(const struct gfs_blockmap *bm, uint64_t b)
     struct gfs_bm_entry none = {0};
     if (b >= bm->nblocks)
         return none;
-    const struct gfs_bm_entry *c = bm->chunks[b >> GFS_BM_CHUNK_SHIFT];
-    return c ? c[b & (GFS_BM_CHUNK - 1)] : none;
+    const struct gfs_bm_slot *s = slot_of(bm, b);
+    return s ? unpack(bm, b, s) : none;
 }
 
 int gfs_bm_set(struct gfs_blockmap *bm, uint64_t b, const struct gfs_bm_entry *e)
 {
     if (b >= bm->nblocks)
         return -EINVAL;
-    struct gfs_bm_entry **cp = &bm->chunks[b >> GFS_BM_CHUNK_SHIFT];
-    if (!*cp) {
+    struct gfs_bm_slot *s = slot_of(bm, b);
+    if (!s) {
         if (e->seg == GFS_BM_NONE)
             return 0;
-        *cp = calloc(GFS_BM_CHUNK, sizeof **cp);
-        if (!*cp)
+        uint64_t p = b >> GFS_BM_CHUNK_SHIFT;
+        struct gfs_bm_slot ***dp = &bm->dir[p >> GFS_BM_DIR_SHIFT];
+        if (!*dp) {
+            *dp = calloc(GFS_BM_DIR, sizeof **dp);
+            if (!*dp)
+                return -ENOMEM;
+        }
+        struct gfs_bm_slot **pp = &(*dp)[p & (GFS_BM_DIR - 1)];
+        *pp = calloc(GFS_BM_CHUNK, sizeof **pp);
+        if (!*pp)
             return -ENOMEM;
+        bm->pages++;
+        s = &(*pp)[b & (GFS_BM_CHUNK - 1)];
     }
-    struct gfs_bm_entry *old = &(*cp)[b & (GFS_BM_CHUNK - 1)];
-    if (old->seg != GFS_BM_NONE && old->seg != GFS_BM_HOLE && old->seg < bm->nsegs)
-        bm->segs[old->seg].live_bytes -= old->length;
-    if (e->seg != GFS_BM_NONE && e->seg != GFS_BM_HOLE && e->seg < bm->nsegs)
+    struct gfs_bm_entry old = unpack(bm, b, s);
+    struct gfs_bm_slot ns;
+    if (!pack(bm, e, &ns)) {
+        struct gfs_bm_entry *x = s->seg == SEG_ESC ? gfs_u64map_get(&bm->big, b) : NULL;
+        if (!x) {
+            x = malloc(sizeof *x);
+            if (!x)
+                return -ENOMEM;
+            int r = gfs_u64map_put(&bm->big, b, x);
+            if (r < 0) {
+                free(x);
+                return r;
+            }
+        }
+        *x = *e;
+        x->pad_ = 0;
+        ns = (struct gfs_bm_slot){.seg = SEG_ESC};
+    } else if (s->seg == SEG_ESC) {
+        free(gfs_u64map_del(&bm->big, b));
+    }
+    if (is_seg(old.seg) && old.seg < bm->nsegs)
+        bm->segs[old.seg].live_bytes -= old.length;
+    if (is_seg(e->seg) && e->seg < bm->nsegs)
         bm->segs[e->seg].live_bytes += e->length;
-    if (old->seg == GFS_BM_NONE && e->seg != GFS_BM_NONE)
+    if (old.seg == GFS_BM_NONE && e->seg != GFS_BM_NONE)
         bm->written_blocks++;
-    else if (old->seg != GFS_BM_NONE && e->seg == GFS_BM_NONE)
+    else if (old.seg != GFS_BM_NONE && e->seg == GFS_BM_NONE)
         bm->written_blocks--;
-    *old = *e;
+    *s = ns;
     return 0;
+}
+
+int gfs_bm_next(const struct gfs_blockmap *bm, uint64_t *b, struct gfs_bm_entry *e)
+{
+    uint64_t i = *b;
+    while (i < bm->nblocks) {
+        uint64_t p = i >> GFS_BM_CHUNK_SHIFT;
+        struct gfs_bm_slot **dp = bm->dir[p >> GFS_BM_DIR_SHIFT];
+        if (!dp) { /* skip the whole directory page */
+            i = ((p >> GFS_BM_DIR_SHIFT) + 1) << (GFS_BM_DIR_SHIFT + GFS_BM_CHUNK_SHIFT);
+            continue;
+        }
+        const struct gfs_bm_slot *pg = dp[p & (GFS_BM_DIR - 1)];
+        if (!pg) {
+            i = (p + 1) << GFS_BM_CHUNK_SHIFT;
+            continue;
+        }
+        uint64_t end = (p + 1) << GFS_BM_CHUNK_SHIFT;
+        if (end > bm->nblocks)
+            end = bm->nblocks;
+        for (; i < end; i++) {
+            const struct gfs_bm_slot *s = &pg[i & (GFS_BM_CHUNK - 1)];
+            if (s->seg != GFS_BM_NONE) {
+                *b = i;
+                *e = unpack(bm, i, s);
+                return 1;
+            }
+        }
+    }
+    return 0;
+}
+
+size_t gfs_bm_mem_bytes(const struct gfs_blockmap *bm)
+{
+    size_t n = bm->ndir * sizeof *bm->dir + bm->pages * GFS_BM_CHUNK * sizeof(struct gfs_bm_slot);
+    for (size_t i = 0; i < bm->ndir; i++)
+        if (bm->dir[i])
+            n += GFS_BM_DIR * sizeof *bm->dir[i];
+    n += (size_t)bm->segcap * sizeof *bm->segs;
+    n += bm->big.cap * (sizeof *bm->big.keys + sizeof *bm->big.vals) +
+         bm->big.count * sizeof(struct gfs_bm_entry);
+    return n;
+}
+
+size_t gfs_bm_overflow_count(const struct gfs_blockmap *bm)
+{
+    return bm->big.count;
 }
 
 static int cmp_es(uint64_t ae, uint64_t as, uint64_t be, uint64_t bs)
@@ -115,10 +322,10 @@ int64_t gfs_bm_seg_add(struct gfs_blockmap *bm, uint64_t epoch, uint64_t seq, ui
         if (cmp_es(last->epoch, last->seq, epoch, seq) > 0)
             return -EINVAL;
     }
-    if (bm->nsegs >= GFS_BM_HOLE - 1)
+    if (bm->nsegs >= SEG_ESC)
         return -ENOSPC;
     if (bm->nsegs == bm->segcap) {
-        uint32_t ncap = bm->segcap * 2;
+        uint32_t ncap = bm->segcap > UINT32_MAX / 2 ? UINT32_MAX : bm->segcap * 2;
         struct gfs_bm_seg *s = realloc(bm->segs, (size_t)ncap * sizeof *s);
         if (!s)
             return -ENOMEM;
@@ -126,11 +333,9 @@ int64_t gfs_bm_seg_add(struct gfs_blockmap *bm, uint64_t epoch, uint64_t seq, ui
         bm->segcap = ncap;
     }
     struct gfs_bm_seg *s = &bm->segs[bm->nsegs];
+    memset(s, 0, sizeof *s);
     s->epoch = epoch;
     s->seq = seq;
-    s->live_bytes = 0;
     s->total_bytes = total_bytes;
-    s->dead_since_ms = 0;
-    s->deleted = 0;
     return bm->nsegs++;
 }

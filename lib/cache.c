@@ -53,6 +53,15 @@ int64_t gfs_cache_lookup(struct gfs_cache *c, uint64_t block, uint32_t seg, uint
     return (int64_t)(v - 1);
 }
 
+int gfs_cache_has(const struct gfs_cache *c, uint64_t block, uint32_t seg, uint32_t offset)
+{
+    uintptr_t v = (uintptr_t)gfs_u64map_get(&c->map, block);
+    if (!v)
+        return 0;
+    const struct gfs_cache_slot *s = &c->slots[v - 1];
+    return s->state == 1 || (s->state == 2 && s->seg == seg && s->offset == offset);
+}
+
 int gfs_cache_still(const struct gfs_cache *c, int64_t slot, uint64_t block, uint32_t gen)
 {
     /* Every change of a slot bumps gen, so an unchanged gen means unchanged

@@ -44,6 +44,9 @@ void gfs_cache_close(struct gfs_cache *c);
  * *gen, or -1. Marks the slot referenced. */
 int64_t gfs_cache_lookup(struct gfs_cache *c, uint64_t block, uint32_t seg, uint32_t offset,
                          uint32_t *gen);
+/* 1 if block is cached from (seg, offset) or being filled: read-ahead
+ * leaves it alone. Unlike lookup, does not mark the slot referenced. */
+int gfs_cache_has(const struct gfs_cache *c, uint64_t block, uint32_t seg, uint32_t offset);
 /* After reading a looked-up slot outside the lock: still the same data?
  * Safe to call without the lock. */
 int gfs_cache_still(const struct gfs_cache *c, int64_t slot, uint64_t block, uint32_t gen);

@@ -9,6 +9,12 @@
  * compaction.grace_ms has passed (readers following the store move on to the
  * new segments within that time). Old manifests beyond keep_manifests go too.
  *
+ * A step starts every compaction.interval_s, on demand, and, in between, as
+ * soon as the segments holding live data store more than
+ * compaction.max_stored_pct of it (then emptiest first down to about halfway,
+ * at most rate_mb_s of copies and manifests) or dead segments can be dated,
+ * covered by a manifest or deleted.
+ *
  * It runs in the syncer thread when that has nothing due, so it never races
  * an upload for segment numbers, never runs during a drain, and a drain never
  * waits on it for more than one step. A fenced node never gets here: only
@@ -27,6 +33,16 @@
 #include "cleanup.h"
 #include "crc32c.h"
 #include "segment.h"
+
+/* A segment compaction must leave alone: a snapshot names it, or it is of
+ * an epoch held for the fenced node that wrote it (snapshot.c,
+ * gfs_fence_hold). Lock held. */
+static int kept(const struct glidefs_volume *v, const struct gfs_bm_seg *s)
+{
+    return gfs_pinned(v, s->epoch, s->seq) ||
+           ((s->epoch >> GFS_ORIGIN_SHIFT) == v->meta.depth &&
+            gfs_held_epoch(v, s->epoch & GFS_EPOCH_MASK));
+}
 
 struct moved {
     uint64_t block;
@@ -135,8 +151,13 @@ static int write_copy(struct glidefs_volume *v, struct moved *mv, uint32_t n,
     return 0;
 }
 
-/* Rewrite candidate segments (lock held; dropped for I/O). */
-static int rewrite(struct glidefs_volume *v, uint64_t budget, struct glidefs_compact_result *res)
+/* Rewrite candidate segments (lock held; dropped for I/O). Two ways to choose: below min_live_pct (timer and on-demand cycles), or,
+ * with a ratio target (bytes the partly live segments may keep in total),
+ * any segment with dead bytes, emptiest first, until the target is met:
+ * emptiest first moves the fewest live bytes per dead byte reclaimed, and no
+ * fixed live threshold leaves up to 1/threshold x behind. */
+static int rewrite(struct glidefs_volume *v, uint64_t budget, uint64_t target,
+                   struct glidefs_compact_result *res)
 {
     uint32_t nsegs = v->bm.nsegs;
     CLEANUP_FREE struct cand *cands = calloc(nsegs, sizeof *cands);
@@ -144,23 +165,32 @@ static int rewrite(struct glidefs_volume *v, uint64_t budget, struct glidefs_com
     if (!cands || !is_cand)
         return -ENOMEM;
     uint32_t nc = 0;
+    uint64_t stored = 0;
     for (uint32_t i = 1; i < nsegs; i++) {
         struct gfs_bm_seg *s = &v->bm.segs[i];
         if (s->deleted || s->total_bytes == 0 || s->live_bytes == 0)
             continue;
         if ((s->epoch >> GFS_ORIGIN_SHIFT) != v->meta.depth)
             continue; /* an ancestor's segment: shared, never ours to rewrite */
-        if (s->live_bytes * 100 >= (uint64_t)v->comp_min_live_pct * s->total_bytes)
+        if (target && kept(v, s))
+            continue; /* a snapshot keeps it: a copy would reclaim nothing */
+        stored += s->total_bytes;
+        if (target ? s->live_bytes >= s->total_bytes
+                   : s->live_bytes * 100 >= (uint64_t)v->comp_min_live_pct * s->total_bytes)
             continue;
         cands[nc++] = (struct cand){i, s->live_bytes, s->total_bytes};
     }
-    if (nc == 0)
+    if (nc == 0 || (target && stored <= target))
         return 0;
     qsort(cands, nc, sizeof *cands, cmp_cand);
     uint64_t sum = 0;
     uint32_t take = 0;
-    while (take < nc && (take == 0 || sum + cands[take].live <= budget))
-        sum += cands[take++].live;
+    while (take < nc && (take == 0 || sum + cands[take].live <= budget) &&
+           (!target || stored > target)) {
+        sum += cands[take].live;
+        stored -= cands[take].total - cands[take].live; /* the copy stays, the rest goes */
+        take++;
+    }
     for (uint32_t i = 0; i < take; i++)
         is_cand[cands[i].seg] = 1;
 
@@ -169,12 +199,10 @@ static int rewrite(struct glidefs_volume *v, uint64_t budget, struct glidefs_com
     CLEANUP_FREE struct moved *mv = malloc(cap * sizeof *mv);
     if (!mv)
         return -ENOMEM;
-    for (size_t c = 0; c < v->bm.nchunks; c++) {
-        const struct gfs_bm_entry *ch = v->bm.chunks[c];
-        if (!ch)
-            continue;
-        for (uint32_t k = 0; k < GFS_BM_CHUNK; k++) {
-            uint32_t sg = ch[k].seg;
+    struct gfs_bm_entry ce;
+    for (uint64_t b = 0; gfs_bm_next(&v->bm, &b, &ce); b++) {
+        {
+            uint32_t sg = ce.seg;
             if (sg == GFS_BM_NONE || sg == GFS_BM_HOLE || sg >= nsegs || !is_cand[sg])
                 continue;
             if (nm == cap) {
@@ -184,8 +212,8 @@ static int rewrite(struct glidefs_volume *v, uint64_t budget, struct glidefs_com
                 mv = nmv;
                 cap *= 2;
             }
-            mv[nm].block = ((uint64_t)c << GFS_BM_CHUNK_SHIFT) + k;
-            mv[nm].old = ch[k];
+            mv[nm].block = b;
+            mv[nm].old = ce;
             nm++;
         }
     }
@@ -267,8 +295,8 @@ static int mark_dead(struct glidefs_volume *v)
         struct gfs_bm_seg *s = &v->bm.segs[i];
         if (s->deleted || s->live_bytes != 0 || s->total_bytes == 0)
             continue;
-        if ((s->epoch >> GFS_ORIGIN_SHIFT) != v->meta.depth || gfs_pinned(v, s->epoch, s->seq))
-            continue; /* shared with an ancestor, or held by a snapshot */
+        if ((s->epoch >> GFS_ORIGIN_SHIFT) != v->meta.depth || kept(v, s))
+            continue; /* shared with an ancestor, held by a snapshot or for a fenced node */
         if (!s->dead_since_ms) {
             s->dead_since_ms = now;
             s->dead_gen = v->manifest_gen;
@@ -282,6 +310,7 @@ static int mark_dead(struct glidefs_volume *v)
 static void reap(struct glidefs_volume *v, struct glidefs_compact_result *res)
 {
     int64_t now = gfs_now_ms();
+    int confirmed = 0; /* the lease re-read before the first delete */
     for (uint32_t i = 1; i < v->bm.nsegs; i++) {
         struct gfs_bm_seg *s = &v->bm.segs[i];
         if (s->deleted || s->live_bytes != 0 || s->total_bytes == 0 || !s->dead_since_ms)
@@ -289,6 +318,15 @@ static void reap(struct glidefs_volume *v, struct glidefs_compact_result *res)
         /* a manifest stored after it died must exist, and readers had time */
         if (v->manifest_gen <= s->dead_gen || now - s->dead_since_ms < v->comp_grace_ms)
             continue;
+        if (!confirmed) {
+            pthread_mutex_unlock(&v->lock);
+            int cr = gfs_own_confirm(v);
+            pthread_mutex_lock(&v->lock);
+            if (cr < 0)
+                return; /* deposed (or cannot tell): delete nothing */
+            confirmed = 1;
+            s = &v->bm.segs[i];
+        }
         char key[512];
         gfs_seg_key(key, sizeof key, v->name, s->epoch & GFS_EPOCH_MASK, s->seq);
         uint64_t size = s->total_bytes;
@@ -313,15 +351,38 @@ static void reap(struct glidefs_volume *v, struct glidefs_compact_result *res)
         size_t n = v->ngarbage;
         v->garbage = NULL;
         v->ngarbage = 0;
+        /* a held epoch's late segments are garbage to us, not to its node */
+        uint8_t *held = calloc(n ? n : 1, 1);
+        int any = 0;
+        for (size_t i = 0; held && i < n; i++) {
+            uint64_t e, q;
+            held[i] = gfs_parse_epoch_seq(strrchr(g[i], '/') + 1, &e, &q) == 0 &&
+                      gfs_held_epoch(v, e);
+            any |= !held[i];
+        }
         pthread_mutex_unlock(&v->lock);
         uint64_t done = 0;
+        size_t left = 0;
+        int ok = held && any && (confirmed || gfs_own_confirm(v) == 0);
         for (size_t i = 0; i < n; i++) {
-            if (v->store->ops->del(v->store, g[i]) == 0)
-                done++;
-            free(g[i]);
+            if (ok && !held[i]) {
+                if (v->store->ops->del(v->store, g[i]) == 0)
+                    done++;
+                free(g[i]);
+            } else {
+                g[left++] = g[i]; /* for a later step (the hold expires) */
+            }
         }
-        free(g);
+        free(held);
         pthread_mutex_lock(&v->lock);
+        if (left && !v->garbage) {
+            v->garbage = g;
+            v->ngarbage = left;
+        } else {
+            for (size_t i = 0; i < left; i++)
+                free(g[i]);
+            free(g);
+        }
         res->segments_deleted += done;
         v->st.segments_deleted += done;
     }
@@ -374,21 +435,84 @@ static void prune_manifests(struct glidefs_volume *v, struct glidefs_compact_res
     (void)res;
 }
 
+/* Sizes of our own segments (lock held): stored and live bytes of those
+ * still holding live data, and whether dead ones wait for a manifest or a
+ * delete. */
+struct usage {
+    uint64_t stored, live;
+    int dead_waiting;
+};
+
+static struct usage usage_of(const struct glidefs_volume *v, int64_t now)
+{
+    struct usage u = {0};
+    for (uint32_t i = 1; i < v->bm.nsegs; i++) {
+        const struct gfs_bm_seg *s = &v->bm.segs[i];
+        if (s->deleted || s->total_bytes == 0 || (s->epoch >> GFS_ORIGIN_SHIFT) != v->meta.depth)
+            continue;
+        if (s->live_bytes) {
+            if (kept(v, s))
+                continue; /* held by a snapshot: compaction cannot shrink it */
+            u.stored += s->total_bytes;
+            u.live += s->live_bytes;
+        } else if (!kept(v, s) &&
+                   (!s->dead_since_ms || v->manifest_gen <= s->dead_gen ||
+                    now - s->dead_since_ms >= v->comp_grace_ms)) {
+            u.dead_waiting = 1; /* to date, to cover by a manifest, or to delete */
+        }
+    }
+    return u;
+}
+
+#define RATIO_CHECK_MS 200
+#define RATIO_MIN_GAP_MS 1000
+
 int gfs_compact_step(struct glidefs_volume *v, int requested)
 {
     if (!v->owner || v->fenced)
         return 0;
     int64_t now = gfs_now_ms();
-    if (!requested && (v->comp_interval_ms <= 0 || now < v->comp_next_ms))
-        return 0;
-    v->comp_next_ms = now + (v->comp_interval_ms > 0 ? v->comp_interval_ms : 0);
+    int timer = v->comp_interval_ms > 0 && now >= v->comp_next_ms;
+    uint64_t target = 0;
+    if (!requested && !timer) {
+        /* Between cycles: as soon as garbage passes compaction.max_stored_pct
+         * of live data, or dead segments can go, at compaction.rate_mb_s.
+         * interval_s 0 keeps meaning "on demand only". */
+        if (v->comp_interval_ms <= 0 || now < v->comp_check_next_ms || now < v->comp_rate_next_ms)
+            return 0;
+        v->comp_check_next_ms = now + RATIO_CHECK_MS;
+        struct usage u = usage_of(v, now);
+        int pct = v->comp_max_stored_pct;
+        int over = pct > 0 && u.stored * 100 > u.live * (uint64_t)pct;
+        if (!over && !u.dead_waiting)
+            return 0;
+        if (over) {
+            /* aim halfway between all-live and the trigger, so that steps
+             * are few and not each a sliver */
+            target = u.live * (uint64_t)(100 + pct) / 200;
+            if (target == 0)
+                target = 1;
+        } else {
+            target = UINT64_MAX; /* nothing to rewrite: date, cover and delete dead ones */
+        }
+    }
+    if (timer)
+        v->comp_next_ms = now + v->comp_interval_ms;
+    if ((timer || requested) && v->nholds) {
+        pthread_mutex_unlock(&v->lock);
+        int er = gfs_fence_holds_expire(v);
+        pthread_mutex_lock(&v->lock);
+        if (er < 0)
+            gfs_warn(&v->log, "%s: expiring fenced holds: %s", v->name, glidefs_strerror(er));
+    }
     struct glidefs_compact_result res = {0};
     uint64_t budget = requested ? UINT64_MAX
+                      : target  ? v->comp_rate_bps * RATIO_MIN_GAP_MS / 1000 /* one gap's worth */
                                 : v->comp_rate_bps * (uint64_t)(v->comp_interval_ms / 1000 + 1);
-    int r = rewrite(v, budget, &res);
+    int r = target == UINT64_MAX ? 0 : rewrite(v, budget, target, &res);
     /* dead segments need a manifest, stored after they died, that no longer names them */
     int dead = mark_dead(v);
-    int need = 0;
+    int need = 0, wrote_manifest = 0;
     for (uint32_t i = 1; i < v->bm.nsegs && !need; i++)
         need = v->bm.segs[i].dead_since_ms && !v->bm.segs[i].deleted &&
                v->bm.segs[i].dead_gen >= v->manifest_gen;
@@ -398,6 +522,7 @@ int gfs_compact_step(struct glidefs_volume *v, int requested)
         pthread_mutex_unlock(&v->lock);
         r = gfs_volume_write_manifest(v);
         pthread_mutex_lock(&v->lock);
+        wrote_manifest = r == 0;
     }
     (void)dead;
     if (r == 0) {
@@ -413,6 +538,16 @@ int gfs_compact_step(struct glidefs_volume *v, int requested)
     }
     if (res.segments_rewritten || res.segments_deleted)
         v->st.compactions++;
+    if (target && (wrote_manifest || res.segments_rewritten || res.segments_deleted)) {
+        /* rate limit: what this step uploaded (copies, and the manifest at
+         * about 40 bytes a block) at rate_mb_s; and at most one such step
+         * (one manifest PUT) a second, however small the volume */
+        uint64_t sent = res.bytes_rewritten + (wrote_manifest ? v->bm.written_blocks * 40 : 0);
+        int64_t gap = (int64_t)(sent * 1000 / (v->comp_rate_bps ? v->comp_rate_bps : 1));
+        if (gap < RATIO_MIN_GAP_MS)
+            gap = RATIO_MIN_GAP_MS;
+        v->comp_rate_next_ms = gfs_now_ms() + gap;
+    }
     if (requested) {
         v->comp_last = res;
         if (r < 0)

@@ -858,6 +858,7 @@ static const struct keydef keys[] = {
     K_GIB("cache.disk_size_gb", cache_disk_size, 1, GIB_MAX, "cache.disk_size"),
     K_SIZE("cache.disk_size", cache_disk_size, (int64_t)MIB, SIZE_MAX_BYTES, 0,
            "cache.disk_size_gb"),
+    K_INT("cache.readahead_kb", cache_readahead_kb, 0, 1048576),
     K_STR("storage.url", storage_url, KF_REQUIRED, check_url),
     K_STR("storage.endpoint", storage_endpoint, 0, check_endpoint),
     K_STR("storage.region", storage_region, KF_REQUIRED, check_region),
@@ -897,6 +898,8 @@ static const struct keydef keys[] = {
     K_INT("compaction.rate_mb_s", compaction_rate_mb_s, 1, 100000),
     K_INT("compaction.grace_ms", compaction_grace_ms, 0, 3600000),
     K_INT("compaction.keep_manifests", compaction_keep_manifests, 1, 100),
+    K_INT("compaction.max_stored_pct", compaction_max_stored_pct, 0, 100000),
+    K_INT("compaction.fenced_hold_s", compaction_fenced_hold_s, 0, 31536000),
     {"cost.storage_gb_month", set_price, get_price, OFF(cost_storage_gb_month), 0, 0, 0, NULL,
      NULL},
     {"cost.put_per_1000", set_price, get_price, OFF(cost_put_per_1000), 0, 0, 0, NULL, NULL},
@@ -983,6 +986,7 @@ int gfs_config_init_defaults(struct glidefs_config *cfg)
     memset(cfg, 0, sizeof(*cfg));
     cfg->cache_dir = strdup("/var/cache/glidefs");
     cfg->cache_disk_size = 100 * GIB;
+    cfg->cache_readahead_kb = 16384;
     cfg->storage_url = strdup("file:///var/lib/glidefs/store");
     cfg->storage_region = strdup("us-east-1");
     cfg->storage_tls_verify = 1;
@@ -1006,8 +1010,10 @@ int gfs_config_init_defaults(struct glidefs_config *cfg)
     cfg->compaction_min_live_pct = 75;
     cfg->compaction_interval_s = 300;
     cfg->compaction_rate_mb_s = 32;
-    cfg->compaction_grace_ms = 10000;
+    cfg->compaction_grace_ms = 2000; /* 2x the longest refresh period of a follower */
     cfg->compaction_keep_manifests = 2;
+    cfg->compaction_max_stored_pct = 110;
+    cfg->compaction_fenced_hold_s = 604800; /* a week to export what a fenced node kept */
     cfg->cost_storage_gb_month = 0.023;
     cfg->cost_put_per_1000 = 0.005;
     cfg->cost_get_per_1000 = 0.0004;

@@ -15,6 +15,7 @@ struct glidefs_config {
     /* cache: */
     char *cache_dir;                /* default /var/cache/glidefs */
     uint64_t cache_disk_size;       /* cache.disk_size_gb, bytes; default 100 GiB */
+    int cache_readahead_kb;         /* sequential read-ahead window; 0 = off; default 16384 */
 
     /* storage: */
     char *storage_url;              /* s3://bucket/prefix or file:///dir; default file:///var/lib/glidefs/store */
@@ -56,8 +57,10 @@ struct glidefs_config {
     int compaction_min_live_pct;    /* rewrite segments less live than this; default 75 */
     int compaction_interval_s;      /* background cycle; 0 = on demand only; default 300 */
     int compaction_rate_mb_s;       /* upload budget of compaction; default 32 */
-    int compaction_grace_ms;        /* dead segments outlive their last manifest this long; default 10000 */
+    int compaction_grace_ms;        /* dead segments outlive their last manifest this long; default 2000 */
     int compaction_keep_manifests;  /* manifests kept; default 2 */
+    int compaction_max_stored_pct;  /* compact as soon as stored > this % of live; 0 = off; default 110 */
+    int compaction_fenced_hold_s;   /* keep a fenced epoch's view this long; 0 = not at all; default 604800 */
 
     /* cost: prices for the estimate in metrics (USD; defaults: S3 Standard us-east-1) */
     double cost_storage_gb_month;   /* 0.023 */

@@ -175,10 +175,23 @@ int gfs_dirty_clean(struct gfs_dirty *d, struct gfs_dirty_block *db, uint64_t up
     return 0;
 }
 
+uint32_t gfs_dirty_find(const struct gfs_dirty_block *db, uint32_t sector)
+{
+    uint32_t lo = 0, hi = db->n;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (db->ext[mid].start + db->ext[mid].count <= sector)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
 int gfs_dirty_covers(const struct gfs_dirty_block *db, uint32_t start, uint32_t count)
 {
     uint32_t pos = start, end = start + count;
-    for (uint32_t i = 0; i < db->n && pos < end; i++) {
+    for (uint32_t i = gfs_dirty_find(db, start); i < db->n && pos < end; i++) {
         const struct gfs_ext *e = &db->ext[i];
         if (e->start + e->count <= pos)
             continue;

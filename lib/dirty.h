@@ -68,6 +68,10 @@ int gfs_dirty_clean(struct gfs_dirty *d, struct gfs_dirty_block *db, uint64_t up
 /* Remove a block entry whatever it holds. */
 void gfs_dirty_remove(struct gfs_dirty *d, struct gfs_dirty_block *db);
 
+/* Index of the first extent that ends after sector (db->n if none): a
+ * binary search, the extents being sorted and disjoint. */
+uint32_t gfs_dirty_find(const struct gfs_dirty_block *db, uint32_t sector);
+
 /* 1 if the extents cover every sector of [start, start+count). */
 int gfs_dirty_covers(const struct gfs_dirty_block *db, uint32_t start, uint32_t count);
 

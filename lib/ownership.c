@@ -100,6 +100,7 @@ static int take(struct glidefs_volume *v, int force, int *got, int *busy)
         struct gfs_lease n = l;
         int64_t now = gfs_wall_ms();
         int same_epoch = 0;
+        uint64_t took = 0;
         if (!l.exists) {
             /* a volume without a lease (new): epoch 1, or past what the store has */
             memset(&n, 0, sizeof n);
@@ -124,9 +125,11 @@ static int take(struct glidefs_volume *v, int force, int *got, int *busy)
             if (r < 0)
                 return r;
             n.epoch = l.epoch + 1;
-            if (!l.released)
+            if (!l.released) {
                 gfs_warn(&v->log, "%s: taking the lease from node %s (%s)", v->name, l.node_id,
                          force ? "forced" : "its heartbeat expired");
+                took = l.epoch;
+            }
         } else {
             v->lease = l;
             *busy = 1;
@@ -142,6 +145,7 @@ static int take(struct glidefs_volume *v, int force, int *got, int *busy)
             return r;
         pthread_mutex_lock(&v->lock);
         become_owner(v, &n, same_epoch);
+        v->took_from_epoch = took;
         pthread_mutex_unlock(&v->lock);
         gfs_info(&v->log, "%s: holding the write lease, epoch %" PRIu64, v->name, n.epoch);
         *got = 1;
@@ -209,6 +213,39 @@ static void heartbeat(struct glidefs_volume *v)
             cur.exists ? cur.node_id : "?", cur.epoch);
     if (cur.exists)
         v->lease = cur;
+}
+
+/* Before deleting anything from the store: are we still the writer? A
+ * writer deposed a moment ago learns it only at its next heartbeat, and
+ * meanwhile the new writer reads segments we consider dead - dead only
+ * because of our late segments, which it ignores. If the lease still names
+ * us now, every segment we stored so far is visible to any later taker, so
+ * what is dead for us is dead for it: deleting after this check is safe.
+ * Not ours: we are fenced (as a heartbeat would find), -EROFS. */
+int gfs_own_confirm(struct glidefs_volume *v)
+{
+    struct gfs_lease cur;
+    int r = gfs_lease_read(v->store, v->name, &cur);
+    if (r < 0)
+        return r;
+    pthread_mutex_lock(&v->lock);
+    uint64_t epoch = v->epoch;
+    int ours = cur.exists && !cur.released && strcmp(cur.node_id, v->node_id) == 0 &&
+               cur.epoch == epoch;
+    if (!ours && v->owner) {
+        v->fenced = 1;
+        v->owner = 0;
+        v->read_only = 1;
+        pthread_cond_broadcast(&v->cond);
+        pthread_cond_broadcast(&v->syncer_cond);
+    }
+    pthread_mutex_unlock(&v->lock);
+    if (ours)
+        return 0;
+    gfs_err(&v->log, "%s: fenced: node %s holds the write lease (epoch %" PRIu64
+            "); deleting nothing, writes now fail and unsynced data stays in the journal",
+            v->name, cur.exists ? cur.node_id : "?", cur.epoch);
+    return -EROFS;
 }
 
 static void *own_main(void *arg)
@@ -297,7 +334,7 @@ int gfs_own_release(struct glidefs_volume *v)
     return 0;
 }
 
-GLIDEFS_API int glidefs_promote(glidefs_volume *v, int force)
+static int promote_locked(glidefs_volume *v, int force)
 {
     SCOPED_LOCK(&v->own_lock);
     pthread_mutex_lock(&v->lock);
@@ -336,6 +373,15 @@ GLIDEFS_API int glidefs_promote(glidefs_volume *v, int force)
     pthread_mutex_unlock(&v->lock);
     r = gfs_syncer_start(v);
     pthread_cond_broadcast(&v->own_cond); /* heartbeat on the new schedule */
+    return r;
+}
+
+GLIDEFS_API int glidefs_promote(glidefs_volume *v, int force)
+{
+    int r = promote_locked(v, force);
+    /* after own_lock is let go: the hold is a snapshot, which may drain */
+    if (r == 0)
+        gfs_fence_hold(v);
     return r;
 }
 

@@ -51,8 +51,20 @@ int gfs_manifest_pinned(const struct glidefs_volume *v, const char *key)
     return 0;
 }
 
+/* Is `epoch` (our own, without origin bits) held for a fenced node? (lock held) */
+int gfs_held_epoch(const struct glidefs_volume *v, uint64_t epoch)
+{
+    for (size_t i = 0; i < v->nholds; i++)
+        if (v->holds[i].epoch == epoch)
+            return 1;
+    return 0;
+}
+
 void gfs_snapshots_free(struct glidefs_volume *v)
 {
+    free(v->holds);
+    v->holds = NULL;
+    v->nholds = 0;
     free(v->pins);
     for (size_t i = 0; i < v->npinned_manifests; i++)
         free(v->pinned_manifests[i]);
@@ -192,12 +204,28 @@ int gfs_snapshots_load(struct glidefs_volume *v)
         size_t npins = 0;
         char **mans = NULL;
         size_t nmans = 0;
+        struct gfs_hold *holds = NULL;
+        size_t nholds = 0;
         for (size_t i = 0; i < l.n && r >= 0; i++) {
             struct snapinfo si;
-            r = snap_read(v->store, v->name, strrchr(l.keys[i], '/') + 1, &si);
+            const char *sname = strrchr(l.keys[i], '/') + 1;
+            r = snap_read(v->store, v->name, sname, &si);
             if (r == -ENOENT) {
                 r = 0;
                 continue;
+            }
+            if (r == 0 && strncmp(sname, GFS_FENCED_HOLD_PREFIX,
+                                  strlen(GFS_FENCED_HOLD_PREFIX)) == 0) {
+                char *end;
+                unsigned long long e =
+                    strtoull(sname + strlen(GFS_FENCED_HOLD_PREFIX), &end, 10);
+                struct gfs_hold *nh = realloc(holds, (nholds + 1) * sizeof *nh);
+                if (!nh)
+                    r = -ENOMEM;
+                else if (!*end && e)
+                    (holds = nh)[nholds++] = (struct gfs_hold){e, si.created_ms};
+                else
+                    holds = nh;
             }
             if (r < 0 || !si.manifest[0])
                 continue;
@@ -211,6 +239,7 @@ int gfs_snapshots_load(struct glidefs_volume *v)
         keylist_free(&l);
         if (r < 0) {
             pins_free(pins, mans, nmans);
+            free(holds);
             return r;
         }
         if (npins)
@@ -219,9 +248,12 @@ int gfs_snapshots_load(struct glidefs_volume *v)
         if (v->snap_gen != gen) {
             pthread_mutex_unlock(&v->lock);
             pins_free(pins, mans, nmans);
+            free(holds);
             continue;
         }
         gfs_snapshots_free(v);
+        v->holds = holds;
+        v->nholds = nholds;
         v->pins = pins;
         v->npins = npins;
         v->pinned_manifests = mans;
@@ -669,4 +701,71 @@ int gfs_purge_forget(struct gfs_objstore *st, const char *parent, const char *ch
         snprintf(s, sizeof s, "%s", gs);
     }
     return r;
+}
+
+/* We just took the write lease from a holder that had not released it
+ * (forced, or its heartbeat expired): that node may come back with writes
+ * it never uploaded, kept aside, and glidefs_fenced_export rebuilds its view
+ * from the store. Hold that view: an implicit snapshot "@fenced-<epoch>" of
+ * the state we took over pins its manifest and segments, and compaction
+ * keeps that epoch's late segments while it exists, until
+ * compaction.fenced_hold_s has passed (compactor.c). Best effort: a failure
+ * is logged, the takeover stands. */
+int gfs_fence_hold(struct glidefs_volume *v)
+{
+    pthread_mutex_lock(&v->lock);
+    uint64_t e = v->took_from_epoch;
+    v->took_from_epoch = 0;
+    pthread_mutex_unlock(&v->lock);
+    if (!e || v->fenced_hold_ms <= 0)
+        return 0;
+    char name[GLIDEFS_NAME_MAX + 8];
+    snprintf(name, sizeof name, "%s%" PRIu64, GFS_FENCED_HOLD_PREFIX, e);
+    int r = snapshot_take(v, name);
+    if (r == -EEXIST)
+        r = 0;
+    if (r < 0)
+        gfs_warn(&v->log, "%s: cannot hold the data of fenced epoch %" PRIu64
+                 " for its node: %s (its kept-aside writes may become unexportable once "
+                 "compaction runs)", v->name, e, glidefs_strerror(r));
+    else
+        gfs_info(&v->log, "%s: holding the view of fenced epoch %" PRIu64 " (snapshot %s)",
+                 v->name, e, name);
+    return r;
+}
+
+/* Holds older than compaction.fenced_hold_s go: that node had its time to
+ * export what it kept (it still can after, while the data happens to be
+ * there). Returns how many went, or a negative errno. */
+int gfs_fence_holds_expire(struct glidefs_volume *v)
+{
+    int64_t now = gfs_wall_ms();
+    int n = 0, r = 0;
+    pthread_mutex_lock(&v->lock);
+    size_t nh = v->nholds;
+    struct gfs_hold *h = nh ? malloc(nh * sizeof *h) : NULL;
+    if (h)
+        memcpy(h, v->holds, nh * sizeof *h);
+    pthread_mutex_unlock(&v->lock);
+    if (nh && !h)
+        return -ENOMEM;
+    for (size_t i = 0; i < nh && r >= 0; i++) {
+        if (v->fenced_hold_ms > 0 && now - h[i].created_ms < v->fenced_hold_ms)
+            continue;
+        char key[512];
+        snprintf(key, sizeof key, "nbd/%s/snap/%s%" PRIu64, v->name, GFS_FENCED_HOLD_PREFIX,
+                 h[i].epoch);
+        r = v->store->ops->del(v->store, key);
+        if (r == -ENOENT)
+            r = 0;
+        if (r == 0) {
+            n++;
+            gfs_info(&v->log, "%s: the hold on fenced epoch %" PRIu64 " expired; its data "
+                     "may now be compacted away", v->name, h[i].epoch);
+        }
+    }
+    free(h);
+    if (r == 0 && n)
+        r = gfs_snapshots_load(v);
+    return r < 0 ? r : n;
 }

@@ -1,14 +1,18 @@
 /*
  * syncer.c — the background thread that ships dirty blocks to the store.
  *
- * Each round it picks blocks whose last write is older than sync_delay_ms
- * (or whose first dirty write is older than max_dirty_age_ms, or all of them
- * while a drain or a full journal is waiting), snapshots their extents,
- * assembles whole blocks (journal data over the clean cache or store copy for
- * sectors never written), packs blocks_per_batch of them per segment, uploads
- * up to upload_parallel segments at once, then commits: block map entries
- * point at the new segment and extents up to the snapshot's seq leave the
- * dirty index. A failed round backs off exponentially (with jitter) and is
+ * It picks blocks whose last write is older than sync_delay_ms (or whose
+ * first dirty write is older than max_dirty_age_ms, or all of them while a
+ * drain or a full journal is waiting), blocks_per_batch at a time: a segment
+ * ships when it is full, a partial one only when nothing more can come soon
+ * (see pick()). It snapshots their extents, assembles whole blocks (journal
+ * data over the clean cache or store copy for sectors never written), packs
+ * them into a segment and hands it to upload workers: up to upload_parallel
+ * segments in flight, storage.max_connections while a drain or back-pressure
+ * waits, and the next segment is assembled while those upload. Finished
+ * uploads are committed in seq order: block map entries point at the new
+ * segment and extents up to the snapshot's seq leave the dirty index. A
+ * failed upload backs off exponentially (with jitter) and its blocks are
  * retried; nothing leaves the journal until the store has it.
  */
 #include "volume_internal.h"
@@ -44,12 +48,31 @@ struct snap_block {
 struct seg_job {
     struct glidefs_volume *v;
     uint64_t epoch, seq;
-    struct snap_block *blocks;
+    struct snap_block *blocks; /* owned: blocks_per_batch slots */
     uint32_t n;
     uint8_t *obj;
     size_t objlen;
     int result;
-    pthread_t thr;
+    int done;                  /* upload finished (v->lock) */
+    struct seg_job *next_q;    /* waiting for an upload worker */
+    struct seg_job *next_o;    /* in flight, in seq order */
+};
+
+/* The upload pipeline: the syncer thread picks, assembles and builds
+ * segments while workers upload the ones before; commits happen in seq order
+ * (the block map's segment table and the manifests' "everything up to
+ * epoch-seq" need that), whatever order the PUTs finish in. */
+struct pipeline {
+    struct glidefs_volume *v;
+    pthread_cond_t cond;       /* workers wait for jobs (with v->lock) */
+    pthread_t *thr;
+    uint32_t nthr, maxthr, idle;
+    uint32_t nq;               /* jobs queued, not yet taken by a worker */
+    struct seg_job *qhead, *qtail;
+    struct seg_job *ohead, *otail;
+    uint32_t inflight;
+    int quit;
+    int failures;
 };
 
 static void timespec_in(struct timespec *ts, int64_t ms)
@@ -75,45 +98,98 @@ static int is_zero(const uint8_t *p, size_t n)
     return memcmp(p, z, n) == 0;
 }
 
-/* Pick eligible blocks and snapshot them. Called under the lock. */
+/* Snapshot one dirty block for upload (lock held). */
+static int snap(struct glidefs_volume *v, struct gfs_dirty_block *db, struct snap_block *sb)
+{
+    memset(sb, 0, sizeof *sb);
+    sb->ext = malloc((size_t)db->n * sizeof *sb->ext);
+    if (!sb->ext)
+        return -ENOMEM;
+    memcpy(sb->ext, db->ext, (size_t)db->n * sizeof *sb->ext);
+    sb->n = db->n;
+    for (uint32_t i = 0; i < db->n; i++)
+        if (db->ext[i].jf)
+            __atomic_add_fetch(&db->ext[i].jf->pins, 1, __ATOMIC_RELAXED);
+    sb->block = db->block;
+    sb->snap_seq = db->max_seq;
+    sb->base = gfs_bm_get(&v->bm, db->block);
+    /* the last block of a volume whose size is not a block multiple is still whole here */
+    sb->covered = gfs_dirty_covers(db, 0, v->spb);
+    db->syncing = 1;
+    return 0;
+}
+
+/* Pick the blocks of one segment and snapshot them. Called under the lock.
+ *
+ * Why batches are coalesced: a PUT costs the same for 1 block as for 25, and
+ * under random writes blocks become due (sync_delay_ms after their last
+ * write) one by one. So a segment ships only when blocks_per_batch blocks are
+ * due, and a partial one only when nothing more can come soon: a drain,
+ * back-pressure or a full journal waits (force), a due block reached
+ * max_dirty_age_ms, or every dirty block is due (writes went quiet for
+ * sync_delay_ms). *next_ms is when to look again. */
 static uint32_t pick(struct glidefs_volume *v, struct snap_block *out, uint32_t max,
                      int64_t *next_ms)
 {
     int64_t now = gfs_now_ms();
     int all = v->force > 0 || v->journal.bytes >= v->journal_limit / 4 * 3;
-    uint32_t n = 0;
+    uint32_t due = 0;
+    int capped = 0, waiting = 0;
     *next_ms = INT64_MAX;
     if (!v->owner || v->fenced)
         return 0; /* only the lease holder writes segments */
-    for (struct gfs_dirty_block *db = v->dirty.head; db && n < max; db = db->next) {
-        if (db->pending || db->syncing || db->n == 0)
+    for (struct gfs_dirty_block *db = v->dirty.head; db; db = db->next) {
+        if (db->syncing)
             continue;
-        int64_t due = db->last_ms + v->sync_delay_ms;
-        int64_t cap = db->first_ms + v->max_dirty_age_ms;
-        if (cap < due)
-            due = cap;
-        if (!all && due > now) {
-            if (due < *next_ms)
-                *next_ms = due;
+        if (db->pending || db->n == 0) {
+            waiting = 1;
             continue;
         }
-        struct snap_block *sb = &out[n];
-        memset(sb, 0, sizeof *sb);
-        sb->ext = malloc((size_t)db->n * sizeof *sb->ext);
-        if (!sb->ext)
+        int64_t cap = db->first_ms + v->max_dirty_age_ms;
+        int64_t ready = db->last_ms + v->sync_delay_ms;
+        if (cap < ready)
+            ready = cap;
+        if (ready > now) {
+            waiting = 1;
+            if (ready < *next_ms)
+                *next_ms = ready;
+            if (!all)
+                continue;
+        } else {
+            if (cap <= now)
+                capped = 1;
+            else if (cap < *next_ms)
+                *next_ms = cap;
+        }
+        due++;
+        if (all && due >= max)
             break;
-        memcpy(sb->ext, db->ext, (size_t)db->n * sizeof *sb->ext);
-        sb->n = db->n;
-        for (uint32_t i = 0; i < db->n; i++)
-            if (db->ext[i].jf)
-                __atomic_add_fetch(&db->ext[i].jf->pins, 1, __ATOMIC_RELAXED);
-        sb->block = db->block;
-        sb->snap_seq = db->max_seq;
-        sb->base = gfs_bm_get(&v->bm, db->block);
-        /* the last block of a volume whose size is not a block multiple is still whole here */
-        sb->covered = gfs_dirty_covers(db, 0, v->spb);
-        db->syncing = 1;
-        n++;
+    }
+    if (due == 0)
+        return 0;
+    if (!all && due < max && !capped && waiting)
+        return 0; /* a partial batch: wait for more */
+    /* A partial batch forced out by max_dirty_age_ms is topped up with
+     * blocks not written for half the delay (cooling, not hot ones): the PUT
+     * goes anyway. */
+    int passes = !all && due < max ? 2 : 1;
+    uint32_t n = 0;
+    for (int pass = 0; pass < passes; pass++) {
+        for (struct gfs_dirty_block *db = v->dirty.head; db && n < max; db = db->next) {
+            if (db->pending || db->syncing || db->n == 0)
+                continue;
+            int64_t due_ms = db->last_ms + v->sync_delay_ms;
+            int64_t cap = db->first_ms + v->max_dirty_age_ms;
+            if (cap < due_ms)
+                due_ms = cap;
+            if (!all && pass == 0 && due_ms > now)
+                continue;
+            if (pass == 1 && (due_ms <= now || db->last_ms + v->sync_delay_ms / 2 > now))
+                continue; /* taken in pass 0, or still hot */
+            if (snap(v, db, &out[n]) < 0)
+                return n;
+            n++;
+        }
     }
     return n;
 }
@@ -218,9 +294,8 @@ static int build_segment(struct glidefs_volume *v, struct seg_job *job)
     return 0;
 }
 
-static void *upload_thread(void *arg)
+static void upload(struct seg_job *job)
 {
-    struct seg_job *job = arg;
     struct glidefs_volume *v = job->v;
     char key[512];
     gfs_seg_key(key, sizeof key, v->name, job->epoch, job->seq);
@@ -228,83 +303,222 @@ static void *upload_thread(void *arg)
     if (job->result < 0)
         gfs_warn(&v->log, "%s: upload of %s failed: %s (will retry)", v->name, key,
                  glidefs_strerror(job->result));
+}
+
+/* Commit one finished job: on success the map points at the new segment and
+ * the uploaded extents leave the dirty index; either way the snapshot is
+ * released. Called under the lock, in seq order. */
+static void commit(struct glidefs_volume *v, struct seg_job *job)
+{
+    int64_t si = -1;
+    if (job->result == 0) {
+        si = gfs_bm_seg_add(&v->bm, gfs_ep(v->meta.depth, job->epoch), job->seq, job->objlen);
+        if (si < 0)
+            job->result = (int)si;
+    }
+    for (uint32_t i = 0; i < job->n; i++) {
+        struct snap_block *sb = &job->blocks[i];
+        for (uint32_t k = 0; k < sb->n; k++)
+            if (sb->ext[k].jf)
+                __atomic_sub_fetch(&sb->ext[k].jf->pins, 1, __ATOMIC_RELEASE);
+        struct gfs_dirty_block *db = gfs_dirty_get(&v->dirty, sb->block);
+        if (db)
+            db->syncing = 0;
+        if (job->result < 0)
+            continue;
+        struct gfs_bm_entry e = {0};
+        if (sb->hole) {
+            e.seg = GFS_BM_HOLE;
+        } else {
+            e.seg = (uint32_t)si;
+            e.offset = sb->se.offset;
+            e.length = sb->se.length;
+            e.crc = sb->se.crc;
+            e.flags = sb->se.flags;
+        }
+        e.write_seq = sb->snap_seq;
+        gfs_bm_set(&v->bm, sb->block, &e);
+        if (db)
+            gfs_dirty_clean(&v->dirty, db, sb->snap_seq);
+        v->st.blocks_uploaded++;
+        sb->base = e; /* for the cache fill after unlock */
+    }
+    if (job->result == 0) {
+        v->st.segments_uploaded++;
+        v->last_seg_epoch = job->epoch;
+        v->last_seg_seq = job->seq;
+        v->segs_since_manifest++;
+    }
+}
+
+static void *worker_main(void *arg)
+{
+    struct pipeline *p = arg;
+    struct glidefs_volume *v = p->v;
+    pthread_mutex_lock(&v->lock);
+    for (;;) {
+        p->idle++;
+        while (!p->qhead && !p->quit)
+            pthread_cond_wait(&p->cond, &v->lock);
+        p->idle--;
+        struct seg_job *job = p->qhead;
+        if (!job)
+            break; /* quitting, nothing queued */
+        p->qhead = job->next_q;
+        if (!p->qhead)
+            p->qtail = NULL;
+        p->nq--;
+        pthread_mutex_unlock(&v->lock);
+        upload(job);
+        pthread_mutex_lock(&v->lock);
+        job->done = 1;
+        pthread_cond_broadcast(&v->syncer_cond);
+    }
+    pthread_mutex_unlock(&v->lock);
     return NULL;
 }
 
-/* Commit uploaded blocks, release snapshots. Called under the lock. */
-static void commit(struct glidefs_volume *v, struct seg_job *jobs, uint32_t njobs)
+/* Hand a built segment to the workers (lock held). */
+static void submit_job(struct pipeline *p, struct seg_job *job)
 {
-    for (uint32_t j = 0; j < njobs; j++) {
-        struct seg_job *job = &jobs[j];
-        int64_t si = -1;
-        if (job->result == 0) {
-            si = gfs_bm_seg_add(&v->bm, gfs_ep(v->meta.depth, job->epoch), job->seq, job->objlen);
-            if (si < 0)
-                job->result = (int)si;
-        }
-        for (uint32_t i = 0; i < job->n; i++) {
-            struct snap_block *sb = &job->blocks[i];
-            for (uint32_t k = 0; k < sb->n; k++)
-                if (sb->ext[k].jf)
-                    __atomic_sub_fetch(&sb->ext[k].jf->pins, 1, __ATOMIC_RELEASE);
-            struct gfs_dirty_block *db = gfs_dirty_get(&v->dirty, sb->block);
-            if (db)
-                db->syncing = 0;
-            if (job->result < 0)
-                continue;
-            struct gfs_bm_entry e = {0};
-            if (sb->hole) {
-                e.seg = GFS_BM_HOLE;
-            } else {
-                e.seg = (uint32_t)si;
-                e.offset = sb->se.offset;
-                e.length = sb->se.length;
-                e.crc = sb->se.crc;
-                e.flags = sb->se.flags;
-            }
-            e.write_seq = sb->snap_seq;
-            gfs_bm_set(&v->bm, sb->block, &e);
-            if (db)
-                gfs_dirty_clean(&v->dirty, db, sb->snap_seq);
-            v->st.blocks_uploaded++;
-            sb->base = e; /* for the cache fill after unlock */
-        }
-        if (job->result == 0) {
-            v->st.segments_uploaded++;
-            v->last_seg_epoch = job->epoch;
-            v->last_seg_seq = job->seq;
-            v->segs_since_manifest++;
-        }
+    job->next_q = NULL;
+    if (p->qtail)
+        p->qtail->next_q = job;
+    else
+        p->qhead = job;
+    p->qtail = job;
+    p->nq++;
+    /* idle workers may not have taken earlier jobs yet: count those too */
+    if (p->nq > p->idle && p->nthr < p->maxthr &&
+        pthread_create(&p->thr[p->nthr], NULL, worker_main, p) == 0)
+        p->nthr++;
+    if (p->nthr == 0) {
+        /* no thread could be started: upload here, lock dropped */
+        p->qhead = p->qtail = NULL;
+        p->nq = 0;
+        pthread_mutex_unlock(&p->v->lock);
+        upload(job);
+        pthread_mutex_lock(&p->v->lock);
+        job->done = 1;
+        return;
     }
+    pthread_cond_signal(&p->cond);
+}
+
+static void free_job(struct seg_job *job)
+{
+    for (uint32_t i = 0; i < job->n; i++) {
+        free(job->blocks[i].data);
+        free(job->blocks[i].ext);
+    }
+    free(job->blocks);
+    free(job->obj);
+    free(job);
+}
+
+/* Commit the finished jobs at the head of the seq order (lock held; dropped
+ * for cache fills and manifests). */
+static void retire(struct glidefs_volume *v, struct pipeline *p)
+{
+    while (p->ohead && p->ohead->done) {
+        struct seg_job *job = p->ohead;
+        p->ohead = job->next_o;
+        if (!p->ohead)
+            p->otail = NULL;
+        p->inflight--;
+        commit(v, job);
+        if (job->result < 0) {
+            p->failures++;
+            v->sync_error = job->result;
+            int f = p->failures;
+            int64_t d = BACKOFF_BASE_MS << (f < 16 ? f : 16);
+            if (d > BACKOFF_CAP_MS)
+                d = BACKOFF_CAP_MS;
+            uint32_t rnd = 0;
+            getrandom(&rnd, sizeof rnd, GRND_NONBLOCK);
+            v->backoff_until_ms = gfs_now_ms() + d / 2 + (int64_t)(rnd % (uint32_t)(d / 2 + 1));
+        } else {
+            p->failures = 0;
+            v->sync_error = 0;
+            v->st.last_sync_time_ms = gfs_wall_ms();
+        }
+        pthread_cond_broadcast(&v->cond);
+        int need_manifest = v->segs_since_manifest >= MANIFEST_EVERY_SEGS;
+        pthread_mutex_unlock(&v->lock);
+        /* uploaded blocks become clean cache entries */
+        if (job->result == 0)
+            for (uint32_t i = 0; i < job->n; i++)
+                if (!job->blocks[i].hole)
+                    gfs_volume_cache_fill(v, job->blocks[i].block, &job->blocks[i].base,
+                                          job->blocks[i].data);
+        free_job(job);
+        if (need_manifest)
+            gfs_volume_write_manifest(v);
+        pthread_mutex_lock(&v->lock);
+        gfs_journal_gc(&v->journal, &v->lock);
+        pthread_cond_broadcast(&v->cond);
+    }
+}
+
+static void timed_wait(struct glidefs_volume *v, int64_t wait)
+{
+    struct timespec ts;
+    if (wait > 1000)
+        wait = 1000;
+    if (wait < 1)
+        wait = 1;
+    timespec_in(&ts, wait);
+    pthread_cond_timedwait(&v->syncer_cond, &v->lock, &ts);
 }
 
 static void *syncer_main(void *arg)
 {
     struct glidefs_volume *v = arg;
-    uint32_t max = v->blocks_per_batch * v->upload_parallel;
-    struct snap_block *snaps = calloc(max, sizeof *snaps);
-    struct seg_job *jobs = calloc(v->upload_parallel, sizeof *jobs);
-    int failures = 0;
-    if (!snaps || !jobs) {
-        pthread_mutex_lock(&v->lock);
+    uint32_t bpb = v->blocks_per_batch;
+    struct pipeline p = {.v = v};
+    p.maxthr = v->upload_parallel > v->drain_parallel ? v->upload_parallel : v->drain_parallel;
+    p.thr = calloc(p.maxthr, sizeof *p.thr);
+    pthread_cond_init(&p.cond, NULL);
+    pthread_mutex_lock(&v->lock);
+    if (!p.thr) {
         v->deferred_error = -ENOMEM;
         pthread_mutex_unlock(&v->lock);
-        free(snaps);
-        free(jobs);
+        pthread_cond_destroy(&p.cond);
         return NULL;
     }
-    pthread_mutex_lock(&v->lock);
-    while (!v->syncer_stop) {
+    for (;;) {
+        retire(v, &p);
+        if (v->syncer_stop)
+            break;
         int64_t now = gfs_now_ms();
         if (v->backoff_until_ms > now) {
-            struct timespec ts;
-            timespec_in(&ts, v->backoff_until_ms - now);
-            pthread_cond_timedwait(&v->syncer_cond, &v->lock, &ts);
+            timed_wait(v, v->backoff_until_ms - now);
+            continue;
+        }
+        /* a drain or back-pressure may use every connection */
+        uint32_t limit = v->force > 0 ? p.maxthr : v->upload_parallel;
+        if (p.inflight >= limit) {
+            timed_wait(v, 1000);
+            continue;
+        }
+        struct seg_job *job = calloc(1, sizeof *job);
+        struct snap_block *snaps = job ? calloc(bpb, sizeof *snaps) : NULL;
+        if (!snaps) {
+            free(job);
+            v->sync_error = -ENOMEM;
+            timed_wait(v, 1000);
             continue;
         }
         int64_t next_ms;
-        uint32_t n = pick(v, snaps, max, &next_ms);
+        uint32_t n = pick(v, snaps, bpb, &next_ms);
         if (n == 0) {
+            free(snaps);
+            free(job);
+            if (p.inflight) {
+                /* uploads finishing will wake us */
+                timed_wait(v, next_ms == INT64_MAX ? 1000 : next_ms - gfs_now_ms());
+                continue;
+            }
             /* nothing due: the journal may still hold dead files to delete */
             gfs_journal_gc(&v->journal, &v->lock);
             pthread_cond_broadcast(&v->cond);
@@ -322,102 +536,58 @@ static void *syncer_main(void *arg)
                 if (did > 0 || v->syncer_stop)
                     continue;
             }
-            struct timespec ts;
             int64_t wait = next_ms == INT64_MAX ? 1000 : next_ms - gfs_now_ms();
-            if (wait > 1000)
-                wait = 1000;
-            if (wait < 1)
-                wait = 1;
-            timespec_in(&ts, wait);
-            pthread_cond_timedwait(&v->syncer_cond, &v->lock, &ts);
+            /* a partial batch waiting for company: do not spin on every due block */
+            if (wait < 20 && v->dirty.nblocks)
+                wait = 20;
+            timed_wait(v, wait);
             continue;
         }
-        uint32_t njobs = (n + v->blocks_per_batch - 1) / v->blocks_per_batch;
-        for (uint32_t j = 0; j < njobs; j++) {
-            memset(&jobs[j], 0, sizeof jobs[j]);
-            jobs[j].v = v;
-            jobs[j].epoch = v->epoch;
-            jobs[j].seq = v->next_seg_seq++;
-        }
+        job->v = v;
+        job->blocks = snaps;
+        job->n = n;
+        job->epoch = v->epoch;
+        job->seq = v->next_seg_seq++;
+        if (p.otail)
+            p.otail->next_o = job;
+        else
+            p.ohead = job;
+        p.otail = job;
+        p.inflight++;
         pthread_mutex_unlock(&v->lock);
 
+        /* assemble and build while the segments before it upload */
         qsort(snaps, n, sizeof *snaps, cmp_block);
         int err = 0;
         for (uint32_t i = 0; i < n && !err; i++)
             err = assemble(v, &snaps[i]);
-        for (uint32_t j = 0; j < njobs; j++) {
-            jobs[j].blocks = &snaps[j * v->blocks_per_batch];
-            jobs[j].n = (j + 1 == njobs) ? n - j * v->blocks_per_batch : v->blocks_per_batch;
-            if (!err)
-                err = build_segment(v, &jobs[j]);
-        }
-        if (!err) {
-            for (uint32_t j = 1; j < njobs; j++)
-                if (pthread_create(&jobs[j].thr, NULL, upload_thread, &jobs[j]) != 0)
-                    upload_thread(&jobs[j]), jobs[j].thr = 0;
-            upload_thread(&jobs[0]);
-            for (uint32_t j = 1; j < njobs; j++)
-                if (jobs[j].thr)
-                    pthread_join(jobs[j].thr, NULL);
-        } else {
+        if (!err)
+            err = build_segment(v, job);
+        if (err)
             gfs_warn(&v->log, "%s: preparing upload failed: %s (will retry)", v->name,
                      glidefs_strerror(err));
-            for (uint32_t j = 0; j < njobs; j++)
-                jobs[j].result = err;
-        }
-        int any_err = 0;
-        for (uint32_t j = 0; j < njobs; j++)
-            if (jobs[j].result < 0)
-                any_err = jobs[j].result;
 
         pthread_mutex_lock(&v->lock);
-        commit(v, jobs, njobs);
-        if (any_err) {
-            failures++;
-            v->sync_error = any_err;
-            int64_t d = BACKOFF_BASE_MS << (failures < 16 ? failures : 16);
-            if (d > BACKOFF_CAP_MS)
-                d = BACKOFF_CAP_MS;
-            uint32_t rnd = 0;
-            getrandom(&rnd, sizeof rnd, GRND_NONBLOCK);
-            v->backoff_until_ms = gfs_now_ms() + d / 2 + (int64_t)(rnd % (uint32_t)(d / 2 + 1));
+        if (err) {
+            job->result = err;
+            job->done = 1;
         } else {
-            failures = 0;
-            v->sync_error = 0;
-            v->st.last_sync_time_ms = gfs_wall_ms();
+            submit_job(&p, job);
         }
-        pthread_cond_broadcast(&v->cond);
-        pthread_mutex_unlock(&v->lock);
-
-        /* uploaded blocks become clean cache entries */
-        for (uint32_t j = 0; j < njobs; j++) {
-            if (jobs[j].result == 0)
-                for (uint32_t i = 0; i < jobs[j].n; i++)
-                    if (!jobs[j].blocks[i].hole)
-                        gfs_volume_cache_fill(v, jobs[j].blocks[i].block, &jobs[j].blocks[i].base,
-                                              jobs[j].blocks[i].data);
-            free(jobs[j].obj);
-            jobs[j].obj = NULL;
-        }
-        for (uint32_t i = 0; i < n; i++) {
-            free(snaps[i].data);
-            free(snaps[i].ext);
-            snaps[i].data = NULL;
-            snaps[i].ext = NULL;
-        }
-        int need_manifest;
-        pthread_mutex_lock(&v->lock);
-        need_manifest = v->segs_since_manifest >= MANIFEST_EVERY_SEGS;
-        pthread_mutex_unlock(&v->lock);
-        if (need_manifest)
-            gfs_volume_write_manifest(v);
-        pthread_mutex_lock(&v->lock);
-        gfs_journal_gc(&v->journal, &v->lock);
-        pthread_cond_broadcast(&v->cond);
     }
+    /* stopping: let what is in flight finish and commit it */
+    while (p.ohead) {
+        retire(v, &p);
+        if (p.ohead && !p.ohead->done)
+            pthread_cond_wait(&v->syncer_cond, &v->lock);
+    }
+    p.quit = 1;
+    pthread_cond_broadcast(&p.cond);
     pthread_mutex_unlock(&v->lock);
-    free(snaps);
-    free(jobs);
+    for (uint32_t i = 0; i < p.nthr; i++)
+        pthread_join(p.thr[i], NULL);
+    free(p.thr);
+    pthread_cond_destroy(&p.cond);
     return NULL;
 }
 

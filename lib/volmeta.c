@@ -850,16 +850,12 @@ static int write_manifest(struct glidefs_volume *v, int force)
         m.segs[m.nsegs].seq = v->bm.segs[i].seq;
         m.nsegs++;
     }
-    for (size_t c = 0; c < v->bm.nchunks; c++) {
-        const struct gfs_bm_entry *ch = v->bm.chunks[c];
-        if (!ch)
-            continue;
-        for (uint32_t k = 0; k < GFS_BM_CHUNK; k++) {
-            const struct gfs_bm_entry *e = &ch[k];
-            if (e->seg == GFS_BM_NONE)
-                continue;
+    struct gfs_bm_entry ent;
+    for (uint64_t b = 0; gfs_bm_next(&v->bm, &b, &ent); b++) {
+        {
+            const struct gfs_bm_entry *e = &ent;
             struct gfs_man_entry *me = &m.entries[m.nentries++];
-            me->block_index = ((uint64_t)c << GFS_BM_CHUNK_SHIFT) + k;
+            me->block_index = b;
             me->write_seq = e->write_seq;
             if (e->seg == GFS_BM_HOLE) {
                 me->seg = GFS_MAN_HOLE;

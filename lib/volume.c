@@ -22,6 +22,7 @@
 
 #include "cleanup.h"
 #include "crc32c.h"
+#include "readahead.h"
 #include "segment.h"
 
 int64_t gfs_now_ms(void)
@@ -68,6 +69,20 @@ static int check_io(glidefs_volume *v, uint64_t off, uint64_t len)
 /* ------------------------------------------------------------------------ */
 /* store reads                                                                */
 
+int gfs_volume_check_block(struct glidefs_volume *v, uint64_t b, const struct gfs_bm_entry *e,
+                           const uint8_t *stored, size_t got, void *buf)
+{
+    int plain = e->flags == 0 && e->length == v->bs;
+    if (got != e->length || gfs_crc32c(0, stored, e->length) != e->crc ||
+        (plain && gfs_codec_sealed(v->codec)) ||
+        (!plain && gfs_codec_decode_seq(v->codec, b, e->write_seq, e->flags, stored, e->length,
+                                        buf) < 0))
+        return -EIO;
+    if (plain && (const void *)stored != buf)
+        memcpy(buf, stored, v->bs);
+    return 0;
+}
+
 int gfs_volume_fetch_block(struct glidefs_volume *v, uint64_t b, const struct gfs_bm_entry *e,
                            void *buf)
 {
@@ -101,10 +116,7 @@ int gfs_volume_fetch_block(struct glidefs_volume *v, uint64_t b, const struct gf
                 glidefs_strerror(r));
         return r; /* -ENOENT: compacted away under a follower; read_block reloads */
     }
-    if (got != e->length || gfs_crc32c(0, dst, e->length) != e->crc ||
-        (plain && gfs_codec_sealed(v->codec)) ||
-        (!plain && gfs_codec_decode_seq(v->codec, b, e->write_seq, e->flags, dst, e->length,
-                                        buf) < 0)) {
+    if (gfs_volume_check_block(v, b, e, dst, got, buf) < 0) {
         gfs_err(&v->log, "%s: block %" PRIu64 " in %s fails its checksum or authentication; "
                 "not served", v->name, b, key);
         pthread_mutex_lock(&v->lock);
@@ -116,14 +128,19 @@ int gfs_volume_fetch_block(struct glidefs_volume *v, uint64_t b, const struct gf
     return 0;
 }
 
-void gfs_volume_cache_fill(struct glidefs_volume *v, uint64_t b, const struct gfs_bm_entry *e,
-                           const void *buf)
+/* seg_id (may be NULL): the (epoch, seq) e->seg named when e was read. A
+ * follower's full reload renumbers the segment table, so the same index may
+ * name another segment afterwards. */
+static void cache_fill(struct glidefs_volume *v, uint64_t b, const struct gfs_bm_entry *e,
+                       const uint64_t *seg_id, const void *buf)
 {
     uint32_t gen;
     pthread_mutex_lock(&v->lock);
     struct gfs_bm_entry cur = gfs_bm_get(&v->bm, b);
     if (cur.seg != e->seg || cur.offset != e->offset || cur.seg == GFS_BM_NONE ||
-        cur.seg == GFS_BM_HOLE) {
+        cur.seg == GFS_BM_HOLE || cur.seg >= v->bm.nsegs ||
+        (seg_id && (v->bm.segs[cur.seg].epoch != seg_id[0] ||
+                    v->bm.segs[cur.seg].seq != seg_id[1]))) {
         pthread_mutex_unlock(&v->lock);
         return;
     }
@@ -138,6 +155,19 @@ void gfs_volume_cache_fill(struct glidefs_volume *v, uint64_t b, const struct gf
     pthread_mutex_unlock(&v->lock);
 }
 
+void gfs_volume_cache_fill(struct glidefs_volume *v, uint64_t b, const struct gfs_bm_entry *e,
+                           const void *buf)
+{
+    cache_fill(v, b, e, NULL, buf);
+}
+
+void gfs_volume_cache_fill_seg(struct glidefs_volume *v, uint64_t b, const struct gfs_bm_entry *e,
+                               uint64_t epoch, uint64_t seq, const void *buf)
+{
+    uint64_t id[2] = {epoch, seq};
+    cache_fill(v, b, e, id, buf);
+}
+
 /* ------------------------------------------------------------------------ */
 /* read path                                                                  */
 
@@ -149,9 +179,10 @@ struct log_piece {
     uint64_t off;
 };
 
-/* Read sectors [s, s+n) of block b into dst. */
+/* Read sectors [s, s+n) of block b into dst. count_read: this is the first
+ * block of a pread of read_len bytes (counted, and shown to read-ahead). */
 static int read_block(glidefs_volume *v, uint64_t b, uint32_t s, uint32_t n, uint8_t *dst,
-                      int count_stats, int count_read)
+                      int count_stats, int count_read, uint64_t read_len)
 {
     int reloaded = 0;
     for (int attempt = 0;; attempt++) {
@@ -173,6 +204,8 @@ static int read_block(glidefs_volume *v, uint64_t b, uint32_t s, uint32_t n, uin
         }
         if (count_read) {
             v->st.reads++;
+            /* under the lock we hold anyway: no extra lock round per read */
+            gfs_ra_note_read(v->ra, b * v->bs + (uint64_t)s * 512, read_len);
             count_read = 0;
         }
         if (count_stats)
@@ -181,10 +214,12 @@ static int read_block(glidefs_volume *v, uint64_t b, uint32_t s, uint32_t n, uin
         while ((db = gfs_dirty_get(&v->dirty, b)) && db->pending)
             pthread_cond_wait(&v->cond, &v->lock);
         if (db) {
-            uint32_t cnt = 0;
-            for (uint32_t i = 0; i < db->n; i++)
-                if (db->ext[i].start < s + n && db->ext[i].start + db->ext[i].count > s)
-                    cnt++;
+            /* extents are sorted and disjoint: the ones overlapping [s, s+n)
+             * are the run [i0, i1) found by a binary search */
+            uint32_t i0 = gfs_dirty_find(db, s), i1 = i0;
+            while (i1 < db->n && db->ext[i1].start < s + n)
+                i1++;
+            uint32_t cnt = i1 - i0, pos = s;
             if (cnt > 8) {
                 heapp = malloc(cnt * sizeof *heapp);
                 if (!heapp) {
@@ -193,12 +228,14 @@ static int read_block(glidefs_volume *v, uint64_t b, uint32_t s, uint32_t n, uin
                 }
                 pieces = heapp;
             }
-            for (uint32_t i = 0; i < db->n; i++) {
+            need_base = 0;
+            for (uint32_t i = i0; i < i1; i++) {
                 const struct gfs_ext *x = &db->ext[i];
                 uint32_t lo = x->start > s ? x->start : s;
                 uint32_t hi = x->start + x->count < s + n ? x->start + x->count : s + n;
-                if (lo >= hi)
-                    continue;
+                if (lo > pos)
+                    need_base = 1; /* a gap before this extent */
+                pos = hi;
                 pieces[np].start = lo;
                 pieces[np].count = hi - lo;
                 /* zero extents need no file: leave jf NULL in the plan */
@@ -209,12 +246,18 @@ static int read_block(glidefs_volume *v, uint64_t b, uint32_t s, uint32_t n, uin
                     __atomic_add_fetch(&x->jf->pins, 1, __ATOMIC_RELAXED);
                 np++;
             }
-            need_base = !gfs_dirty_covers(db, s, n);
+            if (pos < s + n)
+                need_base = 1;
         }
         e = gfs_bm_get(&v->bm, b);
+        uint64_t seg_epoch = 0, seg_seq = 0;
         if (need_base && e.seg != GFS_BM_NONE && e.seg != GFS_BM_HOLE) {
             slot = gfs_cache_lookup(&v->cache, b, e.seg, e.offset, &gen);
             bk = slot >= 0 ? BASE_CACHE : BASE_STORE;
+            if (bk == BASE_STORE && e.seg < v->bm.nsegs) {
+                seg_epoch = v->bm.segs[e.seg].epoch;
+                seg_seq = v->bm.segs[e.seg].seq;
+            }
             if (count_stats) {
                 if (slot >= 0)
                     v->st.cache_hits++;
@@ -235,6 +278,8 @@ static int read_block(glidefs_volume *v, uint64_t b, uint32_t s, uint32_t n, uin
                                   (off_t)(b * v->bs + (uint64_t)s * 512));
                 if (r != (ssize_t)n * 512)
                     stale = 1;
+            } else if (attempt < 4 && gfs_ra_wait(v->ra, b)) {
+                stale = 1; /* read-ahead had it: look in the cache again */
             } else {
                 CLEANUP_FREE uint8_t *blk = malloc(v->bs);
                 if (!blk)
@@ -254,7 +299,7 @@ static int read_block(glidefs_volume *v, uint64_t b, uint32_t s, uint32_t n, uin
                 }
                 if (!err && !stale) {
                     memcpy(dst, blk + (size_t)s * 512, (size_t)n * 512);
-                    gfs_volume_cache_fill(v, b, &e, blk);
+                    gfs_volume_cache_fill_seg(v, b, &e, seg_epoch, seg_seq, blk);
                 }
             }
         }
@@ -294,7 +339,7 @@ GLIDEFS_API int glidefs_pread(glidefs_volume *v, void *buf, size_t len, uint64_t
         uint64_t chunk = v->bs - pos % v->bs;
         if (chunk > end - pos)
             chunk = end - pos;
-        r = read_block(v, b, s, (uint32_t)(chunk / 512), dst, 1, pos == offset);
+        r = read_block(v, b, s, (uint32_t)(chunk / 512), dst, 1, pos == offset, len);
         if (r < 0)
             return r;
         dst += chunk;
@@ -513,7 +558,7 @@ GLIDEFS_API int glidefs_prefetch(glidefs_volume *v, uint64_t offset, uint64_t le
         uint32_t n = v->spb;
         if ((b + 1) * v->bs > v->size)
             n = (uint32_t)((v->size - b * v->bs) / 512);
-        r = read_block(v, b, 0, n, blk, 0, 0);
+        r = read_block(v, b, 0, n, blk, 0, 0, 0);
         if (r < 0)
             return r;
     }
@@ -528,11 +573,9 @@ static int sector_is_hole(glidefs_volume *v, const struct gfs_dirty_block *db, u
                           uint32_t k)
 {
     if (db) {
-        for (uint32_t i = 0; i < db->n; i++) {
-            const struct gfs_ext *x = &db->ext[i];
-            if (k >= x->start && k < x->start + x->count)
-                return (x->flags & GFS_EXT_ZERO) != 0;
-        }
+        uint32_t i = gfs_dirty_find(db, k);
+        if (i < db->n && db->ext[i].start <= k)
+            return (db->ext[i].flags & GFS_EXT_ZERO) != 0;
     }
     struct gfs_bm_entry e = gfs_bm_get(&v->bm, b);
     return e.seg == GFS_BM_NONE || e.seg == GFS_BM_HOLE;
@@ -780,6 +823,8 @@ GLIDEFS_API int glidefs_fenced_discard(glidefs_volume *v)
 
 static void volume_free(glidefs_volume *v)
 {
+    gfs_ra_destroy(v->ra);
+    v->ra = NULL;
     if (v->created_dir && v->failed_open && v->dir) {
         /* nothing of a volume that does not exist stays behind */
         char p[4200];
@@ -965,6 +1010,7 @@ GLIDEFS_API int glidefs_volume_open(const glidefs_config *cfg, const char *name,
     pthread_condattr_destroy(&ca);
     v->blocks_per_batch = cfg->blocks_per_batch > 0 ? (uint32_t)cfg->blocks_per_batch : 25;
     v->upload_parallel = cfg->upload_parallel > 0 ? (uint32_t)cfg->upload_parallel : 4;
+    v->drain_parallel = cfg->storage_max_connections > 0 ? (uint32_t)cfg->storage_max_connections : 8;
     v->sync_delay_ms = cfg->sync_delay_ms >= 0 ? cfg->sync_delay_ms : 8000;
     v->max_dirty_age_ms = cfg->max_dirty_age_ms > 0 ? cfg->max_dirty_age_ms : 60000;
     if (v->max_dirty_age_ms < v->sync_delay_ms)
@@ -979,6 +1025,8 @@ GLIDEFS_API int glidefs_volume_open(const glidefs_config *cfg, const char *name,
     v->comp_interval_ms = (int64_t)cfg->compaction_interval_s * 1000;
     v->comp_rate_bps = (uint64_t)(cfg->compaction_rate_mb_s > 0 ? cfg->compaction_rate_mb_s : 32) << 20;
     v->comp_grace_ms = cfg->compaction_grace_ms;
+    v->comp_max_stored_pct = cfg->compaction_max_stored_pct;
+    v->fenced_hold_ms = (int64_t)cfg->compaction_fenced_hold_s * 1000;
     v->comp_keep_manifests = cfg->compaction_keep_manifests > 0 ? cfg->compaction_keep_manifests : 2;
     v->opened_ms = gfs_now_ms();
     v->comp_next_ms = v->opened_ms + v->comp_interval_ms;
@@ -987,12 +1035,20 @@ GLIDEFS_API int glidefs_volume_open(const glidefs_config *cfg, const char *name,
     v->cost_get_1000 = cfg->cost_get_per_1000;
 
     int r = volume_setup(v, cfg, flags, create_size);
+    if (r == 0) {
+        /* read-ahead GETs: half the store's connections, the rest for uploads */
+        int nra = cfg->storage_max_connections / 2;
+        r = gfs_ra_create(v, (uint64_t)cfg->cache_readahead_kb * 1024,
+                          (unsigned)(nra < 1 ? 1 : nra > 4 ? 4 : nra), &v->ra);
+    }
     if (r == 0 && v->owner)
         r = gfs_snapshots_load(v); /* what compaction must keep */
     if (r == 0 && v->owner)
         r = gfs_syncer_start(v);
     if (r == 0)
         r = gfs_own_start(v);
+    if (r == 0)
+        gfs_fence_hold(v); /* we took the lease from a live-looking holder */
     if (r < 0) {
         gfs_own_stop(v);
         gfs_syncer_stop(v);
@@ -1008,6 +1064,8 @@ GLIDEFS_API int glidefs_volume_close(glidefs_volume *v)
 {
     if (!v)
         return 0;
+    gfs_ra_destroy(v->ra); /* before anything it uses goes */
+    v->ra = NULL;
     gfs_own_stop(v);
     gfs_syncer_stop(v);
     pthread_mutex_lock(&v->lock);

@@ -32,6 +32,8 @@
  * sort after everything it inherits. */
 #define GFS_ORIGIN_SHIFT 56
 #define GFS_MAX_DEPTH 255
+/* implicit snapshot holding a fenced epoch's view for its node (snapshot.c) */
+#define GFS_FENCED_HOLD_PREFIX "@fenced-"
 #define GFS_EPOCH_MASK ((UINT64_C(1) << GFS_ORIGIN_SHIFT) - 1)
 static inline uint64_t gfs_ep(uint32_t origin, uint64_t epoch)
 {
@@ -72,6 +74,8 @@ struct glidefs_volume {
     uint32_t spb;                /* sectors per block */
     uint32_t blocks_per_batch;
     uint32_t upload_parallel;
+    uint32_t drain_parallel;     /* segments in flight while a drain or back-pressure waits
+                                    (storage.max_connections) */
     int64_t sync_delay_ms;
     int64_t max_dirty_age_ms;
     uint64_t budget;             /* cache.disk_size: journal + clean cache */
@@ -124,6 +128,9 @@ struct glidefs_volume {
     int64_t comp_grace_ms;
     int comp_keep_manifests;
     int64_t comp_next_ms;        /* next background cycle */
+    int comp_max_stored_pct;     /* stored bytes above this % of live: compact now (0: off) */
+    int64_t comp_rate_next_ms;   /* ratio-triggered steps: not before (compaction.rate_mb_s) */
+    int64_t comp_check_next_ms;  /* next look at the stored/live ratio */
     uint64_t comp_req_gen;       /* bumped by each glidefs_compact call */
     uint64_t comp_done_gen;      /* the last request generation a cycle has served */
     uint64_t manifest_gen;       /* bumped by each manifest we store */
@@ -143,11 +150,21 @@ struct glidefs_volume {
     size_t npinned_manifests;
     uint64_t snap_gen;           /* bumped when a snapshot is about to be stored: a load
                                   * of the pins that began before must not install */
+    struct gfs_hold {            /* "@fenced-<epoch>" snapshots: that epoch's segments stay */
+        uint64_t epoch;
+        int64_t created_ms;      /* wall clock */
+    } *holds;
+    size_t nholds;
+    int64_t fenced_hold_ms;      /* compaction.fenced_hold_s */
+
+    struct gfs_ra *ra;           /* read-ahead (readahead.c), NULL when off */
 
     /* stats (under lock) */
     struct glidefs_stats st;
     int deferred_error;
     int disk_full;               /* the last journal reservation failed with ENOSPC (logged once) */
+    uint64_t took_from_epoch;    /* the epoch whose live holder we just fenced (0: none);
+                                  * its view is held for the fenced node (snapshot.c) */
 };
 
 int64_t gfs_now_ms(void);       /* monotonic */
@@ -174,6 +191,7 @@ int gfs_own_acquire(struct glidefs_volume *v, int want_rw);
 int gfs_own_start(struct glidefs_volume *v);
 void gfs_own_stop(struct glidefs_volume *v);
 int gfs_own_release(struct glidefs_volume *v);
+int gfs_own_confirm(struct glidefs_volume *v);
 int gfs_own_state_read(struct glidefs_volume *v, uint64_t *epoch);
 int gfs_own_state_write(struct glidefs_volume *v);
 
@@ -194,6 +212,9 @@ int gfs_clone_origin(struct gfs_objstore *st, const char *name, char *parent, si
                      char *snap, size_t slen);
 int gfs_purge_forget(struct gfs_objstore *st, const char *parent, const char *child,
                      const char *snap);
+int gfs_fence_hold(struct glidefs_volume *v);
+int gfs_held_epoch(const struct glidefs_volume *v, uint64_t epoch);
+int gfs_fence_holds_expire(struct glidefs_volume *v);
 void gfs_snapshots_free(struct glidefs_volume *v);
 /* volmeta.c */
 int gfs_volume_apply_manifest_key(struct glidefs_volume *v, const char *key, int is_base);
@@ -212,8 +233,16 @@ static inline const char *gfs_origin_name(const struct glidefs_volume *v, uint32
 /* volume.c: fetch block b's stored bytes (decoded) into buf (bs bytes). */
 int gfs_volume_fetch_block(struct glidefs_volume *v, uint64_t b, const struct gfs_bm_entry *e,
                            void *buf);
+/* volume.c: verify the stored bytes of block b as a GET returned them and
+ * decode them into buf (bs bytes; may equal stored for a plain block).
+ * -EIO if they fail the checksum or authentication; logs nothing. */
+int gfs_volume_check_block(struct glidefs_volume *v, uint64_t b, const struct gfs_bm_entry *e,
+                           const uint8_t *stored, size_t got, void *buf);
 /* volume.c: put a clean block we hold in memory into the cache (lock not held). */
 void gfs_volume_cache_fill(struct glidefs_volume *v, uint64_t b, const struct gfs_bm_entry *e,
                            const void *buf);
+/* the same, if e->seg still names segment (epoch, seq) (see volume.c) */
+void gfs_volume_cache_fill_seg(struct glidefs_volume *v, uint64_t b, const struct gfs_bm_entry *e,
+                               uint64_t epoch, uint64_t seq, const void *buf);
 
 #endif

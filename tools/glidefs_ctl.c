@@ -2,7 +2,8 @@
  * glidefs-ctl — command-line client of glidefsd's REST API (libcurl +
  * jansson): list, status, create, drain, promote, release, resize, delete,
  * compact and metrics of exports, and their snapshots and clones (snapshot,
- * snapshots, snapshot-delete, clone). Human-readable output by default; --json
+ * snapshots, snapshot-delete, clone); what a fenced node kept aside
+ * (fenced-export, fenced-discard). Human-readable output by default; --json
  * prints the API's JSON answer unchanged. `drain` shows progress (bytes
  * left, rate, ETA) while it waits: a second thread polls the export's
  * dirty_bytes while the POST runs.
@@ -94,6 +95,10 @@ static void usage(FILE *f)
             "  clone PARENT CHILD [--snapshot SNAP]\n"
             "                               new export CHILD: a clone of snapshot SNAP of\n"
             "                               PARENT, or of PARENT's current state\n"
+            "  fenced-export NAME PATH      write what this node had before it lost the\n"
+            "                               write lease to PATH (a new file on the glidefsd\n"
+            "                               host) as a sparse raw image\n"
+            "  fenced-discard NAME          drop that data (it is never uploaded)\n"
             "\n"
             "Options:\n"
             "  --api URL      API base URL (default $GLIDEFS_API, else " DEFAULT_API ");\n"
@@ -418,7 +423,8 @@ static void print_status(json_t *e)
     printf("est. cost:    $%.2f / month\n", jreal(e, "est_monthly_cost_usd"));
     if (jint(e, "fenced_bytes")) {
         human(jint(e, "fenced_bytes"), c, sizeof c);
-        printf("fenced data:  %s kept aside (never uploaded)\n", c);
+        printf("fenced data:  %s kept aside (never uploaded; see glidefs-ctl fenced-export "
+               "and fenced-discard)\n", c);
     }
     printf("last error:   %s\n", jstr(e, "last_error", "none"));
     /* Lineage: shown by daemons that know it (GET /api/exports/NAME). */
@@ -771,6 +777,69 @@ static int cmd_compact(const char *name)
     return rc;
 }
 
+static int cmd_fenced_discard(const char *name)
+{
+    char path[256], what[200];
+    snprintf(path, sizeof path, "/api/exports/%s/fenced/discard", name);
+    snprintf(what, sizeof what, "fenced-discard %s", name);
+    struct answer a;
+    int rc = call(what, "POST", path, NULL, 120, &a);
+    if (!rc && !opt.json) {
+        char d[32];
+        human(jint(a.json, "discarded_bytes"), d, sizeof d);
+        printf("discarded the fenced data of %s (%s, never uploaded)\n", name, d);
+    }
+    answer_free(&a);
+    return rc;
+}
+
+/* PATH names a file on the glidefsd host; a relative one is taken from here
+ * (the usual case: the API on this host). */
+static int cmd_fenced_export(const char *name, const char *file)
+{
+    char path[256], what[200], abs[4096];
+    snprintf(what, sizeof what, "fenced-export %s", name);
+    if (!file || !*file) {
+        errorf("%s: missing PATH, the new image file", what);
+        return EXIT_USAGE;
+    }
+    if (file[0] != '/') {
+        char cwd[3072];
+        if (!getcwd(cwd, sizeof cwd)) {
+            errorf("%s: cannot tell the current directory: %s", what, strerror(errno));
+            return EXIT_USAGE;
+        }
+        if ((size_t)snprintf(abs, sizeof abs, "%s/%s", cwd, file) >= sizeof abs) {
+            errorf("%s: PATH is too long", what);
+            return EXIT_USAGE;
+        }
+    } else if ((size_t)snprintf(abs, sizeof abs, "%s", file) >= sizeof abs) {
+        errorf("%s: PATH is too long", what);
+        return EXIT_USAGE;
+    }
+    json_t *b = json_pack("{s:s}", "path", abs);
+    char *body = b ? json_dumps(b, JSON_COMPACT) : NULL;
+    json_decref(b);
+    if (!body) {
+        errorf("%s: out of memory", what);
+        return EXIT_API;
+    }
+    snprintf(path, sizeof path, "/api/exports/%s/fenced/export", name);
+    struct answer a;
+    int rc = call(what, "POST", path, body, 0, &a);
+    free(body);
+    if (!rc && !opt.json) {
+        json_t *fe = json_object_get(a.json, "fenced_export");
+        char sz[32];
+        human(jint(fe, "size_bytes"), sz, sizeof sz);
+        printf("wrote %s: the view of %s as of its epoch %" PRIu64 " on this node (%s, sparse); "
+               "the fenced data stays kept aside until fenced-discard\n",
+               jstr(fe, "path", abs), name, jint(fe, "epoch"), sz);
+    }
+    answer_free(&a);
+    return rc;
+}
+
 static int cmd_metrics(const char *name)
 {
     char path[256], what[200];
@@ -1036,7 +1105,8 @@ int main(int argc, char **argv)
     }
     const char *cmd = pos[0];
     enum { C_LIST, C_STATUS, C_CREATE, C_DRAIN, C_PROMOTE, C_RELEASE, C_RESIZE, C_DELETE,
-           C_COMPACT, C_METRICS, C_SNAPSHOT, C_SNAPSHOTS, C_SNAPSHOT_DELETE, C_CLONE };
+           C_COMPACT, C_METRICS, C_SNAPSHOT, C_SNAPSHOTS, C_SNAPSHOT_DELETE, C_CLONE,
+           C_FENCED_EXPORT, C_FENCED_DISCARD };
     static const struct {
         const char *name;
         int id;
@@ -1059,6 +1129,8 @@ int main(int argc, char **argv)
         { "snapshot-delete", C_SNAPSHOT_DELETE, 1, 1, true, false, false, false, false },
         { "delete-snapshot", C_SNAPSHOT_DELETE, 1, 1, true, false, false, false, false },
         { "clone", C_CLONE, 1, 1, true, false, false, false, true },
+        { "fenced-export", C_FENCED_EXPORT, 1, 1, true, false, false, false, false },
+        { "fenced-discard", C_FENCED_DISCARD, 0, 0, true, false, false, false, false },
     };
     int k = -1;
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
@@ -1133,6 +1205,8 @@ int main(int argc, char **argv)
     case C_SNAPSHOT: rc = cmd_snapshot(name, arg2); break;
     case C_SNAPSHOTS: rc = cmd_snapshots(name); break;
     case C_SNAPSHOT_DELETE: rc = cmd_snapshot_delete(cmd, name, arg2); break;
+    case C_FENCED_EXPORT: rc = cmd_fenced_export(name, arg2); break;
+    case C_FENCED_DISCARD: rc = cmd_fenced_discard(name); break;
     default: rc = cmd_clone(name, arg2); break;
     }
     curl_global_cleanup();

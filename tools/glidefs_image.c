@@ -5,6 +5,12 @@
  *   glidefs-image import -c CONFIG NAME FILE   create NAME at FILE's size
  *                                              (rounded up to 512), copy, drain
  *   glidefs-image export -c CONFIG NAME FILE   write NAME out as a raw image
+ *   glidefs-image export-fenced -c CONFIG NAME FILE
+ *                                              write what this node had of NAME
+ *                                              before it lost the write lease
+ *                                              (glidefs_fenced_export): its
+ *                                              epoch's data plus the journal it
+ *                                              kept aside; reads the store only
  *
  * Zero runs are not copied: import writes them as zeroes (no data stored),
  * export leaves holes in a sparse output file. Exit status: 0 done, 1 failed,
@@ -248,10 +254,60 @@ static int do_export(glidefs_config *cfg, const char *name, const char *file)
     return r == 0 ? 0 : 1;
 }
 
+/* The volume is opened read-only: nothing is written to the store, no lease
+ * is taken, and a journal of an ended epoch not yet set aside is read where
+ * it is. The node's glidefsd must be stopped (it locks the cache dir); while
+ * it runs, use glidefs-ctl fenced-export. */
+static int do_export_fenced(glidefs_config *cfg, const char *name, const char *file)
+{
+    glidefs_volume *v;
+    int r = glidefs_volume_open(cfg, name, 0, GLIDEFS_OPEN_READONLY, &v);
+    if (r < 0) {
+        fprintf(stderr, "glidefs-image: cannot open volume %s: %s%s\n", name, glidefs_strerror(r),
+                r == -EBUSY ? " (glidefsd runs on this cache dir: use glidefs-ctl fenced-export)"
+                            : "");
+        return 1;
+    }
+    int created = 1;
+    int fd = open(file, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0 && errno == EEXIST) {
+        created = 0;
+        fd = open(file, O_WRONLY | O_CLOEXEC);
+    }
+    if (fd < 0) {
+        fprintf(stderr, "glidefs-image: %s: %s\n", file, strerror(errno));
+        glidefs_volume_close(v);
+        return 1;
+    }
+    uint64_t epoch = 0;
+    r = glidefs_fenced_export(v, fd, &epoch);
+    if (close(fd) < 0 && r == 0)
+        r = -errno;
+    if (r == -ENOENT)
+        fprintf(stderr, "glidefs-image: %s has no fenced data on this node (nothing was kept "
+                        "aside after losing the write lease)\n", name);
+    else if (r == -ENODATA)
+        fprintf(stderr, "glidefs-image: the store no longer holds all of this node's view of "
+                        "%s (the newer writer compacted it away); the fenced data stays kept "
+                        "aside\n", name);
+    else if (r < 0)
+        fprintf(stderr, "glidefs-image: fenced export of %s failed: %s\n", name,
+                glidefs_strerror(r));
+    else
+        fprintf(stderr, "glidefs-image: wrote %s: %s as this node had it in epoch %" PRIu64
+                        " (%" PRIu64 " bytes); the fenced data stays kept aside\n", file, name,
+                epoch, glidefs_volume_size(v));
+    if (r < 0 && created)
+        unlink(file);
+    glidefs_volume_close(v);
+    return r == 0 ? 0 : 1;
+}
+
 static void usage(FILE *f)
 {
     fprintf(f, "usage: glidefs-image import -c CONFIG NAME FILE\n"
                "       glidefs-image export -c CONFIG NAME FILE\n"
+               "       glidefs-image export-fenced -c CONFIG NAME FILE\n"
                "options: -c, --config FILE  the glidefs YAML config (required)\n"
                "         -v, --verbose      log library info messages\n"
                "         -h, --help         this text;  -V, --version\n");
@@ -289,7 +345,8 @@ int main(int argc, char **argv)
         default: usage(stderr); return 2;
         }
     }
-    if (!cfgpath || argc - optind != 2 || (strcmp(cmd, "import") && strcmp(cmd, "export"))) {
+    if (!cfgpath || argc - optind != 2 ||
+        (strcmp(cmd, "import") && strcmp(cmd, "export") && strcmp(cmd, "export-fenced"))) {
         usage(stderr);
         return 2;
     }
@@ -307,7 +364,9 @@ int main(int argc, char **argv)
         return 1;
     }
     glidefs_config_set_log(cfg, log_cb, NULL, GLIDEFS_LOG_DEBUG);
-    r = strcmp(cmd, "import") == 0 ? do_import(cfg, name, file) : do_export(cfg, name, file);
+    r = strcmp(cmd, "import") == 0   ? do_import(cfg, name, file)
+        : strcmp(cmd, "export") == 0 ? do_export(cfg, name, file)
+                                     : do_export_fenced(cfg, name, file);
     glidefs_config_free(cfg);
     return r;
 }

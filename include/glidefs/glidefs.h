@@ -184,6 +184,21 @@ GLIDEFS_API int glidefs_release(glidefs_volume *vol, int64_t timeout_ms);
  * glidefs_stats). It is never uploaded; this is the explicit way to drop it. */
 GLIDEFS_API int glidefs_fenced_discard(glidefs_volume *vol);
 
+/* Write what this node saw of the volume before it lost the write lease to
+ * fd, as a raw image of the volume's size: the store's data as of the
+ * node's last epoch (its own late segments included) with the journal it
+ * kept aside applied on top. A regular file is truncated first and left
+ * sparse (zero blocks are holes); a block device gets every block. Only
+ * reads the store: nothing is uploaded or deleted, and the kept-aside data
+ * stays until glidefs_fenced_discard. The newest kept-aside journal is
+ * exported (a volume opened GLIDEFS_OPEN_READONLY uses a journal of an
+ * ended epoch still in place). *epoch (may be NULL) gets that epoch.
+ * -ENOENT nothing is kept aside; -ENODATA the newer writer has since
+ * compacted away objects that view needs (no partial view is produced;
+ * fd's contents are then undefined); -EINVAL fd is not a regular file or
+ * block device; -EIO a store read or checksum failed. */
+GLIDEFS_API int glidefs_fenced_export(glidefs_volume *vol, int fd, uint64_t *epoch);
+
 /* Change the password of an encrypted volume: the data key is re-wrapped
  * under new_password and volume.json rewritten; no data is rewritten. Only
  * the lease holder may rekey. -EACCES old_password is wrong, -EINVAL the
@@ -279,6 +294,7 @@ struct glidefs_stats {
     double est_monthly_cost_usd; /* storage + requests at the configured prices and current rates */
     uint64_t blocks_fetched;     /* blocks read from the store (reads, prefetch, partial-block uploads) */
     char lease_node[129];        /* node id holding the write lease ("" if released or none) */
+    uint64_t readahead_blocks;   /* blocks put into the cache by sequential read-ahead */
 };
 
 /* Result of glidefs_compact(). */

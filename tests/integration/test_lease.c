@@ -300,11 +300,62 @@ static void test_follower_sees_resize(void **state)
     tu_env_done(&env);
 }
 
+/* A writer deposed a moment ago, before its heartbeat tells it, compacts:
+ * what is dead only because of its own late segments is live for the new
+ * writer. It must re-check the lease before deleting and delete nothing. */
+static void test_deposed_writer_deletes_nothing(void **state)
+{
+    (void)state;
+    struct tu_env env;
+    tu_env_init(&env, "deposed");
+    struct node A, C, D;
+    node_init(&A, &env, "node-a", "60000"); /* heartbeat every 20 s: learns late */
+    node_init(&C, &env, "node-c", "3000");
+    node_init(&D, &env, "node-d", "3000");
+    tu_set(A.cfg, "compaction.min_live_pct", "95");
+    tu_set(A.cfg, "compaction.grace_ms", "0");
+    tu_set(A.cfg, "compaction.interval_s", "0");
+    tu_set(C.cfg, "compaction.fenced_hold_s", "0"); /* no hold: the check alone must do */
+    glidefs_volume *a, *c, *d;
+    assert_int_equal(glidefs_volume_open(A.cfg, "vm", SZ, GLIDEFS_OPEN_CREATE, &a), 0);
+    for (int i = 0; i < 16; i++)
+        put_byte(a, (uint64_t)i * 131072, (uint8_t)(0x10 + i));
+    assert_int_equal(glidefs_drain(a, -1), 0);
+    assert_int_equal(glidefs_volume_open(C.cfg, "vm", SZ, 0, &c), 0);
+    assert_int_equal(glidefs_promote(c, 1), 0);
+    /* A still believes it writes: late segments make its old ones half dead */
+    for (int i = 0; i < 16; i += 2)
+        put_byte(a, (uint64_t)i * 131072, 0xee);
+    int r = glidefs_drain(a, 10000);
+    assert_true(r == 0 || r == -EROFS);
+    struct glidefs_compact_result res = {0};
+    r = glidefs_compact(a, &res);
+    assert_true(r == 0 || r == -EROFS);
+    assert_int_equal(res.segments_deleted, 0);
+    struct glidefs_stats st;
+    assert_int_equal(glidefs_stats(a, &st, sizeof st), 0);
+    assert_int_equal(st.fenced, 1); /* the check found out */
+    /* a fresh reader, and the new writer, see the data before A's late writes */
+    assert_int_equal(glidefs_volume_open(D.cfg, "vm", SZ, GLIDEFS_OPEN_READONLY, &d), 0);
+    for (int i = 0; i < 16; i++) {
+        expect_byte(d, (uint64_t)i * 131072, (uint8_t)(0x10 + i));
+        expect_byte(c, (uint64_t)i * 131072, (uint8_t)(0x10 + i));
+    }
+    assert_int_equal(glidefs_volume_close(d), 0);
+    assert_int_equal(glidefs_volume_close(a), 0);
+    assert_int_equal(glidefs_volume_close(c), 0);
+    glidefs_config_free(A.cfg);
+    glidefs_config_free(C.cfg);
+    glidefs_config_free(D.cfg);
+    tu_env_done(&env);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_follower_survives_compaction),
         cmocka_unit_test(test_follower_sees_resize),
+        cmocka_unit_test(test_deposed_writer_deletes_nothing),
         cmocka_unit_test(test_handover_and_force),
         cmocka_unit_test(test_killed_owner_expires),
     };

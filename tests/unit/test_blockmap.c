@@ -4,7 +4,11 @@
  * re-pointed (also to/from holes), written_blocks counts entries != NONE,
  * grow keeps entries, out-of-range sets fail, segments must arrive in
  * (epoch, seq) order and seg_find bisects hundreds of them. A random run
- * checks everything against a plain array model.
+ * checks everything against a plain array model. The packed 16-byte form:
+ * values at the edges of each packed field read back exactly (the ones past
+ * an edge through the overflow table, which empties again when they are
+ * replaced), a 1 PiB volume written at three places allocates three pages,
+ * and a densely written map costs <= 16 bytes per block plus its segments.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -57,8 +61,10 @@ static void test_never_written(void **state)
     assert_entry_eq(gfs_bm_get(&bm, 10000), none);
     assert_entry_eq(gfs_bm_get(&bm, UINT64_MAX), none);
     /* setting NONE on an unallocated chunk allocates nothing */
+    size_t mem0 = gfs_bm_mem_bytes(&bm);
     assert_int_equal(gfs_bm_set(&bm, 5, &none), 0);
-    assert_null(bm.chunks[0]);
+    assert_int_equal(bm.pages, 0);
+    assert_int_equal(gfs_bm_mem_bytes(&bm), mem0);
     assert_int_equal(bm.written_blocks, 0);
     gfs_bm_free(&bm);
 
@@ -298,6 +304,208 @@ static void test_random_model(void **state)
     gfs_bm_free(&bm);
 }
 
+static void check_model(struct gfs_blockmap *bm, const struct gfs_bm_entry *m, uint64_t nb,
+                        uint32_t nseg)
+{
+    uint64_t *live = calloc(nseg + 1, sizeof *live), written = 0;
+    assert_non_null(live);
+    for (uint64_t q = 0; q < nb; q++) {
+        assert_entry_eq(gfs_bm_get(bm, q), m[q]);
+        if (m[q].seg != GFS_BM_NONE)
+            written++;
+        if (m[q].seg != GFS_BM_NONE && m[q].seg != GFS_BM_HOLE)
+            live[m[q].seg] += m[q].length;
+    }
+    assert_int_equal(bm->written_blocks, written);
+    for (uint32_t i = 1; i <= nseg; i++)
+        assert_int_equal(bm->segs[i].live_bytes, live[i]);
+    /* iteration visits exactly the written blocks, in order */
+    uint64_t seen = 0, prev = 0;
+    struct gfs_bm_entry e;
+    for (uint64_t b = 0; gfs_bm_next(bm, &b, &e); b++) {
+        assert_true(seen == 0 || b > prev);
+        assert_true(b < nb);
+        assert_int_not_equal(m[b].seg, GFS_BM_NONE);
+        assert_entry_eq(e, m[b]);
+        prev = b;
+        seen++;
+    }
+    assert_int_equal(seen, written);
+    assert_true(gfs_bm_overflow_count(bm) <= written);
+    free(live);
+}
+
+/* Every packed field at and past its edge. */
+static void test_pack_edges(void **state)
+{
+    (void)state;
+    struct gfs_blockmap bm;
+    assert_int_equal(gfs_bm_init(&bm, 64), 0);
+    assert_int_equal(gfs_bm_seg_add(&bm, 1, 1, 0), 1);
+    assert_int_equal(gfs_bm_seg_add(&bm, 1, 2, 0), 2);
+    const uint64_t base = 1000000000000ull;
+    struct gfs_bm_entry v[] = {
+        /* the first entry of segment 1 sets its base */
+        {.seg = 1, .offset = 0, .length = 1, .crc = 1, .flags = 0, .write_seq = base},
+        {.seg = 1, .offset = (1u << 23) - 1, .length = (1u << 18) - 1, .crc = 0xffffffffu,
+         .flags = 6, .write_seq = base + (1u << 20) - 1},
+        {.seg = 1, .offset = 77, .length = 4096, .crc = 2, .flags = 2,
+         .write_seq = base - (1u << 20)},
+        /* one past each edge: overflow */
+        {.seg = 1, .offset = 1u << 23, .length = 4096, .crc = 3, .flags = 4, .write_seq = base},
+        {.seg = 1, .offset = 5, .length = 1u << 18, .crc = 4, .flags = 0, .write_seq = base},
+        {.seg = 1, .offset = 5, .length = 0, .crc = 5, .flags = 0, .write_seq = base},
+        {.seg = 1, .offset = 5, .length = 9, .crc = 6, .flags = 1, .write_seq = base},
+        {.seg = 1, .offset = 5, .length = 9, .crc = 7, .flags = 8, .write_seq = base},
+        {.seg = 1, .offset = 5, .length = 9, .crc = 8, .flags = 0, .write_seq = base + (1u << 20)},
+        {.seg = 1, .offset = 5, .length = 9, .crc = 9, .flags = 0,
+         .write_seq = base - (1u << 20) - 1},
+        {.seg = 1, .offset = 5, .length = 9, .crc = 9, .flags = 0, .write_seq = 0},
+        {.seg = 2, .offset = 5, .length = 9, .crc = 10, .flags = 0, .write_seq = UINT64_MAX},
+        {.seg = 2, .offset = 6, .length = 9, .crc = 11, .flags = 2, .write_seq = 0},
+        /* a segment index that is not in the table, and the reserved one */
+        {.seg = 3, .offset = 5, .length = 9, .crc = 12, .flags = 0, .write_seq = 1},
+        {.seg = GFS_BM_HOLE - 1, .offset = 5, .length = 9, .crc = 13, .flags = 0, .write_seq = 1},
+        /* holes: any write_seq packs; other fields set do not */
+        {.seg = GFS_BM_HOLE, .write_seq = UINT64_MAX},
+        {.seg = GFS_BM_HOLE, .write_seq = 0},
+        {.seg = GFS_BM_HOLE, .write_seq = 0x123456789abcdefull},
+        {.seg = GFS_BM_HOLE, .flags = 1, .write_seq = 5},
+        {.seg = GFS_BM_HOLE, .crc = 1, .write_seq = 5},
+    };
+    /* write_seq deltas are modular: 0 is one past UINT64_MAX */
+    const int packs[] = {1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 1, 1, 1, 0, 0};
+    enum { NV = sizeof v / sizeof v[0] };
+    _Static_assert(sizeof packs / sizeof packs[0] == NV, "one expectation per value");
+    size_t over = 0;
+    for (int i = 0; i < NV; i++) {
+        assert_int_equal(gfs_bm_set(&bm, (uint64_t)i, &v[i]), 0);
+        over += !packs[i];
+        assert_int_equal(gfs_bm_overflow_count(&bm), over);
+    }
+    for (int i = 0; i < NV; i++)
+        assert_entry_eq(gfs_bm_get(&bm, (uint64_t)i), v[i]);
+    assert_int_equal(bm.segs[1].ws_base, base);
+    assert_int_equal(bm.segs[2].ws_base, UINT64_MAX);
+    /* replacing an overflowed entry by a packable one empties the table */
+    for (int i = 0; i < NV; i++) {
+        struct gfs_bm_entry h = {.seg = GFS_BM_HOLE, .write_seq = (uint64_t)i};
+        assert_int_equal(gfs_bm_set(&bm, (uint64_t)i, &h), 0);
+        assert_entry_eq(gfs_bm_get(&bm, (uint64_t)i), h);
+    }
+    assert_int_equal(gfs_bm_overflow_count(&bm), 0);
+    assert_int_equal(bm.segs[1].live_bytes, 0);
+    assert_int_equal(bm.segs[2].live_bytes, 0);
+    assert_int_equal(bm.written_blocks, NV);
+    gfs_bm_free(&bm);
+}
+
+/* A 1 PiB volume (2^33 blocks of 128 KiB) allocates only where written. */
+static void test_sparse_huge(void **state)
+{
+    (void)state;
+    const uint64_t nb = (1ull << 50) / (128 * 1024);
+    struct gfs_blockmap bm;
+    assert_int_equal(gfs_bm_init(&bm, nb), 0);
+    size_t empty = gfs_bm_mem_bytes(&bm);
+    assert_true(empty <= 64 * 1024); /* the top directory (32 KiB) and the segment table */
+    assert_int_equal(gfs_bm_seg_add(&bm, 1, 1, 0), 1);
+    const uint64_t at[] = {0, nb / 2 + 12345, nb - 1};
+    for (int i = 0; i < 3; i++) {
+        struct gfs_bm_entry e = ent(1, 100 * (uint32_t)i, 4000, 42 + (uint64_t)i);
+        e.flags = 2;
+        assert_int_equal(gfs_bm_set(&bm, at[i], &e), 0);
+    }
+    assert_int_equal(bm.pages, 3);
+    assert_int_equal(gfs_bm_overflow_count(&bm), 0);
+    assert_true(gfs_bm_mem_bytes(&bm) <= empty + 3 * (64 * 1024 + 4096));
+    assert_int_equal(bm.written_blocks, 3);
+    uint64_t b = 0;
+    struct gfs_bm_entry e;
+    for (int i = 0; i < 3; i++, b++) {
+        assert_int_equal(gfs_bm_next(&bm, &b, &e), 1);
+        assert_int_equal(b, at[i]);
+        assert_int_equal(e.offset, 100 * (uint32_t)i);
+        assert_int_equal(e.write_seq, 42 + (uint64_t)i);
+    }
+    assert_int_equal(gfs_bm_next(&bm, &b, &e), 0);
+    assert_int_equal(gfs_bm_get(&bm, 1).seg, GFS_BM_NONE);
+    assert_int_equal(gfs_bm_get(&bm, nb - 2).seg, GFS_BM_NONE);
+    assert_int_equal(gfs_bm_set(&bm, nb, &e), -EINVAL);
+    gfs_bm_free(&bm);
+}
+
+/* Dense writes as the syncer makes them (25 blocks per segment, zstd, close
+ * write_seqs): nothing overflows and the map costs <= 16 bytes per block
+ * plus the segment table. */
+static void test_memory_dense(void **state)
+{
+    (void)state;
+    enum { NB = 16 * GFS_BM_CHUNK, PER = 25 };
+    struct gfs_blockmap bm;
+    assert_int_equal(gfs_bm_init(&bm, NB), 0);
+    size_t empty = gfs_bm_mem_bytes(&bm);
+    uint64_t s = 77, ws = 5000000;
+    for (uint64_t b0 = 0; b0 < NB; b0 += PER) {
+        int64_t si = gfs_bm_seg_add(&bm, 1, b0 / PER + 1, 0);
+        assert_true(si >= 1);
+        uint32_t off = 200;
+        for (uint64_t b = b0; b < b0 + PER && b < NB; b++) {
+            uint32_t len = 3000 + (uint32_t)(rnd(&s) % 128000);
+            struct gfs_bm_entry e = {.seg = (uint32_t)si, .offset = off, .length = len,
+                                     .crc = (uint32_t)rnd(&s), .flags = 2,
+                                     .write_seq = ws - rnd(&s) % 5000};
+            ws += 1 + rnd(&s) % 100;
+            off += len;
+            assert_int_equal(gfs_bm_set(&bm, b, &e), 0);
+        }
+    }
+    assert_int_equal(gfs_bm_overflow_count(&bm), 0);
+    assert_int_equal(bm.written_blocks, NB);
+    size_t used = gfs_bm_mem_bytes(&bm) - empty;
+    size_t segs = (size_t)bm.segcap * sizeof *bm.segs;
+    assert_true(used - segs + 64 * sizeof *bm.segs <= 16 * (size_t)NB + 4096);
+    /* the whole: entries, directory and segments, with the table's doubling slack */
+    assert_true(used <= 16 * (size_t)NB + 2 * (NB / PER + 2) * sizeof *bm.segs + 4096);
+    gfs_bm_free(&bm);
+}
+
+/* Random sets of packable and unpackable entries against a model. */
+static void test_random_model_wide(void **state)
+{
+    (void)state;
+    enum { NB = 2 * GFS_BM_CHUNK + 7, NSEG = 30 };
+    struct gfs_blockmap bm;
+    assert_int_equal(gfs_bm_init(&bm, NB), 0);
+    for (int i = 1; i <= NSEG; i++)
+        assert_int_equal(gfs_bm_seg_add(&bm, 2, (uint64_t)i, 0), i);
+    struct gfs_bm_entry *m = calloc(NB, sizeof *m);
+    assert_non_null(m);
+    uint64_t s = 0x1234567ULL;
+    for (int it = 0; it < 100000; it++) {
+        uint64_t b = rnd(&s) % NB, k = rnd(&s) % 8;
+        struct gfs_bm_entry e = {0};
+        if (k == 1) {
+            e = (struct gfs_bm_entry){.seg = GFS_BM_HOLE, .write_seq = rnd(&s)};
+        } else if (k >= 2) {
+            uint64_t r = rnd(&s);
+            e.seg = 1 + (uint32_t)(r % NSEG);
+            e.offset = (uint32_t)(rnd(&s) % ((r >> 8) & 1 ? 1u << 24 : 1u << 22));
+            e.length = (uint32_t)(rnd(&s) % ((r >> 9) & 1 ? 1u << 19 : 1u << 17));
+            e.crc = (uint32_t)rnd(&s);
+            e.flags = (uint32_t)((r >> 10) & 7) & ((r >> 13) & 1 ? 7u : 6u);
+            e.write_seq = (r >> 14) & 1 ? rnd(&s) : 1000000000 + rnd(&s) % (1u << 21);
+        }
+        assert_int_equal(gfs_bm_set(&bm, b, &e), 0);
+        m[b] = e;
+        if (it % 25000 == 24999)
+            check_model(&bm, m, NB, NSEG);
+    }
+    check_model(&bm, m, NB, NSEG);
+    free(m);
+    gfs_bm_free(&bm);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -307,6 +515,10 @@ int main(void)
         cmocka_unit_test(test_seg_order),
         cmocka_unit_test(test_seg_find_many),
         cmocka_unit_test(test_random_model),
+        cmocka_unit_test(test_pack_edges),
+        cmocka_unit_test(test_sparse_huge),
+        cmocka_unit_test(test_memory_dense),
+        cmocka_unit_test(test_random_model_wide),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -119,6 +119,12 @@ static void test_random(void **state)
             for (uint32_t k = a; k < a + n; k++)
                 cov &= m[k].seq != 0;
             assert_int_equal(gfs_dirty_covers(db, a, n), cov);
+            /* the binary search names the first extent ending after a */
+            uint32_t i = gfs_dirty_find(db, a), lin = 0;
+            while (lin < db->n && db->ext[lin].start + db->ext[lin].count <= a)
+                lin++;
+            assert_int_equal(i, lin);
+            assert_int_equal(i < db->n && db->ext[i].start <= a, m[a].seq != 0);
         }
     }
     gfs_dirty_free(&d);

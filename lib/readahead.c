@@ -1,0 +1,393 @@
+/*
+ * readahead.c — stream detection and coalesced, parallel read-ahead of
+ * blocks missing from the clean cache (see readahead.h).
+ */
+#include "readahead.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cleanup.h"
+#include "segment.h"
+#include "volume_internal.h"
+
+#define RA_STREAMS 4       /* sequential streams followed at once per volume */
+#define RA_MAX_THREADS 8
+#define RA_MAX_JOB 64      /* blocks in one ranged GET at most */
+
+/* A run of blocks stored back to back in one segment: one ranged GET. */
+struct ra_job {
+    struct ra_job *next;
+    uint64_t id;
+    uint64_t b0;
+    uint32_t n;
+    int running;
+    uint64_t epoch, seq;   /* the segment, as the block map named it at planning */
+    uint64_t lo, len;      /* byte range in the segment object */
+    struct gfs_bm_entry e[];
+};
+
+struct ra_stream {
+    int used;
+    uint64_t next_b;       /* the block a sequential continuation starts at */
+    uint64_t ra_next;      /* first block not yet planned */
+    uint32_t hits;         /* sequential continuations seen */
+    uint64_t lru;
+};
+
+struct gfs_ra {
+    struct glidefs_volume *v;
+    uint32_t window;       /* blocks ahead of the stream */
+    uint32_t max_job;      /* blocks per GET */
+    unsigned nthreads, started;
+    pthread_t thr[RA_MAX_THREADS];
+    pthread_cond_t work;   /* a job was queued, or stop */
+    pthread_cond_t done;   /* a job finished */
+    int stop;
+    struct ra_job *qhead, *qtail; /* queued, oldest first */
+    struct ra_job *running;
+    uint64_t queued_blocks;       /* in queued and running jobs */
+    uint64_t next_id;
+    struct ra_stream st[RA_STREAMS];
+    uint64_t tick;
+    gfs_ra_hook hook;
+    void *hook_arg;
+};
+
+int gfs_ra_create(struct glidefs_volume *v, uint64_t window_bytes, unsigned nthreads,
+                  struct gfs_ra **out)
+{
+    *out = NULL;
+    /* never more than an eighth of the cache budget: read-ahead must not
+     * push the working set out */
+    uint64_t cap = v->budget / 8;
+    if (window_bytes > cap)
+        window_bytes = cap;
+    if (window_bytes < v->bs)
+        return 0;
+    struct gfs_ra *ra = calloc(1, sizeof *ra);
+    if (!ra)
+        return -ENOMEM;
+    ra->v = v;
+    uint64_t w = window_bytes / v->bs;
+    ra->window = w > (1u << 20) ? (1u << 20) : (uint32_t)w;
+    ra->max_job = ra->window < RA_MAX_JOB ? ra->window : RA_MAX_JOB;
+    ra->nthreads = nthreads < 1 ? 1 : nthreads > RA_MAX_THREADS ? RA_MAX_THREADS : nthreads;
+    pthread_cond_init(&ra->work, NULL);
+    pthread_cond_init(&ra->done, NULL);
+    *out = ra;
+    return 0;
+}
+
+void gfs_ra_set_test_hook(struct gfs_ra *ra, gfs_ra_hook fn, void *arg)
+{
+    pthread_mutex_lock(&ra->v->lock);
+    ra->hook = fn;
+    ra->hook_arg = arg;
+    pthread_mutex_unlock(&ra->v->lock);
+}
+
+/* Under the lock: the queued or running job that holds block b. */
+static struct ra_job *find_job(struct gfs_ra *ra, uint64_t b)
+{
+    for (struct ra_job *j = ra->qhead; j; j = j->next)
+        if (b >= j->b0 && b < j->b0 + j->n)
+            return j;
+    for (struct ra_job *j = ra->running; j; j = j->next)
+        if (b >= j->b0 && b < j->b0 + j->n)
+            return j;
+    return NULL;
+}
+
+static int running_has(const struct gfs_ra *ra, uint64_t id)
+{
+    for (const struct ra_job *j = ra->running; j; j = j->next)
+        if (j->id == id)
+            return 1;
+    return 0;
+}
+
+/* Under the lock: take job j off the queue and mark it running. */
+static void start_job(struct gfs_ra *ra, struct ra_job *j)
+{
+    struct ra_job **pp = &ra->qhead, *prev = NULL;
+    while (*pp && *pp != j) {
+        prev = *pp;
+        pp = &(*pp)->next;
+    }
+    if (*pp) {
+        *pp = j->next;
+        if (ra->qtail == j)
+            ra->qtail = prev;
+    }
+    j->running = 1;
+    j->next = ra->running;
+    ra->running = j;
+}
+
+/* Under the lock: a running job is over. */
+static void finish_job(struct gfs_ra *ra, struct ra_job *j)
+{
+    for (struct ra_job **pp = &ra->running; *pp; pp = &(*pp)->next)
+        if (*pp == j) {
+            *pp = j->next;
+            break;
+        }
+    ra->queued_blocks -= j->n;
+    pthread_cond_broadcast(&ra->done);
+    free(j);
+}
+
+/* Lock not held: one ranged GET for the whole run, then each block is
+ * verified and decoded like an on-demand fetch and offered to the cache
+ * (which refuses it if the block map moved on meanwhile). */
+static void run_job(struct gfs_ra *ra, struct ra_job *j)
+{
+    struct glidefs_volume *v = ra->v;
+    char key[512];
+    gfs_seg_key(key, sizeof key, gfs_origin_name(v, (uint32_t)(j->epoch >> GFS_ORIGIN_SHIFT)),
+                j->epoch & GFS_EPOCH_MASK, j->seq);
+    CLEANUP_FREE uint8_t *buf = malloc(j->len);
+    CLEANUP_FREE uint8_t *scratch = malloc(v->bs);
+    if (!buf || !scratch)
+        return;
+    size_t got = 0;
+    int r = v->store->ops->get_range(v->store, key, j->lo, j->len, buf, &got);
+    if (r < 0) {
+        /* the reader fetches the block itself and reports what goes wrong */
+        gfs_debug(&v->log, "%s: read-ahead of %s failed: %s", v->name, key, glidefs_strerror(r));
+        return;
+    }
+    pthread_mutex_lock(&v->lock);
+    gfs_ra_hook hook = ra->hook;
+    void *hook_arg = ra->hook_arg;
+    pthread_mutex_unlock(&v->lock);
+    if (hook)
+        hook(hook_arg, j->b0, j->n);
+    uint64_t filled = 0;
+    for (uint32_t i = 0; i < j->n; i++) {
+        const struct gfs_bm_entry *e = &j->e[i];
+        uint64_t o = e->offset - j->lo;
+        if (o + e->length > got)
+            break;
+        int plain = e->flags == 0 && e->length == v->bs;
+        uint8_t *out = plain ? buf + o : scratch;
+        /* a bad block is left to the reader, which fetches it again and
+         * fails with -EIO (counted and logged there) */
+        if (gfs_volume_check_block(v, j->b0 + i, e, buf + o, e->length, out) < 0)
+            continue;
+        pthread_mutex_lock(&v->lock);
+        int have = gfs_cache_has(&v->cache, j->b0 + i, e->seg, e->offset);
+        pthread_mutex_unlock(&v->lock);
+        if (have)
+            continue; /* fetched meanwhile by a reader: its copy stays */
+        gfs_volume_cache_fill_seg(v, j->b0 + i, e, j->epoch, j->seq, out);
+        filled++;
+    }
+    pthread_mutex_lock(&v->lock);
+    v->st.blocks_fetched += j->n;
+    v->st.readahead_blocks += filled;
+    pthread_mutex_unlock(&v->lock);
+}
+
+static void *worker(void *arg)
+{
+    struct gfs_ra *ra = arg;
+    struct glidefs_volume *v = ra->v;
+    pthread_mutex_lock(&v->lock);
+    while (!ra->stop) {
+        struct ra_job *j = ra->qhead;
+        if (!j) {
+            pthread_cond_wait(&ra->work, &v->lock);
+            continue;
+        }
+        start_job(ra, j);
+        pthread_mutex_unlock(&v->lock);
+        run_job(ra, j);
+        pthread_mutex_lock(&v->lock);
+        finish_job(ra, j);
+    }
+    pthread_mutex_unlock(&v->lock);
+    return NULL;
+}
+
+/* Under the lock: is block p worth fetching ahead? Fills *e. */
+static int wanted(struct gfs_ra *ra, uint64_t p, struct gfs_bm_entry *e)
+{
+    struct glidefs_volume *v = ra->v;
+    *e = gfs_bm_get(&v->bm, p);
+    if (e->seg == GFS_BM_NONE || e->seg == GFS_BM_HOLE || e->seg >= v->bm.nsegs)
+        return 0;
+    if (e->length == 0 || e->length > gfs_codec_max_stored(v->codec))
+        return 0; /* the reader reports it */
+    if (gfs_cache_has(&v->cache, p, e->seg, e->offset))
+        return 0;
+    struct gfs_dirty_block *db = gfs_dirty_get(&v->dirty, p);
+    if (db && gfs_dirty_covers(db, 0, v->spb))
+        return 0; /* newer data covers all of it */
+    return find_job(ra, p) == NULL;
+}
+
+/* Under the lock: queue the blocks from the stream's position up to
+ * `ahead` blocks past the read [fb, lb], in runs of one segment each. */
+static void plan(struct gfs_ra *ra, struct ra_stream *s, uint64_t fb, uint64_t lb, uint32_t ahead)
+{
+    struct glidefs_volume *v = ra->v;
+    uint64_t nblocks = (v->size + v->bs - 1) / v->bs;
+    if (s->ra_next < fb)
+        s->ra_next = fb;
+    uint64_t want = lb + 1 + ahead;
+    if (want > nblocks)
+        want = nblocks;
+    /* top up as soon as a segment's worth of the window is free: the queue
+     * stays full, and runs stay whole segments */
+    uint64_t grain = ahead ? (ra->max_job < v->blocks_per_batch ? ra->max_job : v->blocks_per_batch)
+                           : 1;
+    if (s->ra_next + grain > want && want < nblocks)
+        return;
+    uint64_t p = s->ra_next;
+    int queued = 0;
+    struct gfs_bm_entry run[RA_MAX_JOB];
+    while (p < want && ra->queued_blocks < (uint64_t)ra->window + ra->max_job) {
+        if (!wanted(ra, p, &run[0])) {
+            p++;
+            continue;
+        }
+        uint32_t n = 1;
+        uint64_t end = (uint64_t)run[0].offset + run[0].length;
+        /* the run may go past the window to the end of its segment: a
+         * bounded overshoot that saves a GET */
+        while (n < ra->max_job && p + n < (ahead ? nblocks : want)) {
+            struct gfs_bm_entry e;
+            if (!wanted(ra, p + n, &e) || e.seg != run[0].seg || e.offset != end)
+                break;
+            run[n++] = e;
+            end += e.length;
+        }
+        struct ra_job *j = malloc(sizeof *j + n * sizeof j->e[0]);
+        if (!j)
+            break;
+        memset(j, 0, sizeof *j);
+        j->id = ++ra->next_id;
+        j->b0 = p;
+        j->n = n;
+        j->epoch = v->bm.segs[run[0].seg].epoch;
+        j->seq = v->bm.segs[run[0].seg].seq;
+        j->lo = run[0].offset;
+        j->len = end - run[0].offset;
+        memcpy(j->e, run, n * sizeof run[0]);
+        if (ra->qtail)
+            ra->qtail->next = j;
+        else
+            ra->qhead = j;
+        ra->qtail = j;
+        ra->queued_blocks += n;
+        queued++;
+        p += n;
+    }
+    s->ra_next = p;
+    if (!queued)
+        return;
+    /* threads start on first use: a volume that is never read sequentially
+     * costs none */
+    while (ra->started < ra->nthreads && ra->started < (unsigned)queued + 1) {
+        if (pthread_create(&ra->thr[ra->started], NULL, worker, ra) != 0)
+            break; /* readers run queued jobs themselves */
+        ra->started++;
+    }
+    pthread_cond_broadcast(&ra->work);
+}
+
+void gfs_ra_note_read(struct gfs_ra *ra, uint64_t off, uint64_t len)
+{
+    if (!ra || len == 0)
+        return;
+    struct glidefs_volume *v = ra->v;
+    uint64_t fb = off / v->bs, lb = (off + len - 1) / v->bs;
+    if (ra->stop || v->fenced)
+        return;
+    ra->tick++;
+    struct ra_stream *s = NULL;
+    for (int i = 0; i < RA_STREAMS && !s; i++)
+        if (ra->st[i].used && fb + 1 >= ra->st[i].next_b && fb <= ra->st[i].next_b)
+            s = &ra->st[i];
+    if (!s) {
+        /* a new stream replaces the least recently used one */
+        s = &ra->st[0];
+        for (int i = 1; i < RA_STREAMS; i++)
+            if (!ra->st[i].used || (s->used && ra->st[i].lru < s->lru))
+                s = &ra->st[i];
+        *s = (struct ra_stream){.used = 1, .next_b = lb + 1, .lru = ra->tick};
+        /* not known to be sequential: fetch no more than this read needs,
+         * but its blocks in as few GETs as they allow */
+        if (lb > fb)
+            plan(ra, s, fb, lb, 0);
+        return;
+    }
+    s->lru = ra->tick;
+    if (lb >= s->next_b) {
+        s->hits++;
+        s->next_b = lb + 1;
+        /* sequential: after two continuations, or one by a large read */
+        if (s->hits >= 2 || lb - fb + 1 >= 4)
+            plan(ra, s, fb, lb, ra->window);
+    }
+}
+
+int gfs_ra_wait(struct gfs_ra *ra, uint64_t b)
+{
+    if (!ra)
+        return 0;
+    struct glidefs_volume *v = ra->v;
+    pthread_mutex_lock(&v->lock);
+    struct ra_job *j = find_job(ra, b);
+    if (!j) {
+        pthread_mutex_unlock(&v->lock);
+        return 0;
+    }
+    if (j->running) {
+        uint64_t id = j->id;
+        while (running_has(ra, id))
+            pthread_cond_wait(&ra->done, &v->lock);
+        pthread_mutex_unlock(&v->lock);
+        return 1;
+    }
+    /* queued: the reader needs it now, so it fetches the whole run itself */
+    start_job(ra, j);
+    pthread_mutex_unlock(&v->lock);
+    run_job(ra, j);
+    pthread_mutex_lock(&v->lock);
+    finish_job(ra, j);
+    pthread_mutex_unlock(&v->lock);
+    return 1;
+}
+
+void gfs_ra_destroy(struct gfs_ra *ra)
+{
+    if (!ra)
+        return;
+    struct glidefs_volume *v = ra->v;
+    pthread_mutex_lock(&v->lock);
+    ra->stop = 1;
+    pthread_cond_broadcast(&ra->work);
+    pthread_mutex_unlock(&v->lock);
+    for (unsigned i = 0; i < ra->started; i++)
+        pthread_join(ra->thr[i], NULL);
+    pthread_mutex_lock(&v->lock);
+    /* a reader may still be running a job it took (a read racing close) */
+    while (ra->running)
+        pthread_cond_wait(&ra->done, &v->lock);
+    while (ra->qhead) {
+        struct ra_job *j = ra->qhead;
+        ra->qhead = j->next;
+        free(j);
+    }
+    ra->qtail = NULL;
+    pthread_mutex_unlock(&v->lock);
+    pthread_cond_destroy(&ra->work);
+    pthread_cond_destroy(&ra->done);
+    free(ra);
+}

@@ -1,0 +1,52 @@
+/*
+ * readahead.h — read-ahead for sequential reads of blocks not in the cache.
+ *
+ * A small stream detector per volume watches glidefs_pread offsets. Once a
+ * stream is sequential, the blocks ahead of it (a window of
+ * cache.readahead_kb) are fetched by background threads, several GETs at a
+ * time, and blocks that lie next to each other in one segment object are
+ * fetched by ONE ranged GET. Fetched blocks are verified and decoded like
+ * on-demand fetches and go into the clean cache through
+ * gfs_volume_cache_fill, which keeps a block only while the block map still
+ * points where it came from: newer data (dirty in the journal, or uploaded
+ * meanwhile) always wins. Random reads never start read-ahead, so they fetch
+ * only what they need.
+ *
+ * All state is guarded by the volume's mutex; GETs and cache writes run
+ * outside it. Threads are started on first use and stopped by
+ * gfs_ra_destroy (volume close).
+ */
+#ifndef GLIDEFS_READAHEAD_H
+#define GLIDEFS_READAHEAD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct glidefs_volume;
+struct gfs_ra;
+
+/* window_bytes: how far ahead of a sequential stream to fetch (0: no
+ * read-ahead; *out stays NULL). nthreads: GETs in flight at most. */
+int gfs_ra_create(struct glidefs_volume *v, uint64_t window_bytes, unsigned nthreads,
+                  struct gfs_ra **out);
+/* Stop the threads (waiting for GETs in flight) and free everything. The
+ * volume's lock must not be held. NULL is fine. */
+void gfs_ra_destroy(struct gfs_ra *ra);
+
+/* glidefs_pread is about to read [off, off+len): feed the stream detector
+ * and queue read-ahead if the stream is sequential. Called with the volume's
+ * lock held (the read path holds it anyway). */
+void gfs_ra_note_read(struct gfs_ra *ra, uint64_t off, uint64_t len);
+
+/* The read path is about to GET block b itself. If read-ahead has b queued,
+ * run that (coalesced) fetch now in this thread; if it is being fetched,
+ * wait for it. Returns 1 when it did either (look in the cache again), 0 if
+ * read-ahead has nothing to do with b. Lock not held. */
+int gfs_ra_wait(struct gfs_ra *ra, uint64_t b);
+
+/* Tests: called by the fetching thread after a read-ahead GET returned and
+ * before its blocks go into the cache (lock not held). */
+typedef void (*gfs_ra_hook)(void *arg, uint64_t first_block, uint32_t nblocks);
+void gfs_ra_set_test_hook(struct gfs_ra *ra, gfs_ra_hook fn, void *arg);
+
+#endif
