@@ -36,6 +36,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <jansson.h>
@@ -1311,11 +1312,10 @@ static int h_fenced_discard(struct call *c)
     return answer_export(c, 200, e, "discarded_bytes", json_integer(J(st.fenced_bytes)));
 }
 
-/* POST .../fenced/export {"path": "/abs/new-file.raw"}: the fenced node's
- * view as a sparse raw image. The daemon may run as root, so the path is
- * checked before anything is written: absolute, no "." or ".." component,
- * outside the cache dir, its directory must exist, and the file must not:
- * it is created (O_EXCL, no symlink followed, mode 0600) and never
+/* POST .../fenced/export {"path": "NAME" or "/export/dir/NAME"}: the fenced
+ * node's view as a sparse raw image. glidefsd may run as root and its API
+ * may have no token, so it writes only into servers.api.export_dir (none
+ * set: 403), a new file (O_EXCL, no symlink followed, mode 0600) that never
  * overwrites anything. A failed export removes what it created. */
 static int h_fenced_export(struct call *c)
 {
@@ -1329,33 +1329,40 @@ static int h_fenced_export(struct call *c)
     json_t *jp = json_object_get(j, "path");
     if (!json_is_string(jp)) {
         json_decref(j);
-        return fail(c, 400, "\"path\" (a string: the absolute path of a new file on the "
-                            "glidefsd host) is required");
+        return fail(c, 400, "\"path\" (a string: a file name in servers.api.export_dir, or "
+                            "an absolute path there) is required");
     }
-    char path[4096];
+    char req[4096];
     size_t plen = json_string_length(jp);
-    int bad = plen == 0 || plen >= sizeof path || strlen(json_string_value(jp)) != plen;
+    int bad = plen == 0 || plen >= sizeof req || strlen(json_string_value(jp)) != plen;
     if (!bad)
-        memcpy(path, json_string_value(jp), plen + 1);
+        memcpy(req, json_string_value(jp), plen + 1);
     json_decref(j);
-    if (bad || path[0] != '/' || path[plen - 1] == '/' || strstr(path, "/./") ||
-        strstr(path, "/../") || (plen >= 2 && strcmp(path + plen - 2, "/.") == 0) ||
-        (plen >= 3 && strcmp(path + plen - 3, "/..") == 0))
-        return fail(c, 400, "\"path\" must be an absolute path to a file, without \".\" or "
-                            "\"..\" components");
-    const char *cache = c->r->cfg->cache_dir;
-    size_t cl = cache ? strlen(cache) : 0;
-    while (cl > 1 && cache[cl - 1] == '/')
-        cl--;
-    if (cl && strncmp(path, cache, cl) == 0 && (path[cl] == '/' || path[cl] == 0))
-        return fail(c, 400, "\"path\" is inside the cache dir (%s): choose another directory",
-                    cache);
-    char dir[4096];
-    memcpy(dir, path, plen + 1);
-    *strrchr(dir, '/') = 0;
-    struct stat sb;
-    if (stat(dir[0] ? dir : "/", &sb) < 0 || !S_ISDIR(sb.st_mode))
-        return fail(c, 400, "the directory of \"path\" does not exist on the glidefsd host");
+    if (bad)
+        return fail(c, 400, "\"path\" must be a file name or an absolute path");
+    const char *xdir = c->r->cfg->api_export_dir;
+    if (!xdir || !*xdir)
+        return fail(c, 403, "the API writes files only into servers.api.export_dir, which is "
+                            "not set: set it, or run glidefs-image export-fenced on the host");
+    /* the file's name, and the directory it must be in */
+    const char *slash = strrchr(req, '/');
+    const char *fname = slash ? slash + 1 : req;
+    if (!*fname || strcmp(fname, ".") == 0 || strcmp(fname, "..") == 0)
+        return fail(c, 400, "\"path\" must name a file");
+    char xreal[PATH_MAX], dreal[PATH_MAX];
+    if (!realpath(xdir, xreal))
+        return fail(c, 500, "servers.api.export_dir (%s): %s", xdir, strerror(errno));
+    if (slash) {
+        char dir[4096];
+        memcpy(dir, req, (size_t)(slash - req));
+        dir[slash - req] = 0;
+        if (req[0] != '/' || !realpath(dir[0] ? dir : "/", dreal) || strcmp(dreal, xreal) != 0)
+            return fail(c, 400, "\"path\" must be a file name, or a path in "
+                                "servers.api.export_dir (%s)", xdir);
+    }
+    char path[PATH_MAX + 256];
+    if ((size_t)snprintf(path, sizeof path, "%s/%s", xreal, fname) >= sizeof path)
+        return fail(c, 400, "\"path\" is too long");
 
     struct gd_export *e = NULL;
     struct glidefs_stats st;

@@ -437,6 +437,16 @@ static int check_path(const struct keydef *kd, const char *v, char *norm, size_t
     return copy_norm(v, norm, nl);
 }
 
+static int check_abs_path(const struct keydef *kd, const char *v, char *norm, size_t nl,
+                          char *why, size_t wl)
+{
+    if (v[0] != '/') {
+        put_msg(why, wl, "must be an absolute path");
+        return -EINVAL;
+    }
+    return check_path(kd, v, norm, nl, why, wl);
+}
+
 static int check_socket_path(const struct keydef *kd, const char *v, char *norm, size_t nl,
                              char *why, size_t wl)
 {
@@ -893,6 +903,7 @@ static const struct keydef keys[] = {
     K_STR("servers.api.listen", api_listen, KF_EMPTY_OFF, check_hostport),
     K_STR("servers.api.unix_socket", api_unix_socket, 0, check_socket_path),
     K_STR("servers.api.token", api_token, KF_SECRET, check_token),
+    K_STR("servers.api.export_dir", api_export_dir, 0, check_abs_path),
     K_INT("compaction.min_live_pct", compaction_min_live_pct, 0, 100),
     K_INT("compaction.interval_s", compaction_interval_s, 0, 86400),
     K_INT("compaction.rate_mb_s", compaction_rate_mb_s, 1, 100000),

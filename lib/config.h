@@ -51,6 +51,7 @@ struct glidefs_config {
     char *api_listen;               /* default 127.0.0.1:8080; "" disables */
     char *api_unix_socket;          /* optional */
     char *api_token;                /* optional bearer token (secret) */
+    char *api_export_dir;           /* where the API may write images; NULL: nowhere */
     int lease_timeout_ms;           /* default 30000 */
 
     /* compaction: (background rewriting of sparse segments, lib/compactor.c) */

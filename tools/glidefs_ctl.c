@@ -96,8 +96,8 @@ static void usage(FILE *f)
             "                               new export CHILD: a clone of snapshot SNAP of\n"
             "                               PARENT, or of PARENT's current state\n"
             "  fenced-export NAME PATH      write what this node had before it lost the\n"
-            "                               write lease to PATH (a new file on the glidefsd\n"
-            "                               host) as a sparse raw image\n"
+            "                               write lease to PATH (a new file in glidefsd's\n"
+            "                               servers.api.export_dir) as a sparse raw image\n"
             "  fenced-discard NAME          drop that data (it is never uploaded)\n"
             "\n"
             "Options:\n"
@@ -793,8 +793,9 @@ static int cmd_fenced_discard(const char *name)
     return rc;
 }
 
-/* PATH names a file on the glidefsd host; a relative one is taken from here
- * (the usual case: the API on this host). */
+/* PATH names a new file in glidefsd's servers.api.export_dir: a bare file
+ * name goes there as it is; a path with a directory is made absolute from
+ * here (the API on this host) and must be in that directory. */
 static int cmd_fenced_export(const char *name, const char *file)
 {
     char path[256], what[200], abs[4096];
@@ -803,7 +804,12 @@ static int cmd_fenced_export(const char *name, const char *file)
         errorf("%s: missing PATH, the new image file", what);
         return EXIT_USAGE;
     }
-    if (file[0] != '/') {
+    if (!strchr(file, '/')) {
+        if ((size_t)snprintf(abs, sizeof abs, "%s", file) >= sizeof abs) {
+            errorf("%s: PATH is too long", what);
+            return EXIT_USAGE;
+        }
+    } else if (file[0] != '/') {
         char cwd[3072];
         if (!getcwd(cwd, sizeof cwd)) {
             errorf("%s: cannot tell the current directory: %s", what, strerror(errno));

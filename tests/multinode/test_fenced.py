@@ -83,11 +83,15 @@ def main():
     os.makedirs(out)
     nodes = []
 
-    def node(name, yaml="", **kw):
+    def node(name, yaml="", export_dir=True, **kw):
         n = Node(os.path.join(root, name), None, name, **kw)
         with open(n.cfg) as f:
             t = f.read()
         t = t.replace(f"file://{os.path.join(root, name, 'store')}", f"file://{store}") + yaml
+        # the one directory the API may write images into
+        if export_dir:
+            t = t.replace(f"    listen: 127.0.0.1:{n.port}\n",
+                          f"    listen: 127.0.0.1:{n.port}\n    export_dir: {out}\n")
         with open(n.cfg, "w") as f:
             f.write(t)
         nodes.append(n)
@@ -131,7 +135,7 @@ def main():
         # exports by itself (checked below); compacted later on purpose, with
         # no hold on A's epoch (fenced_hold_s 0; the hold itself is tested in
         # test_lease_fenced) so that the compaction can take A's view away
-        B = node("node-b", lease_ms=2000, yaml="compaction:\n  interval_s: 0\n  grace_ms: 0\n"
+        B = node("node-b", export_dir=False, lease_ms=2000, yaml="compaction:\n  interval_s: 0\n  grace_ms: 0\n"
                                                "  keep_manifests: 1\n  fenced_hold_s: 0\n")
         hb = B.connect("vm1")
         wait_for(lambda: B.api("POST", "/api/exports/vm1/promote")[0] == 200, 15,
@@ -148,6 +152,10 @@ def main():
         c.ok(hb.pread(SIZE, 0) == bytes(model_b), "B reads its own view")
         st, body = raw_post(B, "/api/exports/vm1/fenced/discard", b"")
         c.eq(st, 409, f"B has nothing fenced: discard is 409 ({body.get('error')})")
+        st, body = B.api("POST", "/api/exports/vm1/fenced/export", {"path": "b.raw"})
+        c.ok(st == 403 and "export_dir" in body.get("error", "") and
+             not os.path.exists(os.path.join(out, "b.raw")),
+             f"without servers.api.export_dir the API writes no file: 403 ({body.get('error')})")
 
         # the tool, with A stopped: its ended epoch's journal is still in place
         before = store_listing(store)
@@ -200,10 +208,12 @@ def main():
             (b"{", "malformed JSON"),
             (b"[]", "not an object"),
             (b'{"path": 5}', "path not a string"),
-            (json.dumps({"path": "rel.raw"}).encode(), "a relative path"),
+            (json.dumps({"path": "sub/rel.raw"}).encode(), "a relative path with a directory"),
             (json.dumps({"path": out + "/../x.raw"}).encode(), "a .. component"),
             (json.dumps({"path": out + "/"}).encode(), "a directory path"),
+            (json.dumps({"path": ".."}).encode(), "the name .."),
             (json.dumps({"path": os.path.join(A.cache, "x.raw")}).encode(), "inside the cache dir"),
+            (json.dumps({"path": "/etc/cron.d/x.raw"}).encode(), "outside export_dir"),
             (json.dumps({"path": os.path.join(out, "nodir", "x.raw")}).encode(),
              "a missing directory"),
             (json.dumps({"path": os.path.join(out, "x.raw"), "force": True}).encode(),
