@@ -1,17 +1,26 @@
 /*
  * nbd_server.c — listeners, connections and request execution for glidefsd.
  *
- * Per connection, after the handshake: two reader threads take turns reading
- * request headers (and write payloads) and judging each with
- * nbd_validate_request(). The one that got a request passes the reading role
- * to its idle partner and runs the request itself (no hand-off on the hot
- * path at queue depth 1); if the partner is busy as well, the request goes
- * to the shared worker pool. A third thread, the writer, sends replies that
- * did not fit into the socket at once: whoever ran a request sends its reply
- * without blocking (MSG_DONTWAIT) under the connection's write lock and
- * queues what is left. So nobody running requests ever waits on a slow
- * client, replies go out in any order, and a slow request (a cache miss)
- * never holds up the ones behind it.
+ * Per connection, after the handshake, one thread holds the reader role: it
+ * reads request headers (and write payloads), judges each with
+ * nbd_validate_request() and runs the ordinary ones (reads, writes, trims of
+ * the cache) itself, inline, then writes the reply: a cache hit costs no
+ * thread hand-off and no wake-up at all. Requests known to be slow (FLUSH,
+ * FUA, CACHE, NO_HOLE zeroes, big payloads) go to the shared worker pool.
+ * Whether a read hits the cache is not known before it runs, so a server
+ * watchdog (ticking only while requests run) notices a reader that has spent
+ * more than a tick in one request (a miss fetching from the store) and gives
+ * the reader role to a pool thread ("relief"); the stuck thread finishes its
+ * request and steps back, and the relief hands the role back to the
+ * connection's thread once that is free again. So a slow request never holds
+ * up the ones behind it for more than a tick or two.
+ *
+ * Replies: while more requests are already buffered, the reader holds its
+ * replies back ("cork") and sends them together in one sendmsg() when it
+ * runs out of buffered requests (or has 32 of them). Sends never block
+ * (MSG_DONTWAIT) under the connection's write lock; what the socket does not
+ * take goes to the writer thread. So nobody running requests ever waits on a
+ * slow client, and replies go out in any order.
  *
  * Memory is bounded: each connection has at most MAX_INFLIGHT requests and
  * CONN_BUDGET bytes of buffers in flight, and all connections together at
@@ -30,6 +39,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,8 +70,29 @@
 #define ZERO_CHUNK (1u << 20)
 #define THREAD_STACK (1024u * 1024)           /* readers run requests (library calls) too */
 #define SOCKET_SNDBUF (4 * 1024 * 1024)
+#define INLINE_MAX (256u * 1024)              /* bigger requests go to the pool */
+#define WD_TICK_US 1000                       /* reader stuck >= 1 tick gets relief */
+#define WD_IDLE_TICKS 200                     /* watchdog sleeps after this many idle ticks */
+#define RELIEF_POLL_MS 10                     /* relief reader checks for hand-back */
+#define CORK_MAX_REPLIES 32
+#define CORK_MAX_BYTES (256u * 1024)
+#define BATCH 8                               /* reads per pool job when many are queued */
+#define REQ_CACHE_MAX 64                      /* spare requests kept per connection */
+#define REQ_CACHE_BUF (128u * 1024)           /* ... with buffers up to this size */
+
+/* Reader state word (conn.rd_state): seq << 2 | one of these. */
+#define RD_IDLE 0u       /* reading, or between requests */
+#define RD_IN_REQ 1u     /* running a request inline */
+#define RD_STOLEN 2u     /* the watchdog gave the role to a relief thread */
 
 struct gd_server;
+struct req;
+
+/* Reads collected for one pool job, see reader_loop(). */
+struct batch {
+    struct req *head, *tail;
+    unsigned n;
+};
 
 struct conn {
     struct gd_server *srv;
@@ -84,32 +115,47 @@ struct conn {
     unsigned inflight;
     size_t inflight_bytes;
     bool stopping;              /* server shutdown: new requests get ESHUTDOWN */
+    struct req *spare;          /* finished requests kept for reuse (no malloc per request) */
+    unsigned nspare;
 
     /* Reply path (wlock). */
     pthread_mutex_t wlock;
     pthread_cond_t wcond;
     struct req *outq_head, *outq_tail;
+    unsigned outq_n;
+    size_t outq_bytes;
+    bool corked;                /* the reader holds replies back; see reply_send() */
     bool writer_busy;
     bool writer_stop;
     bool dead;                  /* socket failed or hard disconnect: drop replies */
     pthread_t writer;
     bool writer_started;
 
-    /* Reader role (rlock), see reader_loop(). */
+    /* Reader role, see reader_loop(). rd_state is seq << 2 | RD_*: the owner
+     * stores it, the watchdog may only CAS RD_IN_REQ -> RD_STOLEN. */
+    _Atomic uint64_t rd_state;
+    uint64_t wd_seen;           /* watchdog only: rd_state at its last tick */
     pthread_mutex_t rlock;
     pthread_cond_t rcond;
-    bool has_reader;
-    bool rd_stop;
-    int idle_readers;
-    pthread_t partner;
-    bool partner_started;
+    bool rd_stop;               /* transmission over (rlock) */
+    atomic_bool main_waiting;   /* the connection's thread lost the role and waits for it */
+    bool handback;              /* (rlock) the role is the connection thread's again */
+    int relief_refs;            /* (rlock) relief jobs queued or running */
+    struct gd_job relief_job;
+    /* A request header read by a relief reader that gave up the role. */
+    bool stash;
+    struct nbd_request stash_r;
+    enum nbd_verdict stash_v;
+    uint32_t stash_err;
 
     /* Bytes received ahead of need (owned by whoever holds the reader role):
      * at high queue depths one recv() brings in many request headers. */
     uint8_t *rbuf;
     size_t rbuf_pos, rbuf_len;
+    struct batch batch;         /* also the reader role's */
 
     uint64_t requests;          /* atomic */
+    uint64_t reliefs;           /* (rlock) reader role stolen by the watchdog */
     bool finished;              /* reader done; waiting to be joined */
 };
 
@@ -118,8 +164,12 @@ struct req {
     struct conn *c;
     struct nbd_request r;
     uint8_t *buf;               /* write payload, read data, or block-status chunk */
+    size_t bufcap;
     size_t charged;             /* bytes counted against the budgets */
+    bool hold;                  /* the reader has more requests: cork this reply */
+    struct req *batch_next;     /* see reader_loop() */
     struct req *next_out;
+    size_t outlen;              /* reply bytes, for the cork's limit */
     uint8_t hdr[NBD_STRUCTURED_REPLY_SIZE + 8 + 6 + NBD_MAX_ERRMSG];
     struct iovec iov[2];
     int iovcnt;
@@ -135,6 +185,15 @@ struct gd_server {
     bool unix_bound;
     int wake_fd;                /* eventfd: a connection finished */
     atomic_bool shutting_down;
+
+    /* Watchdog, see watchdog_main(). */
+    pthread_t wd;
+    bool wd_started;
+    bool wd_inited;
+    pthread_mutex_t wd_lock;
+    pthread_cond_t wd_cond;
+    bool wd_stop;
+    atomic_bool wd_asleep;
 
     pthread_mutex_t lock;       /* conns list, counters, global budget */
     pthread_cond_t cond;
@@ -272,32 +331,92 @@ static int conn_discard(struct conn *c, uint64_t n)
 /* Budgets and request lifetime                                              */
 /* ------------------------------------------------------------------------ */
 
+static void conn_flush(struct conn *c);
+static void batch_submit(struct conn *c);
+
 /* Wait until this connection and the server can hold `bytes` more. A request
- * always fits once nothing else is in flight, so progress is guaranteed. */
-static struct req *req_new(struct conn *c, size_t bytes, bool *stopping)
+ * always fits once nothing else is in flight, so progress is guaranteed.
+ * Called by the reader only. A relief reader (a pool thread) does not wait
+ * while the connection's own thread is free: it gives up (*give_up, NULL),
+ * so that pool threads never all sit waiting for requests queued behind
+ * them on the pool. */
+static struct req *req_new(struct conn *c, size_t bytes, bool *stopping, bool relief,
+                           bool *give_up)
 {
     struct gd_server *s = c->srv;
+    struct req *q = NULL;
+    bool flushed = false;
     {
         SCOPED_LOCK(&c->lock);
         while (c->inflight >= MAX_INFLIGHT ||
-               (c->inflight_bytes > 0 && c->inflight_bytes + bytes > CONN_BUDGET))
+               (c->inflight_bytes > 0 && c->inflight_bytes + bytes > CONN_BUDGET)) {
+            if (!flushed) {
+                /* Replies we hold back and reads we collected count as in
+                 * flight: let them go first. */
+                pthread_mutex_unlock(&c->lock);
+                batch_submit(c);
+                conn_flush(c);
+                pthread_mutex_lock(&c->lock);
+                flushed = true;
+                continue;
+            }
+            if (relief && atomic_load(&c->main_waiting)) {
+                *give_up = true;
+                return NULL;
+            }
             pthread_cond_wait(&c->cond, &c->lock);
+        }
         c->inflight++;
         c->inflight_bytes += bytes;
         *stopping = c->stopping;
+        if (c->spare) {
+            q = c->spare;
+            c->spare = q->next_out;
+            c->nspare--;
+        }
     }
     if (bytes) {
         SCOPED_LOCK(&s->lock);
-        while (s->global_bytes > 0 && s->global_bytes + bytes > GLOBAL_BUDGET)
+        while (s->global_bytes > 0 && s->global_bytes + bytes > GLOBAL_BUDGET) {
+            if (relief && atomic_load(&c->main_waiting)) {
+                *give_up = true;
+                break;
+            }
             pthread_cond_wait(&s->cond, &s->lock);
-        s->global_bytes += bytes;
+        }
+        if (!*give_up)
+            s->global_bytes += bytes;
     }
-    struct req *q = calloc(1, sizeof *q);
-    if (q && bytes) {
+    if (*give_up) {
+        SCOPED_LOCK(&c->lock);
+        c->inflight--;
+        c->inflight_bytes -= bytes;
+        if (q) {
+            q->next_out = c->spare;
+            c->spare = q;
+            c->nspare++;
+        }
+        pthread_cond_broadcast(&c->cond);
+        return NULL;
+    }
+    if (q) {
+        uint8_t *buf = q->buf;
+        size_t cap = q->bufcap;
+        memset(q, 0, sizeof *q);
+        q->buf = buf;
+        q->bufcap = cap;
+    } else {
+        q = calloc(1, sizeof *q);
+    }
+    if (q && bytes > q->bufcap) {
+        free(q->buf);
+        q->bufcap = 0;
         q->buf = malloc(bytes);
         if (!q->buf) {
             free(q);
             q = NULL;
+        } else {
+            q->bufcap = bytes;
         }
     }
     if (!q) {
@@ -318,12 +437,11 @@ static struct req *req_new(struct conn *c, size_t bytes, bool *stopping)
     return q;
 }
 
+/* Done with q: give back its budget; keep it for reuse if it is small. */
 static void req_free(struct req *q)
 {
     struct conn *c = q->c;
     size_t bytes = q->charged;
-    free(q->buf);
-    free(q);
     if (bytes) {
         SCOPED_LOCK(&c->srv->lock);
         c->srv->global_bytes -= bytes;
@@ -333,6 +451,26 @@ static void req_free(struct req *q)
     c->inflight--;
     c->inflight_bytes -= bytes;
     pthread_cond_broadcast(&c->cond);
+    if (c->nspare < REQ_CACHE_MAX && q->bufcap <= REQ_CACHE_BUF) {
+        q->next_out = c->spare;
+        c->spare = q;
+        c->nspare++;
+    } else {
+        free(q->buf);
+        free(q);
+    }
+}
+
+/* At the end of the connection (nothing in flight). */
+static void conn_free_spares(struct conn *c)
+{
+    while (c->spare) {
+        struct req *q = c->spare;
+        c->spare = q->next_out;
+        free(q->buf);
+        free(q);
+    }
+    c->nspare = 0;
 }
 
 /* Mark the connection dead: replies are dropped and the reader wakes up. */
@@ -355,55 +493,133 @@ static void conn_kill(struct conn *c)
 /* Replies                                                                   */
 /* ------------------------------------------------------------------------ */
 
-/* Send q's reply (q->iov) and free q. Never blocks on the client: what the
- * socket does not take at once goes to the writer thread, and once anything
- * is queued every later reply queues behind it, so replies never interleave. */
+static void free_sent(struct req *done)
+{
+    while (done) {
+        struct req *q = done;
+        done = q->next_out;
+        req_free(q);
+    }
+}
+
+static void outq_pop_locked(struct conn *c, struct req **done)
+{
+    struct req *q = c->outq_head;
+    c->outq_head = q->next_out;
+    if (!c->outq_head)
+        c->outq_tail = NULL;
+    c->outq_n--;
+    c->outq_bytes -= q->outlen;
+    q->next_out = *done;
+    *done = q;
+}
+
+/* Send queued replies from the head, as many per sendmsg() as fit, without
+ * blocking. Sent (or, on a dead connection, dropped) ones move to *done, for
+ * the caller to free after unlocking. wlock held, the writer not busy. */
+static void outq_send_locked(struct conn *c, struct req **done)
+{
+    while (c->outq_head && !c->dead) {
+        struct iovec iov[2 * CORK_MAX_REPLIES];
+        int n = 0;
+        size_t total = 0;
+        for (struct req *q = c->outq_head; q && n + 2 <= (int)(sizeof iov / sizeof iov[0]);
+             q = q->next_out)
+            for (int i = 0; i < q->iovcnt; i++)
+                if (q->iov[i].iov_len) {
+                    iov[n++] = q->iov[i];
+                    total += q->iov[i].iov_len;
+                }
+        ssize_t w = 0;
+        if (n > 0) {
+            struct msghdr mh = { .msg_iov = iov, .msg_iovlen = (size_t)n };
+            do
+                w = sendmsg(c->fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
+            while (w < 0 && errno == EINTR);
+            if (w < 0) {
+                if (errno == EAGAIN || errno == EWOULDBLOCK)
+                    return;
+                conn_kill_locked(c);
+                break;
+            }
+        }
+        size_t left = (size_t)w;
+        while (c->outq_head) {
+            struct req *q = c->outq_head;
+            bool sent = true;
+            for (int i = 0; i < q->iovcnt; i++) {
+                size_t k = left < q->iov[i].iov_len ? left : q->iov[i].iov_len;
+                q->iov[i].iov_base = (uint8_t *)q->iov[i].iov_base + k;
+                q->iov[i].iov_len -= k;
+                left -= k;
+                if (q->iov[i].iov_len)
+                    sent = false;
+            }
+            if (!sent)
+                break;
+            outq_pop_locked(c, done);
+        }
+        if ((size_t)w < total)
+            return; /* the socket is full: the writer thread goes on */
+    }
+    while (c->dead && c->outq_head)
+        outq_pop_locked(c, done);
+}
+
+/* Queue q's reply (q->iov) and send what is queued, never blocking on the
+ * client: what the socket does not take goes to the writer thread. Replies
+ * leave in queue order, so they never interleave. A reply with q->hold set
+ * (the reader has more requests buffered) waits for the next one, up to
+ * CORK_MAX_REPLIES / CORK_MAX_BYTES, or until conn_flush(). */
 static void reply_send(struct req *q)
 {
     struct conn *c = q->c;
+    struct req *done = NULL;
     pthread_mutex_lock(&c->wlock);
     if (c->dead) {
         pthread_mutex_unlock(&c->wlock);
         req_free(q);
         return;
     }
-    if (!c->outq_head && !c->writer_busy) {
-        struct msghdr mh = { .msg_iov = q->iov, .msg_iovlen = (size_t)q->iovcnt };
-        ssize_t w;
-        do
-            w = sendmsg(c->fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
-        while (w < 0 && errno == EINTR);
-        if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
-            conn_kill_locked(c);
-            pthread_mutex_unlock(&c->wlock);
-            req_free(q);
-            return;
-        }
-        size_t left = w > 0 ? (size_t)w : 0;
-        for (int i = 0; i < q->iovcnt && left > 0; i++) {
-            size_t k = left < q->iov[i].iov_len ? left : q->iov[i].iov_len;
-            q->iov[i].iov_base = (uint8_t *)q->iov[i].iov_base + k;
-            q->iov[i].iov_len -= k;
-            left -= k;
-        }
-        bool done = true;
-        for (int i = 0; i < q->iovcnt; i++)
-            if (q->iov[i].iov_len)
-                done = false;
-        if (done) {
-            pthread_mutex_unlock(&c->wlock);
-            req_free(q);
-            return;
-        }
-    }
+    q->outlen = 0;
+    for (int i = 0; i < q->iovcnt; i++)
+        q->outlen += q->iov[i].iov_len;
     q->next_out = NULL;
     if (c->outq_tail)
         c->outq_tail->next_out = q;
     else
         c->outq_head = q;
     c->outq_tail = q;
-    pthread_cond_signal(&c->wcond);
+    c->outq_n++;
+    c->outq_bytes += q->outlen;
+    if (q->hold && c->outq_n < CORK_MAX_REPLIES && c->outq_bytes < CORK_MAX_BYTES) {
+        c->corked = true;
+        pthread_mutex_unlock(&c->wlock);
+        return;
+    }
+    c->corked = false;
+    if (!c->writer_busy)
+        outq_send_locked(c, &done);
+    if (c->outq_head)
+        pthread_cond_signal(&c->wcond);
     pthread_mutex_unlock(&c->wlock);
+    free_sent(done);
+}
+
+/* Send the replies held back by the cork. */
+static void conn_flush(struct conn *c)
+{
+    struct req *done = NULL;
+    pthread_mutex_lock(&c->wlock);
+    if (c->corked) {
+        c->corked = false;
+        if (!c->writer_busy)
+            outq_send_locked(c, &done);
+        if (c->outq_head)
+            pthread_cond_signal(&c->wcond);
+    }
+    pthread_mutex_unlock(&c->wlock);
+    free_sent(done);
 }
 
 static void *writer_main(void *arg)
@@ -411,14 +627,12 @@ static void *writer_main(void *arg)
     struct conn *c = arg;
     pthread_mutex_lock(&c->wlock);
     for (;;) {
-        while (!c->outq_head && !c->writer_stop)
+        while (!c->writer_stop && (!c->outq_head || c->corked))
             pthread_cond_wait(&c->wcond, &c->wlock);
-        struct req *q = c->outq_head;
-        if (!q)
-            break; /* stopping and nothing left */
-        c->outq_head = q->next_out;
         if (!c->outq_head)
-            c->outq_tail = NULL;
+            break; /* stopping and nothing left */
+        struct req *q = NULL;
+        outq_pop_locked(c, &q);
         bool dead = c->dead;
         c->writer_busy = true;
         pthread_mutex_unlock(&c->wlock);
@@ -456,8 +670,7 @@ static const char *wire_err_text(uint32_t e)
 static void reply_error(struct req *q, uint32_t err, const char *why)
 {
     struct conn *c = q->c;
-    free(q->buf);
-    q->buf = NULL; /* the budget charge stays until req_free */
+    q->hold = false; /* errors are rare: no need to hold them back */
     if (c->params.structured) {
         char msg[NBD_MAX_ERRMSG + 1];
         snprintf(msg, sizeof msg, "%s: %s", nbd_cmd_name(q->r.type), why ? why : wire_err_text(err));
@@ -504,7 +717,7 @@ static void reply_read(struct req *q)
 }
 
 /* ------------------------------------------------------------------------ */
-/* Request execution (worker threads)                                         */
+/* Request execution (the reader inline, or pool threads)                    */
 /* ------------------------------------------------------------------------ */
 
 static uint8_t zero_chunk[ZERO_CHUNK]; /* never written: the NO_HOLE source */
@@ -556,6 +769,7 @@ static int do_block_status(struct req *q)
     }
     free(q->buf);
     q->buf = p;
+    q->bufcap = NBD_STRUCTURED_REPLY_SIZE + plen;
     q->iov[0] = (struct iovec){ p, NBD_STRUCTURED_REPLY_SIZE + plen };
     q->iovcnt = 1;
     return 0;
@@ -785,14 +999,27 @@ static int handshake(struct conn *c)
 }
 
 /* ------------------------------------------------------------------------ */
-/* Transmission (reader thread)                                              */
+/* Transmission: the reader role, relief and the watchdog                    */
 /* ------------------------------------------------------------------------ */
 
 /* Read and judge one request. Returns 1 with *out set when it is to be
  * executed, 0 when it was answered already (an error reply), -1 when the
- * connection ends (EOF, DISC, or a violation we drop it for). */
-static int read_request(struct conn *c, struct req **out)
+ * connection ends (EOF, DISC, or a violation we drop it for), -2 when a
+ * relief reader gave up waiting for budget (the header is kept in c->stash
+ * for whoever reads next). */
+static int read_request(struct conn *c, struct req **out, bool relief)
 {
+    struct nbd_request r;
+    uint32_t err = 0;
+    enum nbd_verdict v;
+    if (c->stash) {
+        /* A relief reader gave the role back while waiting for budget. */
+        c->stash = false;
+        r = c->stash_r;
+        v = c->stash_v;
+        err = c->stash_err;
+        goto have_header;
+    }
     uint8_t h[NBD_REQUEST_SIZE];
     int rr = conn_read(c, h, sizeof h);
     if (rr == 0)
@@ -803,7 +1030,6 @@ static int read_request(struct conn *c, struct req **out)
         conn_kill(c);
         return -1;
     }
-    struct nbd_request r;
     if (nbd_decode_request(h, &r) < 0) {
         gd_info("connection %" PRIu64 ": bad request magic 0x%08" PRIx32 "; dropping", c->id,
                 nbd_get32(h));
@@ -813,8 +1039,7 @@ static int read_request(struct conn *c, struct req **out)
     __atomic_add_fetch(&c->requests, 1, __ATOMIC_RELAXED);
     struct nbd_txn_params params = c->params;
     params.size = glidefs_volume_size(c->vol); /* grows with resize */
-    uint32_t err = 0;
-    enum nbd_verdict v = nbd_validate_request(&r, &params, &err);
+    v = nbd_validate_request(&r, &params, &err);
     if (v == NBD_V_DISC)
         return -1;
     if (v == NBD_V_DROP) {
@@ -823,11 +1048,19 @@ static int read_request(struct conn *c, struct req **out)
         conn_kill(c);
         return -1;
     }
+have_header:;
     size_t bytes = 0;
     if (v == NBD_V_OK && (r.type == NBD_CMD_WRITE || r.type == NBD_CMD_READ))
         bytes = r.len;
-    bool stopping = false;
-    struct req *q = req_new(c, bytes, &stopping);
+    bool stopping = false, give_up = false;
+    struct req *q = req_new(c, bytes, &stopping, relief, &give_up);
+    if (!q && give_up) {
+        c->stash = true;
+        c->stash_r = r;
+        c->stash_v = v;
+        c->stash_err = err;
+        return -2;
+    }
     if (!q) {
         gd_err("connection %" PRIu64 ": out of memory; dropping", c->id);
         conn_kill(c);
@@ -864,61 +1097,317 @@ static int read_request(struct conn *c, struct req **out)
     return 1;
 }
 
-/*
- * Two threads per connection take turns as its reader (leader/follower).
- * The reader that gets a request hands the reading role to the idle partner
- * and runs the request itself, so a lone request (queue depth 1) costs no
- * thread hand-off at all. When the partner is busy too, the request goes to
- * the shared worker pool and the reader keeps reading. Either way someone is
- * always reading: a slow request (a cache miss) never holds up the next.
- */
-static void reader_loop(struct conn *c)
+/* Requests that are slow by nature go to the pool; the rest run inline
+ * (a slow one among them, a cache miss, is caught by the watchdog). */
+static bool run_inline(const struct nbd_request *r)
 {
-    bool leader = false;
+    if (r->flags & NBD_CMD_FLAG_FUA)
+        return false;
+    switch (r->type) {
+    case NBD_CMD_READ:
+    case NBD_CMD_WRITE:
+        return r->len <= INLINE_MAX;
+    case NBD_CMD_TRIM:
+    case NBD_CMD_BLOCK_STATUS:
+        return true;
+    case NBD_CMD_WRITE_ZEROES:
+        return !(r->flags & NBD_CMD_FLAG_NO_HOLE);
+    default:
+        return false; /* FLUSH, CACHE */
+    }
+}
+
+/* A whole request header is in the read-ahead buffer. */
+static bool request_buffered(const struct conn *c)
+{
+    return c->rbuf_len - c->rbuf_pos >= NBD_REQUEST_SIZE;
+}
+
+/* Requests in the read-ahead buffer (fewer if some carry payloads). */
+static size_t requests_buffered(const struct conn *c)
+{
+    return (c->rbuf_len - c->rbuf_pos) / NBD_REQUEST_SIZE;
+}
+
+/* A pool job: run a batch of reads, replies sent together at the end. */
+static void run_batch(struct gd_job *job)
+{
+    struct req *q = (struct req *)job;
+    while (q) {
+        struct req *next = q->batch_next; /* q is gone once replied */
+        q->hold = next != NULL;
+        run_request(&q->job);
+        q = next;
+    }
+}
+
+/* Hand the reads collected by the reader to the pool. */
+static void batch_submit(struct conn *c)
+{
+    struct batch *b = &c->batch;
+    if (!b->head)
+        return;
+    b->head->job.fn = run_batch;
+    gd_pool_submit(c->srv->pool, &b->head->job);
+    *b = (struct batch){ 0 };
+}
+
+static void wd_wake(struct gd_server *s)
+{
+    SCOPED_LOCK(&s->wd_lock);
+    atomic_store(&s->wd_asleep, false);
+    pthread_cond_signal(&s->wd_cond);
+}
+
+/* Take the reader role (after a steal or a hand-back): a new seq, so a CAS
+ * by the thread that lost the role cannot succeed. */
+static void role_take(struct conn *c)
+{
+    uint64_t v = atomic_load(&c->rd_state);
+    atomic_store(&c->rd_state, ((v >> 2) + 1) << 2 | RD_IDLE);
+}
+
+/* Give the role back to the connection's thread if it waits for it. */
+static bool relief_hand_back(struct conn *c)
+{
+    if (!atomic_load(&c->main_waiting))
+        return false;
+    SCOPED_LOCK(&c->rlock);
+    if (!atomic_load(&c->main_waiting))
+        return false;
+    atomic_store(&c->main_waiting, false);
+    c->handback = true;
+    pthread_cond_broadcast(&c->rcond);
+    return true;
+}
+
+/*
+ * The reader role: read a request, run it inline or queue it on the pool,
+ * repeat. Returns when the connection ends (rd_stop set) or the role was
+ * lost: stolen by the watchdog while this thread ran a slow request, or (a
+ * relief thread, is_main false) handed back to the connection's thread.
+ */
+static void reader_loop(struct conn *c, bool is_main)
+{
+    struct gd_server *s = c->srv;
+    struct batch *b = &c->batch;
     for (;;) {
-        if (!leader) {
-            pthread_mutex_lock(&c->rlock);
-            c->idle_readers++;
-            while (c->has_reader && !c->rd_stop)
-                pthread_cond_wait(&c->rcond, &c->rlock);
-            c->idle_readers--;
-            if (c->rd_stop) {
-                pthread_mutex_unlock(&c->rlock);
-                return;
+        if (!request_buffered(c)) {
+            batch_submit(c);
+            conn_flush(c); /* about to wait for the client: send what we hold */
+            if (!is_main) {
+                /* A relief thread must not sit in recv() for an idle client
+                 * once the connection's own thread is free again. */
+                for (;;) {
+                    if (relief_hand_back(c))
+                        return; /* (the batch is empty here) */
+                    struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
+                    if (poll(&pfd, 1, RELIEF_POLL_MS) != 0)
+                        break;
+                }
             }
-            c->has_reader = true;
-            pthread_mutex_unlock(&c->rlock);
-            leader = true;
+        } else if (!is_main && atomic_load(&c->main_waiting)) {
+            /* (the batch goes first: once handed back, the role's state is
+             * the other thread's) */
+            batch_submit(c);
+            if (relief_hand_back(c))
+                return;
         }
         struct req *q = NULL;
-        int r = read_request(c, &q);
+        int r = read_request(c, &q, !is_main);
+        if (r == -2) {
+            /* Waiting for budget, and the connection's thread is free. */
+            batch_submit(c);
+            if (relief_hand_back(c))
+                return;
+            continue;
+        }
         if (r < 0) {
+            batch_submit(c);
+            conn_flush(c);
             SCOPED_LOCK(&c->rlock);
             c->rd_stop = true;
-            c->has_reader = false;
             pthread_cond_broadcast(&c->rcond);
             return;
         }
         if (r == 0)
             continue;
-        pthread_mutex_lock(&c->rlock);
-        if (c->idle_readers > 0) {
-            c->has_reader = false;
-            pthread_cond_signal(&c->rcond);
-            pthread_mutex_unlock(&c->rlock);
-            leader = false;
-            run_request(&q->job);
-        } else {
-            pthread_mutex_unlock(&c->rlock);
-            gd_pool_submit(c->srv->pool, &q->job);
+        if (!run_inline(&q->r)) {
+            gd_pool_submit(s->pool, &q->job);
+            continue;
+        }
+        /* A write with more requests waiting goes to the pool: writes cost
+         * the library far more CPU than reads (the journal), so running
+         * them in parallel pays for the hand-off. */
+        if (q->r.type == NBD_CMD_WRITE && request_buffered(c)) {
+            batch_submit(c);
+            gd_pool_submit(s->pool, &q->job);
+            continue;
+        }
+        /* Many reads queued up: hand them to the pool in batches, so the
+         * other CPUs help, at one wake-up per BATCH requests. The last
+         * ones (and everything at low queue depths) run right here. */
+        if (q->r.type == NBD_CMD_READ && requests_buffered(c) >= 2 * BATCH) {
+            q->batch_next = NULL;
+            if (b->tail)
+                b->tail->batch_next = q;
+            else
+                b->head = q;
+            b->tail = q;
+            if (++b->n >= BATCH)
+                batch_submit(c);
+            continue;
+        }
+        batch_submit(c);
+        q->hold = request_buffered(c);
+        uint64_t v = atomic_load(&c->rd_state);
+        uint64_t busy = ((v >> 2) + 1) << 2 | RD_IN_REQ;
+        atomic_store(&c->rd_state, busy);
+        if (atomic_load(&s->wd_asleep))
+            wd_wake(s);
+        run_request(&q->job);
+        uint64_t expect = busy;
+        if (!atomic_compare_exchange_strong(&c->rd_state, &expect, busy & ~(uint64_t)3)) {
+            /* Stolen: a relief thread reads now. Our reply may have been
+             * held back after the steal released the cork: send it. */
+            conn_flush(c);
+            return;
         }
     }
 }
 
-static void *partner_main(void *arg)
+/* A pool job: take over the reader role the watchdog stole. */
+static void relief_main(struct gd_job *job)
 {
-    reader_loop(arg);
+    struct conn *c = (struct conn *)((char *)job - offsetof(struct conn, relief_job));
+    bool run = false;
+    {
+        SCOPED_LOCK(&c->rlock);
+        if (!c->rd_stop && atomic_load(&c->main_waiting)) {
+            /* The connection's thread is free already: it reads. */
+            atomic_store(&c->main_waiting, false);
+            c->handback = true;
+            pthread_cond_broadcast(&c->rcond);
+        } else if (!c->rd_stop) {
+            run = true;
+        }
+    }
+    if (run) {
+        role_take(c);
+        reader_loop(c, false);
+    }
+    SCOPED_LOCK(&c->rlock);
+    c->relief_refs--;
+    pthread_cond_broadcast(&c->rcond);
+}
+
+/* The watchdog found c's reader in the same request for a whole tick. */
+static void wd_steal(struct gd_server *s, struct conn *c, uint64_t v)
+{
+    {
+        SCOPED_LOCK(&c->rlock);
+        if (c->rd_stop || !atomic_compare_exchange_strong(&c->rd_state, &v,
+                                                          (v & ~(uint64_t)3) | RD_STOLEN))
+            return;
+        c->relief_refs++;
+        c->reliefs++;
+        c->relief_job.fn = relief_main;
+        gd_pool_submit(s->pool, &c->relief_job);
+    }
+    /* Replies the stuck reader held back go out now. */
+    SCOPED_LOCK(&c->wlock);
+    if (c->corked) {
+        c->corked = false;
+        if (c->outq_head)
+            pthread_cond_signal(&c->wcond);
+    }
+}
+
+/* One tick: true if some reader is running a request. */
+static bool wd_scan(struct gd_server *s)
+{
+    bool active = false;
+    SCOPED_LOCK(&s->lock);
+    for (struct conn *c = s->conns; c; c = c->next) {
+        uint64_t v = atomic_load(&c->rd_state);
+        if ((v & 3) == RD_IN_REQ) {
+            active = true;
+            if (v == c->wd_seen)
+                wd_steal(s, c, v);
+        }
+        c->wd_seen = v;
+    }
+    return active;
+}
+
+/*
+ * The server's watchdog: every WD_TICK_US it looks at each connection's
+ * reader; one found in the same inline request as at the previous tick is
+ * relieved (wd_steal). After WD_IDLE_TICKS ticks without any request
+ * running it sleeps until a reader starts one (wd_asleep; the reader stores
+ * its state before it looks at wd_asleep, the watchdog stores wd_asleep
+ * before its last scan, so one of them sees the other).
+ */
+static void *watchdog_main(void *arg)
+{
+    struct gd_server *s = arg;
+    unsigned idle = 0;
+    pthread_mutex_lock(&s->wd_lock);
+    while (!s->wd_stop) {
+        if (idle >= WD_IDLE_TICKS) {
+            atomic_store(&s->wd_asleep, true);
+            pthread_mutex_unlock(&s->wd_lock);
+            bool active = wd_scan(s);
+            pthread_mutex_lock(&s->wd_lock);
+            while (!active && !s->wd_stop && atomic_load(&s->wd_asleep))
+                pthread_cond_wait(&s->wd_cond, &s->wd_lock);
+            atomic_store(&s->wd_asleep, false);
+            idle = 0;
+            continue;
+        }
+        pthread_mutex_unlock(&s->wd_lock);
+        struct timespec ts = { 0, WD_TICK_US * 1000L };
+        nanosleep(&ts, NULL);
+        bool active = wd_scan(s);
+        idle = active ? 0 : idle + 1;
+        pthread_mutex_lock(&s->wd_lock);
+    }
+    pthread_mutex_unlock(&s->wd_lock);
     return NULL;
+}
+
+/* The connection's thread: the reader until the role is stolen, then back
+ * again when the relief hands it back; returns when transmission ends and
+ * no relief job refers to c any more. */
+static void conn_reader(struct conn *c)
+{
+    for (;;) {
+        reader_loop(c, true);
+        atomic_store(&c->main_waiting, true);
+        {
+            /* A relief reader waiting for budget gives up now. */
+            SCOPED_LOCK(&c->lock);
+            pthread_cond_broadcast(&c->cond);
+        }
+        {
+            SCOPED_LOCK(&c->srv->lock);
+            pthread_cond_broadcast(&c->srv->cond);
+        }
+        SCOPED_LOCK(&c->rlock);
+        if (!c->rd_stop) {
+            while (!c->handback && !c->rd_stop)
+                pthread_cond_wait(&c->rcond, &c->rlock);
+        }
+        atomic_store(&c->main_waiting, false);
+        if (c->handback) {
+            c->handback = false;
+            role_take(c);
+            continue;
+        }
+        while (c->relief_refs > 0)
+            pthread_cond_wait(&c->rcond, &c->rlock);
+        return;
+    }
 }
 
 /* Serves requests until DISC, EOF or a protocol violation. */
@@ -935,19 +1424,13 @@ static void transmission(struct conn *c)
     pthread_attr_init(&attr);
     pthread_attr_setstacksize(&attr, THREAD_STACK);
     int e = pthread_create(&c->writer, &attr, writer_main, c);
-    if (e == 0) {
-        c->writer_started = true;
-        /* Without a partner the connection still works, through the pool. */
-        c->partner_started = pthread_create(&c->partner, &attr, partner_main, c) == 0;
-    }
     pthread_attr_destroy(&attr);
     if (e) {
         gd_err("connection %" PRIu64 ": cannot start writer thread: %s", c->id, strerror(e));
         return;
     }
-    reader_loop(c);
-    if (c->partner_started)
-        pthread_join(c->partner, NULL);
+    c->writer_started = true;
+    conn_reader(c);
     free(c->rbuf);
     c->rbuf = NULL;
 }
@@ -982,11 +1465,13 @@ static void *reader_main(void *arg)
         }
         if (c->writer_started)
             pthread_join(c->writer, NULL);
+        conn_free_spares(c);
         gd_export_count_conn(c->exp, -1);
         gd_export_release(c->exp, 0);
         __atomic_store_n(&c->exp, NULL, __ATOMIC_RELEASE);
-        gd_info("connection %" PRIu64 ": closed after %" PRIu64 " requests", c->id,
-                __atomic_load_n(&c->requests, __ATOMIC_RELAXED));
+        gd_info("connection %" PRIu64 ": closed after %" PRIu64 " requests (%" PRIu64
+                " slow inline ones handed over)", c->id,
+                __atomic_load_n(&c->requests, __ATOMIC_RELAXED), c->reliefs);
     } else {
         gd_debug("connection %" PRIu64 ": ended during handshake", c->id);
     }
@@ -1029,6 +1514,15 @@ int gd_server_create(const glidefs_config *cfg, struct gd_registry *reg, struct 
         gd_server_free(s);
         return rc;
     }
+    pthread_mutex_init(&s->wd_lock, NULL);
+    pthread_cond_init(&s->wd_cond, NULL);
+    s->wd_inited = true;
+    rc = pthread_create(&s->wd, NULL, watchdog_main, s);
+    if (rc) {
+        gd_server_free(s);
+        return -rc;
+    }
+    s->wd_started = true;
     *out = s;
     return 0;
 }
@@ -1403,6 +1897,18 @@ void gd_server_free(struct gd_server *s)
         close(s->listen_fds[i]);
     if (s->unix_bound)
         unlink(s->unix_path);
+    if (s->wd_started) {
+        {
+            SCOPED_LOCK(&s->wd_lock);
+            s->wd_stop = true;
+            pthread_cond_signal(&s->wd_cond);
+        }
+        pthread_join(s->wd, NULL);
+    }
+    if (s->wd_inited) {
+        pthread_mutex_destroy(&s->wd_lock);
+        pthread_cond_destroy(&s->wd_cond);
+    }
     gd_pool_destroy(s->pool);
     if (s->wake_fd >= 0)
         close(s->wake_fd);

@@ -1,8 +1,8 @@
 /*
  * nbd_server.h — glidefsd's NBD server: the unix-socket and TCP listeners,
- * one connection per client (handshake, then a reader thread parsing requests
- * for the shared worker pool, replies written under a per-connection lock),
- * and the orderly stop on SIGTERM.
+ * one connection per client (handshake, then a reader thread that runs cache
+ * hits inline and hands slow requests to the shared worker pool, replies
+ * written under a per-connection lock), and the orderly stop on SIGTERM.
  */
 #ifndef GLIDEFSD_NBD_SERVER_H
 #define GLIDEFSD_NBD_SERVER_H

@@ -942,7 +942,8 @@ def store_part(glidefsd, base, good_daemon_factory):
     for i, (what, mut) in enumerate(cases):
         nm = "case%02d" % i
         dst = os.path.join(store, "nbd", nm)
-        shutil.copytree(vol, dst)
+        # not the file store's uploads in flight (".tmp.*", renamed over an object)
+        shutil.copytree(vol, dst, ignore=shutil.ignore_patterns(".tmp.*"))
         mut(dst)
         names.append(nm)
     d = good_daemon_factory(store)

@@ -104,7 +104,8 @@ def main():
         vol = os.path.join(d.store, "nbd", "small")
         crafted = os.path.join(d.store, "nbd", "crafted")
         fl.wait_for(lambda: os.path.exists(os.path.join(vol, "volume.json")), 10, "volume.json")
-        shutil.copytree(vol, crafted)
+        # not the file store's uploads in flight (".tmp.*", renamed over an object)
+        shutil.copytree(vol, crafted, ignore=shutil.ignore_patterns(".tmp.*"))
         with open(os.path.join(crafted, "volume.json")) as f:
             vj = json.load(f)
         vj["size"] = HUGE

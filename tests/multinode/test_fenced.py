@@ -43,12 +43,13 @@ def pattern(seed, n):
 
 def store_listing(store):
     """Every object of the file:// store: key -> (size, mtime_ns, bytes); the
-    lease is left out: its holder (B) heartbeats it."""
+    lease is left out: its holder (B) heartbeats it (through a ".tmp.*" file
+    renamed over it: an upload in flight, not an object)."""
     out = {}
     for d, _, files in os.walk(store):
         for f in files:
             p = os.path.join(d, f)
-            if f == "lease":
+            if f == "lease" or f.startswith(".tmp."):
                 continue
             st = os.stat(p)
             with open(p, "rb") as fh:

@@ -218,10 +218,15 @@ static int collect(void *arg, const struct gfs_jrec *rec, struct gfs_jfile *jf, 
         return -EBADMSG;
     if (c->n == c->cap) {
         c->cap = c->cap ? 2 * c->cap : 64;
-        uintptr_t old = (uintptr_t)c->g;
-        c->g = realloc(c->g, c->cap * sizeof *c->g);
-        assert_non_null(c->g);
-        track(old, c->g);
+        /* malloc + copy, not realloc: the old pointer is looked up in
+         * live_bufs while it is still valid */
+        struct got *ng = malloc(c->cap * sizeof *ng);
+        assert_non_null(ng);
+        if (c->n)
+            memcpy(ng, c->g, c->n * sizeof *ng);
+        track((uintptr_t)c->g, ng);
+        free(c->g);
+        c->g = ng;
     }
     struct got *g = &c->g[c->n++];
     g->rec = *rec;
