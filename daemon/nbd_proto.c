@@ -460,7 +460,8 @@ static enum nbd_hs_result opt_info_go(struct nbd_hs *hs, uint32_t opt, const uin
     uint32_t e = hs->ops->open(hs->ctx, name, &info, &handle);
     if (e != 0) {
         free(name);
-        opt_error(out, opt, e, rep_err_text(e));
+        info.error[sizeof info.error - 1] = '\0';
+        opt_error(out, opt, e, info.error[0] ? info.error : rep_err_text(e));
         return NBD_HS_CONTINUE;
     }
 

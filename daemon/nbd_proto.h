@@ -247,6 +247,7 @@ struct nbd_export_info {
     bool read_only;
     char canonical[NBD_MAX_STRING + 1]; /* resolved name (default export mapped) */
     char description[256];
+    char error[160]; /* set by a failing open: the option error's message */
 };
 
 /* Policy hooks the server (or a test) provides. Names handed to them are

@@ -865,8 +865,12 @@ static uint32_t hs_open(void *ctx, const char *name, struct nbd_export_info *inf
     }
     struct gd_export *e = NULL;
     rc = gd_export_acquire(c->srv->reg, canon, 0, &e);
-    if (rc < 0)
+    if (rc < 0) {
+        /* the client (qemu prints it) learns why, not just "unknown" */
+        snprintf(info->error, sizeof info->error, "export %s cannot be opened here: %s", canon,
+                 glidefs_strerror(rc));
         return rc == -ESHUTDOWN ? NBD_REP_ERR_SHUTDOWN : NBD_REP_ERR_UNKNOWN;
+    }
     glidefs_volume *vol = gd_export_volume(e);
     info->size = glidefs_volume_size(vol);
     info->read_only = glidefs_volume_read_only(vol) != 0;

@@ -106,6 +106,17 @@ def main():
                 c.shutdown()
             except nbd.Error as e:
                 check(True, "a client returning while S3 is down is refused: %s" % e)
+                check(any("outage: client refused" in ln for ln in d.log_text().splitlines()),
+                      "glidefsd logs why it refused the client")
+                qio = shutil.which("qemu-io", path="/usr/bin")
+                if qio:
+                    import subprocess
+                    r = subprocess.run([qio, "-f", "raw", "-c", "read 0 512",
+                                        "nbd+unix:///outage?socket=" + d.sock],
+                                       capture_output=True, text=True, timeout=60)
+                    check(r.returncode != 0 and "cannot be opened here" in r.stdout + r.stderr,
+                          "the client is told why (qemu-io: %s)" % (
+                              (r.stdout + r.stderr).strip().splitlines()[-1:]))
             proxy.off()
         san = d.sanitizer_reports()
         if san:
