@@ -178,6 +178,17 @@ int gfs_own_acquire(struct glidefs_volume *v, int want_rw)
     return 0;
 }
 
+/* Another node holds the lease now: stop writing, wake whoever waits
+ * (lock held). */
+static void become_fenced(struct glidefs_volume *v)
+{
+    v->fenced = 1;
+    v->owner = 0;
+    v->read_only = 1;
+    pthread_cond_broadcast(&v->cond);
+    pthread_cond_broadcast(&v->syncer_cond);
+}
+
 static void heartbeat(struct glidefs_volume *v)
 {
     struct gfs_lease n = v->lease;
@@ -202,11 +213,7 @@ static void heartbeat(struct glidefs_volume *v)
         return;
     }
     pthread_mutex_lock(&v->lock);
-    v->fenced = 1;
-    v->owner = 0;
-    v->read_only = 1;
-    pthread_cond_broadcast(&v->cond);
-    pthread_cond_broadcast(&v->syncer_cond);
+    become_fenced(v);
     pthread_mutex_unlock(&v->lock);
     gfs_err(&v->log, "%s: fenced: node %s took the write lease (epoch %" PRIu64
             "); writes now fail and unsynced data stays in the journal", v->name,
@@ -232,13 +239,8 @@ int gfs_own_confirm(struct glidefs_volume *v)
     uint64_t epoch = v->epoch;
     int ours = cur.exists && !cur.released && strcmp(cur.node_id, v->node_id) == 0 &&
                cur.epoch == epoch;
-    if (!ours && v->owner) {
-        v->fenced = 1;
-        v->owner = 0;
-        v->read_only = 1;
-        pthread_cond_broadcast(&v->cond);
-        pthread_cond_broadcast(&v->syncer_cond);
-    }
+    if (!ours && v->owner)
+        become_fenced(v);
     pthread_mutex_unlock(&v->lock);
     if (ours)
         return 0;

@@ -21,18 +21,10 @@
 
 #define SZ (8u << 20)
 
-struct node {
-    char cache[512];
-    glidefs_config *cfg;
-};
-
-static void node_init(struct node *n, const struct tu_env *e, const char *id, const char *lease_ms)
+static void node_init(struct tu_node *n, const struct tu_env *e, const char *id,
+                      const char *lease_ms)
 {
-    snprintf(n->cache, sizeof n->cache, "%s/cache-%s", e->root, id);
-    n->cfg = tu_config(e, "64M", "5");
-    tu_set(n->cfg, "cache.dir", n->cache);
-    tu_set(n->cfg, "node_id", id);
-    tu_set(n->cfg, "servers.lease_timeout_ms", lease_ms);
+    tu_node_init(n, e, id, "5", lease_ms);
 }
 
 static double mono(void)
@@ -76,7 +68,7 @@ static void test_handover_and_force(void **state)
     (void)state;
     struct tu_env env;
     tu_env_init(&env, "lease");
-    struct node A, B, C, D;
+    struct tu_node A, B, C, D;
     node_init(&A, &env, "node-a", "3000");
     node_init(&B, &env, "node-b", "60000"); /* slow heartbeat: it notices the fence late */
     node_init(&C, &env, "node-c", "3000");
@@ -159,7 +151,7 @@ static void test_killed_owner_expires(void **state)
     (void)state;
     struct tu_env env;
     tu_env_init(&env, "expire");
-    struct node A, B;
+    struct tu_node A, B;
     node_init(&A, &env, "node-a", "600");
     node_init(&B, &env, "node-b", "600");
     int p[2];
@@ -241,7 +233,7 @@ static void test_follower_survives_compaction(void **state)
     (void)state;
     struct tu_env env;
     tu_env_init(&env, "follow");
-    struct node A, B;
+    struct tu_node A, B;
     node_init(&A, &env, "node-a", "3000");
     node_init(&B, &env, "node-b", "3000");
     tu_set(A.cfg, "compaction.min_live_pct", "95");
@@ -278,7 +270,7 @@ static void test_follower_sees_resize(void **state)
     (void)state;
     struct tu_env env;
     tu_env_init(&env, "fresize");
-    struct node A, B;
+    struct tu_node A, B;
     node_init(&A, &env, "node-a", "1000");
     node_init(&B, &env, "node-b", "1000");
     glidefs_volume *a, *b;
@@ -308,7 +300,7 @@ static void test_deposed_writer_deletes_nothing(void **state)
     (void)state;
     struct tu_env env;
     tu_env_init(&env, "deposed");
-    struct node A, C, D;
+    struct tu_node A, C, D;
     node_init(&A, &env, "node-a", "60000"); /* heartbeat every 20 s: learns late */
     node_init(&C, &env, "node-c", "3000");
     node_init(&D, &env, "node-d", "3000");

@@ -26,22 +26,14 @@
 #define SZ (8u << 20)
 #define BS 131072u
 
-struct node {
-    char cache[512];
-    glidefs_config *cfg;
-};
-
 /* Nothing is uploaded until a drain: the journal is what a kill leaves.
  * Compaction only on demand: a background one could delete the old epoch's
  * objects under a slow run (the last test does that on purpose). */
-static void node_init(struct node *n, const struct tu_env *e, const char *id, const char *lease_ms)
+static void node_init(struct tu_node *n, const struct tu_env *e, const char *id,
+                      const char *lease_ms)
 {
-    snprintf(n->cache, sizeof n->cache, "%s/cache-%s", e->root, id);
-    n->cfg = tu_config(e, "64M", "600000");
+    tu_node_init(n, e, id, "600000", lease_ms);
     tu_set(n->cfg, "servers.nbd.max_dirty_age_ms", "600000");
-    tu_set(n->cfg, "cache.dir", n->cache);
-    tu_set(n->cfg, "node_id", id);
-    tu_set(n->cfg, "servers.lease_timeout_ms", lease_ms);
     tu_set(n->cfg, "compaction.interval_s", "0");
 }
 
@@ -174,7 +166,7 @@ static void test_killed_writer_exports_its_view(void **state)
     (void)state;
     struct tu_env env;
     tu_env_init(&env, "fenced");
-    struct node A, B;
+    struct tu_node A, B;
     node_init(&A, &env, "node-a", "600");
     node_init(&B, &env, "node-b", "600");
     uint64_t seed = 0x5eed0001;
@@ -299,7 +291,7 @@ static void test_late_segments_then_compacted_away(void **state)
     (void)state;
     struct tu_env env;
     tu_env_init(&env, "fenced2");
-    struct node A, C;
+    struct tu_node A, C;
     node_init(&A, &env, "node-a", "60000"); /* slow heartbeat: it learns of the fence late */
     node_init(&C, &env, "node-c", "3000");
     /* 1 MiB journal files: the late upload's records are gone from A's

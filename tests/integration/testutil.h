@@ -122,4 +122,20 @@ static inline glidefs_config *tu_config(const struct tu_env *e, const char *disk
     return c;
 }
 
+/* One of several nodes on the same store: its own cache dir and node id. */
+struct tu_node {
+    char cache[512];
+    glidefs_config *cfg;
+};
+
+static inline void tu_node_init(struct tu_node *n, const struct tu_env *e, const char *id,
+                                const char *sync_delay_ms, const char *lease_ms)
+{
+    snprintf(n->cache, sizeof n->cache, "%s/cache-%s", e->root, id);
+    n->cfg = tu_config(e, "64M", sync_delay_ms);
+    tu_set(n->cfg, "cache.dir", n->cache);
+    tu_set(n->cfg, "node_id", id);
+    tu_set(n->cfg, "servers.lease_timeout_ms", lease_ms);
+}
+
 #endif
