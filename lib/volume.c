@@ -179,6 +179,20 @@ struct log_piece {
     uint64_t off;
 };
 
+/* After a GET found no object: does the map now point b somewhere else than
+ * the entry (and segment epoch/seq) the read started from? */
+static int block_moved(struct glidefs_volume *v, uint64_t b, const struct gfs_bm_entry *e,
+                       uint64_t epoch, uint64_t seq)
+{
+    pthread_mutex_lock(&v->lock);
+    struct gfs_bm_entry cur = gfs_bm_get(&v->bm, b);
+    int moved = cur.seg != e->seg || cur.offset != e->offset || cur.seg == GFS_BM_NONE ||
+                cur.seg == GFS_BM_HOLE || cur.seg >= v->bm.nsegs ||
+                v->bm.segs[cur.seg].epoch != epoch || v->bm.segs[cur.seg].seq != seq;
+    pthread_mutex_unlock(&v->lock);
+    return moved;
+}
+
 /* Read sectors [s, s+n) of block b into dst. count_read: this is the first
  * block of a pread of read_len bytes (counted, and shown to read-ahead). */
 static int read_block(glidefs_volume *v, uint64_t b, uint32_t s, uint32_t n, uint8_t *dst,
@@ -291,6 +305,11 @@ static int read_block(glidefs_volume *v, uint64_t b, uint32_t s, uint32_t n, uin
                     reloaded = 1;
                     int rr = gfs_volume_reload(v);
                     err = rr < 0 ? rr : 0;
+                    stale = 1;
+                } else if (err == -ENOENT && block_moved(v, b, &e, seg_epoch, seg_seq)) {
+                    /* our compactor moved it and deleted the old copy while
+                     * this GET was slow (longer than grace_ms): look again */
+                    err = 0;
                     stale = 1;
                 } else if (err == -ENOENT) {
                     gfs_err(&v->log, "%s: block %" PRIu64 "'s segment is missing from the store",

@@ -236,6 +236,120 @@ static void test_newer_data_wins(void **state)
     tu_env_done(&env);
 }
 
+/* A plain read's GET held (the store wrapper below) while compaction moves
+ * the block and deletes its old segment (grace 0): the read must notice the
+ * block moved and read it from its new place, not fail with EIO. */
+static struct {
+    const struct gfs_objstore_ops *real;
+    pthread_t reader;
+    int have_reader;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int held, go;
+} slow = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+
+static int slow_get_range(struct gfs_objstore *st, const char *key, uint64_t offset, size_t len,
+                          void *buf, size_t *got)
+{
+    pthread_mutex_lock(&slow.mu);
+    int mine = slow.have_reader && pthread_equal(pthread_self(), slow.reader);
+    pthread_mutex_unlock(&slow.mu);
+    if (mine && strstr(key, "/seg/")) {
+        pthread_mutex_lock(&slow.mu);
+        slow.held = 1;
+        pthread_cond_broadcast(&slow.cv);
+        while (!slow.go)
+            pthread_cond_wait(&slow.cv, &slow.mu);
+        pthread_mutex_unlock(&slow.mu);
+    }
+    return slow.real->get_range(st, key, offset, len, buf, got);
+}
+
+struct read_job {
+    glidefs_volume *v;
+    uint8_t buf[4096];
+    int r;
+};
+
+static void *read_first(void *arg)
+{
+    struct read_job *j = arg;
+    pthread_mutex_lock(&slow.mu);
+    slow.reader = pthread_self();
+    slow.have_reader = 1;
+    pthread_mutex_unlock(&slow.mu);
+    j->r = glidefs_pread(j->v, j->buf, sizeof j->buf, 0);
+    return NULL;
+}
+
+static void test_read_outlives_compaction(void **state)
+{
+    (void)state;
+    struct tu_env env;
+    tu_env_init(&env, "ra-moved");
+    make_volume(&env, "moved");
+    glidefs_config *c = cfg_for(&env, "0");
+    tu_set(c, "compaction.grace_ms", "0");
+    tu_set(c, "compaction.interval_s", "0");
+    glidefs_volume *v;
+    assert_int_equal(glidefs_volume_open(c, "moved", 0, 0, &v), 0);
+    /* the first segment keeps only block 0 live */
+    uint64_t s = 4321;
+    fill(expected + BS, 24 * (size_t)BS, &s);
+    assert_int_equal(glidefs_pwrite(v, expected + BS, 24 * (size_t)BS, BS, 0), 0);
+    assert_int_equal(glidefs_drain(v, -1), 0);
+    assert_int_equal(glidefs_volume_close(v), 0);
+    tu_rmrf(env.cache); /* block 0 must come from the store */
+    assert_int_equal(glidefs_volume_open(c, "moved", 0, 0, &v), 0);
+
+    struct gfs_objstore_ops ops = *v->store->ops;
+    ops.get_range = slow_get_range;
+    slow.real = v->store->ops;
+    v->store->ops = &ops;
+    struct read_job j = {v, {0}, 1};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, read_first, &j), 0);
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += 60;
+    pthread_mutex_lock(&slow.mu);
+    while (!slow.held)
+        if (pthread_cond_timedwait(&slow.cv, &slow.mu, &dl) != 0)
+            break;
+    int held = slow.held;
+    pthread_mutex_unlock(&slow.mu);
+    assert_true(held);
+
+    struct glidefs_compact_result res;
+    assert_int_equal(glidefs_compact(v, &res), 0);
+    assert_true(res.segments_rewritten >= 1);
+    assert_true(res.segments_deleted >= 1);
+    pthread_mutex_lock(&slow.mu);
+    slow.go = 1;
+    pthread_cond_broadcast(&slow.cv);
+    pthread_mutex_unlock(&slow.mu);
+    pthread_join(t, NULL);
+    assert_int_equal(j.r, 0);
+    assert_memory_equal(j.buf, expected, sizeof j.buf);
+    v->store->ops = slow.real;
+
+    /* and every block from the store alone */
+    assert_int_equal(glidefs_volume_close(v), 0);
+    tu_rmrf(env.cache);
+    assert_int_equal(glidefs_volume_open(c, "moved", 0, 0, &v), 0);
+    uint8_t *buf = malloc(1u << 20);
+    assert_non_null(buf);
+    for (uint32_t off = 0; off < NBLK * BS; off += 1u << 20) {
+        assert_int_equal(glidefs_pread(v, buf, 1u << 20, off), 0);
+        assert_memory_equal(buf, expected + off, 1u << 20);
+    }
+    free(buf);
+    assert_int_equal(glidefs_volume_close(v), 0);
+    glidefs_config_free(c);
+    free(expected);
+    tu_env_done(&env);
+}
+
 /* Close while read-ahead GETs are queued and in flight (ASan/TSan catch a
  * use after free; the test checks the close itself succeeds). */
 static void test_close_while_reading_ahead(void **state)
@@ -269,6 +383,7 @@ int main(void)
         cmocka_unit_test(test_sequential_coalesced),
         cmocka_unit_test(test_random_no_amplification),
         cmocka_unit_test(test_newer_data_wins),
+        cmocka_unit_test(test_read_outlives_compaction),
         cmocka_unit_test(test_close_while_reading_ahead),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
