@@ -23,7 +23,7 @@
  *       (dirty, then after drain), and per written 128 KiB block of the block
  *       map (a volume with SPARSE_BLOCKS blocks written, 4 KiB each, drained,
  *       woken with an empty cache in a fresh process vs an empty volume).
- *   lib_bench churn DIR LIVE_MB FACTOR RATE_MB_S COMPACT_S SEED TSV [GRACE_MS]
+ *   lib_bench churn DIR LIVE_MB FACTOR RATE_MB_S COMPACT_S SEED TSV [GRACE_MS [KEY=VALUE...]]
  *       Issue 8: fill LIVE_MB, then seeded random overwrites of 4 KiB..1 MiB
  *       totalling FACTOR x LIVE_MB at RATE_MB_S with a FLUSH every 8 MiB;
  *       default sync settings, compaction.interval_s = COMPACT_S (and
@@ -813,7 +813,7 @@ static int mode_churn(int argc, char **argv)
 {
     if (argc < 7) {
         fprintf(stderr, "usage: lib_bench churn DIR LIVE_MB FACTOR RATE_MB_S COMPACT_S SEED TSV "
-                        "[GRACE_MS]\n");
+                        "[GRACE_MS [KEY=VALUE...]]\n");
         return 2;
     }
     const char *dir = argv[0];
@@ -826,12 +826,14 @@ static int mode_churn(int argc, char **argv)
     /* COMPACT_S / GRACE_MS "default" (or GRACE_MS left out): the library's default */
     snprintf(ci, sizeof ci, "compaction.interval_s=%s", compact_s);
     snprintf(gr, sizeof gr, "compaction.grace_ms=%s", argc > 7 ? argv[7] : "default");
-    const char *kv[4] = {"cache.disk_size=8G", NULL, NULL, NULL};
+    const char *kv[16] = {"cache.disk_size=8G"};
     int nkv = 1;
     if (strcmp(compact_s, "default") != 0)
         kv[nkv++] = ci;
     if (argc > 7 && strcmp(argv[7], "default") != 0)
         kv[nkv++] = gr;
+    for (int i = 8; i < argc && nkv < 15; i++) /* further settings, e.g. compaction.max_stored_pct=120 */
+        kv[nkv++] = argv[i];
     glidefs_config *cfg = mkcfg(dir, "cache", 0, kv);
     char gbuf[32] = "";
     if (glidefs_config_get(cfg, "compaction.grace_ms", gbuf, sizeof gbuf) < 0)

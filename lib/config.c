@@ -1021,7 +1021,9 @@ int gfs_config_init_defaults(struct glidefs_config *cfg)
     cfg->compaction_min_live_pct = 75;
     cfg->compaction_interval_s = 300;
     cfg->compaction_rate_mb_s = 32;
-    cfg->compaction_grace_ms = 2000; /* 2x the longest refresh period of a follower */
+    /* readers that still look for a deleted segment (followers, a slow GET)
+     * find where the block went; waiting only keeps the dead bytes stored */
+    cfg->compaction_grace_ms = 0;
     cfg->compaction_keep_manifests = 2;
     cfg->compaction_max_stored_pct = 110;
     cfg->compaction_fenced_hold_s = 604800; /* a week to export what a fenced node kept */

@@ -169,10 +169,11 @@ static uint32_t pick(struct glidefs_volume *v, struct snap_block *out, uint32_t 
         return 0;
     if (!all && due < max && !capped && waiting)
         return 0; /* a partial batch: wait for more */
-    /* A partial batch forced out by max_dirty_age_ms is topped up with
-     * blocks not written for half the delay (cooling, not hot ones): the PUT
-     * goes anyway. */
-    int passes = !all && due < max ? 2 : 1;
+    /* A partial batch forced out by max_dirty_age_ms is topped up: the PUT
+     * goes anyway, and costs the same full. Blocks not written for half the
+     * delay (cooling) first, then any others (a hot block may be uploaded
+     * again soon, but that costs bytes in a PUT, not a PUT). */
+    int passes = !all && due < max ? 3 : 1;
     uint32_t n = 0;
     for (int pass = 0; pass < passes; pass++) {
         for (struct gfs_dirty_block *db = v->dirty.head; db && n < max; db = db->next) {
@@ -186,6 +187,8 @@ static uint32_t pick(struct glidefs_volume *v, struct snap_block *out, uint32_t 
                 continue;
             if (pass == 1 && (due_ms <= now || db->last_ms + v->sync_delay_ms / 2 > now))
                 continue; /* taken in pass 0, or still hot */
+            if (pass == 2 && (due_ms <= now || db->last_ms + v->sync_delay_ms / 2 <= now))
+                continue; /* taken in pass 0 or 1 */
             if (snap(v, db, &out[n]) < 0)
                 return n;
             n++;

@@ -746,6 +746,12 @@ int gfs_volume_reload(struct glidefs_volume *v)
     return r < 0 ? r : rebuild_map(v);
 }
 
+int gfs_volume_catch_up(struct glidefs_volume *v)
+{
+    SCOPED_LOCK(&v->own_lock);
+    return gfs_volume_refresh(v);
+}
+
 int gfs_volume_refresh(struct glidefs_volume *v)
 {
     struct gfs_lease l;

@@ -198,7 +198,7 @@ static int block_moved(struct glidefs_volume *v, uint64_t b, const struct gfs_bm
 static int read_block(glidefs_volume *v, uint64_t b, uint32_t s, uint32_t n, uint8_t *dst,
                       int count_stats, int count_read, uint64_t read_len)
 {
-    int reloaded = 0;
+    int reloads = 0;
     for (int attempt = 0;; attempt++) {
         struct log_piece stackp[8];
         struct log_piece *pieces = stackp;
@@ -300,10 +300,15 @@ static int read_block(glidefs_volume *v, uint64_t b, uint32_t s, uint32_t n, uin
                     err = -ENOMEM;
                 else
                     err = gfs_volume_fetch_block(v, b, &e, blk);
-                if (err == -ENOENT && !reloaded && !__atomic_load_n(&v->owner, __ATOMIC_RELAXED)) {
-                    /* the writer compacted that segment away: follow it */
-                    reloaded = 1;
-                    int rr = gfs_volume_reload(v);
+                if (err == -ENOENT && reloads < 3 &&
+                    !__atomic_load_n(&v->owner, __ATOMIC_RELAXED)) {
+                    /* the writer compacted that segment away: its newer
+                     * segments say where the block went (one LIST and their
+                     * headers); reload everything only if they do not */
+                    reloads++;
+                    int rr = gfs_volume_catch_up(v);
+                    if (rr == 0 && !block_moved(v, b, &e, seg_epoch, seg_seq))
+                        rr = gfs_volume_reload(v);
                     err = rr < 0 ? rr : 0;
                     stale = 1;
                 } else if (err == -ENOENT && block_moved(v, b, &e, seg_epoch, seg_seq)) {

@@ -183,6 +183,8 @@ int gfs_volume_write_manifest_force(struct glidefs_volume *v);
 
 /* volmeta.c: follow the store (read-only volumes): new segments, new fences */
 int gfs_volume_refresh(struct glidefs_volume *v);
+/* the same from a reader's thread (serialised with the ownership thread's) */
+int gfs_volume_catch_up(struct glidefs_volume *v);
 /* highest segment seq of an epoch in the map, 0 if none */
 uint64_t gfs_volume_last_seq_of(struct glidefs_volume *v, uint64_t epoch);
 
