@@ -106,9 +106,9 @@ churn() {
         $PY - "$tsv" "$scen" >> "$csv" <<'EOF'
 import sys
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1])][1:]
-# the write phase: rows up to the drain (the sampler's later rows are after it)
-end = next((i for i, r in enumerate(rows) if r[1] != "run"), len(rows))
-run = [r for r in rows[:end] if float(r[4]) > 0]
+# the write phase: rows before the writes reached their total (then the drain runs)
+total = max(float(r[2]) for r in rows)
+run = [r for r in rows if r[1] == "run" and float(r[2]) < total and float(r[4]) > 0]
 if run:
     w_end = float(run[-1][2])
     last = [r for r in run if float(r[2]) >= w_end * 2 / 3]

@@ -275,11 +275,13 @@ def churn_plot(tsvs, out_dir, png, live_mb):
         if not os.path.exists(tsv):
             continue
         dat = os.path.join(out_dir, ".churn%d.dat" % i)
-        with open(tsv) as f, open(dat, "w") as o:
-            next(f)
-            for line in f:
-                p = line.rstrip("\n").split("\t")
-                if len(p) < 9 or p[1] != "run":
+        with open(tsv) as f:
+            lines = [l.rstrip("\n").split("\t") for l in f][1:]
+        # the write phase: until the writes reach their total (then the drain runs)
+        total = max((float(p[2]) for p in lines if len(p) >= 9), default=0)
+        with open(dat, "w") as o:
+            for p in lines:
+                if len(p) < 9 or p[1] != "run" or float(p[2]) >= total:
                     continue
                 written, stored, live, puts, segs, blocks = (float(x) for x in p[2:8])
                 if live <= 0 or written <= 0:
