@@ -81,7 +81,7 @@ written 128 KiB blocks (4 KiB written into each, zstd, drained) is woken with an
 in a fresh process; its RSS minus that of an empty volume woken the same way, divided by the
 number of blocks. A block map entry is stored packed in 16 bytes (lib/blockmap.c: segment
 index, crc, then offset, length, flags and write_seq relative to a per-segment base in 64
-bits) in 64 KiB pages allocated on first write; the segment table (64 bytes per segment,
+bits) in 64 KiB pages allocated on first write; the segment table (40 bytes per segment,
 25 blocks per segment here) comes on top, so this row is entries + segments + malloc.
 EOF
     report memory "Memory: RSS per export, per GiB written, block map per block" "$csv" \

@@ -1,6 +1,7 @@
 /*
  * blockmap.c — the block map and segment table (see blockmap.h). Segments are
- * added in (epoch, seq) order, so the table is sorted and lookups bisect.
+ * added in (epoch, seq) order, so the table is sorted and lookups bisect;
+ * reclaim removes rows without reordering the rest, so it stays sorted.
  *
  * Packed entry, 16 bytes (struct gfs_bm_slot):
  *   seg  u32  segment index; 0 = NONE (all zero), HOLE, or ESC (the entry is
@@ -12,11 +13,34 @@
  *             ws_base is the write_seq of the first entry stored into that
  *             segment (a segment's blocks are uploaded together, so their
  *             write_seqs are close; compaction copies keep theirs, and the
- *             rare far one goes to the overflow table).
+ *             rare far one goes to the overflow table; so does one when
+ *             the base would be >= 2^46).
  * What does not fit (offset >= 8 MiB, length 0 or >= 256 KiB, other flags,
  * a write_seq more than 2^20 away from the base) is stored unpacked in the
  * overflow hash table, marked ESC in the page. With the default 128 KiB
  * blocks and 25 blocks per segment (3.3 MB segments) everything packs.
+ *
+ * Segment row, 40 bytes (struct gfs_bm_seg):
+ *   epoch, seq      u64, u64  the object's key (epoch with the origin depth
+ *                             above GFS_ORIGIN_SHIFT)
+ *   live_bytes:39 | ws_lo:25  live bytes (<= 4 GiB, so that the compactor's
+ *                             live_bytes * 100 stays exact in 39 bits)
+ *   total_bytes     u32       object size: segments are < 4 GiB (volume.c
+ *                             bounds blocks_per_batch * block_size to 2 GiB;
+ *                             a larger listed object is recorded as 0,
+ *                             unknown, and so never compacted or deleted)
+ *   dead_gen        u32       manifest generation when found dead (2^32
+ *                             manifests in one process's life: not reached)
+ *   dead_since_ms:41 | deleted:1 | ws_known:1 | ws_hi:21
+ *                             monotonic ms (34 years of uptime) and flags;
+ *                             ws_base = ws_hi:ws_lo, 46 bits.
+ * Not 32: that needs ws_base to share bits with the dead marks (a live
+ * segment has no use for them), but the compactor also reads them on
+ * live rows; and epoch, seq stay whole.
+ * A row lives as long as its segment: reclaim drops the rows of segments
+ * deleted from the store (nothing live in them, so no entry names them),
+ * renumbering the entries in one pass over the written pages; the compactor
+ * runs it when at least a quarter of the table and 64 rows are gone.
  *
  * Memory math (128 KiB blocks, 25 blocks per segment):
  *   entries   16 B per block, in 64 KiB pages of 4096 entries (512 MiB of
@@ -24,11 +48,15 @@
  *   directory 4 KiB pages of 512 page pointers (256 GiB of volume each),
  *             allocated with their first page; a top array of 8 B per 256 GiB
  *             (32 KiB for 1 PiB), the only cost of a sparse volume's size;
- *   segments  64 B per segment = 2.6 B per block at 25 blocks per segment.
+ *   segments  40 B per segment = 1.6 B per block at 25 blocks per segment,
+ *             for the segments that hold live data (plus those deleted since
+ *             the last reclaim: at most a third more);
  *   A fully written 1 TiB volume: 8 Mi blocks x 16 B = 128 MiB of entries,
- *   16 KiB of directory, 335,545 segments x 64 B = 20.5 MiB. No doubling
- *   slack on entries; the segment table doubles, but realloc of a large
- *   table only maps the new half (pages are touched when segments arrive).
+ *   16 KiB of directory, 335,545 segments x 40 B = 12.8 MiB. No slack on
+ *   entries; the segment table is sized exactly when a manifest is loaded
+ *   (wake), grows by half as segments arrive (realloc of a large table only
+ *   maps the new part; pages are touched when segments arrive) and is
+ *   given back when reclaim leaves it less than half full.
  */
 #include "blockmap.h"
 
@@ -52,6 +80,9 @@
 
 _Static_assert(DSQ_SHIFT + DSQ_BITS == 64, "packed word is 64 bits");
 _Static_assert(sizeof(struct gfs_bm_slot) == 16, "a packed entry is 16 bytes");
+_Static_assert(sizeof(struct gfs_bm_seg) == 40, "a segment row is 40 bytes");
+_Static_assert(GFS_BM_SEG_MAX_BYTES * UINT64_C(100) < (UINT64_C(1) << 39),
+               "live_bytes * 100 fits its 39-bit field");
 
 static int is_seg(uint32_t s)
 {
@@ -141,7 +172,7 @@ static struct gfs_bm_entry unpack(const struct gfs_blockmap *bm, uint64_t b,
     e.flags = (uint32_t)((s->w >> FLG_SHIFT) & MASK(FLG_BITS)) << 1;
     uint64_t d = s->w >> DSQ_SHIFT; /* sign-extend the 21-bit delta */
     int64_t sd = (int64_t)(d ^ (UINT64_C(1) << (DSQ_BITS - 1))) - (INT64_C(1) << (DSQ_BITS - 1));
-    e.write_seq = bm->segs[s->seg].ws_base + (uint64_t)sd;
+    e.write_seq = gfs_bm_seg_ws_base(&bm->segs[s->seg]) + (uint64_t)sd;
     return e;
 }
 
@@ -163,10 +194,13 @@ static int pack(struct gfs_blockmap *bm, const struct gfs_bm_entry *e, struct gf
         return 0;
     struct gfs_bm_seg *sg = &bm->segs[e->seg];
     if (!sg->ws_known) {
-        sg->ws_base = e->write_seq;
+        if (e->write_seq >> GFS_BM_WS_BITS)
+            return 0; /* too large to be a base: a later entry may set it */
+        sg->ws_lo = e->write_seq & MASK(GFS_BM_WS_LO_BITS);
+        sg->ws_hi = e->write_seq >> GFS_BM_WS_LO_BITS;
         sg->ws_known = 1;
     }
-    int64_t d = (int64_t)(e->write_seq - sg->ws_base);
+    int64_t d = (int64_t)(e->write_seq - gfs_bm_seg_ws_base(sg));
     if (d < DSQ_MIN || d > DSQ_MAX)
         return 0;
     s->seg = e->seg;
@@ -208,6 +242,14 @@ int gfs_bm_set(struct gfs_blockmap *bm, uint64_t b, const struct gfs_bm_entry *e
         s = &(*pp)[b & (GFS_BM_CHUNK - 1)];
     }
     struct gfs_bm_entry old = unpack(bm, b, s);
+    if (is_seg(e->seg) && e->seg < bm->nsegs) {
+        /* live bytes never exceed a segment's size; more is a corrupt map */
+        uint64_t live = bm->segs[e->seg].live_bytes;
+        if (old.seg == e->seg)
+            live -= old.length;
+        if (live + e->length > GFS_BM_SEG_MAX_BYTES)
+            return -EOVERFLOW;
+    }
     struct gfs_bm_slot ns;
     if (!pack(bm, e, &ns)) {
         struct gfs_bm_entry *x = s->seg == SEG_ESC ? gfs_u64map_get(&bm->big, b) : NULL;
@@ -311,6 +353,35 @@ int64_t gfs_bm_seg_find(const struct gfs_blockmap *bm, uint64_t epoch, uint64_t 
     return -ENOENT;
 }
 
+/* Make room for at least need rows. */
+static int seg_room(struct gfs_blockmap *bm, uint64_t need, int exact)
+{
+    if (need <= bm->segcap)
+        return 0;
+    if (need > SEG_ESC)
+        return -ENOSPC;
+    uint64_t ncap = need;
+    if (!exact) {
+        /* by half: amortised appends, a third of slack at most */
+        ncap = (uint64_t)bm->segcap + bm->segcap / 2;
+        if (ncap < need)
+            ncap = need;
+        if (ncap > SEG_ESC)
+            ncap = SEG_ESC;
+    }
+    struct gfs_bm_seg *s = realloc(bm->segs, (size_t)ncap * sizeof *s);
+    if (!s)
+        return -ENOMEM;
+    bm->segs = s;
+    bm->segcap = (uint32_t)ncap;
+    return 0;
+}
+
+int gfs_bm_seg_reserve(struct gfs_blockmap *bm, uint32_t n)
+{
+    return seg_room(bm, (uint64_t)bm->nsegs + n, 1);
+}
+
 int64_t gfs_bm_seg_add(struct gfs_blockmap *bm, uint64_t epoch, uint64_t seq, uint64_t total_bytes)
 {
     int64_t f = gfs_bm_seg_find(bm, epoch, seq);
@@ -324,18 +395,107 @@ int64_t gfs_bm_seg_add(struct gfs_blockmap *bm, uint64_t epoch, uint64_t seq, ui
     }
     if (bm->nsegs >= SEG_ESC)
         return -ENOSPC;
-    if (bm->nsegs == bm->segcap) {
-        uint32_t ncap = bm->segcap > UINT32_MAX / 2 ? UINT32_MAX : bm->segcap * 2;
-        struct gfs_bm_seg *s = realloc(bm->segs, (size_t)ncap * sizeof *s);
-        if (!s)
-            return -ENOMEM;
-        bm->segs = s;
-        bm->segcap = ncap;
-    }
+    int r = seg_room(bm, (uint64_t)bm->nsegs + 1, 0);
+    if (r < 0)
+        return r;
     struct gfs_bm_seg *s = &bm->segs[bm->nsegs];
     memset(s, 0, sizeof *s);
     s->epoch = epoch;
     s->seq = seq;
-    s->total_bytes = total_bytes;
+    s->total_bytes = total_bytes > GFS_BM_SEG_MAX_BYTES ? 0 : (uint32_t)total_bytes;
     return bm->nsegs++;
+}
+
+int gfs_bm_seg_set_total(struct gfs_blockmap *bm, uint32_t seg, uint64_t total_bytes)
+{
+    if (seg == GFS_BM_NONE || seg >= bm->nsegs)
+        return -EINVAL;
+    int big = total_bytes > GFS_BM_SEG_MAX_BYTES;
+    bm->segs[seg].total_bytes = big ? 0 : (uint32_t)total_bytes;
+    return big ? -EFBIG : 0;
+}
+
+#define GONE UINT32_MAX /* in reclaim's map while marking: the row goes */
+
+int64_t gfs_bm_seg_reclaim(struct gfs_blockmap *bm, uint32_t min_rows, gfs_bm_renum_fn fn,
+                           void *arg)
+{
+    uint32_t n = bm->nsegs;
+    if (n <= 2)
+        return 0;
+    uint32_t *map = calloc(n, sizeof *map);
+    if (!map)
+        return -ENOMEM;
+    /* deleted with nothing live: no packed entry names it (a packed entry
+     * has a length); the newest of its epoch stays for
+     * gfs_volume_last_seq_of */
+    uint32_t gone = 0;
+    for (uint32_t i = 1; i + 1 < n; i++) {
+        const struct gfs_bm_seg *s = &bm->segs[i];
+        if (s->deleted && s->live_bytes == 0 && bm->segs[i + 1].epoch == s->epoch) {
+            map[i] = GONE;
+            gone++;
+        }
+    }
+    /* a zero-length entry (overflow only) may still name one: keep that */
+    size_t it = 0;
+    uint64_t key;
+    void *val;
+    while (gone && gfs_u64map_next(&bm->big, &it, &key, &val)) {
+        const struct gfs_bm_entry *x = val;
+        if (is_seg(x->seg) && x->seg < n && map[x->seg] == GONE) {
+            map[x->seg] = 0;
+            gone--;
+        }
+    }
+    if (gone == 0 || gone < min_rows || (min_rows && (uint64_t)gone * 4 < n - 1)) {
+        free(map);
+        return 0;
+    }
+    uint32_t j = 1;
+    for (uint32_t i = 1; i < n; i++) {
+        if (map[i] == GONE) {
+            map[i] = 0;
+            continue;
+        }
+        if (j != i)
+            bm->segs[j] = bm->segs[i];
+        map[i] = j++;
+    }
+    /* every entry that names a segment of the table, packed or not */
+    for (size_t d = 0; d < bm->ndir; d++) {
+        if (!bm->dir[d])
+            continue;
+        for (size_t k = 0; k < GFS_BM_DIR; k++) {
+            struct gfs_bm_slot *pg = bm->dir[d][k];
+            if (!pg)
+                continue;
+            for (uint32_t q = 0; q < GFS_BM_CHUNK; q++)
+                if (is_seg(pg[q].seg) && pg[q].seg < n)
+                    pg[q].seg = map[pg[q].seg];
+        }
+    }
+    it = 0;
+    while (gfs_u64map_next(&bm->big, &it, &key, &val)) {
+        struct gfs_bm_entry *x = val;
+        if (is_seg(x->seg) && x->seg < n)
+            x->seg = map[x->seg];
+    }
+    bm->nsegs = j;
+    bm->seg_gen++;
+    if (fn)
+        fn(arg, map, n);
+    free(map);
+    if (bm->segcap > 64 && bm->nsegs < bm->segcap / 2) {
+        /* give it back (RSS falls), with room to grow by a quarter */
+        uint64_t ncap = (uint64_t)bm->nsegs + bm->nsegs / 4;
+        if (ncap < 64)
+            ncap = 64;
+        struct gfs_bm_seg *s = realloc(bm->segs, (size_t)ncap * sizeof *s);
+        if (s) {
+            bm->segs = s;
+            bm->segcap = (uint32_t)ncap;
+        }
+    }
+    return (int64_t)(n - j);
 }

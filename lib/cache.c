@@ -67,16 +67,22 @@ int gfs_cache_still(const struct gfs_cache *c, int64_t slot, uint64_t block, uin
     /* Every change of a slot bumps gen, so an unchanged gen means unchanged
      * contents; this runs without the volume lock. */
     (void)block;
+    __atomic_thread_fence(__ATOMIC_SEQ_CST); /* after the data read, like a seqlock's reader */
     return __atomic_load_n(&c->slots[slot].gen, __ATOMIC_ACQUIRE) == gen;
 }
 
 static inline void bump(struct gfs_cache_slot *s)
 {
-    __atomic_add_fetch(&s->gen, 1, __ATOMIC_RELEASE);
+    /* ordered before whatever changes the slot's data next (a punch, a fill) */
+    __atomic_add_fetch(&s->gen, 1, __ATOMIC_SEQ_CST);
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
 }
 
 static void release(struct gfs_cache *c, struct gfs_cache_slot *s)
 {
+    /* The generation changes before the hole is punched: a reader whose pread
+     * saw the hole must see the new generation, or it would serve zeroes. */
+    bump(s);
     gfs_u64map_del(&c->map, s->block);
     /* Give the space back; the data is in the store, so losing it is harmless. */
     fallocate(c->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
@@ -84,7 +90,6 @@ static void release(struct gfs_cache *c, struct gfs_cache_slot *s)
     if (s->state == 2)
         c->nvalid--;
     s->state = 0;
-    bump(s);
     c->bytes -= c->block_size;
 }
 
@@ -189,6 +194,23 @@ void gfs_cache_commit(struct gfs_cache *c, int64_t slot, uint32_t gen, uint32_t 
     s->offset = offset;
     s->state = 2;
     c->nvalid++;
+}
+
+void gfs_cache_renumber(void *cache, const uint32_t *map, uint32_t n)
+{
+    struct gfs_cache *c = cache;
+    for (uint32_t i = 0; i < c->nslots; i++) {
+        struct gfs_cache_slot *s = &c->slots[i];
+        if (s->state == 1) {
+            s->doomed = 1; /* its commit would record an index of the old numbering */
+        } else if (s->state == 2) {
+            uint32_t ns = s->seg < n ? map[s->seg] : 0;
+            if (ns)
+                s->seg = ns; /* same data, same place: readers need not notice */
+            else
+                release(c, s);
+        }
+    }
 }
 
 void gfs_cache_drop(struct gfs_cache *c, uint64_t block)

@@ -8,7 +8,9 @@
  * Dirty data never lives here (it is in the journal), so eviction never loses
  * anything. Index operations run under the volume's mutex; data I/O does not:
  * a reader takes a generation under the lock and checks it again after its
- * pread, so an eviction in between is seen and the read retried.
+ * pread, so an eviction in between is seen and the read retried. Locations
+ * are segment indices of the block map, so its renumbering (reclaim) is
+ * followed here (gfs_cache_renumber).
  */
 #ifndef GLIDEFS_CACHE_H
 #define GLIDEFS_CACHE_H
@@ -64,5 +66,10 @@ void gfs_cache_drop(struct gfs_cache *c, uint64_t block);
 void gfs_cache_clear(struct gfs_cache *c);
 /* Evict until bytes <= max_bytes (called when the journal grows). */
 void gfs_cache_shrink(struct gfs_cache *c, uint64_t max_bytes);
+/* The block map renumbered its segments (a gfs_bm_renum_fn; arg is the
+ * cache): valid slots follow map[] (or go, if their segment went), and
+ * slots being filled are doomed, since their filler holds an index of the
+ * old numbering for its commit. */
+void gfs_cache_renumber(void *cache, const uint32_t *map, uint32_t n);
 
 #endif

@@ -530,6 +530,8 @@ int gfs_compact_step(struct glidefs_volume *v, int requested)
         reap(v, &res);
         if (res.segments_deleted)
             prune_manifests(v, &res);
+        if (res.segments_deleted) /* rows of deleted segments go; indices renumber (blockmap.h) */
+            gfs_bm_seg_reclaim(&v->bm, GFS_BM_RECLAIM_MIN, gfs_cache_renumber, &v->cache);
     }
     for (uint32_t i = 1; i < v->bm.nsegs; i++) {
         if (!v->bm.segs[i].deleted) {

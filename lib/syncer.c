@@ -211,7 +211,9 @@ static int assemble(struct glidefs_volume *v, struct snap_block *sb)
     if (!sb->covered) {
         int r = -1;
         if (sb->base.seg != GFS_BM_NONE && sb->base.seg != GFS_BM_HOLE) {
-            /* the clean cache first, else the store */
+            /* the clean cache first, else the store (base.seg stays valid:
+             * only compaction renumbers segments, in this thread, between
+             * uploads) */
             uint32_t gen;
             pthread_mutex_lock(&v->lock);
             int64_t slot = gfs_cache_lookup(&v->cache, sb->block, sb->base.seg, sb->base.offset,

@@ -430,7 +430,8 @@ static int apply_manifest(struct glidefs_volume *v, const char *key, int is_base
         return -EIO;
     }
     CLEANUP_FREE int64_t *idx = calloc(m.nsegs ? m.nsegs : 1, sizeof *idx);
-    if (!idx) {
+    /* the table sized exactly for what the manifest names (a wake) */
+    if (!idx || gfs_bm_seg_reserve(&v->bm, m.nsegs) < 0) {
         gfs_manifest_free(&m);
         return -ENOMEM;
     }
@@ -673,7 +674,9 @@ int gfs_volume_load_map(struct glidefs_volume *v)
         }
         int64_t si = fenced ? -1 : gfs_bm_seg_find(&v->bm, gfs_ep(v->meta.depth, e), s);
         if (si > 0) {
-            v->bm.segs[si].total_bytes = l.sizes[i];
+            if (gfs_bm_seg_set_total(&v->bm, (uint32_t)si, l.sizes[i]) < 0)
+                gfs_warn(&v->log, "%s: %s has %" PRIu64 " bytes, more than a segment can "
+                         "hold; it is never compacted", v->name, l.keys[i], l.sizes[i]);
         } else {
             char **ng = realloc(v->garbage, (v->ngarbage + 1) * sizeof *ng);
             if (!ng) {

@@ -83,17 +83,12 @@ int gfs_volume_check_block(struct glidefs_volume *v, uint64_t b, const struct gf
     return 0;
 }
 
-int gfs_volume_fetch_block(struct glidefs_volume *v, uint64_t b, const struct gfs_bm_entry *e,
-                           void *buf)
+/* Block b as e names it, in segment (epoch, seq): resolved by the caller
+ * under the lock, since reclaim renumbers segment indices. */
+static int fetch_at(struct glidefs_volume *v, uint64_t b, const struct gfs_bm_entry *e,
+                    uint64_t epoch, uint64_t seq, void *buf)
 {
-    if (e->seg == GFS_BM_NONE || e->seg == GFS_BM_HOLE) {
-        memset(buf, 0, v->bs);
-        return 0;
-    }
-    uint64_t epoch, seq;
     pthread_mutex_lock(&v->lock);
-    epoch = v->bm.segs[e->seg].epoch;
-    seq = v->bm.segs[e->seg].seq;
     v->st.blocks_fetched++;
     pthread_mutex_unlock(&v->lock);
     char key[512];
@@ -128,16 +123,40 @@ int gfs_volume_fetch_block(struct glidefs_volume *v, uint64_t b, const struct gf
     return 0;
 }
 
+int gfs_volume_fetch_block(struct glidefs_volume *v, uint64_t b, const struct gfs_bm_entry *e,
+                           void *buf)
+{
+    if (e->seg == GFS_BM_NONE || e->seg == GFS_BM_HOLE) {
+        memset(buf, 0, v->bs);
+        return 0;
+    }
+    uint64_t epoch, seq;
+    pthread_mutex_lock(&v->lock);
+    int bad = e->seg >= v->bm.nsegs;
+    epoch = bad ? 0 : v->bm.segs[e->seg].epoch;
+    seq = bad ? 0 : v->bm.segs[e->seg].seq;
+    pthread_mutex_unlock(&v->lock);
+    if (bad) {
+        gfs_err(&v->log, "%s: block %" PRIu64 " names no segment", v->name, b);
+        return -EIO;
+    }
+    return fetch_at(v, b, e, epoch, seq, buf);
+}
+
 /* seg_id (may be NULL): the (epoch, seq) e->seg named when e was read. A
- * follower's full reload renumbers the segment table, so the same index may
- * name another segment afterwards. */
+ * follower's full reload, and reclaim of deleted segments' rows, renumber
+ * the segment table, so the same index may name another segment afterwards:
+ * with seg_id the block is matched by segment identity and the current
+ * index is recorded. Without, e must come from this thread's own view of
+ * the map (the syncer's, which compaction and so reclaim never interrupts).
+ * A renumbering during the pwrite dooms the claim (gfs_cache_renumber). */
 static void cache_fill(struct glidefs_volume *v, uint64_t b, const struct gfs_bm_entry *e,
                        const uint64_t *seg_id, const void *buf)
 {
     uint32_t gen;
     pthread_mutex_lock(&v->lock);
     struct gfs_bm_entry cur = gfs_bm_get(&v->bm, b);
-    if (cur.seg != e->seg || cur.offset != e->offset || cur.seg == GFS_BM_NONE ||
+    if ((!seg_id && cur.seg != e->seg) || cur.offset != e->offset || cur.seg == GFS_BM_NONE ||
         cur.seg == GFS_BM_HOLE || cur.seg >= v->bm.nsegs ||
         (seg_id && (v->bm.segs[cur.seg].epoch != seg_id[0] ||
                     v->bm.segs[cur.seg].seq != seg_id[1]))) {
@@ -151,7 +170,7 @@ static void cache_fill(struct glidefs_volume *v, uint64_t b, const struct gfs_bm
         return;
     ssize_t w = pwrite(v->cache.fd, buf, v->bs, (off_t)(b * v->bs));
     pthread_mutex_lock(&v->lock);
-    gfs_cache_commit(&v->cache, slot, gen, e->seg, e->offset, w == (ssize_t)v->bs);
+    gfs_cache_commit(&v->cache, slot, gen, cur.seg, cur.offset, w == (ssize_t)v->bs);
     pthread_mutex_unlock(&v->lock);
 }
 
@@ -298,8 +317,12 @@ static int read_block(glidefs_volume *v, uint64_t b, uint32_t s, uint32_t n, uin
                 CLEANUP_FREE uint8_t *blk = malloc(v->bs);
                 if (!blk)
                     err = -ENOMEM;
-                else
-                    err = gfs_volume_fetch_block(v, b, &e, blk);
+                else if (seg_epoch == 0 && seg_seq == 0) {
+                    gfs_err(&v->log, "%s: block %" PRIu64 " names no segment", v->name, b);
+                    err = -EIO;
+                } else {
+                    err = fetch_at(v, b, &e, seg_epoch, seg_seq, blk);
+                }
                 if (err == -ENOENT && reloads < 3 &&
                     !__atomic_load_n(&v->owner, __ATOMIC_RELAXED)) {
                     /* the writer compacted that segment away: its newer
@@ -915,6 +938,9 @@ static int volume_setup(glidefs_volume *v, const glidefs_config *cfg, unsigned f
         return r;
     v->bs = v->meta.block_size;
     v->spb = v->bs / 512;
+    /* the segment table counts a segment's bytes in 32 bits (blockmap.h) */
+    if ((uint64_t)v->blocks_per_batch * v->bs > (UINT64_C(1) << 31))
+        v->blocks_per_batch = (uint32_t)((UINT64_C(1) << 31) / v->bs);
     v->size = v->meta.size;
     r = gfs_bm_init(&v->bm, (v->size + v->bs - 1) / v->bs);
     if (r < 0)

@@ -9,12 +9,19 @@
  * an edge through the overflow table, which empties again when they are
  * replaced), a 1 PiB volume written at three places allocates three pages,
  * and a densely written map costs <= 16 bytes per block plus its segments.
+ * The 40-byte segment row: its fields at their edges, absurd sizes refused.
+ * Reclaim of deleted segments' rows: a random run of adds, sets (packed,
+ * overflow, zero-length), deletes and reclaims against a model that names
+ * segments by (epoch, seq), so every renumbered entry, live count and
+ * bisection is checked; the thresholds, the newest row of an epoch kept,
+ * and the table given back.
  */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
@@ -361,6 +368,7 @@ static void test_pack_edges(void **state)
         {.seg = 1, .offset = 5, .length = 9, .crc = 9, .flags = 0,
          .write_seq = base - (1u << 20) - 1},
         {.seg = 1, .offset = 5, .length = 9, .crc = 9, .flags = 0, .write_seq = 0},
+        /* a write_seq of 2^46 or more cannot be a base; the next one sets it */
         {.seg = 2, .offset = 5, .length = 9, .crc = 10, .flags = 0, .write_seq = UINT64_MAX},
         {.seg = 2, .offset = 6, .length = 9, .crc = 11, .flags = 2, .write_seq = 0},
         /* a segment index that is not in the table, and the reserved one */
@@ -373,8 +381,7 @@ static void test_pack_edges(void **state)
         {.seg = GFS_BM_HOLE, .flags = 1, .write_seq = 5},
         {.seg = GFS_BM_HOLE, .crc = 1, .write_seq = 5},
     };
-    /* write_seq deltas are modular: 0 is one past UINT64_MAX */
-    const int packs[] = {1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 1, 1, 1, 0, 0};
+    const int packs[] = {1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 1, 1, 1, 0, 0};
     enum { NV = sizeof v / sizeof v[0] };
     _Static_assert(sizeof packs / sizeof packs[0] == NV, "one expectation per value");
     size_t over = 0;
@@ -385,8 +392,8 @@ static void test_pack_edges(void **state)
     }
     for (int i = 0; i < NV; i++)
         assert_entry_eq(gfs_bm_get(&bm, (uint64_t)i), v[i]);
-    assert_int_equal(bm.segs[1].ws_base, base);
-    assert_int_equal(bm.segs[2].ws_base, UINT64_MAX);
+    assert_int_equal(gfs_bm_seg_ws_base(&bm.segs[1]), base);
+    assert_int_equal(gfs_bm_seg_ws_base(&bm.segs[2]), 0);
     /* replacing an overflowed entry by a packable one empties the table */
     for (int i = 0; i < NV; i++) {
         struct gfs_bm_entry h = {.seg = GFS_BM_HOLE, .write_seq = (uint64_t)i};
@@ -465,8 +472,8 @@ static void test_memory_dense(void **state)
     size_t used = gfs_bm_mem_bytes(&bm) - empty;
     size_t segs = (size_t)bm.segcap * sizeof *bm.segs;
     assert_true(used - segs + 64 * sizeof *bm.segs <= 16 * (size_t)NB + 4096);
-    /* the whole: entries, directory and segments, with the table's doubling slack */
-    assert_true(used <= 16 * (size_t)NB + 2 * (NB / PER + 2) * sizeof *bm.segs + 4096);
+    /* the whole: entries, directory and segments, with the table's growth slack */
+    assert_true(used <= 16 * (size_t)NB + 3 * (NB / PER + 2) * sizeof *bm.segs / 2 + 4096);
     gfs_bm_free(&bm);
 }
 
@@ -506,6 +513,408 @@ static void test_random_model_wide(void **state)
     gfs_bm_free(&bm);
 }
 
+/* The 40-byte row: narrow fields hold their largest values without
+ * touching their neighbours; live bytes stop at GFS_BM_SEG_MAX_BYTES, and
+ * the compactor's live_bytes * 100 is exact there; absurd sizes are 0. */
+static void test_seg_row(void **state)
+{
+    (void)state;
+    assert_int_equal(sizeof(struct gfs_bm_seg), 40);
+    enum { NB = 16384 + 4 };
+    struct gfs_blockmap bm;
+    assert_int_equal(gfs_bm_init(&bm, NB), 0);
+    int64_t si = gfs_bm_seg_add(&bm, UINT64_MAX - 1, UINT64_MAX - 2, GFS_BM_SEG_MAX_BYTES);
+    assert_int_equal(si, 1);
+    struct gfs_bm_seg *g = &bm.segs[1];
+    assert_int_equal(g->total_bytes, UINT32_MAX);
+    const int64_t since = (INT64_C(1) << 40) - 1;
+    g->dead_since_ms = since;
+    g->dead_gen = UINT32_MAX;
+    g->deleted = 1;
+    /* the largest base packs */
+    const uint64_t wmax = (UINT64_C(1) << GFS_BM_WS_BITS) - 1;
+    struct gfs_bm_entry e = {.seg = 1, .offset = 0, .length = (1u << 18) - 1, .crc = 7,
+                             .flags = 6, .write_seq = wmax};
+    assert_int_equal(gfs_bm_set(&bm, 0, &e), 0);
+    assert_int_equal(gfs_bm_overflow_count(&bm), 0);
+    assert_entry_eq(gfs_bm_get(&bm, 0), e);
+    assert_int_equal(gfs_bm_seg_ws_base(g), wmax);
+    assert_int_equal(g->ws_known, 1);
+    /* and nothing else moved */
+    assert_int_equal(g->epoch, UINT64_MAX - 1);
+    assert_int_equal(g->seq, UINT64_MAX - 2);
+    assert_int_equal(g->dead_since_ms, since);
+    assert_true(INT64_C(5) - g->dead_since_ms < 0); /* signed, as the compactor compares it */
+    assert_int_equal(g->dead_gen, UINT32_MAX);
+    assert_int_equal(g->deleted, 1);
+    assert_int_equal(g->total_bytes, UINT32_MAX);
+    assert_int_equal(g->live_bytes, (1u << 18) - 1);
+    g->deleted = 0;
+    /* 16384 entries of 2^18 - 1 bytes: just under 4 GiB live */
+    for (uint64_t b = 1; b < 16384; b++) {
+        e.write_seq = wmax - b;
+        assert_int_equal(gfs_bm_set(&bm, b, &e), 0);
+    }
+    uint64_t live = 16384 * (uint64_t)((1u << 18) - 1);
+    assert_int_equal(g->live_bytes, live);
+    assert_int_equal((uint64_t)(g->live_bytes * 100), live * 100);
+    /* one byte more than a segment can hold is refused, and changes nothing */
+    uint32_t room = (uint32_t)(GFS_BM_SEG_MAX_BYTES - live);
+    struct gfs_bm_entry x = {.seg = 1, .offset = 9, .length = room + 1, .write_seq = wmax};
+    assert_int_equal(gfs_bm_set(&bm, 16384, &x), -EOVERFLOW);
+    assert_int_equal(gfs_bm_get(&bm, 16384).seg, GFS_BM_NONE);
+    assert_int_equal(bm.written_blocks, 16384);
+    x.length = room;
+    assert_int_equal(gfs_bm_set(&bm, 16384, &x), 0);
+    assert_int_equal(g->live_bytes, GFS_BM_SEG_MAX_BYTES);
+    assert_int_equal((uint64_t)(g->live_bytes * 100), GFS_BM_SEG_MAX_BYTES * UINT64_C(100));
+    /* a block replaced within its segment is not counted twice */
+    x.length = room;
+    x.offset = 11;
+    assert_int_equal(gfs_bm_set(&bm, 16384, &x), 0);
+    assert_int_equal(g->live_bytes, GFS_BM_SEG_MAX_BYTES);
+    /* sizes no segment can have are recorded as unknown */
+    assert_int_equal(gfs_bm_seg_add(&bm, UINT64_MAX, 0, GFS_BM_SEG_MAX_BYTES + UINT64_C(1)), 2);
+    assert_int_equal(bm.segs[2].total_bytes, 0);
+    assert_int_equal(gfs_bm_seg_set_total(&bm, 2, UINT64_C(1) << 40), -EFBIG);
+    assert_int_equal(bm.segs[2].total_bytes, 0);
+    assert_int_equal(gfs_bm_seg_set_total(&bm, 2, 12345), 0);
+    assert_int_equal(bm.segs[2].total_bytes, 12345);
+    assert_int_equal(gfs_bm_seg_set_total(&bm, 3, 1), -EINVAL);
+    assert_int_equal(gfs_bm_seg_set_total(&bm, 0, 1), -EINVAL);
+    /* a base of 2^46 does not fit: that entry overflows, intact */
+    struct gfs_bm_entry y = {.seg = 2, .offset = 1, .length = 5, .write_seq = wmax + 1};
+    assert_int_equal(gfs_bm_set(&bm, 16385, &y), 0);
+    assert_int_equal(bm.segs[2].ws_known, 0);
+    assert_entry_eq(gfs_bm_get(&bm, 16385), y);
+    assert_int_equal(gfs_bm_overflow_count(&bm), 1);
+    gfs_bm_free(&bm);
+}
+
+/* ---- reclaim ---- */
+
+struct mseg {
+    uint64_t epoch, seq;
+    uint32_t total, idx; /* idx: row now (0: reclaimed), kept up to date by the renumbering */
+    uint64_t live;
+    int deleted;
+};
+
+struct ment {
+    int kind;    /* 0 NONE, 1 hole, 2 data */
+    uint32_t k;  /* model segment */
+    struct gfs_bm_entry e; /* seg unused */
+};
+
+struct renum_log {
+    struct mseg *S;
+    uint32_t nS, calls, lastn;
+};
+
+static void renum_cb(void *arg, const uint32_t *map, uint32_t n)
+{
+    struct renum_log *l = arg;
+    l->calls++;
+    l->lastn = n;
+    assert_int_equal(map[0], 0);
+    uint32_t prev = 0;
+    for (uint32_t i = 1; i < n; i++)
+        if (map[i]) {
+            assert_true(map[i] > prev); /* order kept */
+            prev = map[i];
+        }
+    for (uint32_t k = 0; k < l->nS; k++)
+        if (l->S[k].idx) {
+            assert_true(l->S[k].idx < n);
+            l->S[k].idx = map[l->S[k].idx];
+        }
+}
+
+static void check_reclaim_model(struct gfs_blockmap *bm, const struct mseg *S, uint32_t nS,
+                                const struct ment *M, uint64_t nb)
+{
+    uint32_t rows = 1;
+    for (uint32_t k = 0; k < nS; k++) {
+        int64_t f = gfs_bm_seg_find(bm, S[k].epoch, S[k].seq);
+        if (!S[k].idx) {
+            assert_int_equal(f, -ENOENT);
+            continue;
+        }
+        assert_int_equal(S[k].idx, rows); /* in key order, no gaps */
+        assert_int_equal(f, S[k].idx);
+        const struct gfs_bm_seg *g = &bm->segs[S[k].idx];
+        assert_int_equal(g->epoch, S[k].epoch);
+        assert_int_equal(g->seq, S[k].seq);
+        assert_int_equal(g->total_bytes, S[k].total);
+        assert_int_equal(g->live_bytes, S[k].live);
+        assert_int_equal(g->deleted, S[k].deleted);
+        /* the dead marks travel with the row */
+        assert_int_equal(g->dead_gen, S[k].deleted ? k * 3 + 1 : 0);
+        assert_int_equal(g->dead_since_ms, S[k].deleted ? (int64_t)k + 1000 : 0);
+        rows++;
+    }
+    assert_int_equal(bm->nsegs, rows);
+    uint64_t written = 0;
+    for (uint64_t b = 0; b < nb; b++) {
+        struct gfs_bm_entry e = gfs_bm_get(bm, b), want = M[b].e;
+        if (M[b].kind == 0) {
+            assert_int_equal(e.seg, GFS_BM_NONE);
+            continue;
+        }
+        written++;
+        if (M[b].kind == 1) {
+            want.seg = GFS_BM_HOLE;
+        } else {
+            assert_int_not_equal(S[M[b].k].idx, 0); /* a named segment is never reclaimed */
+            want.seg = S[M[b].k].idx;
+        }
+        assert_entry_eq(e, want);
+    }
+    assert_int_equal(bm->written_blocks, written);
+    uint64_t seen = 0;
+    struct gfs_bm_entry e;
+    for (uint64_t b = 0; gfs_bm_next(bm, &b, &e); b++) {
+        assert_int_not_equal(M[b].kind, 0);
+        assert_int_equal(e.seg, M[b].kind == 1 ? GFS_BM_HOLE : S[M[b].k].idx);
+        seen++;
+    }
+    assert_int_equal(seen, written);
+}
+
+/* Which rows reclaim removes, from the model: deleted, nothing live, not the
+ * newest of its epoch, not named by a (zero-length) entry. */
+static uint32_t expect_gone(const struct mseg *S, uint32_t nS, const struct ment *M, uint64_t nb,
+                            uint8_t *gone, uint32_t *named)
+{
+    memset(gone, 0, nS);
+    uint32_t n = 0;
+    for (uint32_t k = 0; k < nS; k++) {
+        if (!S[k].idx || !S[k].deleted || S[k].live)
+            continue;
+        uint32_t next = k + 1;
+        while (next < nS && !S[next].idx)
+            next++;
+        if (next == nS || S[next].epoch != S[k].epoch)
+            continue;
+        gone[k] = 1;
+        n++;
+    }
+    for (uint64_t b = 0; b < nb; b++)
+        if (M[b].kind == 2 && gone[M[b].k]) {
+            gone[M[b].k] = 0;
+            n--;
+            ++*named;
+        }
+    return n;
+}
+
+static void test_reclaim_model(void **state)
+{
+    (void)state;
+    enum { NB = 2 * GFS_BM_CHUNK + 50, MAXS = 4000, HOT = 300 };
+    struct gfs_blockmap bm;
+    assert_int_equal(gfs_bm_init(&bm, NB), 0);
+    struct mseg *S = calloc(MAXS, sizeof *S);
+    struct ment *M = calloc(NB, sizeof *M);
+    uint8_t *gone = calloc(MAXS, 1);
+    assert_non_null(S);
+    assert_non_null(M);
+    assert_non_null(gone);
+    struct renum_log lg = {.S = S};
+    uint64_t s = 0xfeedf00dULL, ep = 3, sq = 0;
+    uint32_t nS = 0, reclaims = 0, removed = 0, zero_len_kept = 0;
+    uint64_t hot0 = 0;
+    for (int it = 0; it < 60000; it++) {
+        uint64_t r = rnd(&s) % 100;
+        if (nS == 0 || (r < 4 && nS < MAXS)) {
+            if (rnd(&s) % 10 == 0) {
+                ep += 1 + rnd(&s) % 2;
+                if (rnd(&s) % 4 == 0)
+                    ep += UINT64_C(1) << 56; /* another origin depth: a larger key */
+                sq = rnd(&s) % 3;
+            } else {
+                sq += 1 + rnd(&s) % 2;
+            }
+            uint32_t tot = 1 + (uint32_t)(rnd(&s) % (4u << 20));
+            int64_t si = gfs_bm_seg_add(&bm, ep, sq, tot);
+            assert_int_equal(si, bm.nsegs - 1);
+            S[nS] = (struct mseg){.epoch = ep, .seq = sq, .total = tot, .idx = bm.nsegs - 1};
+            lg.nS = ++nS;
+        } else if (r < 80) {
+            /* mostly a moving hot range, so segments die */
+            if (rnd(&s) % 500 == 0)
+                hot0 = rnd(&s) % (NB - HOT);
+            uint64_t b = rnd(&s) % 100 < 97 ? hot0 + rnd(&s) % HOT : rnd(&s) % NB;
+            struct ment m = {0};
+            uint64_t kind = rnd(&s) % 20;
+            if (kind == 0) {
+                m.kind = 0;
+            } else if (kind <= 2) {
+                m.kind = 1;
+                m.e.write_seq = rnd(&s);
+            } else {
+                uint32_t k = nS - 1 - (uint32_t)(rnd(&s) % (nS < 8 ? nS : 8));
+                if (S[k].deleted || !S[k].idx)
+                    continue;
+                m.kind = 2;
+                m.k = k;
+                uint64_t w = rnd(&s) % 64;
+                m.e.offset = (uint32_t)(rnd(&s) % (w == 1 ? 1u << 24 : 1u << 22));
+                m.e.length = w == 2 ? 0 : (uint32_t)(1 + rnd(&s) % (w == 3 ? 1u << 19 : 1u << 17));
+                m.e.crc = (uint32_t)rnd(&s);
+                m.e.flags = w == 4 ? 1 : (uint32_t)(rnd(&s) % 4) * 2;
+                m.e.write_seq = w == 5 ? rnd(&s) : (uint64_t)it * 16 + rnd(&s) % 1000;
+            }
+            struct gfs_bm_entry e = m.e;
+            e.seg = m.kind == 0 ? GFS_BM_NONE : m.kind == 1 ? GFS_BM_HOLE : S[m.k].idx;
+            assert_int_equal(gfs_bm_set(&bm, b, &e), 0);
+            if (M[b].kind == 2)
+                S[M[b].k].live -= M[b].e.length;
+            if (m.kind == 2)
+                S[m.k].live += m.e.length;
+            M[b] = m;
+        } else if (r < 93) {
+            /* the compactor deletes a segment with nothing live */
+            uint32_t k = (uint32_t)(rnd(&s) % (rnd(&s) % 2 ? nS : nS < 300 ? nS : 300));
+            k = rnd(&s) % 2 ? k : nS - 1 - k;
+            if (!S[k].idx || S[k].deleted || S[k].live)
+                continue;
+            struct gfs_bm_seg *g = &bm.segs[S[k].idx];
+            g->deleted = 1;
+            g->dead_gen = k * 3 + 1;
+            g->dead_since_ms = (int64_t)k + 1000;
+            S[k].deleted = 1;
+        } else if (r < 96) {
+            uint32_t min = rnd(&s) % 3 == 0 ? 64 : rnd(&s) % 2 ? 8 : 0;
+            uint32_t exp = expect_gone(S, nS, M, NB, gone, &zero_len_kept);
+            uint32_t n0 = bm.nsegs;
+            int will = exp > 0 && exp >= min && (!min || (uint64_t)exp * 4 >= n0 - 1);
+            uint64_t gen0 = bm.seg_gen;
+            uint32_t calls0 = lg.calls;
+            int64_t got = gfs_bm_seg_reclaim(&bm, min, renum_cb, &lg);
+            assert_int_equal(got, will ? exp : 0);
+            assert_int_equal(bm.seg_gen, gen0 + (will ? 1 : 0));
+            assert_int_equal(lg.calls, calls0 + (will ? 1 : 0));
+            if (will) {
+                assert_int_equal(lg.lastn, n0);
+                for (uint32_t k = 0; k < nS; k++)
+                    assert_int_equal(S[k].idx == 0, !S[k].idx || gone[k] ? 1 : 0);
+                reclaims++;
+                removed += exp;
+                check_reclaim_model(&bm, S, nS, M, NB);
+            }
+            assert_true(bm.segcap >= bm.nsegs);
+        } else if (r < 98) {
+            /* TRIM of a run (to holes): the segments it held may die */
+            uint64_t b0 = rnd(&s) % (NB - 256);
+            for (uint64_t b = b0; b < b0 + 256; b++) {
+                struct gfs_bm_entry h = {.seg = GFS_BM_HOLE, .write_seq = (uint64_t)it};
+                assert_int_equal(gfs_bm_set(&bm, b, &h), 0);
+                if (M[b].kind == 2)
+                    S[M[b].k].live -= M[b].e.length;
+                M[b] = (struct ment){.kind = 1, .e = {.write_seq = (uint64_t)it}};
+            }
+        }
+        if (it % 5000 == 4999)
+            check_reclaim_model(&bm, S, nS, M, NB);
+    }
+    /* the run did what it is meant to exercise */
+    assert_true(reclaims >= 20);
+    assert_true(removed >= nS / 4);
+    assert_true(zero_len_kept > 0);
+    assert_true(gfs_bm_overflow_count(&bm) > 0);
+    /* everything deletable at the end goes with min_rows 0 */
+    uint32_t exp = expect_gone(S, nS, M, NB, gone, &zero_len_kept);
+    assert_int_equal(gfs_bm_seg_reclaim(&bm, 0, renum_cb, &lg), exp);
+    check_reclaim_model(&bm, S, nS, M, NB);
+    assert_int_equal(gfs_bm_seg_reclaim(&bm, 0, renum_cb, &lg), 0);
+    fprintf(stderr, "%u segments, %u reclaims removed %u rows, %u rows left\n", nS, reclaims,
+            removed + exp, bm.nsegs - 1);
+    free(gone);
+    free(M);
+    free(S);
+    gfs_bm_free(&bm);
+}
+
+/* Thresholds, the newest row of each epoch, and memory given back. */
+static void test_reclaim_edges(void **state)
+{
+    (void)state;
+    struct gfs_blockmap bm;
+    assert_int_equal(gfs_bm_init(&bm, 4096), 0);
+    /* nothing to do on an empty or tiny table */
+    assert_int_equal(gfs_bm_seg_reclaim(&bm, 0, NULL, NULL), 0);
+    enum { N = 1000 };
+    for (uint32_t i = 1; i <= N; i++)
+        assert_int_equal(gfs_bm_seg_add(&bm, 1 + (i > 900), i, 1000), i);
+    /* blocks in the rows 901.. (epoch 2) and row 1000 */
+    for (uint32_t b = 0; b < 100; b++) {
+        struct gfs_bm_entry e = ent(901 + b, b * 10, 10, 5);
+        assert_int_equal(gfs_bm_set(&bm, b, &e), 0);
+    }
+    size_t mem0 = gfs_bm_mem_bytes(&bm);
+    uint32_t cap0 = bm.segcap;
+    assert_true(cap0 >= N + 1);
+    /* 63 deleted: below min_rows */
+    for (uint32_t i = 1; i <= 63; i++)
+        bm.segs[i].deleted = 1;
+    assert_int_equal(gfs_bm_seg_reclaim(&bm, GFS_BM_RECLAIM_MIN, NULL, NULL), 0);
+    assert_int_equal(bm.nsegs, N + 1);
+    /* 200: at least 64, but less than a quarter of the table */
+    for (uint32_t i = 1; i <= 200; i++)
+        bm.segs[i].deleted = 1;
+    assert_int_equal(gfs_bm_seg_reclaim(&bm, GFS_BM_RECLAIM_MIN, NULL, NULL), 0);
+    assert_int_equal(bm.seg_gen, 0);
+    /* all of epoch 1: its newest (row 900) stays; a quarter and more go */
+    for (uint32_t i = 1; i <= 900; i++)
+        bm.segs[i].deleted = 1;
+    assert_int_equal(gfs_bm_seg_reclaim(&bm, GFS_BM_RECLAIM_MIN, NULL, NULL), 899);
+    assert_int_equal(bm.nsegs, N + 1 - 899);
+    assert_int_equal(bm.seg_gen, 1);
+    assert_int_equal(gfs_bm_seg_find(&bm, 1, 900), 1);
+    assert_int_equal(gfs_bm_seg_find(&bm, 1, 899), -ENOENT);
+    assert_int_equal(gfs_bm_seg_find(&bm, 2, 901), 2);
+    assert_int_equal(gfs_bm_seg_find(&bm, 2, 1000), 101);
+    for (uint32_t b = 0; b < 100; b++) {
+        struct gfs_bm_entry e = ent(901 + b, b * 10, 10, 5);
+        e.seg = 2 + b;
+        assert_entry_eq(gfs_bm_get(&bm, b), e);
+    }
+    /* the table shrank, and so did its allocation */
+    assert_true(bm.segcap < cap0 / 2);
+    assert_true(bm.segcap >= bm.nsegs);
+    assert_true(gfs_bm_mem_bytes(&bm) < mem0);
+    /* it still grows in order after that */
+    assert_int_equal(gfs_bm_seg_add(&bm, 2, 1001, 1), 102);
+    assert_int_equal(gfs_bm_seg_add(&bm, 1, 5, 1), -EINVAL);
+    /* a deleted row that still holds live bytes stays */
+    bm.segs[2].deleted = 1;
+    assert_int_equal(gfs_bm_seg_reclaim(&bm, 0, NULL, NULL), 0);
+    assert_int_equal(gfs_bm_seg_find(&bm, 2, 901), 2);
+    gfs_bm_free(&bm);
+}
+
+/* A reserve sizes the table exactly (a woken volume's manifest). */
+static void test_seg_reserve(void **state)
+{
+    (void)state;
+    struct gfs_blockmap bm;
+    assert_int_equal(gfs_bm_init(&bm, 1), 0);
+    assert_int_equal(gfs_bm_seg_reserve(&bm, 5243), 0);
+    assert_int_equal(bm.segcap, 5244);
+    for (uint32_t i = 1; i <= 5243; i++)
+        assert_int_equal(gfs_bm_seg_add(&bm, 1, i, 0), i);
+    assert_int_equal(bm.segcap, 5244);
+    /* then it grows by half, not double */
+    assert_int_equal(gfs_bm_seg_add(&bm, 1, 5244, 0), 5244);
+    assert_int_equal(gfs_bm_seg_add(&bm, 1, 5245, 0), 5245);
+    assert_int_equal(bm.segcap, 5244 + 5244 / 2);
+    assert_int_equal(gfs_bm_seg_reserve(&bm, 10), 0); /* room already */
+    assert_int_equal(bm.segcap, 5244 + 5244 / 2);
+    assert_int_equal(gfs_bm_seg_reserve(&bm, UINT32_MAX), -ENOSPC);
+    gfs_bm_free(&bm);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -519,6 +928,10 @@ int main(void)
         cmocka_unit_test(test_sparse_huge),
         cmocka_unit_test(test_memory_dense),
         cmocka_unit_test(test_random_model_wide),
+        cmocka_unit_test(test_seg_row),
+        cmocka_unit_test(test_reclaim_model),
+        cmocka_unit_test(test_reclaim_edges),
+        cmocka_unit_test(test_seg_reserve),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -3,7 +3,12 @@
  * commit / lookup / still / drop / shrink, eviction under the byte budget,
  * CLOCK second chance, location-checked lookups, generations that change on
  * eviction and refill, data placement at block * block_size in the cache
- * file, and hole punching of evicted blocks (st_blocks drops).
+ * file, and hole punching of evicted blocks (st_blocks drops). The block
+ * map's renumbering (reclaim of deleted segments' rows): valid slots follow
+ * it or go, and a fill that straddles it is never committed under an index
+ * of the old numbering (which names another segment afterwards). Every
+ * punch of a block's data comes after its slot's generation changed (seen
+ * by interposing fallocate), so a reader that read the hole retries.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -13,10 +18,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "blockmap.h"
 #include "cache.h"
 
 #define BS 65536u
@@ -513,6 +521,183 @@ static void test_random(void **state)
     }
 }
 
+/* fallocate, interposed: the cache's own calls come here (the library is
+ * linked statically into this test). A punch while the punched block's
+ * slot still has the generation a reader may have taken is a reader
+ * serving zeroes. */
+static struct gfs_cache *watch;
+static uint32_t watch_gen[16];
+static uint8_t watch_valid[16];
+static int punches, punch_before_bump;
+
+int fallocate(int fd, int mode, off_t off, off_t len)
+{
+    if (watch && (mode & FALLOC_FL_PUNCH_HOLE)) {
+        punches++;
+        for (uint32_t i = 0; i < watch->nslots && i < 16; i++)
+            if (watch_valid[i] && watch->slots[i].block == (uint64_t)off / BS &&
+                __atomic_load_n(&watch->slots[i].gen, __ATOMIC_SEQ_CST) == watch_gen[i])
+                punch_before_bump++;
+    }
+    return (int)syscall(SYS_fallocate, fd, mode, (long)off, (long)len);
+}
+
+static void watch_now(struct gfs_cache *c)
+{
+    watch = c;
+    for (uint32_t i = 0; i < c->nslots && i < 16; i++) {
+        watch_gen[i] = c->slots[i].gen;
+        watch_valid[i] = c->slots[i].state != 0;
+    }
+}
+
+static void test_punch_after_bump(void **state)
+{
+    struct fx *f = *state;
+    struct gfs_cache *c = &f->c;
+    assert_int_equal(gfs_cache_open(c, f->path, BS, 8), 0);
+    uint64_t max = 4 * (uint64_t)BS;
+    for (uint64_t b = 0; b < 4; b++)
+        fill(c, b, 1, (uint32_t)b, max);
+    punches = punch_before_bump = 0;
+    /* drop of a valid block */
+    watch_now(c);
+    gfs_cache_drop(c, 2);
+    /* eviction by a claim past the budget */
+    watch_now(c);
+    fill(c, 9, 1, 9, max);
+    /* drop of a block being filled, and its filler's commit */
+    uint32_t g;
+    watch_now(c);
+    int64_t s = gfs_cache_claim(c, 2, max + BS, &g);
+    assert_true(s >= 0);
+    watch_now(c);
+    gfs_cache_drop(c, 2);
+    gfs_cache_commit(c, s, g, 1, 2, 1);
+    /* a failed fill, a renumbering that removes, a shrink, a clear */
+    watch_now(c);
+    s = gfs_cache_claim(c, 3, max + BS, &g);
+    assert_true(s >= 0);
+    gfs_cache_commit(c, s, g, 1, 3, 0);
+    uint32_t map[2] = {0, 0};
+    watch_now(c);
+    gfs_cache_renumber(c, map, 2);
+    fill(c, 5, 7, 5, max);
+    fill(c, 6, 7, 6, max);
+    watch_now(c);
+    gfs_cache_shrink(c, BS);
+    watch_now(c);
+    gfs_cache_clear(c);
+    watch = NULL;
+    assert_true(punches >= 8);
+    assert_int_equal(punch_before_bump, 0);
+}
+
+/* Valid slots follow the new numbering (no generation change: same data),
+ * slots of removed segments go, slots being filled are doomed. */
+static void test_renumber(void **state)
+{
+    struct fx *f = *state;
+    struct gfs_cache *c = &f->c;
+    assert_int_equal(gfs_cache_open(c, f->path, BS, 8), 0);
+    uint64_t max = 8 * (uint64_t)BS;
+    uint32_t g1, g2, g3, g;
+    int64_t s1 = fill_gen(c, 1, 5, 100, max, &g1);
+    int64_t s2 = fill_gen(c, 2, 7, 0, max, &g2);
+    int64_t s3 = fill_gen(c, 3, 9, 0, max, &g3);
+    uint32_t g4;
+    int64_t s4 = gfs_cache_claim(c, 4, max, &g4);
+    assert_true(s4 >= 0);
+    assert_int_equal(c->bytes, 4 * (uint64_t)BS);
+    uint32_t map[10] = {0, 1, 2, 0, 0, 3, 0, 0, 0, 4};
+    gfs_cache_renumber(c, map, 10);
+    /* moved: found at the new index only, readers of the old gen unaffected */
+    assert_true(hit(c, 1, 3, 100));
+    assert_false(hit(c, 1, 5, 100));
+    assert_true(gfs_cache_still(c, s1, 1, g1));
+    check_data(c, 1, 5);
+    assert_true(hit(c, 3, 4, 0));
+    assert_true(gfs_cache_still(c, s3, 3, g3));
+    /* its segment went: released, a reader of it sees the change */
+    assert_false(hit(c, 2, 7, 0));
+    assert_false(hit(c, 2, 0, 0));
+    assert_false(gfs_cache_still(c, s2, 2, g2));
+    assert_int_equal(c->nvalid, 2);
+    /* the fill in flight commits nothing */
+    put_data(c, 4, 9);
+    gfs_cache_commit(c, s4, g4, 9, 0, 1);
+    assert_false(hit(c, 4, 9, 0));
+    assert_false(hit(c, 4, 4, 0));
+    assert_int_equal(c->bytes, 2 * (uint64_t)BS);
+    assert_int_equal(c->nvalid, 2);
+    /* and the block can be filled again, under the new numbering */
+    fill(c, 4, 4, 0, max);
+    assert_true(hit(c, 4, 4, 0));
+    assert_int_equal(gfs_cache_lookup(c, 2, 7, 0, &g), -1);
+}
+
+/* The sequence of a cache fill (volume.c): the index read from the map
+ * under the lock, the slot claimed, the lock dropped for the pwrite, the
+ * commit. A reclaim in the gap renumbers the map, and the captured index
+ * then names another segment: the commit must not make the block hit
+ * there. Without a reclaim the same sequence commits (control). */
+static void straddle(struct fx *f, int reclaim)
+{
+    struct gfs_cache *c = &f->c;
+    assert_int_equal(gfs_cache_open(c, f->path, BS, 8), 0);
+    uint64_t max = 8 * (uint64_t)BS;
+    struct gfs_blockmap bm;
+    assert_int_equal(gfs_bm_init(&bm, 64), 0);
+    for (uint64_t q = 1; q <= 6; q++)
+        assert_int_equal(gfs_bm_seg_add(&bm, 1, q, 1000), (int64_t)q);
+    struct gfs_bm_entry e10 = {.seg = 3, .offset = 40, .length = 100, .crc = 1, .write_seq = 7};
+    struct gfs_bm_entry e11 = {.seg = 5, .offset = 40, .length = 100, .crc = 2, .write_seq = 8};
+    assert_int_equal(gfs_bm_set(&bm, 10, &e10), 0);
+    assert_int_equal(gfs_bm_set(&bm, 11, &e11), 0);
+    bm.segs[1].deleted = bm.segs[2].deleted = 1; /* (1,1) and (1,2): nothing live */
+    /* block 11 is cached already, from (1,5) */
+    fill(c, 11, 5, 40, max);
+    /* the reader of block 10: index and slot under the lock ... */
+    struct gfs_bm_entry e = gfs_bm_get(&bm, 10);
+    assert_int_equal(e.seg, 3);
+    uint32_t gen;
+    int64_t slot = gfs_cache_claim(c, 10, max, &gen);
+    assert_true(slot >= 0);
+    /* ... the lock dropped: the data written, and maybe a reclaim */
+    put_data(c, 10, 3);
+    if (reclaim)
+        assert_int_equal(gfs_bm_seg_reclaim(&bm, 0, gfs_cache_renumber, c), 2);
+    /* ... the lock taken again: the commit with the captured index */
+    gfs_cache_commit(c, slot, gen, e.seg, e.offset, 1);
+    struct gfs_bm_entry now10 = gfs_bm_get(&bm, 10), now11 = gfs_bm_get(&bm, 11);
+    assert_int_equal(bm.segs[now10.seg].seq, 3);
+    assert_int_equal(bm.segs[now11.seg].seq, 5);
+    /* block 11 hits where the map now says */
+    assert_true(hit(c, 11, now11.seg, 40));
+    if (reclaim) {
+        /* index 3 is (1,5) now: block 10 must not hit there, nor anywhere */
+        assert_int_equal(now10.seg, 1);
+        assert_int_equal(bm.segs[3].seq, 5);
+        assert_false(hit(c, 10, 3, 40));
+        assert_false(hit(c, 10, now10.seg, 40));
+        assert_int_equal(c->nvalid, 1);
+    } else {
+        assert_true(hit(c, 10, now10.seg, 40));
+        assert_int_equal(c->nvalid, 2);
+    }
+    gfs_bm_free(&bm);
+}
+
+static void test_fill_straddles_reclaim(void **state)
+{
+    straddle(*state, 1);
+}
+
+static void test_fill_without_reclaim(void **state)
+{
+    straddle(*state, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -526,6 +711,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_punch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reopen_empties, setup, teardown),
         cmocka_unit_test_setup_teardown(test_random, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_renumber, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_punch_after_bump, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fill_straddles_reclaim, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fill_without_reclaim, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
