@@ -144,6 +144,21 @@ static void test_random_no_amplification(void **state)
     tu_env_done(&env);
 }
 
+/* Wait (at most a minute) until another thread sets *flag under mu. */
+static int wait_set(pthread_mutex_t *mu, pthread_cond_t *cv, const int *flag)
+{
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += 60;
+    pthread_mutex_lock(mu);
+    while (!*flag)
+        if (pthread_cond_timedwait(cv, mu, &dl) != 0)
+            break;
+    int set = *flag;
+    pthread_mutex_unlock(mu);
+    return set;
+}
+
 /* The hook holds the read-ahead fetch that covers block `target` after its
  * GET returned and before its blocks go into the cache. */
 struct hold {
@@ -188,16 +203,7 @@ static void test_newer_data_wins(void **state)
         assert_int_equal(glidefs_pread(v, buf, 1u << 20, off), 0);
         assert_memory_equal(buf, expected + off, 1u << 20);
     }
-    struct timespec dl;
-    clock_gettime(CLOCK_REALTIME, &dl);
-    dl.tv_sec += 60;
-    pthread_mutex_lock(&h.mu);
-    while (!h.held)
-        if (pthread_cond_timedwait(&h.cv, &h.mu, &dl) != 0)
-            break;
-    int held = h.held;
-    pthread_mutex_unlock(&h.mu);
-    assert_true(held);
+    assert_true(wait_set(&h.mu, &h.cv, &h.held));
 
     /* while its old bytes are in flight: rewrite block 30 whole and 4 KiB of
      * block 31, and upload both (the block map moves to a new segment) */
@@ -309,16 +315,7 @@ static void test_read_outlives_compaction(void **state)
     struct read_job j = {v, {0}, 1};
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, read_first, &j), 0);
-    struct timespec dl;
-    clock_gettime(CLOCK_REALTIME, &dl);
-    dl.tv_sec += 60;
-    pthread_mutex_lock(&slow.mu);
-    while (!slow.held)
-        if (pthread_cond_timedwait(&slow.cv, &slow.mu, &dl) != 0)
-            break;
-    int held = slow.held;
-    pthread_mutex_unlock(&slow.mu);
-    assert_true(held);
+    assert_true(wait_set(&slow.mu, &slow.cv, &slow.held));
 
     struct glidefs_compact_result res;
     assert_int_equal(glidefs_compact(v, &res), 0);
