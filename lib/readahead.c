@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cleanup.h"
 #include "segment.h"
@@ -17,6 +18,7 @@
 #define RA_STREAMS 4       /* sequential streams followed at once per volume */
 #define RA_MAX_THREADS 8
 #define RA_MAX_JOB 64      /* blocks in one ranged GET at most */
+#define RA_IDLE_MS 10000   /* a worker with nothing to do for this long exits */
 
 /* A run of blocks stored back to back in one segment: one ranged GET. */
 struct ra_job {
@@ -42,8 +44,16 @@ struct gfs_ra {
     struct glidefs_volume *v;
     uint32_t window;       /* blocks ahead of the stream */
     uint32_t max_job;      /* blocks per GET */
-    unsigned nthreads, started;
-    pthread_t thr[RA_MAX_THREADS];
+    unsigned nthreads, alive;
+    /* Workers exit when idle (a daemon holds many volumes that were read
+     * sequentially once); one that does detaches itself and frees its slot:
+     * after it lets go of the lock it touches nothing of ours. */
+    struct ra_worker {
+        struct gfs_ra *ra;
+        pthread_t thr;
+        int running;
+    } w[RA_MAX_THREADS];
+    int64_t idle_ms;
     pthread_cond_t work;   /* a job was queued, or stop */
     pthread_cond_t done;   /* a job finished */
     int stop;
@@ -76,8 +86,15 @@ int gfs_ra_create(struct glidefs_volume *v, uint64_t window_bytes, unsigned nthr
     ra->window = w > (1u << 20) ? (1u << 20) : (uint32_t)w;
     ra->max_job = ra->window < RA_MAX_JOB ? ra->window : RA_MAX_JOB;
     ra->nthreads = nthreads < 1 ? 1 : nthreads > RA_MAX_THREADS ? RA_MAX_THREADS : nthreads;
-    pthread_cond_init(&ra->work, NULL);
+    ra->idle_ms = RA_IDLE_MS;
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&ra->work, &ca);
+    pthread_condattr_destroy(&ca);
     pthread_cond_init(&ra->done, NULL);
+    for (unsigned i = 0; i < RA_MAX_THREADS; i++)
+        ra->w[i].ra = ra;
     *out = ra;
     return 0;
 }
@@ -193,15 +210,46 @@ static void run_job(struct gfs_ra *ra, struct ra_job *j)
     pthread_mutex_unlock(&v->lock);
 }
 
+void gfs_ra_set_idle_ms(struct gfs_ra *ra, int64_t ms)
+{
+    pthread_mutex_lock(&ra->v->lock);
+    ra->idle_ms = ms;
+    pthread_cond_broadcast(&ra->work); /* waiting workers take the new deadline */
+    pthread_mutex_unlock(&ra->v->lock);
+}
+
+unsigned gfs_ra_threads(struct gfs_ra *ra)
+{
+    pthread_mutex_lock(&ra->v->lock);
+    unsigned n = ra->alive;
+    pthread_mutex_unlock(&ra->v->lock);
+    return n;
+}
+
 static void *worker(void *arg)
 {
-    struct gfs_ra *ra = arg;
+    struct ra_worker *me = arg;
+    struct gfs_ra *ra = me->ra;
     struct glidefs_volume *v = ra->v;
     pthread_mutex_lock(&v->lock);
     while (!ra->stop) {
         struct ra_job *j = ra->qhead;
         if (!j) {
-            pthread_cond_wait(&ra->work, &v->lock);
+            struct timespec dl;
+            clock_gettime(CLOCK_MONOTONIC, &dl);
+            dl.tv_sec += ra->idle_ms / 1000;
+            dl.tv_nsec += (ra->idle_ms % 1000) * 1000000;
+            if (dl.tv_nsec >= 1000000000) {
+                dl.tv_sec++;
+                dl.tv_nsec -= 1000000000;
+            }
+            if (pthread_cond_timedwait(&ra->work, &v->lock, &dl) == ETIMEDOUT && !ra->qhead &&
+                !ra->stop) {
+                me->running = 0; /* idle: the next stream starts a thread again */
+                ra->alive--;
+                pthread_detach(pthread_self());
+                break;
+            }
             continue;
         }
         start_job(ra, j);
@@ -293,10 +341,15 @@ static void plan(struct gfs_ra *ra, struct ra_stream *s, uint64_t fb, uint64_t l
         return;
     /* threads start on first use: a volume that is never read sequentially
      * costs none */
-    while (ra->started < ra->nthreads && ra->started < (unsigned)queued + 1) {
-        if (pthread_create(&ra->thr[ra->started], NULL, worker, ra) != 0)
+    while (ra->alive < ra->nthreads && ra->alive < (unsigned)queued + 1) {
+        struct ra_worker *w = NULL;
+        for (unsigned i = 0; i < RA_MAX_THREADS && !w; i++)
+            if (!ra->w[i].running)
+                w = &ra->w[i];
+        if (!w || pthread_create(&w->thr, NULL, worker, w) != 0)
             break; /* readers run queued jobs themselves */
-        ra->started++;
+        w->running = 1;
+        ra->alive++;
     }
     pthread_cond_broadcast(&ra->work);
 }
@@ -374,8 +427,10 @@ void gfs_ra_destroy(struct gfs_ra *ra)
     ra->stop = 1;
     pthread_cond_broadcast(&ra->work);
     pthread_mutex_unlock(&v->lock);
-    for (unsigned i = 0; i < ra->started; i++)
-        pthread_join(ra->thr[i], NULL);
+    /* with stop set no worker leaves by itself: the running ones are joined */
+    for (unsigned i = 0; i < RA_MAX_THREADS; i++)
+        if (ra->w[i].running)
+            pthread_join(ra->w[i].thr, NULL);
     pthread_mutex_lock(&v->lock);
     /* a reader may still be running a job it took (a read racing close) */
     while (ra->running)

@@ -13,7 +13,8 @@
  * only what they need.
  *
  * All state is guarded by the volume's mutex; GETs and cache writes run
- * outside it. Threads are started on first use and stopped by
+ * outside it. Threads are started on first use, exit after 10 s with
+ * nothing to do (started again by the next stream), and are stopped by
  * gfs_ra_destroy (volume close).
  */
 #ifndef GLIDEFS_READAHEAD_H
@@ -46,6 +47,10 @@ int gfs_ra_wait(struct gfs_ra *ra, uint64_t b);
 
 /* Tests: called by the fetching thread after a read-ahead GET returned and
  * before its blocks go into the cache (lock not held). */
+/* Tests: how long an idle worker waits before it exits, and how many run. */
+void gfs_ra_set_idle_ms(struct gfs_ra *ra, int64_t ms);
+unsigned gfs_ra_threads(struct gfs_ra *ra);
+
 typedef void (*gfs_ra_hook)(void *arg, uint64_t first_block, uint32_t nblocks);
 void gfs_ra_set_test_hook(struct gfs_ra *ra, gfs_ra_hook fn, void *arg);
 

@@ -347,6 +347,50 @@ static void test_read_outlives_compaction(void **state)
     tu_env_done(&env);
 }
 
+/* Workers that have nothing to do exit (a daemon holds many volumes read
+ * sequentially once), and the next stream starts them again. */
+static void test_idle_threads_exit(void **state)
+{
+    (void)state;
+    struct tu_env env;
+    tu_env_init(&env, "ra-idle");
+    make_volume(&env, "idle");
+    glidefs_config *c = cfg_for(&env, "4096");
+    glidefs_volume *v;
+    assert_int_equal(glidefs_volume_open(c, "idle", 0, 0, &v), 0);
+    assert_non_null(v->ra);
+    uint8_t *buf = malloc(1u << 20);
+    assert_non_null(buf);
+    uint32_t half = NBLK * BS / 2;
+    for (uint32_t off = 0; off < half; off += 1u << 20) {
+        assert_int_equal(glidefs_pread(v, buf, 1u << 20, off), 0);
+        assert_memory_equal(buf, expected + off, 1u << 20);
+    }
+    assert_true(gfs_ra_threads(v->ra) > 0);
+    uint64_t ra0 = stats_of(v).readahead_blocks;
+    assert_true(ra0 > 0);
+    gfs_ra_set_idle_ms(v->ra, 20);
+    struct timespec t0, now, pause = {0, 5000000};
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    do {
+        nanosleep(&pause, NULL); /* polling a condition, with a deadline */
+        clock_gettime(CLOCK_MONOTONIC, &now);
+    } while (gfs_ra_threads(v->ra) > 0 && now.tv_sec - t0.tv_sec < 60);
+    assert_int_equal(gfs_ra_threads(v->ra), 0);
+    /* a new stream: threads again, the data right */
+    gfs_ra_set_idle_ms(v->ra, 60000);
+    for (uint32_t off = half; off < NBLK * BS; off += 1u << 20) {
+        assert_int_equal(glidefs_pread(v, buf, 1u << 20, off), 0);
+        assert_memory_equal(buf, expected + off, 1u << 20);
+    }
+    assert_true(stats_of(v).readahead_blocks > ra0);
+    free(buf);
+    assert_int_equal(glidefs_volume_close(v), 0);
+    glidefs_config_free(c);
+    free(expected);
+    tu_env_done(&env);
+}
+
 /* Close while read-ahead GETs are queued and in flight (ASan/TSan catch a
  * use after free; the test checks the close itself succeeds). */
 static void test_close_while_reading_ahead(void **state)
@@ -381,6 +425,7 @@ int main(void)
         cmocka_unit_test(test_random_no_amplification),
         cmocka_unit_test(test_newer_data_wins),
         cmocka_unit_test(test_read_outlives_compaction),
+        cmocka_unit_test(test_idle_threads_exit),
         cmocka_unit_test(test_close_while_reading_ahead),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
