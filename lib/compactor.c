@@ -497,8 +497,16 @@ int gfs_compact_step(struct glidefs_volume *v, int requested)
             target = UINT64_MAX; /* nothing to rewrite: date, cover and delete dead ones */
         }
     }
-    if (timer)
+    if (timer) {
         v->comp_next_ms = now + v->comp_interval_ms;
+        /* snapshots deleted through another handle (a purged clone's
+         * implicit one) stop pinning segments here too: one LIST a cycle */
+        pthread_mutex_unlock(&v->lock);
+        int sr = gfs_snapshots_load(v);
+        pthread_mutex_lock(&v->lock);
+        if (sr < 0)
+            gfs_warn(&v->log, "%s: reading the snapshot list: %s", v->name, glidefs_strerror(sr));
+    }
     if ((timer || requested) && v->nholds) {
         pthread_mutex_unlock(&v->lock);
         int er = gfs_fence_holds_expire(v);

@@ -256,6 +256,46 @@ static void test_clone_gc(void **state)
     tu_env_done(&env);
 }
 
+/* A clone deleted through another handle stops pinning the parent's old
+ * segments without anyone asking the parent to compact: its background
+ * cycle reads the snapshot list again. */
+static void test_clone_gc_background(void **state)
+{
+    (void)state;
+    struct tu_env env;
+    tu_env_init(&env, "clonegcbg");
+    glidefs_config *c = ccfg(&env, NULL);
+    tu_set(c, "compaction.min_live_pct", "99");
+    tu_set(c, "compaction.interval_s", "1");
+    uint8_t *ref = malloc(SZ), *cref = malloc(SZ);
+    glidefs_volume *p;
+    assert_int_equal(glidefs_volume_open(c, "base", SZ, GLIDEFS_OPEN_CREATE, &p), 0);
+    fill(p, cref, 0xa1);
+    assert_int_equal(glidefs_clone(p, NULL, "c1"), 0);
+    fill(p, ref, 0xb2); /* the old blocks only c1 reads */
+    assert_int_equal(glidefs_drain(p, -1), 0);
+    struct glidefs_stats st;
+    assert_int_equal(glidefs_stats(p, &st, sizeof st), 0);
+    assert_true(st.stored_bytes >= 2 * (uint64_t)SZ); /* pinned for c1 */
+    assert_int_equal(glidefs_volume_delete(c, "c1", 1), 0);
+    struct timespec t0, now, pause = {0, 20000000};
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    do { /* polling a condition, with a deadline */
+        nanosleep(&pause, NULL);
+        assert_int_equal(glidefs_stats(p, &st, sizeof st), 0);
+        clock_gettime(CLOCK_MONOTONIC, &now);
+    } while (st.stored_bytes > (uint64_t)SZ + SZ / 10 && now.tv_sec - t0.tv_sec < 120);
+    fprintf(stderr, "background cycles after deleting the clone: stored %llu for %llu live\n",
+            (unsigned long long)st.stored_bytes, (unsigned long long)st.live_bytes);
+    assert_true(st.stored_bytes <= (uint64_t)SZ + SZ / 10);
+    verify(p, ref, "base");
+    assert_int_equal(glidefs_volume_close(p), 0);
+    free(ref);
+    free(cref);
+    glidefs_config_free(c);
+    tu_env_done(&env);
+}
+
 static void test_encrypted_clone_and_crash(void **state)
 {
     (void)state;
@@ -331,6 +371,7 @@ int main(void)
         cmocka_unit_test(test_golden_image),
         cmocka_unit_test(test_encrypted_clone_and_crash),
         cmocka_unit_test(test_clone_gc),
+        cmocka_unit_test(test_clone_gc_background),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
