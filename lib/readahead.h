@@ -47,6 +47,12 @@ int gfs_ra_wait(struct gfs_ra *ra, uint64_t b);
 
 /* Tests: called by the fetching thread after a read-ahead GET returned and
  * before its blocks go into the cache (lock not held). */
+/* Queue the blocks of [b0, b1) missing from the cache as coalesced fetches
+ * (runs of one segment, one ranged GET each) for the workers; a reader of
+ * one of them waits for its fetch (gfs_ra_wait). At most about a window's
+ * worth is queued at a time. Volume lock held. NULL is fine. */
+void gfs_ra_queue_range(struct gfs_ra *ra, uint64_t b0, uint64_t b1);
+
 /* Tests: how long an idle worker waits before it exits, and how many run. */
 void gfs_ra_set_idle_ms(struct gfs_ra *ra, int64_t ms);
 unsigned gfs_ra_threads(struct gfs_ra *ra);

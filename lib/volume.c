@@ -592,6 +592,8 @@ GLIDEFS_API int glidefs_flush(glidefs_volume *v)
     return r;
 }
 
+#define PREFETCH_AHEAD 64 /* blocks queued for read-ahead ahead of the prefetch loop */
+
 GLIDEFS_API int glidefs_prefetch(glidefs_volume *v, uint64_t offset, uint64_t len)
 {
     int r = check_io(v, offset, len);
@@ -600,8 +602,20 @@ GLIDEFS_API int glidefs_prefetch(glidefs_volume *v, uint64_t offset, uint64_t le
     CLEANUP_FREE uint8_t *blk = malloc(v->bs);
     if (!blk)
         return -ENOMEM;
-    for (uint64_t b = offset / v->bs; len && b <= (offset + len - 1) / v->bs; b++) {
-        /* a whole-block read fills the cache as a side effect */
+    uint64_t last = len ? (offset + len - 1) / v->bs : 0, queued_to = offset / v->bs;
+    for (uint64_t b = offset / v->bs; len && b <= last; b++) {
+        if (b >= queued_to || b + PREFETCH_AHEAD / 2 == queued_to) {
+            /* the read-ahead workers fetch what is missing, runs of a
+             * segment in one GET, several at once, a window ahead of us */
+            uint64_t to = queued_to > b ? queued_to : b;
+            uint64_t end = to + PREFETCH_AHEAD < last + 1 ? to + PREFETCH_AHEAD : last + 1;
+            pthread_mutex_lock(&v->lock);
+            gfs_ra_queue_range(v->ra, to, end);
+            pthread_mutex_unlock(&v->lock);
+            queued_to = end;
+        }
+        /* a whole-block read fills the cache as a side effect (or waits
+         * for the fetch queued above) */
         uint32_t n = v->spb;
         if ((b + 1) * v->bs > v->size)
             n = (uint32_t)((v->size - b * v->bs) / 512);

@@ -391,6 +391,37 @@ static void test_idle_threads_exit(void **state)
     tu_env_done(&env);
 }
 
+/* glidefs_prefetch (NBD_CMD_CACHE) on a woken volume: the range comes in
+ * coalesced GETs, and afterwards reads of it are cache hits. */
+static void test_prefetch_coalesced(void **state)
+{
+    (void)state;
+    struct tu_env env;
+    tu_env_init(&env, "ra-prefetch");
+    make_volume(&env, "pf");
+    glidefs_config *c = cfg_for(&env, "4096");
+    glidefs_volume *v;
+    assert_int_equal(glidefs_volume_open(c, "pf", 0, 0, &v), 0);
+    struct glidefs_stats a = stats_of(v);
+    assert_int_equal(glidefs_prefetch(v, 0, (uint64_t)NBLK * BS), 0);
+    struct glidefs_stats b = stats_of(v);
+    fprintf(stderr, "prefetch of %u blocks: %llu GETs\n", NBLK,
+            (unsigned long long)(b.store_gets - a.store_gets));
+    assert_true(b.store_gets - a.store_gets <= NBLK / 4);
+    uint8_t *buf = malloc(1u << 20);
+    assert_non_null(buf);
+    for (uint32_t off = 0; off < NBLK * BS; off += 1u << 20) {
+        assert_int_equal(glidefs_pread(v, buf, 1u << 20, off), 0);
+        assert_memory_equal(buf, expected + off, 1u << 20);
+    }
+    assert_int_equal(stats_of(v).store_gets, b.store_gets); /* all from the cache */
+    free(buf);
+    assert_int_equal(glidefs_volume_close(v), 0);
+    glidefs_config_free(c);
+    free(expected);
+    tu_env_done(&env);
+}
+
 /* Close while read-ahead GETs are queued and in flight (ASan/TSan catch a
  * use after free; the test checks the close itself succeeds). */
 static void test_close_while_reading_ahead(void **state)
@@ -426,6 +457,7 @@ int main(void)
         cmocka_unit_test(test_newer_data_wins),
         cmocka_unit_test(test_read_outlives_compaction),
         cmocka_unit_test(test_idle_threads_exit),
+        cmocka_unit_test(test_prefetch_coalesced),
         cmocka_unit_test(test_close_while_reading_ahead),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
