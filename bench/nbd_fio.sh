@@ -124,7 +124,7 @@ fio_run() {
     # a failed run is recorded (error rows, notes) and the suite goes on
     if ! fio --name=bench "${tgt[@]}" --rw="$rw" "${extra[@]}" --bs=4k --iodepth="$qd" \
         --numjobs="$jobs" --group_reporting --size=${SIZE_MB}M --time_based --runtime="$rt" \
-        --ramp_time="$ramp" --randrepeat=0 --norandommap --output-format=json \
+        --ramp_time="$ramp" --randrepeat=0 --norandommap --lat_percentiles=1 --output-format=json \
         --output="$out" >"$out.err" 2>&1; then
         local msg
         msg=$(grep -h -m1 -o 'err=[^,]*, func=[^,]*, error=.*' "$out.err" "$out" | head -1 || true)
@@ -149,7 +149,10 @@ if j.get("error"):
 w.writerow([scen, "IOPS", "IOPS", s, "%.1f" % (j["read"]["iops"] + j["write"]["iops"])])
 for d in ("read", "write"):
     if j[d]["io_bytes"]:
-        c = j[d]["clat_ns"]
+        # total latency (submission to completion): fio's nbd engine starts
+        # the clat clock only once the request is on the socket, so clat
+        # misses server work that overlaps the client's send
+        c = j[d]["lat_ns"]
         w.writerow([scen, "mean %s lat" % d, "us", s, "%.2f" % (c["mean"] / 1000)])
         p = c.get("percentile", {})
         w.writerow([scen, "p99 %s lat" % d, "us", s, "%.1f" % (p.get("99.000000", 0) / 1000)])
@@ -207,6 +210,15 @@ Cold runs (${COLD_RUNTIME} s, no ramp): glidefsd restarted on an empty cache dir
 the store's page cache dropped (each miss is a 128 KiB block read from the store); the others
 have their image's page cache dropped (posix_fadvise DONTNEED). A cold run warms up as it
 goes: glidefsd fetches 128 KiB per miss, so later reads of the run hit more often.
+Latencies are fio's total latency (lat_ns: from submission to completion). fio's nbd engine
+starts its completion-latency clock (clat) only once a request is on the socket, so clat
+leaves out whatever server work overlaps the client's send; measured here, nbdkit's clat was
+5-14 us below its total latency and glidefsd's 1.5-2 us (results before this change used
+clat). QD1 latency on this VM depends on where the scheduler puts the client and the server
+thread: on one CPU, a request costs about 9 us; on two CPUs, every request waits for a
+halted vCPU to wake twice (about 55-65 us) unless something keeps the CPU busy. glidefsd's
+reader busy-polls for the next request (servers.nbd.busy_poll_us, default 50, adaptive) for
+that reason; nbdkit's rotating worker threads happen to keep the other vCPU awake.
 EOF
 if [ -s "$D/errors.md" ]; then
     { echo; echo "**Errors in this run** (the IOPS of such a run are what it did before failing):"; echo

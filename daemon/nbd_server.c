@@ -15,6 +15,10 @@
  * connection's thread once that is free again. So a slow request never holds
  * up the ones behind it for more than a tick or two.
  *
+ * Before it blocks for the next request, the reader busy-polls the socket
+ * for a few microseconds (reader_spin(): a halted vCPU is slow to wake), and
+ * stops doing so while it catches nothing.
+ *
  * Replies: while more requests are already buffered, the reader holds its
  * replies back ("cork") and sends them together in one sendmsg() when it
  * runs out of buffered requests (or has 32 of them). Sends never block
@@ -74,6 +78,10 @@
 #define WD_TICK_US 1000                       /* reader stuck >= 1 tick gets relief */
 #define WD_IDLE_TICKS 200                     /* watchdog sleeps after this many idle ticks */
 #define RELIEF_POLL_MS 10                     /* relief reader checks for hand-back */
+#define SPIN_MISSES 4                         /* spins in a row that do not pay: back off */
+#define SPIN_BACKOFF_MIN 64                   /* waits without spinning after a back-off ... */
+#define SPIN_BACKOFF_MAX 8192                 /* ... doubling up to this */
+#define SPIN_PROBE 64                         /* paying spins between two probes */
 #define CORK_MAX_REPLIES 32
 #define CORK_MAX_BYTES (256u * 1024)
 #define BATCH 8                               /* reads per pool job when many are queued */
@@ -154,6 +162,13 @@ struct conn {
     size_t rbuf_pos, rbuf_len;
     struct batch batch;         /* also the reader role's */
 
+    /* Busy-poll before blocking (the connection's own reader only). */
+    unsigned spin_misses;       /* spins in a row that did not pay */
+    unsigned spin_skip;         /* waits left to block at once */
+    unsigned spin_backoff;      /* the next back-off's length */
+    unsigned spin_hits;         /* spins that paid since the last probe */
+    int64_t spin_avg_us;        /* how long a paying spin waits, on average */
+
     uint64_t requests;          /* atomic */
     uint64_t reliefs;           /* (rlock) reader role stolen by the watchdog */
     bool finished;              /* reader done; waiting to be joined */
@@ -185,6 +200,9 @@ struct gd_server {
     bool unix_bound;
     int wake_fd;                /* eventfd: a connection finished */
     atomic_bool shutting_down;
+    atomic_int spinners;        /* readers busy-polling now, at most max_spinners */
+    int max_spinners;           /* 0: no busy-polling */
+    int spin_us;
 
     /* Watchdog, see watchdog_main(). */
     pthread_t wd;
@@ -1185,6 +1203,99 @@ static bool relief_hand_back(struct conn *c)
     return true;
 }
 
+static int64_t clock_us(clockid_t id)
+{
+    struct timespec ts;
+    clock_gettime(id, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/*
+ * Nothing is buffered or in flight, the client has all our replies: before
+ * blocking in recv(), poll the socket for up to spin_us (servers.nbd.
+ * busy_poll_us). A client at queue
+ * depth 1 sends its next request a few microseconds after our reply reaches
+ * it; if this
+ * thread blocks meanwhile, its CPU goes idle, and on a VM an idle vCPU is
+ * halted: waking it for the next request costs tens of microseconds, more
+ * than the request itself. A spin only pays if it caught the request and
+ * kept its CPU to itself all along (else something else wanted this CPU —
+ * perhaps the client itself — and spinning took it from them). Spins that
+ * do not pay back off: after SPIN_MISSES in a row, the next
+ * SPIN_BACKOFF_MIN.. waits block at once, doubling up to SPIN_BACKOFF_MAX
+ * while it stays so. Every SPIN_PROBE paying spins, one wait blocks instead
+ * (a probe): if blocking brought the request sooner than spinning does (the
+ * scheduler put us next to the client, say), spinning backs off too. At
+ * most max_spinners readers spin at a time.
+ */
+static void spin_back_off(struct conn *c)
+{
+    c->spin_misses = 0;
+    c->spin_hits = 0;
+    if (c->spin_backoff < SPIN_BACKOFF_MIN)
+        c->spin_backoff = SPIN_BACKOFF_MIN;
+    c->spin_skip = c->spin_backoff;
+    if (c->spin_backoff < SPIN_BACKOFF_MAX)
+        c->spin_backoff *= 2;
+}
+
+static void reader_spin(struct conn *c)
+{
+    struct gd_server *s = c->srv;
+    if (s->max_spinners == 0)
+        return; /* servers.nbd.busy_poll_us: 0 */
+    if (c->rbuf_pos != c->rbuf_len || !c->rbuf)
+        return; /* part of a header is here: the rest is on its way */
+    {
+        /* Requests still running (in the pool): their replies, not us,
+         * make the client send more, and the pool needs the CPUs. */
+        SCOPED_LOCK(&c->lock);
+        if (c->inflight > 0)
+            return;
+    }
+    if (c->spin_skip > 0) {
+        c->spin_skip--;
+        return;
+    }
+    if (c->spin_hits >= SPIN_PROBE) {
+        c->spin_hits = 0;
+        struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
+        int64_t t0 = clock_us(CLOCK_MONOTONIC);
+        if (poll(&pfd, 1, -1) == 1 && clock_us(CLOCK_MONOTONIC) - t0 < c->spin_avg_us)
+            spin_back_off(c);
+        return; /* (the read that follows finds the request) */
+    }
+    if (atomic_fetch_add(&s->spinners, 1) >= s->max_spinners) {
+        atomic_fetch_sub(&s->spinners, 1);
+        return;
+    }
+    int64_t cpu0 = clock_us(CLOCK_THREAD_CPUTIME_ID);
+    int64_t t0 = clock_us(CLOCK_MONOTONIC);
+    ssize_t r;
+    do
+        r = recv(c->fd, c->rbuf, RBUF_SIZE, MSG_DONTWAIT);
+    while (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) &&
+           clock_us(CLOCK_MONOTONIC) < t0 + s->spin_us);
+    atomic_fetch_sub(&s->spinners, 1);
+    if (r > 0) {
+        c->rbuf_pos = 0;
+        c->rbuf_len = (size_t)r;
+    }
+    if (r == 0 || (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+        return; /* EOF or an error: the blocking read that follows sees it again */
+    /* on the CPU for at least 3/4 of the spin: nobody else wanted it */
+    int64_t cpu = clock_us(CLOCK_THREAD_CPUTIME_ID) - cpu0;
+    int64_t took = clock_us(CLOCK_MONOTONIC) - t0;
+    if (r > 0 && 4 * cpu >= 3 * took) {
+        c->spin_misses = 0;
+        c->spin_backoff = SPIN_BACKOFF_MIN;
+        c->spin_avg_us = c->spin_hits++ ? (3 * c->spin_avg_us + took) / 4 : took;
+        return;
+    }
+    if (++c->spin_misses >= SPIN_MISSES)
+        spin_back_off(c);
+}
+
 /*
  * The reader role: read a request, run it inline or queue it on the pool,
  * repeat. Returns when the connection ends (rd_stop set) or the role was
@@ -1199,7 +1310,9 @@ static void reader_loop(struct conn *c, bool is_main)
         if (!request_buffered(c)) {
             batch_submit(c);
             conn_flush(c); /* about to wait for the client: send what we hold */
-            if (!is_main) {
+            if (is_main) {
+                reader_spin(c);
+            } else {
                 /* A relief thread must not sit in recv() for an idle client
                  * once the connection's own thread is free again. */
                 for (;;) {
@@ -1513,6 +1626,11 @@ int gd_server_create(const glidefs_config *cfg, struct gd_registry *reg, struct 
         gd_server_free(s);
         return e;
     }
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    s->max_spinners = ncpu >= 4 ? (int)(ncpu / 2) : 1;
+    s->spin_us = cfg->nbd_busy_poll_us;
+    if (s->spin_us <= 0)
+        s->max_spinners = 0;
     int rc = gd_pool_create(cfg->nbd_workers > 0 ? cfg->nbd_workers : 16, &s->pool);
     if (rc < 0) {
         gd_server_free(s);

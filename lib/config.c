@@ -900,6 +900,7 @@ static const struct keydef keys[] = {
      0, NULL, NULL},
     K_STR("servers.nbd.default_export", nbd_default_export, 0, check_name),
     K_INT("servers.nbd.workers", nbd_workers, 1, 1024),
+    K_INT("servers.nbd.busy_poll_us", nbd_busy_poll_us, 0, 1000),
     K_STR("servers.api.listen", api_listen, KF_EMPTY_OFF, check_hostport),
     K_STR("servers.api.unix_socket", api_unix_socket, 0, check_socket_path),
     K_STR("servers.api.token", api_token, KF_SECRET, check_token),
@@ -1016,6 +1017,7 @@ int gfs_config_init_defaults(struct glidefs_config *cfg)
     cfg->upload_parallel = 4;
     cfg->block_size = 131072;
     cfg->nbd_workers = 16;
+    cfg->nbd_busy_poll_us = 50;
     cfg->api_listen = strdup("127.0.0.1:8080");
     cfg->lease_timeout_ms = 30000;
     cfg->compaction_min_live_pct = 75;

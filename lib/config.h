@@ -48,6 +48,7 @@ struct glidefs_config {
     uint32_t block_size;            /* default 131072; power of two, 4 KiB..4 MiB */
     char *nbd_default_export;       /* optional */
     int nbd_workers;                /* worker threads per daemon, default 16 */
+    int nbd_busy_poll_us;           /* reader busy-polls for the next request, 0 = off */
     char *api_listen;               /* default 127.0.0.1:8080; "" disables */
     char *api_unix_socket;          /* optional */
     char *api_token;                /* optional bearer token (secret) */

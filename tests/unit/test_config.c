@@ -89,6 +89,7 @@ static void test_defaults(void **state)
     assert_int_equal(cfg->block_size, 131072);
     assert_null(cfg->nbd_default_export);
     assert_int_equal(cfg->nbd_workers, 16);
+    assert_int_equal(cfg->nbd_busy_poll_us, 50);
     assert_string_equal(cfg->api_listen, "127.0.0.1:8080");
     assert_null(cfg->api_unix_socket);
     assert_null(cfg->api_token);
