@@ -354,12 +354,13 @@ static void plan(struct gfs_ra *ra, struct ra_stream *s, uint64_t fb, uint64_t l
     pthread_cond_broadcast(&ra->work);
 }
 
-void gfs_ra_queue_range(struct gfs_ra *ra, uint64_t b0, uint64_t b1)
+uint64_t gfs_ra_queue_range(struct gfs_ra *ra, uint64_t b0, uint64_t b1)
 {
     if (!ra || b1 <= b0 || ra->stop || ra->v->fenced)
-        return;
+        return b0;
     struct ra_stream tmp = {.used = 1, .next_b = b1, .ra_next = b0};
     plan(ra, &tmp, b0, b1 - 1, 0);
+    return tmp.ra_next;
 }
 
 void gfs_ra_note_read(struct gfs_ra *ra, uint64_t off, uint64_t len)

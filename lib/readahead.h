@@ -50,8 +50,9 @@ int gfs_ra_wait(struct gfs_ra *ra, uint64_t b);
 /* Queue the blocks of [b0, b1) missing from the cache as coalesced fetches
  * (runs of one segment, one ranged GET each) for the workers; a reader of
  * one of them waits for its fetch (gfs_ra_wait). At most about a window's
- * worth is queued at a time. Volume lock held. NULL is fine. */
-void gfs_ra_queue_range(struct gfs_ra *ra, uint64_t b0, uint64_t b1);
+ * worth is queued at a time: returns the first block not looked at (b1 when
+ * all were; b0 with no read-ahead). Volume lock held. NULL is fine. */
+uint64_t gfs_ra_queue_range(struct gfs_ra *ra, uint64_t b0, uint64_t b1);
 
 /* Tests: how long an idle worker waits before it exits, and how many run. */
 void gfs_ra_set_idle_ms(struct gfs_ra *ra, int64_t ms);

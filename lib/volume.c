@@ -604,15 +604,16 @@ GLIDEFS_API int glidefs_prefetch(glidefs_volume *v, uint64_t offset, uint64_t le
         return -ENOMEM;
     uint64_t last = len ? (offset + len - 1) / v->bs : 0, queued_to = offset / v->bs;
     for (uint64_t b = offset / v->bs; len && b <= last; b++) {
-        if (b >= queued_to || b + PREFETCH_AHEAD / 2 == queued_to) {
+        if (queued_to < b)
+            queued_to = b;
+        uint64_t end = b + PREFETCH_AHEAD < last + 1 ? b + PREFETCH_AHEAD : last + 1;
+        if (queued_to < end && queued_to <= b + PREFETCH_AHEAD / 2) {
             /* the read-ahead workers fetch what is missing, runs of a
-             * segment in one GET, several at once, a window ahead of us */
-            uint64_t to = queued_to > b ? queued_to : b;
-            uint64_t end = to + PREFETCH_AHEAD < last + 1 ? to + PREFETCH_AHEAD : last + 1;
+             * segment in one GET, several at once, ahead of us (as far as
+             * its queue takes: the rest on a later turn) */
             pthread_mutex_lock(&v->lock);
-            gfs_ra_queue_range(v->ra, to, end);
+            queued_to = gfs_ra_queue_range(v->ra, queued_to, end);
             pthread_mutex_unlock(&v->lock);
-            queued_to = end;
         }
         /* a whole-block read fills the cache as a side effect (or waits
          * for the fetch queued above) */
