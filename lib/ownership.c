@@ -21,17 +21,6 @@
 
 #define ACQUIRE_TRIES 8
 
-static void timespec_in(struct timespec *ts, int64_t ms)
-{
-    clock_gettime(CLOCK_MONOTONIC, ts);
-    ts->tv_sec += ms / 1000;
-    ts->tv_nsec += (ms % 1000) * 1000000;
-    if (ts->tv_nsec >= 1000000000) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000;
-    }
-}
-
 /* <dir>/epoch: the epoch our journal's records belong to. */
 int gfs_own_state_read(struct glidefs_volume *v, uint64_t *epoch)
 {
@@ -281,7 +270,7 @@ static void *own_main(void *arg)
                          glidefs_strerror(r));
         }
         struct timespec ts;
-        timespec_in(&ts, owner ? hb_every : refresh_every);
+        gfs_timespec_in(&ts, owner ? hb_every : refresh_every);
         if (!v->own_stop)
             pthread_cond_timedwait(&v->own_cond, &v->own_lock, &ts);
     }

@@ -9,7 +9,6 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "cleanup.h"
 #include "segment.h"
@@ -226,6 +225,17 @@ unsigned gfs_ra_threads(struct gfs_ra *ra)
     return n;
 }
 
+/* Run job j from the queue in this thread (lock held; dropped for the GET). */
+static void run_queued(struct gfs_ra *ra, struct ra_job *j)
+{
+    struct glidefs_volume *v = ra->v;
+    start_job(ra, j);
+    pthread_mutex_unlock(&v->lock);
+    run_job(ra, j);
+    pthread_mutex_lock(&v->lock);
+    finish_job(ra, j);
+}
+
 static void *worker(void *arg)
 {
     struct ra_worker *me = arg;
@@ -236,13 +246,7 @@ static void *worker(void *arg)
         struct ra_job *j = ra->qhead;
         if (!j) {
             struct timespec dl;
-            clock_gettime(CLOCK_MONOTONIC, &dl);
-            dl.tv_sec += ra->idle_ms / 1000;
-            dl.tv_nsec += (ra->idle_ms % 1000) * 1000000;
-            if (dl.tv_nsec >= 1000000000) {
-                dl.tv_sec++;
-                dl.tv_nsec -= 1000000000;
-            }
+            gfs_timespec_in(&dl, ra->idle_ms);
             if (pthread_cond_timedwait(&ra->work, &v->lock, &dl) == ETIMEDOUT && !ra->qhead &&
                 !ra->stop) {
                 me->running = 0; /* idle: the next stream starts a thread again */
@@ -252,11 +256,7 @@ static void *worker(void *arg)
             }
             continue;
         }
-        start_job(ra, j);
-        pthread_mutex_unlock(&v->lock);
-        run_job(ra, j);
-        pthread_mutex_lock(&v->lock);
-        finish_job(ra, j);
+        run_queued(ra, j);
     }
     pthread_mutex_unlock(&v->lock);
     return NULL;
@@ -418,11 +418,7 @@ int gfs_ra_wait(struct gfs_ra *ra, uint64_t b)
         return 1;
     }
     /* queued: the reader needs it now, so it fetches the whole run itself */
-    start_job(ra, j);
-    pthread_mutex_unlock(&v->lock);
-    run_job(ra, j);
-    pthread_mutex_lock(&v->lock);
-    finish_job(ra, j);
+    run_queued(ra, j);
     pthread_mutex_unlock(&v->lock);
     return 1;
 }

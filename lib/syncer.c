@@ -75,17 +75,6 @@ struct pipeline {
     int failures;
 };
 
-static void timespec_in(struct timespec *ts, int64_t ms)
-{
-    clock_gettime(CLOCK_MONOTONIC, ts);
-    ts->tv_sec += ms / 1000;
-    ts->tv_nsec += (ms % 1000) * 1000000;
-    if (ts->tv_nsec >= 1000000000) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000;
-    }
-}
-
 static int is_zero(const uint8_t *p, size_t n)
 {
     static const uint8_t z[4096];
@@ -472,7 +461,7 @@ static void timed_wait(struct glidefs_volume *v, int64_t wait)
         wait = 1000;
     if (wait < 1)
         wait = 1;
-    timespec_in(&ts, wait);
+    gfs_timespec_in(&ts, wait);
     pthread_cond_timedwait(&v->syncer_cond, &v->lock, &ts);
 }
 

@@ -12,6 +12,7 @@
 
 #include <pthread.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "glidefs/glidefs.h"
 #include "blockmap.h"
@@ -168,6 +169,8 @@ struct glidefs_volume {
 };
 
 int64_t gfs_now_ms(void);       /* monotonic */
+/* ms from now on CLOCK_MONOTONIC: a deadline for condvars made with that clock */
+void gfs_timespec_in(struct timespec *ts, int64_t ms);
 int64_t gfs_wall_ms(void);
 
 /* volmeta.c */
