@@ -78,11 +78,15 @@ are not counted), default cache budget. Per GiB written: $wmb MiB in two halves,
 written (1 MiB writes), flushed and drained; the table gives the growth while the data is
 dirty and the slope of the second half after its drain. Block map: a volume with $blocks
 written 128 KiB blocks (4 KiB written into each, zstd, drained) is woken with an empty cache
-in a fresh process; its RSS minus that of an empty volume woken the same way, divided by the
-number of blocks. A block map entry is stored packed in 16 bytes (lib/blockmap.c: segment
-index, crc, then offset, length, flags and write_seq relative to a per-segment base in 64
-bits) in 64 KiB pages allocated on first write; the segment table (40 bytes per segment,
-25 blocks per segment here) comes on top, so this row is entries + segments + malloc.
+in a fresh process; its RSS minus that of a control volume with N/512 blocks written and
+woken the same way, divided by the difference in blocks: the slope, the cost of one more
+written block. The control runs the same code (manifest and segment decoding, zstd), so the
+shared-library pages that code faults in once (about 300 KiB of RssFile) cancel; the row
+"vs an empty volume" keeps them, spread over the N blocks. A block map entry is stored packed in 12 bytes (lib/blockmap.c: segment
+index, then offset, length, flags and write_seq relative to a per-segment base in 64 bits;
+no CRC: each payload in a segment carries its own CRC-32C trailer) in 48 KiB pages
+allocated on first write; the segment table (40 bytes per segment, 25 blocks per segment
+here) comes on top, so this row is entries + segments + malloc.
 EOF
     report memory "Memory: RSS per export, per GiB written, block map per block" "$csv" \
         "BENCH_QUICK=$Q bench/lib.sh memory  # $LIB_BENCH mem DIR $nvol $wmb $blocks" \

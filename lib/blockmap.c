@@ -3,23 +3,24 @@
  * added in (epoch, seq) order, so the table is sorted and lookups bisect;
  * reclaim removes rows without reordering the rest, so it stays sorted.
  *
- * Packed entry, 16 bytes (struct gfs_bm_slot):
+ * Packed entry, 12 bytes (struct gfs_bm_slot; the word w = hi:lo):
  *   seg  u32  segment index; 0 = NONE (all zero), HOLE, or ESC (the entry is
  *             in the overflow table `big`, unpacked)
- *   crc  u32  CRC-32C of the stored bytes (HOLE: low half of write_seq)
- *   w    u64  HOLE: high half of write_seq in the low 32 bits. Otherwise
- *             offset:23 | length:18 | flags:2 (ZSTD, SEALED) | dseq:21, where
+ *   w    u64  HOLE: the write_seq. Otherwise offset:23 | length:18 |
+ *             flags:2 (ZSTD, SEALED) | dseq:21, where
  *             dseq = write_seq - segs[seg].ws_base as a signed 21-bit value;
  *             ws_base is the write_seq of the first entry stored into that
  *             segment (a segment's blocks are uploaded together, so their
  *             write_seqs are close; compaction copies keep theirs, and the
  *             rare far one goes to the overflow table; so does one when
  *             the base would be >= 2^46).
- * What does not fit (offset >= 8 MiB, length 0 or >= 256 KiB, other flags,
- * a write_seq more than 2^20 away from the base) is stored unpacked in the
- * overflow hash table, marked ESC in the page. With the default 128 KiB
- * blocks and 25 blocks per segment (3.3 MB segments) everything packs.
- *
+ * No CRC: only payloads with a CRC trailer (GFS_SEGF_TRAILER, implied by a
+ * packed entry) pack; they check themselves when read back. Payloads
+ * without one (segments written before the trailer) keep their CRC in the
+ * overflow table, as does anything else that does not fit (offset >= 8 MiB,
+ * length 0 or >= 256 KiB, other flags, a write_seq more than 2^20 away from
+ * the base), marked ESC in the page. With the default 128 KiB blocks and 25
+ * blocks per segment (3.3 MB segments) every new entry packs.
  * Segment row, 40 bytes (struct gfs_bm_seg):
  *   epoch, seq      u64, u64  the object's key (epoch with the origin depth
  *                             above GFS_ORIGIN_SHIFT)
@@ -43,7 +44,7 @@
  * runs it when at least a quarter of the table and 64 rows are gone.
  *
  * Memory math (128 KiB blocks, 25 blocks per segment):
- *   entries   16 B per block, in 64 KiB pages of 4096 entries (512 MiB of
+ *   entries   12 B per block, in 48 KiB pages of 4096 entries (512 MiB of
  *             volume each) allocated on the first write into their range;
  *   directory 4 KiB pages of 512 page pointers (256 GiB of volume each),
  *             allocated with their first page; a top array of 8 B per 256 GiB
@@ -51,7 +52,7 @@
  *   segments  40 B per segment = 1.6 B per block at 25 blocks per segment,
  *             for the segments that hold live data (plus those deleted since
  *             the last reclaim: at most a third more);
- *   A fully written 1 TiB volume: 8 Mi blocks x 16 B = 128 MiB of entries,
+ *   A fully written 1 TiB volume: 8 Mi blocks x 12 B = 96 MiB of entries,
  *   16 KiB of directory, 335,545 segments x 40 B = 12.8 MiB. No slack on
  *   entries; the segment table is sized exactly when a manifest is loaded
  *   (wake), grows by half as segments arrive (realloc of a large table only
@@ -76,10 +77,11 @@
 #define MASK(n) ((UINT64_C(1) << (n)) - 1)
 #define DSQ_MIN (-(INT64_C(1) << (DSQ_BITS - 1)))
 #define DSQ_MAX ((INT64_C(1) << (DSQ_BITS - 1)) - 1)
-#define PACK_FLAGS 0x6u /* GFS_SEGF_ZSTD | GFS_SEGF_SEALED (segment.h) */
+#define PACK_FLAGS 0x6u   /* GFS_SEGF_ZSTD | GFS_SEGF_SEALED (segment.h), stored */
+#define PACK_TRAILER 0x8u /* GFS_SEGF_TRAILER: required, implied */
 
 _Static_assert(DSQ_SHIFT + DSQ_BITS == 64, "packed word is 64 bits");
-_Static_assert(sizeof(struct gfs_bm_slot) == 16, "a packed entry is 16 bytes");
+_Static_assert(sizeof(struct gfs_bm_slot) == 12, "a packed entry is 12 bytes");
 _Static_assert(sizeof(struct gfs_bm_seg) == 40, "a segment row is 40 bytes");
 _Static_assert(GFS_BM_SEG_MAX_BYTES * UINT64_C(100) < (UINT64_C(1) << 39),
                "live_bytes * 100 fits its 39-bit field");
@@ -162,15 +164,15 @@ static struct gfs_bm_entry unpack(const struct gfs_blockmap *bm, uint64_t b,
         return x ? *x : e;
     }
     e.seg = s->seg;
+    uint64_t w = (uint64_t)s->hi << 32 | s->lo;
     if (s->seg == GFS_BM_HOLE) {
-        e.write_seq = (s->w << 32) | s->crc;
+        e.write_seq = w;
         return e;
     }
-    e.crc = s->crc;
-    e.offset = (uint32_t)(s->w & MASK(OFF_BITS));
-    e.length = (uint32_t)((s->w >> LEN_SHIFT) & MASK(LEN_BITS));
-    e.flags = (uint32_t)((s->w >> FLG_SHIFT) & MASK(FLG_BITS)) << 1;
-    uint64_t d = s->w >> DSQ_SHIFT; /* sign-extend the 21-bit delta */
+    e.offset = (uint32_t)(w & MASK(OFF_BITS));
+    e.length = (uint32_t)((w >> LEN_SHIFT) & MASK(LEN_BITS));
+    e.flags = (uint32_t)((w >> FLG_SHIFT) & MASK(FLG_BITS)) << 1 | PACK_TRAILER;
+    uint64_t d = w >> DSQ_SHIFT; /* sign-extend the 21-bit delta */
     int64_t sd = (int64_t)(d ^ (UINT64_C(1) << (DSQ_BITS - 1))) - (INT64_C(1) << (DSQ_BITS - 1));
     e.write_seq = gfs_bm_seg_ws_base(&bm->segs[s->seg]) + (uint64_t)sd;
     return e;
@@ -186,11 +188,13 @@ static int pack(struct gfs_blockmap *bm, const struct gfs_bm_entry *e, struct gf
     if (e->seg == GFS_BM_HOLE) {
         if (e->offset || e->length || e->crc || e->flags)
             return 0;
-        *s = (struct gfs_bm_slot){GFS_BM_HOLE, (uint32_t)e->write_seq, e->write_seq >> 32};
+        *s = (struct gfs_bm_slot){GFS_BM_HOLE, (uint32_t)e->write_seq,
+                                  (uint32_t)(e->write_seq >> 32)};
         return 1;
     }
     if (!is_seg(e->seg) || e->seg >= bm->nsegs || e->offset > MASK(OFF_BITS) ||
-        e->length == 0 || e->length > MASK(LEN_BITS) || (e->flags & ~PACK_FLAGS))
+        e->length == 0 || e->length > MASK(LEN_BITS) || !(e->flags & PACK_TRAILER) ||
+        (e->flags & ~(PACK_FLAGS | PACK_TRAILER)))
         return 0;
     struct gfs_bm_seg *sg = &bm->segs[e->seg];
     if (!sg->ws_known) {
@@ -203,10 +207,10 @@ static int pack(struct gfs_blockmap *bm, const struct gfs_bm_entry *e, struct gf
     int64_t d = (int64_t)(e->write_seq - gfs_bm_seg_ws_base(sg));
     if (d < DSQ_MIN || d > DSQ_MAX)
         return 0;
-    s->seg = e->seg;
-    s->crc = e->crc;
-    s->w = (uint64_t)e->offset | ((uint64_t)e->length << LEN_SHIFT) |
-           ((uint64_t)(e->flags >> 1) << FLG_SHIFT) | (((uint64_t)d & MASK(DSQ_BITS)) << DSQ_SHIFT);
+    uint64_t w = (uint64_t)e->offset | ((uint64_t)e->length << LEN_SHIFT) |
+                 ((uint64_t)((e->flags & PACK_FLAGS) >> 1) << FLG_SHIFT) |
+                 (((uint64_t)d & MASK(DSQ_BITS)) << DSQ_SHIFT);
+    *s = (struct gfs_bm_slot){e->seg, (uint32_t)w, (uint32_t)(w >> 32)};
     return 1;
 }
 
@@ -265,6 +269,8 @@ int gfs_bm_set(struct gfs_blockmap *bm, uint64_t b, const struct gfs_bm_entry *e
         }
         *x = *e;
         x->pad_ = 0;
+        if (x->flags & PACK_TRAILER)
+            x->crc = 0; /* as if packed: the payload checks itself */
         ns = (struct gfs_bm_slot){.seg = SEG_ESC};
     } else if (s->seg == SEG_ESC) {
         free(gfs_u64map_del(&bm->big, b));

@@ -2,7 +2,7 @@
  * blockmap.h — where each block of a volume lives in the object store:
  * block index -> (segment, offset, length, crc, flags, write_seq), plus the
  * table of segments with their live-byte counts. Entries are stored packed
- * in 16 bytes (see blockmap.c for the layout and the memory math) in 64 KiB
+ * in 12 bytes (see blockmap.c for the layout and the memory math) in 48 KiB
  * pages allocated on first write, so memory follows the written part of the
  * volume and a sparse 1 PiB volume costs a few KiB. The segment table keeps
  * a 40-byte row per segment; rows of segments deleted from the store are
@@ -25,7 +25,8 @@ struct gfs_bm_entry {
     uint32_t seg;       /* index into the segment table (>= 1), or NONE/HOLE */
     uint32_t offset;    /* of the stored bytes inside the segment object */
     uint32_t length;    /* stored bytes */
-    uint32_t crc;       /* CRC-32C of the stored bytes */
+    uint32_t crc;       /* CRC-32C of the stored bytes; 0 (not kept) when the
+                           payload has its own (GFS_SEGF_TRAILER) */
     uint32_t flags;     /* GFS_SEGF_* */
     uint32_t pad_;
     uint64_t write_seq; /* newest journal seq folded into this version */
@@ -61,14 +62,13 @@ static inline uint64_t gfs_bm_seg_ws_base(const struct gfs_bm_seg *s)
     return (uint64_t)s->ws_hi << GFS_BM_WS_LO_BITS | (uint64_t)s->ws_lo;
 }
 
-/* A packed entry (blockmap.c). */
+/* A packed entry (blockmap.c): 12 bytes, so 32-bit words. */
 struct gfs_bm_slot {
     uint32_t seg;
-    uint32_t crc;
-    uint64_t w;
+    uint32_t lo, hi; /* the packed 64-bit word */
 };
 
-#define GFS_BM_CHUNK_SHIFT 12                    /* 4096 entries = one 64 KiB page */
+#define GFS_BM_CHUNK_SHIFT 12                    /* 4096 entries = one 48 KiB page */
 #define GFS_BM_CHUNK (1u << GFS_BM_CHUNK_SHIFT)
 #define GFS_BM_DIR_SHIFT 9                       /* 512 page pointers per directory page */
 #define GFS_BM_DIR (1u << GFS_BM_DIR_SHIFT)
@@ -93,7 +93,8 @@ int gfs_bm_grow(struct gfs_blockmap *bm, uint64_t nblocks);
 struct gfs_bm_entry gfs_bm_get(const struct gfs_blockmap *bm, uint64_t b);
 
 /* Set block b's entry, moving live bytes from the old segment to the new.
- * A NONE entry is stored as all zeroes (its other fields are dropped). */
+ * A NONE entry is stored as all zeroes (its other fields are dropped); the
+ * crc of a GFS_SEGF_TRAILER entry is not kept (reads back 0). */
 int gfs_bm_set(struct gfs_blockmap *bm, uint64_t b, const struct gfs_bm_entry *e);
 
 /* The first written (non-NONE) block >= *b: sets *b and *e and returns 1, or

@@ -32,7 +32,6 @@
 #include <string.h>
 
 #include "cleanup.h"
-#include "crc32c.h"
 #include "segment.h"
 
 /* A segment compaction must leave alone: a snapshot names it, or it is of
@@ -99,7 +98,7 @@ static int write_copy(struct glidefs_volume *v, struct moved *mv, uint32_t n,
     size_t hlen = gfs_seg_header_size_mac(n, sealed);
     size_t total = hlen;
     for (uint32_t i = 0; i < n; i++)
-        total += mv[i].old.length;
+        total += gfs_seg_span(mv[i].old.length, GFS_SEGF_TRAILER);
     CLEANUP_FREE uint8_t *obj = malloc(total);
     CLEANUP_FREE struct gfs_seg_entry *ents = calloc(n, sizeof *ents);
     int r = (!obj || !ents) ? -ENOMEM : 0;
@@ -110,11 +109,12 @@ static int write_copy(struct glidefs_volume *v, struct moved *mv, uint32_t n,
         ents[i].offset = (uint32_t)off;
         ents[i].length = mv[i].old.length;
         ents[i].raw_length = v->bs;
-        ents[i].crc = mv[i].old.crc;
-        ents[i].flags = mv[i].old.flags;
+        ents[i].crc = mv[i].old.crc; /* checked when read (compact_some) */
+        ents[i].flags = mv[i].old.flags | GFS_SEGF_TRAILER; /* copies gain one */
         memcpy(obj + off, payloads[i], mv[i].old.length);
+        gfs_seg_put_trailer(obj + off, mv[i].old.length, mv[i].old.crc);
         mv[i].new_offset = (uint32_t)off;
-        off += mv[i].old.length;
+        off += gfs_seg_span(mv[i].old.length, ents[i].flags);
     }
     if (r == 0) {
         struct gfs_seg_header h = {.epoch = epoch, .seq = seq, .nblocks = n, .block_size = v->bs,
@@ -142,6 +142,8 @@ static int write_copy(struct glidefs_volume *v, struct moved *mv, uint32_t n,
         struct gfs_bm_entry e = cur;
         e.seg = (uint32_t)si;
         e.offset = mv[i].new_offset;
+        e.flags |= GFS_SEGF_TRAILER;
+        e.crc = mv[i].old.crc;
         gfs_bm_set(&v->bm, mv[i].block, &e);
         gfs_cache_drop(&v->cache, mv[i].block); /* cached under the old location */
         *rewritten += e.length;
@@ -247,9 +249,12 @@ static int rewrite(struct glidefs_volume *v, uint64_t budget, uint64_t target,
         for (size_t i = 0; i < nm && r == 0; i++) {
             if (mv[i].old.seg != sg)
                 continue;
-            const struct gfs_bm_entry *e = &mv[i].old;
-            if ((uint64_t)e->offset + e->length > total ||
-                gfs_crc32c(0, obj + e->offset, e->length) != e->crc) {
+            struct gfs_bm_entry *e = &mv[i].old;
+            uint64_t span = gfs_seg_span(e->length, e->flags);
+            /* the CRC, from the trailer or the map, goes into the copy's */
+            if ((uint64_t)e->offset + span > total ||
+                gfs_seg_payload_check(obj + e->offset, span, e->length, e->flags, e->crc,
+                                      &e->crc) < 0) {
                 /* never copy damage forward: leave that block where it is */
                 gfs_err(&v->log, "%s: block %" PRIu64 " in %s fails its checksum; not moved",
                         v->name, mv[i].block, key);

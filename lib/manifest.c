@@ -32,7 +32,7 @@
 #define MAN_ENTRY_LEN 32u
 #define MAN_FLAGS_LEN 4u
 #define MAN_ZSTD_LEVEL 3
-#define SEGF_ALL (GFS_SEGF_HOLE | GFS_SEGF_ZSTD | GFS_SEGF_SEALED)
+#define SEGF_ALL (GFS_SEGF_HOLE | GFS_SEGF_ZSTD | GFS_SEGF_SEALED | GFS_SEGF_TRAILER)
 
 /* zstd emits at most 128 KiB per block and every block costs at least 4
  * bytes (3 of header, 1 of content), so no valid frame expands more than
@@ -99,7 +99,7 @@ static int check_manifest(const struct gfs_manifest *m)
             e->length > GFS_SEG_MAX_STORED(m->block_size) ||
             e->offset < gfs_seg_header_size(1))
             return -EBADMSG;
-        if (!(e->flags & (GFS_SEGF_ZSTD | GFS_SEGF_SEALED)) && e->length != m->block_size)
+        if (!(e->flags & GFS_SEGF_CODED) && e->length != m->block_size)
             return -EBADMSG;
     }
     return 0;

@@ -22,7 +22,9 @@
  *     segs[nsegs]      16 bytes each: epoch u64, seq u64 (strictly increasing)
  *     entries[n]       32 bytes each: block_index u64, write_seq u64,
  *                      seg u32 (index into segs, or GFS_MAN_HOLE), offset u32,
- *                      length u32, crc u32  — block_index strictly increasing
+ *                      length u32, crc u32  — block_index strictly increasing;
+ *                      crc is 0 when the payload has a CRC trailer (the
+ *                      map does not keep it; the trailer checks the payload)
  *     flags[n]         u32 each: the GFS_SEGF_* flags of the entry
  *     body_crc         u32  CRC-32C of the decoded body before it
  *   mac               32 bytes, only when flags has GFS_MANF_MAC (sealed

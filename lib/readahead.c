@@ -186,14 +186,14 @@ static void run_job(struct gfs_ra *ra, struct ra_job *j)
     uint64_t filled = 0;
     for (uint32_t i = 0; i < j->n; i++) {
         const struct gfs_bm_entry *e = &j->e[i];
-        uint64_t o = e->offset - j->lo;
-        if (o + e->length > got)
+        uint64_t o = e->offset - j->lo, span = gfs_seg_span(e->length, e->flags);
+        if (o + span > got)
             break;
-        int plain = e->flags == 0 && e->length == v->bs;
+        int plain = !(e->flags & GFS_SEGF_CODED) && e->length == v->bs;
         uint8_t *out = plain ? buf + o : scratch;
         /* a bad block is left to the reader, which fetches it again and
          * fails with -EIO (counted and logged there) */
-        if (gfs_volume_check_block(v, j->b0 + i, e, buf + o, e->length, out) < 0)
+        if (gfs_volume_check_block(v, j->b0 + i, e, buf + o, span, out) < 0)
             continue;
         pthread_mutex_lock(&v->lock);
         int have = gfs_cache_has(&v->cache, j->b0 + i, e->seg, e->offset);
@@ -305,7 +305,7 @@ static void plan(struct gfs_ra *ra, struct ra_stream *s, uint64_t fb, uint64_t l
             continue;
         }
         uint32_t n = 1;
-        uint64_t end = (uint64_t)run[0].offset + run[0].length;
+        uint64_t end = run[0].offset + gfs_seg_span(run[0].length, run[0].flags);
         /* the run may go past the window to the end of its segment: a
          * bounded overshoot that saves a GET */
         while (n < ra->max_job && p + n < (ahead ? nblocks : want)) {
@@ -313,7 +313,7 @@ static void plan(struct gfs_ra *ra, struct ra_stream *s, uint64_t fb, uint64_t l
             if (!wanted(ra, p + n, &e) || e.seg != run[0].seg || e.offset != end)
                 break;
             run[n++] = e;
-            end += e.length;
+            end += gfs_seg_span(e.length, e.flags);
         }
         struct ra_job *j = malloc(sizeof *j + n * sizeof j->e[0]);
         if (!j)

@@ -24,7 +24,7 @@
 
 #define SEG_MIN_BLOCK_SIZE 4096u
 #define SEG_MAX_BLOCK_SIZE (4u << 20)
-#define SEGF_ALL (GFS_SEGF_HOLE | GFS_SEGF_ZSTD | GFS_SEGF_SEALED)
+#define SEGF_ALL (GFS_SEGF_HOLE | GFS_SEGF_ZSTD | GFS_SEGF_SEALED | GFS_SEGF_TRAILER)
 
 static int block_size_ok(uint32_t bs)
 {
@@ -68,11 +68,11 @@ static int check_entries(const struct gfs_seg_entry *e, uint32_t n, uint32_t blo
         }
         if (x->length == 0 || x->raw_length != block_size)
             return -EBADMSG;
-        if (!(x->flags & (GFS_SEGF_ZSTD | GFS_SEGF_SEALED)) && x->length != x->raw_length)
+        if (!(x->flags & GFS_SEGF_CODED) && x->length != x->raw_length)
             return -EBADMSG; /* plain payload is the block itself */
         if (x->length > GFS_SEG_MAX_STORED(block_size))
             return -EBADMSG;
-        uint64_t end = (uint64_t)x->offset + x->length;
+        uint64_t end = (uint64_t)x->offset + gfs_seg_span(x->length, x->flags);
         if (x->offset < hdr_size)
             return -EBADMSG;
         if (object_size && end > object_size)
@@ -88,6 +88,26 @@ static int check_entries(const struct gfs_seg_entry *e, uint32_t n, uint32_t blo
                 return -EBADMSG; /* overlapping payloads */
     }
     return 0;
+}
+
+int gfs_seg_payload_check(const void *p, size_t got, uint32_t length, uint32_t flags,
+                          uint32_t crc, uint32_t *crc_out)
+{
+    if (!p || got != gfs_seg_span(length, flags))
+        return -EBADMSG;
+    uint32_t c = gfs_crc32c(0, p, length);
+    if (flags & GFS_SEGF_TRAILER)
+        crc = gfs_le32_get((const uint8_t *)p + length);
+    if (c != crc)
+        return -EBADMSG;
+    if (crc_out)
+        *crc_out = c;
+    return 0;
+}
+
+void gfs_seg_put_trailer(void *p, uint32_t length, uint32_t crc)
+{
+    gfs_le32_put((uint8_t *)p + length, crc);
 }
 
 int gfs_seg_encode_header(const struct gfs_seg_header *h, void *out, size_t outlen)

@@ -22,15 +22,22 @@
  *                           ZSTD or SEALED; <= GFS_SEG_MAX_STORED(block_size))
  *     24 raw_length   u32  (bytes after decoding; == block_size, or 0 for a hole)
  *     28 crc          u32  (CRC-32C of the stored bytes; 0 for a hole)
- *     32 flags        u32  (GFS_SEGF_HOLE alone, or GFS_SEGF_ZSTD and/or
- *                           GFS_SEGF_SEALED; no other bits)
+ *     32 flags        u32  (GFS_SEGF_HOLE alone, or any of GFS_SEGF_ZSTD,
+ *                           GFS_SEGF_SEALED, GFS_SEGF_TRAILER; no other bits)
  *     36 reserved     u32 (0)
  *   header_crc        u32  CRC-32C of bytes [0, header_len)
  *   header_mac        32 bytes, only when flags has GFS_SEG_HDR_MAC:
  *                     HMAC-SHA256 of bytes [0, header_len) under the volume's
  *                     header MAC key (gfs_codec_mac, codec.h)
  *   payloads          the stored bytes of each non-hole block, at their offsets
- *                     (>= gfs_seg_header_size_mac(nblocks, has_mac))
+ *                     (>= gfs_seg_header_size_mac(nblocks, has_mac)); with
+ *                     GFS_SEGF_TRAILER each is followed by its CRC-32C (u32,
+ *                     the entry's crc again), so the entry spans length + 4
+ *
+ * The trailer lets a ranged read of one payload check itself: the block map
+ * then keeps no CRC in RAM for the block (blockmap.c), only where it is.
+ * Segments written before the trailer existed have none; they still read,
+ * checked against the CRC the map keeps for them.
  *
  * Decoding validates everything before trusting it: magic, version, counts,
  * lengths, every entry's [offset, offset+length) inside the object and past
@@ -64,6 +71,9 @@
 #define GFS_SEGF_HOLE 0x1u   /* block reads as zeroes; no payload */
 #define GFS_SEGF_ZSTD 0x2u   /* payload is zstd-compressed */
 #define GFS_SEGF_SEALED 0x4u /* payload is AES-256-GCM sealed */
+#define GFS_SEGF_TRAILER 0x8u /* payload is followed by its CRC-32C (4 bytes) */
+#define GFS_SEGF_CODED (GFS_SEGF_ZSTD | GFS_SEGF_SEALED) /* what the codec undoes */
+#define GFS_SEG_TRAILER_LEN 4u
 
 /* Largest stored length of one block: room for zstd's worst case plus the
  * sealing overhead. Bounds what a reader allocates for one payload even when
@@ -79,6 +89,21 @@ struct gfs_seg_entry {
     uint32_t crc;
     uint32_t flags;
 };
+
+/* Bytes an entry's payload spans in its object, with its trailer if any. */
+static inline uint64_t gfs_seg_span(uint32_t length, uint32_t flags)
+{
+    return (uint64_t)length + ((flags & GFS_SEGF_TRAILER) ? GFS_SEG_TRAILER_LEN : 0u);
+}
+
+/* Check a payload read back: got must be exactly its span, and its CRC-32C
+ * must match the trailer (GFS_SEGF_TRAILER) or else crc. Returns 0 and the
+ * CRC in *crc_out (may be NULL), or -EBADMSG. */
+int gfs_seg_payload_check(const void *p, size_t got, uint32_t length, uint32_t flags,
+                          uint32_t crc, uint32_t *crc_out);
+
+/* Write payload p's trailer at p + length (the caller left room). */
+void gfs_seg_put_trailer(void *p, uint32_t length, uint32_t crc);
 
 struct gfs_seg_header {
     uint64_t epoch;

@@ -242,7 +242,7 @@ static int build_segment(struct glidefs_volume *v, struct seg_job *job)
     size_t total = hlen;
     for (uint32_t i = 0; i < job->n; i++)
         if (!job->blocks[i].hole)
-            total += gfs_codec_max_stored(v->codec);
+            total += gfs_codec_max_stored(v->codec) + GFS_SEG_TRAILER_LEN;
     job->obj = malloc(total);
     if (!job->obj)
         return -ENOMEM;
@@ -266,9 +266,10 @@ static int build_segment(struct glidefs_volume *v, struct seg_job *job)
             e->offset = (uint32_t)off;
             e->length = len;
             e->raw_length = v->bs;
-            e->flags = flags;
+            e->flags = flags | GFS_SEGF_TRAILER;
             e->crc = gfs_crc32c(0, job->obj + off, len);
-            off += len;
+            gfs_seg_put_trailer(job->obj + off, len, e->crc);
+            off += gfs_seg_span(len, e->flags);
         }
         sb->se = *e;
     }

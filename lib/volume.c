@@ -21,7 +21,6 @@
 #include <ftw.h>
 
 #include "cleanup.h"
-#include "crc32c.h"
 #include "readahead.h"
 #include "segment.h"
 
@@ -83,11 +82,12 @@ static int check_io(glidefs_volume *v, uint64_t off, uint64_t len)
 int gfs_volume_check_block(struct glidefs_volume *v, uint64_t b, const struct gfs_bm_entry *e,
                            const uint8_t *stored, size_t got, void *buf)
 {
-    int plain = e->flags == 0 && e->length == v->bs;
-    if (got != e->length || gfs_crc32c(0, stored, e->length) != e->crc ||
+    uint32_t coded = e->flags & GFS_SEGF_CODED;
+    int plain = coded == 0 && e->length == v->bs;
+    if (gfs_seg_payload_check(stored, got, e->length, e->flags, e->crc, NULL) < 0 ||
         (plain && gfs_codec_sealed(v->codec)) ||
-        (!plain && gfs_codec_decode_seq(v->codec, b, e->write_seq, e->flags, stored, e->length,
-                                        buf) < 0))
+        (!plain &&
+         gfs_codec_decode_seq(v->codec, b, e->write_seq, coded, stored, e->length, buf) < 0))
         return -EIO;
     if (plain && (const void *)stored != buf)
         memcpy(buf, stored, v->bs);
@@ -109,14 +109,16 @@ static int fetch_at(struct glidefs_volume *v, uint64_t b, const struct gfs_bm_en
         gfs_err(&v->log, "%s: block %" PRIu64 " in %s has an impossible length", v->name, b, key);
         return -EIO;
     }
-    /* plain blocks land in buf directly; encoded ones go through a scratch buffer */
-    int plain = e->flags == 0 && e->length == v->bs;
-    CLEANUP_FREE uint8_t *scratch = plain ? NULL : malloc(e->length);
-    uint8_t *dst = plain ? buf : scratch;
+    /* plain blocks without a trailer land in buf directly; the rest go
+     * through a scratch buffer */
+    uint64_t span = gfs_seg_span(e->length, e->flags);
+    int direct = e->flags == 0 && e->length == v->bs;
+    CLEANUP_FREE uint8_t *scratch = direct ? NULL : malloc(span);
+    uint8_t *dst = direct ? buf : scratch;
     if (!dst)
         return -ENOMEM;
     size_t got = 0;
-    int r = v->store->ops->get_range(v->store, key, e->offset, e->length, dst, &got);
+    int r = v->store->ops->get_range(v->store, key, e->offset, span, dst, &got);
     if (r < 0) {
         gfs_err(&v->log, "%s: reading block %" PRIu64 " from %s failed: %s", v->name, b, key,
                 glidefs_strerror(r));

@@ -238,9 +238,10 @@ static inline const char *gfs_origin_name(const struct glidefs_volume *v, uint32
 /* volume.c: fetch block b's stored bytes (decoded) into buf (bs bytes). */
 int gfs_volume_fetch_block(struct glidefs_volume *v, uint64_t b, const struct gfs_bm_entry *e,
                            void *buf);
-/* volume.c: verify the stored bytes of block b as a GET returned them and
- * decode them into buf (bs bytes; may equal stored for a plain block).
- * -EIO if they fail the checksum or authentication; logs nothing. */
+/* volume.c: verify the stored bytes of block b as a GET returned them (got
+ * bytes: the payload's span, with its CRC trailer if it has one) and decode
+ * them into buf (bs bytes; may equal stored for a plain block). -EIO if they
+ * fail the checksum or authentication; logs nothing. */
 int gfs_volume_check_block(struct glidefs_volume *v, uint64_t b, const struct gfs_bm_entry *e,
                            const uint8_t *stored, size_t got, void *buf);
 /* volume.c: put a clean block we hold in memory into the cache (lock not held). */

@@ -130,7 +130,7 @@ static void assert_invariants(const struct gfs_manifest *m)
         if (i)
             assert_true(x->block_index > m->entries[i - 1].block_index);
         assert_true(x->block_index < vb);
-        assert_true((x->flags & ~7u) == 0);
+        assert_true((x->flags & ~15u) == 0);
         if (x->seg == GFS_MAN_HOLE) {
             assert_true(x->flags == GFS_SEGF_HOLE && !x->offset && !x->length && !x->crc);
         } else {

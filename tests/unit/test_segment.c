@@ -2,7 +2,9 @@
  * test_segment.c — the segment header format: round trips, a table of
  * hostile headers (each breaking exactly one rule, with the CRC fixed up so
  * the rule itself is what refuses it), truncation (-EAGAIN with the right
- * *need), random mutation, and the key helpers.
+ * *need), random mutation, the payload CRC check (with a trailer, or the
+ * CRC given for a payload without one), and the key helpers. Hostile cases
+ * include trailers that run past the object or into the next payload.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -66,9 +68,10 @@ static uint64_t make_header_at(struct gfs_seg_header *h, uint32_t n, uint32_t bs
             break;
         }
         if (!(e->flags & GFS_SEGF_HOLE)) {
+            e->flags |= rng() % 4 ? GFS_SEGF_TRAILER : 0;
             e->offset = (uint32_t)off;
             e->crc = (uint32_t)rng();
-            off += e->length + rng() % 3; /* gaps are allowed */
+            off += gfs_seg_span(e->length, e->flags) + rng() % 3; /* gaps are allowed */
         }
     }
     return off;
@@ -93,7 +96,7 @@ static void assert_invariants(const struct gfs_seg_header *h, uint64_t object_si
         const struct gfs_seg_entry *e = &h->entries[i];
         if (i)
             assert_true(e->block_index > h->entries[i - 1].block_index);
-        assert_true((e->flags & ~7u) == 0);
+        assert_true((e->flags & ~15u) == 0);
         if (e->flags & GFS_SEGF_HOLE) {
             assert_true(e->flags == GFS_SEGF_HOLE);
             assert_true(!e->offset && !e->length && !e->raw_length && !e->crc);
@@ -103,14 +106,16 @@ static void assert_invariants(const struct gfs_seg_header *h, uint64_t object_si
         assert_true(e->raw_length == h->block_size);
         assert_true(e->offset >= hs);
         if (object_size)
-            assert_true((uint64_t)e->offset + e->length <= object_size);
+            assert_true((uint64_t)e->offset + e->length + (e->flags & GFS_SEGF_TRAILER ? 4 : 0) <=
+                        object_size);
         if (!(e->flags & (GFS_SEGF_ZSTD | GFS_SEGF_SEALED)))
             assert_true(e->length == e->raw_length);
         for (uint32_t j = 0; j < i; j++) {
             const struct gfs_seg_entry *f = &h->entries[j];
             if (f->flags & GFS_SEGF_HOLE)
                 continue;
-            uint64_t a0 = e->offset, a1 = a0 + e->length, b0 = f->offset, b1 = b0 + f->length;
+            uint64_t a0 = e->offset, a1 = a0 + e->length + (e->flags & GFS_SEGF_TRAILER ? 4 : 0);
+            uint64_t b0 = f->offset, b1 = b0 + f->length + (f->flags & GFS_SEGF_TRAILER ? 4 : 0);
             assert_true(a1 <= b0 || b1 <= a0);
         }
     }
@@ -298,7 +303,14 @@ static const struct hostile hostile_cases[] = {
     { "HOLE with crc", ENT(1) + F_CRC, 4, 5, 0, OBJ_BASE, -EBADMSG },
     { "HOLE with ZSTD", ENT(1) + F_FLAGS, 4, GFS_SEGF_HOLE | GFS_SEGF_ZSTD, 0, OBJ_BASE, -EBADMSG },
     { "HOLE flag on data", ENT(0) + F_FLAGS, 4, GFS_SEGF_HOLE, 0, OBJ_BASE, -EBADMSG },
-    { "unknown entry flag", ENT(0) + F_FLAGS, 4, 0x8, 0, OBJ_BASE, -EBADMSG },
+    { "unknown entry flag", ENT(0) + F_FLAGS, 4, 0x10, 0, OBJ_BASE, -EBADMSG },
+    { "HOLE with TRAILER", ENT(1) + F_FLAGS, 4, GFS_SEGF_HOLE | GFS_SEGF_TRAILER, 0, OBJ_BASE,
+      -EBADMSG },
+    { "trailer past the end", ENT(3) + F_FLAGS, 4, GFS_SEGF_TRAILER, 0, OBJ_BASE, -EBADMSG },
+    { "trailer overlaps the next", ENT(0) + F_FLAGS, 4, GFS_SEGF_TRAILER, 0, OBJ_UNKNOWN,
+      -EBADMSG },
+    { "zstd trailer into e3", ENT(2) + F_FLAGS, 4, GFS_SEGF_ZSTD | GFS_SEGF_TRAILER, 0,
+      OBJ_UNKNOWN, -EBADMSG },
     { "entry reserved", ENT(2) + F_RES, 4, 1, 0, OBJ_BASE, -EBADMSG },
     { "unsorted indexes", ENT(1) + F_IDX, 8, 0, 0, OBJ_BASE, -EBADMSG },
     { "duplicate index", ENT(3) + F_IDX, 8, 7, 0, OBJ_BASE, -EBADMSG },
@@ -314,6 +326,8 @@ static const struct hostile hostile_cases[] = {
     /* controls: the fix-up machinery itself leaves valid headers valid */
     { "control: new write_seq", ENT(0) + F_WSEQ, 8, 12345, 0, OBJ_BASE, 0 },
     { "control: huge gap before e3", ENT(3) + F_OFF, 4, OFF3 + 50, 0, OBJ_UNKNOWN, 0 },
+    { "control: trailer, size unknown", ENT(3) + F_FLAGS, 4, GFS_SEGF_TRAILER, 0, OBJ_UNKNOWN, 0 },
+    { "control: trailer that fits", ENT(3) + F_FLAGS, 4, GFS_SEGF_TRAILER, 0, OBJSZ + 4, 0 },
 };
 
 static void test_hostile_table(void **state)
@@ -432,6 +446,44 @@ static void test_random_mutation(void **state)
     /* Flips of write_seq, crc or uuid bytes stay valid: some must pass. */
     assert_true(accepted > 0);
     free(good);
+}
+
+/* A payload read back checks against its trailer, or without one against
+ * the CRC it is given: any flipped byte, a short or long read, fails. */
+static void test_payload_check(void **state)
+{
+    (void)state;
+    enum { LEN = 1000 };
+    uint8_t p[LEN + 4];
+    for (int i = 0; i < LEN; i++)
+        p[i] = (uint8_t)(i * 7 + 3);
+    uint32_t crc = gfs_crc32c(0, p, LEN), got = 0;
+    assert_int_equal(gfs_seg_span(LEN, GFS_SEGF_TRAILER), LEN + 4);
+    assert_int_equal(gfs_seg_span(LEN, GFS_SEGF_ZSTD), LEN);
+    gfs_seg_put_trailer(p, LEN, crc);
+    assert_int_equal(gfs_le32_get(p + LEN), crc);
+    /* with a trailer the given crc is not used */
+    assert_int_equal(gfs_seg_payload_check(p, LEN + 4, LEN, GFS_SEGF_TRAILER, 0, &got), 0);
+    assert_int_equal(got, crc);
+    assert_int_equal(gfs_seg_payload_check(p, LEN, LEN, GFS_SEGF_TRAILER, crc, NULL), -EBADMSG);
+    assert_int_equal(gfs_seg_payload_check(p, LEN + 3, LEN, GFS_SEGF_TRAILER, crc, NULL),
+                     -EBADMSG);
+    assert_int_equal(gfs_seg_payload_check(NULL, LEN + 4, LEN, GFS_SEGF_TRAILER, crc, NULL),
+                     -EBADMSG);
+    for (int i = 0; i < LEN + 4; i += 97) {
+        p[i] ^= 0x10;
+        assert_int_equal(gfs_seg_payload_check(p, LEN + 4, LEN, GFS_SEGF_TRAILER, crc, NULL),
+                         -EBADMSG);
+        p[i] ^= 0x10;
+    }
+    p[LEN + 3] ^= 1; /* the trailer itself */
+    assert_int_equal(gfs_seg_payload_check(p, LEN + 4, LEN, GFS_SEGF_TRAILER, crc, NULL),
+                     -EBADMSG);
+    p[LEN + 3] ^= 1;
+    /* without a trailer: the CRC from the map */
+    assert_int_equal(gfs_seg_payload_check(p, LEN, LEN, GFS_SEGF_ZSTD, crc, &got), 0);
+    assert_int_equal(gfs_seg_payload_check(p, LEN, LEN, 0, crc ^ 1, NULL), -EBADMSG);
+    assert_int_equal(gfs_seg_payload_check(p, LEN + 4, LEN, 0, crc, NULL), -EBADMSG);
 }
 
 static void test_keys(void **state)
@@ -680,6 +732,7 @@ int main(void)
         cmocka_unit_test(test_hostile_table),
         cmocka_unit_test(test_truncated),
         cmocka_unit_test(test_random_mutation),
+        cmocka_unit_test(test_payload_check),
         cmocka_unit_test(test_keys),
         cmocka_unit_test(test_mac_round_trip),
         cmocka_unit_test(test_mac_forgery),
