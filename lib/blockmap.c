@@ -14,13 +14,16 @@
  *             write_seqs are close; compaction copies keep theirs, and the
  *             rare far one goes to the overflow table; so does one when
  *             the base would be >= 2^46).
- * No CRC: only payloads with a CRC trailer (GFS_SEGF_TRAILER, implied by a
- * packed entry) pack; they check themselves when read back. Payloads
- * without one (segments written before the trailer) keep their CRC in the
- * overflow table, as does anything else that does not fit (offset >= 8 MiB,
- * length 0 or >= 256 KiB, other flags, a write_seq more than 2^20 away from
- * the base), marked ESC in the page. With the default 128 KiB blocks and 25
- * blocks per segment (3.3 MB segments) every new entry packs.
+ * No CRC: a payload with a CRC trailer (GFS_SEGF_TRAILER) checks itself when
+ * read back. One without (a segment written before the trailer existed)
+ * needs its CRC kept: its slot has SEG_LEGACY set in seg (indices stay below
+ * 2^31) and the CRC sits in a side page of 4096 u32s (16 KiB) parallel to
+ * the entry page, allocated with the first such entry in its range, so an
+ * old store costs 16 B per block as before rather than an overflow entry.
+ * What does not fit (offset >= 8 MiB, length 0 or >= 256 KiB, other flags,
+ * a write_seq more than 2^20 away from the base) is stored unpacked in the
+ * overflow hash table, marked ESC in the page. With the default 128 KiB
+ * blocks and 25 blocks per segment (3.3 MB segments) every entry packs.
  * Segment row, 40 bytes (struct gfs_bm_seg):
  *   epoch, seq      u64, u64  the object's key (epoch with the origin depth
  *                             above GFS_ORIGIN_SHIFT)
@@ -66,6 +69,8 @@
 #include <string.h>
 
 #define SEG_ESC (GFS_BM_HOLE - 1u) /* never a segment index: seg_add stops below */
+#define SEG_LEGACY 0x80000000u     /* slot.seg: no trailer, the CRC is in the side page */
+#define SEG_LIMIT (SEG_LEGACY - 16u) /* segment indices stay below (and clear of ESC/HOLE) */
 
 #define OFF_BITS 23
 #define LEN_BITS 18
@@ -78,7 +83,7 @@
 #define DSQ_MIN (-(INT64_C(1) << (DSQ_BITS - 1)))
 #define DSQ_MAX ((INT64_C(1) << (DSQ_BITS - 1)) - 1)
 #define PACK_FLAGS 0x6u   /* GFS_SEGF_ZSTD | GFS_SEGF_SEALED (segment.h), stored */
-#define PACK_TRAILER 0x8u /* GFS_SEGF_TRAILER: required, implied */
+#define PACK_TRAILER 0x8u /* GFS_SEGF_TRAILER: implied unless SEG_LEGACY */
 
 _Static_assert(DSQ_SHIFT + DSQ_BITS == 64, "packed word is 64 bits");
 _Static_assert(sizeof(struct gfs_bm_slot) == 12, "a packed entry is 12 bytes");
@@ -89,6 +94,17 @@ _Static_assert(GFS_BM_SEG_MAX_BYTES * UINT64_C(100) < (UINT64_C(1) << 39),
 static int is_seg(uint32_t s)
 {
     return s != GFS_BM_NONE && s != GFS_BM_HOLE && s != SEG_ESC;
+}
+
+static int is_legacy(uint32_t s)
+{
+    return is_seg(s) && (s & SEG_LEGACY);
+}
+
+/* A packed slot's segment index (either kind), or 0 for NONE, HOLE, ESC. */
+static uint32_t slot_seg(uint32_t s)
+{
+    return is_seg(s) ? s & ~SEG_LEGACY : 0;
 }
 
 int gfs_bm_init(struct gfs_blockmap *bm, uint64_t nblocks)
@@ -113,6 +129,14 @@ void gfs_bm_free(struct gfs_blockmap *bm)
         free(bm->dir[i]);
     }
     free(bm->dir);
+    for (size_t i = 0; bm->crcdir && i < bm->ndir; i++) {
+        if (!bm->crcdir[i])
+            continue;
+        for (size_t k = 0; k < GFS_BM_DIR; k++)
+            free(bm->crcdir[i][k]);
+        free(bm->crcdir[i]);
+    }
+    free(bm->crcdir);
     size_t it = 0;
     uint64_t key;
     void *val;
@@ -132,11 +156,19 @@ int gfs_bm_grow(struct gfs_blockmap *bm, uint64_t nblocks)
     if (need > SIZE_MAX / sizeof *bm->dir)
         return -EINVAL;
     if (need > bm->ndir) {
+        /* both arrays grow before ndir does: a failure leaves the map as it was */
         struct gfs_bm_slot ***d = realloc(bm->dir, (size_t)need * sizeof *d);
         if (!d)
             return -ENOMEM;
-        memset(d + bm->ndir, 0, ((size_t)need - bm->ndir) * sizeof *d);
         bm->dir = d;
+        if (bm->crcdir) {
+            uint32_t ***c = realloc(bm->crcdir, (size_t)need * sizeof *c);
+            if (!c)
+                return -ENOMEM;
+            bm->crcdir = c;
+            memset(c + bm->ndir, 0, ((size_t)need - bm->ndir) * sizeof *c);
+        }
+        memset(d + bm->ndir, 0, ((size_t)need - bm->ndir) * sizeof *d);
         bm->ndir = (size_t)need;
     }
     bm->nblocks = nblocks;
@@ -153,6 +185,36 @@ static struct gfs_bm_slot *slot_of(const struct gfs_blockmap *bm, uint64_t b)
     return pg ? &pg[b & (GFS_BM_CHUNK - 1)] : NULL;
 }
 
+/* Block b's CRC in its side page (0 if the page is not there). */
+static uint32_t crc_get(const struct gfs_blockmap *bm, uint64_t b)
+{
+    uint64_t p = b >> GFS_BM_CHUNK_SHIFT;
+    uint32_t **dp = bm->crcdir ? bm->crcdir[p >> GFS_BM_DIR_SHIFT] : NULL;
+    const uint32_t *pg = dp ? dp[p & (GFS_BM_DIR - 1)] : NULL;
+    return pg ? pg[b & (GFS_BM_CHUNK - 1)] : 0;
+}
+
+/* Where block b's CRC goes, its side page allocated if need be (NULL: no
+ * memory). */
+static uint32_t *crc_slot(struct gfs_blockmap *bm, uint64_t b)
+{
+    uint64_t p = b >> GFS_BM_CHUNK_SHIFT;
+    /* the top array too comes with the first such entry: a store written
+     * with trailers never pays for it */
+    if (!bm->crcdir && !(bm->crcdir = calloc(bm->ndir, sizeof *bm->crcdir)))
+        return NULL;
+    uint32_t ***dp = &bm->crcdir[p >> GFS_BM_DIR_SHIFT];
+    if (!*dp && !(*dp = calloc(GFS_BM_DIR, sizeof **dp)))
+        return NULL;
+    uint32_t **pp = &(*dp)[p & (GFS_BM_DIR - 1)];
+    if (!*pp) {
+        if (!(*pp = calloc(GFS_BM_CHUNK, sizeof **pp)))
+            return NULL;
+        bm->crcpages++;
+    }
+    return &(*pp)[b & (GFS_BM_CHUNK - 1)];
+}
+
 static struct gfs_bm_entry unpack(const struct gfs_blockmap *bm, uint64_t b,
                                   const struct gfs_bm_slot *s)
 {
@@ -163,22 +225,28 @@ static struct gfs_bm_entry unpack(const struct gfs_blockmap *bm, uint64_t b,
         const struct gfs_bm_entry *x = gfs_u64map_get(&bm->big, b);
         return x ? *x : e;
     }
-    e.seg = s->seg;
     uint64_t w = (uint64_t)s->hi << 32 | s->lo;
     if (s->seg == GFS_BM_HOLE) {
+        e.seg = GFS_BM_HOLE;
         e.write_seq = w;
         return e;
     }
+    e.seg = slot_seg(s->seg);
     e.offset = (uint32_t)(w & MASK(OFF_BITS));
     e.length = (uint32_t)((w >> LEN_SHIFT) & MASK(LEN_BITS));
-    e.flags = (uint32_t)((w >> FLG_SHIFT) & MASK(FLG_BITS)) << 1 | PACK_TRAILER;
+    e.flags = (uint32_t)((w >> FLG_SHIFT) & MASK(FLG_BITS)) << 1;
+    if (s->seg & SEG_LEGACY)
+        e.crc = crc_get(bm, b); /* set stored it before the slot */
+    else
+        e.flags |= PACK_TRAILER;
     uint64_t d = w >> DSQ_SHIFT; /* sign-extend the 21-bit delta */
     int64_t sd = (int64_t)(d ^ (UINT64_C(1) << (DSQ_BITS - 1))) - (INT64_C(1) << (DSQ_BITS - 1));
-    e.write_seq = gfs_bm_seg_ws_base(&bm->segs[s->seg]) + (uint64_t)sd;
+    e.write_seq = gfs_bm_seg_ws_base(&bm->segs[e.seg]) + (uint64_t)sd;
     return e;
 }
 
-/* Pack e into *s if it fits (1), else 0. May set the segment's ws_base. */
+/* Pack e into *s if it fits (1), else 0. May set the segment's ws_base. An
+ * entry without a trailer packs with SEG_LEGACY: the caller keeps its CRC. */
 static int pack(struct gfs_blockmap *bm, const struct gfs_bm_entry *e, struct gfs_bm_slot *s)
 {
     if (e->seg == GFS_BM_NONE) {
@@ -193,8 +261,7 @@ static int pack(struct gfs_blockmap *bm, const struct gfs_bm_entry *e, struct gf
         return 1;
     }
     if (!is_seg(e->seg) || e->seg >= bm->nsegs || e->offset > MASK(OFF_BITS) ||
-        e->length == 0 || e->length > MASK(LEN_BITS) || !(e->flags & PACK_TRAILER) ||
-        (e->flags & ~(PACK_FLAGS | PACK_TRAILER)))
+        e->length == 0 || e->length > MASK(LEN_BITS) || (e->flags & ~(PACK_FLAGS | PACK_TRAILER)))
         return 0;
     struct gfs_bm_seg *sg = &bm->segs[e->seg];
     if (!sg->ws_known) {
@@ -210,7 +277,8 @@ static int pack(struct gfs_blockmap *bm, const struct gfs_bm_entry *e, struct gf
     uint64_t w = (uint64_t)e->offset | ((uint64_t)e->length << LEN_SHIFT) |
                  ((uint64_t)((e->flags & PACK_FLAGS) >> 1) << FLG_SHIFT) |
                  (((uint64_t)d & MASK(DSQ_BITS)) << DSQ_SHIFT);
-    *s = (struct gfs_bm_slot){e->seg, (uint32_t)w, (uint32_t)(w >> 32)};
+    uint32_t legacy = (e->flags & PACK_TRAILER) ? 0 : SEG_LEGACY;
+    *s = (struct gfs_bm_slot){e->seg | legacy, (uint32_t)w, (uint32_t)(w >> 32)};
     return 1;
 }
 
@@ -272,9 +340,17 @@ int gfs_bm_set(struct gfs_blockmap *bm, uint64_t b, const struct gfs_bm_entry *e
         if (x->flags & PACK_TRAILER)
             x->crc = 0; /* as if packed: the payload checks itself */
         ns = (struct gfs_bm_slot){.seg = SEG_ESC};
-    } else if (s->seg == SEG_ESC) {
-        free(gfs_u64map_del(&bm->big, b));
+    } else {
+        if (is_legacy(ns.seg)) {
+            uint32_t *c = crc_slot(bm, b);
+            if (!c)
+                return -ENOMEM;
+            *c = e->crc;
+        }
+        if (s->seg == SEG_ESC)
+            free(gfs_u64map_del(&bm->big, b));
     }
+    bm->legacy_entries += (uint64_t)is_legacy(ns.seg) - (uint64_t)is_legacy(s->seg);
     if (is_seg(old.seg) && old.seg < bm->nsegs)
         bm->segs[old.seg].live_bytes -= old.length;
     if (is_seg(e->seg) && e->seg < bm->nsegs)
@@ -323,6 +399,11 @@ size_t gfs_bm_mem_bytes(const struct gfs_blockmap *bm)
     for (size_t i = 0; i < bm->ndir; i++)
         if (bm->dir[i])
             n += GFS_BM_DIR * sizeof *bm->dir[i];
+    for (size_t i = 0; bm->crcdir && i < bm->ndir; i++)
+        if (bm->crcdir[i])
+            n += GFS_BM_DIR * sizeof *bm->crcdir[i];
+    if (bm->crcdir)
+        n += bm->ndir * sizeof *bm->crcdir + bm->crcpages * GFS_BM_CHUNK * sizeof(uint32_t);
     n += (size_t)bm->segcap * sizeof *bm->segs;
     n += bm->big.cap * (sizeof *bm->big.keys + sizeof *bm->big.vals) +
          bm->big.count * sizeof(struct gfs_bm_entry);
@@ -332,6 +413,11 @@ size_t gfs_bm_mem_bytes(const struct gfs_blockmap *bm)
 size_t gfs_bm_overflow_count(const struct gfs_blockmap *bm)
 {
     return bm->big.count;
+}
+
+uint64_t gfs_bm_legacy_count(const struct gfs_blockmap *bm)
+{
+    return bm->legacy_entries;
 }
 
 static int cmp_es(uint64_t ae, uint64_t as, uint64_t be, uint64_t bs)
@@ -364,7 +450,7 @@ static int seg_room(struct gfs_blockmap *bm, uint64_t need, int exact)
 {
     if (need <= bm->segcap)
         return 0;
-    if (need > SEG_ESC)
+    if (need > SEG_LIMIT)
         return -ENOSPC;
     uint64_t ncap = need;
     if (!exact) {
@@ -372,8 +458,8 @@ static int seg_room(struct gfs_blockmap *bm, uint64_t need, int exact)
         ncap = (uint64_t)bm->segcap + bm->segcap / 2;
         if (ncap < need)
             ncap = need;
-        if (ncap > SEG_ESC)
-            ncap = SEG_ESC;
+        if (ncap > SEG_LIMIT)
+            ncap = SEG_LIMIT;
     }
     struct gfs_bm_seg *s = realloc(bm->segs, (size_t)ncap * sizeof *s);
     if (!s)
@@ -399,7 +485,7 @@ int64_t gfs_bm_seg_add(struct gfs_blockmap *bm, uint64_t epoch, uint64_t seq, ui
         if (cmp_es(last->epoch, last->seq, epoch, seq) > 0)
             return -EINVAL;
     }
-    if (bm->nsegs >= SEG_ESC)
+    if (bm->nsegs >= SEG_LIMIT)
         return -ENOSPC;
     int r = seg_room(bm, (uint64_t)bm->nsegs + 1, 0);
     if (r < 0)
@@ -476,9 +562,11 @@ int64_t gfs_bm_seg_reclaim(struct gfs_blockmap *bm, uint32_t min_rows, gfs_bm_re
             struct gfs_bm_slot *pg = bm->dir[d][k];
             if (!pg)
                 continue;
-            for (uint32_t q = 0; q < GFS_BM_CHUNK; q++)
-                if (is_seg(pg[q].seg) && pg[q].seg < n)
-                    pg[q].seg = map[pg[q].seg];
+            for (uint32_t q = 0; q < GFS_BM_CHUNK; q++) {
+                uint32_t i = slot_seg(pg[q].seg);
+                if (i && i < n)
+                    pg[q].seg = map[i] | (pg[q].seg & SEG_LEGACY);
+            }
         }
     }
     it = 0;

@@ -2,8 +2,9 @@
  * blockmap.h — where each block of a volume lives in the object store:
  * block index -> (segment, offset, length, crc, flags, write_seq), plus the
  * table of segments with their live-byte counts. Entries are stored packed
- * in 12 bytes (see blockmap.c for the layout and the memory math) in 48 KiB
- * pages allocated on first write, so memory follows the written part of the
+ * in 12 bytes (see blockmap.c for the layout and the memory math; 16 for
+ * payloads written before segments had CRC trailers) in 48 KiB pages
+ * allocated on first write, so memory follows the written part of the
  * volume and a sparse 1 PiB volume costs a few KiB. The segment table keeps
  * a 40-byte row per segment; rows of segments deleted from the store are
  * reclaimed (gfs_bm_seg_reclaim), which renumbers the segment indices. Not
@@ -77,12 +78,16 @@ struct gfs_blockmap {
     uint64_t nblocks;
     struct gfs_bm_slot ***dir;    /* ndir pointers to directory pages of GFS_BM_DIR page pointers */
     size_t ndir;
+    uint32_t ***crcdir;           /* parallel to dir (NULL until needed): side pages of
+                                     CRCs for payloads without a trailer */
     struct gfs_u64map big;        /* block -> struct gfs_bm_entry *: entries that do not pack */
     struct gfs_bm_seg *segs;      /* segs[0] unused */
     uint32_t nsegs, segcap;
     uint64_t seg_gen;             /* bumped whenever reclaim renumbers the segments */
     uint64_t written_blocks;      /* entries != NONE */
     size_t pages;                 /* entry pages allocated */
+    size_t crcpages;              /* side pages allocated */
+    uint64_t legacy_entries;      /* packed entries of payloads without a CRC trailer */
 };
 
 int gfs_bm_init(struct gfs_blockmap *bm, uint64_t nblocks);
@@ -105,6 +110,8 @@ int gfs_bm_next(const struct gfs_blockmap *bm, uint64_t *b, struct gfs_bm_entry 
 size_t gfs_bm_mem_bytes(const struct gfs_blockmap *bm);
 /* Entries kept unpacked in the overflow table. */
 size_t gfs_bm_overflow_count(const struct gfs_blockmap *bm);
+/* Packed entries of payloads without a CRC trailer (their CRC in a side page). */
+uint64_t gfs_bm_legacy_count(const struct gfs_blockmap *bm);
 
 /* Find or add a segment; returns its index (>= 1) or a negative errno. A
  * total_bytes over GFS_BM_SEG_MAX_BYTES is recorded as 0 (unknown: such a

@@ -9,7 +9,7 @@
  *   - on an empty cache every block reads back byte-exact, through a
  *     manifest and through segment-header replay (manifests deleted), with
  *     read-ahead off (one GET per block) and on (coalesced GETs), and every
- *     legacy entry sits in the block map's overflow table with its CRC; the
+ *     legacy entry is packed in the block map with its CRC (side page); the
  *     manifest the volume then writes keeps those CRCs;
  *   - one flipped byte in a legacy plain payload and one in a legacy zstd
  *     payload make exactly those two blocks fail with -EIO (the CRC the map
@@ -17,7 +17,7 @@
  *     a bad block is never cached), the rest still read back;
  *   - compaction converts: the live blocks of sparse legacy segments are
  *     copied into segments whose every entry has a valid trailer and the
- *     same CRC, the legacy segments go from the store, the overflow table
+ *     same CRC, the legacy segments go from the store, the map's legacy count
  *     keeps only the blocks of the legacy segment left dense, and all of it
  *     reads back before and after a wake on an empty cache.
  * Links the internal library: segment and manifest codecs, the object store
@@ -311,11 +311,15 @@ static glidefs_volume *wake(const struct tu_env *env, const char *ra_kb)
     return v;
 }
 
-static size_t overflow(glidefs_volume *v)
+/* Map entries of payloads without a trailer (packed, their CRC in a side
+ * page); none of them may have fallen into the overflow table. */
+static size_t legacy_entries(glidefs_volume *v)
 {
     pthread_mutex_lock(&v->lock);
-    size_t n = gfs_bm_overflow_count(&v->bm);
+    size_t over = gfs_bm_overflow_count(&v->bm);
+    size_t n = (size_t)gfs_bm_legacy_count(&v->bm);
     pthread_mutex_unlock(&v->lock);
+    assert_int_equal(over, 0);
     return n;
 }
 
@@ -483,7 +487,7 @@ static void test_legacy_store(void **state)
 
     /* 3a. wake from the legacy manifest, one GET per block (no read-ahead) */
     v = wake(&env, "0");
-    assert_int_equal(overflow(v), nonzero); /* the legacy path: each keeps its CRC */
+    assert_int_equal(legacy_entries(v), nonzero); /* the legacy path: each keeps its CRC */
     read_blocks(v, NB, NB);
     struct glidefs_stats sv = stats_of(v);
     assert_int_equal(sv.blocks_fetched, nonzero); /* every data block came from the store */
@@ -499,7 +503,7 @@ static void test_legacy_store(void **state)
         keys_free(&ml);
     }
     v = wake(&env, "16384");
-    assert_int_equal(overflow(v), nonzero);
+    assert_int_equal(legacy_entries(v), nonzero);
     assert_int_equal(glidefs_prefetch(v, 0, SZ), 0);
     sv = stats_of(v);
     fprintf(stderr, "read-ahead put %llu of %u legacy blocks into the cache, %llu GETs\n",
@@ -590,7 +594,7 @@ static void test_legacy_store(void **state)
     }
     assert_true(keep < legacy.n && to_move > 0);
     assert_int_equal(glidefs_drain(v, -1), 0);
-    assert_int_equal(overflow(v), nonzero - overwritten);
+    assert_int_equal(legacy_entries(v), nonzero - overwritten);
     /* the compactor's rule: the kept segment stays, the others are below it */
     pthread_mutex_lock(&v->lock);
     for (size_t i = 0; i < legacy.n; i++) {
@@ -612,8 +616,8 @@ static void test_legacy_store(void **state)
             (unsigned long long)res.segments_rewritten, (unsigned long long)res.bytes_rewritten,
             (unsigned long long)res.segments_deleted);
     assert_int_equal(res.segments_rewritten, copied_segs);
-    /* (c) moved legacy entries pack: only the dense legacy segment's stay */
-    assert_int_equal(overflow(v), kept_blocks);
+    /* (c) moved entries lose the legacy mark: only the dense legacy segment's keep it */
+    assert_int_equal(legacy_entries(v), kept_blocks);
     read_all(v);
     assert_int_equal(stats_of(v).checksum_errors, 0);
     /* (b) the copies: every entry with a valid trailer, the legacy CRC kept */
@@ -661,7 +665,7 @@ static void test_legacy_store(void **state)
 
     /* (a) after a wake on an empty cache: the same bytes, the same split */
     v = wake(&env, "0");
-    assert_int_equal(overflow(v), kept_blocks);
+    assert_int_equal(legacy_entries(v), kept_blocks);
     read_blocks(v, NB, NB);
     sv = stats_of(v);
     assert_int_equal(sv.blocks_fetched, nonzero_blocks());

@@ -7,8 +7,9 @@
  * checks everything against a plain array model. The packed 12-byte form:
  * values at the edges of each packed field read back exactly (the ones past
  * an edge through the overflow table, which empties again when they are
- * replaced), only payloads with a CRC trailer pack and the map keeps no CRC
- * for them (one without keeps its CRC, in the overflow table), a 1 PiB
+ * replaced), the map keeps no CRC for payloads with a CRC trailer and keeps
+ * it in a side page for those without (a dense legacy map <= 16 B per
+ * block, renumbered by reclaim with its mark intact), a 1 PiB
  * volume written at three places allocates three pages, and a densely
  * written map costs <= 12 bytes per block plus its segments.
  * The 40-byte segment row: its fields at their edges, absurd sizes refused.
@@ -385,20 +386,28 @@ static void test_pack_edges(void **state)
         {.seg = GFS_BM_HOLE, .write_seq = 0x123456789abcdefull},
         {.seg = GFS_BM_HOLE, .flags = 1, .write_seq = 5},
         {.seg = GFS_BM_HOLE, .crc = 1, .write_seq = 5},
-        /* no trailer (a segment written before it existed): the CRC is
-         * kept, so the entry overflows, whatever else fits */
+        /* no trailer (a segment written before it existed): packs too, its
+         * CRC kept in the side page; past an edge it overflows with it */
         {.seg = 1, .offset = 5, .length = 9, .crc = 14, .flags = 0, .write_seq = base},
-        {.seg = 2, .offset = 7, .length = 4096, .crc = 15, .flags = 6, .write_seq = 1},
+        {.seg = 2, .offset = 7, .length = 4096, .crc = 0xfedcba98u, .flags = 6, .write_seq = 1},
+        {.seg = 1, .offset = (1u << 23) - 1, .length = (1u << 18) - 1, .crc = 0xffffffffu,
+         .flags = 2, .write_seq = base - (1u << 20)},
+        {.seg = 1, .offset = 1u << 23, .length = 9, .crc = 16, .flags = 0, .write_seq = base},
+        {.seg = 1, .offset = 5, .length = 9, .crc = 17, .flags = 0, .write_seq = base + (1u << 20)},
     };
-    const int packs[] = {1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 1, 1, 1, 0, 0, 0, 0};
+    const int packs[] = {1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 1, 1, 1, 0, 0,
+                         1, 1, 1, 0, 0};
     enum { NV = sizeof v / sizeof v[0] };
     _Static_assert(sizeof packs / sizeof packs[0] == NV, "one expectation per value");
-    size_t over = 0;
+    size_t over = 0, legacy = 0;
     for (int i = 0; i < NV; i++) {
         assert_int_equal(gfs_bm_set(&bm, (uint64_t)i, &v[i]), 0);
         over += !packs[i];
+        legacy += packs[i] && v[i].seg != GFS_BM_HOLE && !(v[i].flags & T);
         assert_int_equal(gfs_bm_overflow_count(&bm), over);
+        assert_int_equal(gfs_bm_legacy_count(&bm), legacy);
     }
+    assert_int_equal(legacy, 3);
     for (int i = 0; i < NV; i++)
         assert_entry_eq(gfs_bm_get(&bm, (uint64_t)i), v[i]);
     assert_int_equal(gfs_bm_seg_ws_base(&bm.segs[1]), base);
@@ -410,6 +419,7 @@ static void test_pack_edges(void **state)
         assert_entry_eq(gfs_bm_get(&bm, (uint64_t)i), h);
     }
     assert_int_equal(gfs_bm_overflow_count(&bm), 0);
+    assert_int_equal(gfs_bm_legacy_count(&bm), 0);
     assert_int_equal(bm.segs[1].live_bytes, 0);
     assert_int_equal(bm.segs[2].live_bytes, 0);
     assert_int_equal(bm.written_blocks, NV);
@@ -484,6 +494,59 @@ static void test_memory_dense(void **state)
     assert_true(used - segs + 64 * sizeof *bm.segs <= 12 * (size_t)NB + 4096);
     /* the whole: entries, directory and segments, with the table's growth slack */
     assert_true(used <= 12 * (size_t)NB + 3 * (NB / PER + 2) * sizeof *bm.segs / 2 + 4096);
+    gfs_bm_free(&bm);
+}
+
+/* The same map written before segments had CRC trailers: every entry packs,
+ * its CRC in a side page, <= 16 bytes per block plus the segment table (as
+ * the map cost before the trailer); replacing them by entries with a
+ * trailer (compaction's copies) leaves none counted as legacy. */
+static void test_memory_dense_legacy(void **state)
+{
+    (void)state;
+    enum { NB = 16 * GFS_BM_CHUNK, PER = 25 };
+    struct gfs_blockmap bm;
+    assert_int_equal(gfs_bm_init(&bm, NB), 0);
+    size_t empty = gfs_bm_mem_bytes(&bm);
+    uint64_t s = 78, ws = 5000000;
+    for (uint64_t b0 = 0; b0 < NB; b0 += PER) {
+        int64_t si = gfs_bm_seg_add(&bm, 1, b0 / PER + 1, 0);
+        assert_true(si >= 1);
+        uint32_t off = 200;
+        for (uint64_t b = b0; b < b0 + PER && b < NB; b++) {
+            uint32_t len = 3000 + (uint32_t)(rnd(&s) % 128000);
+            struct gfs_bm_entry e = {.seg = (uint32_t)si, .offset = off, .length = len,
+                                     .crc = (uint32_t)rnd(&s), .flags = GFS_SEGF_ZSTD,
+                                     .write_seq = ws - rnd(&s) % 5000};
+            ws += 1 + rnd(&s) % 100;
+            off += len;
+            assert_int_equal(gfs_bm_set(&bm, b, &e), 0);
+            assert_entry_eq(gfs_bm_get(&bm, b), e);
+        }
+    }
+    assert_int_equal(gfs_bm_overflow_count(&bm), 0);
+    assert_int_equal(gfs_bm_legacy_count(&bm), NB);
+    size_t used = gfs_bm_mem_bytes(&bm) - empty;
+    size_t segs = (size_t)bm.segcap * sizeof *bm.segs;
+    assert_true(used - segs + 64 * sizeof *bm.segs <= 16 * (size_t)NB + 3 * 4096);
+    /* compaction moves them into segments with trailers */
+    int64_t si = gfs_bm_seg_add(&bm, 2, 1, 0);
+    assert_true(si >= 1);
+    for (uint64_t b = 0; b < NB; b++) {
+        struct gfs_bm_entry e = gfs_bm_get(&bm, b);
+        e.seg = (uint32_t)si;
+        e.offset = (uint32_t)(b % 25) * 140000u;
+        e.flags |= GFS_SEGF_TRAILER;
+        if (b % 25 == 0 && b) {
+            si = gfs_bm_seg_add(&bm, 2, b + 1, 0);
+            assert_true(si >= 1);
+            e.seg = (uint32_t)si;
+        }
+        assert_int_equal(gfs_bm_set(&bm, b, &e), 0);
+        assert_entry_eq(gfs_bm_get(&bm, b), e);
+    }
+    assert_int_equal(gfs_bm_legacy_count(&bm), 0);
+    assert_int_equal(gfs_bm_overflow_count(&bm), 0);
     gfs_bm_free(&bm);
 }
 
@@ -941,6 +1004,7 @@ int main(void)
         cmocka_unit_test(test_pack_edges),
         cmocka_unit_test(test_sparse_huge),
         cmocka_unit_test(test_memory_dense),
+        cmocka_unit_test(test_memory_dense_legacy),
         cmocka_unit_test(test_random_model_wide),
         cmocka_unit_test(test_seg_row),
         cmocka_unit_test(test_reclaim_model),
