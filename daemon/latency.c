@@ -3,7 +3,8 @@
  * entries live in a list under a mutex that is taken only to find or create
  * an entry (once per NBD connection) and to snapshot; recording is lock-free:
  * relaxed atomic adds on a bucket and on the sum. The count is the sum of the
- * buckets, so a snapshot never shows a count without its bucket.
+ * buckets, so a snapshot never shows a count without its bucket. Reader
+ * reliefs are one more relaxed counter per entry.
  */
 #include "latency.h"
 
@@ -25,6 +26,7 @@ struct gd_latency {
     struct gd_latency *next;
     char name[GLIDEFS_NAME_MAX + 1];
     struct lat_op ops[GD_LAT_NOPS];
+    uint64_t reliefs;
 };
 
 static pthread_mutex_t lat_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -93,6 +95,19 @@ void gd_latency_end(struct gd_latency *l, unsigned op, uint64_t t0_ns)
     }
     __atomic_fetch_add(&l->ops[op].buckets[i], 1, __ATOMIC_RELAXED);
     __atomic_fetch_add(&l->ops[op].sum_ns, ns, __ATOMIC_RELAXED);
+}
+
+void gd_latency_relief(struct gd_latency *l)
+{
+    if (l)
+        __atomic_fetch_add(&l->reliefs, 1, __ATOMIC_RELAXED);
+}
+
+uint64_t gd_latency_reliefs(const char *name)
+{
+    SCOPED_LOCK(&lat_lock);
+    struct gd_latency *l = find_locked(name);
+    return l ? __atomic_load_n(&l->reliefs, __ATOMIC_RELAXED) : 0;
 }
 
 int gd_latency_snapshot(const char *name, struct gd_lat_snapshot out[GD_LAT_NOPS])

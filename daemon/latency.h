@@ -5,7 +5,10 @@
  * for the life of the process (so counters survive an idle close and
  * reopen, as Prometheus counters must); the hot path is one clock_gettime
  * pair and two relaxed atomic adds. Buckets are powers of two of
- * microseconds: <= 8 us, 16 us, ... 2^23 us (8.4 s), then +Inf.
+ * microseconds: <= 8 us, 16 us, ... 2^23 us (8.4 s), then +Inf. The same
+ * entry counts the export's reader reliefs (nbd_server.c: a slow inline
+ * request, e.g. a cache miss, made the watchdog hand the connection's
+ * reader role to a pool thread).
  */
 #ifndef GLIDEFSD_LATENCY_H
 #define GLIDEFSD_LATENCY_H
@@ -31,6 +34,11 @@ struct gd_latency *gd_latency_for(const char *name);
 /* Monotonic nanoseconds: take before the call, hand to gd_latency_end. */
 uint64_t gd_latency_start(void);
 void gd_latency_end(struct gd_latency *l, unsigned op, uint64_t t0_ns);
+
+/* One relief on a connection to l's export (NULL: ignored). */
+void gd_latency_relief(struct gd_latency *l);
+/* Reliefs of export `name` so far (0 if it never had a connection). */
+uint64_t gd_latency_reliefs(const char *name);
 
 /* Name of an op ("read", "write", ...), NULL for ops not measured (DISC). */
 const char *gd_latency_op_name(unsigned op);

@@ -112,6 +112,7 @@ enum src {
     S_OLDEST_DIRTY, /* ms -> s */
     S_LAST_SYNC,    /* ms since epoch -> s */
     S_SYNC_ERROR,   /* last_error != 0 */
+    S_RELIEFS,      /* NBD reader reliefs, kept with the latencies (latency.h) */
 };
 
 struct family {
@@ -185,6 +186,8 @@ static const struct family families[] = {
     { "glidefs_readahead_blocks_total", C, "Blocks fetched ahead of sequential readers.", S_U64,
       F(readahead_blocks), NULL },
     { "glidefs_connections", G, "NBD client connections.", S_CONNS, 0, NULL },
+    { "glidefs_nbd_reliefs_total", C, "Slow inline NBD requests (e.g. cache misses) after "
+      "which the connection's reader role went to another thread.", S_RELIEFS, 0, NULL },
     { "glidefs_read_only", G, "1 if the export is read-only on this node.", S_BOOL,
       F(read_only), NULL },
     { "glidefs_fenced", G, "1 if another node took the write lease from this one.", S_BOOL,
@@ -286,6 +289,9 @@ static void put_sample(FILE *f, const struct family *fam, const struct gd_export
         break;
     case S_SYNC_ERROR:
         fputs(st->last_error ? "1" : "0", f);
+        break;
+    case S_RELIEFS:
+        fprintf(f, "%" PRIu64, gd_latency_reliefs(s->name));
         break;
     }
     fputc('\n', f);
@@ -438,8 +444,9 @@ json_t *gd_metrics_json(const struct gd_export_snap *s)
         "manifests_deleted", J(st->manifests_deleted), "size_bytes", J(st->size_bytes),
         "est_monthly_cost_usd", st->est_monthly_cost_usd, "connections", J(s->conns),
         "last_error", st->last_error ? glidefs_strerror(st->last_error) : NULL);
-    json_t *more3 = json_pack("{s:I, s:I}", "blocks_fetched", J(st->blocks_fetched),
-                              "readahead_blocks", J(st->readahead_blocks));
+    json_t *more3 = json_pack("{s:I, s:I, s:I}", "blocks_fetched", J(st->blocks_fetched),
+                              "readahead_blocks", J(st->readahead_blocks),
+                              "nbd_reliefs", J(gd_latency_reliefs(s->name)));
     json_t *lat = latency_json(s->name);
     int bad = !more || !more2 || !more3 || !lat || json_object_update(o, more) < 0 ||
               json_object_update(o, more2) < 0 || json_object_update(o, more3) < 0;

@@ -37,7 +37,8 @@ void gd_metrics_iso_time(int64_t ms, char *buf, size_t len);
 char *gd_metrics_prometheus(const struct gd_export_snap *snaps, size_t n, size_t *len);
 
 /* An export's I/O stats as JSON (every glidefs_stats field, derived ratios,
- * latency summaries per operation). New reference, NULL when out of memory. */
+ * latency summaries per operation, NBD reader reliefs). New reference, NULL
+ * when out of memory. */
 json_t *gd_metrics_json(const struct gd_export_snap *s);
 
 #endif

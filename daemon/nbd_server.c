@@ -1428,6 +1428,7 @@ static void wd_steal(struct gd_server *s, struct conn *c, uint64_t v)
             return;
         c->relief_refs++;
         c->reliefs++;
+        gd_latency_relief(c->lat); /* per export, for the metrics */
         c->relief_job.fn = relief_main;
         gd_pool_submit(s->pool, &c->relief_job);
     }

@@ -119,10 +119,16 @@ static int fetch_at(struct glidefs_volume *v, uint64_t b, const struct gfs_bm_en
         return -ENOMEM;
     size_t got = 0;
     int r = v->store->ops->get_range(v->store, key, e->offset, span, dst, &got);
+    if (r == -ENOENT) {
+        /* compacted away: the callers look for the block's new place (or
+         * report a loss), so no error yet */
+        gfs_debug(&v->log, "%s: block %" PRIu64 ": %s is gone from the store", v->name, b, key);
+        return r;
+    }
     if (r < 0) {
         gfs_err(&v->log, "%s: reading block %" PRIu64 " from %s failed: %s", v->name, b, key,
                 glidefs_strerror(r));
-        return r; /* -ENOENT: compacted away under a follower; read_block reloads */
+        return r;
     }
     if (gfs_volume_check_block(v, b, e, dst, got, buf) < 0) {
         gfs_err(&v->log, "%s: block %" PRIu64 " in %s fails its checksum or authentication; "

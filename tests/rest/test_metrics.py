@@ -106,6 +106,7 @@ def main():
             "glidefs_store_overhead_ratio": "gauge",
             "glidefs_estimated_monthly_cost_usd": "gauge",
             "glidefs_request_duration_seconds": "histogram", "glidefs_connections": "gauge",
+            "glidefs_nbd_reliefs_total": "counter",
         }
         for fam, typ in want.items():
             t.eq(types.get(fam), typ, f"{fam} is a {typ}")
