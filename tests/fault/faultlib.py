@@ -6,7 +6,8 @@
    stopped; its log is scanned for sanitizer reports.
  * run_under_s3env(): re-runs the calling test under tests/s3/s3env.py (s3rver
    behind the strict, fault-injecting proxy) unless it already runs there;
-   without node/npm it falls back to the file:// store (or skips).
+   without node/npm it falls back to the file:// store (or skips);
+   s3_only_test(): the argument parsing and re-run of a test that needs S3.
  * Proxy: the proxy's control URLs (/__proxy__/faults, /stats) and its log.
  * ExportModel / Writer / verify_export: the verifying NBD writer. Every
    written sector carries its identity (tag, sector) in its first 16 bytes
@@ -19,6 +20,7 @@
 Python 3 standard library plus python3-libnbd (the `nbd` module). Uses
 /usr/bin/python3 (tests are registered with it).
 """
+import argparse
 import json
 import os
 import random
@@ -108,6 +110,23 @@ def run_under_s3env(s3_cache, timeout, require_s3=False):
         os.environ["GLIDEFS_FAULT_NO_S3"] = "1"
         return
     sys.exit(rc)
+
+
+def s3_only_test(timeout):
+    """Prologue of a test that needs S3 and libnbd: parses GLIDEFSD
+    --s3-cache DIR and re-runs under s3env (see run_under_s3env). Returns the
+    arguments, or None when there is no S3 to run on (the caller returns
+    SKIP)."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("glidefsd")
+    ap.add_argument("--s3-cache", default=None)
+    a = ap.parse_args()
+    need_libnbd()
+    if not a.s3_cache and not s3_active():
+        print("SKIP: needs S3 (run with --s3-cache)", file=sys.stderr)
+        return None
+    run_under_s3env(a.s3_cache, timeout=timeout, require_s3=True)
+    return a
 
 
 class Proxy:

@@ -13,7 +13,6 @@ back, drains, and a second daemon with an empty cache sees all of it.
 
 usage: test_pressure.py GLIDEFSD --s3-cache DIR   (skips, 77, without node/npm)
 """
-import argparse
 import json
 import os
 import random
@@ -93,15 +92,9 @@ def timed_read(d, off, n, timeout):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("glidefsd")
-    ap.add_argument("--s3-cache", default=None)
-    a = ap.parse_args()
-    fl.need_libnbd()
-    if not a.s3_cache and not fl.s3_active():
-        print("SKIP: needs S3 (run with --s3-cache)", file=sys.stderr)
+    a = fl.s3_only_test(timeout=600)
+    if a is None:
         return fl.SKIP
-    fl.run_under_s3env(a.s3_cache, timeout=600, require_s3=True)
 
     glidefsd = os.path.abspath(a.glidefsd)
     base = tempfile.mkdtemp(prefix="glidefs-pressure-")

@@ -29,7 +29,6 @@ reader would sit in the slow read and not even read the next header.
 
 usage: test_relief.py GLIDEFSD --s3-cache DIR   (skips, 77, without node/npm)
 """
-import argparse
 import json
 import os
 import shutil
@@ -127,15 +126,9 @@ class Pipeline:
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("glidefsd")
-    ap.add_argument("--s3-cache", default=None)
-    a = ap.parse_args()
-    fl.need_libnbd()
-    if not a.s3_cache and not fl.s3_active():
-        print("SKIP: needs S3 (run with --s3-cache)", file=sys.stderr)
+    a = fl.s3_only_test(timeout=120)
+    if a is None:
         return fl.SKIP
-    fl.run_under_s3env(a.s3_cache, timeout=120, require_s3=True)
     import nbd
 
     glidefsd = os.path.abspath(a.glidefsd)

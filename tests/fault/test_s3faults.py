@@ -19,7 +19,6 @@ bodies, and logs each one. Nothing may be lost or read back wrong
 
 usage: test_s3faults.py GLIDEFSD --s3-cache DIR   (skips, 77, without node/npm)
 """
-import argparse
 import os
 import random
 import shutil
@@ -65,15 +64,9 @@ def run_writers(d, models, rnd, stats, rng, seconds, dying=None):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("glidefsd")
-    ap.add_argument("--s3-cache", default=None)
-    a = ap.parse_args()
-    fl.need_libnbd()
-    if not a.s3_cache and not fl.s3_active():
-        print("SKIP: needs S3 (run with --s3-cache)", file=sys.stderr)
+    a = fl.s3_only_test(timeout=600)
+    if a is None:
         return fl.SKIP
-    fl.run_under_s3env(a.s3_cache, timeout=600, require_s3=True)
 
     seed = int(os.environ.get("GLIDEFS_FAULT_SEED") or random.randrange(1 << 30))
     rng = random.Random(seed)
