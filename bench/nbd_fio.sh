@@ -21,7 +21,9 @@
 # left idle, so glidefsd drains it (5 s after the last client leaves): the
 # cached reads come from the clean cache. After each glidefsd write run the
 # script waits until glidefsd is idle again (its idle drain), so the upload
-# of one run never lands in another server's run.
+# of one run never lands in another server's run; after every write run (any
+# system) it syncs the bench file system, so the kernel's writeback of one
+# run's dirty pages does not either.
 # Cold reads: glidefsd is restarted on an empty cache directory (the volume
 # is in the file:// store on the same disk, the store's page cache dropped);
 # nbdkit, qemu-nbd and the raw file have their image's page cache dropped.
@@ -161,6 +163,10 @@ EOF
         sleep 6                  # idle linger, then the export drains: wait for it
         wait_idle $GPID 300
     fi
+    # whatever a write run left dirty in the page cache (glidefsd's drain into
+    # its file:// store, the peers' images) is written back now, not during
+    # the next system's run
+    [ "$rw" = randread ] || sync -f "$D"
 }
 
 # --- cached / warm runs ------------------------------------------------------
@@ -203,7 +209,10 @@ Setup: ${SIZE_MB} MiB data set written to every server first (nbdcopy), ${RUNTIM
 sockets, 4 KiB blocks, --norandommap. "4 conns" = 4 fio jobs of iodepth 16, each with its own
 NBD connection (the raw file: 4 threads). glidefsd: default settings, 8 GiB cache budget,
 file:// store on the same disk; cached reads come from its clean cache (the data set was drained
-before the runs); after each glidefsd write run the script waits for its idle drain to finish.
+before the runs); after each glidefsd write run the script waits for its idle drain to finish,
+and after every write run (any system) it syncs the file system (\`sync -f\`), so that dirty
+pages of one run are not written back during the next system's run (earlier results did not:
+the writeback of glidefsd's drain into its store could fall into the next system's run).
 nbdkit: \`nbdkit file\`; qemu-nbd: \`--cache=writeback --aio=threads --shared=8\`; raw file:
 fio on a file, buffered (the same page cache the servers use): psync at QD1, io_uring at QD > 1.
 Cold runs (${COLD_RUNTIME} s, no ramp): glidefsd restarted on an empty cache directory with
