@@ -461,35 +461,45 @@ static void test_sparse_huge(void **state)
     gfs_bm_free(&bm);
 }
 
-/* Dense writes as the syncer makes them (25 blocks per segment, zstd with
- * CRC trailers, close write_seqs): nothing overflows and the map costs <= 12
- * bytes per block plus the segment table. */
-static void test_memory_dense(void **state)
+enum { DENSE_NB = 16 * GFS_BM_CHUNK, DENSE_PER = 25 };
+
+/* Fill a map of DENSE_NB blocks as the syncer does (DENSE_PER blocks per
+ * segment, zstd, close write_seqs) with entry flags `flags`; each entry
+ * reads back as set. Returns the bytes the map grew by. */
+static size_t fill_dense(struct gfs_blockmap *bm, uint32_t flags, uint64_t seed)
 {
-    (void)state;
-    enum { NB = 16 * GFS_BM_CHUNK, PER = 25 };
-    struct gfs_blockmap bm;
-    assert_int_equal(gfs_bm_init(&bm, NB), 0);
-    size_t empty = gfs_bm_mem_bytes(&bm);
-    uint64_t s = 77, ws = 5000000;
-    for (uint64_t b0 = 0; b0 < NB; b0 += PER) {
-        int64_t si = gfs_bm_seg_add(&bm, 1, b0 / PER + 1, 0);
+    assert_int_equal(gfs_bm_init(bm, DENSE_NB), 0);
+    size_t empty = gfs_bm_mem_bytes(bm);
+    uint64_t s = seed, ws = 5000000;
+    for (uint64_t b0 = 0; b0 < DENSE_NB; b0 += DENSE_PER) {
+        int64_t si = gfs_bm_seg_add(bm, 1, b0 / DENSE_PER + 1, 0);
         assert_true(si >= 1);
         uint32_t off = 200;
-        for (uint64_t b = b0; b < b0 + PER && b < NB; b++) {
+        for (uint64_t b = b0; b < b0 + DENSE_PER && b < DENSE_NB; b++) {
             uint32_t len = 3000 + (uint32_t)(rnd(&s) % 128000);
             struct gfs_bm_entry e = {.seg = (uint32_t)si, .offset = off, .length = len,
-                                     .crc = (uint32_t)rnd(&s),
-                                     .flags = GFS_SEGF_ZSTD | GFS_SEGF_TRAILER,
+                                     .crc = (uint32_t)rnd(&s), .flags = flags,
                                      .write_seq = ws - rnd(&s) % 5000};
             ws += 1 + rnd(&s) % 100;
             off += len;
-            assert_int_equal(gfs_bm_set(&bm, b, &e), 0);
+            assert_int_equal(gfs_bm_set(bm, b, &e), 0);
+            assert_entry_eq(gfs_bm_get(bm, b), e);
         }
     }
-    assert_int_equal(gfs_bm_overflow_count(&bm), 0);
-    assert_int_equal(bm.written_blocks, NB);
-    size_t used = gfs_bm_mem_bytes(&bm) - empty;
+    assert_int_equal(gfs_bm_overflow_count(bm), 0);
+    assert_int_equal(bm->written_blocks, DENSE_NB);
+    return gfs_bm_mem_bytes(bm) - empty;
+}
+
+/* Dense writes with CRC trailers, as written now: nothing overflows and the
+ * map costs <= 12 bytes per block plus the segment table. */
+static void test_memory_dense(void **state)
+{
+    (void)state;
+    enum { NB = DENSE_NB, PER = DENSE_PER };
+    struct gfs_blockmap bm;
+    size_t used = fill_dense(&bm, GFS_SEGF_ZSTD | GFS_SEGF_TRAILER, 77);
+    assert_int_equal(gfs_bm_legacy_count(&bm), 0);
     size_t segs = (size_t)bm.segcap * sizeof *bm.segs;
     assert_true(used - segs + 64 * sizeof *bm.segs <= 12 * (size_t)NB + 4096);
     /* the whole: entries, directory and segments, with the table's growth slack */
@@ -504,29 +514,10 @@ static void test_memory_dense(void **state)
 static void test_memory_dense_legacy(void **state)
 {
     (void)state;
-    enum { NB = 16 * GFS_BM_CHUNK, PER = 25 };
+    enum { NB = DENSE_NB };
     struct gfs_blockmap bm;
-    assert_int_equal(gfs_bm_init(&bm, NB), 0);
-    size_t empty = gfs_bm_mem_bytes(&bm);
-    uint64_t s = 78, ws = 5000000;
-    for (uint64_t b0 = 0; b0 < NB; b0 += PER) {
-        int64_t si = gfs_bm_seg_add(&bm, 1, b0 / PER + 1, 0);
-        assert_true(si >= 1);
-        uint32_t off = 200;
-        for (uint64_t b = b0; b < b0 + PER && b < NB; b++) {
-            uint32_t len = 3000 + (uint32_t)(rnd(&s) % 128000);
-            struct gfs_bm_entry e = {.seg = (uint32_t)si, .offset = off, .length = len,
-                                     .crc = (uint32_t)rnd(&s), .flags = GFS_SEGF_ZSTD,
-                                     .write_seq = ws - rnd(&s) % 5000};
-            ws += 1 + rnd(&s) % 100;
-            off += len;
-            assert_int_equal(gfs_bm_set(&bm, b, &e), 0);
-            assert_entry_eq(gfs_bm_get(&bm, b), e);
-        }
-    }
-    assert_int_equal(gfs_bm_overflow_count(&bm), 0);
+    size_t used = fill_dense(&bm, GFS_SEGF_ZSTD, 78);
     assert_int_equal(gfs_bm_legacy_count(&bm), NB);
-    size_t used = gfs_bm_mem_bytes(&bm) - empty;
     size_t segs = (size_t)bm.segcap * sizeof *bm.segs;
     assert_true(used - segs + 64 * sizeof *bm.segs <= 16 * (size_t)NB + 3 * 4096);
     /* compaction moves them into segments with trailers */
