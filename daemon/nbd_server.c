@@ -1216,13 +1216,12 @@ static int64_t clock_us(clockid_t id)
 
 /*
  * Nothing is buffered or in flight, the client has all our replies: before
- * blocking in recv(), poll the socket for up to spin_us (servers.nbd.
- * busy_poll_us). A client at queue
- * depth 1 sends its next request a few microseconds after our reply reaches
- * it; if this
- * thread blocks meanwhile, its CPU goes idle, and on a VM an idle vCPU is
- * halted: waking it for the next request costs tens of microseconds, more
- * than the request itself. A spin only pays if it caught the request and
+ * blocking in recv(), poll the socket for up to spin_us
+ * (servers.nbd.busy_poll_us). A client at queue depth 1 sends its next
+ * request a few microseconds after our reply reaches it; if this thread
+ * blocks meanwhile, its CPU goes idle, and on a VM an idle vCPU is halted:
+ * waking it for the next request costs tens of microseconds, more than the
+ * request itself. A spin only pays if it caught the request and
  * kept its CPU to itself all along (else something else wanted this CPU —
  * perhaps the client itself — and spinning took it from them). Spins that
  * do not pay back off: after SPIN_MISSES in a row, the next

@@ -189,8 +189,7 @@ static void run_job(struct gfs_ra *ra, struct ra_job *j)
         uint64_t o = e->offset - j->lo, span = gfs_seg_span(e->length, e->flags);
         if (o + span > got)
             break;
-        int plain = !(e->flags & GFS_SEGF_CODED) && e->length == v->bs;
-        uint8_t *out = plain ? buf + o : scratch;
+        uint8_t *out = gfs_volume_plain(v, e) ? buf + o : scratch;
         /* a bad block is left to the reader, which fetches it again and
          * fails with -EIO (counted and logged there) */
         if (gfs_volume_check_block(v, j->b0 + i, e, buf + o, span, out) < 0)

@@ -45,8 +45,6 @@ void gfs_ra_note_read(struct gfs_ra *ra, uint64_t off, uint64_t len);
  * read-ahead has nothing to do with b. Lock not held. */
 int gfs_ra_wait(struct gfs_ra *ra, uint64_t b);
 
-/* Tests: called by the fetching thread after a read-ahead GET returned and
- * before its blocks go into the cache (lock not held). */
 /* Queue the blocks of [b0, b1) missing from the cache as coalesced fetches
  * (runs of one segment, one ranged GET each) for the workers; a reader of
  * one of them waits for its fetch (gfs_ra_wait). At most about a window's
@@ -58,6 +56,8 @@ uint64_t gfs_ra_queue_range(struct gfs_ra *ra, uint64_t b0, uint64_t b1);
 void gfs_ra_set_idle_ms(struct gfs_ra *ra, int64_t ms);
 unsigned gfs_ra_threads(struct gfs_ra *ra);
 
+/* Tests: called by the fetching thread after a read-ahead GET returned and
+ * before its blocks go into the cache (lock not held). */
 typedef void (*gfs_ra_hook)(void *arg, uint64_t first_block, uint32_t nblocks);
 void gfs_ra_set_test_hook(struct gfs_ra *ra, gfs_ra_hook fn, void *arg);
 

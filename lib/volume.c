@@ -82,12 +82,11 @@ static int check_io(glidefs_volume *v, uint64_t off, uint64_t len)
 int gfs_volume_check_block(struct glidefs_volume *v, uint64_t b, const struct gfs_bm_entry *e,
                            const uint8_t *stored, size_t got, void *buf)
 {
-    uint32_t coded = e->flags & GFS_SEGF_CODED;
-    int plain = coded == 0 && e->length == v->bs;
+    int plain = gfs_volume_plain(v, e);
     if (gfs_seg_payload_check(stored, got, e->length, e->flags, e->crc, NULL) < 0 ||
         (plain && gfs_codec_sealed(v->codec)) ||
-        (!plain &&
-         gfs_codec_decode_seq(v->codec, b, e->write_seq, coded, stored, e->length, buf) < 0))
+        (!plain && gfs_codec_decode_seq(v->codec, b, e->write_seq, e->flags & GFS_SEGF_CODED,
+                                        stored, e->length, buf) < 0))
         return -EIO;
     if (plain && (const void *)stored != buf)
         memcpy(buf, stored, v->bs);
@@ -112,7 +111,7 @@ static int fetch_at(struct glidefs_volume *v, uint64_t b, const struct gfs_bm_en
     /* plain blocks without a trailer land in buf directly; the rest go
      * through a scratch buffer */
     uint64_t span = gfs_seg_span(e->length, e->flags);
-    int direct = e->flags == 0 && e->length == v->bs;
+    int direct = gfs_volume_plain(v, e) && !(e->flags & GFS_SEGF_TRAILER);
     CLEANUP_FREE uint8_t *scratch = direct ? NULL : malloc(span);
     uint8_t *dst = direct ? buf : scratch;
     if (!dst)

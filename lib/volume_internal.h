@@ -25,6 +25,7 @@
 #include "codec.h"
 #include "log.h"
 #include "objstore.h"
+#include "segment.h"
 
 /* Clones: a volume's segments may live in its ancestors' prefixes. In the
  * block map and in manifests a segment's epoch carries its origin — its
@@ -238,6 +239,12 @@ static inline const char *gfs_origin_name(const struct glidefs_volume *v, uint32
 /* volume.c: fetch block b's stored bytes (decoded) into buf (bs bytes). */
 int gfs_volume_fetch_block(struct glidefs_volume *v, uint64_t b, const struct gfs_bm_entry *e,
                            void *buf);
+/* Is e's payload the block itself (neither compressed nor sealed)? Then it
+ * can be used where it lies, without a decode buffer. */
+static inline int gfs_volume_plain(const struct glidefs_volume *v, const struct gfs_bm_entry *e)
+{
+    return !(e->flags & GFS_SEGF_CODED) && e->length == v->bs;
+}
 /* volume.c: verify the stored bytes of block b as a GET returned them (got
  * bytes: the payload's span, with its CRC trailer if it has one) and decode
  * them into buf (bs bytes; may equal stored for a plain block). -EIO if they
