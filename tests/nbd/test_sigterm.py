@@ -8,6 +8,7 @@ on a second signal; either way the flushed data comes back on the next start.
 
 usage: test_sigterm.py GLIDEFSD
 """
+import glob
 import os
 import shutil
 import signal
@@ -93,19 +94,34 @@ def test_store_down(base, second_signal):
     def block_store():
         # Files where the volume's object directories belong: every upload
         # fails (and is retried) while reads of the journal keep working.
+        # The daemon may be making such a directory right then (an upload
+        # of its own): move that aside too and try again, a bounded number
+        # of times.
         for sub in ("seg", "manifest"):
             p = os.path.join(vol, sub)
-            if os.path.isdir(p):
-                os.rename(p, p + ".away")
-            with open(p, "w") as f:
-                f.write("blocked by the test\n")
+            for attempt in range(100):
+                try:
+                    if os.path.isdir(p):
+                        os.rename(p, "%s.away%d" % (p, attempt))
+                    with open(p, "x") as f:
+                        f.write("blocked by the test\n")
+                    break
+                except OSError as e:  # a directory or file there again
+                    last = e
+            else:
+                raise RuntimeError("cannot block %s: %s" % (p, last))
             blocked.append(p)
 
     def unblock_store():
         for p in blocked:
             os.unlink(p)
-            if os.path.isdir(p + ".away"):
-                os.rename(p + ".away", p)
+            aside = sorted(glob.glob(glob.escape(p) + ".away*"), key=lambda a: (len(a), a))
+            if aside:
+                os.rename(aside[0], p)
+                for a in aside[1:]:  # objects in a directory made again meanwhile
+                    for n in os.listdir(a):
+                        os.rename(os.path.join(a, n), os.path.join(p, n))
+                    os.rmdir(a)
 
     try:
         with d:
