@@ -991,15 +991,9 @@ static int handshake(struct conn *c)
         }
         gd_debug("connection %" PRIu64 ": option %" PRIu32 " (%" PRIu32 " bytes) -> %d", c->id,
                  opt, len, (int)hr);
-        int sent = out.oom ? -1 : send_all(c->fd, out.data, out.len);
-        nbd_buf_free(&out);
-        if (sent < 0 || hr == NBD_HS_DROP)
-            break;
-        if (hr == NBD_HS_ABORT) {
-            result = 0;
-            break;
-        }
-        if (hr == NBD_HS_GO) {
+        if (hr == NBD_HS_GO && !out.oom) {
+            /* Before the reply goes out: a client that has it must find the
+             * export connected (the REST state, the idle drain). */
             /* atomic: gd_server_kick_export() reads it from another thread */
             __atomic_store_n(&c->exp, hs.handle, __ATOMIC_RELEASE);
             hs.handle = NULL;
@@ -1012,6 +1006,15 @@ static int handshake(struct conn *c)
             c->params.size = hs.info.size;
             gd_export_count_conn(c->exp, 1);
             result = 1;
+        }
+        int sent = out.oom ? -1 : send_all(c->fd, out.data, out.len);
+        nbd_buf_free(&out);
+        if (result == 1)
+            break; /* a failed send ends the transmission phase, which uncounts it */
+        if (sent < 0 || hr == NBD_HS_DROP)
+            break;
+        if (hr == NBD_HS_ABORT) {
+            result = 0;
             break;
         }
     }
