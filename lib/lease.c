@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "cleanup.h"
+#include "log.h"
 
 #define LEASE_MAX (256u << 10)
 
@@ -36,7 +37,19 @@ static int parse_u64(const char *s, uint64_t *out)
     return 0;
 }
 
-static int decode(const char *buf, size_t len, struct gfs_lease *l)
+/* Epochs share 64 bits with a clone's origin depth (volume_internal.h,
+ * GFS_ORIGIN_SHIFT): an epoch must fit below it. */
+#define EPOCH_MAX ((UINT64_C(1) << 56) - 1)
+
+static int printable(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            return 0;
+    return 1;
+}
+
+int gfs_lease_decode(const char *buf, size_t len, struct gfs_lease *l)
 {
     json_error_t jerr;
     json_t *root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
@@ -51,8 +64,10 @@ static int decode(const char *buf, size_t len, struct gfs_lease *l)
     json_t *fences = json_object_get(root, "fences");
     if (!json_is_integer(fmt) || json_integer_value(fmt) != 1 || !json_is_string(node) ||
         json_string_length(node) == 0 || json_string_length(node) > 128 ||
-        !json_is_integer(epoch) || json_integer_value(epoch) < 1 || !json_is_integer(hb) ||
-        !json_is_string(state) || (fences && !json_is_object(fences)))
+        !printable(json_string_value(node)) || !json_is_integer(epoch) ||
+        json_integer_value(epoch) < 1 || (uint64_t)json_integer_value(epoch) > EPOCH_MAX ||
+        !json_is_integer(hb) || json_integer_value(hb) < 0 || !json_is_string(state) ||
+        (fences && !json_is_object(fences)))
         goto out;
     const char *st = json_string_value(state);
     if (strcmp(st, "held") && strcmp(st, "released"))
@@ -70,7 +85,8 @@ static int decode(const char *buf, size_t len, struct gfs_lease *l)
         json_object_foreach(fences, k, val)
         {
             uint64_t e;
-            if (parse_u64(k, &e) < 0 || e == 0 || e >= l->epoch || !json_is_integer(val) ||
+            /* canonical decimal: "01" and "1" would be two fences of one epoch */
+            if (parse_u64(k, &e) < 0 || k[0] == '0' || e >= l->epoch || !json_is_integer(val) ||
                 json_integer_value(val) < 0)
                 goto out;
             l->fences[l->nfences].epoch = e;
@@ -97,9 +113,11 @@ int gfs_lease_read(struct gfs_objstore *st, const char *name, struct gfs_lease *
         return 0;
     if (r < 0)
         return r == -EFBIG ? -EIO : r;
-    r = decode(buf, len, l);
-    if (r < 0)
+    r = gfs_lease_decode(buf, len, l);
+    if (r < 0) {
+        gfs_err(st->log, "%s: the lease object %s is malformed (never trusted)", name, key);
         return r;
+    }
     snprintf(l->etag, sizeof l->etag, "%s", info.etag);
     l->exists = 1;
     return 0;

@@ -42,6 +42,10 @@ struct gfs_lease {
  * corrupt object (never trusted). */
 int gfs_lease_read(struct gfs_objstore *st, const char *name, struct gfs_lease *l);
 
+/* Decode and validate a lease object (fields and their consistency: fences
+ * only of earlier epochs, each epoch once). -EIO when malformed. */
+int gfs_lease_decode(const char *buf, size_t len, struct gfs_lease *l);
+
 /* Write l conditionally: if l->exists, If-Match l->etag (-ECANCELED when it
  * changed), else If-None-Match (-EEXIST when someone created one). On success
  * l->etag is refreshed (by reading back) and l->exists set. */

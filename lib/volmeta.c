@@ -73,19 +73,42 @@ static int valid_bs(uint64_t bs)
     return bs >= 4096 && bs <= (4u << 20) && (bs & (bs - 1)) == 0;
 }
 
-/* Parse and validate volume.json (input from the store: trust nothing).
- * Optional fields: data_uuid (a clone's lineage root), lineage (ancestor
- * names, root first), parent {name, snapshot, manifest}, deleted. */
-static int parse_volmeta(struct glidefs_volume *v, const char *buf, size_t len)
+/* An optional non-negative integer field (absent: 0). */
+static int opt_nonneg(json_t *j, int64_t *out)
+{
+    *out = 0;
+    if (!j)
+        return 0;
+    if (!json_is_integer(j) || json_integer_value(j) < 0)
+        return -1;
+    *out = json_integer_value(j);
+    return 0;
+}
+
+/* Parse and validate volume.json (input from the store: trust nothing):
+ * each field, and the fields against each other - a clone has a lineage of
+ * at least one ancestor, root first, none of them itself or repeated, and a
+ * parent that is the last of them; a root has neither and its data uuid is
+ * its own. Optional fields: data_uuid, lineage, parent {name, snapshot,
+ * manifest}, created_ms, deleted. Fills *m on success; on failure logs what
+ * is wrong (naming the volume) and returns -EIO (-ENOENT for a tombstone,
+ * -ENOTSUP for a compression this build cannot read). */
+int gfs_volmeta_parse(struct gfs_volmeta *m, const char *name, const struct gfs_log *log,
+                      const char *buf, size_t len)
 {
     json_error_t jerr;
     json_t *root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
-    if (!root) {
-        gfs_err(&v->log, "%s: volume.json is not valid JSON (line %d: %s)", v->name, jerr.line,
-                jerr.text);
+    if (!root || !json_is_object(root)) {
+        if (root)
+            gfs_err(log, "%s: volume.json is not a JSON object", name);
+        else
+            gfs_err(log, "%s: volume.json is not valid JSON (line %d: %s)", name, jerr.line,
+                    jerr.text);
+        json_decref(root);
         return -EIO;
     }
     int r = -EIO;
+    const char *bad = NULL; /* what is wrong, for the one error line */
     json_t *fmt = json_object_get(root, "format");
     json_t *uuid = json_object_get(root, "uuid");
     json_t *duuid = json_object_get(root, "data_uuid");
@@ -97,75 +120,105 @@ static int parse_volmeta(struct glidefs_volume *v, const char *buf, size_t len)
     json_t *lin = json_object_get(root, "lineage");
     json_t *parent = json_object_get(root, "parent");
     json_t *deleted = json_object_get(root, "deleted");
-    json_t *psnap = parent ? json_object_get(parent, "snapshot") : NULL;
-    json_t *pman = parent ? json_object_get(parent, "manifest") : NULL;
+    json_t *pname = json_is_object(parent) ? json_object_get(parent, "name") : NULL;
+    json_t *psnap = json_is_object(parent) ? json_object_get(parent, "snapshot") : NULL;
+    json_t *pman = json_is_object(parent) ? json_object_get(parent, "manifest") : NULL;
+    size_t depth = json_is_array(lin) ? json_array_size(lin) : 0;
     uint64_t e, q;
+    int64_t created_ms = 0;
+    memset(m, 0, sizeof *m);
     if (!json_is_integer(fmt) || json_integer_value(fmt) != 1) {
-        gfs_err(&v->log, "%s: volume.json has an unsupported format version", v->name);
+        bad = "an unsupported format version";
+    } else if (deleted && !json_is_boolean(deleted)) {
+        bad = "a \"deleted\" that is not true or false";
     } else if (json_is_true(deleted)) {
-        gfs_err(&v->log, "%s: the volume was deleted (its clones still use its data)", v->name);
+        gfs_err(log, "%s: the volume was deleted (its clones still use its data)", name);
         r = -ENOENT;
-    } else if (!json_is_string(uuid) || parse_uuid(json_string_value(uuid), v->meta.uuid) < 0 ||
+    } else if (!json_is_string(uuid) || parse_uuid(json_string_value(uuid), m->uuid) < 0 ||
                (duuid && (!json_is_string(duuid) ||
-                          parse_uuid(json_string_value(duuid), v->meta.data_uuid) < 0))) {
-        gfs_err(&v->log, "%s: volume.json has a bad uuid", v->name);
+                          parse_uuid(json_string_value(duuid), m->data_uuid) < 0))) {
+        bad = "a bad uuid";
     } else if (!json_is_integer(size) || json_integer_value(size) <= 0 ||
                json_integer_value(size) % 512 ||
                (uint64_t)json_integer_value(size) > GLIDEFS_MAX_VOLUME_SIZE) {
-        gfs_err(&v->log, "%s: volume.json has a bad size", v->name);
+        bad = "a bad size";
     } else if (!json_is_integer(bs) || !valid_bs((uint64_t)json_integer_value(bs))) {
-        gfs_err(&v->log, "%s: volume.json has a bad block_size", v->name);
-    } else if (enc && !json_is_null(enc) && gfs_keywrap_from_json(enc, &v->meta.kw) < 0) {
-        gfs_err(&v->log, "%s: volume.json has malformed encryption parameters", v->name);
+        bad = "a bad block_size";
+    } else if (opt_nonneg(created, &created_ms) < 0) {
+        bad = "a bad created_ms";
+    } else if (enc && !json_is_null(enc) && gfs_keywrap_from_json(enc, &m->kw) < 0) {
+        bad = "malformed encryption parameters";
     } else if (comp && !(json_is_string(comp) && (strcmp(json_string_value(comp), "none") == 0 ||
                                                   strcmp(json_string_value(comp), "zstd") == 0))) {
-        gfs_err(&v->log, "%s: volume uses a compression this build cannot read", v->name);
+        gfs_err(log, "%s: volume uses a compression this build cannot read", name);
         r = -ENOTSUP;
-    } else if ((lin && (!json_is_array(lin) || json_array_size(lin) > GFS_MAX_DEPTH)) ||
-               (parent && (!json_is_object(parent) || !json_is_string(psnap) ||
-                           (pman && !json_is_null(pman) &&
-                            (!json_is_string(pman) ||
-                             gfs_parse_epoch_seq(json_string_value(pman), &e, &q) < 0)))) ||
-               (!lin != !parent)) {
-        gfs_err(&v->log, "%s: volume.json has a bad lineage", v->name);
+    } else if (lin && (!json_is_array(lin) || depth > GFS_MAX_DEPTH)) {
+        bad = "a lineage that is not a list of at most 255 names";
+    } else if (parent && (!json_is_object(parent) || !json_is_string(pname) ||
+                          !json_is_string(psnap) ||
+                          !gfs_snap_name_ok(json_string_value(psnap)) ||
+                          (pman && !json_is_null(pman) &&
+                           (!json_is_string(pman) ||
+                            gfs_parse_epoch_seq(json_string_value(pman), &e, &q) < 0)))) {
+        bad = "a malformed parent (name, snapshot, manifest)";
+    } else if (!depth != !parent) {
+        /* lineage [] with a parent would leave depth 0 while the map
+         * loader reads the parent's manifest as lineage[depth - 1] */
+        bad = parent ? "a parent but no lineage" : "a lineage but no parent";
+    } else if (!parent && duuid && memcmp(m->data_uuid, m->uuid, 16) != 0) {
+        bad = "a data_uuid other than its uuid but no parent";
     } else {
         r = 0;
-        v->meta.depth = 0;
-        for (size_t i = 0; lin && i < json_array_size(lin); i++) {
+        for (size_t i = 0; i < depth && r == 0; i++) {
             json_t *n = json_array_get(lin, i);
-            if (!json_is_string(n) || !glidefs_name_valid(json_string_value(n)) ||
-                strcmp(json_string_value(n), v->name) == 0) {
-                gfs_err(&v->log, "%s: volume.json has a bad lineage", v->name);
+            const char *s = json_is_string(n) ? json_string_value(n) : NULL;
+            if (!s || !glidefs_name_valid(s) || strcmp(s, name) == 0) {
+                bad = "a lineage naming an invalid volume name or itself";
                 r = -EIO;
                 break;
             }
-            snprintf(v->meta.lineage[i], sizeof v->meta.lineage[i], "%s", json_string_value(n));
-            v->meta.depth++;
+            for (size_t k = 0; k < i; k++)
+                if (strcmp(m->lineage[k], s) == 0) {
+                    bad = "a lineage naming one volume twice";
+                    r = -EIO;
+                }
+            snprintf(m->lineage[i], sizeof m->lineage[i], "%s", s);
+        }
+        if (r == 0 && depth && strcmp(json_string_value(pname), m->lineage[depth - 1]) != 0) {
+            bad = "a parent other than the last of its lineage";
+            r = -EIO;
         }
         if (r == 0) {
-            v->meta.format = 1;
-            v->meta.size = (uint64_t)json_integer_value(size);
-            v->meta.block_size = (uint32_t)json_integer_value(bs);
-            v->meta.created_ms = json_is_integer(created) ? json_integer_value(created) : 0;
-            snprintf(v->meta.compression, sizeof v->meta.compression, "%s",
+            m->depth = (uint32_t)depth;
+            m->format = 1;
+            m->size = (uint64_t)json_integer_value(size);
+            m->block_size = (uint32_t)json_integer_value(bs);
+            m->created_ms = created_ms;
+            snprintf(m->compression, sizeof m->compression, "%s",
                      comp ? json_string_value(comp) : "none");
-            v->meta.encrypted = enc && !json_is_null(enc);
+            m->encrypted = enc && !json_is_null(enc);
             if (!duuid)
-                memcpy(v->meta.data_uuid, v->meta.uuid, 16);
-            format_uuid(v->meta.uuid, v->meta.uuid_str);
-            format_uuid(v->meta.data_uuid, v->meta.data_uuid_str);
-            v->meta.parent_snapshot[0] = v->meta.base_manifest[0] = 0;
+                memcpy(m->data_uuid, m->uuid, 16);
+            format_uuid(m->uuid, m->uuid_str);
+            format_uuid(m->data_uuid, m->data_uuid_str);
             if (parent) {
-                snprintf(v->meta.parent_snapshot, sizeof v->meta.parent_snapshot, "%s",
+                snprintf(m->parent_snapshot, sizeof m->parent_snapshot, "%s",
                          json_string_value(psnap));
                 if (json_is_string(pman))
-                    snprintf(v->meta.base_manifest, sizeof v->meta.base_manifest, "%s",
+                    snprintf(m->base_manifest, sizeof m->base_manifest, "%s",
                              json_string_value(pman));
             }
         }
     }
+    if (bad)
+        gfs_err(log, "%s: volume.json has %s: the volume is refused", name, bad);
     json_decref(root);
     return r;
+}
+
+static int parse_volmeta(struct glidefs_volume *v, const char *buf, size_t len)
+{
+    return gfs_volmeta_parse(&v->meta, v->name, &v->log, buf, len);
 }
 
 /* volume.json of meta, as text (caller frees). */
@@ -423,6 +476,13 @@ static int apply_manifest(struct glidefs_volume *v, const char *key, int is_base
         gfs_manifest_free(&m);
         return -EIO;
     }
+    if (is_base && v->meta.depth == 0) {
+        /* only a clone has a base, its parent's (volume.json guarantees it) */
+        gfs_err(&v->log, "%s: manifest %s taken as a base of a volume that has no parent",
+                v->name, key);
+        gfs_manifest_free(&m);
+        return -EIO;
+    }
     if (m.block_size != v->bs) {
         gfs_err(&v->log, "%s: manifest %s has block size %u, volume has %u", v->name, key,
                 m.block_size, v->bs);
@@ -641,7 +701,7 @@ int gfs_volume_load_map(struct glidefs_volume *v)
         return r;
     }
     char start_after[512] = "";
-    if (!mp.found && v->meta.base_manifest[0]) {
+    if (!mp.found && v->meta.base_manifest[0] && v->meta.depth > 0) {
         /* a clone that has stored nothing of its own yet: its parent's snapshot */
         char base[512];
         snprintf(base, sizeof base, "nbd/%s/manifest/%s", v->meta.lineage[v->meta.depth - 1],

@@ -222,9 +222,33 @@ int gfs_fence_hold(struct glidefs_volume *v);
 int gfs_held_epoch(const struct glidefs_volume *v, uint64_t epoch);
 int gfs_fence_holds_expire(struct glidefs_volume *v);
 void gfs_snapshots_free(struct glidefs_volume *v);
+/* A snapshot name a key may carry: a user's (glidefs_name_valid) or an
+ * internal one ("@clone-<child>", "@fenced-<epoch>"). */
+int gfs_snap_name_ok(const char *s);
+/* A snapshot object nbd/<vol>/snap/<name>, validated (its name field, if
+ * any, must be <name>). -EIO when malformed. */
+struct gfs_snapinfo {
+    char manifest[40]; /* "<epoch>-<seq>", "" when the volume held nothing */
+    int64_t created_ms;
+    uint64_t size;
+};
+int gfs_snap_parse(const char *buf, size_t len, const char *name, struct gfs_snapinfo *si);
+/* A clone marker nbd/<vol>/children/<child>: the snapshot the child was made
+ * from, into snap (slen bytes). -EIO when malformed. */
+int gfs_child_marker_parse(const char *buf, size_t len, char *snap, size_t slen);
+/* The parent name and snapshot a volume.json (or tombstone) names; both ""
+ * for a root or a volume.json that does not say. -EIO when it names them
+ * but not validly. */
+int gfs_clone_origin_parse(const char *buf, size_t len, char *parent, size_t plen, char *snap,
+                           size_t slen);
 /* volmeta.c */
 int gfs_volume_apply_manifest_key(struct glidefs_volume *v, const char *key, int is_base);
 char *gfs_volmeta_text(const struct gfs_volmeta *m, int deleted);
+/* Parse and validate volume.json of volume `name` into *m (every field, and
+ * the fields against each other); logs what is wrong. -EIO when invalid,
+ * -ENOENT for a tombstone, -ENOTSUP for an unknown compression. */
+int gfs_volmeta_parse(struct gfs_volmeta *m, const char *name, const struct gfs_log *log,
+                      const char *buf, size_t len);
 
 /* syncer.c */
 int gfs_syncer_start(struct glidefs_volume *v);
