@@ -83,6 +83,9 @@ int gfs_objstore_file_open(const char *root_dir, struct gfs_log *log,
                            struct gfs_objstore **out, char *err, size_t errlen);
 int gfs_objstore_s3_open(const struct glidefs_config *cfg, struct gfs_log *log,
                          struct gfs_objstore **out, char *err, size_t errlen);
+/* Tests: make file store s resolve paths one component at a time, as it
+ * does on a kernel without openat2. */
+void gfs_objstore_file_walk_only(struct gfs_objstore *s);
 
 static inline void gfs_objstore_close(struct gfs_objstore *st)
 {
