@@ -15,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -92,8 +94,23 @@ static void *signal_thread(void *arg)
     return NULL;
 }
 
+/* A core of glidefsd holds the S3 secret, the encryption password and
+ * every open volume's data key: not dumpable (which also keeps other local
+ * users, same uid included, from ptrace and /proc/PID/mem), no core, from
+ * the first instruction on - before the config is read. */
+static void no_core_dumps(struct rlimit *saved)
+{
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    if (getrlimit(RLIMIT_CORE, saved) == 0) {
+        struct rlimit rl = {0, saved->rlim_max};
+        setrlimit(RLIMIT_CORE, &rl);
+    }
+}
+
 int main(int argc, char **argv)
 {
+    struct rlimit core_limit = {0, 0};
+    no_core_dumps(&core_limit);
     static const struct option opts[] = {
         { "config", required_argument, NULL, 'c' },
         { "log-level", required_argument, NULL, 'l' },
@@ -160,6 +177,13 @@ int main(int argc, char **argv)
         return 1;
     }
     glidefs_config_set_log(cfg, gd_log_lib, NULL, level);
+    if (cfg->allow_core_dumps) {
+        /* as it was started: LimitCORE= in the unit, ulimit -c in a shell */
+        prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
+        setrlimit(RLIMIT_CORE, &core_limit);
+        gd_warn("servers.allow_core_dumps: a core dump of glidefsd holds the store's "
+                "credentials, the encryption password and the volumes' data keys");
+    }
 
     err[0] = '\0';
     rc = check_store(cfg, err, sizeof err);

@@ -22,7 +22,10 @@
  *    in any case; sizes as glidefs_parse_size().
  *  - Errors are one line "NAME:LINE:COL: KEY: what is wrong" (1-based).
  *    Values of secret keys never appear in messages; other values are quoted
- *    with control bytes escaped and cut at 60 bytes.
+ *    with control bytes escaped and cut at 60 bytes. URLs (storage.url,
+ *    storage.endpoint) carrying user:password@ are refused without being
+ *    echoed, and any other URL is echoed with that part and its query
+ *    string masked: a credential pasted into one never reaches a log.
  *  - Returns -EINVAL for bad content, -EFBIG for input over the size limit,
  *    the open()/read() errno for file errors, -ENOMEM.
  */
@@ -203,12 +206,66 @@ static long path_segments_ok(const char *p, size_t n)
 }
 
 #define URL_EXPECT "expected s3://bucket[/prefix] or file:///absolute/dir"
+#define URL_NO_CREDENTIALS                                                                    \
+    "credentials do not belong in a URL (user:password@ is refused and not echoed): use "     \
+    "storage.access_key_id and storage.secret_access_key, or AWS_ACCESS_KEY_ID and "          \
+    "AWS_SECRET_ACCESS_KEY"
+
+/* A URL's authority: after "//" (or from the start without one) up to the
+ * next '/', '?' or '#'. */
+static const char *url_authority(const char *v, size_t *len)
+{
+    const char *a = strstr(v, "//");
+    a = a ? a + 2 : v;
+    *len = strcspn(a, "/?#");
+    return a;
+}
+
+/* Does v carry credentials: 1 for user:password@ in its authority, 2 (where
+ * the authority can hold no ':' - a bucket) for a ':' alone, KEY:SECRET
+ * pasted without the '@'? */
+static int url_has_credentials(const char *v, int colon_too)
+{
+    size_t n;
+    const char *a = url_authority(v, &n);
+    return memchr(a, '@', n) ? 1 : colon_too && memchr(a, ':', n) ? 2 : 0;
+}
+
+/* quote() for a URL, with what may be a credential masked first: the
+ * authority's user:password@ part and the query string. */
+static void quote_url(char *dst, size_t n, const char *v)
+{
+    char red[200];
+    size_t alen;
+    const char *a = url_authority(v, &alen);
+    const char *at = NULL;
+    for (const char *p = a; p < a + alen; p++)
+        if (*p == '@')
+            at = p;
+    size_t head = (size_t)(a - v);
+    const char *rest = at ? at : a;
+    const char *q = strchr(rest, '?');
+    snprintf(red, sizeof red, "%.*s%s%.*s%s", (int)(head > 80 ? 80 : head), v, at ? "***" : "",
+             (int)(q ? (size_t)(q - rest) : strlen(rest)), rest, q ? "?***" : "");
+    quote(dst, n, red);
+}
 
 /* Validate a storage URL and write its normal form into norm. */
 static int url_normalize(const char *v, char *norm, size_t nl, char *why, size_t wl)
 {
     char q[256];
-    quote(q, sizeof(q), v);
+    quote_url(q, sizeof(q), v);
+    int cred = url_has_credentials(v, strncmp(v, "s3://", 5) == 0);
+    if (cred == 1) {
+        put_msg(why, wl, URL_NO_CREDENTIALS);
+        return -EINVAL;
+    }
+    if (cred == 2) {
+        put_msg(why, wl, "what follows s3:// is a bucket name, without ':' (not echoed: it may be "
+                "a credential); an endpoint's port goes in storage.endpoint, credentials in "
+                "storage.access_key_id and storage.secret_access_key");
+        return -EINVAL;
+    }
     if (has_control(v)) {
         put_msg(why, wl, "%s, got %s", URL_EXPECT, q);
         return -EINVAL;
@@ -471,7 +528,11 @@ static int check_endpoint(const struct keydef *kd, const char *v, char *norm, si
                           char *why, size_t wl)
 {
     char q[256];
-    quote(q, sizeof(q), v);
+    quote_url(q, sizeof(q), v);
+    if (url_has_credentials(v, 0)) {
+        put_msg(why, wl, URL_NO_CREDENTIALS);
+        return -EINVAL;
+    }
     size_t skip = strncmp(v, "http://", 7) == 0 ? 7 : strncmp(v, "https://", 8) == 0 ? 8 : 0;
     int ok = skip > 0 && v[skip] != '\0' && v[skip] != '/';
     for (const char *p = v; ok && *p; p++)
@@ -886,6 +947,7 @@ static const struct keydef keys[] = {
     {"node_id", set_node_id, get_string, OFF(node_id), 0, 0, 0, check_node_id, NULL},
     K_INT("servers.shutdown_timeout_s", shutdown_timeout_s, 0, 86400),
     K_INT("servers.lease_timeout_ms", lease_timeout_ms, 100, 3600000),
+    K_BOOL("servers.allow_core_dumps", allow_core_dumps),
     K_STR("servers.nbd.unix_socket", nbd_unix_socket, KF_EMPTY_OFF, check_socket_path),
     K_STR("servers.nbd.tcp", nbd_tcp, 0, check_hostport),
     K_GIB("servers.nbd.auto_create_size_gb", nbd_auto_create_size, 1, GIB_MAX,

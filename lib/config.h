@@ -54,6 +54,8 @@ struct glidefs_config {
     char *api_token;                /* optional bearer token (secret) */
     char *api_export_dir;           /* where the API may write images; NULL: nowhere */
     int lease_timeout_ms;           /* default 30000 */
+    int allow_core_dumps;           /* servers.allow_core_dumps, default false: glidefsd is
+                                       not dumpable (a core holds secrets and data keys) */
 
     /* compaction: (background rewriting of sparse segments, lib/compactor.c) */
     int compaction_min_live_pct;    /* rewrite segments less live than this; default 75 */
