@@ -5,6 +5,9 @@
  * every export within servers.shutdown_timeout_s and exit 0 (non-zero if a
  * drain could not finish: the dirty data stays in the journal). A second
  * signal exits at once; flushed data is already durable in the journal.
+ * The process is not dumpable and has no core size from its first
+ * instruction (servers.allow_core_dumps undoes it): its memory holds the
+ * store's credentials, the encryption password and the data keys.
  */
 #include <errno.h>
 #include <getopt.h>
