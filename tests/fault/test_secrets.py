@@ -46,7 +46,10 @@ def core_limit(pid):
 def daemon(glidefsd, base, name, extra):
     """A glidefsd whose process runs as NOBODY (when we are root) with a core
     limit of 'unlimited' as started."""
-    d = fl.Glidefsd(glidefsd, os.path.join(base, name), name, size="4M", extra=extra)
+    # ASan sets its own soft core limit of 0 unless told not to
+    asan = (os.environ.get("ASAN_OPTIONS", "") + ":disable_coredump=0").lstrip(":")
+    d = fl.Glidefsd(glidefsd, os.path.join(base, name), name, size="4M", extra=extra,
+                    env={"ASAN_OPTIONS": asan})
     run_as = os.getuid() == 0
     wrapper = os.path.join(d.base, "run.sh")
     with open(wrapper, "w") as f:
