@@ -669,7 +669,8 @@ static enum attempt_result attempt(struct s3_store *st, struct s3_call *c, CURL 
 
     if (c->status < 200 || c->status > 299) {
         if (c->errbody.len)
-            c->have_s3err = gfs_s3_xml_parse_error(c->errbody.p, c->errbody.len, &c->s3err, st->base.log) == 0;
+            c->have_s3err = gfs_s3_xml_parse_error(c->errbody.p, c->errbody.len, &c->s3err,
+                                                   st->base.log) == 0;
         const char *code = c->have_s3err ? c->s3err.code : "";
         snprintf(c->why, sizeof(c->why), "HTTP %ld%s%s%s%s%s%s", c->status, *code ? " " : "",
                  code, c->have_s3err && *c->s3err.message ? ": " : "",
