@@ -1,6 +1,6 @@
 /*
- * main.c — glidefsd: command line, configuration, the store check, signals
- * and the process lifecycle. Runs in the foreground (systemd style) and logs
+ * main.c — glidefsd: command line, configuration, the store check, the
+ * open-file limit, signals and the process lifecycle. Runs in the foreground (systemd style) and logs
  * to stderr. SIGTERM/SIGINT: stop accepting, finish in-flight requests, drain
  * every export within servers.shutdown_timeout_s and exit 0 (non-zero if a
  * drain could not finish: the dirty data stays in the journal). A second
@@ -64,6 +64,27 @@ static int check_store(const glidefs_config *cfg, char *err, size_t errlen)
     (void)errlen;
     return 0;
 #endif
+}
+
+/* Every NBD connection, API connection, open volume and store connection is
+ * a descriptor, and the usual soft limit (1024) is far below what one node
+ * serves: raise it to the hard limit. The NBD server sizes its connection
+ * cap from the result (nbd_server.c), so hitting the limit stays unlikely. */
+static void raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rlim_t was = rl.rlim_cur;
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
+            gd_debug("open-file limit raised from %llu to %llu", (unsigned long long)was,
+                     (unsigned long long)rl.rlim_max);
+        else
+            gd_warn("cannot raise the open-file limit from %llu to %llu: %s",
+                    (unsigned long long)was, (unsigned long long)rl.rlim_max, strerror(errno));
+    }
 }
 
 struct sig_ctx {
@@ -187,6 +208,7 @@ int main(int argc, char **argv)
         gd_warn("servers.allow_core_dumps: a core dump of glidefsd holds the store's "
                 "credentials, the encryption password and the volumes' data keys");
     }
+    raise_nofile();
 
     err[0] = '\0';
     rc = check_store(cfg, err, sizeof err);

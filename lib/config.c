@@ -582,6 +582,41 @@ static int check_token(const struct keydef *kd, const char *v, char *norm, size_
     return copy_norm(v, norm, nl);
 }
 
+/* servers.api.allowed_hosts: host names (or address literals) separated by
+ * commas or spaces, stored lower case, comma-separated. */
+static int check_host_list(const struct keydef *kd, const char *v, char *norm, size_t nl,
+                           char *why, size_t wl)
+{
+    size_t o = 0;
+    const char *p = v;
+    while (*p) {
+        while (*p == ',' || *p == ' ' || *p == '\t')
+            p++;
+        size_t n = strcspn(p, ", \t");
+        if (n == 0)
+            break;
+        int ok = n <= 253;
+        for (size_t i = 0; ok && i < n; i++)
+            ok = is_alnum(p[i]) || p[i] == '.' || p[i] == '-' || p[i] == ':' || p[i] == '[' ||
+                 p[i] == ']';
+        if (!ok) {
+            char q[256];
+            quote(q, sizeof(q), v);
+            put_msg(why, wl, "expected host names separated by commas, got %s", q);
+            return -EINVAL;
+        }
+        if (o + n + 2 > nl)
+            return -EINVAL;
+        if (o)
+            norm[o++] = ',';
+        for (size_t i = 0; i < n; i++)
+            norm[o++] = (char)(p[i] >= 'A' && p[i] <= 'Z' ? p[i] - 'A' + 'a' : p[i]);
+        p += n;
+    }
+    norm[o] = '\0';
+    return 0;
+}
+
 static int check_password(const struct keydef *kd, const char *v, char *norm, size_t nl,
                           char *why, size_t wl)
 {
@@ -963,10 +998,21 @@ static const struct keydef keys[] = {
     K_STR("servers.nbd.default_export", nbd_default_export, 0, check_name),
     K_INT("servers.nbd.workers", nbd_workers, 1, 1024),
     K_INT("servers.nbd.busy_poll_us", nbd_busy_poll_us, 0, 1000),
+    K_BOOL("servers.nbd.insecure_tcp", nbd_insecure_tcp),
+    K_INT("servers.nbd.max_connections", nbd_max_connections, 1, 65536),
+    K_INT("servers.nbd.handshake_timeout_ms", nbd_handshake_timeout_ms, 100, 3600000),
+    K_INT("servers.nbd.reply_timeout_ms", nbd_reply_timeout_ms, 100, 3600000),
+    K_SIZE("servers.nbd.buffer_memory", nbd_buffer_memory, (int64_t)MIB, SIZE_MAX_BYTES, 0, NULL),
+    K_SIZE("servers.nbd.connection_buffer_memory", nbd_conn_buffer_memory, (int64_t)MIB,
+           SIZE_MAX_BYTES, 0, NULL),
     K_STR("servers.api.listen", api_listen, KF_EMPTY_OFF, check_hostport),
     K_STR("servers.api.unix_socket", api_unix_socket, 0, check_socket_path),
     K_STR("servers.api.token", api_token, KF_SECRET, check_token),
     K_STR("servers.api.export_dir", api_export_dir, 0, check_abs_path),
+    K_STR("servers.api.allowed_hosts", api_allowed_hosts, 0, check_host_list),
+    K_INT("servers.api.max_connections", api_max_connections, 1, 4096),
+    K_INT("servers.api.max_connections_per_client", api_max_connections_per_client, 1, 4096),
+    K_INT("servers.api.request_timeout_ms", api_request_timeout_ms, 100, 3600000),
     K_INT("compaction.min_live_pct", compaction_min_live_pct, 0, 100),
     K_INT("compaction.interval_s", compaction_interval_s, 0, 86400),
     K_INT("compaction.rate_mb_s", compaction_rate_mb_s, 1, 100000),
@@ -1080,7 +1126,15 @@ int gfs_config_init_defaults(struct glidefs_config *cfg)
     cfg->block_size = 131072;
     cfg->nbd_workers = 16;
     cfg->nbd_busy_poll_us = 50;
+    cfg->nbd_max_connections = 1024;
+    cfg->nbd_handshake_timeout_ms = 10000;
+    cfg->nbd_reply_timeout_ms = 30000;
+    cfg->nbd_buffer_memory = 512 * MIB;
+    cfg->nbd_conn_buffer_memory = 64 * MIB;
     cfg->api_listen = strdup("127.0.0.1:8080");
+    cfg->api_max_connections = 64;
+    cfg->api_max_connections_per_client = 32;
+    cfg->api_request_timeout_ms = 10000;
     cfg->lease_timeout_ms = 30000;
     cfg->compaction_min_live_pct = 75;
     cfg->compaction_interval_s = 300;

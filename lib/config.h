@@ -49,10 +49,20 @@ struct glidefs_config {
     char *nbd_default_export;       /* optional */
     int nbd_workers;                /* worker threads per daemon, default 16 */
     int nbd_busy_poll_us;           /* reader busy-polls for the next request, 0 = off */
+    int nbd_insecure_tcp;           /* serve NBD on a non-loopback tcp address (no TLS, no auth) */
+    int nbd_max_connections;        /* default 1024; lowered to fit the open-file limit */
+    int nbd_handshake_timeout_ms;   /* whole handshake, default 10000 */
+    int nbd_reply_timeout_ms;       /* a reply not taken by the client for this long: drop it; 30000 */
+    uint64_t nbd_buffer_memory;     /* request/reply buffers, all connections; default 512 MiB */
+    uint64_t nbd_conn_buffer_memory;/* ... per connection; default 64 MiB */
     char *api_listen;               /* default 127.0.0.1:8080; "" disables */
     char *api_unix_socket;          /* optional */
     char *api_token;                /* optional bearer token (secret) */
     char *api_export_dir;           /* where the API may write images; NULL: nowhere */
+    char *api_allowed_hosts;        /* Host names the API answers besides its address and localhost */
+    int api_max_connections;        /* per listener, default 64 */
+    int api_max_connections_per_client; /* per client address, default 32 */
+    int api_request_timeout_ms;     /* to receive a request (and to send its answer); 10000 */
     int lease_timeout_ms;           /* default 30000 */
     int allow_core_dumps;           /* servers.allow_core_dumps, default false: glidefsd is
                                        not dumpable (a core holds secrets and data keys) */

@@ -186,7 +186,17 @@ static const char full_yaml[] =
     "    block_size: 4M\n"
     "    default_export: vm-01\n"
     "    workers: 1\n"
+    "    insecure_tcp: yes\n"
+    "    max_connections: 77\n"
+    "    handshake_timeout_ms: 2500\n"
+    "    reply_timeout_ms: 4000\n"
+    "    buffer_memory: 32M\n"
+    "    connection_buffer_memory: 2M\n"
     "  api:\n"
+    "    allowed_hosts: \"Node1.Example, ,glidefs.example  [::1]\"\n"
+    "    max_connections: 8\n"
+    "    max_connections_per_client: 3\n"
+    "    request_timeout_ms: 1500\n"
     "    listen: \"[::1]:9090\"\n"
     "    unix_socket: /run/g-api.sock\n"
     "    token: s3cr3t-t0ken\n";
@@ -227,6 +237,17 @@ static void test_full_file(void **state)
     assert_string_equal(cfg->api_listen, "[::1]:9090");
     assert_string_equal(cfg->api_unix_socket, "/run/g-api.sock");
     assert_string_equal(cfg->api_token, "s3cr3t-t0ken");
+    assert_int_equal(cfg->nbd_insecure_tcp, 1);
+    assert_int_equal(cfg->nbd_max_connections, 77);
+    assert_int_equal(cfg->nbd_handshake_timeout_ms, 2500);
+    assert_int_equal(cfg->nbd_reply_timeout_ms, 4000);
+    assert_int_equal(cfg->nbd_buffer_memory, 32 * MiB);
+    assert_int_equal(cfg->nbd_conn_buffer_memory, 2 * MiB);
+    /* lower case, one comma between names, empty items dropped */
+    assert_string_equal(cfg->api_allowed_hosts, "node1.example,glidefs.example,[::1]");
+    assert_int_equal(cfg->api_max_connections, 8);
+    assert_int_equal(cfg->api_max_connections_per_client, 3);
+    assert_int_equal(cfg->api_request_timeout_ms, 1500);
 
     /* get gives the text form; secrets are masked. */
     assert_get(cfg, "cache.disk_size_gb", "42");
@@ -613,6 +634,9 @@ static const struct bad_case bad_cases[] = {
      "t.yaml:3:10: servers.nbd.tcp: " HOSTPORT "\"::1:80\""},
     {"listen: space", "servers:\n  api:\n    listen: \"127.0.0.1: 80\"\n", 0, -EINVAL,
      "t.yaml:3:13: servers.api.listen: " HOSTPORT "\"127.0.0.1: 80\""},
+    {"allowed_hosts: a slash", "servers:\n  api:\n    allowed_hosts: a.example,b/c\n", 0,
+     -EINVAL, "t.yaml:3:20: servers.api.allowed_hosts: expected host names separated by "
+     "commas, got \"a.example,b/c\""},
 
     /* strings */
     {"required string empty", "cache:\n  dir:\n", 0, -EINVAL,
@@ -1031,7 +1055,11 @@ static const char *const all_keys[] = {
     "servers.nbd.sync_delay_ms", "servers.nbd.max_dirty_age_ms",
     "servers.nbd.upload_parallel", "servers.nbd.block_size", "servers.nbd.default_export",
     "servers.nbd.workers", "servers.api.listen", "servers.api.unix_socket",
-    "servers.api.token",
+    "servers.api.token", "servers.nbd.insecure_tcp", "servers.nbd.max_connections",
+    "servers.nbd.handshake_timeout_ms", "servers.nbd.reply_timeout_ms",
+    "servers.nbd.buffer_memory", "servers.nbd.connection_buffer_memory",
+    "servers.api.allowed_hosts", "servers.api.max_connections",
+    "servers.api.max_connections_per_client", "servers.api.request_timeout_ms",
 };
 
 static int is_secret(const char *k)
