@@ -1031,7 +1031,7 @@ static void test_gc(void **state)
     for (size_t i = 0; i + 1 < n; i++)
         fl[i]->live = 1;
     pthread_mutex_lock(&f->lock);
-    assert_int_equal(gfs_journal_gc(&j, &f->lock), 0);
+    assert_int_equal(gfs_journal_gc(&j, &f->lock, 0), 0);
     pthread_mutex_unlock(&f->lock);
     uint64_t ids[16];
     assert_int_equal(list_logs(f->jdir, ids, 16), n);
@@ -1044,7 +1044,7 @@ static void test_gc(void **state)
     fl[2]->pins = 1;
     j.cur->live = 0;
     pthread_mutex_lock(&f->lock);
-    assert_int_equal(gfs_journal_gc(&j, &f->lock), 1);
+    assert_int_equal(gfs_journal_gc(&j, &f->lock, 0), 1);
     pthread_mutex_unlock(&f->lock);
     assert_int_equal(list_logs(f->jdir, ids, 16), n - 1);
     assert_true(ids[0] == id1); /* id0 is gone */
@@ -1061,7 +1061,7 @@ static void test_gc(void **state)
         fl[i]->live = 0;
     fl[2]->pins = 0;
     pthread_mutex_lock(&f->lock);
-    assert_int_equal(gfs_journal_gc(&j, &f->lock), (int)n - 2);
+    assert_int_equal(gfs_journal_gc(&j, &f->lock, 0), (int)n - 2);
     pthread_mutex_unlock(&f->lock);
     assert_int_equal(list_logs(f->jdir, ids, 16), 1);
     assert_int_equal(ids[0], j.cur->id);
@@ -1313,7 +1313,7 @@ static void test_enospc(void **state)
     for (struct gfs_jfile *q = j.files; q; q = q->next)
         q->live = 0;
     pthread_mutex_lock(&f->lock);
-    assert_true(gfs_journal_gc(&j, &f->lock) > 0);
+    assert_true(gfs_journal_gc(&j, &f->lock, 0) > 0);
     pthread_mutex_unlock(&f->lock);
     size_t first = 0;
     while (x[first].file_id != j.cur->id)
