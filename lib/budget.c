@@ -215,38 +215,34 @@ static uint64_t share(const struct gfs_budget *b)
 }
 
 /* Under the lock (and self's lock, held by the caller): evict up to `need`
- * bytes of clean cache, from self first when self_first and self holds its
- * share, else from whoever holds the most above the fair share. Another
- * volume's lock is only ever trylocked: a busy volume is skipped this
- * round. Returns the bytes given back. */
-static uint64_t evict_locked(struct gfs_budget *b, struct gfs_budget_member *self, uint64_t need,
-                             int self_first)
+ * bytes of clean cache from whoever holds the most (the most above the fair
+ * share, which is the same for all; self on a tie: no other lock needed).
+ * Another volume's lock is only ever trylocked: a busy volume is skipped
+ * this round. Returns the bytes given back. */
+static uint64_t evict_locked(struct gfs_budget *b, struct gfs_budget_member *self, uint64_t need)
 {
     uint64_t round = ++b->round, fair = share(b), freed = 0;
     while (freed < need) {
         struct gfs_budget_member *victim = NULL;
-        if (self_first && self->tried != round && LD(&self->cache) >= fair &&
-            LD(&self->cache) > 0) {
+        uint64_t best = 0;
+        if (self->tried != round && LD(&self->cache) > 0) {
             victim = self;
-        } else {
-            /* the largest excess over the fair share (or, if nobody is
-             * above it, simply the largest holder) */
-            uint64_t best = 0;
-            for (struct gfs_budget_member *m = b->members; m; m = m->next) {
-                uint64_t c = LD(&m->cache);
-                if (m->tried == round || c == 0)
-                    continue;
-                if (!victim || c > best) {
-                    victim = m;
-                    best = c;
-                }
+            best = LD(&self->cache);
+        }
+        for (struct gfs_budget_member *m = b->members; m; m = m->next) {
+            uint64_t c = LD(&m->cache);
+            if (m != self && m->tried != round && c > best) {
+                victim = m;
+                best = c;
             }
         }
         if (!victim)
             break;
-        uint64_t want = need - freed, c = LD(&victim->cache);
-        if (c > fair && c - fair < want && victim != self)
-            want = c - fair; /* down to its share; the next one gives the rest */
+        /* down to the next largest holder's level would be fairest; down
+         * to the fair share, at most what is needed, is close and cheap */
+        uint64_t want = need - freed;
+        if (best > fair && best - fair < want)
+            want = best - fair;
         uint64_t got = 0;
         if (victim == self) {
             got = self->evict(self->arg, want);
@@ -278,7 +274,7 @@ int gfs_budget_cache_admit(struct gfs_budget_member *m, uint64_t bytes)
             r = 0;
             break;
         }
-        if (bytes > total || !evict_locked(b, m, used + bytes - total, 1))
+        if (bytes > total || !evict_locked(b, m, used + bytes - total))
             break;
     }
     pthread_mutex_unlock(&b->lock);
@@ -352,7 +348,7 @@ int gfs_budget_journal_admit(struct gfs_budget_member *m, uint64_t bytes, int *w
             uint64_t c = LD(&b->cache) + LD(&b->res_cache);
             if (c <= limit)
                 break;
-            if (!evict_locked(b, m, c - limit, 0))
+            if (!evict_locked(b, m, c - limit))
                 break;
         }
         if (LD(&b->cache) + LD(&b->res_cache) <= limit) {

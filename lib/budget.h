@@ -28,8 +28,8 @@
  * starves behind the others' dirty data. The clean cache takes what the
  * journal leaves: a volume may grow past its fair share (what is left over
  * divided by the number of open volumes) while others do not use theirs;
- * when space is short, eviction takes from whoever holds the most above the
- * fair share.
+ * when space is short, eviction takes from whoever holds the most (so the
+ * most above the fair share), down to the fair share at most per step.
  *
  * Locking: the budget's own mutex guards membership, the wait queue and
  * admissions. Counters are atomics, so giving space back never takes that
@@ -85,7 +85,7 @@ void gfs_budget_journal_add(struct gfs_budget_member *m, int64_t delta);
 void gfs_budget_cache_add(struct gfs_budget_member *m, int64_t delta);
 
 /* Room for `bytes` of new clean cache for m (m's lock held), evicting from
- * m or from volumes above their share if needed: 0 and the bytes are
+ * the largest holders (m included) if needed: 0 and the bytes are
  * reserved (release with gfs_budget_cache_done once the slot is charged),
  * or -ENOSPC: do not cache now. Never waits. */
 int gfs_budget_cache_admit(struct gfs_budget_member *m, uint64_t bytes);

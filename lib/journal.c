@@ -313,24 +313,22 @@ int gfs_journal_reset(struct gfs_journal *j)
     return fsync(j->dirfd) < 0 ? -errno : 0;
 }
 
-/* A dead current file with nothing in flight becomes an ordinary full one:
- * an END record (synced by gc's flush before the unlink, so a file that
- * comes back after a power cut reads as ended, never as torn) and no
- * current file. */
-static void retire(struct gfs_journal *j)
+int gfs_journal_retire(struct gfs_journal *j)
 {
     struct gfs_jfile *f = j->cur;
-    if (!f || f->live || j->inflight_head || __atomic_load_n(&f->pins, __ATOMIC_ACQUIRE))
-        return;
+    if (!f || j->failed || f->live || j->inflight_head ||
+        __atomic_load_n(&f->pins, __ATOMIC_ACQUIRE))
+        return 0;
     if (write_end(j, f) < 0)
-        return; /* keep it as it is: the next write goes on in it */
+        return 0; /* keep it as it is: the next write goes on in it */
     j->cur = NULL;
+    return 1;
 }
 
 int gfs_journal_gc(struct gfs_journal *j, pthread_mutex_t *lock, int retire_cur)
 {
-    if (retire_cur && !j->failed)
-        retire(j);
+    if (retire_cur)
+        gfs_journal_retire(j);
     int any = 0;
     for (struct gfs_jfile *f = j->files; f; f = f->next)
         if (f != j->cur && f->live == 0 && __atomic_load_n(&f->pins, __ATOMIC_ACQUIRE) == 0)

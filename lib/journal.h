@@ -113,13 +113,17 @@ int gfs_journal_flush(struct gfs_journal *j, pthread_mutex_t *lock);
  * drain, when handing the lease over). Needs no write in flight. */
 int gfs_journal_reset(struct gfs_journal *j);
 
+/* The current file, if dead (no live extents, no pins, no write in flight),
+ * becomes an ordinary full one: it gets its END record (made durable by the
+ * next flush, so a copy that survives a power cut reads as ended, never as
+ * torn) and the next write starts a new file. 1 if it did. */
+int gfs_journal_retire(struct gfs_journal *j);
+
 /* Delete files (other than the current) with no live extents and no pins.
  * Syncs first so that a superseding record is durable before what it
- * superseded disappears. retire_cur: the current file goes too when it is
- * dead and no write is in flight (it gets its END record first, like a
- * file written to the end; the next write starts a new file), so an idle
- * volume gives all its journal space back when the node needs it. Called
- * with *lock held; may drop it. */
+ * superseded disappears. retire_cur: gfs_journal_retire first, so the
+ * current file goes too when dead: an idle volume gives all its journal
+ * space back when the node needs it. Called with *lock held; may drop it. */
 int gfs_journal_gc(struct gfs_journal *j, pthread_mutex_t *lock, int retire_cur);
 
 #endif

@@ -1,8 +1,8 @@
 /*
  * test_budget.c — the node's disk budget (lib/budget.c) with fake volumes:
- * clean-cache admission within the budget, eviction from the caller first
- * when it holds its share and else from whoever holds the most (another
- * volume only through trylock: a busy one is skipped, never waited for),
+ * clean-cache admission within the budget, eviction from whoever holds the
+ * most, the caller included (another volume only through trylock: a busy
+ * one is skipped, never waited for),
  * journal admission within half the budget in FIFO order (nobody passes a
  * waiting writer), the cache making room for the journal, a file larger
  * than the journal's share going alone once the journal is empty,
@@ -140,13 +140,13 @@ static void test_cache_shared(void **state)
     v[3].cache = 0;
     for (int i = 0; i < 32; i++)
         assert_int_equal(cache_fill(&v[3]), 0);
-    assert_int_equal(v[3].cache, 4 * MiB);
+    assert_true(v[3].cache >= 3 * MiB);
     /* the others are busy (their locks held elsewhere): never waited for */
     pthread_mutex_lock(&v[0].lock);
     pthread_mutex_lock(&v[1].lock);
     pthread_mutex_lock(&v[2].lock);
     int calls = v[0].evict_calls + v[1].evict_calls + v[2].evict_calls;
-    /* v3 is at its share: it evicts from itself */
+    /* the others are skipped: v3 evicts from itself */
     assert_int_equal(cache_fill(&v[3]), 0);
     assert_int_equal(v[0].evict_calls + v[1].evict_calls + v[2].evict_calls, calls);
     pthread_mutex_unlock(&v[2].lock);
