@@ -179,10 +179,10 @@ def main():
         check(not errors, "every byte read back while the budget was shared (%s)" %
               ("; ".join(errors[:4]) or "no error"))
         check(sampler.max <= BOUND,
-              "cache dir at most %s in %d samples (bound %s = %s budget + %d x %s): max %s%s" %
-              (fl.human(sampler.max), sampler.samples, fl.human(BOUND), fl.human(BUDGET), NVOL,
-               fl.human(SLACK_PER_VOLUME), fl.human(sampler.max),
-               "" if not sampler.max_detail else " " + repr(sampler.max_detail)))
+              "cache dir at most %d bytes (%s) in %d samples; bound %d = %s budget + %d x %s%s" %
+              (sampler.max, fl.human(sampler.max), sampler.samples, BOUND, fl.human(BUDGET),
+               NVOL, fl.human(SLACK_PER_VOLUME),
+               "" if not sampler.max_detail else "; at the worst: " + repr(sampler.max_detail)))
         check(sampler.samples >= 50, "the sampler ran (%d samples)" % sampler.samples)
         rc = d.stop()
         check(rc == 0, "SIGTERM drained every export and exited 0 (%s)" % rc)
