@@ -44,6 +44,7 @@
 #include <unistd.h>
 #include <yaml.h>
 
+#include "budget.h"
 #include "cleanup.h"
 #include "config.h"
 
@@ -1098,6 +1099,7 @@ void gfs_config_clear(struct glidefs_config *cfg)
             *f = NULL;
         }
     }
+    gfs_budget_unref(cfg->budget); /* open volumes keep theirs */
     memset(cfg, 0, sizeof(*cfg));
 }
 
@@ -1151,8 +1153,10 @@ int gfs_config_init_defaults(struct glidefs_config *cfg)
     cfg->log.fn = NULL;
     cfg->log.arg = NULL;
     cfg->log.max_level = GLIDEFS_LOG_INFO;
+    if (gfs_budget_new(&cfg->budget) < 0)
+        cfg->budget = NULL;
     if (!cfg->cache_dir || !cfg->storage_url || !cfg->storage_region || !cfg->compression ||
-        !cfg->node_id || !cfg->nbd_unix_socket || !cfg->api_listen) {
+        !cfg->node_id || !cfg->nbd_unix_socket || !cfg->api_listen || !cfg->budget) {
         gfs_config_clear(cfg);
         return -ENOMEM;
     }

@@ -11,6 +11,8 @@
 #include "glidefs/glidefs.h"
 #include "log.h"
 
+struct gfs_budget;
+
 struct glidefs_config {
     /* cache: */
     char *cache_dir;                /* default /var/cache/glidefs */
@@ -82,6 +84,11 @@ struct glidefs_config {
     double cost_get_per_1000;       /* 0.0004 */
 
     struct gfs_log log;
+
+    /* Not a setting: the node's disk budget (cache.disk_size), shared by
+     * every volume opened with this config (budget.h). Made with the config,
+     * dropped with it (volumes hold their own reference). */
+    struct gfs_budget *budget;
 };
 
 /* Fill a config with defaults (no allocation failure handling needed by callers: returns -ENOMEM). */

@@ -16,6 +16,7 @@
 
 #include "glidefs/glidefs.h"
 #include "blockmap.h"
+#include "budget.h"
 #include "cache.h"
 #include "config.h"
 #include "dirty.h"
@@ -80,8 +81,11 @@ struct glidefs_volume {
                                     (storage.max_connections) */
     int64_t sync_delay_ms;
     int64_t max_dirty_age_ms;
-    uint64_t budget;             /* cache.disk_size: journal + clean cache */
-    uint64_t journal_limit;      /* writes wait above this */
+    /* cache.disk_size is the node's (budget.h): this volume's journal and
+     * clean cache are charged to the budget of the config it was opened
+     * with, shared with every other volume of that config */
+    struct gfs_budget *bud;
+    struct gfs_budget_member bmem;
     int read_only;               /* writes refused: not the lease holder, or opened so */
     int ro_forced;               /* opened with GLIDEFS_OPEN_READONLY: never promotes */
 

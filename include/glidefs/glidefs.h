@@ -75,7 +75,10 @@ enum glidefs_log_level {
 /* Log callback: called from any library thread, possibly concurrently. */
 typedef void (*glidefs_log_fn)(void *arg, int level, const char *msg);
 
-/* A config holding the defaults of DESIGN.md (file:// store needs storage.url). */
+/* A config holding the defaults of DESIGN.md (file:// store needs storage.url).
+ * Every volume opened with one config shares its cache.disk_size as one
+ * budget (journals plus clean caches: the node's, see glidefs.yaml(5));
+ * volumes of different configs never share one. */
 GLIDEFS_API glidefs_config *glidefs_config_new(void);
 
 /* Load a YAML config file (${ENV} expanded). On failure returns a negative
