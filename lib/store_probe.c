@@ -95,8 +95,9 @@ int gfs_store_probe(struct gfs_objstore *st, struct gfs_log *log, int *state, ch
         ignored = 1;
         add(detail, dl, "a PUT with If-None-Match: * over an existing object overwrote it");
     }
-    /* put the known bytes back for the If-Match steps (unconditionally) */
-    if (ignored && (r = put(st, key, b[0], 0, NULL)) < 0)
+    /* known bytes for the If-Match steps (unconditionally: each step is
+     * judged on its own) */
+    if ((r = put(st, key, b[0], 0, NULL)) < 0)
         goto out;
     char etag[72] = "";
     h = holds(st, key, b[0], etag);

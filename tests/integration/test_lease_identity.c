@@ -283,10 +283,10 @@ static void test_copy_before_heartbeat(void **state)
     uint64_t ea = stats_of(a).lease_epoch;
     assert_int_equal(stats_of(c).lease_epoch, ea + 1);
     expect_byte(c, BLK, 0x42);
-    put_byte(c, 2 * BLK, 0xC1);
-    assert_int_equal(glidefs_drain(c, -1), 0);
-    /* the original does not know yet: it writes and uploads in its epoch,
-     * which leaves its first segment dead for it */
+    put_byte(c, 2 * BLK, 0xC1); /* not uploaded yet: C has no manifest */
+    /* the original does not know yet: it writes and uploads in its epoch
+     * (a segment and a manifest newer than any of the store's), which
+     * leaves its first segment dead for it */
     put_byte(a, 0, 0xAA);
     put_byte(a, 3 * BLK, 0xAB);
     assert_int_equal(glidefs_drain(a, -1), 0);
@@ -298,7 +298,14 @@ static void test_copy_before_heartbeat(void **state)
     assert_int_equal(stats_of(a).fenced, 1);
     uint8_t buf[4096] = {0};
     assert_int_equal(glidefs_pwrite(a, buf, sizeof buf, 0, 0), -EROFS);
-    /* a fresh reader sees the copy's data, never the original's late writes */
+    /* a fresh reader now: the fence of A's epoch hides its late manifest
+     * and segment */
+    assert_int_equal(glidefs_volume_open(D.cfg, "vm", SZ, GLIDEFS_OPEN_READONLY, &d), 0);
+    expect_byte(d, 0, 0x41);
+    expect_byte(d, 3 * BLK, 0x00);
+    assert_int_equal(glidefs_volume_close(d), 0);
+    assert_int_equal(glidefs_drain(c, -1), 0);
+    /* and once the copy drained: its data, never the original's late writes */
     assert_int_equal(glidefs_volume_open(D.cfg, "vm", SZ, GLIDEFS_OPEN_READONLY, &d), 0);
     expect_byte(d, 0, 0x41);
     expect_byte(d, BLK, 0x42);
@@ -380,7 +387,7 @@ static void test_legacy_lease(void **state)
 /* ------------------------------------------------------------------------ */
 /* stores that do not honour conditional writes                               */
 
-enum { HONEST, IGNORES, BREAKS };
+enum { HONEST, IGNORES, BREAKS, IGNORES_INM, IGNORES_IM };
 
 /* Another store in front of a real one that drops the conditions of PUTs
  * (as older RGW/MinIO releases, s3rver and some gateways do) or refuses
@@ -401,6 +408,10 @@ static int lax_put(struct gfs_objstore *s, const char *key, const void *buf, siz
         return l->real->ops->put(l->real, key, buf, len, 0, NULL);
     if (l->mode == BREAKS && etag)
         return -ECANCELED;
+    if (l->mode == IGNORES_INM)
+        flags = 0; /* only If-None-Match dropped */
+    if (l->mode == IGNORES_IM)
+        etag = NULL; /* only If-Match dropped */
     return l->real->ops->put(l->real, key, buf, len, flags, etag);
 }
 
@@ -473,9 +484,10 @@ static void test_probe(void **state)
     struct tu_env env;
     tu_env_init(&env, "identp");
     glidefs_config *cfg = tu_config(&env, "64M", "20");
-    const int want[3] = {GLIDEFS_STORE_COND_OK, GLIDEFS_STORE_COND_IGNORED,
-                         GLIDEFS_STORE_COND_BROKEN};
-    for (int mode = HONEST; mode <= BREAKS; mode++) {
+    const int want[5] = {GLIDEFS_STORE_COND_OK, GLIDEFS_STORE_COND_IGNORED,
+                         GLIDEFS_STORE_COND_BROKEN, GLIDEFS_STORE_COND_IGNORED,
+                         GLIDEFS_STORE_COND_IGNORED};
+    for (int mode = HONEST; mode <= IGNORES_IM; mode++) {
         struct gfs_objstore *st = lax_open(cfg, mode);
         int s = -1;
         char detail[256];
