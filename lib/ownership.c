@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -121,13 +122,21 @@ int gfs_own_journal_ours(struct glidefs_volume *v, const struct gfs_lease *l, ui
     return m && (m->epoch == local_epoch || m->from_epoch == local_epoch);
 }
 
-/* The lease names exactly the session we hold now (session, gen: as in
- * the writer record) in epoch. */
+/* The lease is one we wrote in the session we hold now, in epoch: our
+ * instance and session, and a generation we sent. Each write steps the
+ * generation by a random amount, so a twin that holds the same session (a
+ * VM snapshot of the running process restored twice) sends other ones and
+ * is told apart at its first lease write that fails. Call with v->lock. */
 static int lease_is_current(const struct glidefs_volume *v, const struct gfs_lease *l,
-                            uint64_t epoch, const char *session, uint64_t gen)
+                            uint64_t epoch)
 {
-    return l->exists && !l->released && l->format >= 2 && strcmp(l->instance, v->instance) == 0 &&
-           strcmp(l->session, session) == 0 && l->epoch == epoch && l->gen <= gen;
+    if (!l->exists || l->released || l->format < 2 || strcmp(l->instance, v->instance) != 0 ||
+        strcmp(l->session, v->own_session) != 0 || l->epoch != epoch || l->gen == 0)
+        return 0;
+    for (size_t i = 0; i < sizeof v->gens_sent / sizeof v->gens_sent[0]; i++)
+        if (v->gens_sent[i] == l->gen)
+            return 1;
+    return 0;
 }
 
 /* Record locally what the next lease write will carry, before it is sent. */
@@ -307,6 +316,7 @@ static int take(struct glidefs_volume *v, int force, int *got, int *busy)
         r = rec_intent(v);
         if (r < 0)
             return r;
+        n.format = 2;
         snprintf(n.node_id, sizeof n.node_id, "%s", v->node_id);
         memcpy(n.instance, v->instance, sizeof n.instance);
         memcpy(n.session, slot.session, sizeof n.session);
@@ -322,7 +332,9 @@ static int take(struct glidefs_volume *v, int force, int *got, int *busy)
         pthread_mutex_lock(&v->lock);
         become_owner(v, &n);
         memcpy(v->own_session, n.session, sizeof v->own_session);
-        v->own_gen = n.gen;
+        memset(v->gens_sent, 0, sizeof v->gens_sent);
+        v->gens_sent[0] = n.gen;
+        v->gens_next = 1;
         v->took_from_epoch = took;
         v->journal_ours = carried != 0;
         pthread_mutex_unlock(&v->lock);
@@ -386,13 +398,16 @@ static void become_fenced(struct glidefs_volume *v)
  * the lease write's error: -ECANCELED when it changed under us. */
 static int lease_bump(struct glidefs_volume *v, struct gfs_lease *n)
 {
-    n->gen = v->wrec.cur.gen + 1;
+    uint16_t step = 0;
+    if (getrandom(&step, sizeof step, GRND_NONBLOCK) != (ssize_t)sizeof step)
+        step = (uint16_t)gfs_now_ms();
+    n->gen = v->wrec.cur.gen + 1 + step;
     v->wrec.cur.gen = n->gen;
     int r = rec_intent(v);
     if (r < 0)
         return r;
     pthread_mutex_lock(&v->lock);
-    v->own_gen = n->gen;
+    v->gens_sent[v->gens_next++ % (sizeof v->gens_sent / sizeof v->gens_sent[0])] = n->gen;
     pthread_mutex_unlock(&v->lock);
     return gfs_lease_write(v->store, v->name, n);
 }
@@ -411,9 +426,10 @@ static void heartbeat(struct glidefs_volume *v)
          * than overwritten (a race of the two remains: README). */
         struct gfs_lease cur;
         r = gfs_lease_read(v->store, v->name, &cur);
-        if (r == 0 && !lease_is_current(v, &cur, v->lease.epoch, v->wrec.cur.session,
-                                        v->wrec.cur.gen))
+        pthread_mutex_lock(&v->lock);
+        if (r == 0 && !lease_is_current(v, &cur, v->lease.epoch))
             r = -ECANCELED;
+        pthread_mutex_unlock(&v->lock);
     }
     if (r == 0)
         r = lease_bump(v, &n);
@@ -430,7 +446,10 @@ static void heartbeat(struct glidefs_volume *v)
     r = gfs_lease_read(v->store, v->name, &cur);
     if (r < 0)
         return;
-    if (lease_is_current(v, &cur, v->lease.epoch, v->wrec.cur.session, v->wrec.cur.gen)) {
+    pthread_mutex_lock(&v->lock);
+    int ours = lease_is_current(v, &cur, v->lease.epoch);
+    pthread_mutex_unlock(&v->lock);
+    if (ours) {
         v->lease = cur; /* still ours (our own earlier write landed late) */
         return;
     }
@@ -464,7 +483,7 @@ int gfs_own_confirm(struct glidefs_volume *v)
     /* not under own_lock: a release holds it while it stops the syncer we
      * may run in; what we compare with is kept under v->lock */
     pthread_mutex_lock(&v->lock);
-    int ours = lease_is_current(v, &cur, v->epoch, v->own_session, v->own_gen);
+    int ours = lease_is_current(v, &cur, v->epoch);
     if (!ours && v->owner)
         become_fenced(v);
     pthread_mutex_unlock(&v->lock);

@@ -119,8 +119,9 @@ struct glidefs_volume {
     struct gfs_wrec wrec;        /* as last read or written (under own_lock) */
     int wrec_valid;              /* wrec holds a record (else none was ever written here) */
     int wrec_cur_landed;         /* the lease PUT of wrec.cur succeeded (or was found) */
-    char own_session[GFS_LEASE_ID_HEX + 1]; /* wrec.cur's session and gen, under v->lock */
-    uint64_t own_gen;
+    char own_session[GFS_LEASE_ID_HEX + 1]; /* wrec.cur's session, under v->lock */
+    uint64_t gens_sent[8];       /* the session's last lease generations sent (v->lock) */
+    unsigned gens_next;
     uint64_t local_epoch;        /* <dir>/epoch at open: the epoch of the journal's records */
     int journal_ours;            /* at open: the journal continues under the lease we hold */
     int unsafe_lax;              /* storage.unsafe_accept_split_brain_on_lax_store */

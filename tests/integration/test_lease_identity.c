@@ -326,6 +326,51 @@ static void test_copy_before_heartbeat(void **state)
     tu_env_done(&env);
 }
 
+/* Two processes with one writer's memory - the session and the
+ * generations included - as a VM snapshot of the running process restored
+ * twice would be: both heartbeat. The first to write wins; the other's
+ * write fails and the lease then holds a generation it never sent (each
+ * write steps it at random), so it is fenced. Exactly one writer is left. */
+static void test_twin_processes(void **state)
+{
+    (void)state;
+    struct tu_env env;
+    tu_env_init(&env, "identt");
+    struct tu_node A;
+    node_init(&A, &env, "a", "n", "900"); /* heartbeat every 300 ms */
+    glidefs_volume *a;
+    assert_int_equal(glidefs_volume_open(A.cfg, "vm", SZ, GLIDEFS_OPEN_CREATE, &a), 0);
+    put_byte(a, 0, 0x91);
+    assert_int_equal(glidefs_drain(a, -1), 0);
+    /* no thread may hold a lock across the fork */
+    gfs_own_stop(a);
+    gfs_syncer_stop(a);
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(p[0]);
+        char fenced = 0;
+        if (gfs_own_start(a) == 0) {
+            double end = mono() + 2; /* heartbeats every 300 ms meet well before */
+            while (!(fenced = (char)stats_of(a).fenced) && mono() < end)
+                poll(NULL, 0, 20);
+        }
+        _exit(write(p[1], &fenced, 1) == 1 ? 0 : 1);
+    }
+    close(p[1]);
+    assert_int_equal(gfs_own_start(a), 0);
+    char child_fenced = 0;
+    assert_int_equal(read(p[0], &child_fenced, 1), 1);
+    close(p[0]);
+    waitpid(pid, NULL, 0);
+    int parent_fenced = stats_of(a).fenced;
+    assert_int_equal(parent_fenced + child_fenced, 1);
+    assert_int_equal(glidefs_volume_close(a), 0);
+    glidefs_config_free(A.cfg);
+    tu_env_done(&env);
+}
+
 /* A lease written by a build without instance ids: format 1, the node id
  * alone. The cache dir that holds its epoch's journal and never wrote a
  * lease itself resumes it, once; a second such dir (two old daemons on one
@@ -646,6 +691,7 @@ int main(void)
         cmocka_unit_test(test_restart_resumes),
         cmocka_unit_test(test_copy_after_heartbeat),
         cmocka_unit_test(test_copy_before_heartbeat),
+        cmocka_unit_test(test_twin_processes),
         cmocka_unit_test(test_legacy_lease),
         cmocka_unit_test(test_probe),
         cmocka_unit_test(test_lax_store_refuses_takeover),
