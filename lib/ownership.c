@@ -239,7 +239,12 @@ enum take_kind {
  * its next heartbeat finds the new session and stops it. The journal goes
  * on unchanged into the new epoch (journal_ours), and the epoch we came
  * from is recorded (from_epoch) so a crash before <dir>/epoch is rewritten
- * still finds the journal ours. */
+ * still finds the journal ours.
+ *
+ * At open this runs before any write can be taken, so when
+ * glidefs_volume_open returns read-write the store has just confirmed,
+ * through the conditional PUT, that the lease is ours: this epoch, our
+ * instance, our new session. */
 static int take(struct glidefs_volume *v, int force, int *got, int *busy)
 {
     *got = *busy = 0;

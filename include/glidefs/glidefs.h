@@ -118,7 +118,10 @@ typedef struct glidefs_volume glidefs_volume;
 
 /* Open (or create) volume `name` in the config's store, with its cache and
  * journal under <cache.dir>/<name>/. Recovers the journal left by a crash:
- * every write acknowledged before a completed flush is back. create_size
+ * every write acknowledged before a completed flush is back. Takes the
+ * write lease unless another writer holds it (then read-only): a writer is
+ * a cache dir (glidefs_instance_id), and an open on the cache dir that held
+ * the lease resumes it in a new epoch. create_size
  * (bytes, multiple of 512, > 0) is used only when the volume is created.
  * Errors: -EINVAL bad name/size, -ENOENT no such volume and no CREATE,
  * -EEXIST with EXCLUSIVE, -EBUSY the cache dir is in use by another process,
@@ -350,12 +353,12 @@ struct glidefs_store_info {
  * deletes one scratch object "probe/<random>" under the store's prefix.
  * The result is also remembered in cfg (volumes opened from it afterwards
  * report it in glidefs_stats). On a store that does not honour conditional
- * writes, taking the write lease from another writer (opening a volume
- * whose lease another node released or let expire, glidefs_promote with or
- * without force) fails with -ENOLCK unless storage.
- * unsafe_accept_split_brain_on_lax_store is set; creating a lease and
- * resuming this cache dir's own keep working. info (may be NULL) is filled
- * up to info_size bytes. */
+ * writes, taking the write lease from another writer is refused unless
+ * storage.unsafe_accept_split_brain_on_lax_store is set: glidefs_promote
+ * (with or without force) fails with -ENOLCK, and opening a volume whose
+ * lease another node released or let expire attaches read-only. Creating a
+ * lease and resuming this cache dir's own keep working. info (may be NULL)
+ * is filled up to info_size bytes. */
 GLIDEFS_API int glidefs_store_check_info(const glidefs_config *cfg,
                                          struct glidefs_store_info *info, size_t info_size,
                                          char *err, size_t errlen);
