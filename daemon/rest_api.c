@@ -742,9 +742,12 @@ static json_t *export_json(struct gd_rest *r, const char *name, const struct gli
                           J(st->size_bytes), "read_only", st->read_only != 0, "connections",
                           J(conns), "dirty_bytes", J(st->dirty_bytes), "state",
                           state_of(st, conns, draining));
-    json_t *lease = json_pack("{s:I, s:b, s:b, s:I}", "lease_epoch", J(st->lease_epoch),
-                              "lease_owner", st->lease_owner != 0, "fenced", st->fenced != 0,
-                              "fenced_bytes", J(st->fenced_bytes));
+    json_t *lease = json_pack("{s:I, s:b, s:b, s:I, s:s, s:s, s:s}", "lease_epoch",
+                              J(st->lease_epoch), "lease_owner", st->lease_owner != 0, "fenced",
+                              st->fenced != 0, "fenced_bytes", J(st->fenced_bytes),
+                              "lease_node", st->lease_node, "lease_instance",
+                              st->lease_instance, "store_conditional_writes",
+                              gd_metrics_cond_name(st->store_conditional));
     json_t *cache = json_pack("{s:I, s:I, s:I, s:I, s:I, s:f}", "block_size", J(st->block_size),
                               "cached_bytes", J(st->cached_bytes), "journal_bytes",
                               J(st->journal_bytes), "cache_hits", J(st->cache_hits),
@@ -900,9 +903,30 @@ static int answer_export(struct call *c, unsigned status, struct gd_export *e, c
 
 static int h_healthz(struct call *c)
 {
-    return ok(c, 200, json_pack("{s:s, s:s, s:s, s:s}", "status", "ok", "version",
-                                GLIDEFSD_VERSION, "libglidefs", glidefs_version(), "node_id",
-                                c->r->cfg->node_id ? c->r->cfg->node_id : ""));
+    const glidefs_config *cfg = c->r->cfg;
+    char instance[64] = "";
+    if (glidefs_instance_id(cfg, instance, sizeof instance) < 0)
+        instance[0] = '\0';
+    int cond = __atomic_load_n(&cfg->probe_state, __ATOMIC_ACQUIRE);
+    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:b}", "status", "ok", "version",
+                          GLIDEFSD_VERSION, "libglidefs", glidefs_version(), "node_id",
+                          cfg->node_id ? cfg->node_id : "", "instance", instance,
+                          "store_conditional_writes", gd_metrics_cond_name(cond),
+                          "unsafe_accept_split_brain_on_lax_store",
+                          cfg->storage_unsafe_lax_takeover != 0);
+    if (o && (cond == GLIDEFS_STORE_COND_IGNORED || cond == GLIDEFS_STORE_COND_BROKEN)) {
+        /* liveness stays "ok" (the daemon serves); the warning is loud */
+        char w[600];
+        snprintf(w, sizeof w, "the object store %s conditional writes (%s): taking a write "
+                 "lease from another node, promote and forced promote are %s",
+                 cond == GLIDEFS_STORE_COND_IGNORED ? "ignores" : "breaks", cfg->probe_detail,
+                 cfg->storage_unsafe_lax_takeover
+                     ? "allowed by storage.unsafe_accept_split_brain_on_lax_store: two nodes "
+                       "taking one at once could both write"
+                     : "refused");
+        json_object_set_new(o, "warnings", json_pack("[s]", w));
+    }
+    return ok(c, 200, o);
 }
 
 static int h_prometheus(struct call *c)
@@ -912,7 +936,8 @@ static int h_prometheus(struct call *c)
     if (gd_metrics_collect(c->r->reg, &snaps, &n) < 0)
         return fail(c, 500, "out of memory");
     size_t len = 0;
-    char *text = gd_metrics_prometheus(snaps, n, &len);
+    char *text = gd_metrics_prometheus(snaps, n, __atomic_load_n(&c->r->cfg->probe_state,
+                                                                 __ATOMIC_ACQUIRE), &len);
     free(snaps);
     if (!text)
         return fail(c, 500, "out of memory");
@@ -1185,6 +1210,16 @@ static int h_promote(struct call *c)
         if (rc == -EROFS)
             return fail(c, 409, "export %s was opened read-only by configuration and cannot be "
                         "promoted", c->name);
+        if (rc == -ENOLCK)
+            return fail(c, 409, "promote of export %s refused: the object store does not "
+                        "honour conditional writes, so taking the write lease from another "
+                        "node could leave two writers (split brain); use a store that does, "
+                        "or set storage.unsafe_accept_split_brain_on_lax_store: true to accept "
+                        "that risk (see /healthz)", c->name);
+        if (rc == -ESTALE)
+            return fail(c, 409, "export %s was fenced with unsynced writes of the epoch it "
+                        "lost: disconnect its clients so it closes (they are kept aside, see "
+                        "fenced_bytes), then promote", c->name);
         return fail(c, status_for(rc), "promote of export %s failed: %s", c->name,
                     glidefs_strerror(rc));
     }

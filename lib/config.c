@@ -733,19 +733,29 @@ static int set_string(const struct keydef *kd, struct glidefs_config *cfg, const
     return 0;
 }
 
-/* node_id: empty means "the default" (machine id / host name), so a config
+/* node_id: empty means "the default" (host name / machine id), so a config
  * can say node_id: ${GLIDEFS_NODE_ID:-} and still be right on every node. */
 static char *default_node_id(void);
+static char *legacy_node_id(void);
 static int set_node_id(const struct keydef *kd, struct glidefs_config *cfg, const char *v,
                        int is_null, char *why, size_t wl)
 {
-    if (!is_null && v && v[0])
-        return set_string(kd, cfg, v, 0, why, wl);
+    if (!is_null && v && v[0]) {
+        int r = set_string(kd, cfg, v, 0, why, wl);
+        if (r == 0) {
+            /* set explicitly: older builds wrote this same name into leases */
+            free(cfg->node_id_legacy);
+            cfg->node_id_legacy = NULL;
+        }
+        return r;
+    }
     char *nv = default_node_id();
     if (!nv)
         return -ENOMEM;
     free(cfg->node_id);
     cfg->node_id = nv;
+    if (!cfg->node_id_legacy && !(cfg->node_id_legacy = legacy_node_id()))
+        return -ENOMEM;
     return 0;
 }
 
@@ -980,6 +990,7 @@ static const struct keydef keys[] = {
     K_STR("storage.encryption_password", encryption_password, KF_SECRET, check_password),
     K_STR("storage.compression", compression, KF_REQUIRED, check_compression),
     K_INT("storage.compression_level", compression_level, 1, 19),
+    K_BOOL("storage.unsafe_accept_split_brain_on_lax_store", storage_unsafe_lax_takeover),
     {"node_id", set_node_id, get_string, OFF(node_id), 0, 0, 0, check_node_id, NULL},
     K_INT("servers.shutdown_timeout_s", shutdown_timeout_s, 0, 86400),
     K_INT("servers.lease_timeout_ms", lease_timeout_ms, 100, 3600000),
@@ -1064,8 +1075,7 @@ static void trim(char *s)
         memmove(s, s + lead, n - lead + 1);
 }
 
-/* /etc/machine-id, else the host name, else a fixed name. */
-static char *default_node_id(void)
+static char *machine_id(void)
 {
     char buf[NODE_ID_MAX + 2];
     int fd CLEANUP_CLOSE = open("/etc/machine-id", O_RDONLY | O_CLOEXEC);
@@ -1078,6 +1088,11 @@ static char *default_node_id(void)
                 return strdup(buf);
         }
     }
+    return NULL;
+}
+
+static char *host_name(void)
+{
     char host[256];
     if (gethostname(host, sizeof(host)) == 0) {
         host[sizeof(host) - 1] = '\0';
@@ -1085,7 +1100,27 @@ static char *default_node_id(void)
         if (node_id_valid(host))
             return strdup(host);
     }
-    return strdup("glidefs-node");
+    return NULL;
+}
+
+/* The host name (what a human calls the machine), else /etc/machine-id,
+ * else a fixed name. It need not be unique: the write lease tells writers
+ * apart by the cache dir's instance id (ownership.c). */
+static char *default_node_id(void)
+{
+    char *id = host_name();
+    if (!id)
+        id = machine_id();
+    return id ? id : strdup("glidefs-node");
+}
+
+/* What builds before the instance id defaulted to. */
+static char *legacy_node_id(void)
+{
+    char *id = machine_id();
+    if (!id)
+        id = host_name();
+    return id ? id : strdup("glidefs-node");
 }
 
 void gfs_config_clear(struct glidefs_config *cfg)
@@ -1100,6 +1135,7 @@ void gfs_config_clear(struct glidefs_config *cfg)
         }
     }
     gfs_budget_unref(cfg->budget); /* open volumes keep theirs */
+    free(cfg->node_id_legacy);
     memset(cfg, 0, sizeof(*cfg));
 }
 
@@ -1118,6 +1154,7 @@ int gfs_config_init_defaults(struct glidefs_config *cfg)
     cfg->compression = strdup("none");
     cfg->compression_level = 3;
     cfg->node_id = default_node_id();
+    cfg->node_id_legacy = legacy_node_id();
     cfg->shutdown_timeout_s = 300;
     cfg->nbd_unix_socket = strdup("/var/run/glidefs.sock");
     cfg->nbd_auto_create_size = 500 * GIB;
@@ -1156,7 +1193,8 @@ int gfs_config_init_defaults(struct glidefs_config *cfg)
     if (gfs_budget_new(&cfg->budget) < 0)
         cfg->budget = NULL;
     if (!cfg->cache_dir || !cfg->storage_url || !cfg->storage_region || !cfg->compression ||
-        !cfg->node_id || !cfg->nbd_unix_socket || !cfg->api_listen || !cfg->budget) {
+        !cfg->node_id || !cfg->node_id_legacy || !cfg->nbd_unix_socket || !cfg->api_listen ||
+        !cfg->budget) {
         gfs_config_clear(cfg);
         return -ENOMEM;
     }

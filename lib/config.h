@@ -34,9 +34,17 @@ struct glidefs_config {
     char *encryption_password;      /* optional (secret) */
     char *compression;              /* "none" (default) or "zstd" */
     int compression_level;          /* default 3 */
+    int storage_unsafe_lax_takeover; /* storage.unsafe_accept_split_brain_on_lax_store: take
+                                       the lease from another node on a store that ignores
+                                       conditional writes anyway; default 0 */
 
     /* top level */
-    char *node_id;                  /* default: /etc/machine-id, else hostname */
+    char *node_id;                  /* for humans (the lease's writer identity is the cache
+                                       dir's instance id); default: host name, else
+                                       /etc/machine-id */
+    char *node_id_legacy;           /* what older builds took by default (/etc/machine-id,
+                                       else host name): their leases name it; NULL when
+                                       node_id is set explicitly (ownership.c) */
 
     /* servers: */
     int shutdown_timeout_s;         /* default 300 */
@@ -89,6 +97,14 @@ struct glidefs_config {
      * every volume opened with this config (budget.h). Made with the config,
      * dropped with it (volumes hold their own reference). */
     struct gfs_budget *budget;
+
+    /* The last probe of the store's conditional writes (store_probe.h):
+     * glidefs_store_check_info records it here, through its const pointer
+     * (the object is never const itself), so volumes opened from this config
+     * afterwards report it without probing again. __atomic access. */
+    int probe_state;                /* GLIDEFS_STORE_COND_* */
+    int64_t probe_wall_ms;          /* when; 0: never */
+    char probe_detail[256];         /* what it saw when not OK (written before probe_state) */
 };
 
 /* Fill a config with defaults (no allocation failure handling needed by callers: returns -ENOMEM). */

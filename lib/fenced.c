@@ -401,8 +401,7 @@ static int stale_journal_in_place(glidefs_volume *v, uint64_t *epoch)
     if (r < 0)
         return r;
     pthread_mutex_lock(&v->own_lock); /* the lease changes under it */
-    int ours = v->lease.exists && !v->lease.released && v->lease.epoch == local &&
-               strcmp(v->lease.node_id, v->node_id) == 0;
+    int ours = gfs_own_journal_ours(v, &v->lease, local);
     pthread_mutex_unlock(&v->own_lock);
     pthread_mutex_lock(&v->lock);
     int in_place = v->ro_forced && !ours && v->journal.files != NULL;

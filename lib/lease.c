@@ -1,6 +1,7 @@
 /*
  * lease.c — the lease object: JSON encode/decode with full validation (it is
  * read back from the store: trust nothing) and conditional read/write.
+ * Reads formats 1 and 2; writes format 2 (lease.h).
  */
 #include "lease.h"
 
@@ -10,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include "cleanup.h"
 #include "log.h"
@@ -49,6 +51,43 @@ static int printable(const char *s)
     return 1;
 }
 
+int gfs_lease_id_valid(const char *s)
+{
+    size_t i = 0;
+    for (; s[i]; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+            return 0;
+    return i == GFS_LEASE_ID_HEX;
+}
+
+int gfs_lease_new_id(char out[GFS_LEASE_ID_HEX + 1])
+{
+    uint8_t raw[GFS_LEASE_ID_HEX / 2];
+    size_t got = 0;
+    while (got < sizeof raw) {
+        ssize_t n = getrandom(raw + got, sizeof raw - got, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -EIO;
+        got += (size_t)n;
+    }
+    for (size_t i = 0; i < sizeof raw; i++)
+        snprintf(out + 2 * i, 3, "%02x", raw[i]);
+    return 0;
+}
+
+/* An id field of a format 2 lease: a string of GFS_LEASE_ID_HEX hex digits. */
+static int get_id(json_t *root, const char *key, char out[GFS_LEASE_ID_HEX + 1])
+{
+    json_t *j = json_object_get(root, key);
+    if (!json_is_string(j) || json_string_length(j) != GFS_LEASE_ID_HEX ||
+        !gfs_lease_id_valid(json_string_value(j)))
+        return -1;
+    memcpy(out, json_string_value(j), GFS_LEASE_ID_HEX + 1);
+    return 0;
+}
+
 int gfs_lease_decode(const char *buf, size_t len, struct gfs_lease *l)
 {
     json_error_t jerr;
@@ -62,13 +101,23 @@ int gfs_lease_decode(const char *buf, size_t len, struct gfs_lease *l)
     json_t *hb = json_object_get(root, "heartbeat_ms");
     json_t *state = json_object_get(root, "state");
     json_t *fences = json_object_get(root, "fences");
-    if (!json_is_integer(fmt) || json_integer_value(fmt) != 1 || !json_is_string(node) ||
+    if (!json_is_integer(fmt) || (json_integer_value(fmt) != 1 && json_integer_value(fmt) != 2) ||
+        !json_is_string(node) ||
         json_string_length(node) == 0 || json_string_length(node) > 128 ||
         !printable(json_string_value(node)) || !json_is_integer(epoch) ||
         json_integer_value(epoch) < 1 || (uint64_t)json_integer_value(epoch) > EPOCH_MAX ||
         !json_is_integer(hb) || json_integer_value(hb) < 0 || !json_is_string(state) ||
         (fences && !json_is_object(fences)))
         goto out;
+    l->format = (int)json_integer_value(fmt);
+    if (l->format == 2) {
+        /* who wrote it, exactly: instance, session, generation */
+        json_t *gen = json_object_get(root, "gen");
+        if (get_id(root, "instance", l->instance) < 0 || get_id(root, "session", l->session) < 0 ||
+            !json_is_integer(gen) || json_integer_value(gen) < 0)
+            goto out;
+        l->gen = (uint64_t)json_integer_value(gen);
+    }
     const char *st = json_string_value(state);
     if (strcmp(st, "held") && strcmp(st, "released"))
         goto out;
@@ -133,10 +182,16 @@ int gfs_lease_write(struct gfs_objstore *st, const char *name, struct gfs_lease 
         snprintf(k, sizeof k, "%" PRIu64, l->fences[i].epoch);
         json_object_set_new(fences, k, json_integer((json_int_t)l->fences[i].last_seq));
     }
-    json_t *root = json_pack("{s:i, s:s, s:I, s:I, s:s, s:o}", "format", 1, "node_id", l->node_id,
-                             "epoch", (json_int_t)l->epoch, "heartbeat_ms",
-                             (json_int_t)l->heartbeat_ms, "state",
-                             l->released ? "released" : "held", "fences", fences);
+    if (!gfs_lease_id_valid(l->instance) || !gfs_lease_id_valid(l->session) ||
+        l->gen > (uint64_t)INT64_MAX) {
+        json_decref(fences);
+        return -EINVAL; /* only a writer with an identity writes a lease */
+    }
+    json_t *root = json_pack("{s:i, s:s, s:s, s:s, s:I, s:I, s:I, s:s, s:o}", "format", 2,
+                             "node_id", l->node_id, "instance", l->instance, "session",
+                             l->session, "gen", (json_int_t)l->gen, "epoch",
+                             (json_int_t)l->epoch, "heartbeat_ms", (json_int_t)l->heartbeat_ms,
+                             "state", l->released ? "released" : "held", "fences", fences);
     if (!root)
         return -ENOMEM;
     CLEANUP_FREE char *txt = json_dumps(root, JSON_SORT_KEYS);
@@ -206,4 +261,14 @@ int gfs_lease_add_fence(struct gfs_lease *l, uint64_t epoch, uint64_t last_seq)
 int gfs_lease_expired(const struct gfs_lease *l, int64_t now_wall_ms, int64_t timeout_ms)
 {
     return now_wall_ms - l->heartbeat_ms > timeout_ms;
+}
+
+void gfs_lease_who(const struct gfs_lease *l, char *buf, size_t len)
+{
+    if (!l->exists)
+        snprintf(buf, len, "nobody");
+    else if (l->instance[0])
+        snprintf(buf, len, "node %s (instance %.8s)", l->node_id, l->instance);
+    else
+        snprintf(buf, len, "node %s (an older build)", l->node_id);
 }

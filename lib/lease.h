@@ -1,8 +1,16 @@
 /*
  * lease.h — who may write a volume (DESIGN.md promise 5). The object
- * nbd/<name>/lease holds the writer's node id, its epoch, a heartbeat time,
+ * nbd/<name>/lease holds the writer's identity, its epoch, a heartbeat time,
  * whether it is held or released, and the fences: for each earlier epoch the
- * last segment seq that counts. Taking the lease over bumps the epoch and
+ * last segment seq that counts.
+ *
+ * The writer's identity (format 2) is its instance — a random id made with
+ * its cache dir and kept there, so two cache dirs on one machine, or two
+ * clones of one machine, are two writers — plus a session (random, new at
+ * each take of the lease) and a generation counted up by each write of one
+ * session; node_id is only for humans. Format 1 (older builds) names the
+ * node id alone: it is still read, never written (ownership.c says how an
+ * upgraded node resumes such a lease). Taking the lease over bumps the epoch and
  * fences the previous one at the last segment the new writer has seen, so a
  * late segment from a deposed writer is ignored by every reader. All changes
  * are conditional writes (If-None-Match on create, If-Match on the ETag read
@@ -11,11 +19,13 @@
  * Guarantee without conditional writes (a store that ignores If-Match): two
  * nodes promoting at the same instant could both take epoch E+1; fences still
  * keep deposed epochs out, but the two E+1 writers are not told apart. AWS S3,
- * MinIO and the file:// store honour the conditions.
+ * current MinIO and the file:// store honour the conditions; store_probe.h
+ * finds out, and ownership.c then refuses takeovers unless told otherwise.
  */
 #ifndef GLIDEFS_LEASE_H
 #define GLIDEFS_LEASE_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "objstore.h"
@@ -27,8 +37,14 @@ struct gfs_fence {
     uint64_t last_seq; /* segments of this epoch with a larger seq are ignored */
 };
 
+#define GFS_LEASE_ID_HEX 32 /* instance and session: 128 bits as lower-case hex */
+
 struct gfs_lease {
+    int format;             /* 1: node_id only (read only); 2: with instance/session/gen */
     char node_id[129];
+    char instance[GFS_LEASE_ID_HEX + 1]; /* "" in format 1 */
+    char session[GFS_LEASE_ID_HEX + 1];  /* "" in format 1 */
+    uint64_t gen;           /* writes of this session: heartbeats count it up */
     uint64_t epoch;
     int64_t heartbeat_ms;   /* wall clock of the holder's last heartbeat */
     int released;
@@ -46,7 +62,7 @@ int gfs_lease_read(struct gfs_objstore *st, const char *name, struct gfs_lease *
  * only of earlier epochs, each epoch once). -EIO when malformed. */
 int gfs_lease_decode(const char *buf, size_t len, struct gfs_lease *l);
 
-/* Write l conditionally: if l->exists, If-Match l->etag (-ECANCELED when it
+/* Write l conditionally (always as format 2): if l->exists, If-Match l->etag (-ECANCELED when it
  * changed), else If-None-Match (-EEXIST when someone created one). On success
  * l->etag is refreshed (by reading back) and l->exists set. */
 int gfs_lease_write(struct gfs_objstore *st, const char *name, struct gfs_lease *l);
@@ -59,5 +75,14 @@ int gfs_lease_add_fence(struct gfs_lease *l, uint64_t epoch, uint64_t last_seq);
 
 /* The holder's heartbeat is older than timeout_ms (by this node's clock). */
 int gfs_lease_expired(const struct gfs_lease *l, int64_t now_wall_ms, int64_t timeout_ms);
+
+/* "node N (instance 0123abcd)" for log lines: who a lease names. */
+void gfs_lease_who(const struct gfs_lease *l, char *buf, size_t len);
+
+/* s is GFS_LEASE_ID_HEX lower-case hex digits. */
+int gfs_lease_id_valid(const char *s);
+
+/* A new random id (instance, session, probe keys). 0 or -EIO. */
+int gfs_lease_new_id(char out[GFS_LEASE_ID_HEX + 1]);
 
 #endif

@@ -22,6 +22,7 @@
 #include <sys/file.h>
 
 #include "cleanup.h"
+#include "store_probe.h"
 #include "manifest.h"
 #include "segment.h"
 #include "keywrap.h"
@@ -1003,11 +1004,17 @@ GLIDEFS_API int glidefs_volume_exists(const glidefs_config *cfg, const char *nam
     return exists;
 }
 
-GLIDEFS_API int glidefs_store_check(const glidefs_config *cfg, char *err, size_t errlen)
+GLIDEFS_API int glidefs_store_check_info(const glidefs_config *cfg,
+                                         struct glidefs_store_info *info, size_t info_size,
+                                         char *err, size_t errlen)
 {
+    if (!cfg)
+        return -EINVAL;
+    struct glidefs_store_info res = {GLIDEFS_STORE_COND_UNKNOWN, ""};
     struct gfs_objstore *st = NULL;
     char e[256] = "";
-    int r = gfs_objstore_open(cfg, (struct gfs_log *)&cfg->log, &st, e, sizeof e);
+    struct gfs_log *log = (struct gfs_log *)&cfg->log;
+    int r = gfs_objstore_open(cfg, log, &st, e, sizeof e);
     if (r < 0) {
         if (err && errlen)
             snprintf(err, errlen, "%s", e);
@@ -1019,8 +1026,41 @@ GLIDEFS_API int glidefs_store_check(const glidefs_config *cfg, char *err, size_t
     if (r < 0 && err && errlen)
         snprintf(err, errlen, "storage %s: listing failed: %s", cfg->storage_url,
                  glidefs_strerror(r));
+    if (r == 0) {
+        /* does the store honour the conditional writes leases rely on?
+         * (store_probe.h) A lax store is no start-up error: one node alone
+         * is safe on it; ownership.c refuses what is not. */
+        r = gfs_store_probe(st, log, &res.conditional_writes, res.detail, sizeof res.detail);
+        if (r < 0 && err && errlen)
+            snprintf(err, errlen, "storage %s: the conditional-write probe failed: %s",
+                     cfg->storage_url, glidefs_strerror(r));
+        if (r == 0 && res.conditional_writes != GLIDEFS_STORE_COND_OK)
+            gfs_err(log, "storage %s %s conditional writes (%s): taking a volume's write "
+                    "lease from another node, promote and forced promote are refused%s",
+                    cfg->storage_url,
+                    res.conditional_writes == GLIDEFS_STORE_COND_IGNORED ? "ignores" : "breaks",
+                    res.detail,
+                    cfg->storage_unsafe_lax_takeover
+                        ? " unless storage.unsafe_accept_split_brain_on_lax_store, which is "
+                          "set: two nodes taking a lease at once could both write"
+                        : "; one node alone stays safe");
+        if (r == 0) {
+            /* remembered for the volumes opened from this config (config.h) */
+            struct glidefs_config *w = (struct glidefs_config *)cfg;
+            snprintf(w->probe_detail, sizeof w->probe_detail, "%s", res.detail);
+            __atomic_store_n(&w->probe_wall_ms, gfs_wall_ms(), __ATOMIC_RELEASE);
+            __atomic_store_n(&w->probe_state, res.conditional_writes, __ATOMIC_RELEASE);
+        }
+    }
     gfs_objstore_close(st);
+    if (info && info_size)
+        memcpy(info, &res, info_size < sizeof res ? info_size : sizeof res);
     return r;
+}
+
+GLIDEFS_API int glidefs_store_check(const glidefs_config *cfg, char *err, size_t errlen)
+{
+    return glidefs_store_check_info(cfg, NULL, 0, err, errlen);
 }
 
 struct del_ctx {

@@ -925,10 +925,12 @@ static int set_journal_aside(glidefs_volume *v, uint64_t old_epoch)
     char from[4200], to[4300];
     snprintf(from, sizeof from, "%s/journal", v->dir);
     snprintf(to, sizeof to, "%s/fenced-%016" PRIx64 "-%" PRId64, v->dir, old_epoch, gfs_wall_ms());
+    char who[200];
+    gfs_lease_who(&v->lease, who, sizeof who);
     gfs_err(&v->log, "%s: the journal (%" PRIu64 " bytes) was written under epoch %" PRIu64
-            ", which is over (the lease is now epoch %" PRIu64 " of node %s): kept aside in %s, "
-            "not uploaded", v->name, v->journal.bytes, old_epoch, v->lease.epoch,
-            v->lease.exists ? v->lease.node_id : "?", to);
+            " by a writer the lease no longer names (it is now epoch %" PRIu64 " of %s): kept "
+            "aside in %s, not uploaded", v->name, v->journal.bytes, old_epoch, v->lease.epoch,
+            who, to);
     gfs_dirty_free(&v->dirty);
     gfs_dirty_init(&v->dirty);
     gfs_journal_destroy(&v->journal);
@@ -982,6 +984,8 @@ static void volume_free(glidefs_volume *v)
         char p[4200];
         snprintf(p, sizeof p, "%s/lock", v->dir);
         unlink(p);
+        snprintf(p, sizeof p, "%s/writer", v->dir);
+        unlink(p);
         rmdir(v->dir);
     }
     /* under the lock: the budget may be evicting from it for another volume */
@@ -995,6 +999,9 @@ static void volume_free(glidefs_volume *v)
     gfs_budget_unref(v->bud);
     gfs_bm_free(&v->bm);
     gfs_objstore_close(v->store);
+    gfs_objstore_close(v->probe_store);
+    if (v->wrec_fd >= 0)
+        close(v->wrec_fd);
     gfs_codec_free(v->codec);
     gfs_snapshots_free(v);
     for (size_t i = 0; i < v->ngarbage; i++)
@@ -1021,6 +1028,10 @@ static int volume_setup(glidefs_volume *v, const glidefs_config *cfg, unsigned f
         gfs_err(&v->log, "cannot create cache dir %s: %s", cfg->cache_dir, strerror(-r));
         return r;
     }
+    /* the writer identity of this cache dir (identity.h) */
+    r = gfs_instance_get(cfg->cache_dir, &v->log, v->instance);
+    if (r < 0)
+        return r;
     if (asprintf(&v->dir, "%s/%s", cfg->cache_dir, v->name) < 0) {
         v->dir = NULL;
         return -ENOMEM;
@@ -1043,6 +1054,21 @@ static int volume_setup(glidefs_volume *v, const glidefs_config *cfg, unsigned f
         gfs_err(&v->log, "%s: %s", v->name, err);
         return r;
     }
+    if (!v->ro_forced) {
+        /* the conditional-write probe before a takeover gets its own handle */
+        r = gfs_objstore_open(cfg, &v->log, &v->probe_store, err, sizeof err);
+        if (r < 0) {
+            gfs_err(&v->log, "%s: %s", v->name, err);
+            return r;
+        }
+    }
+    /* what this cache dir last wrote into the lease (made at the first write) */
+    r = gfs_wrec_open(v->dir, 0, &v->wrec_fd);
+    if (r == 0 && gfs_wrec_read(v->wrec_fd, &v->wrec) == 0)
+        v->wrec_valid = 1;
+    else if (r < 0 && r != -ENOENT)
+        return r;
+    v->wrec_cur_landed = 0; /* until the lease shows it did */
     r = gfs_volmeta_load(v, cfg, !!(flags & GLIDEFS_OPEN_CREATE), !!(flags & GLIDEFS_OPEN_EXCLUSIVE),
                          create_size);
     if (r < 0)
@@ -1065,6 +1091,10 @@ static int volume_setup(glidefs_volume *v, const glidefs_config *cfg, unsigned f
     r = gfs_volume_load_map(v);
     if (r < 0)
         return r;
+    /* the epoch the journal's records were written under */
+    r = gfs_own_state_read(v, &v->local_epoch);
+    if (r < 0)
+        return r;
     /* Take the lease (or attach read-only) before the journal is looked at:
      * leftover dirty data is uploaded only by the lease holder of its epoch. */
     r = gfs_own_acquire(v, !(flags & GLIDEFS_OPEN_READONLY));
@@ -1079,15 +1109,11 @@ static int volume_setup(glidefs_volume *v, const glidefs_config *cfg, unsigned f
     r = journal_open(v, path);
     if (r < 0)
         return r;
-    uint64_t local_epoch = 0;
-    r = gfs_own_state_read(v, &local_epoch);
-    if (r < 0)
-        return r;
-    /* Is the journal ours to continue? Only if this node holds the lease in
-     * the epoch the journal was written under (or reads it read-only while
-     * still holding it). */
-    int ours = v->lease.exists && !v->lease.released && v->lease.epoch == local_epoch &&
-               strcmp(v->lease.node_id, v->node_id) == 0;
+    uint64_t local_epoch = v->local_epoch;
+    /* Is the journal ours to continue? Only if this cache dir resumed the
+     * lease it held when the journal was written (or reads it read-only
+     * while still holding it): ownership.c decided. */
+    int ours = v->journal_ours;
     struct replay_ctx rc = {v, gfs_now_ms(), !ours, 0};
     uint64_t max_seq = 0;
     r = gfs_journal_recover(&v->journal, replay_record, &rc, &max_seq);
@@ -1178,6 +1204,12 @@ GLIDEFS_API int glidefs_volume_open(const glidefs_config *cfg, const char *name,
     v->read_only = 1; /* until the lease is ours */
     v->next_seq = 1;
     snprintf(v->node_id, sizeof v->node_id, "%s", cfg->node_id ? cfg->node_id : "node");
+    snprintf(v->node_id_legacy, sizeof v->node_id_legacy, "%s",
+             cfg->node_id_legacy ? cfg->node_id_legacy : "");
+    v->wrec_fd = -1;
+    v->unsafe_lax = cfg->storage_unsafe_lax_takeover;
+    v->probe_state = __atomic_load_n(&cfg->probe_state, __ATOMIC_ACQUIRE);
+    v->probe_wall_ms = __atomic_load_n(&cfg->probe_wall_ms, __ATOMIC_ACQUIRE);
     v->lease_timeout_ms = cfg->lease_timeout_ms > 0 ? cfg->lease_timeout_ms : 30000;
     v->comp_min_live_pct = cfg->compaction_min_live_pct;
     v->comp_interval_ms = (int64_t)cfg->compaction_interval_s * 1000;
@@ -1332,6 +1364,10 @@ GLIDEFS_API int glidefs_stats(glidefs_volume *v, struct glidefs_stats *out, size
     s.lease_epoch = v->lease.epoch;
     snprintf(s.lease_node, sizeof s.lease_node, "%s",
              v->lease.exists && !v->lease.released ? v->lease.node_id : "");
+    snprintf(s.lease_instance, sizeof s.lease_instance, "%s",
+             v->lease.exists && !v->lease.released ? v->lease.instance : "");
+    s.store_conditional = v->probe_state;
+    s.store_probe_ms = v->probe_wall_ms;
     s.lease_owner = v->owner;
     s.last_error = v->sync_error ? v->sync_error : v->deferred_error;
     int64_t oldest = 0;

@@ -22,6 +22,7 @@
 #include "dirty.h"
 #include "journal.h"
 #include "lease.h"
+#include "identity.h"
 #include "keywrap.h"
 #include "codec.h"
 #include "log.h"
@@ -116,6 +117,22 @@ struct glidefs_volume {
 
     /* ownership (ownership.c): the write lease */
     char node_id[129];
+    char node_id_legacy[129];    /* older builds' default node id ("" if node_id was set) */
+    char instance[GFS_LEASE_ID_HEX + 1]; /* of the cache dir (identity.h) */
+    int wrec_fd;                 /* <dir>/writer, -1 until this volume may write */
+    struct gfs_wrec wrec;        /* as last read or written (under own_lock) */
+    int wrec_valid;              /* wrec holds a record (else none was ever written here) */
+    int wrec_cur_landed;         /* the lease PUT of wrec.cur succeeded (or was found) */
+    char own_session[GFS_LEASE_ID_HEX + 1]; /* wrec.cur's session, under v->lock */
+    uint64_t gens_sent[8];       /* the session's last lease generations sent (v->lock) */
+    unsigned gens_next;
+    uint64_t local_epoch;        /* <dir>/epoch at open: the epoch of the journal's records */
+    int journal_ours;            /* at open: the journal continues under the lease we hold */
+    int unsafe_lax;              /* storage.unsafe_accept_split_brain_on_lax_store */
+    struct gfs_objstore *probe_store; /* its own handle: the probe's requests and expected
+                                       * failures stay out of the volume's store counters */
+    int probe_state;             /* GLIDEFS_STORE_COND_* (v->lock) */
+    int64_t probe_wall_ms;       /* when; 0: never (v->lock) */
     int64_t lease_timeout_ms;
     struct gfs_lease lease;      /* as last read or written (under own_lock) */
     pthread_mutex_t own_lock;    /* serialises lease changes and map refreshes */
@@ -204,6 +221,10 @@ int gfs_own_release(struct glidefs_volume *v);
 int gfs_own_confirm(struct glidefs_volume *v);
 int gfs_own_state_read(struct glidefs_volume *v, uint64_t *epoch);
 int gfs_own_state_write(struct glidefs_volume *v);
+/* Is a journal written under local_epoch ours to go on with, given lease l
+ * (does l name this cache dir's writer record, in that journal's lineage)? */
+int gfs_own_journal_ours(struct glidefs_volume *v, const struct gfs_lease *l,
+                         uint64_t local_epoch);
 
 /* compactor.c: one bounded step, called by the syncer thread when idle
  * (lock held; dropped for I/O). Returns 1 if it did work. */

@@ -97,7 +97,8 @@ static void test_defaults(void **state)
     assert_null(cfg->log.fn);
     assert_int_equal(cfg->log.max_level, GLIDEFS_LOG_INFO);
 
-    /* node_id: /etc/machine-id (trimmed) when present, else the host name. */
+    /* node_id: the host name, else /etc/machine-id (trimmed); node_id_legacy
+     * (what older builds defaulted to, for their leases): the other way round */
     assert_non_null(cfg->node_id);
     assert_true(strlen(cfg->node_id) >= 1 && strlen(cfg->node_id) <= 128);
     char mid[256] = "";
@@ -107,14 +108,17 @@ static void test_defaults(void **state)
             mid[strcspn(mid, " \t\r\n")] = '\0';
         fclose(f);
     }
-    if (mid[0]) {
+    char host[256] = "";
+    gethostname(host, sizeof(host) - 1);
+    if (host[0])
+        assert_string_equal(cfg->node_id, host);
+    else if (mid[0])
         assert_string_equal(cfg->node_id, mid);
-    } else {
-        char host[256] = "";
-        gethostname(host, sizeof(host) - 1);
-        if (host[0])
-            assert_string_equal(cfg->node_id, host);
-    }
+    assert_non_null(cfg->node_id_legacy);
+    if (mid[0])
+        assert_string_equal(cfg->node_id_legacy, mid);
+    else if (host[0])
+        assert_string_equal(cfg->node_id_legacy, host);
     glidefs_config_free(cfg);
     glidefs_config_free(NULL);
 
@@ -222,6 +226,7 @@ static void test_full_file(void **state)
     assert_string_equal(cfg->compression, "zstd");
     assert_int_equal(cfg->compression_level, 19);
     assert_string_equal(cfg->node_id, "node-7.rack2");
+    assert_null(cfg->node_id_legacy); /* set: older builds wrote the same name */
     assert_int_equal(cfg->shutdown_timeout_s, 0);
     assert_int_equal(cfg->lease_timeout_ms, 2500);
     assert_string_equal(cfg->nbd_unix_socket, "/run/g.sock");
@@ -386,6 +391,7 @@ static void test_env_expansion(void **state)
     glidefs_config *def = glidefs_config_new();
     cfg = parse_ok("node_id: ${GFS_T_EMPTY}\n");
     assert_string_equal(cfg->node_id, def->node_id);
+    assert_string_equal(cfg->node_id_legacy, def->node_id_legacy);
     glidefs_config_free(cfg);
     glidefs_config_free(def);
 
