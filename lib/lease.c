@@ -117,6 +117,11 @@ int gfs_lease_decode(const char *buf, size_t len, struct gfs_lease *l)
             !json_is_integer(gen) || json_integer_value(gen) < 0)
             goto out;
         l->gen = (uint64_t)json_integer_value(gen);
+        json_t *floor = json_object_get(root, "floor");
+        if (floor && (!json_is_integer(floor) || json_integer_value(floor) < 0 ||
+                      (uint64_t)json_integer_value(floor) > (uint64_t)json_integer_value(epoch)))
+            goto out;
+        l->floor = floor ? (uint64_t)json_integer_value(floor) : 0;
     }
     const char *st = json_string_value(state);
     if (strcmp(st, "held") && strcmp(st, "released"))
@@ -135,7 +140,8 @@ int gfs_lease_decode(const char *buf, size_t len, struct gfs_lease *l)
         {
             uint64_t e;
             /* canonical decimal: "01" and "1" would be two fences of one epoch */
-            if (parse_u64(k, &e) < 0 || k[0] == '0' || e >= l->epoch || !json_is_integer(val) ||
+            if (parse_u64(k, &e) < 0 || k[0] == '0' || e >= l->epoch || e < l->floor ||
+                !json_is_integer(val) ||
                 json_integer_value(val) < 0)
                 goto out;
             l->fences[l->nfences].epoch = e;
@@ -187,11 +193,12 @@ int gfs_lease_write(struct gfs_objstore *st, const char *name, struct gfs_lease 
         json_decref(fences);
         return -EINVAL; /* only a writer with an identity writes a lease */
     }
-    json_t *root = json_pack("{s:i, s:s, s:s, s:s, s:I, s:I, s:I, s:s, s:o}", "format", 2,
+    json_t *root = json_pack("{s:i, s:s, s:s, s:s, s:I, s:I, s:I, s:s, s:I, s:o}", "format", 2,
                              "node_id", l->node_id, "instance", l->instance, "session",
                              l->session, "gen", (json_int_t)l->gen, "epoch",
                              (json_int_t)l->epoch, "heartbeat_ms", (json_int_t)l->heartbeat_ms,
-                             "state", l->released ? "released" : "held", "fences", fences);
+                             "state", l->released ? "released" : "held", "floor",
+                             (json_int_t)l->floor, "fences", fences);
     if (!root)
         return -ENOMEM;
     CLEANUP_FREE char *txt = json_dumps(root, JSON_SORT_KEYS);
@@ -240,6 +247,20 @@ int gfs_lease_fenced(const struct gfs_lease *l, uint64_t epoch, uint64_t seq)
         if (l->fences[i].epoch == epoch)
             return seq > l->fences[i].last_seq;
     return 0;
+}
+
+void gfs_lease_raise_floor(struct gfs_lease *l, uint64_t floor)
+{
+    if (floor > l->epoch)
+        floor = l->epoch;
+    if (floor <= l->floor)
+        return;
+    l->floor = floor;
+    uint32_t k = 0;
+    for (uint32_t i = 0; i < l->nfences; i++)
+        if (l->fences[i].epoch >= floor)
+            l->fences[k++] = l->fences[i];
+    l->nfences = k;
 }
 
 int gfs_lease_add_fence(struct gfs_lease *l, uint64_t epoch, uint64_t last_seq)

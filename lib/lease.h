@@ -16,6 +16,13 @@
  * are conditional writes (If-None-Match on create, If-Match on the ETag read
  * before), so two nodes can never both believe they won.
  *
+ * The fence table stays small: a segment or manifest of an epoch below the
+ * lease's floor is never taken from a listing, only through a manifest that
+ * names it, so a taker that knows a manifest of epoch F (every reader starts
+ * after the newest manifest, and keys sort by epoch) raises the floor to F
+ * and drops the fences below it. A reader whose own position in the store
+ * is below the floor reloads from the newest manifest (volmeta.c).
+ *
  * Guarantee without conditional writes (a store that ignores If-Match): two
  * nodes promoting at the same instant could both take epoch E+1; fences still
  * keep deposed epochs out, but the two E+1 writers are not told apart. AWS S3,
@@ -48,6 +55,7 @@ struct gfs_lease {
     uint64_t epoch;
     int64_t heartbeat_ms;   /* wall clock of the holder's last heartbeat */
     int released;
+    uint64_t floor;         /* epochs below it count only through a manifest (format 2) */
     struct gfs_fence fences[GFS_LEASE_MAX_FENCES];
     uint32_t nfences;
     char etag[72];          /* of the object as read */
@@ -69,6 +77,16 @@ int gfs_lease_write(struct gfs_objstore *st, const char *name, struct gfs_lease 
 
 /* Is a segment (epoch, seq) fenced off? */
 int gfs_lease_fenced(const struct gfs_lease *l, uint64_t epoch, uint64_t seq);
+
+/* Is epoch below the floor: none of its objects may come from a listing? */
+static inline int gfs_lease_below_floor(const struct gfs_lease *l, uint64_t epoch)
+{
+    return epoch < l->floor;
+}
+
+/* Raise the floor to at most floor (never above the lease's epoch, never
+ * down) and drop the fences below it. */
+void gfs_lease_raise_floor(struct gfs_lease *l, uint64_t floor);
 
 /* Add or update the fence of epoch. -ENOSPC when the table is full. */
 int gfs_lease_add_fence(struct gfs_lease *l, uint64_t epoch, uint64_t last_seq);

@@ -28,6 +28,9 @@
 #include "store_probe.h"
 
 #define ACQUIRE_TRIES 8
+/* fences in the lease above which a take stores a manifest at once, so
+ * the next take can raise the floor over them (GFS_LEASE_MAX_FENCES is far) */
+#define FENCES_SOFT 32
 
 /* <dir>/epoch: the epoch our journal's records belong to. */
 int gfs_own_state_read(struct glidefs_volume *v, uint64_t *epoch)
@@ -304,6 +307,11 @@ static int take(struct glidefs_volume *v, int force, int *got, int *busy)
                 took = l.epoch;
             }
         }
+        /* Every reader starts after the newest manifest: fences of epochs
+         * below the one we know of guard nothing any more (lease.h). */
+        pthread_mutex_lock(&v->lock);
+        gfs_lease_raise_floor(&n, v->manifest_epoch);
+        pthread_mutex_unlock(&v->lock);
         /* the journal goes on only from a lease of ours, in its epoch */
         uint64_t carried = 0;
         if (kind == TAKE_RESUME && gfs_own_journal_ours(v, &l, v->local_epoch))
@@ -350,6 +358,16 @@ static int take(struct glidefs_volume *v, int force, int *got, int *busy)
         else
             gfs_info(&v->log, "%s: holding the write lease, epoch %" PRIu64, v->name, n.epoch);
         *got = 1;
+        if (n.nfences > FENCES_SOFT) {
+            /* Takes that stored no manifest (reconnects, crash restarts)
+             * add a fence each: a manifest at our epoch lets the next take
+             * drop them. Best effort: the table still has room. */
+            r = gfs_volume_write_manifest_mark(v);
+            if (r < 0)
+                gfs_warn(&v->log, "%s: %u fences in the lease; storing a manifest to let the "
+                         "next take drop them failed: %s", v->name, n.nfences,
+                         glidefs_strerror(r));
+        }
         return 0;
     }
     return -EBUSY;

@@ -447,8 +447,8 @@ static int pick_last(void *arg, const char *key, uint64_t size)
     uint64_t e, s;
     if (!slash || gfs_parse_epoch_seq(slash + 1, &e, &s) < 0)
         return 0; /* not ours: ignore */
-    if (gfs_lease_fenced(p->lease, e, s))
-        return 0; /* written by a deposed writer */
+    if (gfs_lease_fenced(p->lease, e, s) || gfs_lease_below_floor(p->lease, e))
+        return 0; /* written by a deposed writer (or older than the newest one) */
     if (strcmp(key, p->best) > 0) {
         snprintf(p->best, sizeof p->best, "%s", key);
         p->found = 1;
@@ -566,7 +566,7 @@ static int collect_seg(void *arg, const char *key, uint64_t size)
     uint64_t e, s;
     if (!slash || gfs_parse_epoch_seq(slash + 1, &e, &s) < 0)
         return 0;
-    if (l->lease && gfs_lease_fenced(l->lease, e, s))
+    if (l->lease && (gfs_lease_fenced(l->lease, e, s) || gfs_lease_below_floor(l->lease, e)))
         return 0; /* a deposed writer's late segment: never part of the volume */
     if (l->n == l->cap) {
         size_t nc = l->cap ? l->cap * 2 : 64;
@@ -729,7 +729,10 @@ int gfs_volume_load_map(struct glidefs_volume *v)
         uint64_t e, s;
         gfs_parse_epoch_seq(tail, &e, &s);
         int fenced = gfs_lease_fenced(&v->lease, e, s);
-        if (!fenced && (!start_after[0] || strcmp(l.keys[i], start_after) > 0)) {
+        /* below the floor only a manifest vouches for a segment: one after
+         * the manifest there was uploaded by a writer deposed long ago */
+        if (!fenced && !gfs_lease_below_floor(&v->lease, e) &&
+            (!start_after[0] || strcmp(l.keys[i], start_after) > 0)) {
             r = apply_segment(v, l.keys[i], l.sizes[i]);
             continue;
         }
@@ -822,11 +825,15 @@ int gfs_volume_refresh(struct glidefs_volume *v)
     int r = gfs_lease_read(v->store, v->name, &l);
     if (r < 0)
         return r;
+    /* A raised floor dropped fences we could not check our map against
+     * (a segment applied before its fence came and went): start again from
+     * the newest manifest. */
+    int floor_rose = l.exists && l.floor > v->lease.floor;
     if (l.exists)
         v->lease = l;
     /* a new fence over something we applied: start again from the store */
     pthread_mutex_lock(&v->lock);
-    int stale = 0;
+    int stale = floor_rose;
     for (uint32_t i = 1; i < v->bm.nsegs && !stale; i++)
         stale = (v->bm.segs[i].epoch >> GFS_ORIGIN_SHIFT) == v->meta.depth &&
                 gfs_lease_fenced(&v->lease, v->bm.segs[i].epoch & GFS_EPOCH_MASK,
@@ -836,7 +843,8 @@ int gfs_volume_refresh(struct glidefs_volume *v)
         gfs_seg_key(start_after, sizeof start_after, v->name, v->last_seg_epoch, v->last_seg_seq);
     pthread_mutex_unlock(&v->lock);
     if (stale) {
-        gfs_info(&v->log, "%s: a new fence excludes segments we read; reloading the map", v->name);
+        gfs_info(&v->log, "%s: %s; reloading the map", v->name,
+                 floor_rose ? "the lease's fence floor rose" : "a new fence excludes segments we read");
         return rebuild_map(v);
     }
     char prefix[512];
@@ -888,6 +896,14 @@ int gfs_volume_write_manifest_force(struct glidefs_volume *v)
     return write_manifest(v, 1);
 }
 
+/* A manifest keyed no lower than the start of our epoch, (epoch, 0) when we
+ * have stored no segment in it yet: every reader then starts after it, so
+ * the next taker may raise the lease's floor to our epoch (lease.h). */
+int gfs_volume_write_manifest_mark(struct glidefs_volume *v)
+{
+    return write_manifest(v, 2);
+}
+
 static int write_manifest(struct glidefs_volume *v, int force)
 {
     SCOPED_LOCK(&v->manifest_lock);
@@ -896,6 +912,13 @@ static int write_manifest(struct glidefs_volume *v, int force)
     if (!force && (v->segs_since_manifest == 0 || v->last_seg_epoch == 0)) {
         pthread_mutex_unlock(&v->lock);
         return 0;
+    }
+    if (force == 2 && v->last_seg_epoch < v->epoch) {
+        /* the segments we know end before our epoch began; none of ours
+         * is committed (that would have moved last_seg), so this manifest
+         * is the map as our epoch began, and ours will sort after it */
+        v->last_seg_epoch = v->epoch;
+        v->last_seg_seq = 0;
     }
     m.epoch = v->last_seg_epoch;
     m.seq = v->last_seg_seq;

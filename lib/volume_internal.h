@@ -205,6 +205,8 @@ int gfs_volume_load_map(struct glidefs_volume *v);
 int gfs_volume_write_manifest(struct glidefs_volume *v);
 /* even with no new segment (a clone's first manifest, at key 0-0 if it has none) */
 int gfs_volume_write_manifest_force(struct glidefs_volume *v);
+/* forced, and keyed at least (our epoch, 0): lets the next taker raise the floor */
+int gfs_volume_write_manifest_mark(struct glidefs_volume *v);
 
 /* volmeta.c: follow the store (read-only volumes): new segments, new fences */
 int gfs_volume_refresh(struct glidefs_volume *v);

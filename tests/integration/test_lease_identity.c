@@ -684,6 +684,89 @@ static void test_fenced_dirty_no_promote(void **state)
     tu_env_done(&env);
 }
 
+/* Every take is a new epoch and fences the one before, so a volume that is
+ * reconnected (or restarted) often gathers fences; the lease holds at most
+ * GFS_LEASE_MAX_FENCES. The floor keeps the table small (lease.h): after
+ * more takes than the table holds, with and without writes between them,
+ * the volume still opens read-write, the lease holds few fences, a writer
+ * deposed long ago that uploads late is invisible to a fresh reader and to
+ * a follower, and every byte written reads back. */
+static void test_fences_bounded(void **state)
+{
+    (void)state;
+    struct tu_env env;
+    tu_env_init(&env, "fences");
+    struct tu_node A, B, D;
+    node_init(&A, &env, "a", "n", "600000"); /* never looks at the lease again */
+    node_init(&B, &env, "b", "n", "600000");
+    node_init(&D, &env, "d", "n", "600000");
+    glidefs_volume *a, *b, *d, *f;
+    assert_int_equal(glidefs_volume_open(A.cfg, "vm", SZ, GLIDEFS_OPEN_CREATE, &a), 0);
+    put_byte(a, 0, 0x41);
+    assert_int_equal(glidefs_drain(a, -1), 0);
+    /* B takes it by force while A still holds it: A is a deposed writer
+     * that does not know it */
+    assert_int_equal(glidefs_volume_open(B.cfg, "vm", SZ, 0, &b), 0);
+    assert_int_equal(glidefs_promote(b, 1), 0);
+    uint64_t ea = stats_of(a).lease_epoch;
+    assert_int_equal(glidefs_volume_close(b), 0);
+    /* more takes than the fence table holds: the first 200 write nothing
+     * (reconnects: no manifest), then every 16th writes a block */
+    const unsigned takes = GFS_LEASE_MAX_FENCES + 40;
+    struct gfs_lease l;
+    for (unsigned i = 0; i < takes; i++) {
+        if (i == 200) {
+            read_lease(B.cfg, &l);
+            if (l.nfences > 64)
+                fail_msg("%u fences in the lease after 200 takes without writes", l.nfences);
+        }
+        assert_int_equal(glidefs_volume_open(B.cfg, "vm", SZ, 0, &b), 0);
+        assert_int_equal(glidefs_volume_read_only(b), 0);
+        if (i >= 200 && i % 16 == 0) {
+            put_byte(b, (uint64_t)(1 + i / 16 % 60) * BLK, (uint8_t)(i / 16 + 1));
+            if (i % 32 == 0)
+                assert_int_equal(glidefs_drain(b, -1), 0); /* else uploaded at close */
+        }
+        assert_int_equal(glidefs_volume_close(b), 0);
+    }
+    read_lease(B.cfg, &l);
+    assert_true(l.epoch > ea + takes);
+    if (l.nfences > 64)
+        fail_msg("%u fences in the lease after %u takes", l.nfences, takes);
+    assert_true(l.floor > ea); /* A's epoch is below it */
+    /* a follower, then A uploads late in its long-gone epoch */
+    assert_int_equal(glidefs_volume_open(D.cfg, "vm", SZ, GLIDEFS_OPEN_READONLY, &f), 0);
+    put_byte(a, 0, 0xEE);
+    put_byte(a, 62 * BLK, 0xEF);
+    assert_int_equal(glidefs_drain(a, -1), 0);
+    assert_int_equal(glidefs_volume_close(a), 0);
+    struct tu_node E;
+    node_init(&E, &env, "e", "n", "600000");
+    assert_int_equal(glidefs_volume_open(E.cfg, "vm", SZ, GLIDEFS_OPEN_READONLY, &d), 0);
+    for (glidefs_volume **vp = (glidefs_volume *[]){d, f, NULL}; *vp; vp++) {
+        expect_byte(*vp, 0, 0x41);
+        expect_byte(*vp, 62 * BLK, 0x00);
+        /* the last write of each block wins: the highest i of its slot */
+        for (uint64_t k = 1; k <= 60; k++) {
+            unsigned last = 0;
+            int any = 0;
+            for (unsigned i = 208; i < takes; i += 16)
+                if (1 + i / 16 % 60 == k) {
+                    last = i / 16 + 1;
+                    any = 1;
+                }
+            expect_byte(*vp, k * BLK, any ? (uint8_t)last : 0);
+        }
+    }
+    assert_int_equal(glidefs_volume_close(d), 0);
+    assert_int_equal(glidefs_volume_close(f), 0);
+    glidefs_config_free(A.cfg);
+    glidefs_config_free(B.cfg);
+    glidefs_config_free(D.cfg);
+    glidefs_config_free(E.cfg);
+    tu_env_done(&env);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -697,6 +780,7 @@ int main(void)
         cmocka_unit_test(test_lax_store_refuses_takeover),
         cmocka_unit_test(test_lax_store_heartbeat_looks_first),
         cmocka_unit_test(test_fenced_dirty_no_promote),
+        cmocka_unit_test(test_fences_bounded),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
