@@ -140,8 +140,7 @@ int gfs_lease_decode(const char *buf, size_t len, struct gfs_lease *l)
         {
             uint64_t e;
             /* canonical decimal: "01" and "1" would be two fences of one epoch */
-            if (parse_u64(k, &e) < 0 || k[0] == '0' || e >= l->epoch || e < l->floor ||
-                !json_is_integer(val) ||
+            if (parse_u64(k, &e) < 0 || k[0] == '0' || e >= l->epoch || !json_is_integer(val) ||
                 json_integer_value(val) < 0)
                 goto out;
             l->fences[l->nfences].epoch = e;
@@ -243,23 +242,29 @@ int gfs_lease_write(struct gfs_objstore *st, const char *name, struct gfs_lease 
 
 int gfs_lease_fenced(const struct gfs_lease *l, uint64_t epoch, uint64_t seq)
 {
+    if (l->ceiling && epoch > l->ceiling)
+        return 1;
     for (uint32_t i = 0; i < l->nfences; i++)
         if (l->fences[i].epoch == epoch)
             return seq > l->fences[i].last_seq;
     return 0;
 }
 
-void gfs_lease_raise_floor(struct gfs_lease *l, uint64_t floor)
+void gfs_lease_raise_floor(struct gfs_lease *l, uint64_t floor, const uint64_t (*keep)[2],
+                           size_t nkeep)
 {
     if (floor > l->epoch)
         floor = l->epoch;
-    if (floor <= l->floor)
-        return;
-    l->floor = floor;
+    if (floor > l->floor)
+        l->floor = floor;
     uint32_t k = 0;
-    for (uint32_t i = 0; i < l->nfences; i++)
-        if (l->fences[i].epoch >= floor)
+    for (uint32_t i = 0; i < l->nfences; i++) {
+        int kept = l->fences[i].epoch >= l->floor;
+        for (size_t j = 0; j < nkeep && !kept; j++)
+            kept = l->fences[i].epoch >= keep[j][0] && l->fences[i].epoch <= keep[j][1];
+        if (kept)
             l->fences[k++] = l->fences[i];
+    }
     l->nfences = k;
 }
 

@@ -20,8 +20,9 @@
  * lease's floor is never taken from a listing, only through a manifest that
  * names it, so a taker that knows a manifest of epoch F (every reader starts
  * after the newest manifest, and keys sort by epoch) raises the floor to F
- * and drops the fences below it. A reader whose own position in the store
- * is below the floor reloads from the newest manifest (volmeta.c).
+ * and drops the fences below it - all but those a fenced epoch's held view
+ * is rebuilt with (fenced.c). A follower reloads from the newest manifest
+ * when the floor rises (volmeta.c).
  *
  * Guarantee without conditional writes (a store that ignores If-Match): two
  * nodes promoting at the same instant could both take epoch E+1; fences still
@@ -56,6 +57,8 @@ struct gfs_lease {
     int64_t heartbeat_ms;   /* wall clock of the holder's last heartbeat */
     int released;
     uint64_t floor;         /* epochs below it count only through a manifest (format 2) */
+    uint64_t ceiling;       /* never stored: a view of an older epoch (fenced.c) fences
+                             * every epoch above it entirely; 0: none */
     struct gfs_fence fences[GFS_LEASE_MAX_FENCES];
     uint32_t nfences;
     char etag[72];          /* of the object as read */
@@ -85,8 +88,10 @@ static inline int gfs_lease_below_floor(const struct gfs_lease *l, uint64_t epoc
 }
 
 /* Raise the floor to at most floor (never above the lease's epoch, never
- * down) and drop the fences below it. */
-void gfs_lease_raise_floor(struct gfs_lease *l, uint64_t floor);
+ * down) and drop the fences below it, except those of epochs inside one of
+ * the nkeep ranges [keep[i][0], keep[i][1]] (what a held view needs). */
+void gfs_lease_raise_floor(struct gfs_lease *l, uint64_t floor, const uint64_t (*keep)[2],
+                           size_t nkeep);
 
 /* Add or update the fence of epoch. -ENOSPC when the table is full. */
 int gfs_lease_add_fence(struct gfs_lease *l, uint64_t epoch, uint64_t last_seq);

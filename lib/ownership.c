@@ -308,9 +308,22 @@ static int take(struct glidefs_volume *v, int force, int *got, int *busy)
             }
         }
         /* Every reader starts after the newest manifest: fences of epochs
-         * below the one we know of guard nothing any more (lease.h). */
+         * below the one we know of guard nothing any more (lease.h) - but
+         * a fenced epoch's held view (snapshot.c) is rebuilt with the
+         * fences of the epochs before it, so those stay. */
+        CLEANUP_FREE struct gfs_epoch_ranges *held = calloc(1, sizeof *held);
+        if (!held)
+            return -ENOMEM;
+        r = gfs_fence_hold_ranges(v->store, v->name, held);
+        if (r < 0)
+            return r;
+        uint64_t keep[GFS_MAX_RANGES][2];
+        for (size_t i = 0; i < held->n; i++) {
+            keep[i][0] = held->r[i].lo;
+            keep[i][1] = held->r[i].hi;
+        }
         pthread_mutex_lock(&v->lock);
-        gfs_lease_raise_floor(&n, v->manifest_epoch);
+        gfs_lease_raise_floor(&n, v->manifest_epoch, keep, held->n);
         pthread_mutex_unlock(&v->lock);
         /* the journal goes on only from a lease of ours, in its epoch */
         uint64_t carried = 0;

@@ -780,6 +780,46 @@ int gfs_purge_forget(struct gfs_objstore *st, const char *parent, const char *ch
  * keeps that epoch's late segments while it exists, until
  * compaction.fenced_hold_s has passed (compactor.c). Best effort: a failure
  * is logged, the takeover stands. */
+/* The epochs whose fences a fenced epoch's held view needs (fenced.c):
+ * from its manifest's epoch up to the held epoch itself. */
+static int hold_range(void *arg, const char *key, uint64_t size)
+{
+    (void)size;
+    struct gfs_epoch_ranges *rs = arg;
+    const char *p = strrchr(key, '/');
+    p = p ? p + 1 : key;
+    if (strncmp(p, GFS_FENCED_HOLD_PREFIX, strlen(GFS_FENCED_HOLD_PREFIX)) != 0)
+        return 0;
+    char *end;
+    unsigned long long e = strtoull(p + strlen(GFS_FENCED_HOLD_PREFIX), &end, 10);
+    if (*end || !e || rs->n == GFS_MAX_RANGES)
+        return 0; /* not a hold; or more holds than takes in a week could make */
+    rs->r[rs->n++] = (struct gfs_epoch_range){0, e, {0}};
+    snprintf(rs->r[rs->n - 1].name, sizeof rs->r[rs->n - 1].name, "%s", p);
+    return 0;
+}
+
+int gfs_fence_hold_ranges(struct gfs_objstore *st, const char *name,
+                          struct gfs_epoch_ranges *rs)
+{
+    char prefix[512];
+    snprintf(prefix, sizeof prefix, "nbd/%s/snap/%s", name, GFS_FENCED_HOLD_PREFIX);
+    rs->n = 0;
+    int r = st->ops->list(st, prefix, NULL, hold_range, rs);
+    for (size_t i = 0; i < rs->n && r >= 0; i++) {
+        struct gfs_snapinfo si;
+        r = snap_read(st, name, rs->r[i].name, &si);
+        uint64_t me = 0;
+        if (r == -ENOENT || (r == 0 && !si.manifest[0])) {
+            r = 0; /* gone meanwhile, or nothing held: the whole range below */
+        } else if (r == 0 && gfs_parse_epoch_seq(si.manifest, &me, NULL) < 0) {
+            r = -EIO;
+        }
+        rs->r[i].lo = me;
+    }
+    return r < 0 ? r : 0;
+}
+
 int gfs_fence_hold(struct glidefs_volume *v)
 {
     pthread_mutex_lock(&v->lock);

@@ -246,6 +246,19 @@ int gfs_clone_origin(struct gfs_objstore *st, const char *name, char *parent, si
 int gfs_purge_forget(struct gfs_objstore *st, const char *parent, const char *child,
                      const char *snap);
 int gfs_fence_hold(struct glidefs_volume *v);
+/* For each "@fenced-<epoch>" hold: the epochs [lo, hi] whose fences its
+ * view needs (lo: the epoch of the manifest it keeps; hi: the held epoch,
+ * whose fence says how many segments the view must find) */
+#define GFS_MAX_RANGES 256
+struct gfs_epoch_ranges {
+    size_t n;
+    struct gfs_epoch_range {
+        uint64_t lo, hi;
+        char name[GLIDEFS_NAME_MAX + 8];
+    } r[GFS_MAX_RANGES];
+};
+int gfs_fence_hold_ranges(struct gfs_objstore *st, const char *name,
+                          struct gfs_epoch_ranges *rs);
 int gfs_held_epoch(const struct glidefs_volume *v, uint64_t epoch);
 int gfs_fence_holds_expire(struct glidefs_volume *v);
 void gfs_snapshots_free(struct glidefs_volume *v);

@@ -40,7 +40,10 @@ def rss_kib(pid):
 
 
 def listing(path):
-    return sorted(os.listdir(path)) if os.path.isdir(path) else []
+    """The names in path but the daemon's own dot files (.lock, .instance):
+    a volume's directory and an export name never start with a dot."""
+    return sorted(n for n in os.listdir(path) if not n.startswith(".")) \
+        if os.path.isdir(path) else []
 
 
 def few(names):
