@@ -51,7 +51,8 @@ static void usage(FILE *f)
             "SIGTERM or SIGINT drains every export and exits; a second signal exits at once.\n");
 }
 
-/* The store must answer before we accept clients (DESIGN.md "Start-up"). */
+/* The store must answer before we accept clients (docs/design.md section 3,
+ * "Start-up"). */
 static int check_store(const glidefs_config *cfg, char *err, size_t errlen)
 {
 #ifdef HAVE_GLIDEFS_STORE_CHECK
