@@ -3,6 +3,7 @@
  * (see budget.h).
  */
 #include "budget.h"
+#include "clock.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -44,11 +45,7 @@ int gfs_budget_new(struct gfs_budget **out)
     b->refs = 1;
     pthread_mutex_init(&b->lock, NULL);
     pthread_mutex_init(&b->wake_lock, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&b->wake, &ca);
-    pthread_condattr_destroy(&ca);
+    gfs_cond_init(&b->wake);
     *out = b;
     return 0;
 }
@@ -82,13 +79,7 @@ static void wake_all(struct gfs_budget *b)
 void gfs_budget_wait(struct gfs_budget *b, uint64_t gen, int64_t ms)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_sec += ms / 1000;
-    ts.tv_nsec += (ms % 1000) * 1000000;
-    if (ts.tv_nsec >= 1000000000) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000;
-    }
+    gfs_timespec_in(&ts, ms);
     /* sleepers is raised before gen is looked at: a giver that bumps gen
      * after our look sees a sleeper and broadcasts under wake_lock */
     ADD(&b->sleepers, 1);
@@ -367,9 +358,7 @@ int gfs_budget_journal_admit(struct gfs_budget_member *m, uint64_t bytes, int *w
         b->want = bytes;
     /* wake the syncers when the queue starts, then now and then: a waiter
      * retries at every eviction anywhere, which must not spin them */
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    int64_t now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    int64_t now = gfs_now_ms();
     if (!was || now - b->kicked_ms >= 50) {
         b->kicked_ms = now;
         kick_holders(b);

@@ -17,36 +17,10 @@
 #include "cleanup.h"
 #include "config.h"
 #include "crc32c.h"
+#include "fsutil.h"
 #include "log.h"
 
 #define INSTANCE_FILE ".instance"
-
-static int mkdir_p(const char *path)
-{
-    CLEANUP_FREE char *p = strdup(path);
-    if (!p)
-        return -ENOMEM;
-    for (char *s = p + 1; *s; s++) {
-        if (*s != '/')
-            continue;
-        *s = 0;
-        if (mkdir(p, 0700) < 0 && errno != EEXIST)
-            return -errno;
-        *s = '/';
-    }
-    if (mkdir(p, 0700) < 0 && errno != EEXIST)
-        return -errno;
-    return 0;
-}
-
-static void fsync_dir(const char *dir)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0) {
-        fsync(fd);
-        close(fd);
-    }
-}
 
 /* 0 and the id, -ENOENT, or -EIO for a file that holds something else. */
 static int read_instance(const char *path, char out[GFS_LEASE_ID_HEX + 1])
@@ -69,7 +43,7 @@ static int read_instance(const char *path, char out[GFS_LEASE_ID_HEX + 1])
 
 int gfs_instance_get(const char *cache_dir, struct gfs_log *log, char out[GFS_LEASE_ID_HEX + 1])
 {
-    int r = mkdir_p(cache_dir);
+    int r = gfs_mkdir_p(cache_dir, 0700, 0);
     if (r < 0) {
         gfs_err(log, "cannot create cache dir %s: %s", cache_dir, strerror(-r));
         return r;
@@ -107,7 +81,7 @@ int gfs_instance_get(const char *cache_dir, struct gfs_log *log, char out[GFS_LE
             gfs_err(log, "cannot create %s: %s", path, strerror(-r));
             return r;
         }
-        fsync_dir(cache_dir);
+        gfs_fsync_dir(cache_dir);
     }
     return -EIO;
 }
@@ -151,7 +125,7 @@ int gfs_wrec_open(const char *dir, int create, int *fd)
         unlink(path);
         return -r;
     }
-    fsync_dir(dir);
+    gfs_fsync_dir(dir);
     return 0;
 }
 

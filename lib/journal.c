@@ -2,6 +2,7 @@
  * journal.c — the dirty journal's files and records (see journal.h).
  */
 #include "journal.h"
+#include "clock.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -69,7 +70,7 @@ int gfs_journal_init(struct gfs_journal *j, const char *dir, uint64_t file_size,
     j->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (j->dirfd < 0)
         return -errno;
-    pthread_cond_init(&j->inflight_cond, NULL);
+    gfs_cond_init(&j->inflight_cond);
     return 0;
 }
 

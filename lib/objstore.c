@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "cleanup.h"
+#include "fsutil.h"
 #include "config.h"
 #include "objstore.h"
 
@@ -30,44 +31,6 @@ __attribute__((format(printf, 3, 4))) static void set_err(char *err, size_t errl
 
 #define FILE_SCHEME "file://"
 #define S3_SCHEME "s3://"
-
-static void fsync_parent(const char *path)
-{
-    CLEANUP_FREE char *parent = strdup(path);
-    if (!parent)
-        return;
-    char *slash = strrchr(parent, '/');
-    if (!slash)
-        return;
-    if (slash == parent)
-        slash[1] = '\0';
-    else
-        *slash = '\0';
-    CLEANUP_CLOSE int fd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0)
-        fsync(fd);
-}
-
-/* mkdir -p of an absolute path; fsyncs the parent of each directory made. */
-static int mkdir_p(char *path)
-{
-    for (char *p = path + 1;; p++) {
-        if (*p != '/' && *p != '\0')
-            continue;
-        char saved = *p;
-        *p = '\0';
-        int r = 0;
-        if (mkdir(path, 0700) == 0)
-            fsync_parent(path);
-        else if (errno != EEXIST)
-            r = -errno;
-        *p = saved;
-        if (r < 0)
-            return r;
-        if (saved == '\0')
-            return 0;
-    }
-}
 
 static int open_file_url(const char *url, struct gfs_log *log, struct gfs_objstore **out,
                          char *err, size_t errlen)
@@ -87,7 +50,7 @@ static int open_file_url(const char *url, struct gfs_log *log, struct gfs_objsto
     /* Trailing slashes would only make "a//b" paths. */
     for (size_t n = strlen(dir); n > 1 && dir[n - 1] == '/'; n--)
         dir[n - 1] = '\0';
-    int r = mkdir_p(dir);
+    int r = gfs_mkdir_p(dir, 0700, 1);
     if (r < 0) {
         char buf[128];
         set_err(err, errlen, "storage.url \"%s\": cannot create directory %s: %s", url, dir,

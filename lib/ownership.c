@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "cleanup.h"
+#include "fsutil.h"
 #include "store_probe.h"
 
 #define ACQUIRE_TRIES 8
@@ -66,13 +67,8 @@ int gfs_own_state_write(struct glidefs_volume *v)
     close(fd);
     if (r == 0 && rename(tmp, path) < 0)
         r = -errno;
-    if (r == 0) {
-        int dfd = open(v->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dfd >= 0) {
-            fsync(dfd);
-            close(dfd);
-        }
-    }
+    if (r == 0)
+        gfs_fsync_dir(v->dir);
     return r;
 }
 

@@ -87,12 +87,8 @@ int gfs_ra_create(struct glidefs_volume *v, uint64_t window_bytes, unsigned nthr
     ra->max_job = ra->window < RA_MAX_JOB ? ra->window : RA_MAX_JOB;
     ra->nthreads = nthreads < 1 ? 1 : nthreads > RA_MAX_THREADS ? RA_MAX_THREADS : nthreads;
     ra->idle_ms = RA_IDLE_MS;
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&ra->work, &ca);
-    pthread_condattr_destroy(&ca);
-    pthread_cond_init(&ra->done, NULL);
+    gfs_cond_init(&ra->work);
+    gfs_cond_init(&ra->done);
     for (unsigned i = 0; i < RA_MAX_THREADS; i++)
         ra->w[i].ra = ra;
     *out = ra;

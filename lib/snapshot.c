@@ -23,6 +23,7 @@
 #include <sys/random.h>
 
 #include "cleanup.h"
+#include "fsutil.h"
 #include "manifest.h"
 #include "segment.h"
 
@@ -565,17 +566,11 @@ GLIDEFS_API int glidefs_clone(glidefs_volume *parent, const char *snapshot, cons
     *m = parent->meta;
     pthread_mutex_unlock(&parent->lock);
     /* a new identity; the data identity (seals, MACs, key wrap) stays the root's */
-    if (getrandom(m->uuid, 16, 0) != 16) {
+    if (gfs_uuid_new(m->uuid) < 0) {
         free(m);
         return -EIO;
     }
-    m->uuid[6] = (m->uuid[6] & 0x0f) | 0x40;
-    m->uuid[8] = (m->uuid[8] & 0x3f) | 0x80;
-    snprintf(m->uuid_str, sizeof m->uuid_str,
-             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", m->uuid[0],
-             m->uuid[1], m->uuid[2], m->uuid[3], m->uuid[4], m->uuid[5], m->uuid[6], m->uuid[7],
-             m->uuid[8], m->uuid[9], m->uuid[10], m->uuid[11], m->uuid[12], m->uuid[13],
-             m->uuid[14], m->uuid[15]);
+    gfs_uuid_format(m->uuid, m->uuid_str);
     snprintf(m->lineage[m->depth], sizeof m->lineage[m->depth], "%s", parent->name);
     m->depth++;
     m->size = si.size;

@@ -475,7 +475,7 @@ static void *syncer_main(void *arg)
     struct pipeline p = {.v = v};
     p.maxthr = v->upload_parallel > v->drain_parallel ? v->upload_parallel : v->drain_parallel;
     p.thr = calloc(p.maxthr, sizeof *p.thr);
-    pthread_cond_init(&p.cond, NULL);
+    gfs_cond_init(&p.cond);
     pthread_mutex_lock(&v->lock);
     if (!p.thr) {
         v->deferred_error = -ENOMEM;

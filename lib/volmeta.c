@@ -22,6 +22,7 @@
 #include <sys/file.h>
 
 #include "cleanup.h"
+#include "fsutil.h"
 #include "store_probe.h"
 #include "manifest.h"
 #include "segment.h"
@@ -34,39 +35,6 @@
 static void key_of(char *buf, size_t len, const char *name, const char *leaf)
 {
     snprintf(buf, len, "nbd/%s/%s", name, leaf);
-}
-
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
-static int parse_uuid(const char *s, uint8_t out[16])
-{
-    int n = 0;
-    for (const char *p = s; *p; p++) {
-        if (*p == '-')
-            continue;
-        int hi = hexval(p[0]);
-        int lo = p[1] ? hexval(p[1]) : -1;
-        if (hi < 0 || lo < 0 || n >= 16)
-            return -EINVAL;
-        out[n++] = (uint8_t)(hi << 4 | lo);
-        p++;
-    }
-    return n == 16 ? 0 : -EINVAL;
-}
-
-static void format_uuid(const uint8_t u[16], char out[40])
-{
-    snprintf(out, 40,
-             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
-             u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12],
-             u[13], u[14], u[15]);
 }
 
 static int valid_bs(uint64_t bs)
@@ -135,9 +103,9 @@ int gfs_volmeta_parse(struct gfs_volmeta *m, const char *name, const struct gfs_
     } else if (json_is_true(deleted)) {
         gfs_err(log, "%s: the volume was deleted (its clones still use its data)", name);
         r = -ENOENT;
-    } else if (!json_is_string(uuid) || parse_uuid(json_string_value(uuid), m->uuid) < 0 ||
+    } else if (!json_is_string(uuid) || gfs_uuid_parse(json_string_value(uuid), m->uuid) < 0 ||
                (duuid && (!json_is_string(duuid) ||
-                          parse_uuid(json_string_value(duuid), m->data_uuid) < 0))) {
+                          gfs_uuid_parse(json_string_value(duuid), m->data_uuid) < 0))) {
         bad = "a bad uuid";
     } else if (!json_is_integer(size) || json_integer_value(size) <= 0 ||
                json_integer_value(size) % 512 ||
@@ -200,8 +168,8 @@ int gfs_volmeta_parse(struct gfs_volmeta *m, const char *name, const struct gfs_
             m->encrypted = enc && !json_is_null(enc);
             if (!duuid)
                 memcpy(m->data_uuid, m->uuid, 16);
-            format_uuid(m->uuid, m->uuid_str);
-            format_uuid(m->data_uuid, m->data_uuid_str);
+            gfs_uuid_format(m->uuid, m->uuid_str);
+            gfs_uuid_format(m->data_uuid, m->data_uuid_str);
             if (parent) {
                 snprintf(m->parent_snapshot, sizeof m->parent_snapshot, "%s",
                          json_string_value(psnap));
@@ -359,13 +327,11 @@ int gfs_volmeta_load(struct glidefs_volume *v, const struct glidefs_config *cfg,
         }
         if (!create)
             return -ENOENT;
-        if (getrandom(v->meta.uuid, sizeof v->meta.uuid, 0) != sizeof v->meta.uuid)
+        if (gfs_uuid_new(v->meta.uuid) < 0)
             return -EIO;
-        v->meta.uuid[6] = (v->meta.uuid[6] & 0x0f) | 0x40; /* version 4 */
-        v->meta.uuid[8] = (v->meta.uuid[8] & 0x3f) | 0x80;
-        format_uuid(v->meta.uuid, v->meta.uuid_str);
+        gfs_uuid_format(v->meta.uuid, v->meta.uuid_str);
         memcpy(v->meta.data_uuid, v->meta.uuid, 16);
-        format_uuid(v->meta.data_uuid, v->meta.data_uuid_str);
+        gfs_uuid_format(v->meta.data_uuid, v->meta.data_uuid_str);
         v->meta.depth = 0;
         v->meta.format = 1;
         v->meta.size = create_size;
@@ -1112,14 +1078,6 @@ static int collect_all(void *arg, const char *key, uint64_t size)
     return 0;
 }
 
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path) < 0 && errno != ENOENT ? -1 : 0;
-}
-
 GLIDEFS_API int glidefs_volume_delete(const glidefs_config *cfg, const char *name, int purge_store)
 {
     if (!cfg || !name || !glidefs_name_valid(name))
@@ -1187,8 +1145,11 @@ GLIDEFS_API int glidefs_volume_delete(const glidefs_config *cfg, const char *nam
             gfs_objstore_close(st);
         }
     }
-    if (r == 0 && nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS) < 0 && errno != ENOENT)
-        r = -errno;
+    if (r == 0) {
+        r = gfs_rm_tree(path);
+        if (r == -ENOENT)
+            r = 0;
+    }
     if (fd >= 0)
         close(fd);
     for (size_t i = 0; i < nkeep; i++)

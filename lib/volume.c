@@ -21,51 +21,9 @@
 #include <ftw.h>
 
 #include "cleanup.h"
+#include "fsutil.h"
 #include "readahead.h"
 #include "segment.h"
-
-int64_t gfs_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-void gfs_timespec_in(struct timespec *ts, int64_t ms)
-{
-    clock_gettime(CLOCK_MONOTONIC, ts);
-    ts->tv_sec += ms / 1000;
-    ts->tv_nsec += (ms % 1000) * 1000000;
-    if (ts->tv_nsec >= 1000000000) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000;
-    }
-}
-
-int64_t gfs_wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int mkdir_p(const char *path, mode_t mode)
-{
-    CLEANUP_FREE char *p = strdup(path);
-    if (!p)
-        return -ENOMEM;
-    for (char *s = p + 1; *s; s++) {
-        if (*s != '/')
-            continue;
-        *s = 0;
-        if (mkdir(p, mode) < 0 && errno != EEXIST)
-            return -errno;
-        *s = '/';
-    }
-    if (mkdir(p, mode) < 0 && errno != EEXIST)
-        return -errno;
-    return 0;
-}
 
 static int check_io(glidefs_volume *v, uint64_t off, uint64_t len)
 {
@@ -750,15 +708,7 @@ static int dirty_upto(glidefs_volume *v, uint64_t target)
 GLIDEFS_API int glidefs_drain(glidefs_volume *v, int64_t timeout_ms)
 {
     struct timespec deadline;
-    clock_gettime(CLOCK_REALTIME, &deadline);
-    if (timeout_ms >= 0) {
-        deadline.tv_sec += timeout_ms / 1000;
-        deadline.tv_nsec += (timeout_ms % 1000) * 1000000;
-        if (deadline.tv_nsec >= 1000000000) {
-            deadline.tv_sec++;
-            deadline.tv_nsec -= 1000000000;
-        }
-    }
+    gfs_timespec_in(&deadline, timeout_ms >= 0 ? timeout_ms : 0); /* v->cond: CLOCK_MONOTONIC */
     pthread_mutex_lock(&v->lock);
     if (!v->owner) {
         /* not the writer: nothing of ours can be uploaded (fenced data stays local) */
@@ -936,20 +886,8 @@ static int set_journal_aside(glidefs_volume *v, uint64_t old_epoch)
     gfs_journal_destroy(&v->journal);
     if (rename(from, to) < 0)
         return -errno;
-    int dfd = open(v->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-        fsync(dfd);
-        close(dfd);
-    }
+    gfs_fsync_dir(v->dir);
     return journal_open(v, from);
-}
-
-static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(p);
 }
 
 GLIDEFS_API int glidefs_fenced_discard(glidefs_volume *v)
@@ -964,8 +902,9 @@ GLIDEFS_API int glidefs_fenced_discard(glidefs_volume *v)
             continue;
         char p[4200];
         snprintf(p, sizeof p, "%s/%s", v->dir, de->d_name);
-        if (nftw(p, rm_cb, 8, FTW_DEPTH | FTW_PHYS) < 0 && !r)
-            r = -errno;
+        int rr = gfs_rm_tree(p);
+        if (rr < 0 && !r)
+            r = rr;
     }
     closedir(d);
     pthread_mutex_lock(&v->lock);
@@ -1023,7 +962,7 @@ static int volume_setup(glidefs_volume *v, const glidefs_config *cfg, unsigned f
                         uint64_t create_size)
 {
     char err[256] = "";
-    int r = mkdir_p(cfg->cache_dir, 0700);
+    int r = gfs_mkdir_p(cfg->cache_dir, 0700, 0);
     if (r < 0) {
         gfs_err(&v->log, "cannot create cache dir %s: %s", cfg->cache_dir, strerror(-r));
         return r;
@@ -1186,13 +1125,9 @@ GLIDEFS_API int glidefs_volume_open(const glidefs_config *cfg, const char *name,
     pthread_mutex_init(&v->lock, NULL);
     pthread_mutex_init(&v->manifest_lock, NULL);
     pthread_mutex_init(&v->own_lock, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_cond_init(&v->cond, NULL);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&v->syncer_cond, &ca);
-    pthread_cond_init(&v->own_cond, &ca);
-    pthread_condattr_destroy(&ca);
+    gfs_cond_init(&v->cond);
+    gfs_cond_init(&v->syncer_cond);
+    gfs_cond_init(&v->own_cond);
     v->blocks_per_batch = cfg->blocks_per_batch > 0 ? (uint32_t)cfg->blocks_per_batch : 25;
     v->upload_parallel = cfg->upload_parallel > 0 ? (uint32_t)cfg->upload_parallel : 4;
     v->drain_parallel = cfg->storage_max_connections > 0 ? (uint32_t)cfg->storage_max_connections : 8;

@@ -18,6 +18,7 @@
 #include "blockmap.h"
 #include "budget.h"
 #include "cache.h"
+#include "clock.h"
 #include "config.h"
 #include "dirty.h"
 #include "journal.h"
@@ -189,11 +190,6 @@ struct glidefs_volume {
     uint64_t took_from_epoch;    /* the epoch whose live holder we just fenced (0: none);
                                   * its view is held for the fenced node (snapshot.c) */
 };
-
-int64_t gfs_now_ms(void);       /* monotonic */
-/* ms from now on CLOCK_MONOTONIC: a deadline for condvars made with that clock */
-void gfs_timespec_in(struct timespec *ts, int64_t ms);
-int64_t gfs_wall_ms(void);
 
 /* volmeta.c */
 int gfs_volmeta_load(struct glidefs_volume *v, const struct glidefs_config *cfg, int create,
