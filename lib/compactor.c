@@ -33,6 +33,7 @@
 
 #include "cleanup.h"
 #include "segment.h"
+#include "segwriter.h"
 
 /* A segment compaction must leave alone: a snapshot names it, or it is of
  * an epoch held for the fenced node that wrote it (snapshot.c,
@@ -94,45 +95,37 @@ static int write_copy(struct glidefs_volume *v, struct moved *mv, uint32_t n,
     uint64_t epoch = v->epoch, seq = v->next_seg_seq++;
     pthread_mutex_unlock(&v->lock);
 
-    int sealed = gfs_codec_sealed(v->codec);
-    size_t hlen = gfs_seg_header_size_mac(n, sealed);
-    size_t total = hlen;
+    /* the payloads as stored, still sealed and compressed: the seal binds
+     * the volume and block, not the segment; copies gain a CRC trailer */
+    size_t room = 0;
     for (uint32_t i = 0; i < n; i++)
-        total += gfs_seg_span(mv[i].old.length, GFS_SEGF_TRAILER);
-    CLEANUP_FREE uint8_t *obj = malloc(total);
-    CLEANUP_FREE struct gfs_seg_entry *ents = calloc(n, sizeof *ents);
-    int r = (!obj || !ents) ? -ENOMEM : 0;
-    size_t off = hlen;
+        room += gfs_seg_span(mv[i].old.length, GFS_SEGF_TRAILER);
+    struct gfs_segw w;
+    int r = gfs_segw_begin(&w, n, room, gfs_codec_sealed(v->codec));
     for (uint32_t i = 0; i < n && r == 0; i++) {
-        ents[i].block_index = mv[i].block;
-        ents[i].write_seq = mv[i].old.write_seq;
-        ents[i].offset = (uint32_t)off;
-        ents[i].length = mv[i].old.length;
-        ents[i].raw_length = v->bs;
-        ents[i].crc = mv[i].old.crc; /* checked when read (compact_some) */
-        ents[i].flags = mv[i].old.flags | GFS_SEGF_TRAILER; /* copies gain one */
-        memcpy(obj + off, payloads[i], mv[i].old.length);
-        gfs_seg_put_trailer(obj + off, mv[i].old.length, mv[i].old.crc);
-        mv[i].new_offset = (uint32_t)off;
-        off += gfs_seg_span(mv[i].old.length, ents[i].flags);
+        struct gfs_seg_entry se;
+        /* the CRC was checked when read (rewrite) */
+        r = gfs_segw_add_stored(&w, mv[i].block, mv[i].old.write_seq, payloads[i],
+                                mv[i].old.length, mv[i].old.flags, mv[i].old.crc, v->bs, &se);
+        if (r == 0)
+            mv[i].new_offset = se.offset;
     }
-    if (r == 0) {
-        struct gfs_seg_header h = {.epoch = epoch, .seq = seq, .nblocks = n, .block_size = v->bs,
-                                   .header_len = (uint32_t)(hlen - 4), .entries = ents};
-        memcpy(h.volume_uuid, v->meta.data_uuid, 16);
-        r = gfs_seg_encode_header_mac(&h, obj, hlen, v->codec);
-    }
+    if (r == 0)
+        r = gfs_segw_finish(&w, v->codec, epoch, seq, v->bs, v->meta.data_uuid);
     char key[512];
-    gfs_seg_key(key, sizeof key, v->name, epoch, seq);
-    if (r >= 0)
-        r = v->store->ops->put(v->store, key, obj, total, 0, NULL);
+    if (r == 0)
+        r = gfs_segw_put(&w, v->store, v->name, epoch, seq, key);
+    else
+        gfs_seg_key(key, sizeof key, v->name, epoch, seq);
+    size_t total = gfs_segw_len(&w);
+    gfs_segw_free(&w);
     pthread_mutex_lock(&v->lock);
     if (r < 0) {
         gfs_warn(&v->log, "%s: compaction upload of %s failed: %s", v->name, key,
                  glidefs_strerror(r));
         return r;
     }
-    int64_t si = gfs_bm_seg_add(&v->bm, gfs_ep(v->meta.depth, epoch), seq, total);
+    int64_t si = gfs_segw_commit(v, epoch, seq, total);
     if (si < 0)
         return (int)si;
     for (uint32_t i = 0; i < n; i++) {
@@ -148,9 +141,6 @@ static int write_copy(struct glidefs_volume *v, struct moved *mv, uint32_t n,
         gfs_cache_drop(&v->cache, mv[i].block); /* cached under the old location */
         *rewritten += e.length;
     }
-    v->last_seg_epoch = epoch;
-    v->last_seg_seq = seq;
-    v->segs_since_manifest++;
     return 0;
 }
 

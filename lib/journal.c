@@ -113,6 +113,38 @@ void gfs_journal_encode(const struct gfs_jrec *rec, const struct iovec *data, in
     memcpy(out, &h, sizeof h);
 }
 
+int gfs_journal_write(struct gfs_jfile *jf, uint64_t off, const struct gfs_jrec *rec,
+                      const void *data)
+{
+    uint8_t hdr[GFS_JREC_HDR];
+    struct iovec iov[2] = {{hdr, GFS_JREC_HDR}, {(void *)data, (size_t)rec->data_len}};
+    int iovcnt = rec->data_len ? 2 : 1;
+    gfs_journal_encode(rec, &iov[1], iovcnt - 1, hdr);
+    size_t want = GFS_JREC_HDR + (size_t)rec->data_len, done = 0;
+    while (done < want) {
+        ssize_t w = pwritev(jf->fd, iov, iovcnt, (off_t)(off + done));
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -EIO;
+        done += (size_t)w;
+        /* advance the iovecs past what was written (rare: short write) */
+        size_t adv = (size_t)w;
+        while (adv && iovcnt) {
+            if (adv >= iov[0].iov_len) {
+                adv -= iov[0].iov_len;
+                iov[0] = iov[1];
+                iovcnt--;
+            } else {
+                iov[0].iov_base = (uint8_t *)iov[0].iov_base + adv;
+                iov[0].iov_len -= adv;
+                adv = 0;
+            }
+        }
+    }
+    return 0;
+}
+
 /* Append an END record at the file's tail and make it durable. */
 static int write_end(struct gfs_journal *j, struct gfs_jfile *f)
 {

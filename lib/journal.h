@@ -97,6 +97,13 @@ uint64_t gfs_journal_need(const struct gfs_journal *j, uint64_t reclen);
 int gfs_journal_reserve(struct gfs_journal *j, uint64_t reclen, struct gfs_jfile **jf,
                         uint64_t *off, struct gfs_jticket *t);
 
+/* Write record rec (its header, then data_len bytes of data) at off in jf,
+ * reserved by gfs_journal_reserve: one pwritev, more only after a short
+ * write. No lock needed (the reservation is this writer's alone). 0 or
+ * -EIO. */
+int gfs_journal_write(struct gfs_jfile *jf, uint64_t off, const struct gfs_jrec *rec,
+                      const void *data);
+
 /* After the record's pwritev (ok = 0 on success). Unlinks t, wakes flushers. */
 void gfs_journal_complete(struct gfs_journal *j, struct gfs_jfile *jf, struct gfs_jticket *t,
                           int ok);

@@ -26,8 +26,8 @@
 #include <unistd.h>
 
 #include "cleanup.h"
-#include "crc32c.h"
 #include "segment.h"
+#include "segwriter.h"
 
 #define BACKOFF_BASE_MS 100
 #define BACKOFF_CAP_MS 5000
@@ -50,8 +50,7 @@ struct seg_job {
     uint64_t epoch, seq;
     struct snap_block *blocks; /* owned: blocks_per_batch slots */
     uint32_t n;
-    uint8_t *obj;
-    size_t objlen;
+    struct gfs_segw w;         /* the segment object (segwriter.h) */
     int result;
     int done;                  /* upload finished (v->lock) */
     struct seg_job *next_q;    /* waiting for an upload worker */
@@ -240,63 +239,29 @@ static int assemble(struct glidefs_volume *v, struct snap_block *sb)
 
 static int build_segment(struct glidefs_volume *v, struct seg_job *job)
 {
-    size_t hlen = gfs_seg_header_size_mac(job->n, gfs_codec_sealed(v->codec));
-    size_t total = hlen;
+    size_t room = 0;
     for (uint32_t i = 0; i < job->n; i++)
         if (!job->blocks[i].hole)
-            total += gfs_codec_max_stored(v->codec) + GFS_SEG_TRAILER_LEN;
-    job->obj = malloc(total);
-    if (!job->obj)
-        return -ENOMEM;
-    CLEANUP_FREE struct gfs_seg_entry *ents = calloc(job->n, sizeof *ents);
-    if (!ents)
-        return -ENOMEM;
-    size_t off = hlen;
-    for (uint32_t i = 0; i < job->n; i++) {
+            room += gfs_codec_max_stored(v->codec) + GFS_SEG_TRAILER_LEN;
+    int r = gfs_segw_begin(&job->w, job->n, room, gfs_codec_sealed(v->codec));
+    for (uint32_t i = 0; i < job->n && r == 0; i++) {
         struct snap_block *sb = &job->blocks[i];
-        struct gfs_seg_entry *e = &ents[i];
-        e->block_index = sb->block;
-        e->write_seq = sb->snap_seq;
-        if (sb->hole) {
-            e->flags = GFS_SEGF_HOLE;
-        } else {
-            uint32_t len = 0, flags = 0;
-            int r = gfs_codec_encode_seq(v->codec, sb->block, sb->snap_seq, sb->data,
-                                         job->obj + off, &len, &flags);
-            if (r < 0)
-                return r;
-            e->offset = (uint32_t)off;
-            e->length = len;
-            e->raw_length = v->bs;
-            e->flags = flags | GFS_SEGF_TRAILER;
-            e->crc = gfs_crc32c(0, job->obj + off, len);
-            gfs_seg_put_trailer(job->obj + off, len, e->crc);
-            off += gfs_seg_span(len, e->flags);
-        }
-        sb->se = *e;
+        if (sb->hole)
+            gfs_segw_add_hole(&job->w, sb->block, sb->snap_seq, &sb->se);
+        else
+            r = gfs_segw_add_block(&job->w, v->codec, v->bs, sb->block, sb->snap_seq, sb->data,
+                                   &sb->se);
     }
-    struct gfs_seg_header h = {
-        .epoch = job->epoch,
-        .seq = job->seq,
-        .nblocks = job->n,
-        .block_size = v->bs,
-        .header_len = (uint32_t)(hlen - 4),
-        .entries = ents,
-    };
-    memcpy(h.volume_uuid, v->meta.data_uuid, 16);
-    int r = gfs_seg_encode_header_mac(&h, job->obj, hlen, v->codec);
-    if (r < 0)
-        return r;
-    job->objlen = off;
-    return 0;
+    if (r == 0)
+        r = gfs_segw_finish(&job->w, v->codec, job->epoch, job->seq, v->bs, v->meta.data_uuid);
+    return r;
 }
 
 static void upload(struct seg_job *job)
 {
     struct glidefs_volume *v = job->v;
     char key[512];
-    gfs_seg_key(key, sizeof key, v->name, job->epoch, job->seq);
-    job->result = v->store->ops->put(v->store, key, job->obj, job->objlen, 0, NULL);
+    job->result = gfs_segw_put(&job->w, v->store, v->name, job->epoch, job->seq, key);
     if (job->result < 0)
         gfs_warn(&v->log, "%s: upload of %s failed: %s (will retry)", v->name, key,
                  glidefs_strerror(job->result));
@@ -309,7 +274,7 @@ static void commit(struct glidefs_volume *v, struct seg_job *job)
 {
     int64_t si = -1;
     if (job->result == 0) {
-        si = gfs_bm_seg_add(&v->bm, gfs_ep(v->meta.depth, job->epoch), job->seq, job->objlen);
+        si = gfs_segw_commit(v, job->epoch, job->seq, gfs_segw_len(&job->w));
         if (si < 0)
             job->result = (int)si;
     }
@@ -340,12 +305,8 @@ static void commit(struct glidefs_volume *v, struct seg_job *job)
         v->st.blocks_uploaded++;
         sb->base = e; /* for the cache fill after unlock */
     }
-    if (job->result == 0) {
+    if (job->result == 0)
         v->st.segments_uploaded++;
-        v->last_seg_epoch = job->epoch;
-        v->last_seg_seq = job->seq;
-        v->segs_since_manifest++;
-    }
 }
 
 static void *worker_main(void *arg)
@@ -409,7 +370,7 @@ static void free_job(struct seg_job *job)
         free(job->blocks[i].ext);
     }
     free(job->blocks);
-    free(job->obj);
+    gfs_segw_free(&job->w);
     free(job);
 }
 

@@ -518,36 +518,8 @@ static int submit(glidefs_volume *v, uint32_t type, const void *data, uint64_t l
     int ok = 0;
     if (r == 0) {
         struct gfs_jrec rec = {type, seq, offset, (uint32_t)len, (uint32_t)data_len};
-        uint8_t hdr[GFS_JREC_HDR];
-        struct iovec iov[2] = {{hdr, GFS_JREC_HDR}, {(void *)data, (size_t)data_len}};
-        gfs_journal_encode(&rec, &iov[1], data_len ? 1 : 0, hdr);
-        size_t want = (size_t)reclen, done = 0;
-        int iovcnt = data_len ? 2 : 1;
-        ok = 1;
-        while (done < want) {
-            ssize_t w = pwritev(jf->fd, iov, iovcnt, (off_t)(joff + done));
-            if (w < 0 && errno == EINTR)
-                continue;
-            if (w <= 0) {
-                ok = 0;
-                r = -EIO;
-                break;
-            }
-            done += (size_t)w;
-            /* advance the iovecs past what was written (rare: short write) */
-            size_t adv = (size_t)w;
-            while (adv && iovcnt) {
-                if (adv >= iov[0].iov_len) {
-                    adv -= iov[0].iov_len;
-                    iov[0] = iov[1];
-                    iovcnt--;
-                } else {
-                    iov[0].iov_base = (uint8_t *)iov[0].iov_base + adv;
-                    iov[0].iov_len -= adv;
-                    adv = 0;
-                }
-            }
-        }
+        r = gfs_journal_write(jf, joff, &rec, data);
+        ok = r == 0;
     }
 
     pthread_mutex_lock(&v->lock);
