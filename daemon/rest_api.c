@@ -1178,6 +1178,11 @@ static int h_promote(struct call *c)
     int rc = glidefs_promote(vol, force ? 1 : 0);
     if (rc < 0) {
         gd_export_release(e, 0);
+        if (rc == -EBUSY && force)
+            return fail(c, 409, "forced promote of export %s could not take the write lease: "
+                        "every conditional write of it was refused (another node kept "
+                        "changing it, or the store does not honour If-Match as sent: see the "
+                        "glidefsd log); nothing changed", c->name);
         if (rc == -EBUSY)
             return fail(c, 409, "the write lease of export %s is held by a live node: drain and "
                         "disconnect the export there (its lease is released once the last "
