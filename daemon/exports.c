@@ -264,6 +264,10 @@ int gd_export_acquire_ex(struct gd_registry *r, const char *name, int conn, uint
                     else if (rc == -EBUSY)
                         gd_info("export %s: client back: read-only (another node holds the "
                                 "write lease)", e->name);
+                    else if (rc == -ENOLCK)
+                        gd_warn("export %s: client back: read-only (another node had the "
+                                "write lease, and the store ignores conditional writes: taking "
+                                "it back is refused, see /healthz)", e->name);
                     else if (rc == -EROFS)
                         rc = 0; /* opened read-only on purpose: stays so */
                     else
@@ -273,7 +277,7 @@ int gd_export_acquire_ex(struct gd_registry *r, const char *name, int conn, uint
                 }
                 pthread_mutex_lock(&r->lock);
                 e->handing = false;
-                int refuse = rc < 0 && rc != -EBUSY;
+                int refuse = rc < 0 && rc != -EBUSY && rc != -ENOLCK;
                 if (refuse) {
                     /* A silently read-only disk is worse than a refused
                      * connection: without the lease no write may be taken,
@@ -535,7 +539,7 @@ static void retire_locked(struct gd_registry *r, struct gd_export *e)
 }
 
 /* The last user of a read-write export left: give the lease back at once
- * (DESIGN.md "Lease hand-off"), so a waiting node can promote without force
+ * (docs/design.md section 3, "Lease hand-off"), so a waiting node can promote without force
  * and without waiting for the idle linger; the volume stays open read-only
  * and keeps its cache. What the client left dirty is uploaded first (a
  * client arriving meanwhile just takes the export). A failed hand-over is

@@ -1,12 +1,20 @@
 /*
- * main.c — glidefsd: command line, configuration, the store check, signals
- * and the process lifecycle. Runs in the foreground (systemd style) and logs
+ * main.c — glidefsd: command line, configuration, the store check, the
+ * open-file limit, signals and the process lifecycle. Runs in the foreground (systemd style) and logs
  * to stderr. SIGTERM/SIGINT: stop accepting, finish in-flight requests, drain
  * every export within servers.shutdown_timeout_s and exit 0 (non-zero if a
  * drain could not finish: the dirty data stays in the journal). A second
  * signal exits at once; flushed data is already durable in the journal.
+ * The process is not dumpable and has no core size from its first
+ * instruction (servers.allow_core_dumps undoes it): its memory holds the
+ * store's credentials, the encryption password and the data keys.
+ *
+ * One glidefsd per cache dir: it holds an flock on <cache.dir>/.lock for
+ * its whole life (the cache dir is the writer identity of every volume in
+ * it, see lib/identity.h); a second one on the same dir refuses to start.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -15,6 +23,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -46,19 +58,91 @@ static void usage(FILE *f)
             "SIGTERM or SIGINT drains every export and exits; a second signal exits at once.\n");
 }
 
-/* The store must answer before we accept clients (DESIGN.md "Start-up"). */
+/* The store must answer before we accept clients (docs/design.md section 3,
+ * "Start-up"); whether it honours conditional writes is logged (and kept in
+ * cfg for /healthz, the exports' stats and /metrics) but is no reason to
+ * stop. */
 static int check_store(const glidefs_config *cfg, char *err, size_t errlen)
 {
-#ifdef HAVE_GLIDEFS_STORE_CHECK
-    return glidefs_store_check(cfg, err, errlen);
-#else
-    /* The library does not offer glidefs_store_check() yet: the first
-     * volume open reports store problems instead. */
-    (void)cfg;
-    (void)err;
-    (void)errlen;
-    return 0;
-#endif
+    struct glidefs_store_info info;
+    return glidefs_store_check_info(cfg, &info, sizeof info, err, errlen);
+}
+
+static int mkdir_p(const char *path)
+{
+    char p[4096];
+    if (snprintf(p, sizeof p, "%s", path) >= (int)sizeof p)
+        return -ENAMETOOLONG;
+    for (char *s = p + 1; *s; s++) {
+        if (*s != '/')
+            continue;
+        *s = 0;
+        if (mkdir(p, 0700) < 0 && errno != EEXIST)
+            return -errno;
+        *s = '/';
+    }
+    return mkdir(p, 0700) < 0 && errno != EEXIST ? -errno : 0;
+}
+
+/* Take <cache.dir>/.lock for the life of the process (the fd is never
+ * closed; exit lets it go). Two daemons on one cache dir would be one
+ * writer identity twice. The holder's pid is written into the file for the
+ * message the next one prints. */
+static int lock_cache_dir(const char *dir)
+{
+    int r = mkdir_p(dir);
+    if (r < 0) {
+        gd_err("cannot create cache dir %s: %s", dir, strerror(-r));
+        return -1;
+    }
+    char path[4200];
+    snprintf(path, sizeof path, "%s/.lock", dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0) {
+        gd_err("cannot open %s: %s", path, strerror(errno));
+        return -1;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        int e = errno;
+        char pid[32] = "";
+        ssize_t n = pread(fd, pid, sizeof pid - 1, 0);
+        pid[n > 0 ? n : 0] = '\0';
+        pid[strcspn(pid, "\n")] = '\0';
+        if (e == EWOULDBLOCK)
+            gd_err("cache dir %s is in use by another glidefsd%s%s%s: one cache dir serves one "
+                   "daemon (give this one its own cache.dir)", dir, pid[0] ? " (pid " : "", pid,
+                   pid[0] ? ")" : "");
+        else
+            gd_err("cannot lock %s: %s", path, strerror(e));
+        close(fd);
+        return -1;
+    }
+    char line[32];
+    int len = snprintf(line, sizeof line, "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) < 0 || pwrite(fd, line, (size_t)len, 0) != len)
+        gd_warn("cannot write the pid into %s: %s", path, strerror(errno));
+    return fd;
+}
+
+/* Every NBD connection, API connection, open volume and store connection is
+ * a descriptor, and the usual soft limit (1024) is far below what one node
+ * serves: raise it to the hard limit. The NBD server sizes its connection
+ * cap from the result (nbd_server.c), so hitting the limit stays unlikely. */
+static void raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rlim_t was = rl.rlim_cur;
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
+            gd_debug("open-file limit raised from %llu to %llu", (unsigned long long)was,
+                     (unsigned long long)rl.rlim_max);
+        else
+            gd_warn("cannot raise the open-file limit from %llu to %llu: %s",
+                    (unsigned long long)was, (unsigned long long)rl.rlim_max, strerror(errno));
+    }
 }
 
 struct sig_ctx {
@@ -92,8 +176,23 @@ static void *signal_thread(void *arg)
     return NULL;
 }
 
+/* A core of glidefsd holds the S3 secret, the encryption password and
+ * every open volume's data key: not dumpable (which also keeps other local
+ * users, same uid included, from ptrace and /proc/PID/mem), no core, from
+ * the first instruction on - before the config is read. */
+static void no_core_dumps(struct rlimit *saved)
+{
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    if (getrlimit(RLIMIT_CORE, saved) == 0) {
+        struct rlimit rl = {0, saved->rlim_max};
+        setrlimit(RLIMIT_CORE, &rl);
+    }
+}
+
 int main(int argc, char **argv)
 {
+    struct rlimit core_limit = {0, 0};
+    no_core_dumps(&core_limit);
     static const struct option opts[] = {
         { "config", required_argument, NULL, 'c' },
         { "log-level", required_argument, NULL, 'l' },
@@ -160,6 +259,27 @@ int main(int argc, char **argv)
         return 1;
     }
     glidefs_config_set_log(cfg, gd_log_lib, NULL, level);
+    if (cfg->allow_core_dumps) {
+        /* as it was started: LimitCORE= in the unit, ulimit -c in a shell */
+        prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
+        setrlimit(RLIMIT_CORE, &core_limit);
+        gd_warn("servers.allow_core_dumps: a core dump of glidefsd holds the store's "
+                "credentials, the encryption password and the volumes' data keys");
+    }
+    raise_nofile();
+
+    if (lock_cache_dir(cfg->cache_dir) < 0) {
+        glidefs_config_free(cfg);
+        return 1;
+    }
+    char instance[64] = "";
+    rc = glidefs_instance_id(cfg, instance, sizeof instance);
+    if (rc < 0) {
+        gd_err("cache dir %s: cannot read or make its instance id: %s", cfg->cache_dir,
+               glidefs_strerror(rc));
+        glidefs_config_free(cfg);
+        return 1;
+    }
 
     err[0] = '\0';
     rc = check_store(cfg, err, sizeof err);
@@ -209,8 +329,9 @@ int main(int argc, char **argv)
         glidefs_config_free(cfg);
         return 1;
     }
-    gd_info("glidefsd %s ready: store %s, cache %s, %d workers", GLIDEFSD_VERSION,
-            cfg->storage_url ? cfg->storage_url : "?", cfg->cache_dir ? cfg->cache_dir : "?",
+    gd_info("glidefsd %s ready: store %s, cache %s (node %s, instance %s), %d workers",
+            GLIDEFSD_VERSION, cfg->storage_url ? cfg->storage_url : "?",
+            cfg->cache_dir ? cfg->cache_dir : "?", cfg->node_id ? cfg->node_id : "?", instance,
             cfg->nbd_workers);
 
     gd_server_run(srv, sc.stop_fd);

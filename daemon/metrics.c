@@ -113,6 +113,7 @@ enum src {
     S_LAST_SYNC,    /* ms since epoch -> s */
     S_SYNC_ERROR,   /* last_error != 0 */
     S_RELIEFS,      /* NBD reader reliefs, kept with the latencies (latency.h) */
+    S_LAX,          /* store_conditional: 1 when ignored or broken */
 };
 
 struct family {
@@ -196,6 +197,9 @@ static const struct family families[] = {
       F(lease_owner), NULL },
     { "glidefs_lease_epoch", G, "The write lease's epoch as this node knows it.", S_U64,
       F(lease_epoch), NULL },
+    { "glidefs_store_lax", G, "1 if the last probe found that the object store ignores (or "
+      "breaks) conditional writes: takeovers of the write lease are then refused, or unsafe.",
+      S_LAX, 0, NULL },
     { "glidefs_stored_bytes", G, "Bytes of segment objects in the store.", S_U64,
       F(stored_bytes), NULL },
     { "glidefs_live_bytes", G, "Stored bytes still referenced by the volume.", S_U64,
@@ -293,6 +297,13 @@ static void put_sample(FILE *f, const struct family *fam, const struct gd_export
     case S_RELIEFS:
         fprintf(f, "%" PRIu64, gd_latency_reliefs(s->name));
         break;
+    case S_LAX:
+        fputs(st->store_conditional == GLIDEFS_STORE_COND_IGNORED ||
+                      st->store_conditional == GLIDEFS_STORE_COND_BROKEN
+                  ? "1"
+                  : "0",
+              f);
+        break;
     }
     fputc('\n', f);
 }
@@ -332,7 +343,18 @@ static void put_histograms(FILE *f, const struct gd_export_snap *snaps, size_t n
     }
 }
 
-char *gd_metrics_prometheus(const struct gd_export_snap *snaps, size_t n, size_t *len)
+const char *gd_metrics_cond_name(int cond)
+{
+    switch (cond) {
+    case GLIDEFS_STORE_COND_OK: return "ok";
+    case GLIDEFS_STORE_COND_IGNORED: return "ignored";
+    case GLIDEFS_STORE_COND_BROKEN: return "broken";
+    default: return "unknown";
+    }
+}
+
+char *gd_metrics_prometheus(const struct gd_export_snap *snaps, size_t n, int store_cond,
+                            size_t *len)
 {
     char *buf = NULL;
     size_t size = 0;
@@ -346,6 +368,11 @@ char *gd_metrics_prometheus(const struct gd_export_snap *snaps, size_t n, size_t
     fputs("# HELP glidefs_exports Exports open on this node.\n"
           "# TYPE glidefs_exports gauge\n", f);
     fprintf(f, "glidefs_exports %zu\n", n);
+    fputs("# HELP glidefs_store_conditional_writes What the start-up probe found about the "
+          "object store's conditional writes (result ok, ignored, broken or unknown).\n"
+          "# TYPE glidefs_store_conditional_writes gauge\n", f);
+    fprintf(f, "glidefs_store_conditional_writes{result=\"%s\"} 1\n",
+            gd_metrics_cond_name(store_cond));
     const size_t nfam = sizeof families / sizeof families[0];
     for (size_t i = 0; i < nfam; i++) {
         const struct family *fam = &families[i];

@@ -34,7 +34,11 @@ void gd_metrics_iso_time(int64_t ms, char *buf, size_t len);
 
 /* The Prometheus text exposition of snaps (and the daemon-wide families),
  * malloc'd and NUL-terminated; NULL when out of memory. */
-char *gd_metrics_prometheus(const struct gd_export_snap *snaps, size_t n, size_t *len);
+char *gd_metrics_prometheus(const struct gd_export_snap *snaps, size_t n, int store_cond,
+                            size_t *len);
+
+/* GLIDEFS_STORE_COND_* as text: "ok", "ignored", "broken", "unknown". */
+const char *gd_metrics_cond_name(int cond);
 
 /* An export's I/O stats as JSON (every glidefs_stats field, derived ratios,
  * latency summaries per operation, NBD reader reliefs). New reference, NULL

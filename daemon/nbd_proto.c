@@ -457,7 +457,10 @@ static enum nbd_hs_result opt_info_go(struct nbd_hs *hs, uint32_t opt, const uin
     struct nbd_export_info info;
     memset(&info, 0, sizeof info);
     void *handle = NULL;
-    uint32_t e = hs->ops->open(hs->ctx, name, &info, &handle);
+    /* INFO is a question: it must not create the export GO would create. */
+    bool query = opt == NBD_OPT_INFO && hs->ops->query;
+    uint32_t e = query ? hs->ops->query(hs->ctx, name, &info)
+                       : hs->ops->open(hs->ctx, name, &info, &handle);
     if (e != 0) {
         free(name);
         info.error[sizeof info.error - 1] = '\0';
@@ -480,7 +483,8 @@ static enum nbd_hs_result opt_info_go(struct nbd_hs *hs, uint32_t opt, const uin
     opt_reply(out, opt, NBD_REP_ACK, NULL, 0);
 
     if (opt == NBD_OPT_INFO) {
-        hs->ops->close(hs->ctx, handle);
+        if (!query)
+            hs->ops->close(hs->ctx, handle);
         free(name);
         return NBD_HS_CONTINUE;
     }

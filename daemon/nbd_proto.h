@@ -254,10 +254,13 @@ struct nbd_export_info {
  * NUL-terminated, contain no NUL, and are at most NBD_MAX_STRING bytes.
  * open returns 0 and a handle, or an NBD_REP_ERR_* code; close releases a
  * handle from open. resolve judges a name the way open would, touching
- * nothing (0 or NBD_REP_ERR_*). list calls emit once per export (desc may be NULL). */
+ * nothing (0 or NBD_REP_ERR_*). query answers NBD_OPT_INFO: it describes the
+ * export GO would give, creating nothing (NULL: open, then close). list
+ * calls emit once per export (desc may be NULL). */
 struct nbd_hs_ops {
     uint32_t (*resolve)(void *ctx, const char *name);
     uint32_t (*open)(void *ctx, const char *name, struct nbd_export_info *info, void **handle);
+    uint32_t (*query)(void *ctx, const char *name, struct nbd_export_info *info);
     void (*close)(void *ctx, void *handle);
     void (*list)(void *ctx, void (*emit)(void *arg, const char *name, const char *desc),
                  void *arg);

@@ -27,8 +27,20 @@
  * slow client, and replies go out in any order.
  *
  * Memory is bounded: each connection has at most MAX_INFLIGHT requests and
- * CONN_BUDGET bytes of buffers in flight, and all connections together at
- * most GLOBAL_BUDGET; readers stop reading while over budget.
+ * servers.nbd.connection_buffer_memory bytes of buffers in flight, and all
+ * connections together at most servers.nbd.buffer_memory; readers stop
+ * reading while over budget. A connection's first CONN_RESERVE bytes do not
+ * wait for the global budget, so clients that do not read their replies can
+ * stall only themselves until servers.nbd.reply_timeout_ms drops them.
+ *
+ * Hostile clients (issue 21): the whole handshake has a deadline
+ * (servers.nbd.handshake_timeout_ms, enforced by the accept loop); at most a
+ * quarter of the connection cap may be in the handshake, and a newcomer that
+ * finds the cap or that quarter full cuts the oldest unfinished handshake
+ * short, so clients that trickle bytes cannot lock real ones out. The cap
+ * (servers.nbd.max_connections) is kept at most half the open-file limit,
+ * and when accept() runs out of descriptors anyway the loop backs off
+ * instead of spinning; repeated log lines are rate-limited.
  */
 #include "nbd_server.h"
 
@@ -48,6 +60,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
@@ -63,12 +76,13 @@
 #include "nbd_proto.h"
 #include "workers.h"
 
-#define MAX_CONNS 1024
 #define MAX_INFLIGHT 128                      /* requests per connection */
-#define CONN_BUDGET (64u * 1024 * 1024)       /* buffer bytes per connection */
-#define GLOBAL_BUDGET (512u * 1024 * 1024)    /* buffer bytes, all connections */
-#define HANDSHAKE_TIMEOUT_S 60                /* a silent client mid-handshake is dropped */
-#define SEND_TIMEOUT_S 120                    /* a client not reading replies is dropped */
+#define CONN_RESERVE (256u * 1024)            /* in flight per connection without the global budget */
+#define EVICT_SLACK 16                        /* connections over the cap while evicted ones close */
+#define HS_TICK_MS 100                        /* handshake deadlines are checked this often */
+#define ACCEPT_BACKOFF_MIN_MS 20              /* accept() out of descriptors: pause ... */
+#define ACCEPT_BACKOFF_MAX_MS 1000            /* ... doubling up to this */
+#define LOG_EVERY_MS 10000                    /* one line per kind of refusal this often */
 #define SHUTDOWN_GRACE_S 2                    /* for clients to leave after ESHUTDOWN */
 #define MAX_EXTENTS 1024                      /* descriptors per BLOCK_STATUS reply */
 #define ZERO_CHUNK (1u << 20)
@@ -136,6 +150,7 @@ struct conn {
     bool writer_busy;
     bool writer_stop;
     bool dead;                  /* socket failed or hard disconnect: drop replies */
+    atomic_bool killed;         /* = dead, for readers waiting for budget (no wlock) */
     pthread_t writer;
     bool writer_started;
 
@@ -172,6 +187,12 @@ struct conn {
     uint64_t requests;          /* atomic */
     uint64_t reliefs;           /* (rlock) reader role stolen by the watchdog */
     bool finished;              /* reader done; waiting to be joined */
+    /* The handshake (srv->lock). */
+    bool in_hs;                 /* not in transmission yet */
+    bool evicted;               /* handshake cut short (deadline, or room for a newcomer) */
+    bool hs_busy;               /* the server is opening an export for it: not its fault */
+    int64_t hs_started_ms;      /* moved forward by the time the server was busy */
+    int64_t hs_busy_since;
 };
 
 struct req {
@@ -217,9 +238,45 @@ struct gd_server {
     pthread_cond_t cond;
     struct conn *conns;
     int nconns;
+    int nhs;                    /* connections in their handshake */
     uint64_t next_id;
     size_t global_bytes;
+
+    /* Limits, from the config (see the top of the file). */
+    int max_conns;
+    int max_hs;
+    int hs_timeout_ms;
+    int reply_timeout_ms;
+    size_t global_budget;
+    size_t conn_budget;
+
+    /* The accept loop's own. */
+    int64_t accept_pause_until; /* out of descriptors: not accepting until then */
+    int accept_backoff_ms;
+    struct ratelog { int64_t next_ms; unsigned dropped; } rl_accept, rl_refuse, rl_evict;
 };
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A refused client per millisecond must not write a line per millisecond:
+ * one line per LOG_EVERY_MS, which says how many were left out. */
+static bool ratelog_ok(struct ratelog *rl, unsigned *dropped)
+{
+    int64_t now = mono_ms();
+    if (now < rl->next_ms) {
+        rl->dropped++;
+        return false;
+    }
+    *dropped = rl->dropped;
+    rl->dropped = 0;
+    rl->next_ms = now + LOG_EVERY_MS;
+    return true;
+}
 
 /* ------------------------------------------------------------------------ */
 /* Socket helpers                                                            */
@@ -286,6 +343,45 @@ static int send_iov_blocking(int fd, struct iovec *iov, int *iovcnt)
     return 0;
 }
 
+/* Send everything in iov (modified) by deadline_ms (mono_ms), never blocking
+ * past it. 0, -1 on a socket error, -ETIMEDOUT when the client did not take
+ * it in time. */
+static int send_iov_deadline(int fd, struct iovec *iov, int *iovcnt, int64_t deadline_ms)
+{
+    int i = 0;
+    while (i < *iovcnt) {
+        if (iov[i].iov_len == 0) {
+            i++;
+            continue;
+        }
+        struct msghdr mh = { .msg_iov = iov + i, .msg_iovlen = (size_t)(*iovcnt - i) };
+        ssize_t w = sendmsg(fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK)
+                return -1;
+            int64_t left = deadline_ms - mono_ms();
+            if (left <= 0)
+                return -ETIMEDOUT;
+            struct pollfd p = { .fd = fd, .events = POLLOUT };
+            if (poll(&p, 1, left > INT32_MAX ? INT32_MAX : (int)left) < 0 && errno != EINTR)
+                return -1;
+            continue;
+        }
+        size_t done = (size_t)w;
+        while (done > 0 && i < *iovcnt) {
+            size_t k = done < iov[i].iov_len ? done : iov[i].iov_len;
+            iov[i].iov_base = (uint8_t *)iov[i].iov_base + k;
+            iov[i].iov_len -= k;
+            done -= k;
+            if (iov[i].iov_len == 0)
+                i++;
+        }
+    }
+    return 0;
+}
+
 static int send_all(int fd, const void *buf, size_t len)
 {
     struct iovec iov = { (void *)buf, len };
@@ -293,9 +389,9 @@ static int send_all(int fd, const void *buf, size_t len)
     return send_iov_blocking(fd, &iov, &cnt);
 }
 
-static void set_timeout(int fd, int opt, int seconds)
+static void set_timeout_ms(int fd, int opt, int ms)
 {
-    struct timeval tv = { .tv_sec = seconds, .tv_usec = 0 };
+    struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
     setsockopt(fd, SOL_SOCKET, opt, &tv, sizeof tv);
 }
 
@@ -359,15 +455,16 @@ static void batch_submit(struct conn *c);
  * so that pool threads never all sit waiting for requests queued behind
  * them on the pool. */
 static struct req *req_new(struct conn *c, size_t bytes, bool *stopping, bool relief,
-                           bool *give_up)
+                           bool *give_up, bool *gone)
 {
     struct gd_server *s = c->srv;
     struct req *q = NULL;
     bool flushed = false;
+    size_t mine;
     {
         SCOPED_LOCK(&c->lock);
         while (c->inflight >= MAX_INFLIGHT ||
-               (c->inflight_bytes > 0 && c->inflight_bytes + bytes > CONN_BUDGET)) {
+               (c->inflight_bytes > 0 && c->inflight_bytes + bytes > s->conn_budget)) {
             if (!flushed) {
                 /* Replies we hold back and reads we collected count as in
                  * flight: let them go first. */
@@ -382,10 +479,15 @@ static struct req *req_new(struct conn *c, size_t bytes, bool *stopping, bool re
                 *give_up = true;
                 return NULL;
             }
+            if (atomic_load(&c->killed)) {
+                *gone = true; /* dropped (its client took no replies): wait no more */
+                return NULL;
+            }
             pthread_cond_wait(&c->cond, &c->lock);
         }
         c->inflight++;
         c->inflight_bytes += bytes;
+        mine = c->inflight_bytes;
         *stopping = c->stopping;
         if (c->spare) {
             q = c->spare;
@@ -395,17 +497,26 @@ static struct req *req_new(struct conn *c, size_t bytes, bool *stopping, bool re
     }
     if (bytes) {
         SCOPED_LOCK(&s->lock);
-        while (s->global_bytes > 0 && s->global_bytes + bytes > GLOBAL_BUDGET) {
+        /* Within its reserve a connection does not wait for the others:
+         * connections whose clients read no replies may hold the whole
+         * budget (until servers.nbd.reply_timeout_ms), yet every other
+         * client's small requests go on. */
+        while (mine > CONN_RESERVE && s->global_bytes > 0 &&
+               s->global_bytes + bytes > s->global_budget) {
             if (relief && atomic_load(&c->main_waiting)) {
                 *give_up = true;
                 break;
             }
+            if (atomic_load(&c->killed)) {
+                *gone = true; /* a dropped connection must not take budget from live ones */
+                break;
+            }
             pthread_cond_wait(&s->cond, &s->lock);
         }
-        if (!*give_up)
+        if (!*give_up && !*gone)
             s->global_bytes += bytes;
     }
-    if (*give_up) {
+    if (*give_up || *gone) {
         SCOPED_LOCK(&c->lock);
         c->inflight--;
         c->inflight_bytes -= bytes;
@@ -496,6 +607,7 @@ static void conn_kill_locked(struct conn *c)
 {
     if (!c->dead) {
         c->dead = true;
+        atomic_store(&c->killed, true);
         shutdown(c->fd, SHUT_RDWR);
         pthread_cond_broadcast(&c->wcond);
     }
@@ -654,14 +766,32 @@ static void *writer_main(void *arg)
         bool dead = c->dead;
         c->writer_busy = true;
         pthread_mutex_unlock(&c->wlock);
-        int rc = dead ? 0 : send_iov_blocking(c->fd, q->iov, &q->iovcnt);
+        /* A client that does not take a reply within the deadline is gone
+         * or hostile: its buffers go back to the budget. */
+        int rc = dead ? 0 : send_iov_deadline(c->fd, q->iov, &q->iovcnt,
+                                               mono_ms() + c->srv->reply_timeout_ms);
         req_free(q);
         pthread_mutex_lock(&c->wlock);
         if (rc < 0) {
-            if (!c->dead)
+            if (!c->dead && rc == -ETIMEDOUT)
+                gd_info("connection %" PRIu64 ": client took no reply for %d ms "
+                        "(servers.nbd.reply_timeout_ms); dropping it", c->id,
+                        c->srv->reply_timeout_ms);
+            else if (!c->dead)
                 gd_info("connection %" PRIu64 ": client stopped reading replies; dropping it",
                         c->id);
             conn_kill_locked(c);
+            /* Its reader may be waiting for budget: it gives up now. */
+            pthread_mutex_unlock(&c->wlock);
+            {
+                SCOPED_LOCK(&c->srv->lock);
+                pthread_cond_broadcast(&c->srv->cond);
+            }
+            {
+                SCOPED_LOCK(&c->lock);
+                pthread_cond_broadcast(&c->cond);
+            }
+            pthread_mutex_lock(&c->wlock);
         }
         c->writer_busy = false;
     }
@@ -871,6 +1001,22 @@ static uint32_t hs_resolve(void *ctx, const char *name)
                                                                           : 0;
 }
 
+/* Opening an export (the store may be slow) is the server's time, not the
+ * client's: it neither counts against the handshake deadline nor makes the
+ * connection a candidate to be cut short. */
+static void hs_work(struct conn *c, bool begin)
+{
+    SCOPED_LOCK(&c->srv->lock);
+    int64_t now = mono_ms();
+    if (begin) {
+        c->hs_busy = true;
+        c->hs_busy_since = now;
+    } else {
+        c->hs_busy = false;
+        c->hs_started_ms += now - c->hs_busy_since;
+    }
+}
+
 static uint32_t hs_open(void *ctx, const char *name, struct nbd_export_info *info, void **handle)
 {
     struct conn *c = ctx;
@@ -882,7 +1028,9 @@ static uint32_t hs_open(void *ctx, const char *name, struct nbd_export_info *inf
         return NBD_REP_ERR_UNKNOWN;
     }
     struct gd_export *e = NULL;
+    hs_work(c, true);
     rc = gd_export_acquire(c->srv->reg, canon, 0, &e);
+    hs_work(c, false);
     if (rc < 0) {
         /* the client (qemu prints it) learns why, not just "unknown" */
         snprintf(info->error, sizeof info->error, "export %s cannot be opened here: %s", canon,
@@ -896,6 +1044,56 @@ static uint32_t hs_open(void *ctx, const char *name, struct nbd_export_info *inf
     snprintf(info->description, sizeof info->description, "GlideFS volume %s%s", canon,
              info->read_only ? " (read-only on this node)" : "");
     *handle = e;
+    return 0;
+}
+
+/* NBD_OPT_INFO: what GO would give, creating nothing (issue 21: a loop of
+ * INFOs on new names made a volume, a lease and a cache directory each). An
+ * export open here answers for itself; one that exists only in the store is
+ * opened as GO would open it (never created); a name with no volume yet gets
+ * the size its first GO will create it with. */
+static uint32_t hs_query(void *ctx, const char *name, struct nbd_export_info *info)
+{
+    struct conn *c = ctx;
+    char canon[GLIDEFS_NAME_MAX + 1];
+    if (gd_registry_resolve(c->srv->reg, name, canon, sizeof canon) < 0)
+        return NBD_REP_ERR_UNKNOWN;
+    struct gd_export *e = NULL;
+    hs_work(c, true);
+    int rc = gd_export_acquire_ex(c->srv->reg, canon, 0, 0, GD_ACQUIRE_OPEN_ONLY, &e);
+    int ex = 1;
+    if (rc == -ENOENT)
+        ex = glidefs_volume_exists(c->srv->cfg, canon);
+    if (rc == -ENOENT && ex == 1)
+        rc = gd_export_acquire_ex(c->srv->reg, canon, 0, 0, 0, &e); /* 0: must exist */
+    hs_work(c, false);
+    if (rc == -ENOENT) {
+        if (ex < 0) {
+            snprintf(info->error, sizeof info->error, "export %.64s: cannot tell whether it "
+                     "exists: %s", canon, glidefs_strerror(ex));
+            return NBD_REP_ERR_UNKNOWN;
+        }
+        if (ex == 0) {
+            info->size = c->srv->cfg->nbd_auto_create_size;
+            info->read_only = false;
+            snprintf(info->canonical, sizeof info->canonical, "%s", canon);
+            snprintf(info->description, sizeof info->description,
+                     "GlideFS volume %s (not created yet: NBD_OPT_GO creates it)", canon);
+            return 0;
+        }
+    }
+    if (rc < 0) {
+        snprintf(info->error, sizeof info->error, "export %s cannot be opened here: %s", canon,
+                 glidefs_strerror(rc));
+        return rc == -ESHUTDOWN ? NBD_REP_ERR_SHUTDOWN : NBD_REP_ERR_UNKNOWN;
+    }
+    glidefs_volume *vol = gd_export_volume(e);
+    info->size = glidefs_volume_size(vol);
+    info->read_only = glidefs_volume_read_only(vol) != 0;
+    snprintf(info->canonical, sizeof info->canonical, "%s", canon);
+    snprintf(info->description, sizeof info->description, "GlideFS volume %s%s", canon,
+             info->read_only ? " (read-only on this node)" : "");
+    gd_export_release(e, 0);
     return 0;
 }
 
@@ -942,10 +1140,21 @@ static bool hs_shutting_down(void *ctx)
 static const struct nbd_hs_ops hs_ops = {
     .resolve = hs_resolve,
     .open = hs_open,
+    .query = hs_query,
     .close = hs_close,
     .list = hs_list,
     .shutting_down = hs_shutting_down,
 };
+
+/* The handshake is over (once): no deadline, never cut short. */
+static void hs_end(struct conn *c)
+{
+    SCOPED_LOCK(&c->srv->lock);
+    if (c->in_hs) {
+        c->in_hs = false;
+        c->srv->nhs--;
+    }
+}
 
 /* 1: entered transmission; 0: the client ended the session; -1: dropped. */
 static int handshake(struct conn *c)
@@ -1005,6 +1214,7 @@ static int handshake(struct conn *c)
             c->params.eflags = nbd_export_flags(hs.info.read_only, hs.structured);
             c->params.size = hs.info.size;
             gd_export_count_conn(c->exp, 1);
+            hs_end(c); /* before the reply: a client that has it is never cut short */
             result = 1;
         }
         int sent = out.oom ? -1 : send_all(c->fd, out.data, out.len);
@@ -1077,8 +1287,10 @@ have_header:;
     size_t bytes = 0;
     if (v == NBD_V_OK && (r.type == NBD_CMD_WRITE || r.type == NBD_CMD_READ))
         bytes = r.len;
-    bool stopping = false, give_up = false;
-    struct req *q = req_new(c, bytes, &stopping, relief, &give_up);
+    bool stopping = false, give_up = false, gone = false;
+    struct req *q = req_new(c, bytes, &stopping, relief, &give_up, &gone);
+    if (!q && gone)
+        return -1; /* the connection was dropped while this waited for budget */
     if (!q && give_up) {
         c->stash = true;
         c->stash_r = r;
@@ -1542,8 +1754,8 @@ static void transmission(struct conn *c)
      * thread (the kernel caps this at net.core.wmem_max). */
     int sndbuf = SOCKET_SNDBUF;
     setsockopt(c->fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
-    set_timeout(c->fd, SO_RCVTIMEO, 0);
-    set_timeout(c->fd, SO_SNDTIMEO, SEND_TIMEOUT_S);
+    set_timeout_ms(c->fd, SO_RCVTIMEO, 0);
+    set_timeout_ms(c->fd, SO_SNDTIMEO, c->srv->reply_timeout_ms);
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setstacksize(&attr, THREAD_STACK);
@@ -1570,9 +1782,11 @@ static void *reader_main(void *arg)
 {
     struct conn *c = arg;
     struct gd_server *s = c->srv;
-    set_timeout(c->fd, SO_RCVTIMEO, HANDSHAKE_TIMEOUT_S);
-    set_timeout(c->fd, SO_SNDTIMEO, HANDSHAKE_TIMEOUT_S);
+    /* Per call; the accept loop enforces the deadline of the whole handshake. */
+    set_timeout_ms(c->fd, SO_RCVTIMEO, s->hs_timeout_ms);
+    set_timeout_ms(c->fd, SO_SNDTIMEO, s->hs_timeout_ms);
     int hs = handshake(c);
+    hs_end(c);
     if (hs == 1) {
         gd_info("connection %" PRIu64 ": export %s (%" PRIu64 " bytes%s%s%s)", c->id,
                 c->export_name, c->params.size,
@@ -1633,6 +1847,24 @@ int gd_server_create(const glidefs_config *cfg, struct gd_registry *reg, struct 
         gd_server_free(s);
         return e;
     }
+    s->hs_timeout_ms = cfg->nbd_handshake_timeout_ms > 0 ? cfg->nbd_handshake_timeout_ms : 10000;
+    s->reply_timeout_ms = cfg->nbd_reply_timeout_ms > 0 ? cfg->nbd_reply_timeout_ms : 30000;
+    s->global_budget = cfg->nbd_buffer_memory ? (size_t)cfg->nbd_buffer_memory : 512u << 20;
+    s->conn_budget = cfg->nbd_conn_buffer_memory ? (size_t)cfg->nbd_conn_buffer_memory : 64u << 20;
+    /* Every connection is a descriptor; half of the limit stays for the
+     * volumes (journal, cache, lock), the store's connections and the REST
+     * API, so they do not fail when clients pile up. */
+    s->max_conns = cfg->nbd_max_connections > 0 ? cfg->nbd_max_connections : 1024;
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+        (rlim_t)s->max_conns > rl.rlim_cur / 2) {
+        int fit = rl.rlim_cur / 2 > 0 ? (int)(rl.rlim_cur / 2) : 1;
+        gd_warn("servers.nbd.max_connections: %d lowered to %d: the open-file limit is %llu and "
+                "half of it is kept for the volumes, the store and the REST API (raise "
+                "LimitNOFILE / ulimit -n)", s->max_conns, fit, (unsigned long long)rl.rlim_cur);
+        s->max_conns = fit;
+    }
+    s->max_hs = s->max_conns / 4 > 4 ? s->max_conns / 4 : (s->max_conns < 4 ? s->max_conns : 4);
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     s->max_spinners = ncpu >= 4 ? (int)(ncpu / 2) : 1;
     s->spin_us = cfg->nbd_busy_poll_us;
@@ -1749,6 +1981,18 @@ static int listen_tcp(struct gd_server *s, const char *spec, char *err, size_t e
         snprintf(err, errlen, "servers.nbd.tcp: cannot resolve \"%s\": %s", host, gai_strerror(g));
         return -EINVAL;
     }
+    if (!s->cfg->nbd_insecure_tcp) {
+        for (struct addrinfo *ai = res; ai; ai = ai->ai_next)
+            if (!gd_addr_is_loopback(ai->ai_addr)) {
+                freeaddrinfo(res);
+                snprintf(err, errlen, "servers.nbd.tcp is %s, which is not a loopback address: "
+                         "NBD has no authentication and no TLS yet, so anyone who reaches it "
+                         "reads and writes every volume. Listen on 127.0.0.1 (or use "
+                         "servers.nbd.unix_socket), or set servers.nbd.insecure_tcp: true on a "
+                         "network only trusted hosts reach", spec);
+                return -EPERM;
+            }
+    }
     int last = 0;
     for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
         int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
@@ -1776,6 +2020,22 @@ static int listen_tcp(struct gd_server *s, const char *spec, char *err, size_t e
     return -(last ? last : EADDRNOTAVAIL);
 }
 
+bool gd_addr_is_loopback(const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+    }
+    if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        if (IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr))
+            return true;
+        if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr))
+            return in6->sin6_addr.s6_addr[12] == 127;
+    }
+    return false;
+}
+
 int gd_server_listen(struct gd_server *s, char *err, size_t errlen)
 {
     const char *u = s->cfg->nbd_unix_socket;
@@ -1793,16 +2053,104 @@ int gd_server_listen(struct gd_server *s, char *err, size_t errlen)
     return 0;
 }
 
+/* Cut c's handshake short: its thread sees the socket end. s->lock held. */
+static void hs_evict_locked(struct conn *c)
+{
+    c->evicted = true;
+    SCOPED_LOCK(&c->wlock); /* the thread closes fd under it */
+    if (c->fd >= 0)
+        shutdown(c->fd, SHUT_RDWR);
+}
+
+/* Drop handshakes past servers.nbd.handshake_timeout_ms (a client sending a
+ * byte now and then would otherwise keep its slot for ever). */
+static void hs_expire(struct gd_server *s)
+{
+    int64_t now = mono_ms();
+    unsigned n = 0;
+    uint64_t id = 0;
+    {
+        SCOPED_LOCK(&s->lock);
+        if (s->nhs == 0)
+            return;
+        for (struct conn *c = s->conns; c; c = c->next)
+            if (c->in_hs && !c->evicted && !c->hs_busy &&
+                now - c->hs_started_ms >= s->hs_timeout_ms) {
+                hs_evict_locked(c);
+                id = c->id;
+                n++;
+            }
+    }
+    unsigned dropped;
+    if (n && ratelog_ok(&s->rl_evict, &dropped))
+        gd_info("connection %" PRIu64 "%s: handshake not finished within %d ms "
+                "(servers.nbd.handshake_timeout_ms); dropped (%u similar not logged)", id,
+                n > 1 ? " and others" : "", s->hs_timeout_ms, dropped + n - 1);
+}
+
+/* Room for one more connection? Real clients finish their handshake in
+ * milliseconds; when the cap, or the share of it handshakes may take, is
+ * full, the oldest unfinished handshake makes room. So clients that trickle
+ * bytes cannot lock out the ones that speak NBD (a newcomer is cut short
+ * only after max_hs later arrivals), and connections in transmission are
+ * never pushed out. s->lock held. */
+static bool admit_locked(struct gd_server *s, char *why, size_t whylen)
+{
+    int64_t now = mono_ms();
+    int live = 0, hs = 0;
+    struct conn *oldest = NULL;
+    for (struct conn *c = s->conns; c; c = c->next) {
+        if (c->evicted || c->finished)
+            continue;
+        live++;
+        if (!c->in_hs)
+            continue;
+        hs++;
+        if (c->hs_busy)
+            continue;
+        if (!oldest || c->hs_started_ms < oldest->hs_started_ms)
+            oldest = c;
+    }
+    if (live < s->max_conns && hs < s->max_hs)
+        return true;
+    if (oldest && s->nconns < s->max_conns + EVICT_SLACK) {
+        hs_evict_locked(oldest);
+        snprintf(why, whylen, "connection %" PRIu64 ": handshake unfinished after %" PRId64
+                 " ms cut short to make room (%d connections, %d in the handshake)", oldest->id,
+                 now - oldest->hs_started_ms, live, hs);
+        return true;
+    }
+    snprintf(why, whylen, "%d connections (servers.nbd.max_connections: %d), %d of them in "
+             "the handshake", live, s->max_conns, hs);
+    return false;
+}
+
 static void accept_one(struct gd_server *s, int lfd)
 {
     struct sockaddr_storage ss;
     socklen_t sl = sizeof ss;
     int fd = accept4(lfd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC);
+    unsigned dropped;
     if (fd < 0) {
-        if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
-            gd_warn("accept: %s", strerror(errno));
+        int e = errno;
+        if (e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM) {
+            /* The pending client stays in the backlog: polling again at once
+             * would spin. Pause, longer each time while it lasts. */
+            s->accept_backoff_ms = s->accept_backoff_ms ? s->accept_backoff_ms * 2
+                                                        : ACCEPT_BACKOFF_MIN_MS;
+            if (s->accept_backoff_ms > ACCEPT_BACKOFF_MAX_MS)
+                s->accept_backoff_ms = ACCEPT_BACKOFF_MAX_MS;
+            s->accept_pause_until = mono_ms() + s->accept_backoff_ms;
+            if (ratelog_ok(&s->rl_accept, &dropped))
+                gd_warn("accept: %s: not accepting for %d ms (open-file limit; %u similar "
+                        "not logged)", strerror(e), s->accept_backoff_ms, dropped);
+        } else if (e != EAGAIN && e != EINTR && e != ECONNABORTED &&
+                   ratelog_ok(&s->rl_accept, &dropped)) {
+            gd_warn("accept: %s (%u similar not logged)", strerror(e), dropped);
+        }
         return;
     }
+    s->accept_backoff_ms = 0;
     char peer[96] = "unix";
     if (ss.ss_family == AF_INET || ss.ss_family == AF_INET6) {
         int one = 1;
@@ -1826,19 +2174,37 @@ static void accept_one(struct gd_server *s, int lfd)
     pthread_cond_init(&c->wcond, NULL);
     pthread_mutex_init(&c->rlock, NULL);
     pthread_cond_init(&c->rcond, NULL);
+    char why[200] = "";
+    bool admitted;
     {
         SCOPED_LOCK(&s->lock);
-        if (s->nconns >= MAX_CONNS) {
-            gd_warn("refusing connection from %s: %d connections already", peer, s->nconns);
-            close(fd);
-            free(c);
-            return;
+        admitted = admit_locked(s, why, sizeof why);
+        if (admitted) {
+            c->id = ++s->next_id;
+            c->in_hs = true;
+            c->hs_started_ms = mono_ms();
+            s->nhs++;
+            c->next = s->conns;
+            s->conns = c;
+            s->nconns++;
         }
-        c->id = ++s->next_id;
-        c->next = s->conns;
-        s->conns = c;
-        s->nconns++;
     }
+    if (!admitted) {
+        close(fd);
+        pthread_mutex_destroy(&c->lock);
+        pthread_cond_destroy(&c->cond);
+        pthread_mutex_destroy(&c->wlock);
+        pthread_cond_destroy(&c->wcond);
+        pthread_mutex_destroy(&c->rlock);
+        pthread_cond_destroy(&c->rcond);
+        free(c);
+        if (ratelog_ok(&s->rl_refuse, &dropped))
+            gd_warn("refusing connection from %s: %s (%u similar not logged)", peer, why,
+                    dropped);
+        return;
+    }
+    if (why[0] && ratelog_ok(&s->rl_evict, &dropped))
+        gd_info("%s (%u similar not logged)", why, dropped);
     gd_debug("connection %" PRIu64 ": from %s", c->id, peer);
     pthread_attr_t attr;
     pthread_attr_init(&attr);
@@ -1854,6 +2220,7 @@ static void accept_one(struct gd_server *s, int lfd)
                 break;
             }
         s->nconns--;
+        s->nhs--;
         close(fd);
         free(c);
     }
@@ -1899,9 +2266,19 @@ int gd_server_run(struct gd_server *s, int stop_fd)
         int n = 0;
         pfd[n++] = (struct pollfd){ .fd = stop_fd, .events = POLLIN };
         pfd[n++] = (struct pollfd){ .fd = s->wake_fd, .events = POLLIN };
-        for (int i = 0; i < s->nlisten; i++)
+        int64_t now = mono_ms();
+        bool paused = now < s->accept_pause_until;
+        int timeout = paused ? (int)(s->accept_pause_until - now) : -1;
+        bool hs;
+        {
+            SCOPED_LOCK(&s->lock);
+            hs = s->nhs > 0;
+        }
+        if (hs && (timeout < 0 || timeout > HS_TICK_MS))
+            timeout = HS_TICK_MS;
+        for (int i = 0; i < s->nlisten && !paused; i++)
             pfd[n++] = (struct pollfd){ .fd = s->listen_fds[i], .events = POLLIN };
-        if (poll(pfd, (nfds_t)n, -1) < 0) {
+        if (poll(pfd, (nfds_t)n, timeout) < 0) {
             if (errno == EINTR)
                 continue;
             gd_err("poll: %s", strerror(errno));
@@ -1915,6 +2292,7 @@ int gd_server_run(struct gd_server *s, int stop_fd)
             (void)r;
             reap(s);
         }
+        hs_expire(s);
         for (int i = 2; i < n; i++)
             if (pfd[i].revents & POLLIN)
                 accept_one(s, pfd[i].fd);

@@ -3,9 +3,11 @@
  * connection, so a long drain never holds up other requests) with jansson.
  *
  * Every request goes the same way, before anything touches an export:
- *   1. shutting down -> 503; bearer token (servers.api.token) -> 401;
- *      Content-Length over GD_REST_MAX_BODY -> 413 (bodies sent without a
- *      length are cut off the same way while they arrive);
+ *   1. shutting down -> 503; a foreign Host, Origin or Sec-Fetch-Site -> 403
+ *      (api_guard.c: web pages are not clients); bearer token
+ *      (servers.api.token) -> 401; Content-Length over GD_REST_MAX_BODY ->
+ *      413 (bodies sent without a length are cut off the same way while
+ *      they arrive); a body that is not Content-Type: application/json -> 415;
  *   2. the raw path is split at '/', each segment %-decoded on its own (MHD's
  *      own unescaping is switched off, so "%2F" cannot make a new segment;
  *      "%00" and bad escapes -> 400) and matched against the one route table
@@ -59,6 +61,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "api_guard.h"
 #include "cleanup.h"
 #include "config.h"
 #include "exports.h"
@@ -68,12 +71,6 @@
 
 #ifndef GLIDEFSD_VERSION
 #define GLIDEFSD_VERSION "0.0.0"
-#endif
-
-#if MHD_VERSION >= 0x00097002
-typedef enum MHD_Result mhd_result;
-#else
-typedef int mhd_result;
 #endif
 
 #define MAX_SEGMENTS 8
@@ -86,8 +83,8 @@ typedef int mhd_result;
 #define DELETE_DRAIN_DEFAULT_S 60
 #define RELEASE_DRAIN_DEFAULT_S 30
 #define MAX_TIMEOUT_S 86400
-#define API_CONN_LIMIT 64
-#define API_IDLE_TIMEOUT_S 60
+#define API_IDLE_TIMEOUT_S 60         /* libmicrohttpd's own, behind api_guard.c's deadlines */
+#define GUARD_TICK_MS 100
 
 /* ------------------------------------------------------------------------ */
 /* State                                                                     */
@@ -107,6 +104,7 @@ struct gd_rest {
     struct gd_registry *reg;
     struct gd_server *srv;
     struct MHD_Daemon *mhd[2];
+    struct gd_api_guard *guard[2]; /* of mhd[i] */
     int nmhd;
     char unix_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
     bool unix_bound;
@@ -718,7 +716,7 @@ static const char *state_of(const struct glidefs_stats *st, int conns, bool drai
 
 #define J(v) ((json_int_t)(v))
 
-/* The export object of DESIGN.md: {"name", "size_bytes", "read_only",
+/* The export object of docs/design.md section 3: {"name", "size_bytes", "read_only",
  * "connections", "dirty_bytes", "state", ...}. */
 static json_t *export_json(struct gd_rest *r, const char *name, const struct glidefs_stats *st,
                            int conns)
@@ -744,9 +742,12 @@ static json_t *export_json(struct gd_rest *r, const char *name, const struct gli
                           J(st->size_bytes), "read_only", st->read_only != 0, "connections",
                           J(conns), "dirty_bytes", J(st->dirty_bytes), "state",
                           state_of(st, conns, draining));
-    json_t *lease = json_pack("{s:I, s:b, s:b, s:I}", "lease_epoch", J(st->lease_epoch),
-                              "lease_owner", st->lease_owner != 0, "fenced", st->fenced != 0,
-                              "fenced_bytes", J(st->fenced_bytes));
+    json_t *lease = json_pack("{s:I, s:b, s:b, s:I, s:s, s:s, s:s}", "lease_epoch",
+                              J(st->lease_epoch), "lease_owner", st->lease_owner != 0, "fenced",
+                              st->fenced != 0, "fenced_bytes", J(st->fenced_bytes),
+                              "lease_node", st->lease_node, "lease_instance",
+                              st->lease_instance, "store_conditional_writes",
+                              gd_metrics_cond_name(st->store_conditional));
     json_t *cache = json_pack("{s:I, s:I, s:I, s:I, s:I, s:f}", "block_size", J(st->block_size),
                               "cached_bytes", J(st->cached_bytes), "journal_bytes",
                               J(st->journal_bytes), "cache_hits", J(st->cache_hits),
@@ -902,9 +903,30 @@ static int answer_export(struct call *c, unsigned status, struct gd_export *e, c
 
 static int h_healthz(struct call *c)
 {
-    return ok(c, 200, json_pack("{s:s, s:s, s:s, s:s}", "status", "ok", "version",
-                                GLIDEFSD_VERSION, "libglidefs", glidefs_version(), "node_id",
-                                c->r->cfg->node_id ? c->r->cfg->node_id : ""));
+    const glidefs_config *cfg = c->r->cfg;
+    char instance[64] = "";
+    if (glidefs_instance_id(cfg, instance, sizeof instance) < 0)
+        instance[0] = '\0';
+    int cond = __atomic_load_n(&cfg->probe_state, __ATOMIC_ACQUIRE);
+    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:b}", "status", "ok", "version",
+                          GLIDEFSD_VERSION, "libglidefs", glidefs_version(), "node_id",
+                          cfg->node_id ? cfg->node_id : "", "instance", instance,
+                          "store_conditional_writes", gd_metrics_cond_name(cond),
+                          "unsafe_accept_split_brain_on_lax_store",
+                          cfg->storage_unsafe_lax_takeover != 0);
+    if (o && (cond == GLIDEFS_STORE_COND_IGNORED || cond == GLIDEFS_STORE_COND_BROKEN)) {
+        /* liveness stays "ok" (the daemon serves); the warning is loud */
+        char w[600];
+        snprintf(w, sizeof w, "the object store %s conditional writes (%s): taking a write "
+                 "lease from another node, promote and forced promote are %s",
+                 cond == GLIDEFS_STORE_COND_IGNORED ? "ignores" : "breaks", cfg->probe_detail,
+                 cfg->storage_unsafe_lax_takeover
+                     ? "allowed by storage.unsafe_accept_split_brain_on_lax_store: two nodes "
+                       "taking one at once could both write"
+                     : "refused");
+        json_object_set_new(o, "warnings", json_pack("[s]", w));
+    }
+    return ok(c, 200, o);
 }
 
 static int h_prometheus(struct call *c)
@@ -914,7 +936,8 @@ static int h_prometheus(struct call *c)
     if (gd_metrics_collect(c->r->reg, &snaps, &n) < 0)
         return fail(c, 500, "out of memory");
     size_t len = 0;
-    char *text = gd_metrics_prometheus(snaps, n, &len);
+    char *text = gd_metrics_prometheus(snaps, n, __atomic_load_n(&c->r->cfg->probe_state,
+                                                                 __ATOMIC_ACQUIRE), &len);
     free(snaps);
     if (!text)
         return fail(c, 500, "out of memory");
@@ -1192,6 +1215,16 @@ static int h_promote(struct call *c)
         if (rc == -EROFS)
             return fail(c, 409, "export %s was opened read-only by configuration and cannot be "
                         "promoted", c->name);
+        if (rc == -ENOLCK)
+            return fail(c, 409, "promote of export %s refused: the object store does not "
+                        "honour conditional writes, so taking the write lease from another "
+                        "node could leave two writers (split brain); use a store that does, "
+                        "or set storage.unsafe_accept_split_brain_on_lax_store: true to accept "
+                        "that risk (see /healthz)", c->name);
+        if (rc == -ESTALE)
+            return fail(c, 409, "export %s was fenced with unsynced writes of the epoch it "
+                        "lost: disconnect its clients so it closes (they are kept aside, see "
+                        "fenced_bytes), then promote", c->name);
         return fail(c, status_for(rc), "promote of export %s failed: %s", c->name,
                     glidefs_strerror(rc));
     }
@@ -1913,10 +1946,20 @@ static mhd_result access_handler(void *cls, struct MHD_Connection *conn, const c
         *con_cls = ctx;
         if (atomic_load(&r->stopping)) {
             ctx->answered = true;
+            gd_api_guard_answered(conn);
             return send_error(conn, 503, "glidefsd is shutting down", "Connection", "close");
+        }
+        unsigned gst = 0;
+        const char *refused = gd_api_guard_check(conn, &gst);
+        if (refused && gst == 403) {
+            ctx->answered = true;
+            gd_api_guard_answered(conn);
+            gd_debug("api: %s %s refused: %s", method, url, refused);
+            return send_error(conn, gst, refused, "Connection", "close");
         }
         if (!token_ok(r, conn)) {
             ctx->answered = true;
+            gd_api_guard_answered(conn);
             return send_error(conn, 401, "missing or wrong API token: send \"Authorization: "
                               "Bearer TOKEN\" with servers.api.token (glidefs-ctl: --token or "
                               "GLIDEFS_TOKEN)", "WWW-Authenticate", "Bearer");
@@ -1928,11 +1971,17 @@ static mhd_result access_handler(void *cls, struct MHD_Connection *conn, const c
             unsigned long long n = strtoull(cl, &end, 10);
             if (errno || *end || n > GD_REST_MAX_BODY) {
                 ctx->answered = true;
+                gd_api_guard_answered(conn);
                 char msg[96];
                 snprintf(msg, sizeof msg, "request body too large (the limit is %u bytes)",
                          GD_REST_MAX_BODY);
                 return send_error(conn, 413, msg, "Connection", "close");
             }
+        }
+        if (refused) {
+            ctx->answered = true;
+            gd_api_guard_answered(conn);
+            return send_error(conn, gst, refused, "Connection", "close");
         }
         return MHD_YES;
     }
@@ -1965,20 +2014,26 @@ static mhd_result access_handler(void *cls, struct MHD_Connection *conn, const c
         return MHD_YES;
     ctx->answered = true;
     if (ctx->too_big) {
+        gd_api_guard_answered(conn);
         char msg[96];
         snprintf(msg, sizeof msg, "request body too large (the limit is %u bytes)",
                  GD_REST_MAX_BODY);
         return send_error(conn, 413, msg, "Connection", "close");
     }
-    return dispatch(r, conn, url, method, ctx);
+    /* The request is all in: no deadline while it runs. */
+    if (!gd_api_guard_handling(conn))
+        return MHD_NO; /* pushed out or past its deadline meanwhile */
+    mhd_result ret = dispatch(r, conn, url, method, ctx);
+    gd_api_guard_answered(conn);
+    return ret;
 }
 
 static void request_done(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
     (void)cls;
-    (void)conn;
     (void)toe;
+    gd_api_guard_request_done(conn);
     struct req_ctx *ctx = *con_cls;
     if (ctx) {
         free(ctx->body);
@@ -2003,37 +2058,23 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 /* Listeners                                                                 */
 /* ------------------------------------------------------------------------ */
 
-static bool addr_is_loopback(const struct sockaddr *sa)
-{
-    if (sa->sa_family == AF_INET) {
-        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
-        return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
-    }
-    if (sa->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
-        if (IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr))
-            return true;
-        if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr))
-            return in6->sin6_addr.s6_addr[12] == 127;
-    }
-    return false;
-}
-
 /* servers.api.listen: "host:port", "[v6]:port" or ":port" (loopback). */
-static int listen_tcp(struct gd_rest *r, const char *spec, int *out, char *err, size_t errlen)
+static int listen_tcp(struct gd_rest *r, const char *spec, int *out, char host[256], char *err,
+                      size_t errlen)
 {
-    char host[256] = "", port[32] = "";
+    char port[32] = "";
+    host[0] = '\0';
     const char *colon = strrchr(spec, ':');
     if (spec[0] == '[') {
         const char *rb = strchr(spec, ']');
-        if (!rb || rb[1] != ':' || (size_t)(rb - spec - 1) >= sizeof host) {
+        if (!rb || rb[1] != ':' || (size_t)(rb - spec - 1) >= 256) {
             snprintf(err, errlen, "servers.api.listen: cannot parse \"%s\" (want host:port)", spec);
             return -EINVAL;
         }
         memcpy(host, spec + 1, (size_t)(rb - spec - 1));
         snprintf(port, sizeof port, "%s", rb + 2);
     } else if (colon) {
-        if ((size_t)(colon - spec) >= sizeof host) {
+        if ((size_t)(colon - spec) >= 256) {
             snprintf(err, errlen, "servers.api.listen: host too long");
             return -EINVAL;
         }
@@ -2061,7 +2102,7 @@ static int listen_tcp(struct gd_rest *r, const char *spec, int *out, char *err, 
     }
     if (!r->token) {
         for (struct addrinfo *ai = res; ai; ai = ai->ai_next)
-            if (!addr_is_loopback(ai->ai_addr)) {
+            if (!gd_addr_is_loopback(ai->ai_addr)) {
                 freeaddrinfo(res);
                 snprintf(err, errlen, "servers.api.listen is %s, which is not a loopback "
                          "address, and servers.api.token is not set: refusing to serve the API "
@@ -2153,40 +2194,54 @@ static int listen_unix(struct gd_rest *r, const char *path, int *out, char *err,
     return 0;
 }
 
-static int start_mhd(struct gd_rest *r, int fd, char *err, size_t errlen)
+/* tcp: Host headers are checked against host (servers.api.listen's). */
+static int start_mhd(struct gd_rest *r, int fd, bool tcp, const char *host, char *err,
+                     size_t errlen)
 {
+    struct gd_api_guard *g = NULL;
+    if (gd_api_guard_create(r->cfg, tcp, host, &g) < 0) {
+        close(fd);
+        snprintf(err, errlen, "REST API: out of memory");
+        return -ENOMEM;
+    }
     unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
                      MHD_USE_AUTO | MHD_USE_ERROR_LOG;
     struct MHD_Daemon *d = MHD_start_daemon(
-        flags, 0, NULL, NULL, access_handler, r,
+        flags, 0, gd_api_guard_accept, g, access_handler, r,
         MHD_OPTION_EXTERNAL_LOGGER, mhd_log, (void *)NULL, /* first, or MHD complains */
         MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
         MHD_OPTION_NOTIFY_COMPLETED, request_done, (void *)r,
+        MHD_OPTION_NOTIFY_CONNECTION, gd_api_guard_notify, (void *)g,
         MHD_OPTION_UNESCAPE_CALLBACK, unescape_none, (void *)NULL,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)API_CONN_LIMIT,
+        MHD_OPTION_CONNECTION_LIMIT, gd_api_guard_mhd_limit(g),
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)API_IDLE_TIMEOUT_S,
         MHD_OPTION_END);
     if (!d) {
         close(fd);
+        gd_api_guard_free(g);
         snprintf(err, errlen, "cannot start the REST API server (libmicrohttpd)");
         return -EIO;
     }
+    r->guard[r->nmhd] = g;
     r->mhd[r->nmhd++] = d; /* MHD closes fd when it stops */
     return 0;
 }
 
-/* Turns SIGTERM (stop_fd readable) into "stopping" at once. */
+/* Turns SIGTERM (stop_fd readable) into "stopping" at once; meanwhile
+ * drops connections past their deadlines (api_guard.c). */
 static void *watcher_main(void *arg)
 {
     struct gd_rest *r = arg;
     struct pollfd p[2] = { { .fd = r->wake_fd, .events = POLLIN },
                            { .fd = r->stop_fd, .events = POLLIN } };
     for (;;) {
-        int n = poll(p, r->stop_fd >= 0 ? 2 : 1, -1);
+        int n = poll(p, r->stop_fd >= 0 ? 2 : 1, GUARD_TICK_MS);
         if (n < 0 && errno == EINTR)
             continue;
-        if (n < 0 || p[0].revents || (r->stop_fd >= 0 && p[1].revents))
+        if (n < 0 || (n > 0 && (p[0].revents || (r->stop_fd >= 0 && p[1].revents))))
             break;
+        for (int i = 0; i < r->nmhd; i++)
+            gd_api_guard_tick(r->guard[i]);
     }
     atomic_store(&r->stopping, true);
     return NULL;
@@ -2225,13 +2280,14 @@ int gd_rest_start(const glidefs_config *cfg, struct gd_registry *reg, struct gd_
         return rc;
     }
     int fd = -1;
-    if (tcp && ((rc = listen_tcp(r, listen_spec, &fd, err, errlen)) < 0 ||
-                (rc = start_mhd(r, fd, err, errlen)) < 0)) {
+    char host[256] = "";
+    if (tcp && ((rc = listen_tcp(r, listen_spec, &fd, host, err, errlen)) < 0 ||
+                (rc = start_mhd(r, fd, true, host, err, errlen)) < 0)) {
         gd_rest_stop(r);
         return rc;
     }
     if (ux && ((rc = listen_unix(r, unix_path, &fd, err, errlen)) < 0 ||
-               (rc = start_mhd(r, fd, err, errlen)) < 0)) {
+               (rc = start_mhd(r, fd, false, NULL, err, errlen)) < 0)) {
         gd_rest_stop(r);
         return rc;
     }
@@ -2258,8 +2314,10 @@ void gd_rest_stop(struct gd_rest *r)
         pthread_join(r->watcher, NULL);
     }
     /* Waits for the handlers: drains stop within DRAIN_SLICE_MS. */
-    for (int i = 0; i < r->nmhd; i++)
+    for (int i = 0; i < r->nmhd; i++) {
         MHD_stop_daemon(r->mhd[i]);
+        gd_api_guard_free(r->guard[i]);
+    }
     if (r->unix_bound)
         unlink(r->unix_path);
     if (r->wake_fd >= 0)

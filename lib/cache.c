@@ -28,9 +28,19 @@ int gfs_cache_open(struct gfs_cache *c, const char *path, uint32_t block_size, u
     return 0;
 }
 
+static void cacct(struct gfs_cache *c, int64_t delta)
+{
+    if (c->acct && delta)
+        c->acct(c->acct_arg, delta);
+}
+
 void gfs_cache_close(struct gfs_cache *c)
 {
     if (c->slots) {
+        /* the index is not kept, so the data is of no use to anyone: give
+         * the space back before the budget forgets this volume */
+        if (ftruncate(c->fd, 0) == 0)
+            cacct(c, -(int64_t)c->bytes);
         close(c->fd);
         free(c->slots);
         gfs_u64map_free(&c->map);
@@ -91,6 +101,7 @@ static void release(struct gfs_cache *c, struct gfs_cache_slot *s)
         c->nvalid--;
     s->state = 0;
     c->bytes -= c->block_size;
+    cacct(c, -(int64_t)c->block_size); /* after the punch: the space is free */
 }
 
 /* One CLOCK sweep step: returns a free slot index or -1. */
@@ -125,11 +136,18 @@ void gfs_cache_clear(struct gfs_cache *c)
     }
 }
 
-void gfs_cache_shrink(struct gfs_cache *c, uint64_t max_bytes)
+uint64_t gfs_cache_shrink(struct gfs_cache *c, uint64_t max_bytes)
 {
+    uint64_t before = c->bytes;
     while (c->bytes > max_bytes && c->nvalid > 0)
         if (evict_one(c) < 0)
             break;
+    return before - c->bytes;
+}
+
+int gfs_cache_present(const struct gfs_cache *c, uint64_t block)
+{
+    return c->slots && gfs_u64map_get(&c->map, block) != NULL;
 }
 
 int64_t gfs_cache_claim(struct gfs_cache *c, uint64_t block, uint64_t max_bytes, uint32_t *gen)
@@ -176,24 +194,26 @@ int64_t gfs_cache_claim(struct gfs_cache *c, uint64_t block, uint64_t max_bytes,
     s->ref = 1;
     bump(s);
     c->bytes += c->block_size;
+    cacct(c, c->block_size); /* charged before the filler's pwrite allocates it */
     *gen = s->gen;
     return i;
 }
 
-void gfs_cache_commit(struct gfs_cache *c, int64_t slot, uint32_t gen, uint32_t seg,
-                      uint32_t offset, int ok)
+int gfs_cache_commit(struct gfs_cache *c, int64_t slot, uint32_t gen, uint32_t seg,
+                     uint32_t offset, int ok)
 {
     struct gfs_cache_slot *s = &c->slots[slot];
     if (s->state != 1 || s->gen != gen)
-        return; /* dropped while we filled it; the slot may be someone else's claim now */
+        return 0; /* dropped while we filled it; the slot may be someone else's claim now */
     if (!ok || s->doomed) {
         release(c, s);
-        return;
+        return 1;
     }
     s->seg = seg;
     s->offset = offset;
     s->state = 2;
     c->nvalid++;
+    return 1;
 }
 
 void gfs_cache_renumber(void *cache, const uint32_t *map, uint32_t n)
@@ -225,4 +245,12 @@ void gfs_cache_drop(struct gfs_cache *c, uint64_t block)
         c->nvalid++;
     }
     release(c, s);
+}
+
+void gfs_cache_stale_write(struct gfs_cache *c, uint64_t block)
+{
+    if (!c->slots || gfs_u64map_get(&c->map, block))
+        return; /* a claim of this block owns (and counts) that space now */
+    fallocate(c->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+              (off_t)(block * c->block_size), c->block_size);
 }

@@ -4,7 +4,12 @@
  * b * block_size). Each cached block remembers the store location it came
  * from; it is served only while the block map still points there, so a newer
  * upload (ours or another node's) invalidates exactly the blocks that changed.
- * Bounded by a byte budget; CLOCK eviction punches the block out of the file.
+ * Its size is decided by the node's budget (budget.h): the volume asks the
+ * budget before it claims a new slot, and the budget has the cache evict
+ * (CLOCK, gfs_cache_shrink) when space is short; the file's blocks are
+ * punched out as they go, and the cache reports every change of its bytes
+ * through acct (after allocation is charged, before the space is used; after
+ * the hole is punched when it is given back).
  * Dirty data never lives here (it is in the journal), so eviction never loses
  * anything. Index operations run under the volume's mutex; data I/O does not:
  * a reader takes a generation under the lock and checks it again after its
@@ -36,10 +41,15 @@ struct gfs_cache {
     struct gfs_u64map map;  /* block -> slot index + 1 */
     uint64_t bytes;         /* bytes of slots in use */
     uint64_t hits, misses;
+    /* told of every change of bytes (the node's budget); set after open */
+    void (*acct)(void *arg, int64_t delta);
+    void *acct_arg;
 };
 
 /* Open (and empty) the cache file; nslots = how many blocks the budget allows. */
 int gfs_cache_open(struct gfs_cache *c, const char *path, uint32_t block_size, uint32_t nslots);
+/* Empty the file (nothing in it is of use to a later open, which starts
+ * empty anyway: the space goes back now) and close it. */
 void gfs_cache_close(struct gfs_cache *c);
 
 /* A valid slot holding block from (seg, offset): returns slot index and
@@ -53,19 +63,28 @@ int gfs_cache_has(const struct gfs_cache *c, uint64_t block, uint32_t seg, uint3
  * Safe to call without the lock. */
 int gfs_cache_still(const struct gfs_cache *c, int64_t slot, uint64_t block, uint32_t gen);
 
+/* Is block in the cache (valid or filling, whatever its location)? A claim
+ * for it then needs no new space. */
+int gfs_cache_present(const struct gfs_cache *c, uint64_t block);
 /* Claim a slot for block (evicting within the budget max_bytes). Returns the
  * slot (state "filling") and *gen, or -1 if nothing can be evicted or the
  * block is being filled already. */
 int64_t gfs_cache_claim(struct gfs_cache *c, uint64_t block, uint64_t max_bytes, uint32_t *gen);
-/* Finish a claim: valid with the location, or released when ok == 0. */
-void gfs_cache_commit(struct gfs_cache *c, int64_t slot, uint32_t gen, uint32_t seg,
-                      uint32_t offset, int ok);
+/* Finish a claim: valid with the location, or released when ok == 0.
+ * Returns 0 if the claim was dropped meanwhile (the slot is not ours). */
+int gfs_cache_commit(struct gfs_cache *c, int64_t slot, uint32_t gen, uint32_t seg,
+                     uint32_t offset, int ok);
+/* A filler whose claim was dropped while it wrote (commit returned 0): its
+ * pwrite allocated block's space after the drop punched it. Punch it again
+ * unless a new claim of block holds it now: space nobody counts must not
+ * stay allocated. */
+void gfs_cache_stale_write(struct gfs_cache *c, uint64_t block);
 /* Drop block from the cache (if present). */
 void gfs_cache_drop(struct gfs_cache *c, uint64_t block);
 /* Forget every block (the map they were valid for is gone). */
 void gfs_cache_clear(struct gfs_cache *c);
-/* Evict until bytes <= max_bytes (called when the journal grows). */
-void gfs_cache_shrink(struct gfs_cache *c, uint64_t max_bytes);
+/* Evict until bytes <= max_bytes (valid slots only). Returns the bytes given back. */
+uint64_t gfs_cache_shrink(struct gfs_cache *c, uint64_t max_bytes);
 /* The block map renumbered its segments (a gfs_bm_renum_fn; arg is the
  * cache): valid slots follow map[] (or go, if their segment went), and
  * slots being filled are doomed, since their filler holds an index of the

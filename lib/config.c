@@ -22,7 +22,10 @@
  *    in any case; sizes as glidefs_parse_size().
  *  - Errors are one line "NAME:LINE:COL: KEY: what is wrong" (1-based).
  *    Values of secret keys never appear in messages; other values are quoted
- *    with control bytes escaped and cut at 60 bytes.
+ *    with control bytes escaped and cut at 60 bytes. URLs (storage.url,
+ *    storage.endpoint) carrying user:password@ are refused without being
+ *    echoed, and any other URL is echoed with that part and its query
+ *    string masked: a credential pasted into one never reaches a log.
  *  - Returns -EINVAL for bad content, -EFBIG for input over the size limit,
  *    the open()/read() errno for file errors, -ENOMEM.
  */
@@ -41,6 +44,7 @@
 #include <unistd.h>
 #include <yaml.h>
 
+#include "budget.h"
 #include "cleanup.h"
 #include "config.h"
 
@@ -203,12 +207,66 @@ static long path_segments_ok(const char *p, size_t n)
 }
 
 #define URL_EXPECT "expected s3://bucket[/prefix] or file:///absolute/dir"
+#define URL_NO_CREDENTIALS                                                                    \
+    "credentials do not belong in a URL (user:password@ is refused and not echoed): use "     \
+    "storage.access_key_id and storage.secret_access_key, or AWS_ACCESS_KEY_ID and "          \
+    "AWS_SECRET_ACCESS_KEY"
+
+/* A URL's authority: after "//" (or from the start without one) up to the
+ * next '/', '?' or '#'. */
+static const char *url_authority(const char *v, size_t *len)
+{
+    const char *a = strstr(v, "//");
+    a = a ? a + 2 : v;
+    *len = strcspn(a, "/?#");
+    return a;
+}
+
+/* Does v carry credentials: 1 for user:password@ in its authority, 2 (where
+ * the authority can hold no ':' - a bucket) for a ':' alone, KEY:SECRET
+ * pasted without the '@'? */
+static int url_has_credentials(const char *v, int colon_too)
+{
+    size_t n;
+    const char *a = url_authority(v, &n);
+    return memchr(a, '@', n) ? 1 : colon_too && memchr(a, ':', n) ? 2 : 0;
+}
+
+/* quote() for a URL, with what may be a credential masked first: the
+ * authority's user:password@ part and the query string. */
+static void quote_url(char *dst, size_t n, const char *v)
+{
+    char red[200];
+    size_t alen;
+    const char *a = url_authority(v, &alen);
+    const char *at = NULL;
+    for (const char *p = a; p < a + alen; p++)
+        if (*p == '@')
+            at = p;
+    size_t head = (size_t)(a - v);
+    const char *rest = at ? at : a;
+    const char *q = strchr(rest, '?');
+    snprintf(red, sizeof red, "%.*s%s%.*s%s", (int)(head > 80 ? 80 : head), v, at ? "***" : "",
+             (int)(q ? (size_t)(q - rest) : strlen(rest)), rest, q ? "?***" : "");
+    quote(dst, n, red);
+}
 
 /* Validate a storage URL and write its normal form into norm. */
 static int url_normalize(const char *v, char *norm, size_t nl, char *why, size_t wl)
 {
     char q[256];
-    quote(q, sizeof(q), v);
+    quote_url(q, sizeof(q), v);
+    int cred = url_has_credentials(v, strncmp(v, "s3://", 5) == 0);
+    if (cred == 1) {
+        put_msg(why, wl, URL_NO_CREDENTIALS);
+        return -EINVAL;
+    }
+    if (cred == 2) {
+        put_msg(why, wl, "what follows s3:// is a bucket name, without ':' (not echoed: it may be "
+                "a credential); an endpoint's port goes in storage.endpoint, credentials in "
+                "storage.access_key_id and storage.secret_access_key");
+        return -EINVAL;
+    }
     if (has_control(v)) {
         put_msg(why, wl, "%s, got %s", URL_EXPECT, q);
         return -EINVAL;
@@ -471,7 +529,11 @@ static int check_endpoint(const struct keydef *kd, const char *v, char *norm, si
                           char *why, size_t wl)
 {
     char q[256];
-    quote(q, sizeof(q), v);
+    quote_url(q, sizeof(q), v);
+    if (url_has_credentials(v, 0)) {
+        put_msg(why, wl, URL_NO_CREDENTIALS);
+        return -EINVAL;
+    }
     size_t skip = strncmp(v, "http://", 7) == 0 ? 7 : strncmp(v, "https://", 8) == 0 ? 8 : 0;
     int ok = skip > 0 && v[skip] != '\0' && v[skip] != '/';
     for (const char *p = v; ok && *p; p++)
@@ -519,6 +581,41 @@ static int check_token(const struct keydef *kd, const char *v, char *norm, size_
         }
     }
     return copy_norm(v, norm, nl);
+}
+
+/* servers.api.allowed_hosts: host names (or address literals) separated by
+ * commas or spaces, stored lower case, comma-separated. */
+static int check_host_list(const struct keydef *kd, const char *v, char *norm, size_t nl,
+                           char *why, size_t wl)
+{
+    size_t o = 0;
+    const char *p = v;
+    while (*p) {
+        while (*p == ',' || *p == ' ' || *p == '\t')
+            p++;
+        size_t n = strcspn(p, ", \t");
+        if (n == 0)
+            break;
+        int ok = n <= 253;
+        for (size_t i = 0; ok && i < n; i++)
+            ok = is_alnum(p[i]) || p[i] == '.' || p[i] == '-' || p[i] == ':' || p[i] == '[' ||
+                 p[i] == ']';
+        if (!ok) {
+            char q[256];
+            quote(q, sizeof(q), v);
+            put_msg(why, wl, "expected host names separated by commas, got %s", q);
+            return -EINVAL;
+        }
+        if (o + n + 2 > nl)
+            return -EINVAL;
+        if (o)
+            norm[o++] = ',';
+        for (size_t i = 0; i < n; i++)
+            norm[o++] = (char)(p[i] >= 'A' && p[i] <= 'Z' ? p[i] - 'A' + 'a' : p[i]);
+        p += n;
+    }
+    norm[o] = '\0';
+    return 0;
 }
 
 static int check_password(const struct keydef *kd, const char *v, char *norm, size_t nl,
@@ -636,19 +733,29 @@ static int set_string(const struct keydef *kd, struct glidefs_config *cfg, const
     return 0;
 }
 
-/* node_id: empty means "the default" (machine id / host name), so a config
+/* node_id: empty means "the default" (host name / machine id), so a config
  * can say node_id: ${GLIDEFS_NODE_ID:-} and still be right on every node. */
 static char *default_node_id(void);
+static char *legacy_node_id(void);
 static int set_node_id(const struct keydef *kd, struct glidefs_config *cfg, const char *v,
                        int is_null, char *why, size_t wl)
 {
-    if (!is_null && v && v[0])
-        return set_string(kd, cfg, v, 0, why, wl);
+    if (!is_null && v && v[0]) {
+        int r = set_string(kd, cfg, v, 0, why, wl);
+        if (r == 0) {
+            /* set explicitly: older builds wrote this same name into leases */
+            free(cfg->node_id_legacy);
+            cfg->node_id_legacy = NULL;
+        }
+        return r;
+    }
     char *nv = default_node_id();
     if (!nv)
         return -ENOMEM;
     free(cfg->node_id);
     cfg->node_id = nv;
+    if (!cfg->node_id_legacy && !(cfg->node_id_legacy = legacy_node_id()))
+        return -ENOMEM;
     return 0;
 }
 
@@ -883,9 +990,11 @@ static const struct keydef keys[] = {
     K_STR("storage.encryption_password", encryption_password, KF_SECRET, check_password),
     K_STR("storage.compression", compression, KF_REQUIRED, check_compression),
     K_INT("storage.compression_level", compression_level, 1, 19),
+    K_BOOL("storage.unsafe_accept_split_brain_on_lax_store", storage_unsafe_lax_takeover),
     {"node_id", set_node_id, get_string, OFF(node_id), 0, 0, 0, check_node_id, NULL},
     K_INT("servers.shutdown_timeout_s", shutdown_timeout_s, 0, 86400),
     K_INT("servers.lease_timeout_ms", lease_timeout_ms, 100, 3600000),
+    K_BOOL("servers.allow_core_dumps", allow_core_dumps),
     K_STR("servers.nbd.unix_socket", nbd_unix_socket, KF_EMPTY_OFF, check_socket_path),
     K_STR("servers.nbd.tcp", nbd_tcp, 0, check_hostport),
     K_GIB("servers.nbd.auto_create_size_gb", nbd_auto_create_size, 1, GIB_MAX,
@@ -901,10 +1010,21 @@ static const struct keydef keys[] = {
     K_STR("servers.nbd.default_export", nbd_default_export, 0, check_name),
     K_INT("servers.nbd.workers", nbd_workers, 1, 1024),
     K_INT("servers.nbd.busy_poll_us", nbd_busy_poll_us, 0, 1000),
+    K_BOOL("servers.nbd.insecure_tcp", nbd_insecure_tcp),
+    K_INT("servers.nbd.max_connections", nbd_max_connections, 1, 65536),
+    K_INT("servers.nbd.handshake_timeout_ms", nbd_handshake_timeout_ms, 100, 3600000),
+    K_INT("servers.nbd.reply_timeout_ms", nbd_reply_timeout_ms, 100, 3600000),
+    K_SIZE("servers.nbd.buffer_memory", nbd_buffer_memory, (int64_t)MIB, SIZE_MAX_BYTES, 0, NULL),
+    K_SIZE("servers.nbd.connection_buffer_memory", nbd_conn_buffer_memory, (int64_t)MIB,
+           SIZE_MAX_BYTES, 0, NULL),
     K_STR("servers.api.listen", api_listen, KF_EMPTY_OFF, check_hostport),
     K_STR("servers.api.unix_socket", api_unix_socket, 0, check_socket_path),
     K_STR("servers.api.token", api_token, KF_SECRET, check_token),
     K_STR("servers.api.export_dir", api_export_dir, 0, check_abs_path),
+    K_STR("servers.api.allowed_hosts", api_allowed_hosts, 0, check_host_list),
+    K_INT("servers.api.max_connections", api_max_connections, 1, 4096),
+    K_INT("servers.api.max_connections_per_client", api_max_connections_per_client, 1, 4096),
+    K_INT("servers.api.request_timeout_ms", api_request_timeout_ms, 100, 3600000),
     K_INT("compaction.min_live_pct", compaction_min_live_pct, 0, 100),
     K_INT("compaction.interval_s", compaction_interval_s, 0, 86400),
     K_INT("compaction.rate_mb_s", compaction_rate_mb_s, 1, 100000),
@@ -955,8 +1075,7 @@ static void trim(char *s)
         memmove(s, s + lead, n - lead + 1);
 }
 
-/* /etc/machine-id, else the host name, else a fixed name. */
-static char *default_node_id(void)
+static char *machine_id(void)
 {
     char buf[NODE_ID_MAX + 2];
     int fd CLEANUP_CLOSE = open("/etc/machine-id", O_RDONLY | O_CLOEXEC);
@@ -969,6 +1088,11 @@ static char *default_node_id(void)
                 return strdup(buf);
         }
     }
+    return NULL;
+}
+
+static char *host_name(void)
+{
     char host[256];
     if (gethostname(host, sizeof(host)) == 0) {
         host[sizeof(host) - 1] = '\0';
@@ -976,7 +1100,27 @@ static char *default_node_id(void)
         if (node_id_valid(host))
             return strdup(host);
     }
-    return strdup("glidefs-node");
+    return NULL;
+}
+
+/* The host name (what a human calls the machine), else /etc/machine-id,
+ * else a fixed name. It need not be unique: the write lease tells writers
+ * apart by the cache dir's instance id (ownership.c). */
+static char *default_node_id(void)
+{
+    char *id = host_name();
+    if (!id)
+        id = machine_id();
+    return id ? id : strdup("glidefs-node");
+}
+
+/* What builds before the instance id defaulted to. */
+static char *legacy_node_id(void)
+{
+    char *id = machine_id();
+    if (!id)
+        id = host_name();
+    return id ? id : strdup("glidefs-node");
 }
 
 void gfs_config_clear(struct glidefs_config *cfg)
@@ -990,6 +1134,8 @@ void gfs_config_clear(struct glidefs_config *cfg)
             *f = NULL;
         }
     }
+    gfs_budget_unref(cfg->budget); /* open volumes keep theirs */
+    free(cfg->node_id_legacy);
     memset(cfg, 0, sizeof(*cfg));
 }
 
@@ -1008,6 +1154,7 @@ int gfs_config_init_defaults(struct glidefs_config *cfg)
     cfg->compression = strdup("none");
     cfg->compression_level = 3;
     cfg->node_id = default_node_id();
+    cfg->node_id_legacy = legacy_node_id();
     cfg->shutdown_timeout_s = 300;
     cfg->nbd_unix_socket = strdup("/var/run/glidefs.sock");
     cfg->nbd_auto_create_size = 500 * GIB;
@@ -1018,7 +1165,15 @@ int gfs_config_init_defaults(struct glidefs_config *cfg)
     cfg->block_size = 131072;
     cfg->nbd_workers = 16;
     cfg->nbd_busy_poll_us = 50;
+    cfg->nbd_max_connections = 1024;
+    cfg->nbd_handshake_timeout_ms = 10000;
+    cfg->nbd_reply_timeout_ms = 30000;
+    cfg->nbd_buffer_memory = 512 * MIB;
+    cfg->nbd_conn_buffer_memory = 64 * MIB;
     cfg->api_listen = strdup("127.0.0.1:8080");
+    cfg->api_max_connections = 64;
+    cfg->api_max_connections_per_client = 32;
+    cfg->api_request_timeout_ms = 10000;
     cfg->lease_timeout_ms = 30000;
     cfg->compaction_min_live_pct = 75;
     cfg->compaction_interval_s = 300;
@@ -1035,8 +1190,11 @@ int gfs_config_init_defaults(struct glidefs_config *cfg)
     cfg->log.fn = NULL;
     cfg->log.arg = NULL;
     cfg->log.max_level = GLIDEFS_LOG_INFO;
+    if (gfs_budget_new(&cfg->budget) < 0)
+        cfg->budget = NULL;
     if (!cfg->cache_dir || !cfg->storage_url || !cfg->storage_region || !cfg->compression ||
-        !cfg->node_id || !cfg->nbd_unix_socket || !cfg->api_listen) {
+        !cfg->node_id || !cfg->node_id_legacy || !cfg->nbd_unix_socket || !cfg->api_listen ||
+        !cfg->budget) {
         gfs_config_clear(cfg);
         return -ENOMEM;
     }

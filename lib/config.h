@@ -11,6 +11,8 @@
 #include "glidefs/glidefs.h"
 #include "log.h"
 
+struct gfs_budget;
+
 struct glidefs_config {
     /* cache: */
     char *cache_dir;                /* default /var/cache/glidefs */
@@ -32,9 +34,17 @@ struct glidefs_config {
     char *encryption_password;      /* optional (secret) */
     char *compression;              /* "none" (default) or "zstd" */
     int compression_level;          /* default 3 */
+    int storage_unsafe_lax_takeover; /* storage.unsafe_accept_split_brain_on_lax_store: take
+                                       the lease from another node on a store that ignores
+                                       conditional writes anyway; default 0 */
 
     /* top level */
-    char *node_id;                  /* default: /etc/machine-id, else hostname */
+    char *node_id;                  /* for humans (the lease's writer identity is the cache
+                                       dir's instance id); default: host name, else
+                                       /etc/machine-id */
+    char *node_id_legacy;           /* what older builds took by default (/etc/machine-id,
+                                       else host name): their leases name it; NULL when
+                                       node_id is set explicitly (ownership.c) */
 
     /* servers: */
     int shutdown_timeout_s;         /* default 300 */
@@ -49,11 +59,23 @@ struct glidefs_config {
     char *nbd_default_export;       /* optional */
     int nbd_workers;                /* worker threads per daemon, default 16 */
     int nbd_busy_poll_us;           /* reader busy-polls for the next request, 0 = off */
+    int nbd_insecure_tcp;           /* serve NBD on a non-loopback tcp address (no TLS, no auth) */
+    int nbd_max_connections;        /* default 1024; lowered to fit the open-file limit */
+    int nbd_handshake_timeout_ms;   /* whole handshake, default 10000 */
+    int nbd_reply_timeout_ms;       /* a reply not taken by the client for this long: drop it; 30000 */
+    uint64_t nbd_buffer_memory;     /* request/reply buffers, all connections; default 512 MiB */
+    uint64_t nbd_conn_buffer_memory;/* ... per connection; default 64 MiB */
     char *api_listen;               /* default 127.0.0.1:8080; "" disables */
     char *api_unix_socket;          /* optional */
     char *api_token;                /* optional bearer token (secret) */
     char *api_export_dir;           /* where the API may write images; NULL: nowhere */
+    char *api_allowed_hosts;        /* Host names the API answers besides its address and localhost */
+    int api_max_connections;        /* per listener, default 64 */
+    int api_max_connections_per_client; /* per client address, default 32 */
+    int api_request_timeout_ms;     /* to receive a request (and to send its answer); 10000 */
     int lease_timeout_ms;           /* default 30000 */
+    int allow_core_dumps;           /* servers.allow_core_dumps, default false: glidefsd is
+                                       not dumpable (a core holds secrets and data keys) */
 
     /* compaction: (background rewriting of sparse segments, lib/compactor.c) */
     int compaction_min_live_pct;    /* rewrite segments less live than this; default 75 */
@@ -70,6 +92,19 @@ struct glidefs_config {
     double cost_get_per_1000;       /* 0.0004 */
 
     struct gfs_log log;
+
+    /* Not a setting: the node's disk budget (cache.disk_size), shared by
+     * every volume opened with this config (budget.h). Made with the config,
+     * dropped with it (volumes hold their own reference). */
+    struct gfs_budget *budget;
+
+    /* The last probe of the store's conditional writes (store_probe.h):
+     * glidefs_store_check_info records it here, through its const pointer
+     * (the object is never const itself), so volumes opened from this config
+     * afterwards report it without probing again. __atomic access. */
+    int probe_state;                /* GLIDEFS_STORE_COND_* */
+    int64_t probe_wall_ms;          /* when; 0: never */
+    char probe_detail[256];         /* what it saw when not OK (written before probe_state) */
 };
 
 /* Fill a config with defaults (no allocation failure handling needed by callers: returns -ENOMEM). */

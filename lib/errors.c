@@ -58,6 +58,7 @@ const char *glidefs_strerror(int err)
     case ENOTSUP: return "operation not supported";
     case EAGAIN: return "resource temporarily unavailable, try again";
     case ESTALE: return "stale: a newer writer took over this volume (fenced)";
+    case ENOLCK: return "refused: the object store ignores conditional writes, so taking the write lease from another node could leave two writers (see storage.unsafe_accept_split_brain_on_lax_store)";
     case ENOTCONN: return "not connected";
     case ECONNREFUSED: return "connection refused (is the object store endpoint right?)";
     case ECONNRESET: return "connection reset by peer";

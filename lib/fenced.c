@@ -225,17 +225,26 @@ static int load_view(glidefs_volume *v, uint64_t ea, struct glidefs_volume **out
     uint64_t top = segs.max_epoch > mans.max_epoch ? segs.max_epoch : mans.max_epoch;
     if (cur.exists && cur.epoch > top)
         top = cur.epoch;
+    uint64_t ea_last;
+    if (r == 0 && !fence_of(&cur, ea, &ea_last)) {
+        /* the lease no longer says how far epoch ea got (its fence went
+         * with the floor once nothing held that view): the view could not
+         * tell a segment compacted away from one never written */
+        gfs_err(&v->log, "%s: the lease no longer records epoch %" PRIu64 "; its view cannot "
+                "be checked (the hold on it expired)", v->name, ea);
+        r = -ENODATA;
+    }
     if (r == 0) {
         s->lease = cur;
         s->lease.nfences = 0;
         for (uint32_t i = 0; i < cur.nfences; i++)
             if (cur.fences[i].epoch < ea)
                 s->lease.fences[s->lease.nfences++] = cur.fences[i];
-        for (uint64_t e = ea + 1; e <= top && r == 0; e++)
-            r = gfs_lease_add_fence(&s->lease, e, 0);
-        if (r == -ENOSPC)
-            gfs_err(&v->log, "%s: too many epochs since epoch %" PRIu64 " to rebuild its view",
-                    v->name, ea);
+        /* every later epoch entirely (takes are frequent: one fence each
+         * would not fit); the floor is the newer writers' business, and
+         * they keep it at or below a held epoch (ownership.c) */
+        s->lease.ceiling = ea;
+        s->lease.floor = 0;
     }
     if (r == 0)
         r = gfs_volume_load_map(s);
@@ -401,8 +410,7 @@ static int stale_journal_in_place(glidefs_volume *v, uint64_t *epoch)
     if (r < 0)
         return r;
     pthread_mutex_lock(&v->own_lock); /* the lease changes under it */
-    int ours = v->lease.exists && !v->lease.released && v->lease.epoch == local &&
-               strcmp(v->lease.node_id, v->node_id) == 0;
+    int ours = gfs_own_journal_ours(v, &v->lease, local);
     pthread_mutex_unlock(&v->own_lock);
     pthread_mutex_lock(&v->lock);
     int in_place = v->ro_forced && !ours && v->journal.files != NULL;

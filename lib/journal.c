@@ -42,6 +42,12 @@ static void jfile_free(struct gfs_jfile *f)
     free(f);
 }
 
+static void jacct(struct gfs_journal *j, int64_t delta)
+{
+    if (j->acct && delta)
+        j->acct(j->acct_arg, delta);
+}
+
 static void fname(char *buf, size_t len, uint64_t id)
 {
     snprintf(buf, len, "%016" PRIx64 ".log", id);
@@ -75,6 +81,7 @@ void gfs_journal_destroy(struct gfs_journal *j)
         jfile_free(f);
         f = n;
     }
+    jacct(j, -(int64_t)j->bytes);
     if (j->dirfd >= 0) {
         close(j->dirfd);
         pthread_cond_destroy(&j->inflight_cond);
@@ -150,9 +157,26 @@ static int new_file(struct gfs_journal *j, uint64_t size, struct gfs_jfile **out
         pp = &(*pp)->next;
     *pp = f;
     j->bytes += size;
+    jacct(j, (int64_t)size);
     j->dir_gen++;
     *out = f;
     return 0;
+}
+
+static uint64_t next_size(const struct gfs_journal *j, uint64_t reclen)
+{
+    uint64_t size = j->file_size;
+    if (reclen + GFS_JREC_HDR > size)
+        size = (reclen + GFS_JREC_HDR + 4095) & ~(uint64_t)4095;
+    return size;
+}
+
+uint64_t gfs_journal_need(const struct gfs_journal *j, uint64_t reclen)
+{
+    const struct gfs_jfile *f = j->cur;
+    if (f && f->used + reclen <= f->size)
+        return 0;
+    return next_size(j, reclen);
 }
 
 int gfs_journal_reserve(struct gfs_journal *j, uint64_t reclen, struct gfs_jfile **jf,
@@ -162,9 +186,7 @@ int gfs_journal_reserve(struct gfs_journal *j, uint64_t reclen, struct gfs_jfile
         return -EIO;
     struct gfs_jfile *f = j->cur;
     if (!f || f->used + reclen > f->size) {
-        uint64_t size = j->file_size;
-        if (reclen + GFS_JREC_HDR > size)
-            size = (reclen + GFS_JREC_HDR + 4095) & ~(uint64_t)4095;
+        uint64_t size = next_size(j, reclen);
         struct gfs_jfile *nf = NULL;
         int r = new_file(j, size, &nf);
         if (r < 0)
@@ -274,6 +296,7 @@ int gfs_journal_reset(struct gfs_journal *j)
     for (struct gfs_jfile *f = j->files; f; f = f->next)
         if (__atomic_load_n(&f->pins, __ATOMIC_ACQUIRE) || f->live)
             return -EBUSY;
+    uint64_t freed = 0;
     while (j->files) {
         struct gfs_jfile *f = j->files;
         char name[64];
@@ -281,15 +304,31 @@ int gfs_journal_reset(struct gfs_journal *j)
         unlinkat(j->dirfd, name, 0);
         j->files = f->next;
         j->bytes -= f->size;
+        freed += f->size;
         jfile_free(f);
     }
+    jacct(j, -(int64_t)freed); /* unlinked and closed: the space is free */
     j->cur = NULL;
     j->dir_gen++;
     return fsync(j->dirfd) < 0 ? -errno : 0;
 }
 
-int gfs_journal_gc(struct gfs_journal *j, pthread_mutex_t *lock)
+int gfs_journal_retire(struct gfs_journal *j)
 {
+    struct gfs_jfile *f = j->cur;
+    if (!f || j->failed || f->live || j->inflight_head ||
+        __atomic_load_n(&f->pins, __ATOMIC_ACQUIRE))
+        return 0;
+    if (write_end(j, f) < 0)
+        return 0; /* keep it as it is: the next write goes on in it */
+    j->cur = NULL;
+    return 1;
+}
+
+int gfs_journal_gc(struct gfs_journal *j, pthread_mutex_t *lock, int retire_cur)
+{
+    if (retire_cur)
+        gfs_journal_retire(j);
     int any = 0;
     for (struct gfs_jfile *f = j->files; f; f = f->next)
         if (f != j->cur && f->live == 0 && __atomic_load_n(&f->pins, __ATOMIC_ACQUIRE) == 0)
@@ -312,7 +351,9 @@ int gfs_journal_gc(struct gfs_journal *j, pthread_mutex_t *lock)
             }
             *pp = f->next;
             j->bytes -= f->size;
+            uint64_t size = f->size;
             jfile_free(f);
+            jacct(j, -(int64_t)size); /* after the close: the space is free now */
             removed++;
             continue;
         }
@@ -463,6 +504,7 @@ int gfs_journal_recover(struct gfs_journal *j, gfs_journal_replay_fn fn, void *a
             pp = &(*pp)->next;
         *pp = f;
         j->bytes += f->size;
+        jacct(j, (int64_t)f->size); /* found on disk: it counts as it is */
 
         uint64_t pos = 0;
         int ended = 0;
@@ -500,10 +542,12 @@ int gfs_journal_recover(struct gfs_journal *j, gfs_journal_replay_fn fn, void *a
             if (ftruncate(fd, (off_t)pos) < 0)
                 return -errno;
             j->bytes -= f->size - pos;
+            jacct(j, -(int64_t)(f->size - pos));
             f->size = pos + GFS_JREC_HDR;
             if (posix_fallocate(fd, (off_t)pos, GFS_JREC_HDR) != 0)
                 return -ENOSPC;
             j->bytes += GFS_JREC_HDR;
+            jacct(j, GFS_JREC_HDR);
             r = write_end(j, f);
             if (r < 0)
                 return r;
@@ -521,6 +565,7 @@ int gfs_journal_recover(struct gfs_journal *j, gfs_journal_replay_fn fn, void *a
         if (last->used + GFS_JREC_HDR > last->size) {
             if (posix_fallocate(last->fd, (off_t)last->used, GFS_JREC_HDR) == 0) {
                 j->bytes += last->used + GFS_JREC_HDR - last->size;
+                jacct(j, (int64_t)(last->used + GFS_JREC_HDR - last->size));
                 last->size = last->used + GFS_JREC_HDR;
             }
         }

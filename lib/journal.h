@@ -66,10 +66,15 @@ struct gfs_journal {
     uint64_t dir_gen, dir_synced_gen;
     int failed;              /* a log write failed: the journal is unusable */
     const struct gfs_log *log;
+    /* told of every change of bytes, after the space is taken or freed (the
+     * node's budget, budget.h); set after init, NULL: nobody */
+    void (*acct)(void *arg, int64_t delta);
+    void *acct_arg;
 };
 
 int gfs_journal_init(struct gfs_journal *j, const char *dir, uint64_t file_size,
                      const struct gfs_log *log);
+/* Close the files (they stay on disk) and forget them: acct hears -bytes. */
 void gfs_journal_destroy(struct gfs_journal *j);
 
 /* Called for every whole record in log order during recovery. data_off is the
@@ -82,6 +87,10 @@ typedef int (*gfs_journal_replay_fn)(void *arg, const struct gfs_jrec *rec,
  * *max_seq = highest record seq seen (0 if none). */
 int gfs_journal_recover(struct gfs_journal *j, gfs_journal_replay_fn fn, void *arg,
                         uint64_t *max_seq);
+
+/* The size of the file the next reserve of reclen bytes creates: 0 if the
+ * record fits in the current file (file_size, or bigger for a big record). */
+uint64_t gfs_journal_need(const struct gfs_journal *j, uint64_t reclen);
 
 /* Reserve room for a record of reclen bytes (header + data). Rotates to a new
  * file when needed. Fills *jf, *off and links *t into the in-flight list. */
@@ -104,9 +113,17 @@ int gfs_journal_flush(struct gfs_journal *j, pthread_mutex_t *lock);
  * drain, when handing the lease over). Needs no write in flight. */
 int gfs_journal_reset(struct gfs_journal *j);
 
+/* The current file, if dead (no live extents, no pins, no write in flight),
+ * becomes an ordinary full one: it gets its END record (made durable by the
+ * next flush, so a copy that survives a power cut reads as ended, never as
+ * torn) and the next write starts a new file. 1 if it did. */
+int gfs_journal_retire(struct gfs_journal *j);
+
 /* Delete files (other than the current) with no live extents and no pins.
  * Syncs first so that a superseding record is durable before what it
- * superseded disappears. Called with *lock held; may drop it. */
-int gfs_journal_gc(struct gfs_journal *j, pthread_mutex_t *lock);
+ * superseded disappears. retire_cur: gfs_journal_retire first, so the
+ * current file goes too when dead: an idle volume gives all its journal
+ * space back when the node needs it. Called with *lock held; may drop it. */
+int gfs_journal_gc(struct gfs_journal *j, pthread_mutex_t *lock, int retire_cur);
 
 #endif

@@ -1,6 +1,7 @@
 /*
  * lease.c — the lease object: JSON encode/decode with full validation (it is
  * read back from the store: trust nothing) and conditional read/write.
+ * Reads formats 1 and 2; writes format 2 (lease.h).
  */
 #include "lease.h"
 
@@ -10,8 +11,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include "cleanup.h"
+#include "log.h"
 
 #define LEASE_MAX (256u << 10)
 
@@ -36,7 +39,56 @@ static int parse_u64(const char *s, uint64_t *out)
     return 0;
 }
 
-static int decode(const char *buf, size_t len, struct gfs_lease *l)
+/* Epochs share 64 bits with a clone's origin depth (volume_internal.h,
+ * GFS_ORIGIN_SHIFT): an epoch must fit below it. */
+#define EPOCH_MAX ((UINT64_C(1) << 56) - 1)
+
+static int printable(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            return 0;
+    return 1;
+}
+
+int gfs_lease_id_valid(const char *s)
+{
+    size_t i = 0;
+    for (; s[i]; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+            return 0;
+    return i == GFS_LEASE_ID_HEX;
+}
+
+int gfs_lease_new_id(char out[GFS_LEASE_ID_HEX + 1])
+{
+    uint8_t raw[GFS_LEASE_ID_HEX / 2];
+    size_t got = 0;
+    while (got < sizeof raw) {
+        ssize_t n = getrandom(raw + got, sizeof raw - got, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -EIO;
+        got += (size_t)n;
+    }
+    for (size_t i = 0; i < sizeof raw; i++)
+        snprintf(out + 2 * i, 3, "%02x", raw[i]);
+    return 0;
+}
+
+/* An id field of a format 2 lease: a string of GFS_LEASE_ID_HEX hex digits. */
+static int get_id(json_t *root, const char *key, char out[GFS_LEASE_ID_HEX + 1])
+{
+    json_t *j = json_object_get(root, key);
+    if (!json_is_string(j) || json_string_length(j) != GFS_LEASE_ID_HEX ||
+        !gfs_lease_id_valid(json_string_value(j)))
+        return -1;
+    memcpy(out, json_string_value(j), GFS_LEASE_ID_HEX + 1);
+    return 0;
+}
+
+int gfs_lease_decode(const char *buf, size_t len, struct gfs_lease *l)
 {
     json_error_t jerr;
     json_t *root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
@@ -49,11 +101,28 @@ static int decode(const char *buf, size_t len, struct gfs_lease *l)
     json_t *hb = json_object_get(root, "heartbeat_ms");
     json_t *state = json_object_get(root, "state");
     json_t *fences = json_object_get(root, "fences");
-    if (!json_is_integer(fmt) || json_integer_value(fmt) != 1 || !json_is_string(node) ||
+    if (!json_is_integer(fmt) || (json_integer_value(fmt) != 1 && json_integer_value(fmt) != 2) ||
+        !json_is_string(node) ||
         json_string_length(node) == 0 || json_string_length(node) > 128 ||
-        !json_is_integer(epoch) || json_integer_value(epoch) < 1 || !json_is_integer(hb) ||
-        !json_is_string(state) || (fences && !json_is_object(fences)))
+        !printable(json_string_value(node)) || !json_is_integer(epoch) ||
+        json_integer_value(epoch) < 1 || (uint64_t)json_integer_value(epoch) > EPOCH_MAX ||
+        !json_is_integer(hb) || json_integer_value(hb) < 0 || !json_is_string(state) ||
+        (fences && !json_is_object(fences)))
         goto out;
+    l->format = (int)json_integer_value(fmt);
+    if (l->format == 2) {
+        /* who wrote it, exactly: instance, session, generation */
+        json_t *gen = json_object_get(root, "gen");
+        if (get_id(root, "instance", l->instance) < 0 || get_id(root, "session", l->session) < 0 ||
+            !json_is_integer(gen) || json_integer_value(gen) < 0)
+            goto out;
+        l->gen = (uint64_t)json_integer_value(gen);
+        json_t *floor = json_object_get(root, "floor");
+        if (floor && (!json_is_integer(floor) || json_integer_value(floor) < 0 ||
+                      (uint64_t)json_integer_value(floor) > (uint64_t)json_integer_value(epoch)))
+            goto out;
+        l->floor = floor ? (uint64_t)json_integer_value(floor) : 0;
+    }
     const char *st = json_string_value(state);
     if (strcmp(st, "held") && strcmp(st, "released"))
         goto out;
@@ -70,7 +139,8 @@ static int decode(const char *buf, size_t len, struct gfs_lease *l)
         json_object_foreach(fences, k, val)
         {
             uint64_t e;
-            if (parse_u64(k, &e) < 0 || e == 0 || e >= l->epoch || !json_is_integer(val) ||
+            /* canonical decimal: "01" and "1" would be two fences of one epoch */
+            if (parse_u64(k, &e) < 0 || k[0] == '0' || e >= l->epoch || !json_is_integer(val) ||
                 json_integer_value(val) < 0)
                 goto out;
             l->fences[l->nfences].epoch = e;
@@ -97,9 +167,11 @@ int gfs_lease_read(struct gfs_objstore *st, const char *name, struct gfs_lease *
         return 0;
     if (r < 0)
         return r == -EFBIG ? -EIO : r;
-    r = decode(buf, len, l);
-    if (r < 0)
+    r = gfs_lease_decode(buf, len, l);
+    if (r < 0) {
+        gfs_err(st->log, "%s: the lease object %s is malformed (never trusted)", name, key);
         return r;
+    }
     snprintf(l->etag, sizeof l->etag, "%s", info.etag);
     l->exists = 1;
     return 0;
@@ -115,10 +187,17 @@ int gfs_lease_write(struct gfs_objstore *st, const char *name, struct gfs_lease 
         snprintf(k, sizeof k, "%" PRIu64, l->fences[i].epoch);
         json_object_set_new(fences, k, json_integer((json_int_t)l->fences[i].last_seq));
     }
-    json_t *root = json_pack("{s:i, s:s, s:I, s:I, s:s, s:o}", "format", 1, "node_id", l->node_id,
-                             "epoch", (json_int_t)l->epoch, "heartbeat_ms",
-                             (json_int_t)l->heartbeat_ms, "state",
-                             l->released ? "released" : "held", "fences", fences);
+    if (!gfs_lease_id_valid(l->instance) || !gfs_lease_id_valid(l->session) ||
+        l->gen > (uint64_t)INT64_MAX) {
+        json_decref(fences);
+        return -EINVAL; /* only a writer with an identity writes a lease */
+    }
+    json_t *root = json_pack("{s:i, s:s, s:s, s:s, s:I, s:I, s:I, s:s, s:I, s:o}", "format", 2,
+                             "node_id", l->node_id, "instance", l->instance, "session",
+                             l->session, "gen", (json_int_t)l->gen, "epoch",
+                             (json_int_t)l->epoch, "heartbeat_ms", (json_int_t)l->heartbeat_ms,
+                             "state", l->released ? "released" : "held", "floor",
+                             (json_int_t)l->floor, "fences", fences);
     if (!root)
         return -ENOMEM;
     CLEANUP_FREE char *txt = json_dumps(root, JSON_SORT_KEYS);
@@ -163,10 +242,30 @@ int gfs_lease_write(struct gfs_objstore *st, const char *name, struct gfs_lease 
 
 int gfs_lease_fenced(const struct gfs_lease *l, uint64_t epoch, uint64_t seq)
 {
+    if (l->ceiling && epoch > l->ceiling)
+        return 1;
     for (uint32_t i = 0; i < l->nfences; i++)
         if (l->fences[i].epoch == epoch)
             return seq > l->fences[i].last_seq;
     return 0;
+}
+
+void gfs_lease_raise_floor(struct gfs_lease *l, uint64_t floor, const uint64_t (*keep)[2],
+                           size_t nkeep)
+{
+    if (floor > l->epoch)
+        floor = l->epoch;
+    if (floor > l->floor)
+        l->floor = floor;
+    uint32_t k = 0;
+    for (uint32_t i = 0; i < l->nfences; i++) {
+        int kept = l->fences[i].epoch >= l->floor;
+        for (size_t j = 0; j < nkeep && !kept; j++)
+            kept = l->fences[i].epoch >= keep[j][0] && l->fences[i].epoch <= keep[j][1];
+        if (kept)
+            l->fences[k++] = l->fences[i];
+    }
+    l->nfences = k;
 }
 
 int gfs_lease_add_fence(struct gfs_lease *l, uint64_t epoch, uint64_t last_seq)
@@ -188,4 +287,14 @@ int gfs_lease_add_fence(struct gfs_lease *l, uint64_t epoch, uint64_t last_seq)
 int gfs_lease_expired(const struct gfs_lease *l, int64_t now_wall_ms, int64_t timeout_ms)
 {
     return now_wall_ms - l->heartbeat_ms > timeout_ms;
+}
+
+void gfs_lease_who(const struct gfs_lease *l, char *buf, size_t len)
+{
+    if (!l->exists)
+        snprintf(buf, len, "nobody");
+    else if (l->instance[0])
+        snprintf(buf, len, "node %s (instance %.8s)", l->node_id, l->instance);
+    else
+        snprintf(buf, len, "node %s (an older build)", l->node_id);
 }

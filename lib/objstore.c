@@ -57,7 +57,7 @@ static int mkdir_p(char *path)
         char saved = *p;
         *p = '\0';
         int r = 0;
-        if (mkdir(path, 0755) == 0)
+        if (mkdir(path, 0700) == 0)
             fsync_parent(path);
         else if (errno != EEXIST)
             r = -errno;

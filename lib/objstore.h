@@ -92,6 +92,9 @@ int gfs_objstore_file_open(const char *root_dir, struct gfs_log *log,
                            struct gfs_objstore **out, char *err, size_t errlen);
 int gfs_objstore_s3_open(const struct glidefs_config *cfg, struct gfs_log *log,
                          struct gfs_objstore **out, char *err, size_t errlen);
+/* Tests: make file store s resolve paths one component at a time, as it
+ * does on a kernel without openat2. */
+void gfs_objstore_file_walk_only(struct gfs_objstore *s);
 
 /* ops->del_many, or del key by key for a backend without it. */
 int gfs_objstore_del_many(struct gfs_objstore *st, const char *const *keys, size_t n,

@@ -28,6 +28,15 @@
  *    (coarse clocks) from looking like an older version. Computing it reads
  *    the object, so head costs O(size).
  *  - Reads need no lock: objects are never modified in place.
+ *  - Every key resolves beneath the root and never through a symbolic link:
+ *    a directory on a key's path is opened with openat2(RESOLVE_BENEATH |
+ *    RESOLVE_NO_SYMLINKS) where the kernel has it, else one O_NOFOLLOW
+ *    openat() per path component; the object itself is opened O_NOFOLLOW,
+ *    and listing never descends into a link. A link where a directory
+ *    should be is an error (logged), never followed: a link planted in the
+ *    store cannot make the daemon write or delete files elsewhere.
+ *  - Objects are created 0600 and directories 0700: a store holds guests'
+ *    disks (unencrypted unless storage.encryption_password is set).
  * Crash leftovers (".tmp.*" of a put that never finished) are not swept; they
  * are invisible to every operation.
  */
@@ -42,8 +51,12 @@
 #include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
+#ifdef SYS_openat2
+#include <linux/openat2.h>
+#endif
 
 #include "cleanup.h"
 #include "crc32c.h"
@@ -72,6 +85,7 @@ struct file_store {
     int rootfd;
     char *root;
     uint64_t tmp_counter; /* atomic; only to make temp names unique */
+    int walk_only;        /* atomic; openat2 is missing (old kernel, seccomp): walk */
 };
 
 #define STAT_ADD(st, field, n) __atomic_fetch_add(&(st)->base.stats.field, (uint64_t)(n), __ATOMIC_RELAXED)
@@ -127,6 +141,10 @@ static int store_err(struct file_store *st, const char *op, const char *key, int
     case EPERM:
         gfs_err(st->base.log, "file store %s: %s %s: permission denied", st->root, op, key);
         return -EACCES;
+    case ELOOP:
+        gfs_err(st->base.log, "file store %s: %s %s: a directory on the key's path is a "
+                "symbolic link; the store never follows links", st->root, op, key);
+        return -EIO;
     case ENOMEM:
         return -ENOMEM;
     case ENOSPC:
@@ -178,52 +196,81 @@ static const char *split_key(const char *key, char *dir, size_t dirlen)
     return slash + 1;
 }
 
-static int fsync_dirat(int rootfd, const char *dir)
+#define DIR_FLAGS (O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW)
+
+/* The directory dir (relative to the root, "" for the root) one component
+ * at a time, each opened O_NOFOLLOW; with create, missing ones are made
+ * (0700) and their parent fsynced so the new entries survive a power cut.
+ * A symbolic link on the way is -ELOOP. */
+static int open_dir_walk(struct file_store *st, const char *dir, int create)
 {
-    int fd = openat(rootfd, dir[0] ? dir : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int fd = openat(st->rootfd, ".", DIR_FLAGS);
     if (fd < 0)
         return -errno;
-    int r = fsync(fd) < 0 ? -errno : 0;
-    close(fd);
-    return r;
+    char comp[COMPONENT_MAX + 1];
+    for (const char *p = dir; *p;) {
+        const char *slash = strchr(p, '/');
+        size_t n = slash ? (size_t)(slash - p) : strlen(p);
+        if (n == 0 || n > COMPONENT_MAX) {
+            close(fd);
+            return -EINVAL; /* key_ok already refuses these */
+        }
+        memcpy(comp, p, n);
+        comp[n] = '\0';
+        int nfd = openat(fd, comp, DIR_FLAGS);
+        if (nfd < 0 && errno == ENOENT && create) {
+            if (mkdirat(fd, comp, 0700) == 0) {
+                if (fsync(fd) < 0) {
+                    int e = errno;
+                    close(fd);
+                    return -e;
+                }
+            } else if (errno != EEXIST) {
+                int e = errno;
+                close(fd);
+                return -e;
+            }
+            nfd = openat(fd, comp, DIR_FLAGS);
+        }
+        if (nfd < 0) {
+            int e = errno;
+            struct stat sb;
+            if ((e == ENOTDIR || e == ELOOP) && fstatat(fd, comp, &sb, AT_SYMLINK_NOFOLLOW) == 0)
+                e = S_ISLNK(sb.st_mode) ? ELOOP : ENOTDIR;
+            close(fd);
+            return -e;
+        }
+        close(fd);
+        fd = nfd;
+        p = slash ? slash + 1 : p + n;
+    }
+    return fd;
 }
 
 /* Open the directory dir (relative to the root) as a fresh open file
  * description (flock needs one per caller), creating it and its parents when
- * create is set. Returns an fd or -errno. */
+ * create is set. Resolves beneath the root without following any link.
+ * Returns an fd or -errno (-ELOOP: a link on the way). */
 static int open_dir(struct file_store *st, const char *dir, int create)
 {
-    const char *path = dir[0] ? dir : ".";
-    int fd = openat(st->rootfd, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0 || errno != ENOENT || !create)
-        return fd >= 0 ? fd : -errno;
-
-    /* mkdir -p, fsyncing the parent of each directory made so the new
-     * entries survive a power cut. */
-    char part[KEY_MAX + 1];
-    size_t n = strlen(dir);
-    for (size_t i = 0; i <= n; i++) {
-        if (dir[i] != '/' && dir[i] != '\0')
-            continue;
-        memcpy(part, dir, i);
-        part[i] = '\0';
-        if (mkdirat(st->rootfd, part, 0755) == 0) {
-            char *slash = strrchr(part, '/');
-            int r;
-            if (slash) {
-                *slash = '\0';
-                r = fsync_dirat(st->rootfd, part);
-            } else {
-                r = fsync_dirat(st->rootfd, "");
-            }
-            if (r < 0)
-                return r;
-        } else if (errno != EEXIST) {
-            return -errno;
-        }
+#ifdef SYS_openat2
+    if (!__atomic_load_n(&st->walk_only, __ATOMIC_RELAXED)) {
+        struct open_how how = {
+            .flags = DIR_FLAGS,
+            .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+        };
+        long fd = syscall(SYS_openat2, st->rootfd, dir[0] ? dir : ".", &how, sizeof how);
+        if (fd >= 0)
+            return (int)fd;
+        int e = errno;
+        if (e == ENOSYS || e == EPERM || e == EINVAL || e == E2BIG)
+            /* no openat2 here (kernel < 5.6, or a seccomp filter): walk from now on */
+            __atomic_store_n(&st->walk_only, 1, __ATOMIC_RELAXED);
+        else if (e != EAGAIN && e != ENOTDIR && !(e == ENOENT && create))
+            return -e; /* (ENOTDIR may be a link met with O_NOFOLLOW: the walk says) */
     }
-    fd = openat(st->rootfd, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    return fd >= 0 ? fd : -errno;
+#endif
+    return open_dir_walk(st, dir, create);
 }
 
 static int write_all(int fd, const void *buf, size_t len)
@@ -333,7 +380,7 @@ static int make_temp(struct file_store *st, int dirfd, char *name, size_t namele
         }
         uint64_t ctr = __atomic_fetch_add(&st->tmp_counter, 1, __ATOMIC_RELAXED);
         snprintf(name, namelen, TMP_PREFIX "%d.%" PRIx64 ".%016" PRIx64, (int)getpid(), ctr, rnd);
-        int fd = openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+        int fd = openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
         if (fd >= 0 || errno != EEXIST)
             return fd >= 0 ? fd : -errno;
     }
@@ -756,6 +803,11 @@ static const struct gfs_objstore_ops file_ops = {
     .destroy = file_destroy,
     .del_many = file_del_many,
 };
+
+void gfs_objstore_file_walk_only(struct gfs_objstore *s)
+{
+    __atomic_store_n(&fs_of(s)->walk_only, 1, __ATOMIC_RELAXED);
+}
 
 int gfs_objstore_file_open(const char *root_dir, struct gfs_log *log, struct gfs_objstore **out,
                            char *err, size_t errlen)

@@ -677,7 +677,8 @@ static enum attempt_result attempt(struct s3_store *st, struct s3_call *c, CURL 
 
     if (c->status < 200 || c->status > 299) {
         if (c->errbody.len)
-            c->have_s3err = gfs_s3_xml_parse_error(c->errbody.p, c->errbody.len, &c->s3err) == 0;
+            c->have_s3err = gfs_s3_xml_parse_error(c->errbody.p, c->errbody.len, &c->s3err,
+                                                   st->base.log) == 0;
         const char *code = c->have_s3err ? c->s3err.code : "";
         snprintf(c->why, sizeof(c->why), "HTTP %ld%s%s%s%s%s%s", c->status, *code ? " " : "",
                  code, c->have_s3err && *c->s3err.message ? ": " : "",
@@ -1177,7 +1178,7 @@ static int list_page(struct s3_store *st, struct s3_call *c, const char *full_pr
     }
     if (rc != 0 || c->status != 200)
         return rc;
-    rc = gfs_s3_xml_parse_list(c->out.p, c->out.len, page);
+    rc = gfs_s3_xml_parse_list(c->out.p, c->out.len, page, st->base.log);
     if (rc == -EBADMSG) {
         snprintf(c->why, sizeof(c->why), "malformed ListBucketResult (%zu bytes)", c->out.len);
         c->status = 502;
@@ -1419,7 +1420,7 @@ static int delete_chunk(struct s3_store *st, const char *const *keys, size_t n, 
         return rc;
     }
     struct gfs_s3_delete_result res;
-    rc = gfs_s3_xml_parse_delete_result(c.out.p, c.out.len, &res);
+    rc = gfs_s3_xml_parse_delete_result(c.out.p, c.out.len, &res, st->base.log);
     call_free(&c);
     if (rc != 0) {
         gfs_err(st->base.log, "s3: DELETE-BATCH on %s: malformed DeleteResult", st->desc);

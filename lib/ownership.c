@@ -5,6 +5,12 @@
  * the volume is fenced: writes fail with -EROFS, nothing more is uploaded and
  * its unsynced data stays in the journal (kept aside at the next open). A
  * read-only volume follows the store instead: new fences and new segments.
+ *
+ * Whose lease it is: the lease names a writer by instance (the cache dir),
+ * session (one take) and generation (one write of the session); the writer
+ * record on local disk (identity.h) says which of those this cache dir
+ * wrote. Taking the lease from another writer on a store that ignores
+ * conditional writes is refused (store_probe.h) unless configured.
  */
 #include "volume_internal.h"
 
@@ -19,8 +25,12 @@
 #include <unistd.h>
 
 #include "cleanup.h"
+#include "store_probe.h"
 
 #define ACQUIRE_TRIES 8
+/* fences in the lease above which a take stores a manifest at once, so
+ * the next take can raise the floor over them (GFS_LEASE_MAX_FENCES is far) */
+#define FENCES_SOFT 32
 #define RACE_PAUSE_MS 10      /* after a lost race on the lease, doubling ... */
 #define FOLLOW_PAUSE_MAX_MS 30000 /* a read-only volume whose store fails: at most */
 
@@ -82,19 +92,178 @@ int gfs_own_state_write(struct glidefs_volume *v)
     return r;
 }
 
+/* ------------------------------------------------------------------------ */
+/* whose lease is it                                                          */
+
+/* The slot of our writer record that lease l was written from: our
+ * instance, a session the record holds, its epoch, and a generation no
+ * higher than the record says we wrote (or were about to). NULL: l was not
+ * written by this cache dir as it is now. A copy of this cache dir shares
+ * the instance but goes on from the same record on its own: its first
+ * heartbeat (or its own take) puts a generation or session into the lease
+ * that our record does not hold. */
+static const struct gfs_wslot *rec_match(const struct glidefs_volume *v, const struct gfs_lease *l)
+{
+    if (!l->exists || l->format < 2 || !v->wrec_valid || strcmp(l->instance, v->instance) != 0 ||
+        strcmp(v->wrec.instance, v->instance) != 0)
+        return NULL;
+    const struct gfs_wslot *slots[2] = {&v->wrec.cur, &v->wrec.prev};
+    for (int i = 0; i < 2; i++)
+        if (slots[i]->session[0] && strcmp(slots[i]->session, l->session) == 0 &&
+            slots[i]->epoch == l->epoch && l->gen <= slots[i]->gen)
+            return slots[i];
+    return NULL;
+}
+
+/* Upgrade from a build without instance ids (lease format 1, node id only):
+ * such a lease held under our node id (or under the default node id older
+ * builds took, /etc/machine-id) is ours to resume if this cache dir holds a
+ * journal of exactly its epoch and has never written a lease itself (no
+ * writer record): the rule older builds applied, once. The resume rewrites
+ * the lease as format 2 with our instance under If-Match, so of two cache
+ * dirs that both qualify (two daemons of an older build on one machine)
+ * only the first to resume wins; the other then sees another writer. */
+static int legacy_match(const struct glidefs_volume *v, const struct gfs_lease *l)
+{
+    return l->exists && l->format == 1 && !l->released && !v->wrec_valid && v->local_epoch &&
+           v->local_epoch == l->epoch &&
+           (strcmp(l->node_id, v->node_id) == 0 ||
+            (v->node_id_legacy[0] && strcmp(l->node_id, v->node_id_legacy) == 0));
+}
+
+int gfs_own_journal_ours(struct glidefs_volume *v, const struct gfs_lease *l, uint64_t local_epoch)
+{
+    if (!local_epoch || l->released)
+        return 0;
+    if (legacy_match(v, l))
+        return l->epoch == local_epoch;
+    const struct gfs_wslot *m = rec_match(v, l);
+    return m && (m->epoch == local_epoch || m->from_epoch == local_epoch);
+}
+
+/* The lease is one we wrote in the session we hold now, in epoch: our
+ * instance and session, and a generation we sent. Each write steps the
+ * generation by a random amount, so a twin that holds the same session (a
+ * VM snapshot of the running process restored twice) sends other ones and
+ * is told apart at its first lease write that fails. Call with v->lock. */
+static int lease_is_current(const struct glidefs_volume *v, const struct gfs_lease *l,
+                            uint64_t epoch)
+{
+    if (!l->exists || l->released || l->format < 2 || strcmp(l->instance, v->instance) != 0 ||
+        strcmp(l->session, v->own_session) != 0 || l->epoch != epoch || l->gen == 0)
+        return 0;
+    for (size_t i = 0; i < sizeof v->gens_sent / sizeof v->gens_sent[0]; i++)
+        if (v->gens_sent[i] == l->gen)
+            return 1;
+    return 0;
+}
+
+/* Record locally what the next lease write will carry, before it is sent. */
+static int rec_intent(struct glidefs_volume *v)
+{
+    if (v->ro_forced)
+        return -EROFS;
+    int r = v->wrec_fd < 0 ? gfs_wrec_open(v->dir, 1, &v->wrec_fd) : 0;
+    if (r < 0) {
+        gfs_err(&v->log, "%s: cannot create %s/writer: %s", v->name, v->dir, glidefs_strerror(r));
+        return r;
+    }
+    memcpy(v->wrec.instance, v->instance, sizeof v->instance);
+    r = gfs_wrec_write(v->wrec_fd, &v->wrec);
+    if (r == 0)
+        v->wrec_valid = 1;
+    else
+        gfs_err(&v->log, "%s: cannot record the writer state in %s/writer: %s; the lease is "
+                "not written without it", v->name, v->dir, glidefs_strerror(r));
+    return r;
+}
+
+/* ------------------------------------------------------------------------ */
+/* stores that ignore conditional writes                                      */
+
+#define PROBE_TTL_MS (10 * 60 * 1000) /* a probe this recent decides a takeover */
+
+/* Before taking the lease from another writer: does the store honour the
+ * conditional writes that make the take exclusive? Asks the store again
+ * unless a probe is recent. 0: go on; -ENOLCK: refused. */
+static int lax_gate(struct glidefs_volume *v, const char *whose)
+{
+    pthread_mutex_lock(&v->lock);
+    int state = v->probe_state;
+    int64_t at = v->probe_wall_ms;
+    pthread_mutex_unlock(&v->lock);
+    if (state == GLIDEFS_STORE_COND_UNKNOWN || gfs_wall_ms() - at > PROBE_TTL_MS) {
+        if (!v->probe_store)
+            return -EROFS;
+        char detail[256];
+        int r = gfs_store_probe(v->probe_store, &v->log, &state, detail, sizeof detail);
+        if (r < 0)
+            return r;
+        pthread_mutex_lock(&v->lock);
+        v->probe_state = state;
+        v->probe_wall_ms = gfs_wall_ms();
+        pthread_mutex_unlock(&v->lock);
+        if (state != GLIDEFS_STORE_COND_OK)
+            gfs_err(&v->log, "%s: the object store does not honour conditional writes (%s)",
+                    v->name, detail);
+    }
+    if (state == GLIDEFS_STORE_COND_OK)
+        return 0;
+    if (v->unsafe_lax) {
+        gfs_warn(&v->log, "%s: taking the write lease from %s on a store that %s conditional "
+                 "writes, as storage.unsafe_accept_split_brain_on_lax_store allows: a node "
+                 "taking it at the same moment would write too", v->name, whose,
+                 state == GLIDEFS_STORE_COND_IGNORED ? "ignores" : "breaks");
+        return 0;
+    }
+    gfs_err(&v->log, "%s: refusing to take the write lease from %s: the object store %s "
+            "conditional writes, so two nodes taking it at once could both write (split "
+            "brain). Use a store that honours If-None-Match/If-Match, or set "
+            "storage.unsafe_accept_split_brain_on_lax_store: true to accept that risk", v->name,
+            whose, state == GLIDEFS_STORE_COND_IGNORED ? "ignores" : "breaks");
+    return -ENOLCK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* taking the lease                                                           */
+
 /* Become the writer under lease l (already written). Called with v->lock. */
-static void become_owner(struct glidefs_volume *v, const struct gfs_lease *l, int same_epoch)
+static void become_owner(struct glidefs_volume *v, const struct gfs_lease *l)
 {
     v->lease = *l;
     v->owner = 1;
     v->fenced = 0;
     v->read_only = 0;
     v->epoch = l->epoch;
-    v->next_seg_seq = same_epoch ? gfs_volume_last_seq_of(v, l->epoch) + 1 : 1;
+    v->next_seg_seq = 1; /* every take is a new epoch */
 }
 
+enum take_kind {
+    TAKE_NEW,          /* no lease yet */
+    TAKE_RESUME,       /* ours (a restart on this cache dir) */
+    TAKE_OWN_RELEASED, /* this cache dir handed it back */
+    TAKE_OTHER,        /* another writer's, released, expired or forced */
+};
+
 /* Try to take the lease. *got = 1 when we hold it afterwards. Called with
- * own_lock (or before any thread runs). */
+ * own_lock (or before any thread runs).
+ *
+ * Every take is a new epoch, a resume too: the epoch we resume from is
+ * fenced at its last segment we see, exactly as when taking over from
+ * another node. A restart cannot tell itself apart from a copy of its
+ * cache dir that was made since the lease's last write (both hold the same
+ * record); going on in the same epoch would let the two upload segments
+ * under the same keys. In a new epoch the copy left behind is fenced like
+ * any deposed writer: its later segments are ignored by every reader, and
+ * its next heartbeat finds the new session and stops it. The journal goes
+ * on unchanged into the new epoch (journal_ours), and the epoch we came
+ * from is recorded (from_epoch) so a crash before <dir>/epoch is rewritten
+ * still finds the journal ours.
+ *
+ * At open this runs before any write can be taken, so when
+ * glidefs_volume_open returns read-write the store has just confirmed,
+ * through the conditional PUT, that the lease is ours: this epoch, our
+ * instance, our new session. */
 static int take(struct glidefs_volume *v, int force, int *got, int *busy)
 {
     *got = *busy = 0;
@@ -105,9 +274,28 @@ static int take(struct glidefs_volume *v, int force, int *got, int *busy)
             return r;
         struct gfs_lease n = l;
         int64_t now = gfs_wall_ms();
-        int same_epoch = 0;
         uint64_t took = 0;
-        if (!l.exists) {
+        char who[200];
+        gfs_lease_who(&l, who, sizeof who);
+        const struct gfs_wslot *m = rec_match(v, &l);
+        int legacy = !m && legacy_match(v, &l);
+        enum take_kind kind;
+        if (!l.exists)
+            kind = TAKE_NEW;
+        else if (!l.released && (m || legacy))
+            kind = TAKE_RESUME;
+        else if (l.released && l.format >= 2 && strcmp(l.instance, v->instance) == 0)
+            kind = TAKE_OWN_RELEASED;
+        else if (l.released || force || gfs_lease_expired(&l, now, v->lease_timeout_ms))
+            kind = TAKE_OTHER;
+        else {
+            v->lease = l;
+            *busy = 1;
+            return 0;
+        }
+        if (kind == TAKE_OTHER && (r = lax_gate(v, who)) < 0)
+            return r;
+        if (kind == TAKE_NEW) {
             /* a volume without a lease (new): epoch 1, or past what the store has */
             memset(&n, 0, sizeof n);
             pthread_mutex_lock(&v->lock);
@@ -118,12 +306,10 @@ static int take(struct glidefs_volume *v, int force, int *got, int *busy)
             pthread_mutex_unlock(&v->lock);
             if (r < 0)
                 return r;
-        } else if (!l.released && strcmp(l.node_id, v->node_id) == 0) {
-            same_epoch = 1; /* ours already (we restarted): carry on in the same epoch */
-        } else if (l.released || force || gfs_lease_expired(&l, now, v->lease_timeout_ms)) {
-            /* Take over: fence the previous epoch at the last segment we know.
-             * The caller refreshed the map, so it holds all that epoch wrote
-             * before the hand-over. */
+        } else {
+            /* Fence the previous epoch at the last segment we know. The
+             * caller refreshed the map, so it holds all that epoch wrote
+             * before the hand-over (or, resuming, all we uploaded). */
             pthread_mutex_lock(&v->lock);
             uint64_t last = gfs_volume_last_seq_of(v, l.epoch);
             pthread_mutex_unlock(&v->lock);
@@ -131,17 +317,52 @@ static int take(struct glidefs_volume *v, int force, int *got, int *busy)
             if (r < 0)
                 return r;
             n.epoch = l.epoch + 1;
-            if (!l.released) {
-                gfs_warn(&v->log, "%s: taking the lease from node %s (%s)", v->name, l.node_id,
+            if (kind == TAKE_OTHER && !l.released) {
+                gfs_warn(&v->log, "%s: taking the lease from %s (%s)", v->name, who,
                          force ? "forced" : "its heartbeat expired");
                 took = l.epoch;
             }
-        } else {
-            v->lease = l;
-            *busy = 1;
-            return 0;
         }
+        /* Every reader starts after the newest manifest: fences of epochs
+         * below the one we know of guard nothing any more (lease.h) - but
+         * a fenced epoch's held view (snapshot.c) is rebuilt with the
+         * fences of the epochs before it, so those stay. */
+        CLEANUP_FREE struct gfs_epoch_ranges *held = calloc(1, sizeof *held);
+        if (!held)
+            return -ENOMEM;
+        r = gfs_fence_hold_ranges(v->store, v->name, held);
+        if (r < 0)
+            return r;
+        uint64_t keep[GFS_MAX_RANGES][2];
+        for (size_t i = 0; i < held->n; i++) {
+            keep[i][0] = held->r[i].lo;
+            keep[i][1] = held->r[i].hi;
+        }
+        pthread_mutex_lock(&v->lock);
+        gfs_lease_raise_floor(&n, v->manifest_epoch, keep, held->n);
+        pthread_mutex_unlock(&v->lock);
+        /* the journal goes on only from a lease of ours, in its epoch */
+        uint64_t carried = 0;
+        if (kind == TAKE_RESUME && gfs_own_journal_ours(v, &l, v->local_epoch))
+            carried = v->local_epoch;
+        /* the record first: a lease naming a session of ours must never
+         * exist without the record saying so */
+        struct gfs_wslot slot = {.epoch = n.epoch, .from_epoch = carried, .gen = 1};
+        r = gfs_lease_new_id(slot.session);
+        if (r < 0)
+            return r;
+        if (v->wrec_cur_landed || m == &v->wrec.cur)
+            v->wrec.prev = v->wrec.cur; /* else prev is the last one that landed */
+        v->wrec.cur = slot;
+        v->wrec_cur_landed = 0;
+        r = rec_intent(v);
+        if (r < 0)
+            return r;
+        n.format = 2;
         snprintf(n.node_id, sizeof n.node_id, "%s", v->node_id);
+        memcpy(n.instance, v->instance, sizeof n.instance);
+        memcpy(n.session, slot.session, sizeof n.session);
+        n.gen = slot.gen;
         n.heartbeat_ms = now;
         n.released = 0;
         r = gfs_lease_write(v->store, v->name, &n);
@@ -151,12 +372,33 @@ static int take(struct glidefs_volume *v, int force, int *got, int *busy)
         }
         if (r < 0)
             return r;
+        v->wrec_cur_landed = 1;
         pthread_mutex_lock(&v->lock);
-        become_owner(v, &n, same_epoch);
+        become_owner(v, &n);
+        memcpy(v->own_session, n.session, sizeof v->own_session);
+        memset(v->gens_sent, 0, sizeof v->gens_sent);
+        v->gens_sent[0] = n.gen;
+        v->gens_next = 1;
         v->took_from_epoch = took;
+        v->journal_ours = carried != 0;
         pthread_mutex_unlock(&v->lock);
-        gfs_info(&v->log, "%s: holding the write lease, epoch %" PRIu64, v->name, n.epoch);
+        if (kind == TAKE_RESUME)
+            gfs_info(&v->log, "%s: resumed the write lease of this cache dir in a new epoch %"
+                     PRIu64 " (was %" PRIu64 "%s)", v->name, n.epoch, l.epoch,
+                     legacy ? ", written by an older build" : "");
+        else
+            gfs_info(&v->log, "%s: holding the write lease, epoch %" PRIu64, v->name, n.epoch);
         *got = 1;
+        if (n.nfences > FENCES_SOFT) {
+            /* Takes that stored no manifest (reconnects, crash restarts)
+             * add a fence each: a manifest at our epoch lets the next take
+             * drop them. Best effort: the table still has room. */
+            r = gfs_volume_write_manifest_mark(v);
+            if (r < 0)
+                gfs_warn(&v->log, "%s: %u fences in the lease; storing a manifest to let the "
+                         "next take drop them failed: %s", v->name, n.nfences,
+                         glidefs_strerror(r));
+        }
         return 0;
     }
     return -EBUSY;
@@ -167,15 +409,24 @@ int gfs_own_acquire(struct glidefs_volume *v, int want_rw)
     int got = 0, busy = 0;
     if (want_rw) {
         int r = take(v, 0, &got, &busy);
+        if (r == -ENOLCK) {
+            /* refused on a lax store (logged): read-only, as when busy */
+            busy = 1;
+            r = gfs_lease_read(v->store, v->name, &v->lease);
+        }
         if (r < 0)
             return r;
-        if (busy)
-            gfs_info(&v->log, "%s: node %s holds the write lease; attaching read-only", v->name,
-                     v->lease.node_id);
+        if (busy) {
+            char who[200];
+            gfs_lease_who(&v->lease, who, sizeof who);
+            gfs_info(&v->log, "%s: %s holds the write lease; attaching read-only", v->name,
+                     who);
+        }
     } else {
         int r = gfs_lease_read(v->store, v->name, &v->lease);
         if (r < 0)
             return r;
+        v->journal_ours = gfs_own_journal_ours(v, &v->lease, v->local_epoch);
     }
     if (!got) {
         v->owner = 0;
@@ -197,11 +448,45 @@ static void become_fenced(struct glidefs_volume *v)
     pthread_cond_broadcast(&v->syncer_cond);
 }
 
+/* Write v->lease with the next generation (and the changes in n). 0, or
+ * the lease write's error: -ECANCELED when it changed under us. */
+static int lease_bump(struct glidefs_volume *v, struct gfs_lease *n)
+{
+    uint16_t step = 0;
+    if (getrandom(&step, sizeof step, GRND_NONBLOCK) != (ssize_t)sizeof step)
+        step = (uint16_t)gfs_now_ms();
+    n->gen = v->wrec.cur.gen + 1 + step;
+    v->wrec.cur.gen = n->gen;
+    int r = rec_intent(v);
+    if (r < 0)
+        return r;
+    pthread_mutex_lock(&v->lock);
+    v->gens_sent[v->gens_next++ % (sizeof v->gens_sent / sizeof v->gens_sent[0])] = n->gen;
+    pthread_mutex_unlock(&v->lock);
+    return gfs_lease_write(v->store, v->name, n);
+}
+
 static void heartbeat(struct glidefs_volume *v)
 {
     struct gfs_lease n = v->lease;
     n.heartbeat_ms = gfs_wall_ms();
-    int r = gfs_lease_write(v->store, v->name, &n);
+    pthread_mutex_lock(&v->lock);
+    int lax = v->probe_state == GLIDEFS_STORE_COND_IGNORED;
+    pthread_mutex_unlock(&v->lock);
+    int r = 0;
+    if (lax) {
+        /* The store would accept our If-Match PUT over another writer's
+         * lease: look first, so that a takeover is noticed here rather
+         * than overwritten (a race of the two remains: README). */
+        struct gfs_lease cur;
+        r = gfs_lease_read(v->store, v->name, &cur);
+        pthread_mutex_lock(&v->lock);
+        if (r == 0 && !lease_is_current(v, &cur, v->lease.epoch))
+            r = -ECANCELED;
+        pthread_mutex_unlock(&v->lock);
+    }
+    if (r == 0)
+        r = lease_bump(v, &n);
     if (r == 0) {
         v->lease = n;
         return;
@@ -215,17 +500,23 @@ static void heartbeat(struct glidefs_volume *v)
     r = gfs_lease_read(v->store, v->name, &cur);
     if (r < 0)
         return;
-    if (cur.exists && !cur.released && strcmp(cur.node_id, v->node_id) == 0 &&
-        cur.epoch == v->lease.epoch) {
+    pthread_mutex_lock(&v->lock);
+    int ours = lease_is_current(v, &cur, v->lease.epoch);
+    pthread_mutex_unlock(&v->lock);
+    if (ours) {
         v->lease = cur; /* still ours (our own earlier write landed late) */
         return;
     }
     pthread_mutex_lock(&v->lock);
     become_fenced(v);
     pthread_mutex_unlock(&v->lock);
-    gfs_err(&v->log, "%s: fenced: node %s took the write lease (epoch %" PRIu64
-            "); writes now fail and unsynced data stays in the journal", v->name,
-            cur.exists ? cur.node_id : "?", cur.epoch);
+    char who[200];
+    gfs_lease_who(&cur, who, sizeof who);
+    gfs_err(&v->log, "%s: fenced: %s took the write lease (epoch %" PRIu64 "%s); writes now "
+            "fail and unsynced data stays in the journal", v->name, who, cur.epoch,
+            cur.exists && !strcmp(cur.instance, v->instance)
+                ? "; it has this cache dir's identity: a copy of this cache dir runs elsewhere"
+                : "");
     if (cur.exists)
         v->lease = cur;
 }
@@ -243,18 +534,20 @@ int gfs_own_confirm(struct glidefs_volume *v)
     int r = gfs_lease_read(v->store, v->name, &cur);
     if (r < 0)
         return r;
+    /* not under own_lock: a release holds it while it stops the syncer we
+     * may run in; what we compare with is kept under v->lock */
     pthread_mutex_lock(&v->lock);
-    uint64_t epoch = v->epoch;
-    int ours = cur.exists && !cur.released && strcmp(cur.node_id, v->node_id) == 0 &&
-               cur.epoch == epoch;
+    int ours = lease_is_current(v, &cur, v->epoch);
     if (!ours && v->owner)
         become_fenced(v);
     pthread_mutex_unlock(&v->lock);
     if (ours)
         return 0;
-    gfs_err(&v->log, "%s: fenced: node %s holds the write lease (epoch %" PRIu64
+    char who[200];
+    gfs_lease_who(&cur, who, sizeof who);
+    gfs_err(&v->log, "%s: fenced: %s holds the write lease (epoch %" PRIu64
             "); deleting nothing, writes now fail and unsynced data stays in the journal",
-            v->name, cur.exists ? cur.node_id : "?", cur.epoch);
+            v->name, who, cur.epoch);
     return -EROFS;
 }
 
@@ -338,7 +631,7 @@ int gfs_own_release(struct glidefs_volume *v)
     struct gfs_lease n = v->lease;
     n.released = 1;
     n.heartbeat_ms = gfs_wall_ms();
-    int r = gfs_lease_write(v->store, v->name, &n);
+    int r = lease_bump(v, &n);
     if (r < 0)
         return r;
     pthread_mutex_lock(&v->lock);
@@ -359,18 +652,27 @@ static int promote_locked(glidefs_volume *v, int force)
 {
     SCOPED_LOCK(&v->own_lock);
     pthread_mutex_lock(&v->lock);
-    int owner = v->owner, ro_open = v->ro_forced;
+    int owner = v->owner, ro_open = v->ro_forced, stale = v->fenced && v->dirty.nblocks > 0;
     pthread_mutex_unlock(&v->lock);
     if (owner)
         return 0;
     if (ro_open)
         return -EROFS;
+    if (stale) {
+        /* writes of the epoch we lost are still in the dirty index: as the
+         * writer of a new epoch we would upload them over the newer
+         * writer's data. Reopening keeps them aside (fenced-*) first. */
+        gfs_err(&v->log, "%s: not promoting: this node was fenced with unsynced writes of its "
+                "lost epoch; close and reopen the volume (they are kept aside), then promote",
+                v->name);
+        return -ESTALE;
+    }
     /* a live holder: say so with one read (orchestrators poll promote) */
     struct gfs_lease cur;
     int r = gfs_lease_read(v->store, v->name, &cur);
     if (r < 0)
         return r;
-    if (!force && cur.exists && !cur.released && strcmp(cur.node_id, v->node_id) != 0 &&
+    if (!force && cur.exists && !cur.released && !rec_match(v, &cur) && !legacy_match(v, &cur) &&
         !gfs_lease_expired(&cur, gfs_wall_ms(), v->lease_timeout_ms))
         return -EBUSY;
     /* everything the previous writer stored before the hand-over */

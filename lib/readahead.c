@@ -71,8 +71,9 @@ int gfs_ra_create(struct glidefs_volume *v, uint64_t window_bytes, unsigned nthr
 {
     *out = NULL;
     /* never more than an eighth of the cache budget: read-ahead must not
-     * push the working set out */
-    uint64_t cap = v->budget / 8;
+     * push the working set out (the node's budget; window_now() takes the
+     * volumes sharing it into account) */
+    uint64_t cap = gfs_budget_total(v->bud) / 8;
     if (window_bytes > cap)
         window_bytes = cap;
     if (window_bytes < v->bs)
@@ -104,6 +105,17 @@ void gfs_ra_set_test_hook(struct gfs_ra *ra, gfs_ra_hook fn, void *arg)
     ra->hook = fn;
     ra->hook_arg = arg;
     pthread_mutex_unlock(&ra->v->lock);
+}
+
+/* The window now: the node's cache budget is shared by every open volume,
+ * so each stream's read-ahead stays within its volume's part of an eighth
+ * of it (all of it for a volume alone, as before). */
+static uint32_t window_now(const struct gfs_ra *ra)
+{
+    uint64_t cap = gfs_budget_readahead_cap(ra->v->bud) / ra->v->bs;
+    if (cap < 1)
+        cap = 1;
+    return cap < ra->window ? (uint32_t)cap : ra->window;
 }
 
 /* Under the lock: the queued or running job that holds block b. */
@@ -298,7 +310,7 @@ static void plan(struct gfs_ra *ra, struct ra_stream *s, uint64_t fb, uint64_t l
     uint64_t p = s->ra_next;
     int queued = 0;
     struct gfs_bm_entry run[RA_MAX_JOB];
-    while (p < want && ra->queued_blocks < (uint64_t)ra->window + ra->max_job) {
+    while (p < want && ra->queued_blocks < (uint64_t)window_now(ra) + ra->max_job) {
         if (!wanted(ra, p, &run[0])) {
             p++;
             continue;
@@ -394,7 +406,7 @@ void gfs_ra_note_read(struct gfs_ra *ra, uint64_t off, uint64_t len)
         s->next_b = lb + 1;
         /* sequential: after two continuations, or one by a large read */
         if (s->hits >= 2 || lb - fb + 1 >= 4)
-            plan(ra, s, fb, lb, ra->window);
+            plan(ra, s, fb, lb, window_now(ra));
     }
 }
 

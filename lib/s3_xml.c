@@ -3,8 +3,15 @@
  * libxml2. Owns the hostile-input rules: size bound, no network, no entity
  * substitution, no DOCTYPE at all (the parser is stopped as soon as one
  * starts), libxml2's own depth limit (no XML_PARSE_HUGE), and validation of
- * every field we use. libxml2 error output is switched off: the library
- * never prints.
+ * every field we use. libxml2 never prints: the parser context is silenced
+ * (XML_PARSE_NOERROR | XML_PARSE_NOWARNING), and what libxml2 reports
+ * outside the context (encoding conversion and I/O errors, e.g. for a
+ * document declaring encoding="ISO-8859-1" or "SHIFT_JIS" and carrying
+ * bytes that are not) goes to a structured error handler installed for the
+ * one parse and removed after it. That handler is thread-local state in
+ * libxml2 (xmlSetStructuredErrorFunc), so other threads and other libxml2
+ * users in the process never see it, and whatever this thread had before is
+ * put back. The first message of a document goes to the caller's log.
  */
 #include <errno.h>
 #include <limits.h>
@@ -16,6 +23,7 @@
 #include <libxml/xmlstring.h>
 
 #include "cleanup.h"
+#include "log.h"
 #include "s3_xml.h"
 
 #define S3_NS "http://s3.amazonaws.com/doc/2006-03-01/"
@@ -48,13 +56,41 @@ static void refuse_entity(void *vctxt, const xmlChar *name, int type, const xmlC
     xmlStopParser(ctxt);
 }
 
-static xmlDocPtr parse(const char *buf, size_t len)
+static void copy_safe(char *dst, size_t cap, const char *src);
+
+/* libxml2's messages about one document: the first goes to the log. */
+struct xml_diag {
+    const struct gfs_log *log;
+    int level;
+    int n;
+};
+
+static void xml_error(void *arg, xmlErrorPtr e)
+{
+    struct xml_diag *d = arg;
+    if (d->n++ || !e)
+        return;
+    char msg[200];
+    copy_safe(msg, sizeof msg, e->message ? e->message : "(no message)");
+    size_t n = strlen(msg);
+    while (n && (msg[n - 1] == '?' || msg[n - 1] == ' '))
+        msg[--n] = '\0'; /* the trailing newline, made '?' */
+    gfs_logf(d->log, d->level, "s3: the store sent XML that does not parse: %s (line %d)", msg,
+             e->line);
+}
+
+static xmlDocPtr parse(const char *buf, size_t len, const struct gfs_log *log, int level)
 {
     if (!buf || len == 0 || len > GFS_S3_XML_MAX || len > INT_MAX)
         return NULL;
     xmlParserCtxtPtr ctxt = xmlNewParserCtxt();
     if (!ctxt)
         return NULL;
+    /* this thread's handler, for this parse only (see the top of the file) */
+    struct xml_diag diag = {log, level, 0};
+    xmlStructuredErrorFunc saved_fn = xmlStructuredError;
+    void *saved_ctx = xmlStructuredErrorContext;
+    xmlSetStructuredErrorFunc(&diag, xml_error);
     ctxt->sax->internalSubset = refuse_subset;
     ctxt->sax->externalSubset = refuse_subset;
     ctxt->sax->entityDecl = refuse_entity;
@@ -64,6 +100,7 @@ static xmlDocPtr parse(const char *buf, size_t len)
     xmlDocPtr doc = xmlCtxtReadMemory(ctxt, buf, (int)len, "s3-response.xml", NULL, opts);
     int refused = ctxt->_private != NULL || !ctxt->wellFormed;
     xmlFreeParserCtxt(ctxt);
+    xmlSetStructuredErrorFunc(saved_ctx, saved_fn);
     if (doc && (refused || doc->intSubset || doc->extSubset)) {
         xmlFreeDoc(doc);
         doc = NULL;
@@ -206,10 +243,11 @@ static int error_fields(const xmlNode *root, struct gfs_s3_error *e, char *key, 
     return have_code ? 0 : -EBADMSG;
 }
 
-int gfs_s3_xml_parse_error(const char *buf, size_t len, struct gfs_s3_error *out)
+int gfs_s3_xml_parse_error(const char *buf, size_t len, struct gfs_s3_error *out,
+                           const struct gfs_log *log)
 {
     memset(out, 0, sizeof(*out));
-    CLEANUP_XMLDOC xmlDocPtr doc = parse(buf, len);
+    CLEANUP_XMLDOC xmlDocPtr doc = parse(buf, len, log, GLIDEFS_LOG_DEBUG);
     if (!doc)
         return -EBADMSG;
     xmlNode *root = xmlDocGetRootElement(doc);
@@ -264,10 +302,11 @@ static int parse_contents(const xmlNode *n, struct gfs_s3_list_entry *e)
     return 0;
 }
 
-int gfs_s3_xml_parse_list(const char *buf, size_t len, struct gfs_s3_list_page *out)
+int gfs_s3_xml_parse_list(const char *buf, size_t len, struct gfs_s3_list_page *out,
+                          const struct gfs_log *log)
 {
     memset(out, 0, sizeof(*out));
-    CLEANUP_XMLDOC xmlDocPtr doc = parse(buf, len);
+    CLEANUP_XMLDOC xmlDocPtr doc = parse(buf, len, log, GLIDEFS_LOG_WARN);
     if (!doc)
         return -EBADMSG;
     xmlNode *root = xmlDocGetRootElement(doc);
@@ -391,10 +430,10 @@ int gfs_s3_xml_build_delete(const char *const *keys, size_t n, char **out, size_
 }
 
 int gfs_s3_xml_parse_delete_result(const char *buf, size_t len,
-                                   struct gfs_s3_delete_result *out)
+                                   struct gfs_s3_delete_result *out, const struct gfs_log *log)
 {
     memset(out, 0, sizeof(*out));
-    CLEANUP_XMLDOC xmlDocPtr doc = parse(buf, len);
+    CLEANUP_XMLDOC xmlDocPtr doc = parse(buf, len, log, GLIDEFS_LOG_WARN);
     if (!doc)
         return -EBADMSG;
     xmlNode *root = xmlDocGetRootElement(doc);

@@ -8,6 +8,9 @@
  * a DOCTYPE (entity definitions, external subsets: XXE, "billion laughs") is
  * refused, and every field is validated (lengths, integers, coherence of
  * IsTruncated and NextContinuationToken). Malformed input is -EBADMSG.
+ * libxml2 never prints: its first message about a document goes to log
+ * (NULL: nowhere), at debug level for error bodies (often not XML at all),
+ * warn for the others; see s3_xml.c.
  * libxml2 must have been initialised (xmlInitParser) before these are called
  * from several threads; the backend does it once in its open.
  */
@@ -16,6 +19,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+struct gfs_log;
 
 #define GFS_S3_XML_MAX (8u << 20)      /* largest XML body accepted */
 #define GFS_S3_KEY_MAX 1024u           /* S3's limit on a key, in bytes */
@@ -33,7 +38,8 @@ struct gfs_s3_error {
 
 /* 0, or -EBADMSG when the body is not a well-formed S3 error (out is then
  * all empty strings). */
-int gfs_s3_xml_parse_error(const char *buf, size_t len, struct gfs_s3_error *out);
+int gfs_s3_xml_parse_error(const char *buf, size_t len, struct gfs_s3_error *out,
+                           const struct gfs_log *log);
 
 struct gfs_s3_list_entry {
     char *key;     /* full object key, 1..GFS_S3_KEY_MAX bytes, no control characters */
@@ -48,7 +54,8 @@ struct gfs_s3_list_page {
 };
 
 /* Parse a ListBucketResult (ListObjectsV2). On error out is left empty. */
-int gfs_s3_xml_parse_list(const char *buf, size_t len, struct gfs_s3_list_page *out);
+int gfs_s3_xml_parse_list(const char *buf, size_t len, struct gfs_s3_list_page *out,
+                          const struct gfs_log *log);
 void gfs_s3_list_page_clear(struct gfs_s3_list_page *p);
 
 /* Build a DeleteObjects body (<Delete><Quiet>true</Quiet><Object><Key>...).
@@ -64,6 +71,6 @@ struct gfs_s3_delete_result {
 };
 
 int gfs_s3_xml_parse_delete_result(const char *buf, size_t len,
-                                   struct gfs_s3_delete_result *out);
+                                   struct gfs_s3_delete_result *out, const struct gfs_log *log);
 
 #endif

@@ -27,6 +27,7 @@
 #include "segment.h"
 
 #define SNAP_JSON_MAX (16u << 10)
+#define VOLUME_JSON_MAX (64u << 10) /* as volmeta.c */
 #define MANIFEST_MAX (4ull << 30)
 
 static int cmp_pin(const void *a, const void *b)
@@ -103,12 +104,6 @@ static void keylist_free(struct keylist *l)
     free(l->keys);
 }
 
-struct snapinfo {
-    char manifest[40]; /* "" when the volume held nothing */
-    int64_t created_ms;
-    uint64_t size;
-};
-
 static int read_json(struct gfs_objstore *st, const char *key, json_t **out)
 {
     CLEANUP_FREE void *buf = NULL;
@@ -121,22 +116,40 @@ static int read_json(struct gfs_objstore *st, const char *key, json_t **out)
     return *out ? 0 : -EIO;
 }
 
-static int snap_read(struct gfs_objstore *st, const char *vol, const char *name,
-                     struct snapinfo *si)
+int gfs_snap_name_ok(const char *s)
 {
-    char key[512];
-    snprintf(key, sizeof key, "nbd/%s/snap/%s", vol, name);
-    json_t *root;
-    int r = read_json(st, key, &root);
-    if (r < 0)
-        return r;
+    if (!s || s[0] != '@')
+        return glidefs_name_valid(s);
+    size_t n = strlen(s);
+    if (n < 2 || n > GLIDEFS_NAME_MAX + 7)
+        return 0;
+    for (size_t i = 1; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-'))
+            return 0;
+    }
+    return 1;
+}
+
+int gfs_snap_parse(const char *buf, size_t len, const char *name, struct gfs_snapinfo *si)
+{
+    json_error_t jerr;
+    json_t *root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root)
+        return -EIO;
+    json_t *nm = json_object_get(root, "name");
     json_t *man = json_object_get(root, "manifest");
     json_t *created = json_object_get(root, "created_ms");
     json_t *size = json_object_get(root, "size");
     uint64_t e, s;
-    r = -EIO;
-    if (json_is_integer(size) && json_integer_value(size) > 0 &&
+    int r = -EIO;
+    /* the size becomes a clone's volume size: the same bounds as volume.json */
+    if (json_is_object(root) && json_is_integer(size) && json_integer_value(size) > 0 &&
+        json_integer_value(size) % 512 == 0 &&
         (uint64_t)json_integer_value(size) <= GLIDEFS_MAX_VOLUME_SIZE &&
+        (!created || (json_is_integer(created) && json_integer_value(created) >= 0)) &&
+        (!nm || (json_is_string(nm) && name && strcmp(json_string_value(nm), name) == 0)) &&
         (json_is_null(man) ||
          (json_is_string(man) && gfs_parse_epoch_seq(json_string_value(man), &e, &s) == 0))) {
         snprintf(si->manifest, sizeof si->manifest, "%s",
@@ -147,6 +160,70 @@ static int snap_read(struct gfs_objstore *st, const char *vol, const char *name,
     }
     json_decref(root);
     return r;
+}
+
+int gfs_child_marker_parse(const char *buf, size_t len, char *snap, size_t slen)
+{
+    snap[0] = '\0';
+    json_error_t jerr;
+    json_t *root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
+    json_t *s = root ? json_object_get(root, "snapshot") : NULL;
+    int r = -EIO;
+    if (json_is_string(s) && gfs_snap_name_ok(json_string_value(s)) &&
+        strlen(json_string_value(s)) < slen) {
+        snprintf(snap, slen, "%s", json_string_value(s));
+        r = 0;
+    }
+    json_decref(root);
+    return r;
+}
+
+int gfs_clone_origin_parse(const char *buf, size_t len, char *parent, size_t plen, char *snap,
+                           size_t slen)
+{
+    parent[0] = snap[0] = '\0';
+    json_error_t jerr;
+    json_t *root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root)
+        return -EIO;
+    json_t *par = json_object_get(root, "parent");
+    json_t *pn = json_is_object(par) ? json_object_get(par, "name") : NULL;
+    json_t *ps = json_is_object(par) ? json_object_get(par, "snapshot") : NULL;
+    int r = par ? -EIO : 0;
+    if (json_is_string(pn) && json_is_string(ps) && glidefs_name_valid(json_string_value(pn)) &&
+        gfs_snap_name_ok(json_string_value(ps)) && strlen(json_string_value(pn)) < plen &&
+        strlen(json_string_value(ps)) < slen) {
+        snprintf(parent, plen, "%s", json_string_value(pn));
+        snprintf(snap, slen, "%s", json_string_value(ps));
+        r = 0;
+    }
+    json_decref(root);
+    return r;
+}
+
+static int snap_read(struct gfs_objstore *st, const char *vol, const char *name,
+                     struct gfs_snapinfo *si)
+{
+    char key[512];
+    snprintf(key, sizeof key, "nbd/%s/snap/%s", vol, name);
+    CLEANUP_FREE void *buf = NULL;
+    size_t len = 0;
+    int r = st->ops->get(st, key, SNAP_JSON_MAX, &buf, &len, NULL);
+    if (r < 0)
+        return r == -EFBIG ? -EIO : r;
+    return gfs_snap_parse(buf, len, name, si);
+}
+
+/* The snapshot a clone marker names ("" when it names none validly). */
+static int marker_read(struct gfs_objstore *st, const char *key, char *snap, size_t slen)
+{
+    snap[0] = '\0';
+    CLEANUP_FREE void *buf = NULL;
+    size_t len = 0;
+    int r = st->ops->get(st, key, SNAP_JSON_MAX, &buf, &len, NULL);
+    if (r < 0)
+        return r == -EFBIG ? -EIO : r;
+    return gfs_child_marker_parse(buf, len, snap, slen);
 }
 
 /* Append the segments manifest `mkey` names to *pins, and the key to *mans. */
@@ -207,13 +284,17 @@ int gfs_snapshots_load(struct glidefs_volume *v)
         struct gfs_hold *holds = NULL;
         size_t nholds = 0;
         for (size_t i = 0; i < l.n && r >= 0; i++) {
-            struct snapinfo si;
+            struct gfs_snapinfo si;
             const char *sname = strrchr(l.keys[i], '/') + 1;
             r = snap_read(v->store, v->name, sname, &si);
             if (r == -ENOENT) {
                 r = 0;
                 continue;
             }
+            if (r == -EIO)
+                gfs_err(&v->log, "%s: snapshot object %s is malformed (or names another "
+                        "snapshot): what it keeps from compaction is unknown", v->name,
+                        l.keys[i]);
             if (r == 0 && strncmp(sname, GFS_FENCED_HOLD_PREFIX,
                                   strlen(GFS_FENCED_HOLD_PREFIX)) == 0) {
                 char *end;
@@ -366,7 +447,7 @@ GLIDEFS_API int glidefs_snapshot_list(glidefs_volume *v, glidefs_snapshot_fn fn,
         const char *name = strrchr(l.keys[i], '/') + 1;
         if (!glidefs_name_valid(name))
             continue; /* internal ones (a clone's implicit snapshot) */
-        struct snapinfo si;
+        struct gfs_snapinfo si;
         if (snap_read(v->store, v->name, name, &si) == 0)
             r = fn(arg, name, si.created_ms, si.size);
     }
@@ -383,23 +464,22 @@ static int snapshot_in_use(struct gfs_objstore *st, const char *vol, const char 
     int r = st->ops->list(st, prefix, NULL, collect_keys, &l);
     int used = 0;
     for (size_t i = 0; i < l.n && r >= 0 && !used; i++) {
-        json_t *root;
-        if (read_json(st, l.keys[i], &root) < 0)
-            continue;
-        json_t *s = json_object_get(root, "snapshot");
-        int match = json_is_string(s) && strcmp(json_string_value(s), snap) == 0;
-        json_decref(root);
-        if (!match)
+        char s[GLIDEFS_NAME_MAX + 8];
+        if (!glidefs_name_valid(strrchr(l.keys[i], '/') + 1) ||
+            marker_read(st, l.keys[i], s, sizeof s) < 0 || strcmp(s, snap) != 0)
             continue;
         /* a tombstone counts too: it is left only while clones of that child
          * still read through it */
         char ck[512];
         snprintf(ck, sizeof ck, "nbd/%s/volume.json", strrchr(l.keys[i], '/') + 1);
-        json_t *cj;
-        if (read_json(st, ck, &cj) == 0) {
+        /* whatever it holds (a deep clone's is larger than a marker; a
+         * corrupt one may still need the data): it exists, so it counts */
+        struct gfs_obj_info info;
+        int h = st->ops->head(st, ck, &info);
+        if (h == 0)
             used = 1;
-            json_decref(cj);
-        }
+        else if (h != -ENOENT)
+            r = h;
     }
     keylist_free(&l);
     return r < 0 ? r : used;
@@ -414,7 +494,7 @@ GLIDEFS_API int glidefs_snapshot_delete(glidefs_volume *v, const char *name)
     pthread_mutex_unlock(&v->lock);
     if (!owner)
         return -EROFS;
-    struct snapinfo si;
+    struct gfs_snapinfo si;
     int r = snap_read(v->store, v->name, name, &si);
     if (r < 0)
         return r;
@@ -473,7 +553,7 @@ GLIDEFS_API int glidefs_clone(glidefs_volume *parent, const char *snapshot, cons
         if (r < 0)
             return r;
     }
-    struct snapinfo si;
+    struct gfs_snapinfo si;
     r = snap_read(parent->store, parent->name, snap, &si);
     if (r < 0)
         return r == -ENOENT ? -ENOENT : r;
@@ -548,14 +628,9 @@ int gfs_purge_plan(const struct glidefs_config *cfg, const char *name, char ***k
     struct keylist children = {0}, out = {0};
     r = v->store->ops->list(v->store, prefix, NULL, collect_keys, &children);
     for (size_t i = 0; i < children.n && r >= 0; i++) {
-        json_t *mk;
-        if (read_json(v->store, children.keys[i], &mk) < 0)
-            continue;
-        json_t *s = json_object_get(mk, "snapshot");
         char snap[GLIDEFS_NAME_MAX + 8] = "";
-        if (json_is_string(s) && strlen(json_string_value(s)) < sizeof snap)
-            snprintf(snap, sizeof snap, "%s", json_string_value(s));
-        json_decref(mk);
+        if (marker_read(v->store, children.keys[i], snap, sizeof snap) < 0)
+            continue;
         if (!snap[0] || snapshot_in_use(v->store, name, snap) <= 0)
             continue;
         char k[512];
@@ -563,7 +638,7 @@ int gfs_purge_plan(const struct glidefs_config *cfg, const char *name, char ***k
         snprintf(k, sizeof k, "nbd/%s/snap/%s", name, snap);
         if (r >= 0)
             r = collect_keys(&out, k, 0);
-        struct snapinfo si;
+        struct gfs_snapinfo si;
         if (r < 0 || snap_read(v->store, name, snap, &si) < 0 || !si.manifest[0])
             continue;
         snprintf(k, sizeof k, "nbd/%s/manifest/%s", name, si.manifest);
@@ -608,21 +683,15 @@ int gfs_clone_origin(struct gfs_objstore *st, const char *name, char *parent, si
     parent[0] = snap[0] = '\0';
     char key[512];
     snprintf(key, sizeof key, "nbd/%s/volume.json", name);
-    json_t *root;
-    int r = read_json(st, key, &root);
-    if (r == -ENOENT || r == -EIO)
+    CLEANUP_FREE void *buf = NULL;
+    size_t len = 0;
+    int r = st->ops->get(st, key, VOLUME_JSON_MAX, &buf, &len, NULL);
+    if (r == -ENOENT || r == -EFBIG)
         return 0;
     if (r < 0)
         return r;
-    json_t *par = json_object_get(root, "parent");
-    json_t *pn = json_is_object(par) ? json_object_get(par, "name") : NULL;
-    json_t *ps = json_is_object(par) ? json_object_get(par, "snapshot") : NULL;
-    if (json_is_string(pn) && json_is_string(ps) && glidefs_name_valid(json_string_value(pn)) &&
-        strlen(json_string_value(pn)) < plen && strlen(json_string_value(ps)) < slen) {
-        snprintf(parent, plen, "%s", json_string_value(pn));
-        snprintf(snap, slen, "%s", json_string_value(ps));
-    }
-    json_decref(root);
+    if (gfs_clone_origin_parse(buf, len, parent, plen, snap, slen) < 0)
+        parent[0] = snap[0] = '\0'; /* names no parent validly: touch none */
     return 0;
 }
 
@@ -711,6 +780,46 @@ int gfs_purge_forget(struct gfs_objstore *st, const char *parent, const char *ch
  * keeps that epoch's late segments while it exists, until
  * compaction.fenced_hold_s has passed (compactor.c). Best effort: a failure
  * is logged, the takeover stands. */
+/* The epochs whose fences a fenced epoch's held view needs (fenced.c):
+ * from its manifest's epoch up to the held epoch itself. */
+static int hold_range(void *arg, const char *key, uint64_t size)
+{
+    (void)size;
+    struct gfs_epoch_ranges *rs = arg;
+    const char *p = strrchr(key, '/');
+    p = p ? p + 1 : key;
+    if (strncmp(p, GFS_FENCED_HOLD_PREFIX, strlen(GFS_FENCED_HOLD_PREFIX)) != 0)
+        return 0;
+    char *end;
+    unsigned long long e = strtoull(p + strlen(GFS_FENCED_HOLD_PREFIX), &end, 10);
+    if (*end || !e || rs->n == GFS_MAX_RANGES)
+        return 0; /* not a hold; or more holds than takes in a week could make */
+    rs->r[rs->n++] = (struct gfs_epoch_range){0, e, {0}};
+    snprintf(rs->r[rs->n - 1].name, sizeof rs->r[rs->n - 1].name, "%s", p);
+    return 0;
+}
+
+int gfs_fence_hold_ranges(struct gfs_objstore *st, const char *name,
+                          struct gfs_epoch_ranges *rs)
+{
+    char prefix[512];
+    snprintf(prefix, sizeof prefix, "nbd/%s/snap/%s", name, GFS_FENCED_HOLD_PREFIX);
+    rs->n = 0;
+    int r = st->ops->list(st, prefix, NULL, hold_range, rs);
+    for (size_t i = 0; i < rs->n && r >= 0; i++) {
+        struct gfs_snapinfo si;
+        r = snap_read(st, name, rs->r[i].name, &si);
+        uint64_t me = 0;
+        if (r == -ENOENT || (r == 0 && !si.manifest[0])) {
+            r = 0; /* gone meanwhile, or nothing held: the whole range below */
+        } else if (r == 0 && gfs_parse_epoch_seq(si.manifest, &me, NULL) < 0) {
+            r = -EIO;
+        }
+        rs->r[i].lo = me;
+    }
+    return r < 0 ? r : 0;
+}
+
 int gfs_fence_hold(struct glidefs_volume *v)
 {
     pthread_mutex_lock(&v->lock);

@@ -121,7 +121,9 @@ static uint32_t pick(struct glidefs_volume *v, struct snap_block *out, uint32_t 
                      int64_t *next_ms)
 {
     int64_t now = gfs_now_ms();
-    int all = v->force > 0 || v->journal.bytes >= v->journal_limit / 4 * 3;
+    /* the node's journal is filling up, or another volume waits for room
+     * that our dirty data holds (budget.h): everything goes now */
+    int all = v->force > 0 || gfs_budget_journal_high(v->bud) || gfs_budget_pressure(&v->bmem);
     uint32_t due = 0;
     int capped = 0, waiting = 0;
     *next_ms = INT64_MAX;
@@ -450,7 +452,7 @@ static void retire(struct glidefs_volume *v, struct pipeline *p)
         if (need_manifest)
             gfs_volume_write_manifest(v);
         pthread_mutex_lock(&v->lock);
-        gfs_journal_gc(&v->journal, &v->lock);
+        gfs_journal_gc(&v->journal, &v->lock, gfs_budget_pressure(&v->bmem));
         pthread_cond_broadcast(&v->cond);
     }
 }
@@ -514,8 +516,9 @@ static void *syncer_main(void *arg)
                 timed_wait(v, next_ms == INT64_MAX ? 1000 : next_ms - gfs_now_ms());
                 continue;
             }
-            /* nothing due: the journal may still hold dead files to delete */
-            gfs_journal_gc(&v->journal, &v->lock);
+            /* nothing due: the journal may still hold dead files to delete
+             * (and, when the node needs room, the current file once dead) */
+            gfs_journal_gc(&v->journal, &v->lock, gfs_budget_pressure(&v->bmem));
             pthread_cond_broadcast(&v->cond);
             if (v->syncer_stop)
                 break;

@@ -22,6 +22,7 @@
 #include <sys/file.h>
 
 #include "cleanup.h"
+#include "store_probe.h"
 #include "manifest.h"
 #include "segment.h"
 #include "keywrap.h"
@@ -73,19 +74,42 @@ static int valid_bs(uint64_t bs)
     return bs >= 4096 && bs <= (4u << 20) && (bs & (bs - 1)) == 0;
 }
 
-/* Parse and validate volume.json (input from the store: trust nothing).
- * Optional fields: data_uuid (a clone's lineage root), lineage (ancestor
- * names, root first), parent {name, snapshot, manifest}, deleted. */
-static int parse_volmeta(struct glidefs_volume *v, const char *buf, size_t len)
+/* An optional non-negative integer field (absent: 0). */
+static int opt_nonneg(json_t *j, int64_t *out)
+{
+    *out = 0;
+    if (!j)
+        return 0;
+    if (!json_is_integer(j) || json_integer_value(j) < 0)
+        return -1;
+    *out = json_integer_value(j);
+    return 0;
+}
+
+/* Parse and validate volume.json (input from the store: trust nothing):
+ * each field, and the fields against each other - a clone has a lineage of
+ * at least one ancestor, root first, none of them itself or repeated, and a
+ * parent that is the last of them; a root has neither and its data uuid is
+ * its own. Optional fields: data_uuid, lineage, parent {name, snapshot,
+ * manifest}, created_ms, deleted. Fills *m on success; on failure logs what
+ * is wrong (naming the volume) and returns -EIO (-ENOENT for a tombstone,
+ * -ENOTSUP for a compression this build cannot read). */
+int gfs_volmeta_parse(struct gfs_volmeta *m, const char *name, const struct gfs_log *log,
+                      const char *buf, size_t len)
 {
     json_error_t jerr;
     json_t *root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
-    if (!root) {
-        gfs_err(&v->log, "%s: volume.json is not valid JSON (line %d: %s)", v->name, jerr.line,
-                jerr.text);
+    if (!root || !json_is_object(root)) {
+        if (root)
+            gfs_err(log, "%s: volume.json is not a JSON object", name);
+        else
+            gfs_err(log, "%s: volume.json is not valid JSON (line %d: %s)", name, jerr.line,
+                    jerr.text);
+        json_decref(root);
         return -EIO;
     }
     int r = -EIO;
+    const char *bad = NULL; /* what is wrong, for the one error line */
     json_t *fmt = json_object_get(root, "format");
     json_t *uuid = json_object_get(root, "uuid");
     json_t *duuid = json_object_get(root, "data_uuid");
@@ -97,75 +121,105 @@ static int parse_volmeta(struct glidefs_volume *v, const char *buf, size_t len)
     json_t *lin = json_object_get(root, "lineage");
     json_t *parent = json_object_get(root, "parent");
     json_t *deleted = json_object_get(root, "deleted");
-    json_t *psnap = parent ? json_object_get(parent, "snapshot") : NULL;
-    json_t *pman = parent ? json_object_get(parent, "manifest") : NULL;
+    json_t *pname = json_is_object(parent) ? json_object_get(parent, "name") : NULL;
+    json_t *psnap = json_is_object(parent) ? json_object_get(parent, "snapshot") : NULL;
+    json_t *pman = json_is_object(parent) ? json_object_get(parent, "manifest") : NULL;
+    size_t depth = json_is_array(lin) ? json_array_size(lin) : 0;
     uint64_t e, q;
+    int64_t created_ms = 0;
+    memset(m, 0, sizeof *m);
     if (!json_is_integer(fmt) || json_integer_value(fmt) != 1) {
-        gfs_err(&v->log, "%s: volume.json has an unsupported format version", v->name);
+        bad = "an unsupported format version";
+    } else if (deleted && !json_is_boolean(deleted)) {
+        bad = "a \"deleted\" that is not true or false";
     } else if (json_is_true(deleted)) {
-        gfs_err(&v->log, "%s: the volume was deleted (its clones still use its data)", v->name);
+        gfs_err(log, "%s: the volume was deleted (its clones still use its data)", name);
         r = -ENOENT;
-    } else if (!json_is_string(uuid) || parse_uuid(json_string_value(uuid), v->meta.uuid) < 0 ||
+    } else if (!json_is_string(uuid) || parse_uuid(json_string_value(uuid), m->uuid) < 0 ||
                (duuid && (!json_is_string(duuid) ||
-                          parse_uuid(json_string_value(duuid), v->meta.data_uuid) < 0))) {
-        gfs_err(&v->log, "%s: volume.json has a bad uuid", v->name);
+                          parse_uuid(json_string_value(duuid), m->data_uuid) < 0))) {
+        bad = "a bad uuid";
     } else if (!json_is_integer(size) || json_integer_value(size) <= 0 ||
                json_integer_value(size) % 512 ||
                (uint64_t)json_integer_value(size) > GLIDEFS_MAX_VOLUME_SIZE) {
-        gfs_err(&v->log, "%s: volume.json has a bad size", v->name);
+        bad = "a bad size";
     } else if (!json_is_integer(bs) || !valid_bs((uint64_t)json_integer_value(bs))) {
-        gfs_err(&v->log, "%s: volume.json has a bad block_size", v->name);
-    } else if (enc && !json_is_null(enc) && gfs_keywrap_from_json(enc, &v->meta.kw) < 0) {
-        gfs_err(&v->log, "%s: volume.json has malformed encryption parameters", v->name);
+        bad = "a bad block_size";
+    } else if (opt_nonneg(created, &created_ms) < 0) {
+        bad = "a bad created_ms";
+    } else if (enc && !json_is_null(enc) && gfs_keywrap_from_json(enc, &m->kw) < 0) {
+        bad = "malformed encryption parameters";
     } else if (comp && !(json_is_string(comp) && (strcmp(json_string_value(comp), "none") == 0 ||
                                                   strcmp(json_string_value(comp), "zstd") == 0))) {
-        gfs_err(&v->log, "%s: volume uses a compression this build cannot read", v->name);
+        gfs_err(log, "%s: volume uses a compression this build cannot read", name);
         r = -ENOTSUP;
-    } else if ((lin && (!json_is_array(lin) || json_array_size(lin) > GFS_MAX_DEPTH)) ||
-               (parent && (!json_is_object(parent) || !json_is_string(psnap) ||
-                           (pman && !json_is_null(pman) &&
-                            (!json_is_string(pman) ||
-                             gfs_parse_epoch_seq(json_string_value(pman), &e, &q) < 0)))) ||
-               (!lin != !parent)) {
-        gfs_err(&v->log, "%s: volume.json has a bad lineage", v->name);
+    } else if (lin && (!json_is_array(lin) || depth > GFS_MAX_DEPTH)) {
+        bad = "a lineage that is not a list of at most 255 names";
+    } else if (parent && (!json_is_object(parent) || !json_is_string(pname) ||
+                          !json_is_string(psnap) ||
+                          !gfs_snap_name_ok(json_string_value(psnap)) ||
+                          (pman && !json_is_null(pman) &&
+                           (!json_is_string(pman) ||
+                            gfs_parse_epoch_seq(json_string_value(pman), &e, &q) < 0)))) {
+        bad = "a malformed parent (name, snapshot, manifest)";
+    } else if (!depth != !parent) {
+        /* lineage [] with a parent would leave depth 0 while the map
+         * loader reads the parent's manifest as lineage[depth - 1] */
+        bad = parent ? "a parent but no lineage" : "a lineage but no parent";
+    } else if (!parent && duuid && memcmp(m->data_uuid, m->uuid, 16) != 0) {
+        bad = "a data_uuid other than its uuid but no parent";
     } else {
         r = 0;
-        v->meta.depth = 0;
-        for (size_t i = 0; lin && i < json_array_size(lin); i++) {
+        for (size_t i = 0; i < depth && r == 0; i++) {
             json_t *n = json_array_get(lin, i);
-            if (!json_is_string(n) || !glidefs_name_valid(json_string_value(n)) ||
-                strcmp(json_string_value(n), v->name) == 0) {
-                gfs_err(&v->log, "%s: volume.json has a bad lineage", v->name);
+            const char *s = json_is_string(n) ? json_string_value(n) : NULL;
+            if (!s || !glidefs_name_valid(s) || strcmp(s, name) == 0) {
+                bad = "a lineage naming an invalid volume name or itself";
                 r = -EIO;
                 break;
             }
-            snprintf(v->meta.lineage[i], sizeof v->meta.lineage[i], "%s", json_string_value(n));
-            v->meta.depth++;
+            for (size_t k = 0; k < i; k++)
+                if (strcmp(m->lineage[k], s) == 0) {
+                    bad = "a lineage naming one volume twice";
+                    r = -EIO;
+                }
+            snprintf(m->lineage[i], sizeof m->lineage[i], "%s", s);
+        }
+        if (r == 0 && depth && strcmp(json_string_value(pname), m->lineage[depth - 1]) != 0) {
+            bad = "a parent other than the last of its lineage";
+            r = -EIO;
         }
         if (r == 0) {
-            v->meta.format = 1;
-            v->meta.size = (uint64_t)json_integer_value(size);
-            v->meta.block_size = (uint32_t)json_integer_value(bs);
-            v->meta.created_ms = json_is_integer(created) ? json_integer_value(created) : 0;
-            snprintf(v->meta.compression, sizeof v->meta.compression, "%s",
+            m->depth = (uint32_t)depth;
+            m->format = 1;
+            m->size = (uint64_t)json_integer_value(size);
+            m->block_size = (uint32_t)json_integer_value(bs);
+            m->created_ms = created_ms;
+            snprintf(m->compression, sizeof m->compression, "%s",
                      comp ? json_string_value(comp) : "none");
-            v->meta.encrypted = enc && !json_is_null(enc);
+            m->encrypted = enc && !json_is_null(enc);
             if (!duuid)
-                memcpy(v->meta.data_uuid, v->meta.uuid, 16);
-            format_uuid(v->meta.uuid, v->meta.uuid_str);
-            format_uuid(v->meta.data_uuid, v->meta.data_uuid_str);
-            v->meta.parent_snapshot[0] = v->meta.base_manifest[0] = 0;
+                memcpy(m->data_uuid, m->uuid, 16);
+            format_uuid(m->uuid, m->uuid_str);
+            format_uuid(m->data_uuid, m->data_uuid_str);
             if (parent) {
-                snprintf(v->meta.parent_snapshot, sizeof v->meta.parent_snapshot, "%s",
+                snprintf(m->parent_snapshot, sizeof m->parent_snapshot, "%s",
                          json_string_value(psnap));
                 if (json_is_string(pman))
-                    snprintf(v->meta.base_manifest, sizeof v->meta.base_manifest, "%s",
+                    snprintf(m->base_manifest, sizeof m->base_manifest, "%s",
                              json_string_value(pman));
             }
         }
     }
+    if (bad)
+        gfs_err(log, "%s: volume.json has %s: the volume is refused", name, bad);
     json_decref(root);
     return r;
+}
+
+static int parse_volmeta(struct glidefs_volume *v, const char *buf, size_t len)
+{
+    return gfs_volmeta_parse(&v->meta, v->name, &v->log, buf, len);
 }
 
 /* volume.json of meta, as text (caller frees). */
@@ -393,8 +447,8 @@ static int pick_last(void *arg, const char *key, uint64_t size)
     uint64_t e, s;
     if (!slash || gfs_parse_epoch_seq(slash + 1, &e, &s) < 0)
         return 0; /* not ours: ignore */
-    if (gfs_lease_fenced(p->lease, e, s))
-        return 0; /* written by a deposed writer */
+    if (gfs_lease_fenced(p->lease, e, s) || gfs_lease_below_floor(p->lease, e))
+        return 0; /* written by a deposed writer (or older than the newest one) */
     if (strcmp(key, p->best) > 0) {
         snprintf(p->best, sizeof p->best, "%s", key);
         p->found = 1;
@@ -420,6 +474,13 @@ static int apply_manifest(struct glidefs_volume *v, const char *key, int is_base
     uint64_t ke, ks;
     if (gfs_parse_epoch_seq(strrchr(key, '/') + 1, &ke, &ks) < 0 || ke != m.epoch || ks != m.seq) {
         gfs_err(&v->log, "%s: manifest %s names another position than its key", v->name, key);
+        gfs_manifest_free(&m);
+        return -EIO;
+    }
+    if (is_base && v->meta.depth == 0) {
+        /* only a clone has a base, its parent's (volume.json guarantees it) */
+        gfs_err(&v->log, "%s: manifest %s taken as a base of a volume that has no parent",
+                v->name, key);
         gfs_manifest_free(&m);
         return -EIO;
     }
@@ -505,7 +566,7 @@ static int collect_seg(void *arg, const char *key, uint64_t size)
     uint64_t e, s;
     if (!slash || gfs_parse_epoch_seq(slash + 1, &e, &s) < 0)
         return 0;
-    if (l->lease && gfs_lease_fenced(l->lease, e, s))
+    if (l->lease && (gfs_lease_fenced(l->lease, e, s) || gfs_lease_below_floor(l->lease, e)))
         return 0; /* a deposed writer's late segment: never part of the volume */
     if (l->n == l->cap) {
         size_t nc = l->cap ? l->cap * 2 : 64;
@@ -641,7 +702,7 @@ int gfs_volume_load_map(struct glidefs_volume *v)
         return r;
     }
     char start_after[512] = "";
-    if (!mp.found && v->meta.base_manifest[0]) {
+    if (!mp.found && v->meta.base_manifest[0] && v->meta.depth > 0) {
         /* a clone that has stored nothing of its own yet: its parent's snapshot */
         char base[512];
         snprintf(base, sizeof base, "nbd/%s/manifest/%s", v->meta.lineage[v->meta.depth - 1],
@@ -668,7 +729,10 @@ int gfs_volume_load_map(struct glidefs_volume *v)
         uint64_t e, s;
         gfs_parse_epoch_seq(tail, &e, &s);
         int fenced = gfs_lease_fenced(&v->lease, e, s);
-        if (!fenced && (!start_after[0] || strcmp(l.keys[i], start_after) > 0)) {
+        /* below the floor only a manifest vouches for a segment: one after
+         * the manifest there was uploaded by a writer deposed long ago */
+        if (!fenced && !gfs_lease_below_floor(&v->lease, e) &&
+            (!start_after[0] || strcmp(l.keys[i], start_after) > 0)) {
             r = apply_segment(v, l.keys[i], l.sizes[i]);
             continue;
         }
@@ -761,11 +825,15 @@ int gfs_volume_refresh(struct glidefs_volume *v)
     int r = gfs_lease_read(v->store, v->name, &l);
     if (r < 0)
         return r;
+    /* A raised floor dropped fences we could not check our map against
+     * (a segment applied before its fence came and went): start again from
+     * the newest manifest. */
+    int floor_rose = l.exists && l.floor > v->lease.floor;
     if (l.exists)
         v->lease = l;
     /* a new fence over something we applied: start again from the store */
     pthread_mutex_lock(&v->lock);
-    int stale = 0;
+    int stale = floor_rose;
     for (uint32_t i = 1; i < v->bm.nsegs && !stale; i++)
         stale = (v->bm.segs[i].epoch >> GFS_ORIGIN_SHIFT) == v->meta.depth &&
                 gfs_lease_fenced(&v->lease, v->bm.segs[i].epoch & GFS_EPOCH_MASK,
@@ -775,7 +843,8 @@ int gfs_volume_refresh(struct glidefs_volume *v)
         gfs_seg_key(start_after, sizeof start_after, v->name, v->last_seg_epoch, v->last_seg_seq);
     pthread_mutex_unlock(&v->lock);
     if (stale) {
-        gfs_info(&v->log, "%s: a new fence excludes segments we read; reloading the map", v->name);
+        gfs_info(&v->log, "%s: %s; reloading the map", v->name,
+                 floor_rose ? "the lease's fence floor rose" : "a new fence excludes segments we read");
         return rebuild_map(v);
     }
     char prefix[512];
@@ -827,6 +896,14 @@ int gfs_volume_write_manifest_force(struct glidefs_volume *v)
     return write_manifest(v, 1);
 }
 
+/* A manifest keyed no lower than the start of our epoch, (epoch, 0) when we
+ * have stored no segment in it yet: every reader then starts after it, so
+ * the next taker may raise the lease's floor to our epoch (lease.h). */
+int gfs_volume_write_manifest_mark(struct glidefs_volume *v)
+{
+    return write_manifest(v, 2);
+}
+
 static int write_manifest(struct glidefs_volume *v, int force)
 {
     SCOPED_LOCK(&v->manifest_lock);
@@ -835,6 +912,13 @@ static int write_manifest(struct glidefs_volume *v, int force)
     if (!force && (v->segs_since_manifest == 0 || v->last_seg_epoch == 0)) {
         pthread_mutex_unlock(&v->lock);
         return 0;
+    }
+    if (force == 2 && v->last_seg_epoch < v->epoch) {
+        /* the segments we know end before our epoch began; none of ours
+         * is committed (that would have moved last_seg), so this manifest
+         * is the map as our epoch began, and ours will sort after it */
+        v->last_seg_epoch = v->epoch;
+        v->last_seg_seq = 0;
     }
     m.epoch = v->last_seg_epoch;
     m.seq = v->last_seg_seq;
@@ -943,11 +1027,17 @@ GLIDEFS_API int glidefs_volume_exists(const glidefs_config *cfg, const char *nam
     return exists;
 }
 
-GLIDEFS_API int glidefs_store_check(const glidefs_config *cfg, char *err, size_t errlen)
+GLIDEFS_API int glidefs_store_check_info(const glidefs_config *cfg,
+                                         struct glidefs_store_info *info, size_t info_size,
+                                         char *err, size_t errlen)
 {
+    if (!cfg)
+        return -EINVAL;
+    struct glidefs_store_info res = {GLIDEFS_STORE_COND_UNKNOWN, ""};
     struct gfs_objstore *st = NULL;
     char e[256] = "";
-    int r = gfs_objstore_open(cfg, (struct gfs_log *)&cfg->log, &st, e, sizeof e);
+    struct gfs_log *log = (struct gfs_log *)&cfg->log;
+    int r = gfs_objstore_open(cfg, log, &st, e, sizeof e);
     if (r < 0) {
         if (err && errlen)
             snprintf(err, errlen, "%s", e);
@@ -959,8 +1049,41 @@ GLIDEFS_API int glidefs_store_check(const glidefs_config *cfg, char *err, size_t
     if (r < 0 && err && errlen)
         snprintf(err, errlen, "storage %s: listing failed: %s", cfg->storage_url,
                  glidefs_strerror(r));
+    if (r == 0) {
+        /* does the store honour the conditional writes leases rely on?
+         * (store_probe.h) A lax store is no start-up error: one node alone
+         * is safe on it; ownership.c refuses what is not. */
+        r = gfs_store_probe(st, log, &res.conditional_writes, res.detail, sizeof res.detail);
+        if (r < 0 && err && errlen)
+            snprintf(err, errlen, "storage %s: the conditional-write probe failed: %s",
+                     cfg->storage_url, glidefs_strerror(r));
+        if (r == 0 && res.conditional_writes != GLIDEFS_STORE_COND_OK)
+            gfs_err(log, "storage %s %s conditional writes (%s): taking a volume's write "
+                    "lease from another node, promote and forced promote are refused%s",
+                    cfg->storage_url,
+                    res.conditional_writes == GLIDEFS_STORE_COND_IGNORED ? "ignores" : "breaks",
+                    res.detail,
+                    cfg->storage_unsafe_lax_takeover
+                        ? " unless storage.unsafe_accept_split_brain_on_lax_store, which is "
+                          "set: two nodes taking a lease at once could both write"
+                        : "; one node alone stays safe");
+        if (r == 0) {
+            /* remembered for the volumes opened from this config (config.h) */
+            struct glidefs_config *w = (struct glidefs_config *)cfg;
+            snprintf(w->probe_detail, sizeof w->probe_detail, "%s", res.detail);
+            __atomic_store_n(&w->probe_wall_ms, gfs_wall_ms(), __ATOMIC_RELEASE);
+            __atomic_store_n(&w->probe_state, res.conditional_writes, __ATOMIC_RELEASE);
+        }
+    }
     gfs_objstore_close(st);
+    if (info && info_size)
+        memcpy(info, &res, info_size < sizeof res ? info_size : sizeof res);
     return r;
+}
+
+GLIDEFS_API int glidefs_store_check(const glidefs_config *cfg, char *err, size_t errlen)
+{
+    return glidefs_store_check_info(cfg, NULL, 0, err, errlen);
 }
 
 struct del_ctx {

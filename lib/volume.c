@@ -181,14 +181,26 @@ static void cache_fill(struct glidefs_volume *v, uint64_t b, const struct gfs_bm
         pthread_mutex_unlock(&v->lock);
         return;
     }
-    uint64_t maxb = v->budget > v->journal.bytes ? v->budget - v->journal.bytes : 0;
-    int64_t slot = gfs_cache_claim(&v->cache, b, maxb, &gen);
+    /* a new slot needs room in the node's budget (which may evict ours or
+     * another volume's coldest blocks); refilling one we hold does not */
+    uint64_t reserved = 0;
+    if (!gfs_cache_present(&v->cache, b)) {
+        if (gfs_budget_cache_admit(&v->bmem, v->bs) < 0) {
+            pthread_mutex_unlock(&v->lock);
+            return; /* no room now: the block is simply not cached */
+        }
+        reserved = v->bs;
+    }
+    int64_t slot = gfs_cache_claim(&v->cache, b, UINT64_MAX, &gen);
+    if (reserved)
+        gfs_budget_cache_done(&v->bmem, reserved); /* the claim is charged now */
     pthread_mutex_unlock(&v->lock);
     if (slot < 0)
         return;
     ssize_t w = pwrite(v->cache.fd, buf, v->bs, (off_t)(b * v->bs));
     pthread_mutex_lock(&v->lock);
-    gfs_cache_commit(&v->cache, slot, gen, cur.seg, cur.offset, w == (ssize_t)v->bs);
+    if (!gfs_cache_commit(&v->cache, slot, gen, cur.seg, cur.offset, w == (ssize_t)v->bs))
+        gfs_cache_stale_write(&v->cache, b);
     pthread_mutex_unlock(&v->lock);
 }
 
@@ -416,10 +428,33 @@ GLIDEFS_API int glidefs_pread(glidefs_volume *v, void *buf, size_t len, uint64_t
 /* ------------------------------------------------------------------------ */
 /* write path                                                                 */
 
-static int journal_pressure_wait(glidefs_volume *v)
+/* Room in the journal for a record of reclen bytes. A new file, when one is
+ * needed, must first be admitted by the node's budget: the dirty share of
+ * cache.disk_size is the node's, so a writer may wait for other volumes'
+ * uploads (the budget has their syncers hurry) as well as for its own.
+ * Back-pressure, never failure. Lock held; dropped while waiting.
+ * *reserved: bytes to hand back (gfs_budget_journal_done) once
+ * gfs_journal_reserve has charged the file, or failed. */
+static int journal_room(glidefs_volume *v, uint64_t reclen, uint64_t *reserved)
 {
-    int waited = 0;
-    while (v->journal.bytes >= v->journal_limit && !v->stop && !v->read_only) {
+    int waited = 0, waiting = 0;
+    *reserved = 0;
+    for (;;) {
+        int r = v->read_only ? -EROFS /* the lease went away while we waited */
+                : v->stop ? -ESHUTDOWN : 0;
+        uint64_t need = 0, gen = 0;
+        if (r == 0) {
+            v->journal.file_size = gfs_budget_jfile_size(v->bud);
+            need = gfs_journal_need(&v->journal, reclen);
+        }
+        if (r < 0 || need == 0) {
+            gfs_budget_journal_cancel(&v->bmem, &waiting);
+            return r;
+        }
+        if (gfs_budget_journal_admit(&v->bmem, need, &waiting, &gen) == 0) {
+            *reserved = need;
+            return 0;
+        }
         /* Bytes on disk include dead files the syncer has yet to delete and
          * live data it has yet to upload: make it hurry either way. */
         if (!waited)
@@ -427,12 +462,11 @@ static int journal_pressure_wait(glidefs_volume *v)
         waited = 1;
         v->force++;
         pthread_cond_broadcast(&v->syncer_cond);
-        pthread_cond_wait(&v->cond, &v->lock);
+        pthread_mutex_unlock(&v->lock);
+        gfs_budget_wait(v->bud, gen, 50);
+        pthread_mutex_lock(&v->lock);
         v->force--;
     }
-    if (v->read_only)
-        return -EROFS; /* the lease went away while we waited */
-    return v->stop ? -ESHUTDOWN : 0;
 }
 
 static int submit(glidefs_volume *v, uint32_t type, const void *data, uint64_t len,
@@ -474,9 +508,12 @@ static int submit(glidefs_volume *v, uint32_t type, const void *data, uint64_t l
         pthread_mutex_unlock(&v->lock);
         return -EIO;
     }
-    r = journal_pressure_wait(v);
+    uint64_t jres = 0;
+    r = journal_room(v, reclen, &jres);
     if (r == 0)
         r = gfs_journal_reserve(&v->journal, reclen, &jf, &joff, &ticket);
+    if (jres)
+        gfs_budget_journal_done(&v->bmem, jres); /* the new file is charged (or failed) */
     if ((r == -ENOSPC) != v->disk_full) {
         /* say it once when it starts and once when it ends: the client sees
          * only ENOSPC, the operator must learn which disk is full */
@@ -518,8 +555,6 @@ static int submit(glidefs_volume *v, uint32_t type, const void *data, uint64_t l
         db->last_ms = now;
         npending++;
     }
-    uint64_t maxb = v->budget > v->journal.bytes ? v->budget - v->journal.bytes : 0;
-    gfs_cache_shrink(&v->cache, maxb);
     pthread_mutex_unlock(&v->lock);
 
     int ok = 0;
@@ -848,15 +883,54 @@ static uint64_t fenced_dirs_bytes(glidefs_volume *v)
     return c.bytes;
 }
 
-static int set_journal_aside(glidefs_volume *v, uint64_t old_epoch, uint64_t fsz)
+static void journal_acct(void *arg, int64_t delta)
+{
+    glidefs_volume *v = arg;
+    gfs_budget_journal_add(&v->bmem, delta);
+}
+
+/* The journal in <dir>/journal, its files charged to the node's budget. */
+static int journal_open(glidefs_volume *v, const char *path)
+{
+    int r = gfs_journal_init(&v->journal, path, gfs_budget_jfile_size(v->bud), &v->log);
+    v->journal.acct = journal_acct;
+    v->journal.acct_arg = v;
+    return r;
+}
+
+static void cache_acct(void *arg, int64_t delta)
+{
+    glidefs_volume *v = arg;
+    gfs_budget_cache_add(&v->bmem, delta);
+}
+
+/* The budget evicts from this volume (lock held: by the caller if the budget
+ * acts for this volume, else taken with trylock by the budget). */
+static uint64_t budget_evict(void *arg, uint64_t bytes)
+{
+    glidefs_volume *v = arg;
+    uint64_t have = v->cache.bytes;
+    return gfs_cache_shrink(&v->cache, have > bytes ? have - bytes : 0);
+}
+
+/* Another volume waits for journal room: upload now (gfs_budget_pressure). */
+static void budget_kick(void *arg)
+{
+    glidefs_volume *v = arg;
+    pthread_cond_broadcast(&v->syncer_cond); /* no lock: it also wakes once a second */
+}
+
+static int set_journal_aside(glidefs_volume *v, uint64_t old_epoch)
 {
     char from[4200], to[4300];
     snprintf(from, sizeof from, "%s/journal", v->dir);
     snprintf(to, sizeof to, "%s/fenced-%016" PRIx64 "-%" PRId64, v->dir, old_epoch, gfs_wall_ms());
+    char who[200];
+    gfs_lease_who(&v->lease, who, sizeof who);
     gfs_err(&v->log, "%s: the journal (%" PRIu64 " bytes) was written under epoch %" PRIu64
-            ", which is over (the lease is now epoch %" PRIu64 " of node %s): kept aside in %s, "
-            "not uploaded", v->name, v->journal.bytes, old_epoch, v->lease.epoch,
-            v->lease.exists ? v->lease.node_id : "?", to);
+            " by a writer the lease no longer names (it is now epoch %" PRIu64 " of %s): kept "
+            "aside in %s, not uploaded", v->name, v->journal.bytes, old_epoch, v->lease.epoch,
+            who, to);
     gfs_dirty_free(&v->dirty);
     gfs_dirty_init(&v->dirty);
     gfs_journal_destroy(&v->journal);
@@ -867,7 +941,7 @@ static int set_journal_aside(glidefs_volume *v, uint64_t old_epoch, uint64_t fsz
         fsync(dfd);
         close(dfd);
     }
-    return gfs_journal_init(&v->journal, from, fsz, &v->log);
+    return journal_open(v, from);
 }
 
 static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
@@ -910,13 +984,24 @@ static void volume_free(glidefs_volume *v)
         char p[4200];
         snprintf(p, sizeof p, "%s/lock", v->dir);
         unlink(p);
+        snprintf(p, sizeof p, "%s/writer", v->dir);
+        unlink(p);
         rmdir(v->dir);
     }
+    /* under the lock: the budget may be evicting from it for another volume */
+    pthread_mutex_lock(&v->lock);
     gfs_cache_close(&v->cache);
+    pthread_mutex_unlock(&v->lock);
     gfs_dirty_free(&v->dirty); /* before the journal: extents point at its files */
     gfs_journal_destroy(&v->journal);
+    /* its share goes back to the node's other volumes */
+    gfs_budget_leave(&v->bmem);
+    gfs_budget_unref(v->bud);
     gfs_bm_free(&v->bm);
     gfs_objstore_close(v->store);
+    gfs_objstore_close(v->probe_store);
+    if (v->wrec_fd >= 0)
+        close(v->wrec_fd);
     gfs_codec_free(v->codec);
     gfs_snapshots_free(v);
     for (size_t i = 0; i < v->ngarbage; i++)
@@ -943,6 +1028,10 @@ static int volume_setup(glidefs_volume *v, const glidefs_config *cfg, unsigned f
         gfs_err(&v->log, "cannot create cache dir %s: %s", cfg->cache_dir, strerror(-r));
         return r;
     }
+    /* the writer identity of this cache dir (identity.h) */
+    r = gfs_instance_get(cfg->cache_dir, &v->log, v->instance);
+    if (r < 0)
+        return r;
     if (asprintf(&v->dir, "%s/%s", cfg->cache_dir, v->name) < 0) {
         v->dir = NULL;
         return -ENOMEM;
@@ -965,6 +1054,21 @@ static int volume_setup(glidefs_volume *v, const glidefs_config *cfg, unsigned f
         gfs_err(&v->log, "%s: %s", v->name, err);
         return r;
     }
+    if (!v->ro_forced) {
+        /* the conditional-write probe before a takeover gets its own handle */
+        r = gfs_objstore_open(cfg, &v->log, &v->probe_store, err, sizeof err);
+        if (r < 0) {
+            gfs_err(&v->log, "%s: %s", v->name, err);
+            return r;
+        }
+    }
+    /* what this cache dir last wrote into the lease (made at the first write) */
+    r = gfs_wrec_open(v->dir, 0, &v->wrec_fd);
+    if (r == 0 && gfs_wrec_read(v->wrec_fd, &v->wrec) == 0)
+        v->wrec_valid = 1;
+    else if (r < 0 && r != -ENOENT)
+        return r;
+    v->wrec_cur_landed = 0; /* until the lease shows it did */
     r = gfs_volmeta_load(v, cfg, !!(flags & GLIDEFS_OPEN_CREATE), !!(flags & GLIDEFS_OPEN_EXCLUSIVE),
                          create_size);
     if (r < 0)
@@ -987,6 +1091,10 @@ static int volume_setup(glidefs_volume *v, const glidefs_config *cfg, unsigned f
     r = gfs_volume_load_map(v);
     if (r < 0)
         return r;
+    /* the epoch the journal's records were written under */
+    r = gfs_own_state_read(v, &v->local_epoch);
+    if (r < 0)
+        return r;
     /* Take the lease (or attach read-only) before the journal is looked at:
      * leftover dirty data is uploaded only by the lease holder of its epoch. */
     r = gfs_own_acquire(v, !(flags & GLIDEFS_OPEN_READONLY));
@@ -995,29 +1103,17 @@ static int volume_setup(glidefs_volume *v, const glidefs_config *cfg, unsigned f
         return r;
     }
 
-    /* journal: files of 1/16 of the budget (1..64 MiB); writes wait when the
-     * journal holds half the budget, leaving the rest to clean data */
-    uint64_t fsz = v->budget / 16;
-    if (fsz < (1u << 20))
-        fsz = 1u << 20;
-    if (fsz > (64u << 20))
-        fsz = 64u << 20;
-    v->journal_limit = v->budget / 2;
-    if (v->journal_limit < 4 * fsz)
-        v->journal_limit = 4 * fsz;
+    /* journal: its file size and how much of it may be dirty are the node
+     * budget's (budget.h) */
     snprintf(path, sizeof path, "%s/journal", v->dir);
-    r = gfs_journal_init(&v->journal, path, fsz, &v->log);
+    r = journal_open(v, path);
     if (r < 0)
         return r;
-    uint64_t local_epoch = 0;
-    r = gfs_own_state_read(v, &local_epoch);
-    if (r < 0)
-        return r;
-    /* Is the journal ours to continue? Only if this node holds the lease in
-     * the epoch the journal was written under (or reads it read-only while
-     * still holding it). */
-    int ours = v->lease.exists && !v->lease.released && v->lease.epoch == local_epoch &&
-               strcmp(v->lease.node_id, v->node_id) == 0;
+    uint64_t local_epoch = v->local_epoch;
+    /* Is the journal ours to continue? Only if this cache dir resumed the
+     * lease it held when the journal was written (or reads it read-only
+     * while still holding it): ownership.c decided. */
+    int ours = v->journal_ours;
     struct replay_ctx rc = {v, gfs_now_ms(), !ours, 0};
     uint64_t max_seq = 0;
     r = gfs_journal_recover(&v->journal, replay_record, &rc, &max_seq);
@@ -1032,7 +1128,7 @@ static int volume_setup(glidefs_volume *v, const glidefs_config *cfg, unsigned f
     } else if (rc.stale && rc.records) {
         /* Written under an epoch that is over: another writer may have stored
          * newer data since, so merging would be wrong. Keep it aside. */
-        r = set_journal_aside(v, local_epoch, fsz);
+        r = set_journal_aside(v, local_epoch);
         if (r < 0)
             return r;
     } else if (v->dirty.nblocks) {
@@ -1051,10 +1147,16 @@ static int volume_setup(glidefs_volume *v, const glidefs_config *cfg, unsigned f
         v->next_seq = 1;
 
     snprintf(path, sizeof path, "%s/cache.dat", v->dir);
-    uint64_t slots = v->budget / v->bs;
+    /* room for the whole budget: a volume alone may use all of it */
+    uint64_t slots = gfs_budget_total(v->bud) / v->bs;
     if (slots > UINT32_MAX)
         slots = UINT32_MAX;
+    /* under the lock: the budget may look at it from another volume's thread */
+    pthread_mutex_lock(&v->lock);
     r = gfs_cache_open(&v->cache, path, v->bs, (uint32_t)slots);
+    v->cache.acct = cache_acct;
+    v->cache.acct_arg = v;
+    pthread_mutex_unlock(&v->lock);
     if (r < 0)
         return r;
     return 0;
@@ -1098,11 +1200,16 @@ GLIDEFS_API int glidefs_volume_open(const glidefs_config *cfg, const char *name,
     v->max_dirty_age_ms = cfg->max_dirty_age_ms > 0 ? cfg->max_dirty_age_ms : 60000;
     if (v->max_dirty_age_ms < v->sync_delay_ms)
         v->max_dirty_age_ms = v->sync_delay_ms;
-    v->budget = cfg->cache_disk_size ? cfg->cache_disk_size : (100ull << 30);
     v->ro_forced = !!(flags & GLIDEFS_OPEN_READONLY);
     v->read_only = 1; /* until the lease is ours */
     v->next_seq = 1;
     snprintf(v->node_id, sizeof v->node_id, "%s", cfg->node_id ? cfg->node_id : "node");
+    snprintf(v->node_id_legacy, sizeof v->node_id_legacy, "%s",
+             cfg->node_id_legacy ? cfg->node_id_legacy : "");
+    v->wrec_fd = -1;
+    v->unsafe_lax = cfg->storage_unsafe_lax_takeover;
+    v->probe_state = __atomic_load_n(&cfg->probe_state, __ATOMIC_ACQUIRE);
+    v->probe_wall_ms = __atomic_load_n(&cfg->probe_wall_ms, __ATOMIC_ACQUIRE);
     v->lease_timeout_ms = cfg->lease_timeout_ms > 0 ? cfg->lease_timeout_ms : 30000;
     v->comp_min_live_pct = cfg->compaction_min_live_pct;
     v->comp_interval_ms = (int64_t)cfg->compaction_interval_s * 1000;
@@ -1117,6 +1224,21 @@ GLIDEFS_API int glidefs_volume_open(const glidefs_config *cfg, const char *name,
     v->cost_put_1000 = cfg->cost_put_per_1000;
     v->cost_get_1000 = cfg->cost_get_per_1000;
 
+    /* the node's budget: the config's (every volume opened with it shares
+     * it), or this volume's own for a config made without one */
+    struct gfs_budget *bud = cfg->budget;
+    if (bud) {
+        gfs_budget_ref(bud);
+    } else if (gfs_budget_new(&bud) < 0) {
+        volume_free(v);
+        return -ENOMEM;
+    }
+    v->bud = bud;
+    v->bmem.lock = &v->lock;
+    v->bmem.evict = budget_evict;
+    v->bmem.kick = budget_kick;
+    v->bmem.arg = v;
+    gfs_budget_join(bud, &v->bmem, cfg->cache_disk_size ? cfg->cache_disk_size : (100ull << 30));
     int r = volume_setup(v, cfg, flags, create_size);
     if (r == 0) {
         /* read-ahead GETs: half the store's connections, the rest for uploads */
@@ -1242,6 +1364,10 @@ GLIDEFS_API int glidefs_stats(glidefs_volume *v, struct glidefs_stats *out, size
     s.lease_epoch = v->lease.epoch;
     snprintf(s.lease_node, sizeof s.lease_node, "%s",
              v->lease.exists && !v->lease.released ? v->lease.node_id : "");
+    snprintf(s.lease_instance, sizeof s.lease_instance, "%s",
+             v->lease.exists && !v->lease.released ? v->lease.instance : "");
+    s.store_conditional = v->probe_state;
+    s.store_probe_ms = v->probe_wall_ms;
     s.lease_owner = v->owner;
     s.last_error = v->sync_error ? v->sync_error : v->deferred_error;
     int64_t oldest = 0;

@@ -16,11 +16,13 @@
 
 #include "glidefs/glidefs.h"
 #include "blockmap.h"
+#include "budget.h"
 #include "cache.h"
 #include "config.h"
 #include "dirty.h"
 #include "journal.h"
 #include "lease.h"
+#include "identity.h"
 #include "keywrap.h"
 #include "codec.h"
 #include "log.h"
@@ -80,8 +82,11 @@ struct glidefs_volume {
                                     (storage.max_connections) */
     int64_t sync_delay_ms;
     int64_t max_dirty_age_ms;
-    uint64_t budget;             /* cache.disk_size: journal + clean cache */
-    uint64_t journal_limit;      /* writes wait above this */
+    /* cache.disk_size is the node's (budget.h): this volume's journal and
+     * clean cache are charged to the budget of the config it was opened
+     * with, shared with every other volume of that config */
+    struct gfs_budget *bud;
+    struct gfs_budget_member bmem;
     int read_only;               /* writes refused: not the lease holder, or opened so */
     int ro_forced;               /* opened with GLIDEFS_OPEN_READONLY: never promotes */
 
@@ -112,6 +117,22 @@ struct glidefs_volume {
 
     /* ownership (ownership.c): the write lease */
     char node_id[129];
+    char node_id_legacy[129];    /* older builds' default node id ("" if node_id was set) */
+    char instance[GFS_LEASE_ID_HEX + 1]; /* of the cache dir (identity.h) */
+    int wrec_fd;                 /* <dir>/writer, -1 until this volume may write */
+    struct gfs_wrec wrec;        /* as last read or written (under own_lock) */
+    int wrec_valid;              /* wrec holds a record (else none was ever written here) */
+    int wrec_cur_landed;         /* the lease PUT of wrec.cur succeeded (or was found) */
+    char own_session[GFS_LEASE_ID_HEX + 1]; /* wrec.cur's session, under v->lock */
+    uint64_t gens_sent[8];       /* the session's last lease generations sent (v->lock) */
+    unsigned gens_next;
+    uint64_t local_epoch;        /* <dir>/epoch at open: the epoch of the journal's records */
+    int journal_ours;            /* at open: the journal continues under the lease we hold */
+    int unsafe_lax;              /* storage.unsafe_accept_split_brain_on_lax_store */
+    struct gfs_objstore *probe_store; /* its own handle: the probe's requests and expected
+                                       * failures stay out of the volume's store counters */
+    int probe_state;             /* GLIDEFS_STORE_COND_* (v->lock) */
+    int64_t probe_wall_ms;       /* when; 0: never (v->lock) */
     int64_t lease_timeout_ms;
     struct gfs_lease lease;      /* as last read or written (under own_lock) */
     pthread_mutex_t own_lock;    /* serialises lease changes and map refreshes */
@@ -184,6 +205,8 @@ int gfs_volume_load_map(struct glidefs_volume *v);
 int gfs_volume_write_manifest(struct glidefs_volume *v);
 /* even with no new segment (a clone's first manifest, at key 0-0 if it has none) */
 int gfs_volume_write_manifest_force(struct glidefs_volume *v);
+/* forced, and keyed at least (our epoch, 0): lets the next taker raise the floor */
+int gfs_volume_write_manifest_mark(struct glidefs_volume *v);
 
 /* volmeta.c: follow the store (read-only volumes): new segments, new fences */
 int gfs_volume_refresh(struct glidefs_volume *v);
@@ -200,6 +223,10 @@ int gfs_own_release(struct glidefs_volume *v);
 int gfs_own_confirm(struct glidefs_volume *v);
 int gfs_own_state_read(struct glidefs_volume *v, uint64_t *epoch);
 int gfs_own_state_write(struct glidefs_volume *v);
+/* Is a journal written under local_epoch ours to go on with, given lease l
+ * (does l name this cache dir's writer record, in that journal's lineage)? */
+int gfs_own_journal_ours(struct glidefs_volume *v, const struct gfs_lease *l,
+                         uint64_t local_epoch);
 
 /* compactor.c: one bounded step, called by the syncer thread when idle
  * (lock held; dropped for I/O). Returns 1 if it did work. */
@@ -219,12 +246,49 @@ int gfs_clone_origin(struct gfs_objstore *st, const char *name, char *parent, si
 int gfs_purge_forget(struct gfs_objstore *st, const char *parent, const char *child,
                      const char *snap);
 int gfs_fence_hold(struct glidefs_volume *v);
+/* For each "@fenced-<epoch>" hold: the epochs [lo, hi] whose fences its
+ * view needs (lo: the epoch of the manifest it keeps; hi: the held epoch,
+ * whose fence says how many segments the view must find) */
+#define GFS_MAX_RANGES 256
+struct gfs_epoch_ranges {
+    size_t n;
+    struct gfs_epoch_range {
+        uint64_t lo, hi;
+        char name[GLIDEFS_NAME_MAX + 8];
+    } r[GFS_MAX_RANGES];
+};
+int gfs_fence_hold_ranges(struct gfs_objstore *st, const char *name,
+                          struct gfs_epoch_ranges *rs);
 int gfs_held_epoch(const struct glidefs_volume *v, uint64_t epoch);
 int gfs_fence_holds_expire(struct glidefs_volume *v);
 void gfs_snapshots_free(struct glidefs_volume *v);
+/* A snapshot name a key may carry: a user's (glidefs_name_valid) or an
+ * internal one ("@clone-<child>", "@fenced-<epoch>"). */
+int gfs_snap_name_ok(const char *s);
+/* A snapshot object nbd/<vol>/snap/<name>, validated (its name field, if
+ * any, must be <name>). -EIO when malformed. */
+struct gfs_snapinfo {
+    char manifest[40]; /* "<epoch>-<seq>", "" when the volume held nothing */
+    int64_t created_ms;
+    uint64_t size;
+};
+int gfs_snap_parse(const char *buf, size_t len, const char *name, struct gfs_snapinfo *si);
+/* A clone marker nbd/<vol>/children/<child>: the snapshot the child was made
+ * from, into snap (slen bytes). -EIO when malformed. */
+int gfs_child_marker_parse(const char *buf, size_t len, char *snap, size_t slen);
+/* The parent name and snapshot a volume.json (or tombstone) names; both ""
+ * for a root or a volume.json that does not say. -EIO when it names them
+ * but not validly. */
+int gfs_clone_origin_parse(const char *buf, size_t len, char *parent, size_t plen, char *snap,
+                           size_t slen);
 /* volmeta.c */
 int gfs_volume_apply_manifest_key(struct glidefs_volume *v, const char *key, int is_base);
 char *gfs_volmeta_text(const struct gfs_volmeta *m, int deleted);
+/* Parse and validate volume.json of volume `name` into *m (every field, and
+ * the fields against each other); logs what is wrong. -EIO when invalid,
+ * -ENOENT for a tombstone, -ENOTSUP for an unknown compression. */
+int gfs_volmeta_parse(struct gfs_volmeta *m, const char *name, const struct gfs_log *log,
+                      const char *buf, size_t len);
 
 /* syncer.c */
 int gfs_syncer_start(struct glidefs_volume *v);

@@ -8,6 +8,10 @@
  * left, rate, ETA) while it waits: a second thread polls the export's
  * dirty_bytes while the POST runs.
  *
+ * The token: --token-file FILE or $GLIDEFS_TOKEN_FILE (the file's first
+ * line), $GLIDEFS_TOKEN, or --token TOKEN - which any local user sees in
+ * ps until glidefs-ctl has started and blanked it in its argv.
+ *
  * Exit status (glidefs-ctl(1)): 0 done, 1 the API refused or failed,
  * 2 bad usage, 3 the API could not be reached (or did not answer like
  * glidefsd), 4 missing or wrong token, 5 timed out, 6 no such export (or
@@ -72,7 +76,7 @@ static void errorf(const char *fmt, ...)
 static void usage(FILE *f)
 {
     fprintf(f,
-            "Usage: glidefs-ctl [--api URL] [--token TOKEN] [--json] COMMAND [ARGS]\n"
+            "Usage: glidefs-ctl [--api URL] [--token-file FILE] [--json] COMMAND [ARGS]\n"
             "\n"
             "Manage the exports of a running glidefsd through its REST API.\n"
             "\n"
@@ -103,7 +107,11 @@ static void usage(FILE *f)
             "Options:\n"
             "  --api URL      API base URL (default $GLIDEFS_API, else " DEFAULT_API ");\n"
             "                 unix:/PATH talks to servers.api.unix_socket\n"
-            "  --token TOKEN  bearer token (default $GLIDEFS_TOKEN)\n"
+            "  --token-file FILE\n"
+            "                 read the bearer token from FILE's first line (default\n"
+            "                 $GLIDEFS_TOKEN_FILE, else $GLIDEFS_TOKEN)\n"
+            "  --token TOKEN  the token itself; visible to every local user in ps: prefer\n"
+            "                 --token-file or $GLIDEFS_TOKEN\n"
             "  --json         print the API's JSON answer instead of a summary\n"
             "  -h, --help     this help;  -V, --version  the version\n"
             "\n"
@@ -315,8 +323,8 @@ static int report_failure(const char *what, const struct answer *a)
         fprintf(stderr, "  (with glidefs-ctl, ?timeout_s= is --timeout SECONDS)\n");
     switch (a->status) {
     case 401:
-        fprintf(stderr, "  Pass the token of servers.api.token with --token TOKEN, or set "
-                        "GLIDEFS_TOKEN.\n");
+        fprintf(stderr, "  Pass the token of servers.api.token with --token-file FILE (or "
+                        "GLIDEFS_TOKEN_FILE), GLIDEFS_TOKEN, or --token TOKEN.\n");
         return EXIT_AUTH;
     case 404:
         return EXIT_NOTFOUND;
@@ -1031,6 +1039,41 @@ static int cmd_clone(const char *parent, const char *child)
 /* Command line                                                              */
 /* ------------------------------------------------------------------------ */
 
+/* The token from FILE: its first line, without the line end (malloc'd), or
+ * NULL after saying what is wrong. */
+static char *read_token_file(const char *path, const char *from)
+{
+    FILE *f = fopen(path, "re");
+    if (!f) {
+        errorf("%s %s: %s", from, path, strerror(errno));
+        return NULL;
+    }
+    char buf[4097];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    int bad = ferror(f);
+    fclose(f);
+    buf[n] = '\0';
+    buf[strcspn(buf, "\r\n")] = '\0';
+    if (bad || !buf[0] || n == sizeof buf - 1) {
+        errorf("%s %s: %s", from, path,
+               bad ? "cannot be read" : buf[0] ? "the token is longer than 4 KiB"
+                                                 : "the first line is empty (no token)");
+        return NULL;
+    }
+    char *t = strdup(buf);
+    memset(buf, 0, sizeof buf);
+    if (!t)
+        errorf("out of memory");
+    return t;
+}
+
+/* Blank a secret in argv, so ps and /proc/PID/cmdline stop showing it. */
+static void scrub(char *arg)
+{
+    for (; *arg; arg++)
+        *arg = '*';
+}
+
 /* Value of "--opt VALUE" or "--opt=VALUE" at argv[*i]. */
 static const char *opt_value(int argc, char **argv, int *i, const char *flag)
 {
@@ -1056,7 +1099,9 @@ int main(int argc, char **argv)
     int npos = 0;
     bool opts_done = false;
     opt.api = getenv("GLIDEFS_API");
-    opt.token = getenv("GLIDEFS_TOKEN");
+    /* the last of --token / --token-file, else $GLIDEFS_TOKEN_FILE, else $GLIDEFS_TOKEN */
+    char *cli_token = NULL;
+    const char *cli_token_file = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (opts_done || a[0] != '-' || !a[1]) {
@@ -1077,8 +1122,21 @@ int main(int argc, char **argv)
             if (!(opt.api = opt_value(argc, argv, &i, "--api")))
                 return EXIT_USAGE;
         } else if (is_opt(a, "--token")) {
-            if (!(opt.token = opt_value(argc, argv, &i, "--token")))
+            const char *v = opt_value(argc, argv, &i, "--token");
+            if (!v)
                 return EXIT_USAGE;
+            free(cli_token);
+            if (!(cli_token = strdup(v))) {
+                errorf("out of memory");
+                return EXIT_USAGE;
+            }
+            scrub((char *)v); /* v points into argv */
+            cli_token_file = NULL;
+        } else if (is_opt(a, "--token-file")) {
+            if (!(cli_token_file = opt_value(argc, argv, &i, "--token-file")))
+                return EXIT_USAGE;
+            free(cli_token);
+            cli_token = NULL;
         } else if (strcmp(a, "--json") == 0) {
             opt.json = true;
         } else if (strcmp(a, "--force") == 0) {
@@ -1103,6 +1161,16 @@ int main(int argc, char **argv)
             return EXIT_USAGE;
         }
     }
+    const char *env_file = getenv("GLIDEFS_TOKEN_FILE");
+    if (cli_token)
+        opt.token = cli_token;
+    else if (cli_token_file && !(opt.token = read_token_file(cli_token_file, "--token-file")))
+        return EXIT_USAGE;
+    else if (!cli_token_file && env_file && *env_file &&
+             !(opt.token = read_token_file(env_file, "GLIDEFS_TOKEN_FILE")))
+        return EXIT_USAGE;
+    else if (!cli_token_file && !(env_file && *env_file))
+        opt.token = getenv("GLIDEFS_TOKEN");
     if (!opt.api || !*opt.api)
         opt.api = DEFAULT_API;
     if (npos == 0) {

@@ -13,8 +13,8 @@
  *                                              kept aside; reads the store only
  *
  * Zero runs are not copied: import writes them as zeroes (no data stored),
- * export leaves holes in a sparse output file. Exit status: 0 done, 1 failed,
- * 2 usage.
+ * export leaves holes in a sparse output file, created 0600 (a guest's disk;
+ * an existing file keeps its mode). Exit status: 0 done, 1 failed, 2 usage.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -205,7 +205,7 @@ static int do_export(glidefs_config *cfg, const char *name, const char *file)
         fprintf(stderr, "glidefs-image: cannot open volume %s: %s\n", name, glidefs_strerror(r));
         return 1;
     }
-    int fd = open(file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    int fd = open(file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600); /* a guest's disk */
     if (fd < 0) {
         fprintf(stderr, "glidefs-image: %s: %s\n", file, strerror(errno));
         glidefs_volume_close(v);
@@ -269,7 +269,7 @@ static int do_export_fenced(glidefs_config *cfg, const char *name, const char *f
         return 1;
     }
     int created = 1;
-    int fd = open(file, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    int fd = open(file, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0 && errno == EEXIST) {
         created = 0;
         fd = open(file, O_WRONLY | O_CLOEXEC);

@@ -75,7 +75,10 @@ enum glidefs_log_level {
 /* Log callback: called from any library thread, possibly concurrently. */
 typedef void (*glidefs_log_fn)(void *arg, int level, const char *msg);
 
-/* A config holding the defaults of DESIGN.md (file:// store needs storage.url). */
+/* A config holding the defaults listed in glidefs.yaml(5) (file:// store needs
+ * storage.url). Every volume opened with one config shares its
+ * cache.disk_size as one budget (journals plus clean caches: the node's, see
+ * glidefs.yaml(5)); volumes of different configs never share one. */
 GLIDEFS_API glidefs_config *glidefs_config_new(void);
 
 /* Load a YAML config file (${ENV} expanded). On failure returns a negative
@@ -118,7 +121,10 @@ typedef struct glidefs_volume glidefs_volume;
 
 /* Open (or create) volume `name` in the config's store, with its cache and
  * journal under <cache.dir>/<name>/. Recovers the journal left by a crash:
- * every write acknowledged before a completed flush is back. create_size
+ * every write acknowledged before a completed flush is back. Takes the
+ * write lease unless another writer holds it (then read-only): a writer is
+ * a cache dir (glidefs_instance_id), and an open on the cache dir that held
+ * the lease resumes it in a new epoch. create_size
  * (bytes, multiple of 512, > 0) is used only when the volume is created.
  * Errors: -EINVAL bad name/size, -ENOENT no such volume and no CREATE,
  * -EEXIST with EXCLUSIVE, -EBUSY the cache dir is in use by another process,
@@ -164,13 +170,16 @@ GLIDEFS_API int glidefs_prefetch(glidefs_volume *vol, uint64_t offset, uint64_t 
  * timeout_ms < 0 waits forever; on timeout returns -ETIMEDOUT (nothing lost). */
 GLIDEFS_API int glidefs_drain(glidefs_volume *vol, int64_t timeout_ms);
 
-/* Make a read-only volume read-write: take the write lease (DESIGN.md promise
- * 5). Succeeds when the lease is free (released, or none) or expired (its
- * holder's heartbeat is older than servers.lease_timeout_ms), or with force.
+/* Make a read-only volume read-write: take the write lease (promise 2.5 in
+ * docs/design.md of the source tree). Succeeds when the lease is free
+ * (released, or none) or expired (its holder's heartbeat is older than
+ * servers.lease_timeout_ms), or with force.
  * Takes a new epoch and fences the previous one at the last segment seen, so
  * the old writer's later uploads are ignored everywhere. Already read-write:
  * 0, nothing changes. -EBUSY: held by a live node. -EROFS: opened with
- * GLIDEFS_OPEN_READONLY. */
+ * GLIDEFS_OPEN_READONLY. -ENOLCK: the store does not honour conditional
+ * writes and taking the lease from another writer is not allowed there (see
+ * glidefs_store_check_info). */
 GLIDEFS_API int glidefs_promote(glidefs_volume *vol, int force);
 
 /* Hand the write lease back: drain (up to timeout_ms, < 0 = forever), stop
@@ -295,6 +304,13 @@ struct glidefs_stats {
     uint64_t blocks_fetched;     /* blocks read from the store (reads, prefetch, partial-block uploads) */
     char lease_node[129];        /* node id holding the write lease ("" if released or none) */
     uint64_t readahead_blocks;   /* blocks put into the cache by sequential read-ahead */
+    /* one writer (README "One writer, leases and fencing") */
+    int store_conditional;       /* GLIDEFS_STORE_COND_*: the last probe of the store's
+                                    conditional writes (glidefs_store_check_info on the config
+                                    the volume was opened with, or before a takeover) */
+    int64_t store_probe_ms;      /* wall clock of that probe, 0 if none */
+    char lease_instance[33];     /* instance id of the lease's holder ("" if released, none,
+                                    or written by an older build) */
 };
 
 /* Result of glidefs_compact(). */
@@ -320,8 +336,43 @@ GLIDEFS_API int glidefs_stats(glidefs_volume *vol, struct glidefs_stats *st, siz
 
 /* Check that the configured store is reachable and usable (lists the
  * prefix; for S3 this catches bad credentials, a missing bucket or a wrong
- * endpoint). On failure writes one line naming the problem into err. */
+ * endpoint), and probe its conditional writes as glidefs_store_check_info
+ * does (a store that ignores them is logged as a warning, not an error). On
+ * failure writes one line naming the problem into err. */
 GLIDEFS_API int glidefs_store_check(const glidefs_config *cfg, char *err, size_t errlen);
+
+/* What a probe found about the store's conditional writes (If-None-Match
+ * and If-Match on PUT), on which the write lease relies. */
+#define GLIDEFS_STORE_COND_UNKNOWN 0 /* not probed, or the probe could not finish */
+#define GLIDEFS_STORE_COND_OK 1      /* honoured */
+#define GLIDEFS_STORE_COND_IGNORED 2 /* a PUT that had to fail overwrote the object */
+#define GLIDEFS_STORE_COND_BROKEN 3  /* a PUT that had to succeed was refused */
+
+struct glidefs_store_info {
+    int conditional_writes; /* GLIDEFS_STORE_COND_* */
+    char detail[256];       /* what the probe saw when not OK, else "" */
+};
+
+/* glidefs_store_check, and what it found: the probe PUTs, overwrites and
+ * deletes one scratch object "probe/<random>" under the store's prefix.
+ * The result is also remembered in cfg (volumes opened from it afterwards
+ * report it in glidefs_stats). On a store that does not honour conditional
+ * writes, taking the write lease from another writer is refused unless
+ * storage.unsafe_accept_split_brain_on_lax_store is set: glidefs_promote
+ * (with or without force) fails with -ENOLCK, and opening a volume whose
+ * lease another node released or let expire attaches read-only. Creating a
+ * lease and resuming this cache dir's own keep working. info (may be NULL)
+ * is filled up to info_size bytes. */
+GLIDEFS_API int glidefs_store_check_info(const glidefs_config *cfg,
+                                         struct glidefs_store_info *info, size_t info_size,
+                                         char *err, size_t errlen);
+
+/* The writer identity of cfg's cache dir: 32 hex digits, made at random on
+ * first use and kept in <cache.dir>/.instance (the volumes' leases name it,
+ * with node_id for humans). Two cache dirs are two writers, on one machine
+ * or on clones of one; a copy of a cache dir is told apart by the lease
+ * itself. buf: at least 33 bytes. Creates the cache dir if missing. */
+GLIDEFS_API int glidefs_instance_id(const glidefs_config *cfg, char *buf, size_t len);
 
 /* 1 if volume `name` exists in the configured store (and was not deleted),
  * 0 if not, or a negative errno when the store cannot tell. Opens nothing

@@ -206,6 +206,7 @@ class Glidefsd:
         self.log_level = log_level
         self.proc = None
         self.logf = None
+        self.preexec = None  # run in the child before exec (e.g. setrlimit)
         self.api_port = free_port() if api else None
         os.makedirs(self.cache, exist_ok=True)
         lines = []
@@ -248,7 +249,7 @@ class Glidefsd:
         env.update(self.env)
         self.proc = subprocess.Popen([self.exe, "-c", self.cfg, "--log-level", self.log_level],
                                      stdin=subprocess.DEVNULL, stdout=self.logf,
-                                     stderr=self.logf, env=env)
+                                     stderr=self.logf, env=env, preexec_fn=self.preexec)
         if wait:
             self.wait_ready(timeout)
         return self
@@ -405,7 +406,10 @@ def http(method, url, body=None, headers=None, timeout=10.0):
     c = http.client.HTTPConnection(u.hostname, u.port, timeout=timeout)
     try:
         path = u.path + ("?" + u.query if u.query else "")
-        c.request(method, path or "/", body=body, headers=headers or {})
+        headers = dict(headers or {})
+        if body is not None and "Content-Type" not in headers:
+            headers["Content-Type"] = "application/json"  # the API refuses other bodies
+        c.request(method, path or "/", body=body, headers=headers)
         r = c.getresponse()
         return r.status, dict(r.getheaders()), r.read()
     finally:

@@ -369,6 +369,7 @@ def rest_request(rng, port):
         hdrs.append(("Content-Length", str(len(body))))
     else:
         hdrs.append(("Content-Length", str(len(body))))
+        hdrs.append(("Content-Type", "application/json"))  # else 415 before the handlers
     version = "HTTP/1.1" if rng.random() < 0.95 else rng.choice(["HTTP/1.0", "HTTP/2.0",
                                                                   "HTTP/9", "FOO"])
     head = "%s %s%s %s\r\n" % (method, path, q, version)
@@ -392,7 +393,8 @@ def rest_part(d, good, rng):
     port = d.api_port
     # a real export for the state-changing routes to act on
     vb = b'{"name": "victim", "size": "16M"}'
-    st, body = raw_http(port, b"POST /api/exports HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+    st, body = raw_http(port, b"POST /api/exports HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                        b"Connection: close\r\nContent-Type: application/json\r\n"
                         b"Authorization: Bearer " + TOKEN.encode() +
                         b"\r\nContent-Length: %d\r\n\r\n" % len(vb) + vb)
     if st not in (200, 201):
@@ -430,7 +432,7 @@ def rest_part(d, good, rng):
         if i % 100 == 99:
             if not good.check("%d REST requests" % (i + 1)):
                 return good
-            st, body = raw_http(port, b"GET /api/exports HTTP/1.1\r\nHost: x\r\nConnection: "
+            st, body = raw_http(port, b"GET /api/exports HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: "
                                 b"close\r\nAuthorization: Bearer " + TOKEN.encode() + b"\r\n\r\n")
             if st != 200 or "exports" not in json.loads(body or b"{}"):
                 fail("the REST API stopped answering GET /api/exports: %s %r" % (st, body[:200]))

@@ -2,7 +2,8 @@
 # glidefs-image import/export round trip on the file:// store: a 40 MiB image
 # with random data, zero runs and a size that is not a multiple of 512; import,
 # export (from the cache), wipe the cache, export again (from the store), and
-# compare; bad usage gives exit 2 and a clear message.
+# compare; bad usage gives exit 2 and a clear message. Everything written
+# (image, store objects, cache files) is owner-only, whatever the umask.
 set -euo pipefail
 IMAGE_TOOL=$1
 t=$(mktemp -d "${TMPDIR:-/tmp}/glidefs-image-XXXXXX")
@@ -22,13 +23,20 @@ head -c $((16 << 20)) /dev/urandom > "$t/in.img"
 head -c $((8 << 20)) /dev/zero >> "$t/in.img"
 head -c $(((16 << 20) + 100)) /dev/urandom >> "$t/in.img"
 
-"$IMAGE_TOOL" import -c "$t/g.yaml" vm1 "$t/in.img"
+# umask 0: the modes below are the code's own, not the umask's
+(umask 000 && "$IMAGE_TOOL" import -c "$t/g.yaml" vm1 "$t/in.img")
 # the store holds segments and a manifest, in the documented layout
 ls "$t/store/nbd/vm1/seg/" | grep -Eq '^[0-9a-f]{16}-[0-9a-f]{16}$'
 ls "$t/store/nbd/vm1/manifest/" | grep -Eq '^[0-9a-f]{16}-[0-9a-f]{16}$'
 grep -q '"size": 41943552' "$t/store/nbd/vm1/volume.json"
 
-"$IMAGE_TOOL" export -c "$t/g.yaml" vm1 "$t/out1.img"
+(umask 000 && "$IMAGE_TOOL" export -c "$t/g.yaml" vm1 "$t/out1.img")
+# a guest's disk is nobody else's business: the image, every store object and
+# directory, and the cache (journal, cache.dat, lock) are owner-only
+[ "$(stat -c %a "$t/out1.img")" = 600 ] || { echo "exported image has mode $(stat -c %a "$t/out1.img")"; exit 1; }
+open=$(find "$t/store" "$t/cache" -perm /077 -printf '%m %p\n')
+[ -z "$open" ] || { echo "readable by others:"; echo "$open"; exit 1; }
+[ -n "$(find "$t/cache" -name 'cache.dat')" ] || { echo "no cache.dat to check"; exit 1; }
 rm -rf "$t/cache"
 "$IMAGE_TOOL" export -c "$t/g.yaml" vm1 "$t/out2.img"
 # the image padded to 512 with zeroes

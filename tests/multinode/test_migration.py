@@ -65,7 +65,8 @@ class Node(Daemon):
     def api(self, method, path, body=None, timeout=60):
         data = json.dumps(body).encode() if body is not None else None
         req = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", data=data,
-                                     method=method)
+                                     method=method,
+                                     headers={"Content-Type": "application/json"} if data else {})
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         try:
             with opener.open(req, timeout=timeout) as r:

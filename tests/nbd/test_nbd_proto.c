@@ -25,7 +25,7 @@
 
 struct fake {
     const char *default_export;
-    int opens, closes;
+    int opens, closes, queries;
     bool shutting_down;
 };
 
@@ -54,6 +54,23 @@ static uint32_t fake_open(void *ctx, const char *name, struct nbd_export_info *i
     return 0;
 }
 
+/* NBD_OPT_INFO: describes without opening (nothing to close). */
+static uint32_t fake_query(void *ctx, const char *name, struct nbd_export_info *info)
+{
+    struct fake *f = ctx;
+    uint32_t e = fake_resolve(ctx, name);
+    if (e)
+        return e;
+    if (!name[0])
+        name = f->default_export;
+    info->size = FAKE_SIZE;
+    info->read_only = strncmp(name, "ro", 2) == 0;
+    strcpy(info->canonical, name);
+    strcpy(info->description, "fake");
+    f->queries++;
+    return 0;
+}
+
 static void fake_close(void *ctx, void *handle)
 {
     struct fake *f = ctx;
@@ -77,6 +94,7 @@ static bool fake_shutting_down(void *ctx)
 static const struct nbd_hs_ops fake_ops = {
     .resolve = fake_resolve,
     .open = fake_open,
+    .query = fake_query,
     .close = fake_close,
     .list = fake_list,
     .shutting_down = fake_shutting_down,
@@ -427,8 +445,9 @@ static void test_hs_info_go(void **state)
         }
     }
     assert_true(saw_export && saw_bs && saw_name && saw_desc);
-    assert_int_equal(f.opens, 1);
-    assert_int_equal(f.closes, 1); /* INFO does not keep the export */
+    assert_int_equal(f.queries, 1);
+    assert_int_equal(f.opens, 0); /* INFO opens (creates) nothing: issue 21 item 9 */
+    assert_int_equal(f.closes, 0);
     nbd_buf_free(&out);
 
     /* Structured replies, then GO: DF is advertised. */
@@ -452,8 +471,8 @@ static void test_hs_info_go(void **state)
     assert_string_equal(hs.info.canonical, "vm1");
     nbd_buf_free(&out);
     nbd_hs_free(&hs); /* releases the unclaimed handle */
-    assert_int_equal(f.opens, 2);
-    assert_int_equal(f.closes, 2);
+    assert_int_equal(f.opens, 1);
+    assert_int_equal(f.closes, 1);
 }
 
 static void test_hs_refusals(void **state)

@@ -2,7 +2,8 @@
 # examples/systemd/glidefsd.service and the unit `meson install` puts in
 # <prefix>/lib/systemd/system pass `systemd-analyze verify` (with ExecStart
 # pointed at the glidefsd just built, since verify wants it to exist), and
-# keep their promises: Type=simple, SIGTERM to stop, a stop timeout longer
+# keep their promises: Type=simple, SIGTERM to stop, no core dumps (LimitCORE=0:
+# a core holds the secrets), a stop timeout longer
 # than glidefsd's own drain deadline (servers.shutdown_timeout_s), restart on
 # failure, and the cache, state and socket directories writable under
 # ProtectSystem=strict.
@@ -32,7 +33,7 @@ for unit in "$src_unit" "$built_unit"; do
     echo "systemd-analyze verify $unit (exit $rc):"; cat "$t/out"; fail=1
   fi
   for line in Type=simple KillSignal=SIGTERM Restart=on-failure ProtectSystem=strict \
-              CacheDirectory=glidefs StateDirectory=glidefs RuntimeDirectory=glidefs; do
+              CacheDirectory=glidefs StateDirectory=glidefs RuntimeDirectory=glidefs LimitCORE=0; do
     grep -qx "$line" "$unit" || { echo "$unit: no $line"; fail=1; }
   done
   stop=$(sed -n 's/^TimeoutStopSec=\([0-9][0-9]*\)s\{0,1\}$/\1/p' "$unit")

@@ -99,7 +99,7 @@ class Response:
 class Daemon:
     def __init__(self, glidefsd, base=None, store=None, size="64M", token=None,
                  api_unix=False, listen=None, sync_delay_ms=20, extra_nbd=None,
-                 shutdown_timeout_s=30, node_id=None):
+                 shutdown_timeout_s=30, node_id=None, extra_api=None):
         self.glidefsd = glidefsd
         self.own_base = base is None
         self.base = base or tempfile.mkdtemp(prefix="glidefsd-rest-")
@@ -141,6 +141,8 @@ class Daemon:
             lines.append(f"    token: {token}")
         if self.api_sock:
             lines.append(f"    unix_socket: {self.api_sock}")
+        for k, v in (extra_api or {}).items():
+            lines.append(f"    {k}: {v}")
         with open(self.cfg, "w") as f:
             f.write("\n".join(lines) + "\n")
 
@@ -216,7 +218,8 @@ class Daemon:
         return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
 
     def req(self, method, path, body=None, headers=None, token=True, timeout=60, unix=False):
-        """One request on a new connection; body: dict (sent as JSON), str or bytes."""
+        """One request on a new connection; body: dict (sent as JSON), str or bytes, with
+        Content-Type: application/json unless headers say otherwise (None: no such header)."""
         h = {}
         if token is True and self.token:
             h["Authorization"] = f"Bearer {self.token}"
@@ -224,8 +227,10 @@ class Daemon:
             h["Authorization"] = token
         if isinstance(body, dict):
             body = json.dumps(body)
-            h["Content-Type"] = "application/json"
+        if body is not None:
+            h["Content-Type"] = "application/json"  # the API refuses other bodies (415)
         h.update(headers or {})
+        h = {k: v for k, v in h.items() if v is not None}  # headers={"X": None}: leave X out
         c = self.conn(timeout, unix)
         try:
             c.putrequest(method, path, skip_accept_encoding=True)

@@ -24,11 +24,38 @@ CTL = resttest.arg_path(2, "glidefs-ctl")
 
 
 def ctl(*args, env=None, timeout=120):
-    e = {k: v for k, v in os.environ.items() if k not in ("GLIDEFS_API", "GLIDEFS_TOKEN")}
+    e = {k: v for k, v in os.environ.items()
+         if k not in ("GLIDEFS_API", "GLIDEFS_TOKEN", "GLIDEFS_TOKEN_FILE")}
     e.update(env or {})
     r = subprocess.run([CTL, *args], capture_output=True, text=True, env=e, timeout=timeout,
                        stdin=subprocess.DEVNULL)
     return r
+
+
+def token_scrubbed():
+    """--token TOKEN is blanked in glidefs-ctl's argv once it runs: checked
+    while it waits for an API that accepts the connection and never answers."""
+    import socket
+    import time
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    port = srv.getsockname()[1]
+    p = subprocess.Popen([CTL, "--api", "http://127.0.0.1:%d" % port, "--token",
+                          "sekrit-token-42", "list"], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    try:
+        srv.settimeout(30)
+        conn, _ = srv.accept()  # it has parsed its arguments and is talking to us
+        with open("/proc/%d/cmdline" % p.pid, "rb") as f:
+            cmdline = f.read()
+        t.ok(b"sekrit-token-42" not in cmdline and b"list" in cmdline,
+             "--token is blanked in /proc/PID/cmdline (%r)" % cmdline.replace(b"\0", b" "))
+        conn.close()
+    finally:
+        p.kill()
+        p.wait()
+        srv.close()
 
 
 def main():
@@ -152,7 +179,28 @@ def main():
         t.eq(r.returncode, 0, "GLIDEFS_TOKEN")
         r = ctl("--api", d.url, "--token", "ctl-token-123", "create", "t1", "1G")
         t.eq(r.returncode, 0, "--token")
+        # the token from a file or the environment, never from argv (issue 21 item 12)
+        tf = os.path.join(d.base, "token")
+        with open(tf, "w") as f:
+            f.write("ctl-token-123\n")
+        r = ctl("--api", d.url, "--token-file", tf, "list")
+        t.ok(r.returncode == 0 and "t1" in r.stdout, "--token-file FILE")
+        r = ctl("list", env={"GLIDEFS_API": d.url, "GLIDEFS_TOKEN_FILE": tf,
+                             "GLIDEFS_TOKEN": "wrong"})
+        t.eq(r.returncode, 0, "GLIDEFS_TOKEN_FILE (before GLIDEFS_TOKEN)")
+        r = ctl("--api", d.url, "--token", "wrong", "--token-file", tf, "list")
+        t.eq(r.returncode, 0, "the last of --token / --token-file wins")
+        with open(tf + "2", "w") as f:
+            f.write("wrong\n")
+        r = ctl("--api", d.url, "--token-file", tf + "2", "list")
+        t.eq(r.returncode, 4, "--token-file with a wrong token: 4")
+        r = ctl("--api", d.url, "--token-file", tf + "-missing", "list")
+        t.ok(r.returncode == 2 and tf + "-missing" in r.stderr, "--token-file missing: 2, names it")
+        open(tf + "3", "w").close()
+        r = ctl("--api", d.url, "--token-file", tf + "3", "list")
+        t.ok(r.returncode == 2 and "empty" in r.stderr, "empty token file: 2, says so")
         t.eq(d.stop(), 0, "exits 0 on SIGTERM")
+    token_scrubbed()
     t.done()
 
 

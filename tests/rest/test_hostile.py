@@ -26,7 +26,7 @@ def raw_big_body(d, path, n, chunked=False):
     """Send n bytes of body on a raw socket; return (status line, body) of the answer."""
     s = socket.create_connection(("127.0.0.1", d.port), timeout=30)
     try:
-        hdr = f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        hdr = f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
         hdr += "Transfer-Encoding: chunked\r\n\r\n" if chunked else f"Content-Length: {n}\r\n\r\n"
         s.sendall(hdr.encode())
         chunk = b"{" * 65536

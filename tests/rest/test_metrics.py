@@ -87,7 +87,8 @@ def main():
             t.ok(fam.startswith("glidefs_"), f"{fam}: glidefs_ prefix")
             if typ == "counter":
                 t.ok(fam.endswith("_total"), f"{fam}: counter ends in _total")
-        per_export = [k for k in samples if k[0] not in ("glidefs_build_info", "glidefs_exports")]
+        per_export = [k for k in samples if k[0] not in ("glidefs_build_info", "glidefs_exports",
+                                                         "glidefs_store_conditional_writes")]
         t.ok(all('export="' in lbl for (_, lbl) in per_export), "every per-export sample has export=")
 
         want = {
@@ -107,6 +108,7 @@ def main():
             "glidefs_estimated_monthly_cost_usd": "gauge",
             "glidefs_request_duration_seconds": "histogram", "glidefs_connections": "gauge",
             "glidefs_nbd_reliefs_total": "counter",
+            "glidefs_store_conditional_writes": "gauge", "glidefs_store_lax": "gauge",
         }
         for fam, typ in want.items():
             t.eq(types.get(fam), typ, f"{fam} is a {typ}")
@@ -126,6 +128,10 @@ def main():
         t.ok(value(samples, "glidefs_last_sync_timestamp_seconds", "alpha") > 1e9,
              "alpha: last sync time in seconds since the epoch")
         t.eq(value(samples, "glidefs_dirty_bytes", "beta"), 4096.0, "beta: 4 KiB dirty")
+        # the start-up probe of the file:// store: it honours conditional writes
+        t.eq(samples.get(("glidefs_store_conditional_writes", '{result="ok"}')), 1.0,
+             "the store's conditional writes: probed ok at start-up")
+        t.eq(value(samples, "glidefs_store_lax", "alpha"), 0.0, "alpha: the store is not lax")
         t.ok(value(samples, "glidefs_oldest_dirty_age_seconds", "beta") >= 0,
              "beta: oldest dirty age")
         t.eq(value(samples, "glidefs_writes_total", "beta"), 1.0, "beta: its own writes only")

@@ -17,7 +17,8 @@ front of it and:
   * checks Content-MD5 against the body (400 BadDigest) and requires it on
     DeleteObjects, as S3 does;
   * implements If-None-Match: * and If-Match: "etag" on PUT (412), atomic
-    against other PUT/DELETE through the proxy (a lock per key);
+    against other PUT/DELETE through the proxy (a lock per key), unless told
+    to ignore them as lax servers do (see /__proxy__/config below);
   * works around two s3rver 3.7.1 bugs so tests see S3's behaviour: a ranged
     GET of an empty object hangs s3rver (the proxy answers 416 InvalidRange,
     as S3 does), and DeleteObjects deletes in parallel and races on removing
@@ -41,6 +42,8 @@ Control endpoints (unsigned, never forwarded; '__' cannot start a bucket name):
                                                  match (and of that method); "" clears
   GET /__proxy__/config?max_keys=7              cap ListObjectsV2 pages (0 = off)
   GET /__proxy__/config?ignore_range=1          answer ranged GETs with 200 + whole body
+  GET /__proxy__/config?ignore_conditions=1     accept If-None-Match / If-Match PUTs and
+                                                overwrite, as lax S3 servers do (0: honour them)
   GET /__proxy__/die?mode=now|next              exit(3) now, or mid-answer to the next request
   GET /__proxy__/config?if_match=rgw            compare If-Match as Ceph RGW 16.2 does (below)
   GET /__proxy__/config?no_batch=1              answer DeleteObjects 501 NotImplemented
@@ -130,6 +133,7 @@ class State:
         self.ignore_range = False  # answer ranged GETs with the whole object (200)
         self.if_match_rgw = False  # If-Match compared as RGW 16.2 does (see the docstring)
         self.no_batch = False  # DeleteObjects answered 501 NotImplemented
+        self.ignore_conditions = False  # conditional PUTs overwrite (a lax store)
         self.die_next = False
         self.stats = {"requests": 0, "forwarded": 0, "injected": 0, "rejected": 0,
                       "by_kind": {k: 0 for k in FAULT_KINDS}, "by_code": {}}
@@ -458,6 +462,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 st.if_match_rgw = q["if_match"][0] == "rgw"
             if "no_batch" in q:
                 st.no_batch = q["no_batch"][0] == "1"
+            if "ignore_conditions" in q:
+                st.ignore_conditions = q["ignore_conditions"][0] == "1"
+                st.log("conditional PUTs %s" % ("ignored" if st.ignore_conditions else "honoured"))
         elif path == "/__proxy__/die":
             mode = q.get("mode", ["now"])[0]
             if mode == "next":
@@ -568,7 +575,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if self.command == "PUT" and key is not None:
                 inm = self.headers.get("If-None-Match")
                 im = self.headers.get("If-Match")
-                if inm is not None or im is not None:
+                if (inm is not None or im is not None) and not self.st.ignore_conditions:
                     hs, hh, _ = self.upstream("HEAD", raw_path, self.fwd_headers(
                         drop=("if-none-match", "if-match", "content-md5", "content-type")), b"")
                     etag = dict((k.lower(), v) for k, v in hh).get("etag", "")

@@ -9,6 +9,8 @@
  * of the old numbering (which names another segment afterwards). Every
  * punch of a block's data comes after its slot's generation changed (seen
  * by interposing fallocate), so a reader that read the hole retries.
+ * What the node's budget hears (acct), a filler's write after its claim
+ * was dropped, and the file emptied at close.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -251,6 +253,70 @@ static void run_stale_commit(struct fx *f, int same_block)
     check_data(c, bb, 2);
     assert_int_equal(c->bytes, BS);
     assert_int_equal(c->nvalid, 1);
+}
+
+static void sum_acct(void *arg, int64_t delta)
+{
+    *(int64_t *)arg += delta;
+}
+
+/* What the node's budget hears: every byte claimed before its data is
+ * written, every byte given back after its hole is punched, the file emptied
+ * at close; a filler whose claim was dropped while it wrote leaves no
+ * allocated block behind that nobody counts. */
+static void test_acct(void **state)
+{
+    struct fx *f = *state;
+    struct gfs_cache *c = &f->c;
+    assert_int_equal(gfs_cache_open(c, f->path, BS, 8), 0);
+    int64_t acct = 0;
+    c->acct = sum_acct;
+    c->acct_arg = &acct;
+    uint64_t max = UINT64_MAX;
+    for (uint64_t b = 0; b < 3; b++)
+        fill(c, b, 1, 0, max);
+    assert_int_equal(acct, 3 * BS);
+    assert_int_equal(file_blocks(c) * 512, 3 * BS);
+    assert_int_equal(gfs_cache_shrink(c, BS), 2 * BS);
+    assert_int_equal(acct, BS);
+    assert_int_equal(file_blocks(c) * 512, BS);
+    /* a claim is charged before the filler writes */
+    uint32_t ga, gb;
+    int64_t sa = gfs_cache_claim(c, 5, max, &ga);
+    assert_true(sa >= 0);
+    assert_int_equal(acct, 2 * BS);
+    assert_true(gfs_cache_present(c, 5));
+    /* dropped while filling; the filler's write lands after the punch */
+    gfs_cache_drop(c, 5);
+    assert_false(gfs_cache_present(c, 5));
+    assert_int_equal(acct, BS);
+    put_data(c, 5, 1);
+    assert_int_equal(file_blocks(c) * 512, 2 * BS); /* allocated, counted by nobody */
+    assert_int_equal(gfs_cache_commit(c, sa, ga, 1, 0, 1), 0);
+    gfs_cache_stale_write(c, 5);
+    assert_int_equal(file_blocks(c) * 512, BS); /* punched again */
+    /* the same, but the block was claimed again meanwhile: that claim owns it */
+    sa = gfs_cache_claim(c, 6, max, &ga);
+    gfs_cache_drop(c, 6);
+    int64_t sb = gfs_cache_claim(c, 6, max, &gb);
+    assert_true(sb >= 0);
+    put_data(c, 6, 1);
+    assert_int_equal(gfs_cache_commit(c, sa, ga, 1, 0, 1), 0);
+    gfs_cache_stale_write(c, 6);
+    assert_int_equal(file_blocks(c) * 512, 2 * BS);
+    assert_int_equal(gfs_cache_commit(c, sb, gb, 1, 0, 1), 1);
+    check_data(c, 6, 1);
+    assert_int_equal(acct, 2 * BS);
+    assert_int_equal((uint64_t)acct, c->bytes);
+    /* closing empties the file: the space goes back at once */
+    int fd = dup(c->fd);
+    gfs_cache_close(c);
+    assert_int_equal(acct, 0);
+    struct stat st;
+    assert_int_equal(fstat(fd, &st), 0);
+    assert_int_equal(st.st_blocks, 0);
+    assert_int_equal(st.st_size, 0);
+    close(fd);
 }
 
 static void test_stale_commit_same_block(void **state)
@@ -703,6 +769,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_basic, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refill_gen, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_acct, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stale_commit_same_block, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stale_commit_other_block, setup, teardown),
         cmocka_unit_test_setup_teardown(test_budget, setup, teardown),

@@ -97,7 +97,8 @@ static void test_defaults(void **state)
     assert_null(cfg->log.fn);
     assert_int_equal(cfg->log.max_level, GLIDEFS_LOG_INFO);
 
-    /* node_id: /etc/machine-id (trimmed) when present, else the host name. */
+    /* node_id: the host name, else /etc/machine-id (trimmed); node_id_legacy
+     * (what older builds defaulted to, for their leases): the other way round */
     assert_non_null(cfg->node_id);
     assert_true(strlen(cfg->node_id) >= 1 && strlen(cfg->node_id) <= 128);
     char mid[256] = "";
@@ -107,14 +108,17 @@ static void test_defaults(void **state)
             mid[strcspn(mid, " \t\r\n")] = '\0';
         fclose(f);
     }
-    if (mid[0]) {
+    char host[256] = "";
+    gethostname(host, sizeof(host) - 1);
+    if (host[0])
+        assert_string_equal(cfg->node_id, host);
+    else if (mid[0])
         assert_string_equal(cfg->node_id, mid);
-    } else {
-        char host[256] = "";
-        gethostname(host, sizeof(host) - 1);
-        if (host[0])
-            assert_string_equal(cfg->node_id, host);
-    }
+    assert_non_null(cfg->node_id_legacy);
+    if (mid[0])
+        assert_string_equal(cfg->node_id_legacy, mid);
+    else if (host[0])
+        assert_string_equal(cfg->node_id_legacy, host);
     glidefs_config_free(cfg);
     glidefs_config_free(NULL);
 
@@ -186,7 +190,17 @@ static const char full_yaml[] =
     "    block_size: 4M\n"
     "    default_export: vm-01\n"
     "    workers: 1\n"
+    "    insecure_tcp: yes\n"
+    "    max_connections: 77\n"
+    "    handshake_timeout_ms: 2500\n"
+    "    reply_timeout_ms: 4000\n"
+    "    buffer_memory: 32M\n"
+    "    connection_buffer_memory: 2M\n"
     "  api:\n"
+    "    allowed_hosts: \"Node1.Example, ,glidefs.example  [::1]\"\n"
+    "    max_connections: 8\n"
+    "    max_connections_per_client: 3\n"
+    "    request_timeout_ms: 1500\n"
     "    listen: \"[::1]:9090\"\n"
     "    unix_socket: /run/g-api.sock\n"
     "    token: s3cr3t-t0ken\n";
@@ -212,6 +226,7 @@ static void test_full_file(void **state)
     assert_string_equal(cfg->compression, "zstd");
     assert_int_equal(cfg->compression_level, 19);
     assert_string_equal(cfg->node_id, "node-7.rack2");
+    assert_null(cfg->node_id_legacy); /* set: older builds wrote the same name */
     assert_int_equal(cfg->shutdown_timeout_s, 0);
     assert_int_equal(cfg->lease_timeout_ms, 2500);
     assert_string_equal(cfg->nbd_unix_socket, "/run/g.sock");
@@ -227,6 +242,17 @@ static void test_full_file(void **state)
     assert_string_equal(cfg->api_listen, "[::1]:9090");
     assert_string_equal(cfg->api_unix_socket, "/run/g-api.sock");
     assert_string_equal(cfg->api_token, "s3cr3t-t0ken");
+    assert_int_equal(cfg->nbd_insecure_tcp, 1);
+    assert_int_equal(cfg->nbd_max_connections, 77);
+    assert_int_equal(cfg->nbd_handshake_timeout_ms, 2500);
+    assert_int_equal(cfg->nbd_reply_timeout_ms, 4000);
+    assert_int_equal(cfg->nbd_buffer_memory, 32 * MiB);
+    assert_int_equal(cfg->nbd_conn_buffer_memory, 2 * MiB);
+    /* lower case, one comma between names, empty items dropped */
+    assert_string_equal(cfg->api_allowed_hosts, "node1.example,glidefs.example,[::1]");
+    assert_int_equal(cfg->api_max_connections, 8);
+    assert_int_equal(cfg->api_max_connections_per_client, 3);
+    assert_int_equal(cfg->api_request_timeout_ms, 1500);
 
     /* get gives the text form; secrets are masked. */
     assert_get(cfg, "cache.disk_size_gb", "42");
@@ -365,6 +391,7 @@ static void test_env_expansion(void **state)
     glidefs_config *def = glidefs_config_new();
     cfg = parse_ok("node_id: ${GFS_T_EMPTY}\n");
     assert_string_equal(cfg->node_id, def->node_id);
+    assert_string_equal(cfg->node_id_legacy, def->node_id_legacy);
     glidefs_config_free(cfg);
     glidefs_config_free(def);
 
@@ -613,6 +640,9 @@ static const struct bad_case bad_cases[] = {
      "t.yaml:3:10: servers.nbd.tcp: " HOSTPORT "\"::1:80\""},
     {"listen: space", "servers:\n  api:\n    listen: \"127.0.0.1: 80\"\n", 0, -EINVAL,
      "t.yaml:3:13: servers.api.listen: " HOSTPORT "\"127.0.0.1: 80\""},
+    {"allowed_hosts: a slash", "servers:\n  api:\n    allowed_hosts: a.example,b/c\n", 0,
+     -EINVAL, "t.yaml:3:20: servers.api.allowed_hosts: expected host names separated by "
+     "commas, got \"a.example,b/c\""},
 
     /* strings */
     {"required string empty", "cache:\n  dir:\n", 0, -EINVAL,
@@ -812,6 +842,66 @@ static void test_secrets_not_echoed(void **state)
     glidefs_config_free(cfg);
 }
 
+/* A credential pasted into a URL (issue 21 item 12) is refused and never
+ * echoed, whatever the URL's shape; other URL errors mask the userinfo and
+ * the query string too. */
+static void test_url_credentials_not_echoed(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *key, *value;
+    } cases[] = {
+        {"storage.url", "s3://AKIAKEYID0000:SeCrEtKeY000@my-bucket/vms"},
+        {"storage.url", "s3://AKIAKEYID0000:SeCrEtKeY000@my-bucket"},
+        {"storage.url", "s3://AKIAKEYID0000:SeCrEtKeY000@"},
+        {"storage.url", "s3://AKIAKEYID0000:SeCrEtKeY000"},
+        {"storage.url", "s3://AKIAKEYID0000@my-bucket/SeCrEtKeY000"},
+        {"storage.url", "AKIAKEYID0000:SeCrEtKeY000@my-bucket/vms"},
+        {"storage.url", "https://AKIAKEYID0000:SeCrEtKeY000@s3.amazonaws.com/my-bucket"},
+        {"storage.url", "file://AKIAKEYID0000:SeCrEtKeY000@/var/lib/store"},
+        {"storage.url", "s3://my-bucket/p?X-Amz-Credential=AKIAKEYID0000&X-Amz-Signature="
+                        "SeCrEtKeY000"},
+        {"storage.url", "s3://my-bucket/a b?AKIAKEYID0000=SeCrEtKeY000"},
+        {"storage.endpoint", "http://AKIAKEYID0000:SeCrEtKeY000@minio.local:9000"},
+        {"storage.endpoint", "https://AKIAKEYID0000:SeCrEtKeY000@"},
+        {"storage.endpoint", "ftp://AKIAKEYID0000:SeCrEtKeY000@minio.local"},
+    };
+    char y[512], err[1024];
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        glidefs_config *cfg = NULL;
+        const char *leaf = strchr(cases[i].key, '.') + 1;
+        snprintf(y, sizeof y, "storage:\n  %s: \"%s\"\n", leaf, cases[i].value);
+        err[0] = 0;
+        assert_int_equal(parse(y, &cfg, err, sizeof err), -EINVAL);
+        if (strstr(err, "AKIAKEYID0000") || strstr(err, "SeCrEtKeY000"))
+            fail_msg("load of %s echoed a credential: %s", cases[i].value, err);
+        assert_non_null(strstr(err, cases[i].key));
+        cfg = glidefs_config_new();
+        err[0] = 0;
+        assert_int_equal(glidefs_config_set(cfg, cases[i].key, cases[i].value, err, sizeof err),
+                         -EINVAL);
+        if (strstr(err, "AKIAKEYID0000") || strstr(err, "SeCrEtKeY000"))
+            fail_msg("set of %s echoed a credential: %s", cases[i].value, err);
+        glidefs_config_free(cfg);
+    }
+    glidefs_config *cfg = NULL;
+    assert_int_equal(parse("storage:\n  url: s3://K3Y:S3CR3T@my-bucket/vms\n", &cfg, err,
+                           sizeof err), -EINVAL);
+    assert_string_equal(err, "t.yaml:2:8: storage.url: credentials do not belong in a URL "
+                             "(user:password@ is refused and not echoed): use "
+                             "storage.access_key_id and storage.secret_access_key, or "
+                             "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY");
+    /* a URL that is wrong for another reason is still shown, masked */
+    assert_int_equal(parse("storage:\n  url: \"https://K3Y:S3CR3T@host/b?sig=S3CR3T\"\n", &cfg,
+                           err, sizeof err), -EINVAL);
+    assert_null(strstr(err, "S3CR3T"));
+    assert_int_equal(parse("storage:\n  url: \"s3://my-bucket/a b?sig=S3CR3T\"\n", &cfg, err,
+                           sizeof err), -EINVAL);
+    assert_string_equal(err, "t.yaml:2:8: storage.url: invalid character in the S3 key prefix "
+                             "of \"s3://my-bucket/a b?***\" (allowed: letters, digits, / ! - _ "
+                             ". * ' ( ))");
+}
+
 /* ------------------------------------------------------------------------ */
 /* Files                                                                      */
 /* ------------------------------------------------------------------------ */
@@ -971,7 +1061,11 @@ static const char *const all_keys[] = {
     "servers.nbd.sync_delay_ms", "servers.nbd.max_dirty_age_ms",
     "servers.nbd.upload_parallel", "servers.nbd.block_size", "servers.nbd.default_export",
     "servers.nbd.workers", "servers.api.listen", "servers.api.unix_socket",
-    "servers.api.token",
+    "servers.api.token", "servers.nbd.insecure_tcp", "servers.nbd.max_connections",
+    "servers.nbd.handshake_timeout_ms", "servers.nbd.reply_timeout_ms",
+    "servers.nbd.buffer_memory", "servers.nbd.connection_buffer_memory",
+    "servers.api.allowed_hosts", "servers.api.max_connections",
+    "servers.api.max_connections_per_client", "servers.api.request_timeout_ms",
 };
 
 static int is_secret(const char *k)
@@ -1221,6 +1315,7 @@ int main(void)
         cmocka_unit_test(test_value_too_long),
         cmocka_unit_test(test_deep_flow_nesting),
         cmocka_unit_test(test_secrets_not_echoed),
+        cmocka_unit_test(test_url_credentials_not_echoed),
         cmocka_unit_test_setup_teardown(test_load_file, make_tmpdir, remove_tmpdir),
         cmocka_unit_test(test_example_file),
         cmocka_unit_test(test_set_get_round_trip),

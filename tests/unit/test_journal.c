@@ -1031,7 +1031,7 @@ static void test_gc(void **state)
     for (size_t i = 0; i + 1 < n; i++)
         fl[i]->live = 1;
     pthread_mutex_lock(&f->lock);
-    assert_int_equal(gfs_journal_gc(&j, &f->lock), 0);
+    assert_int_equal(gfs_journal_gc(&j, &f->lock, 0), 0);
     pthread_mutex_unlock(&f->lock);
     uint64_t ids[16];
     assert_int_equal(list_logs(f->jdir, ids, 16), n);
@@ -1044,7 +1044,7 @@ static void test_gc(void **state)
     fl[2]->pins = 1;
     j.cur->live = 0;
     pthread_mutex_lock(&f->lock);
-    assert_int_equal(gfs_journal_gc(&j, &f->lock), 1);
+    assert_int_equal(gfs_journal_gc(&j, &f->lock, 0), 1);
     pthread_mutex_unlock(&f->lock);
     assert_int_equal(list_logs(f->jdir, ids, 16), n - 1);
     assert_true(ids[0] == id1); /* id0 is gone */
@@ -1061,7 +1061,7 @@ static void test_gc(void **state)
         fl[i]->live = 0;
     fl[2]->pins = 0;
     pthread_mutex_lock(&f->lock);
-    assert_int_equal(gfs_journal_gc(&j, &f->lock), (int)n - 2);
+    assert_int_equal(gfs_journal_gc(&j, &f->lock, 0), (int)n - 2);
     pthread_mutex_unlock(&f->lock);
     assert_int_equal(list_logs(f->jdir, ids, 16), 1);
     assert_int_equal(ids[0], j.cur->id);
@@ -1078,6 +1078,123 @@ static void test_gc(void **state)
     assert_int_equal(recover_into(f, fsz, &c, &ms), 0);
     expect_records(&c, x + first, N - first);
     coll_free(&c);
+}
+
+/* ---- the budget's view: acct and retiring the current file ---- */
+
+static void sum_acct(void *arg, int64_t delta)
+{
+    *(int64_t *)arg += delta;
+}
+
+/* Allocated bytes of the journal's files on disk (st_blocks). */
+static uint64_t disk_bytes(const char *dir)
+{
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    uint64_t n = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (de->d_name[0] == '.')
+            continue;
+        char p[700];
+        snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
+        struct stat sb;
+        assert_int_equal(stat(p, &sb), 0);
+        n += (uint64_t)sb.st_blocks * 512;
+    }
+    closedir(d);
+    return n;
+}
+
+static void test_acct_and_retire(void **state)
+{
+    struct fx *f = *state;
+    struct gfs_journal j;
+    uint64_t fsz = 64 * 1024;
+    int64_t acct = 0;
+    assert_int_equal(gfs_journal_init(&j, f->jdir, fsz, NULL), 0);
+    j.acct = sum_acct;
+    j.acct_arg = &acct;
+    enum { N = 120 };
+    struct xrec x[2 * N];
+    /* every file is told to the budget as it is allocated */
+    assert_int_equal(gfs_journal_need(&j, 4096), fsz);
+    write_many(&j, &f->lock, x, N, 1, 8, 4242);
+    assert_true(j.files && j.files->next); /* several files */
+    assert_int_equal((uint64_t)acct, j.bytes);
+    assert_true(disk_bytes(f->jdir) <= j.bytes);
+    assert_int_equal(gfs_journal_need(&j, 512), 0); /* fits in the current file */
+    assert_int_equal(gfs_journal_need(&j, 1 << 20), (1u << 20) + 4096); /* its own file */
+    /* all uploaded: without retire_cur the current file stays */
+    for (struct gfs_jfile *q = j.files; q; q = q->next)
+        q->live = 0;
+    pthread_mutex_lock(&f->lock);
+    assert_true(gfs_journal_gc(&j, &f->lock, 0) > 0);
+    pthread_mutex_unlock(&f->lock);
+    assert_non_null(j.cur);
+    assert_int_equal((uint64_t)acct, j.bytes);
+    /* a pinned current file is not retired; nor one with a write in flight */
+    j.cur->pins = 1;
+    assert_int_equal(gfs_journal_retire(&j), 0);
+    j.cur->pins = 0;
+    struct gfs_jfile *jf;
+    uint64_t off;
+    struct gfs_jticket t;
+    pthread_mutex_lock(&f->lock);
+    assert_int_equal(gfs_journal_reserve(&j, GFS_JREC_HDR, &jf, &off, &t), 0);
+    assert_int_equal(gfs_journal_retire(&j), 0);
+    /* the reservation is written as a zero record so replay stays whole */
+    struct gfs_jrec zr = {GFS_JREC_ZERO, N + 1, 0, 512, 0};
+    uint8_t hdr[GFS_JREC_HDR];
+    gfs_journal_encode(&zr, NULL, 0, hdr);
+    assert_int_equal(pwrite(jf->fd, hdr, sizeof hdr, (off_t)off), (ssize_t)sizeof hdr);
+    gfs_journal_complete(&j, jf, &t, 1);
+    pthread_mutex_unlock(&f->lock);
+    /* retired: it ends like a full file, and the next write starts anew */
+    uint64_t old_cur = j.cur->id;
+    assert_int_equal(gfs_journal_retire(&j), 1);
+    assert_null(j.cur);
+    write_many(&j, &f->lock, x + N, N, N + 2, 8, 99);
+    assert_true(j.cur->id > old_cur);
+    assert_int_equal(flush(&j, &f->lock), 0);
+    gfs_journal_destroy(&j);
+    assert_int_equal(acct, 0); /* destroy: its files are no longer counted */
+    /* the retired file, still on disk (as after a power cut undid its
+     * unlink), reads as ended: what was written after it replays */
+    struct coll c;
+    uint64_t ms;
+    assert_int_equal(recover_into(f, fsz, &c, &ms), 0);
+    assert_int_equal(ms, 2 * N + 1);
+    size_t k = 0;
+    while (k < c.n && c.g[k].rec.seq != N + 2)
+        k++;
+    expect_records(&(struct coll){c.g + k, c.n - k, 0, -1}, x + N, N);
+    coll_free(&c);
+
+    /* retire_cur with everything dead: the journal gives all its space back */
+    acct = 0;
+    assert_int_equal(gfs_journal_init(&j, f->jdir, fsz, NULL), 0);
+    j.acct = sum_acct;
+    j.acct_arg = &acct;
+    memset(&c, 0, sizeof c);
+    c.fail_at = -1;
+    assert_int_equal(gfs_journal_recover(&j, collect, &c, &ms), 0);
+    coll_free(&c);
+    assert_int_equal((uint64_t)acct, j.bytes); /* recovered files count as found */
+    assert_true(acct > 0);
+    write_many(&j, &f->lock, x, 4, 3 * N, 8, 7);
+    for (struct gfs_jfile *q = j.files; q; q = q->next)
+        q->live = 0;
+    pthread_mutex_lock(&f->lock);
+    assert_true(gfs_journal_gc(&j, &f->lock, 1) > 0);
+    pthread_mutex_unlock(&f->lock);
+    assert_null(j.files);
+    assert_null(j.cur);
+    assert_int_equal(j.bytes, 0);
+    assert_int_equal(acct, 0);
+    assert_int_equal(disk_bytes(f->jdir), 0);
+    gfs_journal_destroy(&j);
 }
 
 /* ---- flush waits for earlier reservations ---- */
@@ -1313,7 +1430,7 @@ static void test_enospc(void **state)
     for (struct gfs_jfile *q = j.files; q; q = q->next)
         q->live = 0;
     pthread_mutex_lock(&f->lock);
-    assert_true(gfs_journal_gc(&j, &f->lock) > 0);
+    assert_true(gfs_journal_gc(&j, &f->lock, 0) > 0);
     pthread_mutex_unlock(&f->lock);
     size_t first = 0;
     while (x[first].file_id != j.cur->id)
@@ -1357,6 +1474,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_hostile_headers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_random_mutation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gc, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_acct_and_retire, setup, teardown),
         cmocka_unit_test_setup_teardown(test_flush_waits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_inflight_out_of_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_write, setup, teardown),

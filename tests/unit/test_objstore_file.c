@@ -73,6 +73,14 @@ static int setup(void **state)
     return 0;
 }
 
+/* The same, resolving paths one component at a time (no openat2). */
+static int setup_walk(void **state)
+{
+    setup(state);
+    gfs_objstore_file_walk_only(((struct fixture *)*state)->st);
+    return 0;
+}
+
 static int tmp_files_found;
 
 static int tmp_cb(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
@@ -726,6 +734,160 @@ static void test_concurrent_create(void **state)
 
 /* ---- opening ---- */
 
+/* Files under dir, as "name=content" lines sorted by nftw's walk. */
+static char walked[8192];
+
+static int walk_cb(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)ftw;
+    size_t n = strlen(walked);
+    if (flag == FTW_F && S_ISREG(sb->st_mode)) {
+        FILE *fp = fopen(path, "r");
+        char c[64] = "";
+        if (fp) {
+            size_t got = fread(c, 1, sizeof c - 1, fp);
+            c[got] = 0;
+            fclose(fp);
+        }
+        snprintf(walked + n, sizeof walked - n, "%s=%s\n", path, c);
+    } else {
+        snprintf(walked + n, sizeof walked - n, "%s\n", path);
+    }
+    return 0;
+}
+
+static void snapshot_tree(const char *dir, char *out, size_t len)
+{
+    walked[0] = 0;
+    nftw(dir, walk_cb, 16, FTW_PHYS);
+    snprintf(out, len, "%s", walked);
+}
+
+struct seen {
+    int n, outside;
+};
+
+static int count_keys(void *arg, const char *key, uint64_t size)
+{
+    (void)size;
+    struct seen *s = arg;
+    s->n++;
+    if (strstr(key, "evil") || strstr(key, "victim"))
+        s->outside++;
+    return 0;
+}
+
+/* Links planted in the store never lead the store out of it (issue 21
+ * item 2): not on put (no directory made, no object written there), get,
+ * head, list or delete, whether the link is a whole volume's directory, a
+ * directory inside one, or the store's top level. A link in place of an
+ * object is no object, and replacing or deleting it touches only the link. */
+static void test_symlinks(void **state)
+{
+    struct fixture *f = *state;
+    struct gfs_objstore *st = f->st;
+    char out[300], p[600], p2[600], before[8192], after[8192];
+    snprintf(out, sizeof out, "%s-outside", f->root);
+    rm_rf(out);
+    assert_int_equal(mkdir(out, 0700), 0);
+    snprintf(p, sizeof p, "%s/victim", out);
+    FILE *fp = fopen(p, "w");
+    assert_non_null(fp);
+    fputs("precious", fp);
+    fclose(fp);
+    snprintf(p, sizeof p, "%s/sub", out);
+    assert_int_equal(mkdir(p, 0700), 0);
+    snprintf(p, sizeof p, "%s/sub/victim2", out);
+    fp = fopen(p, "w");
+    assert_non_null(fp);
+    fputs("precious too", fp);
+    fclose(fp);
+    snapshot_tree(out, before, sizeof before);
+
+    /* nbd/evil -> outside; nbd/vol/seg -> outside; top -> outside */
+    assert_int_equal(put(st, "nbd/vol/volume.json", "{}"), 0);
+    snprintf(p, sizeof p, "%s/nbd/evil", f->root);
+    assert_int_equal(symlink(out, p), 0);
+    snprintf(p, sizeof p, "%s/nbd/vol/seg", f->root);
+    assert_int_equal(symlink(out, p), 0);
+    snprintf(p, sizeof p, "%s/top", f->root);
+    assert_int_equal(symlink(out, p), 0);
+    snprintf(p, sizeof p, "%s/nbd/vol/lease", f->root);
+    snprintf(p2, sizeof p2, "%s/victim", out);
+    assert_int_equal(symlink(p2, p), 0);
+
+    static const char *const keys[] = {
+        "nbd/evil/volume.json", "nbd/evil/victim", "nbd/evil/sub/victim2", "nbd/evil/seg/x",
+        "nbd/vol/seg/victim", "nbd/vol/seg/sub/victim2", "nbd/vol/seg/0000-0001",
+        "top/victim", "top/sub/new",
+    };
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        const char *k = keys[i];
+        void *buf = NULL;
+        size_t len = 0;
+        struct gfs_obj_info info;
+        uint8_t b[16];
+        size_t got = 0;
+        if (put(st, k, "pwned") == 0)
+            fail_msg("put %s went through a link", k);
+        if (st->ops->put(st, k, "x", 1, GFS_PUT_IF_NONE_MATCH, NULL) == 0)
+            fail_msg("conditional put %s went through a link", k);
+        if (st->ops->get(st, k, 100, &buf, &len, &info) == 0)
+            fail_msg("get %s read through a link", k);
+        free(buf);
+        if (st->ops->get_range(st, k, 0, sizeof b, b, &got) == 0)
+            fail_msg("get_range %s read through a link", k);
+        if (st->ops->head(st, k, &info) == 0)
+            fail_msg("head %s went through a link", k);
+        if (st->ops->del(st, k) == 0)
+            fail_msg("delete %s went through a link", k);
+    }
+    static const char *const prefixes[] = {"", "nbd/", "nbd/evil/", "nbd/evil", "nbd/vol/",
+                                           "nbd/vol/seg/", "top/", "top/sub/"};
+    for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++) {
+        struct seen sn = {0, 0};
+        st->ops->list(st, prefixes[i], NULL, count_keys, &sn);
+        if (sn.outside)
+            fail_msg("list \"%s\" listed %d keys through a link", prefixes[i], sn.outside);
+    }
+    /* what is really in the store still works, the link in place of an
+     * object is no object, and replacing or deleting it leaves its target */
+    assert_content(st, "nbd/vol/volume.json", "{}");
+    void *buf = NULL;
+    size_t len = 0;
+    assert_int_equal(st->ops->get(st, "nbd/vol/lease", 100, &buf, &len, NULL), -ENOENT);
+    assert_int_equal(put(st, "nbd/vol/lease", "mine"), 0);
+    assert_content(st, "nbd/vol/lease", "mine");
+    assert_int_equal(st->ops->del(st, "nbd/vol/lease"), 0);
+
+    snapshot_tree(out, after, sizeof after);
+    assert_string_equal(before, after);
+    rm_rf(out);
+}
+
+/* Objects 0600, directories 0700, whatever the umask (issue 21 item 3). */
+static void test_modes(void **state)
+{
+    struct fixture *f = *state;
+    mode_t old = umask(0);
+    assert_int_equal(put(f->st, "nbd/m1/seg/0000000000000001-0000000000000001", "data"), 0);
+    assert_int_equal(f->st->ops->put(f->st, "nbd/m1/lease", "l", 1, GFS_PUT_IF_NONE_MATCH, NULL),
+                     0);
+    umask(old);
+    static const char *const paths[] = {"nbd", "nbd/m1", "nbd/m1/seg",
+                                        "nbd/m1/seg/0000000000000001-0000000000000001",
+                                        "nbd/m1/lease"};
+    for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
+        char p[600];
+        struct stat sb;
+        snprintf(p, sizeof p, "%s/%s", f->root, paths[i]);
+        assert_int_equal(lstat(p, &sb), 0);
+        unsigned want = S_ISDIR(sb.st_mode) ? 0700 : 0600;
+        if ((sb.st_mode & 07777) != want)
+            fail_msg("%s has mode %o, want %o", paths[i], sb.st_mode & 07777, want);
+    }
+}
+
 static void test_open(void **state)
 {
     struct fixture *f = *state;
@@ -788,6 +950,14 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_concurrent_cas, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_create, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_symlinks, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_symlinks, setup_walk, teardown),
+        cmocka_unit_test_setup_teardown(test_modes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_modes, setup_walk, teardown),
+        cmocka_unit_test_setup_teardown(test_basic, setup_walk, teardown),
+        cmocka_unit_test_setup_teardown(test_hostile_keys, setup_walk, teardown),
+        cmocka_unit_test_setup_teardown(test_list_random, setup_walk, teardown),
+        cmocka_unit_test_setup_teardown(test_concurrent_create, setup_walk, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -12,10 +12,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <errno.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include <libxml/parser.h>
 
+#include "log.h"
 #include "s3_xml.h"
 
 #define NS "xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\""
@@ -37,7 +39,7 @@ static void test_list_ok(void **state)
 {
     (void)state;
     struct gfs_s3_list_page p;
-    assert_int_equal(gfs_s3_xml_parse_list(list_ok, strlen(list_ok), &p), 0);
+    assert_int_equal(gfs_s3_xml_parse_list(list_ok, strlen(list_ok), &p, NULL), 0);
     assert_int_equal(p.n, 3);
     assert_string_equal(p.entries[0].key, "p/a");
     assert_int_equal(p.entries[0].size, 0);
@@ -59,7 +61,7 @@ static void test_list_last_page_and_empty(void **state)
                        "<Contents><Key>k</Key><Size>7</Size></Contents>"
                        "<NextContinuationToken>ignored</NextContinuationToken>"
                        "</ListBucketResult>";
-    assert_int_equal(gfs_s3_xml_parse_list(last, strlen(last), &p), 0);
+    assert_int_equal(gfs_s3_xml_parse_list(last, strlen(last), &p, NULL), 0);
     assert_int_equal(p.n, 1);
     assert_false(p.truncated);
     assert_null(p.next_token);
@@ -67,7 +69,7 @@ static void test_list_last_page_and_empty(void **state)
 
     const char *empty = "<ListBucketResult " NS "><Name>b</Name><KeyCount>0</KeyCount>"
                         "<IsTruncated>false</IsTruncated></ListBucketResult>";
-    assert_int_equal(gfs_s3_xml_parse_list(empty, strlen(empty), &p), 0);
+    assert_int_equal(gfs_s3_xml_parse_list(empty, strlen(empty), &p, NULL), 0);
     assert_int_equal(p.n, 0);
     gfs_s3_list_page_clear(&p);
 }
@@ -188,7 +190,7 @@ static void test_list_hostile(void **state)
         size_t len = strlen(table[i]);
         if (i == 7)
             len = 6; /* the UTF-16 fragment holds NULs */
-        int rc = gfs_s3_xml_parse_list(table[i], len, &p);
+        int rc = gfs_s3_xml_parse_list(table[i], len, &p, NULL);
         if (rc != -EBADMSG)
             fail_msg("hostile list #%zu accepted (rc %d): %.80s", i, rc, table[i]);
         assert_null(p.entries);
@@ -205,21 +207,21 @@ static void test_list_limits(void **state)
     /* deep nesting: 100000 levels inside a Contents */
     char *deep = repeat("<ListBucketResult><IsTruncated>false</IsTruncated><Contents>", "<a>",
                         100000, "</Contents></ListBucketResult>");
-    assert_int_equal(gfs_s3_xml_parse_list(deep, strlen(deep), &p), -EBADMSG);
+    assert_int_equal(gfs_s3_xml_parse_list(deep, strlen(deep), &p, NULL), -EBADMSG);
     free(deep);
 
     /* more entries than any page may hold */
     char *many = repeat("<ListBucketResult><IsTruncated>false</IsTruncated>",
                         "<Contents><Key>k</Key><Size>1</Size></Contents>",
                         GFS_S3_LIST_MAX_KEYS + 1, "</ListBucketResult>");
-    assert_int_equal(gfs_s3_xml_parse_list(many, strlen(many), &p), -EBADMSG);
+    assert_int_equal(gfs_s3_xml_parse_list(many, strlen(many), &p, NULL), -EBADMSG);
     free(many);
 
     /* exactly the maximum is fine */
     many = repeat("<ListBucketResult><IsTruncated>false</IsTruncated>",
                   "<Contents><Key>k</Key><Size>1</Size></Contents>", GFS_S3_LIST_MAX_KEYS,
                   "</ListBucketResult>");
-    assert_int_equal(gfs_s3_xml_parse_list(many, strlen(many), &p), 0);
+    assert_int_equal(gfs_s3_xml_parse_list(many, strlen(many), &p, NULL), 0);
     assert_int_equal(p.n, GFS_S3_LIST_MAX_KEYS);
     gfs_s3_list_page_clear(&p);
     free(many);
@@ -230,7 +232,7 @@ static void test_list_limits(void **state)
     assert_non_null(huge);
     memset(huge, ' ', big);
     memcpy(huge, "<ListBucketResult>", 18);
-    assert_int_equal(gfs_s3_xml_parse_list(huge, big, &p), -EBADMSG);
+    assert_int_equal(gfs_s3_xml_parse_list(huge, big, &p, NULL), -EBADMSG);
     free(huge);
 
     /* a key of exactly GFS_S3_KEY_MAX bytes is fine */
@@ -239,12 +241,12 @@ static void test_list_limits(void **state)
     key[GFS_S3_KEY_MAX] = '\0';
     char *doc = repeat("<ListBucketResult><IsTruncated>false</IsTruncated><Contents><Key>", key, 1,
                        "</Key><Size>5</Size></Contents></ListBucketResult>");
-    assert_int_equal(gfs_s3_xml_parse_list(doc, strlen(doc), &p), 0);
+    assert_int_equal(gfs_s3_xml_parse_list(doc, strlen(doc), &p, NULL), 0);
     assert_int_equal(strlen(p.entries[0].key), GFS_S3_KEY_MAX);
     gfs_s3_list_page_clear(&p);
     free(doc);
 
-    assert_int_equal(gfs_s3_xml_parse_list(NULL, 0, &p), -EBADMSG);
+    assert_int_equal(gfs_s3_xml_parse_list(NULL, 0, &p, NULL), -EBADMSG);
 }
 
 static void test_error_ok(void **state)
@@ -255,7 +257,7 @@ static void test_error_ok(void **state)
                     "<Message>The specified bucket does not exist</Message>"
                     "<BucketName>nope</BucketName><RequestId>4442587FB7D0A2F9</RequestId>"
                     "<HostId>x</HostId></Error>";
-    assert_int_equal(gfs_s3_xml_parse_error(x, strlen(x), &e), 0);
+    assert_int_equal(gfs_s3_xml_parse_error(x, strlen(x), &e, NULL), 0);
     assert_string_equal(e.code, "NoSuchBucket");
     assert_string_equal(e.message, "The specified bucket does not exist");
     assert_string_equal(e.request_id, "4442587FB7D0A2F9");
@@ -264,7 +266,7 @@ static void test_error_ok(void **state)
      * an over-long message is cut */
     char *longmsg = repeat("<Error><Code>SlowDown</Code><Message>line1&#10;line2", "x", 5000,
                            "</Message></Error>");
-    assert_int_equal(gfs_s3_xml_parse_error(longmsg, strlen(longmsg), &e), 0);
+    assert_int_equal(gfs_s3_xml_parse_error(longmsg, strlen(longmsg), &e, NULL), 0);
     assert_string_equal(e.code, "SlowDown");
     assert_int_equal(strncmp(e.message, "line1?line2xxx", 14), 0);
     assert_int_equal(strlen(e.message), sizeof(e.message) - 1);
@@ -272,7 +274,7 @@ static void test_error_ok(void **state)
 
     /* UTF-8 is cut at a character boundary */
     char *utf = repeat("<Error><Code>X</Code><Message>", "\xc3\xa9", 300, "</Message></Error>");
-    assert_int_equal(gfs_s3_xml_parse_error(utf, strlen(utf), &e), 0);
+    assert_int_equal(gfs_s3_xml_parse_error(utf, strlen(utf), &e, NULL), 0);
     assert_int_equal(strlen(e.message) % 2, 0);
     free(utf);
 }
@@ -297,7 +299,7 @@ static void test_error_hostile(void **state)
     };
     for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
         struct gfs_s3_error e;
-        int rc = gfs_s3_xml_parse_error(table[i], strlen(table[i]), &e);
+        int rc = gfs_s3_xml_parse_error(table[i], strlen(table[i]), &e, NULL);
         if (rc != -EBADMSG)
             fail_msg("hostile error #%zu accepted: %s", i, table[i]);
         assert_string_equal(e.code, "");
@@ -353,18 +355,18 @@ static void test_delete_result(void **state)
     struct gfs_s3_delete_result r;
     const char *ok = "<DeleteResult " NS "><Deleted><Key>a</Key></Deleted>"
                      "<Deleted><Key>b</Key></Deleted></DeleteResult>";
-    assert_int_equal(gfs_s3_xml_parse_delete_result(ok, strlen(ok), &r), 0);
+    assert_int_equal(gfs_s3_xml_parse_delete_result(ok, strlen(ok), &r, NULL), 0);
     assert_int_equal(r.deleted, 2);
     assert_int_equal(r.errors, 0);
 
     const char *quiet = "<DeleteResult " NS "/>";
-    assert_int_equal(gfs_s3_xml_parse_delete_result(quiet, strlen(quiet), &r), 0);
+    assert_int_equal(gfs_s3_xml_parse_delete_result(quiet, strlen(quiet), &r, NULL), 0);
     assert_int_equal(r.deleted + r.errors, 0);
 
     const char *err = "<DeleteResult><Error><Key>x/y</Key><Code>AccessDenied</Code>"
                       "<Message>Access Denied</Message></Error><Error><Key>z</Key>"
                       "<Code>InternalError</Code></Error></DeleteResult>";
-    assert_int_equal(gfs_s3_xml_parse_delete_result(err, strlen(err), &r), 0);
+    assert_int_equal(gfs_s3_xml_parse_delete_result(err, strlen(err), &r, NULL), 0);
     assert_int_equal(r.errors, 2);
     assert_string_equal(r.first_error_key, "x/y");
     assert_string_equal(r.first_error.code, "AccessDenied");
@@ -377,8 +379,104 @@ static void test_delete_result(void **state)
         "<!DOCTYPE d [<!ENTITY e \"x\">]><DeleteResult/>",
     };
     for (size_t i = 0; i < sizeof(hostile) / sizeof(hostile[0]); i++)
-        assert_int_equal(gfs_s3_xml_parse_delete_result(hostile[i], strlen(hostile[i]), &r),
-                         -EBADMSG);
+        assert_int_equal(
+            gfs_s3_xml_parse_delete_result(hostile[i], strlen(hostile[i]), &r, NULL), -EBADMSG);
+}
+
+/* ---- libxml2's own messages (issue 21 item 13) ---- */
+
+static char logged[4][512];
+static int nlogged;
+
+static void capture(void *arg, int level, const char *msg)
+{
+    (void)arg;
+    (void)level;
+    if (nlogged < 4)
+        snprintf(logged[nlogged], sizeof logged[0], "%s", msg);
+    nlogged++;
+}
+
+static int sentinel_calls;
+
+static void sentinel(void *ctx, xmlErrorPtr e)
+{
+    (void)e;
+    assert_ptr_equal(ctx, &sentinel_calls);
+    sentinel_calls++;
+}
+
+/* A store that declares a non-UTF-8 encoding and sends bytes that are not
+ * in it made libxml2 print "encoding error : input conversion failed ..."
+ * on stderr, past the log. Now nothing reaches fd 2, the first message of
+ * each document goes through the log callback, and the thread's own
+ * libxml2 handler (a stand-in for another libxml2 user in the process) is
+ * back in place afterwards, still working. */
+static void test_errors_go_to_the_log(void **state)
+{
+    (void)state;
+    static const char *const docs[] = {
+        "<?xml version=\"1.0\" encoding=\"SHIFT_JIS\"?><Error><Code>X\x81\x20\xff</Code>"
+        "</Error>",
+        "<?xml version=\"1.0\" encoding=\"EUC-JP\"?><ListBucketResult><IsTruncated>false"
+        "</IsTruncated><Contents><Key>\x8e\xff\xa1</Key><Size>1</Size></Contents>"
+        "</ListBucketResult>",
+        "<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?><DeleteResult><Error><Key>\xff\xfe"
+        "</Key></Error></Delete>",
+        "<?xml version=\"1.0\" encoding=\"no-such-encoding\"?><ListBucketResult/>",
+    };
+    struct gfs_log log = {capture, NULL, GLIDEFS_LOG_DEBUG};
+    char path[] = "/tmp/gfs-s3xml-stderr-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    unlink(path);
+    fflush(stderr);
+    int saved = dup(2);
+    assert_true(saved >= 0);
+    assert_int_equal(dup2(fd, 2), 2);
+    nlogged = 0;
+    struct gfs_s3_error e;
+    struct gfs_s3_list_page p;
+    struct gfs_s3_delete_result r;
+    int rc0 = gfs_s3_xml_parse_error(docs[0], strlen(docs[0]), &e, &log);
+    int rc1 = gfs_s3_xml_parse_list(docs[1], strlen(docs[1]), &p, &log);
+    int rc2 = gfs_s3_xml_parse_delete_result(docs[2], strlen(docs[2]), &r, &log);
+    int rc3 = gfs_s3_xml_parse_list(docs[3], strlen(docs[3]), &p, &log);
+    fflush(stderr);
+    assert_int_equal(dup2(saved, 2), 2);
+    close(saved);
+    off_t printed = lseek(fd, 0, SEEK_END);
+    char what[256] = "";
+    if (printed > 0) {
+        ssize_t got = pread(fd, what, sizeof what - 1, 0);
+        what[got > 0 ? got : 0] = '\0';
+    }
+    close(fd);
+    if (printed != 0)
+        fail_msg("libxml2 printed %lld bytes on stderr: %s", (long long)printed, what);
+    assert_int_equal(rc0, -EBADMSG);
+    assert_int_equal(rc1, -EBADMSG);
+    assert_int_equal(rc2, -EBADMSG);
+    assert_int_equal(rc3, -EBADMSG);
+    /* one line per document, through the callback, naming what libxml2 said */
+    assert_int_equal(nlogged, 4);
+    for (int i = 0; i < 4; i++)
+        assert_non_null(strstr(logged[i], "s3: the store sent XML that does not parse: "));
+    assert_non_null(strstr(logged[0], "input conversion failed"));
+    assert_null(strchr(logged[0], '\n'));
+    /* no handler of ours is left behind: this thread's own is back, and
+     * called for what is not ours */
+    assert_null(xmlStructuredError);
+    xmlSetStructuredErrorFunc(&sentinel_calls, sentinel);
+    nlogged = 0;
+    assert_int_equal(gfs_s3_xml_parse_list(docs[1], strlen(docs[1]), &p, &log), -EBADMSG);
+    assert_int_equal(nlogged, 1);
+    assert_int_equal(sentinel_calls, 0);
+    assert_ptr_equal(xmlStructuredError, sentinel);
+    xmlDocPtr d = xmlReadMemory("<a>", 3, "x.xml", NULL, 0);
+    xmlFreeDoc(d);
+    assert_true(sentinel_calls > 0);
+    xmlSetStructuredErrorFunc(NULL, NULL);
 }
 
 int main(void)
@@ -393,6 +491,7 @@ int main(void)
         cmocka_unit_test(test_error_hostile),
         cmocka_unit_test(test_delete_build),
         cmocka_unit_test(test_delete_result),
+        cmocka_unit_test(test_errors_go_to_the_log),
     };
     int rc = cmocka_run_group_tests_name("s3_xml", tests, NULL, NULL);
     xmlCleanupParser();

@@ -1,0 +1,108 @@
+#!/usr/bin/env python3
+"""make_store_corpus.py - writes the seed corpora of the store-object fuzz
+targets: corpus-volmeta/ (volume.json), corpus-lease/ (the lease) and
+corpus-snapshot/ (a name-selector byte, then a snapshot object or a clone
+marker). Valid objects of each shape the code writes, plus the crafted ones
+that once got past validation. Run it again after changing it; the files
+are committed."""
+import base64
+import json
+import os
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+U1 = "71679efc-df84-4f0f-bc64-5339c4039233"
+U2 = "0b7e3c4d-2f1a-4e6b-9c8d-7a6b5c4d3e2f"
+MAN = "0000000000000002-0000000000000011"
+
+
+def b64(n, fill):
+    return base64.b64encode(bytes([fill]) * n).decode()
+
+
+KW = {"cipher": "aes-256-gcm", "kdf": "pbkdf2-sha256", "iterations": 600000,
+      "salt": b64(16, 1), "nonce": b64(12, 2), "wrapped_key": b64(32, 3), "tag": b64(16, 4)}
+ROOT = {"block_size": 131072, "compression": "none", "created_ms": 1796617085112,
+        "data_uuid": U1, "encryption": None, "format": 1, "size": 2097152, "uuid": U1}
+
+
+def vol(**kw):
+    d = dict(ROOT)
+    for k, v in kw.items():
+        if v is None and k in ("data_uuid", "created_ms", "encryption", "compression"):
+            d.pop(k, None)
+        else:
+            d[k] = v
+    return d
+
+
+def clone(lineage, snap="s1", man=MAN, **kw):
+    return vol(uuid=U2, lineage=lineage,
+               parent={"name": lineage[-1] if lineage else "root", "snapshot": snap,
+                       "manifest": man}, **kw)
+
+
+VOLMETA = {
+    "root": vol(),
+    "root_minimal": vol(data_uuid=None, created_ms=None, encryption=None, compression=None),
+    "root_zstd_encrypted": vol(compression="zstd", encryption=KW, block_size=4096),
+    "clone": clone(["root"]),
+    "clone_of_live_state": clone(["root"], snap="@clone-fuzzvol", man=None),
+    "clone_deep": clone(["a", "b", "c"], block_size=1 << 22),
+    "tombstone": dict(clone(["root"]), deleted=True),
+    # refused: each once got past, or is a consistency rule
+    "bad_lineage_empty_with_parent": clone([], man="0000000000000001-0000000000000001"),
+    "bad_parent_not_last": vol(uuid=U2, lineage=["a", "b"],
+                               parent={"name": "a", "snapshot": "s1", "manifest": MAN}),
+    "bad_lineage_self": clone(["fuzzvol"]),
+    "bad_lineage_repeated": clone(["a", "b", "a"]),
+    "bad_lineage_without_parent": vol(lineage=["a"]),
+    "bad_root_data_uuid": vol(data_uuid=U2),
+    "bad_parent_snapshot_path": clone(["root"], snap="../../x"),
+    "bad_deleted_string": dict(vol(), deleted="yes"),
+}
+
+LEASE = {
+    "held": {"epoch": 3, "fences": {"1": 17, "2": 0}, "format": 1, "heartbeat_ms": 1796617085191,
+             "node_id": "3d1219c7c4c5404aaa1f6d2a48adfda4", "state": "held"},
+    "released": {"epoch": 1, "fences": {}, "format": 1, "heartbeat_ms": 1796617085191,
+                 "node_id": "node-a", "state": "released"},
+    "no_fences": {"epoch": 9, "format": 1, "heartbeat_ms": 0, "node_id": "n", "state": "held"},
+    "bad_fence_same_epoch_twice": {"epoch": 3, "fences": {"1": 5, "01": 9}, "format": 1,
+                                   "heartbeat_ms": 1, "node_id": "n", "state": "held"},
+    "bad_epoch_in_origin_bits": {"epoch": 1 << 56, "fences": {}, "format": 1,
+                                 "heartbeat_ms": 1, "node_id": "n", "state": "held"},
+    "bad_node_control": {"epoch": 1, "fences": {}, "format": 1, "heartbeat_ms": 1,
+                         "node_id": "a\nb", "state": "held"},
+    "bad_fence_not_earlier": {"epoch": 2, "fences": {"2": 1}, "format": 1, "heartbeat_ms": 1,
+                              "node_id": "n", "state": "held"},
+}
+
+# first byte: 0 "s1", 1 "@clone-child", 2 "@fenced-7", 3 "other" (fuzz_snapshot.c)
+SNAPSHOT = {
+    "snap": (0, {"created_ms": 1796617085112, "manifest": MAN, "name": "s1", "size": 2097152}),
+    "snap_empty_volume": (0, {"created_ms": 1, "manifest": None, "name": "s1", "size": 512}),
+    "snap_clone_implicit": (1, {"created_ms": 1, "manifest": MAN, "name": "@clone-child",
+                                "size": 1 << 30}),
+    "snap_fenced_hold": (2, {"created_ms": 1, "manifest": MAN, "name": "@fenced-7",
+                             "size": 4096}),
+    "marker": (0, {"created_ms": 1796617085112, "snapshot": "s1"}),
+    "marker_implicit": (3, {"created_ms": 1, "snapshot": "@clone-child"}),
+    "bad_snap_name_mismatch": (3, {"created_ms": 1, "manifest": MAN, "name": "s1", "size": 512}),
+    "bad_snap_size_513": (0, {"manifest": MAN, "name": "s1", "size": 513}),
+    "bad_marker_path": (0, {"snapshot": "../../lease"}),
+}
+
+
+def write(sub, items):
+    d = os.path.join(HERE, sub)
+    os.makedirs(d, exist_ok=True)
+    for name, data in items.items():
+        with open(os.path.join(d, name), "wb") as f:
+            f.write(data)
+    print("wrote %d seeds to %s" % (len(items), d))
+
+
+write("corpus-volmeta", {k: json.dumps(v, sort_keys=True).encode() for k, v in VOLMETA.items()})
+write("corpus-lease", {k: json.dumps(v, sort_keys=True).encode() for k, v in LEASE.items()})
+write("corpus-snapshot", {k: bytes([sel]) + json.dumps(v, sort_keys=True).encode()
+                          for k, (sel, v) in SNAPSHOT.items()})
