@@ -925,6 +925,9 @@ static int h_healthz(struct call *c)
                        "taking one at once could both write"
                      : "refused");
         json_object_set_new(o, "warnings", json_pack("[s]", w));
+    } else if (o && cond == GLIDEFS_STORE_COND_OK && cfg->probe_detail[0]) {
+        /* honoured, in a way of its own (Ceph RGW's bare If-Match) */
+        json_object_set_new(o, "store_notes", json_pack("[s]", cfg->probe_detail));
     }
     return ok(c, 200, o);
 }

@@ -1067,6 +1067,9 @@ GLIDEFS_API int glidefs_store_check_info(const glidefs_config *cfg,
                         ? " unless storage.unsafe_accept_split_brain_on_lax_store, which is "
                           "set: two nodes taking a lease at once could both write"
                         : "; one node alone stays safe");
+        else if (r == 0 && res.detail[0])
+            gfs_warn(log, "storage %s honours conditional writes, but %s", cfg->storage_url,
+                     res.detail);
         if (r == 0) {
             /* remembered for the volumes opened from this config (config.h) */
             struct glidefs_config *w = (struct glidefs_config *)cfg;

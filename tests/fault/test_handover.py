@@ -16,6 +16,7 @@ backoff and a bound - it was retried at once, forever (752 lease PUTs in
     servers.shutdown_timeout_s (plus a margin), its log saying what it left.
 usage: test_handover.py GLIDEFSD --s3-cache DIR   (skips, 77, without S3)
 """
+import json
 import os
 import re
 import shutil
@@ -90,6 +91,15 @@ def main():
                     shutdown_timeout_s=SHUTDOWN_S)
     try:
         d.start()
+        # what the start-up probe found (Ceph RGW: honoured, with a bare If-Match)
+        st, _, body = fl.http("GET", d.api_url("/healthz"))
+        hz = json.loads(body) if st == 200 else {}
+        rgw = os.environ.get("S3_STORE") == "rgw"
+        notes = " ".join(hz.get("store_notes", []))
+        check(hz.get("store_conditional_writes") == "ok" and
+              (("without its quotes" in notes) if rgw else not notes),
+              "/healthz: conditional writes %r, notes %r" % (
+                  hz.get("store_conditional_writes"), hz.get("store_notes")))
 
         def client_cycle(name):
             h = d.connect(name)
