@@ -39,7 +39,7 @@ int gfs_s3_if_match_bare(const struct gfs_objstore *st);
  * -ENOENT (no bucket), -EINVAL (bad key) as for single deletes. A store
  * that answers DeleteObjects "not implemented" (501, or 405 / 400 with
  * NotImplemented or MethodNotAllowed) gets single DELETEs instead, from
- * then on (logged once). This is the backend's ops->del_many. */
+ * then on (logged once). The backend's ops->del_many does the same. */
 int gfs_s3_delete_batch(struct gfs_objstore *st, const char *const *keys, size_t n,
                         size_t *failed);
 
