@@ -47,6 +47,7 @@
 #include "budget.h"
 #include "cleanup.h"
 #include "config.h"
+#include "s3_names.h"
 
 #define GIB (UINT64_C(1) << 30)
 #define MIB (UINT64_C(1) << 20)
@@ -157,27 +158,6 @@ static int ascii_ieq(const char *a, const char *b)
 /* Storage URL, host:port, other value checks                                 */
 /* ------------------------------------------------------------------------ */
 
-static int s3_bucket_valid(const char *b, size_t n)
-{
-    if (n < 3 || n > 63)
-        return 0;
-    if (!is_alnum(b[0]) || !is_alnum(b[n - 1]))
-        return 0;
-    int all_ip = 1, dots = 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = b[i];
-        if (!((c >= 'a' && c <= 'z') || is_digit(c) || c == '.' || c == '-'))
-            return 0;
-        if (c == '.' && i > 0 && b[i - 1] == '.')
-            return 0;
-        if (c == '.')
-            dots++;
-        else if (!is_digit(c))
-            all_ip = 0;
-    }
-    return !(all_ip && dots == 3); /* not formatted like an IPv4 address */
-}
-
 /* AWS's "safe characters" for object keys, plus '/'. */
 static int s3_key_char(char c)
 {
@@ -275,7 +255,7 @@ static int url_normalize(const char *v, char *norm, size_t nl, char *why, size_t
         const char *b = v + 5;
         const char *slash = strchr(b, '/');
         size_t bl = slash ? (size_t)(slash - b) : strlen(b);
-        if (!s3_bucket_valid(b, bl)) {
+        if (!gfs_s3_bucket_valid(b, bl, 0)) {
             char bq[128], tmp[80];
             snprintf(tmp, sizeof(tmp), "%.*s", (int)(bl > 70 ? 70 : bl), b);
             quote(bq, sizeof(bq), tmp);

@@ -46,6 +46,7 @@
 #include "log.h"
 #include "objstore.h"
 #include "objstore_s3.h"
+#include "s3_names.h"
 #include "s3_xml.h"
 #include "sigv4.h"
 
@@ -1502,24 +1503,9 @@ int gfs_s3_delete_batch(struct gfs_objstore *gst, const char *const *keys, size_
 
 /* ---- open ---------------------------------------------------------------- */
 
-static int bucket_ok(const char *b, size_t n)
-{
-    if (n < 3 || n > 63)
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        char ch = b[i];
-        int alnum = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-                    (ch >= '0' && ch <= '9');
-        if (!alnum && ch != '.' && ch != '-' && ch != '_')
-            return 0;
-        if (i == 0 && !alnum)
-            return 0;
-    }
-    return 1;
-}
-
 /* s3://bucket[/prefix]: bucket and a normalised prefix ("" or "a/b/"). */
-static int parse_s3_url(const char *url, char **bucket, char **prefix, char *err, size_t errlen)
+static int parse_s3_url(const char *url, int path_style, char **bucket, char **prefix, char *err,
+                        size_t errlen)
 {
     *bucket = *prefix = NULL;
     if (!url || strncmp(url, "s3://", 5) != 0) {
@@ -1528,9 +1514,10 @@ static int parse_s3_url(const char *url, char **bucket, char **prefix, char *err
     }
     const char *b = url + 5;
     size_t bl = strcspn(b, "/");
-    if (!bucket_ok(b, bl)) {
+    if (!gfs_s3_bucket_valid(b, bl, path_style)) {
         snprintf(err, errlen,
-                 "storage.url: bad bucket name (3-63 characters of a-z 0-9 . - _)");
+                 "storage.url: bad bucket name (3-63 characters of %s)",
+                 path_style ? "A-Z a-z 0-9 . - _" : "a-z 0-9 . -");
         return -EINVAL;
     }
     const char *p = b + bl;
@@ -1675,7 +1662,8 @@ int gfs_objstore_s3_open(const struct glidefs_config *cfg, struct gfs_log *log,
     for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
         pthread_mutex_init(&st->share_locks[i], NULL);
 
-    int rc = parse_s3_url(cfg->storage_url, &st->bucket, &st->prefix, err, errlen);
+    int rc = parse_s3_url(cfg->storage_url, cfg->storage_endpoint && *cfg->storage_endpoint,
+                          &st->bucket, &st->prefix, err, errlen);
     if (rc != 0)
         goto fail;
 
