@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "segment.h"
+#include "snapobj.h"
 #include "volume_internal.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -520,7 +520,7 @@ int64_t gfs_bm_seg_reclaim(struct gfs_blockmap *bm, uint32_t min_rows, gfs_bm_re
         return -ENOMEM;
     /* deleted with nothing live: no packed entry names it (a packed entry
      * has a length); the newest of its epoch stays for
-     * gfs_volume_last_seq_of */
+     * gfs_view_last_seq_of */
     uint32_t gone = 0;
     for (uint32_t i = 1; i + 1 < n; i++) {
         const struct gfs_bm_seg *s = &bm->segs[i];

@@ -132,7 +132,7 @@ typedef void (*gfs_bm_renum_fn)(void *arg, const uint32_t *map, uint32_t n);
 #define GFS_BM_RECLAIM_MIN 64 /* rows: fewer are not worth a pass over the map */
 
 /* Remove the rows of segments deleted from the store with nothing live
- * (except the newest of each epoch, which gfs_volume_last_seq_of needs, and
+ * (except the newest of each epoch, which gfs_view_last_seq_of needs, and
  * one a zero-length entry still names), keeping the table sorted, and
  * renumber every entry (one pass over the written pages and the overflow
  * table); bumps seg_gen, calls fn (may be NULL), and gives memory back when

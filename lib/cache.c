@@ -77,15 +77,15 @@ int gfs_cache_still(const struct gfs_cache *c, int64_t slot, uint64_t block, uin
     /* Every change of a slot bumps gen, so an unchanged gen means unchanged
      * contents; this runs without the volume lock. */
     (void)block;
-    __atomic_thread_fence(__ATOMIC_SEQ_CST); /* after the data read, like a seqlock's reader */
-    return __atomic_load_n(&c->slots[slot].gen, __ATOMIC_ACQUIRE) == gen;
+    atomic_thread_fence(memory_order_seq_cst); /* after the data read, like a seqlock's reader */
+    return atomic_load_explicit(&c->slots[slot].gen, memory_order_acquire) == gen;
 }
 
 static inline void bump(struct gfs_cache_slot *s)
 {
     /* ordered before whatever changes the slot's data next (a punch, a fill) */
-    __atomic_add_fetch(&s->gen, 1, __ATOMIC_SEQ_CST);
-    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    atomic_fetch_add(&s->gen, 1);
+    atomic_thread_fence(memory_order_seq_cst);
 }
 
 static void release(struct gfs_cache *c, struct gfs_cache_slot *s)

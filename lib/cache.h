@@ -20,6 +20,7 @@
 #ifndef GLIDEFS_CACHE_H
 #define GLIDEFS_CACHE_H
 
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include "u64map.h"
@@ -27,7 +28,8 @@
 struct gfs_cache_slot {
     uint64_t block;
     uint32_t seg, offset;  /* store location the data came from */
-    uint32_t gen;          /* bumped whenever the slot's contents change */
+    _Atomic uint32_t gen;  /* bumped whenever the slot's contents change (read
+                              without the lock by gfs_cache_still) */
     uint8_t ref;           /* CLOCK reference bit */
     uint8_t state;         /* 0 free, 1 filling, 2 valid */
     uint8_t doomed;        /* filling, but the cache was cleared meanwhile: commit releases */

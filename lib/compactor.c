@@ -24,16 +24,19 @@
  * and the copies carry the same write_seq as the originals, so a replay in
  * any order keeps the newest write.
  */
-#include "volume_internal.h"
+#include "compactor.h"
 
 #include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "checkpoint.h"
 #include "cleanup.h"
+#include "lease_state.h"
 #include "segment.h"
 #include "segwriter.h"
+#include "volume_internal.h"
 
 /* A segment compaction must leave alone: a snapshot names it, or it is of
  * an epoch held for the fenced node that wrote it (snapshot.c,
@@ -92,7 +95,7 @@ static int write_copy(struct glidefs_volume *v, struct moved *mv, uint32_t n,
         mv[i] = pr[i].m;
         payloads[i] = pr[i].p;
     }
-    uint64_t epoch = v->epoch, seq = v->next_seg_seq++;
+    uint64_t epoch = v->epoch, seq = v->sync.next_seg_seq++;
     pthread_mutex_unlock(&v->lock);
 
     /* the payloads as stored, still sealed and compressed: the seal binds
@@ -129,7 +132,7 @@ static int write_copy(struct glidefs_volume *v, struct moved *mv, uint32_t n,
     if (si < 0)
         return (int)si;
     for (uint32_t i = 0; i < n; i++) {
-        struct gfs_bm_entry cur = gfs_bm_get(&v->bm, mv[i].block);
+        struct gfs_bm_entry cur = gfs_bm_get(&v->sv.bm, mv[i].block);
         if (cur.seg != mv[i].old.seg || cur.offset != mv[i].old.offset)
             continue; /* a newer write landed meanwhile: it wins, the copy is garbage */
         struct gfs_bm_entry e = cur;
@@ -137,22 +140,23 @@ static int write_copy(struct glidefs_volume *v, struct moved *mv, uint32_t n,
         e.offset = mv[i].new_offset;
         e.flags |= GFS_SEGF_TRAILER;
         e.crc = mv[i].old.crc;
-        gfs_bm_set(&v->bm, mv[i].block, &e);
+        gfs_bm_set(&v->sv.bm, mv[i].block, &e);
         gfs_cache_drop(&v->cache, mv[i].block); /* cached under the old location */
         *rewritten += e.length;
     }
     return 0;
 }
 
-/* Rewrite candidate segments (lock held; dropped for I/O). Two ways to choose: below min_live_pct (timer and on-demand cycles), or,
- * with a ratio target (bytes the partly live segments may keep in total),
- * any segment with dead bytes, emptiest first, until the target is met:
- * emptiest first moves the fewest live bytes per dead byte reclaimed, and no
- * fixed live threshold leaves up to 1/threshold x behind. */
+/* Rewrite candidate segments (lock held; dropped for I/O). Two ways to
+ * choose: below min_live_pct (timer and on-demand cycles), or, with a ratio
+ * target (bytes the partly live segments may keep in total), any segment
+ * with dead bytes, emptiest first, until the target is met: emptiest first
+ * moves the fewest live bytes per dead byte reclaimed, and no fixed live
+ * threshold leaves up to 1/threshold x behind. */
 static int rewrite(struct glidefs_volume *v, uint64_t budget, uint64_t target,
                    struct glidefs_compact_result *res)
 {
-    uint32_t nsegs = v->bm.nsegs;
+    uint32_t nsegs = v->sv.bm.nsegs;
     CLEANUP_FREE struct cand *cands = calloc(nsegs, sizeof *cands);
     CLEANUP_FREE uint8_t *is_cand = calloc(nsegs, 1);
     if (!cands || !is_cand)
@@ -160,7 +164,7 @@ static int rewrite(struct glidefs_volume *v, uint64_t budget, uint64_t target,
     uint32_t nc = 0;
     uint64_t stored = 0;
     for (uint32_t i = 1; i < nsegs; i++) {
-        struct gfs_bm_seg *s = &v->bm.segs[i];
+        struct gfs_bm_seg *s = &v->sv.bm.segs[i];
         if (s->deleted || s->total_bytes == 0 || s->live_bytes == 0)
             continue;
         if ((s->epoch >> GFS_ORIGIN_SHIFT) != v->meta.depth)
@@ -169,7 +173,7 @@ static int rewrite(struct glidefs_volume *v, uint64_t budget, uint64_t target,
             continue; /* a snapshot keeps it: a copy would reclaim nothing */
         stored += s->total_bytes;
         if (target ? s->live_bytes >= s->total_bytes
-                   : s->live_bytes * 100 >= (uint64_t)v->comp_min_live_pct * s->total_bytes)
+                   : s->live_bytes * 100 >= (uint64_t)v->comp.min_live_pct * s->total_bytes)
             continue;
         cands[nc++] = (struct cand){i, s->live_bytes, s->total_bytes};
     }
@@ -193,7 +197,7 @@ static int rewrite(struct glidefs_volume *v, uint64_t budget, uint64_t target,
     if (!mv)
         return -ENOMEM;
     struct gfs_bm_entry ce;
-    for (uint64_t b = 0; gfs_bm_next(&v->bm, &b, &ce); b++) {
+    for (uint64_t b = 0; gfs_bm_next(&v->sv.bm, &b, &ce); b++) {
         {
             uint32_t sg = ce.seg;
             if (sg == GFS_BM_NONE || sg == GFS_BM_HOLE || sg >= nsegs || !is_cand[sg])
@@ -211,7 +215,7 @@ static int rewrite(struct glidefs_volume *v, uint64_t budget, uint64_t target,
         }
     }
     /* fetch each old segment once, then pack the copies into new segments */
-    uint32_t per = v->blocks_per_batch;
+    uint32_t per = v->sync.blocks_per_batch;
     CLEANUP_FREE uint8_t **payloads = calloc(per, sizeof *payloads);
     CLEANUP_FREE struct moved *batch = calloc(per, sizeof *batch);
     if (!payloads || !batch)
@@ -221,8 +225,8 @@ static int rewrite(struct glidefs_volume *v, uint64_t budget, uint64_t target,
     uint64_t rewritten = 0;
     for (uint32_t ci = 0; ci < take && r == 0; ci++) {
         uint32_t sg = cands[ci].seg;
-        uint64_t epoch = v->bm.segs[sg].epoch & GFS_EPOCH_MASK, seq = v->bm.segs[sg].seq;
-        size_t total = (size_t)v->bm.segs[sg].total_bytes;
+        uint64_t epoch = v->sv.bm.segs[sg].epoch & GFS_EPOCH_MASK, seq = v->sv.bm.segs[sg].seq;
+        size_t total = (size_t)v->sv.bm.segs[sg].total_bytes;
         pthread_mutex_unlock(&v->lock);
         char key[512];
         gfs_seg_key(key, sizeof key, v->name, epoch, seq);
@@ -248,7 +252,7 @@ static int rewrite(struct glidefs_volume *v, uint64_t budget, uint64_t target,
                 /* never copy damage forward: leave that block where it is */
                 gfs_err(&v->log, "%s: block %" PRIu64 " in %s fails its checksum; not moved",
                         v->name, mv[i].block, key);
-                v->st.checksum_errors++;
+                atomic_fetch_add_explicit(&v->sv.checksum_errors, 1, memory_order_relaxed);
                 continue;
             }
             batch[nb] = mv[i];
@@ -287,15 +291,15 @@ static int mark_dead(struct glidefs_volume *v)
 {
     int64_t now = gfs_now_ms();
     int n = 0;
-    for (uint32_t i = 1; i < v->bm.nsegs; i++) {
-        struct gfs_bm_seg *s = &v->bm.segs[i];
+    for (uint32_t i = 1; i < v->sv.bm.nsegs; i++) {
+        struct gfs_bm_seg *s = &v->sv.bm.segs[i];
         if (s->deleted || s->live_bytes != 0 || s->total_bytes == 0)
             continue;
         if ((s->epoch >> GFS_ORIGIN_SHIFT) != v->meta.depth || kept(v, s))
             continue; /* shared with an ancestor, held by a snapshot or for a fenced node */
         if (!s->dead_since_ms) {
             s->dead_since_ms = now;
-            s->dead_gen = v->manifest_gen;
+            s->dead_gen = v->ckpt.gen;
         }
         n++;
     }
@@ -313,12 +317,12 @@ static void reap(struct glidefs_volume *v, struct glidefs_compact_result *res)
     uint32_t *idx = NULL;
     char **keys = NULL;
     size_t n = 0, cap = 0;
-    for (uint32_t i = 1; i < v->bm.nsegs; i++) {
-        struct gfs_bm_seg *s = &v->bm.segs[i];
+    for (uint32_t i = 1; i < v->sv.bm.nsegs; i++) {
+        struct gfs_bm_seg *s = &v->sv.bm.segs[i];
         if (s->deleted || s->live_bytes != 0 || s->total_bytes == 0 || !s->dead_since_ms)
             continue;
         /* a manifest stored after it died must exist, and readers had time */
-        if (v->manifest_gen <= s->dead_gen || now - s->dead_since_ms < v->comp_grace_ms)
+        if (v->ckpt.gen <= s->dead_gen || now - s->dead_since_ms < v->comp.grace_ms)
             continue;
         if (n == cap) {
             size_t nc = cap ? cap * 2 : 64;
@@ -344,13 +348,13 @@ static void reap(struct glidefs_volume *v, struct glidefs_compact_result *res)
         if (cr == 0) { /* else deposed (or cannot tell): delete nothing */
             confirmed = 1;
             for (size_t k = 0; k < n; k++)
-                v->bm.segs[idx[k]].deleted = 1;
+                v->sv.bm.segs[idx[k]].deleted = 1;
             pthread_mutex_unlock(&v->lock);
             size_t failed = 0;
             int r = gfs_objstore_del_many(v->store, (const char *const *)keys, n, &failed);
             pthread_mutex_lock(&v->lock);
             for (size_t k = 0; k < n; k++) {
-                struct gfs_bm_seg *s = &v->bm.segs[idx[k]];
+                struct gfs_bm_seg *s = &v->sv.bm.segs[idx[k]];
                 if (r < 0) {
                     s->deleted = 0;
                     continue;
@@ -372,11 +376,11 @@ static void reap(struct glidefs_volume *v, struct glidefs_compact_result *res)
     if (n && !confirmed)
         return;
     /* unreferenced segments found at open (crashed uploads, deposed writers) */
-    if (v->ngarbage && v->manifest_gen > 0 && now - v->opened_ms >= v->comp_grace_ms) {
-        char **g = v->garbage;
-        size_t ng = v->ngarbage;
-        v->garbage = NULL;
-        v->ngarbage = 0;
+    if (v->sv.ngarbage && v->ckpt.gen > 0 && now - v->opened_ms >= v->comp.grace_ms) {
+        char **g = v->sv.garbage;
+        size_t ng = v->sv.ngarbage;
+        v->sv.garbage = NULL;
+        v->sv.ngarbage = 0;
         /* a held epoch's late segments are garbage to us, not to its node */
         uint8_t *held = calloc(ng ? ng : 1, 1);
         char **del = calloc(ng ? ng : 1, sizeof *del);
@@ -401,9 +405,9 @@ static void reap(struct glidefs_volume *v, struct glidefs_compact_result *res)
         free(held);
         free(del);
         pthread_mutex_lock(&v->lock);
-        if (left && !v->garbage) {
-            v->garbage = g;
-            v->ngarbage = left;
+        if (left && !v->sv.garbage) {
+            v->sv.garbage = g;
+            v->sv.ngarbage = left;
         } else {
             for (size_t i = 0; i < left; i++)
                 free(g[i]);
@@ -416,36 +420,15 @@ static void reap(struct glidefs_volume *v, struct glidefs_compact_result *res)
     }
 }
 
-struct mlist {
-    char **keys;
-    size_t n, cap;
-};
-
-static int collect(void *arg, const char *key, uint64_t size)
-{
-    (void)size;
-    struct mlist *l = arg;
-    if (l->n == l->cap) {
-        size_t nc = l->cap ? l->cap * 2 : 16;
-        char **nk = realloc(l->keys, nc * sizeof *nk);
-        if (!nk)
-            return -ENOMEM;
-        l->keys = nk;
-        l->cap = nc;
-    }
-    l->keys[l->n] = strdup(key);
-    return l->keys[l->n++] ? 0 : -ENOMEM;
-}
-
 /* Keep the newest keep_manifests manifests (lock held; dropped for I/O). */
 static void prune_manifests(struct glidefs_volume *v, struct glidefs_compact_result *res)
 {
     char prefix[512];
     snprintf(prefix, sizeof prefix, "nbd/%s/manifest/", v->name);
-    int keep = v->comp_keep_manifests;
+    int keep = v->comp.keep_manifests;
     pthread_mutex_unlock(&v->lock);
-    struct mlist l = {0};
-    int r = v->store->ops->list(v->store, prefix, NULL, collect, &l);
+    struct gfs_keylist l = {0};
+    int r = v->store->ops->list(v->store, prefix, NULL, gfs_keylist_add, &l);
     size_t deleted = 0;
     if (r >= 0 && l.n > (size_t)keep) {
         /* listed in key order: oldest first; one batch for all of them */
@@ -460,9 +443,7 @@ static void prune_manifests(struct glidefs_volume *v, struct glidefs_compact_res
             deleted = nd;
         free(del);
     }
-    for (size_t i = 0; i < l.n; i++)
-        free(l.keys[i]);
-    free(l.keys);
+    gfs_keylist_free(&l);
     pthread_mutex_lock(&v->lock);
     v->st.manifests_deleted += deleted;
     (void)res;
@@ -479,8 +460,8 @@ struct usage {
 static struct usage usage_of(const struct glidefs_volume *v, int64_t now)
 {
     struct usage u = {0};
-    for (uint32_t i = 1; i < v->bm.nsegs; i++) {
-        const struct gfs_bm_seg *s = &v->bm.segs[i];
+    for (uint32_t i = 1; i < v->sv.bm.nsegs; i++) {
+        const struct gfs_bm_seg *s = &v->sv.bm.segs[i];
         if (s->deleted || s->total_bytes == 0 || (s->epoch >> GFS_ORIGIN_SHIFT) != v->meta.depth)
             continue;
         if (s->live_bytes) {
@@ -489,8 +470,8 @@ static struct usage usage_of(const struct glidefs_volume *v, int64_t now)
             u.stored += s->total_bytes;
             u.live += s->live_bytes;
         } else if (!kept(v, s) &&
-                   (!s->dead_since_ms || v->manifest_gen <= s->dead_gen ||
-                    now - s->dead_since_ms >= v->comp_grace_ms)) {
+                   (!s->dead_since_ms || v->ckpt.gen <= s->dead_gen ||
+                    now - s->dead_since_ms >= v->comp.grace_ms)) {
             u.dead_waiting = 1; /* to date, to cover by a manifest, or to delete */
         }
     }
@@ -505,17 +486,17 @@ int gfs_compact_step(struct glidefs_volume *v, int requested)
     if (!v->owner || v->fenced)
         return 0;
     int64_t now = gfs_now_ms();
-    int timer = v->comp_interval_ms > 0 && now >= v->comp_next_ms;
+    int timer = v->comp.interval_ms > 0 && now >= v->comp.next_ms;
     uint64_t target = 0;
     if (!requested && !timer) {
         /* Between cycles: as soon as garbage passes compaction.max_stored_pct
          * of live data, or dead segments can go, at compaction.rate_mb_s.
          * interval_s 0 keeps meaning "on demand only". */
-        if (v->comp_interval_ms <= 0 || now < v->comp_check_next_ms || now < v->comp_rate_next_ms)
+        if (v->comp.interval_ms <= 0 || now < v->comp.check_next_ms || now < v->comp.rate_next_ms)
             return 0;
-        v->comp_check_next_ms = now + RATIO_CHECK_MS;
+        v->comp.check_next_ms = now + RATIO_CHECK_MS;
         struct usage u = usage_of(v, now);
-        int pct = v->comp_max_stored_pct;
+        int pct = v->comp.max_stored_pct;
         int over = pct > 0 && u.stored * 100 > u.live * (uint64_t)pct;
         if (!over && !u.dead_waiting)
             return 0;
@@ -530,7 +511,7 @@ int gfs_compact_step(struct glidefs_volume *v, int requested)
         }
     }
     if (timer) {
-        v->comp_next_ms = now + v->comp_interval_ms;
+        v->comp.next_ms = now + v->comp.interval_ms;
         /* snapshots deleted through another handle (a purged clone's
          * implicit one) stop pinning segments here too: one LIST a cycle */
         pthread_mutex_unlock(&v->lock);
@@ -539,7 +520,7 @@ int gfs_compact_step(struct glidefs_volume *v, int requested)
         if (sr < 0)
             gfs_warn(&v->log, "%s: reading the snapshot list: %s", v->name, glidefs_strerror(sr));
     }
-    if ((timer || requested) && v->nholds) {
+    if ((timer || requested) && v->snap.nholds) {
         pthread_mutex_unlock(&v->lock);
         int er = gfs_fence_holds_expire(v);
         pthread_mutex_lock(&v->lock);
@@ -548,18 +529,18 @@ int gfs_compact_step(struct glidefs_volume *v, int requested)
     }
     struct glidefs_compact_result res = {0};
     uint64_t budget = requested ? UINT64_MAX
-                      : target  ? v->comp_rate_bps * RATIO_MIN_GAP_MS / 1000 /* one gap's worth */
-                                : v->comp_rate_bps * (uint64_t)(v->comp_interval_ms / 1000 + 1);
+                      : target  ? v->comp.rate_bps * RATIO_MIN_GAP_MS / 1000 /* one gap's worth */
+                                : v->comp.rate_bps * (uint64_t)(v->comp.interval_ms / 1000 + 1);
     int r = target == UINT64_MAX ? 0 : rewrite(v, budget, target, &res);
     /* dead segments need a manifest, stored after they died, that no longer names them */
     int dead = mark_dead(v);
     int need = 0, wrote_manifest = 0;
-    for (uint32_t i = 1; i < v->bm.nsegs && !need; i++)
-        need = v->bm.segs[i].dead_since_ms && !v->bm.segs[i].deleted &&
-               v->bm.segs[i].dead_gen >= v->manifest_gen;
-    if (r == 0 && (v->segs_since_manifest || need || (v->ngarbage && !v->manifest_gen))) {
-        if (v->segs_since_manifest == 0)
-            v->segs_since_manifest = 1; /* force one: dead segments need it */
+    for (uint32_t i = 1; i < v->sv.bm.nsegs && !need; i++)
+        need = v->sv.bm.segs[i].dead_since_ms && !v->sv.bm.segs[i].deleted &&
+               v->sv.bm.segs[i].dead_gen >= v->ckpt.gen;
+    if (r == 0 && (v->sv.segs_since_manifest || need || (v->sv.ngarbage && !v->ckpt.gen))) {
+        if (v->sv.segs_since_manifest == 0)
+            v->sv.segs_since_manifest = 1; /* force one: dead segments need it */
         pthread_mutex_unlock(&v->lock);
         r = gfs_volume_write_manifest(v);
         pthread_mutex_lock(&v->lock);
@@ -571,12 +552,12 @@ int gfs_compact_step(struct glidefs_volume *v, int requested)
         if (res.segments_deleted)
             prune_manifests(v, &res);
         if (res.segments_deleted) /* rows of deleted segments go; indices renumber (blockmap.h) */
-            gfs_bm_seg_reclaim(&v->bm, GFS_BM_RECLAIM_MIN, gfs_cache_renumber, &v->cache);
+            gfs_bm_seg_reclaim(&v->sv.bm, GFS_BM_RECLAIM_MIN, gfs_cache_renumber, &v->cache);
     }
-    for (uint32_t i = 1; i < v->bm.nsegs; i++) {
-        if (!v->bm.segs[i].deleted) {
-            res.stored_bytes += v->bm.segs[i].total_bytes;
-            res.live_bytes += v->bm.segs[i].live_bytes;
+    for (uint32_t i = 1; i < v->sv.bm.nsegs; i++) {
+        if (!v->sv.bm.segs[i].deleted) {
+            res.stored_bytes += v->sv.bm.segs[i].total_bytes;
+            res.live_bytes += v->sv.bm.segs[i].live_bytes;
         }
     }
     if (res.segments_rewritten || res.segments_deleted)
@@ -585,16 +566,16 @@ int gfs_compact_step(struct glidefs_volume *v, int requested)
         /* rate limit: what this step uploaded (copies, and the manifest at
          * about 40 bytes a block) at rate_mb_s; and at most one such step
          * (one manifest PUT) a second, however small the volume */
-        uint64_t sent = res.bytes_rewritten + (wrote_manifest ? v->bm.written_blocks * 40 : 0);
-        int64_t gap = (int64_t)(sent * 1000 / (v->comp_rate_bps ? v->comp_rate_bps : 1));
+        uint64_t sent = res.bytes_rewritten + (wrote_manifest ? v->sv.bm.written_blocks * 40 : 0);
+        int64_t gap = (int64_t)(sent * 1000 / (v->comp.rate_bps ? v->comp.rate_bps : 1));
         if (gap < RATIO_MIN_GAP_MS)
             gap = RATIO_MIN_GAP_MS;
-        v->comp_rate_next_ms = gfs_now_ms() + gap;
+        v->comp.rate_next_ms = gfs_now_ms() + gap;
     }
     if (requested) {
-        v->comp_last = res;
+        v->comp.last = res;
         if (r < 0)
-            v->comp_last.segments_rewritten = (uint64_t)-1;
+            v->comp.last.segments_rewritten = (uint64_t)-1;
     }
     if (res.segments_rewritten || res.segments_deleted)
         gfs_info(&v->log, "%s: compaction: %" PRIu64 " segments rewritten (%" PRIu64
@@ -616,12 +597,12 @@ GLIDEFS_API int glidefs_compact(glidefs_volume *v, struct glidefs_compact_result
         pthread_mutex_unlock(&v->lock);
         return -EROFS;
     }
-    uint64_t gen = ++v->comp_req_gen;
-    pthread_cond_broadcast(&v->syncer_cond);
-    while (v->comp_done_gen < gen && !v->stop && v->owner)
+    uint64_t gen = ++v->comp.req_gen;
+    pthread_cond_broadcast(&v->sync.cond);
+    while (v->comp.done_gen < gen && !v->stop && v->owner)
         pthread_cond_wait(&v->cond, &v->lock);
-    int r = v->comp_done_gen < gen ? -EROFS : 0;
-    struct glidefs_compact_result out = v->comp_last;
+    int r = v->comp.done_gen < gen ? -EROFS : 0;
+    struct glidefs_compact_result out = v->comp.last;
     pthread_mutex_unlock(&v->lock);
     if (r == 0 && out.segments_rewritten == (uint64_t)-1)
         r = -EIO;

@@ -6,6 +6,7 @@
 #ifndef GLIDEFS_CONFIG_H
 #define GLIDEFS_CONFIG_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include "glidefs/glidefs.h"
@@ -101,9 +102,9 @@ struct glidefs_config {
     /* The last probe of the store's conditional writes (store_probe.h):
      * glidefs_store_check_info records it here, through its const pointer
      * (the object is never const itself), so volumes opened from this config
-     * afterwards report it without probing again. __atomic access. */
-    int probe_state;                /* GLIDEFS_STORE_COND_* */
-    int64_t probe_wall_ms;          /* when; 0: never */
+     * afterwards report it without probing again. */
+    _Atomic int probe_state;        /* GLIDEFS_STORE_COND_* */
+    _Atomic int64_t probe_wall_ms;  /* when; 0: never */
     char probe_detail[256];         /* what it saw when not OK (written before probe_state) */
 };
 

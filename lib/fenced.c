@@ -14,7 +14,15 @@
  * data is read: every segment it references must exist and the segments
  * after its manifest must have no gaps; otherwise -ENODATA, never an image
  * with silently older data.
+ *
+ * The view is a struct gfs_view (storeview.h) of its own, sharing only the
+ * volume's store and codec; each block is assembled from the view's stored
+ * copy and the journal's records over it by blockio.c's assembler, as the
+ * read path does. glidefs_fenced_discard drops what was kept aside.
  */
+#include "blockio.h"
+#include "lease_state.h"
+#include "localstate.h"
 #include "volume_internal.h"
 
 #include <dirent.h>
@@ -28,37 +36,6 @@
 
 #include "cleanup.h"
 #include "segment.h"
-
-/* ---- which kept-aside journal ---- */
-
-/* The newest <dir>/fenced-<epoch:016x>-<ms> (largest epoch, then time). */
-static int newest_fenced_dir(const char *dir, char *out, size_t outlen, uint64_t *epoch)
-{
-    DIR *d = opendir(dir);
-    if (!d)
-        return -errno;
-    uint64_t best_e = 0;
-    long long best_ms = -1;
-    struct dirent *de;
-    while ((de = readdir(d))) {
-        unsigned long long e;
-        long long ms;
-        char tail;
-        if (strncmp(de->d_name, "fenced-", 7) != 0 ||
-            sscanf(de->d_name + 7, "%16llx-%lld%c", &e, &ms, &tail) != 2)
-            continue;
-        if (best_ms < 0 || e > best_e || (e == best_e && ms > best_ms)) {
-            best_e = e;
-            best_ms = ms;
-            snprintf(out, outlen, "%s/%s", dir, de->d_name);
-        }
-    }
-    closedir(d);
-    if (best_ms < 0)
-        return -ENOENT;
-    *epoch = best_e;
-    return 0;
-}
 
 /* ---- the kept-aside journal's records ---- */
 
@@ -173,39 +150,35 @@ static int fence_of(const struct gfs_lease *l, uint64_t e, uint64_t *last)
     return 0;
 }
 
-static void shadow_free(struct glidefs_volume *s)
+/* The fenced node's view of the store, and what it borrows. */
+struct fview {
+    struct gfs_view sv;
+    struct gfs_volmeta meta; /* a copy: the volume's changes under its lock */
+    uint64_t size;
+};
+
+static void fview_free(struct fview *f)
 {
-    if (!s)
+    if (!f)
         return;
-    gfs_bm_free(&s->bm);
-    for (size_t i = 0; i < s->ngarbage; i++)
-        free(s->garbage[i]);
-    free(s->garbage);
-    pthread_mutex_destroy(&s->lock);
-    free(s);
+    gfs_view_free(&f->sv);
+    free(f);
 }
 
-/* Load into *out a private volume (sharing v's store and codec) whose map is
+/* Load into *out a private view (sharing v's store and codec) whose map is
  * the store's data as of epoch ea, and check that the store still holds all
  * of it. */
-static int load_view(glidefs_volume *v, uint64_t ea, struct glidefs_volume **out)
+static int load_view(glidefs_volume *v, uint64_t ea, struct fview **out)
 {
-    struct glidefs_volume *s = calloc(1, sizeof *s);
-    if (!s)
+    struct fview *f = calloc(1, sizeof *f);
+    if (!f)
         return -ENOMEM;
-    pthread_mutex_init(&s->lock, NULL);
     pthread_mutex_lock(&v->lock);
-    memcpy(s->name, v->name, sizeof s->name);
-    s->log = v->log;
-    s->store = v->store;
-    s->codec = v->codec;
-    s->meta = v->meta;
-    s->bs = v->bs;
-    s->spb = v->spb;
-    s->size = v->size;
-    s->lockfd = -1;
+    f->meta = v->meta;
+    f->size = v->size;
     pthread_mutex_unlock(&v->lock);
-    int r = gfs_bm_init(&s->bm, (s->size + s->bs - 1) / s->bs);
+    struct gfs_view *s = &f->sv;
+    int r = gfs_view_init(s, v->name, &v->log, v->store, v->codec, &f->meta, f->size);
     struct gfs_lease cur = {0};
     if (r == 0)
         r = gfs_lease_read(s->store, s->name, &cur);
@@ -247,10 +220,10 @@ static int load_view(glidefs_volume *v, uint64_t ea, struct glidefs_volume **out
         s->lease.floor = 0;
     }
     if (r == 0)
-        r = gfs_volume_load_map(s);
+        r = gfs_view_load(s);
     if (r == 0) {
         /* what the view's manifest references must still be there */
-        uint32_t own = s->meta.depth;
+        uint32_t own = s->meta->depth;
         for (uint32_t i = 1; i < s->bm.nsegs && r == 0; i++) {
             const struct gfs_bm_seg *g = &s->bm.segs[i];
             if ((g->epoch >> GFS_ORIGIN_SHIFT) == own && g->live_bytes && !g->total_bytes) {
@@ -295,10 +268,10 @@ static int load_view(glidefs_volume *v, uint64_t ea, struct glidefs_volume **out
     free(segs.k);
     free(mans.k);
     if (r < 0) {
-        shadow_free(s);
+        fview_free(f);
         return r;
     }
-    *out = s;
+    *out = f;
     return 0;
 }
 
@@ -328,49 +301,61 @@ static int write_all(int fd, const uint8_t *p, size_t n, uint64_t off)
     return 0;
 }
 
-/* Block b of the view: the stored version, then the journal's newer records. */
-static int build_block(struct glidefs_volume *s, uint64_t b, const struct frec *recs,
-                       const struct fpair *pairs, size_t np, uint8_t *buf)
+/* Block b of the view: the stored version, then the journal's newer
+ * records over it (pieces: room for np). */
+static int build_block(struct gfs_view *s, uint64_t b, const struct frec *recs,
+                       const struct fpair *pairs, size_t np, struct gfs_piece *pieces,
+                       uint8_t *buf)
 {
-    struct gfs_bm_entry e = gfs_bm_get(&s->bm, b);
-    int r = gfs_volume_fetch_block(s, b, &e, buf);
-    if (r == -ENOENT) {
-        gfs_err(&s->log, "%s: block %" PRIu64 "'s segment is gone from the store", s->name, b);
-        return -ENODATA;
+    struct gfs_block_plan p = {.b = b, .n = s->bs / 512, .base = GFS_BASE_ZERO,
+                               .pieces = pieces};
+    p.e = gfs_bm_get(&s->bm, b);
+    if (p.e.seg != GFS_BM_NONE && p.e.seg != GFS_BM_HOLE) {
+        if (p.e.seg >= s->bm.nsegs) {
+            gfs_err(s->log, "%s: block %" PRIu64 " names no segment", s->name, b);
+            return -EIO;
+        }
+        p.base = GFS_BASE_STORE;
+        p.epoch = s->bm.segs[p.e.seg].epoch;
+        p.seq = s->bm.segs[p.e.seg].seq;
     }
-    if (r < 0)
-        return r;
     uint64_t bstart = b * s->bs;
     for (size_t i = 0; i < np; i++) {
         const struct frec *x = &recs[pairs[i].rec];
-        if (e.seg != GFS_BM_NONE && e.write_seq >= x->seq)
+        if (p.e.seg != GFS_BM_NONE && p.e.write_seq >= x->seq)
             continue; /* uploaded before the lease was lost: the store has it (or newer) */
         uint64_t lo = x->offset > bstart ? x->offset : bstart;
         uint64_t end = x->offset + x->length, bend = bstart + s->bs;
         uint64_t hi = end < bend ? end : bend;
-        uint8_t *dst = buf + (lo - bstart);
-        if (x->type == GFS_JREC_ZERO) {
-            memset(dst, 0, hi - lo);
-        } else if (pread(x->jf->fd, dst, hi - lo, (off_t)(x->data_off + (lo - x->offset))) !=
-                   (ssize_t)(hi - lo)) {
-            gfs_err(&s->log, "%s: reading the kept-aside journal failed", s->name);
-            return -EIO;
-        }
+        int zero = x->type == GFS_JREC_ZERO;
+        pieces[p.npieces++] = (struct gfs_piece){
+            (uint32_t)((lo - bstart) / 512), (uint32_t)((hi - lo) / 512), zero ? NULL : x->jf,
+            zero ? 0 : x->data_off + (lo - x->offset)};
     }
-    return 0;
+    int r = gfs_block_assemble(s, NULL, &p, buf, buf);
+    if (r == -ENOENT) {
+        gfs_err(s->log, "%s: block %" PRIu64 "'s segment is gone from the store", s->name, b);
+        return -ENODATA;
+    }
+    if (r == -EIO)
+        gfs_err(s->log, "%s: block %" PRIu64 " of the view cannot be read (from the store or "
+                "the kept-aside journal)", s->name, b);
+    return r;
 }
 
 struct export_ctx {
-    struct glidefs_volume *s;
+    struct fview *f;
     struct gfs_journal j;
     struct frecs fr;
     struct fpair *pairs;
     size_t npairs;
+    struct gfs_piece *pieces; /* room for one block's records */
 };
 
 static void export_ctx_free(struct export_ctx *c)
 {
-    shadow_free(c->s);
+    fview_free(c->f);
+    free(c->pieces);
     free(c->fr.r);
     free(c->pairs);
     gfs_journal_destroy(&c->j);
@@ -379,7 +364,7 @@ static void export_ctx_free(struct export_ctx *c)
 /* Read the records of the journal in jdir (seq order) and the blocks each touches. */
 static int load_records(struct export_ctx *c, const char *jdir, uint64_t bs)
 {
-    int r = gfs_journal_init(&c->j, jdir, 1u << 20, &c->s->log);
+    int r = gfs_journal_init(&c->j, jdir, 1u << 20, c->f->sv.log);
     uint64_t max_seq;
     if (r == 0)
         r = gfs_journal_recover(&c->j, collect_rec, &c->fr, &max_seq);
@@ -399,18 +384,19 @@ static int load_records(struct export_ctx *c, const char *jdir, uint64_t bs)
             c->pairs[c->npairs++] = (struct fpair){b, i};
     if (c->npairs)
         qsort(c->pairs, c->npairs, sizeof *c->pairs, cmp_pair);
-    return 0;
+    c->pieces = malloc((c->npairs ? c->npairs : 1) * sizeof *c->pieces);
+    return c->pieces ? 0 : -ENOMEM;
 }
 
 /* Is a journal of an ended epoch still in place (a read-only open leaves it)? */
 static int stale_journal_in_place(glidefs_volume *v, uint64_t *epoch)
 {
     uint64_t local = 0;
-    int r = gfs_own_state_read(v, &local);
+    int r = gfs_local_epoch_read(v->dir, &local);
     if (r < 0)
         return r;
     pthread_mutex_lock(&v->own_lock); /* the lease changes under it */
-    int ours = gfs_own_journal_ours(v, &v->lease, local);
+    int ours = gfs_own_journal_ours(v, &v->sv.lease, local);
     pthread_mutex_unlock(&v->own_lock);
     pthread_mutex_lock(&v->lock);
     int in_place = v->ro_forced && !ours && v->journal.files != NULL;
@@ -430,7 +416,7 @@ GLIDEFS_API int glidefs_fenced_export(glidefs_volume *v, int fd, uint64_t *epoch
         return -EINVAL; /* holes need a seekable file; a pipe cannot have them */
     char jdir[4300];
     uint64_t ea = 0;
-    int r = newest_fenced_dir(v->dir, jdir, sizeof jdir, &ea);
+    int r = gfs_local_fenced_newest(v->dir, jdir, sizeof jdir, &ea);
     int in_place = 0;
     uint64_t ep = 0;
     if ((r == 0 || r == -ENOENT) && stale_journal_in_place(v, &ep) == 0 && (r < 0 || ep > ea)) {
@@ -446,10 +432,11 @@ GLIDEFS_API int glidefs_fenced_export(glidefs_volume *v, int fd, uint64_t *epoch
         return -ENOENT; /* never held a lease: no epoch to rebuild */
     struct export_ctx c = {0};
     c.j.dirfd = -1;
-    r = load_view(v, ea, &c.s);
+    r = load_view(v, ea, &c.f);
     if (r < 0)
         return r;
-    uint64_t size = c.s->size, bs = c.s->bs, nblocks = c.s->bm.nblocks;
+    struct gfs_view *s = &c.f->sv;
+    uint64_t size = c.f->size, bs = s->bs, nblocks = s->bm.nblocks;
     c.fr.size = size;
     r = load_records(&c, jdir, bs);
     if (r == 0 && in_place && c.fr.n == 0)
@@ -474,7 +461,7 @@ GLIDEFS_API int glidefs_fenced_export(glidefs_volume *v, int fd, uint64_t *epoch
     size_t pi = 0;
     uint64_t blocks = 0, nb = 0, b = 0;
     struct gfs_bm_entry e;
-    int have = dense ? 0 : gfs_bm_next(&c.s->bm, &nb, &e);
+    int have = dense ? 0 : gfs_bm_next(&s->bm, &nb, &e);
     while (r == 0 && (dense ? b < nblocks : have || pi < c.npairs)) {
         int stored = 0;
         if (!dense) {
@@ -482,14 +469,14 @@ GLIDEFS_API int glidefs_fenced_export(glidefs_volume *v, int fd, uint64_t *epoch
             if (have && nb == b) {
                 stored = e.seg != GFS_BM_HOLE;
                 nb++;
-                have = gfs_bm_next(&c.s->bm, &nb, &e);
+                have = gfs_bm_next(&s->bm, &nb, &e);
             }
         }
         size_t pj = pi;
         while (pj < c.npairs && c.pairs[pj].block == b)
             pj++;
         if (dense || stored || pj > pi) {
-            r = build_block(c.s, b, c.fr.r, c.pairs + pi, pj - pi, buf);
+            r = build_block(s, b, c.fr.r, c.pairs + pi, pj - pi, c.pieces, buf);
             size_t n = (size_t)(size - b * bs < bs ? size - b * bs : bs);
             if (r == 0 && (dense || !all_zero(buf, n))) {
                 r = write_all(fd, buf, n, b * bs);
@@ -508,5 +495,18 @@ GLIDEFS_API int glidefs_fenced_export(glidefs_volume *v, int fd, uint64_t *epoch
             *epoch_out = ea;
     }
     export_ctx_free(&c);
+    return r;
+}
+
+GLIDEFS_API int glidefs_fenced_discard(glidefs_volume *v)
+{
+    int r = 0;
+    int dr = gfs_local_fenced_discard(v->dir, &r);
+    if (dr < 0)
+        return dr;
+    pthread_mutex_lock(&v->lock);
+    v->fenced_bytes = 0;
+    pthread_mutex_unlock(&v->lock);
+    gfs_info(&v->log, "%s: discarded the journal data kept aside after losing the lease", v->name);
     return r;
 }

@@ -295,7 +295,7 @@ int gfs_journal_flush(struct gfs_journal *j, pthread_mutex_t *lock)
     size_t k = 0;
     for (struct gfs_jfile *f = j->files; f; f = f->next) {
         if (f->write_gen != f->synced_gen) {
-            __atomic_add_fetch(&f->pins, 1, __ATOMIC_RELAXED); /* keep fd open while unlocked */
+            atomic_fetch_add_explicit(&f->pins, 1, memory_order_relaxed); /* keep fd open while unlocked */
             items[k++] = (struct sync_item){f->fd, f->write_gen, f};
         }
     }
@@ -309,7 +309,7 @@ int gfs_journal_flush(struct gfs_journal *j, pthread_mutex_t *lock)
     pthread_mutex_lock(lock);
     for (size_t i = 0; i < k; i++) {
         struct gfs_jfile *f = items[i].f;
-        __atomic_sub_fetch(&f->pins, 1, __ATOMIC_RELEASE);
+        atomic_fetch_sub_explicit(&f->pins, 1, memory_order_release);
         if (!err && f->synced_gen < items[i].gen)
             f->synced_gen = items[i].gen;
     }
@@ -327,7 +327,7 @@ int gfs_journal_reset(struct gfs_journal *j)
     if (j->inflight_head)
         return -EBUSY;
     for (struct gfs_jfile *f = j->files; f; f = f->next)
-        if (__atomic_load_n(&f->pins, __ATOMIC_ACQUIRE) || f->live)
+        if (atomic_load_explicit(&f->pins, memory_order_acquire) || f->live)
             return -EBUSY;
     uint64_t freed = 0;
     while (j->files) {
@@ -350,7 +350,7 @@ int gfs_journal_retire(struct gfs_journal *j)
 {
     struct gfs_jfile *f = j->cur;
     if (!f || j->failed || f->live || j->inflight_head ||
-        __atomic_load_n(&f->pins, __ATOMIC_ACQUIRE))
+        atomic_load_explicit(&f->pins, memory_order_acquire))
         return 0;
     if (write_end(j, f) < 0)
         return 0; /* keep it as it is: the next write goes on in it */
@@ -364,7 +364,7 @@ int gfs_journal_gc(struct gfs_journal *j, pthread_mutex_t *lock, int retire_cur)
         gfs_journal_retire(j);
     int any = 0;
     for (struct gfs_jfile *f = j->files; f; f = f->next)
-        if (f != j->cur && f->live == 0 && __atomic_load_n(&f->pins, __ATOMIC_ACQUIRE) == 0)
+        if (f != j->cur && f->live == 0 && atomic_load_explicit(&f->pins, memory_order_acquire) == 0)
             any = 1;
     if (!any)
         return 0;
@@ -375,7 +375,7 @@ int gfs_journal_gc(struct gfs_journal *j, pthread_mutex_t *lock, int retire_cur)
     struct gfs_jfile **pp = &j->files;
     while (*pp) {
         struct gfs_jfile *f = *pp;
-        if (f != j->cur && f->live == 0 && __atomic_load_n(&f->pins, __ATOMIC_ACQUIRE) == 0) {
+        if (f != j->cur && f->live == 0 && atomic_load_explicit(&f->pins, memory_order_acquire) == 0) {
             char name[64];
             fname(name, sizeof name, f->id);
             if (unlinkat(j->dirfd, name, 0) < 0 && errno != ENOENT) {

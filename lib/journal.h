@@ -17,6 +17,7 @@
 #define GLIDEFS_JOURNAL_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <sys/uio.h>
 
@@ -42,7 +43,8 @@ struct gfs_jfile {
     uint64_t size;      /* allocated size */
     uint64_t used;      /* bytes reserved so far */
     uint64_t live;      /* extents of the dirty index that point into it */
-    uint32_t pins;      /* readers/syncer reading from it right now (atomic: readers unpin without the lock) */
+    _Atomic uint32_t pins; /* readers/syncer reading from it right now (readers unpin
+                              without the lock) */
     uint64_t write_gen, synced_gen;
     struct gfs_jfile *next;
 };

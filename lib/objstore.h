@@ -104,6 +104,15 @@ int gfs_objstore_del_many(struct gfs_objstore *st, const char *const *keys, size
 int gfs_objstore_del_each(struct gfs_objstore *st, const char *const *keys, size_t n,
                           size_t *failed);
 
+/* Keys collected by a list call: pass gfs_keylist_add as the callback and
+ * a zeroed struct gfs_keylist as its argument. */
+struct gfs_keylist {
+    char **keys;
+    size_t n, cap;
+};
+int gfs_keylist_add(void *arg, const char *key, uint64_t size);
+void gfs_keylist_free(struct gfs_keylist *l);
+
 static inline void gfs_objstore_close(struct gfs_objstore *st)
 {
     if (st)

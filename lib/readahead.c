@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "blockio.h"
 #include "cleanup.h"
 #include "segment.h"
 #include "volume_internal.h"
@@ -97,10 +98,9 @@ int gfs_ra_create(struct glidefs_volume *v, uint64_t window_bytes, unsigned nthr
 
 void gfs_ra_set_test_hook(struct gfs_ra *ra, gfs_ra_hook fn, void *arg)
 {
-    pthread_mutex_lock(&ra->v->lock);
+    SCOPED_LOCK(&ra->v->lock);
     ra->hook = fn;
     ra->hook_arg = arg;
-    pthread_mutex_unlock(&ra->v->lock);
 }
 
 /* The window now: the node's cache budget is shared by every open volume,
@@ -172,7 +172,8 @@ static void run_job(struct gfs_ra *ra, struct ra_job *j)
 {
     struct glidefs_volume *v = ra->v;
     char key[512];
-    gfs_seg_key(key, sizeof key, gfs_origin_name(v, (uint32_t)(j->epoch >> GFS_ORIGIN_SHIFT)),
+    gfs_seg_key(key, sizeof key,
+                gfs_view_origin_name(&v->sv, (uint32_t)(j->epoch >> GFS_ORIGIN_SHIFT)),
                 j->epoch & GFS_EPOCH_MASK, j->seq);
     CLEANUP_FREE uint8_t *buf = malloc(j->len);
     CLEANUP_FREE uint8_t *scratch = malloc(v->bs);
@@ -197,39 +198,37 @@ static void run_job(struct gfs_ra *ra, struct ra_job *j)
         uint64_t o = e->offset - j->lo, span = gfs_seg_span(e->length, e->flags);
         if (o + span > got)
             break;
-        uint8_t *out = gfs_volume_plain(v, e) ? buf + o : scratch;
+        uint8_t *out = gfs_blk_plain(e, v->bs) ? buf + o : scratch;
         /* a bad block is left to the reader, which fetches it again and
          * fails with -EIO (counted and logged there) */
-        if (gfs_volume_check_block(v, j->b0 + i, e, buf + o, span, out) < 0)
+        if (gfs_blk_check(&v->sv, j->b0 + i, e, buf + o, span, out) < 0)
             continue;
         pthread_mutex_lock(&v->lock);
         int have = gfs_cache_has(&v->cache, j->b0 + i, e->seg, e->offset);
         pthread_mutex_unlock(&v->lock);
         if (have)
             continue; /* fetched meanwhile by a reader: its copy stays */
-        gfs_volume_cache_fill_seg(v, j->b0 + i, e, j->epoch, j->seq, out);
+        uint64_t id[2] = {j->epoch, j->seq};
+        gfs_blk_cache_fill(v, j->b0 + i, e, id, out);
         filled++;
     }
+    atomic_fetch_add_explicit(&v->sv.blocks_fetched, j->n, memory_order_relaxed);
     pthread_mutex_lock(&v->lock);
-    v->st.blocks_fetched += j->n;
     v->st.readahead_blocks += filled;
     pthread_mutex_unlock(&v->lock);
 }
 
 void gfs_ra_set_idle_ms(struct gfs_ra *ra, int64_t ms)
 {
-    pthread_mutex_lock(&ra->v->lock);
+    SCOPED_LOCK(&ra->v->lock);
     ra->idle_ms = ms;
     pthread_cond_broadcast(&ra->work); /* waiting workers take the new deadline */
-    pthread_mutex_unlock(&ra->v->lock);
 }
 
 unsigned gfs_ra_threads(struct gfs_ra *ra)
 {
-    pthread_mutex_lock(&ra->v->lock);
-    unsigned n = ra->alive;
-    pthread_mutex_unlock(&ra->v->lock);
-    return n;
+    SCOPED_LOCK(&ra->v->lock);
+    return ra->alive;
 }
 
 /* Run job j from the queue in this thread (lock held; dropped for the GET). */
@@ -273,8 +272,8 @@ static void *worker(void *arg)
 static int wanted(struct gfs_ra *ra, uint64_t p, struct gfs_bm_entry *e)
 {
     struct glidefs_volume *v = ra->v;
-    *e = gfs_bm_get(&v->bm, p);
-    if (e->seg == GFS_BM_NONE || e->seg == GFS_BM_HOLE || e->seg >= v->bm.nsegs)
+    *e = gfs_bm_get(&v->sv.bm, p);
+    if (e->seg == GFS_BM_NONE || e->seg == GFS_BM_HOLE || e->seg >= v->sv.bm.nsegs)
         return 0;
     if (e->length == 0 || e->length > gfs_codec_max_stored(v->codec))
         return 0; /* the reader reports it */
@@ -299,8 +298,8 @@ static void plan(struct gfs_ra *ra, struct ra_stream *s, uint64_t fb, uint64_t l
         want = nblocks;
     /* top up as soon as a segment's worth of the window is free: the queue
      * stays full, and runs stay whole segments */
-    uint64_t grain = ahead ? (ra->max_job < v->blocks_per_batch ? ra->max_job : v->blocks_per_batch)
-                           : 1;
+    uint32_t bpb = v->sync.blocks_per_batch;
+    uint64_t grain = ahead ? (ra->max_job < bpb ? ra->max_job : bpb) : 1;
     if (s->ra_next + grain > want && want < nblocks)
         return;
     uint64_t p = s->ra_next;
@@ -329,8 +328,8 @@ static void plan(struct gfs_ra *ra, struct ra_stream *s, uint64_t fb, uint64_t l
         j->id = ++ra->next_id;
         j->b0 = p;
         j->n = n;
-        j->epoch = v->bm.segs[run[0].seg].epoch;
-        j->seq = v->bm.segs[run[0].seg].seq;
+        j->epoch = v->sv.bm.segs[run[0].seg].epoch;
+        j->seq = v->sv.bm.segs[run[0].seg].seq;
         j->lo = run[0].offset;
         j->len = end - run[0].offset;
         memcpy(j->e, run, n * sizeof run[0]);

@@ -6,9 +6,9 @@
  * cache.readahead_kb) are fetched by background threads, several GETs at a
  * time, and blocks that lie next to each other in one segment object are
  * fetched by ONE ranged GET. Fetched blocks are verified and decoded like
- * on-demand fetches and go into the clean cache through
- * gfs_volume_cache_fill, which keeps a block only while the block map still
- * points where it came from: newer data (dirty in the journal, or uploaded
+ * on-demand fetches and go into the clean cache through gfs_blk_cache_fill
+ * (blockio.h), which keeps a block only while the block map still points
+ * where it came from: newer data (dirty in the journal, or uploaded
  * meanwhile) always wins. Random reads never start read-ahead, so they fetch
  * only what they need.
  *

@@ -133,11 +133,11 @@ void gfs_segw_free(struct gfs_segw *w)
 
 int64_t gfs_segw_commit(struct glidefs_volume *v, uint64_t epoch, uint64_t seq, size_t len)
 {
-    int64_t si = gfs_bm_seg_add(&v->bm, gfs_ep(v->meta.depth, epoch), seq, len);
+    int64_t si = gfs_bm_seg_add(&v->sv.bm, gfs_ep(v->meta.depth, epoch), seq, len);
     if (si < 0)
         return si;
-    v->last_seg_epoch = epoch;
-    v->last_seg_seq = seq;
-    v->segs_since_manifest++;
+    v->sv.last_seg_epoch = epoch;
+    v->sv.last_seg_seq = seq;
+    v->sv.segs_since_manifest++;
     return si;
 }

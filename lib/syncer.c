@@ -25,7 +25,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "blockio.h"
+#include "checkpoint.h"
 #include "cleanup.h"
+#include "compactor.h"
 #include "segment.h"
 #include "segwriter.h"
 
@@ -37,7 +40,7 @@ struct snap_block {
     uint64_t block;
     uint64_t snap_seq;
     struct gfs_bm_entry base;
-    struct gfs_ext *ext;
+    struct gfs_piece *pieces;  /* the dirty extents, journal files pinned */
     uint32_t n;
     int covered;
     uint8_t *data;     /* assembled block (bs bytes) */
@@ -86,21 +89,26 @@ static int is_zero(const uint8_t *p, size_t n)
     return memcmp(p, z, n) == 0;
 }
 
-/* Snapshot one dirty block for upload (lock held). */
+/* Snapshot one dirty block for upload (lock held): its extents as pieces
+ * (blockio.h), their journal files pinned until commit. */
 static int snap(struct glidefs_volume *v, struct gfs_dirty_block *db, struct snap_block *sb)
 {
     memset(sb, 0, sizeof *sb);
-    sb->ext = malloc((size_t)db->n * sizeof *sb->ext);
-    if (!sb->ext)
+    sb->pieces = malloc((size_t)db->n * sizeof *sb->pieces);
+    if (!sb->pieces)
         return -ENOMEM;
-    memcpy(sb->ext, db->ext, (size_t)db->n * sizeof *sb->ext);
+    for (uint32_t i = 0; i < db->n; i++) {
+        const struct gfs_ext *x = &db->ext[i];
+        int zero = x->flags & GFS_EXT_ZERO;
+        sb->pieces[i] = (struct gfs_piece){x->start, x->count, zero ? NULL : x->jf,
+                                           zero ? 0 : x->data_off};
+        if (!zero)
+            atomic_fetch_add_explicit(&x->jf->pins, 1, memory_order_relaxed);
+    }
     sb->n = db->n;
-    for (uint32_t i = 0; i < db->n; i++)
-        if (db->ext[i].jf)
-            __atomic_add_fetch(&db->ext[i].jf->pins, 1, __ATOMIC_RELAXED);
     sb->block = db->block;
     sb->snap_seq = db->max_seq;
-    sb->base = gfs_bm_get(&v->bm, db->block);
+    sb->base = gfs_bm_get(&v->sv.bm, db->block);
     /* the last block of a volume whose size is not a block multiple is still whole here */
     sb->covered = gfs_dirty_covers(db, 0, v->spb);
     db->syncing = 1;
@@ -122,7 +130,7 @@ static uint32_t pick(struct glidefs_volume *v, struct snap_block *out, uint32_t 
     int64_t now = gfs_now_ms();
     /* the node's journal is filling up, or another volume waits for room
      * that our dirty data holds (budget.h): everything goes now */
-    int all = v->force > 0 || gfs_budget_journal_high(v->bud) || gfs_budget_pressure(&v->bmem);
+    int all = v->sync.force > 0 || gfs_budget_journal_high(v->bud) || gfs_budget_pressure(&v->bmem);
     uint32_t due = 0;
     int capped = 0, waiting = 0;
     *next_ms = INT64_MAX;
@@ -135,8 +143,8 @@ static uint32_t pick(struct glidefs_volume *v, struct snap_block *out, uint32_t 
             waiting = 1;
             continue;
         }
-        int64_t cap = db->first_ms + v->max_dirty_age_ms;
-        int64_t ready = db->last_ms + v->sync_delay_ms;
+        int64_t cap = db->first_ms + v->sync.max_dirty_age_ms;
+        int64_t ready = db->last_ms + v->sync.delay_ms;
         if (cap < ready)
             ready = cap;
         if (ready > now) {
@@ -169,15 +177,15 @@ static uint32_t pick(struct glidefs_volume *v, struct snap_block *out, uint32_t 
         for (struct gfs_dirty_block *db = v->dirty.head; db && n < max; db = db->next) {
             if (db->pending || db->syncing || db->n == 0)
                 continue;
-            int64_t due_ms = db->last_ms + v->sync_delay_ms;
-            int64_t cap = db->first_ms + v->max_dirty_age_ms;
+            int64_t due_ms = db->last_ms + v->sync.delay_ms;
+            int64_t cap = db->first_ms + v->sync.max_dirty_age_ms;
             if (cap < due_ms)
                 due_ms = cap;
             if (!all && pass == 0 && due_ms > now)
                 continue;
-            if (pass == 1 && (due_ms <= now || db->last_ms + v->sync_delay_ms / 2 > now))
+            if (pass == 1 && (due_ms <= now || db->last_ms + v->sync.delay_ms / 2 > now))
                 continue; /* taken in pass 0, or still hot */
-            if (pass == 2 && (due_ms <= now || db->last_ms + v->sync_delay_ms / 2 <= now))
+            if (pass == 2 && (due_ms <= now || db->last_ms + v->sync.delay_ms / 2 <= now))
                 continue; /* taken in pass 0 or 1 */
             if (snap(v, db, &out[n]) < 0)
                 return n;
@@ -193,46 +201,37 @@ static int cmp_block(const void *a, const void *b)
     return x->block < y->block ? -1 : x->block > y->block;
 }
 
+/* The whole block to upload: its dirty extents over the stored copy
+ * (blockio.h). base.seg stays valid: only compaction renumbers segments, in
+ * this thread, between uploads. */
 static int assemble(struct glidefs_volume *v, struct snap_block *sb)
 {
     sb->data = malloc(v->bs);
     if (!sb->data)
         return -ENOMEM;
-    if (!sb->covered) {
-        int r = -1;
-        if (sb->base.seg != GFS_BM_NONE && sb->base.seg != GFS_BM_HOLE) {
-            /* the clean cache first, else the store (base.seg stays valid:
-             * only compaction renumbers segments, in this thread, between
-             * uploads) */
-            uint32_t gen;
-            pthread_mutex_lock(&v->lock);
-            int64_t slot = gfs_cache_lookup(&v->cache, sb->block, sb->base.seg, sb->base.offset,
-                                            &gen);
-            pthread_mutex_unlock(&v->lock);
-            if (slot >= 0 &&
-                pread(v->cache.fd, sb->data, v->bs, (off_t)(sb->block * v->bs)) == (ssize_t)v->bs) {
-                pthread_mutex_lock(&v->lock);
-                r = gfs_cache_still(&v->cache, slot, sb->block, gen) ? 0 : -1;
-                pthread_mutex_unlock(&v->lock);
-            }
-            if (r < 0) {
-                r = gfs_volume_fetch_block(v, sb->block, &sb->base, sb->data);
-                if (r < 0)
-                    return r;
-            }
-        } else {
-            memset(sb->data, 0, v->bs);
+    struct gfs_block_plan p = {.b = sb->block, .n = v->spb, .base = GFS_BASE_NONE,
+                               .e = sb->base, .slot = -1, .pieces = sb->pieces,
+                               .npieces = sb->n};
+    if (!sb->covered && (sb->base.seg == GFS_BM_NONE || sb->base.seg == GFS_BM_HOLE)) {
+        p.base = GFS_BASE_ZERO;
+    } else if (!sb->covered) {
+        /* the clean cache first, else the store */
+        pthread_mutex_lock(&v->lock);
+        p.slot = gfs_cache_lookup(&v->cache, sb->block, sb->base.seg, sb->base.offset, &p.gen);
+        p.base = p.slot >= 0 ? GFS_BASE_CACHE : GFS_BASE_STORE;
+        if (sb->base.seg < v->sv.bm.nsegs) {
+            p.epoch = v->sv.bm.segs[sb->base.seg].epoch;
+            p.seq = v->sv.bm.segs[sb->base.seg].seq;
         }
+        pthread_mutex_unlock(&v->lock);
     }
-    for (uint32_t i = 0; i < sb->n; i++) {
-        const struct gfs_ext *x = &sb->ext[i];
-        uint8_t *p = sb->data + (size_t)x->start * 512;
-        size_t len = (size_t)x->count * 512;
-        if (x->flags & GFS_EXT_ZERO)
-            memset(p, 0, len);
-        else if (pread(x->jf->fd, p, len, (off_t)x->data_off) != (ssize_t)len)
-            return -EIO;
+    int r = gfs_block_assemble(&v->sv, &v->cache, &p, sb->data, sb->data);
+    if (r > 0) {
+        p.base = GFS_BASE_STORE; /* the cached copy went meanwhile */
+        r = gfs_block_assemble(&v->sv, &v->cache, &p, sb->data, sb->data);
     }
+    if (r < 0)
+        return r;
     sb->hole = is_zero(sb->data, v->bs);
     return 0;
 }
@@ -281,8 +280,8 @@ static void commit(struct glidefs_volume *v, struct seg_job *job)
     for (uint32_t i = 0; i < job->n; i++) {
         struct snap_block *sb = &job->blocks[i];
         for (uint32_t k = 0; k < sb->n; k++)
-            if (sb->ext[k].jf)
-                __atomic_sub_fetch(&sb->ext[k].jf->pins, 1, __ATOMIC_RELEASE);
+            if (sb->pieces[k].jf)
+                atomic_fetch_sub_explicit(&sb->pieces[k].jf->pins, 1, memory_order_release);
         struct gfs_dirty_block *db = gfs_dirty_get(&v->dirty, sb->block);
         if (db)
             db->syncing = 0;
@@ -299,7 +298,7 @@ static void commit(struct glidefs_volume *v, struct seg_job *job)
             e.flags = sb->se.flags;
         }
         e.write_seq = sb->snap_seq;
-        gfs_bm_set(&v->bm, sb->block, &e);
+        gfs_bm_set(&v->sv.bm, sb->block, &e);
         if (db)
             gfs_dirty_clean(&v->dirty, db, sb->snap_seq);
         v->st.blocks_uploaded++;
@@ -330,7 +329,7 @@ static void *worker_main(void *arg)
         upload(job);
         pthread_mutex_lock(&v->lock);
         job->done = 1;
-        pthread_cond_broadcast(&v->syncer_cond);
+        pthread_cond_broadcast(&v->sync.cond);
     }
     pthread_mutex_unlock(&v->lock);
     return NULL;
@@ -367,7 +366,7 @@ static void free_job(struct seg_job *job)
 {
     for (uint32_t i = 0; i < job->n; i++) {
         free(job->blocks[i].data);
-        free(job->blocks[i].ext);
+        free(job->blocks[i].pieces);
     }
     free(job->blocks);
     gfs_segw_free(&job->w);
@@ -387,28 +386,29 @@ static void retire(struct glidefs_volume *v, struct pipeline *p)
         commit(v, job);
         if (job->result < 0) {
             p->failures++;
-            v->sync_error = job->result;
+            v->sync.error = job->result;
             int f = p->failures;
             int64_t d = BACKOFF_BASE_MS << (f < 16 ? f : 16);
             if (d > BACKOFF_CAP_MS)
                 d = BACKOFF_CAP_MS;
             uint32_t rnd = 0;
             getrandom(&rnd, sizeof rnd, GRND_NONBLOCK);
-            v->backoff_until_ms = gfs_now_ms() + d / 2 + (int64_t)(rnd % (uint32_t)(d / 2 + 1));
+            v->sync.backoff_until_ms =
+                gfs_now_ms() + d / 2 + (int64_t)(rnd % (uint32_t)(d / 2 + 1));
         } else {
             p->failures = 0;
-            v->sync_error = 0;
+            v->sync.error = 0;
             v->st.last_sync_time_ms = gfs_wall_ms();
         }
         pthread_cond_broadcast(&v->cond);
-        int need_manifest = v->segs_since_manifest >= MANIFEST_EVERY_SEGS;
+        int need_manifest = v->sv.segs_since_manifest >= MANIFEST_EVERY_SEGS;
         pthread_mutex_unlock(&v->lock);
         /* uploaded blocks become clean cache entries */
         if (job->result == 0)
             for (uint32_t i = 0; i < job->n; i++)
                 if (!job->blocks[i].hole)
-                    gfs_volume_cache_fill(v, job->blocks[i].block, &job->blocks[i].base,
-                                          job->blocks[i].data);
+                    gfs_blk_cache_fill(v, job->blocks[i].block, &job->blocks[i].base, NULL,
+                                       job->blocks[i].data);
         free_job(job);
         if (need_manifest)
             gfs_volume_write_manifest(v);
@@ -426,15 +426,16 @@ static void timed_wait(struct glidefs_volume *v, int64_t wait)
     if (wait < 1)
         wait = 1;
     gfs_timespec_in(&ts, wait);
-    pthread_cond_timedwait(&v->syncer_cond, &v->lock, &ts);
+    pthread_cond_timedwait(&v->sync.cond, &v->lock, &ts);
 }
 
 static void *syncer_main(void *arg)
 {
     struct glidefs_volume *v = arg;
-    uint32_t bpb = v->blocks_per_batch;
+    uint32_t bpb = v->sync.blocks_per_batch;
     struct pipeline p = {.v = v};
-    p.maxthr = v->upload_parallel > v->drain_parallel ? v->upload_parallel : v->drain_parallel;
+    p.maxthr = v->sync.upload_parallel > v->sync.drain_parallel ? v->sync.upload_parallel
+                                                                : v->sync.drain_parallel;
     p.thr = calloc(p.maxthr, sizeof *p.thr);
     gfs_cond_init(&p.cond);
     pthread_mutex_lock(&v->lock);
@@ -446,15 +447,15 @@ static void *syncer_main(void *arg)
     }
     for (;;) {
         retire(v, &p);
-        if (v->syncer_stop)
+        if (v->sync.stop)
             break;
         int64_t now = gfs_now_ms();
-        if (v->backoff_until_ms > now) {
-            timed_wait(v, v->backoff_until_ms - now);
+        if (v->sync.backoff_until_ms > now) {
+            timed_wait(v, v->sync.backoff_until_ms - now);
             continue;
         }
         /* a drain or back-pressure may use every connection */
-        uint32_t limit = v->force > 0 ? p.maxthr : v->upload_parallel;
+        uint32_t limit = v->sync.force > 0 ? p.maxthr : v->sync.upload_parallel;
         if (p.inflight >= limit) {
             timed_wait(v, 1000);
             continue;
@@ -463,7 +464,7 @@ static void *syncer_main(void *arg)
         struct snap_block *snaps = job ? calloc(bpb, sizeof *snaps) : NULL;
         if (!snaps) {
             free(job);
-            v->sync_error = -ENOMEM;
+            v->sync.error = -ENOMEM;
             timed_wait(v, 1000);
             continue;
         }
@@ -481,18 +482,18 @@ static void *syncer_main(void *arg)
              * (and, when the node needs room, the current file once dead) */
             gfs_journal_gc(&v->journal, &v->lock, gfs_budget_pressure(&v->bmem));
             pthread_cond_broadcast(&v->cond);
-            if (v->syncer_stop)
+            if (v->sync.stop)
                 break;
             /* idle: one compaction step (never while a drain or back-pressure waits) */
-            if (v->force == 0) {
-                uint64_t want = v->comp_req_gen;
-                int requested = want > v->comp_done_gen;
+            if (v->sync.force == 0) {
+                uint64_t want = v->comp.req_gen;
+                int requested = want > v->comp.done_gen;
                 int did = gfs_compact_step(v, requested);
                 if (requested) {
-                    v->comp_done_gen = want;
+                    v->comp.done_gen = want;
                     pthread_cond_broadcast(&v->cond);
                 }
-                if (did > 0 || v->syncer_stop)
+                if (did > 0 || v->sync.stop)
                     continue;
             }
             int64_t wait = next_ms == INT64_MAX ? 1000 : next_ms - gfs_now_ms();
@@ -506,7 +507,7 @@ static void *syncer_main(void *arg)
         job->blocks = snaps;
         job->n = n;
         job->epoch = v->epoch;
-        job->seq = v->next_seg_seq++;
+        job->seq = v->sync.next_seg_seq++;
         if (p.otail)
             p.otail->next_o = job;
         else
@@ -538,7 +539,7 @@ static void *syncer_main(void *arg)
     while (p.ohead) {
         retire(v, &p);
         if (p.ohead && !p.ohead->done)
-            pthread_cond_wait(&v->syncer_cond, &v->lock);
+            pthread_cond_wait(&v->sync.cond, &v->lock);
     }
     p.quit = 1;
     pthread_cond_broadcast(&p.cond);
@@ -552,25 +553,25 @@ static void *syncer_main(void *arg)
 
 int gfs_syncer_start(struct glidefs_volume *v)
 {
-    if (v->syncer_running)
+    if (v->sync.running)
         return 0;
-    v->syncer_stop = 0;
-    int r = pthread_create(&v->syncer, NULL, syncer_main, v);
+    v->sync.stop = 0;
+    int r = pthread_create(&v->sync.thr, NULL, syncer_main, v);
     if (r != 0)
         return -r;
-    v->syncer_running = 1;
+    v->sync.running = 1;
     return 0;
 }
 
 void gfs_syncer_stop(struct glidefs_volume *v)
 {
-    if (!v->syncer_running)
+    if (!v->sync.running)
         return;
     pthread_mutex_lock(&v->lock);
-    v->syncer_stop = 1;
-    pthread_cond_broadcast(&v->syncer_cond);
+    v->sync.stop = 1;
+    pthread_cond_broadcast(&v->sync.cond);
     pthread_cond_broadcast(&v->cond);
     pthread_mutex_unlock(&v->lock);
-    pthread_join(v->syncer, NULL);
-    v->syncer_running = 0;
+    pthread_join(v->sync.thr, NULL);
+    v->sync.running = 0;
 }

@@ -1,10 +1,10 @@
 /*
- * volmeta.c — a volume's metadata in the store: volume.json (create, load,
- * rewrite on resize), loading the block map from the newest manifest plus the
- * segment headers after it, writing manifests, the start-up store check and
- * deleting a volume.
+ * volmeta.c — a volume's volume.json (volmeta.h): parse and validate it
+ * (input from the store: trust nothing), write it, create it for a new
+ * volume with its data key, follow a resize as a reader, and the two calls
+ * that rewrite it: resize and rekey. The codec is built from it here.
  */
-#include "volume_internal.h"
+#include "volmeta.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -12,25 +12,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
-#include <time.h>
-#include <unistd.h>
-#include <dirent.h>
-#include <sys/stat.h>
-#include <ftw.h>
-#include <fcntl.h>
-#include <sys/file.h>
+#include <mbedtls/platform_util.h>
 
 #include "cleanup.h"
 #include "fsutil.h"
-#include "store_probe.h"
-#include "manifest.h"
-#include "segment.h"
-#include "keywrap.h"
-#include <mbedtls/platform_util.h>
-
-#define VOLUME_JSON_MAX (64u << 10)
-#define MANIFEST_MAX (4ull << 30)
+#include "snapobj.h"
+#include "volume_internal.h"
 
 static void key_of(char *buf, size_t len, const char *name, const char *leaf)
 {
@@ -241,7 +228,7 @@ int gfs_volmeta_follow_size(struct glidefs_volume *v)
     key_of(key, sizeof key, v->name, "volume.json");
     CLEANUP_FREE void *buf = NULL;
     size_t len = 0;
-    int r = v->store->ops->get(v->store, key, VOLUME_JSON_MAX, &buf, &len, NULL);
+    int r = v->store->ops->get(v->store, key, GFS_VOLUME_JSON_MAX, &buf, &len, NULL);
     if (r < 0)
         return r;
     json_error_t jerr;
@@ -251,12 +238,11 @@ int gfs_volmeta_follow_size(struct glidefs_volume *v)
     json_decref(root);
     if (ns <= 0 || ns % 512 || (uint64_t)ns > GLIDEFS_MAX_VOLUME_SIZE)
         return -EIO;
-    pthread_mutex_lock(&v->lock);
-    if ((uint64_t)ns > v->size && gfs_bm_grow(&v->bm, ((uint64_t)ns + v->bs - 1) / v->bs) == 0) {
+    SCOPED_LOCK(&v->lock);
+    if ((uint64_t)ns > v->size && gfs_bm_grow(&v->sv.bm, ((uint64_t)ns + v->bs - 1) / v->bs) == 0) {
         v->size = v->meta.size = (uint64_t)ns;
         gfs_info(&v->log, "%s: the writer grew the volume to %" PRId64 " bytes", v->name, ns);
     }
-    pthread_mutex_unlock(&v->lock);
     return 0;
 }
 
@@ -314,7 +300,7 @@ int gfs_volmeta_load(struct glidefs_volume *v, const struct glidefs_config *cfg,
     for (int attempt = 0; attempt < 3; attempt++) {
         CLEANUP_FREE void *buf = NULL;
         size_t len = 0;
-        int r = v->store->ops->get(v->store, key, VOLUME_JSON_MAX, &buf, &len, NULL);
+        int r = v->store->ops->get(v->store, key, GFS_VOLUME_JSON_MAX, &buf, &len, NULL);
         if (r == 0) {
             if (exclusive)
                 return -EEXIST;
@@ -397,775 +383,37 @@ GLIDEFS_API int glidefs_volume_rekey(glidefs_volume *v, const char *old_pw, cons
     return r;
 }
 
-/* ---- loading the map ---- */
-
-struct name_pick {
-    char best[512];
-    int found;
-    const struct gfs_lease *lease;
-};
-
-static int pick_last(void *arg, const char *key, uint64_t size)
+GLIDEFS_API int glidefs_resize(glidefs_volume *v, uint64_t new_size)
 {
-    struct name_pick *p = arg;
-    (void)size;
-    const char *slash = strrchr(key, '/');
-    uint64_t e, s;
-    if (!slash || gfs_parse_epoch_seq(slash + 1, &e, &s) < 0)
-        return 0; /* not ours: ignore */
-    if (gfs_lease_fenced(p->lease, e, s) || gfs_lease_below_floor(p->lease, e))
-        return 0; /* written by a deposed writer (or older than the newest one) */
-    if (strcmp(key, p->best) > 0) {
-        snprintf(p->best, sizeof p->best, "%s", key);
-        p->found = 1;
-    }
-    return 0;
-}
-
-static int apply_manifest(struct glidefs_volume *v, const char *key, int is_base)
-{
-    CLEANUP_FREE void *buf = NULL;
-    size_t len = 0;
-    int r = v->store->ops->get(v->store, key, MANIFEST_MAX, &buf, &len, NULL);
-    if (r < 0) {
-        gfs_err(&v->log, "%s: cannot read manifest %s: %s", v->name, key, glidefs_strerror(r));
-        return r == -ENOENT || r == -EFBIG ? -EIO : r;
-    }
-    struct gfs_manifest m;
-    r = gfs_manifest_decode_mac(buf, len, v->codec, &m);
-    if (r < 0) {
-        gfs_err(&v->log, "%s: manifest %s is corrupt or fails authentication", v->name, key);
-        return -EIO;
-    }
-    uint64_t ke, ks;
-    if (gfs_parse_epoch_seq(strrchr(key, '/') + 1, &ke, &ks) < 0 || ke != m.epoch || ks != m.seq) {
-        gfs_err(&v->log, "%s: manifest %s names another position than its key", v->name, key);
-        gfs_manifest_free(&m);
-        return -EIO;
-    }
-    if (is_base && v->meta.depth == 0) {
-        /* only a clone has a base, its parent's (volume.json guarantees it) */
-        gfs_err(&v->log, "%s: manifest %s taken as a base of a volume that has no parent",
-                v->name, key);
-        gfs_manifest_free(&m);
-        return -EIO;
-    }
-    if (m.block_size != v->bs) {
-        gfs_err(&v->log, "%s: manifest %s has block size %u, volume has %u", v->name, key,
-                m.block_size, v->bs);
-        gfs_manifest_free(&m);
-        return -EIO;
-    }
-    CLEANUP_FREE int64_t *idx = calloc(m.nsegs ? m.nsegs : 1, sizeof *idx);
-    /* the table sized exactly for what the manifest names (a wake) */
-    if (!idx || gfs_bm_seg_reserve(&v->bm, m.nsegs) < 0) {
-        gfs_manifest_free(&m);
-        return -ENOMEM;
-    }
-    for (uint32_t i = 0; i < m.nsegs; i++) {
-        /* origins: an ancestor's manifest names only ancestors; ours up to us */
-        if ((m.segs[i].epoch >> GFS_ORIGIN_SHIFT) > v->meta.depth - (is_base ? 1u : 0u)) {
-            gfs_err(&v->log, "%s: manifest %s names a segment outside the lineage", v->name, key);
-            gfs_manifest_free(&m);
-            return -EIO;
-        }
-        idx[i] = gfs_bm_seg_add(&v->bm, m.segs[i].epoch, m.segs[i].seq, 0);
-        if (idx[i] < 0) {
-            gfs_manifest_free(&m);
-            return (int)idx[i];
-        }
-    }
-    uint64_t max_seq = 0;
-    for (uint64_t i = 0; i < m.nentries; i++) {
-        const struct gfs_man_entry *me = &m.entries[i];
-        if (me->block_index >= v->bm.nblocks) {
-            gfs_err(&v->log, "%s: manifest %s maps block %" PRIu64 " past the volume's end",
-                    v->name, key, me->block_index);
-            gfs_manifest_free(&m);
-            return -EIO;
-        }
-        struct gfs_bm_entry e = {0};
-        if (me->seg == GFS_MAN_HOLE) {
-            e.seg = GFS_BM_HOLE;
-        } else {
-            e.seg = (uint32_t)idx[me->seg];
-            e.offset = me->offset;
-            e.length = me->length;
-            e.crc = me->crc;
-            e.flags = me->flags;
-        }
-        e.write_seq = me->write_seq;
-        if (me->write_seq > max_seq)
-            max_seq = me->write_seq;
-        r = gfs_bm_set(&v->bm, me->block_index, &e);
-        if (r < 0) {
-            gfs_manifest_free(&m);
-            return r;
-        }
-    }
-    if (max_seq >= v->next_seq)
-        v->next_seq = max_seq + 1;
-    if (!is_base) {
-        v->manifest_epoch = v->last_seg_epoch = m.epoch;
-        v->manifest_seq = v->last_seg_seq = m.seq;
-    }
-    gfs_manifest_free(&m);
-    return 0;
-}
-
-int gfs_volume_apply_manifest_key(struct glidefs_volume *v, const char *key, int is_base)
-{
-    return apply_manifest(v, key, is_base);
-}
-
-struct seg_list {
-    char **keys;
-    uint64_t *sizes;
-    size_t n, cap;
-    const struct gfs_lease *lease;
-};
-
-static int collect_seg(void *arg, const char *key, uint64_t size)
-{
-    struct seg_list *l = arg;
-    const char *slash = strrchr(key, '/');
-    uint64_t e, s;
-    if (!slash || gfs_parse_epoch_seq(slash + 1, &e, &s) < 0)
-        return 0;
-    if (l->lease && (gfs_lease_fenced(l->lease, e, s) || gfs_lease_below_floor(l->lease, e)))
-        return 0; /* a deposed writer's late segment: never part of the volume */
-    if (l->n == l->cap) {
-        size_t nc = l->cap ? l->cap * 2 : 64;
-        char **nk = realloc(l->keys, nc * sizeof *nk);
-        if (!nk)
-            return -ENOMEM;
-        l->keys = nk;
-        uint64_t *ns = realloc(l->sizes, nc * sizeof *ns);
-        if (!ns)
-            return -ENOMEM;
-        l->sizes = ns;
-        l->cap = nc;
-    }
-    l->keys[l->n] = strdup(key);
-    if (!l->keys[l->n])
-        return -ENOMEM;
-    l->sizes[l->n++] = size;
-    return 0;
-}
-
-static int fetch_seg_header(struct glidefs_volume *v, const char *key, uint64_t size,
-                            struct gfs_seg_header *hout)
-{
-    size_t want = 4096;
-    CLEANUP_FREE uint8_t *buf = NULL;
-    struct gfs_seg_header h;
-    for (int i = 0; i < 3; i++) {
-        if (want > size)
-            want = (size_t)size;
-        if (want == 0)
-            return -EIO;
-        uint8_t *nb = realloc(buf, want);
-        if (!nb)
-            return -ENOMEM;
-        buf = nb;
-        size_t got = 0;
-        int r = v->store->ops->get_range(v->store, key, 0, want, buf, &got);
-        if (r < 0) {
-            gfs_err(&v->log, "%s: cannot read segment %s: %s", v->name, key, glidefs_strerror(r));
-            return r == -ENOENT ? -EIO : r;
-        }
-        size_t need = 0;
-        r = gfs_seg_decode_header_mac(buf, got, size, &h, &need, v->codec);
-        if (r == -EAGAIN && need > got && need <= gfs_seg_header_size_mac(GFS_SEG_MAX_BLOCKS, 1)) {
-            want = need;
-            continue;
-        }
-        if (r < 0) {
-            gfs_err(&v->log, "%s: segment %s has a corrupt header", v->name, key);
-            return -EIO;
-        }
-        break;
-    }
-    if (buf == NULL)
-        return -EIO;
-    uint64_t ke, ks;
-    if (h.block_size != v->bs || memcmp(h.volume_uuid, v->meta.data_uuid, 16) != 0 ||
-        gfs_parse_epoch_seq(strrchr(key, '/') + 1, &ke, &ks) < 0 || ke != h.epoch ||
-        ks != h.seq) {
-        gfs_err(&v->log, "%s: segment %s belongs to another volume, block size or key", v->name,
-                key);
-        gfs_seg_header_free(&h);
-        return -EIO;
-    }
-    *hout = h;
-    return 0;
-}
-
-static int apply_seg_header(struct glidefs_volume *v, const char *key, uint64_t size,
-                            struct gfs_seg_header *hp)
-{
-    struct gfs_seg_header h = *hp;
-    int64_t si = gfs_bm_seg_add(&v->bm, gfs_ep(v->meta.depth, h.epoch), h.seq, size);
-    if (si < 0) {
-        gfs_seg_header_free(&h);
-        return (int)si;
-    }
-    int r = 0;
-    for (uint32_t i = 0; i < h.nblocks && r == 0; i++) {
-        const struct gfs_seg_entry *se = &h.entries[i];
-        if (se->block_index >= v->bm.nblocks) {
-            gfs_warn(&v->log, "%s: segment %s maps block %" PRIu64 " past the end; ignored",
-                     v->name, key, se->block_index);
-            continue;
-        }
-        /* The newest write wins, not the newest segment: compaction copies
-         * blocks into later segments, and a copy must not override a write
-         * that was uploaded while it ran. Equal seqs are the same data: take
-         * the later copy, since the earlier segment is the one deleted. */
-        struct gfs_bm_entry cur = gfs_bm_get(&v->bm, se->block_index);
-        if (cur.seg != GFS_BM_NONE && se->write_seq < cur.write_seq)
-            continue;
-        struct gfs_bm_entry e = {0};
-        if (se->flags & GFS_SEGF_HOLE) {
-            e.seg = GFS_BM_HOLE;
-        } else {
-            e.seg = (uint32_t)si;
-            e.offset = se->offset;
-            e.length = se->length;
-            e.crc = se->crc;
-            e.flags = se->flags;
-        }
-        e.write_seq = se->write_seq;
-        if (se->write_seq >= v->next_seq)
-            v->next_seq = se->write_seq + 1;
-        r = gfs_bm_set(&v->bm, se->block_index, &e);
-    }
-    v->last_seg_epoch = h.epoch;
-    v->last_seg_seq = h.seq;
-    v->segs_since_manifest++;
-    return r;
-}
-
-static int apply_segment(struct glidefs_volume *v, const char *key, uint64_t size)
-{
-    struct gfs_seg_header h;
-    int r = fetch_seg_header(v, key, size, &h);
-    if (r < 0)
-        return r;
-    r = apply_seg_header(v, key, size, &h);
-    gfs_seg_header_free(&h);
-    return r;
-}
-
-int gfs_volume_load_map(struct glidefs_volume *v)
-{
-    char prefix[512];
-    snprintf(prefix, sizeof prefix, "nbd/%s/manifest/", v->name);
-    struct name_pick mp = {.found = 0, .lease = &v->lease};
-    int r = v->store->ops->list(v->store, prefix, NULL, pick_last, &mp);
-    if (r < 0) {
-        gfs_err(&v->log, "%s: cannot list manifests: %s", v->name, glidefs_strerror(r));
-        return r;
-    }
-    char start_after[512] = "";
-    if (!mp.found && v->meta.base_manifest[0] && v->meta.depth > 0) {
-        /* a clone that has stored nothing of its own yet: its parent's snapshot */
-        char base[512];
-        snprintf(base, sizeof base, "nbd/%s/manifest/%s", v->meta.lineage[v->meta.depth - 1],
-                 v->meta.base_manifest);
-        r = apply_manifest(v, base, 1);
-        if (r < 0)
-            return r;
-    }
-    if (mp.found) {
-        r = apply_manifest(v, mp.best, 0);
-        if (r < 0)
-            return r;
-        snprintf(start_after, sizeof start_after, "nbd/%s/seg/%s", v->name,
-                 strrchr(mp.best, '/') + 1);
-    }
-    /* Every segment: the manifest's get their sizes (for compaction), the
-     * ones after it are replayed, and the rest are garbage nothing refers to
-     * (crashed uploads, deposed writers, compaction leftovers). */
-    snprintf(prefix, sizeof prefix, "nbd/%s/seg/", v->name);
-    struct seg_list l = {.lease = NULL};
-    r = v->store->ops->list(v->store, prefix, NULL, collect_seg, &l);
-    for (size_t i = 0; i < l.n && r >= 0; i++) {
-        const char *tail = strrchr(l.keys[i], '/') + 1;
-        uint64_t e, s;
-        gfs_parse_epoch_seq(tail, &e, &s);
-        int fenced = gfs_lease_fenced(&v->lease, e, s);
-        /* below the floor only a manifest vouches for a segment: one after
-         * the manifest there was uploaded by a writer deposed long ago */
-        if (!fenced && !gfs_lease_below_floor(&v->lease, e) &&
-            (!start_after[0] || strcmp(l.keys[i], start_after) > 0)) {
-            r = apply_segment(v, l.keys[i], l.sizes[i]);
-            continue;
-        }
-        int64_t si = fenced ? -1 : gfs_bm_seg_find(&v->bm, gfs_ep(v->meta.depth, e), s);
-        if (si > 0) {
-            if (gfs_bm_seg_set_total(&v->bm, (uint32_t)si, l.sizes[i]) < 0)
-                gfs_warn(&v->log, "%s: %s has %" PRIu64 " bytes, more than a segment can "
-                         "hold; it is never compacted", v->name, l.keys[i], l.sizes[i]);
-        } else {
-            char **ng = realloc(v->garbage, (v->ngarbage + 1) * sizeof *ng);
-            if (!ng) {
-                r = -ENOMEM;
-                break;
-            }
-            v->garbage = ng;
-            v->garbage[v->ngarbage++] = l.keys[i];
-            l.keys[i] = NULL;
-        }
-    }
-    for (size_t i = 0; i < l.n; i++)
-        free(l.keys[i]);
-    free(l.keys);
-    free(l.sizes);
-    return r;
-}
-
-uint64_t gfs_volume_last_seq_of(struct glidefs_volume *v, uint64_t epoch)
-{
-    /* The segment table holds only segments that still map blocks; the
-     * newest one we know of (and the manifest's) may hold only holes, and
-     * must not fall outside the fence. */
-    uint64_t best = 0;
-    if (v->last_seg_epoch == epoch)
-        best = v->last_seg_seq;
-    if (v->manifest_epoch == epoch && v->manifest_seq > best)
-        best = v->manifest_seq;
-    uint64_t own = gfs_ep(v->meta.depth, epoch);
-    for (uint32_t i = 1; i < v->bm.nsegs; i++)
-        if (v->bm.segs[i].epoch == own && v->bm.segs[i].seq > best)
-            best = v->bm.segs[i].seq;
-    return best;
-}
-
-/* Rebuild the map from the store (a fence now excludes a segment we had
- * applied). Called with own_lock held; takes v->lock. */
-static int rebuild_map(struct glidefs_volume *v)
-{
-    struct gfs_blockmap nb;
-    int r = gfs_bm_init(&nb, v->bm.nblocks);
-    if (r < 0)
-        return r;
-    pthread_mutex_lock(&v->lock);
-    for (size_t i = 0; i < v->ngarbage; i++)
-        free(v->garbage[i]);
-    free(v->garbage);
-    v->garbage = NULL;
-    v->ngarbage = 0;
-    struct gfs_blockmap old = v->bm;
-    v->bm = nb;
-    v->last_seg_epoch = v->last_seg_seq = 0;
-    v->segs_since_manifest = 0;
-    r = gfs_volume_load_map(v);
-    if (r < 0) {
-        gfs_bm_free(&v->bm);
-        v->bm = old;
-    } else {
-        gfs_bm_free(&old);
-        gfs_cache_clear(&v->cache); /* cached blocks name segments of the old table */
-    }
-    pthread_mutex_unlock(&v->lock);
-    return r;
-}
-
-int gfs_volume_reload(struct glidefs_volume *v)
-{
+    if (new_size % 512 || new_size == 0 || new_size > GLIDEFS_MAX_VOLUME_SIZE)
+        return -EINVAL;
+    /* metadata changes serialise on own_lock; the PUT runs without the
+     * volume lock so I/O goes on meanwhile */
     SCOPED_LOCK(&v->own_lock);
-    int r = gfs_lease_read(v->store, v->name, &v->lease);
-    return r < 0 ? r : rebuild_map(v);
-}
-
-int gfs_volume_catch_up(struct glidefs_volume *v)
-{
-    SCOPED_LOCK(&v->own_lock);
-    return gfs_volume_refresh(v);
-}
-
-int gfs_volume_refresh(struct glidefs_volume *v)
-{
-    struct gfs_lease l;
-    int r = gfs_lease_read(v->store, v->name, &l);
-    if (r < 0)
-        return r;
-    /* A raised floor dropped fences we could not check our map against
-     * (a segment applied before its fence came and went): start again from
-     * the newest manifest. */
-    int floor_rose = l.exists && l.floor > v->lease.floor;
-    if (l.exists)
-        v->lease = l;
-    /* a new fence over something we applied: start again from the store */
     pthread_mutex_lock(&v->lock);
-    int stale = floor_rose;
-    for (uint32_t i = 1; i < v->bm.nsegs && !stale; i++)
-        stale = (v->bm.segs[i].epoch >> GFS_ORIGIN_SHIFT) == v->meta.depth &&
-                gfs_lease_fenced(&v->lease, v->bm.segs[i].epoch & GFS_EPOCH_MASK,
-                                 v->bm.segs[i].seq);
-    char start_after[512] = "";
-    if (v->last_seg_epoch)
-        gfs_seg_key(start_after, sizeof start_after, v->name, v->last_seg_epoch, v->last_seg_seq);
-    pthread_mutex_unlock(&v->lock);
-    if (stale) {
-        gfs_info(&v->log, "%s: %s; reloading the map", v->name,
-                 floor_rose ? "the lease's fence floor rose" : "a new fence excludes segments we read");
-        return rebuild_map(v);
-    }
-    char prefix[512];
-    snprintf(prefix, sizeof prefix, "nbd/%s/seg/", v->name);
-    struct seg_list sl = {.lease = &v->lease};
-    r = v->store->ops->list(v->store, prefix, start_after[0] ? start_after : NULL, collect_seg,
-                            &sl);
-    for (size_t i = 0; i < sl.n && r >= 0; i++) {
-        struct gfs_seg_header h;
-        r = fetch_seg_header(v, sl.keys[i], sl.sizes[i], &h);
-        if (r < 0)
-            break;
-        /* the writer grew the volume and wrote there: learn the new size
-         * first, or those blocks would be dropped as past the end */
-        uint64_t maxb = 0;
-        for (uint32_t k = 0; k < h.nblocks; k++)
-            if (h.entries[k].block_index >= maxb)
-                maxb = h.entries[k].block_index + 1;
-        pthread_mutex_lock(&v->lock);
-        int grow = maxb > v->bm.nblocks;
-        pthread_mutex_unlock(&v->lock);
-        if (grow && (r = gfs_volmeta_follow_size(v)) < 0) {
-            gfs_seg_header_free(&h);
-            break;
-        }
-        pthread_mutex_lock(&v->lock);
-        r = apply_seg_header(v, sl.keys[i], sl.sizes[i], &h);
-        pthread_mutex_unlock(&v->lock);
-        gfs_seg_header_free(&h);
-    }
-    for (size_t i = 0; i < sl.n; i++)
-        free(sl.keys[i]);
-    free(sl.keys);
-    free(sl.sizes);
-    return r < 0 ? r : 0;
-}
-
-/* ---- writing manifests ---- */
-
-static int write_manifest(struct glidefs_volume *v, int force);
-
-int gfs_volume_write_manifest(struct glidefs_volume *v)
-{
-    return write_manifest(v, 0);
-}
-
-int gfs_volume_write_manifest_force(struct glidefs_volume *v)
-{
-    return write_manifest(v, 1);
-}
-
-/* A manifest keyed no lower than the start of our epoch, (epoch, 0) when we
- * have stored no segment in it yet: every reader then starts after it, so
- * the next taker may raise the lease's floor to our epoch (lease.h). */
-int gfs_volume_write_manifest_mark(struct glidefs_volume *v)
-{
-    return write_manifest(v, 2);
-}
-
-static int write_manifest(struct glidefs_volume *v, int force)
-{
-    SCOPED_LOCK(&v->manifest_lock);
-    struct gfs_manifest m = {0};
-    pthread_mutex_lock(&v->lock);
-    if (!force && (v->segs_since_manifest == 0 || v->last_seg_epoch == 0)) {
-        pthread_mutex_unlock(&v->lock);
-        return 0;
-    }
-    if (force == 2 && v->last_seg_epoch < v->epoch) {
-        /* the segments we know end before our epoch began; none of ours
-         * is committed (that would have moved last_seg), so this manifest
-         * is the map as our epoch began, and ours will sort after it */
-        v->last_seg_epoch = v->epoch;
-        v->last_seg_seq = 0;
-    }
-    m.epoch = v->last_seg_epoch;
-    m.seq = v->last_seg_seq;
-    m.volume_size = v->size;
-    m.block_size = v->bs;
-    uint32_t covered = v->segs_since_manifest;
-    CLEANUP_FREE uint32_t *remap = calloc(v->bm.nsegs, sizeof *remap);
-    m.segs = malloc((size_t)v->bm.nsegs * sizeof *m.segs);
-    m.entries = malloc((v->bm.written_blocks ? v->bm.written_blocks : 1) * sizeof *m.entries);
-    if (!remap || !m.segs || !m.entries) {
-        pthread_mutex_unlock(&v->lock);
-        free(m.segs);
-        free(m.entries);
-        return -ENOMEM;
-    }
-    /* segments in table order (sorted), only those still referenced */
-    for (uint32_t i = 1; i < v->bm.nsegs; i++) {
-        if (v->bm.segs[i].live_bytes == 0)
-            continue;
-        remap[i] = m.nsegs + 1;
-        m.segs[m.nsegs].epoch = v->bm.segs[i].epoch;
-        m.segs[m.nsegs].seq = v->bm.segs[i].seq;
-        m.nsegs++;
-    }
-    struct gfs_bm_entry ent;
-    for (uint64_t b = 0; gfs_bm_next(&v->bm, &b, &ent); b++) {
-        {
-            const struct gfs_bm_entry *e = &ent;
-            struct gfs_man_entry *me = &m.entries[m.nentries++];
-            me->block_index = b;
-            me->write_seq = e->write_seq;
-            if (e->seg == GFS_BM_HOLE) {
-                me->seg = GFS_MAN_HOLE;
-                me->offset = me->length = me->crc = 0;
-                me->flags = GFS_SEGF_HOLE;
-            } else {
-                me->seg = remap[e->seg] - 1;
-                me->offset = e->offset;
-                me->length = e->length;
-                me->crc = e->crc;
-                me->flags = e->flags;
-            }
-        }
-    }
-    pthread_mutex_unlock(&v->lock);
-
-    CLEANUP_FREE void *out = NULL;
-    size_t outlen = 0;
-    int r = gfs_manifest_encode_mac(&m, 1, v->codec, &out, &outlen);
-    free(m.segs);
-    free(m.entries);
-    if (r < 0)
-        return r;
-    char key[512];
-    gfs_manifest_key(key, sizeof key, v->name, m.epoch, m.seq);
-    r = v->store->ops->put(v->store, key, out, outlen, 0, NULL);
-    if (r < 0) {
-        gfs_err(&v->log, "%s: writing manifest %s failed: %s", v->name, key, glidefs_strerror(r));
-        return r;
-    }
-    pthread_mutex_lock(&v->lock);
-    v->manifest_epoch = m.epoch;
-    v->manifest_seq = m.seq;
-    v->segs_since_manifest -= covered <= v->segs_since_manifest ? covered : v->segs_since_manifest;
-    v->st.manifests_uploaded++;
-    v->last_manifest_ms = gfs_now_ms();
-    v->manifest_gen++;
-    pthread_mutex_unlock(&v->lock);
-    gfs_debug(&v->log, "%s: manifest %s written (%" PRIu64 " blocks)", v->name, key, m.nentries);
-    return 0;
-}
-
-/* ---- store check and delete ---- */
-
-static int stop_first(void *arg, const char *key, uint64_t size)
-{
-    (void)arg;
-    (void)key;
-    (void)size;
-    return 1;
-}
-
-GLIDEFS_API int glidefs_volume_exists(const glidefs_config *cfg, const char *name)
-{
-    if (!cfg || !name || !glidefs_name_valid(name))
-        return -EINVAL;
-    struct gfs_objstore *st = NULL;
-    char e[256];
-    int r = gfs_objstore_open(cfg, (struct gfs_log *)&cfg->log, &st, e, sizeof e);
-    if (r < 0)
-        return r;
-    char key[512];
-    key_of(key, sizeof key, name, "volume.json");
-    CLEANUP_FREE void *buf = NULL;
-    size_t len = 0;
-    r = st->ops->get(st, key, VOLUME_JSON_MAX, &buf, &len, NULL);
-    gfs_objstore_close(st);
-    if (r == -ENOENT)
-        return 0;
-    if (r < 0)
-        return r;
-    json_error_t jerr;
-    json_t *root = json_loadb(buf, len, 0, &jerr);
-    int exists = root && !json_is_true(json_object_get(root, "deleted"));
-    json_decref(root);
-    return exists;
-}
-
-GLIDEFS_API int glidefs_store_check_info(const glidefs_config *cfg,
-                                         struct glidefs_store_info *info, size_t info_size,
-                                         char *err, size_t errlen)
-{
-    if (!cfg)
-        return -EINVAL;
-    struct glidefs_store_info res = {GLIDEFS_STORE_COND_UNKNOWN, ""};
-    struct gfs_objstore *st = NULL;
-    char e[256] = "";
-    struct gfs_log *log = (struct gfs_log *)&cfg->log;
-    int r = gfs_objstore_open(cfg, log, &st, e, sizeof e);
-    if (r < 0) {
-        if (err && errlen)
-            snprintf(err, errlen, "%s", e);
-        return r;
-    }
-    r = st->ops->list(st, "nbd/", NULL, stop_first, NULL);
-    if (r > 0)
-        r = 0;
-    if (r < 0 && err && errlen)
-        snprintf(err, errlen, "storage %s: listing failed: %s", cfg->storage_url,
-                 glidefs_strerror(r));
-    if (r == 0) {
-        /* does the store honour the conditional writes leases rely on?
-         * (store_probe.h) A lax store is no start-up error: one node alone
-         * is safe on it; ownership.c refuses what is not. */
-        r = gfs_store_probe(st, log, &res.conditional_writes, res.detail, sizeof res.detail);
-        if (r < 0 && err && errlen)
-            snprintf(err, errlen, "storage %s: the conditional-write probe failed: %s",
-                     cfg->storage_url, glidefs_strerror(r));
-        if (r == 0 && res.conditional_writes != GLIDEFS_STORE_COND_OK)
-            gfs_err(log, "storage %s %s conditional writes (%s): taking a volume's write "
-                    "lease from another node, promote and forced promote are refused%s",
-                    cfg->storage_url,
-                    res.conditional_writes == GLIDEFS_STORE_COND_IGNORED ? "ignores" : "breaks",
-                    res.detail,
-                    cfg->storage_unsafe_lax_takeover
-                        ? " unless storage.unsafe_accept_split_brain_on_lax_store, which is "
-                          "set: two nodes taking a lease at once could both write"
-                        : "; one node alone stays safe");
-        else if (r == 0 && res.detail[0])
-            gfs_warn(log, "storage %s honours conditional writes, but %s", cfg->storage_url,
-                     res.detail);
-        if (r == 0) {
-            /* remembered for the volumes opened from this config (config.h) */
-            struct glidefs_config *w = (struct glidefs_config *)cfg;
-            snprintf(w->probe_detail, sizeof w->probe_detail, "%s", res.detail);
-            __atomic_store_n(&w->probe_wall_ms, gfs_wall_ms(), __ATOMIC_RELEASE);
-            __atomic_store_n(&w->probe_state, res.conditional_writes, __ATOMIC_RELEASE);
-        }
-    }
-    gfs_objstore_close(st);
-    if (info && info_size)
-        memcpy(info, &res, info_size < sizeof res ? info_size : sizeof res);
-    return r;
-}
-
-GLIDEFS_API int glidefs_store_check(const glidefs_config *cfg, char *err, size_t errlen)
-{
-    return glidefs_store_check_info(cfg, NULL, 0, err, errlen);
-}
-
-struct del_ctx {
-    struct gfs_objstore *st;
-    int err;
-    char **keys;
-    size_t n, cap;
-};
-
-static int collect_all(void *arg, const char *key, uint64_t size)
-{
-    (void)size;
-    struct del_ctx *d = arg;
-    if (d->n == d->cap) {
-        size_t nc = d->cap ? d->cap * 2 : 64;
-        char **nk = realloc(d->keys, nc * sizeof *nk);
-        if (!nk)
-            return -ENOMEM;
-        d->keys = nk;
-        d->cap = nc;
-    }
-    d->keys[d->n] = strdup(key);
-    if (!d->keys[d->n])
-        return -ENOMEM;
-    d->n++;
-    return 0;
-}
-
-GLIDEFS_API int glidefs_volume_delete(const glidefs_config *cfg, const char *name, int purge_store)
-{
-    if (!cfg || !name || !glidefs_name_valid(name))
-        return -EINVAL;
-    char path[4096];
-    snprintf(path, sizeof path, "%s/%s", cfg->cache_dir, name);
-    /* what live clones still need stays (opening it also refuses while in use) */
-    char **keep = NULL, *tomb = NULL;
-    size_t nkeep = 0;
-    if (purge_store) {
-        int pr = gfs_purge_plan(cfg, name, &keep, &nkeep, &tomb);
-        if (pr < 0)
-            return pr;
-    }
-    /* refuse while someone has it open */
-    char lockp[4200];
-    snprintf(lockp, sizeof lockp, "%s/lock", path);
-    int fd = open(lockp, O_RDWR | O_CLOEXEC);
-    if (fd >= 0) {
-        if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-            close(fd);
-            for (size_t i = 0; i < nkeep; i++)
-                free(keep[i]);
-            free(keep);
-            free(tomb);
-            return -EBUSY;
-        }
-    }
     int r = 0;
-    if (purge_store) {
-        struct gfs_objstore *st = NULL;
-        char e[256];
-        r = gfs_objstore_open(cfg, (struct gfs_log *)&cfg->log, &st, e, sizeof e);
-        if (r == 0) {
-            char prefix[512];
-            snprintf(prefix, sizeof prefix, "nbd/%s/", name);
-            struct del_ctx d = {.st = st};
-            /* whose clone it is, read before volume.json goes */
-            char par[GLIDEFS_NAME_MAX + 1], psnap[GLIDEFS_NAME_MAX + 8];
-            r = gfs_clone_origin(st, name, par, sizeof par, psnap, sizeof psnap);
-            if (r == 0)
-                r = st->ops->list(st, prefix, NULL, collect_all, &d);
-            /* the tombstone first (the name can never be reused while clones
-             * read its segments), volume.json last otherwise, so a
-             * half-deleted volume is still recognisable */
-            char vj[512];
-            snprintf(vj, sizeof vj, "nbd/%s/volume.json", name);
-            if (tomb && r >= 0)
-                r = st->ops->put(st, vj, tomb, strlen(tomb), 0, NULL);
-            /* everything else in as few requests as the store allows
-             * (DeleteObjects: 1000 keys each) */
-            size_t nd = 0;
-            for (size_t i = 0; i < d.n && r >= 0; i++) {
-                int kept = strcmp(d.keys[i], vj) == 0;
-                for (size_t k = 0; k < nkeep && !kept; k++)
-                    kept = strcmp(d.keys[i], keep[k]) == 0;
-                if (!kept) {
-                    char *t = d.keys[nd]; /* to the front; every key is freed below */
-                    d.keys[nd++] = d.keys[i];
-                    d.keys[i] = t;
-                }
-            }
-            if (nd && r >= 0)
-                r = gfs_objstore_del_many(st, (const char *const *)d.keys, nd, NULL);
-            if (!tomb && r >= 0)
-                r = st->ops->del(st, vj);
-            /* nothing of it left: its parent stops pinning data for it */
-            if (!tomb && r >= 0 && par[0])
-                r = gfs_purge_forget(st, par, name, psnap);
-            for (size_t i = 0; i < d.n; i++)
-                free(d.keys[i]);
-            free(d.keys);
-            gfs_objstore_close(st);
-        }
-    }
-    if (r == 0) {
-        r = gfs_rm_tree(path);
-        if (r == -ENOENT)
-            r = 0;
-    }
-    if (fd >= 0)
-        close(fd);
-    for (size_t i = 0; i < nkeep; i++)
-        free(keep[i]);
-    free(keep);
-    free(tomb);
+    if (v->read_only)
+        r = -EROFS;
+    else if (new_size < v->size)
+        r = -EINVAL;
+    else if (new_size == v->size)
+        r = 1;
+    else
+        r = gfs_bm_grow(&v->sv.bm, (new_size + v->bs - 1) / v->bs);
+    uint64_t old = v->meta.size;
+    if (r == 0)
+        v->meta.size = new_size;
+    pthread_mutex_unlock(&v->lock);
+    if (r != 0)
+        return r > 0 ? 0 : r;
+    r = gfs_volmeta_store(v);
+    pthread_mutex_lock(&v->lock);
+    if (r < 0)
+        v->meta.size = old;
+    else
+        v->size = new_size;
+    pthread_mutex_unlock(&v->lock);
+    if (r == 0)
+        gfs_info(&v->log, "%s: grown to %" PRIu64 " bytes", v->name, new_size);
     return r;
 }

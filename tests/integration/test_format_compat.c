@@ -316,8 +316,8 @@ static glidefs_volume *wake(const struct tu_env *env, const char *ra_kb)
 static size_t legacy_entries(glidefs_volume *v)
 {
     pthread_mutex_lock(&v->lock);
-    size_t over = gfs_bm_overflow_count(&v->bm);
-    size_t n = (size_t)gfs_bm_legacy_count(&v->bm);
+    size_t over = gfs_bm_overflow_count(&v->sv.bm);
+    size_t n = (size_t)gfs_bm_legacy_count(&v->sv.bm);
     pthread_mutex_unlock(&v->lock);
     assert_int_equal(over, 0);
     return n;
@@ -598,10 +598,10 @@ static void test_legacy_store(void **state)
     /* the compactor's rule: the kept segment stays, the others are below it */
     pthread_mutex_lock(&v->lock);
     for (size_t i = 0; i < legacy.n; i++) {
-        int64_t si = gfs_bm_seg_find(&v->bm, legacy.s[i].epoch, legacy.s[i].seq);
+        int64_t si = gfs_bm_seg_find(&v->sv.bm, legacy.s[i].epoch, legacy.s[i].seq);
         if (si <= 0)
             continue;
-        const struct gfs_bm_seg *row = &v->bm.segs[si];
+        const struct gfs_bm_seg *row = &v->sv.bm.segs[si];
         if (row->live_bytes == 0)
             continue;
         assert_int_equal(row->total_bytes, legacy.s[i].len);

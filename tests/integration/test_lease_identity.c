@@ -577,20 +577,20 @@ static void test_lax_store_refuses_takeover(void **state)
     assert_int_equal(glidefs_drain(a, -1), 0);
     assert_int_equal(glidefs_volume_open(B.cfg, "vm", SZ, 0, &b), 0);
     assert_int_equal(glidefs_volume_read_only(b), 1);
-    gfs_objstore_close(b->probe_store);
-    b->probe_store = lax_open(B.cfg, IGNORES);
+    gfs_objstore_close(b->own.probe_store);
+    b->own.probe_store = lax_open(B.cfg, IGNORES);
     assert_int_equal(glidefs_promote(b, 1), -ENOLCK); /* forced */
     assert_int_equal(stats_of(b).store_conditional, GLIDEFS_STORE_COND_IGNORED);
     assert_int_equal(glidefs_release(a, -1), 0);
     assert_int_equal(glidefs_promote(b, 0), -ENOLCK); /* released by another node */
     assert_int_equal(glidefs_volume_read_only(b), 1);
     /* its own again: A takes back what it released */
-    gfs_objstore_close(a->probe_store);
-    a->probe_store = lax_open(A.cfg, IGNORES);
+    gfs_objstore_close(a->own.probe_store);
+    a->own.probe_store = lax_open(A.cfg, IGNORES);
     assert_int_equal(glidefs_promote(a, 0), 0);
     assert_int_equal(glidefs_release(a, -1), 0);
     /* with the option the operator accepts the risk */
-    b->unsafe_lax = 1;
+    b->own.unsafe_lax = 1;
     assert_int_equal(glidefs_promote(b, 0), 0);
     expect_byte(b, 0, 0x61);
     assert_int_equal(glidefs_volume_close(b), 0);
@@ -620,12 +620,12 @@ static void test_lax_store_heartbeat_looks_first(void **state)
     struct gfs_objstore *real = a->store;
     a->store = lax_open(A.cfg, IGNORES);
     pthread_mutex_lock(&a->lock);
-    a->probe_state = GLIDEFS_STORE_COND_IGNORED;
-    a->probe_wall_ms = gfs_wall_ms();
+    a->own.probe_state = GLIDEFS_STORE_COND_IGNORED;
+    a->own.probe_wall_ms = gfs_wall_ms();
     pthread_mutex_unlock(&a->lock);
     assert_int_equal(glidefs_volume_open(B.cfg, "vm", SZ, 0, &b), 0);
-    gfs_objstore_close(b->probe_store);
-    b->probe_store = lax_open(B.cfg, IGNORES);
+    gfs_objstore_close(b->own.probe_store);
+    b->own.probe_store = lax_open(B.cfg, IGNORES);
     assert_int_equal(glidefs_promote(b, 1), 0);
     double end = mono() + 10;
     while (!stats_of(a).fenced && mono() < end)

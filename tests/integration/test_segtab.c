@@ -62,8 +62,8 @@ static void *reader_main(void *arg)
 static void rows(glidefs_volume *v, uint32_t *n, uint64_t *gen)
 {
     pthread_mutex_lock(&v->lock);
-    *n = v->bm.nsegs - 1;
-    *gen = v->bm.seg_gen;
+    *n = v->sv.bm.nsegs - 1;
+    *gen = v->sv.bm.seg_gen;
     pthread_mutex_unlock(&v->lock);
 }
 

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "snapobj.h"
 #include "volume_internal.h"
 
 #ifndef FUZZ_DIR

@@ -1,0 +1,35 @@
+/*
+ * compactor.h — compaction's state in an open volume (v->comp) and its
+ * step, run by the syncer thread when nothing is due.
+ */
+#ifndef GLIDEFS_COMPACTOR_H
+#define GLIDEFS_COMPACTOR_H
+
+#include <stdint.h>
+
+#include "glidefs/glidefs.h"
+
+struct glidefs_volume;
+
+struct gfs_comp_state {
+    /* tunables (set at open) */
+    int min_live_pct;
+    int64_t interval_ms;
+    uint64_t rate_bps;
+    int64_t grace_ms;
+    int keep_manifests;
+    int max_stored_pct;          /* stored bytes above this % of live: compact now (0: off) */
+    /* under v->lock */
+    int64_t next_ms;             /* next background cycle */
+    int64_t rate_next_ms;        /* ratio-triggered steps: not before (compaction.rate_mb_s) */
+    int64_t check_next_ms;       /* next look at the stored/live ratio */
+    uint64_t req_gen;            /* bumped by each glidefs_compact call */
+    uint64_t done_gen;           /* the last request generation a cycle has served */
+    struct glidefs_compact_result last;
+};
+
+/* One bounded step (v->lock held; dropped for I/O). requested: a
+ * glidefs_compact call waits. 1 if it did work, 0, or -errno. */
+int gfs_compact_step(struct glidefs_volume *v, int requested);
+
+#endif
