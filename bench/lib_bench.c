@@ -917,7 +917,7 @@ static int mode_churn(int argc, char **argv)
     for (int i = 0; i < 2; i++) {
         if (i)
             usleep((useconds_t)(grace_ms + 1000) * 1000);
-        r = glidefs_compact(v, &cr);
+        r = glidefs_compact(v, &cr, sizeof cr);
         if (r < 0)
             die("compact", r);
         sample(&s, "compacted");

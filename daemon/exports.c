@@ -489,7 +489,7 @@ int gd_export_remove(struct gd_export *e, int force, int purge, int64_t drain_ti
     if (crc < 0)
         gd_warn("export %s: close: %s", e->name, glidefs_strerror(crc));
     e->vol = NULL;
-    rc = glidefs_volume_delete(r->cfg, e->name, purge);
+    rc = glidefs_volume_delete(r->cfg, e->name, purge ? GLIDEFS_DELETE_PURGE : 0);
     if (rc < 0)
         gd_err("export %s: delete%s: %s", e->name, purge ? " (purge)" : "", glidefs_strerror(rc));
     else

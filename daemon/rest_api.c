@@ -1201,7 +1201,7 @@ static int h_promote(struct call *c)
         return -1;
     glidefs_volume *vol = gd_export_volume(e);
     bool was_ro = glidefs_volume_read_only(vol) != 0;
-    int rc = glidefs_promote(vol, force ? 1 : 0);
+    int rc = glidefs_promote(vol, force ? GLIDEFS_PROMOTE_FORCE : 0);
     if (rc < 0) {
         gd_export_release(e, 0);
         if (rc == -EBUSY && force)
@@ -1285,7 +1285,7 @@ static int h_compact(struct call *c)
     struct glidefs_compact_result res;
     memset(&res, 0, sizeof res);
     int64_t t0 = mono_ms();
-    int rc = glidefs_compact(gd_export_volume(e), &res);
+    int rc = glidefs_compact(gd_export_volume(e), &res, sizeof res);
     gd_export_release(e, 0);
     if (rc == -EROFS)
         return fail(c, 409, "export %s is read-only on this node: only the write lease holder "

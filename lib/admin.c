@@ -267,10 +267,12 @@ GLIDEFS_API int glidefs_store_check(const glidefs_config *cfg, char *err, size_t
     return glidefs_store_check_info(cfg, NULL, 0, err, errlen);
 }
 
-GLIDEFS_API int glidefs_volume_delete(const glidefs_config *cfg, const char *name, int purge_store)
+GLIDEFS_API int glidefs_volume_delete(const glidefs_config *cfg, const char *name,
+                                      unsigned flags)
 {
-    if (!cfg || !name || !glidefs_name_valid(name))
+    if (!cfg || !name || !glidefs_name_valid(name) || (flags & ~GLIDEFS_DELETE_PURGE))
         return -EINVAL;
+    int purge_store = !!(flags & GLIDEFS_DELETE_PURGE);
     char path[4096];
     snprintf(path, sizeof path, "%s/%s", cfg->cache_dir, name);
     /* what live clones still need stays (opening it also refuses while in use) */

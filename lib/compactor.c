@@ -585,8 +585,16 @@ int gfs_compact_step(struct glidefs_volume *v, int requested)
     return r < 0 ? r : (res.segments_rewritten || res.segments_deleted);
 }
 
-GLIDEFS_API int glidefs_compact(glidefs_volume *v, struct glidefs_compact_result *res)
+/* glidefs_compact as the header declares it (GLIDEFS_0.2, the default
+ * version: what new programs and static links get); the first release's
+ * form is glidefs_compact_v0 below. Symbol versions: lib/libglidefs.map. */
+GLIDEFS_API __attribute__((symver("glidefs_compact@@GLIDEFS_0.2"))) int
+glidefs_compact_v2(glidefs_volume *v, struct glidefs_compact_result *res, size_t res_size);
+GLIDEFS_API int glidefs_compact_v2(glidefs_volume *v, struct glidefs_compact_result *res,
+                                   size_t res_size)
 {
+    if (res && res_size == 0)
+        return -EINVAL;
     /* snapshots deleted through another handle (a purged clone's implicit
      * one) stop pinning: what is asked for now sees the store's set */
     int lr = gfs_snapshots_load(v);
@@ -607,6 +615,16 @@ GLIDEFS_API int glidefs_compact(glidefs_volume *v, struct glidefs_compact_result
     if (r == 0 && out.segments_rewritten == (uint64_t)-1)
         r = -EIO;
     if (res && r == 0)
-        *res = out;
+        memcpy(res, &out, res_size < sizeof out ? res_size : sizeof out);
     return r;
+}
+
+/* The first release's glidefs_compact (GLIDEFS_0), for programs built
+ * against it: its struct had these six fields, and it never grows. */
+#define COMPACT_RESULT_V0_SIZE (6 * sizeof(uint64_t))
+GLIDEFS_API __attribute__((symver("glidefs_compact@GLIDEFS_0"))) int
+glidefs_compact_v0(glidefs_volume *v, struct glidefs_compact_result *res);
+GLIDEFS_API int glidefs_compact_v0(glidefs_volume *v, struct glidefs_compact_result *res)
+{
+    return glidefs_compact_v2(v, res, res ? COMPACT_RESULT_V0_SIZE : 0);
 }

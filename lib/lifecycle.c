@@ -66,9 +66,11 @@ static int promote_locked(glidefs_volume *v, int force)
     return r;
 }
 
-GLIDEFS_API int glidefs_promote(glidefs_volume *v, int force)
+GLIDEFS_API int glidefs_promote(glidefs_volume *v, unsigned flags)
 {
-    int r = promote_locked(v, force);
+    if (flags & ~GLIDEFS_PROMOTE_FORCE)
+        return -EINVAL;
+    int r = promote_locked(v, !!(flags & GLIDEFS_PROMOTE_FORCE));
     /* after own_lock is let go: the hold is a snapshot, which may drain */
     if (r == 0)
         gfs_fence_hold(v);

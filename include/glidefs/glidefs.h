@@ -12,6 +12,13 @@
  *  - Offsets and lengths of I/O are bytes and must be multiples of 512.
  *  - The library never prints and never exits; it logs through the callback
  *    set with glidefs_config_set_log().
+ *  - Binary compatibility: every exported symbol carries the version node of
+ *    the release that introduced it (GLIDEFS_0 the first, GLIDEFS_0.2 the
+ *    next, ...: lib/libglidefs.map), and a call changed later keeps its old
+ *    form under the old node. What came after the first release has a
+ *    GLIDEFS_HAVE_* macro to test with #ifdef. Result structs that may grow
+ *    are filled up to a size the caller passes (sizeof of its struct).
+ *  - Flags arguments: unknown bits are refused with -EINVAL.
  *
  * This header is C99 and C++ clean (checked by the test suite).
  */
@@ -173,14 +180,17 @@ GLIDEFS_API int glidefs_drain(glidefs_volume *vol, int64_t timeout_ms);
 /* Make a read-only volume read-write: take the write lease (promise 2.5 in
  * docs/design.md of the source tree). Succeeds when the lease is free
  * (released, or none) or expired (its holder's heartbeat is older than
- * servers.lease_timeout_ms), or with force.
+ * servers.lease_timeout_ms), or with GLIDEFS_PROMOTE_FORCE (flags 0: only
+ * then; the value of the old `int force` = 1).
  * Takes a new epoch and fences the previous one at the last segment seen, so
  * the old writer's later uploads are ignored everywhere. Already read-write:
  * 0, nothing changes. -EBUSY: held by a live node. -EROFS: opened with
  * GLIDEFS_OPEN_READONLY. -ENOLCK: the store does not honour conditional
  * writes and taking the lease from another writer is not allowed there (see
  * glidefs_store_check_info). */
-GLIDEFS_API int glidefs_promote(glidefs_volume *vol, int force);
+#define GLIDEFS_PROMOTE_FORCE 0x1u /* take it from a live holder too */
+#define GLIDEFS_HAVE_PROMOTE_FLAGS 1
+GLIDEFS_API int glidefs_promote(glidefs_volume *vol, unsigned flags);
 
 /* Hand the write lease back: drain (up to timeout_ms, < 0 = forever), stop
  * uploading and mark the lease released so another node can promote without
@@ -313,7 +323,7 @@ struct glidefs_stats {
                                     or written by an older build) */
 };
 
-/* Result of glidefs_compact(). */
+/* Result of glidefs_compact(). It may grow: pass sizeof of yours. */
 struct glidefs_compact_result {
     uint64_t segments_rewritten;
     uint64_t bytes_rewritten;    /* live bytes copied into new segments */
@@ -327,9 +337,13 @@ struct glidefs_compact_result {
  * compaction.min_live_pct into new segments, store a manifest, and delete
  * segments (and old manifests) nothing references any more — after
  * compaction.grace_ms, so that readers following the store are not cut off.
- * Waits for the cycle; res (may be NULL) says what it did. Only the lease
- * holder compacts: -EROFS otherwise. */
-GLIDEFS_API int glidefs_compact(glidefs_volume *vol, struct glidefs_compact_result *res);
+ * Waits for the cycle; res (may be NULL) says what it did, filled up to
+ * res_size bytes (sizeof(struct glidefs_compact_result)). Only the lease
+ * holder compacts: -EROFS otherwise. (The first release's form, without
+ * res_size, stays in the library for programs built against it.) */
+#define GLIDEFS_HAVE_COMPACT_RESULT_SIZE 1
+GLIDEFS_API int glidefs_compact(glidefs_volume *vol, struct glidefs_compact_result *res,
+                                size_t res_size);
 
 /* Fill *st (st_size = sizeof(struct glidefs_stats), for ABI growth). */
 GLIDEFS_API int glidefs_stats(glidefs_volume *vol, struct glidefs_stats *st, size_t st_size);
@@ -363,6 +377,7 @@ struct glidefs_store_info {
  * lease another node released or let expire attaches read-only. Creating a
  * lease and resuming this cache dir's own keep working. info (may be NULL)
  * is filled up to info_size bytes. */
+#define GLIDEFS_HAVE_STORE_CHECK_INFO 1
 GLIDEFS_API int glidefs_store_check_info(const glidefs_config *cfg,
                                          struct glidefs_store_info *info, size_t info_size,
                                          char *err, size_t errlen);
@@ -372,6 +387,7 @@ GLIDEFS_API int glidefs_store_check_info(const glidefs_config *cfg,
  * with node_id for humans). Two cache dirs are two writers, on one machine
  * or on clones of one; a copy of a cache dir is told apart by the lease
  * itself. buf: at least 33 bytes. Creates the cache dir if missing. */
+#define GLIDEFS_HAVE_INSTANCE_ID 1
 GLIDEFS_API int glidefs_instance_id(const glidefs_config *cfg, char *buf, size_t len);
 
 /* 1 if volume `name` exists in the configured store (and was not deleted),
@@ -379,9 +395,14 @@ GLIDEFS_API int glidefs_instance_id(const glidefs_config *cfg, char *buf, size_t
  * and takes no lease. */
 GLIDEFS_API int glidefs_volume_exists(const glidefs_config *cfg, const char *name);
 
-/* Delete a volume's objects from the store (and its local cache directory).
- * The volume must not be open anywhere. */
-GLIDEFS_API int glidefs_volume_delete(const glidefs_config *cfg, const char *name, int purge_store);
+/* Delete a volume's local cache directory and, with GLIDEFS_DELETE_PURGE,
+ * its objects in the store (what live clones still read stays, under a
+ * tombstone). The volume must not be open anywhere (-EBUSY). The flag's
+ * value is the old `int purge_store` = 1. */
+#define GLIDEFS_DELETE_PURGE 0x1u
+#define GLIDEFS_HAVE_DELETE_FLAGS 1
+GLIDEFS_API int glidefs_volume_delete(const glidefs_config *cfg, const char *name,
+                                      unsigned flags);
 
 #ifdef __cplusplus
 }

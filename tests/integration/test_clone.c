@@ -168,7 +168,7 @@ static void test_golden_image(void **state)
         glidefs_volume *v;
         assert_int_equal(glidefs_volume_open(c, name, 0, 0, &v), 0);
         assert_int_equal(glidefs_drain(v, -1), 0);
-        assert_int_equal(glidefs_compact(v, NULL), 0);
+        assert_int_equal(glidefs_compact(v, NULL, 0), 0);
         assert_int_equal(glidefs_volume_close(v), 0);
     }
     tu_rmrf(env.cache);
@@ -226,7 +226,7 @@ static void test_clone_gc(void **state)
     }
     fill(p, ref, 0xb2); /* every block overwritten: the old ones only c1 reads */
     struct glidefs_compact_result res;
-    assert_int_equal(glidefs_compact(p, &res), 0);
+    assert_int_equal(glidefs_compact(p, &res, sizeof res), 0);
     assert_true(res.stored_bytes >= 2 * (uint64_t)SZ); /* pinned for c1 */
     check(c, "c1", cref);
 
@@ -235,7 +235,7 @@ static void test_clone_gc(void **state)
         assert_false(store_has(&env, "nbd/base/snap/@clone-c1"));
         assert_false(store_has(&env, "nbd/base/children/c1"));
     }
-    assert_int_equal(glidefs_compact(p, &res), 0);
+    assert_int_equal(glidefs_compact(p, &res, sizeof res), 0);
     fprintf(stderr, "after deleting the clone: stored %llu for %llu live\n",
             (unsigned long long)res.stored_bytes, (unsigned long long)res.live_bytes);
     assert_true(res.stored_bytes <= (uint64_t)SZ + SZ / 10);

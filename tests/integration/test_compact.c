@@ -91,7 +91,7 @@ static void test_overwrite_then_compact(void **state)
             (unsigned long long)st.segments);
     assert_true(st.stored_bytes > st.live_bytes * 11 / 10); /* overwrites left garbage */
     struct glidefs_compact_result res;
-    assert_int_equal(glidefs_compact(v, &res), 0);
+    assert_int_equal(glidefs_compact(v, &res, sizeof res), 0);
     fprintf(stderr, "compact: rewrote %llu segments (%llu bytes), deleted %llu (%llu bytes); "
             "stored %llu live %llu\n", (unsigned long long)res.segments_rewritten,
             (unsigned long long)res.bytes_rewritten, (unsigned long long)res.segments_deleted,
@@ -121,7 +121,7 @@ static void test_overwrite_then_compact(void **state)
     assert_int_equal(glidefs_trim(v, 0, SZ, 0), 0);
     memset(ref, 0, SZ);
     assert_int_equal(glidefs_drain(v, -1), 0);
-    assert_int_equal(glidefs_compact(v, &res), 0);
+    assert_int_equal(glidefs_compact(v, &res, sizeof res), 0);
     assert_int_equal(glidefs_stats(v, &st, sizeof st), 0);
     fprintf(stderr, "after trim: stored %llu live %llu segments %llu\n",
             (unsigned long long)st.stored_bytes, (unsigned long long)st.live_bytes,
@@ -170,7 +170,7 @@ static void test_kill_during_compaction(void **state)
             if (write(p[1], &ok, 1) != 1)
                 _exit(3);
             for (;;) /* compact until killed */
-                if (glidefs_compact(cv, NULL) < 0)
+                if (glidefs_compact(cv, NULL, 0) < 0)
                     _exit(4);
         }
         close(p[1]);

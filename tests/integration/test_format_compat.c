@@ -611,7 +611,7 @@ static void test_legacy_store(void **state)
     pthread_mutex_unlock(&v->lock);
     struct keys before = list(st, "seg");
     struct glidefs_compact_result res;
-    assert_int_equal(glidefs_compact(v, &res), 0);
+    assert_int_equal(glidefs_compact(v, &res, sizeof res), 0);
     fprintf(stderr, "compact: rewrote %llu segments (%llu bytes), deleted %llu\n",
             (unsigned long long)res.segments_rewritten, (unsigned long long)res.bytes_rewritten,
             (unsigned long long)res.segments_deleted);

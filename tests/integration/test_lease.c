@@ -256,7 +256,7 @@ static void test_follower_survives_compaction(void **state)
         put_byte(a, (uint64_t)i * 131072, (uint8_t)(0x80 + i));
     assert_int_equal(glidefs_drain(a, -1), 0);
     struct glidefs_compact_result res;
-    assert_int_equal(glidefs_compact(a, &res), 0);
+    assert_int_equal(glidefs_compact(a, &res, sizeof res), 0);
     assert_true(res.segments_deleted > 0);
     /* B's map may still name deleted segments: its reads must follow */
     for (int i = 0; i < 16; i++)
@@ -326,7 +326,7 @@ static void test_deposed_writer_deletes_nothing(void **state)
     int r = glidefs_drain(a, 10000);
     assert_true(r == 0 || r == -EROFS);
     struct glidefs_compact_result res = {0};
-    r = glidefs_compact(a, &res);
+    r = glidefs_compact(a, &res, sizeof res);
     assert_true(r == 0 || r == -EROFS);
     assert_int_equal(res.segments_deleted, 0);
     struct glidefs_stats st;

@@ -347,7 +347,7 @@ static void test_late_segments_then_compacted_away(void **state)
     assert_int_equal(vol_apply(c, all, 1), 0);
     assert_int_equal(glidefs_drain(c, -1), 0);
     struct glidefs_compact_result res;
-    assert_int_equal(glidefs_compact(c, &res), 0);
+    assert_int_equal(glidefs_compact(c, &res, sizeof res), 0);
     img = NULL;
     assert_int_equal(export_to(a, &env, "a1.raw", &img, NULL), 0);
     expect_model(img, amodel);
@@ -358,8 +358,8 @@ static void test_late_segments_then_compacted_away(void **state)
     assert_int_equal(glidefs_volume_close(c), 0);
     tu_set(C.cfg, "compaction.fenced_hold_s", "0");
     assert_int_equal(glidefs_volume_open(C.cfg, "vm", SZ, 0, &c), 0);
-    assert_int_equal(glidefs_compact(c, &res), 0);
-    assert_int_equal(glidefs_compact(c, &res), 0);
+    assert_int_equal(glidefs_compact(c, &res, sizeof res), 0);
+    assert_int_equal(glidefs_compact(c, &res, sizeof res), 0);
     struct glidefs_stats cst;
     assert_int_equal(glidefs_stats(c, &cst, sizeof cst), 0);
     assert_true(cst.segments_deleted > 0);

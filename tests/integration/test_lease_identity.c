@@ -292,7 +292,7 @@ static void test_copy_before_heartbeat(void **state)
     assert_int_equal(glidefs_drain(a, -1), 0);
     /* its next look at the lease (before deleting that segment) fences it */
     struct glidefs_compact_result res = {0};
-    int r = glidefs_compact(a, &res);
+    int r = glidefs_compact(a, &res, sizeof res);
     assert_true(r == 0 || r == -EROFS);
     assert_int_equal(res.segments_deleted, 0);
     assert_int_equal(stats_of(a).fenced, 1);

@@ -318,7 +318,7 @@ static void test_read_outlives_compaction(void **state)
     assert_true(wait_set(&slow.mu, &slow.cv, &slow.held));
 
     struct glidefs_compact_result res;
-    assert_int_equal(glidefs_compact(v, &res), 0);
+    assert_int_equal(glidefs_compact(v, &res, sizeof res), 0);
     assert_true(res.segments_rewritten >= 1);
     assert_true(res.segments_deleted >= 1);
     pthread_mutex_lock(&slow.mu);

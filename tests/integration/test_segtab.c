@@ -116,7 +116,7 @@ static void test_table_bounded(void **state)
             assert_int_equal(pthread_create(&th[t], NULL, reader_main, &rd[t]), 0);
         }
         struct glidefs_compact_result res;
-        assert_int_equal(glidefs_compact(v, &res), 0);
+        assert_int_equal(glidefs_compact(v, &res, sizeof res), 0);
         for (int t = 0; t < 2; t++) {
             __atomic_store_n(&rd[t].stop, 1, __ATOMIC_RELEASE);
             pthread_join(th[t], NULL);
@@ -157,7 +157,7 @@ static void test_table_bounded(void **state)
         memcpy(ref + off, buf, len);
         assert_int_equal(glidefs_drain(v, -1), 0);
         struct glidefs_compact_result res;
-        assert_int_equal(glidefs_compact(v, &res), 0);
+        assert_int_equal(glidefs_compact(v, &res, sizeof res), 0);
         rows(v, &n, &gen);
         assert_true(n <= ROW_BOUND);
     }
