@@ -39,6 +39,7 @@ SEEDS = {
                                     "<Content-Length>1</Content-Length></Properties></Blob>"]),
     "list_bad_xxe": 'L<?xml version="1.0"?><!DOCTYPE e [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
                     + enum([blob("&x;", 1)]),
+    "list_bad_control": "L" + enum([blob("a&#x9;b", 1)]),
     "list_bad_size": "L" + enum([blob("a", 0)]).replace("<Content-Length>0", "<Content-Length>-1"),
     "error_container": 'E<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n<Error>\n'
                        "  <Code>ContainerNotFound</Code>\n  <Message>The specified container does"
