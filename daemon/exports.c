@@ -462,7 +462,7 @@ static void retire_locked(struct gd_registry *r, struct gd_export *e)
 }
 
 /* The last user of a read-write export left: if nothing is dirty, give the
- * lease back at once (DESIGN.md "Lease hand-off"), so a waiting node can
+ * lease back at once (docs/design.md section 3, "Lease hand-off"), so a waiting node can
  * promote without force and without waiting for the idle linger; the volume
  * stays open read-only and keeps its cache. Lock held; dropped meanwhile. */
 static bool hand_over_locked(struct gd_registry *r)

@@ -3,7 +3,8 @@
  * by every connection (and, later, the REST API). Volumes are opened (created
  * with servers.nbd.auto_create_size_gb) on first use, reference-counted, and
  * drained and closed in the background once idle, which releases the write
- * lease (DESIGN.md "Lease hand-off"). All state is behind one mutex.
+ * lease (docs/design.md, "Lease hand-off" in section 3). All state is
+ * behind one mutex.
  */
 #ifndef GLIDEFSD_EXPORTS_H
 #define GLIDEFSD_EXPORTS_H
@@ -20,7 +21,8 @@ struct gd_export;
 int gd_registry_create(const glidefs_config *cfg, struct gd_registry **out);
 
 /* Map a client-supplied name to the export name: "" becomes
- * servers.nbd.default_export; names outside DESIGN.md's rule are refused.
+ * servers.nbd.default_export; names outside the name rule (docs/design.md
+ * section 3) are refused.
  * 0 and the name in canon, or -ENOENT (empty, no default) / -EINVAL (bad). */
 int gd_registry_resolve(struct gd_registry *r, const char *name, char *canon, size_t canon_len);
 

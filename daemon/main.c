@@ -58,9 +58,10 @@ static void usage(FILE *f)
             "SIGTERM or SIGINT drains every export and exits; a second signal exits at once.\n");
 }
 
-/* The store must answer before we accept clients (DESIGN.md "Start-up");
- * whether it honours conditional writes is logged (and kept in cfg for
- * /healthz, the exports' stats and /metrics) but is no reason to stop. */
+/* The store must answer before we accept clients (docs/design.md section 3,
+ * "Start-up"); whether it honours conditional writes is logged (and kept in
+ * cfg for /healthz, the exports' stats and /metrics) but is no reason to
+ * stop. */
 static int check_store(const glidefs_config *cfg, char *err, size_t errlen)
 {
     struct glidefs_store_info info;

@@ -716,7 +716,7 @@ static const char *state_of(const struct glidefs_stats *st, int conns, bool drai
 
 #define J(v) ((json_int_t)(v))
 
-/* The export object of DESIGN.md: {"name", "size_bytes", "read_only",
+/* The export object of docs/design.md section 3: {"name", "size_bytes", "read_only",
  * "connections", "dirty_bytes", "state", ...}. */
 static json_t *export_json(struct gd_rest *r, const char *name, const struct glidefs_stats *st,
                            int conns)

@@ -2,7 +2,8 @@
  * fuzz_nbd.c — libFuzzer target for glidefsd's handshake and request parser:
  * the input is a client's byte stream (client flags, options, requests and
  * write payloads), run through nbd_stream_run() with a fake export policy
- * that follows DESIGN.md's name rule. Built with clang -fsanitize=fuzzer;
+ * that follows the name rule of docs/design.md section 3. Built with clang
+ * -fsanitize=fuzzer;
  * with any compiler, replay_main.c replays the seed corpus in the test suite.
  */
 #include <stdbool.h>

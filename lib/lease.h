@@ -1,5 +1,6 @@
 /*
- * lease.h — who may write a volume (DESIGN.md promise 5). The object
+ * lease.h — who may write a volume (docs/design.md promise 2.5; the object
+ * and its protocol: sections 5.8 and 5.11). The object
  * nbd/<name>/lease holds the writer's identity, its epoch, a heartbeat time,
  * whether it is held or released, and the fences: for each earlier epoch the
  * last segment seq that counts.

@@ -75,10 +75,10 @@ enum glidefs_log_level {
 /* Log callback: called from any library thread, possibly concurrently. */
 typedef void (*glidefs_log_fn)(void *arg, int level, const char *msg);
 
-/* A config holding the defaults of DESIGN.md (file:// store needs storage.url).
- * Every volume opened with one config shares its cache.disk_size as one
- * budget (journals plus clean caches: the node's, see glidefs.yaml(5));
- * volumes of different configs never share one. */
+/* A config holding the defaults listed in glidefs.yaml(5) (file:// store needs
+ * storage.url). Every volume opened with one config shares its
+ * cache.disk_size as one budget (journals plus clean caches: the node's, see
+ * glidefs.yaml(5)); volumes of different configs never share one. */
 GLIDEFS_API glidefs_config *glidefs_config_new(void);
 
 /* Load a YAML config file (${ENV} expanded). On failure returns a negative
@@ -170,9 +170,10 @@ GLIDEFS_API int glidefs_prefetch(glidefs_volume *vol, uint64_t offset, uint64_t 
  * timeout_ms < 0 waits forever; on timeout returns -ETIMEDOUT (nothing lost). */
 GLIDEFS_API int glidefs_drain(glidefs_volume *vol, int64_t timeout_ms);
 
-/* Make a read-only volume read-write: take the write lease (DESIGN.md promise
- * 5). Succeeds when the lease is free (released, or none) or expired (its
- * holder's heartbeat is older than servers.lease_timeout_ms), or with force.
+/* Make a read-only volume read-write: take the write lease (promise 2.5 in
+ * docs/design.md of the source tree). Succeeds when the lease is free
+ * (released, or none) or expired (its holder's heartbeat is older than
+ * servers.lease_timeout_ms), or with force.
  * Takes a new epoch and fences the previous one at the last segment seen, so
  * the old writer's later uploads are ignored everywhere. Already read-write:
  * 0, nothing changes. -EBUSY: held by a live node. -EROFS: opened with

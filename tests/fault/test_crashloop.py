@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """test_crashloop.py - glidefsd under verifying NBD writers, killed with
-SIGKILL at random moments, over and over (DESIGN.md promises 2 and 3).
+SIGKILL at random moments, over and over (docs/design.md promises 2.2 and
+2.3).
 
 Several exports at once, two connections each (each connection owns a slice
 of its export), random writes (some FUA), trims, write-zeroes and flushes.

@@ -1,5 +1,5 @@
 /*
- * test_lease.c — one writer per volume (DESIGN.md promise 5), with several
+ * test_lease.c — one writer per volume (docs/design.md promise 2.5), with several
  * "nodes" (separate node ids and cache dirs) on one store: read-only attach,
  * hand-over by release + promote, promote refused while the lease is live,
  * forced promote fencing the old writer and hiding its late segments from

@@ -31,7 +31,8 @@ git -C "$src" ls-tree -r --name-only HEAD | sort > "$t/tracked"
 if ! diff -u "$t/tracked" "$t/packed" > "$t/diff"; then
   echo "tarball differs from HEAD:"; cat "$t/diff"; exit 1
 fi
-for f in include/glidefs/glidefs.h LICENSE README.md; do
+# docs/design.md: the installed glidefs.h cites it as part of the source
+for f in include/glidefs/glidefs.h LICENSE README.md docs/design.md; do
   [ -f "$top/$f" ] || { echo "tarball lacks $f"; exit 1; }
 done
 if grep -qx 'man/meson.build' "$t/tracked"; then
