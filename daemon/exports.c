@@ -6,6 +6,13 @@
  * housekeeping thread drains and closes exports that stayed unused for
  * IDLE_LINGER_MS; a failed drain is retried later and the volume stays open,
  * so its syncer keeps trying and nothing dirty is stranded.
+ *
+ * Nothing here retries the store in a tight loop: a failed lease hand-over
+ * or background drain is tried again after a growing pause with jitter, a
+ * bounded number of times (hand-over) or at a bounded rate (drain). A client
+ * waits for a hand-over in flight at most HANDING_WAIT_MS; once the server
+ * stops (gd_registry_stop_clients) nobody waits any more; and shutdown gives
+ * up, reporting what it leaves, at servers.shutdown_timeout_s.
  */
 #include "exports.h"
 
@@ -16,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 
 #include "cleanup.h"
@@ -24,7 +32,15 @@
 
 #define IDLE_LINGER_MS 5000      /* quick reconnects reuse the open volume */
 #define IDLE_DRAIN_TIMEOUT_MS 10000
-#define IDLE_RETRY_MS 30000      /* after a failed background drain */
+#define IDLE_RETRY_MS 30000      /* after a failed background drain, doubling ... */
+#define IDLE_RETRY_CAP_MS 300000 /* ... up to this */
+#define HANDOVER_DRAIN_MS 2000   /* what the last client left is uploaded first */
+#define HANDOVER_TRIES 8         /* failed hand-overs before the idle close does it */
+#define HANDOVER_BACKOFF_MS 250  /* pause after the first failed one, doubling ... */
+#define HANDOVER_BACKOFF_CAP_MS 8000 /* ... up to this */
+#define HANDING_WAIT_MS 5000     /* a client waits this long for a hand-over in flight */
+#define CLOSE_MARGIN_MIN_MS 1000 /* shutdown: time kept for closing after the drains */
+#define CLOSE_MARGIN_MAX_MS 5000
 
 enum ex_state { EX_OPENING, EX_OPEN, EX_FAILED, EX_CLOSING };
 
@@ -40,6 +56,10 @@ struct gd_export {
     int64_t idle_since_ms;
     bool handed_over;   /* the lease was released when the last user left */
     bool handing;       /* that release is in progress: clients wait for it */
+    bool hk_busy;       /* the housekeeper works on it with the lock dropped */
+    int handover_fails; /* failed hand-overs since the last client left */
+    int64_t handover_at_ms; /* no hand-over attempt before this */
+    int retire_fails;   /* failed background drains in a row */
 };
 
 struct gd_registry {
@@ -51,6 +71,7 @@ struct gd_registry {
     bool stopping;
     bool hk_running;
     pthread_t hk;
+    int abandoned;              /* exports shutdown left behind, still in use */
 };
 
 static int64_t now_ms(void)
@@ -58,6 +79,33 @@ static int64_t now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A pause before trying again: base * 2^(n-1), at most cap, with equal
+ * jitter (uniform in [d/2, d]) so exports and nodes failing together do not
+ * retry in step. */
+static int64_t backoff_ms(int64_t base, int64_t cap, int n)
+{
+    int64_t d = base;
+    for (int i = 1; i < n && d < cap; i++)
+        d *= 2;
+    if (d > cap)
+        d = cap;
+    uint32_t rnd = 0;
+    if (getrandom(&rnd, sizeof rnd, GRND_NONBLOCK) != (ssize_t)sizeof rnd)
+        rnd = (uint32_t)now_ms();
+    return d / 2 + (int64_t)(rnd % (uint32_t)(d / 2 + 1));
+}
+
+static void realtime_in(struct timespec *ts, int64_t ms)
+{
+    clock_gettime(CLOCK_REALTIME, ts);
+    ts->tv_sec += (time_t)(ms / 1000);
+    ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts->tv_nsec >= 1000000000L) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000L;
+    }
 }
 
 static struct gd_export *find_locked(struct gd_registry *r, const char *name)
@@ -138,6 +186,7 @@ int gd_export_acquire_ex(struct gd_registry *r, const char *name, int conn, uint
 {
     if (!glidefs_name_valid(name))
         return -EINVAL;
+    int64_t handing_deadline = 0;
     pthread_mutex_lock(&r->lock);
     for (;;) {
         if (r->stopping) {
@@ -172,8 +221,21 @@ int gd_export_acquire_ex(struct gd_registry *r, const char *name, int conn, uint
             continue;
         }
         if (e->state == EX_OPEN && (flags & GD_ACQUIRE_CLIENT) && e->handing) {
-            /* a client must not see the lease half given back */
-            pthread_cond_wait(&r->cond, &r->lock);
+            /* a client must not see the lease half given back; but a
+             * hand-over stuck on a slow store must not hold it for long */
+            int64_t now = now_ms();
+            if (!handing_deadline)
+                handing_deadline = now + HANDING_WAIT_MS;
+            if (now >= handing_deadline) {
+                pthread_mutex_unlock(&r->lock);
+                gd_warn("export %s: client refused: the write lease hand-over in progress "
+                        "took over %d ms (the store is slow); it may reconnect", name,
+                        HANDING_WAIT_MS);
+                return -EAGAIN;
+            }
+            struct timespec ts;
+            realtime_in(&ts, handing_deadline - now);
+            pthread_cond_timedwait(&r->cond, &r->lock, &ts);
             continue;
         }
         if (e->state == EX_OPEN) {
@@ -181,8 +243,12 @@ int gd_export_acquire_ex(struct gd_registry *r, const char *name, int conn, uint
             if (conn)
                 e->conns++;
             int retake = (flags & GD_ACQUIRE_CLIENT) && e->handed_over;
-            if (flags & GD_ACQUIRE_CLIENT)
+            if (flags & GD_ACQUIRE_CLIENT) {
                 e->handed_over = false;
+                e->handover_fails = 0; /* a new session: hand-overs start afresh */
+                e->handover_at_ms = 0;
+                e->retire_fails = 0;
+            }
             if (retake)
                 e->handing = true; /* other clients wait: none may see it half taken */
             pthread_mutex_unlock(&r->lock);
@@ -236,8 +302,13 @@ int gd_export_acquire_ex(struct gd_registry *r, const char *name, int conn, uint
         if (e->state == EX_OPENING) {
             /* Hold a reference so the entry (and its open_err) outlives the wait. */
             e->refs++;
-            while (e->state == EX_OPENING)
+            while (e->state == EX_OPENING && !r->stopping)
                 pthread_cond_wait(&r->cond, &r->lock);
+            if (e->state == EX_OPENING) { /* stopping: the opener finishes alone */
+                e->refs--;
+                pthread_mutex_unlock(&r->lock);
+                return -ESHUTDOWN;
+            }
             if (e->state == EX_FAILED) {
                 int err = e->open_err;
                 if (--e->refs == 0) {
@@ -436,19 +507,25 @@ int gd_export_remove(struct gd_export *e, int force, int purge, int64_t drain_ti
 static void retire_locked(struct gd_registry *r, struct gd_export *e)
 {
     e->refs++; /* ours, while the lock is dropped */
+    e->hk_busy = true;
     pthread_mutex_unlock(&r->lock);
     int rc = glidefs_drain(e->vol, IDLE_DRAIN_TIMEOUT_MS);
     pthread_mutex_lock(&r->lock);
     e->refs--;
+    e->hk_busy = false;
+    pthread_cond_broadcast(&r->cond); /* gd_export_remove() waits for references to go */
     if (rc < 0) {
-        gd_warn("export %s: background drain failed (%s); keeping it open, retrying later",
-                e->name, glidefs_strerror(rc));
-        e->idle_since_ms = now_ms() + IDLE_RETRY_MS - IDLE_LINGER_MS;
+        int64_t ms = backoff_ms(IDLE_RETRY_MS, IDLE_RETRY_CAP_MS, ++e->retire_fails);
+        gd_warn("export %s: background drain failed (%s); keeping it open, retrying in %" PRId64
+                " s", e->name, glidefs_strerror(rc), ms / 1000);
+        e->idle_since_ms = now_ms() + ms - IDLE_LINGER_MS;
         return;
     }
+    e->retire_fails = 0;
     if (e->refs > 0 || r->stopping)
         return; /* back in use (or shutdown will handle it) */
     e->state = EX_CLOSING;
+    e->hk_busy = true;
     pthread_mutex_unlock(&r->lock);
     rc = glidefs_volume_close(e->vol);
     if (rc < 0)
@@ -461,30 +538,70 @@ static void retire_locked(struct gd_registry *r, struct gd_export *e)
     pthread_cond_broadcast(&r->cond);
 }
 
-/* The last user of a read-write export left: if nothing is dirty, give the
- * lease back at once (docs/design.md section 3, "Lease hand-off"), so a waiting node can
- * promote without force and without waiting for the idle linger; the volume
- * stays open read-only and keeps its cache. Lock held; dropped meanwhile. */
-static bool hand_over_locked(struct gd_registry *r)
+/* The last user of a read-write export left: give the lease back at once
+ * (docs/design.md section 3, "Lease hand-off"), so a waiting node can promote without force
+ * and without waiting for the idle linger; the volume stays open read-only
+ * and keeps its cache. What the client left dirty is uploaded first (a
+ * client arriving meanwhile just takes the export). A failed hand-over is
+ * tried again after a growing pause, HANDOVER_TRIES times at most; then the
+ * idle close releases the lease (or it expires). Lock held; dropped
+ * meanwhile. *next: when a pending retry is due. */
+static bool hand_over_locked(struct gd_registry *r, int64_t *next)
 {
+    int64_t now = now_ms();
     for (struct gd_export *e = r->head; e; e = e->next) {
-        if (e->state != EX_OPEN || e->refs > 0 || e->handed_over)
+        if (e->state != EX_OPEN || e->refs > 0 || e->handed_over ||
+            e->handover_fails >= HANDOVER_TRIES)
             continue;
-        e->handed_over = true;
-        if (glidefs_volume_read_only(e->vol))
+        if (e->handover_at_ms > now) {
+            if (e->handover_at_ms < *next)
+                *next = e->handover_at_ms;
             continue;
+        }
+        if (glidefs_volume_read_only(e->vol)) {
+            e->handed_over = true;
+            continue;
+        }
         e->refs++;
-        e->handing = true;
+        e->hk_busy = true;
         pthread_mutex_unlock(&r->lock);
-        int rc = glidefs_release(e->vol, 0);
+        int rc = glidefs_drain(e->vol, HANDOVER_DRAIN_MS);
         pthread_mutex_lock(&r->lock);
-        e->handing = false;
-        pthread_cond_broadcast(&r->cond);
+        bool tried = false;
+        if (rc == 0 && e->refs == 1 && !r->stopping) {
+            tried = true;
+            e->handed_over = true;
+            e->handing = true;
+            pthread_mutex_unlock(&r->lock);
+            rc = glidefs_release(e->vol, 0);
+            pthread_mutex_lock(&r->lock);
+            e->handing = false;
+        }
         e->refs--;
-        if (rc == 0)
+        e->hk_busy = false;
+        pthread_cond_broadcast(&r->cond);
+        if (tried && rc == 0) {
+            e->handover_fails = 0;
             gd_info("export %s: last client gone, nothing dirty: write lease released", e->name);
-        else if (e->refs == 0)
-            e->handed_over = false; /* dirty: the idle drain and close release it later */
+        } else if (rc < 0) {
+            e->handed_over = false;
+            if (e->refs == 0) { /* still idle: later, or leave it to the idle close */
+                int n = ++e->handover_fails;
+                if (n >= HANDOVER_TRIES) {
+                    gd_warn("export %s: handing the write lease back failed %d times (%s); "
+                            "giving up: it is released when the idle export closes, or "
+                            "expires after servers.lease_timeout_ms", e->name, n,
+                            glidefs_strerror(rc));
+                } else {
+                    int64_t ms = backoff_ms(HANDOVER_BACKOFF_MS, HANDOVER_BACKOFF_CAP_MS, n);
+                    e->handover_at_ms = now_ms() + ms;
+                    gd_log(n == 1 ? GLIDEFS_LOG_WARN : GLIDEFS_LOG_INFO,
+                           "export %s: handing the write lease back failed (%s); try %d of %d "
+                           "in %" PRId64 " ms", e->name, glidefs_strerror(rc), n + 1,
+                           HANDOVER_TRIES, ms);
+                }
+            }
+        }
         return true;
     }
     return false;
@@ -495,9 +612,9 @@ static void *housekeeper(void *arg)
     struct gd_registry *r = arg;
     pthread_mutex_lock(&r->lock);
     while (!r->stopping) {
-        if (hand_over_locked(r))
-            continue;
         int64_t now = now_ms(), next = now + 60000;
+        if (hand_over_locked(r, &next))
+            continue;
         struct gd_export *due = NULL;
         for (struct gd_export *e = r->head; e; e = e->next) {
             if (e->state != EX_OPEN || e->refs > 0)
@@ -521,20 +638,39 @@ static void *housekeeper(void *arg)
     return NULL;
 }
 
+void gd_registry_stop_clients(struct gd_registry *r)
+{
+    SCOPED_LOCK(&r->lock);
+    r->stopping = true;
+    pthread_cond_broadcast(&r->hk_cond);
+    pthread_cond_broadcast(&r->cond);
+}
+
+int gd_registry_abandoned(struct gd_registry *r)
+{
+    SCOPED_LOCK(&r->lock);
+    return r->abandoned;
+}
+
 struct drain_job {
     struct gd_export *e;
     int64_t timeout_ms;
-    int rc;
-    bool done;
+    int rc, close_rc;
+    bool done;          /* drained (or gave up) and closed */
+    bool drained;       /* the drain has returned; closing now */
     pthread_t th;
     bool started;
     uint64_t dirty_at_start;
 };
 
+/* Drain, then close: both in the job's thread, so that shutdown can stop
+ * waiting for a close stuck on the store. */
 static void *drain_thread(void *arg)
 {
     struct drain_job *j = arg;
     j->rc = glidefs_drain(j->e->vol, j->timeout_ms);
+    __atomic_store_n(&j->drained, true, __ATOMIC_RELEASE);
+    j->close_rc = glidefs_volume_close(j->e->vol);
     __atomic_store_n(&j->done, true, __ATOMIC_RELEASE);
     return NULL;
 }
@@ -548,114 +684,167 @@ static uint64_t dirty_bytes(glidefs_volume *vol)
     return st.dirty_bytes;
 }
 
+/* Start a drain-and-close job for each open export the housekeeper does not
+ * hold, from jobs[n] on. Returns the new number of jobs. */
+static size_t start_jobs(struct gd_registry *r, struct drain_job *jobs, size_t n, size_t cap,
+                         int64_t drain_ms)
+{
+    size_t first = n;
+    {
+        SCOPED_LOCK(&r->lock);
+        for (struct gd_export *e = r->head; e && n < cap; e = e->next)
+            if (e->state == EX_OPEN && !e->hk_busy) {
+                e->refs++;
+                e->state = EX_CLOSING;
+                jobs[n].e = e;
+                jobs[n].timeout_ms = drain_ms;
+                n++;
+            }
+    }
+    if (n > first)
+        gd_info("draining %zu export(s) (timeout %" PRId64 " s)", n - first, drain_ms / 1000);
+    for (size_t i = first; i < n; i++) {
+        jobs[i].dirty_at_start = dirty_bytes(jobs[i].e->vol);
+        gd_info("export %s: draining %" PRIu64 " dirty bytes", jobs[i].e->name,
+                jobs[i].dirty_at_start);
+        int e = pthread_create(&jobs[i].th, NULL, drain_thread, &jobs[i]);
+        if (e)
+            drain_thread(&jobs[i]); /* do it here, then */
+        else
+            jobs[i].started = true;
+    }
+    return n;
+}
+
 int gd_registry_shutdown(struct gd_registry *r, int64_t timeout_ms)
 {
-    size_t n = 0;
+    /* Everything within timeout_ms (at least 2 s, for the closes): the
+     * drains get it less a margin for closing (uploading the manifest,
+     * releasing the lease). What is not done by then is left as it is. */
+    int64_t t0 = now_ms();
+    int64_t total = timeout_ms > 2000 ? timeout_ms : 2000;
+    int64_t margin = total / 4;
+    if (margin < CLOSE_MARGIN_MIN_MS)
+        margin = CLOSE_MARGIN_MIN_MS;
+    if (margin > CLOSE_MARGIN_MAX_MS)
+        margin = CLOSE_MARGIN_MAX_MS;
+    int64_t drain_ms = timeout_ms > margin ? timeout_ms - margin : 0;
+    int64_t deadline = t0 + total;
+    size_t cap = 0;
     {
         SCOPED_LOCK(&r->lock);
         r->stopping = true;
         pthread_cond_broadcast(&r->hk_cond);
         pthread_cond_broadcast(&r->cond);
-    }
-    /* The housekeeper finishes at most one bounded background drain. */
-    if (r->hk_running) {
-        pthread_join(r->hk, NULL);
-        r->hk_running = false;
-    }
-    {
-        SCOPED_LOCK(&r->lock);
         for (struct gd_export *e = r->head; e; e = e->next)
-            if (e->state == EX_OPEN)
-                n++;
+            cap++;
     }
-    if (n == 0) {
-        gd_info("no open exports to drain");
-        return 0;
-    }
-    struct drain_job *jobs = calloc(n, sizeof *jobs);
+    struct drain_job *jobs = calloc(cap ? cap : 1, sizeof *jobs);
     if (!jobs)
         return -ENOMEM;
-    size_t k = 0;
-    {
-        SCOPED_LOCK(&r->lock);
-        for (struct gd_export *e = r->head; e && k < n; e = e->next)
-            if (e->state == EX_OPEN) {
-                e->refs++;
-                jobs[k].e = e;
-                jobs[k].timeout_ms = timeout_ms;
-                k++;
-            }
-    }
-    n = k;
-    int64_t t0 = now_ms();
-    gd_info("draining %zu export(s) (timeout %" PRId64 " s)", n, timeout_ms / 1000);
-    for (size_t i = 0; i < n; i++) {
-        jobs[i].dirty_at_start = dirty_bytes(jobs[i].e->vol);
-        gd_info("export %s: draining %" PRIu64 " dirty bytes", jobs[i].e->name,
-                jobs[i].dirty_at_start);
-        int e = pthread_create(&jobs[i].th, NULL, drain_thread, &jobs[i]);
-        if (e) {
-            jobs[i].rc = glidefs_drain(jobs[i].e->vol, timeout_ms); /* do it here, then */
-            jobs[i].done = true;
+    /* Every open export the housekeeper does not hold now; then, once it
+     * has finished what it was doing (one bounded drain, close or
+     * hand-over), the one it held. */
+    size_t n = start_jobs(r, jobs, 0, cap, drain_ms);
+    if (r->hk_running) {
+        struct timespec ts;
+        realtime_in(&ts, deadline - now_ms());
+        if (pthread_timedjoin_np(r->hk, NULL, &ts) == 0) {
+            r->hk_running = false;
+            n = start_jobs(r, jobs, n, cap, drain_ms);
         } else {
-            jobs[i].started = true;
+            SCOPED_LOCK(&r->lock);
+            r->abandoned++; /* the thread itself: nothing it uses may be freed */
+            for (struct gd_export *e = r->head; e; e = e->next)
+                if (e->hk_busy) {
+                    gd_err("export %s: background drain, close or lease hand-over still "
+                           "running at the shutdown deadline: left as it is", e->name);
+                    r->abandoned++;
+                }
         }
     }
-    /* Progress every two seconds until every drain has returned. */
+    if (n == 0) {
+        free(jobs);
+        gd_info("no open exports to drain");
+        return r->abandoned ? -ETIMEDOUT : 0;
+    }
+    /* Progress every two seconds until every job is done, or the deadline. */
     int64_t last_report = now_ms();
     for (;;) {
         size_t left = 0;
         for (size_t i = 0; i < n; i++)
             if (!__atomic_load_n(&jobs[i].done, __ATOMIC_ACQUIRE))
                 left++;
-        if (left == 0)
+        if (left == 0 || now_ms() >= deadline)
             break;
         struct timespec ts = { 0, 50 * 1000000L };
         nanosleep(&ts, NULL);
         if (now_ms() - last_report >= 2000) {
             last_report = now_ms();
             for (size_t i = 0; i < n; i++)
-                if (!__atomic_load_n(&jobs[i].done, __ATOMIC_ACQUIRE))
+                if (!__atomic_load_n(&jobs[i].drained, __ATOMIC_ACQUIRE))
                     gd_info("export %s: draining, %" PRIu64 " dirty bytes left (%" PRId64 " s)",
                             jobs[i].e->name, dirty_bytes(jobs[i].e->vol),
+                            (now_ms() - t0) / 1000);
+                else if (!__atomic_load_n(&jobs[i].done, __ATOMIC_ACQUIRE))
+                    gd_info("export %s: closing (%" PRId64 " s)", jobs[i].e->name,
                             (now_ms() - t0) / 1000);
         }
     }
     int first_err = 0;
+    bool left_any = false;
     for (size_t i = 0; i < n; i++) {
+        struct gd_export *e = jobs[i].e;
+        if (!__atomic_load_n(&jobs[i].done, __ATOMIC_ACQUIRE)) {
+            /* The thread still uses the volume: it, the entry and the job
+             * stay (the process exits without them). */
+            bool drained = __atomic_load_n(&jobs[i].drained, __ATOMIC_ACQUIRE);
+            gd_err("export %s: %s did not finish within %" PRId64 " s: left as it is; "
+                   "unsynced data stays in the journal for the next start, and a write "
+                   "lease not handed back expires after servers.lease_timeout_ms",
+                   e->name, drained ? "closing (manifest, lease release)" : "the drain",
+                   total / 1000);
+            if (jobs[i].started)
+                pthread_detach(jobs[i].th);
+            SCOPED_LOCK(&r->lock);
+            r->abandoned++;
+            left_any = true;
+            if (!first_err)
+                first_err = -ETIMEDOUT;
+            continue;
+        }
         if (jobs[i].started)
             pthread_join(jobs[i].th, NULL);
-        struct gd_export *e = jobs[i].e;
         if (jobs[i].rc < 0) {
-            gd_err("export %s: drain did not finish: %s; %" PRIu64
-                   " dirty bytes stay in the journal for the next start",
-                   e->name, glidefs_strerror(jobs[i].rc), dirty_bytes(e->vol));
+            gd_err("export %s: drain did not finish: %s; unsynced data stays in the journal "
+                   "for the next start", e->name, glidefs_strerror(jobs[i].rc));
             if (!first_err)
                 first_err = jobs[i].rc;
         } else {
             gd_info("export %s: drained (%" PRIu64 " bytes uploaded) in %" PRId64 " ms", e->name,
                     jobs[i].dirty_at_start, now_ms() - t0);
         }
-        int rc = glidefs_volume_close(e->vol);
-        if (rc < 0) {
-            gd_err("export %s: close: %s", e->name, glidefs_strerror(rc));
+        if (jobs[i].close_rc < 0) {
+            gd_err("export %s: close: %s", e->name, glidefs_strerror(jobs[i].close_rc));
             if (!first_err)
-                first_err = rc;
+                first_err = jobs[i].close_rc;
         }
         SCOPED_LOCK(&r->lock);
         e->vol = NULL;
-        e->state = EX_CLOSING;
         unlink_locked(r, e);
         free(e);
     }
-    free(jobs);
-    return first_err;
+    if (!left_any)
+        free(jobs); /* else a detached thread still writes into its job */
+    return first_err ? first_err : r->abandoned ? -ETIMEDOUT : 0;
 }
 
 void gd_registry_free(struct gd_registry *r)
 {
     if (!r)
         return;
+    if (r->abandoned)
+        return; /* threads still use it: the process is about to exit */
     if (r->hk_running) {
         {
             SCOPED_LOCK(&r->lock);

@@ -70,11 +70,20 @@ void gd_registry_foreach(struct gd_registry *r,
 /* The configured default export, or NULL. */
 const char *gd_registry_default_export(struct gd_registry *r);
 
+/* The server stops: from now on nobody waits in gd_export_acquire (for an
+ * export opening, closing or handing its lease back): -ESHUTDOWN; the
+ * housekeeper stops after what it is doing. */
+void gd_registry_stop_clients(struct gd_registry *r);
 /* Stop background work, drain every open export (in parallel, progress
- * logged) within timeout_ms, close them all. 0 if every drain finished,
- * else the first error (-ETIMEDOUT when the time ran out). Call with no
- * connections left. */
+ * logged) and close them all, within timeout_ms (at least 2 s; the drains
+ * get it less a margin for the closes). 0 if every drain finished, else the
+ * first error (-ETIMEDOUT when the time ran out). A drain or close still
+ * running at the deadline (a store that does not answer) is logged and left
+ * running: gd_registry_abandoned() then counts them, gd_registry_free() frees
+ * nothing, and the caller should exit at once. Call with no connections
+ * left. */
 int gd_registry_shutdown(struct gd_registry *r, int64_t timeout_ms);
+int gd_registry_abandoned(struct gd_registry *r);
 void gd_registry_free(struct gd_registry *r);
 
 #endif

@@ -340,6 +340,15 @@ int main(int argc, char **argv)
 
     int64_t timeout_ms = (int64_t)(cfg->shutdown_timeout_s > 0 ? cfg->shutdown_timeout_s : 0) * 1000;
     rc = gd_registry_shutdown(reg, timeout_ms);
+    int left = gd_registry_abandoned(reg);
+    if (left) {
+        /* threads still wait for the store with those exports: exit without
+         * them (what they hold is as safe as after a crash: in the journal) */
+        gd_err("shutdown: giving up after servers.shutdown_timeout_s (%d s) with %d "
+               "export(s) or task(s) unfinished (see above); exiting", cfg->shutdown_timeout_s,
+               left);
+        _exit(1);
+    }
     gd_registry_free(reg);
     int status = 0;
     if (rc < 0) {

@@ -2307,6 +2307,9 @@ int gd_server_run(struct gd_server *s, int stop_fd)
         unlink(s->unix_path);
         s->unix_bound = false;
     }
+    /* Nobody waits in the registry any more (a handshake waiting for a
+     * lease hand-over would hold up the joins below). */
+    gd_registry_stop_clients(s->reg);
     /* New requests now get ESHUTDOWN; wait for the ones in flight. */
     int nc;
     {

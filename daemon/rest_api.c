@@ -925,6 +925,9 @@ static int h_healthz(struct call *c)
                        "taking one at once could both write"
                      : "refused");
         json_object_set_new(o, "warnings", json_pack("[s]", w));
+    } else if (o && cond == GLIDEFS_STORE_COND_OK && cfg->probe_detail[0]) {
+        /* honoured, in a way of its own (Ceph RGW's bare If-Match) */
+        json_object_set_new(o, "store_notes", json_pack("[s]", cfg->probe_detail));
     }
     return ok(c, 200, o);
 }
@@ -1201,6 +1204,11 @@ static int h_promote(struct call *c)
     int rc = glidefs_promote(vol, force ? 1 : 0);
     if (rc < 0) {
         gd_export_release(e, 0);
+        if (rc == -EBUSY && force)
+            return fail(c, 409, "forced promote of export %s could not take the write lease: "
+                        "every conditional write of it was refused (another node kept "
+                        "changing it, or the store does not honour If-Match as sent: see the "
+                        "glidefsd log); nothing changed", c->name);
         if (rc == -EBUSY)
             return fail(c, 409, "the write lease of export %s is held by a live node: drain and "
                         "disconnect the export there (its lease is released once the last "
@@ -1443,6 +1451,16 @@ static int h_fenced_export(struct call *c)
 
 #define SNAPSHOT_RETRIES 5 /* -EAGAIN: a write landed between drain and snapshot */
 
+/* Between two snapshot tries: 20 ms doubling, with jitter (no store request
+ * is retried without a pause: daemon/README.md, "Lease hand-over and retries") */
+static void snapshot_pause(int tries)
+{
+    long ms = 20L << (tries < 5 ? tries : 5);
+    ms = ms / 2 + (long)((unsigned long)mono_ms() * 2654435761u % (unsigned long)(ms / 2 + 1));
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
 /* The pre-drain of a snapshot (or of a live clone), in slices so that
  * SIGTERM is not held up; glidefs_snapshot_create()'s own drain then has
  * only what was written meanwhile. 0, or -1 after fail(). */
@@ -1537,6 +1555,7 @@ static int h_snapshot_create(struct call *c)
         rc = glidefs_snapshot_create(vol, snap);
         if (rc != -EAGAIN || tries == SNAPSHOT_RETRIES)
             break;
+        snapshot_pause(tries);
     }
     struct snap_find f = { .name = snap };
     uint64_t size = glidefs_volume_size(vol);
@@ -1666,6 +1685,7 @@ static int clone_export(struct call *c, const char *child, const char *parent, c
             rc = glidefs_clone(vol, snap, child);
             if (rc != -EAGAIN || snap || tries == SNAPSHOT_RETRIES)
                 break;
+            snapshot_pause(tries);
         }
     } else if (rc > 0) {
         rc = -EEXIST;

@@ -312,11 +312,17 @@ static int mark_dead(struct glidefs_volume *v)
     return n;
 }
 
-/* Delete what nothing needs any more (lock held; dropped for I/O). */
+/* Delete what nothing needs any more (lock held; dropped for I/O): with as
+ * few requests as the store allows (gfs_objstore_del_many: DeleteObjects of
+ * up to 1000 keys on S3). A batch that fails is kept for a later step whole
+ * (deleting a key twice is harmless). */
 static void reap(struct glidefs_volume *v, struct glidefs_compact_result *res)
 {
     int64_t now = gfs_now_ms();
     int confirmed = 0; /* the lease re-read before the first delete */
+    uint32_t *idx = NULL;
+    char **keys = NULL;
+    size_t n = 0, cap = 0;
     for (uint32_t i = 1; i < v->bm.nsegs; i++) {
         struct gfs_bm_seg *s = &v->bm.segs[i];
         if (s->deleted || s->live_bytes != 0 || s->total_bytes == 0 || !s->dead_since_ms)
@@ -324,62 +330,86 @@ static void reap(struct glidefs_volume *v, struct glidefs_compact_result *res)
         /* a manifest stored after it died must exist, and readers had time */
         if (v->manifest_gen <= s->dead_gen || now - s->dead_since_ms < v->comp_grace_ms)
             continue;
-        if (!confirmed) {
-            pthread_mutex_unlock(&v->lock);
-            int cr = gfs_own_confirm(v);
-            pthread_mutex_lock(&v->lock);
-            if (cr < 0)
-                return; /* deposed (or cannot tell): delete nothing */
-            confirmed = 1;
-            s = &v->bm.segs[i];
+        if (n == cap) {
+            size_t nc = cap ? cap * 2 : 64;
+            uint32_t *ni = realloc(idx, nc * sizeof *ni);
+            if (ni)
+                idx = ni;
+            char **nk = ni ? realloc(keys, nc * sizeof *nk) : NULL;
+            if (!nk)
+                break; /* the rest next time */
+            keys = nk;
+            cap = nc;
         }
         char key[512];
         gfs_seg_key(key, sizeof key, v->name, s->epoch & GFS_EPOCH_MASK, s->seq);
-        uint64_t size = s->total_bytes;
-        s->deleted = 1;
-        pthread_mutex_unlock(&v->lock);
-        int r = v->store->ops->del(v->store, key);
-        pthread_mutex_lock(&v->lock);
-        s = &v->bm.segs[i];
-        if (r < 0) {
-            s->deleted = 0;
-            gfs_warn(&v->log, "%s: deleting %s failed: %s", v->name, key, glidefs_strerror(r));
-            return;
-        }
-        res->segments_deleted++;
-        res->bytes_reclaimed += size;
-        v->st.segments_deleted++;
-        v->st.bytes_reclaimed += size;
+        if (!(keys[n] = strdup(key)))
+            break;
+        idx[n++] = i;
     }
+    if (n) {
+        pthread_mutex_unlock(&v->lock);
+        int cr = gfs_own_confirm(v);
+        pthread_mutex_lock(&v->lock);
+        if (cr == 0) { /* else deposed (or cannot tell): delete nothing */
+            confirmed = 1;
+            for (size_t k = 0; k < n; k++)
+                v->bm.segs[idx[k]].deleted = 1;
+            pthread_mutex_unlock(&v->lock);
+            size_t failed = 0;
+            int r = gfs_objstore_del_many(v->store, (const char *const *)keys, n, &failed);
+            pthread_mutex_lock(&v->lock);
+            for (size_t k = 0; k < n; k++) {
+                struct gfs_bm_seg *s = &v->bm.segs[idx[k]];
+                if (r < 0) {
+                    s->deleted = 0;
+                    continue;
+                }
+                res->segments_deleted++;
+                res->bytes_reclaimed += s->total_bytes;
+                v->st.segments_deleted++;
+                v->st.bytes_reclaimed += s->total_bytes;
+            }
+            if (r < 0)
+                gfs_warn(&v->log, "%s: deleting %zu dead segments failed (%zu not deleted): %s",
+                         v->name, n, failed, glidefs_strerror(r));
+        }
+    }
+    for (size_t k = 0; k < n; k++)
+        free(keys[k]);
+    free(keys);
+    free(idx);
+    if (n && !confirmed)
+        return;
     /* unreferenced segments found at open (crashed uploads, deposed writers) */
     if (v->ngarbage && v->manifest_gen > 0 && now - v->opened_ms >= v->comp_grace_ms) {
         char **g = v->garbage;
-        size_t n = v->ngarbage;
+        size_t ng = v->ngarbage;
         v->garbage = NULL;
         v->ngarbage = 0;
         /* a held epoch's late segments are garbage to us, not to its node */
-        uint8_t *held = calloc(n ? n : 1, 1);
-        int any = 0;
-        for (size_t i = 0; held && i < n; i++) {
+        uint8_t *held = calloc(ng ? ng : 1, 1);
+        char **del = calloc(ng ? ng : 1, sizeof *del);
+        size_t nd = 0;
+        for (size_t i = 0; held && del && i < ng; i++) {
             uint64_t e, q;
             held[i] = gfs_parse_epoch_seq(strrchr(g[i], '/') + 1, &e, &q) == 0 &&
                       gfs_held_epoch(v, e);
-            any |= !held[i];
+            if (!held[i])
+                del[nd++] = g[i];
         }
         pthread_mutex_unlock(&v->lock);
-        uint64_t done = 0;
+        int ok = held && del && nd && (confirmed || gfs_own_confirm(v) == 0) &&
+                 gfs_objstore_del_many(v->store, (const char *const *)del, nd, NULL) == 0;
         size_t left = 0;
-        int ok = held && any && (confirmed || gfs_own_confirm(v) == 0);
-        for (size_t i = 0; i < n; i++) {
-            if (ok && !held[i]) {
-                if (v->store->ops->del(v->store, g[i]) == 0)
-                    done++;
+        for (size_t i = 0; i < ng; i++) {
+            if (ok && !held[i])
                 free(g[i]);
-            } else {
-                g[left++] = g[i]; /* for a later step (the hold expires) */
-            }
+            else
+                g[left++] = g[i]; /* for a later step (the hold expires, the store answers) */
         }
         free(held);
+        free(del);
         pthread_mutex_lock(&v->lock);
         if (left && !v->garbage) {
             v->garbage = g;
@@ -389,8 +419,10 @@ static void reap(struct glidefs_volume *v, struct glidefs_compact_result *res)
                 free(g[i]);
             free(g);
         }
-        res->segments_deleted += done;
-        v->st.segments_deleted += done;
+        if (ok) {
+            res->segments_deleted += nd;
+            v->st.segments_deleted += nd;
+        }
     }
 }
 
@@ -425,14 +457,19 @@ static void prune_manifests(struct glidefs_volume *v, struct glidefs_compact_res
     struct mlist l = {0};
     int r = v->store->ops->list(v->store, prefix, NULL, collect, &l);
     size_t deleted = 0;
-    if (r >= 0 && l.n > (size_t)keep)
-        for (size_t i = 0; i + (size_t)keep < l.n; i++) { /* listed in key order: oldest first */
-            pthread_mutex_lock(&v->lock);
-            int pinned = gfs_manifest_pinned(v, l.keys[i]);
-            pthread_mutex_unlock(&v->lock);
-            if (!pinned && v->store->ops->del(v->store, l.keys[i]) == 0)
-                deleted++;
-        }
+    if (r >= 0 && l.n > (size_t)keep) {
+        /* listed in key order: oldest first; one batch for all of them */
+        char **del = calloc(l.n, sizeof *del);
+        size_t nd = 0;
+        pthread_mutex_lock(&v->lock);
+        for (size_t i = 0; del && i + (size_t)keep < l.n; i++)
+            if (!gfs_manifest_pinned(v, l.keys[i]))
+                del[nd++] = l.keys[i];
+        pthread_mutex_unlock(&v->lock);
+        if (nd && gfs_objstore_del_many(v->store, (const char *const *)del, nd, NULL) == 0)
+            deleted = nd;
+        free(del);
+    }
     for (size_t i = 0; i < l.n; i++)
         free(l.keys[i]);
     free(l.keys);

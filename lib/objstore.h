@@ -58,10 +58,19 @@ struct gfs_objstore_ops {
      * conditional write must name), saving a read-back. */
     int (*put_etag)(struct gfs_objstore *st, const char *key, const void *buf, size_t len,
                     unsigned flags, const char *if_match_etag, char etag_out[72]);
+    /* Delete n keys, as few requests as the store allows (S3 DeleteObjects:
+     * up to 1000 keys each; file://: one by one). Missing keys count as
+     * deleted. 0 when every key is gone; -EIO when some were not deleted
+     * (*failed, if not NULL, says how many; which ones is unknown: delete
+     * them all again); -EACCES, -ENOENT (no bucket), -EINVAL as for del.
+     * Call it through gfs_objstore_del_many(). */
+    int (*del_many)(struct gfs_objstore *st, const char *const *keys, size_t n,
+                    size_t *failed);
 };
 
 struct gfs_objstore_stats {
     uint64_t puts, put_bytes, gets, get_bytes, heads, deletes, lists, errors, retries;
+    uint64_t delete_requests; /* DELETE and DeleteObjects requests (deletes counts keys) */
 };
 
 /* Common head of every backend's state. Backends embed it first. */
@@ -87,6 +96,14 @@ int gfs_objstore_s3_open(const struct glidefs_config *cfg, struct gfs_log *log,
 /* Tests: make file store s resolve paths one component at a time, as it
  * does on a kernel without openat2. */
 void gfs_objstore_file_walk_only(struct gfs_objstore *s);
+
+/* ops->del_many, or del key by key for a backend without it. */
+int gfs_objstore_del_many(struct gfs_objstore *st, const char *const *keys, size_t n,
+                          size_t *failed);
+/* del key by key with del_many's contract (stops at the first -EACCES,
+ * -ENOENT, -EINVAL or -ENOMEM: the rest would fail the same way). */
+int gfs_objstore_del_each(struct gfs_objstore *st, const char *const *keys, size_t n,
+                          size_t *failed);
 
 static inline void gfs_objstore_close(struct gfs_objstore *st)
 {

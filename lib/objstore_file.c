@@ -593,6 +593,7 @@ static int file_del(struct gfs_objstore *s, const char *key)
     CLEANUP_CLOSE int dirfd = open_dir(st, dir, 0);
     if (dirfd == -ENOENT || dirfd == -ENOTDIR) {
         STAT_ADD(st, deletes, 1);
+        STAT_ADD(st, delete_requests, 1);
         return 0;
     }
     if (dirfd < 0)
@@ -608,6 +609,7 @@ static int file_del(struct gfs_objstore *s, const char *key)
     if (r < 0)
         return count_err(st, store_err(st, "delete", key, -r));
     STAT_ADD(st, deletes, 1);
+    STAT_ADD(st, delete_requests, 1);
     return 0;
 }
 
@@ -783,6 +785,13 @@ static void file_destroy(struct gfs_objstore *s)
     free(st);
 }
 
+/* No batch request on a file system: one by one (each one atomic). */
+static int file_del_many(struct gfs_objstore *s, const char *const *keys, size_t n,
+                         size_t *failed)
+{
+    return gfs_objstore_del_each(s, keys, n, failed);
+}
+
 static const struct gfs_objstore_ops file_ops = {
     .put = file_put,
     .put_etag = file_put_etag,
@@ -792,6 +801,7 @@ static const struct gfs_objstore_ops file_ops = {
     .del = file_del,
     .list = file_list,
     .destroy = file_destroy,
+    .del_many = file_del_many,
 };
 
 void gfs_objstore_file_walk_only(struct gfs_objstore *s)

@@ -15,12 +15,14 @@
  * storage.max_connections, created lazily, kept for connection reuse); DNS
  * and TLS sessions are shared between handles through a CURLSH with locks.
  *
- * Errors: 403 is -EACCES and 404 NoSuchBucket -ENOENT, at once; 5xx, 429,
- * 400 RequestTimeout, 409 OperationAborted/ConditionalRequestConflict,
- * timeouts, refused or reset connections and cut bodies are retried up to
- * storage.max_retries times (full jitter over 100 ms * 2^n, capped at 5 s;
- * counted in stats.retries, each logged at WARN), then -EIO; certificate
- * failures and other 4xx are -EIO at once, logged with S3's Code and Message.
+ * Errors: 403 is -EACCES and 404 NoSuchBucket -ENOENT, at once; 5xx (but
+ * 501 Not Implemented), 429, 400 RequestTimeout, 409 OperationAborted /
+ * ConditionalRequestConflict, timeouts, refused or reset connections and cut
+ * bodies are retried up to storage.max_retries times (full jitter over
+ * 100 ms * 2^n, capped at 5 s; counted in stats.retries, each logged at
+ * WARN), then -EIO; certificate failures and other 4xx are -EIO at once,
+ * logged with S3's Code and Message. A 500 on a conditional PUT is looked
+ * into instead of retried (see s3_put_etag).
  * Every request is bounded by storage.timeout_ms (plus a low-speed limit), so
  * no call hangs forever. No network I/O at open: see gfs_s3_check().
  */
@@ -96,6 +98,11 @@ struct s3_store {
     pthread_mutex_t share_locks[CURL_LOCK_DATA_LAST];
 
     uint64_t seq; /* request counter, seeds the backoff jitter */
+    /* 1 once this store was seen to compare If-Match with the stored ETag
+     * without its quotes (Ceph RGW 16): If-Match then goes out bare */
+    int if_match_bare;
+    /* 1 once DeleteObjects was answered "not implemented": single deletes */
+    int no_batch_delete;
 };
 
 static const struct gfs_objstore_ops s3_ops;
@@ -196,6 +203,7 @@ struct s3_call {
     int head;                 /* HEAD: no body expected */
     int retries;              /* retry budget of this call */
     const char *want_etag;    /* 2xx must carry this ETag (hex MD5), else retried */
+    int final_500;            /* a 500 is an answer, not retried (conditional PUTs) */
 
     /* response sink */
     enum sink_kind sink;
@@ -684,7 +692,7 @@ static enum attempt_result attempt(struct s3_store *st, struct s3_call *c, CURL 
                 c->why[l + 1] = '\0';
             }
         }
-        if (c->status >= 500 || c->status == 429 ||
+        if ((c->status >= 500 && c->status != 501) || c->status == 429 ||
             (c->status == 400 && strcmp(code, "RequestTimeout") == 0) ||
             (c->status == 409 && (strcmp(code, "OperationAborted") == 0 ||
                                   strcmp(code, "ConditionalRequestConflict") == 0)))
@@ -736,6 +744,10 @@ static int s3_exec(struct s3_store *st, struct s3_call *c, const char *opname)
         }
         if (ar == ATT_FAIL) {
             rc = err ? err : -EIO;
+            break;
+        }
+        if (c->final_500 && c->status == 500) {
+            rc = 0; /* the caller looks at the store before trying again */
             break;
         }
         if (i >= budget) {
@@ -831,19 +843,67 @@ static int s3_head(struct gfs_objstore *gst, const char *key, struct gfs_obj_inf
     return 0;
 }
 
-/* After a retried conditional PUT answered 412: did an earlier attempt of
- * ours store the object (the answer was lost)? Then the object's ETag is the
- * MD5 of our body. */
+/* After a conditional PUT answered 412: did an attempt of ours store the
+ * object (its answer was lost, maybe in a proxy that re-sent it)? Then the
+ * object's ETag is the MD5 of our body. */
 static int our_put_landed(struct s3_store *st, const char *key, const char *md5hex)
 {
     struct gfs_obj_info info;
     return s3_head(&st->base, key, &info) == 0 && etag_is(info.etag, md5hex);
 }
 
+/* Between two conditional PUTs that s3_exec did not retry itself. */
+static void put_pause(struct s3_store *st, const char *key, int round, const char *why)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    uint64_t rng = (__atomic_add_fetch(&st->seq, 1, __ATOMIC_RELAXED) * 0x9E3779B97F4A7C15ULL) ^
+                   (uint64_t)now.tv_nsec;
+    if (!rng)
+        rng = 1;
+    long ms = backoff_ms(&rng, round);
+    stat_add(&st->base.stats.retries, 1);
+    gfs_warn(st->base.log, "s3: PUT %s: %s; retry %d/%d in %ld ms", key, why, round + 1,
+             st->max_retries, ms);
+    sleep_ms(ms);
+}
+
+/* One PUT attempt (with s3_exec's retries). If-Match goes out quoted (RFC
+ * 7232, what AWS documents) unless bare. */
+static int put_call(struct s3_store *st, struct s3_call *c, const char *key, const void *buf,
+                    size_t len, unsigned flags, const char *if_match_etag, int bare,
+                    const char *md5hex, const char *md5b64, char quoted[80])
+{
+    call_init(c, "PUT", key);
+    c->body = buf;
+    c->body_len = len;
+    c->want_etag = md5hex;
+    c->xhdr[c->nxhdr++] = (struct gfs_sigv4_kv){"Content-MD5", md5b64};
+    c->xhdr[c->nxhdr++] = (struct gfs_sigv4_kv){"Content-Type", "application/octet-stream"};
+    if (flags & GFS_PUT_IF_NONE_MATCH) {
+        c->xhdr[c->nxhdr++] = (struct gfs_sigv4_kv){"If-None-Match", "*"};
+    } else if (if_match_etag) {
+        snprintf(quoted, 80, bare ? "%s" : "\"%s\"", if_match_etag);
+        c->xhdr[c->nxhdr++] = (struct gfs_sigv4_kv){"If-Match", quoted};
+    }
+    c->final_500 = (flags & GFS_PUT_IF_NONE_MATCH) || if_match_etag;
+    int rc = s3_exec(st, c, "PUT");
+    stat_add(&st->base.stats.puts, 1);
+    return rc;
+}
+
 /* PUT with Content-MD5 (S3 checks the body) and x-amz-content-sha256 (signed);
  * the answer's ETag must be the body's MD5. Conditional PUTs: If-None-Match: *
  * answered 412 is -EEXIST; If-Match answered 412, or 404 NoSuchKey (nothing
- * to match), is -ECANCELED. */
+ * to match), is -ECANCELED. What real stores do besides:
+ *  - Ceph RGW 16 compares If-Match with the stored ETag without stripping
+ *    its quotes, so the RFC form always fails: after a 412 the object's ETag
+ *    is read, and if it is the one we named, the PUT goes again with the bare
+ *    ETag; once that works, this store gets bare ETags from then on.
+ *  - RGW answers the loser of two racing conditional PUTs 500, not 412: a
+ *    500 on a conditional PUT is not retried blindly; the object is read, and
+ *    if the condition no longer holds that is the lost race (-EEXIST,
+ *    -ECANCELED; or success, when the object is ours). */
 static int s3_put_etag(struct gfs_objstore *gst, const char *key, const void *buf, size_t len,
                        unsigned flags, const char *if_match_etag, char etag_out[72])
 {
@@ -851,6 +911,11 @@ static int s3_put_etag(struct gfs_objstore *gst, const char *key, const void *bu
     if (!key_ok(st, key, 0) || (!buf && len) || (flags & ~GFS_PUT_IF_NONE_MATCH) ||
         ((flags & GFS_PUT_IF_NONE_MATCH) && if_match_etag))
         return -EINVAL;
+    if (if_match_etag) {
+        size_t el = strlen(if_match_etag);
+        if (el == 0 || el > 70 || strpbrk(if_match_etag, "\"\r\n"))
+            return -EINVAL;
+    }
 
     uint8_t md5[GFS_MD5_LEN];
     char md5hex[2 * GFS_MD5_LEN + 1], md5b64[32];
@@ -862,55 +927,99 @@ static int s3_put_etag(struct gfs_objstore *gst, const char *key, const void *bu
     gfs_hex_encode(md5, sizeof(md5), md5hex);
 
     char quoted[80];
-    struct s3_call c;
-    call_init(&c, "PUT", key);
-    c.body = buf;
-    c.body_len = len;
-    c.want_etag = md5hex;
-    c.xhdr[c.nxhdr++] = (struct gfs_sigv4_kv){"Content-MD5", md5b64};
-    c.xhdr[c.nxhdr++] = (struct gfs_sigv4_kv){"Content-Type", "application/octet-stream"};
-    if (flags & GFS_PUT_IF_NONE_MATCH) {
-        c.xhdr[c.nxhdr++] = (struct gfs_sigv4_kv){"If-None-Match", "*"};
-    } else if (if_match_etag) {
-        size_t el = strlen(if_match_etag);
-        if (el == 0 || el > 70 || strpbrk(if_match_etag, "\"\r\n"))
-            return -EINVAL;
-        snprintf(quoted, sizeof(quoted), "\"%s\"", if_match_etag);
-        c.xhdr[c.nxhdr++] = (struct gfs_sigv4_kv){"If-Match", quoted};
-    }
-    rc = s3_exec(st, &c, "PUT");
-    stat_add(&st->base.stats.puts, 1);
-    if (rc == 0 && status_ok(&c)) {
-        stat_add(&st->base.stats.put_bytes, len);
-        if (etag_out)
-            snprintf(etag_out, 72, "%s", c.etag[0] ? c.etag : md5hex);
-        call_free(&c);
-        return 0;
-    }
-    if (rc == 0 && (flags & GFS_PUT_IF_NONE_MATCH) && c.status == 412) {
-        int attempts = c.attempts;
-        call_free(&c);
-        if (attempts > 1 && our_put_landed(st, key, md5hex)) {
+    int try_bare = 0; /* this round tries the bare If-Match (not yet known to work) */
+    for (int round = 0;; round++) {
+        int bare = try_bare || __atomic_load_n(&st->if_match_bare, __ATOMIC_RELAXED);
+        struct s3_call c;
+        rc = put_call(st, &c, key, buf, len, flags, if_match_etag, bare, md5hex, md5b64, quoted);
+        if (rc == 0 && status_ok(&c)) {
+            stat_add(&st->base.stats.put_bytes, len);
             if (etag_out)
-                snprintf(etag_out, 72, "%s", md5hex);
+                snprintf(etag_out, 72, "%s", c.etag[0] ? c.etag : md5hex);
+            call_free(&c);
+            if (try_bare) {
+                __atomic_store_n(&st->if_match_bare, 1, __ATOMIC_RELAXED);
+                gfs_warn(st->base.log, "s3: %s compares If-Match with the stored ETag without "
+                         "its quotes (as Ceph RGW does): sending the bare ETag from now on",
+                         st->desc);
+            }
             return 0;
         }
-        return -EEXIST;
-    }
-    if (rc == 0 && if_match_etag &&
-        (c.status == 412 || (c.status == 404 && strcmp(code_of(&c), "NoSuchKey") == 0))) {
-        int attempts = c.attempts;
-        call_free(&c);
-        if (attempts > 1 && our_put_landed(st, key, md5hex)) {
-            if (etag_out)
-                snprintf(etag_out, 72, "%s", md5hex);
-            return 0;
+        if (rc == 0 && c.final_500 && c.status == 500) {
+            /* lost a race (RGW), or a plain failure: what is there now? */
+            struct gfs_obj_info info;
+            int hr = s3_head(&st->base, key, &info);
+            if (hr == 0 && etag_is(info.etag, md5hex)) {
+                call_free(&c);
+                stat_add(&st->base.stats.put_bytes, len);
+                if (etag_out)
+                    snprintf(etag_out, 72, "%s", md5hex);
+                return 0; /* ours landed */
+            }
+            if (hr < 0 && hr != -ENOENT) {
+                call_free(&c);
+                return hr;
+            }
+            if ((flags & GFS_PUT_IF_NONE_MATCH) && hr == 0) {
+                call_free(&c);
+                return -EEXIST;
+            }
+            if (if_match_etag && (hr == -ENOENT || strcmp(info.etag, if_match_etag) != 0)) {
+                call_free(&c);
+                return -ECANCELED;
+            }
+            if (round >= st->max_retries) {
+                rc = s3_fail(st, &c, "PUT", 0);
+                call_free(&c);
+                return rc;
+            }
+            put_pause(st, key, round, c.why);
+            call_free(&c);
+            continue; /* the condition still holds: the 500 was a failure */
         }
-        return -ECANCELED;
+        /* A refused condition: did our PUT land after all (an earlier attempt
+         * whose answer was lost)? Then the object holds exactly our bytes.
+         * If-None-Match: only after a retry (a creator may write the same
+         * bytes twice and must hear that the second one found the first);
+         * If-Match: always (the object is read anyway, and a proxy between
+         * us and the store may have sent it twice). */
+        if (rc == 0 && (flags & GFS_PUT_IF_NONE_MATCH) && c.status == 412) {
+            int attempts = c.attempts;
+            call_free(&c);
+            if (attempts > 1 && our_put_landed(st, key, md5hex)) {
+                if (etag_out)
+                    snprintf(etag_out, 72, "%s", md5hex);
+                return 0;
+            }
+            return -EEXIST;
+        }
+        if (rc == 0 && if_match_etag &&
+            (c.status == 412 || (c.status == 404 && strcmp(code_of(&c), "NoSuchKey") == 0))) {
+            int status = (int)c.status;
+            call_free(&c);
+            struct gfs_obj_info info;
+            int hr = s3_head(&st->base, key, &info);
+            if (hr == 0 && etag_is(info.etag, md5hex)) {
+                if (etag_out)
+                    snprintf(etag_out, 72, "%s", md5hex);
+                return 0; /* ours landed; its answer was lost */
+            }
+            if (status == 412 && !bare && hr == 0 && strcmp(info.etag, if_match_etag) == 0) {
+                try_bare = 1; /* refused although it matches: try the bare ETag */
+                continue;
+            }
+            return -ECANCELED;
+        }
+        rc = s3_fail(st, &c, "PUT", rc);
+        call_free(&c);
+        return rc;
     }
-    rc = s3_fail(st, &c, "PUT", rc);
-    call_free(&c);
-    return rc;
+}
+
+int gfs_s3_if_match_bare(const struct gfs_objstore *gst)
+{
+    return gfs_objstore_is_s3(gst) &&
+           __atomic_load_n(&((const struct s3_store *)gst)->if_match_bare, __ATOMIC_RELAXED);
 }
 
 static int s3_put(struct gfs_objstore *gst, const char *key, const void *buf, size_t len,
@@ -1034,6 +1143,7 @@ static int s3_del(struct gfs_objstore *gst, const char *key)
     call_init(&c, "DELETE", key);
     int rc = s3_exec(st, &c, "DELETE");
     stat_add(&st->base.stats.deletes, 1);
+    stat_add(&st->base.stats.delete_requests, 1);
     if (rc == 0 && (status_ok(&c) ||
                     (c.status == 404 && strcmp(code_of(&c), "NoSuchBucket") != 0))) {
         call_free(&c);
@@ -1183,6 +1293,9 @@ static void s3_destroy(struct gfs_objstore *gst)
     free(st);
 }
 
+static int s3_del_many(struct gfs_objstore *gst, const char *const *keys, size_t n,
+                       size_t *failed);
+
 static const struct gfs_objstore_ops s3_ops = {
     .put = s3_put,
     .put_etag = s3_put_etag,
@@ -1192,6 +1305,7 @@ static const struct gfs_objstore_ops s3_ops = {
     .del = s3_del,
     .list = s3_list,
     .destroy = s3_destroy,
+    .del_many = s3_del_many,
 };
 
 int gfs_objstore_is_s3(const struct gfs_objstore *st) { return st && st->ops == &s3_ops; }
@@ -1247,6 +1361,16 @@ int gfs_s3_check(struct gfs_objstore *gst, char *err, size_t errlen)
     return rc;
 }
 
+/* A store without DeleteObjects (GCS's XML API, some gateways): 501
+ * NotImplemented, or 405 / 400 with that code. */
+static int batch_unsupported(const struct s3_call *c)
+{
+    const char *code = code_of(c);
+    return c->status == 501 || c->status == 405 || strcmp(code, "NotImplemented") == 0 ||
+           strcmp(code, "MethodNotAllowed") == 0;
+}
+
+/* One DeleteObjects request. 1 (nothing done) when the store lacks it. */
 static int delete_chunk(struct s3_store *st, const char *const *keys, size_t n, size_t *failed)
 {
     CLEANUP_FREE char **full = calloc(n, sizeof(*full));
@@ -1284,6 +1408,11 @@ static int delete_chunk(struct s3_store *st, const char *const *keys, size_t n, 
     c.xhdr[c.nxhdr++] = (struct gfs_sigv4_kv){"Content-MD5", md5b64};
     c.xhdr[c.nxhdr++] = (struct gfs_sigv4_kv){"Content-Type", "application/xml"};
     rc = s3_exec(st, &c, "DELETE-BATCH");
+    stat_add(&st->base.stats.delete_requests, 1);
+    if (rc == 0 && batch_unsupported(&c)) {
+        call_free(&c);
+        return 1;
+    }
     stat_add(&st->base.stats.deletes, n);
     if (rc != 0 || c.status != 200) {
         rc = s3_fail(st, &c, "DELETE-BATCH", rc);
@@ -1309,13 +1438,14 @@ static int delete_chunk(struct s3_store *st, const char *const *keys, size_t n, 
     return 0;
 }
 
-int gfs_s3_delete_batch(struct gfs_objstore *gst, const char *const *keys, size_t n,
-                        size_t *failed)
+/* ops->del_many (a test may wrap the ops table: no gfs_objstore_is_s3 here) */
+static int s3_del_many(struct gfs_objstore *gst, const char *const *keys, size_t n,
+                       size_t *failed)
 {
     size_t nfailed = 0;
     if (failed)
         *failed = 0;
-    if (!gfs_objstore_is_s3(gst) || (!keys && n))
+    if (!keys && n)
         return -EINVAL;
     struct s3_store *st = S3(gst);
     for (size_t i = 0; i < n; i++)
@@ -1324,7 +1454,17 @@ int gfs_s3_delete_batch(struct gfs_objstore *gst, const char *const *keys, size_
     int first = 0;
     for (size_t off = 0; off < n; off += GFS_S3_DELETE_MAX_KEYS) {
         size_t k = n - off < GFS_S3_DELETE_MAX_KEYS ? n - off : GFS_S3_DELETE_MAX_KEYS;
-        int rc = delete_chunk(st, keys + off, k, &nfailed);
+        int rc = 1;
+        if (!__atomic_load_n(&st->no_batch_delete, __ATOMIC_RELAXED))
+            rc = delete_chunk(st, keys + off, k, &nfailed);
+        if (rc == 1) {
+            if (!__atomic_exchange_n(&st->no_batch_delete, 1, __ATOMIC_RELAXED))
+                gfs_warn(st->base.log, "s3: %s does not implement DeleteObjects: deleting "
+                         "one object per request from now on", st->desc);
+            size_t bad = 0;
+            rc = gfs_objstore_del_each(gst, keys + off, k, &bad);
+            nfailed += bad;
+        }
         if (rc == -EACCES || rc == -ENOENT || rc == -ENOMEM) {
             first = rc;
             break;
@@ -1335,6 +1475,16 @@ int gfs_s3_delete_batch(struct gfs_objstore *gst, const char *const *keys, size_
     if (failed)
         *failed = nfailed;
     return first;
+}
+
+int gfs_s3_delete_batch(struct gfs_objstore *gst, const char *const *keys, size_t n,
+                        size_t *failed)
+{
+    if (failed)
+        *failed = 0;
+    if (!gfs_objstore_is_s3(gst))
+        return -EINVAL;
+    return s3_del_many(gst, keys, n, failed);
 }
 
 /* ---- open ---------------------------------------------------------------- */

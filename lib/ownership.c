@@ -31,6 +31,22 @@
 /* fences in the lease above which a take stores a manifest at once, so
  * the next take can raise the floor over them (GFS_LEASE_MAX_FENCES is far) */
 #define FENCES_SOFT 32
+#define RACE_PAUSE_MS 10      /* after a lost race on the lease, doubling ... */
+#define FOLLOW_PAUSE_MAX_MS 30000 /* a read-only volume whose store fails: at most */
+
+/* Lost a race for the lease (or the store said so under contention): a
+ * short pause, growing, with jitter, before looking again. */
+static void race_pause(int attempt)
+{
+    int64_t d = (int64_t)RACE_PAUSE_MS << (attempt < 6 ? attempt : 6);
+    uint32_t rnd = 0;
+    if (getrandom(&rnd, sizeof rnd, GRND_NONBLOCK) != (ssize_t)sizeof rnd)
+        rnd = (uint32_t)gfs_now_ms();
+    d = d / 2 + (int64_t)(rnd % (uint32_t)(d / 2 + 1));
+    struct timespec ts = {.tv_sec = d / 1000, .tv_nsec = (d % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
 
 /* <dir>/epoch: the epoch our journal's records belong to. */
 int gfs_own_state_read(struct glidefs_volume *v, uint64_t *epoch)
@@ -350,8 +366,10 @@ static int take(struct glidefs_volume *v, int force, int *got, int *busy)
         n.heartbeat_ms = now;
         n.released = 0;
         r = gfs_lease_write(v->store, v->name, &n);
-        if (r == -ECANCELED || r == -EEXIST)
-            continue; /* it changed under us: look again */
+        if (r == -ECANCELED || r == -EEXIST) {
+            race_pause(attempt); /* it changed under us: look again */
+            continue;
+        }
         if (r < 0)
             return r;
         v->wrec_cur_landed = 1;
@@ -543,6 +561,7 @@ static void *own_main(void *arg)
     if (refresh_every > 1000)
         refresh_every = 1000;
     int64_t size_checked_ms = gfs_now_ms();
+    int follow_fails = 0; /* in a row: the next look waits longer */
     pthread_mutex_lock(&v->own_lock);
     while (!v->own_stop) {
         pthread_mutex_lock(&v->lock);
@@ -559,12 +578,22 @@ static void *own_main(void *arg)
                 size_checked_ms = now;
                 r = gfs_volmeta_follow_size(v);
             }
-            if (r < 0)
-                gfs_warn(&v->log, "%s: following the store failed: %s", v->name,
-                         glidefs_strerror(r));
+            if (r < 0 && !follow_fails++)
+                gfs_warn(&v->log, "%s: following the store failed: %s (trying again, less "
+                         "and less often)", v->name, glidefs_strerror(r));
+            else if (r == 0 && follow_fails) {
+                gfs_info(&v->log, "%s: following the store again after %d failure(s)", v->name,
+                         follow_fails);
+                follow_fails = 0;
+            }
         }
+        int64_t wait = owner ? hb_every : refresh_every;
+        for (int i = 0; !owner && i < follow_fails && wait < FOLLOW_PAUSE_MAX_MS; i++)
+            wait *= 2;
+        if (wait > FOLLOW_PAUSE_MAX_MS && !owner)
+            wait = FOLLOW_PAUSE_MAX_MS;
         struct timespec ts;
-        gfs_timespec_in(&ts, owner ? hb_every : refresh_every);
+        gfs_timespec_in(&ts, wait);
         if (!v->own_stop)
             pthread_cond_timedwait(&v->own_cond, &v->own_lock, &ts);
     }

@@ -16,6 +16,7 @@
 #include "cleanup.h"
 #include "lease.h"
 #include "log.h"
+#include "objstore_s3.h"
 
 #define PROBE_MAX 4096
 
@@ -142,6 +143,9 @@ int gfs_store_probe(struct gfs_objstore *st, struct gfs_log *log, int *state, ch
     if (h == 0) {
         broken = 1;
         add(detail, dl, "a PUT with If-Match and the object's own ETag was refused");
+    } else if (gfs_s3_if_match_bare(st)) {
+        add(detail, dl, "it compares If-Match with the ETag without its quotes (as Ceph RGW 16 "
+            "does): If-Match goes out bare");
     }
     r = 0;
 out:

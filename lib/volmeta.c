@@ -1073,6 +1073,9 @@ GLIDEFS_API int glidefs_store_check_info(const glidefs_config *cfg,
                         ? " unless storage.unsafe_accept_split_brain_on_lax_store, which is "
                           "set: two nodes taking a lease at once could both write"
                         : "; one node alone stays safe");
+        else if (r == 0 && res.detail[0])
+            gfs_warn(log, "storage %s honours conditional writes, but %s", cfg->storage_url,
+                     res.detail);
         if (r == 0) {
             /* remembered for the volumes opened from this config (config.h) */
             struct glidefs_config *w = (struct glidefs_config *)cfg;
@@ -1175,13 +1178,21 @@ GLIDEFS_API int glidefs_volume_delete(const glidefs_config *cfg, const char *nam
             snprintf(vj, sizeof vj, "nbd/%s/volume.json", name);
             if (tomb && r >= 0)
                 r = st->ops->put(st, vj, tomb, strlen(tomb), 0, NULL);
+            /* everything else in as few requests as the store allows
+             * (DeleteObjects: 1000 keys each) */
+            size_t nd = 0;
             for (size_t i = 0; i < d.n && r >= 0; i++) {
                 int kept = strcmp(d.keys[i], vj) == 0;
                 for (size_t k = 0; k < nkeep && !kept; k++)
                     kept = strcmp(d.keys[i], keep[k]) == 0;
-                if (!kept)
-                    r = st->ops->del(st, d.keys[i]);
+                if (!kept) {
+                    char *t = d.keys[nd]; /* to the front; every key is freed below */
+                    d.keys[nd++] = d.keys[i];
+                    d.keys[i] = t;
+                }
             }
+            if (nd && r >= 0)
+                r = gfs_objstore_del_many(st, (const char *const *)d.keys, nd, NULL);
             if (!tomb && r >= 0)
                 r = st->ops->del(st, vj);
             /* nothing of it left: its parent stops pinning data for it */

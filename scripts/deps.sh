@@ -11,6 +11,7 @@ pkgs=(
   libnbd-bin python3-libnbd qemu-utils nbdkit fio awscli curl
   prometheus mandoc nbdkit-plugin-dev make openssl
   qemu-system-x86 busybox-static e2fsprogs
+  ceph-mon ceph-osd radosgw   # the rgw suite's single-node Ceph RGW (tests/rgw/)
 )
 [ "${1:-}" = "--bench" ] && pkgs+=(gnuplot-nox zstd)
 # node + npm for the S3 test server (s3rver); nodesource's nodejs ships npm itself

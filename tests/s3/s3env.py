@@ -129,8 +129,9 @@ class Proc:
 class ProxyKeeper:
     """Runs s3proxy.py; restarts it on the same port when it exits with 3."""
 
-    def __init__(self, tmp, upstream_port, name="proxy", tls=None):
+    def __init__(self, tmp, upstream_port, name="proxy", tls=None, extra_args=()):
         self.tmp = tmp
+        self.extra_args = list(extra_args)  # e.g. --passthrough (tests/rgw/rgwenv.py)
         self.name = name
         self.tls = tls  # (cert, key) for https
         self.upstream = "127.0.0.1:%d" % upstream_port
@@ -153,6 +154,7 @@ class ProxyKeeper:
                 "--creds", "%s:%s" % CREDS, "--port-file", port_file, "--log", self.log_path]
         if self.tls:
             argv += ["--tls-cert", self.tls[0], "--tls-key", self.tls[1]]
+        argv += self.extra_args
         self.proc = Proc(argv)
         self.port = int(wait_for(lambda: os.path.exists(port_file) and
                                  open(port_file).read().strip(), 20, "the proxy's port"))

@@ -26,8 +26,9 @@ front of it and:
   * injects faults, selected by a seeded schedule (reproducible): 500,
     503 ServiceUnavailable, 503 SlowDown, stall (no answer for --stall-ms,
     then close), reset (the request reaches s3rver, then the connection is
-    reset mid-body), truncate (headers promise more body than is sent), and
-    logs each one it injects;
+    reset mid-body), truncate (headers promise more body than is sent), 412
+    PreconditionFailed (a conditional write refused), and logs each one it
+    injects;
   * can die on command (exit status 3) so the harness can restart it: a
     server killed mid-operation.
 
@@ -37,11 +38,24 @@ Control endpoints (unsigned, never forwarded; '__' cannot start a bucket name):
   GET /__proxy__/faults?rate=0.3&kinds=500,503,slowdown&seed=7
   GET /__proxy__/faults?next=reset[,stall...]   fault the next request(s), in order
   GET /__proxy__/faults?rate=0                   faults off
+  GET /__proxy__/faults?...&match=/lease&method=PUT   only requests whose path holds
+                                                 match (and of that method); "" clears
   GET /__proxy__/config?max_keys=7              cap ListObjectsV2 pages (0 = off)
   GET /__proxy__/config?ignore_range=1          answer ranged GETs with 200 + whole body
   GET /__proxy__/config?ignore_conditions=1     accept If-None-Match / If-Match PUTs and
                                                 overwrite, as lax S3 servers do (0: honour them)
   GET /__proxy__/die?mode=now|next              exit(3) now, or mid-answer to the next request
+  GET /__proxy__/config?if_match=rgw            compare If-Match as Ceph RGW 16.2 does (below)
+  GET /__proxy__/config?no_batch=1              answer DeleteObjects 501 NotImplemented
+  (stats: by_method counts requests per HTTP method: POST is DeleteObjects)
+
+--passthrough (in front of a real S3 server such as Ceph RGW): the checks and
+faults above stay, but conditional headers, DeleteObjects and ranged GETs go
+upstream as they came: the server's own behaviour is what the test sees.
+if_match=rgw (in front of s3rver): If-Match is compared with the stored ETag
+without stripping its quotes, so the RFC form "etag" never matches and the
+bare etag does; If-Match on a missing key is 412. Lets a test meet RGW's
+quirk without RGW.
 
 Python 3 standard library only. Listens on 127.0.0.1 only.
 """
@@ -70,7 +84,7 @@ import xml.etree.ElementTree as ET
 
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade",
               "proxy-authorization", "proxy-authenticate", "expect"}
-FAULT_KINDS = ("500", "503", "slowdown", "stall", "reset", "truncate")
+FAULT_KINDS = ("500", "503", "slowdown", "stall", "reset", "truncate", "412")
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 UNRESERVED = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~"
 
@@ -114,8 +128,11 @@ class State:
         self.seed = args.seed
         self.rng = random.Random(args.seed)
         self.next_faults = []
+        self.match, self.match_method = "", ""  # faults only on these requests
         self.max_keys = 0
         self.ignore_range = False  # answer ranged GETs with the whole object (200)
+        self.if_match_rgw = False  # If-Match compared as RGW 16.2 does (see the docstring)
+        self.no_batch = False  # DeleteObjects answered 501 NotImplemented
         self.ignore_conditions = False  # conditional PUTs overwrite (a lax store)
         self.die_next = False
         self.stats = {"requests": 0, "forwarded": 0, "injected": 0, "rejected": 0,
@@ -130,9 +147,14 @@ class State:
         with self.lock:
             self.log_file.write("%s s3proxy[%d] %s\n" % (stamp, os.getpid(), msg))
 
-    def draw_fault(self):
+    def draw_fault(self, method="", path=""):
         with self.lock:
             self.stats["requests"] += 1
+            bm = self.stats.setdefault("by_method", {})
+            bm[method] = bm.get(method, 0) + 1
+            if self.match and (self.match not in path or
+                               (self.match_method and method != self.match_method)):
+                return None
             if self.next_faults:
                 return self.next_faults.pop(0)
             if self.rate > 0 and self.kinds:
@@ -340,13 +362,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
             try:
                 conn.request(method, target, body=body if body else None, headers=headers)
                 resp = conn.getresponse()
-                data = resp.read() if method != "HEAD" else b""
+                # read even a HEAD's (empty) answer: an unread answer leaves
+                # the connection busy, and the next request on it would be
+                # sent and then fail (ResponseNotReady) - and sent twice
+                data = resp.read()
                 return resp.status, resp.getheaders(), data
-            except (ConnectionError, http.client.HTTPException, OSError):
+            except (ConnectionError, http.client.HTTPException, OSError) as e:
                 conn.close()
                 self._up = None
                 if attempt:
                     raise
+                self.st.log("upstream %s %s: %r; sending it again" % (method, target, e))
         raise RuntimeError("unreachable")
 
     @staticmethod
@@ -422,6 +448,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     st.next_faults = [k for k in q["next"][0].split(",") if k in FAULT_KINDS]
                 if "stall_ms" in q:
                     st.args.stall_ms = int(q["stall_ms"][0])
+                if "match" in q or "method" in q:
+                    st.match = q.get("match", [""])[0]
+                    st.match_method = q.get("method", [""])[0]
             st.log("faults: rate=%s kinds=%s seed=%s next=%s" % (st.rate, ",".join(st.kinds),
                                                                   st.seed, st.next_faults))
         elif path == "/__proxy__/config":
@@ -429,6 +458,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 st.max_keys = int(q["max_keys"][0])
             if "ignore_range" in q:
                 st.ignore_range = q["ignore_range"][0] == "1"
+            if "if_match" in q:
+                st.if_match_rgw = q["if_match"][0] == "rgw"
+            if "no_batch" in q:
+                st.no_batch = q["no_batch"][0] == "1"
             if "ignore_conditions" in q:
                 st.ignore_conditions = q["ignore_conditions"][0] == "1"
                 st.log("conditional PUTs %s" % ("ignored" if st.ignore_conditions else "honoured"))
@@ -470,7 +503,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.close_connection = True
             return self.send_xml_error(e.status, e.code, e.message, e.extra, head)
 
-        fault = self.st.draw_fault()
+        fault = self.st.draw_fault(self.command, raw_path)
         if fault:
             with self.st.lock:
                 self.st.fault_no += 1
@@ -483,6 +516,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 return self.send_xml_error(500, "InternalError",
                                            "We encountered an internal error. Please try again.",
                                            head=head)
+            if fault == "412":
+                return self.send_xml_error(412, "PreconditionFailed",
+                                           "At least one of the pre-conditions you specified "
+                                           "did not hold", head=head)
             if fault == "503":
                 return self.send_xml_error(503, "ServiceUnavailable",
                                            "Service is unable to handle request.", head=head)
@@ -502,6 +539,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
             pairs.append("max-keys=%d" % self.st.max_keys)
             target = raw_path + "?" + "&".join(pairs)
 
+        if self.st.no_batch and self.command == "POST" and key is None and \
+                "delete" in [p.partition("=")[0] for p in raw_query.split("&")]:
+            return self.send_xml_error(501, "NotImplemented", "A header or query you provided "
+                                       "requested a function that is not implemented.")
+        if self.st.args.passthrough:
+            return self.pass_through(raw_path, target, body, head, fault)
         if self.command == "POST" and key is None and \
                 "delete" in [p.partition("=")[0] for p in raw_query.split("&")]:
             return self.delete_objects(bucket, body, fault)
@@ -545,7 +588,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
                                                        "At least one of the pre-conditions you "
                                                        "specified did not hold",
                                                        {"Condition": "If-None-Match"})
-                    if im is not None:
+                    if im is not None and self.st.if_match_rgw:
+                        refusal = self.if_match_as_rgw(im, hs, etag)
+                        if refusal:
+                            return refusal
+                    elif im is not None:
                         if hs == 404:
                             return self.send_xml_error(404, "NoSuchKey",
                                                        "The specified key does not exist.",
@@ -566,6 +613,61 @@ class Handler(http.server.BaseHTTPRequestHandler):
         with self.st.lock:
             self.st.stats["forwarded"] += 1
         self.relay(status, rh, data, head, fault)
+
+    def if_match_as_rgw(self, im, hs, etag):
+        """RGW 16.2's If-Match: the header against the ETag without quotes,
+        as strings; a missing key fails the condition (412, not 404).
+        Returns the refusal sent, or None when the PUT may go on."""
+        if hs == 200 and im.strip() == etag.strip('"'):
+            return None
+        self.send_xml_error(412, "PreconditionFailed", "", {"Condition": "If-Match"})
+        return True
+
+    def pass_through(self, raw_path, target, body, head, fault):
+        """--passthrough: the request goes upstream as it came (conditions,
+        DeleteObjects, Range included), the answer comes back as it is. What
+        the proxy changes (ignore_range, max_keys) it signs again with the
+        client's key, since a real server checks the signature too; S3's
+        own rule that DeleteObjects carries Content-MD5 stays checked here."""
+        raw_query = target.partition("?")[2]
+        if self.command == "POST" and "delete" in [p.partition("=")[0]
+                                                   for p in raw_query.split("&")] and \
+                self.headers.get("Content-MD5") is None:
+            return self.send_xml_error(400, "InvalidRequest",
+                                       "Missing required header for this request: Content-MD5")
+        drop = ["range"] if self.st.ignore_range and self.headers.get("Range") else []
+        headers = self.fwd_headers(drop=drop)
+        if drop or target != self.path:
+            headers = self.resign(target, headers, drop)
+        status, rh, data = self.upstream(self.command, target, headers, body)
+        with self.st.lock:
+            self.st.stats["forwarded"] += 1
+        self.relay(status, rh, data, head, fault)
+
+    def resign(self, target, headers, dropped):
+        """SigV4 of the request as it goes upstream (target, headers without
+        the dropped ones), with the key and time the client signed with."""
+        m = re.search(r"Credential=([^/,\s]+)/(\d{8})/([^/]+)/s3/aws4_request,\s*"
+                      r"SignedHeaders=([a-z0-9;\-]+)", self.headers.get("Authorization", ""))
+        akid, date8, region, signed = m.groups()
+        names = [n for n in signed.split(";") if n not in dropped]
+        path, _, query = target.partition("?")
+        cquery = "&".join(sorted(query.split("&"))) if query else ""
+        lower = {k.lower(): v for k, v in headers.items()}
+        lines = "".join("%s:%s\n" % (n, collapse(lower.get(n, ""))) for n in names)
+        payload = lower.get("x-amz-content-sha256", "")
+        creq = "\n".join([self.command, path, cquery, lines, ";".join(names), payload])
+        scope = "%s/%s/s3/aws4_request" % (date8, region)
+        sts = "\n".join(["AWS4-HMAC-SHA256", lower.get("x-amz-date", ""), scope,
+                         hashlib.sha256(creq.encode("utf-8", "surrogateescape")).hexdigest()])
+        k = ("AWS4" + self.st.creds[akid]).encode()
+        for part in (date8, region, "s3", "aws4_request"):
+            k = hmac.new(k, part.encode(), hashlib.sha256).digest()
+        sig = hmac.new(k, sts.encode(), hashlib.sha256).hexdigest()
+        out = {k: v for k, v in headers.items() if k.lower() != "authorization"}
+        out["Authorization"] = ("AWS4-HMAC-SHA256 Credential=%s/%s, SignedHeaders=%s, "
+                                "Signature=%s" % (akid, scope, ";".join(names), sig))
+        return out
 
     def delete_objects(self, bucket, body, fault):
         """DeleteObjects, done as single DELETEs upstream (see the docstring)."""
@@ -682,6 +784,8 @@ def main():
     ap.add_argument("--stall-ms", type=int, default=5000)
     ap.add_argument("--tls-cert", help="serve https with this certificate (PEM)")
     ap.add_argument("--tls-key", help="... and this private key (PEM)")
+    ap.add_argument("--passthrough", action="store_true",
+                    help="upstream is a real S3 server: forward conditions and batches as they are")
     args = ap.parse_args()
     host, port = args.listen.rsplit(":", 1)
     if host not in ("127.0.0.1", "localhost"):

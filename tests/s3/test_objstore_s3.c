@@ -7,6 +7,10 @@
  * an unreachable endpoint, injected faults (seeded 500/503/SlowDown on 30% of
  * requests; resets, truncated bodies, stalls past the timeout), and the proxy
  * killed mid-operation then restarted. Each test uses its own key prefix.
+ * Conditional writes as real stores answer them (Ceph RGW's If-Match
+ * without quotes, 500 to the loser of a race) and batched deletes, with the
+ * fallback for a store without DeleteObjects. tests/rgw/rgwenv.py runs it
+ * against Ceph RGW too (S3_STORE=rgw), through the proxy in passthrough mode.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -225,6 +229,12 @@ static void listing_clear(struct listing *l)
     l->n = 0;
 }
 
+static int on_rgw(void)
+{
+    const char *s = getenv("S3_STORE");
+    return s && strcmp(s, "rgw") == 0;
+}
+
 /* ---- tests ---- */
 
 static void test_every_op(void **state)
@@ -318,6 +328,8 @@ static void test_every_op(void **state)
     assert_int_equal(outlen, 2);
     assert_memory_equal(out, "v3", 2);
     free(out);
+    /* RFC 7232 If-Match (quoted) worked: no fallback (RGW needs it) */
+    assert_int_equal(gfs_s3_if_match_bare(st), on_rgw());
 
     /* bad arguments never reach the network */
     assert_int_equal(st->ops->put(st, "/abs", "v", 1, 0, NULL), -EINVAL);
@@ -382,6 +394,125 @@ static void test_every_op(void **state)
     assert_true(st->stats.puts >= 29);
     assert_true(st->stats.gets >= 10);
     assert_int_equal(st->stats.retries, 0);
+    env_close(&e);
+}
+
+/* If-Match as Ceph RGW 16 compares it (the stored ETag without its quotes:
+ * the RFC form never matches; the proxy's if_match=rgw mode does the same in
+ * front of s3rver), and a 500 answered to a conditional PUT (RGW's answer
+ * to the loser of a race) read as what it is. */
+static void test_conditional_quirks(void **state)
+{
+    (void)state;
+    struct env e;
+    cfg_init(&e, "quirks");
+    env_open(&e);
+    struct gfs_objstore *st = e.st;
+    if (!on_rgw())
+        proxy_do("config?if_match=rgw");
+    struct gfs_obj_info info;
+    void *out = NULL;
+    size_t outlen = 0;
+
+    assert_int_equal(st->ops->put(st, "q/x", "v1", 2, GFS_PUT_IF_NONE_MATCH, NULL), 0);
+    assert_int_equal(st->ops->put(st, "q/x", "v2", 2, GFS_PUT_IF_NONE_MATCH, NULL), -EEXIST);
+    assert_int_equal(st->ops->head(st, "q/x", &info), 0);
+    char etag[72];
+    snprintf(etag, sizeof(etag), "%s", info.etag);
+    assert_int_equal(gfs_s3_if_match_bare(st), 0);
+    /* refused quoted although it matches: the bare ETag, remembered */
+    char etag_out[72] = "";
+    assert_int_equal(st->ops->put_etag(st, "q/x", "v2", 2, 0, etag, etag_out), 0);
+    assert_int_equal(gfs_s3_if_match_bare(st), 1);
+    assert_true(log_contains("compares If-Match with the stored ETag without its quotes"));
+    assert_int_equal(st->ops->head(st, "q/x", &info), 0);
+    assert_string_equal(info.etag, etag_out);
+    uint64_t puts = st->stats.puts;
+    assert_int_equal(st->ops->put_etag(st, "q/x", "v3", 2, 0, info.etag, etag_out), 0);
+    assert_int_equal(st->stats.puts, puts + 1); /* bare at once now */
+    assert_int_equal(st->ops->put(st, "q/x", "v4", 2, 0, info.etag), -ECANCELED); /* stale */
+    assert_int_equal(st->ops->put(st, "q/none", "v", 1, 0, etag_out), -ECANCELED);
+    assert_int_equal(st->ops->get(st, "q/x", 10, &out, &outlen, NULL), 0);
+    assert_int_equal(outlen, 2);
+    assert_memory_equal(out, "v3", 2);
+    free(out);
+
+    /* a 500 after someone else's write: the race is lost, no blind retries */
+    assert_int_equal(st->ops->head(st, "q/x", &info), 0);
+    snprintf(etag, sizeof(etag), "%s", info.etag);
+    assert_int_equal(st->ops->put(st, "q/x", "other", 5, 0, NULL), 0);
+    uint64_t retries = st->stats.retries;
+    proxy_do("faults?rate=0&next=500");
+    assert_int_equal(st->ops->put(st, "q/x", "v5", 2, 0, etag), -ECANCELED);
+    assert_int_equal(st->stats.retries, retries);
+    /* a 500 while the condition still holds: a failure, tried again */
+    assert_int_equal(st->ops->head(st, "q/x", &info), 0);
+    proxy_do("faults?rate=0&next=500");
+    assert_int_equal(st->ops->put(st, "q/x", "v6", 2, 0, info.etag), 0);
+    assert_int_equal(st->stats.retries, retries + 1);
+    /* If-None-Match answered 500 on a key that exists: it exists */
+    proxy_do("faults?rate=0&next=500");
+    assert_int_equal(st->ops->put(st, "q/x", "v7", 2, GFS_PUT_IF_NONE_MATCH, NULL), -EEXIST);
+    assert_int_equal(st->ops->get(st, "q/x", 10, &out, &outlen, NULL), 0);
+    assert_int_equal(outlen, 2);
+    assert_memory_equal(out, "v6", 2);
+    free(out);
+    proxy_do("faults?rate=0&next=");
+    if (!on_rgw())
+        proxy_do("config?if_match=");
+    env_close(&e);
+}
+
+/* Deletes in batches: 1,200 keys (most never existed) are two DeleteObjects
+ * requests; a store that answers DeleteObjects 501 gets single DELETEs, and
+ * that is remembered. Requests counted by the client and by the proxy. */
+static void test_delete_many(void **state)
+{
+    (void)state;
+    struct env e;
+    cfg_init(&e, "delmany");
+    env_open(&e);
+    struct gfs_objstore *st = e.st;
+    enum { N = 1200 };
+    static char names[N][32];
+    const char *keys[N];
+    for (int i = 0; i < N; i++) {
+        snprintf(names[i], sizeof(names[i]), i < 5 ? "d/k%04d" : "d/none%04d", i);
+        keys[i] = names[i];
+        if (i < 5)
+            assert_int_equal(st->ops->put(st, keys[i], "x", 1, 0, NULL), 0);
+    }
+    long post0 = proxy_stat("POST"), del0 = proxy_stat("DELETE");
+    uint64_t req0 = st->stats.delete_requests;
+    size_t failed = 99;
+    assert_int_equal(gfs_objstore_del_many(st, keys, N, &failed), 0);
+    assert_int_equal(failed, 0);
+    assert_int_equal(st->stats.delete_requests - req0, 2);
+    assert_int_equal(proxy_stat("POST") - (post0 > 0 ? post0 : 0), 2);
+    assert_int_equal(proxy_stat("DELETE"), del0);
+    struct listing l = {0};
+    assert_int_equal(st->ops->list(st, "d/", NULL, on_key, &l), 0);
+    assert_int_equal(l.n, 0);
+
+    /* no DeleteObjects here: one DELETE per key, found out once */
+    proxy_do("config?no_batch=1");
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(st->ops->put(st, keys[i], "y", 1, 0, NULL), 0);
+    post0 = proxy_stat("POST");
+    del0 = proxy_stat("DELETE");
+    del0 = del0 > 0 ? del0 : 0;
+    assert_int_equal(gfs_objstore_del_many(st, keys, 3, &failed), 0);
+    assert_int_equal(proxy_stat("POST") - post0, 1);
+    assert_int_equal(proxy_stat("DELETE") - del0, 3);
+    assert_true(log_contains("does not implement DeleteObjects"));
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(st->ops->put(st, keys[i], "z", 1, 0, NULL), 0);
+    assert_int_equal(gfs_objstore_del_many(st, keys, 2, &failed), 0);
+    assert_int_equal(proxy_stat("POST") - post0, 1); /* not asked again */
+    assert_int_equal(proxy_stat("DELETE") - del0, 5);
+    assert_int_equal(st->ops->list(st, "d/", NULL, on_key, &l), 0);
+    assert_int_equal(l.n, 0);
+    proxy_do("config?no_batch=0");
     env_close(&e);
 }
 
@@ -1101,6 +1232,8 @@ int main(void)
     curl_global_init(CURL_GLOBAL_DEFAULT);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_every_op),
+        cmocka_unit_test(test_conditional_quirks),
+        cmocka_unit_test(test_delete_many),
         cmocka_unit_test(test_parallel),
         cmocka_unit_test(test_awkward_keys),
         cmocka_unit_test(test_wrong_secret),
