@@ -1150,6 +1150,7 @@ static int az_del(struct gfs_objstore *gst, const char *key)
     c.xhdr[c.nxhdr++] = (struct gfs_az_kv){"x-ms-delete-snapshots", "include"};
     int rc = az_exec(st, &c, "DELETE");
     stat_add(&st->base.stats.deletes, 1);
+    stat_add(&st->base.stats.delete_requests, 1);
     if (rc == 0 && (status_ok(&c) || (c.status == 404 && !code_is(&c, "ContainerNotFound")))) {
         call_free(&c);
         return 0; /* deleting a missing blob is success */
@@ -1443,6 +1444,7 @@ static int delete_chunk(struct az_store *st, const char *const *keys, size_t n, 
     c.xhdr[c.nxhdr++] = (struct gfs_az_kv){"Content-Type", ctype};
     rc = az_exec(st, &c, "DELETE-BATCH");
     __atomic_fetch_add(&st->batch_requests, 1, __ATOMIC_RELAXED);
+    stat_add(&st->base.stats.delete_requests, 1);
     if (rc == 0 && !status_ok(&c) && batch_unsupported(c.status, c.code)) {
         gfs_warn(st->base.log, "azure: %s refuses Blob Batch (%s): deleting one blob per "
                  "request from now on", st->desc, c.why);
@@ -1586,6 +1588,13 @@ uint64_t gfs_azure_batch_requests(const struct gfs_objstore *gst)
     return __atomic_load_n(&((const struct az_store *)gst)->batch_requests, __ATOMIC_RELAXED);
 }
 
+/* ops->del_many (objstore.h): compaction and purge delete through Blob Batch. */
+static int az_del_many(struct gfs_objstore *st, const char *const *keys, size_t n,
+                       size_t *failed)
+{
+    return gfs_azure_delete_batch(st, keys, n, failed);
+}
+
 static const struct gfs_objstore_ops az_ops = {
     .put = az_put,
     .put_etag = az_put_etag,
@@ -1595,6 +1604,7 @@ static const struct gfs_objstore_ops az_ops = {
     .del = az_del,
     .list = az_list,
     .destroy = az_destroy,
+    .del_many = az_del_many,
 };
 
 /* ---- open ---------------------------------------------------------------- */

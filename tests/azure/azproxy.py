@@ -20,6 +20,12 @@ Control endpoints (never forwarded; '__proxy__' is no account name):
   GET /__proxy__/faults?rate=0.3&kinds=500,503&seed=7[&stall_ms=2500]
   GET /__proxy__/faults?next=500after[,reset...] fault the next request(s), in order
   GET /__proxy__/faults?rate=0                    faults off (and the queue emptied)
+  GET /__proxy__/config?no_batch=1                answer Blob Batch requests 400
+                                                  FeatureNotSupported, as a store without
+                                                  it would (0: forward them again)
+
+/__proxy__/stats counts the requests by method ("by_method"), a Blob Batch
+as "POST".
 
 The same control interface as tests/s3/s3proxy.py, so tests/fault/faultlib.py
 drives both. Python 3 standard library only. Listens on 127.0.0.1 only.
@@ -55,6 +61,8 @@ class State:
         self.stall_ms = stall_ms
         self.requests = 0
         self.by_kind = {k: 0 for k in KINDS}
+        self.by_method = {}
+        self.no_batch = False
         self.nfault = 0
         self.logf = open(log_path, "a", buffering=1) if log_path else None
 
@@ -66,6 +74,7 @@ class State:
         """The fault for this request, or None; counts it."""
         with self.lock:
             self.requests += 1
+            self.by_method[method] = self.by_method.get(method, 0) + 1
             kind = None
             if self.queue:
                 kind = self.queue.pop(0)
@@ -110,7 +119,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if u.path == "/__proxy__/stats":
             with st.lock:
                 body = json.dumps({"requests": st.requests, "faults": st.nfault,
-                                   "by_kind": dict(st.by_kind)}).encode()
+                                   "by_kind": dict(st.by_kind),
+                                   "by_method": dict(st.by_method)}).encode()
             return self.send_simple(200, body)
         if u.path == "/__proxy__/faults":
             with st.lock:
@@ -135,6 +145,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     st.stall_ms = int(q["stall_ms"])
                 st.log("faults: rate %.3f kinds %s seed %d queue %s" % (
                     st.rate, ",".join(st.kinds), st.seed, ",".join(st.queue)))
+            return self.send_simple(200, b"{}")
+        if u.path == "/__proxy__/config":
+            with st.lock:
+                if "no_batch" in q:
+                    st.no_batch = q["no_batch"] == "1"
+                st.log("config: no_batch %s" % st.no_batch)
             return self.send_simple(200, b"{}")
         return self.send_simple(404, b'{"error": "no such control"}')
 
@@ -175,6 +191,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         body = self.rfile.read(n) if n else b""
         st = self.server.state
         kind = st.pick(self.command, self.path)
+        if st.no_batch and self.command == "POST" and "comp=batch" in self.path:
+            return self.azure_error(400, "FeatureNotSupported",
+                                    "This operation is not supported (azproxy no_batch).")
         if kind == "500":
             return self.azure_error(500, "InternalError",
                                     "The server encountered an internal error.")
