@@ -53,7 +53,7 @@ int gfs_azure_check(struct gfs_objstore *st, char *err, size_t errlen);
  * first refusal is logged with its key and error code); -EACCES, -ENOENT
  * (no container), -EINVAL (bad key) as for single deletes. This is the
  * backend's ops->del_many. A store that refuses Blob Batch itself (an
- * account with a hierarchical namespace, an emulator without it:
+ * account kind or an emulator without it:
  * 400/404/405/501 to the batch request) gets single deletes instead, from
  * then on (logged once). */
 int gfs_azure_delete_batch(struct gfs_objstore *st, const char *const *keys, size_t n,
