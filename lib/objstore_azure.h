@@ -53,9 +53,8 @@ int gfs_azure_check(struct gfs_objstore *st, char *err, size_t errlen);
  * first refusal is logged with its key and error code); -EACCES, -ENOENT
  * (no container), -EINVAL (bad key) as for single deletes. This is the
  * backend's ops->del_many. A store that refuses Blob Batch itself (an
- * account kind or an emulator without it:
- * 400/404/405/501 to the batch request) gets single deletes instead, from
- * then on (logged once). */
+ * account kind or an emulator without it: 400/404/405/501 to the batch
+ * request) gets single deletes instead, from then on (logged once). */
 int gfs_azure_delete_batch(struct gfs_objstore *st, const char *const *keys, size_t n,
                            size_t *failed);
 
