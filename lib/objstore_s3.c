@@ -228,6 +228,7 @@ struct s3_call {
     struct gfs_s3_error s3err;
     int have_s3err;
     int attempts;             /* attempts made */
+    int maybe_resent;         /* libcurl may have sent it twice itself (see attempt()) */
 
     /* final explanation of a failure, safe to log (no secrets) */
     char why[512];
@@ -602,6 +603,13 @@ static enum attempt_result attempt(struct s3_store *st, struct s3_call *c, CURL 
     }
 
     char curl_err[CURL_ERROR_SIZE] = "";
+    /* A connection kept from an earlier transfer: if it dies under this
+     * request before an answer, libcurl sends the request again on a new
+     * one by itself, inside this one attempt - a PUT may then land twice
+     * (the second copy of a conditional PUT is refused by the first). */
+    curl_socket_t kept = CURL_SOCKET_BAD;
+    if (curl_easy_getinfo(h, CURLINFO_ACTIVESOCKET, &kept) != CURLE_OK)
+        kept = CURL_SOCKET_BAD;
     curl_easy_reset(h); /* keeps the connection cache: keep-alive survives */
     curl_easy_setopt(h, CURLOPT_URL, url);
 #if LIBCURL_VERSION_NUM >= 0x075500
@@ -642,6 +650,10 @@ static enum attempt_result attempt(struct s3_store *st, struct s3_call *c, CURL 
     call_reset_response(c);
     CURLcode cc = curl_easy_perform(h);
     c->cc = cc;
+    long nconn = 0;
+    if (kept != CURL_SOCKET_BAD && curl_easy_getinfo(h, CURLINFO_NUM_CONNECTS, &nconn) ==
+                                       CURLE_OK && nconn > 0)
+        c->maybe_resent = 1; /* it had one, yet connected anew */
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, NULL);
     curl_slist_free_all(list);
@@ -979,14 +991,15 @@ static int s3_put_etag(struct gfs_objstore *gst, const char *key, const void *bu
         }
         /* A refused condition: did our PUT land after all (an earlier attempt
          * whose answer was lost)? Then the object holds exactly our bytes.
-         * If-None-Match: only after a retry (a creator may write the same
-         * bytes twice and must hear that the second one found the first);
+         * If-None-Match: only when it may have been sent twice (retried by
+         * us, or by libcurl on a new connection: a creator may write the
+         * same bytes twice and must hear that the second found the first);
          * If-Match: always (the object is read anyway, and a proxy between
          * us and the store may have sent it twice). */
         if (rc == 0 && (flags & GFS_PUT_IF_NONE_MATCH) && c.status == 412) {
-            int attempts = c.attempts;
+            int resent = c.attempts > 1 || c.maybe_resent;
             call_free(&c);
-            if (attempts > 1 && our_put_landed(st, key, md5hex)) {
+            if (resent && our_put_landed(st, key, md5hex)) {
                 if (etag_out)
                     snprintf(etag_out, 72, "%s", md5hex);
                 return 0;

@@ -917,6 +917,16 @@ static void test_faults_wire(void **state)
     assert_memory_equal(back, data + 4096, 100000);
     assert_int_equal(st->stats.retries, r0 + 2);
 
+    /* the same PUT reset on a connection that served a request before:
+     * libcurl itself sends it again on a new connection (one attempt for
+     * us), and the store answers that copy 412 - our own object */
+    struct gfs_obj_info winfo;
+    assert_int_equal(st->ops->head(st, "w/cond", &winfo), 0);
+    proxy_do("faults?rate=0&next=reset");
+    assert_int_equal(st->ops->put(st, "w/cond2", data, SZ, GFS_PUT_IF_NONE_MATCH, NULL), 0);
+    assert_int_equal(st->ops->put(st, "w/cond2", data, SZ, GFS_PUT_IF_NONE_MATCH, NULL),
+                     -EEXIST);
+
     /* a stall longer than the timeout: the attempt is abandoned, not waited for */
     proxy_do("faults?next=stall&stall_ms=4000");
     double t0 = now_s();
