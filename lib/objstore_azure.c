@@ -241,6 +241,7 @@ struct az_call {
     size_t got;
     int too_big, range_done, range_bad, oom;
     CURLcode cc;
+    int maybe_resent;         /* libcurl may have sent it twice itself (see attempt()) */
     struct gfs_az_error azerr;
     int attempts;
 
@@ -260,6 +261,7 @@ static void call_reset_response(struct az_call *c)
     c->got = 0;
     c->too_big = c->range_done = c->range_bad = c->oom = 0;
     c->cc = CURLE_OK;
+    c->maybe_resent = 0;
     memset(&c->azerr, 0, sizeof(c->azerr));
     c->why[0] = '\0';
 }
@@ -644,6 +646,13 @@ static enum attempt_result attempt(struct az_store *st, struct az_call *c, CURL 
     }
 
     char curl_err[CURL_ERROR_SIZE] = "";
+    /* A connection kept from an earlier transfer: if it dies under this
+     * request before an answer, libcurl sends the request again on a new
+     * one by itself, inside this one attempt - a PUT may then land twice
+     * (and the second copy of a conditional PUT is refused by the first). */
+    curl_socket_t kept = CURL_SOCKET_BAD;
+    if (curl_easy_getinfo(h, CURLINFO_ACTIVESOCKET, &kept) != CURLE_OK)
+        kept = CURL_SOCKET_BAD;
     curl_easy_reset(h); /* keeps the connection cache: keep-alive survives */
     curl_easy_setopt(h, CURLOPT_URL, url);
 #if LIBCURL_VERSION_NUM >= 0x075500
@@ -683,6 +692,10 @@ static enum attempt_result attempt(struct az_store *st, struct az_call *c, CURL 
     call_reset_response(c);
     CURLcode cc = curl_easy_perform(h);
     c->cc = cc;
+    long nconn = 0;
+    if (kept != CURL_SOCKET_BAD && curl_easy_getinfo(h, CURLINFO_NUM_CONNECTS, &nconn) ==
+                                       CURLE_OK && nconn > 0)
+        c->maybe_resent = 1; /* it had one, yet connected anew */
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, NULL);
     curl_slist_free_all(list);
@@ -854,10 +867,8 @@ static int az_head(struct gfs_objstore *gst, const char *key, struct gfs_obj_inf
 
 /* After a conditional PUT was refused: did an earlier send of ours store the
  * object, its answer lost? Then the blob's Content-MD5 (the service computes
- * it for Put Blob; we set it for Put Block List) is ours. Asked after every
- * refusal, not only after our own retries: libcurl itself sends a request
- * again when a kept-alive connection turns out dead before any answer, and
- * the first send may have landed. The ETag is handed back via etag_out. */
+ * it for Put Blob; we set it for Put Block List) is ours. The ETag is handed
+ * back via etag_out. */
 static int our_put_landed(struct az_store *st, const char *key, const char *md5b64,
                           char *etag_out)
 {
@@ -1013,8 +1024,14 @@ static int az_put_etag(struct gfs_objstore *gst, const char *key, const void *bu
     int refused_im = if_match_etag &&
                      (c.status == 412 || (c.status == 404 && code_is(&c, "BlobNotFound")));
     if (rc == 0 && (refused_inm || refused_im)) {
+        /* If-None-Match: only when it may have been sent twice (retried by
+         * us, or by libcurl on a new connection: a creator may write the
+         * same bytes twice and must hear that the second found the first);
+         * If-Match: always (the blob is read anyway, and a proxy between us
+         * and the store may have sent it twice). */
+        int resent = c.attempts > 1 || c.maybe_resent;
         call_free(&c);
-        if (our_put_landed(st, key, md5, etag_out))
+        if ((refused_im || resent) && our_put_landed(st, key, md5, etag_out))
             return 0;
         return refused_inm ? -EEXIST : -ECANCELED;
     }

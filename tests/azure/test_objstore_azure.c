@@ -339,6 +339,9 @@ static void test_conditional(void **state)
     assert_int_equal(st->ops->put_etag(st, "lease", "one", 3, GFS_PUT_IF_NONE_MATCH, NULL, e1), 0);
     assert_int_equal(st->ops->put_etag(st, "lease", "two", 3, GFS_PUT_IF_NONE_MATCH, NULL, e2),
                      -EEXIST);
+    /* the same bytes again: the second create must hear that the first exists */
+    assert_int_equal(st->ops->put_etag(st, "lease", "one", 3, GFS_PUT_IF_NONE_MATCH, NULL, e2),
+                     -EEXIST);
     get_expect(st, "lease", "one", 3);
     assert_int_equal(st->ops->put_etag(st, "lease", "two", 3, 0, "0x8D0000000000000", e2),
                      -ECANCELED);
@@ -780,6 +783,16 @@ static void test_faults(void **state)
     struct gfs_obj_info info;
     assert_int_equal(st->ops->head(st, "f/lease", &info), 0);
     assert_string_equal(info.etag, e2);
+    /* a create over a warm connection that dies once the store has it:
+     * libcurl sends it again by itself (no retry of ours), the copy is
+     * refused, and the blob holds our bytes: success */
+    uint64_t r2 = st->stats.retries;
+    assert_int_equal(st->ops->head(st, "f/1", NULL), 0); /* warms the handle */
+    proxy_do("faults?next=reset");
+    assert_int_equal(st->ops->put_etag(st, "f/warm", "w1", 2, GFS_PUT_IF_NONE_MATCH, NULL, etag),
+                     0);
+    assert_int_equal(st->stats.retries, r2);
+    get_expect(st, "f/warm", "w1", 2);
     /* ... but someone else's object is still refused */
     proxy_do("faults?next=500after");
     assert_int_equal(st->ops->put(st, "f/lease", "v3", 2, GFS_PUT_IF_NONE_MATCH, NULL), -EEXIST);
