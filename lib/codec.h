@@ -78,6 +78,10 @@ int gfs_codec_new(const struct gfs_codec_params *p, struct gfs_codec **out);
 /* Frees the codec and zeroizes its keys. NULL is fine. */
 void gfs_codec_free(struct gfs_codec *c);
 
+/* 1 when the codec's keys are locked in RAM (mlock; they are kept out of
+ * core dumps either way). 0 when not sealed or the limit refused it. */
+int gfs_codec_keys_locked(const struct gfs_codec *c);
+
 /* 1 when the codec has a key: blocks are sealed and headers MAC'd. */
 int gfs_codec_sealed(const struct gfs_codec *c);
 uint32_t gfs_codec_block_size(const struct gfs_codec *c);
