@@ -1,24 +1,23 @@
 /*
  * codec.c — the block codec of codec.h: zstd compression and AES-256-GCM
  * sealing of block payloads, the header MAC, and the crypto helpers keywrap.c
- * shares (random bytes, AEAD, constant-time compare).
+ * shares (random bytes, constant-time compare); the AEAD is aead.c.
  *
  * Stored bytes are hostile input: decoding checks every length before it is
  * used, opens the seal before it decompresses anything, and decompresses into
  * the caller's block_size buffer only (a frame must declare exactly
  * block_size bytes and be the only frame), so no input makes it allocate or
- * write more than one block. GCM contexts are built per call (a key setup is
- * cheap next to sealing a block, and it keeps the codec free of mutable
- * state); zstd contexts are expensive to build, so a few are kept in a
- * mutex-protected pool.
+ * write more than one block. zstd contexts are expensive to build, so a few
+ * are kept in a mutex-protected pool.
  */
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/random.h>
+#include <unistd.h>
 
-#include <mbedtls/gcm.h>
 #include <mbedtls/platform_util.h>
 #include <zstd.h>
 
@@ -34,12 +33,20 @@
 #define BLOCK_KEY_LABEL "glidefs block key v1"
 #define MAC_KEY_LABEL "glidefs header mac v1"
 
+/* The keys derived from the data key live in a page of their own: locked in
+ * RAM where RLIMIT_MEMLOCK allows (never written to swap), left out of core
+ * dumps, wiped before the page is returned. */
+struct codec_keys {
+    uint8_t block_key[GFS_KEY_LEN];
+    uint8_t mac_key[GFS_KEY_LEN];
+};
+
 struct gfs_codec {
     uint32_t bs;
     int compress, level, sealed;
     uint8_t uuid[16];
-    uint8_t block_key[GFS_KEY_LEN];
-    uint8_t mac_key[GFS_KEY_LEN];
+    struct codec_keys *keys;  /* NULL when not sealed */
+    int keys_locked;          /* mlock of the key page succeeded */
     unsigned char window_log; /* log2(bs): no valid frame needs a bigger window */
     pthread_mutex_t lock;     /* guards the pools */
     ZSTD_CCtx *cpool[POOL_MAX];
@@ -74,43 +81,39 @@ int gfs_random_bytes(void *buf, size_t n)
     return 0;
 }
 
-int gfs_aes256gcm_seal(const uint8_t key[GFS_KEY_LEN], const uint8_t nonce[GFS_GCM_NONCE_LEN],
-                       const void *aad, size_t aadlen, const void *in, size_t len, void *out,
-                       uint8_t tag[GFS_GCM_TAG_LEN])
-{
-    mbedtls_gcm_context g;
-    mbedtls_gcm_init(&g);
-    int r = mbedtls_gcm_setkey(&g, MBEDTLS_CIPHER_ID_AES, key, 256);
-    if (r == 0)
-        r = mbedtls_gcm_crypt_and_tag(&g, MBEDTLS_GCM_ENCRYPT, len, nonce, GFS_GCM_NONCE_LEN,
-                                      aad, aadlen, in, out, GFS_GCM_TAG_LEN, tag);
-    mbedtls_gcm_free(&g); /* zeroizes the key schedule */
-    return r == 0 ? 0 : -EIO;
-}
-
-int gfs_aes256gcm_open(const uint8_t key[GFS_KEY_LEN], const uint8_t nonce[GFS_GCM_NONCE_LEN],
-                       const void *aad, size_t aadlen, const void *in, size_t len, void *out,
-                       const uint8_t tag[GFS_GCM_TAG_LEN])
-{
-    mbedtls_gcm_context g;
-    mbedtls_gcm_init(&g);
-    int r = mbedtls_gcm_setkey(&g, MBEDTLS_CIPHER_ID_AES, key, 256);
-    if (r == 0)
-        r = mbedtls_gcm_auth_decrypt(&g, len, nonce, GFS_GCM_NONCE_LEN, aad, aadlen, tag,
-                                     GFS_GCM_TAG_LEN, in, out);
-    mbedtls_gcm_free(&g);
-    if (r == 0)
-        return 0;
-    if (len)
-        mbedtls_platform_zeroize(out, len);
-    return r == MBEDTLS_ERR_GCM_AUTH_FAILED ? -EBADMSG : -EIO;
-}
-
 /* ---- the codec ---- */
 
 static int block_size_ok(uint32_t bs)
 {
     return bs >= 4096u && bs <= (4u << 20) && (bs & (bs - 1)) == 0;
+}
+
+static size_t key_page_size(void)
+{
+    long ps = sysconf(_SC_PAGESIZE);
+    return ps > 0 && (size_t)ps >= sizeof(struct codec_keys) ? (size_t)ps : 4096;
+}
+
+static struct codec_keys *keys_new(int *locked)
+{
+    size_t n = key_page_size();
+    void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return NULL;
+    *locked = mlock(p, n) == 0; /* best effort: an unprivileged limit may be 0 */
+    (void)madvise(p, n, MADV_DONTDUMP);
+    return p;
+}
+
+static void keys_free(struct codec_keys *k, int locked)
+{
+    if (!k)
+        return;
+    size_t n = key_page_size();
+    mbedtls_platform_zeroize(k, sizeof *k);
+    if (locked)
+        munlock(k, n);
+    munmap(k, n);
 }
 
 int gfs_codec_new(const struct gfs_codec_params *p, struct gfs_codec **out)
@@ -131,17 +134,22 @@ int gfs_codec_new(const struct gfs_codec_params *p, struct gfs_codec **out)
         c->window_log++;
     if (p->data_key) {
         c->sealed = 1;
+        c->keys = keys_new(&c->keys_locked);
+        if (!c->keys) {
+            free(c);
+            return -ENOMEM;
+        }
         if (gfs_hmac_sha256(p->data_key, GFS_KEY_LEN, BLOCK_KEY_LABEL, strlen(BLOCK_KEY_LABEL),
-                            c->block_key) < 0 ||
+                            c->keys->block_key) < 0 ||
             gfs_hmac_sha256(p->data_key, GFS_KEY_LEN, MAC_KEY_LABEL, strlen(MAC_KEY_LABEL),
-                            c->mac_key) < 0) {
-            mbedtls_platform_zeroize(c, sizeof(*c));
+                            c->keys->mac_key) < 0) {
+            keys_free(c->keys, c->keys_locked);
             free(c);
             return -EIO;
         }
     }
     if (pthread_mutex_init(&c->lock, NULL) != 0) {
-        mbedtls_platform_zeroize(c, sizeof(*c));
+        keys_free(c->keys, c->keys_locked);
         free(c);
         return -ENOMEM;
     }
@@ -158,8 +166,13 @@ void gfs_codec_free(struct gfs_codec *c)
     for (unsigned i = 0; i < c->ndpool; i++)
         ZSTD_freeDCtx(c->dpool[i]);
     pthread_mutex_destroy(&c->lock);
-    mbedtls_platform_zeroize(c, sizeof(*c));
+    keys_free(c->keys, c->keys_locked);
     free(c);
+}
+
+int gfs_codec_keys_locked(const struct gfs_codec *c)
+{
+    return c && c->keys && c->keys_locked;
 }
 
 int gfs_codec_sealed(const struct gfs_codec *c)
@@ -280,7 +293,8 @@ int gfs_codec_encode_seq(struct gfs_codec *c, uint64_t block_index, uint64_t wri
         return -EIO;
     /* src is either the caller's block or the frame already at dst
      * (sealed in place, which GCM allows). */
-    int r = gfs_aes256gcm_seal(c->block_key, o, aad, sizeof(aad), src, plen, dst, dst + plen);
+    int r = gfs_aes256gcm_seal(c->keys->block_key, o, aad, sizeof(aad), src, plen, dst,
+                               dst + plen);
     if (r < 0)
         return r;
     *outlen = (uint32_t)(plen + GFS_SEAL_OVERHEAD);
@@ -345,7 +359,7 @@ static int decode_inner(struct gfs_codec *c, uint64_t block_index, uint64_t writ
         uint8_t aad[AAD_LEN];
         make_aad(c, block_index, write_seq, flags, aad);
         uint8_t *dst = tmp ? tmp : out;
-        int r = gfs_aes256gcm_open(c->block_key, in, aad, sizeof(aad), in + GFS_GCM_NONCE_LEN,
+        int r = gfs_aes256gcm_open(c->keys->block_key, in, aad, sizeof(aad), in + GFS_GCM_NONCE_LEN,
                                    plen, dst, in + GFS_GCM_NONCE_LEN + plen);
         if (r < 0) {
             if (tmp)
@@ -395,7 +409,7 @@ int gfs_codec_mac(const struct gfs_codec *c, const void *buf, size_t len,
 {
     if (!c || !c->sealed || !mac || (!buf && len))
         return -EINVAL;
-    return gfs_hmac_sha256(c->mac_key, sizeof(c->mac_key), buf, len, mac);
+    return gfs_hmac_sha256(c->keys->mac_key, sizeof(c->keys->mac_key), buf, len, mac);
 }
 
 int gfs_codec_mac_verify(const struct gfs_codec *c, const void *buf, size_t len,

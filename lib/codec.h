@@ -57,9 +57,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define GFS_KEY_LEN 32
-#define GFS_GCM_NONCE_LEN 12
-#define GFS_GCM_TAG_LEN 16
+#include "aead.h"
+
 #define GFS_MAC_LEN 32
 /* Bytes a seal adds to a payload: nonce and tag. */
 #define GFS_SEAL_OVERHEAD (GFS_GCM_NONCE_LEN + GFS_GCM_TAG_LEN)
@@ -78,6 +77,10 @@ struct gfs_codec_params {
 int gfs_codec_new(const struct gfs_codec_params *p, struct gfs_codec **out);
 /* Frees the codec and zeroizes its keys. NULL is fine. */
 void gfs_codec_free(struct gfs_codec *c);
+
+/* 1 when the codec's keys are locked in RAM (mlock; they are kept out of
+ * core dumps either way). 0 when not sealed or the limit refused it. */
+int gfs_codec_keys_locked(const struct gfs_codec *c);
 
 /* 1 when the codec has a key: blocks are sealed and headers MAC'd. */
 int gfs_codec_sealed(const struct gfs_codec *c);
@@ -121,14 +124,5 @@ int gfs_ct_equal(const void *a, const void *b, size_t n);
 /* n bytes from getrandom(2) (blocking until the pool is ready, retrying on
  * EINTR). 0 or -EIO. */
 int gfs_random_bytes(void *buf, size_t n);
-
-/* AES-256-GCM with a 96-bit nonce and a 128-bit tag. out may equal in.
- * seal: 0, -EIO. open: 0, -EBADMSG (tag mismatch; out is zeroed), -EIO. */
-int gfs_aes256gcm_seal(const uint8_t key[GFS_KEY_LEN], const uint8_t nonce[GFS_GCM_NONCE_LEN],
-                       const void *aad, size_t aadlen, const void *in, size_t len, void *out,
-                       uint8_t tag[GFS_GCM_TAG_LEN]);
-int gfs_aes256gcm_open(const uint8_t key[GFS_KEY_LEN], const uint8_t nonce[GFS_GCM_NONCE_LEN],
-                       const void *aad, size_t aadlen, const void *in, size_t len, void *out,
-                       const uint8_t tag[GFS_GCM_TAG_LEN]);
 
 #endif
