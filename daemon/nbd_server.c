@@ -74,6 +74,7 @@
 #include "latency.h"
 #include "log.h"
 #include "nbd_proto.h"
+#include "sockets.h"
 #include "workers.h"
 
 #define MAX_INFLIGHT 128                      /* requests per connection */
@@ -1890,150 +1891,31 @@ int gd_server_create(const glidefs_config *cfg, struct gd_registry *reg, struct 
 
 static int listen_unix(struct gd_server *s, const char *path, char *err, size_t errlen)
 {
-    struct sockaddr_un sa = { .sun_family = AF_UNIX };
-    if (strlen(path) >= sizeof sa.sun_path) {
-        snprintf(err, errlen, "servers.nbd.unix_socket: path too long: %s", path);
-        return -ENAMETOOLONG;
-    }
-    strcpy(sa.sun_path, path);
-    struct stat st;
-    if (lstat(path, &st) == 0) {
-        if (!S_ISSOCK(st.st_mode)) {
-            snprintf(err, errlen, "servers.nbd.unix_socket: %s exists and is not a socket", path);
-            return -EEXIST;
-        }
-        /* A socket someone still answers on belongs to a running daemon. */
-        int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (probe >= 0 && connect(probe, (struct sockaddr *)&sa, sizeof sa) == 0) {
-            close(probe);
-            snprintf(err, errlen, "servers.nbd.unix_socket: %s is in use by a running server",
-                     path);
-            return -EADDRINUSE;
-        }
-        if (probe >= 0)
-            close(probe);
-        if (unlink(path) < 0) {
-            snprintf(err, errlen, "cannot remove stale socket %s: %s", path, strerror(errno));
-            return -errno;
-        }
-        gd_info("removed stale socket %s", path);
-    }
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        snprintf(err, errlen, "socket: %s", strerror(errno));
-        return -errno;
-    }
-    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
-        int e = errno;
-        close(fd);
-        snprintf(err, errlen, "cannot bind unix socket %s: %s", path, strerror(e));
-        return -e;
-    }
+    int fd = gd_listen_unix("servers.nbd.unix_socket", path, 128, err, errlen);
+    if (fd < 0)
+        return fd;
     s->unix_bound = true;
     snprintf(s->unix_path, sizeof s->unix_path, "%s", path);
-    if (chmod(path, 0660) < 0 || listen(fd, 128) < 0) {
-        int e = errno;
-        close(fd);
-        snprintf(err, errlen, "cannot listen on unix socket %s: %s", path, strerror(e));
-        return -e;
-    }
     s->listen_fds[s->nlisten++] = fd;
     gd_info("listening on unix socket %s", path);
     return 0;
 }
 
-/* "host:port", "[v6]:port", ":port" or "port"; no host means loopback. */
 static int listen_tcp(struct gd_server *s, const char *spec, char *err, size_t errlen)
 {
-    char host[256] = "", port[32] = "";
-    const char *colon = strrchr(spec, ':');
-    if (spec[0] == '[') {
-        const char *rb = strchr(spec, ']');
-        if (!rb || rb[1] != ':' || (size_t)(rb - spec - 1) >= sizeof host) {
-            snprintf(err, errlen, "servers.nbd.tcp: cannot parse \"%s\" (want host:port)", spec);
-            return -EINVAL;
-        }
-        memcpy(host, spec + 1, (size_t)(rb - spec - 1));
-        snprintf(port, sizeof port, "%s", rb + 2);
-    } else if (colon) {
-        if ((size_t)(colon - spec) >= sizeof host) {
-            snprintf(err, errlen, "servers.nbd.tcp: host too long");
-            return -EINVAL;
-        }
-        memcpy(host, spec, (size_t)(colon - spec));
-        snprintf(port, sizeof port, "%s", colon + 1);
-    } else {
-        snprintf(port, sizeof port, "%s", spec);
-    }
-    if (!host[0])
-        strcpy(host, "127.0.0.1");
-    char *end;
-    long pn = strtol(port, &end, 10);
-    if (!port[0] || *end || pn < 0 || pn > 65535) {
-        snprintf(err, errlen, "servers.nbd.tcp: bad port in \"%s\"", spec);
-        return -EINVAL;
-    }
-    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV };
-    struct addrinfo *res = NULL;
-    int g = getaddrinfo(host, port, &hints, &res);
-    if (g != 0) {
-        snprintf(err, errlen, "servers.nbd.tcp: cannot resolve \"%s\": %s", host, gai_strerror(g));
-        return -EINVAL;
-    }
-    if (!s->cfg->nbd_insecure_tcp) {
-        for (struct addrinfo *ai = res; ai; ai = ai->ai_next)
-            if (!gd_addr_is_loopback(ai->ai_addr)) {
-                freeaddrinfo(res);
-                snprintf(err, errlen, "servers.nbd.tcp is %s, which is not a loopback address: "
-                         "NBD has no authentication and no TLS yet, so anyone who reaches it "
-                         "reads and writes every volume. Listen on 127.0.0.1 (or use "
-                         "servers.nbd.unix_socket), or set servers.nbd.insecure_tcp: true on a "
-                         "network only trusted hosts reach", spec);
-                return -EPERM;
-            }
-    }
-    int last = 0;
-    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
-        int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
-        if (fd < 0) {
-            last = errno;
-            continue;
-        }
-        int one = 1;
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-        if (ai->ai_family == AF_INET6)
-            setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
-        if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 128) < 0) {
-            last = errno;
-            close(fd);
-            continue;
-        }
-        s->listen_fds[s->nlisten++] = fd;
-        gd_info("listening on tcp %s port %s", host, port);
-        freeaddrinfo(res);
-        return 0;
-    }
-    freeaddrinfo(res);
-    snprintf(err, errlen, "servers.nbd.tcp: cannot listen on %s port %s: %s", host, port,
-             strerror(last ? last : EADDRNOTAVAIL));
-    return -(last ? last : EADDRNOTAVAIL);
-}
-
-bool gd_addr_is_loopback(const struct sockaddr *sa)
-{
-    if (sa->sa_family == AF_INET) {
-        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
-        return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
-    }
-    if (sa->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
-        if (IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr))
-            return true;
-        if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr))
-            return in6->sin6_addr.s6_addr[12] == 127;
-    }
-    return false;
+    char refusal[512], host[256], port[8];
+    snprintf(refusal, sizeof refusal, "servers.nbd.tcp is %s, which is not a loopback address: "
+             "NBD has no authentication and no TLS yet, so anyone who reaches it "
+             "reads and writes every volume. Listen on 127.0.0.1 (or use "
+             "servers.nbd.unix_socket), or set servers.nbd.insecure_tcp: true on a "
+             "network only trusted hosts reach", spec);
+    int fd = gd_listen_tcp("servers.nbd.tcp", spec, 128, s->cfg->nbd_insecure_tcp, refusal, NULL,
+                           host, port, err, errlen);
+    if (fd < 0)
+        return fd;
+    s->listen_fds[s->nlisten++] = fd;
+    gd_info("listening on tcp %s port %s", host, port);
+    return 0;
 }
 
 int gd_server_listen(struct gd_server *s, char *err, size_t errlen)

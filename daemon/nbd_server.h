@@ -8,7 +8,6 @@
 #define GLIDEFSD_NBD_SERVER_H
 
 #include <stdbool.h>
-#include <sys/socket.h>
 
 #include "glidefs/glidefs.h"
 
@@ -35,8 +34,5 @@ struct gd_export;
 void gd_server_kick_export(void *server, struct gd_export *e);
 
 void gd_server_free(struct gd_server *s);
-
-/* 127.0.0.0/8, ::1 or ::ffff:127.x.y.z (the REST API uses it too). */
-bool gd_addr_is_loopback(const struct sockaddr *sa);
 
 #endif

@@ -35,6 +35,7 @@
  * child exists.
  */
 #include "rest_api.h"
+#include "sockets.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -2077,132 +2078,29 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 static int listen_tcp(struct gd_rest *r, const char *spec, int *out, char host[256], char *err,
                       size_t errlen)
 {
-    char port[32] = "";
-    host[0] = '\0';
-    const char *colon = strrchr(spec, ':');
-    if (spec[0] == '[') {
-        const char *rb = strchr(spec, ']');
-        if (!rb || rb[1] != ':' || (size_t)(rb - spec - 1) >= 256) {
-            snprintf(err, errlen, "servers.api.listen: cannot parse \"%s\" (want host:port)", spec);
-            return -EINVAL;
-        }
-        memcpy(host, spec + 1, (size_t)(rb - spec - 1));
-        snprintf(port, sizeof port, "%s", rb + 2);
-    } else if (colon) {
-        if ((size_t)(colon - spec) >= 256) {
-            snprintf(err, errlen, "servers.api.listen: host too long");
-            return -EINVAL;
-        }
-        memcpy(host, spec, (size_t)(colon - spec));
-        snprintf(port, sizeof port, "%s", colon + 1);
-    } else {
-        snprintf(port, sizeof port, "%s", spec);
-    }
-    if (!host[0])
-        strcpy(host, "127.0.0.1");
-    char *end;
-    long pn = strtol(port, &end, 10);
-    if (!port[0] || *end || pn < 0 || pn > 65535) {
-        snprintf(err, errlen, "servers.api.listen: bad port in \"%s\"", spec);
-        return -EINVAL;
-    }
-    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV };
-    struct addrinfo *res = NULL;
-    int g = getaddrinfo(host, port, &hints, &res);
-    if (g != 0) {
-        snprintf(err, errlen, "servers.api.listen: cannot resolve \"%s\": %s", host,
-                 gai_strerror(g));
-        return -EINVAL;
-    }
-    if (!r->token) {
-        for (struct addrinfo *ai = res; ai; ai = ai->ai_next)
-            if (!gd_addr_is_loopback(ai->ai_addr)) {
-                freeaddrinfo(res);
-                snprintf(err, errlen, "servers.api.listen is %s, which is not a loopback "
-                         "address, and servers.api.token is not set: refusing to serve the API "
-                         "to the network without a token. Set servers.api.token, or listen on "
-                         "127.0.0.1", spec);
-                return -EPERM;
-            }
-    }
-    int last = 0;
-    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
-        int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
-        if (fd < 0) {
-            last = errno;
-            continue;
-        }
-        int one = 1;
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-        if (ai->ai_family == AF_INET6)
-            setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
-        if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 64) < 0) {
-            last = errno;
-            close(fd);
-            continue;
-        }
-        freeaddrinfo(res);
-        gd_info("REST API listening on http://%s%s%s:%s/%s", strchr(host, ':') ? "[" : "", host,
-                strchr(host, ':') ? "]" : "", port, r->token ? " (token required)" : "");
-        *out = fd;
-        return 0;
-    }
-    freeaddrinfo(res);
-    snprintf(err, errlen, "servers.api.listen: cannot listen on %s: %s (set servers.api.listen "
-             "to a free address, or \"\" to turn the REST API off)", spec,
-             strerror(last ? last : EADDRNOTAVAIL));
-    return -(last ? last : EADDRNOTAVAIL);
+    char refusal[512], port[8];
+    snprintf(refusal, sizeof refusal, "servers.api.listen is %s, which is not a loopback "
+             "address, and servers.api.token is not set: refusing to serve the API "
+             "to the network without a token. Set servers.api.token, or listen on "
+             "127.0.0.1", spec);
+    int fd = gd_listen_tcp("servers.api.listen", spec, 64, r->token != NULL, refusal,
+                           " (set servers.api.listen to a free address, or \"\" to turn the "
+                           "REST API off)", host, port, err, errlen);
+    if (fd < 0)
+        return fd;
+    gd_info("REST API listening on http://%s%s%s:%s/%s", strchr(host, ':') ? "[" : "", host,
+            strchr(host, ':') ? "]" : "", port, r->token ? " (token required)" : "");
+    *out = fd;
+    return 0;
 }
 
 static int listen_unix(struct gd_rest *r, const char *path, int *out, char *err, size_t errlen)
 {
-    struct sockaddr_un sa = { .sun_family = AF_UNIX };
-    if (strlen(path) >= sizeof sa.sun_path) {
-        snprintf(err, errlen, "servers.api.unix_socket: path too long: %s", path);
-        return -ENAMETOOLONG;
-    }
-    strcpy(sa.sun_path, path);
-    struct stat st;
-    if (lstat(path, &st) == 0) {
-        if (!S_ISSOCK(st.st_mode)) {
-            snprintf(err, errlen, "servers.api.unix_socket: %s exists and is not a socket", path);
-            return -EEXIST;
-        }
-        int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (probe >= 0 && connect(probe, (struct sockaddr *)&sa, sizeof sa) == 0) {
-            close(probe);
-            snprintf(err, errlen, "servers.api.unix_socket: %s is in use by a running server",
-                     path);
-            return -EADDRINUSE;
-        }
-        if (probe >= 0)
-            close(probe);
-        if (unlink(path) < 0) {
-            snprintf(err, errlen, "cannot remove stale socket %s: %s", path, strerror(errno));
-            return -errno;
-        }
-    }
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        snprintf(err, errlen, "socket: %s", strerror(errno));
-        return -errno;
-    }
-    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
-        int e = errno;
-        close(fd);
-        snprintf(err, errlen, "servers.api.unix_socket: cannot bind %s: %s", path, strerror(e));
-        return -e;
-    }
+    int fd = gd_listen_unix("servers.api.unix_socket", path, 64, err, errlen);
+    if (fd < 0)
+        return fd;
     r->unix_bound = true;
     snprintf(r->unix_path, sizeof r->unix_path, "%s", path);
-    if (chmod(path, 0660) < 0 || listen(fd, 64) < 0) {
-        int e = errno;
-        close(fd);
-        snprintf(err, errlen, "servers.api.unix_socket: cannot listen on %s: %s", path,
-                 strerror(e));
-        return -e;
-    }
     gd_info("REST API listening on unix socket %s%s", path,
             r->token ? " (token required)" : "");
     *out = fd;
