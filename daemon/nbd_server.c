@@ -315,6 +315,21 @@ static int discard(int fd, uint64_t n)
     return 0;
 }
 
+/* Consume n sent bytes from iov[i..cnt): advance the partly sent entry,
+ * return the index of the first entry not yet sent in full. */
+static int iov_advance(struct iovec *iov, int i, int cnt, size_t n)
+{
+    while (n > 0 && i < cnt) {
+        size_t k = n < iov[i].iov_len ? n : iov[i].iov_len;
+        iov[i].iov_base = (uint8_t *)iov[i].iov_base + k;
+        iov[i].iov_len -= k;
+        n -= k;
+        if (iov[i].iov_len == 0)
+            i++;
+    }
+    return i;
+}
+
 /* Blocking send of everything in iov (modified). 0 or -1. */
 static int send_iov_blocking(int fd, struct iovec *iov, int *iovcnt)
 {
@@ -331,15 +346,7 @@ static int send_iov_blocking(int fd, struct iovec *iov, int *iovcnt)
                 continue;
             return -1;
         }
-        size_t left = (size_t)w;
-        while (left > 0 && i < *iovcnt) {
-            size_t k = left < iov[i].iov_len ? left : iov[i].iov_len;
-            iov[i].iov_base = (uint8_t *)iov[i].iov_base + k;
-            iov[i].iov_len -= k;
-            left -= k;
-            if (iov[i].iov_len == 0)
-                i++;
-        }
+        i = iov_advance(iov, i, *iovcnt, (size_t)w);
     }
     return 0;
 }
@@ -370,15 +377,7 @@ static int send_iov_deadline(int fd, struct iovec *iov, int *iovcnt, int64_t dea
                 return -1;
             continue;
         }
-        size_t done = (size_t)w;
-        while (done > 0 && i < *iovcnt) {
-            size_t k = done < iov[i].iov_len ? done : iov[i].iov_len;
-            iov[i].iov_base = (uint8_t *)iov[i].iov_base + k;
-            iov[i].iov_len -= k;
-            done -= k;
-            if (iov[i].iov_len == 0)
-                i++;
-        }
+        i = iov_advance(iov, i, *iovcnt, (size_t)w);
     }
     return 0;
 }
