@@ -29,7 +29,7 @@
  *                             above GFS_ORIGIN_SHIFT)
  *   live_bytes:39 | ws_lo:25  live bytes (<= 4 GiB, so that the compactor's
  *                             live_bytes * 100 stays exact in 39 bits)
- *   total_bytes     u32       object size: segments are < 4 GiB (volume.c
+ *   total_bytes     u32       object size: segments are < 4 GiB (volume_open.c
  *                             bounds blocks_per_batch * block_size to 2 GiB;
  *                             a larger listed object is recorded as 0,
  *                             unknown, and so never compacted or deleted)

@@ -34,7 +34,7 @@ struct gfs_bm_entry {
 };
 
 /* A segment object's size, and the bytes the map references in it, are at
- * most this (volume.c keeps blocks_per_batch * block_size well below). */
+ * most this (volume_open.c keeps blocks_per_batch * block_size well below). */
 #define GFS_BM_SEG_MAX_BYTES UINT32_MAX
 /* ws_base bits: entries with a write_seq >= 2^46 do not pack (overflow). */
 #define GFS_BM_WS_BITS 46

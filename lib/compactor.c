@@ -7,7 +7,7 @@
  * still points at the old copy, stores a manifest, and deletes segments that
  * no longer hold anything once a manifest written after they died exists and
  * compaction.grace_ms has passed (default 0: a reader that still looks for a
- * deleted segment finds the block's new place, volume.c read_block). Old
+ * deleted segment finds the block's new place, volume_io.c read_block). Old
  * manifests beyond keep_manifests go too.
  *
  * A step starts every compaction.interval_s, on demand, and, in between, as

@@ -1,7 +1,7 @@
 /*
  * fenced.c — getting back what a fenced node had. A node that restarts
  * after losing its write lease keeps its journal aside in
- * <cache>/<name>/fenced-<epoch>-<ms>/ (volume.c) and never uploads it.
+ * <cache>/<name>/fenced-<epoch>-<ms>/ (localstate.c) and never uploads it.
  * glidefs_fenced_export writes that node's view of the volume out as a raw
  * image: the store's data as of the node's last epoch (a private block map
  * loaded with every later epoch fenced off and the node's own epoch not

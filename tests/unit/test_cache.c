@@ -702,7 +702,7 @@ static void test_renumber(void **state)
     assert_int_equal(gfs_cache_lookup(c, 2, 7, 0, &g), -1);
 }
 
-/* The sequence of a cache fill (volume.c): the index read from the map
+/* The sequence of a cache fill (blockio.c): the index read from the map
  * under the lock, the slot claimed, the lock dropped for the pwrite, the
  * commit. A reclaim in the gap renumbers the map, and the captured index
  * then names another segment: the commit must not make the block hit

@@ -1,5 +1,5 @@
 /*
- * test_journal.c — the dirty journal driven the way lib/volume.c's submit()
+ * test_journal.c — the dirty journal driven the way lib/volume_io.c's submit()
  * drives it: reserve under a mutex, encode the header over the data, pwritev
  * header + data at the reserved offset, complete. Then flush / gc / recover:
  * replay order and contents, rotation across files (END records), torn tails
@@ -104,7 +104,7 @@ static int teardown(void **state)
     return 0;
 }
 
-/* ---- writing records like volume.c's submit() ---- */
+/* ---- writing records like volume_io.c's submit() ---- */
 
 struct xrec {
     uint32_t type;
