@@ -6,7 +6,7 @@
  * reopen, as Prometheus counters must); the hot path is one clock_gettime
  * pair and two relaxed atomic adds. Buckets are powers of two of
  * microseconds: <= 8 us, 16 us, ... 2^23 us (8.4 s), then +Inf. The same
- * entry counts the export's reader reliefs (nbd_server.c: a slow inline
+ * entry counts the export's reader reliefs (nbd_reader.c: a slow inline
  * request, e.g. a cache miss, made the watchdog hand the connection's
  * reader role to a pool thread).
  */

@@ -127,7 +127,7 @@ static int lock_cache_dir(const char *dir)
 /* Every NBD connection, API connection, open volume and store connection is
  * a descriptor, and the usual soft limit (1024) is far below what one node
  * serves: raise it to the hard limit. The NBD server sizes its connection
- * cap from the result (nbd_server.c), so hitting the limit stays unlikely. */
+ * cap from the result (nbd_conn.c), so hitting the limit stays unlikely. */
 static void raise_nofile(void)
 {
     struct rlimit rl;

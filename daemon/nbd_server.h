@@ -3,6 +3,8 @@
  * one connection per client (handshake, then a reader thread that runs cache
  * hits inline and hands slow requests to the shared worker pool, replies
  * written under a per-connection lock), and the orderly stop on SIGTERM.
+ * Implemented in nbd_conn.c, nbd_reader.c and nbd_exec.c (nbd_internal.h);
+ * the listening sockets come from sockets.c.
  */
 #ifndef GLIDEFSD_NBD_SERVER_H
 #define GLIDEFSD_NBD_SERVER_H

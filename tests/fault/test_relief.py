@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """test_relief.py - a slow read does not hold up the requests behind it on
-the same NBD connection (daemon/nbd_server.c, "Transmission: the reader
+the same NBD connection (daemon/nbd_reader.c, "Transmission: the reader
 role, relief and the watchdog").
 
 glidefsd runs a connection's ordinary requests inline on its reader thread.
