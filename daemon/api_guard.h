@@ -1,6 +1,6 @@
 /*
  * api_guard.h — who may talk to the REST API, and for how long (issue 21,
- * items 4 and 5). rest_api.c asks it about every request before anything
+ * items 4 and 5). rest_http.c asks it about every request before anything
  * else, and hands it libmicrohttpd's accept-policy and connection hooks.
  *
  * Browsers: a page the operator opens can send requests to 127.0.0.1, and a

@@ -2,7 +2,7 @@
  * rest_api.h — glidefsd's REST API (libmicrohttpd + jansson): export status,
  * create, resize, delete, drain, promote, release, compact, per-export JSON
  * metrics, Prometheus /metrics and /healthz, on servers.api.listen (TCP) and
- * servers.api.unix_socket. See rest_api.c for the routes and README.md
+ * servers.api.unix_socket. See rest_http.c for the routes and README.md
  * "REST API and glidefs-ctl" for the JSON shapes.
  */
 #ifndef GLIDEFSD_REST_API_H
