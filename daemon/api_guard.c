@@ -27,6 +27,7 @@
 #include <time.h>
 
 #include "cleanup.h"
+#include "clock.h"
 #include "config.h"
 #include "log.h"
 
@@ -57,13 +58,6 @@ struct gd_api_guard {
     int64_t log_next_ms;
     unsigned log_dropped;
 };
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void lower(char *s)
 {
@@ -135,7 +129,7 @@ static bool addr_key(const struct sockaddr *sa, uint8_t key[16])
 /* One line per GUARD_LOG_EVERY_MS at most. g->lock held. */
 static bool log_ok(struct gd_api_guard *g, unsigned *dropped)
 {
-    int64_t now = mono_ms();
+    int64_t now = gfs_now_ms();
     if (now < g->log_next_ms) {
         g->log_dropped++;
         return false;
@@ -158,7 +152,7 @@ mhd_result gd_api_guard_accept(void *cls, const struct sockaddr *addr, socklen_t
     struct gd_api_guard *g = cls;
     uint8_t key[16];
     bool has_ip = addr_key(addr, key);
-    int64_t now = mono_ms();
+    int64_t now = gfs_now_ms();
     SCOPED_LOCK(&g->lock);
     int live = 0, mine = 0;
     struct gconn *oldest = NULL, *oldest_mine = NULL;
@@ -216,7 +210,7 @@ void gd_api_guard_notify(void *cls, struct MHD_Connection *conn, void **socket_c
         c->fd = fi->connect_fd;
         c->has_ip = ai && addr_key(ai->client_addr, c->ip);
         c->phase = PH_RECEIVING;
-        c->since_ms = mono_ms();
+        c->since_ms = gfs_now_ms();
         SCOPED_LOCK(&g->lock);
         c->next = g->head;
         if (g->head)
@@ -255,7 +249,7 @@ static void set_phase(struct MHD_Connection *conn, enum phase ph)
         return;
     SCOPED_LOCK(&c->g->lock);
     c->phase = ph;
-    c->since_ms = mono_ms();
+    c->since_ms = gfs_now_ms();
 }
 
 bool gd_api_guard_handling(struct MHD_Connection *conn)
@@ -267,7 +261,7 @@ bool gd_api_guard_handling(struct MHD_Connection *conn)
     if (c->evicted)
         return false;
     c->phase = PH_HANDLING;
-    c->since_ms = mono_ms();
+    c->since_ms = gfs_now_ms();
     return true;
 }
 
@@ -283,7 +277,7 @@ void gd_api_guard_request_done(struct MHD_Connection *conn)
 
 void gd_api_guard_tick(struct gd_api_guard *g)
 {
-    int64_t now = mono_ms();
+    int64_t now = gfs_now_ms();
     SCOPED_LOCK(&g->lock);
     unsigned n = 0;
     for (struct gconn *c = g->head; c; c = c->next)

@@ -27,6 +27,7 @@
 #include <time.h>
 
 #include "cleanup.h"
+#include "clock.h"
 #include "config.h"
 #include "log.h"
 
@@ -74,13 +75,6 @@ struct gd_registry {
     int abandoned;              /* exports shutdown left behind, still in use */
 };
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* A pause before trying again: base * 2^(n-1), at most cap, with equal
  * jitter (uniform in [d/2, d]) so exports and nodes failing together do not
  * retry in step. */
@@ -93,7 +87,7 @@ static int64_t backoff_ms(int64_t base, int64_t cap, int n)
         d = cap;
     uint32_t rnd = 0;
     if (getrandom(&rnd, sizeof rnd, GRND_NONBLOCK) != (ssize_t)sizeof rnd)
-        rnd = (uint32_t)now_ms();
+        rnd = (uint32_t)gfs_now_ms();
     return d / 2 + (int64_t)(rnd % (uint32_t)(d / 2 + 1));
 }
 
@@ -223,7 +217,7 @@ int gd_export_acquire_ex(struct gd_registry *r, const char *name, int conn, uint
         if (e->state == EX_OPEN && (flags & GD_ACQUIRE_CLIENT) && e->handing) {
             /* a client must not see the lease half given back; but a
              * hand-over stuck on a slow store must not hold it for long */
-            int64_t now = now_ms();
+            int64_t now = gfs_now_ms();
             if (!handing_deadline)
                 handing_deadline = now + HANDING_WAIT_MS;
             if (now >= handing_deadline) {
@@ -287,7 +281,7 @@ int gd_export_acquire_ex(struct gd_registry *r, const char *name, int conn, uint
                     if (conn)
                         e->conns--;
                     if (--e->refs == 0) {
-                        e->idle_since_ms = now_ms();
+                        e->idle_since_ms = gfs_now_ms();
                         pthread_cond_signal(&r->hk_cond);
                     }
                 }
@@ -340,7 +334,7 @@ int gd_export_acquire_ex(struct gd_registry *r, const char *name, int conn, uint
     pthread_mutex_unlock(&r->lock);
 
     glidefs_volume *vol = NULL;
-    int64_t t0 = now_ms();
+    int64_t t0 = gfs_now_ms();
     int rc = glidefs_volume_open(r->cfg, name, create_size,
                                  flags & ~(GD_ACQUIRE_OPEN_ONLY | GD_ACQUIRE_CLIENT), &vol);
 
@@ -366,7 +360,7 @@ int gd_export_acquire_ex(struct gd_registry *r, const char *name, int conn, uint
     pthread_mutex_unlock(&r->lock);
     gd_info("export %s: opened (%" PRIu64 " bytes%s) in %" PRId64 " ms", name,
             glidefs_volume_size(vol), glidefs_volume_read_only(vol) ? ", read-only" : "",
-            now_ms() - t0);
+            gfs_now_ms() - t0);
     *out = e;
     return 0;
 }
@@ -378,7 +372,7 @@ void gd_export_release(struct gd_export *e, int conn)
     if (conn)
         e->conns--;
     if (--e->refs == 0) {
-        e->idle_since_ms = now_ms();
+        e->idle_since_ms = gfs_now_ms();
         pthread_cond_signal(&r->hk_cond);
     }
     pthread_cond_broadcast(&r->cond); /* gd_export_remove() waits for references to go */
@@ -416,7 +410,7 @@ static void remove_abort_locked(struct gd_registry *r, struct gd_export *e)
 {
     e->state = EX_OPEN;
     if (--e->refs == 0) {
-        e->idle_since_ms = now_ms();
+        e->idle_since_ms = gfs_now_ms();
         pthread_cond_signal(&r->hk_cond);
     }
     pthread_cond_broadcast(&r->cond);
@@ -431,7 +425,7 @@ int gd_export_remove(struct gd_export *e, int force, int purge, int64_t drain_ti
         int rc = r->stopping ? -ESHUTDOWN : e->state != EX_OPEN ? -EAGAIN : -EBUSY;
         e->refs--;
         if (e->refs == 0) {
-            e->idle_since_ms = now_ms();
+            e->idle_since_ms = gfs_now_ms();
             pthread_cond_signal(&r->hk_cond);
         }
         pthread_cond_broadcast(&r->cond);
@@ -441,7 +435,7 @@ int gd_export_remove(struct gd_export *e, int force, int purge, int64_t drain_ti
     /* CLOSING: new acquirers wait until the entry is gone; the housekeeper
      * and NBD LIST skip it. */
     e->state = EX_CLOSING;
-    int64_t deadline = now_ms() + REMOVE_WAIT_MS;
+    int64_t deadline = gfs_now_ms() + REMOVE_WAIT_MS;
     while (e->refs > 1) {
         if (e->conns > 0) {
             if (!force) { /* a client finished its handshake meanwhile */
@@ -455,7 +449,7 @@ int gd_export_remove(struct gd_export *e, int force, int purge, int64_t drain_ti
                 pthread_mutex_lock(&r->lock);
             }
         }
-        if (now_ms() >= deadline) {
+        if (gfs_now_ms() >= deadline) {
             remove_abort_locked(r, e);
             pthread_mutex_unlock(&r->lock);
             return -EAGAIN;
@@ -518,7 +512,7 @@ static void retire_locked(struct gd_registry *r, struct gd_export *e)
         int64_t ms = backoff_ms(IDLE_RETRY_MS, IDLE_RETRY_CAP_MS, ++e->retire_fails);
         gd_warn("export %s: background drain failed (%s); keeping it open, retrying in %" PRId64
                 " s", e->name, glidefs_strerror(rc), ms / 1000);
-        e->idle_since_ms = now_ms() + ms - IDLE_LINGER_MS;
+        e->idle_since_ms = gfs_now_ms() + ms - IDLE_LINGER_MS;
         return;
     }
     e->retire_fails = 0;
@@ -548,7 +542,7 @@ static void retire_locked(struct gd_registry *r, struct gd_export *e)
  * meanwhile. *next: when a pending retry is due. */
 static bool hand_over_locked(struct gd_registry *r, int64_t *next)
 {
-    int64_t now = now_ms();
+    int64_t now = gfs_now_ms();
     for (struct gd_export *e = r->head; e; e = e->next) {
         if (e->state != EX_OPEN || e->refs > 0 || e->handed_over ||
             e->handover_fails >= HANDOVER_TRIES)
@@ -594,7 +588,7 @@ static bool hand_over_locked(struct gd_registry *r, int64_t *next)
                             glidefs_strerror(rc));
                 } else {
                     int64_t ms = backoff_ms(HANDOVER_BACKOFF_MS, HANDOVER_BACKOFF_CAP_MS, n);
-                    e->handover_at_ms = now_ms() + ms;
+                    e->handover_at_ms = gfs_now_ms() + ms;
                     gd_log(n == 1 ? GLIDEFS_LOG_WARN : GLIDEFS_LOG_INFO,
                            "export %s: handing the write lease back failed (%s); try %d of %d "
                            "in %" PRId64 " ms", e->name, glidefs_strerror(rc), n + 1,
@@ -612,7 +606,7 @@ static void *housekeeper(void *arg)
     struct gd_registry *r = arg;
     pthread_mutex_lock(&r->lock);
     while (!r->stopping) {
-        int64_t now = now_ms(), next = now + 60000;
+        int64_t now = gfs_now_ms(), next = now + 60000;
         if (hand_over_locked(r, &next))
             continue;
         struct gd_export *due = NULL;
@@ -721,7 +715,7 @@ int gd_registry_shutdown(struct gd_registry *r, int64_t timeout_ms)
     /* Everything within timeout_ms (at least 2 s, for the closes): the
      * drains get it less a margin for closing (uploading the manifest,
      * releasing the lease). What is not done by then is left as it is. */
-    int64_t t0 = now_ms();
+    int64_t t0 = gfs_now_ms();
     int64_t total = timeout_ms > 2000 ? timeout_ms : 2000;
     int64_t margin = total / 4;
     if (margin < CLOSE_MARGIN_MIN_MS)
@@ -748,7 +742,7 @@ int gd_registry_shutdown(struct gd_registry *r, int64_t timeout_ms)
     size_t n = start_jobs(r, jobs, 0, cap, drain_ms);
     if (r->hk_running) {
         struct timespec ts;
-        realtime_in(&ts, deadline - now_ms());
+        realtime_in(&ts, deadline - gfs_now_ms());
         if (pthread_timedjoin_np(r->hk, NULL, &ts) == 0) {
             r->hk_running = false;
             n = start_jobs(r, jobs, n, cap, drain_ms);
@@ -769,26 +763,26 @@ int gd_registry_shutdown(struct gd_registry *r, int64_t timeout_ms)
         return r->abandoned ? -ETIMEDOUT : 0;
     }
     /* Progress every two seconds until every job is done, or the deadline. */
-    int64_t last_report = now_ms();
+    int64_t last_report = gfs_now_ms();
     for (;;) {
         size_t left = 0;
         for (size_t i = 0; i < n; i++)
             if (!__atomic_load_n(&jobs[i].done, __ATOMIC_ACQUIRE))
                 left++;
-        if (left == 0 || now_ms() >= deadline)
+        if (left == 0 || gfs_now_ms() >= deadline)
             break;
         struct timespec ts = { 0, 50 * 1000000L };
         nanosleep(&ts, NULL);
-        if (now_ms() - last_report >= 2000) {
-            last_report = now_ms();
+        if (gfs_now_ms() - last_report >= 2000) {
+            last_report = gfs_now_ms();
             for (size_t i = 0; i < n; i++)
                 if (!__atomic_load_n(&jobs[i].drained, __ATOMIC_ACQUIRE))
                     gd_info("export %s: draining, %" PRIu64 " dirty bytes left (%" PRId64 " s)",
                             jobs[i].e->name, dirty_bytes(jobs[i].e->vol),
-                            (now_ms() - t0) / 1000);
+                            (gfs_now_ms() - t0) / 1000);
                 else if (!__atomic_load_n(&jobs[i].done, __ATOMIC_ACQUIRE))
                     gd_info("export %s: closing (%" PRId64 " s)", jobs[i].e->name,
-                            (now_ms() - t0) / 1000);
+                            (gfs_now_ms() - t0) / 1000);
         }
     }
     int first_err = 0;
@@ -822,7 +816,7 @@ int gd_registry_shutdown(struct gd_registry *r, int64_t timeout_ms)
                 first_err = jobs[i].rc;
         } else {
             gd_info("export %s: drained (%" PRIu64 " bytes uploaded) in %" PRId64 " ms", e->name,
-                    jobs[i].dirty_at_start, now_ms() - t0);
+                    jobs[i].dirty_at_start, gfs_now_ms() - t0);
         }
         if (jobs[i].close_rc < 0) {
             gd_err("export %s: close: %s", e->name, glidefs_strerror(jobs[i].close_rc));

@@ -31,6 +31,7 @@
 
 #include "config.h"
 #include "exports.h"
+#include "fsutil.h"
 #include "log.h"
 #include "nbd_server.h"
 #include "rest_api.h"
@@ -68,29 +69,13 @@ static int check_store(const glidefs_config *cfg, char *err, size_t errlen)
     return glidefs_store_check_info(cfg, &info, sizeof info, err, errlen);
 }
 
-static int mkdir_p(const char *path)
-{
-    char p[4096];
-    if (snprintf(p, sizeof p, "%s", path) >= (int)sizeof p)
-        return -ENAMETOOLONG;
-    for (char *s = p + 1; *s; s++) {
-        if (*s != '/')
-            continue;
-        *s = 0;
-        if (mkdir(p, 0700) < 0 && errno != EEXIST)
-            return -errno;
-        *s = '/';
-    }
-    return mkdir(p, 0700) < 0 && errno != EEXIST ? -errno : 0;
-}
-
 /* Take <cache.dir>/.lock for the life of the process (the fd is never
  * closed; exit lets it go). Two daemons on one cache dir would be one
  * writer identity twice. The holder's pid is written into the file for the
  * message the next one prints. */
 static int lock_cache_dir(const char *dir)
 {
-    int r = mkdir_p(dir);
+    int r = gfs_mkdir_p(dir, 0700, 0);
     if (r < 0) {
         gd_err("cannot create cache dir %s: %s", dir, strerror(-r));
         return -1;

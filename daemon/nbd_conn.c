@@ -39,18 +39,11 @@
 #include "sockets.h"
 #include "workers.h"
 
-int64_t nbd_mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* A refused client per millisecond must not write a line per millisecond:
  * one line per LOG_EVERY_MS, which says how many were left out. */
 static bool ratelog_ok(struct ratelog *rl, unsigned *dropped)
 {
-    int64_t now = nbd_mono_ms();
+    int64_t now = gfs_now_ms();
     if (now < rl->next_ms) {
         rl->dropped++;
         return false;
@@ -133,7 +126,7 @@ static int send_iov_blocking(int fd, struct iovec *iov, int *iovcnt)
     return 0;
 }
 
-/* Send everything in iov (modified) by deadline_ms (mono_ms), never blocking
+/* Send everything in iov (modified) by deadline_ms (gfs_now_ms), never blocking
  * past it. 0, -1 on a socket error, -ETIMEDOUT when the client did not take
  * it in time. */
 int nbd_send_iov_deadline(int fd, struct iovec *iov, int *iovcnt, int64_t deadline_ms)
@@ -151,7 +144,7 @@ int nbd_send_iov_deadline(int fd, struct iovec *iov, int *iovcnt, int64_t deadli
                 continue;
             if (errno != EAGAIN && errno != EWOULDBLOCK)
                 return -1;
-            int64_t left = deadline_ms - nbd_mono_ms();
+            int64_t left = deadline_ms - gfs_now_ms();
             if (left <= 0)
                 return -ETIMEDOUT;
             struct pollfd p = { .fd = fd, .events = POLLOUT };
@@ -415,7 +408,7 @@ static uint32_t hs_resolve(void *ctx, const char *name)
 static void hs_work(struct conn *c, bool begin)
 {
     SCOPED_LOCK(&c->srv->lock);
-    int64_t now = nbd_mono_ms();
+    int64_t now = gfs_now_ms();
     if (begin) {
         c->hs_busy = true;
         c->hs_busy_since = now;
@@ -760,7 +753,7 @@ static void hs_evict_locked(struct conn *c)
  * byte now and then would otherwise keep its slot for ever). */
 static void hs_expire(struct gd_server *s)
 {
-    int64_t now = nbd_mono_ms();
+    int64_t now = gfs_now_ms();
     unsigned n = 0;
     uint64_t id = 0;
     {
@@ -790,7 +783,7 @@ static void hs_expire(struct gd_server *s)
  * never pushed out. s->lock held. */
 static bool admit_locked(struct gd_server *s, char *why, size_t whylen)
 {
-    int64_t now = nbd_mono_ms();
+    int64_t now = gfs_now_ms();
     int live = 0, hs = 0;
     struct conn *oldest = NULL;
     for (struct conn *c = s->conns; c; c = c->next) {
@@ -834,7 +827,7 @@ static void accept_one(struct gd_server *s, int lfd)
                                                         : ACCEPT_BACKOFF_MIN_MS;
             if (s->accept_backoff_ms > ACCEPT_BACKOFF_MAX_MS)
                 s->accept_backoff_ms = ACCEPT_BACKOFF_MAX_MS;
-            s->accept_pause_until = nbd_mono_ms() + s->accept_backoff_ms;
+            s->accept_pause_until = gfs_now_ms() + s->accept_backoff_ms;
             if (ratelog_ok(&s->rl_accept, &dropped))
                 gd_warn("accept: %s: not accepting for %d ms (open-file limit; %u similar "
                         "not logged)", strerror(e), s->accept_backoff_ms, dropped);
@@ -876,7 +869,7 @@ static void accept_one(struct gd_server *s, int lfd)
         if (admitted) {
             c->id = ++s->next_id;
             c->in_hs = true;
-            c->hs_started_ms = nbd_mono_ms();
+            c->hs_started_ms = gfs_now_ms();
             s->nhs++;
             c->next = s->conns;
             s->conns = c;
@@ -960,7 +953,7 @@ int gd_server_run(struct gd_server *s, int stop_fd)
         int n = 0;
         pfd[n++] = (struct pollfd){ .fd = stop_fd, .events = POLLIN };
         pfd[n++] = (struct pollfd){ .fd = s->wake_fd, .events = POLLIN };
-        int64_t now = nbd_mono_ms();
+        int64_t now = gfs_now_ms();
         bool paused = now < s->accept_pause_until;
         int timeout = paused ? (int)(s->accept_pause_until - now) : -1;
         bool hs;

@@ -188,7 +188,7 @@ void *nbd_writer_main(void *arg)
         /* A client that does not take a reply within the deadline is gone
          * or hostile: its buffers go back to the budget. */
         int rc = dead ? 0 : nbd_send_iov_deadline(c->fd, q->iov, &q->iovcnt,
-                                                  nbd_mono_ms() + c->srv->reply_timeout_ms);
+                                                  gfs_now_ms() + c->srv->reply_timeout_ms);
         nbd_req_free(q);
         pthread_mutex_lock(&c->wlock);
         if (rc < 0) {

@@ -72,6 +72,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "cleanup.h"
+#include "clock.h"
 #include "config.h"
 #include "exports.h"
 #include "latency.h"
@@ -262,7 +263,6 @@ struct gd_server {
 };
 
 /* nbd_conn.c */
-int64_t nbd_mono_ms(void);
 int nbd_send_iov_deadline(int fd, struct iovec *iov, int *iovcnt, int64_t deadline_ms);
 void nbd_set_timeout_ms(int fd, int opt, int ms);
 int nbd_conn_read(struct conn *c, void *buf, size_t n);

@@ -79,7 +79,7 @@ void rest_drain_mark(struct gd_rest *r, const char *name, uint64_t dirty)
     snprintf(d->name, sizeof d->name, "%s", name);
     d->count = 1;
     d->dirty_at_start = dirty;
-    d->started_ms = rest_wall_ms();
+    d->started_ms = gfs_wall_ms();
     d->next = r->drains;
     r->drains = d;
 }
@@ -514,13 +514,13 @@ int rest_h_resize(struct call *c)
  * no limit. */
 static int drain_sliced(struct gd_rest *r, glidefs_volume *vol, int64_t timeout_ms)
 {
-    int64_t deadline = timeout_ms >= 0 ? rest_mono_ms() + timeout_ms : -1;
+    int64_t deadline = timeout_ms >= 0 ? gfs_now_ms() + timeout_ms : -1;
     for (;;) {
         if (atomic_load(&r->stopping))
             return -ESHUTDOWN;
         int64_t slice = DRAIN_SLICE_MS;
         if (deadline >= 0) {
-            int64_t left = deadline - rest_mono_ms();
+            int64_t left = deadline - gfs_now_ms();
             if (left <= 0)
                 return -ETIMEDOUT;
             if (left < slice)
@@ -547,9 +547,9 @@ int rest_h_drain(struct call *c)
         return -1;
     }
     rest_drain_mark(c->r, c->name, before.dirty_bytes);
-    int64_t t0 = rest_mono_ms();
+    int64_t t0 = gfs_now_ms();
     int rc = drain_sliced(c->r, vol, timeout_s > 0 ? timeout_s * 1000 : -1);
-    int64_t took = rest_mono_ms() - t0;
+    int64_t took = gfs_now_ms() - t0;
     drain_unmark(c->r, c->name);
     int src = export_stats(c, e, &after);
     gd_export_release(e, 0);
@@ -652,10 +652,10 @@ int rest_h_release(struct call *c)
     }
     /* Drain in slices first (SIGTERM is not held up), then release: its own
      * drain only has what was written meanwhile. */
-    int64_t t0 = rest_mono_ms();
+    int64_t t0 = gfs_now_ms();
     int rc = st.lease_owner ? drain_sliced(c->r, vol, timeout_s * 1000) : 0;
     if (rc == 0) {
-        int64_t left = timeout_s * 1000 - (rest_mono_ms() - t0);
+        int64_t left = timeout_s * 1000 - (gfs_now_ms() - t0);
         rc = glidefs_release(vol, left > 1000 ? left : 1000);
     }
     if (rc < 0) {
@@ -684,7 +684,7 @@ int rest_h_compact(struct call *c)
         return -1;
     struct glidefs_compact_result res;
     memset(&res, 0, sizeof res);
-    int64_t t0 = rest_mono_ms();
+    int64_t t0 = gfs_now_ms();
     int rc = glidefs_compact(gd_export_volume(e), &res, sizeof res);
     gd_export_release(e, 0);
     if (rc == -EROFS)
@@ -701,7 +701,7 @@ int rest_h_compact(struct call *c)
                                 J(res.segments_deleted), "bytes_reclaimed",
                                 J(res.bytes_reclaimed), "stored_bytes", J(res.stored_bytes),
                                 "live_bytes", J(res.live_bytes), "duration_ms",
-                                J(rest_mono_ms() - t0)));
+                                J(gfs_now_ms() - t0)));
 }
 
 /* ------------------------------------------------------------------------ */
@@ -819,7 +819,7 @@ int rest_h_fenced_export(struct call *c)
         return rest_fail(c, err == EACCES || err == EPERM ? 403 : 400, "cannot create %s: %s", path,
                          strerror(err));
     }
-    int64_t t0 = rest_mono_ms();
+    int64_t t0 = gfs_now_ms();
     uint64_t epoch = 0;
     int rc = glidefs_fenced_export(gd_export_volume(e), fd, &epoch);
     if (close(fd) < 0 && rc == 0)
@@ -842,7 +842,7 @@ int rest_h_fenced_export(struct call *c)
     return answer_export(c, 200, e, NULL,
                          json_pack("{s:{s:s, s:I, s:I, s:I}}", "fenced_export", "path", path,
                                    "epoch", J(epoch), "size_bytes", J(st.size_bytes),
-                                   "duration_ms", J(rest_mono_ms() - t0)));
+                                   "duration_ms", J(gfs_now_ms() - t0)));
 }
 
 /* ------------------------------------------------------------------------ */
@@ -856,7 +856,7 @@ int rest_h_fenced_export(struct call *c)
 static void snapshot_pause(int tries)
 {
     long ms = 20L << (tries < 5 ? tries : 5);
-    ms = ms / 2 + (long)((unsigned long)rest_mono_ms() * 2654435761u % (unsigned long)(ms / 2 + 1));
+    ms = ms / 2 + (long)((unsigned long)gfs_now_ms() * 2654435761u % (unsigned long)(ms / 2 + 1));
     struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
 }
@@ -940,7 +940,7 @@ int rest_h_snapshot_create(struct call *c)
     if (get_export(c, WRITER, &e) < 0)
         return -1;
     glidefs_volume *vol = gd_export_volume(e);
-    int64_t t0 = rest_mono_ms();
+    int64_t t0 = gfs_now_ms();
     if (glidefs_volume_read_only(vol)) {
         gd_export_release(e, 0);
         return rest_fail(c, 409, "snapshot: export %s is read-only on this node (another node holds "
@@ -978,9 +978,9 @@ int rest_h_snapshot_create(struct call *c)
         return rest_fail(c, rest_status_for(rc), "snapshot %s of export %s failed: %s (see the glidefsd "
                          "log)", snap, c->name, glidefs_strerror(rc));
     }
-    int64_t took = rest_mono_ms() - t0;
+    int64_t took = gfs_now_ms() - t0;
     gd_info("api: export %s: snapshot %s taken in %" PRId64 " ms", c->name, snap, took);
-    json_t *o = f.found ? f.found : snapshot_json(snap, rest_wall_ms(), size);
+    json_t *o = f.found ? f.found : snapshot_json(snap, gfs_wall_ms(), size);
     if (o) {
         json_object_set_new(o, "export", json_string(c->name));
         json_object_set_new(o, "duration_ms", json_integer(J(took)));
@@ -1040,7 +1040,7 @@ static int clone_export(struct call *c, const char *child, const char *parent, c
 {
     if (strcmp(child, parent) == 0)
         return rest_fail(c, 400, "a volume cannot be a clone of itself: give the clone a new name");
-    int64_t t0 = rest_mono_ms();
+    int64_t t0 = gfs_now_ms();
     /* The child must not exist: answered before anything is written. */
     struct gd_export *e = NULL;
     int rc = gd_export_acquire_ex(c->r->reg, child, 0, 0, GD_ACQUIRE_OPEN_ONLY, &e);
@@ -1079,7 +1079,7 @@ static int clone_export(struct call *c, const char *child, const char *parent, c
      * child exists (see the header comment). */
     pthread_mutex_lock(&c->r->clone_lock);
     rc = glidefs_volume_exists(c->r->cfg, child);
-    int64_t tc = rest_mono_ms();
+    int64_t tc = gfs_now_ms();
     if (rc == 0) {
         for (int tries = 1;; tries++) {
             rc = glidefs_clone(vol, snap, child);
@@ -1090,7 +1090,7 @@ static int clone_export(struct call *c, const char *child, const char *parent, c
     } else if (rc > 0) {
         rc = -EEXIST;
     }
-    int64_t clone_ms = rest_mono_ms() - tc;
+    int64_t clone_ms = gfs_now_ms() - tc;
     pthread_mutex_unlock(&c->r->clone_lock);
     gd_export_release(e, 0);
     switch (rc) {
@@ -1130,7 +1130,7 @@ static int clone_export(struct call *c, const char *child, const char *parent, c
     snprintf(c->location, sizeof c->location, "/api/exports/%s", child);
     json_t *extra = json_pack("{s:{s:s, s:o}, s:I, s:I}", "parent", "name", parent, "snapshot",
                               snap_name_json(snap), "clone_ms", J(clone_ms), "duration_ms",
-                              J(rest_mono_ms() - t0));
+                              J(gfs_now_ms() - t0));
     rc = answer_export(c, 201, e, NULL, extra);
     c->name = NULL;
     return rc;
@@ -1168,14 +1168,14 @@ int rest_h_delete(struct call *c)
     /* Drain first, in slices (SIGTERM is not held up) and before any client
      * is disconnected: if it fails, nothing has changed. The registry's
      * drain after the clients are gone then has little left. */
-    int64_t t0 = rest_mono_ms();
+    int64_t t0 = gfs_now_ms();
     rest_drain_mark(c->r, c->name, st.dirty_bytes);
     int rc = drain_sliced(c->r, gd_export_volume(e), timeout_s * 1000);
     drain_unmark(c->r, c->name);
     if (rc < 0 && !(rc == -EROFS && force)) {
         gd_export_release(e, 0);
     } else {
-        int64_t left = timeout_s * 1000 - (rest_mono_ms() - t0);
+        int64_t left = timeout_s * 1000 - (gfs_now_ms() - t0);
         rc = gd_export_remove(e, force, purge, left < 1000 ? 1000 : left > 10000 ? 10000 : left,
                               c->r->srv ? gd_server_kick_export : NULL, c->r->srv);
     }

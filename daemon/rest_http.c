@@ -39,34 +39,9 @@
 #include "metrics.h"
 #include "nbd_server.h"
 
-int64_t rest_mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-int64_t rest_wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* ------------------------------------------------------------------------ */
 /* Paths and query parameters                                                */
 /* ------------------------------------------------------------------------ */
-
-static int hexval(char ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
-}
 
 /* %-decode in[0..n) into out (NUL-terminated). -1 on a bad escape, "%00",
  * a control character or no room. */
@@ -78,7 +53,7 @@ static int pct_decode(const char *in, size_t n, char *out, size_t outlen)
         if (ch == '%') {
             if (i + 2 >= n)
                 return -1;
-            int h = hexval(in[i + 1]), l = hexval(in[i + 2]);
+            int h = gfs_hexval(in[i + 1]), l = gfs_hexval(in[i + 2]);
             if (h < 0 || l < 0)
                 return -1;
             ch = h * 16 + l;

@@ -68,6 +68,8 @@
 #include <unistd.h>
 #include "api_guard.h"
 #include "cleanup.h"
+#include "clock.h"
+#include "fsutil.h"
 #include "config.h"
 #include "exports.h"
 #include "log.h"
@@ -151,8 +153,6 @@ struct call {
 };
 
 /* rest_http.c */
-int64_t rest_mono_ms(void);
-int64_t rest_wall_ms(void);
 bool rest_quotable(const char *s);
 bool rest_param_allowed(const char *list, const char *key);
 int rest_param_bool(struct call *c, const char *key, bool *out);
