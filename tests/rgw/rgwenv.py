@@ -114,6 +114,9 @@ class Cluster:
         self.conf = os.path.join(d, "ceph.conf")
         self.procs = []  # (name, s3env.Proc), stopped in reverse
         self.rgw_port = 0
+        self.tls_port = 0  # the same radosgw over https (a private CA's certificate)
+        self.tls = None    # (cert, key, ca) or None without openssl
+        self.wrong_ca = None
 
     def ceph(self, *args, timeout=30, check=True):
         r = subprocess.run(["ceph", "-c", self.conf, "--connect-timeout", "10"] + list(args),
@@ -162,6 +165,14 @@ class Cluster:
             os.makedirs(os.path.join(d, sub), exist_ok=True)
         fsid = str(uuid.uuid4())
         mon2, mon1, self.rgw_port = free_port(), free_port(), free_port()
+        self.tls = s3env.make_cert(d)
+        wrong = s3env.make_ca(d, "wrong-ca")
+        self.wrong_ca = wrong[0] if wrong else None
+        frontend = "beast endpoint=127.0.0.1:%d" % self.rgw_port
+        if self.tls:
+            self.tls_port = free_port()
+            frontend += " ssl_endpoint=127.0.0.1:%d ssl_certificate=%s ssl_private_key=%s" % (
+                self.tls_port, self.tls[0], self.tls[1])
         addrs = "[v2:127.0.0.1:%d,v1:127.0.0.1:%d]" % (mon2, mon1)
         with open(self.conf, "w") as f:
             f.write("\n".join([
@@ -194,9 +205,11 @@ class Cluster:
                 "err to stderr = true",
                 "",
                 "[client.rgw.a]",
-                "rgw frontends = beast endpoint=127.0.0.1:%d" % self.rgw_port,
+                "rgw frontends = %s" % frontend,
                 "rgw data = %s/rgw" % d,
-                "rgw dns name = 127.0.0.1",
+                # virtual-hosted buckets: BUCKET.s3.localhost (libcurl resolves
+                # *.localhost to 127.0.0.1 itself); other Host names stay path-style
+                "rgw dns name = %s" % s3env.TLS_DNS_DOMAIN,
                 "",
             ]))
         open(os.path.join(d, "keyring"), "w").close()
@@ -374,6 +387,10 @@ def main():
         if a.serve:
             print("S3_ENDPOINT=http://127.0.0.1:%d S3_BUCKET=%s (keys %s:%s); ^C stops it"
                   % (cl.rgw_port, BUCKET, CREDS[0], CREDS[1]), flush=True)
+            if cl.tls:
+                print("S3_TLS_ENDPOINT=https://127.0.0.1:%d S3_TLS_CA=%s" % (cl.tls_port,
+                                                                            cl.tls[2]),
+                      flush=True)
             signal.pause()
             return 0
         for case in cases:
