@@ -7,6 +7,7 @@
 #   churn        issue 8: stored/live and PUTs per GiB under random overwrites
 #   codec        issue 7: encryption on/off throughput, zstd on/off stored bytes
 #   zipf         cache hit rate, fio zipf:1.2 reads over a volume 8x the cache
+#   aead         issue 25: AES-256-GCM seal/open MiB/s per core vs mbedTLS and openssl speed
 #
 #   bench/lib.sh [SCENARIO...]     (default: all of them, in that order)
 # env: BUILD, BENCH_DIR, RESULTS, BENCH_QUICK=1, REPS (runs of lib_latency and flush, default 2)
@@ -15,7 +16,7 @@ set -euo pipefail
 [ -x "$LIB_BENCH" ] || { echo "no $LIB_BENCH (build first: bench/run.sh)" >&2; exit 1; }
 Q=$BENCH_QUICK
 SCEN=("$@")
-[ ${#SCEN[@]} -gt 0 ] || SCEN=(lib_latency flush memory churn codec zipf)
+[ ${#SCEN[@]} -gt 0 ] || SCEN=(lib_latency flush memory churn codec zipf aead)
 D=$BENCH_DIR/lib
 mkdir -p "$D"
 
@@ -202,6 +203,29 @@ bytes from glidefs_stats. \`zstd -3\` of the whole image file is given for refer
 EOF
     report codec "Encryption and compression (issue 7)" "$csv" \
         "BENCH_QUICK=$Q bench/lib.sh codec  # $LIB_BENCH codec DIR $mb IMAGE" "$D/notes.md"
+}
+
+aead() {
+    local secs=2 csv=$D/aead.csv
+    [ "$Q" = 1 ] && secs=1
+    need openssl
+    "$BUILD/bench/aead_bench" $secs > "$csv"
+    # the ceiling: OpenSSL's own loop over the same cipher, no glidefs code
+    local bps sz
+    for sz in 4096 131072; do
+        bps=$(openssl speed -mr -seconds $secs -bytes $sz -evp aes-256-gcm 2>/dev/null |
+              awk -F: '/^\+F:/ {print $4}')
+        echo "\"$((sz / 1024)) KiB messages, one core\",seal,MiB/s,openssl speed -evp,$($PY -c "print($bps/2**20)")" >> "$csv"
+    done
+    cat > "$D/notes.md" <<EOF
+One thread, one message size at a time, $secs s per row: the library's gfs_aes256gcm_seal/open
+(lib/aead.c: OpenSSL EVP, a context per call as the codec uses it), mbedTLS 2.28's GCM
+(Debian 12's; what lib/codec.c used before, built per call the same way), and \`openssl speed
+-evp aes-256-gcm -bytes N\` (OpenSSL's own loop, one context for the whole run: the ceiling).
+48 bytes of additional data per message, as the codec's.
+EOF
+    report aead "AES-256-GCM per core: libcrypto EVP vs mbedTLS (issue 25)" "$csv" \
+        "BENCH_QUICK=$Q bench/lib.sh aead  # $BUILD/bench/aead_bench $secs" "$D/notes.md"
 }
 
 zipf() {

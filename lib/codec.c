@@ -1,16 +1,14 @@
 /*
  * codec.c — the block codec of codec.h: zstd compression and AES-256-GCM
  * sealing of block payloads, the header MAC, and the crypto helpers keywrap.c
- * shares (random bytes, AEAD, constant-time compare).
+ * shares (random bytes, constant-time compare); the AEAD is aead.c.
  *
  * Stored bytes are hostile input: decoding checks every length before it is
  * used, opens the seal before it decompresses anything, and decompresses into
  * the caller's block_size buffer only (a frame must declare exactly
  * block_size bytes and be the only frame), so no input makes it allocate or
- * write more than one block. GCM contexts are built per call (a key setup is
- * cheap next to sealing a block, and it keeps the codec free of mutable
- * state); zstd contexts are expensive to build, so a few are kept in a
- * mutex-protected pool.
+ * write more than one block. zstd contexts are expensive to build, so a few
+ * are kept in a mutex-protected pool.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -18,7 +16,6 @@
 #include <string.h>
 #include <sys/random.h>
 
-#include <mbedtls/gcm.h>
 #include <mbedtls/platform_util.h>
 #include <zstd.h>
 
@@ -72,38 +69,6 @@ int gfs_random_bytes(void *buf, size_t n)
         n -= (size_t)r;
     }
     return 0;
-}
-
-int gfs_aes256gcm_seal(const uint8_t key[GFS_KEY_LEN], const uint8_t nonce[GFS_GCM_NONCE_LEN],
-                       const void *aad, size_t aadlen, const void *in, size_t len, void *out,
-                       uint8_t tag[GFS_GCM_TAG_LEN])
-{
-    mbedtls_gcm_context g;
-    mbedtls_gcm_init(&g);
-    int r = mbedtls_gcm_setkey(&g, MBEDTLS_CIPHER_ID_AES, key, 256);
-    if (r == 0)
-        r = mbedtls_gcm_crypt_and_tag(&g, MBEDTLS_GCM_ENCRYPT, len, nonce, GFS_GCM_NONCE_LEN,
-                                      aad, aadlen, in, out, GFS_GCM_TAG_LEN, tag);
-    mbedtls_gcm_free(&g); /* zeroizes the key schedule */
-    return r == 0 ? 0 : -EIO;
-}
-
-int gfs_aes256gcm_open(const uint8_t key[GFS_KEY_LEN], const uint8_t nonce[GFS_GCM_NONCE_LEN],
-                       const void *aad, size_t aadlen, const void *in, size_t len, void *out,
-                       const uint8_t tag[GFS_GCM_TAG_LEN])
-{
-    mbedtls_gcm_context g;
-    mbedtls_gcm_init(&g);
-    int r = mbedtls_gcm_setkey(&g, MBEDTLS_CIPHER_ID_AES, key, 256);
-    if (r == 0)
-        r = mbedtls_gcm_auth_decrypt(&g, len, nonce, GFS_GCM_NONCE_LEN, aad, aadlen, tag,
-                                     GFS_GCM_TAG_LEN, in, out);
-    mbedtls_gcm_free(&g);
-    if (r == 0)
-        return 0;
-    if (len)
-        mbedtls_platform_zeroize(out, len);
-    return r == MBEDTLS_ERR_GCM_AUTH_FAILED ? -EBADMSG : -EIO;
 }
 
 /* ---- the codec ---- */

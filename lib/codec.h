@@ -57,9 +57,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define GFS_KEY_LEN 32
-#define GFS_GCM_NONCE_LEN 12
-#define GFS_GCM_TAG_LEN 16
+#include "aead.h"
+
 #define GFS_MAC_LEN 32
 /* Bytes a seal adds to a payload: nonce and tag. */
 #define GFS_SEAL_OVERHEAD (GFS_GCM_NONCE_LEN + GFS_GCM_TAG_LEN)
@@ -121,14 +120,5 @@ int gfs_ct_equal(const void *a, const void *b, size_t n);
 /* n bytes from getrandom(2) (blocking until the pool is ready, retrying on
  * EINTR). 0 or -EIO. */
 int gfs_random_bytes(void *buf, size_t n);
-
-/* AES-256-GCM with a 96-bit nonce and a 128-bit tag. out may equal in.
- * seal: 0, -EIO. open: 0, -EBADMSG (tag mismatch; out is zeroed), -EIO. */
-int gfs_aes256gcm_seal(const uint8_t key[GFS_KEY_LEN], const uint8_t nonce[GFS_GCM_NONCE_LEN],
-                       const void *aad, size_t aadlen, const void *in, size_t len, void *out,
-                       uint8_t tag[GFS_GCM_TAG_LEN]);
-int gfs_aes256gcm_open(const uint8_t key[GFS_KEY_LEN], const uint8_t nonce[GFS_GCM_NONCE_LEN],
-                       const void *aad, size_t aadlen, const void *in, size_t len, void *out,
-                       const uint8_t tag[GFS_GCM_TAG_LEN]);
 
 #endif

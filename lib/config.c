@@ -178,6 +178,31 @@ static int s3_bucket_valid(const char *b, size_t n)
     return !(all_ip && dots == 3); /* not formatted like an IPv4 address */
 }
 
+/* Azure storage accounts: 3-24 of a-z 0-9. */
+static int azure_account_valid(const char *a, size_t n)
+{
+    if (n < 3 || n > 24)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!((a[i] >= 'a' && a[i] <= 'z') || is_digit(a[i])))
+            return 0;
+    return 1;
+}
+
+/* Azure containers: 3-63 of a-z 0-9 '-', a letter or digit at both ends, no "--". */
+static int azure_container_valid(const char *c, size_t n)
+{
+    if (n < 3 || n > 63 || c[0] == '-' || c[n - 1] == '-')
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!((c[i] >= 'a' && c[i] <= 'z') || is_digit(c[i]) || c[i] == '-'))
+            return 0;
+        if (c[i] == '-' && i + 1 < n && c[i + 1] == '-')
+            return 0;
+    }
+    return 1;
+}
+
 /* AWS's "safe characters" for object keys, plus '/'. */
 static int s3_key_char(char c)
 {
@@ -206,7 +231,8 @@ static long path_segments_ok(const char *p, size_t n)
     return (long)n;
 }
 
-#define URL_EXPECT "expected s3://bucket[/prefix] or file:///absolute/dir"
+#define URL_EXPECT                                                                            \
+    "expected s3://bucket[/prefix], azure://account/container[/prefix] or file:///absolute/dir"
 #define URL_NO_CREDENTIALS                                                                    \
     "credentials do not belong in a URL (user:password@ is refused and not echoed): use "     \
     "storage.access_key_id and storage.secret_access_key, or AWS_ACCESS_KEY_ID and "          \
@@ -256,15 +282,16 @@ static int url_normalize(const char *v, char *norm, size_t nl, char *why, size_t
 {
     char q[256];
     quote_url(q, sizeof(q), v);
-    int cred = url_has_credentials(v, strncmp(v, "s3://", 5) == 0);
+    int cred = url_has_credentials(v, strncmp(v, "s3://", 5) == 0 ||
+                                          strncmp(v, "azure://", 8) == 0);
     if (cred == 1) {
         put_msg(why, wl, URL_NO_CREDENTIALS);
         return -EINVAL;
     }
     if (cred == 2) {
-        put_msg(why, wl, "what follows s3:// is a bucket name, without ':' (not echoed: it may be "
-                "a credential); an endpoint's port goes in storage.endpoint, credentials in "
-                "storage.access_key_id and storage.secret_access_key");
+        put_msg(why, wl, "what follows s3:// or azure:// is a bucket or account name, without "
+                "':' (not echoed: it may be a credential); an endpoint's port goes in "
+                "storage.endpoint, credentials in their own keys");
         return -EINVAL;
     }
     if (has_control(v)) {
@@ -303,6 +330,48 @@ static int url_normalize(const char *v, char *norm, size_t nl, char *why, size_t
         }
         int w = keep > 0 ? snprintf(norm, nl, "s3://%.*s/%.*s", (int)bl, b, (int)keep, pre)
                          : snprintf(norm, nl, "s3://%.*s", (int)bl, b);
+        if (w < 0 || (size_t)w >= nl) {
+            put_msg(why, wl, "value is too long");
+            return -EINVAL;
+        }
+        return 0;
+    }
+    if (strncmp(v, "azure://", 8) == 0) {
+        /* azure://account/container[/prefix] */
+        const char *a = v + 8;
+        size_t al = strcspn(a, "/");
+        const char *c = a[al] == '/' ? a + al + 1 : a + al;
+        size_t cl = strcspn(c, "/");
+        if (!azure_account_valid(a, al)) {
+            put_msg(why, wl, "invalid Azure storage account name in %s (3-24 lowercase letters "
+                    "and digits)", q);
+            return -EINVAL;
+        }
+        if (!azure_container_valid(c, cl)) {
+            put_msg(why, wl, "invalid or missing Azure container name in %s (azure://account/"
+                    "container: 3-63 lowercase letters, digits and single hyphens, a letter "
+                    "or digit at both ends)", q);
+            return -EINVAL;
+        }
+        const char *pre = c[cl] == '/' ? c + cl + 1 : "";
+        size_t pl = strlen(pre);
+        for (size_t i = 0; i < pl; i++) {
+            if (!s3_key_char(pre[i])) {
+                put_msg(why, wl,
+                        "invalid character in the blob name prefix of %s (allowed: letters, "
+                        "digits, / ! - _ . * ' ( ))",
+                        q);
+                return -EINVAL;
+            }
+        }
+        long keep = path_segments_ok(pre, pl);
+        if (keep < 0) {
+            put_msg(why, wl, "blob name prefix of %s has an empty, \".\" or \"..\" segment", q);
+            return -EINVAL;
+        }
+        int w = keep > 0 ? snprintf(norm, nl, "azure://%.*s/%.*s/%.*s", (int)al, a, (int)cl, c,
+                                    (int)keep, pre)
+                         : snprintf(norm, nl, "azure://%.*s/%.*s", (int)al, a, (int)cl, c);
         if (w < 0 || (size_t)w >= nl) {
             put_msg(why, wl, "value is too long");
             return -EINVAL;
@@ -358,6 +427,17 @@ int gfs_store_url_parse(const char *url, struct gfs_store_url *out, char *why, s
         memcpy(out->bucket, b, bl); /* bl <= 63, checked by url_normalize */
         out->bucket[bl] = '\0';
         out->path = slash ? slash + 1 : url + strlen(url);
+    } else if (strncmp(url, "azure://", 8) == 0) {
+        const char *a = url + 8;
+        size_t al = strcspn(a, "/"); /* <= 24, checked by url_normalize */
+        const char *c = a + al + 1;
+        size_t cl = strcspn(c, "/"); /* <= 63 */
+        out->kind = GFS_STORE_AZURE;
+        memcpy(out->account, a, al);
+        out->account[al] = '\0';
+        memcpy(out->bucket, c, cl);
+        out->bucket[cl] = '\0';
+        out->path = c[cl] ? c + cl + 1 : c + cl;
     } else {
         out->kind = GFS_STORE_FILE;
         out->path = url + 7;
@@ -1011,6 +1091,8 @@ static const struct keydef keys[] = {
     K_STR("storage.access_key_id", storage_access_key_id, 0, check_token),
     K_STR("storage.secret_access_key", storage_secret_access_key, KF_SECRET, check_token),
     K_STR("storage.session_token", storage_session_token, KF_SECRET, check_token),
+    K_STR("storage.azure_account_key", storage_azure_account_key, KF_SECRET, check_token),
+    K_STR("storage.azure_sas_token", storage_azure_sas_token, KF_SECRET, check_token),
     K_STR("storage.ca_bundle", storage_ca_bundle, 0, check_path),
     K_BOOL("storage.tls_verify", storage_tls_verify),
     K_INT("storage.max_connections", storage_max_connections, 1, 256),
@@ -1228,7 +1310,8 @@ int gfs_config_init_defaults(struct glidefs_config *cfg)
     if (gfs_budget_new(&cfg->budget) < 0)
         cfg->budget = NULL;
     if (!cfg->cache_dir || !cfg->storage_url || !cfg->storage_region || !cfg->compression ||
-        !cfg->storage_addressing || !cfg->storage_checksum || !cfg->node_id || !cfg->node_id_legacy || !cfg->nbd_unix_socket || !cfg->api_listen ||
+        !cfg->storage_addressing || !cfg->storage_checksum ||
+        !cfg->node_id || !cfg->node_id_legacy || !cfg->nbd_unix_socket || !cfg->api_listen ||
         !cfg->budget) {
         gfs_config_clear(cfg);
         return -ENOMEM;

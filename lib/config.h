@@ -20,12 +20,15 @@ struct glidefs_config {
     int cache_readahead_kb;         /* sequential read-ahead window; 0 = off; default 16384 */
 
     /* storage: */
-    char *storage_url;              /* s3://bucket/prefix or file:///dir; default file:///var/lib/glidefs/store */
+    char *storage_url;              /* s3://bucket/prefix, azure://account/container/prefix or
+                                       file:///dir; default file:///var/lib/glidefs/store */
     char *storage_endpoint;         /* optional, e.g. http://127.0.0.1:9000 */
     char *storage_region;           /* default us-east-1 */
     char *storage_access_key_id;    /* optional; else AWS_ACCESS_KEY_ID */
     char *storage_secret_access_key;/* optional; else AWS_SECRET_ACCESS_KEY (secret) */
     char *storage_session_token;    /* optional; else AWS_SESSION_TOKEN (secret) */
+    char *storage_azure_account_key;/* azure://: Shared Key (base64); else AZURE_STORAGE_KEY (secret) */
+    char *storage_azure_sas_token;  /* azure://: SAS token; else AZURE_STORAGE_SAS_TOKEN (secret) */
     char *storage_ca_bundle;        /* optional CA file for https */
     int storage_tls_verify;         /* default 1 */
     int storage_max_connections;    /* parallel requests, default 8 */
@@ -121,11 +124,12 @@ void gfs_config_clear(struct glidefs_config *cfg);
 /* storage_url, split. The loader stores the URL normalised (no trailing '/',
  * no empty, "." or ".." segments), so splitting cfg->storage_url never fails
  * after a successful load or glidefs_config_set(). */
-enum gfs_store_kind { GFS_STORE_FILE = 1, GFS_STORE_S3 = 2 };
+enum gfs_store_kind { GFS_STORE_FILE = 1, GFS_STORE_S3 = 2, GFS_STORE_AZURE = 3 };
 struct gfs_store_url {
     enum gfs_store_kind kind;
-    char bucket[64];   /* S3: the bucket; file: "" */
-    const char *path;  /* points into the url: S3: key prefix without leading or
+    char bucket[64];   /* S3: the bucket; Azure: the container; file: "" */
+    char account[32];  /* Azure: the storage account; else "" */
+    const char *path;  /* points into the url: S3, Azure: key prefix without leading or
                           trailing '/', "" for none; file: the absolute directory */
 };
 /* 0, or -EINVAL with a reason (no value echoed) in why. */

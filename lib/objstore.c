@@ -1,7 +1,8 @@
 /*
  * objstore.c — opening an object store from storage.url: "file://<absolute
  * path>" goes to the file backend (creating the directory if missing),
- * "s3://bucket[/prefix]" to the S3 backend. Nothing else is accepted.
+ * "s3://bucket[/prefix]" to the S3 backend, "azure://account/container
+ * [/prefix]" to the Azure Blob backend. Nothing else is accepted.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -15,6 +16,7 @@
 #include "cleanup.h"
 #include "config.h"
 #include "objstore.h"
+#include "objstore_azure.h"
 
 /* One line into the caller's err buffer, if it gave one. */
 __attribute__((format(printf, 3, 4))) static void set_err(char *err, size_t errlen,
@@ -30,6 +32,7 @@ __attribute__((format(printf, 3, 4))) static void set_err(char *err, size_t errl
 
 #define FILE_SCHEME "file://"
 #define S3_SCHEME "s3://"
+#define AZURE_SCHEME "azure://"
 
 static void fsync_parent(const char *path)
 {
@@ -115,16 +118,20 @@ int gfs_objstore_open(const struct glidefs_config *cfg, struct gfs_log *log,
         return open_file_url(url, log, out, err, errlen);
     if (strncmp(url, S3_SCHEME, strlen(S3_SCHEME)) == 0)
         return gfs_objstore_s3_open(cfg, log, out, err, errlen);
+    if (strncmp(url, AZURE_SCHEME, strlen(AZURE_SCHEME)) == 0)
+        return gfs_objstore_azure_open(cfg, log, out, err, errlen);
     /* Name only the scheme: a mistyped URL may carry credentials. */
     const char *sep = strstr(url, "://");
     int slen = sep && sep - url <= 16 ? (int)(sep - url) : 0;
     if (slen)
         set_err(err, errlen,
-                 "storage.url: unsupported scheme \"%.*s://\" (use s3://bucket/prefix or file:///dir)",
+                 "storage.url: unsupported scheme \"%.*s://\" (use s3://bucket/prefix, "
+                 "azure://account/container/prefix or file:///dir)",
                  slen, url);
     else
         set_err(err, errlen,
-                 "storage.url: not a URL (use s3://bucket/prefix or file:///dir)");
+                 "storage.url: not a URL (use s3://bucket/prefix, "
+                 "azure://account/container/prefix or file:///dir)");
     return -EINVAL;
 }
 

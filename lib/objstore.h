@@ -1,6 +1,6 @@
 /*
  * objstore.h — the object-store interface every backend implements (file://,
- * s3://). Shaped after S3's semantics: whole-object PUT, ranged GET, HEAD,
+ * s3://, azure://). Shaped after S3's semantics: whole-object PUT, ranged GET, HEAD,
  * DELETE, paginated LIST by prefix. Keys are relative to the store's root
  * (the URL's path/prefix) and never start with '/'.
  *
@@ -83,7 +83,8 @@ struct gfs_objstore {
 
 struct glidefs_config;
 
-/* Open the store named by cfg's storage.url (file:// or s3://). On failure
+/* Open the store named by cfg's storage.url (file://, s3:// or azure://
+ * (objstore_azure.h)). On failure
  * returns a negative errno and writes one line into err. */
 int gfs_objstore_open(const struct glidefs_config *cfg, struct gfs_log *log,
                       struct gfs_objstore **out, char *err, size_t errlen);

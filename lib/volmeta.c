@@ -22,6 +22,7 @@
 #include <sys/file.h>
 
 #include "cleanup.h"
+#include "objstore_azure.h"
 #include "store_probe.h"
 #include "manifest.h"
 #include "segment.h"
@@ -1043,12 +1044,17 @@ GLIDEFS_API int glidefs_store_check_info(const glidefs_config *cfg,
             snprintf(err, errlen, "%s", e);
         return r;
     }
-    r = st->ops->list(st, "nbd/", NULL, stop_first, NULL);
-    if (r > 0)
-        r = 0;
-    if (r < 0 && err && errlen)
-        snprintf(err, errlen, "storage %s: listing failed: %s", cfg->storage_url,
-                 glidefs_strerror(r));
+    if (gfs_objstore_is_azure(st)) {
+        /* one line naming what is wrong: the container, the credentials ... */
+        r = gfs_azure_check(st, err, errlen);
+    } else {
+        r = st->ops->list(st, "nbd/", NULL, stop_first, NULL);
+        if (r > 0)
+            r = 0;
+        if (r < 0 && err && errlen)
+            snprintf(err, errlen, "storage %s: listing failed: %s", cfg->storage_url,
+                     glidefs_strerror(r));
+    }
     if (r == 0) {
         /* does the store honour the conditional writes leases rely on?
          * (store_probe.h) A lax store is no start-up error: one node alone

@@ -6,7 +6,7 @@
 set -euo pipefail
 pkgs=(
   meson ninja-build pkg-config gcc g++ clang
-  libcurl4-openssl-dev libxml2-dev libmbedtls-dev libyaml-dev libcmocka-dev
+  libcurl4-openssl-dev libxml2-dev libmbedtls-dev libssl-dev libyaml-dev libcmocka-dev
   libmicrohttpd-dev libjansson-dev libzstd-dev
   libnbd-bin python3-libnbd qemu-utils nbdkit fio awscli curl
   prometheus mandoc nbdkit-plugin-dev make openssl

@@ -18,10 +18,10 @@ run() {
   ninja -C "$dir"
   meson test -C "$dir" --print-errorlogs --num-processes 2
 }
-# deps.sh installed Ceph: the rgw suite must run, not skip
-run build -Drgw_tests=enabled
+# deps.sh installed Ceph and node/npm: the rgw and Azurite suites must run, not skip
+run build -Drgw_tests=enabled -Dazure_tests=enabled
 if [ "$asan" = 1 ]; then
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-    run build-asan -Dsanitizers=true -Db_lundef=false -Drgw_tests=enabled
+    run build-asan -Dsanitizers=true -Db_lundef=false -Drgw_tests=enabled -Dazure_tests=enabled
 fi
 echo "all test suites passed"

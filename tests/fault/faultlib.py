@@ -2,13 +2,15 @@
 
  * Glidefsd: one glidefsd in a temporary directory with its own YAML config
    (file:// store, or s3:// through tests/s3/s3proxy.py when run under
-   tests/s3/s3env.py), started with an optional LD_PRELOAD and always
-   stopped; its log is scanned for sanitizer reports.
+   tests/s3/s3env.py, or azure:// through tests/azure/azproxy.py when run
+   under tests/azure/azenv.py), started with an optional LD_PRELOAD and
+   always stopped; its log is scanned for sanitizer reports.
  * run_under_s3env(): re-runs the calling test under tests/s3/s3env.py (s3rver
    behind the strict, fault-injecting proxy) unless it already runs there;
    without node/npm it falls back to the file:// store (or skips);
    s3_only_test(): the argument parsing and re-run of a test that needs S3.
- * Proxy: the proxy's control URLs (/__proxy__/faults, /stats) and its log.
+ * Proxy: the proxy's control URLs (/__proxy__/faults, /stats) and its log
+   (s3proxy.py and azproxy.py share them).
  * ExportModel / Writer / verify_export: the verifying NBD writer. Every
    written sector carries its identity (tag, sector) in its first 16 bytes
    and a pattern derived from tag, sector and the export in the rest, as in
@@ -85,8 +87,15 @@ def human(n):
 # ---------------------------------------------------------------------------
 # s3env / proxy
 
+def azure_active():
+    """Under tests/azure/azenv.py: Azurite behind azproxy.py."""
+    return bool(os.environ.get("AZURE_TEST_ENDPOINT") and os.environ.get("AZURE_TEST_CONTAINER"))
+
+
 def s3_active():
-    return bool(os.environ.get("S3_ENDPOINT") and os.environ.get("S3_BUCKET"))
+    """A remote store behind a fault proxy: s3rver (s3env.py) or Azurite
+    (azenv.py); the tests that need one take either."""
+    return bool(os.environ.get("S3_ENDPOINT") and os.environ.get("S3_BUCKET")) or azure_active()
 
 
 def run_under_s3env(s3_cache, timeout, require_s3=False):
@@ -133,8 +142,8 @@ class Proxy:
     """The s3proxy.py control interface (only under s3env)."""
 
     def __init__(self):
-        self.endpoint = os.environ["S3_ENDPOINT"]
-        self.log_path = os.environ.get("S3_PROXY_LOG")
+        self.endpoint = os.environ.get("S3_ENDPOINT") or os.environ["AZURE_PROXY_CONTROL"]
+        self.log_path = os.environ.get("S3_PROXY_LOG") or os.environ.get("AZURE_PROXY_LOG")
         self.opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
     def _get(self, path, **q):
@@ -214,7 +223,13 @@ class Glidefsd:
             lines.append("node_id: %s" % node_id)
         lines += ["cache:", "  dir: %s" % self.cache, "  disk_size: %s" % disk_size,
                   "storage:"]
-        if self.s3:
+        if self.s3 and azure_active():
+            storage = {"url": "azure://%s/%s/%s" % (os.environ["AZURE_TEST_ACCOUNT"],
+                                                     os.environ["AZURE_TEST_CONTAINER"],
+                                                     self.prefix),
+                       "endpoint": os.environ["AZURE_TEST_ENDPOINT"],
+                       "azure_account_key": os.environ["AZURE_TEST_KEY"], "timeout_ms": 3000}
+        elif self.s3:
             storage = {"url": "s3://%s/%s" % (os.environ["S3_BUCKET"], self.prefix),
                        "endpoint": os.environ["S3_ENDPOINT"], "region": "us-east-1",
                        "access_key_id": "S3RVER", "secret_access_key": "S3RVER",

@@ -1,7 +1,8 @@
 /*
  * testutil.h — helpers shared by the volume integration tests: temporary
  * directories, a config for a tiny-budget volume on the file:// store (or the
- * store named by GLIDEFS_TEST_STORE_URL, e.g. s3:// behind the test proxy),
+ * store named by GLIDEFS_TEST_STORE_URL, e.g. s3:// behind the test proxy, or
+ * azure:// in Azurite under tests/azure/azenv.py with GLIDEFS_TEST_AZURE=1),
  * deterministic random numbers and recursive removal.
  */
 #ifndef GLIDEFS_TESTUTIL_H
@@ -49,7 +50,8 @@ struct tu_env {
     char cache[300];
     char store[300];
     char url[400];
-    char endpoint[256]; /* s3 mode: the test proxy in front of s3rver */
+    char endpoint[256]; /* s3 mode: the test proxy in front of s3rver; azure: of Azurite */
+    int azure;          /* azure:// under tests/azure/azenv.py */
 };
 
 static inline void tu_env_init(struct tu_env *e, const char *tag)
@@ -64,7 +66,15 @@ static inline void tu_env_init(struct tu_env *e, const char *tag)
     snprintf(e->store, sizeof e->store, "%s/store", e->root);
     const char *url = getenv("GLIDEFS_TEST_STORE_URL");
     e->endpoint[0] = 0;
-    if (getenv("GLIDEFS_TEST_S3") && getenv("S3_ENDPOINT") && getenv("S3_BUCKET")) {
+    e->azure = 0;
+    if (getenv("GLIDEFS_TEST_AZURE") && getenv("AZURE_TEST_ENDPOINT") &&
+        getenv("AZURE_TEST_ACCOUNT") && getenv("AZURE_TEST_CONTAINER")) {
+        /* run by tests/azure/azenv.py: a fresh prefix in its container per test */
+        snprintf(e->url, sizeof e->url, "azure://%s/%s/%s", getenv("AZURE_TEST_ACCOUNT"),
+                 getenv("AZURE_TEST_CONTAINER"), strrchr(e->root, '/') + 1);
+        snprintf(e->endpoint, sizeof e->endpoint, "%s", getenv("AZURE_TEST_ENDPOINT"));
+        e->azure = 1;
+    } else if (getenv("GLIDEFS_TEST_S3") && getenv("S3_ENDPOINT") && getenv("S3_BUCKET")) {
         /* run by tests/s3/s3env.py: a fresh prefix in its bucket per test */
         snprintf(e->url, sizeof e->url, "s3://%s/%s", getenv("S3_BUCKET"),
                  strrchr(e->root, '/') + 1);
@@ -112,7 +122,11 @@ static inline glidefs_config *tu_config(const struct tu_env *e, const char *disk
     tu_set(c, "servers.nbd.sync_delay_ms", sync_delay_ms);
     tu_set(c, "servers.nbd.max_dirty_age_ms", "200");
     tu_set(c, "servers.nbd.blocks_per_batch", "4");
-    if (e->endpoint[0]) {
+    if (e->endpoint[0] && e->azure) {
+        tu_set(c, "storage.endpoint", e->endpoint);
+        tu_set(c, "storage.azure_account_key", getenv("AZURE_TEST_KEY"));
+        tu_set(c, "storage.timeout_ms", "10000");
+    } else if (e->endpoint[0]) {
         tu_set(c, "storage.endpoint", e->endpoint);
         tu_set(c, "storage.access_key_id", "S3RVER"); /* s3rver's built-in account */
         tu_set(c, "storage.secret_access_key", "S3RVER");

@@ -3,7 +3,8 @@
 
 Several glidefsd processes on one machine (separate node ids, cache dirs and
 API ports) share one store (file://, or s3:// when run under
-tests/s3/s3env.py). Checked: a second node attaches read-only (READ_ONLY
+tests/s3/s3env.py, or azure:// under tests/azure/azenv.py). Checked: a
+second node attaches read-only (READ_ONLY
 flag, writes get EPERM) and follows the writer's data; promote is refused
 while the lease is live; the live-migration sequence (drain on A, A's client
 leaves, promote on B, B's first write) is byte-exact, and its downtime is
@@ -101,7 +102,12 @@ def main():
     root = tempfile.mkdtemp(prefix="glidefs-migrate-")
     store = os.path.join(root, "store")
     store_lines = None
-    if os.environ.get("S3_ENDPOINT"):
+    if os.environ.get("AZURE_TEST_ENDPOINT"):  # under tests/azure/azenv.py
+        store_lines = [f"url: azure://{os.environ['AZURE_TEST_ACCOUNT']}/"
+                       f"{os.environ['AZURE_TEST_CONTAINER']}/migrate-{os.getpid()}",
+                       f"endpoint: {os.environ['AZURE_TEST_ENDPOINT']}",
+                       f"azure_account_key: {os.environ['AZURE_TEST_KEY']}"]
+    elif os.environ.get("S3_ENDPOINT"):
         store_lines = [f"url: s3://{os.environ['S3_BUCKET']}/migrate-{os.getpid()}",
                        f"endpoint: {os.environ['S3_ENDPOINT']}",
                        "access_key_id: S3RVER", "secret_access_key: S3RVER"]

@@ -571,10 +571,12 @@ static const struct bad_case bad_cases[] = {
 
     /* storage URL and friends */
     {"url: http", "storage:\n  url: http://example.com/x\n", 0, -EINVAL,
-     "t.yaml:2:8: storage.url: expected s3://bucket[/prefix] or file:///absolute/dir, got "
+     "t.yaml:2:8: storage.url: expected s3://bucket[/prefix], azure://account/container[/prefix] "
+     "or file:///absolute/dir, got "
      "\"http://example.com/x\""},
     {"url: bare path", "storage:\n  url: /var/lib/store\n", 0, -EINVAL,
-     "t.yaml:2:8: storage.url: expected s3://bucket[/prefix] or file:///absolute/dir, got "
+     "t.yaml:2:8: storage.url: expected s3://bucket[/prefix], azure://account/container[/prefix] "
+     "or file:///absolute/dir, got "
      "\"/var/lib/store\""},
     {"url: uppercase bucket", "storage:\n  url: s3://My_Bucket/vms\n", 0, -EINVAL,
      "t.yaml:2:8: storage.url: invalid S3 bucket name \"My_Bucket\" " BUCKET_RULES},
@@ -610,6 +612,28 @@ static const struct bad_case bad_cases[] = {
      "\"file://relative/dir\""},
     {"url: file root", "storage:\n  url: file:///\n", 0, -EINVAL,
      "t.yaml:2:8: storage.url: file URL must name a directory below /, got \"file:///\""},
+    {"url: azure without container", "storage:\n  url: azure://myaccount\n", 0, -EINVAL,
+     "t.yaml:2:8: storage.url: invalid or missing Azure container name in \"azure://myaccount\" "
+     "(azure://account/container: 3-63 lowercase letters, digits and single hyphens, a letter "
+     "or digit at both ends)"},
+    {"url: azure uppercase account", "storage:\n  url: azure://MyAccount/c1\n", 0, -EINVAL,
+     "t.yaml:2:8: storage.url: invalid Azure storage account name in \"azure://MyAccount/c1\" "
+     "(3-24 lowercase letters and digits)"},
+    {"url: azure account too long",
+     "storage:\n  url: azure://abcdefghijklmnopqrstuvwxy/c1\n", 0, -EINVAL,
+     "t.yaml:2:8: storage.url: invalid Azure storage account name in "
+     "\"azure://abcdefghijklmnopqrstuvwxy/c1\" (3-24 lowercase letters and digits)"},
+    {"url: azure container with --", "storage:\n  url: azure://acct/a--b\n", 0, -EINVAL,
+     "t.yaml:2:8: storage.url: invalid or missing Azure container name in \"azure://acct/a--b\" "
+     "(azure://account/container: 3-63 lowercase letters, digits and single hyphens, a letter "
+     "or digit at both ends)"},
+    {"url: azure .. in prefix", "storage:\n  url: azure://acct/cont/a/../b\n", 0, -EINVAL,
+     "t.yaml:2:8: storage.url: blob name prefix of \"azure://acct/cont/a/../b\" has an empty, "
+     "\".\" or \"..\" segment"},
+    {"url: azure account:key pasted", "storage:\n  url: azure://acct:c2VjcmV0/cont\n", 0,
+     -EINVAL, "t.yaml:2:8: storage.url: what follows s3:// or azure:// is a bucket or account "
+     "name, without ':' (not echoed: it may be a credential); an endpoint's port goes in "
+     "storage.endpoint, credentials in their own keys"},
     {"url: file with ..", "storage:\n  url: file:///var/../etc\n", 0, -EINVAL,
      "t.yaml:2:8: storage.url: file URL \"file:///var/../etc\" has an empty, \".\" or \"..\" "
      "path segment"},
@@ -820,7 +844,8 @@ static void test_deep_flow_nesting(void **state)
 static void test_secrets_not_echoed(void **state)
 {
     (void)state;
-    const char *keys[] = {"secret_access_key", "session_token", "access_key_id"};
+    const char *keys[] = {"secret_access_key", "session_token", "access_key_id",
+                          "azure_account_key", "azure_sas_token"};
     char y[256], err[512];
     glidefs_config *cfg = NULL;
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
@@ -1246,8 +1271,39 @@ static void test_store_url_parse(void **state)
     /* Only the normal form (what the loader stores) is accepted. */
     assert_int_equal(gfs_store_url_parse("s3://my-bucket/vms/", &u, why, sizeof(why)), -EINVAL);
     assert_string_equal(why, "storage URL is not in normal form (expected s3://my-bucket/vms)");
+    assert_int_equal(gfs_store_url_parse("azure://acct1/my-cont/vms/prod", &u, why,
+                                         sizeof(why)), 0);
+    assert_int_equal(u.kind, GFS_STORE_AZURE);
+    assert_string_equal(u.account, "acct1");
+    assert_string_equal(u.bucket, "my-cont");
+    assert_string_equal(u.path, "vms/prod");
+    assert_int_equal(gfs_store_url_parse("azure://acct1/my-cont", &u, why, sizeof(why)), 0);
+    assert_string_equal(u.bucket, "my-cont");
+    assert_string_equal(u.path, "");
+    assert_int_equal(gfs_store_url_parse("azure://acct1/my-cont/vms/", &u, why, sizeof(why)),
+                     -EINVAL);
+    assert_string_equal(why, "storage URL is not in normal form (expected "
+                             "azure://acct1/my-cont/vms)");
     assert_int_equal(gfs_store_url_parse("http://x", &u, why, sizeof(why)), -EINVAL);
     assert_int_equal(gfs_store_url_parse(NULL, &u, why, sizeof(why)), -EINVAL);
+}
+
+/* azure:// and its credentials: the URL normalised, the secrets masked. */
+static void test_azure_storage(void **state)
+{
+    (void)state;
+    glidefs_config *cfg = parse_ok("storage:\n"
+                                   "  url: azure://acct1/my-cont/vms/prod/\n"
+                                   "  endpoint: http://127.0.0.1:10000/acct1\n"
+                                   "  azure_account_key: c2VjcmV0a2V5\n"
+                                   "  azure_sas_token: \"?sv=2021-08-06&sig=abc%2F\"\n");
+    assert_string_equal(cfg->storage_url, "azure://acct1/my-cont/vms/prod");
+    assert_string_equal(cfg->storage_endpoint, "http://127.0.0.1:10000/acct1");
+    assert_string_equal(cfg->storage_azure_account_key, "c2VjcmV0a2V5");
+    assert_string_equal(cfg->storage_azure_sas_token, "?sv=2021-08-06&sig=abc%2F");
+    assert_get(cfg, "storage.azure_account_key", "***");
+    assert_get(cfg, "storage.azure_sas_token", "***");
+    glidefs_config_free(cfg);
 }
 
 static void test_hostport_split(void **state)
@@ -1351,6 +1407,7 @@ int main(void)
         cmocka_unit_test(test_set_get),
         cmocka_unit_test(test_set_log),
         cmocka_unit_test(test_store_url_parse),
+        cmocka_unit_test(test_azure_storage),
         cmocka_unit_test(test_hostport_split),
         cmocka_unit_test(test_s3_aws_keys),
         cmocka_unit_test(test_mutation_fuzz),
