@@ -388,6 +388,15 @@ static void test_error_region(void **state)
     assert_int_equal(gfs_s3_xml_parse_error(x, strlen(x), &e, NULL), 0);
     assert_string_equal(e.region, "");
     assert_string_equal(e.endpoint, "");
+    /* a region is a-z 0-9 '-' only (what an endpoint may also hold is not) */
+    const char *u = "<Error><Code>AuthorizationHeaderMalformed</Code><Region>EU-WEST-1"
+                    "</Region></Error>";
+    assert_int_equal(gfs_s3_xml_parse_error(u, strlen(u), &e, NULL), 0);
+    assert_string_equal(e.region, "");
+    const char *d = "<Error><Code>AuthorizationHeaderMalformed</Code><Region>eu-west-1.evil"
+                    "</Region></Error>";
+    assert_int_equal(gfs_s3_xml_parse_error(d, strlen(d), &e, NULL), 0);
+    assert_string_equal(e.region, "");
 }
 
 /* ---- addressing ---- */
