@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """make_store_corpus.py - writes the seed corpora of the store-object fuzz
-targets: corpus-volmeta/ (volume.json), corpus-lease/ (the lease) and
+targets: corpus-volmeta/ (volume.json), corpus-lease/ (the lease),
 corpus-snapshot/ (a name-selector byte, then a snapshot object or a clone
-marker). Valid objects of each shape the code writes, plus the crafted ones
+marker), and corpus-s3creds/ (a parser-selector byte, then what a credential
+source or an S3 error answers). Valid objects of each shape the code writes, plus the crafted ones
 that once got past validation. Run it again after changing it; the files
 are committed."""
 import base64
@@ -92,6 +93,30 @@ SNAPSHOT = {
     "bad_marker_path": (0, {"snapshot": "../../lease"}),
 }
 
+# first byte: the parser (fuzz_s3_creds.c): 0 IMDS/container JSON, 1 STS XML,
+# 2 credentials file ("default"), 3 config file ("prod"), 4 time + role list,
+# 5 S3 error naming a region
+S3CREDS = {
+    'error_redirect': (5, '<Error><Code>PermanentRedirect</Code><Message>m</Message><Endpoint>b.s3.eu-west-1.amazonaws.com</Endpoint><Bucket>b</Bucket></Error>'),
+    'error_region': (5, "<Error><Code>AuthorizationHeaderMalformed</Code><Message>the region 'us-east-1' is wrong; expecting 'eu-west-1'</Message><Region>eu-west-1</Region><RequestId>R</RequestId></Error>"),
+    'ini_bad': (2, 'key = outside\n[default\n[]\n'),
+    'ini_config': (3, '[default]\nregion = us-east-1\n[profile   prod]\naws_access_key_id = AKIDCONFIGPROD\naws_secret_access_key = s\naws_session_token = t\n[profile sso]\nsso_start_url = https://x\n'),
+    'ini_credentials': (2, '# c\n[default]\naws_access_key_id = AKIDDEFAULT\naws_secret_access_key = s/x+1\ns3 =\n    addressing_style = path\n[prod]\naws_access_key_id:AKIDPROD\r\naws_secret_access_key=x\r\n'),
+    'json_dup': (0, '{"AccessKeyId":"A","AccessKeyId":"B"}'),
+    'json_ecs': (0, '{"RoleArn":"arn:aws:iam::1:role/r","AccessKeyId":"ASIAECSCABCDEF123456","SecretAccessKey":"s3cr3t","Token":"tok","Expiration":"2099-11-14T22:20:00Z"}'),
+    'json_failure': (0, '{"Code":"Failure","Message":"no"}'),
+    'json_imds': (0, '{"Code":"Success","LastUpdated":"2023-11-14T22:00:00Z","Type":"AWS-HMAC","AccessKeyId":"ASIAIMDSABCDEF123456","SecretAccessKey":"wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY","Token":"IQoJb3JpZ2luX2VjE+/=","Expiration":"2099-11-14T23:13:20Z"}'),
+    'role_list': (4, 'glidefs-test-role\nother'),
+    'sts_error': (1, '<ErrorResponse><Error><Type>Sender</Type><Code>InvalidIdentityToken</Code><Message>bad</Message></Error><RequestId>r</RequestId></ErrorResponse>'),
+    'sts_ok': (1, '<AssumeRoleWithWebIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><AssumeRoleWithWebIdentityResult><Credentials><SessionToken>FwoGZXIvYXdzE+/=</SessionToken><SecretAccessKey>wJalrXUtnFEMI/K7MDENG</SecretAccessKey><Expiration>2099-11-14T23:13:20Z</Expiration><AccessKeyId>ASIASTSWABCDEF123456</AccessKeyId></Credentials></AssumeRoleWithWebIdentityResult></AssumeRoleWithWebIdentityResponse>'),
+    'sts_xxe': (1, '<?xml version="1.0"?><!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]><AssumeRoleWithWebIdentityResponse><AssumeRoleWithWebIdentityResult><Credentials><AccessKeyId>&e;</AccessKeyId></Credentials></AssumeRoleWithWebIdentityResult></AssumeRoleWithWebIdentityResponse>'),
+    'time_and_role': (4, '2023-11-14T22:13:20.123Z'),
+    # what a parser must refuse: a key with a control character, a region
+    # that is not one (a path, upper case): the harness aborts if either passes
+    'json_bad_akid_control': (0, '{"Code":"Success","AccessKeyId":"ASIA\\u0001BAD","SecretAccessKey":"s","Token":"t","Expiration":"2099-11-14T23:13:20Z"}'),
+    'error_bad_region': (5, '<Error><Code>PermanentRedirect</Code><Message>m</Message><Region>../EU-west-1</Region><Endpoint>b.s3/x</Endpoint></Error>'),
+}
+
 
 def write(sub, items):
     d = os.path.join(HERE, sub)
@@ -106,3 +131,4 @@ write("corpus-volmeta", {k: json.dumps(v, sort_keys=True).encode() for k, v in V
 write("corpus-lease", {k: json.dumps(v, sort_keys=True).encode() for k, v in LEASE.items()})
 write("corpus-snapshot", {k: bytes([sel]) + json.dumps(v, sort_keys=True).encode()
                           for k, (sel, v) in SNAPSHOT.items()})
+write("corpus-s3creds", {k: bytes([sel]) + v.encode() for k, (sel, v) in S3CREDS.items()})

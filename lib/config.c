@@ -700,6 +700,35 @@ static int check_compression(const struct keydef *kd, const char *v, char *norm,
     return copy_norm(v, norm, nl);
 }
 
+/* One of a few words (storage.addressing, storage.checksum). */
+static int check_word(const char *v, const char *const *words, const char *expect, char *norm,
+                      size_t nl, char *why, size_t wl)
+{
+    for (; *words; words++)
+        if (strcmp(v, *words) == 0)
+            return copy_norm(v, norm, nl);
+    char q[256];
+    quote(q, sizeof(q), v);
+    put_msg(why, wl, "expected %s, got %s", expect, q);
+    return -EINVAL;
+}
+
+static int check_addressing(const struct keydef *kd, const char *v, char *norm, size_t nl,
+                            char *why, size_t wl)
+{
+    (void)kd;
+    static const char *const w[] = {"auto", "path", "virtual", NULL};
+    return check_word(v, w, "auto, path or virtual", norm, nl, why, wl);
+}
+
+static int check_checksum(const struct keydef *kd, const char *v, char *norm, size_t nl,
+                          char *why, size_t wl)
+{
+    (void)kd;
+    static const char *const w[] = {"auto", "on", "off", NULL};
+    return check_word(v, w, "auto, on or off", norm, nl, why, wl);
+}
+
 static int node_id_valid(const char *v)
 {
     size_t n = strlen(v);
@@ -1049,6 +1078,9 @@ static const struct keydef keys[] = {
     K_INT("storage.max_connections", storage_max_connections, 1, 256),
     K_INT("storage.timeout_ms", storage_timeout_ms, 100, 3600000),
     K_INT("storage.max_retries", storage_max_retries, 0, 100),
+    K_STR("storage.addressing", storage_addressing, KF_REQUIRED, check_addressing),
+    K_STR("storage.checksum", storage_checksum, KF_REQUIRED, check_checksum),
+    K_INT("storage.credential_refresh_s", storage_credential_refresh_s, 1, 43200),
     K_STR("storage.encryption_password", encryption_password, KF_SECRET, check_password),
     K_STR("storage.compression", compression, KF_REQUIRED, check_compression),
     K_INT("storage.compression_level", compression_level, 1, 19),
@@ -1213,6 +1245,9 @@ int gfs_config_init_defaults(struct glidefs_config *cfg)
     cfg->storage_max_connections = 8;
     cfg->storage_timeout_ms = 30000;
     cfg->storage_max_retries = 8;
+    cfg->storage_addressing = strdup("auto");
+    cfg->storage_checksum = strdup("auto");
+    cfg->storage_credential_refresh_s = 300;
     cfg->compression = strdup("none");
     cfg->compression_level = 3;
     cfg->node_id = default_node_id();
@@ -1255,6 +1290,7 @@ int gfs_config_init_defaults(struct glidefs_config *cfg)
     if (gfs_budget_new(&cfg->budget) < 0)
         cfg->budget = NULL;
     if (!cfg->cache_dir || !cfg->storage_url || !cfg->storage_region || !cfg->compression ||
+        !cfg->storage_addressing || !cfg->storage_checksum ||
         !cfg->node_id || !cfg->node_id_legacy || !cfg->nbd_unix_socket || !cfg->api_listen ||
         !cfg->budget) {
         gfs_config_clear(cfg);

@@ -35,6 +35,9 @@ struct glidefs_config {
     int storage_max_connections;    /* parallel requests, default 8 */
     int storage_timeout_ms;         /* per-request timeout, default 30000 */
     int storage_max_retries;        /* default 8 */
+    char *storage_addressing;       /* auto (default), path or virtual (objstore_s3.h) */
+    char *storage_checksum;         /* x-amz-checksum-crc32c on PUT: auto (default), on, off */
+    int storage_credential_refresh_s; /* refresh expiring credentials this long before; 300 */
     char *encryption_password;      /* optional (secret) */
     char *compression;              /* "none" (default) or "zstd" */
     int compression_level;          /* default 3 */

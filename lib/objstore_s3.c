@@ -3,12 +3,18 @@
  * over libcurl against AWS S3 or any S3-compatible service, signed with our
  * SigV4 signer (sigv4.c, mbedTLS), XML through s3_xml.c (libxml2).
  *
- * Owns: URL and endpoint handling (virtual-hosted for AWS, path-style for a
- * custom endpoint), credentials (config, else AWS_* environment; never
- * logged), the pool of curl handles (parallel requests, keep-alive), request
- * execution with timeouts, retries with capped exponential backoff and full
- * jitter, mapping of HTTP/S3 errors to errno, and the checks on answers
- * (ETag == MD5 of what was PUT, Content-Range of ranged GETs, list order).
+ * Owns: URL and endpoint handling (storage.addressing: virtual-hosted or
+ * path-style, see gfs_s3_use_virtual), the region (a store that answers
+ * with the bucket's real region - 301 PermanentRedirect, x-amz-bucket-region,
+ * AuthorizationHeaderMalformed - is signed for that region from then on,
+ * the request retried once), the pool of curl handles (parallel requests,
+ * keep-alive), request execution with timeouts, retries with capped
+ * exponential backoff and full jitter, mapping of HTTP/S3 errors to errno,
+ * x-amz-checksum-crc32c on PUT (storage.checksum), and the checks on answers
+ * (ETag == MD5 of what was PUT, the echoed CRC-32C, Content-Range of ranged
+ * GETs, list order). Credentials come from s3_creds.c (the chain, refresh;
+ * never logged); a key refused as expired is fetched anew and the request
+ * signed again, once.
  *
  * Threads: any number of threads may call the ops at once; each request
  * takes a curl easy handle from a mutex-protected pool (at most
@@ -43,9 +49,12 @@
 
 #include "cleanup.h"
 #include "config.h"
+#include "crc32c.h"
 #include "log.h"
 #include "objstore.h"
 #include "objstore_s3.h"
+#include "s3_creds.h"
+#include "s3_creds_parse.h"
 #include "s3_names.h"
 #include "s3_xml.h"
 #include "sigv4.h"
@@ -55,6 +64,7 @@
 #define ERR_BODY_MAX (64u * 1024u) /* error bodies kept for parsing */
 #define PREFIX_MAX 512u
 #define CHECK_RETRIES 2            /* start-up check: fail fast */
+#define MAX_REGION_SWITCHES 4      /* a store that keeps naming other regions is wrong */
 
 /* ---- process-wide initialisation ----------------------------------------
  * The only mutable static state in the backend: libcurl and libxml2 each need
@@ -72,20 +82,36 @@ static void s3_global_init(void)
 
 /* ---- the store ----------------------------------------------------------- */
 
-struct s3_store {
-    struct gfs_objstore base; /* first: the generic code casts */
-    char *bucket;
-    char *prefix;     /* "" or "some/prefix/" (with the trailing '/') */
+/* Where requests go and how they are signed. Immutable: a region learned
+ * from the store makes a new one (requests in flight keep theirs); all are
+ * freed at close. */
+struct s3_target {
     char *origin;     /* "https://host[:port]" */
     char *host;       /* Host header value */
     char *path_base;  /* "" (virtual-hosted) or "/bucket" (path-style) */
     char *region;
-    char *akid;
-    char *secret;     /* never logged, zeroed on close */
-    char *token;      /* session token, may be NULL; secret too */
+    struct s3_target *older;
+};
+
+enum { CRC_OFF, CRC_AUTO, CRC_ON };
+
+struct s3_store {
+    struct gfs_objstore base; /* first: the generic code casts */
+    char *bucket;
+    char *prefix;     /* "" or "some/prefix/" (with the trailing '/') */
+    char *ep_scheme;  /* storage.endpoint's "http"/"https"; NULL: AWS's own host names */
+    char *ep_host;    /* storage.endpoint's host[:port] */
+    int virtual_host; /* requests go to BUCKET.host (gfs_s3_use_virtual) */
+    pthread_mutex_t target_lock;
+    struct s3_target *target; /* __atomic; replaced under target_lock */
+    int region_switches;
+    struct gfs_s3_creds *creds;
     char *ca_bundle;
     char *desc;       /* "s3://bucket/prefix" for messages */
     int tls_verify;
+    int crc_mode;     /* storage.checksum: CRC_OFF / CRC_AUTO / CRC_ON */
+    int crc_refused;  /* auto: the store refused the header; PUTs go without it */
+    int crc_state;    /* GFS_S3_CRC_*: what the store was seen to do */
     long timeout_ms;
     int max_retries;
     int max_conns;
@@ -107,6 +133,7 @@ struct s3_store {
 };
 
 static const struct gfs_objstore_ops s3_ops;
+static void target_free(struct s3_target *t);
 
 static struct s3_store *S3(struct gfs_objstore *st) { return (struct s3_store *)st; }
 
@@ -205,6 +232,7 @@ struct s3_call {
     int retries;              /* retry budget of this call */
     const char *want_etag;    /* 2xx must carry this ETag (hex MD5), else retried */
     int final_500;            /* a 500 is an answer, not retried (conditional PUTs) */
+    char crc_sent[16];        /* x-amz-checksum-crc32c sent (base64), "" none */
 
     /* response sink */
     enum sink_kind sink;
@@ -230,9 +258,15 @@ struct s3_call {
     int have_s3err;
     int attempts;             /* attempts made */
     int maybe_resent;         /* libcurl may have sent it twice itself (see attempt()) */
+    char hdr_region[40];      /* x-amz-bucket-region of the answer */
+    char crc_echo[16];        /* x-amz-checksum-crc32c of the answer */
+    int region_switched;      /* this call made the store learn its region */
+    int renewed;              /* this call had its expired keys replaced */
+    int no_creds;             /* no valid credentials to sign with (why says) */
+    char akid[GFS_CREDS_AKID_MAX + 1]; /* the access key id of the last attempt */
 
     /* final explanation of a failure, safe to log (no secrets) */
-    char why[512];
+    char why[768];
 };
 
 static void call_reset_response(struct s3_call *c)
@@ -252,6 +286,9 @@ static void call_reset_response(struct s3_call *c)
     memset(&c->s3err, 0, sizeof(c->s3err));
     c->have_s3err = 0;
     c->why[0] = '\0';
+    c->hdr_region[0] = '\0';
+    c->crc_echo[0] = '\0';
+    c->no_creds = 0;
 }
 
 static void call_free(struct s3_call *c)
@@ -315,6 +352,8 @@ static size_t on_header(char *data, size_t size, size_t nitems, void *arg)
         c->have_cl = c->have_cr = 0;
         c->etag_not_md5 = 0;
         c->request_id[0] = '\0';
+        c->hdr_region[0] = '\0';
+        c->crc_echo[0] = '\0';
         const char *sp = memchr(data, ' ', len);
         c->status = 0;
         if (sp && data + len - sp >= 4) {
@@ -361,6 +400,20 @@ static size_t on_header(char *data, size_t size, size_t nitems, void *arg)
     } else if (nl == 47 &&
                strncasecmp(data, "x-amz-server-side-encryption-customer-algorithm", 47) == 0) {
         c->etag_not_md5 = 1;
+    } else if (nl == 19 && strncasecmp(data, "x-amz-bucket-region", 19) == 0) {
+        /* kept only when it looks like a region: the client acts on it */
+        int ok = vl > 0 && vl <= 32;
+        for (size_t i = 0; ok && i < vl; i++)
+            ok = (v[i] >= 'a' && v[i] <= 'z') || (v[i] >= '0' && v[i] <= '9') || v[i] == '-';
+        if (ok) {
+            memcpy(c->hdr_region, v, vl);
+            c->hdr_region[vl] = '\0';
+        }
+    } else if (nl == 21 && strncasecmp(data, "x-amz-checksum-crc32c", 21) == 0) {
+        size_t k = vl < sizeof(c->crc_echo) - 1 ? vl : sizeof(c->crc_echo) - 1;
+        for (size_t i = 0; i < k; i++)
+            c->crc_echo[i] = ((unsigned char)v[i] < 0x20 || v[i] == 0x7f) ? '?' : v[i];
+        c->crc_echo[k] = '\0';
     } else if (nl == 16 && strncasecmp(data, "x-amz-request-id", 16) == 0) {
         size_t k = vl < sizeof(c->request_id) - 1 ? vl : sizeof(c->request_id) - 1;
         for (size_t i = 0; i < k; i++)
@@ -464,16 +517,21 @@ static int key_ok(const struct s3_store *st, const char *key, int allow_empty)
     return xmlCheckUTF8((const xmlChar *)key) != 0;
 }
 
-/* Build URL and signing path of c. */
-static int build_target(const struct s3_store *st, const struct s3_call *c, char **url,
-                        char **path)
+static const struct s3_target *target_of(const struct s3_store *st)
+{
+    return __atomic_load_n(&st->target, __ATOMIC_ACQUIRE);
+}
+
+/* Build URL and signing path of c for target t. */
+static int build_target(const struct s3_store *st, const struct s3_target *t,
+                        const struct s3_call *c, char **url, char **path)
 {
     *url = *path = NULL;
     int rc;
     if (c->key)
-        rc = asprintf(path, "%s/%s%s", st->path_base, st->prefix, c->key);
+        rc = asprintf(path, "%s/%s%s", t->path_base, st->prefix, c->key);
     else
-        rc = asprintf(path, "%s", *st->path_base ? st->path_base : "/");
+        rc = asprintf(path, "%s", *t->path_base ? t->path_base : "/");
     if (rc < 0) {
         *path = NULL;
         return -ENOMEM;
@@ -485,7 +543,7 @@ static int build_target(const struct s3_store *st, const struct s3_call *c, char
         *path = NULL;
         return -ENOMEM;
     }
-    rc = asprintf(url, "%s%s%s%s", st->origin, epath, *query ? "?" : "", query);
+    rc = asprintf(url, "%s%s%s%s", t->origin, epath, *query ? "?" : "", query);
     if (rc < 0) {
         *url = NULL;
         free(*path);
@@ -525,27 +583,60 @@ static int etag_is(const char *etag, const char *md5hex)
     return strlen(etag) == 32 && strncasecmp(etag, md5hex, 32) == 0;
 }
 
-enum attempt_result { ATT_DONE, ATT_RETRY, ATT_FAIL };
+/* ATT_AGAIN: send it again at once, without counting a retry (the store
+ * named its region, or refused expired keys: both at most once a call). */
+enum attempt_result { ATT_DONE, ATT_RETRY, ATT_FAIL, ATT_AGAIN };
+
+static int switch_region(struct s3_store *st, const struct s3_target *t, const char *region,
+                         const char *why);
+
+static void keys_putp(struct gfs_s3_keys **k) { gfs_s3_keys_put(*k); }
+
+/* After an answer that is not a success: does it name the bucket's region
+ * (301 PermanentRedirect or 307 with x-amz-bucket-region, 400
+ * AuthorizationHeaderMalformed with <Region>), and is it another one? */
+static const char *region_hint(const struct s3_call *c, const struct s3_target *t)
+{
+    const char *code = c->have_s3err ? c->s3err.code : "";
+    const char *r = c->hdr_region[0] ? c->hdr_region : c->have_s3err ? c->s3err.region : "";
+    if (!*r || strcmp(r, t->region) == 0)
+        return NULL;
+    if (c->status == 301 || c->status == 307 ||
+        (c->status == 400 && strcmp(code, "AuthorizationHeaderMalformed") == 0))
+        return r;
+    return NULL;
+}
 
 /* One attempt: sign, send, receive. On ATT_FAIL, *err holds the errno. */
-static enum attempt_result attempt(struct s3_store *st, struct s3_call *c, CURL *h,
-                                   const char *url, const char *path, const char *payload_hash,
-                                   int *err)
+static enum attempt_result attempt(struct s3_store *st, const struct s3_target *t,
+                                   struct s3_call *c, CURL *h, const char *url,
+                                   const char *path, const char *payload_hash, int *err)
 {
     char amz_date[17];
     if (gfs_sigv4_amz_date(time(NULL), amz_date) != 0) {
         *err = -EIO;
         return ATT_FAIL;
     }
+    /* the keys of this moment, held until the answer is judged */
+    __attribute__((cleanup(keys_putp))) struct gfs_s3_keys *keys = NULL;
+    char cwhy[700];
+    int rc = gfs_s3_creds_get(st->creds, &keys, cwhy, sizeof(cwhy));
+    if (rc != 0) {
+        snprintf(c->why, sizeof(c->why), "%s", cwhy);
+        c->no_creds = 1;
+        *err = rc;
+        return ATT_FAIL;
+    }
+    snprintf(c->akid, sizeof(c->akid), "%s", keys->akid);
     /* The signed header set; the same array is sent, so what is signed is
      * what goes on the wire. */
     struct gfs_sigv4_kv hdr[4 + MAX_XHDR];
     size_t nh = 0;
-    hdr[nh++] = (struct gfs_sigv4_kv){"Host", st->host};
+    hdr[nh++] = (struct gfs_sigv4_kv){"Host", t->host};
     hdr[nh++] = (struct gfs_sigv4_kv){"x-amz-content-sha256", payload_hash};
     hdr[nh++] = (struct gfs_sigv4_kv){"x-amz-date", amz_date};
-    if (st->token)
-        hdr[nh++] = (struct gfs_sigv4_kv){"x-amz-security-token", st->token};
+    if (keys->token)
+        hdr[nh++] = (struct gfs_sigv4_kv){"x-amz-security-token", keys->token};
     for (size_t i = 0; i < c->nxhdr; i++)
         hdr[nh++] = c->xhdr[i];
 
@@ -554,11 +645,11 @@ static enum attempt_result attempt(struct s3_store *st, struct s3_call *c, CURL 
         .headers = hdr, .nheaders = nh, .payload_hash = payload_hash,
     };
     struct gfs_sigv4_signer signer = {
-        .access_key_id = st->akid, .secret_access_key = st->secret, .region = st->region,
+        .access_key_id = keys->akid, .secret_access_key = keys->secret, .region = t->region,
         .service = "s3",
     };
     CLEANUP_FREE char *authz = NULL;
-    int rc = gfs_sigv4_authorization(&signer, &r, amz_date, &authz);
+    rc = gfs_sigv4_authorization(&signer, &r, amz_date, &authz);
     if (rc != 0) {
         snprintf(c->why, sizeof(c->why), "cannot sign the request (%s)", strerror(-rc));
         *err = rc;
@@ -598,6 +689,7 @@ static enum attempt_result attempt(struct s3_store *st, struct s3_call *c, CURL 
         }
     }
     if (oom) {
+        mbedtls_platform_zeroize(authz, strlen(authz));
         curl_slist_free_all(list);
         *err = -ENOMEM;
         return ATT_FAIL;
@@ -705,6 +797,19 @@ static enum attempt_result attempt(struct s3_store *st, struct s3_call *c, CURL 
                 c->why[l + 1] = '\0';
             }
         }
+        const char *region = region_hint(c, t);
+        if (region && !c->region_switched) {
+            c->region_switched = 1;
+            if (switch_region(st, t, region, c->why) == 0)
+                return ATT_AGAIN;
+        }
+        if ((c->status == 400 || c->status == 403) && !c->renewed &&
+            (strcmp(code, "ExpiredToken") == 0 || strcmp(code, "TokenRefreshRequired") == 0)) {
+            /* our clock or the issuer's: the store has the last word */
+            c->renewed = 1;
+            if (gfs_s3_creds_expired(st->creds, keys))
+                return ATT_AGAIN;
+        }
         if ((c->status >= 500 && c->status != 501) || c->status == 429 ||
             (c->status == 400 && strcmp(code, "RequestTimeout") == 0) ||
             (c->status == 409 && (strcmp(code, "OperationAborted") == 0 ||
@@ -719,6 +824,12 @@ static enum attempt_result attempt(struct s3_store *st, struct s3_call *c, CURL 
                  c->etag, c->want_etag);
         return ATT_RETRY;
     }
+    /* a store that checked our CRC-32C says which it computed: the same */
+    if (c->crc_sent[0] && c->crc_echo[0] && strcmp(c->crc_sent, c->crc_echo) != 0) {
+        snprintf(c->why, sizeof(c->why), "the store computed CRC-32C %s of the body, not %s",
+                 c->crc_echo, c->crc_sent);
+        return ATT_RETRY;
+    }
     return ATT_DONE;
 }
 
@@ -728,7 +839,8 @@ static int s3_exec(struct s3_store *st, struct s3_call *c, const char *opname)
 {
     CLEANUP_FREE char *url = NULL;
     CLEANUP_FREE char *path = NULL;
-    int rc = build_target(st, c, &url, &path);
+    const struct s3_target *t = target_of(st);
+    int rc = build_target(st, t, c, &url, &path);
     if (rc != 0)
         return rc;
     char payload_hash[GFS_SHA256_HEX_LEN + 1];
@@ -750,7 +862,18 @@ static int s3_exec(struct s3_store *st, struct s3_call *c, const char *opname)
     for (int i = 0;; i++) {
         int err = 0;
         c->attempts = i + 1;
-        enum attempt_result ar = attempt(st, c, h, url, path, payload_hash, &err);
+        enum attempt_result ar = attempt(st, t, c, h, url, path, payload_hash, &err);
+        if (ar == ATT_AGAIN) {
+            /* a new region (target) or new keys: at once, not a retry */
+            free(url);
+            free(path);
+            url = path = NULL;
+            t = target_of(st);
+            if ((rc = build_target(st, t, c, &url, &path)) != 0)
+                break;
+            i--;
+            continue;
+        }
         if (ar == ATT_DONE) {
             rc = 0;
             break;
@@ -778,9 +901,26 @@ static int s3_exec(struct s3_store *st, struct s3_call *c, const char *opname)
 }
 
 /* Map the final answer of a call that is not a success to an errno, and log. */
+/* What to do about a transport failure that is no network trouble. */
+static const char *tls_hint(CURLcode cc)
+{
+    switch (cc) {
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_ISSUER_ERROR:
+    case CURLE_SSL_CACERT_BADFILE:
+        return " (the endpoint's certificate is not trusted here, or does not name its host: "
+               "storage.ca_bundle, or AWS_CA_BUNDLE, names the CA file of a private CA)";
+    case CURLE_SSL_CONNECT_ERROR:
+        return " (TLS handshake failed: is the endpoint https?)";
+    default:
+        return "";
+    }
+}
+
 static int s3_fail(struct s3_store *st, struct s3_call *c, const char *opname, int rc)
 {
     const char *what = c->key ? c->key : st->desc;
+    const struct s3_target *t = target_of(st);
     if (rc == 0) {
         const char *code = c->have_s3err ? c->s3err.code : "";
         if (c->status == 403) {
@@ -788,20 +928,30 @@ static int s3_fail(struct s3_store *st, struct s3_call *c, const char *opname, i
                     c->why,
                     strcmp(code, "RequestTimeTooSkewed") == 0
                         ? " (check the clock of this node)"
-                        : " (check storage.access_key_id / secret or AWS_ACCESS_KEY_ID / "
-                          "AWS_SECRET_ACCESS_KEY)");
+                        : " (check the credentials: see \"Credentials\" in glidefs.yaml(5))");
             rc = -EACCES;
         } else if (c->status == 404 && strcmp(code, "NoSuchBucket") == 0) {
             gfs_err(st->base.log, "s3: %s %s: bucket '%s' does not exist at %s: %s", opname,
-                    what, st->bucket, st->origin, c->why);
+                    what, st->bucket, t->origin, c->why);
             rc = -ENOENT;
+        } else if (c->status == 301 || c->status == 307) {
+            gfs_err(st->base.log, "s3: %s %s on %s: %s%s%s: the bucket is not at %s (region %s): "
+                    "set storage.region to the bucket's region%s", opname, what, st->desc,
+                    c->why, c->s3err.endpoint[0] ? "; it names endpoint " : "",
+                    c->s3err.endpoint, t->origin, t->region,
+                    st->ep_host ? ", and storage.endpoint to that region's (or leave it unset)"
+                                : "");
+            rc = -EIO;
         } else {
             gfs_err(st->base.log, "s3: %s %s on %s: %s", opname, what, st->desc, c->why);
             rc = -EIO;
         }
+    } else if (c->no_creds && rc != -ENOMEM) {
+        gfs_err(st->base.log, "s3: %s %s on %s: %s", opname, what, st->desc, c->why);
+        rc = -EACCES;
     } else if (rc != -EFBIG) {
-        gfs_err(st->base.log, "s3: %s %s on %s failed after %d attempt(s): %s", opname, what,
-                st->desc, c->attempts, c->why[0] ? c->why : strerror(-rc));
+        gfs_err(st->base.log, "s3: %s %s on %s failed after %d attempt(s): %s%s", opname, what,
+                st->desc, c->attempts, c->why[0] ? c->why : strerror(-rc), tls_hint(c->cc));
         if (rc != -ENOMEM && rc != -EINVAL)
             rc = -EIO;
     }
@@ -881,11 +1031,49 @@ static void put_pause(struct s3_store *st, const char *key, int round, const cha
     sleep_ms(ms);
 }
 
+int gfs_s3_crc32c_b64(const void *buf, size_t len, char out[16])
+{
+    uint32_t crc = gfs_crc32c(0, buf ? buf : "", len);
+    uint8_t be[4] = {(uint8_t)(crc >> 24), (uint8_t)(crc >> 16), (uint8_t)(crc >> 8),
+                     (uint8_t)crc};
+    return gfs_base64(be, sizeof(be), out, 16);
+}
+
+/* Does this refusal of a PUT that carried x-amz-checksum-crc32c look like
+ * a store that does not know the header (rather than a bad request)? */
+static int crc_refusal(const struct s3_call *c)
+{
+    const char *code = code_of(c);
+    if (!c->crc_sent[0] || (c->status != 400 && c->status != 501))
+        return 0;
+    return c->status == 501 || !*code || strcmp(code, "InvalidArgument") == 0 ||
+           strcmp(code, "InvalidRequest") == 0 || strcmp(code, "NotImplemented") == 0 ||
+           strcmp(code, "InvalidHeader") == 0 || strcmp(code, "UnsupportedHeader") == 0;
+}
+
+/* What a successful PUT showed about the store's checksums (logged once). */
+static void crc_learn(struct s3_store *st, const struct s3_call *c)
+{
+    if (!c->crc_sent[0])
+        return;
+    int seen = c->crc_echo[0] ? GFS_S3_CRC_VERIFIED : GFS_S3_CRC_IGNORED;
+    int old = __atomic_exchange_n(&st->crc_state, seen, __ATOMIC_RELAXED);
+    if (old == seen || old == GFS_S3_CRC_VERIFIED)
+        return;
+    if (seen == GFS_S3_CRC_VERIFIED)
+        gfs_info(st->base.log, "s3: %s checks the CRC-32C of each PUT (x-amz-checksum-crc32c)",
+                 st->desc);
+    else
+        gfs_info(st->base.log, "s3: %s accepts x-amz-checksum-crc32c without answering it: it "
+                 "may not check it (Ceph RGW 16 does not); Content-MD5 still guards each PUT",
+                 st->desc);
+}
+
 /* One PUT attempt (with s3_exec's retries). If-Match goes out quoted (RFC
  * 7232, what AWS documents) unless bare. */
 static int put_call(struct s3_store *st, struct s3_call *c, const char *key, const void *buf,
                     size_t len, unsigned flags, const char *if_match_etag, int bare,
-                    const char *md5hex, const char *md5b64, char quoted[80])
+                    const char *md5hex, const char *md5b64, const char *crc, char quoted[80])
 {
     call_init(c, "PUT", key);
     c->body = buf;
@@ -893,6 +1081,11 @@ static int put_call(struct s3_store *st, struct s3_call *c, const char *key, con
     c->want_etag = md5hex;
     c->xhdr[c->nxhdr++] = (struct gfs_sigv4_kv){"Content-MD5", md5b64};
     c->xhdr[c->nxhdr++] = (struct gfs_sigv4_kv){"Content-Type", "application/octet-stream"};
+    if (crc) {
+        /* AWS checks it and stores it with the object (a whole-object CRC-32C) */
+        snprintf(c->crc_sent, sizeof(c->crc_sent), "%s", crc);
+        c->xhdr[c->nxhdr++] = (struct gfs_sigv4_kv){"x-amz-checksum-crc32c", c->crc_sent};
+    }
     if (flags & GFS_PUT_IF_NONE_MATCH) {
         c->xhdr[c->nxhdr++] = (struct gfs_sigv4_kv){"If-None-Match", "*"};
     } else if (if_match_etag) {
@@ -939,16 +1132,42 @@ static int s3_put_etag(struct gfs_objstore *gst, const char *key, const void *bu
         return rc;
     gfs_hex_encode(md5, sizeof(md5), md5hex);
 
+    char crc[16] = "";
+    int send_crc = st->crc_mode == CRC_ON ||
+                   (st->crc_mode == CRC_AUTO && !__atomic_load_n(&st->crc_refused,
+                                                                 __ATOMIC_RELAXED));
+    if (send_crc && (rc = gfs_s3_crc32c_b64(buf, len, crc)) != 0)
+        return rc;
+    int crc_dropped = 0; /* auto: the store refused the header; this PUT goes without */
+
     char quoted[80];
     int try_bare = 0; /* this round tries the bare If-Match (not yet known to work) */
     for (int round = 0;; round++) {
         int bare = try_bare || __atomic_load_n(&st->if_match_bare, __ATOMIC_RELAXED);
         struct s3_call c;
-        rc = put_call(st, &c, key, buf, len, flags, if_match_etag, bare, md5hex, md5b64, quoted);
+        rc = put_call(st, &c, key, buf, len, flags, if_match_etag, bare, md5hex, md5b64,
+                      send_crc && !crc_dropped ? crc : NULL, quoted);
+        if (rc == 0 && st->crc_mode == CRC_AUTO && !crc_dropped && crc_refusal(&c)) {
+            /* maybe the header it does not know: once more without it */
+            crc_dropped = 1;
+            gfs_info(st->base.log, "s3: PUT %s: %s; sending it again without "
+                     "x-amz-checksum-crc32c", key, c.why);
+            call_free(&c);
+            round--;
+            continue;
+        }
+        if (rc == 0 && status_ok(&c) && crc_dropped &&
+            !__atomic_exchange_n(&st->crc_refused, 1, __ATOMIC_RELAXED)) {
+            __atomic_store_n(&st->crc_state, GFS_S3_CRC_REFUSED, __ATOMIC_RELAXED);
+            gfs_warn(st->base.log, "s3: %s refuses x-amz-checksum-crc32c on PUT: PUTs go "
+                     "without it from now on (Content-MD5 still guards each; "
+                     "storage.checksum: off says so up front)", st->desc);
+        }
         if (rc == 0 && status_ok(&c)) {
             stat_add(&st->base.stats.put_bytes, len);
             if (etag_out)
                 snprintf(etag_out, 72, "%s", c.etag[0] ? c.etag : md5hex);
+            crc_learn(st, &c);
             call_free(&c);
             if (try_bare) {
                 __atomic_store_n(&st->if_match_bare, 1, __ATOMIC_RELAXED);
@@ -1287,21 +1506,13 @@ static void s3_destroy(struct gfs_objstore *gst)
         pthread_mutex_destroy(&st->share_locks[i]);
     pthread_mutex_destroy(&st->pool_lock);
     pthread_cond_destroy(&st->pool_cond);
-    if (st->secret) {
-        mbedtls_platform_zeroize(st->secret, strlen(st->secret));
-        free(st->secret);
-    }
-    if (st->token) {
-        mbedtls_platform_zeroize(st->token, strlen(st->token));
-        free(st->token);
-    }
+    pthread_mutex_destroy(&st->target_lock);
+    gfs_s3_creds_free(st->creds);
+    target_free(st->target);
     free(st->bucket);
     free(st->prefix);
-    free(st->origin);
-    free(st->host);
-    free(st->path_base);
-    free(st->region);
-    free(st->akid);
+    free(st->ep_scheme);
+    free(st->ep_host);
     free(st->ca_bundle);
     free(st->desc);
     free(st);
@@ -1340,31 +1551,42 @@ int gfs_s3_check(struct gfs_objstore *gst, char *err, size_t errlen)
     int rc = list_page(st, &c, st->prefix, NULL, NULL, "1", retries, &page);
     gfs_s3_list_page_clear(&page);
     const char *code = code_of(&c);
-    char line[768];
+    const char *origin = target_of(st)->origin;
+    char line[2048];
     if (rc == 0 && c.status == 200) {
         call_free(&c);
         return 0;
     }
-    if (rc != 0 && !is_retryable_curl(c.cc) && c.cc != CURLE_OK) {
+    if (rc != 0 && c.no_creds) {
+        snprintf(line, sizeof(line), "%s: %s", st->desc, c.why);
+        rc = rc == -ENOMEM ? rc : -EACCES;
+    } else if (rc != 0 && !is_retryable_curl(c.cc) && c.cc != CURLE_OK) {
         snprintf(line, sizeof(line),
-                 "%s: TLS or protocol failure with the S3 endpoint %s: %s (storage.ca_bundle "
-                 "names a CA file for a private CA)", st->desc, st->origin, c.why);
+                 "%s: TLS or protocol failure with the S3 endpoint %s: %s (storage.ca_bundle, "
+                 "or AWS_CA_BUNDLE, names the CA file of a private CA)", st->desc, origin,
+                 c.why);
         rc = -EIO;
     } else if (rc != 0) {
         snprintf(line, sizeof(line), "%s: cannot reach the S3 endpoint %s: %s", st->desc,
-                 st->origin, c.why[0] ? c.why : strerror(-rc));
+                 origin, c.why[0] ? c.why : strerror(-rc));
         rc = -EIO;
     } else if (c.status == 403) {
         snprintf(line, sizeof(line),
-                 "%s: %s refused the credentials of access key id %s: %s", st->desc,
-                 st->origin, st->akid, c.why);
+                 "%s: %s refused the credentials of access key id %s (from %s): %s", st->desc,
+                 origin, c.akid, gfs_s3_creds_describe(st->creds), c.why);
         rc = -EACCES;
     } else if (c.status == 404 && strcmp(code, "NoSuchBucket") == 0) {
         snprintf(line, sizeof(line), "%s: bucket '%s' does not exist at %s (%s)", st->desc,
-                 st->bucket, st->origin, c.why);
+                 st->bucket, origin, c.why);
         rc = -ENOENT;
+    } else if (c.status == 301 || c.status == 307) {
+        snprintf(line, sizeof(line), "%s: the bucket is not at %s (region %s): %s%s%s; set "
+                 "storage.region to the bucket's region", st->desc, origin,
+                 target_of(st)->region, c.why, c.s3err.endpoint[0] ? "; it names endpoint " : "",
+                 c.s3err.endpoint);
+        rc = -EIO;
     } else {
-        snprintf(line, sizeof(line), "%s: unexpected answer from %s: %s", st->desc, st->origin,
+        snprintf(line, sizeof(line), "%s: unexpected answer from %s: %s", st->desc, origin,
                  c.why);
         rc = -EIO;
     }
@@ -1609,6 +1831,110 @@ static int parse_endpoint(const char *ep, char **origin, char **host, char *err,
     return 0;
 }
 
+/* ---- addressing and region ------------------------------------------------ */
+
+/* A bucket name that can be a DNS label sequence under the endpoint's host:
+ * lower-case letters, digits, '-' and '.', a letter or digit at both ends and
+ * around each '.', not shaped like an IPv4 address. */
+static int bucket_dns_ok(const char *b)
+{
+    size_t n = strlen(b);
+    if (n < 3 || n > 63)
+        return 0;
+    int all_ip = 1, dots = 0;
+    for (size_t i = 0; i < n; i++) {
+        char ch = b[i];
+        int alnum = (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9');
+        if (!alnum && ch != '-' && ch != '.')
+            return 0;
+        if (ch == '.') {
+            dots++;
+            if (i == 0 || i + 1 == n || b[i - 1] == '.' || b[i - 1] == '-' || b[i + 1] == '-')
+                return 0;
+        } else if (!(ch >= '0' && ch <= '9')) {
+            all_ip = 0;
+        }
+    }
+    if (b[0] == '-' || b[n - 1] == '-')
+        return 0;
+    return !(all_ip && dots == 3);
+}
+
+/* host[:port] without the port; [v6] stays bracketed. */
+static void host_only(const char *hostport, char *out, size_t outlen)
+{
+    size_t n = strlen(hostport);
+    if (hostport[0] == '[') {
+        const char *e = strchr(hostport, ']');
+        n = e ? (size_t)(e - hostport) + 1 : n;
+    } else {
+        const char *colon = strrchr(hostport, ':');
+        if (colon)
+            n = (size_t)(colon - hostport);
+    }
+    snprintf(out, outlen, "%.*s", (int)n, hostport);
+}
+
+static int host_is_ip(const char *h)
+{
+    if (h[0] == '[')
+        return 1;
+    for (; *h; h++)
+        if (!((*h >= '0' && *h <= '9') || *h == '.'))
+            return 0;
+    return 1;
+}
+
+static int ends_with_ci(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), k = strlen(suffix);
+    return n > k && strcasecmp(s + n - k, suffix) == 0;
+}
+
+int gfs_s3_use_virtual(const char *mode, const char *bucket, const char *endpoint_host,
+                       int https, char *err, size_t errlen)
+{
+    char host[300] = "";
+    if (endpoint_host)
+        host_only(endpoint_host, host, sizeof(host));
+    int dns = bucket_dns_ok(bucket), dots = strchr(bucket, '.') != NULL;
+    if (!mode || !*mode || strcmp(mode, "auto") == 0) {
+        /* AWS's own endpoints (none given, or *.amazonaws.com[.cn]): virtual-hosted,
+         * AWS's default, unless the bucket cannot be a host name there (a name
+         * with dots does not match the wildcard certificate under https);
+         * any other endpoint (MinIO, Ceph RGW, an address, a test server):
+         * path-style, which every S3-compatible store serves */
+        int aws = !endpoint_host || (!host_is_ip(host) && (ends_with_ci(host, ".amazonaws.com") ||
+                                                           ends_with_ci(host, ".amazonaws.com.cn")));
+        return aws && dns && !(https && dots);
+    }
+    if (strcmp(mode, "path") == 0)
+        return 0;
+    if (strcmp(mode, "virtual") != 0) {
+        snprintf(err, errlen, "storage.addressing must be auto, path or virtual");
+        return -EINVAL;
+    }
+    if (endpoint_host && (host_is_ip(host) || !strchr(host, '.'))) {
+        /* no BUCKET.10.0.0.1; "localhost" has no parent domain either (s3.localhost does) */
+        snprintf(err, errlen, "storage.addressing: virtual needs storage.endpoint to be a host "
+                 "name with a domain (BUCKET.%s is no host name): use path or auto", host);
+        return -EINVAL;
+    }
+    if (!dns) {
+        snprintf(err, errlen, "storage.addressing: virtual needs a bucket name that is a DNS "
+                 "name (lower-case letters, digits, '-', '.'); '%s' is not: use path or auto",
+                 bucket);
+        return -EINVAL;
+    }
+    if (https && dots) {
+        snprintf(err, errlen, "storage.addressing: virtual with the bucket name '%s' (dots) "
+                 "over https: the endpoint's wildcard certificate cannot match it; use path "
+                 "or auto", bucket);
+        return -EINVAL;
+    }
+    return 1;
+}
+
 static int region_ok(const char *r)
 {
     size_t n = strlen(r);
@@ -1620,12 +1946,105 @@ static int region_ok(const char *r)
     return 1;
 }
 
-static const char *pick(const char *cfg_value, const char *env)
+static void target_free(struct s3_target *t)
 {
-    if (cfg_value && *cfg_value)
-        return cfg_value;
-    const char *e = getenv(env);
-    return e && *e ? e : NULL;
+    while (t) {
+        struct s3_target *o = t->older;
+        free(t->origin);
+        free(t->host);
+        free(t->path_base);
+        free(t->region);
+        free(t);
+        t = o;
+    }
+}
+
+/* The target for region: AWS's host names for that region when no endpoint
+ * was given, else the endpoint (only the signing region changes). */
+static struct s3_target *target_new(const struct s3_store *st, const char *region)
+{
+    struct s3_target *t = calloc(1, sizeof(*t));
+    if (!t)
+        return NULL;
+    const char *scheme = st->ep_scheme ? st->ep_scheme : "https";
+    char base[400];
+    if (st->ep_host)
+        snprintf(base, sizeof(base), "%s", st->ep_host);
+    else
+        snprintf(base, sizeof(base), "s3.%s.amazonaws.com%s", region,
+                 strncmp(region, "cn-", 3) == 0 ? ".cn" : "");
+    int ok;
+    if (st->virtual_host) {
+        ok = asprintf(&t->host, "%s.%s", st->bucket, base) >= 0;
+        t->path_base = strdup("");
+    } else {
+        ok = (t->host = strdup(base)) != NULL;
+        if (asprintf(&t->path_base, "/%s", st->bucket) < 0)
+            t->path_base = NULL;
+    }
+    if (!ok)
+        t->host = NULL;
+    if (t->host && asprintf(&t->origin, "%s://%s", scheme, t->host) < 0)
+        t->origin = NULL;
+    t->region = strdup(region);
+    if (!t->host || !t->path_base || !t->origin || !t->region) {
+        target_free(t);
+        return NULL;
+    }
+    return t;
+}
+
+/* The store named region as the bucket's: sign for it (and, on AWS's own
+ * host names, go to its endpoint) from now on. 0 when a request may be sent
+ * again at once (switched, by us or by another thread); -1 when not. */
+static int switch_region(struct s3_store *st, const struct s3_target *t, const char *region,
+                         const char *why)
+{
+    if (!region_ok(region))
+        return -1;
+    pthread_mutex_lock(&st->target_lock);
+    int rc = 0;
+    if (st->target != t) {
+        /* another request switched already */
+    } else if (st->region_switches >= MAX_REGION_SWITCHES) {
+        rc = -1;
+    } else {
+        struct s3_target *n = target_new(st, region);
+        if (!n) {
+            rc = -1;
+        } else {
+            n->older = st->target;
+            __atomic_store_n(&st->target, n, __ATOMIC_RELEASE);
+            st->region_switches++;
+            gfs_warn(st->base.log, "s3: %s is in region %s, not %s (the store answered: %s): "
+                     "signing for %s%s%s from now on; set storage.region: %s", st->desc,
+                     region, t->region, why, region, st->ep_host ? "" : " at ",
+                     st->ep_host ? "" : n->origin, region);
+        }
+    }
+    pthread_mutex_unlock(&st->target_lock);
+    return rc;
+}
+
+const char *gfs_s3_region(const struct gfs_objstore *gst)
+{
+    if (!gfs_objstore_is_s3(gst))
+        return NULL;
+    return target_of((const struct s3_store *)gst)->region;
+}
+
+const char *gfs_s3_host(const struct gfs_objstore *gst)
+{
+    if (!gfs_objstore_is_s3(gst))
+        return NULL;
+    return target_of((const struct s3_store *)gst)->host;
+}
+
+int gfs_s3_checksum_state(const struct gfs_objstore *gst)
+{
+    if (!gfs_objstore_is_s3(gst))
+        return -EINVAL;
+    return __atomic_load_n(&((const struct s3_store *)gst)->crc_state, __ATOMIC_RELAXED);
 }
 
 int gfs_objstore_s3_open(const struct glidefs_config *cfg, struct gfs_log *log,
@@ -1659,6 +2078,7 @@ int gfs_objstore_s3_open(const struct glidefs_config *cfg, struct gfs_log *log,
     st->base.log = log;
     pthread_mutex_init(&st->pool_lock, NULL);
     pthread_cond_init(&st->pool_cond, NULL);
+    pthread_mutex_init(&st->target_lock, NULL);
     for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
         pthread_mutex_init(&st->share_locks[i], NULL);
 
@@ -1674,62 +2094,66 @@ int gfs_objstore_s3_open(const struct glidefs_config *cfg, struct gfs_log *log,
         rc = -EINVAL;
         goto fail;
     }
-    st->region = strdup(region);
 
+    int https = 1;
     if (cfg->storage_endpoint && *cfg->storage_endpoint) {
-        /* custom endpoint (MinIO, Ceph RGW, R2, a test server): path-style */
-        rc = parse_endpoint(cfg->storage_endpoint, &st->origin, &st->host, err, errlen);
+        /* custom endpoint (MinIO, Ceph RGW, R2, a test server, or an AWS one) */
+        char *origin = NULL;
+        rc = parse_endpoint(cfg->storage_endpoint, &origin, &st->ep_host, err, errlen);
         if (rc != 0)
             goto fail;
-        if (asprintf(&st->path_base, "/%s", st->bucket) < 0)
-            st->path_base = NULL;
-    } else if (strchr(st->bucket, '.') || strchr(st->bucket, '_') ||
-               strpbrk(st->bucket, "ABCDEFGHIJKLMNOPQRSTUVWXYZ")) {
-        /* not a valid DNS label for the wildcard certificate: path-style on AWS */
-        if (asprintf(&st->host, "s3.%s.amazonaws.com", st->region) < 0)
-            st->host = NULL;
-        if (asprintf(&st->origin, "https://%s", st->host ? st->host : "") < 0)
-            st->origin = NULL;
-        if (asprintf(&st->path_base, "/%s", st->bucket) < 0)
-            st->path_base = NULL;
-    } else {
-        /* AWS: virtual-hosted */
-        if (asprintf(&st->host, "%s.s3.%s.amazonaws.com", st->bucket, st->region) < 0)
-            st->host = NULL;
-        if (asprintf(&st->origin, "https://%s", st->host ? st->host : "") < 0)
-            st->origin = NULL;
-        st->path_base = strdup("");
+        https = strncasecmp(origin, "https:", 6) == 0;
+        free(origin);
+        if (!(st->ep_scheme = strdup(https ? "https" : "http"))) {
+            rc = -ENOMEM;
+            snprintf(err, errlen, "out of memory");
+            goto fail;
+        }
+    }
+    rc = gfs_s3_use_virtual(cfg->storage_addressing, st->bucket, st->ep_host, https, err, errlen);
+    if (rc < 0)
+        goto fail;
+    st->virtual_host = rc;
+    if (!(st->target = target_new(st, region))) {
+        rc = -ENOMEM;
+        snprintf(err, errlen, "out of memory");
+        goto fail;
     }
 
-    const char *akid = pick(cfg->storage_access_key_id, "AWS_ACCESS_KEY_ID");
-    const char *secret = pick(cfg->storage_secret_access_key, "AWS_SECRET_ACCESS_KEY");
-    const char *token = pick(cfg->storage_session_token, "AWS_SESSION_TOKEN");
-    if (!akid || !secret) {
-        snprintf(err, errlen,
-                 "s3 store: no credentials: set storage.access_key_id and "
-                 "storage.secret_access_key, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY");
+    const char *cs = cfg->storage_checksum && *cfg->storage_checksum ? cfg->storage_checksum
+                                                                       : "auto";
+    if (strcmp(cs, "auto") == 0)
+        st->crc_mode = CRC_AUTO;
+    else if (strcmp(cs, "on") == 0)
+        st->crc_mode = CRC_ON;
+    else if (strcmp(cs, "off") == 0)
+        st->crc_mode = CRC_OFF;
+    else {
+        snprintf(err, errlen, "storage.checksum must be auto, on or off");
         rc = -EINVAL;
         goto fail;
     }
-    for (const char *s = akid; *s; s++)
-        if ((unsigned char)*s <= 0x20 || *s == '/' || *s == 0x7f) {
-            snprintf(err, errlen, "s3 store: the access key id holds a bad character");
-            rc = -EINVAL;
-            goto fail;
-        }
-    for (const char *s = token ? token : ""; *s; s++)
-        if ((unsigned char)*s < 0x20 || *s == 0x7f) {
-            snprintf(err, errlen, "s3 store: the session token holds a control character");
-            rc = -EINVAL;
-            goto fail;
-        }
-    st->akid = strdup(akid);
-    st->secret = strdup(secret);
-    if (token)
-        st->token = strdup(token);
-    if (cfg->storage_ca_bundle && *cfg->storage_ca_bundle)
-        st->ca_bundle = strdup(cfg->storage_ca_bundle);
+    st->crc_state = st->crc_mode == CRC_OFF ? GFS_S3_CRC_OFF : GFS_S3_CRC_UNKNOWN;
+
+    /* the CA file: storage.ca_bundle, else AWS_CA_BUNDLE as the AWS tools read it */
+    const char *ca = cfg->storage_ca_bundle && *cfg->storage_ca_bundle ? cfg->storage_ca_bundle
+                                                                         : getenv("AWS_CA_BUNDLE");
+    if (ca && *ca && !(st->ca_bundle = strdup(ca))) {
+        rc = -ENOMEM;
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
     st->tls_verify = cfg->storage_tls_verify ? 1 : 0;
+
+    struct gfs_s3_creds_opts co = {
+        .akid = cfg->storage_access_key_id, .secret = cfg->storage_secret_access_key,
+        .token = cfg->storage_session_token, .region = region, .ca_bundle = st->ca_bundle,
+        .tls_verify = st->tls_verify, .refresh_ahead_s = cfg->storage_credential_refresh_s,
+        .log = log,
+    };
+    rc = gfs_s3_creds_new(&co, &st->creds, err, errlen);
+    if (rc != 0)
+        goto fail;
     st->timeout_ms = cfg->storage_timeout_ms > 0 ? cfg->storage_timeout_ms : 30000;
     st->max_retries = cfg->storage_max_retries >= 0 ? cfg->storage_max_retries : 8;
     if (st->max_retries > 100)
@@ -1746,10 +2170,7 @@ int gfs_objstore_s3_open(const struct glidefs_config *cfg, struct gfs_log *log,
     }
     st->idle = calloc((size_t)st->max_conns, sizeof(*st->idle));
     st->share = curl_share_init();
-    if (!st->region || !st->host || !st->origin || !st->path_base || !st->akid || !st->secret ||
-        (token && !st->token) || (cfg->storage_ca_bundle && *cfg->storage_ca_bundle &&
-                                  !st->ca_bundle) ||
-        !st->desc || !st->idle || !st->share) {
+    if (!st->desc || !st->idle || !st->share) {
         snprintf(err, errlen, "out of memory");
         rc = -ENOMEM;
         goto fail;
@@ -1760,11 +2181,14 @@ int gfs_objstore_s3_open(const struct glidefs_config *cfg, struct gfs_log *log,
     curl_share_setopt(st->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
     curl_share_setopt(st->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
 
-    if (!st->tls_verify && strncasecmp(st->origin, "https:", 6) == 0)
-        gfs_warn(log, "s3: TLS certificate verification is off for %s", st->origin);
+    const struct s3_target *t = st->target;
+    if (!st->tls_verify && strncasecmp(t->origin, "https:", 6) == 0)
+        gfs_warn(log, "s3: TLS certificate verification is off for %s", t->origin);
     gfs_info(log, "s3: store %s at %s (%s-style, region %s, %d connections, timeout %ld ms, "
-             "%d retries)", st->desc, st->origin, *st->path_base ? "path" : "virtual-host",
-             st->region, st->max_conns, st->timeout_ms, st->max_retries);
+             "%d retries, CRC-32C %s%s%s)", st->desc, t->origin,
+             st->virtual_host ? "virtual-host" : "path", t->region, st->max_conns,
+             st->timeout_ms, st->max_retries, cs, st->ca_bundle ? ", CA file " : "",
+             st->ca_bundle ? st->ca_bundle : "");
     *out = &st->base;
     return 0;
 

@@ -21,9 +21,11 @@
 #include <libxml/parser.h>
 #include <libxml/tree.h>
 #include <libxml/xmlstring.h>
+#include <mbedtls/platform_util.h>
 
 #include "cleanup.h"
 #include "log.h"
+#include "s3_creds_parse.h"
 #include "s3_xml.h"
 
 #define S3_NS "http://s3.amazonaws.com/doc/2006-03-01/"
@@ -63,6 +65,7 @@ struct xml_diag {
     const struct gfs_log *log;
     int level;
     int n;
+    const char *who; /* "s3: the store", "sts: STS" */
 };
 
 static void xml_error(void *arg, xmlErrorPtr e)
@@ -75,11 +78,12 @@ static void xml_error(void *arg, xmlErrorPtr e)
     size_t n = strlen(msg);
     while (n && (msg[n - 1] == '?' || msg[n - 1] == ' '))
         msg[--n] = '\0'; /* the trailing newline, made '?' */
-    gfs_logf(d->log, d->level, "s3: the store sent XML that does not parse: %s (line %d)", msg,
+    gfs_logf(d->log, d->level, "%s sent XML that does not parse: %s (line %d)", d->who, msg,
              e->line);
 }
 
-static xmlDocPtr parse(const char *buf, size_t len, const struct gfs_log *log, int level)
+static xmlDocPtr parse_as(const char *buf, size_t len, const struct gfs_log *log, int level,
+                          const char *who)
 {
     if (!buf || len == 0 || len > GFS_S3_XML_MAX || len > INT_MAX)
         return NULL;
@@ -87,7 +91,7 @@ static xmlDocPtr parse(const char *buf, size_t len, const struct gfs_log *log, i
     if (!ctxt)
         return NULL;
     /* this thread's handler, for this parse only (see the top of the file) */
-    struct xml_diag diag = {log, level, 0};
+    struct xml_diag diag = {log, level, 0, who};
     xmlStructuredErrorFunc saved_fn = xmlStructuredError;
     void *saved_ctx = xmlStructuredErrorContext;
     xmlSetStructuredErrorFunc(&diag, xml_error);
@@ -106,6 +110,11 @@ static xmlDocPtr parse(const char *buf, size_t len, const struct gfs_log *log, i
         doc = NULL;
     }
     return doc;
+}
+
+static xmlDocPtr parse(const char *buf, size_t len, const struct gfs_log *log, int level)
+{
+    return parse_as(buf, len, log, level, "s3: the store");
 }
 
 static int is_elem(const xmlNode *n, const char *name)
@@ -238,6 +247,22 @@ static int error_fields(const xmlNode *root, struct gfs_s3_error *e, char *key, 
                 return rc;
             copy_safe(key, keycap, t);
             free(t);
+        } else if (is_elem(c, "Region") || is_elem(c, "Endpoint")) {
+            /* where the bucket lives: kept only when it looks like one (the
+             * client may act on it); anything else is dropped, not an error */
+            int region = is_elem(c, "Region");
+            if ((rc = text_of(c, 1024, &t)) != 0)
+                return rc;
+            size_t n = strlen(t);
+            int ok = n > 0 && n < (region ? 33 : sizeof(e->endpoint));
+            for (size_t i = 0; ok && i < n; i++) {
+                char ch = t[i];
+                ok = (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '-' ||
+                     (!region && ((ch >= 'A' && ch <= 'Z') || ch == '.' || ch == ':'));
+            }
+            if (ok)
+                memcpy(region ? e->region : e->endpoint, t, n + 1);
+            free(t);
         }
     }
     return have_code ? 0 : -EBADMSG;
@@ -256,6 +281,87 @@ int gfs_s3_xml_parse_error(const char *buf, size_t len, struct gfs_s3_error *out
     int rc = error_fields(root, out, NULL, 0);
     if (rc != 0)
         memset(out, 0, sizeof(*out));
+    return rc;
+}
+
+/* ---- STS AssumeRoleWithWebIdentity ---------------------------------------- */
+
+/* The only element child named name of n, or NULL (none, or more than one:
+ * *dup set). */
+static const xmlNode *only_child(const xmlNode *n, const char *name, int *dup)
+{
+    const xmlNode *found = NULL;
+    for (const xmlNode *c = n->children; c; c = c->next)
+        if (is_elem(c, name)) {
+            if (found)
+                *dup = 1;
+            found = c;
+        }
+    return *dup ? NULL : found;
+}
+
+static int sts_field(const xmlNode *creds, const char *name, size_t max, char **out)
+{
+    int dup = 0;
+    const xmlNode *n = only_child(creds, name, &dup);
+    if (!n)
+        return -EBADMSG;
+    int rc = text_of(n, max, out);
+    if (rc == 0 && (!**out || has_control(*out))) {
+        mbedtls_platform_zeroize(*out, strlen(*out));
+        free(*out);
+        *out = NULL;
+        rc = -EBADMSG;
+    }
+    return rc;
+}
+
+int gfs_sts_xml_parse_credentials(const char *buf, size_t len, struct gfs_creds_parsed *out,
+                                  struct gfs_s3_error *err, const struct gfs_log *log)
+{
+    memset(out, 0, sizeof(*out));
+    memset(err, 0, sizeof(*err));
+    if (len > GFS_CREDS_ANSWER_MAX)
+        return -EBADMSG;
+    CLEANUP_XMLDOC xmlDocPtr doc = parse_as(buf, len, log, GLIDEFS_LOG_WARN, "sts: STS");
+    if (!doc)
+        return -EBADMSG;
+    xmlNode *root = xmlDocGetRootElement(doc);
+    if (!root)
+        return -EBADMSG;
+    int dup = 0;
+    if (is_elem(root, "ErrorResponse")) {
+        const xmlNode *e = only_child(root, "Error", &dup);
+        if (!e || error_fields(e, err, NULL, 0) != 0) {
+            memset(err, 0, sizeof(*err));
+            return -EBADMSG;
+        }
+        const xmlNode *rid = only_child(root, "RequestId", &dup);
+        char *t = NULL;
+        if (rid && !err->request_id[0] && text_of(rid, 1024, &t) == 0)
+            copy_safe(err->request_id, sizeof(err->request_id), t);
+        free(t);
+        return 1;
+    }
+    if (!is_elem(root, "AssumeRoleWithWebIdentityResponse"))
+        return -EBADMSG;
+    const xmlNode *res = only_child(root, "AssumeRoleWithWebIdentityResult", &dup);
+    const xmlNode *creds = res ? only_child(res, "Credentials", &dup) : NULL;
+    if (!creds)
+        return -EBADMSG;
+    char *exp = NULL;
+    int rc = sts_field(creds, "AccessKeyId", GFS_CREDS_AKID_MAX, &out->akid);
+    if (rc == 0)
+        rc = sts_field(creds, "SecretAccessKey", GFS_CREDS_SECRET_MAX, &out->secret);
+    if (rc == 0)
+        rc = sts_field(creds, "SessionToken", GFS_CREDS_TOKEN_MAX, &out->token);
+    if (rc == 0)
+        rc = sts_field(creds, "Expiration", 40, &exp);
+    if (rc == 0 && gfs_creds_parse_time(exp, strlen(exp), &out->expires_ms) != 0)
+        rc = -EBADMSG;
+    free(exp);
+    if (rc != 0)
+        gfs_creds_parsed_clear(out);
     return rc;
 }
 

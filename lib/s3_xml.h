@@ -1,7 +1,8 @@
 /*
  * s3_xml.h — the S3 XML documents the s3:// backend reads and writes, with
  * libxml2 (never string search): ListObjectsV2 results, error bodies,
- * DeleteObjects requests and results.
+ * DeleteObjects requests and results; and STS's AssumeRoleWithWebIdentity
+ * answer (a credential source of the s3:// backend, s3_creds.c).
  *
  * Every parser faces the network: input is bounded (GFS_S3_XML_MAX), parsed
  * with XML_PARSE_NONET and without entity substitution, a document carrying
@@ -29,11 +30,16 @@ struct gfs_log;
 #define GFS_S3_DELETE_MAX_KEYS 1000u   /* keys per DeleteObjects request */
 
 /* An S3 error body: <Error><Code/><Message/><RequestId/></Error>. Fields are
- * truncated to fit, control characters replaced, so they are safe to log. */
+ * truncated to fit, control characters replaced, so they are safe to log.
+ * Region (AuthorizationHeaderMalformed, PermanentRedirect) is kept only
+ * when it looks like a region name (a-z 0-9 '-', at most 32), Endpoint
+ * (PermanentRedirect) only when it looks like a host name. */
 struct gfs_s3_error {
     char code[64];
     char message[256];
     char request_id[128];
+    char region[40];
+    char endpoint[256];
 };
 
 /* 0, or -EBADMSG when the body is not a well-formed S3 error (out is then
@@ -72,5 +78,16 @@ struct gfs_s3_delete_result {
 
 int gfs_s3_xml_parse_delete_result(const char *buf, size_t len,
                                    struct gfs_s3_delete_result *out, const struct gfs_log *log);
+
+struct gfs_creds_parsed;
+
+/* STS's answer to AssumeRoleWithWebIdentity: 0 and out filled from
+ * <AssumeRoleWithWebIdentityResponse><AssumeRoleWithWebIdentityResult>
+ * <Credentials> (AccessKeyId, SecretAccessKey, SessionToken, Expiration,
+ * each exactly once; not yet checked: gfs_creds_check); 1 when it is an
+ * <ErrorResponse> (err filled: Code, Message, RequestId); -EBADMSG for
+ * anything else; -ENOMEM. */
+int gfs_sts_xml_parse_credentials(const char *buf, size_t len, struct gfs_creds_parsed *out,
+                                  struct gfs_s3_error *err, const struct gfs_log *log);
 
 #endif

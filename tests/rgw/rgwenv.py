@@ -7,9 +7,11 @@ Debian 12's packages): one single-node cluster for the whole list.
 
   CASE:  NAME MODE [VAR=VALUE ...] PROGRAM [ARGS ...]
   MODE:  direct      S3_ENDPOINT is radosgw itself
+         tls         S3_ENDPOINT is radosgw itself over https (its own TLS, a
+                     certificate of a private CA; AWS_CA_BUNDLE names the CA)
          proxy       S3_ENDPOINT is tests/s3/s3proxy.py --passthrough in front
                      of it (SigV4 checked twice, faults injectable, the
-                     proxy controls of the s3rver harness work; a TLS proxy too)
+                     proxy controls of the s3rver harness work)
          proxy+aws   proxy, then awscli reads back what the test listed in
                      S3_CHECK_FILE (as tests/s3/s3env.py --aws-check)
 
@@ -17,15 +19,19 @@ Debian 12's packages): one single-node cluster for the whole list.
    (scripts/deps.sh installs them); without them exits 77 (meson's
    "skipped"), or fails with --require (meson option rgw_tests=enabled).
 2. Brings up, in a temporary directory, on 127.0.0.1 and free ports: one
-   monitor, one OSD on memstore (no disk), one radosgw (beast). No systemd:
+   monitor, one OSD on memstore (no disk), one radosgw (beast, on http and
+   on https with a certificate of a private CA made here for 127.0.0.1 and
+   *.s3.localhost; `rgw dns name = s3.localhost`, so BUCKET.s3.localhost is
+   a virtual-hosted request). No systemd:
    the daemons run in the foreground as our children, with pid files, in
    their own process groups. `auth none` everywhere; radosgw then needs
    `ms mon client mode = crc secure` (else it waits five minutes for the mon
    config and gives up); pools of size 1 need `mon allow pool size one`.
 3. Creates the S3 user (radosgw-admin; the keys the test programs use) and
    the bucket (a signed PUT), then runs each case in turn with S3_ENDPOINT,
-   S3_BUCKET, S3_UPSTREAM (radosgw), S3_STORE=rgw, S3_CHECK_FILE and, through
-   the proxy, S3_PROXY_LOG and S3_TLS_ENDPOINT / S3_TLS_CA. Each case's result
+   S3_BUCKET, S3_UPSTREAM (radosgw), S3_STORE=rgw, S3_CHECK_FILE,
+   S3_TLS_ENDPOINT / S3_TLS_CA / S3_TLS_WRONG_CA (radosgw's https) and,
+   through the proxy, S3_PROXY_LOG. Each case's result
    is printed as it ends (PASS / FAIL / SKIP, with its time) and summed up at
    the end; the exit status is 1 if any failed. GLIDEFS_RGW_ONLY=a,b runs
    only the named cases.
@@ -60,7 +66,7 @@ SKIP = 77
 BUCKET = s3env.BUCKET
 CREDS = s3env.CREDS
 TOOLS = ("ceph-mon", "ceph-osd", "radosgw", "radosgw-admin", "ceph", "monmaptool")
-MODES = ("direct", "proxy", "proxy+aws")
+MODES = ("direct", "tls", "proxy", "proxy+aws")
 
 
 def log(msg):
@@ -114,6 +120,9 @@ class Cluster:
         self.conf = os.path.join(d, "ceph.conf")
         self.procs = []  # (name, s3env.Proc), stopped in reverse
         self.rgw_port = 0
+        self.tls_port = 0  # the same radosgw over https (a private CA's certificate)
+        self.tls = None    # (cert, key, ca) or None without openssl
+        self.wrong_ca = None
 
     def ceph(self, *args, timeout=30, check=True):
         r = subprocess.run(["ceph", "-c", self.conf, "--connect-timeout", "10"] + list(args),
@@ -162,6 +171,14 @@ class Cluster:
             os.makedirs(os.path.join(d, sub), exist_ok=True)
         fsid = str(uuid.uuid4())
         mon2, mon1, self.rgw_port = free_port(), free_port(), free_port()
+        self.tls = s3env.make_cert(d)
+        wrong = s3env.make_ca(d, "wrong-ca")
+        self.wrong_ca = wrong[0] if wrong else None
+        frontend = "beast endpoint=127.0.0.1:%d" % self.rgw_port
+        if self.tls:
+            self.tls_port = free_port()
+            frontend += " ssl_endpoint=127.0.0.1:%d ssl_certificate=%s ssl_private_key=%s" % (
+                self.tls_port, self.tls[0], self.tls[1])
         addrs = "[v2:127.0.0.1:%d,v1:127.0.0.1:%d]" % (mon2, mon1)
         with open(self.conf, "w") as f:
             f.write("\n".join([
@@ -194,9 +211,11 @@ class Cluster:
                 "err to stderr = true",
                 "",
                 "[client.rgw.a]",
-                "rgw frontends = beast endpoint=127.0.0.1:%d" % self.rgw_port,
+                "rgw frontends = %s" % frontend,
                 "rgw data = %s/rgw" % d,
-                "rgw dns name = 127.0.0.1",
+                # virtual-hosted buckets: BUCKET.s3.localhost (libcurl resolves
+                # *.localhost to 127.0.0.1 itself); other Host names stay path-style
+                "rgw dns name = %s" % s3env.TLS_DNS_DOMAIN,
                 "",
             ]))
         open(os.path.join(d, "keyring"), "w").close()
@@ -284,27 +303,33 @@ def parse_cases(tokens):
 
 def run_case(cl, case, root, timeout):
     tmp = tempfile.mkdtemp(prefix=case["name"] + "-", dir=root)
-    proxy = tls_proxy = None
+    proxy = None
     try:
         direct = "http://127.0.0.1:%d" % cl.rgw_port
         env = s3env.clean_env(S3_BUCKET=BUCKET, S3_UPSTREAM=direct, S3_STORE="rgw",
                               S3_CHECK_FILE=os.path.join(tmp, "awscheck.tsv"))
+        for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+                  "AWS_CA_BUNDLE"):
+            env.pop(k, None)
+        if cl.tls:
+            env["S3_TLS_ENDPOINT"] = "https://127.0.0.1:%d" % cl.tls_port
+            env["S3_TLS_CA"] = cl.tls[2]
+            if cl.wrong_ca:
+                env["S3_TLS_WRONG_CA"] = cl.wrong_ca
         if case["mode"] == "direct":
             env["S3_ENDPOINT"] = direct
+        elif case["mode"] == "tls":
+            if not cl.tls:
+                log("%s: no openssl, no https endpoint" % case["name"])
+                return SKIP
+            env["S3_ENDPOINT"] = env["S3_TLS_ENDPOINT"]
+            env["AWS_CA_BUNDLE"] = cl.tls[2]  # how the tests' configs learn the CA
         else:
             proxy = s3env.ProxyKeeper(tmp, cl.rgw_port, extra_args=["--passthrough"])
             env["S3_ENDPOINT"] = "http://127.0.0.1:%d" % proxy.port
             env["S3_PROXY_LOG"] = proxy.log_path
             s3env.wait_for(lambda: s3env.http_ok(env["S3_ENDPOINT"] + "/__proxy__/health"), 20,
                            "the proxy to answer")
-            cert = s3env.make_cert(tmp)
-            if cert:
-                tls_proxy = s3env.ProxyKeeper(tmp, cl.rgw_port, name="tls-proxy", tls=cert,
-                                              extra_args=["--passthrough"])
-                env["S3_TLS_ENDPOINT"] = "https://127.0.0.1:%d" % tls_proxy.port
-                env["S3_TLS_CA"] = cert[0]
-        for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
-            env.pop(k, None)
         env.update(case["env"])
         try:
             rc = subprocess.run(case["cmd"], env=env, timeout=timeout).returncode
@@ -321,8 +346,6 @@ def run_case(cl, case, root, timeout):
                 pass
         return rc
     finally:
-        if tls_proxy:
-            tls_proxy.stop()
         if proxy:
             proxy.stop()
         if not os.environ.get("GLIDEFS_RGW_KEEP"):
@@ -374,6 +397,10 @@ def main():
         if a.serve:
             print("S3_ENDPOINT=http://127.0.0.1:%d S3_BUCKET=%s (keys %s:%s); ^C stops it"
                   % (cl.rgw_port, BUCKET, CREDS[0], CREDS[1]), flush=True)
+            if cl.tls:
+                print("S3_TLS_ENDPOINT=https://127.0.0.1:%d S3_TLS_CA=%s" % (cl.tls_port,
+                                                                            cl.tls[2]),
+                      flush=True)
             signal.pause()
             return 0
         for case in cases:

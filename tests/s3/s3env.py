@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """s3env.py — run one S3 integration test against s3rver behind s3proxy.py.
 
-  s3env.py --cache DIR [--require] [--aws-check] -- TEST-PROGRAM [ARGS...]
+  s3env.py --cache DIR [--require] [--aws-check] [--credserver] -- TEST-PROGRAM [ARGS...]
 
 1. Finds node and npm; without them exits 77 (meson's "skipped"), unless
    --require (meson option s3_tests=enabled), which makes that a failure.
@@ -17,7 +17,14 @@
    S3_CHECK_FILE; with --aws-check, then verifies with /usr/bin/aws (through
    the proxy, so botocore's signer checks the proxy too) that the objects the
    test listed in S3_CHECK_FILE are real S3 objects with the right bytes.
-6. Always stops the proxy and s3rver and removes the temporary directory.
+   With --credserver, also starts tests/s3/credserver.py (IMDSv2, the
+   container endpoint and STS, issuing short-lived keys the proxy accepts)
+   and passes CRED_ENDPOINT (its base URL), CRED_LOG, CRED_ECS_TOKEN,
+   CRED_WEB_TOKEN and CRED_ROLE_ARN. TLS: S3_TLS_ENDPOINT is the proxy again
+   over https with a certificate of a private CA (S3_TLS_CA), good for
+   127.0.0.1 and *.s3.localhost; S3_TLS_WRONG_CA is another CA.
+6. Always stops the proxy, the credential server and s3rver and removes the
+   temporary directory.
 
 Python 3 standard library only.
 """
@@ -192,21 +199,60 @@ class ProxyKeeper:
                 self.proc.stop()
 
 
-def make_cert(tmp):
-    """A self-signed certificate for 127.0.0.1 (it is its own CA), or None."""
+# Names the test certificates are good for: the loopback address, and
+# s3.localhost with every name under it (virtual-hosted buckets: libcurl
+# resolves any *.localhost name to the loopback address by itself, no DNS).
+TLS_DNS_DOMAIN = "s3.localhost"
+
+
+def _openssl(argv, what):
+    r = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                       timeout=60)
+    if r.returncode != 0:
+        log("no TLS test: openssl %s failed: %s" % (what, r.stderr.strip()[-300:]))
+        return False
+    return True
+
+
+def make_ca(tmp, name):
+    """A private CA (certificate, key) in tmp, or None without openssl."""
     openssl = shutil.which("openssl")
     if not openssl:
         return None
-    cert, key = os.path.join(tmp, "tls-cert.pem"), os.path.join(tmp, "tls-key.pem")
-    r = subprocess.run([openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                        "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key, "-out", cert,
-                        "-days", "2", "-subj", "/CN=127.0.0.1",
-                        "-addext", "subjectAltName=IP:127.0.0.1"],
-                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=60)
-    if r.returncode != 0:
-        log("no TLS test: openssl req failed: %s" % r.stderr.strip()[-300:])
+    cert, key = os.path.join(tmp, name + ".pem"), os.path.join(tmp, name + "-key.pem")
+    if not _openssl([openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                     "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key, "-out", cert,
+                     "-days", "2", "-subj", "/CN=GlideFS test CA %s" % name,
+                     "-addext", "basicConstraints=critical,CA:TRUE",
+                     "-addext", "keyUsage=critical,keyCertSign,cRLSign"], "req (CA)"):
         return None
     return cert, key
+
+
+def make_cert(tmp):
+    """A server certificate signed by a private CA made for it: (cert, key,
+    ca) in tmp, or None without openssl. Good for 127.0.0.1, TLS_DNS_DOMAIN
+    and *.TLS_DNS_DOMAIN; not for "localhost" (a test's wrong host name)."""
+    openssl = shutil.which("openssl")
+    ca = make_ca(tmp, "tls-ca")
+    if not openssl or not ca:
+        return None
+    cert, key = os.path.join(tmp, "tls-cert.pem"), os.path.join(tmp, "tls-key.pem")
+    csr, ext = os.path.join(tmp, "tls.csr"), os.path.join(tmp, "tls.ext")
+    with open(ext, "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1,DNS:%s,DNS:*.%s\n"
+                "basicConstraints=critical,CA:FALSE\n"
+                "keyUsage=critical,digitalSignature\n"
+                "extendedKeyUsage=serverAuth\n" % (TLS_DNS_DOMAIN, TLS_DNS_DOMAIN))
+    if not _openssl([openssl, "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                     "-nodes", "-keyout", key, "-out", csr, "-subj", "/CN=127.0.0.1"],
+                    "req (server)"):
+        return None
+    if not _openssl([openssl, "x509", "-req", "-in", csr, "-CA", ca[0], "-CAkey", ca[1],
+                     "-CAcreateserial", "-out", cert, "-days", "2", "-extfile", ext],
+                    "x509 (sign)"):
+        return None
+    return cert, key, ca[0]
 
 
 def aws_check(check_file, endpoint, tmp):
@@ -274,6 +320,8 @@ def main():
     ap.add_argument("--cache", required=True, help="where s3rver is installed (build dir)")
     ap.add_argument("--require", action="store_true", help="fail instead of skip without node")
     ap.add_argument("--aws-check", action="store_true")
+    ap.add_argument("--credserver", action="store_true",
+                    help="also run tests/s3/credserver.py (CRED_ENDPOINT)")
     ap.add_argument("--timeout", type=float, default=240)
     ap.add_argument("cmd", nargs=argparse.REMAINDER)
     a = ap.parse_args()
@@ -299,7 +347,7 @@ def main():
         return SKIP
 
     tmp = tempfile.mkdtemp(prefix="glidefs-s3-")
-    s3rver = proxy = tls_proxy = None
+    s3rver = proxy = tls_proxy = creds = None
     try:
         data = os.path.join(tmp, "data")
         os.makedirs(data)
@@ -326,11 +374,28 @@ def main():
                          S3_PROXY_LOG=proxy.log_path)
         cert = make_cert(tmp)
         if cert:
-            tls_proxy = ProxyKeeper(tmp, up_port, name="tls-proxy", tls=cert)
+            tls_proxy = ProxyKeeper(tmp, up_port, name="tls-proxy", tls=cert[:2])
             tenv["S3_TLS_ENDPOINT"] = "https://127.0.0.1:%d" % tls_proxy.port
-            tenv["S3_TLS_CA"] = cert[0]
+            tenv["S3_TLS_CA"] = cert[2]
+            wrong = make_ca(tmp, "wrong-ca")
+            if wrong:
+                tenv["S3_TLS_WRONG_CA"] = wrong[0]
         for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
             tenv.pop(k, None)
+        if a.credserver:
+            port_file = os.path.join(tmp, "credserver.port")
+            cred_log = os.path.join(tmp, "credserver.log")
+            ecs_token, web_token = "ecs-test-authorization-token", "eyJ0ZXN0IjoxfQ.web.token"
+            role = "arn:aws:iam::123456789012:role/glidefs-test-role"
+            creds = Proc([sys.executable, os.path.join(HERE, "credserver.py"), "--proxy",
+                          endpoint, "--port-file", port_file, "--log", cred_log,
+                          "--ecs-token", ecs_token, "--web-token", web_token,
+                          "--role-arn", role])
+            cport = int(wait_for(lambda: os.path.exists(port_file) and
+                                 open(port_file).read().strip(), 20, "the credential server"))
+            tenv.update(CRED_ENDPOINT="http://127.0.0.1:%d" % cport, CRED_LOG=cred_log,
+                        CRED_ECS_TOKEN=ecs_token, CRED_WEB_TOKEN=web_token,
+                        CRED_ROLE_ARN=role)
         log("s3rver on 127.0.0.1:%d, proxy on 127.0.0.1:%d, data in %s" % (up_port, proxy.port,
                                                                            tmp))
         try:
@@ -352,6 +417,8 @@ def main():
         log("FAIL: %s" % e)
         return 1
     finally:
+        if creds:
+            creds.stop()
         if tls_proxy:
             tls_proxy.stop()
         if proxy:

@@ -47,7 +47,30 @@ Control endpoints (unsigned, never forwarded; '__' cannot start a bucket name):
   GET /__proxy__/die?mode=now|next              exit(3) now, or mid-answer to the next request
   GET /__proxy__/config?if_match=rgw            compare If-Match as Ceph RGW 16.2 does (below)
   GET /__proxy__/config?no_batch=1              answer DeleteObjects 501 NotImplemented
-  (stats: by_method counts requests per HTTP method: POST is DeleteObjects)
+  GET /__proxy__/config?region=R&region_answer=redirect|malformed|""
+                                                the bucket is in region R; a request signed
+                                                for another region gets what AWS answers (see
+                                                region_refusal): 301 PermanentRedirect with
+                                                x-amz-bucket-region, or 400
+                                                AuthorizationHeaderMalformed with <Region>
+  GET /__proxy__/config?crc=verify|ignore|refuse  x-amz-checksum-crc32c on PUT: verify it
+                                                (default; 400 BadDigest on a mismatch, echoed
+                                                as AWS does; bodies over crc_max bytes,
+                                                default 256 KiB, pass unchecked unless
+                                                crc_max=0), ignore it (Ceph RGW 16), or refuse
+                                                it (400 InvalidArgument, a store without it)
+  GET /__proxy__/tempcreds?akid=A&secret=S&token=T&expires=UNIX
+                                                one more valid key pair (tests/s3/credserver.py
+                                                issues them): with a token, requests must carry
+                                                it in x-amz-security-token (else 400
+                                                InvalidToken); after expires (0 never), 400
+                                                ExpiredToken, as AWS answers
+  (stats: by_method counts requests per HTTP method: POST is DeleteObjects; by_akid
+  counts signed requests per access key id; vhost counts virtual-hosted requests)
+
+Virtual-hosted requests: Host BUCKET.s3.localhost[:port] (--vhost-domain) is
+bucket BUCKET, the path its key; they are verified as they came and sent to
+s3rver path-style (in --passthrough, as they came: RGW knows its domain).
 
 --passthrough (in front of a real S3 server such as Ceph RGW): the checks and
 faults above stay, but conditional headers, DeleteObjects and ranged GETs go
@@ -100,6 +123,22 @@ def uri_encode(raw: bytes, keep_slash: bool) -> str:
     return "".join(out)
 
 
+CRC32C_TABLE = []
+for _i in range(256):
+    _c = _i
+    for _ in range(8):
+        _c = (_c >> 1) ^ (0x82F63B78 if _c & 1 else 0)
+    CRC32C_TABLE.append(_c)
+
+
+def crc32c(data: bytes) -> int:
+    """CRC-32C (Castagnoli), as x-amz-checksum-crc32c carries it (about 80 ms a MiB)."""
+    c, t = 0xFFFFFFFF, CRC32C_TABLE
+    for b in data:
+        c = t[(c ^ b) & 0xFF] ^ (c >> 8)
+    return c ^ 0xFFFFFFFF
+
+
 def collapse(value: str) -> str:
     return re.sub(r"[ \t]+", " ", value.strip(" \t"))
 
@@ -110,9 +149,10 @@ def xml_escape(s: str) -> str:
 
 
 class S3Reject(Exception):
-    def __init__(self, status, code, message, extra=None):
+    def __init__(self, status, code, message, extra=None, headers=None):
         super().__init__(message)
         self.status, self.code, self.message, self.extra = status, code, message, extra or {}
+        self.headers = headers or {}
 
 
 class State:
@@ -122,7 +162,12 @@ class State:
         self.lock = threading.Lock()
         self.args = args
         self.creds = dict(c.split(":", 1) for c in args.creds)
+        self.base_akid = args.creds[0].split(":", 1)[0]  # what temporary keys become upstream
+        self.temp = {}  # akid -> (secret, token or "", expires unix time or 0)
         self.region = args.region
+        self.region_answer = ""  # "", "redirect", "malformed": see region_refusal
+        self.crc = "verify"      # x-amz-checksum-crc32c: verify, ignore, refuse
+        self.crc_max = 256 * 1024
         self.rate = args.fault_rate
         self.kinds = [k for k in args.fault_kinds.split(",") if k]
         self.seed = args.seed
@@ -136,7 +181,8 @@ class State:
         self.ignore_conditions = False  # conditional PUTs overwrite (a lax store)
         self.die_next = False
         self.stats = {"requests": 0, "forwarded": 0, "injected": 0, "rejected": 0,
-                      "by_kind": {k: 0 for k in FAULT_KINDS}, "by_code": {}}
+                      "by_kind": {k: 0 for k in FAULT_KINDS}, "by_code": {}, "by_akid": {},
+                      "vhost": 0, "crc_checked": 0, "crc_unchecked": 0, "wrong_region": 0}
         self.key_locks = {}
         self.fault_no = 0
         self.log_file = open(args.log, "a", buffering=1) if args.log else sys.stderr
@@ -196,7 +242,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def st(self) -> State:
         return self.server.state
 
-    def send_xml_error(self, status, code, message, extra=None, head=False):
+    def send_xml_error(self, status, code, message, extra=None, head=False, headers=None):
         rid = uuid.uuid4().hex[:16].upper()
         body = ["<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error>",
                 "<Code>%s</Code><Message>%s</Message>" % (code, xml_escape(message))]
@@ -205,6 +251,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         body.append("<RequestId>%s</RequestId></Error>" % rid)
         data = "".join(body).encode()
         self.send_response(status)
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
         self.send_header("Content-Type", "application/xml")
         self.send_header("x-amz-request-id", rid)
         self.send_header("Content-Length", str(len(data)))
@@ -258,13 +306,29 @@ class Handler(http.server.BaseHTTPRequestHandler):
             raise S3Reject(400, "AuthorizationHeaderMalformed", "cannot parse Authorization")
         akid, date8, region, service, signed, signature = m.groups()
         secret = self.st.creds.get(akid)
+        self.temp_akid = None
+        with self.st.lock:
+            temp = self.st.temp.get(akid)
+        if secret is None and temp is not None:
+            secret, token, expires = temp
+            if expires and time.time() >= expires:
+                raise S3Reject(400, "ExpiredToken", "The provided token has expired.",
+                               {"AWSAccessKeyId": akid})
+            if token and self.headers.get("x-amz-security-token") != token:
+                raise S3Reject(400, "InvalidToken", "The provided token is malformed or "
+                               "otherwise invalid.")
+            self.temp_akid = akid
         if secret is None:
             raise S3Reject(403, "InvalidAccessKeyId",
                            "The AWS Access Key Id you provided does not exist in our records.",
                            {"AWSAccessKeyId": akid})
-        if region != self.st.region or service != "s3":
-            raise S3Reject(400, "AuthorizationHeaderMalformed",
-                           "credential scope must be %s/s3" % self.st.region)
+        with self.st.lock:
+            ba = self.st.stats["by_akid"]
+            ba[akid] = ba.get(akid, 0) + 1
+        if region != self.st.region:
+            self.region_refusal(region)
+        if service != "s3":
+            raise S3Reject(400, "AuthorizationHeaderMalformed", "credential scope must be s3")
         amz_date = self.headers.get("x-amz-date") or ""
         try:
             t = datetime.datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ").replace(
@@ -310,6 +374,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if digest != hashlib.md5(body).digest():
                 raise S3Reject(400, "BadDigest",
                                "The Content-MD5 you specified did not match what we received.")
+        self.check_crc32c(body)
 
         # canonical URI and query, from the decoded target; the target must
         # already be in canonical form (see the module docstring)
@@ -350,6 +415,72 @@ class Handler(http.server.BaseHTTPRequestHandler):
                            "you provided. Check your key and signing method.",
                            {"AWSAccessKeyId": akid, "StringToSign": sts,
                             "CanonicalRequest": creq})
+
+    def region_refusal(self, region):
+        """A request signed for region while the bucket is in st.region,
+        answered as AWS does (botocore's S3RegionRedirector reads the same):
+        redirect: 301 PermanentRedirect naming the bucket's endpoint, with
+        x-amz-bucket-region (the only hint a HEAD's empty answer carries);
+        malformed: 400 AuthorizationHeaderMalformed with <Region> in the body
+        (and x-amz-bucket-region on a HEAD). Default: a plain 400."""
+        st = self.st
+        with st.lock:
+            st.stats["wrong_region"] += 1
+        if st.region_answer == "redirect":
+            raise S3Reject(301, "PermanentRedirect", "The bucket you are attempting to access "
+                           "must be addressed using the specified endpoint. Please send all "
+                           "future requests to this endpoint.",
+                           {"Endpoint": "%s.s3.%s.amazonaws.com" % (
+                               self.vhost_bucket() or
+                               self.object_key(self.path.partition("?")[0])[0], st.region)},
+                           headers={"x-amz-bucket-region": st.region})
+        if st.region_answer == "malformed":
+            raise S3Reject(400, "AuthorizationHeaderMalformed",
+                           "The authorization header is malformed; the region '%s' is wrong; "
+                           "expecting '%s'" % (region, st.region), {"Region": st.region},
+                           headers={"x-amz-bucket-region": st.region}
+                           if self.command == "HEAD" else None)
+        raise S3Reject(400, "AuthorizationHeaderMalformed",
+                       "credential scope must be %s/s3" % st.region)
+
+    def check_crc32c(self, body):
+        """x-amz-checksum-crc32c: base64 of the big-endian CRC-32C of the body."""
+        value = self.headers.get("x-amz-checksum-crc32c")
+        self.crc_verified = None
+        if value is None or self.command != "PUT":
+            return
+        mode = self.st.crc
+        if mode == "refuse":
+            raise S3Reject(400, "InvalidArgument", "x-amz-checksum-crc32c is not supported "
+                           "here", {"ArgumentName": "x-amz-checksum-crc32c"})
+        if mode == "ignore":
+            return
+        try:
+            want = base64.b64decode(value, validate=True)
+        except ValueError:
+            want = b""
+        if len(want) != 4:
+            raise S3Reject(400, "InvalidRequest",
+                           "Value for x-amz-checksum-crc32c header is invalid.")
+        if self.st.crc_max and len(body) > self.st.crc_max:
+            with self.st.lock:
+                self.st.stats["crc_unchecked"] += 1
+            return
+        if struct.pack(">I", crc32c(body)) != want:
+            raise S3Reject(400, "BadDigest",
+                           "The CRC32C you specified did not match the calculated checksum.")
+        with self.st.lock:
+            self.st.stats["crc_checked"] += 1
+        self.crc_verified = value
+
+    def vhost_bucket(self):
+        """BUCKET of a virtual-hosted request (Host BUCKET.<vhost domain>), else None."""
+        host = (self.headers.get("Host") or "").lower()
+        name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+        suffix = "." + self.st.args.vhost_domain
+        if self.st.args.vhost_domain and name.endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)]
+        return None
 
     # ---- upstream ---------------------------------------------------------
 
@@ -405,10 +536,18 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def fwd_headers(self, drop=()):
         out = {}
+        temp = getattr(self, "temp_akid", None)
         for k, v in self.headers.items():
             lk = k.lower()
             if lk in HOP_BY_HOP or lk in drop or lk == "content-length":
                 continue
+            if temp and lk == "x-amz-security-token":
+                continue
+            if temp and lk == "authorization":
+                # s3rver knows only its own account (and checks no signature)
+                v = v.replace("Credential=%s/" % temp, "Credential=%s/" % self.st.base_akid)
+            if lk == "host" and getattr(self, "vhost", None) and not self.st.args.passthrough:
+                v = self.st.args.upstream  # s3rver would take BUCKET.domain for a bucket name
             out[k] = v
         return out
 
@@ -422,7 +561,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
     # ---- request handling -------------------------------------------------
 
     def control(self, path, query):
-        q = urllib.parse.parse_qs(query)
+        q = urllib.parse.parse_qs(query, keep_blank_values=True)  # "x=" clears x
         st = self.st
         reply = {"ok": True}
         if path == "/__proxy__/health":
@@ -462,9 +601,26 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 st.if_match_rgw = q["if_match"][0] == "rgw"
             if "no_batch" in q:
                 st.no_batch = q["no_batch"][0] == "1"
+            if "region" in q:
+                st.region = q["region"][0]
+            if "region_answer" in q:
+                st.region_answer = q["region_answer"][0]
+            if "crc" in q:
+                st.crc = q["crc"][0]
+            if "crc_max" in q:
+                st.crc_max = int(q["crc_max"][0])
             if "ignore_conditions" in q:
                 st.ignore_conditions = q["ignore_conditions"][0] == "1"
                 st.log("conditional PUTs %s" % ("ignored" if st.ignore_conditions else "honoured"))
+        elif path == "/__proxy__/tempcreds":
+            akid = q.get("akid", [""])[0]
+            if not akid or "secret" not in q:
+                reply = {"ok": False, "error": "akid and secret required"}
+            else:
+                with st.lock:
+                    st.temp[akid] = (q["secret"][0], q.get("token", [""])[0],
+                                     float(q.get("expires", ["0"])[0]))
+                st.log("temporary key %s added, expires %s" % (akid, q.get("expires", ["0"])[0]))
         elif path == "/__proxy__/die":
             mode = q.get("mode", ["now"])[0]
             if mode == "next":
@@ -501,7 +657,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 self.st.stats["rejected"] += 1
             self.st.log("rejected %s %s: %s %s" % (self.command, raw_path, e.code, e.message))
             self.close_connection = True
-            return self.send_xml_error(e.status, e.code, e.message, e.extra, head)
+            return self.send_xml_error(e.status, e.code, e.message, e.extra, head, e.headers)
+        self.vhost = self.vhost_bucket()
+        if self.vhost:
+            with self.st.lock:
+                self.st.stats["vhost"] += 1
+            if not self.st.args.passthrough:
+                # verified as it came; s3rver gets it path-style
+                raw_path = "/" + uri_encode(self.vhost.encode(), False) + (
+                    raw_path if raw_path != "/" else "")
 
         fault = self.st.draw_fault(self.command, raw_path)
         if fault:
@@ -637,7 +801,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                                        "Missing required header for this request: Content-MD5")
         drop = ["range"] if self.st.ignore_range and self.headers.get("Range") else []
         headers = self.fwd_headers(drop=drop)
-        if drop or target != self.path:
+        if drop or target != self.path or getattr(self, "temp_akid", None):
             headers = self.resign(target, headers, drop)
         status, rh, data = self.upstream(self.command, target, headers, body)
         with self.st.lock:
@@ -650,6 +814,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         m = re.search(r"Credential=([^/,\s]+)/(\d{8})/([^/]+)/s3/aws4_request,\s*"
                       r"SignedHeaders=([a-z0-9;\-]+)", self.headers.get("Authorization", ""))
         akid, date8, region, signed = m.groups()
+        if getattr(self, "temp_akid", None):
+            akid = self.st.base_akid  # the upstream store knows only the test's account
+            dropped = list(dropped) + ["x-amz-security-token"]
         names = [n for n in signed.split(";") if n not in dropped]
         path, _, query = target.partition("?")
         cquery = "&".join(sorted(query.split("&"))) if query else ""
@@ -723,6 +890,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.close_connection = True
             return
         self.send_response(status)
+        if status == 200 and self.command == "PUT" and getattr(self, "crc_verified", None) \
+                and not st.args.passthrough:
+            self.send_header("x-amz-checksum-crc32c", self.crc_verified)  # as AWS answers
         cl = None
         for k, v in rh:
             lk = k.lower()
@@ -784,6 +954,8 @@ def main():
     ap.add_argument("--stall-ms", type=int, default=5000)
     ap.add_argument("--tls-cert", help="serve https with this certificate (PEM)")
     ap.add_argument("--tls-key", help="... and this private key (PEM)")
+    ap.add_argument("--vhost-domain", default="s3.localhost",
+                    help="Host BUCKET.<this> is a virtual-hosted request for BUCKET")
     ap.add_argument("--passthrough", action="store_true",
                     help="upstream is a real S3 server: forward conditions and batches as they are")
     args = ap.parse_args()

@@ -764,18 +764,29 @@ static void test_open_errors(void **state)
             fail_msg("endpoint %s: rc %d", bad_endpoints[i], rc);
         assert_null(strstr(err, LEAKY_SECRET));
     }
-    /* no credentials anywhere */
+    /* no credentials anywhere (the whole chain: tests/s3/test_s3_creds.c) */
     struct env e;
     cfg_init(&e, "x");
     e.cfg.storage_access_key_id = NULL;
     e.cfg.storage_secret_access_key = NULL;
-    unsetenv("AWS_ACCESS_KEY_ID");
-    unsetenv("AWS_SECRET_ACCESS_KEY");
-    unsetenv("AWS_SESSION_TOKEN");
-    char err[256] = "";
+    static const char *const vars[] = {
+        "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
+        "AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE", "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    };
+    for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++)
+        unsetenv(vars[i]);
+    char *home = getenv("HOME") ? strdup(getenv("HOME")) : NULL;
+    setenv("HOME", "/nonexistent-glidefs-test-home", 1);
+    setenv("AWS_EC2_METADATA_DISABLED", "true", 1);
+    char err[1024] = "";
     struct gfs_objstore *st = NULL;
     assert_int_equal(gfs_objstore_s3_open(&e.cfg, &test_log, &st, err, sizeof(err)), -EINVAL);
     assert_non_null(strstr(err, "AWS_ACCESS_KEY_ID"));
+    unsetenv("AWS_EC2_METADATA_DISABLED");
+    if (home)
+        setenv("HOME", home, 1);
+    free(home);
     /* bad region */
     cfg_init(&e, "x");
     e.cfg.storage_region = (char *)"us-east-1/../x";
@@ -1156,38 +1167,86 @@ static void test_server_restart(void **state)
     env_close(&e);
 }
 
-/* https: certificate checks on by default, a custom CA bundle, and the
- * switch that turns verification off. The harness serves the proxy over TLS
- * with a self-signed certificate for 127.0.0.1 (S3_TLS_ENDPOINT, S3_TLS_CA). */
-static void test_tls(void **state)
+/* https: certificate checks on by default, a private CA's file given by
+ * storage.ca_bundle or AWS_CA_BUNDLE, a wrong CA and a host name the
+ * certificate does not name refused at the start-up check with a line that
+ * says so, and the switch that turns verification off. The harness serves
+ * https with a certificate of a private CA for 127.0.0.1 and *.s3.localhost
+ * (S3_TLS_ENDPOINT, S3_TLS_CA; S3_TLS_WRONG_CA another CA): the proxy under
+ * s3env.py, radosgw itself under rgwenv.py. */
+static void tls_expect_refused(const char *ep, const char *ca, const char *want)
 {
-    (void)state;
-    const char *tls_ep = getenv("S3_TLS_ENDPOINT"), *ca = getenv("S3_TLS_CA");
-    if (!tls_ep || !ca)
-        skip();
     struct env e;
     cfg_init(&e, "tls");
-    e.cfg.storage_endpoint = (char *)tls_ep;
+    e.cfg.storage_endpoint = (char *)ep;
+    e.cfg.storage_ca_bundle = (char *)ca;
     env_open(&e);
-    char err[512] = "";
+    char err[1024] = "";
     assert_int_equal(gfs_s3_check(e.st, err, sizeof(err)), -EIO);
     fprintf(stderr, "  check said: %s\n", err);
-    assert_non_null(strstr(err, "certificate"));
+    assert_non_null(strstr(err, "TLS"));
+    assert_non_null(strstr(err, want));
     assert_non_null(strstr(err, "ca_bundle"));
     assert_int_equal(e.st->ops->put(e.st, "x", "v", 1, 0, NULL), -EIO);
     assert_int_equal(e.st->stats.retries, 0); /* a bad certificate is not retried */
     env_close(&e);
+}
 
+static void test_tls(void **state)
+{
+    (void)state;
+    const char *tls_ep = getenv("S3_TLS_ENDPOINT"), *ca = getenv("S3_TLS_CA");
+    const char *wrong = getenv("S3_TLS_WRONG_CA");
+    if (!tls_ep || !ca)
+        skip();
+    unsetenv("AWS_CA_BUNDLE");
+    tls_expect_refused(tls_ep, NULL, "certificate");
+    if (wrong)
+        tls_expect_refused(tls_ep, wrong, "certificate");
+    /* the right CA, but a name the certificate does not carry */
+    const char *port = strrchr(tls_ep, ':');
+    char misnamed[128];
+    snprintf(misnamed, sizeof(misnamed), "https://localhost%s", port);
+    tls_expect_refused(misnamed, ca, "localhost");
+
+    struct env e;
     cfg_init(&e, "tls");
     e.cfg.storage_endpoint = (char *)tls_ep;
     e.cfg.storage_ca_bundle = (char *)ca;
     env_open(&e);
+    char err[512] = "";
     assert_int_equal(gfs_s3_check(e.st, err, sizeof(err)), 0);
     assert_int_equal(e.st->ops->put(e.st, "secure", "hello", 5, 0, NULL), 0);
     void *out = NULL;
     size_t outlen = 0;
     assert_int_equal(e.st->ops->get(e.st, "secure", 10, &out, &outlen, NULL), 0);
     assert_int_equal(outlen, 5);
+    assert_memory_equal(out, "hello", 5);
+    free(out);
+    env_close(&e);
+
+    /* AWS_CA_BUNDLE, as the AWS tools read it, when storage.ca_bundle is unset */
+    setenv("AWS_CA_BUNDLE", ca, 1);
+    cfg_init(&e, "tls");
+    e.cfg.storage_endpoint = (char *)tls_ep;
+    env_open(&e);
+    assert_int_equal(gfs_s3_check(e.st, err, sizeof(err)), 0);
+    env_close(&e);
+    unsetenv("AWS_CA_BUNDLE");
+
+    /* virtual-hosted over https: BUCKET.s3.localhost matches *.s3.localhost */
+    char vhost[128];
+    snprintf(vhost, sizeof(vhost), "https://s3.localhost%s", port);
+    cfg_init(&e, "tls");
+    e.cfg.storage_endpoint = vhost;
+    e.cfg.storage_ca_bundle = (char *)ca;
+    e.cfg.storage_addressing = (char *)"virtual";
+    env_open(&e);
+    char want_host[160];
+    snprintf(want_host, sizeof(want_host), "%s.s3.localhost%s", bucket, port);
+    assert_string_equal(gfs_s3_host(e.st), want_host);
+    assert_int_equal(gfs_s3_check(e.st, err, sizeof(err)), 0);
+    assert_int_equal(e.st->ops->get(e.st, "secure", 10, &out, &outlen, NULL), 0);
     assert_memory_equal(out, "hello", 5);
     free(out);
     env_close(&e);
@@ -1199,6 +1258,187 @@ static void test_tls(void **state)
     assert_true(log_contains("TLS certificate verification is off"));
     assert_int_equal(e.st->ops->del(e.st, "secure"), 0);
     env_close(&e);
+}
+
+/* Virtual-hosted addressing (storage.addressing: virtual): requests go to
+ * BUCKET.s3.localhost:PORT with the key as the path (libcurl resolves any
+ * *.localhost name to the loopback address itself); the proxy counts them,
+ * and in front of RGW passes them as they came (rgw dns name = s3.localhost). */
+static void test_virtual_hosted(void **state)
+{
+    (void)state;
+    const char *port = strrchr(endpoint, ':');
+    char ep[128];
+    snprintf(ep, sizeof(ep), "http://s3.localhost%s", port);
+    struct env e;
+    cfg_init(&e, "vhost");
+    e.cfg.storage_endpoint = ep;
+    e.cfg.storage_addressing = (char *)"virtual";
+    env_open(&e);
+    struct gfs_objstore *st = e.st;
+    char want_host[160];
+    snprintf(want_host, sizeof(want_host), "%s.s3.localhost%s", bucket, port);
+    assert_string_equal(gfs_s3_host(st), want_host);
+    assert_true(log_contains("virtual-host-style"));
+    long v0 = proxy_stat("vhost");
+    char err[512];
+    assert_int_equal(gfs_s3_check(st, err, sizeof(err)), 0);
+    static const char *const keys[] = {"a", "dir/b c", "odd+=%\xc3\xbc"};
+    for (size_t i = 0; i < 3; i++)
+        assert_int_equal(st->ops->put(st, keys[i], keys[i], strlen(keys[i]), 0, NULL), 0);
+    char etag[72];
+    assert_int_equal(st->ops->put_etag(st, "lease", "1", 1, GFS_PUT_IF_NONE_MATCH, NULL, etag),
+                     0);
+    assert_int_equal(st->ops->put(st, "lease", "2", 1, GFS_PUT_IF_NONE_MATCH, NULL), -EEXIST);
+    assert_int_equal(st->ops->put(st, "lease", "2", 1, 0, etag), 0);
+    struct listing l = {0};
+    assert_int_equal(st->ops->list(st, "", NULL, on_key, &l), 0);
+    assert_int_equal(l.n, 4);
+    listing_clear(&l);
+    uint8_t got[16];
+    size_t n = 0;
+    assert_int_equal(st->ops->get_range(st, "dir/b c", 2, 3, got, &n), 0);
+    assert_int_equal(n, 3);
+    assert_memory_equal(got, "r/b", 3);
+    const char *const del[] = {"a", "dir/b c", "odd+=%\xc3\xbc", "lease"};
+    assert_int_equal(gfs_s3_delete_batch(st, del, 4, NULL), 0);
+    assert_int_equal(st->ops->list(st, "", NULL, on_key, &l), 0);
+    assert_int_equal(l.n, 0);
+    long v = proxy_stat("vhost") - v0;
+    fprintf(stderr, "  %ld virtual-hosted requests\n", v);
+    assert_true(v >= 11);
+    env_close(&e);
+
+    /* auto on a custom endpoint stays path-style */
+    cfg_init(&e, "vhost");
+    e.cfg.storage_endpoint = ep;
+    env_open(&e);
+    assert_string_equal(gfs_s3_host(e.st), ep + 7);
+    env_close(&e);
+    /* virtual with an address refuses to open */
+    cfg_init(&e, "vhost");
+    e.cfg.storage_addressing = (char *)"virtual";
+    struct gfs_objstore *bad = NULL;
+    assert_int_equal(gfs_objstore_s3_open(&e.cfg, &test_log, &bad, err, sizeof(err)), -EINVAL);
+    assert_non_null(strstr(err, "storage.addressing"));
+}
+
+/* Teardown of the tests that change the proxy's region or checksum answers:
+ * a failed test must not leave them to the next. */
+static int reset_proxy(void **state)
+{
+    (void)state;
+    proxy_do("config?region=us-east-1&region_answer=&crc=verify&crc_max=262144");
+    return 0;
+}
+
+/* The bucket is in another region than storage.region: the store says so
+ * (301 PermanentRedirect with x-amz-bucket-region; 400
+ * AuthorizationHeaderMalformed with <Region>), the store is signed for that
+ * region from then on and the request sent again, once, logged. */
+static void test_region_redirect(void **state)
+{
+    (void)state;
+    static const char *const answers[] = {"redirect", "malformed"};
+    for (int i = 0; i < 2; i++) {
+        char q[128];
+        snprintf(q, sizeof(q), "config?region=eu-west-1&region_answer=%s", answers[i]);
+        proxy_do(q);
+        long w0 = proxy_stat("wrong_region");
+        struct env e;
+        cfg_init(&e, "region");
+        env_open(&e);
+        struct gfs_objstore *st = e.st;
+        assert_string_equal(gfs_s3_region(st), "us-east-1");
+        if (i == 0) {
+            /* a HEAD first: its 301 has no body, only the header */
+            struct gfs_obj_info info;
+            assert_int_equal(st->ops->head(st, "nothing-here", &info), -ENOENT);
+        }
+        assert_int_equal(st->ops->put(st, "r", "v", 1, 0, NULL), 0);
+        void *out = NULL;
+        size_t outlen = 0;
+        assert_int_equal(st->ops->get(st, "r", 10, &out, &outlen, NULL), 0);
+        free(out);
+        assert_int_equal(st->ops->del(st, "r"), 0);
+        assert_string_equal(gfs_s3_region(st), "eu-west-1");
+        assert_int_equal(proxy_stat("wrong_region") - w0, 1);
+        assert_int_equal(st->stats.retries, 0);
+        assert_true(log_contains("is in region eu-west-1, not us-east-1"));
+        env_close(&e);
+    }
+    /* an answer that names no region: an error, not a guess */
+    proxy_do("config?region=eu-west-1&region_answer=");
+    struct env e;
+    cfg_init(&e, "region");
+    env_open(&e);
+    char err[1024];
+    assert_int_equal(gfs_s3_check(e.st, err, sizeof(err)), -EIO);
+    fprintf(stderr, "  check said: %s\n", err);
+    assert_non_null(strstr(err, "AuthorizationHeaderMalformed"));
+    assert_string_equal(gfs_s3_region(e.st), "us-east-1");
+    env_close(&e);
+    proxy_do("config?region=us-east-1&region_answer=");
+}
+
+/* x-amz-checksum-crc32c on PUT: sent and checked by the proxy (as AWS
+ * does), an unknown-header refusal turns it off for that store (auto),
+ * storage.checksum on / off. */
+static void test_checksum(void **state)
+{
+    (void)state;
+    proxy_do("config?crc=verify&crc_max=0");
+    long c0 = proxy_stat("crc_checked");
+    struct env e;
+    cfg_init(&e, "crc");
+    env_open(&e);
+    struct gfs_objstore *st = e.st;
+    assert_int_equal(gfs_s3_checksum_state(st), GFS_S3_CRC_UNKNOWN);
+    enum { BIG = 3 * 1024 * 1024 + 17 };
+    uint8_t *big = malloc(BIG);
+    assert_non_null(big);
+    fill(big, BIG, 77);
+    assert_int_equal(st->ops->put(st, "small", "checked", 7, 0, NULL), 0);
+    assert_int_equal(st->ops->put(st, "big", big, BIG, 0, NULL), 0);
+    char etag[72];
+    assert_int_equal(st->ops->put_etag(st, "cond", "1", 1, GFS_PUT_IF_NONE_MATCH, NULL, etag),
+                     0);
+    assert_int_equal(proxy_stat("crc_checked") - c0, 3);
+    /* s3rver behind the proxy: echoed, as AWS does; RGW 16 does not answer it */
+    assert_int_equal(gfs_s3_checksum_state(st), on_rgw() ? GFS_S3_CRC_IGNORED
+                                                         : GFS_S3_CRC_VERIFIED);
+    env_close(&e);
+
+    /* a store that refuses the header: auto sends the PUT again without it, then never */
+    proxy_do("config?crc=refuse");
+    cfg_init(&e, "crc");
+    env_open(&e);
+    st = e.st;
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(st->ops->put(st, "small", "again", 5, 0, NULL), 0);
+    assert_int_equal(gfs_s3_checksum_state(st), GFS_S3_CRC_REFUSED);
+    assert_true(log_contains("refuses x-amz-checksum-crc32c"));
+    env_close(&e);
+    /* ... but not with storage.checksum: on */
+    cfg_init(&e, "crc");
+    e.cfg.storage_checksum = (char *)"on";
+    env_open(&e);
+    assert_int_equal(e.st->ops->put(e.st, "small", "x", 1, 0, NULL), -EIO);
+    env_close(&e);
+    /* off: never sent */
+    proxy_do("config?crc=verify");
+    c0 = proxy_stat("crc_checked");
+    cfg_init(&e, "crc");
+    e.cfg.storage_checksum = (char *)"off";
+    env_open(&e);
+    assert_int_equal(e.st->ops->put(e.st, "small", "x", 1, 0, NULL), 0);
+    assert_int_equal(proxy_stat("crc_checked"), c0);
+    assert_int_equal(gfs_s3_checksum_state(e.st), GFS_S3_CRC_OFF);
+    const char *const del[] = {"small", "big", "cond"};
+    assert_int_equal(gfs_s3_delete_batch(e.st, del, 3, NULL), 0);
+    env_close(&e);
+    proxy_do("config?crc=verify&crc_max=262144");
+    free(big);
 }
 
 /* Objects for the harness to check with awscli (real S3 objects). */
@@ -1255,6 +1495,9 @@ int main(void)
         cmocka_unit_test(test_faults_wire),
         cmocka_unit_test(test_server_restart),
         cmocka_unit_test(test_tls),
+        cmocka_unit_test(test_virtual_hosted),
+        cmocka_unit_test_teardown(test_region_redirect, reset_proxy),
+        cmocka_unit_test_teardown(test_checksum, reset_proxy),
         cmocka_unit_test(test_proxy_is_strict),
         cmocka_unit_test(test_objects_for_awscli),
     };
