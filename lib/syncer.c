@@ -7,9 +7,11 @@
  * ships when it is full, a partial one only when nothing more can come soon
  * (see pick()). It snapshots their extents, assembles whole blocks (journal
  * data over the clean cache or store copy for sectors never written), packs
- * them into a segment and hands it to upload workers: up to upload_parallel
- * segments in flight, storage.max_connections while a drain or back-pressure
- * waits, and the next segment is assembled while those upload. Finished
+ * them into a segment and hands it to upload workers, which encode it
+ * (compress, seal: on as many cores as segments in flight) and PUT it: up
+ * to upload_parallel segments in flight, storage.max_connections while a
+ * drain or back-pressure waits, and the next segment is assembled while
+ * those are encoded and upload. Finished
  * uploads are committed in seq order: block map entries point at the new
  * segment and extents up to the snapshot's seq leave the dirty index. A
  * failed upload backs off exponentially (with jitter) and its blocks are
@@ -266,6 +268,22 @@ static void upload(struct seg_job *job)
                  glidefs_strerror(job->result));
 }
 
+/* In an upload worker: encode (compress, seal) and PUT. Encoding here
+ * rather than in the syncer thread lets up to upload_parallel segments be
+ * sealed at once, on as many cores (issue 25). */
+static void build_and_upload(struct seg_job *job)
+{
+    struct glidefs_volume *v = job->v;
+    int r = build_segment(v, job);
+    if (r < 0) {
+        job->result = r;
+        gfs_warn(&v->log, "%s: preparing upload failed: %s (will retry)", v->name,
+                 glidefs_strerror(r));
+        return;
+    }
+    upload(job);
+}
+
 /* Commit one finished job: on success the map points at the new segment and
  * the uploaded extents leave the dirty index; either way the snapshot is
  * released. Called under the lock, in seq order. */
@@ -326,7 +344,7 @@ static void *worker_main(void *arg)
             p->qtail = NULL;
         p->nq--;
         pthread_mutex_unlock(&v->lock);
-        upload(job);
+        build_and_upload(job);
         pthread_mutex_lock(&v->lock);
         job->done = 1;
         pthread_cond_broadcast(&v->sync.cond);
@@ -335,7 +353,7 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-/* Hand a built segment to the workers (lock held). */
+/* Hand an assembled segment to the workers (lock held). */
 static void submit_job(struct pipeline *p, struct seg_job *job)
 {
     job->next_q = NULL;
@@ -354,7 +372,7 @@ static void submit_job(struct pipeline *p, struct seg_job *job)
         p->qhead = p->qtail = NULL;
         p->nq = 0;
         pthread_mutex_unlock(&p->v->lock);
-        upload(job);
+        build_and_upload(job);
         pthread_mutex_lock(&p->v->lock);
         job->done = 1;
         return;
@@ -516,13 +534,11 @@ static void *syncer_main(void *arg)
         p.inflight++;
         pthread_mutex_unlock(&v->lock);
 
-        /* assemble and build while the segments before it upload */
+        /* assemble while the segments before it are built and uploaded */
         qsort(snaps, n, sizeof *snaps, cmp_block);
         int err = 0;
         for (uint32_t i = 0; i < n && !err; i++)
             err = assemble(v, &snaps[i]);
-        if (!err)
-            err = build_segment(v, job);
         if (err)
             gfs_warn(&v->log, "%s: preparing upload failed: %s (will retry)", v->name,
                      glidefs_strerror(err));
