@@ -868,7 +868,8 @@ static int az_head(struct gfs_objstore *gst, const char *key, struct gfs_obj_inf
 /* After a conditional PUT was refused: did an earlier send of ours store the
  * object, its answer lost? Then the blob's Content-MD5 (the service computes
  * it for Put Blob; we set it for Put Block List) is ours. The ETag is handed
- * back via etag_out. */
+ * back via etag_out. 1 yes, 0 no (another blob, or none), or an error when
+ * the HEAD cannot tell: a refusal is then not reported as a lost race. */
 static int our_put_landed(struct az_store *st, const char *key, const char *md5b64,
                           char *etag_out)
 {
@@ -877,7 +878,12 @@ static int our_put_landed(struct az_store *st, const char *key, const char *md5b
     c.head = 1;
     int rc = az_exec(st, &c, "HEAD");
     stat_add(&st->base.stats.heads, 1);
-    int ours = rc == 0 && c.status == 200 && c.md5[0] && strcmp(c.md5, md5b64) == 0;
+    if (rc != 0 || (c.status != 200 && c.status != 404)) {
+        rc = az_fail(st, &c, "HEAD", rc);
+        call_free(&c);
+        return rc < 0 ? rc : -EIO;
+    }
+    int ours = c.status == 200 && c.md5[0] && strcmp(c.md5, md5b64) == 0;
     if (ours && etag_out)
         snprintf(etag_out, 72, "%s", c.etag);
     call_free(&c);
@@ -1031,7 +1037,10 @@ static int az_put_etag(struct gfs_objstore *gst, const char *key, const void *bu
          * and the store may have sent it twice). */
         int resent = c.attempts > 1 || c.maybe_resent;
         call_free(&c);
-        if ((refused_im || resent) && our_put_landed(st, key, md5, etag_out))
+        int ours = refused_im || resent ? our_put_landed(st, key, md5, etag_out) : 0;
+        if (ours < 0)
+            return ours;
+        if (ours)
             return 0;
         return refused_inm ? -EEXIST : -ECANCELED;
     }

@@ -1008,11 +1008,15 @@ static int s3_head(struct gfs_objstore *gst, const char *key, struct gfs_obj_inf
 
 /* After a conditional PUT answered 412: did an attempt of ours store the
  * object (its answer was lost, maybe in a proxy that re-sent it)? Then the
- * object's ETag is the MD5 of our body. */
+ * object's ETag is the MD5 of our body. 1 yes, 0 no, or the HEAD's error
+ * when it cannot tell (a refusal is not reported as a lost race then). */
 static int our_put_landed(struct s3_store *st, const char *key, const char *md5hex)
 {
     struct gfs_obj_info info;
-    return s3_head(&st->base, key, &info) == 0 && etag_is(info.etag, md5hex);
+    int r = s3_head(&st->base, key, &info);
+    if (r == -ENOENT)
+        return 0;
+    return r < 0 ? r : etag_is(info.etag, md5hex);
 }
 
 /* Between two conditional PUTs that s3_exec did not retry itself. */
@@ -1219,7 +1223,10 @@ static int s3_put_etag(struct gfs_objstore *gst, const char *key, const void *bu
         if (rc == 0 && (flags & GFS_PUT_IF_NONE_MATCH) && c.status == 412) {
             int resent = c.attempts > 1 || c.maybe_resent;
             call_free(&c);
-            if (resent && our_put_landed(st, key, md5hex)) {
+            int ours = resent ? our_put_landed(st, key, md5hex) : 0;
+            if (ours < 0)
+                return ours;
+            if (ours) {
                 if (etag_out)
                     snprintf(etag_out, 72, "%s", md5hex);
                 return 0;
@@ -1241,6 +1248,8 @@ static int s3_put_etag(struct gfs_objstore *gst, const char *key, const void *bu
                 try_bare = 1; /* refused although it matches: try the bare ETag */
                 continue;
             }
+            if (hr < 0 && hr != -ENOENT)
+                return hr; /* cannot tell whether ours landed */
             return -ECANCELED;
         }
         rc = s3_fail(st, &c, "PUT", rc);

@@ -45,7 +45,12 @@ def raw(d, method, path, headers, body=None, unix=False):
         data = body.encode() if isinstance(body, str) else body
         if data is not None:
             c.putheader("Content-Length", str(len(data)))
-        c.endheaders(data)
+        try:
+            c.endheaders(data)
+        except (BrokenPipeError, ConnectionResetError):
+            # refused on its headers: the daemon answered and closed before
+            # the body went out; its answer is still there to read
+            pass
         r = c.getresponse()
         return resttest.Response(r.status, dict(r.getheaders()),
                                  r.read().decode("utf-8", "replace"))
