@@ -102,7 +102,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         for k, v in (extra or {}).items():
             self.send_header(k, v)
         self.end_headers()
-        self.wfile.write(body)
+        if self.command != "HEAD":  # as Azure: an answer to HEAD has no body
+            self.wfile.write(body)
 
     def azure_error(self, status, code, message):
         body = ('<?xml version="1.0" encoding="utf-8"?><Error><Code>%s</Code><Message>%s\n'
