@@ -15,18 +15,34 @@
 #include "journal.h"
 #include "volume_internal.h"
 
-int gfs_blk_check(const struct gfs_view *sv, uint64_t b, const struct gfs_bm_entry *e,
-                  const uint8_t *stored, size_t got, void *buf)
+int gfs_blk_check_k(const struct gfs_view *sv, uint64_t b, const struct gfs_bm_entry *e,
+                    const struct gfs_sealkey *k, const uint8_t *stored, size_t got, void *buf)
 {
     int plain = gfs_blk_plain(e, sv->bs);
+    int sealed = gfs_codec_sealed(sv->codec);
     if (gfs_seg_payload_check(stored, got, e->length, e->flags, e->crc, NULL) < 0 ||
-        (plain && gfs_codec_sealed(sv->codec)) ||
-        (!plain && gfs_codec_decode_seq(sv->codec, b, e->write_seq, e->flags & GFS_SEGF_CODED,
-                                        stored, e->length, buf) < 0))
+        (plain && sealed) || (sealed && (!k || k->gen != e->key_gen)))
         return -EIO;
-    if (plain && (const void *)stored != buf)
-        memcpy(buf, stored, sv->bs);
-    return 0;
+    if (plain) {
+        if ((const void *)stored != buf)
+            memcpy(buf, stored, sv->bs);
+        return 0;
+    }
+    return gfs_codec_decode_k(sv->codec, k, b, e->write_seq, e->flags & GFS_SEGF_CODED, stored,
+                              e->length, buf) < 0 ? -EIO : 0;
+}
+
+int gfs_blk_check(const struct gfs_view *sv, uint64_t b, const struct gfs_bm_entry *e,
+                  const char *segname, const uint8_t *stored, size_t got, void *buf)
+{
+    if (!gfs_codec_sealed(sv->codec))
+        return gfs_blk_check_k(sv, b, e, NULL, stored, got, buf);
+    struct gfs_sealkey k;
+    int r = gfs_codec_sealkey(sv->codec, e->key_gen, segname, &k);
+    if (r == 0)
+        r = gfs_blk_check_k(sv, b, e, &k, stored, got, buf);
+    gfs_sealkey_wipe(&k);
+    return r < 0 ? -EIO : 0;
 }
 
 int gfs_blk_fetch_at(struct gfs_view *sv, uint64_t b, const struct gfs_bm_entry *e,
@@ -62,7 +78,7 @@ int gfs_blk_fetch_at(struct gfs_view *sv, uint64_t b, const struct gfs_bm_entry 
                 glidefs_strerror(r));
         return r;
     }
-    if (gfs_blk_check(sv, b, e, dst, got, buf) < 0) {
+    if (gfs_blk_check(sv, b, e, key, dst, got, buf) < 0) {
         gfs_err(sv->log, "%s: block %" PRIu64 " in %s fails its checksum or authentication; "
                 "not served", sv->name, b, key);
         atomic_fetch_add_explicit(&sv->checksum_errors, 1, memory_order_relaxed);

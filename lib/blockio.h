@@ -34,11 +34,19 @@ static inline int gfs_blk_plain(const struct gfs_bm_entry *e, uint32_t bs)
 }
 
 /* Verify the stored bytes of block b as a GET returned them (got bytes: the
- * payload's span, with its CRC trailer if it has one) and decode them into
- * buf (bs bytes; may equal stored for a plain block). -EIO if they fail the
- * checksum or authentication; logs nothing. */
+ * payload's span, with its CRC trailer if it has one) from segment object
+ * segname ("nbd/<vol>/seg/<E>-<S>": it names the segment key, with
+ * e->key_gen) and decode them into buf (bs bytes; may equal stored for a
+ * plain block). -EIO if they fail the checksum or authentication; logs
+ * nothing. */
 int gfs_blk_check(const struct gfs_view *sv, uint64_t b, const struct gfs_bm_entry *e,
-                  const uint8_t *stored, size_t got, void *buf);
+                  const char *segname, const uint8_t *stored, size_t got, void *buf);
+/* The same with the segment's key already derived (NULL when the volume is
+ * not sealed; its gen must be e->key_gen): a run of blocks from one segment
+ * derives it once. */
+struct gfs_sealkey;
+int gfs_blk_check_k(const struct gfs_view *sv, uint64_t b, const struct gfs_bm_entry *e,
+                    const struct gfs_sealkey *k, const uint8_t *stored, size_t got, void *buf);
 
 /* Block b as e names it, in segment (epoch, seq) (resolved by the caller
  * under its lock: reclaim renumbers segment indices), decoded into buf (bs

@@ -24,7 +24,7 @@
  * a write_seq more than 2^20 away from the base) is stored unpacked in the
  * overflow hash table, marked ESC in the page. With the default 128 KiB
  * blocks and 25 blocks per segment (3.3 MB segments) every entry packs.
- * Segment row, 40 bytes (struct gfs_bm_seg):
+ * Segment row, 48 bytes (struct gfs_bm_seg):
  *   epoch, seq      u64, u64  the object's key (epoch with the origin depth
  *                             above GFS_ORIGIN_SHIFT)
  *   live_bytes:39 | ws_lo:25  live bytes (<= 4 GiB, so that the compactor's
@@ -38,6 +38,10 @@
  *   dead_since_ms:41 | deleted:1 | ws_known:1 | ws_hi:21
  *                             monotonic ms (34 years of uptime) and flags;
  *                             ws_base = ws_hi:ws_lo, 46 bits.
+ *   key_gen         u32       data key generation of the segment's key (codec.h;
+ *                             0: legacy or not sealed); every entry read
+ *                             out of the map carries it
+ *   reserved        u32
  * Not 32: that needs ws_base to share bits with the dead marks (a live
  * segment has no use for them), but the compactor also reads them on
  * live rows; and epoch, seq stay whole.
@@ -52,11 +56,11 @@
  *   directory 4 KiB pages of 512 page pointers (256 GiB of volume each),
  *             allocated with their first page; a top array of 8 B per 256 GiB
  *             (32 KiB for 1 PiB), the only cost of a sparse volume's size;
- *   segments  40 B per segment = 1.6 B per block at 25 blocks per segment,
+ *   segments  48 B per segment = 1.9 B per block at 25 blocks per segment,
  *             for the segments that hold live data (plus those deleted since
  *             the last reclaim: at most a third more);
  *   A fully written 1 TiB volume: 8 Mi blocks x 12 B = 96 MiB of entries,
- *   16 KiB of directory, 335,545 segments x 40 B = 12.8 MiB. No slack on
+ *   16 KiB of directory, 335,545 segments x 48 B = 15.4 MiB. No slack on
  *   entries; the segment table is sized exactly when a manifest is loaded
  *   (wake), grows by half as segments arrive (realloc of a large table only
  *   maps the new part; pages are touched when segments arrive) and is
@@ -87,7 +91,7 @@
 
 _Static_assert(DSQ_SHIFT + DSQ_BITS == 64, "packed word is 64 bits");
 _Static_assert(sizeof(struct gfs_bm_slot) == 12, "a packed entry is 12 bytes");
-_Static_assert(sizeof(struct gfs_bm_seg) == 40, "a segment row is 40 bytes");
+_Static_assert(sizeof(struct gfs_bm_seg) == 48, "a segment row is 48 bytes");
 _Static_assert(GFS_BM_SEG_MAX_BYTES * UINT64_C(100) < (UINT64_C(1) << 39),
                "live_bytes * 100 fits its 39-bit field");
 
@@ -223,7 +227,12 @@ static struct gfs_bm_entry unpack(const struct gfs_blockmap *bm, uint64_t b,
         return e;
     if (s->seg == SEG_ESC) {
         const struct gfs_bm_entry *x = gfs_u64map_get(&bm->big, b);
-        return x ? *x : e;
+        if (x) {
+            e = *x;
+            if (e.seg < bm->nsegs && e.seg != GFS_BM_NONE)
+                e.key_gen = bm->segs[e.seg].key_gen;
+        }
+        return e;
     }
     uint64_t w = (uint64_t)s->hi << 32 | s->lo;
     if (s->seg == GFS_BM_HOLE) {
@@ -242,6 +251,7 @@ static struct gfs_bm_entry unpack(const struct gfs_blockmap *bm, uint64_t b,
     uint64_t d = w >> DSQ_SHIFT; /* sign-extend the 21-bit delta */
     int64_t sd = (int64_t)(d ^ (UINT64_C(1) << (DSQ_BITS - 1))) - (INT64_C(1) << (DSQ_BITS - 1));
     e.write_seq = gfs_bm_seg_ws_base(&bm->segs[e.seg]) + (uint64_t)sd;
+    e.key_gen = bm->segs[e.seg].key_gen;
     return e;
 }
 
@@ -336,7 +346,7 @@ int gfs_bm_set(struct gfs_blockmap *bm, uint64_t b, const struct gfs_bm_entry *e
             }
         }
         *x = *e;
-        x->pad_ = 0;
+        x->key_gen = 0; /* the row's, filled in by unpack */
         if (x->flags & PACK_TRAILER)
             x->crc = 0; /* as if packed: the payload checks itself */
         ns = (struct gfs_bm_slot){.seg = SEG_ESC};

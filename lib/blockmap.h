@@ -6,7 +6,7 @@
  * payloads written before segments had CRC trailers) in 48 KiB pages
  * allocated on first write, so memory follows the written part of the
  * volume and a sparse 1 PiB volume costs a few KiB. The segment table keeps
- * a 40-byte row per segment; rows of segments deleted from the store are
+ * a 48-byte row per segment; rows of segments deleted from the store are
  * reclaimed (gfs_bm_seg_reclaim), which renumbers the segment indices. Not
  * thread-safe: the volume locks.
  */
@@ -29,7 +29,7 @@ struct gfs_bm_entry {
     uint32_t crc;       /* CRC-32C of the stored bytes; 0 (not kept) when the
                            payload has its own (GFS_SEGF_TRAILER) */
     uint32_t flags;     /* GFS_SEGF_* */
-    uint32_t pad_;
+    uint32_t key_gen;   /* its segment row's (filled by get/next; ignored by set) */
     uint64_t write_seq; /* newest journal seq folded into this version */
 };
 
@@ -40,7 +40,7 @@ struct gfs_bm_entry {
 #define GFS_BM_WS_BITS 46
 #define GFS_BM_WS_LO_BITS 25
 
-/* One row of the segment table: 40 bytes (layout in blockmap.c). The narrow
+/* One row of the segment table: 48 bytes (layout in blockmap.c). The narrow
  * fields are bit-fields so that their readers keep their plain form; GCC
  * does arithmetic on a uint64_t:N field in N bits, so widen one before a
  * multiplication that could exceed N bits (live_bytes has 39: live_bytes *
@@ -55,6 +55,8 @@ struct gfs_bm_seg {
     uint64_t deleted : 1;       /* the object is gone from the store */
     uint64_t ws_known : 1;      /* ws_base is set (by the first entry stored in it) */
     uint64_t ws_hi : GFS_BM_WS_BITS - GFS_BM_WS_LO_BITS; /* ws_base, high bits */
+    uint32_t key_gen;           /* data key generation of the segment's key (0: legacy) */
+    uint32_t reserved_;
 };
 
 /* The write_seq the segment's packed entries are stored relative to. */

@@ -69,6 +69,7 @@ static int write_manifest(struct glidefs_volume *v, int force)
         remap[i] = m.nsegs + 1;
         m.segs[m.nsegs].epoch = v->sv.bm.segs[i].epoch;
         m.segs[m.nsegs].seq = v->sv.bm.segs[i].seq;
+        m.segs[m.nsegs].key_gen = v->sv.bm.segs[i].key_gen;
         m.nsegs++;
     }
     struct gfs_bm_entry e;

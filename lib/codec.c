@@ -32,13 +32,22 @@
 #define AAD_LEN 48
 #define BLOCK_KEY_LABEL "glidefs block key v1"
 #define MAC_KEY_LABEL "glidefs header mac v1"
+#define SEG_BASE_LABEL "glidefs segment key v2"
+#define SEG_KEY_TAG "GFSSEGK1"
 
-/* The keys derived from the data key live in a page of their own: locked in
+/* The keys derived from the data keys live in a page of their own: locked in
  * RAM where RLIMIT_MEMLOCK allows (never written to swap), left out of core
  * dumps, wiped before the page is returned. */
-struct codec_keys {
-    uint8_t block_key[GFS_KEY_LEN];
+struct codec_gen {
+    uint32_t gen;                  /* data key generation, >= 1 */
+    uint8_t seg_base[GFS_KEY_LEN]; /* segment keys derive from it */
     uint8_t mac_key[GFS_KEY_LEN];
+};
+struct codec_keys {
+    uint8_t block_key[GFS_KEY_LEN]; /* legacy (key_gen 0): generation 1's one block key */
+    int have_legacy;                /* generation 1 is known */
+    unsigned ngens, cur;            /* cur: index of the newest generation */
+    struct codec_gen g[GFS_CODEC_MAX_GENS];
 };
 
 struct gfs_codec {
@@ -116,6 +125,113 @@ static void keys_free(struct codec_keys *k, int locked)
     munmap(k, n);
 }
 
+static int hmac_label(const uint8_t key[GFS_KEY_LEN], const char *label, uint8_t out[GFS_KEY_LEN])
+{
+    return gfs_hmac_sha256(key, GFS_KEY_LEN, label, strlen(label), out);
+}
+
+/* Every generation's keys into a fresh key page: gens distinct, 1 and up,
+ * at most GFS_CODEC_MAX_GENS. */
+static int derive_keys(struct gfs_codec *c, const struct gfs_datakey *dks, unsigned n)
+{
+    if (n == 0 || n > GFS_CODEC_MAX_GENS)
+        return -EINVAL;
+    for (unsigned i = 0; i < n; i++) {
+        if (dks[i].gen == 0)
+            return -EINVAL;
+        for (unsigned j = 0; j < i; j++)
+            if (dks[j].gen == dks[i].gen)
+                return -EINVAL;
+    }
+    c->keys = keys_new(&c->keys_locked);
+    if (!c->keys)
+        return -ENOMEM;
+    struct codec_keys *k = c->keys;
+    for (unsigned i = 0; i < n; i++) {
+        struct codec_gen *g = &k->g[i];
+        g->gen = dks[i].gen;
+        if (hmac_label(dks[i].key, SEG_BASE_LABEL, g->seg_base) < 0 ||
+            hmac_label(dks[i].key, MAC_KEY_LABEL, g->mac_key) < 0 ||
+            (g->gen == 1 && hmac_label(dks[i].key, BLOCK_KEY_LABEL, k->block_key) < 0)) {
+            keys_free(k, c->keys_locked);
+            c->keys = NULL;
+            return -EIO;
+        }
+        if (g->gen == 1)
+            k->have_legacy = 1;
+        if (g->gen > k->g[k->cur].gen)
+            k->cur = i;
+    }
+    k->ngens = n;
+    c->sealed = 1;
+    return 0;
+}
+
+static const struct codec_gen *find_gen(const struct gfs_codec *c, uint32_t gen)
+{
+    for (unsigned i = 0; c->keys && i < c->keys->ngens; i++)
+        if (c->keys->g[i].gen == gen)
+            return &c->keys->g[i];
+    return NULL;
+}
+
+uint32_t gfs_codec_key_gen(const struct gfs_codec *c)
+{
+    return c && c->sealed ? c->keys->g[c->keys->cur].gen : 0;
+}
+
+int gfs_codec_has_gen(const struct gfs_codec *c, uint32_t gen)
+{
+    if (!c || !c->sealed)
+        return 0;
+    return gen == 0 ? c->keys->have_legacy : find_gen(c, gen) != NULL;
+}
+
+unsigned gfs_codec_gens(const struct gfs_codec *c, uint32_t *gens, unsigned max)
+{
+    unsigned n = 0;
+    for (unsigned i = 0; c && c->sealed && i < c->keys->ngens; i++) {
+        if (n < max)
+            gens[n] = c->keys->g[i].gen;
+        n++;
+    }
+    return n;
+}
+
+int gfs_codec_sealkey(const struct gfs_codec *c, uint32_t gen, const char *name,
+                      struct gfs_sealkey *out)
+{
+    if (!c || !out || (gen && !name))
+        return -EINVAL;
+    memset(out, 0, sizeof *out);
+    if (!c->sealed)
+        return -EINVAL;
+    out->gen = gen;
+    if (gen == 0) {
+        if (!c->keys->have_legacy)
+            return -ENOKEY;
+        memcpy(out->k, c->keys->block_key, GFS_KEY_LEN);
+        return 0;
+    }
+    const struct codec_gen *g = find_gen(c, gen);
+    if (!g)
+        return -ENOKEY;
+    /* HMAC(seg_base, "GFSSEGK1" || name): one key per segment object name */
+    size_t nl = strlen(name);
+    if (nl > 1024)
+        return -EINVAL;
+    uint8_t msg[8 + 1024];
+    memcpy(msg, SEG_KEY_TAG, 8);
+    memcpy(msg + 8, name, nl);
+    return gfs_hmac_sha256(g->seg_base, GFS_KEY_LEN, msg, 8 + nl, out->k) < 0 ? -EIO : 0;
+}
+
+void gfs_sealkey_wipe(struct gfs_sealkey *k)
+{
+    if (k)
+        mbedtls_platform_zeroize(k, sizeof *k);
+}
+
 int gfs_codec_new(const struct gfs_codec_params *p, struct gfs_codec **out)
 {
     if (!p || !out || !block_size_ok(p->block_size) || (p->compress != 0 && p->compress != 1))
@@ -132,20 +248,22 @@ int gfs_codec_new(const struct gfs_codec_params *p, struct gfs_codec **out)
     memcpy(c->uuid, p->volume_uuid, 16);
     while ((1u << c->window_log) < c->bs)
         c->window_log++;
-    if (p->data_key) {
-        c->sealed = 1;
-        c->keys = keys_new(&c->keys_locked);
-        if (!c->keys) {
+    struct gfs_datakey one;
+    const struct gfs_datakey *dks = p->keys;
+    unsigned ndk = p->nkeys;
+    if (p->data_key && !p->keys) {
+        one.gen = 1;
+        memcpy(one.key, p->data_key, GFS_KEY_LEN);
+        dks = &one;
+        ndk = 1;
+    }
+    if (dks) {
+        int r = derive_keys(c, dks, ndk);
+        if (dks == &one)
+            mbedtls_platform_zeroize(&one, sizeof one);
+        if (r < 0) {
             free(c);
-            return -ENOMEM;
-        }
-        if (gfs_hmac_sha256(p->data_key, GFS_KEY_LEN, BLOCK_KEY_LABEL, strlen(BLOCK_KEY_LABEL),
-                            c->keys->block_key) < 0 ||
-            gfs_hmac_sha256(p->data_key, GFS_KEY_LEN, MAC_KEY_LABEL, strlen(MAC_KEY_LABEL),
-                            c->keys->mac_key) < 0) {
-            keys_free(c->keys, c->keys_locked);
-            free(c);
-            return -EIO;
+            return r;
         }
     }
     if (pthread_mutex_init(&c->lock, NULL) != 0) {
@@ -251,10 +369,12 @@ static void make_aad(const struct gfs_codec *c, uint64_t block_index, uint64_t w
     gfs_le32_put(aad + 44, c->bs);
 }
 
-int gfs_codec_encode_seq(struct gfs_codec *c, uint64_t block_index, uint64_t write_seq,
-                         const void *in, void *out, uint32_t *outlen, uint32_t *flags)
+/* key: the AES key for sealed codecs (ignored otherwise). */
+static int encode_with(struct gfs_codec *c, const uint8_t *key, uint64_t block_index,
+                       uint64_t write_seq, const void *in, void *out, uint32_t *outlen,
+                       uint32_t *flags)
 {
-    if (!c || !in || !out || !outlen || !flags)
+    if (!c || !in || !out || !outlen || !flags || (c->sealed && !key))
         return -EINVAL;
     uint8_t *o = out;
     uint8_t *dst = c->sealed ? o + GFS_GCM_NONCE_LEN : o;
@@ -293,13 +413,30 @@ int gfs_codec_encode_seq(struct gfs_codec *c, uint64_t block_index, uint64_t wri
         return -EIO;
     /* src is either the caller's block or the frame already at dst
      * (sealed in place, which GCM allows). */
-    int r = gfs_aes256gcm_seal(c->keys->block_key, o, aad, sizeof(aad), src, plen, dst,
-                               dst + plen);
+    int r = gfs_aes256gcm_seal(key, o, aad, sizeof(aad), src, plen, dst, dst + plen);
     if (r < 0)
         return r;
     *outlen = (uint32_t)(plen + GFS_SEAL_OVERHEAD);
     *flags = f;
     return 0;
+}
+
+int gfs_codec_encode_k(struct gfs_codec *c, const struct gfs_sealkey *k, uint64_t block_index,
+                       uint64_t write_seq, const void *in, void *out, uint32_t *outlen,
+                       uint32_t *flags)
+{
+    if (c && c->sealed && !k)
+        return -EINVAL;
+    return encode_with(c, k ? k->k : NULL, block_index, write_seq, in, out, outlen, flags);
+}
+
+int gfs_codec_encode_seq(struct gfs_codec *c, uint64_t block_index, uint64_t write_seq,
+                         const void *in, void *out, uint32_t *outlen, uint32_t *flags)
+{
+    if (c && c->sealed && !c->keys->have_legacy)
+        return -ENOKEY;
+    return encode_with(c, c && c->sealed ? c->keys->block_key : NULL, block_index, write_seq, in,
+                       out, outlen, flags);
 }
 
 int gfs_codec_encode(struct gfs_codec *c, uint64_t block_index, const void *in, void *out,
@@ -330,8 +467,9 @@ static int inflate_block(struct gfs_codec *c, const uint8_t *p, size_t plen, voi
     return 0;
 }
 
-static int decode_inner(struct gfs_codec *c, uint64_t block_index, uint64_t write_seq,
-                        uint32_t flags, const uint8_t *in, uint32_t inlen, uint8_t *out)
+static int decode_inner(struct gfs_codec *c, const uint8_t *key, uint64_t block_index,
+                        uint64_t write_seq, uint32_t flags, const uint8_t *in, uint32_t inlen,
+                        uint8_t *out)
 {
     if (flags & ~(uint32_t)(GFS_SEGF_ZSTD | GFS_SEGF_SEALED))
         return -EIO; /* HOLE or unknown bits: not a stored payload */
@@ -359,8 +497,10 @@ static int decode_inner(struct gfs_codec *c, uint64_t block_index, uint64_t writ
         uint8_t aad[AAD_LEN];
         make_aad(c, block_index, write_seq, flags, aad);
         uint8_t *dst = tmp ? tmp : out;
-        int r = gfs_aes256gcm_open(c->keys->block_key, in, aad, sizeof(aad), in + GFS_GCM_NONCE_LEN,
-                                   plen, dst, in + GFS_GCM_NONCE_LEN + plen);
+        if (!key)
+            return -EIO; /* no key for this payload's generation */
+        int r = gfs_aes256gcm_open(key, in, aad, sizeof(aad), in + GFS_GCM_NONCE_LEN, plen, dst,
+                                   in + GFS_GCM_NONCE_LEN + plen);
         if (r < 0) {
             if (tmp)
                 mbedtls_platform_zeroize(tmp, plen);
@@ -385,16 +525,62 @@ static int decode_inner(struct gfs_codec *c, uint64_t block_index, uint64_t writ
     return r;
 }
 
-int gfs_codec_decode_seq(struct gfs_codec *c, uint64_t block_index, uint64_t write_seq,
-                         uint32_t flags, const void *in, uint32_t inlen, void *out)
+static int decode_with(struct gfs_codec *c, const uint8_t *key, uint64_t block_index,
+                       uint64_t write_seq, uint32_t flags, const void *in, uint32_t inlen,
+                       void *out)
 {
     if (!c || !out)
         return -EINVAL;
     if (!in && inlen)
         return -EINVAL;
-    int r = decode_inner(c, block_index, write_seq, flags, in, inlen, out);
+    int r = decode_inner(c, key, block_index, write_seq, flags, in, inlen, out);
     if (r < 0)
         memset(out, 0, c->bs);
+    return r;
+}
+
+int gfs_codec_decode_k(struct gfs_codec *c, const struct gfs_sealkey *k, uint64_t block_index,
+                       uint64_t write_seq, uint32_t flags, const void *in, uint32_t inlen,
+                       void *out)
+{
+    return decode_with(c, k ? k->k : NULL, block_index, write_seq, flags, in, inlen, out);
+}
+
+int gfs_codec_decode_seq(struct gfs_codec *c, uint64_t block_index, uint64_t write_seq,
+                         uint32_t flags, const void *in, uint32_t inlen, void *out)
+{
+    const uint8_t *key = c && c->sealed && c->keys->have_legacy ? c->keys->block_key : NULL;
+    return decode_with(c, key, block_index, write_seq, flags, in, inlen, out);
+}
+
+int gfs_codec_reseal(struct gfs_codec *c, const struct gfs_sealkey *from,
+                     const struct gfs_sealkey *to, uint64_t block_index, uint64_t write_seq,
+                     uint32_t flags, const void *in, uint32_t inlen, void *out)
+{
+    if (!c || !c->sealed || !from || !to || !in || !out || !(flags & GFS_SEGF_SEALED) ||
+        (flags & ~(uint32_t)GFS_SEGF_CODED) || inlen <= GFS_SEAL_OVERHEAD ||
+        inlen > gfs_codec_max_stored(c))
+        return -EINVAL;
+    /* open and seal again under a fresh nonce: no decompression, the
+     * payload keeps its length and coded flags */
+    uint8_t aad[AAD_LEN];
+    make_aad(c, block_index, write_seq, flags, aad);
+    const uint8_t *ip = in;
+    uint8_t *op = out;
+    size_t plen = inlen - GFS_SEAL_OVERHEAD;
+    int r = gfs_aes256gcm_open(from->k, ip, aad, sizeof aad, ip + GFS_GCM_NONCE_LEN, plen,
+                               op + GFS_GCM_NONCE_LEN, ip + GFS_GCM_NONCE_LEN + plen);
+    if (r < 0) {
+        mbedtls_platform_zeroize(out, inlen);
+        return r == -ENOMEM ? r : -EIO;
+    }
+    if (gfs_random_bytes(op, GFS_GCM_NONCE_LEN) < 0)
+        r = -EIO;
+    else
+        r = gfs_aes256gcm_seal(to->k, op, aad, sizeof aad, op + GFS_GCM_NONCE_LEN, plen,
+                               op + GFS_GCM_NONCE_LEN, op + GFS_GCM_NONCE_LEN + plen);
+    if (r < 0)
+        mbedtls_platform_zeroize(out, inlen);
     return r;
 }
 
@@ -409,19 +595,27 @@ int gfs_codec_mac(const struct gfs_codec *c, const void *buf, size_t len,
 {
     if (!c || !c->sealed || !mac || (!buf && len))
         return -EINVAL;
-    return gfs_hmac_sha256(c->keys->mac_key, sizeof(c->keys->mac_key), buf, len, mac);
+    const struct codec_gen *g = &c->keys->g[c->keys->cur];
+    return gfs_hmac_sha256(g->mac_key, sizeof(g->mac_key), buf, len, mac);
 }
 
 int gfs_codec_mac_verify(const struct gfs_codec *c, const void *buf, size_t len,
                          const uint8_t mac[GFS_MAC_LEN])
 {
     uint8_t want[GFS_MAC_LEN];
-    if (!mac)
+    if (!c || !c->sealed || !mac || (!buf && len))
         return -EINVAL;
-    int r = gfs_codec_mac(c, buf, len, want);
-    if (r < 0)
-        return r;
-    r = gfs_ct_equal(want, mac, GFS_MAC_LEN) ? 0 : -EBADMSG;
+    /* any generation the volume still keeps: objects written before a
+     * rotation carry the MAC of the generation current then */
+    int r = -EBADMSG;
+    for (unsigned i = 0; i < c->keys->ngens && r == -EBADMSG; i++) {
+        const struct codec_gen *g = &c->keys->g[(c->keys->cur + i) % c->keys->ngens];
+        int h = gfs_hmac_sha256(g->mac_key, sizeof(g->mac_key), buf, len, want);
+        if (h < 0)
+            r = h;
+        else if (gfs_ct_equal(want, mac, GFS_MAC_LEN))
+            r = 0;
+    }
     mbedtls_platform_zeroize(want, sizeof(want));
     return r;
 }

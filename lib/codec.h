@@ -16,22 +16,32 @@
  * (all-zero blocks) never reach the codec: the syncer stores them as
  * GFS_SEGF_HOLE entries.
  *
- * Keys. The data key (32 random bytes per volume, see keywrap.h) is never
- * used directly: the codec derives
- *   block key = HMAC-SHA256(data_key, "glidefs block key v1")   AES-256-GCM
- *   mac key   = HMAC-SHA256(data_key, "glidefs header mac v1")  header MACs
- * so no key serves two primitives.
+ * Keys. A volume has one or more data key generations (32 random bytes
+ * each, numbered from 1; see keywrap.h): rotation adds one, and new segments
+ * use the newest. A data key is never used directly: the codec derives
+ *   mac key  = HMAC-SHA256(data_key, "glidefs header mac v1")   header MACs
+ *   seg base = HMAC-SHA256(data_key, "glidefs segment key v2")
+ *   segment key = HMAC-SHA256(seg base, "GFSSEGK1" || object name)
+ * where the object name is the segment's key in the store without the
+ * prefix, "nbd/<volume>/seg/<E>-<S>": every segment object is sealed under
+ * a key of its own (struct gfs_sealkey, gfs_codec_sealkey), named by the
+ * generation in its header and its segment-table row (key_gen >= 1).
+ * Segments written before segment keys (key_gen 0, "legacy") are sealed
+ * under generation 1's one
+ *   block key = HMAC-SHA256(data_key, "glidefs block key v1")
+ * which only gfs_codec_encode/decode(_seq) use. No key serves two
+ * primitives. A header MAC is made with the newest generation's mac key
+ * and accepted under any generation the codec holds.
  *
  * Nonces. Every sealed block gets a fresh random 96-bit nonce (getrandom)
  * stored in front of it. Nonces are not derived from segment numbers because
  * a segment <epoch>-<seq> can be written twice with different contents (a
  * retry after a crash, a fenced writer racing the new one). With random
  * nonces the chance that two of q seals under one key share a nonce is about
- * q^2 / 2^97; NIST SP 800-38D caps random-nonce use at 2^32 seals per key,
- * which keeps it below 2^-32. BOUND: at most ~2^32 block uploads (each
- * re-upload counts; 2^32 x 128 KiB = 512 TiB written) per data key. Changing
- * the password (rekey) does not change the data key; a volume that could
- * approach the bound must be copied into a new volume.
+ * q^2 / 2^97; NIST SP 800-38D caps random-nonce use at 2^32 seals per key.
+ * A segment key sees at most GFS_SEG_MAX_BLOCKS (4096) seals per write of
+ * its object, so no key comes near the bound however much a lineage writes
+ * (the legacy block key had the bound: 2^32 uploads per volume lineage).
  *
  * Additional data. Each seal authenticates
  *   "GFSBLK01" || volume_uuid(16) || block_index(u64) || write_seq(u64) ||
@@ -65,12 +75,28 @@
 
 struct gfs_codec;
 
+#define GFS_CODEC_MAX_GENS 16 /* data key generations one codec holds */
+
+/* One data key generation. */
+struct gfs_datakey {
+    uint32_t gen; /* >= 1 */
+    uint8_t key[GFS_KEY_LEN];
+};
+
 struct gfs_codec_params {
     uint32_t block_size;      /* power of two, 4 KiB .. 4 MiB */
     uint8_t volume_uuid[16];
     int compress;             /* 0 none, 1 zstd */
     int level;                /* zstd level; 0 = default (3) */
-    const uint8_t *data_key;  /* GFS_KEY_LEN bytes (copied), or NULL: no encryption */
+    const uint8_t *data_key;  /* GFS_KEY_LEN bytes (copied): generation 1 only, or NULL */
+    const struct gfs_datakey *keys; /* or: nkeys generations (copied; distinct gens) */
+    unsigned nkeys;           /* 1 .. GFS_CODEC_MAX_GENS when keys is set */
+};
+
+/* The AES key one segment's payloads are sealed under. Wipe after use. */
+struct gfs_sealkey {
+    uint32_t gen; /* 0: legacy block key */
+    uint8_t k[GFS_KEY_LEN];
 };
 
 /* -EINVAL on bad parameters, -ENOMEM, -EIO (crypto library failure). */
@@ -90,9 +116,42 @@ uint32_t gfs_codec_block_size(const struct gfs_codec *c);
  * sealed. Always <= GFS_SEG_MAX_STORED(block_size). */
 size_t gfs_codec_max_stored(const struct gfs_codec *c);
 
+/* The generation new segments use (the newest); 0 when not sealed. */
+uint32_t gfs_codec_key_gen(const struct gfs_codec *c);
+/* 1 when the codec can open payloads of generation gen (0: legacy, which
+ * needs generation 1). */
+int gfs_codec_has_gen(const struct gfs_codec *c, uint32_t gen);
+/* The generations held, up to max into gens; returns how many there are. */
+unsigned gfs_codec_gens(const struct gfs_codec *c, uint32_t *gens, unsigned max);
+
+/* The key of segment object `name` ("nbd/<vol>/seg/<E>-<S>") under
+ * generation gen (0: the legacy block key; name unused). -ENOKEY when the
+ * codec does not hold gen, -EINVAL when not sealed. */
+int gfs_codec_sealkey(const struct gfs_codec *c, uint32_t gen, const char *name,
+                      struct gfs_sealkey *out);
+void gfs_sealkey_wipe(struct gfs_sealkey *k);
+
+/* Encode / decode as below, sealed under k (NULL on an unsealed codec). */
+int gfs_codec_encode_k(struct gfs_codec *c, const struct gfs_sealkey *k, uint64_t block_index,
+                       uint64_t write_seq, const void *in, void *out, uint32_t *outlen,
+                       uint32_t *flags);
+int gfs_codec_decode_k(struct gfs_codec *c, const struct gfs_sealkey *k, uint64_t block_index,
+                       uint64_t write_seq, uint32_t flags, const void *in, uint32_t inlen,
+                       void *out);
+
+/* A sealed payload (inlen stored bytes with coded flags) opened under from
+ * and sealed again under to with a fresh nonce, into out (inlen bytes; may
+ * equal in). Same length and flags, nothing decompressed. -EIO if it does
+ * not open (out zeroed), -EINVAL for an unsealed payload or codec. */
+int gfs_codec_reseal(struct gfs_codec *c, const struct gfs_sealkey *from,
+                     const struct gfs_sealkey *to, uint64_t block_index, uint64_t write_seq,
+                     uint32_t flags, const void *in, uint32_t inlen, void *out);
+
 /* Encode the block_size bytes at in into out (room for
  * gfs_codec_max_stored bytes; must not overlap in). Sets *outlen and *flags
  * (0, GFS_SEGF_ZSTD, GFS_SEGF_SEALED or both). -EINVAL, -ENOMEM, -EIO. */
+/* The plain and _seq variants seal under the legacy block key (key_gen 0):
+ * -ENOKEY when the codec lacks generation 1. */
 int gfs_codec_encode(struct gfs_codec *c, uint64_t block_index, const void *in, void *out,
                      uint32_t *outlen, uint32_t *flags);
 int gfs_codec_encode_seq(struct gfs_codec *c, uint64_t block_index, uint64_t write_seq,

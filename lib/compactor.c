@@ -52,7 +52,32 @@ struct moved {
     uint64_t block;
     struct gfs_bm_entry old;
     uint32_t new_offset;
+    int skip;                      /* its seal did not open: left where it is */
+    const struct gfs_sealkey *from; /* its segment's key (sealed volumes) */
 };
+
+/* The keys of the segments one rewrite reads (wiped when it returns). */
+struct srckeys {
+    struct gfs_sealkey *k;
+    uint32_t n;
+};
+
+static void srckeys_free(struct srckeys *sk)
+{
+    for (uint32_t i = 0; sk->k && i < sk->n; i++)
+        gfs_sealkey_wipe(&sk->k[i]);
+    free(sk->k);
+}
+
+/* Is s sealed under an older data key generation than new segments use?
+ * Legacy segments (key_gen 0) count as generation 1: re-sealing them would
+ * not undo the seals their key has seen, so they are left alone until a
+ * rotation. */
+static int stale_key(const struct glidefs_volume *v, const struct gfs_bm_seg *s)
+{
+    uint32_t cur = gfs_codec_key_gen(v->codec);
+    return cur && (s->key_gen ? s->key_gen : 1u) < cur;
+}
 
 struct cand {
     uint32_t seg;
@@ -98,40 +123,50 @@ static int write_copy(struct glidefs_volume *v, struct moved *mv, uint32_t n,
     uint64_t epoch = v->epoch, seq = v->sync.next_seg_seq++;
     pthread_mutex_unlock(&v->lock);
 
-    /* the payloads as stored, still sealed and compressed: the seal binds
-     * the volume and block, not the segment; copies gain a CRC trailer */
+    /* the payloads as stored, still compressed; sealed ones are sealed
+     * again under the new segment's key (the seal binds volume, block and
+     * version; the key, the segment). Copies gain a CRC trailer. */
     size_t room = 0;
     for (uint32_t i = 0; i < n; i++)
         room += gfs_seg_span(mv[i].old.length, GFS_SEGF_TRAILER);
     struct gfs_segw w;
-    int r = gfs_segw_begin(&w, n, room, gfs_codec_sealed(v->codec));
+    int r = gfs_segw_begin(&w, v->codec, v->name, epoch, seq, n, room);
     for (uint32_t i = 0; i < n && r == 0; i++) {
         struct gfs_seg_entry se;
-        /* the CRC was checked when read (rewrite) */
-        r = gfs_segw_add_stored(&w, mv[i].block, mv[i].old.write_seq, payloads[i],
+        /* the CRC was checked when read (rewrite), the seal is checked
+         * by the reseal */
+        r = gfs_segw_add_stored(&w, mv[i].from, mv[i].block, mv[i].old.write_seq, payloads[i],
                                 mv[i].old.length, mv[i].old.flags, mv[i].old.crc, v->bs, &se);
-        if (r == 0)
+        if (r == 0) {
             mv[i].new_offset = se.offset;
+            mv[i].old.crc = se.crc; /* the copy's (a reseal changes the bytes) */
+        } else if (r == -EIO) {
+            /* never copy damage forward: that block stays where it is */
+            gfs_err(&v->log, "%s: block %" PRIu64 " fails authentication; not moved", v->name,
+                    mv[i].block);
+            atomic_fetch_add_explicit(&v->sv.checksum_errors, 1, memory_order_relaxed);
+            mv[i].skip = 1;
+            r = 0;
+        }
     }
     if (r == 0)
-        r = gfs_segw_finish(&w, v->codec, epoch, seq, v->bs, v->meta.data_uuid);
-    char key[512];
+        r = gfs_segw_finish(&w, v->bs, v->meta.data_uuid);
     if (r == 0)
-        r = gfs_segw_put(&w, v->store, v->name, epoch, seq, key);
-    else
-        gfs_seg_key(key, sizeof key, v->name, epoch, seq);
-    size_t total = gfs_segw_len(&w);
-    gfs_segw_free(&w);
+        r = gfs_segw_put(&w, v->store);
     pthread_mutex_lock(&v->lock);
     if (r < 0) {
-        gfs_warn(&v->log, "%s: compaction upload of %s failed: %s", v->name, key,
+        gfs_warn(&v->log, "%s: compaction upload of %s failed: %s", v->name, w.name,
                  glidefs_strerror(r));
+        gfs_segw_free(&w);
         return r;
     }
-    int64_t si = gfs_segw_commit(v, epoch, seq, total);
+    int64_t si = gfs_segw_commit(v, &w);
+    gfs_segw_free(&w);
     if (si < 0)
         return (int)si;
     for (uint32_t i = 0; i < n; i++) {
+        if (mv[i].skip)
+            continue;
         struct gfs_bm_entry cur = gfs_bm_get(&v->sv.bm, mv[i].block);
         if (cur.seg != mv[i].old.seg || cur.offset != mv[i].old.offset)
             continue; /* a newer write landed meanwhile: it wins, the copy is garbage */
@@ -172,8 +207,11 @@ static int rewrite(struct glidefs_volume *v, uint64_t budget, uint64_t target,
         if (target && kept(v, s))
             continue; /* a snapshot keeps it: a copy would reclaim nothing */
         stored += s->total_bytes;
-        if (target ? s->live_bytes >= s->total_bytes
-                   : s->live_bytes * 100 >= (uint64_t)v->comp.min_live_pct * s->total_bytes)
+        /* a segment under an old data key is rewritten however full it is
+         * (a rotation: the old key must stop mattering) */
+        if (!stale_key(v, s) &&
+            (target ? s->live_bytes >= s->total_bytes
+                    : s->live_bytes * 100 >= (uint64_t)v->comp.min_live_pct * s->total_bytes))
             continue;
         cands[nc++] = (struct cand){i, s->live_bytes, s->total_bytes};
     }
@@ -209,8 +247,7 @@ static int rewrite(struct glidefs_volume *v, uint64_t budget, uint64_t target,
                 mv = nmv;
                 cap *= 2;
             }
-            mv[nm].block = b;
-            mv[nm].old = ce;
+            mv[nm] = (struct moved){.block = b, .old = ce};
             nm++;
         }
     }
@@ -218,8 +255,10 @@ static int rewrite(struct glidefs_volume *v, uint64_t budget, uint64_t target,
     uint32_t per = v->sync.blocks_per_batch;
     CLEANUP_FREE uint8_t **payloads = calloc(per, sizeof *payloads);
     CLEANUP_FREE struct moved *batch = calloc(per, sizeof *batch);
-    if (!payloads || !batch)
+    __attribute__((cleanup(srckeys_free))) struct srckeys sk = {calloc(take, sizeof *sk.k), take};
+    if (!payloads || !batch || !sk.k)
         return -ENOMEM;
+    int sealed = gfs_codec_sealed(v->codec);
     uint32_t nb = 0;
     int r = 0;
     uint64_t rewritten = 0;
@@ -227,9 +266,16 @@ static int rewrite(struct glidefs_volume *v, uint64_t budget, uint64_t target,
         uint32_t sg = cands[ci].seg;
         uint64_t epoch = v->sv.bm.segs[sg].epoch & GFS_EPOCH_MASK, seq = v->sv.bm.segs[sg].seq;
         size_t total = (size_t)v->sv.bm.segs[sg].total_bytes;
+        uint32_t key_gen = v->sv.bm.segs[sg].key_gen;
         pthread_mutex_unlock(&v->lock);
         char key[512];
         gfs_seg_key(key, sizeof key, v->name, epoch, seq);
+        if (sealed && gfs_codec_sealkey(v->codec, key_gen, key, &sk.k[ci]) < 0) {
+            pthread_mutex_lock(&v->lock);
+            gfs_err(&v->log, "%s: compaction has no key for %s (generation %u); left alone",
+                    v->name, key, key_gen);
+            continue;
+        }
         CLEANUP_FREE uint8_t *obj = malloc(total);
         size_t got = 0;
         r = obj ? v->store->ops->get_range(v->store, key, 0, total, obj, &got) : -ENOMEM;
@@ -256,6 +302,7 @@ static int rewrite(struct glidefs_volume *v, uint64_t budget, uint64_t target,
                 continue;
             }
             batch[nb] = mv[i];
+            batch[nb].from = sealed ? &sk.k[ci] : NULL;
             payloads[nb] = malloc(e->length);
             if (!payloads[nb]) {
                 r = -ENOMEM;

@@ -31,6 +31,7 @@
 #define MAN_SEG_LEN 16u
 #define MAN_ENTRY_LEN 32u
 #define MAN_FLAGS_LEN 4u
+#define MAN_KEYGEN_LEN 4u
 #define MAN_ZSTD_LEVEL 3
 #define SEGF_ALL (GFS_SEGF_HOLE | GFS_SEGF_ZSTD | GFS_SEGF_SEALED | GFS_SEGF_TRAILER)
 
@@ -50,9 +51,19 @@ static int block_size_ok(uint32_t bs)
 }
 
 /* Decoded body size for these counts (fits in 64 bits within the limits). */
-static uint64_t body_size(uint32_t nsegs, uint64_t nentries)
+static uint64_t body_size(uint32_t nsegs, uint64_t nentries, int keygens)
 {
-    return (uint64_t)nsegs * MAN_SEG_LEN + nentries * (MAN_ENTRY_LEN + MAN_FLAGS_LEN) + 4u;
+    return (uint64_t)nsegs * (MAN_SEG_LEN + (keygens ? MAN_KEYGEN_LEN : 0u)) +
+           nentries * (MAN_ENTRY_LEN + MAN_FLAGS_LEN) + 4u;
+}
+
+/* Does any segment name a key generation (then the body lists them)? */
+static int has_keygens(const struct gfs_manifest *m)
+{
+    for (uint32_t i = 0; i < m->nsegs; i++)
+        if (m->segs[i].key_gen)
+            return 1;
+    return 0;
 }
 
 /* Header fields alone: counts within the limits and within the volume. */
@@ -120,7 +131,7 @@ static void put_fixed(uint8_t *p, const struct gfs_manifest *m, uint32_t flags, 
     gfs_le32_put(p + 60, gfs_crc32c(0, p, 60));
 }
 
-static void put_body(uint8_t *b, const struct gfs_manifest *m, size_t len)
+static void put_body(uint8_t *b, const struct gfs_manifest *m, size_t len, int keygens)
 {
     uint8_t *q = b;
     for (uint32_t i = 0; i < m->nsegs; i++, q += MAN_SEG_LEN) {
@@ -138,6 +149,8 @@ static void put_body(uint8_t *b, const struct gfs_manifest *m, size_t len)
     }
     for (uint64_t i = 0; i < m->nentries; i++, q += MAN_FLAGS_LEN)
         gfs_le32_put(q, m->entries[i].flags);
+    for (uint32_t i = 0; keygens && i < m->nsegs; i++, q += MAN_KEYGEN_LEN)
+        gfs_le32_put(q, m->segs[i].key_gen);
     gfs_le32_put(q, gfs_crc32c(0, b, len - 4));
 }
 
@@ -160,9 +173,12 @@ int gfs_manifest_encode_mac(const struct gfs_manifest *m, int compress,
     if (check_manifest(m) < 0)
         return -EINVAL;
     int has_mac = gfs_codec_sealed(codec);
+    int kg = has_keygens(m);
+    if (kg && !has_mac)
+        return -EINVAL; /* key generations belong to sealed volumes */
     size_t maclen = has_mac ? GFS_MAN_MAC_LEN : 0;
-    uint32_t mflag = has_mac ? GFS_MANF_MAC : 0;
-    uint64_t blen64 = body_size(m->nsegs, m->nentries);
+    uint32_t mflag = (has_mac ? GFS_MANF_MAC : 0) | (kg ? GFS_MANF_KEYGEN : 0);
+    uint64_t blen64 = body_size(m->nsegs, m->nentries, kg);
     if (blen64 > SIZE_MAX - GFS_MAN_FIXED_LEN - GFS_MAN_MAC_LEN)
         return -EINVAL;
     size_t blen = (size_t)blen64;
@@ -173,7 +189,7 @@ int gfs_manifest_encode_mac(const struct gfs_manifest *m, int compress,
         CLEANUP_FREE uint8_t *buf = malloc(GFS_MAN_FIXED_LEN + blen + maclen);
         if (!buf)
             return -ENOMEM;
-        put_body(buf + GFS_MAN_FIXED_LEN, m, blen);
+        put_body(buf + GFS_MAN_FIXED_LEN, m, blen, kg);
         put_fixed(buf, m, mflag, (uint32_t)blen);
         if (has_mac) {
             int r = put_mac(codec, buf, GFS_MAN_FIXED_LEN + blen);
@@ -188,7 +204,7 @@ int gfs_manifest_encode_mac(const struct gfs_manifest *m, int compress,
     CLEANUP_FREE uint8_t *body = malloc(blen);
     if (!body)
         return -ENOMEM;
-    put_body(body, m, blen);
+    put_body(body, m, blen, kg);
     size_t bound = ZSTD_compressBound(blen);
     if (ZSTD_isError(bound) || bound > SIZE_MAX - GFS_MAN_FIXED_LEN - GFS_MAN_MAC_LEN)
         return -EINVAL;
@@ -302,9 +318,13 @@ int gfs_manifest_decode_mac(const void *buf, size_t len, const struct gfs_codec 
         .nentries = gfs_le64_get(p + 48),
     };
     uint32_t body_len = gfs_le32_get(p + 56);
-    if (gfs_le32_get(p + 8) != GFS_MAN_VERSION || (flags & ~(GFS_MANF_ZSTD | GFS_MANF_MAC)))
+    if (gfs_le32_get(p + 8) != GFS_MAN_VERSION ||
+        (flags & ~(GFS_MANF_ZSTD | GFS_MANF_MAC | GFS_MANF_KEYGEN)))
         return -EBADMSG;
     int has_mac = (flags & GFS_MANF_MAC) != 0;
+    int kg = (flags & GFS_MANF_KEYGEN) != 0;
+    if (kg && !has_mac)
+        return -EBADMSG;
     if (has_mac != gfs_codec_sealed(codec))
         return -EACCES; /* cannot check the MAC, or a MAC is required */
     if (check_counts(t.volume_size, t.block_size, t.nsegs, t.nentries) < 0)
@@ -318,7 +338,7 @@ int gfs_manifest_decode_mac(const void *buf, size_t len, const struct gfs_codec 
         if (r < 0)
             return r; /* -EBADMSG: forged or damaged; -EIO/-ENOMEM: hash failed */
     }
-    uint64_t want = body_size(t.nsegs, t.nentries);
+    uint64_t want = body_size(t.nsegs, t.nentries, kg);
 
     const uint8_t *body;
     CLEANUP_FREE uint8_t *inflated = NULL;
@@ -358,6 +378,8 @@ int gfs_manifest_decode_mac(const void *buf, size_t len, const struct gfs_codec 
     }
     for (uint64_t i = 0; i < t.nentries; i++, q += MAN_FLAGS_LEN)
         ents[i].flags = gfs_le32_get(q);
+    for (uint32_t i = 0; kg && i < t.nsegs; i++, q += MAN_KEYGEN_LEN)
+        segs[i].key_gen = gfs_le32_get(q);
     t.segs = segs;
     t.entries = ents;
     if (check_manifest(&t) < 0)

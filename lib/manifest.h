@@ -26,6 +26,11 @@
  *                      crc is 0 when the payload has a CRC trailer (the
  *                      map does not keep it; the trailer checks the payload)
  *     flags[n]         u32 each: the GFS_SEGF_* flags of the entry
+ *     keygens[nsegs]   u32 each, only when flags has GFS_MANF_KEYGEN (sealed
+ *                      volumes, never without GFS_MANF_MAC): the data key
+ *                      generation of each segment's key (segment.h key_gen;
+ *                      0 = the legacy block key). Without the flag every
+ *                      segment has key_gen 0
  *     body_crc         u32  CRC-32C of the decoded body before it
  *   mac               32 bytes, only when flags has GFS_MANF_MAC (sealed
  *                     volumes): HMAC-SHA256 (gfs_codec_mac) of every byte
@@ -58,6 +63,7 @@
 #define GFS_MAN_FIXED_LEN 64u
 #define GFS_MANF_ZSTD 0x1u
 #define GFS_MANF_MAC 0x2u
+#define GFS_MANF_KEYGEN 0x4u /* the body lists each segment's key generation */
 #define GFS_MAN_MAC_LEN 32u
 #define GFS_MAN_HOLE 0xFFFFFFFFu
 /* Refuse to decode manifests beyond this many entries/segments (hostile input). */
@@ -66,6 +72,7 @@
 
 struct gfs_man_seg {
     uint64_t epoch, seq;
+    uint32_t key_gen; /* 0 legacy / unsealed; encode refuses non-zero without a sealed codec */
 };
 
 struct gfs_man_entry {

@@ -12,6 +12,7 @@
 
 #include "blockio.h"
 #include "cleanup.h"
+#include "codec.h"
 #include "segment.h"
 #include "volume_internal.h"
 
@@ -193,6 +194,11 @@ static void run_job(struct gfs_ra *ra, struct ra_job *j)
     if (hook)
         hook(hook_arg, j->b0, j->n);
     uint64_t filled = 0;
+    /* one segment, one key for the whole run */
+    struct gfs_sealkey k = {0};
+    int sealed = gfs_codec_sealed(v->codec);
+    if (sealed && j->n && gfs_codec_sealkey(v->codec, j->e[0].key_gen, key, &k) < 0)
+        return; /* the reader fails the block and logs it */
     for (uint32_t i = 0; i < j->n; i++) {
         const struct gfs_bm_entry *e = &j->e[i];
         uint64_t o = e->offset - j->lo, span = gfs_seg_span(e->length, e->flags);
@@ -201,7 +207,7 @@ static void run_job(struct gfs_ra *ra, struct ra_job *j)
         uint8_t *out = gfs_blk_plain(e, v->bs) ? buf + o : scratch;
         /* a bad block is left to the reader, which fetches it again and
          * fails with -EIO (counted and logged there) */
-        if (gfs_blk_check(&v->sv, j->b0 + i, e, buf + o, span, out) < 0)
+        if (gfs_blk_check_k(&v->sv, j->b0 + i, e, sealed ? &k : NULL, buf + o, span, out) < 0)
             continue;
         pthread_mutex_lock(&v->lock);
         int have = gfs_cache_has(&v->cache, j->b0 + i, e->seg, e->offset);
@@ -212,6 +218,7 @@ static void run_job(struct gfs_ra *ra, struct ra_job *j)
         gfs_blk_cache_fill(v, j->b0 + i, e, id, out);
         filled++;
     }
+    gfs_sealkey_wipe(&k);
     atomic_fetch_add_explicit(&v->sv.blocks_fetched, j->n, memory_order_relaxed);
     pthread_mutex_lock(&v->lock);
     v->st.readahead_blocks += filled;

@@ -123,7 +123,7 @@ int gfs_seg_encode_header_mac(const struct gfs_seg_header *h, void *out, size_t 
         return -EINVAL;
     int has_mac = gfs_codec_sealed(codec);
     size_t total = gfs_seg_header_size_mac(h->nblocks, has_mac);
-    if (outlen < total)
+    if (outlen < total || (h->key_gen && !has_mac))
         return -EINVAL;
     int r = check_entries(h->entries, h->nblocks, h->block_size, total, 0);
     if (r < 0)
@@ -139,7 +139,7 @@ int gfs_seg_encode_header_mac(const struct gfs_seg_header *h, void *out, size_t 
     gfs_le32_put(p + 32, h->nblocks);
     gfs_le32_put(p + 36, h->block_size);
     gfs_le32_put(p + 40, header_len);
-    gfs_le32_put(p + 44, 0);
+    gfs_le32_put(p + 44, h->key_gen);
     memcpy(p + 48, h->volume_uuid, 16);
     for (uint32_t i = 0; i < h->nblocks; i++) {
         const struct gfs_seg_entry *x = &h->entries[i];
@@ -190,10 +190,13 @@ int gfs_seg_decode_header_mac(const void *buf, size_t len, uint64_t object_size,
     uint32_t nblocks = gfs_le32_get(p + 32);
     uint32_t block_size = gfs_le32_get(p + 36);
     uint32_t header_len = gfs_le32_get(p + 40);
+    uint32_t key_gen = gfs_le32_get(p + 44);
     if (gfs_le32_get(p + 8) != GFS_SEG_VERSION || (hflags & ~GFS_SEG_HDR_MAC) ||
-        gfs_le32_get(p + 44) != 0 || nblocks > GFS_SEG_MAX_BLOCKS || !block_size_ok(block_size))
+        nblocks > GFS_SEG_MAX_BLOCKS || !block_size_ok(block_size))
         return -EBADMSG;
     int has_mac = (hflags & GFS_SEG_HDR_MAC) != 0;
+    if (key_gen && !has_mac)
+        return -EBADMSG; /* a key generation on an unsealed segment */
     if (has_mac != gfs_codec_sealed(codec))
         return -EACCES; /* cannot check the MAC, or a MAC is required */
     if (header_len != gfs_seg_header_size(nblocks) - 4)
@@ -242,6 +245,7 @@ int gfs_seg_decode_header_mac(const void *buf, size_t len, uint64_t object_size,
     h->block_size = block_size;
     h->header_len = header_len;
     h->flags = hflags;
+    h->key_gen = key_gen;
     memcpy(h->volume_uuid, p + 48, 16);
     h->entries = TAKE_PTR(e);
     return 0;

@@ -11,7 +11,8 @@
  *     32 nblocks      u32 (<= GFS_SEG_MAX_BLOCKS)
  *     36 block_size   u32 (power of two, 4 KiB .. 4 MiB)
  *     40 header_len   u32 = 64 + 40 * nblocks
- *     44 reserved     u32 (0)
+ *     44 key_gen      u32: 0, or on sealed volumes the data key generation
+ *                     whose segment key seals the payloads (codec.h)
  *     48 volume_uuid  16 bytes
  *   entries[nblocks], 40 bytes each
  *     0  block_index  u64
@@ -114,6 +115,8 @@ struct gfs_seg_header {
     uint8_t volume_uuid[16];
     struct gfs_seg_entry *entries; /* nblocks entries (owned by the header) */
     uint32_t flags;       /* GFS_SEG_HDR_* as decoded; ignored by encode */
+    uint32_t key_gen;     /* 0 (legacy key / not sealed) or a data key generation;
+                             encode refuses a non-zero one without a sealed codec */
 };
 
 struct gfs_codec;

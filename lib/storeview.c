@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "cleanup.h"
+#include "codec.h"
 #include "log.h"
 #include "manifest.h"
 #include "objstore.h"
@@ -118,11 +119,18 @@ static int apply_manifest(struct gfs_view *sv, const char *key, int is_base)
             gfs_manifest_free(&m);
             return -EIO;
         }
+        if (gfs_codec_sealed(sv->codec) && !gfs_codec_has_gen(sv->codec, m.segs[i].key_gen)) {
+            gfs_err(sv->log, "%s: manifest %s names a segment sealed under key generation %u, "
+                    "which the volume no longer holds", sv->name, key, m.segs[i].key_gen);
+            gfs_manifest_free(&m);
+            return -EIO;
+        }
         idx[i] = gfs_bm_seg_add(&sv->bm, m.segs[i].epoch, m.segs[i].seq, 0);
         if (idx[i] < 0) {
             gfs_manifest_free(&m);
             return (int)idx[i];
         }
+        sv->bm.segs[idx[i]].key_gen = m.segs[i].key_gen;
     }
     uint64_t max_seq = 0;
     for (uint64_t i = 0; i < m.nentries; i++) {
@@ -234,6 +242,12 @@ int gfs_view_seg_header(struct gfs_view *sv, const char *key, uint64_t size,
         gfs_seg_header_free(&h);
         return -EIO;
     }
+    if (gfs_codec_sealed(sv->codec) && !gfs_codec_has_gen(sv->codec, h.key_gen)) {
+        gfs_err(sv->log, "%s: segment %s is sealed under key generation %u, which the volume "
+                "no longer holds", sv->name, key, h.key_gen);
+        gfs_seg_header_free(&h);
+        return -EIO;
+    }
     *hout = h;
     return 0;
 }
@@ -245,6 +259,7 @@ int gfs_view_apply_seg(struct gfs_view *sv, const char *key, uint64_t size,
     int64_t si = gfs_bm_seg_add(&sv->bm, gfs_ep(sv->meta->depth, h.epoch), h.seq, size);
     if (si < 0)
         return (int)si;
+    sv->bm.segs[si].key_gen = h.key_gen;
     int r = 0;
     for (uint32_t i = 0; i < h.nblocks && r == 0; i++) {
         const struct gfs_seg_entry *se = &h.entries[i];

@@ -244,27 +244,25 @@ static int build_segment(struct glidefs_volume *v, struct seg_job *job)
     for (uint32_t i = 0; i < job->n; i++)
         if (!job->blocks[i].hole)
             room += gfs_codec_max_stored(v->codec) + GFS_SEG_TRAILER_LEN;
-    int r = gfs_segw_begin(&job->w, job->n, room, gfs_codec_sealed(v->codec));
+    int r = gfs_segw_begin(&job->w, v->codec, v->name, job->epoch, job->seq, job->n, room);
     for (uint32_t i = 0; i < job->n && r == 0; i++) {
         struct snap_block *sb = &job->blocks[i];
         if (sb->hole)
             gfs_segw_add_hole(&job->w, sb->block, sb->snap_seq, &sb->se);
         else
-            r = gfs_segw_add_block(&job->w, v->codec, v->bs, sb->block, sb->snap_seq, sb->data,
-                                   &sb->se);
+            r = gfs_segw_add_block(&job->w, v->bs, sb->block, sb->snap_seq, sb->data, &sb->se);
     }
     if (r == 0)
-        r = gfs_segw_finish(&job->w, v->codec, job->epoch, job->seq, v->bs, v->meta.data_uuid);
+        r = gfs_segw_finish(&job->w, v->bs, v->meta.data_uuid);
     return r;
 }
 
 static void upload(struct seg_job *job)
 {
     struct glidefs_volume *v = job->v;
-    char key[512];
-    job->result = gfs_segw_put(&job->w, v->store, v->name, job->epoch, job->seq, key);
+    job->result = gfs_segw_put(&job->w, v->store);
     if (job->result < 0)
-        gfs_warn(&v->log, "%s: upload of %s failed: %s (will retry)", v->name, key,
+        gfs_warn(&v->log, "%s: upload of %s failed: %s (will retry)", v->name, job->w.name,
                  glidefs_strerror(job->result));
 }
 
@@ -291,7 +289,7 @@ static void commit(struct glidefs_volume *v, struct seg_job *job)
 {
     int64_t si = -1;
     if (job->result == 0) {
-        si = gfs_segw_commit(v, job->epoch, job->seq, gfs_segw_len(&job->w));
+        si = gfs_segw_commit(v, &job->w);
         if (si < 0)
             job->result = (int)si;
     }

@@ -177,6 +177,60 @@ static void reads_model(glidefs_volume *v)
     assert_true(st.cache_misses > 0); /* it came from the store, not a cache */
 }
 
+/* The key generation (segment header offset 44) of every segment in the
+ * store, by name; returns how many there are. */
+struct seginfo {
+    char name[256];
+    uint32_t key_gen;
+};
+
+static size_t seg_gens(const char *store, struct seginfo *out, size_t max)
+{
+    char dir[700];
+    snprintf(dir, sizeof dir, "%s/nbd/" VOL "/seg", store);
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    size_t n = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (de->d_name[0] == '.')
+            continue;
+        assert_true(n < max);
+        char path[1000];
+        snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+        int fd = open(path, O_RDONLY);
+        assert_true(fd >= 0);
+        uint8_t h[64];
+        assert_int_equal(pread(fd, h, sizeof h, 0), (ssize_t)sizeof h);
+        close(fd);
+        snprintf(out[n].name, sizeof out[n].name, "%s", de->d_name);
+        out[n].key_gen = (uint32_t)h[44] | (uint32_t)h[45] << 8 | (uint32_t)h[46] << 16 |
+                         (uint32_t)h[47] << 24;
+        n++;
+    }
+    closedir(d);
+    return n;
+}
+
+/* The fixture's segments keep the legacy key (0); every segment this build
+ * wrote has a key of its own (generation 1). Returns the new ones. */
+static size_t check_gens(const char *store, const struct seginfo *old, size_t nold)
+{
+    static struct seginfo now[256];
+    size_t n = seg_gens(store, now, 256), fresh = 0;
+    for (size_t i = 0; i < n; i++) {
+        int was = 0;
+        for (size_t j = 0; j < nold; j++)
+            was |= strcmp(now[i].name, old[j].name) == 0;
+        if (was)
+            assert_int_equal(now[i].key_gen, 0);
+        else
+            assert_int_equal(now[i].key_gen, 1);
+        fresh += !was;
+    }
+    return fresh;
+}
+
 static void open_fixture_copy(struct tu_env *e, const char *cache, glidefs_volume **v)
 {
     glidefs_config *c = cfg_for(e, cache, PASSWORD);
@@ -191,6 +245,10 @@ static void test_reads_old_store(void **state)
     tu_env_init(&e, "cryptocompat");
     copy_tree(fixture, e.store);
     char cache[600];
+    static struct seginfo old[256];
+    size_t nold = seg_gens(e.store, old, 256);
+    for (size_t i = 0; i < nold; i++)
+        assert_int_equal(old[i].key_gen, 0);
 
     /* through the manifest */
     snprintf(cache, sizeof cache, "%s/c1", e.root);
@@ -213,7 +271,8 @@ static void test_reads_old_store(void **state)
     open_fixture_copy(&e, cache, &v);
     reads_model(v);
 
-    /* this build adds to it, under the old data key */
+    /* this build adds to it, under the old data key: new segments get
+     * segment keys of generation 1, the old ones keep the legacy key */
     uint8_t blk[BS];
     uint64_t seed = 77;
     for (uint32_t i = 2; i < NB; i += 8) { /* the holes */
@@ -223,7 +282,21 @@ static void test_reads_old_store(void **state)
     }
     assert_int_equal(glidefs_drain(v, 60000), 0);
     assert_int_equal(glidefs_volume_close(v), 0);
+    assert_true(check_gens(e.store, old, nold) >= 1);
+    /* a manifest listing both kinds (GFS_MANF_KEYGEN) */
     snprintf(cache, sizeof cache, "%s/c4", e.root);
+    open_fixture_copy(&e, cache, &v);
+    reads_model(v);
+    /* compaction moves blocks out of legacy segments: re-sealed under the
+     * new segment's key */
+    struct glidefs_compact_result res;
+    assert_int_equal(glidefs_compact(v, &res, sizeof res), 0);
+    reads_model(v);
+    assert_int_equal(glidefs_volume_close(v), 0);
+    size_t fresh = check_gens(e.store, old, nold);
+    fprintf(stderr, "compaction rewrote %llu segments; %zu segments with their own key\n",
+            (unsigned long long)res.segments_rewritten, fresh);
+    snprintf(cache, sizeof cache, "%s/c5", e.root);
     open_fixture_copy(&e, cache, &v);
     reads_model(v);
     assert_int_equal(glidefs_volume_close(v), 0);

@@ -229,8 +229,8 @@ static void test_copy_after_heartbeat(void **state)
     struct tu_env env;
     tu_env_init(&env, "identc");
     struct tu_node A, C;
-    node_init(&A, &env, "a", "n", "900"); /* heartbeat every 300 ms */
-    node_init(&C, &env, "c", "n", "900");
+    node_init(&A, &env, "a", "n", "3000"); /* a 900 ms lease once expired under load */
+    node_init(&C, &env, "c", "n", "3000");
     glidefs_volume *a, *c;
     assert_int_equal(glidefs_volume_open(A.cfg, "vm", SZ, GLIDEFS_OPEN_CREATE, &a), 0);
     put_byte(a, 0, 0x31);

@@ -578,13 +578,13 @@ static void test_random_model_wide(void **state)
     gfs_bm_free(&bm);
 }
 
-/* The 40-byte row: narrow fields hold their largest values without
+/* The 48-byte row: narrow fields hold their largest values without
  * touching their neighbours; live bytes stop at GFS_BM_SEG_MAX_BYTES, and
  * the compactor's live_bytes * 100 is exact there; absurd sizes are 0. */
 static void test_seg_row(void **state)
 {
     (void)state;
-    assert_int_equal(sizeof(struct gfs_bm_seg), 40);
+    assert_int_equal(sizeof(struct gfs_bm_seg), 48);
     enum { NB = 16384 + 4 };
     struct gfs_blockmap bm;
     assert_int_equal(gfs_bm_init(&bm, NB), 0);
@@ -630,6 +630,25 @@ static void test_seg_row(void **state)
     assert_int_equal(gfs_bm_set(&bm, 16384, &x), -EOVERFLOW);
     assert_int_equal(gfs_bm_get(&bm, 16384).seg, GFS_BM_NONE);
     assert_int_equal(bm.written_blocks, 16384);
+    /* every entry read out carries its row's key generation, packed or not */
+    g->key_gen = UINT32_MAX - 3;
+    assert_int_equal(gfs_bm_get(&bm, 5).key_gen, UINT32_MAX - 3);
+    struct gfs_bm_entry big = {.seg = 1, .offset = 1u << 30, .length = 100, .crc = 3,
+                               .flags = GFS_SEGF_ZSTD | GFS_SEGF_TRAILER, .write_seq = wmax,
+                               .key_gen = 99};
+    assert_int_equal(gfs_bm_set(&bm, 16385, &big), 0);
+    assert_int_equal(gfs_bm_overflow_count(&bm), 1);
+    assert_int_equal(gfs_bm_get(&bm, 16385).key_gen, UINT32_MAX - 3); /* the row's, not the set's */
+    struct gfs_bm_entry it;
+    uint64_t at = 16385;
+    assert_true(gfs_bm_next(&bm, &at, &it));
+    assert_int_equal(it.key_gen, UINT32_MAX - 3);
+    assert_int_equal(g->dead_gen, UINT32_MAX); /* the neighbours kept theirs */
+    assert_int_equal(gfs_bm_seg_ws_base(g), wmax);
+    g->key_gen = 0;
+    big.seg = GFS_BM_NONE;
+    big = (struct gfs_bm_entry){0};
+    assert_int_equal(gfs_bm_set(&bm, 16385, &big), 0);
     x.length = room;
     assert_int_equal(gfs_bm_set(&bm, 16384, &x), 0);
     assert_int_equal(g->live_bytes, GFS_BM_SEG_MAX_BYTES);

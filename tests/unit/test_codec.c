@@ -585,6 +585,158 @@ static void test_mac(void **state)
     gfs_codec_free(u);
 }
 
+static struct gfs_codec *make_gens(uint32_t bs, int compress, const uint32_t *gens, unsigned n)
+{
+    struct gfs_datakey dk[4];
+    assert_true(n <= 4);
+    for (unsigned i = 0; i < n; i++) {
+        dk[i].gen = gens[i];
+        fill_key(dk[i].key, (uint8_t)(7 + gens[i] - 1)); /* generation 1 is fill_key(.., 7) */
+    }
+    struct gfs_codec_params p = { .block_size = bs, .compress = compress, .keys = dk, .nkeys = n };
+    memcpy(p.volume_uuid, UUID_A, 16);
+    struct gfs_codec *c = NULL;
+    assert_int_equal(gfs_codec_new(&p, &c), 0);
+    return c;
+}
+
+/* Segment keys: the documented derivation, one key per object name and
+ * generation, the legacy block key as generation 0; a payload sealed in one
+ * segment does not open under another segment's key (it did with the one
+ * block key: same volume, block and version); reseal moves it. */
+static void test_segment_keys(void **state)
+{
+    (void)state;
+    uint8_t key[GFS_KEY_LEN];
+    fill_key(key, 7);
+    struct gfs_codec *c = make(4096, 1, key, UUID_A);
+    assert_int_equal(gfs_codec_key_gen(c), 1);
+    assert_int_equal(gfs_codec_has_gen(c, 0), 1);
+    assert_int_equal(gfs_codec_has_gen(c, 1), 1);
+    assert_int_equal(gfs_codec_has_gen(c, 2), 0);
+    const char *na = "nbd/vol/seg/0000000000000001-0000000000000001";
+    const char *nb = "nbd/vol/seg/0000000000000001-0000000000000002";
+    struct gfs_sealkey ka, kb, kl, k2;
+    assert_int_equal(gfs_codec_sealkey(c, 1, na, &ka), 0);
+    assert_int_equal(gfs_codec_sealkey(c, 1, nb, &kb), 0);
+    assert_int_equal(gfs_codec_sealkey(c, 0, NULL, &kl), 0);
+    assert_int_equal(gfs_codec_sealkey(c, 2, na, &k2), -ENOKEY);
+    /* HMAC(HMAC(data key, "glidefs segment key v2"), "GFSSEGK1" || name) */
+    uint8_t base[32], want[32], msg[128];
+    assert_int_equal(gfs_hmac_sha256(key, 32, "glidefs segment key v2", 22, base), 0);
+    memcpy(msg, "GFSSEGK1", 8);
+    memcpy(msg + 8, na, strlen(na));
+    assert_int_equal(gfs_hmac_sha256(base, 32, msg, 8 + strlen(na), want), 0);
+    assert_memory_equal(ka.k, want, 32);
+    assert_int_equal(ka.gen, 1);
+    assert_true(memcmp(ka.k, kb.k, 32) != 0 && memcmp(ka.k, kl.k, 32) != 0);
+    /* the legacy key is the codec's one block key */
+    assert_int_equal(gfs_hmac_sha256(key, 32, "glidefs block key v1", 20, want), 0);
+    assert_memory_equal(kl.k, want, 32);
+
+    uint8_t in[4096], out[4096], st[4096 + 64], st2[4096 + 64];
+    fill(in, 4096, P_TEXT, 5);
+    uint32_t len = 0, flags = 0;
+    assert_int_equal(gfs_codec_encode_k(c, &ka, 9, 3, in, st, &len, &flags), 0);
+    assert_int_equal(flags, GFS_SEGF_ZSTD | GFS_SEGF_SEALED);
+    assert_int_equal(gfs_codec_decode_k(c, &ka, 9, 3, flags, st, len, out), 0);
+    assert_memory_equal(in, out, 4096);
+    assert_int_equal(gfs_codec_decode_k(c, &kb, 9, 3, flags, st, len, out), -EIO);
+    assert_true(all_zero(out, 4096));
+    assert_int_equal(gfs_codec_decode_seq(c, 9, 3, flags, st, len, out), -EIO);
+    assert_int_equal(gfs_codec_decode_k(c, NULL, 9, 3, flags, st, len, out), -EIO);
+    /* reseal: same length and flags, opens under the new key only */
+    assert_int_equal(gfs_codec_reseal(c, &ka, &kb, 9, 3, flags, st, len, st2), 0);
+    assert_true(memcmp(st, st2, len) != 0);
+    assert_int_equal(gfs_codec_decode_k(c, &kb, 9, 3, flags, st2, len, out), 0);
+    assert_memory_equal(in, out, 4096);
+    assert_int_equal(gfs_codec_decode_k(c, &ka, 9, 3, flags, st2, len, out), -EIO);
+    /* the AAD still binds block and version through a reseal */
+    assert_int_equal(gfs_codec_reseal(c, &ka, &kb, 10, 3, flags, st, len, st2), -EIO);
+    assert_int_equal(gfs_codec_reseal(c, &kb, &ka, 9, 3, flags, st, len, st2), -EIO);
+    assert_true(all_zero(st2, len));
+    /* in place */
+    memcpy(st2, st, len);
+    assert_int_equal(gfs_codec_reseal(c, &ka, &kl, 9, 3, flags, st2, len, st2), 0);
+    assert_int_equal(gfs_codec_decode_seq(c, 9, 3, flags, st2, len, out), 0);
+    assert_memory_equal(in, out, 4096);
+    assert_int_equal(gfs_codec_reseal(c, &ka, &kb, 9, 3, GFS_SEGF_ZSTD, st, len, st2), -EINVAL);
+    gfs_sealkey_wipe(&ka);
+    assert_true(all_zero(ka.k, 32) && ka.gen == 0);
+    gfs_sealkey_wipe(&kb);
+    gfs_sealkey_wipe(&kl);
+    gfs_codec_free(c);
+}
+
+/* Generations: new segments and MACs use the newest; MACs of any held
+ * generation verify; a codec without generation 1 has no legacy key; a
+ * generation it does not hold opens nothing. */
+static void test_generations(void **state)
+{
+    (void)state;
+    const uint32_t g12[] = {1, 2}, g2[] = {2}, g21[] = {2, 1}, bad[] = {3, 3}, zero[] = {0};
+    struct gfs_codec *c12 = make_gens(4096, 0, g12, 2), *c2 = make_gens(4096, 0, g2, 1);
+    struct gfs_codec *c21 = make_gens(4096, 0, g21, 2);
+    uint8_t key[GFS_KEY_LEN];
+    fill_key(key, 7);
+    struct gfs_codec *c1 = make(4096, 0, key, UUID_A);
+    assert_int_equal(gfs_codec_key_gen(c12), 2);
+    assert_int_equal(gfs_codec_key_gen(c21), 2);
+    assert_int_equal(gfs_codec_key_gen(c2), 2);
+    assert_int_equal(gfs_codec_has_gen(c2, 0), 0);
+    assert_int_equal(gfs_codec_has_gen(c2, 1), 0);
+    assert_int_equal(gfs_codec_has_gen(c12, 0), 1);
+    uint32_t gens[4];
+    assert_int_equal(gfs_codec_gens(c21, gens, 4), 2);
+    assert_true(gens[0] == 2 && gens[1] == 1);
+    struct gfs_sealkey k;
+    assert_int_equal(gfs_codec_sealkey(c2, 0, NULL, &k), -ENOKEY);
+    uint8_t in[4096], st[4096 + 64], out[4096];
+    fill(in, 4096, P_RANDOM, 1);
+    uint32_t len, flags;
+    assert_int_equal(gfs_codec_encode_seq(c2, 1, 1, in, st, &len, &flags), -ENOKEY);
+    /* the same generation's key is the same in every codec holding it */
+    struct gfs_sealkey a, b;
+    const char *n = "nbd/v/seg/0000000000000002-0000000000000001";
+    assert_int_equal(gfs_codec_sealkey(c12, 2, n, &a), 0);
+    assert_int_equal(gfs_codec_sealkey(c2, 2, n, &b), 0);
+    assert_memory_equal(a.k, b.k, 32);
+    assert_int_equal(gfs_codec_encode_k(c12, &a, 4, 4, in, st, &len, &flags), 0);
+    assert_int_equal(gfs_codec_decode_k(c2, &b, 4, 4, flags, st, len, out), 0);
+    assert_memory_equal(in, out, 4096);
+    assert_int_equal(gfs_codec_sealkey(c12, 1, n, &b), 0);
+    assert_true(memcmp(a.k, b.k, 32) != 0);
+    /* MACs: generation 1's verifies in c12 but not in c2; c12's (gen 2) in both */
+    const char msg[] = "manifest bytes";
+    uint8_t m1[GFS_MAC_LEN], m12[GFS_MAC_LEN];
+    assert_int_equal(gfs_codec_mac(c1, msg, sizeof msg, m1), 0);
+    assert_int_equal(gfs_codec_mac(c12, msg, sizeof msg, m12), 0);
+    assert_true(memcmp(m1, m12, GFS_MAC_LEN) != 0);
+    assert_int_equal(gfs_codec_mac_verify(c12, msg, sizeof msg, m1), 0);
+    assert_int_equal(gfs_codec_mac_verify(c21, msg, sizeof msg, m1), 0);
+    assert_int_equal(gfs_codec_mac_verify(c2, msg, sizeof msg, m1), -EBADMSG);
+    assert_int_equal(gfs_codec_mac_verify(c2, msg, sizeof msg, m12), 0);
+    assert_int_equal(gfs_codec_mac_verify(c1, msg, sizeof msg, m12), -EBADMSG);
+    /* bad generation lists */
+    struct gfs_datakey dk[2] = {{bad[0], {0}}, {bad[1], {0}}};
+    struct gfs_codec_params p = { .block_size = 4096, .keys = dk, .nkeys = 2 };
+    struct gfs_codec *x = NULL;
+    assert_int_equal(gfs_codec_new(&p, &x), -EINVAL);
+    dk[0].gen = zero[0];
+    p.nkeys = 1;
+    assert_int_equal(gfs_codec_new(&p, &x), -EINVAL);
+    p.nkeys = 0;
+    assert_int_equal(gfs_codec_new(&p, &x), -EINVAL);
+    p.nkeys = GFS_CODEC_MAX_GENS + 1;
+    assert_int_equal(gfs_codec_new(&p, &x), -EINVAL);
+    gfs_sealkey_wipe(&a);
+    gfs_sealkey_wipe(&b);
+    gfs_codec_free(c12);
+    gfs_codec_free(c2);
+    gfs_codec_free(c21);
+    gfs_codec_free(c1);
+}
+
 struct worker {
     struct gfs_codec *c;
     uint32_t bs;
@@ -648,6 +800,8 @@ int main(void)
         cmocka_unit_test(test_keys_locked),
         cmocka_unit_test(test_hostile_frames),
         cmocka_unit_test(test_mac),
+        cmocka_unit_test(test_segment_keys),
+        cmocka_unit_test(test_generations),
         cmocka_unit_test(test_threads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -273,9 +273,9 @@ enum { E_IDX = 0, E_WSEQ = 8, E_SEG = 16, E_OFF = 20, E_LEN = 24, E_CRC = 28 };
 static void base_manifest(struct gfs_manifest *m, struct gfs_man_seg *segs,
                           struct gfs_man_entry *ents)
 {
-    segs[0] = (struct gfs_man_seg){ 1, 1 };
-    segs[1] = (struct gfs_man_seg){ 1, 2 };
-    segs[2] = (struct gfs_man_seg){ 2, 0 };
+    segs[0] = (struct gfs_man_seg){ 1, 1, 0 };
+    segs[1] = (struct gfs_man_seg){ 1, 2, 0 };
+    segs[2] = (struct gfs_man_seg){ 2, 0, 0 };
     ents[0] = (struct gfs_man_entry){ 2, 7, 0, 108, 4096, 0xaaaa, 0 };
     ents[1] = (struct gfs_man_entry){ 3, 8, GFS_MAN_HOLE, 0, 0, 0, GFS_SEGF_HOLE };
     ents[2] = (struct gfs_man_entry){ 10, 9, 2, 5000, 900, 0xbbbb, GFS_SEGF_ZSTD };
@@ -695,6 +695,71 @@ static struct gfs_codec *codec_with(uint8_t keybyte)
     return c;
 }
 
+/* Key generations of segments: listed only under GFS_MANF_KEYGEN, which
+ * needs the MAC; round trip; refused without a sealed codec; the flag on a
+ * manifest without a MAC is refused even with the body's size right. */
+static void test_keygens(void **state)
+{
+    (void)state;
+    struct gfs_codec *sealed = codec_with(0x5a);
+    for (int z = 0; z < 2; z++) {
+        struct gfs_manifest m;
+        struct gfs_man_seg segs[B_NSEGS];
+        struct gfs_man_entry ents[B_N];
+        base_manifest(&m, segs, ents);
+        void *enc;
+        size_t enclen, len0;
+        assert_int_equal(gfs_manifest_encode_mac(&m, z, sealed, &enc, &len0), 0);
+        assert_int_equal(gfs_le32_get((uint8_t *)enc + 12) & GFS_MANF_KEYGEN, 0);
+        free(enc);
+        segs[0].key_gen = 0; /* a legacy segment next to segment-keyed ones */
+        segs[1].key_gen = 1;
+        segs[2].key_gen = 0xfffffffeu;
+        assert_int_equal(gfs_manifest_encode_mac(&m, z, sealed, &enc, &enclen), 0);
+        uint8_t *e = enc;
+        assert_int_equal(gfs_le32_get(e + 12), (z ? GFS_MANF_ZSTD : 0) | GFS_MANF_MAC |
+                                                   GFS_MANF_KEYGEN);
+        if (!z)
+            assert_int_equal(enclen, len0 + 4 * B_NSEGS);
+        struct gfs_manifest d;
+        assert_int_equal(gfs_manifest_decode_mac(enc, enclen, sealed, &d), 0);
+        assert_int_equal(d.nsegs, B_NSEGS);
+        assert_int_equal(d.segs[0].key_gen, 0);
+        assert_int_equal(d.segs[1].key_gen, 1);
+        assert_int_equal(d.segs[2].key_gen, 0xfffffffeu);
+        gfs_manifest_free(&d);
+        free(enc);
+        /* no MAC, no key generations */
+        assert_int_equal(gfs_manifest_encode(&m, z, &enc, &enclen), -EINVAL);
+    }
+    /* an unsealed manifest whose body has room for key generations, flagged
+     * KEYGEN: refused (the flag needs the MAC) */
+    struct gfs_manifest m;
+    struct gfs_man_seg segs[B_NSEGS];
+    struct gfs_man_entry ents[B_N];
+    base_manifest(&m, segs, ents);
+    void *enc;
+    size_t enclen;
+    assert_int_equal(gfs_manifest_encode(&m, 0, &enc, &enclen), 0);
+    uint8_t *big = calloc(1, enclen + 4 * B_NSEGS);
+    assert_non_null(big);
+    memcpy(big, enc, enclen - 4);
+    size_t blen = enclen - GFS_MAN_FIXED_LEN + 4 * B_NSEGS;
+    gfs_le32_put(big + GFS_MAN_FIXED_LEN + blen - 4, gfs_crc32c(0, big + GFS_MAN_FIXED_LEN, blen - 4));
+    gfs_le32_put(big + 12, GFS_MANF_KEYGEN);
+    gfs_le32_put(big + 56, (uint32_t)blen);
+    gfs_le32_put(big + 60, gfs_crc32c(0, big, 60));
+    struct gfs_manifest d;
+    assert_int_equal(gfs_manifest_decode(big, enclen + 4 * B_NSEGS, &d), -EBADMSG);
+    /* the same bytes without the flag are a manifest with 12 bytes too many */
+    gfs_le32_put(big + 12, 0);
+    gfs_le32_put(big + 60, gfs_crc32c(0, big, 60));
+    assert_int_equal(gfs_manifest_decode(big, enclen + 4 * B_NSEGS, &d), -EBADMSG);
+    free(big);
+    free(enc);
+    gfs_codec_free(sealed);
+}
+
 static void test_mac(void **state)
 {
     (void)state;
@@ -818,6 +883,7 @@ int main(void)
         cmocka_unit_test(test_bit_flips),
         cmocka_unit_test(test_keys),
         cmocka_unit_test(test_mac),
+        cmocka_unit_test(test_keygens),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -553,6 +553,47 @@ static struct gfs_codec *codec_with(uint8_t keybyte, const uint8_t uuid[16])
     return c;
 }
 
+/* key_gen: written and read back on sealed headers; refused on unsealed
+ * ones both ways (encode -EINVAL; a crafted header with a valid CRC
+ * -EBADMSG). */
+static void test_key_gen(void **state)
+{
+    (void)state;
+    static const uint8_t uuid[16] = { 9, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16 };
+    struct gfs_codec *sealed = codec_with(0x42, uuid);
+    struct gfs_seg_entry one = { 7, 1, (uint32_t)gfs_seg_header_size_mac(1, 1), 4096, 4096, 9,
+                                 GFS_SEGF_SEALED };
+    struct gfs_seg_header h = { .epoch = 3, .seq = 4, .nblocks = 1, .block_size = 4096,
+                                .entries = &one, .key_gen = 0xfffffff0u };
+    memcpy(h.volume_uuid, uuid, 16);
+    uint8_t buf[512];
+    size_t hs = gfs_seg_header_size_mac(1, 1);
+    assert_int_equal(gfs_seg_encode_header_mac(&h, buf, sizeof buf, sealed), (int)hs);
+    assert_int_equal(gfs_le32_get(buf + 44), 0xfffffff0u);
+    struct gfs_seg_header d;
+    assert_int_equal(gfs_seg_decode_header_mac(buf, hs, 0, &d, NULL, sealed), 0);
+    assert_int_equal(d.key_gen, 0xfffffff0u);
+    gfs_seg_header_free(&d);
+    /* the MAC covers it */
+    gfs_le32_put(buf + 44, 1);
+    size_t hl = gfs_seg_header_size(1) - 4;
+    gfs_le32_put(buf + hl, gfs_crc32c(0, buf, hl));
+    assert_int_equal(gfs_seg_decode_header_mac(buf, hs, 0, &d, NULL, sealed), -EBADMSG);
+    /* unsealed */
+    one.offset = (uint32_t)gfs_seg_header_size(1);
+    one.flags = 0;
+    assert_int_equal(gfs_seg_encode_header(&h, buf, sizeof buf), -EINVAL);
+    h.key_gen = 0;
+    assert_int_equal(gfs_seg_encode_header(&h, buf, sizeof buf), (int)gfs_seg_header_size(1));
+    assert_int_equal(gfs_seg_decode_header(buf, sizeof buf, 0, &d, NULL), 0);
+    assert_int_equal(d.key_gen, 0);
+    gfs_seg_header_free(&d);
+    gfs_le32_put(buf + 44, 1);
+    gfs_le32_put(buf + hl, gfs_crc32c(0, buf, hl));
+    assert_int_equal(gfs_seg_decode_header(buf, sizeof buf, 0, &d, NULL), -EBADMSG);
+    gfs_codec_free(sealed);
+}
+
 static void test_mac_round_trip(void **state)
 {
     (void)state;
@@ -735,6 +776,7 @@ int main(void)
         cmocka_unit_test(test_payload_check),
         cmocka_unit_test(test_keys),
         cmocka_unit_test(test_mac_round_trip),
+        cmocka_unit_test(test_key_gen),
         cmocka_unit_test(test_mac_forgery),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
