@@ -40,6 +40,58 @@
 #define PRIO_PSK ":+ECDHE-PSK:+DHE-PSK:+PSK"
 #define PSK_LINE_MAX 1024
 
+static int read_small_file(const char *path, char **out, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "re");
+    if (!f) {
+        int e = errno;
+        snprintf(err, errlen, "servers.api.tls_certificates: %s: %s", path, strerror(e));
+        return -e;
+    }
+    size_t cap = 1 << 20, len = 0;
+    char *buf = malloc(cap + 1);
+    if (!buf) {
+        fclose(f);
+        return -ENOMEM;
+    }
+    len = fread(buf, 1, cap, f);
+    bool more = fgetc(f) != EOF;
+    fclose(f);
+    if (more || len == 0) {
+        explicit_bzero(buf, len);
+        free(buf);
+        snprintf(err, errlen, "servers.api.tls_certificates: %s: %s", path,
+                 more ? "larger than 1 MiB" : "empty");
+        return -EINVAL;
+    }
+    buf[len] = '\0';
+    *out = buf;
+    return 0;
+}
+
+int gd_tls_read_pem_pair(const char *dir, char **cert, char **key, char *err, size_t errlen)
+{
+    char p[4096];
+    snprintf(p, sizeof p, "%s/server-cert.pem", dir);
+    int rc = read_small_file(p, cert, err, errlen);
+    if (rc < 0)
+        return rc;
+    snprintf(p, sizeof p, "%s/server-key.pem", dir);
+    rc = read_small_file(p, key, err, errlen);
+    if (rc < 0) {
+        free(*cert);
+        *cert = NULL;
+    }
+    return rc;
+}
+
+void gd_tls_pem_free(char *pem)
+{
+    if (pem)
+        explicit_bzero(pem, strlen(pem));
+    free(pem);
+}
+
 enum gd_tls_mode gd_tls_mode_of(const char *s)
 {
     if (s && strcmp(s, "require") == 0)

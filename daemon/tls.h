@@ -63,4 +63,11 @@ bool gd_tls_pending(struct gd_tls_session *s);
  * (it may run beside the reader). */
 ssize_t gd_tls_sendv(struct gd_tls_session *s, const struct iovec *iov, int iovcnt);
 
+/* The REST API's HTTPS (libmicrohttpd does the TLS, with GnuTLS): dir's
+ * server-cert.pem and server-key.pem read into memory (*cert, *key: free
+ * them; the key is wiped first by gd_tls_pem_free). 0 or negative errno
+ * with the reason in err. */
+int gd_tls_read_pem_pair(const char *dir, char **cert, char **key, char *err, size_t errlen);
+void gd_tls_pem_free(char *pem);
+
 #endif
