@@ -133,6 +133,8 @@ static void raise_nofile(void)
 struct sig_ctx {
     sigset_t set;
     int stop_fd;
+    pthread_mutex_t srv_lock;
+    struct gd_server *srv; /* SIGHUP reloads its TLS credentials; NULL once freed */
 };
 
 static void *signal_thread(void *arg)
@@ -144,7 +146,12 @@ static void *signal_thread(void *arg)
         if (sigwait(&sc->set, &sig) != 0)
             continue;
         if (sig == SIGHUP) {
-            gd_info("SIGHUP ignored (restart to reload the configuration)");
+            gd_info("SIGHUP: reloading TLS credentials (the rest of the configuration needs "
+                    "a restart)");
+            pthread_mutex_lock(&sc->srv_lock);
+            if (sc->srv)
+                gd_server_reload_tls(sc->srv);
+            pthread_mutex_unlock(&sc->srv_lock);
             continue;
         }
         if (++count == 1) {
@@ -298,6 +305,8 @@ int main(int argc, char **argv)
     }
 
     sc.stop_fd = eventfd(0, EFD_CLOEXEC);
+    pthread_mutex_init(&sc.srv_lock, NULL);
+    sc.srv = srv;
     pthread_t sig_th;
     if (sc.stop_fd < 0 || pthread_create(&sig_th, NULL, signal_thread, &sc) != 0) {
         gd_err("cannot set up signal handling: %s", strerror(errno));
@@ -309,6 +318,9 @@ int main(int argc, char **argv)
     rc = gd_rest_start(cfg, reg, srv, sc.stop_fd, &rest, err, sizeof err);
     if (rc < 0) {
         gd_err("%s", err[0] ? err : glidefs_strerror(rc));
+        pthread_mutex_lock(&sc.srv_lock);
+        sc.srv = NULL;
+        pthread_mutex_unlock(&sc.srv_lock);
         gd_server_free(srv);
         gd_registry_free(reg);
         glidefs_config_free(cfg);
@@ -321,6 +333,9 @@ int main(int argc, char **argv)
 
     gd_server_run(srv, sc.stop_fd);
     gd_rest_stop(rest); /* no API request may hold an export past this point */
+    pthread_mutex_lock(&sc.srv_lock);
+    sc.srv = NULL;
+    pthread_mutex_unlock(&sc.srv_lock);
     gd_server_free(srv);
 
     int64_t timeout_ms = (int64_t)(cfg->shutdown_timeout_s > 0 ? cfg->shutdown_timeout_s : 0) * 1000;

@@ -60,12 +60,12 @@ static bool ratelog_ok(struct ratelog *rl, unsigned *dropped)
 
 /* Read exactly n bytes. 1 on success, 0 on EOF before the first byte,
  * -1 on error, timeout or a short read. */
-static int read_full(int fd, void *buf, size_t n)
+static int read_full(struct conn *c, void *buf, size_t n)
 {
     uint8_t *p = buf;
     size_t got = 0;
     while (got < n) {
-        ssize_t r = recv(fd, p + got, n - got, 0);
+        ssize_t r = nbd_conn_recv(c, p + got, n - got, 0);
         if (r > 0) {
             got += (size_t)r;
             continue;
@@ -78,12 +78,12 @@ static int read_full(int fd, void *buf, size_t n)
 }
 
 /* Read and drop n bytes (a payload we will not use). */
-static int discard(int fd, uint64_t n)
+static int discard(struct conn *c, uint64_t n)
 {
     static __thread uint8_t scratch[16384];
     while (n > 0) {
         size_t k = n < sizeof scratch ? (size_t)n : sizeof scratch;
-        if (read_full(fd, scratch, k) != 1)
+        if (read_full(c, scratch, k) != 1)
             return -1;
         n -= k;
     }
@@ -105,31 +105,10 @@ static int iov_advance(struct iovec *iov, int i, int cnt, size_t n)
     return i;
 }
 
-/* Blocking send of everything in iov (modified). 0 or -1. */
-static int send_iov_blocking(int fd, struct iovec *iov, int *iovcnt)
-{
-    int i = 0;
-    while (i < *iovcnt) {
-        if (iov[i].iov_len == 0) {
-            i++;
-            continue;
-        }
-        struct msghdr mh = { .msg_iov = iov + i, .msg_iovlen = (size_t)(*iovcnt - i) };
-        ssize_t w = sendmsg(fd, &mh, MSG_NOSIGNAL);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        i = iov_advance(iov, i, *iovcnt, (size_t)w);
-    }
-    return 0;
-}
-
 /* Send everything in iov (modified) by deadline_ms (gfs_now_ms), never blocking
  * past it. 0, -1 on a socket error, -ETIMEDOUT when the client did not take
  * it in time. */
-int nbd_send_iov_deadline(int fd, struct iovec *iov, int *iovcnt, int64_t deadline_ms)
+int nbd_send_iov_deadline(struct conn *c, struct iovec *iov, int *iovcnt, int64_t deadline_ms)
 {
     int i = 0;
     while (i < *iovcnt) {
@@ -137,8 +116,7 @@ int nbd_send_iov_deadline(int fd, struct iovec *iov, int *iovcnt, int64_t deadli
             i++;
             continue;
         }
-        struct msghdr mh = { .msg_iov = iov + i, .msg_iovlen = (size_t)(*iovcnt - i) };
-        ssize_t w = sendmsg(fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+        ssize_t w = nbd_conn_sendv(c, iov + i, *iovcnt - i);
         if (w < 0) {
             if (errno == EINTR)
                 continue;
@@ -147,7 +125,7 @@ int nbd_send_iov_deadline(int fd, struct iovec *iov, int *iovcnt, int64_t deadli
             int64_t left = deadline_ms - gfs_now_ms();
             if (left <= 0)
                 return -ETIMEDOUT;
-            struct pollfd p = { .fd = fd, .events = POLLOUT };
+            struct pollfd p = { .fd = c->fd, .events = POLLOUT };
             if (poll(&p, 1, left > INT32_MAX ? INT32_MAX : (int)left) < 0 && errno != EINTR)
                 return -1;
             continue;
@@ -157,11 +135,13 @@ int nbd_send_iov_deadline(int fd, struct iovec *iov, int *iovcnt, int64_t deadli
     return 0;
 }
 
-static int send_all(int fd, const void *buf, size_t len)
+/* A handshake message: within the handshake deadline. */
+static int send_all(struct conn *c, const void *buf, size_t len)
 {
     struct iovec iov = { (void *)buf, len };
     int cnt = 1;
-    return send_iov_blocking(fd, &iov, &cnt);
+    return nbd_send_iov_deadline(c, &iov, &cnt, gfs_now_ms() + c->srv->hs_timeout_ms) < 0 ? -1
+                                                                                          : 0;
 }
 
 void nbd_set_timeout_ms(int fd, int opt, int ms)
@@ -188,10 +168,10 @@ int nbd_conn_read(struct conn *c, void *buf, size_t n)
             continue;
         }
         if (n - got >= RBUF_SIZE || !c->rbuf) {
-            int r = read_full(c->fd, p + got, n - got);
+            int r = read_full(c, p + got, n - got);
             return r == 1 ? 1 : (r == 0 && got == 0 ? 0 : -1);
         }
-        ssize_t r = recv(c->fd, c->rbuf, RBUF_SIZE, 0);
+        ssize_t r = nbd_conn_recv(c, c->rbuf, RBUF_SIZE, 0);
         if (r < 0 && errno == EINTR)
             continue;
         if (r <= 0)
@@ -562,10 +542,10 @@ int nbd_handshake(struct conn *c)
 {
     uint8_t greet[NBD_GREETING_SIZE];
     nbd_encode_greeting(greet);
-    if (send_all(c->fd, greet, sizeof greet) < 0)
+    if (send_all(c, greet, sizeof greet) < 0)
         return -1;
     uint8_t cf[4];
-    if (read_full(c->fd, cf, 4) != 1)
+    if (read_full(c, cf, 4) != 1)
         return -1;
     uint32_t cflags = nbd_get32(cf);
     if (nbd_check_client_flags(cflags) < 0) {
@@ -575,12 +555,14 @@ int nbd_handshake(struct conn *c)
 
     struct nbd_hs hs;
     nbd_hs_init(&hs, &hs_ops, c, cflags);
+    hs.tls_mode = c->srv->tls_mode;
     uint8_t *data = NULL;
     int result = -1;
+    bool told_tls = false;
     for (;;) {
         uint8_t oh[NBD_OPTION_HEADER_SIZE];
         uint32_t opt, len;
-        if (read_full(c->fd, oh, sizeof oh) != 1)
+        if (read_full(c, oh, sizeof oh) != 1)
             break;
         if (nbd_decode_option_header(oh, &opt, &len) < 0) {
             gd_info("connection %" PRIu64 ": bad option magic; dropping", c->id);
@@ -589,18 +571,25 @@ int nbd_handshake(struct conn *c)
         struct nbd_buf out = { 0 };
         enum nbd_hs_result hr;
         if (len > NBD_MAX_OPTION_LEN) {
-            if (discard(c->fd, len) < 0)
+            if (discard(c, len) < 0)
                 break;
             hr = nbd_hs_option_too_big(&hs, opt, &out);
         } else {
             free(data);
             data = malloc(len ? len : 1);
-            if (!data || (len && read_full(c->fd, data, len) != 1))
+            if (!data || (len && read_full(c, data, len) != 1))
                 break;
             hr = nbd_hs_option(&hs, opt, data, len, &out);
         }
         gd_debug("connection %" PRIu64 ": option %" PRIu32 " (%" PRIu32 " bytes) -> %d", c->id,
                  opt, len, (int)hr);
+        if (hs.tls_mode == NBD_TLS_REQUIRE && !hs.tls_active && opt != NBD_OPT_STARTTLS &&
+            opt != NBD_OPT_ABORT && !told_tls) {
+            told_tls = true;
+            gd_info("connection %" PRIu64 " from %s: option %" PRIu32 " refused: TLS is required "
+                    "(servers.nbd.tls: require) and the client did not start it", c->id, c->peer,
+                    opt);
+        }
         if (hr == NBD_HS_GO && !out.oom) {
             /* Before the reply goes out: a client that has it must find the
              * export connected (the REST state, the idle drain). */
@@ -618,12 +607,20 @@ int nbd_handshake(struct conn *c)
             nbd_hs_end(c); /* before the reply: a client that has it is never cut short */
             result = 1;
         }
-        int sent = out.oom ? -1 : send_all(c->fd, out.data, out.len);
+        int sent = out.oom ? -1 : send_all(c, out.data, out.len);
         nbd_buf_free(&out);
         if (result == 1)
             break; /* a failed send ends the transmission phase, which uncounts it */
         if (sent < 0 || hr == NBD_HS_DROP)
             break;
+        if (hr == NBD_HS_STARTTLS) {
+            /* The ACK went out in plaintext; the client's ClientHello is next.
+             * tls.c logs a failure with the peer. */
+            if (gd_tls_session_start(c->srv->tls, c->fd, c->peer, c->id, &c->tls) < 0)
+                break;
+            hs.tls_active = true;
+            continue;
+        }
         if (hr == NBD_HS_ABORT) {
             result = 0;
             break;
@@ -652,6 +649,17 @@ int gd_server_create(const glidefs_config *cfg, struct gd_registry *reg, struct 
         int e = -errno;
         gd_server_free(s);
         return e;
+    }
+    s->tls_mode = (int)gd_tls_mode_of(cfg->nbd_tls);
+    if (s->tls_mode != NBD_TLS_OFF) {
+        char err[1024] = "";
+        int rc = gd_tls_create(cfg->nbd_tls_certificates, cfg->nbd_tls_psk_file, &s->tls, err,
+                               sizeof err);
+        if (rc < 0) {
+            gd_err("%s", err[0] ? err : strerror(-rc));
+            gd_server_free(s);
+            return rc;
+        }
     }
     s->hs_timeout_ms = cfg->nbd_handshake_timeout_ms > 0 ? cfg->nbd_handshake_timeout_ms : 10000;
     s->reply_timeout_ms = cfg->nbd_reply_timeout_ms > 0 ? cfg->nbd_reply_timeout_ms : 30000;
@@ -709,12 +717,13 @@ static int listen_unix(struct gd_server *s, const char *path, char *err, size_t 
 static int listen_tcp(struct gd_server *s, const char *spec, char *err, size_t errlen)
 {
     char refusal[512], host[256], port[8];
-    snprintf(refusal, sizeof refusal, "servers.nbd.tcp is %s, which is not a loopback address: "
-             "NBD has no authentication and no TLS yet, so anyone who reaches it "
-             "reads and writes every volume. Listen on 127.0.0.1 (or use "
-             "servers.nbd.unix_socket), or set servers.nbd.insecure_tcp: true on a "
-             "network only trusted hosts reach", spec);
-    int fd = gd_listen_tcp("servers.nbd.tcp", spec, 128, s->cfg->nbd_insecure_tcp, refusal, NULL,
+    snprintf(refusal, sizeof refusal, "servers.nbd.tcp is %s, which is not a loopback address, "
+             "and servers.nbd.tls is not require: anyone who reaches it reads and writes "
+             "every volume. Set servers.nbd.tls: require (with tls_certificates or "
+             "tls_psk_file), listen on 127.0.0.1 (or use servers.nbd.unix_socket), or set "
+             "servers.nbd.insecure_tcp: true on a network only trusted hosts reach", spec);
+    bool allow = s->cfg->nbd_insecure_tcp || s->tls_mode == NBD_TLS_REQUIRE;
+    int fd = gd_listen_tcp("servers.nbd.tcp", spec, 128, allow, refusal, NULL,
                            host, port, err, errlen);
     if (fd < 0)
         return fd;
@@ -1086,6 +1095,19 @@ void gd_server_kick_export(void *server, struct gd_export *e)
     }
 }
 
+void gd_server_reload_tls(struct gd_server *s)
+{
+    if (!s->tls)
+        return;
+    char err[1024] = "";
+    int rc = gd_tls_reload(s->tls, err, sizeof err);
+    if (rc < 0)
+        gd_err("SIGHUP: NBD TLS credentials not reloaded, the old ones stay: %s",
+               err[0] ? err : strerror(-rc));
+    else
+        gd_info("SIGHUP: NBD TLS credentials reloaded; new connections use them");
+}
+
 void gd_server_free(struct gd_server *s)
 {
     if (!s)
@@ -1107,6 +1129,7 @@ void gd_server_free(struct gd_server *s)
         pthread_cond_destroy(&s->wd_cond);
     }
     gd_pool_destroy(s->pool);
+    gd_tls_free(s->tls);
     if (s->wake_fd >= 0)
         close(s->wake_fd);
     pthread_mutex_destroy(&s->lock);

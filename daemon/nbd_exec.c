@@ -81,9 +81,8 @@ static void outq_send_locked(struct conn *c, struct req **done)
                 }
         ssize_t w = 0;
         if (n > 0) {
-            struct msghdr mh = { .msg_iov = iov, .msg_iovlen = (size_t)n };
             do
-                w = sendmsg(c->fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
+                w = nbd_conn_sendv(c, iov, n);
             while (w < 0 && errno == EINTR);
             if (w < 0) {
                 if (errno == EAGAIN || errno == EWOULDBLOCK)
@@ -187,7 +186,7 @@ void *nbd_writer_main(void *arg)
         pthread_mutex_unlock(&c->wlock);
         /* A client that does not take a reply within the deadline is gone
          * or hostile: its buffers go back to the budget. */
-        int rc = dead ? 0 : nbd_send_iov_deadline(c->fd, q->iov, &q->iovcnt,
+        int rc = dead ? 0 : nbd_send_iov_deadline(c, q->iov, &q->iovcnt,
                                                   gfs_now_ms() + c->srv->reply_timeout_ms);
         nbd_req_free(q);
         pthread_mutex_lock(&c->wlock);

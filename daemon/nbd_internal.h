@@ -79,6 +79,7 @@
 #include "log.h"
 #include "nbd_proto.h"
 #include "sockets.h"
+#include "tls.h"
 #include "workers.h"
 
 #define MAX_INFLIGHT 128                      /* requests per connection */
@@ -129,6 +130,8 @@ struct conn {
     uint64_t id;
     char peer[96];
     pthread_t reader;
+    /* The TLS session after NBD_OPT_STARTTLS, NULL in plaintext (nbd_io.c). */
+    struct gd_tls_session *tls;
 
     /* Set once the handshake entered transmission. */
     struct gd_export *exp;
@@ -221,6 +224,8 @@ struct gd_server {
     const glidefs_config *cfg;
     struct gd_registry *reg;
     struct gd_pool *pool;
+    struct gd_tls *tls;         /* credentials, NULL when servers.nbd.tls is off */
+    int tls_mode;               /* NBD_TLS_* */
     int listen_fds[8];
     int nlisten;
     char unix_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
@@ -262,8 +267,14 @@ struct gd_server {
     struct ratelog { int64_t next_ms; unsigned dropped; } rl_accept, rl_refuse, rl_evict;
 };
 
+/* nbd_io.c: recv(2) / sendmsg(2, MSG_DONTWAIT) / poll(2) for POLLIN on the
+ * connection, through its TLS session when it has one */
+ssize_t nbd_conn_recv(struct conn *c, void *buf, size_t n, int flags);
+ssize_t nbd_conn_sendv(struct conn *c, const struct iovec *iov, int iovcnt);
+int nbd_conn_poll_in(struct conn *c, int timeout_ms);
+
 /* nbd_conn.c */
-int nbd_send_iov_deadline(int fd, struct iovec *iov, int *iovcnt, int64_t deadline_ms);
+int nbd_send_iov_deadline(struct conn *c, struct iovec *iov, int *iovcnt, int64_t deadline_ms);
 void nbd_set_timeout_ms(int fd, int opt, int ms);
 int nbd_conn_read(struct conn *c, void *buf, size_t n);
 int nbd_conn_discard(struct conn *c, uint64_t n);

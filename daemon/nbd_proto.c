@@ -337,6 +337,7 @@ static const char *rep_err_text(uint32_t code)
     case NBD_REP_ERR_INVALID: return "malformed option";
     case NBD_REP_ERR_TOO_BIG: return "option too large";
     case NBD_REP_ERR_UNSUP: return "option not supported";
+    case NBD_REP_ERR_TLS_REQD: return "TLS is required: negotiate NBD_OPT_STARTTLS first";
     default: return "export could not be opened";
     }
 }
@@ -626,12 +627,58 @@ static enum nbd_hs_result opt_meta_context(struct nbd_hs *hs, uint32_t opt, cons
     return NBD_HS_CONTINUE;
 }
 
+/* NBD_OPT_STARTTLS: ACK, and forget what was negotiated in plaintext (the
+ * spec: nothing from before TLS carries over). */
+static enum nbd_hs_result opt_starttls(struct nbd_hs *hs, uint32_t len, struct nbd_buf *out)
+{
+    uint32_t opt = NBD_OPT_STARTTLS;
+    if (hs->tls_mode == NBD_TLS_OFF) {
+        opt_error(out, opt, NBD_REP_ERR_UNSUP, "TLS is not configured on this server");
+        return NBD_HS_CONTINUE;
+    }
+    if (len != 0) {
+        opt_error(out, opt, NBD_REP_ERR_INVALID, "NBD_OPT_STARTTLS takes no data");
+        return NBD_HS_CONTINUE;
+    }
+    if (hs->tls_active) {
+        opt_error(out, opt, NBD_REP_ERR_INVALID, "TLS is already negotiated");
+        return NBD_HS_CONTINUE;
+    }
+    hs->structured = false;
+    hs->meta_allocation = false;
+    free(hs->meta_export);
+    hs->meta_export = NULL;
+    opt_reply(out, opt, NBD_REP_ACK, NULL, 0);
+    return NBD_HS_STARTTLS;
+}
+
+/* Under servers.nbd.tls: require, before TLS, options other than STARTTLS
+ * and ABORT get NBD_REP_ERR_TLS_REQD (EXPORT_NAME, which has no error
+ * reply, a hard close). */
+static bool tls_refused(struct nbd_hs *hs, uint32_t opt, struct nbd_buf *out,
+                        enum nbd_hs_result *hr)
+{
+    if (hs->tls_mode != NBD_TLS_REQUIRE || hs->tls_active || opt == NBD_OPT_STARTTLS ||
+        opt == NBD_OPT_ABORT)
+        return false;
+    if (opt == NBD_OPT_EXPORT_NAME) {
+        *hr = NBD_HS_DROP;
+        return true;
+    }
+    opt_error(out, opt, NBD_REP_ERR_TLS_REQD, rep_err_text(NBD_REP_ERR_TLS_REQD));
+    *hr = NBD_HS_CONTINUE;
+    return true;
+}
+
 enum nbd_hs_result nbd_hs_option(struct nbd_hs *hs, uint32_t opt, const uint8_t *data,
                                  uint32_t len, struct nbd_buf *out)
 {
     if (++hs->options_seen > NBD_MAX_OPTIONS)
         return NBD_HS_DROP; /* endless haggling: treat as denial of service */
 
+    enum nbd_hs_result hr;
+    if (tls_refused(hs, opt, out, &hr))
+        return hr;
     if (opt == NBD_OPT_EXPORT_NAME)
         return opt_export_name(hs, data, len, out);
     if (opt == NBD_OPT_ABORT) {
@@ -639,6 +686,8 @@ enum nbd_hs_result nbd_hs_option(struct nbd_hs *hs, uint32_t opt, const uint8_t 
         opt_reply(out, opt, NBD_REP_ACK, NULL, 0);
         return NBD_HS_ABORT;
     }
+    if (opt == NBD_OPT_STARTTLS)
+        return opt_starttls(hs, len, out);
     if (hs->ops->shutting_down(hs->ctx)) {
         opt_error(out, opt, NBD_REP_ERR_SHUTDOWN, rep_err_text(NBD_REP_ERR_SHUTDOWN));
         return NBD_HS_CONTINUE;
@@ -670,8 +719,7 @@ enum nbd_hs_result nbd_hs_option(struct nbd_hs *hs, uint32_t opt, const uint8_t 
     case NBD_OPT_SET_META_CONTEXT:
         return opt_meta_context(hs, opt, data, len, out);
     default:
-        /* STARTTLS, EXTENDED_HEADERS and anything unknown: NOTLS server,
-         * 32-bit headers only. */
+        /* EXTENDED_HEADERS and anything unknown: 32-bit headers only. */
         opt_error(out, opt, NBD_REP_ERR_UNSUP, rep_err_text(NBD_REP_ERR_UNSUP));
         return NBD_HS_CONTINUE;
     }
@@ -681,6 +729,9 @@ enum nbd_hs_result nbd_hs_option_too_big(struct nbd_hs *hs, uint32_t opt, struct
 {
     if (++hs->options_seen > NBD_MAX_OPTIONS)
         return NBD_HS_DROP;
+    enum nbd_hs_result hr;
+    if (tls_refused(hs, opt, out, &hr))
+        return hr;
     if (opt == NBD_OPT_EXPORT_NAME)
         return NBD_HS_DROP;
     if (opt == NBD_OPT_ABORT) {

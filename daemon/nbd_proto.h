@@ -4,8 +4,9 @@
  * NBD error mapping, reply encoders, and the option-haggling state machine.
  * Nothing here does I/O or touches a volume, so the unit tests and the fuzz
  * target drive it with plain bytes. Follows NetworkBlockDevice/nbd
- * doc/proto.md (fixed newstyle, structured replies, base:allocation; no
- * extended headers, no TLS).
+ * doc/proto.md (fixed newstyle, structured replies, base:allocation,
+ * NBD_OPT_STARTTLS haggling (the TLS session itself is tls.c's); no
+ * extended headers).
  */
 #ifndef GLIDEFSD_NBD_PROTO_H
 #define GLIDEFSD_NBD_PROTO_H
@@ -279,13 +280,22 @@ struct nbd_hs {
     void *handle;
     struct nbd_export_info info;
     bool block_size_agreed;           /* client asked for NBD_INFO_BLOCK_SIZE in GO */
+    /* TLS (the caller sets tls_mode after nbd_hs_init, tls_active once the
+     * TLS handshake after NBD_HS_STARTTLS succeeded). */
+    int tls_mode;                     /* NBD_TLS_OFF, NBD_TLS_ON, NBD_TLS_REQUIRE */
+    bool tls_active;
 };
+
+#define NBD_TLS_OFF 0     /* STARTTLS unsupported */
+#define NBD_TLS_ON 1      /* STARTTLS offered, plaintext allowed */
+#define NBD_TLS_REQUIRE 2 /* every option but STARTTLS and ABORT: NBD_REP_ERR_TLS_REQD */
 
 enum nbd_hs_result {
     NBD_HS_CONTINUE, /* send the output, read the next option */
     NBD_HS_GO,       /* send the output, enter transmission (hs->handle set) */
     NBD_HS_ABORT,    /* send the output, close (soft disconnect) */
     NBD_HS_DROP,     /* close without sending anything more */
+    NBD_HS_STARTTLS, /* send the output (the ACK), then the TLS handshake */
 };
 
 void nbd_hs_init(struct nbd_hs *hs, const struct nbd_hs_ops *ops, void *ctx, uint32_t cflags);

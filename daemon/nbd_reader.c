@@ -269,6 +269,8 @@ static void reader_spin(struct conn *c)
         return; /* servers.nbd.busy_poll_us: 0 */
     if (c->rbuf_pos != c->rbuf_len || !c->rbuf)
         return; /* part of a header is here: the rest is on its way */
+    if (c->tls && gd_tls_pending(c->tls))
+        return; /* TLS holds decrypted bytes: the read that follows finds them */
     {
         /* Requests still running (in the pool): their replies, not us,
          * make the client send more, and the pool needs the CPUs. */
@@ -282,9 +284,8 @@ static void reader_spin(struct conn *c)
     }
     if (c->spin_hits >= SPIN_PROBE) {
         c->spin_hits = 0;
-        struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
         int64_t t0 = clock_us(CLOCK_MONOTONIC);
-        if (poll(&pfd, 1, -1) == 1 && clock_us(CLOCK_MONOTONIC) - t0 < c->spin_avg_us)
+        if (nbd_conn_poll_in(c, -1) == 1 && clock_us(CLOCK_MONOTONIC) - t0 < c->spin_avg_us)
             spin_back_off(c);
         return; /* (the read that follows finds the request) */
     }
@@ -296,7 +297,7 @@ static void reader_spin(struct conn *c)
     int64_t t0 = clock_us(CLOCK_MONOTONIC);
     ssize_t r;
     do
-        r = recv(c->fd, c->rbuf, RBUF_SIZE, MSG_DONTWAIT);
+        r = nbd_conn_recv(c, c->rbuf, RBUF_SIZE, MSG_DONTWAIT);
     while (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) &&
            clock_us(CLOCK_MONOTONIC) < t0 + s->spin_us);
     atomic_fetch_sub(&s->spinners, 1);
@@ -341,8 +342,7 @@ static void reader_loop(struct conn *c, bool is_main)
                 for (;;) {
                     if (relief_hand_back(c))
                         return; /* (the batch is empty here) */
-                    struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
-                    if (poll(&pfd, 1, RELIEF_POLL_MS) != 0)
+                    if (nbd_conn_poll_in(c, RELIEF_POLL_MS) != 0)
                         break;
                 }
             }
@@ -618,6 +618,9 @@ void *nbd_reader_main(void *arg)
     } else {
         gd_debug("connection %" PRIu64 ": ended during handshake", c->id);
     }
+    /* Nobody else uses the session any more (writer joined, no relief). */
+    gd_tls_session_end(c->tls);
+    c->tls = NULL;
     {
         /* Under wlock: the shutdown path may be calling shutdown() on it. */
         SCOPED_LOCK(&c->wlock);

@@ -35,6 +35,11 @@ int gd_server_run(struct gd_server *s, int stop_fd);
 struct gd_export;
 void gd_server_kick_export(void *server, struct gd_export *e);
 
+/* SIGHUP: load the TLS credentials again (servers.nbd.tls_certificates,
+ * tls_psk_file). New connections get them, connected clients keep theirs;
+ * on failure the old ones stay (logged). Nothing when TLS is off. */
+void gd_server_reload_tls(struct gd_server *s);
+
 void gd_server_free(struct gd_server *s);
 
 #endif

@@ -38,6 +38,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "nbd_server.h"
+#include "tls.h"
 
 /* ------------------------------------------------------------------------ */
 /* Paths and query parameters                                                */
@@ -565,7 +566,8 @@ static int listen_tcp(struct gd_rest *r, const char *spec, int *out, char host[2
                            "REST API off)", host, port, err, errlen);
     if (fd < 0)
         return fd;
-    gd_info("REST API listening on http://%s%s%s:%s/%s", strchr(host, ':') ? "[" : "", host,
+    gd_info("REST API listening on %s://%s%s%s:%s/%s", r->tls_cert ? "https" : "http",
+            strchr(host, ':') ? "[" : "", host,
             strchr(host, ':') ? "]" : "", port, r->token ? " (token required)" : "");
     *out = fd;
     return 0;
@@ -596,6 +598,18 @@ static int start_mhd(struct gd_rest *r, int fd, bool tcp, const char *host, char
     }
     unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
                      MHD_USE_AUTO | MHD_USE_ERROR_LOG;
+    /* HTTPS on TCP with servers.api.tls_certificates (the unix socket stays plain) */
+    struct MHD_OptionItem tls[] = {
+        { MHD_OPTION_HTTPS_MEM_CERT, 0, r->tls_cert },
+        { MHD_OPTION_HTTPS_MEM_KEY, 0, r->tls_key },
+        { MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)"NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2" },
+        { MHD_OPTION_END, 0, NULL },
+    };
+    bool https = tcp && r->tls_cert;
+    if (https)
+        flags |= MHD_USE_TLS;
+    else
+        tls[0].option = MHD_OPTION_END;
     struct MHD_Daemon *d = MHD_start_daemon(
         flags, 0, gd_api_guard_accept, g, access_handler, r,
         MHD_OPTION_EXTERNAL_LOGGER, mhd_log, (void *)NULL, /* first, or MHD complains */
@@ -605,6 +619,7 @@ static int start_mhd(struct gd_rest *r, int fd, bool tcp, const char *host, char
         MHD_OPTION_UNESCAPE_CALLBACK, unescape_none, (void *)NULL,
         MHD_OPTION_CONNECTION_LIMIT, gd_api_guard_mhd_limit(g),
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)API_IDLE_TIMEOUT_S,
+        MHD_OPTION_ARRAY, tls,
         MHD_OPTION_END);
     if (!d) {
         close(fd);
@@ -669,6 +684,12 @@ int gd_rest_start(const glidefs_config *cfg, struct gd_registry *reg, struct gd_
         gd_rest_stop(r);
         return rc;
     }
+    if (tcp && cfg->api_tls_certificates && *cfg->api_tls_certificates &&
+        (rc = gd_tls_read_pem_pair(cfg->api_tls_certificates, &r->tls_cert, &r->tls_key, err,
+                                   errlen)) < 0) {
+        gd_rest_stop(r);
+        return rc;
+    }
     int fd = -1;
     char host[256] = "";
     if (tcp && ((rc = listen_tcp(r, listen_spec, &fd, host, err, errlen)) < 0 ||
@@ -719,5 +740,7 @@ void gd_rest_stop(struct gd_rest *r)
     }
     pthread_mutex_destroy(&r->lock);
     pthread_mutex_destroy(&r->clone_lock);
+    gd_tls_pem_free(r->tls_cert);
+    gd_tls_pem_free(r->tls_key);
     free(r);
 }

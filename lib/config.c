@@ -721,6 +721,14 @@ static int check_addressing(const struct keydef *kd, const char *v, char *norm, 
     return check_word(v, w, "auto, path or virtual", norm, nl, why, wl);
 }
 
+static int check_tls_mode(const struct keydef *kd, const char *v, char *norm, size_t nl,
+                          char *why, size_t wl)
+{
+    (void)kd;
+    static const char *const w[] = {"off", "on", "require", NULL};
+    return check_word(v, w, "off, on or require", norm, nl, why, wl);
+}
+
 static int check_checksum(const struct keydef *kd, const char *v, char *norm, size_t nl,
                           char *why, size_t wl)
 {
@@ -1105,6 +1113,9 @@ static const struct keydef keys[] = {
     K_INT("servers.nbd.workers", nbd_workers, 1, 1024),
     K_INT("servers.nbd.busy_poll_us", nbd_busy_poll_us, 0, 1000),
     K_BOOL("servers.nbd.insecure_tcp", nbd_insecure_tcp),
+    K_STR("servers.nbd.tls", nbd_tls, 0, check_tls_mode),
+    K_STR("servers.nbd.tls_certificates", nbd_tls_certificates, 0, check_abs_path),
+    K_STR("servers.nbd.tls_psk_file", nbd_tls_psk_file, 0, check_abs_path),
     K_INT("servers.nbd.max_connections", nbd_max_connections, 1, 65536),
     K_INT("servers.nbd.handshake_timeout_ms", nbd_handshake_timeout_ms, 100, 3600000),
     K_INT("servers.nbd.reply_timeout_ms", nbd_reply_timeout_ms, 100, 3600000),
@@ -1114,6 +1125,7 @@ static const struct keydef keys[] = {
     K_STR("servers.api.listen", api_listen, KF_EMPTY_OFF, check_hostport),
     K_STR("servers.api.unix_socket", api_unix_socket, 0, check_socket_path),
     K_STR("servers.api.token", api_token, KF_SECRET, check_token),
+    K_STR("servers.api.tls_certificates", api_tls_certificates, 0, check_abs_path),
     K_STR("servers.api.export_dir", api_export_dir, 0, check_abs_path),
     K_STR("servers.api.allowed_hosts", api_allowed_hosts, 0, check_host_list),
     K_INT("servers.api.max_connections", api_max_connections, 1, 4096),

@@ -66,7 +66,10 @@ struct glidefs_config {
     char *nbd_default_export;       /* optional */
     int nbd_workers;                /* worker threads per daemon, default 16 */
     int nbd_busy_poll_us;           /* reader busy-polls for the next request, 0 = off */
-    int nbd_insecure_tcp;           /* serve NBD on a non-loopback tcp address (no TLS, no auth) */
+    int nbd_insecure_tcp;           /* serve NBD on a non-loopback tcp address without tls: require */
+    char *nbd_tls;                  /* "off" (default), "on" or "require" (NBD_OPT_STARTTLS) */
+    char *nbd_tls_certificates;     /* dir: server-cert.pem, server-key.pem, optional ca-cert.pem */
+    char *nbd_tls_psk_file;         /* psktool file: username:hexkey lines */
     int nbd_max_connections;        /* default 1024; lowered to fit the open-file limit */
     int nbd_handshake_timeout_ms;   /* whole handshake, default 10000 */
     int nbd_reply_timeout_ms;       /* a reply not taken by the client for this long: drop it; 30000 */
@@ -75,6 +78,7 @@ struct glidefs_config {
     char *api_listen;               /* default 127.0.0.1:8080; "" disables */
     char *api_unix_socket;          /* optional */
     char *api_token;                /* optional bearer token (secret) */
+    char *api_tls_certificates;     /* dir: server-cert.pem, server-key.pem: HTTPS on api.listen */
     char *api_export_dir;           /* where the API may write images; NULL: nowhere */
     char *api_allowed_hosts;        /* Host names the API answers besides its address and localhost */
     int api_max_connections;        /* per listener, default 64 */

@@ -7,7 +7,8 @@ set -euo pipefail
 pkgs=(
   meson ninja-build pkg-config gcc g++ clang
   libcurl4-openssl-dev libxml2-dev libmbedtls-dev libssl-dev libyaml-dev libcmocka-dev
-  libmicrohttpd-dev libjansson-dev libzstd-dev
+  libmicrohttpd-dev libjansson-dev libzstd-dev libgnutls28-dev
+  gnutls-bin                  # certtool/psktool: the tls suite makes its certificates
   libnbd-bin python3-libnbd qemu-utils nbdkit fio awscli curl
   prometheus mandoc nbdkit-plugin-dev make openssl
   qemu-system-x86 busybox-static e2fsprogs

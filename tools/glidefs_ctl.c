@@ -52,6 +52,7 @@ enum {
 struct opts {
     const char *api;
     const char *token;
+    const char *cacert; /* --cacert / $GLIDEFS_CACERT: the CA of an https:// API */
     bool json;
     bool force, purge;
     long timeout_s; /* 0: none */
@@ -112,6 +113,8 @@ static void usage(FILE *f)
             "                 $GLIDEFS_TOKEN_FILE, else $GLIDEFS_TOKEN)\n"
             "  --token TOKEN  the token itself; visible to every local user in ps: prefer\n"
             "                 --token-file or $GLIDEFS_TOKEN\n"
+            "  --cacert FILE  CA certificate(s) that an https:// API's certificate must\n"
+            "                 chain to (default $GLIDEFS_CACERT, else the system's)\n"
             "  --json         print the API's JSON answer instead of a summary\n"
             "  -h, --help     this help;  -V, --version  the version\n"
             "\n"
@@ -273,6 +276,8 @@ static int http(const char *method, const char *path, const char *body, long tim
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_USERAGENT, "glidefs-ctl/" GLIDEFS_CTL_VERSION);
     curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+    if (opt.cacert && *opt.cacert)
+        curl_easy_setopt(h, CURLOPT_CAINFO, opt.cacert); /* verified, host name too */
     CURLcode rc = curl_easy_perform(h);
     int ret = 0;
     if (rc != CURLE_OK) {
@@ -1099,6 +1104,7 @@ int main(int argc, char **argv)
     int npos = 0;
     bool opts_done = false;
     opt.api = getenv("GLIDEFS_API");
+    opt.cacert = getenv("GLIDEFS_CACERT");
     /* the last of --token / --token-file, else $GLIDEFS_TOKEN_FILE, else $GLIDEFS_TOKEN */
     char *cli_token = NULL;
     const char *cli_token_file = NULL;
@@ -1137,6 +1143,9 @@ int main(int argc, char **argv)
                 return EXIT_USAGE;
             free(cli_token);
             cli_token = NULL;
+        } else if (is_opt(a, "--cacert")) {
+            if (!(opt.cacert = opt_value(argc, argv, &i, "--cacert")))
+                return EXIT_USAGE;
         } else if (strcmp(a, "--json") == 0) {
             opt.json = true;
         } else if (strcmp(a, "--force") == 0) {
