@@ -1,0 +1,109 @@
+#!/usr/bin/python3
+"""Seed corpora for fuzz_segment and fuzz_manifest (docs/design.md 5.5, 5.7).
+
+Each seed starts with the reader byte of its target (fuzz_segment: 0 no
+codec, 1 unsealed codec, 2 sealed codec; fuzz_manifest: 0 none, 1 sealed),
+then an object written by these rules: valid ones, sealed ones MAC'd under
+the targets' fixed keys (generation 1 = 32 x 0x41, 2 = 32 x 0x42) with
+key generations, and truncated or bit-flipped variants.
+usage: make_bin_corpus.py FUZZ_DIR
+"""
+import hashlib
+import hmac
+import os
+import struct
+import sys
+
+
+def crc32c(b):
+    crc = 0xFFFFFFFF
+    for x in b:
+        crc ^= x
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
+    return crc ^ 0xFFFFFFFF
+
+
+def mac_key(gen):
+    return hmac.new(bytes([0x40 + gen]) * 32, b"glidefs header mac v1", hashlib.sha256).digest()
+
+
+def segment(sealed, key_gen=0, mac_gen=2):
+    bs = 4096
+    n = 3
+    hlen = 64 + 40 * n
+    hs = hlen + 4 + (32 if sealed else 0)
+    plen = bs + 28 if sealed else bs
+    pay = bytes((i * 7) & 0xFF for i in range(plen))
+    pcrc = crc32c(pay)
+    flags = (0x4 if sealed else 0) | 0x8
+    ents = [(1, 5, 0, 0, 0, 0, 1),            # a hole
+            (2, 6, hs, plen, bs, pcrc, flags),
+            (9, 7, hs + plen + 4, plen, bs, pcrc, flags)]
+    h = b"GFSSEG01" + struct.pack("<IIQQIIII", 1, 1 if sealed else 0, 1, 1, n, bs, hlen, key_gen)
+    h += b"\x11" * 16
+    for e in ents:
+        h += struct.pack("<QQIIIIII", *e, 0)
+    out = h + struct.pack("<I", crc32c(h))
+    if sealed:
+        out += hmac.new(mac_key(mac_gen), h, hashlib.sha256).digest()
+    body = pay + struct.pack("<I", pcrc)
+    return out + body + body
+
+
+def manifest(sealed, keygens=None, mac_gen=2):
+    segs = [(1, 1), (1, 2)]
+    ents = [(0, 3, 0, 108, 4096, 0, 0x8), (1, 0, 0xFFFFFFFF, 0, 0, 0, 0x1),
+            (7, 9, 1, 5000, 900, 0, 0x2 | 0x8 | (0x4 if sealed else 0))]
+    body = b"".join(struct.pack("<QQ", *s) for s in segs)
+    body += b"".join(struct.pack("<QQIIII", *e[:6]) for e in ents)
+    body += b"".join(struct.pack("<I", e[6]) for e in ents)
+    flags = 0x2 if sealed else 0
+    if keygens:
+        body += b"".join(struct.pack("<I", k) for k in keygens)
+        flags |= 0x4
+    body += struct.pack("<I", crc32c(body))
+    fixed = b"GFSMAN01" + struct.pack("<IIQQQIIQI", 1, flags, 1, 2, 64 * 4096, len(segs), 4096,
+                                      len(ents), len(body))
+    fixed += struct.pack("<I", crc32c(fixed))
+    out = fixed + body
+    if sealed:
+        out += hmac.new(mac_key(mac_gen), out, hashlib.sha256).digest()
+    return out
+
+
+def write(d, name, data):
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(data)
+
+
+def main():
+    root = sys.argv[1]
+    sd, md = os.path.join(root, "corpus-segment"), os.path.join(root, "corpus-manifest")
+    plain, sealed1 = segment(False), segment(True, key_gen=1, mac_gen=1)
+    seeds = {
+        "plain_none": b"\x00" + plain,
+        "plain_unsealed": b"\x01" + plain,
+        "sealed_gen1": b"\x02" + sealed1,
+        "sealed_gen2": b"\x02" + segment(True, key_gen=2),
+        "sealed_legacy": b"\x02" + segment(True, key_gen=0, mac_gen=1),
+        "bad_gen_unsealed": b"\x01" + segment(False, key_gen=1),
+        "bad_truncated": b"\x02" + sealed1[:150],
+        "bad_flip": b"\x00" + plain[:20] + bytes([plain[20] ^ 1]) + plain[21:],
+    }
+    for k, v in seeds.items():
+        write(sd, k, v)
+    mseeds = {
+        "plain": b"\x00" + manifest(False),
+        "sealed": b"\x01" + manifest(True, mac_gen=1),
+        "sealed_keygen": b"\x01" + manifest(True, keygens=[0, 2]),
+        "bad_keygen_no_mac": b"\x00" + manifest(False, keygens=[1, 1]),
+        "bad_truncated": b"\x01" + manifest(True, keygens=[1, 2])[:90],
+    }
+    for k, v in mseeds.items():
+        write(md, k, v)
+
+
+if __name__ == "__main__":
+    main()
