@@ -43,6 +43,18 @@ TARGETS = {
         ("QD1 write latency (mean) within 1.2x of nbdkit-file",
          "randwrite 1 conn QD1", "mean write lat", "glidefsd", "ratio<=", 1.2, "nbdkit-file"),
     ],
+    "tls": [
+        ("TLS: 4 KiB random read QD64 >= 85% of glidefsd's plaintext IOPS",
+         "randread 4 KiB QD64 (cached)", "IOPS", "glidefsd TLS", "ratio>=", 0.85, "glidefsd"),
+        ("TLS: 4 KiB random write QD64 >= 85% of glidefsd's plaintext IOPS",
+         "randwrite 4 KiB QD64", "IOPS", "glidefsd TLS", "ratio>=", 0.85, "glidefsd"),
+        ("TLS: 1 MiB sequential read >= 85% of glidefsd's plaintext throughput",
+         "sequential read 1 MiB QD8", "throughput", "glidefsd TLS", "ratio>=", 0.85, "glidefsd"),
+        ("TLS: 4 KiB random read QD64 >= 1.0x nbdkit TLS IOPS",
+         "randread 4 KiB QD64 (cached)", "IOPS", "glidefsd TLS", "ratio>=", 1.0, "nbdkit TLS"),
+        ("TLS: 4 KiB random write QD64 >= 1.0x nbdkit TLS IOPS",
+         "randwrite 4 KiB QD64", "IOPS", "glidefsd TLS", "ratio>=", 1.0, "nbdkit TLS"),
+    ],
     "lib_latency": [
         ("in-process 4 KiB pwrite p50 <= 10 us", "pwrite 4KiB", "p50", "glidefs", "abs<=", 10,
          None),

@@ -104,18 +104,21 @@ class Guest:
     """One QEMU run: TCG, the test kernel and initramfs, the export as a
     virtio disk through QEMU's NBD client; the console is read line by line
     (each line stamped with the host's monotonic clock) into self.lines and
-    a log file."""
+    a log file. disk is a URI, or (QEMU -object arguments, -drive options)
+    for what a URI cannot say (TLS credentials: Daemon.disk)."""
 
-    def __init__(self, kernel, initrd, uri, mode, log_path, params=None, mem=256):
-        self.uri = uri
+    def __init__(self, kernel, initrd, disk, mode, log_path, params=None, mem=256):
+        objects, drive = (disk if isinstance(disk, tuple)
+                          else ([], "file=%s,format=raw" % disk))
+        self.uri = drive
         self.mode = mode
         self.log_path = log_path
         args = ["console=ttyS0", "quiet", "panic=-1", "glidefs_test=" + mode]
         args += ["glidefs_%s=%s" % kv for kv in (params or {}).items()]
         self.argv = [which(QEMU), "-accel", "tcg", "-m", str(mem), "-nographic", "-no-reboot",
                      "-nic", "none", "-kernel", kernel, "-initrd", initrd,
-                     "-append", " ".join(args),
-                     "-drive", "file=%s,format=raw,if=virtio,cache=none" % uri]
+                     "-append", " ".join(args)] + objects + [
+                     "-drive", "%s,if=virtio,cache=none" % drive]
         self.lines = []          # (t, text)
         self.events = []         # (t, kind, rest)
         self.cv = threading.Condition()
@@ -273,7 +276,7 @@ class Store:
 
 
 def write_config(path, cache, store, sock=None, size="256M", sync_delay_ms=200,
-                 api_port=None, shutdown_timeout_s=120):
+                 api_port=None, shutdown_timeout_s=120, tcp_port=None, tls_certificates=None):
     os.makedirs(cache, exist_ok=True)
     lines = ["cache:", "  dir: %s" % cache, "  disk_size_gb: 2", "storage:"]
     lines += store.lines
@@ -281,6 +284,11 @@ def write_config(path, cache, store, sock=None, size="256M", sync_delay_ms=200,
               "    unix_socket: %s" % (sock or os.path.join(os.path.dirname(path), "unused.sock")),
               "    auto_create_size: %s" % size,
               "    sync_delay_ms: %d" % sync_delay_ms]
+    if tcp_port:
+        lines += ['    tcp: "127.0.0.1:%d"' % tcp_port]
+    if tls_certificates:
+        # every listener (the unix socket too) refuses all but STARTTLS
+        lines += ["    tls: require", "    tls_certificates: %s" % tls_certificates]
     if api_port:
         lines += ["  api:", "    listen: 127.0.0.1:%d" % api_port]
     with open(path, "w") as f:
@@ -289,9 +297,12 @@ def write_config(path, cache, store, sock=None, size="256M", sync_delay_ms=200,
 
 class Daemon:
     """glidefsd in base/NAME.*: config, socket, log. The REST API is asked
-    for (servers.api.listen); self.api says whether the daemon serves it."""
+    for (servers.api.listen); self.api says whether the daemon serves it.
+    tls=DIR: NBD on a loopback TCP port too, servers.nbd.tls: require with
+    the certificates in DIR (server-cert.pem, server-key.pem, ca-cert.pem:
+    client certificates required)."""
 
-    def __init__(self, glidefsd, base, name, cache, store, **cfg):
+    def __init__(self, glidefsd, base, name, cache, store, tls=None, **cfg):
         self.glidefsd = glidefsd
         self.name = name
         self.cache = cache
@@ -301,10 +312,38 @@ class Daemon:
         self.api_port = free_port()
         self.api = False
         self.proc = None
-        write_config(self.cfg, cache, store, sock=self.sock, api_port=self.api_port, **cfg)
+        self.tls = tls
+        self.tcp_port = free_port() if tls else None
+        write_config(self.cfg, cache, store, sock=self.sock, api_port=self.api_port,
+                     tcp_port=self.tcp_port, tls_certificates=tls, **cfg)
 
     def uri(self, export):
         return "nbd+unix:///%s?socket=%s" % (export, self.sock)
+
+    def disk(self, export, client_certs=None):
+        """What Guest takes as its disk: the unix socket's URI, or with TLS
+        the TCP port through QEMU's tls-creds-x509 (client_certs: ca-cert.pem,
+        client-cert.pem, client-key.pem)."""
+        if not self.tls:
+            return self.uri(export)
+        return (["-object", "tls-creds-x509,id=tls0,dir=%s,endpoint=client" % client_certs],
+                "driver=nbd,server.type=inet,server.host=127.0.0.1,server.port=%d,"
+                "export=%s,tls-creds=tls0" % (self.tcp_port, export))
+
+    def tls_sessions(self):
+        """The TLS handshakes glidefsd completed: its info lines
+        'connection N from PEER: TLS (TLS1.3)-(...)' (daemon/tls.c)."""
+        return re.findall(r"connection \d+ from 127\.0\.0\.1:\d+: TLS (\S+)",
+                          self.log_text())
+
+    def _tcp_up(self):
+        if not self.tcp_port:
+            return True
+        try:
+            socket.create_connection(("127.0.0.1", self.tcp_port), 1).close()
+            return True
+        except OSError:
+            return False
 
     def start(self, timeout=30):
         self.logf = open(self.log, "ab")
@@ -317,7 +356,7 @@ class Daemon:
             if self.proc.poll() is not None:
                 raise RuntimeError("glidefsd %s exited with %s:\n%s"
                                    % (self.name, self.proc.returncode, self.log_tail()))
-            if not os.path.exists(self.sock):
+            if not os.path.exists(self.sock) or not self._tcp_up():
                 return False
             s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:

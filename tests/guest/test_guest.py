@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """test_guest.py - a real Linux guest (QEMU, TCG) on a glidefsd export.
 
-  test_guest.py life  --store file|s3 GLIDEFSD GLIDEFS_IMAGE CACHE_DIR
+  test_guest.py life  --store file|s3 [--tls] GLIDEFSD GLIDEFS_IMAGE CACHE_DIR
   test_guest.py crash --store file|s3 GLIDEFSD GLIDEFS_IMAGE CACHE_DIR
 
 CACHE_DIR holds the kernel and initramfs (mkguest.py builds them once).
@@ -12,7 +12,12 @@ life  - scenario 1, life of a VM: guest A formats the export (busybox mke2fs),
         the daemon stopped; a daemon on an empty cache dir with the same
         store serves guest B, which verifies every checksum. The volume is
         exported with glidefs-image and the host's `e2fsck -fn` must find it
-        clean.
+        clean. With --tls, guest A's disk goes over NBD with TLS (issue 26): glidefsd
+        with servers.nbd.tls: require on a loopback TCP port, certificates
+        from tests/tls/tlscerts.py, QEMU with tls-creds-x509 (a client
+        certificate: mutual TLS); glidefsd's log must show the completed
+        handshake. Every other guest (all of them without --tls) uses the
+        unix socket in plaintext.
         Then scenario 3, scale to zero and wake: the export is deleted (REST
         DELETE, else SIGTERM and removing the export's cache), no file of it
         may be left in that cache dir, and guest C on a third daemon (a third
@@ -40,7 +45,9 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tls"))
 import guestlib as gl  # noqa: E402
+import tlscerts  # noqa: E402
 
 GUEST_TIMEOUT = 150      # one guest run, generous for TCG on a loaded machine
 t = gl.Checker()
@@ -61,6 +68,14 @@ class Run:
         self.guests = []
         self.measured = []
         self.keep = False
+        self.certs = None
+
+    def tls_certs(self):
+        """The tls suite's certificates (made once per run), or None without
+        certtool/psktool (then the TLS guest runs in plaintext, said loudly)."""
+        if self.certs is None and tlscerts.have_tools():
+            self.certs = tlscerts.make(os.path.join(self.base, "tls"))
+        return self.certs
 
     def daemon(self, name, cache, **cfg):
         d = gl.Daemon(os.path.abspath(self.a.glidefsd), self.base, name,
@@ -73,7 +88,8 @@ class Run:
         return d
 
     def guest(self, d, export, mode, **params):
-        g = gl.Guest(self.kernel, self.initrd, d.uri(export), mode,
+        disk = d.disk(export, os.path.join(self.certs, "client") if d.tls else None)
+        g = gl.Guest(self.kernel, self.initrd, disk, mode,
                      os.path.join(self.base, "guest-%s-%d.log" % (mode, len(self.guests))),
                      params=params)
         self.guests.append(g)
@@ -157,8 +173,22 @@ class Run:
 def life(r):
     export = "vm1"
     # -- scenario 1: life of a VM ----------------------------------------------
-    d1 = r.daemon("d1", "cache1")
+    # guest A over TLS (guest_life): the one boot of the suite that does (CI time)
+    certs = r.tls_certs() if r.a.tls else None
+    if certs:
+        d1 = r.daemon("d1", "cache1", tls=os.path.join(certs, "server"))
+    else:
+        if r.a.tls:
+            print("# SKIP TLS: certtool/psktool not found (apt-get install gnutls-bin): "
+                  "guest A runs over the unix socket in plaintext", flush=True)
+        d1 = r.daemon("d1", "cache1")
     a = r.run_guest(d1, export, "writer", mib=16, sync64=1)
+    if d1.tls:
+        sessions = d1.tls_sessions()
+        t.ok(sessions, "guest A's disk was served over TLS (glidefsd log: %s)"
+             % (sessions[:1] or "no completed TLS handshake"))
+        t.ok("TLS is required" not in d1.log_text(),
+             "no plaintext NBD option reached glidefsd d1 (servers.nbd.tls: require)")
     written = a.files()
     total = sum(s for _, s in written.values())
     t.ok(len(written) >= 10 and total >= 16 << 20,
@@ -268,6 +298,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("scenario", choices=("life", "crash"))
     ap.add_argument("--store", choices=("file", "s3"), default="file")
+    ap.add_argument("--tls", action="store_true", help="life: guest A's disk over NBD with TLS")
     ap.add_argument("--deadline", type=int, default=340, help="seconds for the whole scenario")
     ap.add_argument("glidefsd")
     ap.add_argument("image")
