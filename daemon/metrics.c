@@ -186,6 +186,12 @@ static const struct family families[] = {
       "read-ahead, prefetch, partial-block uploads).", S_U64, F(blocks_fetched), NULL },
     { "glidefs_readahead_blocks_total", C, "Blocks fetched ahead of sequential readers.", S_U64,
       F(readahead_blocks), NULL },
+    { "glidefs_key_generation", G, "Data key generation new segments are sealed under (0: not "
+      "encrypted).", S_U64, F(key_generation), NULL },
+    { "glidefs_key_generations", G, "Data key generations the volume holds (older ones until "
+      "nothing needs them).", S_U64, F(key_generations), NULL },
+    { "glidefs_segments_old_key", G, "Segments still referenced that are sealed under an older "
+      "data key generation (compaction re-seals them).", S_U64, F(segments_old_key), NULL },
     { "glidefs_connections", G, "NBD client connections.", S_CONNS, 0, NULL },
     { "glidefs_nbd_reliefs_total", C, "Slow inline NBD requests (e.g. cache misses) after "
       "which the connection's reader role went to another thread.", S_RELIEFS, 0, NULL },
@@ -471,9 +477,11 @@ json_t *gd_metrics_json(const struct gd_export_snap *s)
         "manifests_deleted", J(st->manifests_deleted), "size_bytes", J(st->size_bytes),
         "est_monthly_cost_usd", st->est_monthly_cost_usd, "connections", J(s->conns),
         "last_error", st->last_error ? glidefs_strerror(st->last_error) : NULL);
-    json_t *more3 = json_pack("{s:I, s:I, s:I}", "blocks_fetched", J(st->blocks_fetched),
-                              "readahead_blocks", J(st->readahead_blocks),
-                              "nbd_reliefs", J(gd_latency_reliefs(s->name)));
+    json_t *more3 = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "blocks_fetched",
+                              J(st->blocks_fetched), "readahead_blocks", J(st->readahead_blocks),
+                              "nbd_reliefs", J(gd_latency_reliefs(s->name)), "key_generation",
+                              J(st->key_generation), "key_generations", J(st->key_generations),
+                              "segments_old_key", J(st->segments_old_key));
     json_t *lat = latency_json(s->name);
     int bad = !more || !more2 || !more3 || !lat || json_object_update(o, more) < 0 ||
               json_object_update(o, more2) < 0 || json_object_update(o, more3) < 0;

@@ -153,7 +153,10 @@ static json_t *export_json(struct gd_rest *r, const char *name, const struct gli
                               J(st->journal_bytes), "cache_hits", J(st->cache_hits),
                               "cache_misses", J(st->cache_misses), "cache_hit_ratio",
                               gd_metrics_hit_ratio(st));
-    json_t *store = json_pack("{s:I, s:I, s:f, s:I, s:I, s:I, s:I, s:I, s:f}", "stored_bytes",
+    json_t *store = json_pack("{s:I, s:I, s:I, s:I, s:I, s:f, s:I, s:I, s:I, s:I, s:I, s:f}",
+                              "key_generation", J(st->key_generation), "key_generations",
+                              J(st->key_generations), "segments_old_key",
+                              J(st->segments_old_key), "stored_bytes",
                               J(st->stored_bytes), "live_bytes", J(st->live_bytes),
                               "overhead_ratio", gd_metrics_overhead_ratio(st), "segments",
                               J(st->segments), "store_puts", J(st->store_puts), "store_gets",
@@ -702,6 +705,41 @@ int rest_h_compact(struct call *c)
                                 J(res.bytes_reclaimed), "stored_bytes", J(res.stored_bytes),
                                 "live_bytes", J(res.live_bytes), "duration_ms",
                                 J(gfs_now_ms() - t0)));
+}
+
+/* Rotate the data key of an encrypted export (glidefs_volume_rotate_key): the
+ * password stays in glidefsd's configuration, nothing secret travels. */
+int rest_h_rotate_key(struct call *c)
+{
+    struct gd_export *e = NULL;
+    if (get_export(c, WRITER, &e) < 0)
+        return -1;
+    glidefs_volume *vol = gd_export_volume(e);
+    int rc = glidefs_volume_rotate_key(vol, 0);
+    struct glidefs_stats st;
+    memset(&st, 0, sizeof st);
+    if (rc == 0)
+        rc = glidefs_stats(vol, &st, sizeof st);
+    gd_export_release(e, 0);
+    if (rc == -EINVAL)
+        return rest_fail(c, 400, "export %s is not encrypted: there is no data key to rotate",
+                         c->name);
+    if (rc == -EROFS)
+        return rest_fail(c, 409, "export %s is read-only on this node: only the write lease holder "
+                         "rotates its key (promote it first, or rotate on the node that writes)",
+                         c->name);
+    if (rc == -ENOSPC)
+        return rest_fail(c, 409, "export %s holds 16 data key generations: let compaction re-seal "
+                         "and retire older ones first (segments_old_key in its status)", c->name);
+    if (rc < 0)
+        return rest_fail(c, rest_status_for(rc), "key rotation of export %s failed: %s (see the "
+                         "glidefsd log)", c->name, glidefs_strerror(rc));
+    gd_info("api: export %s: data key rotated to generation %" PRIu64 "; %" PRIu64
+            " segments to re-seal", c->name, st.key_generation, st.segments_old_key);
+    return rest_ok(c, 200, json_pack("{s:s, s:I, s:I, s:I}", "name", c->name, "key_generation",
+                                     J(st.key_generation), "key_generations",
+                                     J(st.key_generations), "segments_old_key",
+                                     J(st.segments_old_key)));
 }
 
 /* ------------------------------------------------------------------------ */

@@ -22,6 +22,8 @@ def b64(n, fill):
 
 KW = {"cipher": "aes-256-gcm", "kdf": "pbkdf2-sha256", "iterations": 600000,
       "salt": b64(16, 1), "nonce": b64(12, 2), "wrapped_key": b64(32, 3), "tag": b64(16, 4)}
+KW_GENS = dict(KW, gen=2, keys=[{"gen": 3, "nonce": b64(12, 5), "wrapped_key": b64(32, 6),
+                                  "tag": b64(16, 7)}])
 ROOT = {"block_size": 131072, "compression": "none", "created_ms": 1796617085112,
         "data_uuid": U1, "encryption": None, "format": 1, "size": 2097152, "uuid": U1}
 
@@ -46,6 +48,7 @@ VOLMETA = {
     "root": vol(),
     "root_minimal": vol(data_uuid=None, created_ms=None, encryption=None, compression=None),
     "root_zstd_encrypted": vol(compression="zstd", encryption=KW, block_size=4096),
+    "root_key_generations": vol(encryption=KW_GENS),
     "clone": clone(["root"]),
     "clone_of_live_state": clone(["root"], snap="@clone-fuzzvol", man=None),
     "clone_deep": clone(["a", "b", "c"], block_size=1 << 22),
@@ -60,6 +63,8 @@ VOLMETA = {
     "bad_root_data_uuid": vol(data_uuid=U2),
     "bad_parent_snapshot_path": clone(["root"], snap="../../x"),
     "bad_deleted_string": dict(vol(), deleted="yes"),
+    "bad_key_gen_without_keys": vol(encryption=dict(KW, gen=2)),
+    "bad_key_gens_not_consecutive": vol(encryption=dict(KW_GENS, gen=1)),
 }
 
 LEASE = {

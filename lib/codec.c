@@ -12,6 +12,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -45,8 +46,14 @@ struct codec_gen {
 };
 struct codec_keys {
     uint8_t block_key[GFS_KEY_LEN]; /* legacy (key_gen 0): generation 1's one block key */
-    int have_legacy;                /* generation 1 is known */
-    unsigned ngens, cur;            /* cur: index of the newest generation */
+    uint8_t kek[GFS_KEY_LEN];       /* the password's key-encryption key (have_kek) */
+    int have_legacy, have_kek;      /* generation 1 is known; kek is set */
+    /* Generations are appended (gfs_codec_add_gen) while other threads read:
+     * an entry is complete before ngens (release) counts it, and entries
+     * never move or change. Retired ones stay until the page is wiped. */
+    _Atomic unsigned ngens, cur;    /* cur: index of the newest generation */
+    _Atomic uint32_t retired;       /* generations <= retired are no longer held */
+    pthread_mutex_t add_lock;       /* one gfs_codec_add_gen at a time */
     struct codec_gen g[GFS_CODEC_MAX_GENS];
 };
 
@@ -118,6 +125,7 @@ static void keys_free(struct codec_keys *k, int locked)
 {
     if (!k)
         return;
+    pthread_mutex_destroy(&k->add_lock);
     size_t n = key_page_size();
     mbedtls_platform_zeroize(k, sizeof *k);
     if (locked)
@@ -147,6 +155,12 @@ static int derive_keys(struct gfs_codec *c, const struct gfs_datakey *dks, unsig
     if (!c->keys)
         return -ENOMEM;
     struct codec_keys *k = c->keys;
+    if (pthread_mutex_init(&k->add_lock, NULL) != 0) {
+        keys_free(k, c->keys_locked);
+        c->keys = NULL;
+        return -ENOMEM;
+    }
+    unsigned cur = 0;
     for (unsigned i = 0; i < n; i++) {
         struct codec_gen *g = &k->g[i];
         g->gen = dks[i].gen;
@@ -159,43 +173,114 @@ static int derive_keys(struct gfs_codec *c, const struct gfs_datakey *dks, unsig
         }
         if (g->gen == 1)
             k->have_legacy = 1;
-        if (g->gen > k->g[k->cur].gen)
-            k->cur = i;
+        if (g->gen > k->g[cur].gen)
+            cur = i;
     }
-    k->ngens = n;
+    atomic_store(&k->cur, cur);
+    atomic_store(&k->ngens, n);
     c->sealed = 1;
     return 0;
 }
 
 static const struct codec_gen *find_gen(const struct gfs_codec *c, uint32_t gen)
 {
-    for (unsigned i = 0; c->keys && i < c->keys->ngens; i++)
+    if (!c->keys || gen <= atomic_load_explicit(&c->keys->retired, memory_order_acquire))
+        return NULL;
+    unsigned n = atomic_load_explicit(&c->keys->ngens, memory_order_acquire);
+    for (unsigned i = 0; i < n; i++)
         if (c->keys->g[i].gen == gen)
             return &c->keys->g[i];
     return NULL;
 }
 
+static const struct codec_gen *newest(const struct gfs_codec *c)
+{
+    return &c->keys->g[atomic_load_explicit(&c->keys->cur, memory_order_acquire)];
+}
+
 uint32_t gfs_codec_key_gen(const struct gfs_codec *c)
 {
-    return c && c->sealed ? c->keys->g[c->keys->cur].gen : 0;
+    return c && c->sealed ? newest(c)->gen : 0;
 }
 
 int gfs_codec_has_gen(const struct gfs_codec *c, uint32_t gen)
 {
     if (!c || !c->sealed)
         return 0;
-    return gen == 0 ? c->keys->have_legacy : find_gen(c, gen) != NULL;
+    return gen == 0 ? c->keys->have_legacy && atomic_load(&c->keys->retired) < 1
+                    : find_gen(c, gen) != NULL;
 }
 
 unsigned gfs_codec_gens(const struct gfs_codec *c, uint32_t *gens, unsigned max)
 {
     unsigned n = 0;
-    for (unsigned i = 0; c && c->sealed && i < c->keys->ngens; i++) {
+    if (!c || !c->sealed)
+        return 0;
+    unsigned all = atomic_load_explicit(&c->keys->ngens, memory_order_acquire);
+    uint32_t retired = atomic_load(&c->keys->retired);
+    for (unsigned i = 0; i < all; i++) {
+        if (c->keys->g[i].gen <= retired)
+            continue;
         if (n < max)
             gens[n] = c->keys->g[i].gen;
         n++;
     }
     return n;
+}
+
+int gfs_codec_add_gen(struct gfs_codec *c, const struct gfs_datakey *dk)
+{
+    if (!c || !c->sealed || !dk || dk->gen == 0)
+        return -EINVAL;
+    struct codec_keys *k = c->keys;
+    SCOPED_LOCK(&k->add_lock);
+    unsigned n = atomic_load(&k->ngens);
+    for (unsigned i = 0; i < n; i++)
+        if (k->g[i].gen == dk->gen)
+            return 0; /* held already */
+    if (n == GFS_CODEC_MAX_GENS)
+        return -ENOSPC;
+    struct codec_gen *g = &k->g[n];
+    g->gen = dk->gen;
+    if (hmac_label(dk->key, SEG_BASE_LABEL, g->seg_base) < 0 ||
+        hmac_label(dk->key, MAC_KEY_LABEL, g->mac_key) < 0) {
+        mbedtls_platform_zeroize(g, sizeof *g);
+        return -EIO;
+    }
+    atomic_store_explicit(&k->ngens, n + 1, memory_order_release);
+    if (dk->gen > k->g[atomic_load(&k->cur)].gen)
+        atomic_store_explicit(&k->cur, n, memory_order_release);
+    return 0;
+}
+
+int gfs_codec_retire(struct gfs_codec *c, uint32_t upto)
+{
+    if (!c || !c->sealed || upto >= gfs_codec_key_gen(c))
+        return -EINVAL; /* the newest generation stays */
+    if (upto > atomic_load(&c->keys->retired))
+        atomic_store_explicit(&c->keys->retired, upto, memory_order_release);
+    return 0;
+}
+
+int gfs_codec_set_kek(struct gfs_codec *c, const uint8_t kek[GFS_KEY_LEN])
+{
+    if (!c || !c->sealed || !kek)
+        return -EINVAL;
+    SCOPED_LOCK(&c->keys->add_lock);
+    memcpy(c->keys->kek, kek, GFS_KEY_LEN);
+    c->keys->have_kek = 1;
+    return 0;
+}
+
+int gfs_codec_kek(const struct gfs_codec *c, uint8_t kek[GFS_KEY_LEN])
+{
+    if (!c || !c->sealed)
+        return -ENOKEY;
+    SCOPED_LOCK(&c->keys->add_lock);
+    if (!c->keys->have_kek)
+        return -ENOKEY;
+    memcpy(kek, c->keys->kek, GFS_KEY_LEN);
+    return 0;
 }
 
 int gfs_codec_sealkey(const struct gfs_codec *c, uint32_t gen, const char *name,
@@ -208,7 +293,7 @@ int gfs_codec_sealkey(const struct gfs_codec *c, uint32_t gen, const char *name,
         return -EINVAL;
     out->gen = gen;
     if (gen == 0) {
-        if (!c->keys->have_legacy)
+        if (!gfs_codec_has_gen(c, 0))
             return -ENOKEY;
         memcpy(out->k, c->keys->block_key, GFS_KEY_LEN);
         return 0;
@@ -264,6 +349,10 @@ int gfs_codec_new(const struct gfs_codec_params *p, struct gfs_codec **out)
         if (r < 0) {
             free(c);
             return r;
+        }
+        if (p->kek) {
+            memcpy(c->keys->kek, p->kek, GFS_KEY_LEN);
+            c->keys->have_kek = 1;
         }
     }
     if (pthread_mutex_init(&c->lock, NULL) != 0) {
@@ -433,7 +522,7 @@ int gfs_codec_encode_k(struct gfs_codec *c, const struct gfs_sealkey *k, uint64_
 int gfs_codec_encode_seq(struct gfs_codec *c, uint64_t block_index, uint64_t write_seq,
                          const void *in, void *out, uint32_t *outlen, uint32_t *flags)
 {
-    if (c && c->sealed && !c->keys->have_legacy)
+    if (c && c->sealed && !gfs_codec_has_gen(c, 0))
         return -ENOKEY;
     return encode_with(c, c && c->sealed ? c->keys->block_key : NULL, block_index, write_seq, in,
                        out, outlen, flags);
@@ -549,7 +638,7 @@ int gfs_codec_decode_k(struct gfs_codec *c, const struct gfs_sealkey *k, uint64_
 int gfs_codec_decode_seq(struct gfs_codec *c, uint64_t block_index, uint64_t write_seq,
                          uint32_t flags, const void *in, uint32_t inlen, void *out)
 {
-    const uint8_t *key = c && c->sealed && c->keys->have_legacy ? c->keys->block_key : NULL;
+    const uint8_t *key = gfs_codec_has_gen(c, 0) ? c->keys->block_key : NULL;
     return decode_with(c, key, block_index, write_seq, flags, in, inlen, out);
 }
 
@@ -595,7 +684,7 @@ int gfs_codec_mac(const struct gfs_codec *c, const void *buf, size_t len,
 {
     if (!c || !c->sealed || !mac || (!buf && len))
         return -EINVAL;
-    const struct codec_gen *g = &c->keys->g[c->keys->cur];
+    const struct codec_gen *g = newest(c);
     return gfs_hmac_sha256(g->mac_key, sizeof(g->mac_key), buf, len, mac);
 }
 
@@ -608,8 +697,13 @@ int gfs_codec_mac_verify(const struct gfs_codec *c, const void *buf, size_t len,
     /* any generation the volume still keeps: objects written before a
      * rotation carry the MAC of the generation current then */
     int r = -EBADMSG;
-    for (unsigned i = 0; i < c->keys->ngens && r == -EBADMSG; i++) {
-        const struct codec_gen *g = &c->keys->g[(c->keys->cur + i) % c->keys->ngens];
+    unsigned n = atomic_load_explicit(&c->keys->ngens, memory_order_acquire);
+    unsigned cur = atomic_load_explicit(&c->keys->cur, memory_order_acquire);
+    uint32_t retired = atomic_load_explicit(&c->keys->retired, memory_order_acquire);
+    for (unsigned i = 0; i < n && r == -EBADMSG; i++) {
+        const struct codec_gen *g = &c->keys->g[(cur + n - i) % n]; /* newest first */
+        if (g->gen <= retired)
+            continue;
         int h = gfs_hmac_sha256(g->mac_key, sizeof(g->mac_key), buf, len, want);
         if (h < 0)
             r = h;

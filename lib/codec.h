@@ -91,6 +91,8 @@ struct gfs_codec_params {
     const uint8_t *data_key;  /* GFS_KEY_LEN bytes (copied): generation 1 only, or NULL */
     const struct gfs_datakey *keys; /* or: nkeys generations (copied; distinct gens) */
     unsigned nkeys;           /* 1 .. GFS_CODEC_MAX_GENS when keys is set */
+    const uint8_t *kek;       /* optional (copied): the password's key-encryption key,
+                                 kept in the key page for later wraps (keywrap.h) */
 };
 
 /* The AES key one segment's payloads are sealed under. Wipe after use. */
@@ -123,6 +125,28 @@ uint32_t gfs_codec_key_gen(const struct gfs_codec *c);
 int gfs_codec_has_gen(const struct gfs_codec *c, uint32_t gen);
 /* The generations held, up to max into gens; returns how many there are. */
 unsigned gfs_codec_gens(const struct gfs_codec *c, uint32_t *gens, unsigned max);
+
+/* Is a segment of key generation key_gen sealed under an older data key
+ * than newest (the codec's gfs_codec_key_gen)? Legacy segments (0) count as
+ * generation 1. */
+static inline int gfs_key_gen_older(uint32_t key_gen, uint32_t newest)
+{
+    return newest && (key_gen ? key_gen : 1u) < newest;
+}
+
+/* Hold one more generation (rotation, or a follower learning the writer's):
+ * new segments use it when it is the newest. Safe while other threads use
+ * the codec. 0 (also when held already), -ENOSPC (GFS_CODEC_MAX_GENS),
+ * -EINVAL unsealed codec. */
+int gfs_codec_add_gen(struct gfs_codec *c, const struct gfs_datakey *dk);
+/* Stop holding generations <= upto (0: the legacy key too when upto >= 1):
+ * nothing sealed under them opens, no MAC of theirs verifies. The newest
+ * stays (-EINVAL). Their key material is wiped when the codec is freed. */
+int gfs_codec_retire(struct gfs_codec *c, uint32_t upto);
+/* A copy of the key-encryption key given at gfs_codec_new or set since (a
+ * password change); -ENOKEY: none. */
+int gfs_codec_kek(const struct gfs_codec *c, uint8_t kek[GFS_KEY_LEN]);
+int gfs_codec_set_kek(struct gfs_codec *c, const uint8_t kek[GFS_KEY_LEN]);
 
 /* The key of segment object `name` ("nbd/<vol>/seg/<E>-<S>") under
  * generation gen (0: the legacy block key; name unused). -ENOKEY when the

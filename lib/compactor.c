@@ -36,6 +36,7 @@
 #include "lease_state.h"
 #include "segment.h"
 #include "segwriter.h"
+#include "volmeta.h"
 #include "volume_internal.h"
 
 /* A segment compaction must leave alone: a snapshot names it, or it is of
@@ -75,8 +76,7 @@ static void srckeys_free(struct srckeys *sk)
  * rotation. */
 static int stale_key(const struct glidefs_volume *v, const struct gfs_bm_seg *s)
 {
-    uint32_t cur = gfs_codec_key_gen(v->codec);
-    return cur && (s->key_gen ? s->key_gen : 1u) < cur;
+    return gfs_key_gen_older(s->key_gen, gfs_codec_key_gen(v->codec));
 }
 
 struct cand {
@@ -528,6 +528,33 @@ static struct usage usage_of(const struct glidefs_volume *v, int64_t now)
 #define RATIO_CHECK_MS 200
 #define RATIO_MIN_GAP_MS 1000
 
+/* Lock held: may the data key generations older than the newest go? None
+ * of the volume's segments still referenced is sealed under one, the newest
+ * manifest covers them all (no dead segment waits for one), and nothing a
+ * snapshot or a fenced hold keeps is: every pinned segment's row says its
+ * generation (a pin without a row: unknown, so not yet). */
+static int keys_retirable(struct glidefs_volume *v)
+{
+    uint32_t newest = gfs_codec_key_gen(v->codec);
+    if (!newest || gfs_codec_gens(v->codec, NULL, 0) < 2 || v->snap.nholds ||
+        v->sv.segs_since_manifest)
+        return 0;
+    const struct gfs_blockmap *bm = &v->sv.bm;
+    for (uint32_t i = 1; i < bm->nsegs; i++) {
+        const struct gfs_bm_seg *s = &bm->segs[i];
+        if (s->deleted || !gfs_key_gen_older(s->key_gen, newest))
+            continue;
+        if (s->live_bytes || (s->dead_since_ms && s->dead_gen >= v->ckpt.gen))
+            return 0;
+    }
+    for (size_t i = 0; i < v->snap.npins; i++) {
+        int64_t si = gfs_bm_seg_find(bm, v->snap.pins[i].epoch, v->snap.pins[i].seq);
+        if (si <= 0 || gfs_key_gen_older(bm->segs[si].key_gen, newest))
+            return 0;
+    }
+    return 1;
+}
+
 int gfs_compact_step(struct glidefs_volume *v, int requested)
 {
     if (!v->owner || v->fenced)
@@ -600,6 +627,16 @@ int gfs_compact_step(struct glidefs_volume *v, int requested)
             prune_manifests(v, &res);
         if (res.segments_deleted) /* rows of deleted segments go; indices renumber (blockmap.h) */
             gfs_bm_seg_reclaim(&v->sv.bm, GFS_BM_RECLAIM_MIN, gfs_cache_renumber, &v->cache);
+    }
+    if (r == 0 && keys_retirable(v)) {
+        /* a rotation is complete: the older keys stop mattering */
+        uint32_t upto = gfs_codec_key_gen(v->codec) - 1;
+        pthread_mutex_unlock(&v->lock);
+        int kr = gfs_volmeta_retire_keys(v, upto);
+        pthread_mutex_lock(&v->lock);
+        if (kr < 0 && kr != -EAGAIN)
+            gfs_warn(&v->log, "%s: retiring data key generations up to %u: %s", v->name, upto,
+                     glidefs_strerror(kr));
     }
     for (uint32_t i = 1; i < v->sv.bm.nsegs; i++) {
         if (!v->sv.bm.segs[i].deleted) {

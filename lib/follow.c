@@ -5,15 +5,18 @@
  */
 #include "follow.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "cleanup.h"
+#include "codec.h"
+#include "volmeta.h"
 #include "volume_internal.h"
 
 /* Rebuild the map from the store (a fence now excludes a segment we had
  * applied). Called with own_lock held; takes v->lock. */
-static int rebuild_map(struct glidefs_volume *v)
+static int rebuild_once(struct glidefs_volume *v)
 {
     struct gfs_blockmap nb;
     int r = gfs_bm_init(&nb, v->sv.bm.nblocks);
@@ -34,6 +37,18 @@ static int rebuild_map(struct glidefs_volume *v)
         gfs_cache_clear(&v->cache); /* cached blocks name segments of the old table */
         gfs_volume_seq_past_map(v);
     }
+    return r;
+}
+
+/* The same; when it fails on an encrypted volume, the writer may have
+ * rotated the data key since we opened (a manifest MAC'd, or segments
+ * sealed, under a generation we do not hold): learn the generations from
+ * volume.json and try once more. */
+static int rebuild_map(struct glidefs_volume *v)
+{
+    int r = rebuild_once(v);
+    if (r < 0 && gfs_codec_sealed(v->codec) && gfs_volmeta_follow_keys(v) > 0)
+        r = rebuild_once(v);
     return r;
 }
 
@@ -85,6 +100,13 @@ int gfs_volume_refresh(struct glidefs_volume *v)
     for (size_t i = 0; i < sl.n && r >= 0; i++) {
         struct gfs_seg_header h;
         r = gfs_view_seg_header(&v->sv, sl.keys[i], sl.sizes[i], &h);
+        if (r == -ENOKEY) {
+            /* the writer rotated the data key: learn the new generation */
+            int k = gfs_volmeta_follow_keys(v);
+            r = k > 0 ? gfs_view_seg_header(&v->sv, sl.keys[i], sl.sizes[i], &h) : -EIO;
+            if (r == -ENOKEY)
+                r = -EIO;
+        }
         if (r < 0)
             break;
         /* the writer grew the volume and wrote there: learn the new size

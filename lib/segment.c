@@ -211,6 +211,8 @@ int gfs_seg_decode_header_mac(const void *buf, size_t len, uint64_t object_size,
     }
     if (gfs_crc32c(0, p, header_len) != gfs_le32_get(p + header_len))
         return -EBADMSG;
+    if (has_mac && !gfs_codec_has_gen(codec, key_gen))
+        return -ENOKEY; /* a generation this reader does not hold (yet, or any more) */
     if (has_mac) {
         int r = gfs_codec_mac_verify(codec, p, header_len, p + header_len + 4);
         if (r < 0)

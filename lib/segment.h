@@ -52,7 +52,10 @@
  *   -EACCES   a MAC'd header and no sealed codec to check it (also the plain
  *             gfs_seg_decode_header), or a sealed codec and a header without
  *             a MAC (an unauthenticated object in an encrypted volume);
- *   -EBADMSG  a MAC that does not verify (like any other corruption).
+ *   -EBADMSG  a MAC that does not verify (like any other corruption);
+ *   -ENOKEY   a sealed header of a key generation the codec does not hold
+ *             (checked before the MAC: a follower then learns the new
+ *             generation, a retired one stays refused).
  * Non-MAC headers decode exactly as before when no sealed codec is given.
  */
 #ifndef GLIDEFS_SEGMENT_H

@@ -225,6 +225,12 @@ int gfs_view_seg_header(struct gfs_view *sv, const char *key, uint64_t size,
             want = need;
             continue;
         }
+        if (r == -ENOKEY) {
+            /* the caller may learn the generation (a follower) and retry */
+            gfs_warn(sv->log, "%s: segment %s is sealed under a key generation this node does "
+                     "not hold", sv->name, key);
+            return -ENOKEY;
+        }
         if (r < 0) {
             gfs_err(sv->log, "%s: segment %s has a corrupt header", sv->name, key);
             return -EIO;

@@ -246,36 +246,44 @@ int gfs_volmeta_follow_size(struct glidefs_volume *v)
     return 0;
 }
 
-/* Build the block codec: unwrap the data key with the configured password
+/* Build the block codec: unwrap the data keys with the configured password
  * (before anything else touches the volume, so a wrong password changes
- * nothing anywhere). */
+ * nothing anywhere). fresh_key: a volume just created (generation 1). The
+ * codec keeps the password's KEK, for rotation and retirement later. */
 static int make_codec(struct glidefs_volume *v, const struct glidefs_config *cfg,
                       const uint8_t *fresh_key)
 {
-    uint8_t dk[32];
-    const uint8_t *key = NULL;
+    struct gfs_datakey keys[GFS_KEYWRAP_MAX_GENS];
+    uint8_t kek[32];
+    unsigned n = 0;
+    int have = 0;
     const char *pw = cfg->encryption_password;
     if (v->meta.encrypted) {
-        if (fresh_key) {
-            memcpy(dk, fresh_key, sizeof dk);
-        } else {
-            if (!pw || !*pw) {
-                gfs_err(&v->log, "%s: the volume is encrypted and storage.encryption_password "
-                        "is not set", v->name);
-                return -EACCES;
-            }
-            int r = gfs_keywrap_unwrap(pw, &v->meta.kw, v->meta.data_uuid, dk);
-            if (r == -EACCES) {
-                gfs_err(&v->log, "%s: wrong encryption password", v->name);
-                return -EACCES;
-            }
-            if (r < 0) {
-                gfs_err(&v->log, "%s: cannot unwrap the data key: %s", v->name,
-                        glidefs_strerror(r));
-                return r == -EINVAL ? -EIO : r;
-            }
+        if (!pw || !*pw) {
+            gfs_err(&v->log, "%s: the volume is encrypted and storage.encryption_password "
+                    "is not set", v->name);
+            return -EACCES;
         }
-        key = dk;
+        int r = gfs_keywrap_kek(pw, &v->meta.kw, kek);
+        if (r == 0 && fresh_key) {
+            keys[0].gen = 1;
+            memcpy(keys[0].key, fresh_key, 32);
+            n = 1;
+        } else if (r == 0) {
+            r = gfs_keywrap_open_all(kek, &v->meta.kw, v->meta.data_uuid, keys, &n);
+        }
+        if (r == -EACCES) {
+            gfs_err(&v->log, "%s: wrong encryption password", v->name);
+            mbedtls_platform_zeroize(kek, sizeof kek);
+            return -EACCES;
+        }
+        if (r < 0) {
+            gfs_err(&v->log, "%s: cannot unwrap the data key: %s", v->name,
+                    glidefs_strerror(r));
+            mbedtls_platform_zeroize(kek, sizeof kek);
+            return r == -EINVAL ? -EIO : r;
+        }
+        have = 1;
     } else if (pw && *pw) {
         gfs_warn(&v->log, "%s: created without encryption; storage.encryption_password applies "
                  "to new volumes only", v->name);
@@ -284,11 +292,14 @@ static int make_codec(struct glidefs_volume *v, const struct glidefs_config *cfg
         .block_size = v->meta.block_size,
         .compress = strcmp(v->meta.compression, "zstd") == 0,
         .level = cfg->compression_level,
-        .data_key = key,
+        .keys = have ? keys : NULL,
+        .nkeys = n,
+        .kek = have ? kek : NULL,
     };
     memcpy(p.volume_uuid, v->meta.data_uuid, 16);
     int r = gfs_codec_new(&p, &v->codec);
-    mbedtls_platform_zeroize(dk, sizeof dk);
+    mbedtls_platform_zeroize(keys, sizeof keys);
+    mbedtls_platform_zeroize(kek, sizeof kek);
     return r;
 }
 
@@ -378,9 +389,167 @@ GLIDEFS_API int glidefs_volume_rekey(glidefs_volume *v, const char *old_pw, cons
         v->meta.kw = old;
         pthread_mutex_unlock(&v->lock);
     }
-    if (r == 0)
+    if (r == 0) {
+        uint8_t kek[32];
+        if (gfs_keywrap_kek(new_pw, &kw, kek) == 0)
+            gfs_codec_set_kek(v->codec, kek); /* later rotations wrap under it */
+        mbedtls_platform_zeroize(kek, sizeof kek);
         gfs_info(&v->log, "%s: encryption password changed (data not rewritten)", v->name);
+    }
     return r;
+}
+
+/* Seal keys (consecutive generations) into a copy of v->meta.kw and write
+ * volume.json with it; v->meta.kw is replaced only when the PUT succeeded.
+ * own_lock held. */
+static int store_keys(struct glidefs_volume *v, const struct gfs_datakey *keys, unsigned n)
+{
+    uint8_t kek[32];
+    int r = gfs_codec_kek(v->codec, kek);
+    pthread_mutex_lock(&v->lock);
+    struct gfs_keywrap kw = v->meta.kw, old = kw;
+    pthread_mutex_unlock(&v->lock);
+    if (r == 0)
+        r = gfs_keywrap_seal_all(kek, v->meta.data_uuid, keys, n, &kw);
+    mbedtls_platform_zeroize(kek, sizeof kek);
+    if (r < 0)
+        return r;
+    pthread_mutex_lock(&v->lock);
+    v->meta.kw = kw;
+    pthread_mutex_unlock(&v->lock);
+    r = put_volmeta(v, 0);
+    if (r < 0) {
+        pthread_mutex_lock(&v->lock);
+        v->meta.kw = old;
+        pthread_mutex_unlock(&v->lock);
+    }
+    return r;
+}
+
+/* The data keys v->meta.kw holds, oldest first. */
+static int held_keys(struct glidefs_volume *v, struct gfs_datakey *keys, unsigned *n)
+{
+    uint8_t kek[32];
+    int r = gfs_codec_kek(v->codec, kek);
+    pthread_mutex_lock(&v->lock);
+    struct gfs_keywrap kw = v->meta.kw;
+    pthread_mutex_unlock(&v->lock);
+    if (r == 0)
+        r = gfs_keywrap_open_all(kek, &kw, v->meta.data_uuid, keys, n);
+    mbedtls_platform_zeroize(kek, sizeof kek);
+    return r;
+}
+
+GLIDEFS_API int glidefs_volume_rotate_key(glidefs_volume *v, unsigned flags)
+{
+    if (!v || flags)
+        return -EINVAL;
+    SCOPED_LOCK(&v->own_lock); /* one metadata writer at a time */
+    pthread_mutex_lock(&v->lock);
+    int owner = v->owner, enc = v->meta.encrypted;
+    pthread_mutex_unlock(&v->lock);
+    if (!enc)
+        return -EINVAL;
+    if (!owner)
+        return -EROFS;
+    struct gfs_datakey keys[GFS_KEYWRAP_MAX_GENS];
+    unsigned n = 0;
+    int r = held_keys(v, keys, &n);
+    if (r == 0 && n == GFS_KEYWRAP_MAX_GENS)
+        r = -ENOSPC; /* old generations still in use: let compaction retire them first */
+    if (r == 0) {
+        keys[n].gen = keys[n - 1].gen + 1;
+        r = gfs_random_bytes(keys[n].key, 32);
+    }
+    /* volume.json holds the new key before any segment is sealed under it */
+    if (r == 0)
+        r = store_keys(v, keys, n + 1);
+    if (r == 0)
+        r = gfs_codec_add_gen(v->codec, &keys[n]);
+    if (r == 0)
+        gfs_info(&v->log, "%s: data key rotated: new writes use generation %u; compaction "
+                 "re-seals the %u older one(s)", v->name, keys[n].gen, n);
+    else
+        gfs_err(&v->log, "%s: data key rotation failed: %s", v->name, glidefs_strerror(r));
+    mbedtls_platform_zeroize(keys, sizeof keys);
+    return r;
+}
+
+static int retire_locked(struct glidefs_volume *v, uint32_t upto);
+
+int gfs_volmeta_retire_keys(struct glidefs_volume *v, uint32_t upto)
+{
+    /* the caller is the syncer thread: a holder of own_lock may be waiting
+     * for it (a release drains), so never wait for own_lock here */
+    if (pthread_mutex_trylock(&v->own_lock) != 0)
+        return -EAGAIN;
+    int r = retire_locked(v, upto);
+    pthread_mutex_unlock(&v->own_lock);
+    return r;
+}
+
+static int retire_locked(struct glidefs_volume *v, uint32_t upto)
+{
+    if (!v->meta.encrypted || !v->owner)
+        return -EINVAL;
+    struct gfs_datakey keys[GFS_KEYWRAP_MAX_GENS];
+    unsigned n = 0, k = 0;
+    int r = held_keys(v, keys, &n);
+    while (r == 0 && k < n && keys[k].gen <= upto)
+        k++;
+    if (r == 0 && (k == 0 || k == n))
+        r = k == 0 ? 0 : -EINVAL; /* nothing to retire / the newest stays */
+    else if (r == 0) {
+        /* first the store forgets them, then this node */
+        r = store_keys(v, keys + k, n - k);
+        if (r == 0)
+            r = gfs_codec_retire(v->codec, upto);
+        if (r == 0)
+            gfs_info(&v->log, "%s: data key generation(s) up to %u retired: no segment "
+                     "needs them any more", v->name, upto);
+    }
+    mbedtls_platform_zeroize(keys, sizeof keys);
+    return r;
+}
+
+int gfs_volmeta_follow_keys(struct glidefs_volume *v)
+{
+    char key[512];
+    key_of(key, sizeof key, v->name, "volume.json");
+    CLEANUP_FREE void *buf = NULL;
+    size_t len = 0;
+    int r = v->store->ops->get(v->store, key, GFS_VOLUME_JSON_MAX, &buf, &len, NULL);
+    if (r < 0)
+        return r;
+    struct gfs_volmeta m;
+    r = gfs_volmeta_parse(&m, v->name, &v->log, buf, len);
+    if (r < 0 || !m.encrypted || memcmp(m.data_uuid, v->meta.data_uuid, 16) != 0)
+        return r < 0 ? r : -EIO;
+    uint8_t kek[32];
+    struct gfs_datakey keys[GFS_KEYWRAP_MAX_GENS];
+    unsigned n = 0, added = 0;
+    r = gfs_codec_kek(v->codec, kek);
+    if (r == 0)
+        r = gfs_keywrap_open_all(kek, &m.kw, m.data_uuid, keys, &n);
+    for (unsigned i = 0; r == 0 && i < n; i++) {
+        if (gfs_codec_has_gen(v->codec, keys[i].gen))
+            continue;
+        r = gfs_codec_add_gen(v->codec, &keys[i]);
+        added += r == 0;
+    }
+    if (r == 0 && gfs_keywrap_first(&m.kw) > 1)
+        gfs_codec_retire(v->codec, gfs_keywrap_first(&m.kw) - 1);
+    if (r == 0) {
+        pthread_mutex_lock(&v->lock);
+        v->meta.kw = m.kw;
+        pthread_mutex_unlock(&v->lock);
+    }
+    if (r == 0 && added)
+        gfs_info(&v->log, "%s: learnt data key generation %u from volume.json", v->name,
+                 keys[n - 1].gen);
+    mbedtls_platform_zeroize(kek, sizeof kek);
+    mbedtls_platform_zeroize(keys, sizeof keys);
+    return r < 0 ? r : (int)added;
 }
 
 GLIDEFS_API int glidefs_resize(glidefs_volume *v, uint64_t new_size)

@@ -71,5 +71,15 @@ int gfs_volmeta_load(struct glidefs_volume *v, const struct glidefs_config *cfg,
 int gfs_volmeta_store(struct glidefs_volume *v);
 /* Re-read volume.json's size (a follower catching a resize by the writer). */
 int gfs_volmeta_follow_size(struct glidefs_volume *v);
+/* Re-read volume.json's data key generations (a follower meeting a segment
+ * of a generation it does not hold): adds the new ones to the codec and
+ * stops holding retired ones. Returns how many were added, or -errno. */
+int gfs_volmeta_follow_keys(struct glidefs_volume *v);
+/* The lease holder forgets generations <= upto: volume.json without them,
+ * then the codec. The caller has made sure nothing it keeps needs them.
+ * Never waits for own_lock (called from the syncer thread): -EAGAIN when it
+ * is taken, try again later. 0 (also: nothing to retire), -EINVAL (the
+ * newest would go), -errno. */
+int gfs_volmeta_retire_keys(struct glidefs_volume *v, uint32_t upto);
 
 #endif

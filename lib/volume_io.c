@@ -586,13 +586,18 @@ GLIDEFS_API int glidefs_stats(glidefs_volume *v, struct glidefs_stats *out, size
     if (v->dirty.head)
         oldest = gfs_now_ms() - v->dirty.head->first_ms;
     s.oldest_dirty_age_ms = oldest;
+    uint32_t newest = gfs_codec_key_gen(v->codec);
     for (uint32_t i = 1; i < v->sv.bm.nsegs; i++) {
         if (v->sv.bm.segs[i].deleted)
             continue;
         s.stored_bytes += v->sv.bm.segs[i].total_bytes;
         s.live_bytes += v->sv.bm.segs[i].live_bytes;
         s.segments++;
+        if (v->sv.bm.segs[i].live_bytes && gfs_key_gen_older(v->sv.bm.segs[i].key_gen, newest))
+            s.segments_old_key++;
     }
+    s.key_generation = newest;
+    s.key_generations = gfs_codec_gens(v->codec, NULL, 0);
     double uptime_s = (double)(gfs_now_ms() - v->opened_ms) / 1000.0;
     pthread_mutex_unlock(&v->lock);
     struct gfs_objstore_stats os;

@@ -221,7 +221,7 @@ static int volume_setup(glidefs_volume *v, const glidefs_config *cfg, unsigned f
     }
     r = gfs_view_load(&v->sv);
     if (r < 0)
-        return r;
+        return r == -ENOKEY ? -EIO : r; /* a segment under a key volume.json does not hold */
     gfs_volume_seq_past_map(v);
     /* the epoch the journal's records were written under */
     r = gfs_local_epoch_read(v->dir, &v->own.local_epoch);

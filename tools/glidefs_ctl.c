@@ -1,7 +1,7 @@
 /*
  * glidefs-ctl — command-line client of glidefsd's REST API (libcurl +
  * jansson): list, status, create, drain, promote, release, resize, delete,
- * compact and metrics of exports, and their snapshots and clones (snapshot,
+ * compact, data-key rotation (rekey --data-key) and metrics of exports, and their snapshots and clones (snapshot,
  * snapshots, snapshot-delete, clone); what a fenced node kept aside
  * (fenced-export, fenced-discard). Human-readable output by default; --json
  * prints the API's JSON answer unchanged. `drain` shows progress (bytes
@@ -58,6 +58,7 @@ struct opts {
     long timeout_s; /* 0: none */
     const char *snapshot; /* clone --snapshot SNAP */
     bool force_set, purge_set, timeout_set;
+    bool data_key; /* rekey --data-key */
 };
 
 static struct opts opt;
@@ -92,6 +93,8 @@ static void usage(FILE *f)
             "  delete NAME [--purge] [--force]\n"
             "                               remove it from the node (--purge: from the store too)\n"
             "  compact NAME                 rewrite sparse segments now, reclaim space\n"
+            "  rekey NAME --data-key        rotate an encrypted export's data key: new writes\n"
+            "                               at once, old segments re-sealed by compaction\n"
             "  metrics NAME                 I/O, cache, store and latency figures\n"
             "  snapshot NAME SNAP [--timeout S]\n"
             "                               take snapshot SNAP of the export (drains first)\n"
@@ -434,6 +437,10 @@ static void print_status(json_t *e)
            " retries\n", jint(e, "store_puts"), jint(e, "store_gets"), jint(e, "store_errors"),
            jint(e, "store_retries"));
     printf("est. cost:    $%.2f / month\n", jreal(e, "est_monthly_cost_usd"));
+    if (jint(e, "key_generation"))
+        printf("data key:     generation %" PRIu64 " (%" PRIu64 " held; %" PRIu64
+               " segments under older ones)\n", jint(e, "key_generation"),
+               jint(e, "key_generations"), jint(e, "segments_old_key"));
     if (jint(e, "fenced_bytes")) {
         human(jint(e, "fenced_bytes"), c, sizeof c);
         printf("fenced data:  %s kept aside (never uploaded; see glidefs-ctl fenced-export "
@@ -786,6 +793,21 @@ static int cmd_compact(const char *name)
                name, jint(a.json, "segments_rewritten"), rw, jint(a.json, "segments_deleted"),
                rec, st, lv);
     }
+    answer_free(&a);
+    return rc;
+}
+
+static int cmd_rotate_key(const char *name)
+{
+    char path[256], what[200];
+    snprintf(path, sizeof path, "/api/exports/%s/rotate-key", name);
+    snprintf(what, sizeof what, "rekey %s --data-key", name);
+    struct answer a;
+    int rc = call(what, "POST", path, NULL, 0, &a);
+    if (!rc && !opt.json)
+        printf("rotated the data key of %s: new writes use generation %" PRIu64 "; %" PRIu64
+               " segments under older keys, re-sealed by compaction (status NAME shows the "
+               "count)\n", name, jint(a.json, "key_generation"), jint(a.json, "segments_old_key"));
     answer_free(&a);
     return rc;
 }
@@ -1152,6 +1174,8 @@ int main(int argc, char **argv)
             opt.force = opt.force_set = true;
         } else if (strcmp(a, "--purge") == 0) {
             opt.purge = opt.purge_set = true;
+        } else if (strcmp(a, "--data-key") == 0) {
+            opt.data_key = true;
         } else if (is_opt(a, "--snapshot")) {
             if (!(opt.snapshot = opt_value(argc, argv, &i, "--snapshot")))
                 return EXIT_USAGE;
@@ -1189,7 +1213,7 @@ int main(int argc, char **argv)
     const char *cmd = pos[0];
     enum { C_LIST, C_STATUS, C_CREATE, C_DRAIN, C_PROMOTE, C_RELEASE, C_RESIZE, C_DELETE,
            C_COMPACT, C_METRICS, C_SNAPSHOT, C_SNAPSHOTS, C_SNAPSHOT_DELETE, C_CLONE,
-           C_FENCED_EXPORT, C_FENCED_DISCARD };
+           C_FENCED_EXPORT, C_FENCED_DISCARD, C_REKEY };
     static const struct {
         const char *name;
         int id;
@@ -1214,6 +1238,7 @@ int main(int argc, char **argv)
         { "clone", C_CLONE, 1, 1, true, false, false, false, true },
         { "fenced-export", C_FENCED_EXPORT, 1, 1, true, false, false, false, false },
         { "fenced-discard", C_FENCED_DISCARD, 0, 0, true, false, false, false, false },
+        { "rekey", C_REKEY, 0, 0, true, false, false, false, false },
     };
     int k = -1;
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
@@ -1234,6 +1259,13 @@ int main(int argc, char **argv)
     const char *name = npos > 1 ? pos[1] : NULL;
     int extra = npos - 1 - (cmds[k].has_name ? 1 : 0);
     int id = cmds[k].id;
+    if (opt.data_key != (id == C_REKEY)) {
+        errorf("%s", opt.data_key ? "--data-key applies to rekey only (glidefs-ctl --help)"
+                                  : "rekey: give --data-key (a password change is "
+                                    "glidefs_volume_rekey() in the library: the API never "
+                                    "carries passwords)");
+        return EXIT_USAGE;
+    }
     const char *arg2 = npos > 2 ? pos[2] : NULL;
     if (cmds[k].has_name) {
         int rc = id == C_CLONE ? check_name_of(cmd, name, "export", "PARENT")
@@ -1290,6 +1322,7 @@ int main(int argc, char **argv)
     case C_SNAPSHOT_DELETE: rc = cmd_snapshot_delete(cmd, name, arg2); break;
     case C_FENCED_EXPORT: rc = cmd_fenced_export(name, arg2); break;
     case C_FENCED_DISCARD: rc = cmd_fenced_discard(name); break;
+    case C_REKEY: rc = cmd_rotate_key(name); break;
     default: rc = cmd_clone(name, arg2); break;
     }
     curl_global_cleanup();

@@ -225,6 +225,21 @@ GLIDEFS_API int glidefs_fenced_export(glidefs_volume *vol, int fd, uint64_t *epo
 GLIDEFS_API int glidefs_volume_rekey(glidefs_volume *vol, const char *old_password,
                                      const char *new_password);
 
+/* Rotate the data key of an encrypted volume: a new data key generation is
+ * made, wrapped under the password's key (kept from open) into volume.json,
+ * and every segment written from then on is sealed under it. Compaction
+ * re-seals the segments still under older generations in the background
+ * (glidefs_stats.segments_old_key counts them); when none is left, and no
+ * snapshot or clone keeps one, the older generations are retired: removed
+ * from volume.json and no longer accepted, so a leaked older key opens
+ * nothing the volume still uses. Snapshots and clones taken before the
+ * rotation keep their segments, so the older keys stay until they are
+ * deleted. flags: 0. Only the lease holder may rotate. -EINVAL not
+ * encrypted (or flags), -EROFS not the writer, -ENOSPC 16 generations are
+ * held (let compaction retire older ones first). */
+#define GLIDEFS_HAVE_ROTATE_KEY 1
+GLIDEFS_API int glidefs_volume_rotate_key(glidefs_volume *vol, unsigned flags);
+
 /* ---- snapshots and clones ---- */
 
 /* Take snapshot `name` of the volume: drains, then stores one small object
@@ -321,6 +336,13 @@ struct glidefs_stats {
     int64_t store_probe_ms;      /* wall clock of that probe, 0 if none */
     char lease_instance[33];     /* instance id of the lease's holder ("" if released, none,
                                     or written by an older build) */
+    /* encryption at rest (GLIDEFS_HAVE_ROTATE_KEY) */
+    uint64_t key_generation;     /* data key generation new segments are sealed under (0: not
+                                    encrypted) */
+    uint64_t key_generations;    /* generations held: older ones stay until nothing needs them */
+    uint64_t segments_old_key;   /* segments still referenced that are sealed under an older
+                                    generation (compaction re-seals them; 0: a leaked older
+                                    key no longer matters once it is retired) */
 };
 
 /* Result of glidefs_compact(). It may grow: pass sizeof of yours. */

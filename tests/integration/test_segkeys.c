@@ -5,14 +5,19 @@
  * Reads the block map, the codec and the segment files through the
  * internal library: a payload from the store opens under its own segment's
  * key and under no other (not another segment's, not the legacy one-per-
- * volume block key that sealed everything before).
+ * volume block key that sealed everything before). Data-key rotation: new
+ * segments use the new generation at once, a follower on another cache dir
+ * learns it, compaction re-seals the old segments and then retires the old
+ * generation, after which a segment forged with the old key is refused.
  */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
 
+#include <dirent.h>
 #include <fcntl.h>
+#include <jansson.h>
 #include <unistd.h>
 
 #include "testutil.h"
@@ -20,6 +25,9 @@
 #include "bytes.h"
 #include "codec.h"
 #include "segment.h"
+#include "follow.h"
+#include "keywrap.h"
+#include "segwriter.h"
 #include "volume_internal.h"
 
 #define BS 4096u
@@ -176,10 +184,184 @@ static void test_key_per_segment(void **state)
     tu_env_done(&env);
 }
 
+/* The data keys volume.json of `name` holds, unwrapped with the password. */
+static unsigned stored_keys(const struct tu_env *env, const char *name, struct gfs_datakey *k)
+{
+    char path[1200];
+    snprintf(path, sizeof path, "%s/nbd/%s/volume.json", env->store, name);
+    json_error_t je;
+    json_t *root = json_load_file(path, 0, &je);
+    assert_non_null(root);
+    struct gfs_keywrap kw;
+    assert_int_equal(gfs_keywrap_from_json(json_object_get(root, "encryption"), &kw), 0);
+    json_decref(root);
+    uint8_t kek[32];
+    unsigned n = 0;
+    assert_int_equal(gfs_keywrap_kek("segment keys", &kw, kek), 0);
+    uint8_t uuid[16];
+    memset(uuid, 0, sizeof uuid);
+    /* the wraps bind the lineage's uuid: take it from a segment header */
+    char segdir[1200];
+    snprintf(segdir, sizeof segdir, "%s/nbd/%s/seg", env->store, name);
+    DIR *d = opendir(segdir);
+    assert_non_null(d);
+    struct dirent *de;
+    while ((de = readdir(d)) && de->d_name[0] == '.')
+        ;
+    assert_non_null(de);
+    char sp[1500];
+    snprintf(sp, sizeof sp, "%s/%s", segdir, de->d_name);
+    closedir(d);
+    int fd = open(sp, O_RDONLY);
+    assert_true(fd >= 0);
+    assert_int_equal(pread(fd, uuid, 16, 48), 16);
+    close(fd);
+    assert_int_equal(gfs_keywrap_open_all(kek, &kw, uuid, k, &n), 0);
+    return n;
+}
+
+static struct glidefs_stats stats(glidefs_volume *v)
+{
+    struct glidefs_stats st;
+    assert_int_equal(glidefs_stats(v, &st, sizeof st), 0);
+    return st;
+}
+
+/* A segment holding block b, sealed under generation dk (forged by whoever
+ * holds that key), put into the store as segment (epoch, 1) of `name`. */
+static void forge_segment(const struct tu_env *env, const char *name, const uint8_t uuid[16],
+                          const struct gfs_datakey *dk, uint64_t epoch, uint64_t b)
+{
+    struct gfs_codec_params p = {.block_size = BS, .compress = 0, .keys = dk, .nkeys = 1};
+    memcpy(p.volume_uuid, uuid, 16);
+    struct gfs_codec *c;
+    assert_int_equal(gfs_codec_new(&p, &c), 0);
+    struct gfs_segw w;
+    assert_int_equal(gfs_segw_begin(&w, c, name, epoch, 1, 1, BS + 64), 0);
+    uint8_t blk[BS];
+    memset(blk, 0xab, BS);
+    assert_int_equal(gfs_segw_add_block(&w, BS, b, 1u << 30, blk, NULL), 0);
+    assert_int_equal(gfs_segw_finish(&w, BS, uuid), 0);
+    char path[1200];
+    snprintf(path, sizeof path, "%s/%s", env->store, w.name);
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(w.obj, 1, gfs_segw_len(&w), f), gfs_segw_len(&w));
+    fclose(f);
+    gfs_segw_free(&w);
+    gfs_codec_free(c);
+}
+
+static void test_rotation(void **state)
+{
+    (void)state;
+    struct tu_env env;
+    tu_env_init(&env, "rotate");
+    if (strncmp(env.url, "file://", 7) != 0)
+        skip();
+    glidefs_config *c = cfg(&env);
+    glidefs_volume *v, *f;
+    assert_int_equal(glidefs_volume_open(c, "rk", SZ, GLIDEFS_OPEN_CREATE, &v), 0);
+    static uint8_t img[SZ];
+    fill(img, SZ, 9);
+    memset(img + 32 * BS, 0, 8 * BS); /* 32..39 stay unwritten */
+    assert_int_equal(glidefs_pwrite(v, img, 32 * BS, 0, 0), 0);
+    assert_int_equal(glidefs_drain(v, -1), 0);
+    struct gfs_datakey before[GFS_KEYWRAP_MAX_GENS];
+    assert_int_equal(stored_keys(&env, "rk", before), 1);
+    uint8_t uuid[16];
+    memcpy(uuid, v->meta.data_uuid, 16);
+    struct glidefs_stats st = stats(v);
+    assert_int_equal(st.key_generation, 1);
+    assert_int_equal(st.key_generations, 1);
+    assert_int_equal(st.segments_old_key, 0);
+
+    /* a reader on another cache dir, opened before the rotation */
+    char fcache[600];
+    snprintf(fcache, sizeof fcache, "%s/follower", env.root);
+    glidefs_config *fc = cfg(&env);
+    tu_set(fc, "cache.dir", fcache);
+    assert_int_equal(glidefs_volume_open(fc, "rk", 0, GLIDEFS_OPEN_READONLY, &f), 0);
+
+    assert_int_equal(glidefs_volume_rotate_key(v, 1), -EINVAL);
+    assert_int_equal(glidefs_volume_rotate_key(f, 0), -EROFS);
+    assert_int_equal(glidefs_volume_rotate_key(v, 0), 0);
+    struct gfs_datakey after[GFS_KEYWRAP_MAX_GENS];
+    assert_int_equal(stored_keys(&env, "rk", after), 2);
+    assert_memory_equal(after[0].key, before[0].key, 32);
+    assert_int_equal(after[1].gen, 2);
+    st = stats(v);
+    assert_int_equal(st.key_generation, 2);
+    assert_int_equal(st.key_generations, 2);
+    assert_true(st.segments_old_key >= 2);
+
+    /* new writes: generation 2 at once */
+    assert_int_equal(glidefs_pwrite(v, img + 40 * BS, 8 * BS, 40 * BS, 0), 0);
+    assert_int_equal(glidefs_drain(v, -1), 0);
+    char nm[512];
+    struct gfs_bm_entry e = where(v, 41, nm);
+    assert_int_equal(e.key_gen, 2);
+    assert_int_equal(where(v, 3, nm).key_gen, 1);
+
+    /* the follower meets a generation-2 segment and learns it */
+    assert_int_equal(gfs_volume_catch_up(f), 0);
+    uint8_t *all = malloc(SZ);
+    assert_non_null(all);
+    assert_int_equal(glidefs_pread(f, all, SZ, 0), 0);
+    assert_memory_equal(all, img, 48 * BS);
+    assert_int_equal(stats(f).key_generation, 2);
+
+    /* compaction re-seals everything under generation 2, then retires 1 */
+    struct glidefs_compact_result res;
+    assert_int_equal(glidefs_compact(v, &res, sizeof res), 0);
+    assert_true(res.segments_rewritten >= 2);
+    st = stats(v);
+    assert_int_equal(st.segments_old_key, 0);
+    assert_int_equal(st.key_generations, 1);
+    assert_int_equal(st.key_generation, 2);
+    assert_int_equal(where(v, 3, nm).key_gen, 2);
+    assert_int_equal(stored_keys(&env, "rk", after), 1);
+    assert_int_equal(after[0].gen, 2);
+    memset(all, 0, SZ);
+    assert_int_equal(glidefs_pread(v, all, SZ, 0), 0);
+    assert_memory_equal(all, img, 48 * BS);
+    assert_int_equal(glidefs_volume_close(f), 0);
+    assert_int_equal(glidefs_volume_close(v), 0);
+
+    /* a cold open reads it all with generation 2 alone */
+    tu_rmrf(env.cache);
+    assert_int_equal(glidefs_volume_open(c, "rk", 0, GLIDEFS_OPEN_READONLY, &v), 0);
+    memset(all, 0, SZ);
+    assert_int_equal(glidefs_pread(v, all, SZ, 0), 0);
+    assert_memory_equal(all, img, 48 * BS);
+    assert_int_equal(stats(v).checksum_errors, 0);
+    assert_int_equal(glidefs_volume_close(v), 0);
+
+    /* whoever still has the retired generation-1 key forges a segment:
+     * refused (the volume does not open); with the current key the same
+     * forgery is accepted (the control: it is the key that decides) */
+    forge_segment(&env, "rk", uuid, &before[0], 0xff, 50);
+    tu_rmrf(env.cache);
+    assert_int_equal(glidefs_volume_open(c, "rk", 0, GLIDEFS_OPEN_READONLY, &v), -EIO);
+    forge_segment(&env, "rk", uuid, &after[0], 0xff, 50);
+    tu_rmrf(env.cache);
+    assert_int_equal(glidefs_volume_open(c, "rk", 0, GLIDEFS_OPEN_READONLY, &v), 0);
+    uint8_t blk[BS];
+    assert_int_equal(glidefs_pread(v, blk, BS, 50 * BS), 0);
+    assert_int_equal(blk[0], 0xab);
+    assert_int_equal(glidefs_volume_close(v), 0);
+
+    free(all);
+    glidefs_config_free(fc);
+    glidefs_config_free(c);
+    tu_env_done(&env);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_key_per_segment),
+        cmocka_unit_test(test_rotation),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

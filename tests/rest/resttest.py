@@ -99,7 +99,7 @@ class Response:
 class Daemon:
     def __init__(self, glidefsd, base=None, store=None, size="64M", token=None,
                  api_unix=False, listen=None, sync_delay_ms=20, extra_nbd=None,
-                 shutdown_timeout_s=30, node_id=None, extra_api=None):
+                 shutdown_timeout_s=30, node_id=None, extra_api=None, extra_storage=None):
         self.glidefsd = glidefsd
         self.own_base = base is None
         self.base = base or tempfile.mkdtemp(prefix="glidefsd-rest-")
@@ -126,6 +126,10 @@ class Daemon:
             "  disk_size_gb: 2",
             "storage:",
             f"  url: file://{self.store}",
+        ]
+        for k, v in (extra_storage or {}).items():
+            lines.append(f"  {k}: {v}")
+        lines += [
             "servers:",
             f"  shutdown_timeout_s: {shutdown_timeout_s}",
             "  nbd:",

@@ -388,6 +388,134 @@ static void test_json_hostile(void **state)
     json_decref(o);
 }
 
+/* Generations: open_all/seal_all, the generations form in JSON, the set
+ * bound together by the additional data (a changed first generation, a
+ * wrap carried over from another set, the plain form's wrap re-labelled),
+ * retirement, a password change across generations. */
+static void test_generations(void **state)
+{
+    struct fixture *f = *state;
+    const char *pw = "correct horse battery staple";
+    uint8_t kek[32];
+    assert_int_equal(gfs_keywrap_kek(pw, &f->kw, kek), 0);
+    struct gfs_datakey k[GFS_KEYWRAP_MAX_GENS];
+    unsigned n = 0;
+    assert_int_equal(gfs_keywrap_open_all(kek, &f->kw, UUID1, k, &n), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(k[0].gen, 1);
+    assert_memory_equal(k[0].key, f->dk, 32);
+    assert_int_equal(gfs_keywrap_first(&f->kw), 1);
+    assert_int_equal(gfs_keywrap_newest(&f->kw), 1);
+
+    /* rotate: generations 1 and 2 */
+    k[1].gen = 2;
+    memset(k[1].key, 0x77, 32);
+    struct gfs_keywrap two = f->kw;
+    assert_int_equal(gfs_keywrap_seal_all(kek, UUID1, k, 2, &two), 0);
+    assert_int_equal(gfs_keywrap_first(&two), 1);
+    assert_int_equal(gfs_keywrap_newest(&two), 2);
+    assert_memory_equal(two.salt, f->kw.salt, 16); /* same KEK */
+    assert_int_equal(gfs_keywrap_unwrap(pw, &two, UUID1, k[5].key), -EINVAL); /* not plain */
+    json_t *o = gfs_keywrap_to_json(&two);
+    assert_non_null(o);
+    assert_int_equal(json_integer_value(json_object_get(o, "gen")), 1);
+    assert_int_equal(json_array_size(json_object_get(o, "keys")), 1);
+    struct gfs_keywrap back;
+    assert_int_equal(gfs_keywrap_from_json(o, &back), 0);
+    struct gfs_datakey got[GFS_KEYWRAP_MAX_GENS];
+    assert_int_equal(gfs_keywrap_open_all(kek, &back, UUID1, got, &n), 0);
+    assert_int_equal(n, 2);
+    assert_memory_equal(got[0].key, f->dk, 32);
+    assert_memory_equal(got[1].key, k[1].key, 32);
+    assert_int_equal(got[1].gen, 2);
+    assert_int_equal(gfs_keywrap_open_all(kek, &back, UUID2, got, &n), -EACCES);
+
+    /* the set is bound: generation 1's wrap of {1,2} does not open as the
+     * plain form, nor as the first of another set */
+    struct gfs_keywrap t = two;
+    t.nextra = 0;
+    t.first_gen = 0;
+    assert_int_equal(gfs_keywrap_open_all(kek, &t, UUID1, got, &n), -EACCES);
+    t = two;
+    t.first_gen = 2;
+    t.extra[0].gen = 3;
+    assert_int_equal(gfs_keywrap_open_all(kek, &t, UUID1, got, &n), -EACCES);
+
+    /* retire generation 1: {2} alone, in the generations form */
+    struct gfs_keywrap ret = two;
+    assert_int_equal(gfs_keywrap_seal_all(kek, UUID1, k + 1, 1, &ret), 0);
+    assert_int_equal(gfs_keywrap_first(&ret), 2);
+    assert_int_equal(gfs_keywrap_newest(&ret), 2);
+    json_t *r = gfs_keywrap_to_json(&ret);
+    assert_int_equal(json_integer_value(json_object_get(r, "gen")), 2);
+    assert_int_equal(gfs_keywrap_from_json(r, &back), 0);
+    assert_int_equal(gfs_keywrap_open_all(kek, &back, UUID1, got, &n), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(got[0].gen, 2);
+    /* putting the retired generation back: its old wrap (sealed as the
+     * first of {1,2}) next to the current wrap of 2 (sealed as the only
+     * one): generation 2's additional data no longer matches */
+    json_t *rr = gfs_keywrap_to_json(&ret);
+    json_object_set_new(rr, "gen", json_integer(1));
+    json_t *e2 = json_pack("{s:i, s:O, s:O, s:O}", "gen", 2, "nonce", json_object_get(rr, "nonce"),
+                           "wrapped_key", json_object_get(rr, "wrapped_key"), "tag",
+                           json_object_get(rr, "tag"));
+    json_array_append_new(json_object_get(rr, "keys"), e2);
+    json_object_set(rr, "nonce", json_object_get(o, "nonce"));
+    json_object_set(rr, "wrapped_key", json_object_get(o, "wrapped_key"));
+    json_object_set(rr, "tag", json_object_get(o, "tag"));
+    assert_int_equal(gfs_keywrap_from_json(rr, &back), 0);
+    assert_int_equal(gfs_keywrap_open_all(kek, &back, UUID1, got, &n), -EACCES);
+    json_decref(rr);
+    json_decref(r);
+
+    /* hostile forms */
+    json_t *h = json_deep_copy(o);
+    json_object_del(h, "keys");
+    assert_int_equal(gfs_keywrap_from_json(h, &back), -EINVAL); /* gen without keys */
+    json_decref(h);
+    h = json_deep_copy(o);
+    json_array_clear(json_object_get(h, "keys"));
+    assert_int_equal(gfs_keywrap_from_json(h, &back), -EINVAL); /* gen 1, no more: plain form */
+    json_object_set_new(h, "gen", json_integer(0));
+    assert_int_equal(gfs_keywrap_from_json(h, &back), -EINVAL);
+    json_decref(h);
+    h = json_deep_copy(o);
+    json_object_set_new(json_array_get(json_object_get(h, "keys"), 0), "gen", json_integer(3));
+    assert_int_equal(gfs_keywrap_from_json(h, &back), -EINVAL); /* not consecutive */
+    json_decref(h);
+    h = json_deep_copy(o);
+    json_object_set_new(json_array_get(json_object_get(h, "keys"), 0), "x", json_integer(3));
+    assert_int_equal(gfs_keywrap_from_json(h, &back), -EINVAL); /* unknown field */
+    json_decref(h);
+    h = json_deep_copy(o);
+    for (int i = 0; i < GFS_KEYWRAP_MAX_GENS; i++)
+        json_array_append(json_object_get(h, "keys"),
+                          json_array_get(json_object_get(o, "keys"), 0));
+    assert_int_equal(gfs_keywrap_from_json(h, &back), -EINVAL); /* too many */
+    json_decref(h);
+    /* seal_all refuses gaps and a generation 0 */
+    k[1].gen = 3;
+    assert_int_equal(gfs_keywrap_seal_all(kek, UUID1, k, 2, &t), -EINVAL);
+    k[0].gen = 0;
+    assert_int_equal(gfs_keywrap_seal_all(kek, UUID1, k, 1, &t), -EINVAL);
+    k[0].gen = 1;
+    k[1].gen = 2;
+
+    /* a password change carries every generation */
+    struct gfs_keywrap pc = two;
+    assert_int_equal(gfs_keywrap_rewrap(pw, "new one", GFS_KDF_ITERATIONS, UUID1, &pc), 0);
+    assert_true(memcmp(pc.salt, two.salt, 16) != 0);
+    uint8_t kek2[32];
+    assert_int_equal(gfs_keywrap_kek("new one", &pc, kek2), 0);
+    assert_int_equal(gfs_keywrap_open_all(kek2, &pc, UUID1, got, &n), 0);
+    assert_int_equal(n, 2);
+    assert_memory_equal(got[0].key, f->dk, 32);
+    assert_memory_equal(got[1].key, k[1].key, 32);
+    assert_int_equal(gfs_keywrap_open_all(kek, &pc, UUID1, got, &n), -EACCES);
+    json_decref(o);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -397,6 +525,7 @@ int main(void)
         cmocka_unit_test(test_rewrap),
         cmocka_unit_test(test_json_round_trip),
         cmocka_unit_test(test_json_hostile),
+        cmocka_unit_test(test_generations),
     };
     /* One wrap for the whole group: derivations are deliberately slow. */
     return cmocka_run_group_tests(tests, setup_wrap, teardown_wrap);

@@ -553,7 +553,8 @@ static struct gfs_codec *codec_with(uint8_t keybyte, const uint8_t uuid[16])
     return c;
 }
 
-/* key_gen: written and read back on sealed headers; refused on unsealed
+/* key_gen: written and read back on sealed headers, covered by the MAC,
+ * -ENOKEY for a generation the reader does not hold; refused on unsealed
  * ones both ways (encode -EINVAL; a crafted header with a valid CRC
  * -EBADMSG). */
 static void test_key_gen(void **state)
@@ -564,21 +565,26 @@ static void test_key_gen(void **state)
     struct gfs_seg_entry one = { 7, 1, (uint32_t)gfs_seg_header_size_mac(1, 1), 4096, 4096, 9,
                                  GFS_SEGF_SEALED };
     struct gfs_seg_header h = { .epoch = 3, .seq = 4, .nblocks = 1, .block_size = 4096,
-                                .entries = &one, .key_gen = 0xfffffff0u };
+                                .entries = &one, .key_gen = 1 };
     memcpy(h.volume_uuid, uuid, 16);
     uint8_t buf[512];
     size_t hs = gfs_seg_header_size_mac(1, 1);
     assert_int_equal(gfs_seg_encode_header_mac(&h, buf, sizeof buf, sealed), (int)hs);
-    assert_int_equal(gfs_le32_get(buf + 44), 0xfffffff0u);
+    assert_int_equal(gfs_le32_get(buf + 44), 1);
     struct gfs_seg_header d;
     assert_int_equal(gfs_seg_decode_header_mac(buf, hs, 0, &d, NULL, sealed), 0);
-    assert_int_equal(d.key_gen, 0xfffffff0u);
+    assert_int_equal(d.key_gen, 1);
     gfs_seg_header_free(&d);
-    /* the MAC covers it */
-    gfs_le32_put(buf + 44, 1);
+    /* the MAC covers it: as legacy (0, a generation the codec holds) the
+     * CRC passes and the MAC does not */
+    gfs_le32_put(buf + 44, 0);
     size_t hl = gfs_seg_header_size(1) - 4;
     gfs_le32_put(buf + hl, gfs_crc32c(0, buf, hl));
     assert_int_equal(gfs_seg_decode_header_mac(buf, hs, 0, &d, NULL, sealed), -EBADMSG);
+    /* a generation the reader does not hold: -ENOKEY, before the MAC */
+    gfs_le32_put(buf + 44, 0xfffffff0u);
+    gfs_le32_put(buf + hl, gfs_crc32c(0, buf, hl));
+    assert_int_equal(gfs_seg_decode_header_mac(buf, hs, 0, &d, NULL, sealed), -ENOKEY);
     /* unsealed */
     one.offset = (uint32_t)gfs_seg_header_size(1);
     one.flags = 0;
