@@ -53,7 +53,9 @@ struct codec_keys {
      * never move or change. Retired ones stay until the page is wiped. */
     _Atomic unsigned ngens, cur;    /* cur: index of the newest generation */
     _Atomic uint32_t retired;       /* generations <= retired are no longer held */
-    pthread_mutex_t add_lock;       /* one gfs_codec_add_gen at a time */
+    pthread_mutex_t add_lock;       /* one gfs_codec_add_gen at a time; guards the two below */
+    unsigned writers[GFS_CODEC_MAX_GENS]; /* segments being sealed under g[i] */
+    uint32_t frozen;                /* no new segment under generations <= frozen */
     struct codec_gen g[GFS_CODEC_MAX_GENS];
 };
 
@@ -251,6 +253,63 @@ int gfs_codec_add_gen(struct gfs_codec *c, const struct gfs_datakey *dk)
     if (dk->gen > k->g[atomic_load(&k->cur)].gen)
         atomic_store_explicit(&k->cur, n, memory_order_release);
     return 0;
+}
+
+/* The slot of generation gen, or -1. add_lock held (or any: slots never move). */
+static int slot_of(const struct codec_keys *k, uint32_t gen)
+{
+    unsigned n = atomic_load_explicit(&k->ngens, memory_order_acquire);
+    for (unsigned i = 0; i < n; i++)
+        if (k->g[i].gen == gen)
+            return (int)i;
+    return -1;
+}
+
+int gfs_codec_writer_begin(struct gfs_codec *c, uint32_t gen)
+{
+    if (!c || !c->sealed)
+        return -EINVAL;
+    SCOPED_LOCK(&c->keys->add_lock);
+    int i = slot_of(c->keys, gen);
+    if (i < 0 || gen <= c->keys->frozen || gen <= atomic_load(&c->keys->retired))
+        return -ENOKEY;
+    c->keys->writers[i]++;
+    return 0;
+}
+
+void gfs_codec_writer_end(struct gfs_codec *c, uint32_t gen)
+{
+    if (!c || !c->sealed)
+        return;
+    SCOPED_LOCK(&c->keys->add_lock);
+    int i = slot_of(c->keys, gen);
+    if (i >= 0 && c->keys->writers[i])
+        c->keys->writers[i]--;
+}
+
+int gfs_codec_freeze(struct gfs_codec *c, uint32_t upto, uint32_t *was)
+{
+    if (!c || !c->sealed || upto >= gfs_codec_key_gen(c))
+        return -EINVAL;
+    struct codec_keys *k = c->keys;
+    SCOPED_LOCK(&k->add_lock);
+    unsigned n = atomic_load(&k->ngens);
+    for (unsigned i = 0; i < n; i++)
+        if (k->g[i].gen <= upto && k->writers[i])
+            return -EBUSY; /* a segment is being sealed under one of them */
+    if (was)
+        *was = k->frozen;
+    if (upto > k->frozen)
+        k->frozen = upto;
+    return 0;
+}
+
+void gfs_codec_unfreeze(struct gfs_codec *c, uint32_t to)
+{
+    if (!c || !c->sealed)
+        return;
+    SCOPED_LOCK(&c->keys->add_lock);
+    c->keys->frozen = to;
 }
 
 int gfs_codec_retire(struct gfs_codec *c, uint32_t upto)

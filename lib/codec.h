@@ -139,6 +139,18 @@ static inline int gfs_key_gen_older(uint32_t key_gen, uint32_t newest)
  * the codec. 0 (also when held already), -ENOSPC (GFS_CODEC_MAX_GENS),
  * -EINVAL unsealed codec. */
 int gfs_codec_add_gen(struct gfs_codec *c, const struct gfs_datakey *dk);
+/* A segment is being sealed under generation gen (the segment writer, from
+ * begin to free): retirement waits for it. -ENOKEY when gen is not held or
+ * frozen (then use the newest). */
+int gfs_codec_writer_begin(struct gfs_codec *c, uint32_t gen);
+void gfs_codec_writer_end(struct gfs_codec *c, uint32_t gen);
+/* No new segment under generations <= upto from now on: -EBUSY while one is
+ * being sealed under one of them (nothing changed); *was (may be NULL) gets
+ * the previous mark for gfs_codec_unfreeze (undo, when the retirement that
+ * froze them fails). The newest is never frozen (-EINVAL). */
+int gfs_codec_freeze(struct gfs_codec *c, uint32_t upto, uint32_t *was);
+void gfs_codec_unfreeze(struct gfs_codec *c, uint32_t to);
+
 /* Stop holding generations <= upto (0: the legacy key too when upto >= 1):
  * nothing sealed under them opens, no MAC of theirs verifies. The newest
  * stays (-EINVAL). Their key material is wiped when the codec is freed. */

@@ -634,7 +634,7 @@ int gfs_compact_step(struct glidefs_volume *v, int requested)
         pthread_mutex_unlock(&v->lock);
         int kr = gfs_volmeta_retire_keys(v, upto);
         pthread_mutex_lock(&v->lock);
-        if (kr < 0 && kr != -EAGAIN)
+        if (kr < 0 && kr != -EAGAIN && kr != -EBUSY)
             gfs_warn(&v->log, "%s: retiring data key generations up to %u: %s", v->name, upto,
                      glidefs_strerror(kr));
     }

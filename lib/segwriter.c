@@ -25,7 +25,17 @@ int gfs_segw_begin(struct gfs_segw *w, struct gfs_codec *codec, const char *vol,
     w->seq = seq;
     w->sealed = gfs_codec_sealed(codec);
     if (w->sealed) {
-        r = gfs_codec_sealkey(codec, gfs_codec_key_gen(codec), w->name, &w->key);
+        /* the newest generation; registered, so that it is not retired
+         * while this segment is being sealed (a rotation may just have
+         * made a newer one: then take that) */
+        uint32_t gen = gfs_codec_key_gen(codec);
+        r = gfs_codec_writer_begin(codec, gen);
+        if (r == -ENOKEY)
+            r = gfs_codec_writer_begin(codec, gen = gfs_codec_key_gen(codec));
+        if (r < 0)
+            return r;
+        w->writer_gen = gen;
+        r = gfs_codec_sealkey(codec, gen, w->name, &w->key);
         if (r < 0)
             return r;
     }
@@ -153,6 +163,10 @@ void gfs_segw_free(struct gfs_segw *w)
     w->obj = NULL;
     w->ents = NULL;
     gfs_sealkey_wipe(&w->key);
+    if (w->writer_gen) {
+        gfs_codec_writer_end(w->codec, w->writer_gen);
+        w->writer_gen = 0;
+    }
 }
 
 int64_t gfs_segw_commit(struct glidefs_volume *v, const struct gfs_segw *w)

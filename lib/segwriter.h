@@ -41,6 +41,7 @@ struct gfs_segw {
     char name[512];             /* the object's key: nbd/<vol>/seg/<epoch>-<seq> */
     int sealed;
     struct gfs_sealkey key;     /* the segment's key when sealed (wiped by free) */
+    uint32_t writer_gen;        /* registered with the codec (gfs_codec_writer_begin) */
 };
 
 /* Room for max entries of segment (epoch, seq) of volume vol whose payloads,

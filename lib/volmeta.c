@@ -500,8 +500,15 @@ static int retire_locked(struct glidefs_volume *v, uint32_t upto)
     if (r == 0 && (k == 0 || k == n))
         r = k == 0 ? 0 : -EINVAL; /* nothing to retire / the newest stays */
     else if (r == 0) {
-        /* first the store forgets them, then this node */
-        r = store_keys(v, keys + k, n - k);
+        /* no new segment under them (none is being sealed now: else
+         * -EBUSY, try later), then the store forgets them, then this node */
+        uint32_t was = 0;
+        r = gfs_codec_freeze(v->codec, upto, &was);
+        if (r == 0) {
+            r = store_keys(v, keys + k, n - k);
+            if (r < 0)
+                gfs_codec_unfreeze(v->codec, was);
+        }
         if (r == 0)
             r = gfs_codec_retire(v->codec, upto);
         if (r == 0)

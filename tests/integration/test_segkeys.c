@@ -283,6 +283,11 @@ static void test_rotation(void **state)
     tu_set(fc, "cache.dir", fcache);
     assert_int_equal(glidefs_volume_open(fc, "rk", 0, GLIDEFS_OPEN_READONLY, &f), 0);
 
+    /* a segment being sealed under generation 1 while the rotation happens
+     * (an upload in flight): generation 1 is not retired under it */
+    struct gfs_segw inflight;
+    assert_int_equal(gfs_segw_begin(&inflight, v->codec, "rk", 0xfe, 1, 1, BS + 64), 0);
+    assert_int_equal(inflight.key.gen, 1);
     assert_int_equal(glidefs_volume_rotate_key(v, 1), -EINVAL);
     assert_int_equal(glidefs_volume_rotate_key(f, 0), -EROFS);
     assert_int_equal(glidefs_volume_rotate_key(v, 0), 0);
@@ -311,10 +316,17 @@ static void test_rotation(void **state)
     assert_memory_equal(all, img, 48 * BS);
     assert_int_equal(stats(f).key_generation, 2);
 
-    /* compaction re-seals everything under generation 2, then retires 1 */
+    /* compaction re-seals everything under generation 2, then retires 1 —
+     * once the segment still being sealed under 1 is done */
     struct glidefs_compact_result res;
     assert_int_equal(glidefs_compact(v, &res, sizeof res), 0);
     assert_true(res.segments_rewritten >= 2);
+    st = stats(v);
+    assert_int_equal(st.segments_old_key, 0);
+    assert_int_equal(st.key_generations, 2);
+    assert_int_equal(stored_keys(&env, "rk", after), 2);
+    gfs_segw_free(&inflight);
+    assert_int_equal(glidefs_compact(v, &res, sizeof res), 0);
     st = stats(v);
     assert_int_equal(st.segments_old_key, 0);
     assert_int_equal(st.key_generations, 1);

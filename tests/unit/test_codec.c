@@ -729,6 +729,38 @@ static void test_generations(void **state)
     assert_int_equal(gfs_codec_new(&p, &x), -EINVAL);
     p.nkeys = GFS_CODEC_MAX_GENS + 1;
     assert_int_equal(gfs_codec_new(&p, &x), -EINVAL);
+    /* retirement and segments being sealed: a generation with a writer
+     * cannot be frozen; a frozen one takes no new writer; undo */
+    assert_int_equal(gfs_codec_writer_begin(c12, 1), 0);
+    uint32_t was = 99;
+    assert_int_equal(gfs_codec_freeze(c12, 1, &was), -EBUSY);
+    assert_int_equal(was, 99);
+    gfs_codec_writer_end(c12, 1);
+    assert_int_equal(gfs_codec_freeze(c12, 2, &was), -EINVAL); /* the newest */
+    assert_int_equal(gfs_codec_freeze(c12, 1, &was), 0);
+    assert_int_equal(was, 0);
+    assert_int_equal(gfs_codec_writer_begin(c12, 1), -ENOKEY);
+    assert_int_equal(gfs_codec_writer_begin(c12, 2), 0);
+    assert_int_equal(gfs_codec_writer_begin(c12, 7), -ENOKEY);
+    gfs_codec_unfreeze(c12, was);
+    assert_int_equal(gfs_codec_writer_begin(c12, 1), 0);
+    gfs_codec_writer_end(c12, 1);
+    gfs_codec_writer_end(c12, 2);
+    assert_int_equal(gfs_codec_retire(c12, 2), -EINVAL);
+    assert_int_equal(gfs_codec_retire(c12, 1), 0);
+    assert_int_equal(gfs_codec_has_gen(c12, 1), 0);
+    assert_int_equal(gfs_codec_has_gen(c12, 0), 0);
+    assert_int_equal(gfs_codec_gens(c12, gens, 4), 1);
+    assert_int_equal(gfs_codec_sealkey(c12, 1, n, &b), -ENOKEY);
+    assert_int_equal(gfs_codec_mac_verify(c12, msg, sizeof msg, m1), -EBADMSG); /* gen 1's MAC */
+    assert_int_equal(gfs_codec_writer_begin(c12, 1), -ENOKEY);
+    /* a generation added later is held and becomes the newest */
+    struct gfs_datakey d3 = {.gen = 3};
+    memset(d3.key, 3, sizeof d3.key);
+    assert_int_equal(gfs_codec_add_gen(c12, &d3), 0);
+    assert_int_equal(gfs_codec_key_gen(c12), 3);
+    assert_int_equal(gfs_codec_add_gen(c12, &d3), 0); /* again: held already */
+    assert_int_equal(gfs_codec_gens(c12, gens, 4), 2);
     gfs_sealkey_wipe(&a);
     gfs_sealkey_wipe(&b);
     gfs_codec_free(c12);
