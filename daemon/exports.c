@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -650,8 +651,8 @@ struct drain_job {
     struct gd_export *e;
     int64_t timeout_ms;
     int rc, close_rc;
-    bool done;          /* drained (or gave up) and closed */
-    bool drained;       /* the drain has returned; closing now */
+    atomic_bool done;    /* drained (or gave up) and closed (release/acquire) */
+    atomic_bool drained; /* the drain has returned; closing now (release/acquire) */
     pthread_t th;
     bool started;
     uint64_t dirty_at_start;
@@ -663,9 +664,9 @@ static void *drain_thread(void *arg)
 {
     struct drain_job *j = arg;
     j->rc = glidefs_drain(j->e->vol, j->timeout_ms);
-    __atomic_store_n(&j->drained, true, __ATOMIC_RELEASE);
+    atomic_store_explicit(&j->drained, true, memory_order_release);
     j->close_rc = glidefs_volume_close(j->e->vol);
-    __atomic_store_n(&j->done, true, __ATOMIC_RELEASE);
+    atomic_store_explicit(&j->done, true, memory_order_release);
     return NULL;
 }
 
@@ -767,7 +768,7 @@ int gd_registry_shutdown(struct gd_registry *r, int64_t timeout_ms)
     for (;;) {
         size_t left = 0;
         for (size_t i = 0; i < n; i++)
-            if (!__atomic_load_n(&jobs[i].done, __ATOMIC_ACQUIRE))
+            if (!atomic_load_explicit(&jobs[i].done, memory_order_acquire))
                 left++;
         if (left == 0 || gfs_now_ms() >= deadline)
             break;
@@ -776,11 +777,11 @@ int gd_registry_shutdown(struct gd_registry *r, int64_t timeout_ms)
         if (gfs_now_ms() - last_report >= 2000) {
             last_report = gfs_now_ms();
             for (size_t i = 0; i < n; i++)
-                if (!__atomic_load_n(&jobs[i].drained, __ATOMIC_ACQUIRE))
+                if (!atomic_load_explicit(&jobs[i].drained, memory_order_acquire))
                     gd_info("export %s: draining, %" PRIu64 " dirty bytes left (%" PRId64 " s)",
                             jobs[i].e->name, dirty_bytes(jobs[i].e->vol),
                             (gfs_now_ms() - t0) / 1000);
-                else if (!__atomic_load_n(&jobs[i].done, __ATOMIC_ACQUIRE))
+                else if (!atomic_load_explicit(&jobs[i].done, memory_order_acquire))
                     gd_info("export %s: closing (%" PRId64 " s)", jobs[i].e->name,
                             (gfs_now_ms() - t0) / 1000);
         }
@@ -789,10 +790,10 @@ int gd_registry_shutdown(struct gd_registry *r, int64_t timeout_ms)
     bool left_any = false;
     for (size_t i = 0; i < n; i++) {
         struct gd_export *e = jobs[i].e;
-        if (!__atomic_load_n(&jobs[i].done, __ATOMIC_ACQUIRE)) {
+        if (!atomic_load_explicit(&jobs[i].done, memory_order_acquire)) {
             /* The thread still uses the volume: it, the entry and the job
              * stay (the process exits without them). */
-            bool drained = __atomic_load_n(&jobs[i].drained, __ATOMIC_ACQUIRE);
+            bool drained = atomic_load_explicit(&jobs[i].drained, memory_order_acquire);
             gd_err("export %s: %s did not finish within %" PRId64 " s: left as it is; "
                    "unsynced data stays in the journal for the next start, and a write "
                    "lease not handed back expires after servers.lease_timeout_ms",

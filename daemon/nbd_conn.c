@@ -605,7 +605,7 @@ int nbd_handshake(struct conn *c)
             /* Before the reply goes out: a client that has it must find the
              * export connected (the REST state, the idle drain). */
             /* atomic: gd_server_kick_export() reads it from another thread */
-            __atomic_store_n(&c->exp, hs.handle, __ATOMIC_RELEASE);
+            atomic_store_explicit(&c->exp, hs.handle, memory_order_release);
             hs.handle = NULL;
             c->vol = gd_export_volume(c->exp);
             c->export_name = gd_export_name(c->exp);
@@ -1078,7 +1078,7 @@ void gd_server_kick_export(void *server, struct gd_export *e)
     SCOPED_LOCK(&s->lock);
     for (struct conn *c = s->conns; c; c = c->next) {
         SCOPED_LOCK(&c->wlock);
-        if (__atomic_load_n(&c->exp, __ATOMIC_ACQUIRE) == e && !c->finished) {
+        if (atomic_load_explicit(&c->exp, memory_order_acquire) == e && !c->finished) {
             gd_info("connection %" PRIu64 ": disconnected (export %s removed through the API)",
                     c->id, gd_export_name(e));
             nbd_conn_kill_locked(c);

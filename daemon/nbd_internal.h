@@ -130,8 +130,9 @@ struct conn {
     char peer[96];
     pthread_t reader;
 
-    /* Set once the handshake entered transmission. */
-    struct gd_export *exp;
+    /* Set once the handshake entered transmission; atomic: gd_server_kick_export()
+     * reads it from another thread (release/acquire). */
+    _Atomic(struct gd_export *) exp;
     glidefs_volume *vol;
     const char *export_name;    /* the registry's copy */
     struct nbd_txn_params params;
@@ -190,7 +191,7 @@ struct conn {
     unsigned spin_hits;         /* spins that paid since the last probe */
     int64_t spin_avg_us;        /* how long a paying spin waits, on average */
 
-    uint64_t requests;          /* atomic */
+    _Atomic uint64_t requests;  /* relaxed: a count for the log */
     uint64_t reliefs;           /* (rlock) reader role stolen by the watchdog */
     bool finished;              /* reader done; waiting to be joined */
     /* The handshake (srv->lock). */

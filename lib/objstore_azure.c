@@ -39,6 +39,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -105,8 +106,8 @@ struct az_store {
     int max_conns;
     size_t single_max, block_size;
     unsigned max_results;
-    int batch_off;           /* the store refused Blob Batch: single deletes */
-    uint64_t batch_requests; /* Blob Batch requests sent (tests) */
+    atomic_int batch_off;            /* the store refused Blob Batch: single deletes */
+    _Atomic uint64_t batch_requests; /* Blob Batch requests sent (tests) */
 
     pthread_mutex_t pool_lock;
     pthread_cond_t pool_cond;
@@ -116,14 +117,12 @@ struct az_store {
     CURLSH *share;
     pthread_mutex_t share_locks[CURL_LOCK_DATA_LAST];
 
-    uint64_t seq; /* request counter, seeds the backoff jitter */
+    _Atomic uint64_t seq; /* request counter, seeds the backoff jitter */
 };
 
 static const struct gfs_objstore_ops az_ops;
 
 static struct az_store *AZ(struct gfs_objstore *st) { return (struct az_store *)st; }
-
-static void stat_add(uint64_t *c, uint64_t v) { __atomic_fetch_add(c, v, __ATOMIC_RELAXED); }
 
 /* ---- curl handle pool ---------------------------------------------------- */
 
@@ -764,7 +763,7 @@ static int az_exec(struct az_store *st, struct az_call *c, const char *opname)
     int rc = build_target(st, c, &url, &path);
     if (rc != 0)
         return rc;
-    uint64_t seq = __atomic_add_fetch(&st->seq, 1, __ATOMIC_RELAXED);
+    uint64_t seq = atomic_fetch_add_explicit(&st->seq, 1, memory_order_relaxed) + 1;
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
     uint64_t rng = (seq * 0x9E3779B97F4A7C15ULL) ^ (uint64_t)now.tv_nsec ^
@@ -792,7 +791,7 @@ static int az_exec(struct az_store *st, struct az_call *c, const char *opname)
             break;
         }
         long ms = backoff_ms(&rng, i);
-        stat_add(&st->base.stats.retries, 1);
+        gfs_stat_add(&st->base.stats.retries, 1);
         gfs_warn(st->base.log, "azure: %s %s: %s; retry %d/%d in %ld ms", opname,
                  c->key ? c->key : st->desc, c->why, i + 1, budget, ms);
         sleep_ms(ms);
@@ -828,7 +827,7 @@ static int az_fail(struct az_store *st, struct az_call *c, const char *opname, i
         if (rc != -ENOMEM && rc != -EINVAL)
             rc = -EIO;
     }
-    stat_add(&st->base.stats.errors, 1);
+    gfs_stat_add(&st->base.stats.errors, 1);
     return rc;
 }
 
@@ -843,7 +842,7 @@ static int az_head(struct gfs_objstore *gst, const char *key, struct gfs_obj_inf
     call_init(&c, "HEAD", key);
     c.head = 1;
     int rc = az_exec(st, &c, "HEAD");
-    stat_add(&st->base.stats.heads, 1);
+    gfs_stat_add(&st->base.stats.heads, 1);
     if (rc == 0 && c.status == 404 && !code_is(&c, "ContainerNotFound")) {
         call_free(&c);
         return -ENOENT;
@@ -877,7 +876,7 @@ static int our_put_landed(struct az_store *st, const char *key, const char *md5b
     call_init(&c, "HEAD", key);
     c.head = 1;
     int rc = az_exec(st, &c, "HEAD");
-    stat_add(&st->base.stats.heads, 1);
+    gfs_stat_add(&st->base.stats.heads, 1);
     if (rc != 0 || (c.status != 200 && c.status != 404)) {
         rc = az_fail(st, &c, "HEAD", rc);
         call_free(&c);
@@ -929,7 +928,7 @@ static int put_blocks(struct az_store *st, const char *key, const uint8_t *buf, 
         c.xhdr[c.nxhdr++] = (struct gfs_az_kv){"Content-MD5", md5};
         c.xhdr[c.nxhdr++] = (struct gfs_az_kv){"Content-Type", "application/octet-stream"};
         rc = az_exec(st, &c, "PUT-BLOCK");
-        stat_add(&st->base.stats.puts, 1);
+        gfs_stat_add(&st->base.stats.puts, 1);
         if (rc != 0 || !status_ok(&c)) {
             rc = az_fail(st, &c, "PUT-BLOCK", rc);
             call_free(&c);
@@ -1009,9 +1008,9 @@ static int az_put_etag(struct gfs_objstore *gst, const char *key, const void *bu
         c.xhdr[c.nxhdr++] = (struct gfs_az_kv){"If-Match", quoted};
     const char *op = nblocks ? "PUT-BLOCKLIST" : "PUT";
     rc = az_exec(st, &c, op);
-    stat_add(&st->base.stats.puts, 1);
+    gfs_stat_add(&st->base.stats.puts, 1);
     if (rc == 0 && status_ok(&c)) {
-        stat_add(&st->base.stats.put_bytes, len);
+        gfs_stat_add(&st->base.stats.put_bytes, len);
         if (!c.etag[0]) {
             /* the next conditional write needs it: no ETag, no success */
             snprintf(c.why, sizeof(c.why), "answer %ld without an ETag", c.status);
@@ -1073,7 +1072,7 @@ static int az_get_range(struct gfs_objstore *gst, const char *key, uint64_t offs
     c.range_off = offset;
     c.xhdr[c.nxhdr++] = (struct gfs_az_kv){"x-ms-range", range};
     int rc = az_exec(st, &c, "GET");
-    stat_add(&st->base.stats.gets, 1);
+    gfs_stat_add(&st->base.stats.gets, 1);
     if (rc == 0 && (c.status == 416 || /* offset at or past the end */
                     (c.status == 206 && c.cr_empty && c.cr_start == offset && c.got == 0))) {
         call_free(&c);
@@ -1110,7 +1109,7 @@ static int az_get_range(struct gfs_objstore *gst, const char *key, uint64_t offs
         return rc;
     }
     *got = c.got;
-    stat_add(&st->base.stats.get_bytes, c.got);
+    gfs_stat_add(&st->base.stats.get_bytes, c.got);
     call_free(&c);
     return 0;
 }
@@ -1130,7 +1129,7 @@ static int az_get(struct gfs_objstore *gst, const char *key, size_t max_len, voi
     c.sink = SINK_BUFFER;
     c.max_body = max_len;
     int rc = az_exec(st, &c, "GET");
-    stat_add(&st->base.stats.gets, 1);
+    gfs_stat_add(&st->base.stats.gets, 1);
     if (rc == -EFBIG) {
         call_free(&c);
         return -EFBIG;
@@ -1157,7 +1156,7 @@ static int az_get(struct gfs_objstore *gst, const char *key, size_t max_len, voi
         info->size = c.out.len;
         snprintf(info->etag, sizeof(info->etag), "%s", c.etag);
     }
-    stat_add(&st->base.stats.get_bytes, c.out.len);
+    gfs_stat_add(&st->base.stats.get_bytes, c.out.len);
     *out = c.out.p;
     *outlen = c.out.len;
     c.out.p = NULL;
@@ -1175,8 +1174,8 @@ static int az_del(struct gfs_objstore *gst, const char *key)
     /* a blob with snapshots cannot be deleted alone (409 SnapshotsPresent) */
     c.xhdr[c.nxhdr++] = (struct gfs_az_kv){"x-ms-delete-snapshots", "include"};
     int rc = az_exec(st, &c, "DELETE");
-    stat_add(&st->base.stats.deletes, 1);
-    stat_add(&st->base.stats.delete_requests, 1);
+    gfs_stat_add(&st->base.stats.deletes, 1);
+    gfs_stat_add(&st->base.stats.delete_requests, 1);
     if (rc == 0 && (status_ok(&c) || (c.status == 404 && !code_is(&c, "ContainerNotFound")))) {
         call_free(&c);
         return 0; /* deleting a missing blob is success */
@@ -1203,7 +1202,7 @@ static int list_page(struct az_store *st, struct az_call *c, const char *full_pr
     if (marker)
         c->query[c->nquery++] = (struct gfs_az_kv){"marker", marker};
     int rc = az_exec(st, c, "LIST");
-    stat_add(&st->base.stats.lists, 1);
+    gfs_stat_add(&st->base.stats.lists, 1);
     if (rc == -EFBIG) {
         snprintf(c->why, sizeof(c->why), "listing page larger than %u bytes", GFS_AZ_XML_MAX);
         rc = -EIO;
@@ -1256,7 +1255,7 @@ static int az_list(struct gfs_objstore *gst, const char *prefix, const char *sta
             if (strncmp(k, full_prefix, fplen) != 0 || (last && strcmp(k, last) <= 0)) {
                 gfs_err(st->base.log, "azure: LIST %s: the store listed '%.200s' %s", st->desc,
                         k, last && strcmp(k, last) <= 0 ? "out of order" : "outside the prefix");
-                stat_add(&st->base.stats.errors, 1);
+                gfs_stat_add(&st->base.stats.errors, 1);
                 gfs_az_list_page_clear(&page);
                 return -EIO;
             }
@@ -1281,7 +1280,7 @@ static int az_list(struct gfs_objstore *gst, const char *prefix, const char *sta
         if (marker && strcmp(marker, page.next_marker) == 0) {
             gfs_err(st->base.log, "azure: LIST %s: the store answered the same NextMarker "
                     "twice", st->desc);
-            stat_add(&st->base.stats.errors, 1);
+            gfs_stat_add(&st->base.stats.errors, 1);
             gfs_az_list_page_clear(&page);
             return -EIO;
         }
@@ -1469,8 +1468,8 @@ static int delete_chunk(struct az_store *st, const char *const *keys, size_t n, 
     c.query[c.nquery++] = (struct gfs_az_kv){"comp", "batch"};
     c.xhdr[c.nxhdr++] = (struct gfs_az_kv){"Content-Type", ctype};
     rc = az_exec(st, &c, "DELETE-BATCH");
-    __atomic_fetch_add(&st->batch_requests, 1, __ATOMIC_RELAXED);
-    stat_add(&st->base.stats.delete_requests, 1);
+    atomic_fetch_add_explicit(&st->batch_requests, 1, memory_order_relaxed);
+    gfs_stat_add(&st->base.stats.delete_requests, 1);
     if (rc == 0 && !status_ok(&c) && batch_unsupported(c.status, c.code)) {
         gfs_warn(st->base.log, "azure: %s refuses Blob Batch (%s): deleting one blob per "
                  "request from now on", st->desc, c.why);
@@ -1478,7 +1477,7 @@ static int delete_chunk(struct az_store *st, const char *const *keys, size_t n, 
         call_free(&c);
         return 0;
     }
-    stat_add(&st->base.stats.deletes, n);
+    gfs_stat_add(&st->base.stats.deletes, n);
     if (rc != 0 || c.status != 202) {
         rc = az_fail(st, &c, "DELETE-BATCH", rc);
         call_free(&c);
@@ -1494,7 +1493,7 @@ static int delete_chunk(struct az_store *st, const char *const *keys, size_t n, 
     call_free(&c);
     if (rc == -EBADMSG) {
         gfs_err(st->base.log, "azure: DELETE-BATCH on %s: malformed batch answer", st->desc);
-        stat_add(&st->base.stats.errors, 1);
+        gfs_stat_add(&st->base.stats.errors, 1);
         rc = -EIO;
     }
     if (rc == 0 && whole) {
@@ -1505,7 +1504,7 @@ static int delete_chunk(struct az_store *st, const char *const *keys, size_t n, 
         } else {
             gfs_err(st->base.log, "azure: DELETE-BATCH on %s refused: HTTP %d %s", st->desc,
                     whole->status, whole->code);
-            stat_add(&st->base.stats.errors, 1);
+            gfs_stat_add(&st->base.stats.errors, 1);
             rc = whole->status == 403 ? -EACCES
                  : strcmp(whole->code, "ContainerNotFound") == 0 ? -ENOENT : -EIO;
         }
@@ -1529,7 +1528,7 @@ static int delete_chunk(struct az_store *st, const char *const *keys, size_t n, 
         gfs_err(st->base.log, "azure: DELETE-BATCH on %s: %zu of %zu blobs not deleted, first "
                 "%s: HTTP %d %s", st->desc, bad, n, keys[first], rep[first].status,
                 rep[first].code);
-        stat_add(&st->base.stats.errors, 1);
+        gfs_stat_add(&st->base.stats.errors, 1);
         *failed += bad;
         rc = hard ? hard : -EIO;
     }
@@ -1571,12 +1570,12 @@ int gfs_azure_delete_batch(struct gfs_objstore *gst, const char *const *keys, si
     for (size_t off = 0; off < n;) {
         size_t k = n - off < GFS_AZ_BATCH_MAX ? n - off : GFS_AZ_BATCH_MAX;
         int rc, unsupported = 0;
-        if (k == 1 || __atomic_load_n(&st->batch_off, __ATOMIC_RELAXED)) {
+        if (k == 1 || atomic_load_explicit(&st->batch_off, memory_order_relaxed)) {
             rc = del_each(st, keys + off, k, &nfailed);
         } else {
             rc = delete_chunk(st, keys + off, k, &nfailed, &unsupported);
             if (unsupported) {
-                __atomic_store_n(&st->batch_off, 1, __ATOMIC_RELAXED);
+                atomic_store_explicit(&st->batch_off, 1, memory_order_relaxed);
                 continue; /* the same keys again, one by one */
             }
         }
@@ -1611,7 +1610,8 @@ uint64_t gfs_azure_batch_requests(const struct gfs_objstore *gst)
 {
     if (!gfs_objstore_is_azure(gst))
         return 0;
-    return __atomic_load_n(&((const struct az_store *)gst)->batch_requests, __ATOMIC_RELAXED);
+    const struct az_store *st = (const struct az_store *)gst;
+    return atomic_load_explicit(&st->batch_requests, memory_order_relaxed);
 }
 
 /* ops->del_many (objstore.h): compaction and purge delete through Blob Batch. */

@@ -36,6 +36,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -103,15 +104,15 @@ struct s3_store {
     char *ep_host;    /* storage.endpoint's host[:port] */
     int virtual_host; /* requests go to BUCKET.host (gfs_s3_use_virtual) */
     pthread_mutex_t target_lock;
-    struct s3_target *target; /* __atomic; replaced under target_lock */
+    _Atomic(struct s3_target *) target; /* replaced under target_lock */
     int region_switches;
     struct gfs_s3_creds *creds;
     char *ca_bundle;
     char *desc;       /* "s3://bucket/prefix" for messages */
     int tls_verify;
     int crc_mode;     /* storage.checksum: CRC_OFF / CRC_AUTO / CRC_ON */
-    int crc_refused;  /* auto: the store refused the header; PUTs go without it */
-    int crc_state;    /* GFS_S3_CRC_*: what the store was seen to do */
+    atomic_int crc_refused; /* auto: the store refused the header; PUTs go without it */
+    atomic_int crc_state;   /* GFS_S3_CRC_*: what the store was seen to do */
     long timeout_ms;
     int max_retries;
     int max_conns;
@@ -124,20 +125,18 @@ struct s3_store {
     CURLSH *share;
     pthread_mutex_t share_locks[CURL_LOCK_DATA_LAST];
 
-    uint64_t seq; /* request counter, seeds the backoff jitter */
+    _Atomic uint64_t seq; /* request counter, seeds the backoff jitter */
     /* 1 once this store was seen to compare If-Match with the stored ETag
      * without its quotes (Ceph RGW 16): If-Match then goes out bare */
-    int if_match_bare;
+    atomic_int if_match_bare;
     /* 1 once DeleteObjects was answered "not implemented": single deletes */
-    int no_batch_delete;
+    atomic_int no_batch_delete;
 };
 
 static const struct gfs_objstore_ops s3_ops;
 static void target_free(struct s3_target *t);
 
 static struct s3_store *S3(struct gfs_objstore *st) { return (struct s3_store *)st; }
-
-static void stat_add(uint64_t *c, uint64_t v) { __atomic_fetch_add(c, v, __ATOMIC_RELAXED); }
 
 /* ---- curl handle pool ---------------------------------------------------- */
 
@@ -519,7 +518,7 @@ static int key_ok(const struct s3_store *st, const char *key, int allow_empty)
 
 static const struct s3_target *target_of(const struct s3_store *st)
 {
-    return __atomic_load_n(&st->target, __ATOMIC_ACQUIRE);
+    return atomic_load_explicit(&st->target, memory_order_acquire);
 }
 
 /* Build URL and signing path of c for target t. */
@@ -847,7 +846,7 @@ static int s3_exec(struct s3_store *st, struct s3_call *c, const char *opname)
     if ((rc = gfs_sha256_hex(c->body ? c->body : "", c->body_len, payload_hash)) != 0)
         return rc;
 
-    uint64_t seq = __atomic_add_fetch(&st->seq, 1, __ATOMIC_RELAXED);
+    uint64_t seq = atomic_fetch_add_explicit(&st->seq, 1, memory_order_relaxed) + 1;
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
     uint64_t rng = (seq * 0x9E3779B97F4A7C15ULL) ^ (uint64_t)now.tv_nsec ^
@@ -891,7 +890,7 @@ static int s3_exec(struct s3_store *st, struct s3_call *c, const char *opname)
             break;
         }
         long ms = backoff_ms(&rng, i);
-        stat_add(&st->base.stats.retries, 1);
+        gfs_stat_add(&st->base.stats.retries, 1);
         gfs_warn(st->base.log, "s3: %s %s: %s; retry %d/%d in %ld ms", opname,
                  c->key ? c->key : st->desc, c->why, i + 1, budget, ms);
         sleep_ms(ms);
@@ -955,7 +954,7 @@ static int s3_fail(struct s3_store *st, struct s3_call *c, const char *opname, i
         if (rc != -ENOMEM && rc != -EINVAL)
             rc = -EIO;
     }
-    stat_add(&st->base.stats.errors, 1);
+    gfs_stat_add(&st->base.stats.errors, 1);
     return rc;
 }
 
@@ -983,7 +982,7 @@ static int s3_head(struct gfs_objstore *gst, const char *key, struct gfs_obj_inf
     call_init(&c, "HEAD", key);
     c.head = 1;
     int rc = s3_exec(st, &c, "HEAD");
-    stat_add(&st->base.stats.heads, 1);
+    gfs_stat_add(&st->base.stats.heads, 1);
     if (rc == 0 && c.status == 404) {
         /* HEAD answers carry no body: a missing bucket looks like a missing key */
         call_free(&c);
@@ -1024,12 +1023,13 @@ static void put_pause(struct s3_store *st, const char *key, int round, const cha
 {
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
-    uint64_t rng = (__atomic_add_fetch(&st->seq, 1, __ATOMIC_RELAXED) * 0x9E3779B97F4A7C15ULL) ^
+    uint64_t seq = atomic_fetch_add_explicit(&st->seq, 1, memory_order_relaxed) + 1;
+    uint64_t rng = (seq * 0x9E3779B97F4A7C15ULL) ^
                    (uint64_t)now.tv_nsec;
     if (!rng)
         rng = 1;
     long ms = backoff_ms(&rng, round);
-    stat_add(&st->base.stats.retries, 1);
+    gfs_stat_add(&st->base.stats.retries, 1);
     gfs_warn(st->base.log, "s3: PUT %s: %s; retry %d/%d in %ld ms", key, why, round + 1,
              st->max_retries, ms);
     sleep_ms(ms);
@@ -1061,7 +1061,7 @@ static void crc_learn(struct s3_store *st, const struct s3_call *c)
     if (!c->crc_sent[0])
         return;
     int seen = c->crc_echo[0] ? GFS_S3_CRC_VERIFIED : GFS_S3_CRC_IGNORED;
-    int old = __atomic_exchange_n(&st->crc_state, seen, __ATOMIC_RELAXED);
+    int old = atomic_exchange_explicit(&st->crc_state, seen, memory_order_relaxed);
     if (old == seen || old == GFS_S3_CRC_VERIFIED)
         return;
     if (seen == GFS_S3_CRC_VERIFIED)
@@ -1098,7 +1098,7 @@ static int put_call(struct s3_store *st, struct s3_call *c, const char *key, con
     }
     c->final_500 = (flags & GFS_PUT_IF_NONE_MATCH) || if_match_etag;
     int rc = s3_exec(st, c, "PUT");
-    stat_add(&st->base.stats.puts, 1);
+    gfs_stat_add(&st->base.stats.puts, 1);
     return rc;
 }
 
@@ -1138,8 +1138,8 @@ static int s3_put_etag(struct gfs_objstore *gst, const char *key, const void *bu
 
     char crc[16] = "";
     int send_crc = st->crc_mode == CRC_ON ||
-                   (st->crc_mode == CRC_AUTO && !__atomic_load_n(&st->crc_refused,
-                                                                 __ATOMIC_RELAXED));
+                   (st->crc_mode == CRC_AUTO &&
+                    !atomic_load_explicit(&st->crc_refused, memory_order_relaxed));
     if (send_crc && (rc = gfs_s3_crc32c_b64(buf, len, crc)) != 0)
         return rc;
     int crc_dropped = 0; /* auto: the store refused the header; this PUT goes without */
@@ -1147,7 +1147,7 @@ static int s3_put_etag(struct gfs_objstore *gst, const char *key, const void *bu
     char quoted[80];
     int try_bare = 0; /* this round tries the bare If-Match (not yet known to work) */
     for (int round = 0;; round++) {
-        int bare = try_bare || __atomic_load_n(&st->if_match_bare, __ATOMIC_RELAXED);
+        int bare = try_bare || atomic_load_explicit(&st->if_match_bare, memory_order_relaxed);
         struct s3_call c;
         rc = put_call(st, &c, key, buf, len, flags, if_match_etag, bare, md5hex, md5b64,
                       send_crc && !crc_dropped ? crc : NULL, quoted);
@@ -1161,20 +1161,20 @@ static int s3_put_etag(struct gfs_objstore *gst, const char *key, const void *bu
             continue;
         }
         if (rc == 0 && status_ok(&c) && crc_dropped &&
-            !__atomic_exchange_n(&st->crc_refused, 1, __ATOMIC_RELAXED)) {
-            __atomic_store_n(&st->crc_state, GFS_S3_CRC_REFUSED, __ATOMIC_RELAXED);
+            !atomic_exchange_explicit(&st->crc_refused, 1, memory_order_relaxed)) {
+            atomic_store_explicit(&st->crc_state, GFS_S3_CRC_REFUSED, memory_order_relaxed);
             gfs_warn(st->base.log, "s3: %s refuses x-amz-checksum-crc32c on PUT: PUTs go "
                      "without it from now on (Content-MD5 still guards each; "
                      "storage.checksum: off says so up front)", st->desc);
         }
         if (rc == 0 && status_ok(&c)) {
-            stat_add(&st->base.stats.put_bytes, len);
+            gfs_stat_add(&st->base.stats.put_bytes, len);
             if (etag_out)
                 snprintf(etag_out, 72, "%s", c.etag[0] ? c.etag : md5hex);
             crc_learn(st, &c);
             call_free(&c);
             if (try_bare) {
-                __atomic_store_n(&st->if_match_bare, 1, __ATOMIC_RELAXED);
+                atomic_store_explicit(&st->if_match_bare, 1, memory_order_relaxed);
                 gfs_warn(st->base.log, "s3: %s compares If-Match with the stored ETag without "
                          "its quotes (as Ceph RGW does): sending the bare ETag from now on",
                          st->desc);
@@ -1187,7 +1187,7 @@ static int s3_put_etag(struct gfs_objstore *gst, const char *key, const void *bu
             int hr = s3_head(&st->base, key, &info);
             if (hr == 0 && etag_is(info.etag, md5hex)) {
                 call_free(&c);
-                stat_add(&st->base.stats.put_bytes, len);
+                gfs_stat_add(&st->base.stats.put_bytes, len);
                 if (etag_out)
                     snprintf(etag_out, 72, "%s", md5hex);
                 return 0; /* ours landed */
@@ -1260,8 +1260,10 @@ static int s3_put_etag(struct gfs_objstore *gst, const char *key, const void *bu
 
 int gfs_s3_if_match_bare(const struct gfs_objstore *gst)
 {
-    return gfs_objstore_is_s3(gst) &&
-           __atomic_load_n(&((const struct s3_store *)gst)->if_match_bare, __ATOMIC_RELAXED);
+    if (!gfs_objstore_is_s3(gst))
+        return 0;
+    const struct s3_store *st = (const struct s3_store *)gst;
+    return atomic_load_explicit(&st->if_match_bare, memory_order_relaxed);
 }
 
 static int s3_put(struct gfs_objstore *gst, const char *key, const void *buf, size_t len,
@@ -1288,7 +1290,7 @@ static int s3_get_range(struct gfs_objstore *gst, const char *key, uint64_t offs
     c.range_off = offset;
     c.xhdr[c.nxhdr++] = (struct gfs_sigv4_kv){"Range", range};
     int rc = s3_exec(st, &c, "GET");
-    stat_add(&st->base.stats.gets, 1);
+    gfs_stat_add(&st->base.stats.gets, 1);
     if (rc == 0 && c.status == 416) { /* offset at or past the end */
         call_free(&c);
         return 0;
@@ -1326,7 +1328,7 @@ static int s3_get_range(struct gfs_objstore *gst, const char *key, uint64_t offs
         return rc;
     }
     *got = c.got;
-    stat_add(&st->base.stats.get_bytes, c.got);
+    gfs_stat_add(&st->base.stats.get_bytes, c.got);
     call_free(&c);
     return 0;
 }
@@ -1346,7 +1348,7 @@ static int s3_get(struct gfs_objstore *gst, const char *key, size_t max_len, voi
     c.sink = SINK_BUFFER;
     c.max_body = max_len;
     int rc = s3_exec(st, &c, "GET");
-    stat_add(&st->base.stats.gets, 1);
+    gfs_stat_add(&st->base.stats.gets, 1);
     if (rc == -EFBIG) {
         call_free(&c);
         return -EFBIG;
@@ -1368,7 +1370,7 @@ static int s3_get(struct gfs_objstore *gst, const char *key, size_t max_len, voi
         info->size = c.out.len;
         snprintf(info->etag, sizeof(info->etag), "%s", c.etag);
     }
-    stat_add(&st->base.stats.get_bytes, c.out.len);
+    gfs_stat_add(&st->base.stats.get_bytes, c.out.len);
     *out = c.out.p;
     *outlen = c.out.len;
     c.out.p = NULL;
@@ -1384,8 +1386,8 @@ static int s3_del(struct gfs_objstore *gst, const char *key)
     struct s3_call c;
     call_init(&c, "DELETE", key);
     int rc = s3_exec(st, &c, "DELETE");
-    stat_add(&st->base.stats.deletes, 1);
-    stat_add(&st->base.stats.delete_requests, 1);
+    gfs_stat_add(&st->base.stats.deletes, 1);
+    gfs_stat_add(&st->base.stats.delete_requests, 1);
     if (rc == 0 && (status_ok(&c) ||
                     (c.status == 404 && strcmp(code_of(&c), "NoSuchBucket") != 0))) {
         call_free(&c);
@@ -1413,7 +1415,7 @@ static int list_page(struct s3_store *st, struct s3_call *c, const char *full_pr
     else if (start_after)
         c->query[c->nquery++] = (struct gfs_sigv4_kv){"start-after", start_after};
     int rc = s3_exec(st, c, "LIST");
-    stat_add(&st->base.stats.lists, 1);
+    gfs_stat_add(&st->base.stats.lists, 1);
     if (rc == -EFBIG) {
         snprintf(c->why, sizeof(c->why), "listing page larger than %u bytes", GFS_S3_XML_MAX);
         rc = -EIO;
@@ -1492,7 +1494,7 @@ static int s3_list(struct gfs_objstore *gst, const char *prefix, const char *sta
             gfs_err(st->base.log, "s3: LIST %s: the server repeated its continuation token",
                     st->desc);
             gfs_s3_list_page_clear(&page);
-            stat_add(&st->base.stats.errors, 1);
+            gfs_stat_add(&st->base.stats.errors, 1);
             return -EIO;
         }
         free(token);
@@ -1517,7 +1519,7 @@ static void s3_destroy(struct gfs_objstore *gst)
     pthread_cond_destroy(&st->pool_cond);
     pthread_mutex_destroy(&st->target_lock);
     gfs_s3_creds_free(st->creds);
-    target_free(st->target);
+    target_free(atomic_load_explicit(&st->target, memory_order_relaxed));
     free(st->bucket);
     free(st->prefix);
     free(st->ep_scheme);
@@ -1653,12 +1655,12 @@ static int delete_chunk(struct s3_store *st, const char *const *keys, size_t n, 
     c.xhdr[c.nxhdr++] = (struct gfs_sigv4_kv){"Content-MD5", md5b64};
     c.xhdr[c.nxhdr++] = (struct gfs_sigv4_kv){"Content-Type", "application/xml"};
     rc = s3_exec(st, &c, "DELETE-BATCH");
-    stat_add(&st->base.stats.delete_requests, 1);
+    gfs_stat_add(&st->base.stats.delete_requests, 1);
     if (rc == 0 && batch_unsupported(&c)) {
         call_free(&c);
         return 1;
     }
-    stat_add(&st->base.stats.deletes, n);
+    gfs_stat_add(&st->base.stats.deletes, n);
     if (rc != 0 || c.status != 200) {
         rc = s3_fail(st, &c, "DELETE-BATCH", rc);
         call_free(&c);
@@ -1669,7 +1671,7 @@ static int delete_chunk(struct s3_store *st, const char *const *keys, size_t n, 
     call_free(&c);
     if (rc != 0) {
         gfs_err(st->base.log, "s3: DELETE-BATCH on %s: malformed DeleteResult", st->desc);
-        stat_add(&st->base.stats.errors, 1);
+        gfs_stat_add(&st->base.stats.errors, 1);
         return -EIO;
     }
     if (res.errors) {
@@ -1677,7 +1679,7 @@ static int delete_chunk(struct s3_store *st, const char *const *keys, size_t n, 
                 st->desc, res.errors, n, res.first_error_key, res.first_error.code,
                 res.first_error.message);
         *failed += res.errors;
-        stat_add(&st->base.stats.errors, 1);
+        gfs_stat_add(&st->base.stats.errors, 1);
         return -EIO;
     }
     return 0;
@@ -1700,10 +1702,10 @@ static int s3_del_many(struct gfs_objstore *gst, const char *const *keys, size_t
     for (size_t off = 0; off < n; off += GFS_S3_DELETE_MAX_KEYS) {
         size_t k = n - off < GFS_S3_DELETE_MAX_KEYS ? n - off : GFS_S3_DELETE_MAX_KEYS;
         int rc = 1;
-        if (!__atomic_load_n(&st->no_batch_delete, __ATOMIC_RELAXED))
+        if (!atomic_load_explicit(&st->no_batch_delete, memory_order_relaxed))
             rc = delete_chunk(st, keys + off, k, &nfailed);
         if (rc == 1) {
-            if (!__atomic_exchange_n(&st->no_batch_delete, 1, __ATOMIC_RELAXED))
+            if (!atomic_exchange_explicit(&st->no_batch_delete, 1, memory_order_relaxed))
                 gfs_warn(st->base.log, "s3: %s does not implement DeleteObjects: deleting "
                          "one object per request from now on", st->desc);
             size_t bad = 0;
@@ -2013,7 +2015,9 @@ static int switch_region(struct s3_store *st, const struct s3_target *t, const c
         return -1;
     pthread_mutex_lock(&st->target_lock);
     int rc = 0;
-    if (st->target != t) {
+    /* under target_lock: no store can race this load */
+    struct s3_target *cur = atomic_load_explicit(&st->target, memory_order_relaxed);
+    if (cur != t) {
         /* another request switched already */
     } else if (st->region_switches >= MAX_REGION_SWITCHES) {
         rc = -1;
@@ -2022,8 +2026,8 @@ static int switch_region(struct s3_store *st, const struct s3_target *t, const c
         if (!n) {
             rc = -1;
         } else {
-            n->older = st->target;
-            __atomic_store_n(&st->target, n, __ATOMIC_RELEASE);
+            n->older = cur;
+            atomic_store_explicit(&st->target, n, memory_order_release);
             st->region_switches++;
             gfs_warn(st->base.log, "s3: %s is in region %s, not %s (the store answered: %s): "
                      "signing for %s%s%s from now on; set storage.region: %s", st->desc,
@@ -2053,7 +2057,7 @@ int gfs_s3_checksum_state(const struct gfs_objstore *gst)
 {
     if (!gfs_objstore_is_s3(gst))
         return -EINVAL;
-    return __atomic_load_n(&((const struct s3_store *)gst)->crc_state, __ATOMIC_RELAXED);
+    return atomic_load_explicit(&((const struct s3_store *)gst)->crc_state, memory_order_relaxed);
 }
 
 int gfs_objstore_s3_open(const struct glidefs_config *cfg, struct gfs_log *log,
@@ -2123,7 +2127,9 @@ int gfs_objstore_s3_open(const struct glidefs_config *cfg, struct gfs_log *log,
     if (rc < 0)
         goto fail;
     st->virtual_host = rc;
-    if (!(st->target = target_new(st, region))) {
+    struct s3_target *t0 = target_new(st, region);
+    atomic_init(&st->target, t0);
+    if (!t0) {
         rc = -ENOMEM;
         snprintf(err, errlen, "out of memory");
         goto fail;
@@ -2142,7 +2148,7 @@ int gfs_objstore_s3_open(const struct glidefs_config *cfg, struct gfs_log *log,
         rc = -EINVAL;
         goto fail;
     }
-    st->crc_state = st->crc_mode == CRC_OFF ? GFS_S3_CRC_OFF : GFS_S3_CRC_UNKNOWN;
+    atomic_init(&st->crc_state, st->crc_mode == CRC_OFF ? GFS_S3_CRC_OFF : GFS_S3_CRC_UNKNOWN);
 
     /* the CA file: storage.ca_bundle, else AWS_CA_BUNDLE as the AWS tools read it */
     const char *ca = cfg->storage_ca_bundle && *cfg->storage_ca_bundle ? cfg->storage_ca_bundle
@@ -2190,7 +2196,7 @@ int gfs_objstore_s3_open(const struct glidefs_config *cfg, struct gfs_log *log,
     curl_share_setopt(st->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
     curl_share_setopt(st->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
 
-    const struct s3_target *t = st->target;
+    const struct s3_target *t = target_of(st);
     if (!st->tls_verify && strncasecmp(t->origin, "https:", 6) == 0)
         gfs_warn(log, "s3: TLS certificate verification is off for %s", t->origin);
     gfs_info(log, "s3: store %s at %s (%s-style, region %s, %d connections, timeout %ld ms, "
