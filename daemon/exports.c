@@ -67,6 +67,7 @@ struct gd_export {
 struct gd_registry {
     const glidefs_config *cfg;
     pthread_mutex_t lock;
+    /* Condvars, both with lock and on CLOCK_MONOTONIC (gfs_cond_init): */
     pthread_cond_t cond;        /* entry state changes */
     pthread_cond_t hk_cond;     /* wakes the housekeeper */
     struct gd_export *head;
@@ -90,17 +91,6 @@ static int64_t backoff_ms(int64_t base, int64_t cap, int n)
     if (getrandom(&rnd, sizeof rnd, GRND_NONBLOCK) != (ssize_t)sizeof rnd)
         rnd = (uint32_t)gfs_now_ms();
     return d / 2 + (int64_t)(rnd % (uint32_t)(d / 2 + 1));
-}
-
-static void realtime_in(struct timespec *ts, int64_t ms)
-{
-    clock_gettime(CLOCK_REALTIME, ts);
-    ts->tv_sec += (time_t)(ms / 1000);
-    ts->tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (ts->tv_nsec >= 1000000000L) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000L;
-    }
 }
 
 static struct gd_export *find_locked(struct gd_registry *r, const char *name)
@@ -129,12 +119,8 @@ int gd_registry_create(const glidefs_config *cfg, struct gd_registry **out)
         return -ENOMEM;
     r->cfg = cfg;
     pthread_mutex_init(&r->lock, NULL);
-    pthread_cond_init(&r->cond, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&r->hk_cond, &ca);
-    pthread_condattr_destroy(&ca);
+    gfs_cond_init(&r->cond);
+    gfs_cond_init(&r->hk_cond);
     int e = pthread_create(&r->hk, NULL, housekeeper, r);
     if (e) {
         gd_registry_free(r);
@@ -229,7 +215,7 @@ int gd_export_acquire_ex(struct gd_registry *r, const char *name, int conn, uint
                 return -EAGAIN;
             }
             struct timespec ts;
-            realtime_in(&ts, handing_deadline - now);
+            gfs_timespec_in(&ts, handing_deadline - now);
             pthread_cond_timedwait(&r->cond, &r->lock, &ts);
             continue;
         }
@@ -456,12 +442,7 @@ int gd_export_remove(struct gd_export *e, int force, int purge, int64_t drain_ti
             return -EAGAIN;
         }
         struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 100 * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
+        gfs_timespec_in(&ts, 100);
         pthread_cond_timedwait(&r->cond, &r->lock, &ts);
     }
     pthread_mutex_unlock(&r->lock);
@@ -743,8 +724,8 @@ int gd_registry_shutdown(struct gd_registry *r, int64_t timeout_ms)
     size_t n = start_jobs(r, jobs, 0, cap, drain_ms);
     if (r->hk_running) {
         struct timespec ts;
-        realtime_in(&ts, deadline - gfs_now_ms());
-        if (pthread_timedjoin_np(r->hk, NULL, &ts) == 0) {
+        gfs_timespec_in(&ts, deadline - gfs_now_ms());
+        if (pthread_clockjoin_np(r->hk, NULL, CLOCK_MONOTONIC, &ts) == 0) {
             r->hk_running = false;
             n = start_jobs(r, jobs, n, cap, drain_ms);
         } else {

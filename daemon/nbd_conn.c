@@ -647,7 +647,7 @@ int gd_server_create(const glidefs_config *cfg, struct gd_registry *reg, struct 
     s->reg = reg;
     s->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     pthread_mutex_init(&s->lock, NULL);
-    pthread_cond_init(&s->cond, NULL);
+    gfs_cond_init(&s->cond);
     if (s->wake_fd < 0) {
         int e = -errno;
         gd_server_free(s);
@@ -682,7 +682,7 @@ int gd_server_create(const glidefs_config *cfg, struct gd_registry *reg, struct 
         return rc;
     }
     pthread_mutex_init(&s->wd_lock, NULL);
-    pthread_cond_init(&s->wd_cond, NULL);
+    gfs_cond_init(&s->wd_cond);
     s->wd_inited = true;
     rc = pthread_create(&s->wd, NULL, nbd_watchdog_main, s);
     if (rc) {
@@ -856,11 +856,11 @@ static void accept_one(struct gd_server *s, int lfd)
     c->fd = fd;
     snprintf(c->peer, sizeof c->peer, "%s", peer);
     pthread_mutex_init(&c->lock, NULL);
-    pthread_cond_init(&c->cond, NULL);
+    gfs_cond_init(&c->cond);
     pthread_mutex_init(&c->wlock, NULL);
-    pthread_cond_init(&c->wcond, NULL);
+    gfs_cond_init(&c->wcond);
     pthread_mutex_init(&c->rlock, NULL);
-    pthread_cond_init(&c->rcond, NULL);
+    gfs_cond_init(&c->rcond);
     char why[200] = "";
     bool admitted;
     {
@@ -1033,8 +1033,7 @@ int gd_server_run(struct gd_server *s, int stop_fd)
      * what is left (the reader threads then finish). */
     {
         struct timespec dl;
-        clock_gettime(CLOCK_REALTIME, &dl);
-        dl.tv_sec += SHUTDOWN_GRACE_S;
+        gfs_timespec_in(&dl, SHUTDOWN_GRACE_S * 1000);
         SCOPED_LOCK(&s->lock);
         for (;;) {
             bool open = false;

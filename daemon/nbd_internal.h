@@ -122,6 +122,8 @@ struct batch {
     unsigned n;
 };
 
+/* Every condvar below is made with gfs_cond_init (CLOCK_MONOTONIC); each
+ * names its mutex. */
 struct conn {
     struct gd_server *srv;
     struct conn *next;          /* server's list */
@@ -140,7 +142,7 @@ struct conn {
 
     /* In-flight accounting (lock). */
     pthread_mutex_t lock;
-    pthread_cond_t cond;
+    pthread_cond_t cond;        /* (lock) a request finished, the connection dropped */
     unsigned inflight;
     size_t inflight_bytes;
     bool stopping;              /* server shutdown: new requests get ESHUTDOWN */
@@ -149,7 +151,7 @@ struct conn {
 
     /* Reply path (wlock). */
     pthread_mutex_t wlock;
-    pthread_cond_t wcond;
+    pthread_cond_t wcond;       /* (wlock) replies queued, writer stop */
     struct req *outq_head, *outq_tail;
     unsigned outq_n;
     size_t outq_bytes;
@@ -166,7 +168,7 @@ struct conn {
     _Atomic uint64_t rd_state;
     uint64_t wd_seen;           /* watchdog only: rd_state at its last tick */
     pthread_mutex_t rlock;
-    pthread_cond_t rcond;
+    pthread_cond_t rcond;       /* (rlock) the reader role handed back, relief done */
     bool rd_stop;               /* transmission over (rlock) */
     atomic_bool main_waiting;   /* the connection's thread lost the role and waits for it */
     bool handback;              /* (rlock) the role is the connection thread's again */
@@ -218,6 +220,7 @@ struct req {
     int iovcnt;
 };
 
+/* Its condvars, like the connection's, run on CLOCK_MONOTONIC. */
 struct gd_server {
     const glidefs_config *cfg;
     struct gd_registry *reg;
@@ -237,12 +240,12 @@ struct gd_server {
     bool wd_started;
     bool wd_inited;
     pthread_mutex_t wd_lock;
-    pthread_cond_t wd_cond;
+    pthread_cond_t wd_cond;     /* (wd_lock) wakes the sleeping watchdog */
     bool wd_stop;
     atomic_bool wd_asleep;
 
     pthread_mutex_t lock;       /* conns list, counters, global budget */
-    pthread_cond_t cond;
+    pthread_cond_t cond;        /* (lock) connections finished, budget freed */
     struct conn *conns;
     int nconns;
     int nhs;                    /* connections in their handshake */
