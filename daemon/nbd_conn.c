@@ -41,17 +41,9 @@
 
 /* A refused client per millisecond must not write a line per millisecond:
  * one line per LOG_EVERY_MS, which says how many were left out. */
-static bool ratelog_ok(struct ratelog *rl, unsigned *dropped)
+static bool ratelog_ok(struct gd_ratelog *rl, unsigned *dropped)
 {
-    int64_t now = gfs_now_ms();
-    if (now < rl->next_ms) {
-        rl->dropped++;
-        return false;
-    }
-    *dropped = rl->dropped;
-    rl->dropped = 0;
-    rl->next_ms = now + LOG_EVERY_MS;
-    return true;
+    return gd_ratelog_ok(rl, LOG_EVERY_MS, dropped);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -418,6 +410,26 @@ static void hs_work(struct conn *c, bool begin)
     }
 }
 
+/* GO and INFO on an export that could not be opened: the client (qemu
+ * prints it) learns why, not just "unknown". */
+static uint32_t open_failed(struct nbd_export_info *info, const char *canon, int rc)
+{
+    snprintf(info->error, sizeof info->error, "export %s cannot be opened here: %s", canon,
+             glidefs_strerror(rc));
+    return rc == -ESHUTDOWN ? NBD_REP_ERR_SHUTDOWN : NBD_REP_ERR_UNKNOWN;
+}
+
+/* What GO and INFO tell of an open export. */
+static void export_info(struct nbd_export_info *info, struct gd_export *e, const char *canon)
+{
+    glidefs_volume *vol = gd_export_volume(e);
+    info->size = glidefs_volume_size(vol);
+    info->read_only = glidefs_volume_read_only(vol) != 0;
+    snprintf(info->canonical, sizeof info->canonical, "%s", canon);
+    snprintf(info->description, sizeof info->description, "GlideFS volume %s%s", canon,
+             info->read_only ? " (read-only on this node)" : "");
+}
+
 static uint32_t hs_open(void *ctx, const char *name, struct nbd_export_info *info, void **handle)
 {
     struct conn *c = ctx;
@@ -432,18 +444,9 @@ static uint32_t hs_open(void *ctx, const char *name, struct nbd_export_info *inf
     hs_work(c, true);
     rc = gd_export_acquire(c->srv->reg, canon, 0, &e);
     hs_work(c, false);
-    if (rc < 0) {
-        /* the client (qemu prints it) learns why, not just "unknown" */
-        snprintf(info->error, sizeof info->error, "export %s cannot be opened here: %s", canon,
-                 glidefs_strerror(rc));
-        return rc == -ESHUTDOWN ? NBD_REP_ERR_SHUTDOWN : NBD_REP_ERR_UNKNOWN;
-    }
-    glidefs_volume *vol = gd_export_volume(e);
-    info->size = glidefs_volume_size(vol);
-    info->read_only = glidefs_volume_read_only(vol) != 0;
-    snprintf(info->canonical, sizeof info->canonical, "%s", canon);
-    snprintf(info->description, sizeof info->description, "GlideFS volume %s%s", canon,
-             info->read_only ? " (read-only on this node)" : "");
+    if (rc < 0)
+        return open_failed(info, canon, rc);
+    export_info(info, e, canon);
     *handle = e;
     return 0;
 }
@@ -483,17 +486,9 @@ static uint32_t hs_query(void *ctx, const char *name, struct nbd_export_info *in
             return 0;
         }
     }
-    if (rc < 0) {
-        snprintf(info->error, sizeof info->error, "export %s cannot be opened here: %s", canon,
-                 glidefs_strerror(rc));
-        return rc == -ESHUTDOWN ? NBD_REP_ERR_SHUTDOWN : NBD_REP_ERR_UNKNOWN;
-    }
-    glidefs_volume *vol = gd_export_volume(e);
-    info->size = glidefs_volume_size(vol);
-    info->read_only = glidefs_volume_read_only(vol) != 0;
-    snprintf(info->canonical, sizeof info->canonical, "%s", canon);
-    snprintf(info->description, sizeof info->description, "GlideFS volume %s%s", canon,
-             info->read_only ? " (read-only on this node)" : "");
+    if (rc < 0)
+        return open_failed(info, canon, rc);
+    export_info(info, e, canon);
     gd_export_release(e, 0);
     return 0;
 }

@@ -78,6 +78,7 @@
 #include "latency.h"
 #include "log.h"
 #include "nbd_proto.h"
+#include "ratelog.h"
 #include "sockets.h"
 #include "workers.h"
 
@@ -263,7 +264,7 @@ struct gd_server {
     /* The accept loop's own. */
     int64_t accept_pause_until; /* out of descriptors: not accepting until then */
     int accept_backoff_ms;
-    struct ratelog { int64_t next_ms; unsigned dropped; } rl_accept, rl_refuse, rl_evict;
+    struct gd_ratelog rl_accept, rl_refuse, rl_evict;
 };
 
 /* nbd_conn.c */
