@@ -7,9 +7,9 @@
  * path-style, see gfs_s3_use_virtual), the region (a store that answers
  * with the bucket's real region - 301 PermanentRedirect, x-amz-bucket-region,
  * AuthorizationHeaderMalformed - is signed for that region from then on,
- * the request retried once), the pool of curl handles (parallel requests,
- * keep-alive), request execution with timeouts, retries with capped
- * exponential backoff and full jitter, mapping of HTTP/S3 errors to errno,
+ * the request retried once), request execution with timeouts, retries
+ * (the curl handle pool, backoff and retryable curl errors are
+ * http_request.c's, shared with azure://), mapping of HTTP/S3 errors to errno,
  * x-amz-checksum-crc32c on PUT (storage.checksum), and the checks on answers
  * (ETag == MD5 of what was PUT, the echoed CRC-32C, Content-Range of ranged
  * GETs, list order). Credentials come from s3_creds.c (the chain, refresh;
@@ -17,7 +17,7 @@
  * signed again, once.
  *
  * Threads: any number of threads may call the ops at once; each request
- * takes a curl easy handle from a mutex-protected pool (at most
+ * takes a curl easy handle from the pool (http_request.h; at most
  * storage.max_connections, created lazily, kept for connection reuse); DNS
  * and TLS sessions are shared between handles through a CURLSH with locks.
  *
@@ -52,6 +52,7 @@
 #include "config.h"
 #include "crc32c.h"
 #include "log.h"
+#include "http_request.h"
 #include "objstore.h"
 #include "objstore_s3.h"
 #include "s3_creds.h"
@@ -60,8 +61,6 @@
 #include "s3_xml.h"
 #include "sigv4.h"
 
-#define BACKOFF_BASE_MS 100
-#define BACKOFF_CAP_MS 5000
 #define ERR_BODY_MAX (64u * 1024u) /* error bodies kept for parsing */
 #define PREFIX_MAX 512u
 #define CHECK_RETRIES 2            /* start-up check: fail fast */
@@ -117,13 +116,7 @@ struct s3_store {
     int max_retries;
     int max_conns;
 
-    pthread_mutex_t pool_lock;
-    pthread_cond_t pool_cond;
-    CURL **idle;
-    int nidle, nlive;
-
-    CURLSH *share;
-    pthread_mutex_t share_locks[CURL_LOCK_DATA_LAST];
+    struct gfs_curl_pool pool;
 
     _Atomic uint64_t seq; /* request counter, seeds the backoff jitter */
     /* 1 once this store was seen to compare If-Match with the stored ETag
@@ -138,81 +131,9 @@ static void target_free(struct s3_target *t);
 
 static struct s3_store *S3(struct gfs_objstore *st) { return (struct s3_store *)st; }
 
-/* ---- curl handle pool ---------------------------------------------------- */
-
-static void share_lock(CURL *h, curl_lock_data data, curl_lock_access access, void *arg)
-{
-    (void)h;
-    (void)access;
-    struct s3_store *st = arg;
-    if ((int)data >= 0 && data < CURL_LOCK_DATA_LAST)
-        pthread_mutex_lock(&st->share_locks[data]);
-}
-
-static void share_unlock(CURL *h, curl_lock_data data, void *arg)
-{
-    (void)h;
-    struct s3_store *st = arg;
-    if ((int)data >= 0 && data < CURL_LOCK_DATA_LAST)
-        pthread_mutex_unlock(&st->share_locks[data]);
-}
-
-static CURL *pool_get(struct s3_store *st)
-{
-    pthread_mutex_lock(&st->pool_lock);
-    while (st->nidle == 0 && st->nlive >= st->max_conns)
-        pthread_cond_wait(&st->pool_cond, &st->pool_lock);
-    if (st->nidle > 0) {
-        CURL *h = st->idle[--st->nidle];
-        pthread_mutex_unlock(&st->pool_lock);
-        return h;
-    }
-    st->nlive++;
-    pthread_mutex_unlock(&st->pool_lock);
-    CURL *h = curl_easy_init();
-    if (!h) {
-        pthread_mutex_lock(&st->pool_lock);
-        st->nlive--;
-        pthread_cond_signal(&st->pool_cond);
-        pthread_mutex_unlock(&st->pool_lock);
-    }
-    return h;
-}
-
-static void pool_put(struct s3_store *st, CURL *h)
-{
-    pthread_mutex_lock(&st->pool_lock);
-    st->idle[st->nidle++] = h;
-    pthread_cond_signal(&st->pool_cond);
-    pthread_mutex_unlock(&st->pool_lock);
-}
-
 /* ---- one request --------------------------------------------------------- */
 
 enum sink_kind { SINK_DISCARD, SINK_BUFFER, SINK_RANGE };
-
-struct dynbuf {
-    char *p;
-    size_t len, cap;
-};
-
-static int dyn_add(struct dynbuf *b, const void *data, size_t n)
-{
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p)
-            return -ENOMEM;
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, data, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-    return 0;
-}
 
 #define MAX_QUERY 6
 #define MAX_XHDR 6
@@ -246,8 +167,8 @@ struct s3_call {
     int have_cl, have_cr;
     uint64_t content_length, cr_start, cr_end, cr_total; /* cr_total UINT64_MAX: '*' */
     char request_id[128];
-    struct dynbuf out;        /* SINK_BUFFER body */
-    struct dynbuf errbody;    /* body of a non-2xx answer */
+    struct gfs_dynbuf out;        /* SINK_BUFFER body */
+    struct gfs_dynbuf errbody;    /* body of a non-2xx answer */
     uint64_t pos;             /* SINK_RANGE: bytes of body seen */
     size_t got;               /* SINK_RANGE: bytes stored into dst */
     int too_big, range_done, range_bad, oom;
@@ -294,45 +215,14 @@ static void call_free(struct s3_call *c)
 {
     free(c->out.p);
     free(c->errbody.p);
-    c->out = (struct dynbuf){0};
-    c->errbody = (struct dynbuf){0};
-}
-
-static int parse_u64_str(const char *s, size_t n, uint64_t *out)
-{
-    if (n == 0 || n > 20)
-        return -1;
-    uint64_t v = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return -1;
-        unsigned d = (unsigned)(s[i] - '0');
-        if (v > (UINT64_MAX - d) / 10)
-            return -1;
-        v = v * 10 + d;
-    }
-    *out = v;
-    return 0;
+    c->out = (struct gfs_dynbuf){0};
+    c->errbody = (struct gfs_dynbuf){0};
 }
 
 /* "bytes a-b/total" (total may be '*'). */
 static int parse_content_range(const char *v, size_t n, struct s3_call *c)
 {
-    if (n < 6 || strncasecmp(v, "bytes ", 6) != 0)
-        return -1;
-    const char *p = v + 6, *end = v + n;
-    const char *dash = memchr(p, '-', (size_t)(end - p));
-    if (!dash)
-        return -1;
-    const char *slash = memchr(dash, '/', (size_t)(end - dash));
-    if (!slash)
-        return -1;
-    if (parse_u64_str(p, (size_t)(dash - p), &c->cr_start) ||
-        parse_u64_str(dash + 1, (size_t)(slash - dash - 1), &c->cr_end))
-        return -1;
-    if (end - slash == 2 && slash[1] == '*')
-        c->cr_total = UINT64_MAX;
-    else if (parse_u64_str(slash + 1, (size_t)(end - slash - 1), &c->cr_total))
+    if (gfs_parse_content_range(v, n, &c->cr_start, &c->cr_end, &c->cr_total) < 0)
         return -1;
     if (c->cr_end < c->cr_start)
         return -1;
@@ -391,7 +281,7 @@ static size_t on_header(char *data, size_t size, size_t nitems, void *arg)
             c->etag[0] = '\0';
         }
     } else if (nl == 14 && strncasecmp(data, "Content-Length", 14) == 0) {
-        c->have_cl = parse_u64_str(v, vl, &c->content_length) == 0;
+        c->have_cl = gfs_parse_u64_str(v, vl, &c->content_length) == 0;
     } else if (nl == 13 && strncasecmp(data, "Content-Range", 13) == 0) {
         c->have_cr = parse_content_range(v, vl, c) == 0;
     } else if (nl == 28 && strncasecmp(data, "x-amz-server-side-encryption", 28) == 0) {
@@ -432,7 +322,7 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
         /* error answer: keep the start of it for the XML error parser */
         size_t room = ERR_BODY_MAX > c->errbody.len ? ERR_BODY_MAX - c->errbody.len : 0;
         size_t k = n < room ? n : room;
-        if (k && dyn_add(&c->errbody, data, k) != 0) {
+        if (k && gfs_dyn_add(&c->errbody, data, k) != 0) {
             c->oom = 1;
             return 0;
         }
@@ -445,7 +335,7 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
             c->too_big = 1;
             return 0;
         }
-        if (dyn_add(&c->out, data, n) != 0) {
+        if (gfs_dyn_add(&c->out, data, n) != 0) {
             c->oom = 1;
             return 0;
         }
@@ -477,30 +367,6 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
         return 0;
     }
     return n;
-}
-
-/* Full-jitter backoff: uniform in [0, min(cap, base * 2^attempt)). */
-static long backoff_ms(uint64_t *rng, int attempt)
-{
-    long ceiling = BACKOFF_BASE_MS;
-    for (int i = 0; i < attempt && ceiling < BACKOFF_CAP_MS; i++)
-        ceiling *= 2;
-    if (ceiling > BACKOFF_CAP_MS)
-        ceiling = BACKOFF_CAP_MS;
-    /* xorshift64* */
-    uint64_t x = *rng;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    *rng = x;
-    return (long)((x * 2685821657736338717ULL) % (uint64_t)ceiling);
-}
-
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
 }
 
 static int key_ok(const struct s3_store *st, const char *key, int allow_empty)
@@ -550,31 +416,6 @@ static int build_target(const struct s3_store *st, const struct s3_target *t,
         return -ENOMEM;
     }
     return 0;
-}
-
-static int is_retryable_curl(CURLcode cc)
-{
-    switch (cc) {
-    case CURLE_UNSUPPORTED_PROTOCOL:
-    case CURLE_URL_MALFORMAT:
-    case CURLE_OUT_OF_MEMORY:
-    case CURLE_PEER_FAILED_VERIFICATION:
-    case CURLE_SSL_CERTPROBLEM:
-    case CURLE_SSL_CIPHER:
-    case CURLE_SSL_CACERT_BADFILE:
-    case CURLE_SSL_ENGINE_NOTFOUND:
-    case CURLE_SSL_ENGINE_SETFAILED:
-    case CURLE_SSL_CRL_BADFILE:
-    case CURLE_SSL_ISSUER_ERROR:
-    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
-    case CURLE_SSL_INVALIDCERTSTATUS:
-    case CURLE_NOT_BUILT_IN:
-    case CURLE_BAD_FUNCTION_ARGUMENT:
-    case CURLE_UNKNOWN_OPTION:
-        return 0;
-    default:
-        return 1; /* timeouts, refused/reset connections, DNS, partial bodies ... */
-    }
 }
 
 static int etag_is(const char *etag, const char *md5hex)
@@ -669,13 +510,8 @@ static enum attempt_result attempt(struct s3_store *st, const struct s3_target *
         else
             list = tmp;
     }
-    static const char *const fixed[] = {"Expect:", "Accept:"};
-    for (size_t i = 0; i < 2 && !oom; i++) {
-        if (!(tmp = curl_slist_append(list, fixed[i])))
-            oom = 1;
-        else
-            list = tmp;
-    }
+    if (!oom && gfs_http_no_expect(&list) < 0)
+        oom = 1;
     if (!oom) {
         CLEANUP_FREE char *line = NULL;
         if (asprintf(&line, "Authorization: %s", authz) < 0) {
@@ -694,65 +530,21 @@ static enum attempt_result attempt(struct s3_store *st, const struct s3_target *
         return ATT_FAIL;
     }
 
-    char curl_err[CURL_ERROR_SIZE] = "";
-    /* A connection kept from an earlier transfer: if it dies under this
-     * request before an answer, libcurl sends the request again on a new
-     * one by itself, inside this one attempt - a PUT may then land twice
-     * (the second copy of a conditional PUT is refused by the first). */
-    curl_socket_t kept = CURL_SOCKET_BAD;
-    if (curl_easy_getinfo(h, CURLINFO_ACTIVESOCKET, &kept) != CURLE_OK)
-        kept = CURL_SOCKET_BAD;
-    curl_easy_reset(h); /* keeps the connection cache: keep-alive survives */
-    curl_easy_setopt(h, CURLOPT_URL, url);
-#if LIBCURL_VERSION_NUM >= 0x075500
-    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-#endif
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(h, CURLOPT_SHARE, st->share);
-    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, curl_err);
-    curl_easy_setopt(h, CURLOPT_PATH_AS_IS, 1L); /* never rewrite "/./" or "/../" in keys */
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, list);
-    curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, st->timeout_ms);
-    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
-                     st->timeout_ms < 10000 ? st->timeout_ms : 10000L);
-    /* a connection that moves nothing for half the timeout is dead */
-    long low_speed_s = st->timeout_ms / 2000;
-    curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
-    curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, low_speed_s > 0 ? low_speed_s : 1L);
-    curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, st->tls_verify ? 1L : 0L);
-    curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, st->tls_verify ? 2L : 0L);
-    if (st->ca_bundle)
-        curl_easy_setopt(h, CURLOPT_CAINFO, st->ca_bundle);
-    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(h, CURLOPT_HEADERDATA, c);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, c);
-    if (c->head) {
-        curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
-    } else if (c->body || strcmp(c->method, "PUT") == 0 || strcmp(c->method, "POST") == 0) {
-        if (strcmp(c->method, "POST") != 0)
-            curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, c->method);
-        curl_easy_setopt(h, CURLOPT_POSTFIELDS, c->body ? (const char *)c->body : "");
-        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)c->body_len);
-    } else if (strcmp(c->method, "GET") != 0) {
-        curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, c->method);
-    }
-
+    struct gfs_http_xfer x = {.url = url, .headers = list, .share = st->pool.share,
+                              .timeout_ms = st->timeout_ms, .tls_verify = st->tls_verify,
+                              .ca_bundle = st->ca_bundle, .on_header = on_header,
+                              .on_body = on_body, .arg = c, .method = c->method,
+                              .head = c->head, .body = c->body, .body_len = c->body_len};
+    x.has_body = c->body || strcmp(c->method, "PUT") == 0 || strcmp(c->method, "POST") == 0;
     call_reset_response(c);
-    CURLcode cc = curl_easy_perform(h);
+    gfs_http_perform(h, &x);
+    CURLcode cc = x.cc;
     c->cc = cc;
-    long nconn = 0;
-    if (kept != CURL_SOCKET_BAD && curl_easy_getinfo(h, CURLINFO_NUM_CONNECTS, &nconn) ==
-                                       CURLE_OK && nconn > 0)
-        c->maybe_resent = 1; /* it had one, yet connected anew */
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
-    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, NULL);
+    if (x.maybe_resent)
+        c->maybe_resent = 1;
     curl_slist_free_all(list);
-    long status = 0;
-    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
-    if (status)
-        c->status = status;
+    if (x.status)
+        c->status = x.status;
 
     if (c->oom) {
         *err = -ENOMEM;
@@ -772,11 +564,11 @@ static enum attempt_result attempt(struct s3_store *st, const struct s3_target *
     }
     if (cc != CURLE_OK && !(cc == CURLE_WRITE_ERROR && c->range_done)) {
         snprintf(c->why, sizeof(c->why), "%s%s%s", curl_easy_strerror(cc),
-                 *curl_err ? ": " : "", curl_err);
+                 *x.err ? ": " : "", x.err);
         /* strip the newline some curl messages end with */
         c->why[strcspn(c->why, "\r\n")] = '\0';
         *err = -EIO;
-        return is_retryable_curl(cc) ? ATT_RETRY : ATT_FAIL;
+        return gfs_curl_retryable(cc) ? ATT_RETRY : ATT_FAIL;
     }
 
     if (c->status < 200 || c->status > 299) {
@@ -854,7 +646,7 @@ static int s3_exec(struct s3_store *st, struct s3_call *c, const char *opname)
     if (!rng)
         rng = 1;
 
-    CURL *h = pool_get(st);
+    CURL *h = gfs_curl_pool_get(&st->pool);
     if (!h)
         return -ENOMEM;
     int budget = c->retries >= 0 ? c->retries : st->max_retries;
@@ -889,13 +681,13 @@ static int s3_exec(struct s3_store *st, struct s3_call *c, const char *opname)
             rc = -EIO;
             break;
         }
-        long ms = backoff_ms(&rng, i);
+        long ms = gfs_backoff_ms(&rng, i);
         gfs_stat_add(&st->base.stats.retries, 1);
         gfs_warn(st->base.log, "s3: %s %s: %s; retry %d/%d in %ld ms", opname,
                  c->key ? c->key : st->desc, c->why, i + 1, budget, ms);
-        sleep_ms(ms);
+        gfs_sleep_ms(ms);
     }
-    pool_put(st, h);
+    gfs_curl_pool_put(&st->pool, h);
     return rc;
 }
 
@@ -1028,11 +820,11 @@ static void put_pause(struct s3_store *st, const char *key, int round, const cha
                    (uint64_t)now.tv_nsec;
     if (!rng)
         rng = 1;
-    long ms = backoff_ms(&rng, round);
+    long ms = gfs_backoff_ms(&rng, round);
     gfs_stat_add(&st->base.stats.retries, 1);
     gfs_warn(st->base.log, "s3: PUT %s: %s; retry %d/%d in %ld ms", key, why, round + 1,
              st->max_retries, ms);
-    sleep_ms(ms);
+    gfs_sleep_ms(ms);
 }
 
 int gfs_s3_crc32c_b64(const void *buf, size_t len, char out[16])
@@ -1299,29 +1091,10 @@ static int s3_get_range(struct gfs_objstore *gst, const char *key, uint64_t offs
         call_free(&c);
         return -ENOENT;
     }
-    if (rc == 0 && c.status == 206) {
-        /* the range we got must be the one we asked for */
-        uint64_t n = c.have_cr ? c.cr_end - c.cr_start + 1 : 0;
-        if (!c.have_cr || c.cr_start != offset || n > len || n != c.got ||
-            (c.cr_total != UINT64_MAX && (c.cr_end >= c.cr_total ||
-                                          (n < len && c.cr_end + 1 != c.cr_total)))) {
-            snprintf(c.why, sizeof(c.why),
-                     "206 answer does not match the range asked (%s; Content-Range %s "
-                     "%" PRIu64 "-%" PRIu64 "/%" PRIu64 ", %zu bytes received)",
-                     range, c.have_cr ? "" : "missing", c.cr_start, c.cr_end, c.cr_total, c.got);
-            c.status = 502;
-        }
-    } else if (rc == 0 && c.status == 200) {
-        /* the whole object came (Range ignored): on_body kept our part */
-        uint64_t size = c.have_cl ? c.content_length : c.pos;
-        size_t want = offset >= size ? 0 : (size - offset < len ? (size_t)(size - offset) : len);
-        if (c.got != want) {
-            snprintf(c.why, sizeof(c.why),
-                     "200 answer to a ranged GET holds %zu bytes of the %zu expected", c.got,
-                     want);
-            c.status = 502;
-        }
-    }
+    struct gfs_range_answer a = {c.status, c.have_cr, c.have_cl, c.cr_start, c.cr_end,
+                                 c.cr_total, c.content_length, c.pos, c.got};
+    if (rc == 0 && gfs_range_answer_check(&a, offset, len, range, c.why, sizeof(c.why)) < 0)
+        c.status = 502; /* not the range asked for */
     if (rc != 0 || (c.status != 200 && c.status != 206)) {
         rc = s3_fail(st, &c, "GET", rc);
         call_free(&c);
@@ -1508,15 +1281,7 @@ static void s3_destroy(struct gfs_objstore *gst)
     struct s3_store *st = S3(gst);
     if (!st)
         return;
-    for (int i = 0; i < st->nidle; i++)
-        curl_easy_cleanup(st->idle[i]);
-    free(st->idle);
-    if (st->share)
-        curl_share_cleanup(st->share);
-    for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
-        pthread_mutex_destroy(&st->share_locks[i]);
-    pthread_mutex_destroy(&st->pool_lock);
-    pthread_cond_destroy(&st->pool_cond);
+    gfs_curl_pool_destroy(&st->pool);
     pthread_mutex_destroy(&st->target_lock);
     gfs_s3_creds_free(st->creds);
     target_free(atomic_load_explicit(&st->target, memory_order_relaxed));
@@ -1571,7 +1336,7 @@ int gfs_s3_check(struct gfs_objstore *gst, char *err, size_t errlen)
     if (rc != 0 && c.no_creds) {
         snprintf(line, sizeof(line), "%s: %s", st->desc, c.why);
         rc = rc == -ENOMEM ? rc : -EACCES;
-    } else if (rc != 0 && !is_retryable_curl(c.cc) && c.cc != CURLE_OK) {
+    } else if (rc != 0 && !gfs_curl_retryable(c.cc) && c.cc != CURLE_OK) {
         snprintf(line, sizeof(line),
                  "%s: TLS or protocol failure with the S3 endpoint %s: %s (storage.ca_bundle, "
                  "or AWS_CA_BUNDLE, names the CA file of a private CA)", st->desc, origin,
@@ -2089,11 +1854,8 @@ int gfs_objstore_s3_open(const struct glidefs_config *cfg, struct gfs_log *log,
     }
     st->base.ops = &s3_ops;
     st->base.log = log;
-    pthread_mutex_init(&st->pool_lock, NULL);
-    pthread_cond_init(&st->pool_cond, NULL);
+    gfs_curl_pool_init(&st->pool);
     pthread_mutex_init(&st->target_lock, NULL);
-    for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
-        pthread_mutex_init(&st->share_locks[i], NULL);
 
     int rc = parse_s3_url(cfg->storage_url, cfg->storage_endpoint && *cfg->storage_endpoint,
                           &st->bucket, &st->prefix, err, errlen);
@@ -2183,18 +1945,11 @@ int gfs_objstore_s3_open(const struct glidefs_config *cfg, struct gfs_log *log,
     } else if (asprintf(&st->desc, "s3://%s", st->bucket) < 0) {
         st->desc = NULL;
     }
-    st->idle = calloc((size_t)st->max_conns, sizeof(*st->idle));
-    st->share = curl_share_init();
-    if (!st->desc || !st->idle || !st->share) {
+    if (!st->desc || gfs_curl_pool_start(&st->pool, st->max_conns) < 0) {
         snprintf(err, errlen, "out of memory");
         rc = -ENOMEM;
         goto fail;
     }
-    curl_share_setopt(st->share, CURLSHOPT_LOCKFUNC, share_lock);
-    curl_share_setopt(st->share, CURLSHOPT_UNLOCKFUNC, share_unlock);
-    curl_share_setopt(st->share, CURLSHOPT_USERDATA, st);
-    curl_share_setopt(st->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
-    curl_share_setopt(st->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
 
     const struct s3_target *t = target_of(st);
     if (!st->tls_verify && strncasecmp(t->origin, "https:", 6) == 0)
