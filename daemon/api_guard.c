@@ -30,6 +30,7 @@
 #include "clock.h"
 #include "config.h"
 #include "log.h"
+#include "ratelog.h"
 
 #define GUARD_SLACK 16       /* pushed-out connections still closing */
 #define GUARD_LOG_EVERY_MS 10000
@@ -55,8 +56,7 @@ struct gd_api_guard {
     pthread_mutex_t lock;
     struct gconn *head;
     int n;                  /* listed, pushed-out ones included */
-    int64_t log_next_ms;
-    unsigned log_dropped;
+    struct gd_ratelog log_rl;
 };
 
 static void lower(char *s)
@@ -129,15 +129,7 @@ static bool addr_key(const struct sockaddr *sa, uint8_t key[16])
 /* One line per GUARD_LOG_EVERY_MS at most. g->lock held. */
 static bool log_ok(struct gd_api_guard *g, unsigned *dropped)
 {
-    int64_t now = gfs_now_ms();
-    if (now < g->log_next_ms) {
-        g->log_dropped++;
-        return false;
-    }
-    *dropped = g->log_dropped;
-    g->log_dropped = 0;
-    g->log_next_ms = now + GUARD_LOG_EVERY_MS;
-    return true;
+    return gd_ratelog_ok(&g->log_rl, GUARD_LOG_EVERY_MS, dropped);
 }
 
 static void evict_locked(struct gconn *c)

@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,6 +67,7 @@ struct gd_export {
 struct gd_registry {
     const glidefs_config *cfg;
     pthread_mutex_t lock;
+    /* Condvars, both with lock and on CLOCK_MONOTONIC (gfs_cond_init): */
     pthread_cond_t cond;        /* entry state changes */
     pthread_cond_t hk_cond;     /* wakes the housekeeper */
     struct gd_export *head;
@@ -89,17 +91,6 @@ static int64_t backoff_ms(int64_t base, int64_t cap, int n)
     if (getrandom(&rnd, sizeof rnd, GRND_NONBLOCK) != (ssize_t)sizeof rnd)
         rnd = (uint32_t)gfs_now_ms();
     return d / 2 + (int64_t)(rnd % (uint32_t)(d / 2 + 1));
-}
-
-static void realtime_in(struct timespec *ts, int64_t ms)
-{
-    clock_gettime(CLOCK_REALTIME, ts);
-    ts->tv_sec += (time_t)(ms / 1000);
-    ts->tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (ts->tv_nsec >= 1000000000L) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000L;
-    }
 }
 
 static struct gd_export *find_locked(struct gd_registry *r, const char *name)
@@ -128,12 +119,8 @@ int gd_registry_create(const glidefs_config *cfg, struct gd_registry **out)
         return -ENOMEM;
     r->cfg = cfg;
     pthread_mutex_init(&r->lock, NULL);
-    pthread_cond_init(&r->cond, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&r->hk_cond, &ca);
-    pthread_condattr_destroy(&ca);
+    gfs_cond_init(&r->cond);
+    gfs_cond_init(&r->hk_cond);
     int e = pthread_create(&r->hk, NULL, housekeeper, r);
     if (e) {
         gd_registry_free(r);
@@ -228,7 +215,7 @@ int gd_export_acquire_ex(struct gd_registry *r, const char *name, int conn, uint
                 return -EAGAIN;
             }
             struct timespec ts;
-            realtime_in(&ts, handing_deadline - now);
+            gfs_timespec_in(&ts, handing_deadline - now);
             pthread_cond_timedwait(&r->cond, &r->lock, &ts);
             continue;
         }
@@ -455,12 +442,7 @@ int gd_export_remove(struct gd_export *e, int force, int purge, int64_t drain_ti
             return -EAGAIN;
         }
         struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 100 * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
+        gfs_timespec_in(&ts, 100);
         pthread_cond_timedwait(&r->cond, &r->lock, &ts);
     }
     pthread_mutex_unlock(&r->lock);
@@ -650,8 +632,8 @@ struct drain_job {
     struct gd_export *e;
     int64_t timeout_ms;
     int rc, close_rc;
-    bool done;          /* drained (or gave up) and closed */
-    bool drained;       /* the drain has returned; closing now */
+    atomic_bool done;    /* drained (or gave up) and closed (release/acquire) */
+    atomic_bool drained; /* the drain has returned; closing now (release/acquire) */
     pthread_t th;
     bool started;
     uint64_t dirty_at_start;
@@ -663,9 +645,9 @@ static void *drain_thread(void *arg)
 {
     struct drain_job *j = arg;
     j->rc = glidefs_drain(j->e->vol, j->timeout_ms);
-    __atomic_store_n(&j->drained, true, __ATOMIC_RELEASE);
+    atomic_store_explicit(&j->drained, true, memory_order_release);
     j->close_rc = glidefs_volume_close(j->e->vol);
-    __atomic_store_n(&j->done, true, __ATOMIC_RELEASE);
+    atomic_store_explicit(&j->done, true, memory_order_release);
     return NULL;
 }
 
@@ -742,8 +724,8 @@ int gd_registry_shutdown(struct gd_registry *r, int64_t timeout_ms)
     size_t n = start_jobs(r, jobs, 0, cap, drain_ms);
     if (r->hk_running) {
         struct timespec ts;
-        realtime_in(&ts, deadline - gfs_now_ms());
-        if (pthread_timedjoin_np(r->hk, NULL, &ts) == 0) {
+        gfs_timespec_in(&ts, deadline - gfs_now_ms());
+        if (pthread_clockjoin_np(r->hk, NULL, CLOCK_MONOTONIC, &ts) == 0) {
             r->hk_running = false;
             n = start_jobs(r, jobs, n, cap, drain_ms);
         } else {
@@ -767,7 +749,7 @@ int gd_registry_shutdown(struct gd_registry *r, int64_t timeout_ms)
     for (;;) {
         size_t left = 0;
         for (size_t i = 0; i < n; i++)
-            if (!__atomic_load_n(&jobs[i].done, __ATOMIC_ACQUIRE))
+            if (!atomic_load_explicit(&jobs[i].done, memory_order_acquire))
                 left++;
         if (left == 0 || gfs_now_ms() >= deadline)
             break;
@@ -776,11 +758,11 @@ int gd_registry_shutdown(struct gd_registry *r, int64_t timeout_ms)
         if (gfs_now_ms() - last_report >= 2000) {
             last_report = gfs_now_ms();
             for (size_t i = 0; i < n; i++)
-                if (!__atomic_load_n(&jobs[i].drained, __ATOMIC_ACQUIRE))
+                if (!atomic_load_explicit(&jobs[i].drained, memory_order_acquire))
                     gd_info("export %s: draining, %" PRIu64 " dirty bytes left (%" PRId64 " s)",
                             jobs[i].e->name, dirty_bytes(jobs[i].e->vol),
                             (gfs_now_ms() - t0) / 1000);
-                else if (!__atomic_load_n(&jobs[i].done, __ATOMIC_ACQUIRE))
+                else if (!atomic_load_explicit(&jobs[i].done, memory_order_acquire))
                     gd_info("export %s: closing (%" PRId64 " s)", jobs[i].e->name,
                             (gfs_now_ms() - t0) / 1000);
         }
@@ -789,10 +771,10 @@ int gd_registry_shutdown(struct gd_registry *r, int64_t timeout_ms)
     bool left_any = false;
     for (size_t i = 0; i < n; i++) {
         struct gd_export *e = jobs[i].e;
-        if (!__atomic_load_n(&jobs[i].done, __ATOMIC_ACQUIRE)) {
+        if (!atomic_load_explicit(&jobs[i].done, memory_order_acquire)) {
             /* The thread still uses the volume: it, the entry and the job
              * stay (the process exits without them). */
-            bool drained = __atomic_load_n(&jobs[i].drained, __ATOMIC_ACQUIRE);
+            bool drained = atomic_load_explicit(&jobs[i].drained, memory_order_acquire);
             gd_err("export %s: %s did not finish within %" PRId64 " s: left as it is; "
                    "unsynced data stays in the journal for the next start, and a write "
                    "lease not handed back expires after servers.lease_timeout_ms",

@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -18,15 +19,15 @@
 #include "glidefs/glidefs.h"
 
 struct lat_op {
-    uint64_t buckets[GD_LAT_BUCKETS + 1];
-    uint64_t sum_ns;
+    _Atomic uint64_t buckets[GD_LAT_BUCKETS + 1];
+    _Atomic uint64_t sum_ns;
 } __attribute__((aligned(64))); /* ops of one export do not share cache lines */
 
 struct gd_latency {
     struct gd_latency *next;
     char name[GLIDEFS_NAME_MAX + 1];
     struct lat_op ops[GD_LAT_NOPS];
-    uint64_t reliefs;
+    _Atomic uint64_t reliefs;
 };
 
 static pthread_mutex_t lat_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -93,21 +94,21 @@ void gd_latency_end(struct gd_latency *l, unsigned op, uint64_t t0_ns)
         if (i > GD_LAT_BUCKETS)
             i = GD_LAT_BUCKETS;
     }
-    __atomic_fetch_add(&l->ops[op].buckets[i], 1, __ATOMIC_RELAXED);
-    __atomic_fetch_add(&l->ops[op].sum_ns, ns, __ATOMIC_RELAXED);
+    atomic_fetch_add_explicit(&l->ops[op].buckets[i], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&l->ops[op].sum_ns, ns, memory_order_relaxed);
 }
 
 void gd_latency_relief(struct gd_latency *l)
 {
     if (l)
-        __atomic_fetch_add(&l->reliefs, 1, __ATOMIC_RELAXED);
+        atomic_fetch_add_explicit(&l->reliefs, 1, memory_order_relaxed);
 }
 
 uint64_t gd_latency_reliefs(const char *name)
 {
     SCOPED_LOCK(&lat_lock);
     struct gd_latency *l = find_locked(name);
-    return l ? __atomic_load_n(&l->reliefs, __ATOMIC_RELAXED) : 0;
+    return l ? atomic_load_explicit(&l->reliefs, memory_order_relaxed) : 0;
 }
 
 int gd_latency_snapshot(const char *name, struct gd_lat_snapshot out[GD_LAT_NOPS])
@@ -120,10 +121,10 @@ int gd_latency_snapshot(const char *name, struct gd_lat_snapshot out[GD_LAT_NOPS
         struct gd_lat_snapshot *s = &out[op];
         s->count = 0;
         for (unsigned i = 0; i <= GD_LAT_BUCKETS; i++) {
-            s->buckets[i] = __atomic_load_n(&l->ops[op].buckets[i], __ATOMIC_RELAXED);
+            s->buckets[i] = atomic_load_explicit(&l->ops[op].buckets[i], memory_order_relaxed);
             s->count += s->buckets[i];
         }
-        s->sum_ns = __atomic_load_n(&l->ops[op].sum_ns, __ATOMIC_RELAXED);
+        s->sum_ns = atomic_load_explicit(&l->ops[op].sum_ns, memory_order_relaxed);
     }
     return 0;
 }

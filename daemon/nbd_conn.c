@@ -41,17 +41,9 @@
 
 /* A refused client per millisecond must not write a line per millisecond:
  * one line per LOG_EVERY_MS, which says how many were left out. */
-static bool ratelog_ok(struct ratelog *rl, unsigned *dropped)
+static bool ratelog_ok(struct gd_ratelog *rl, unsigned *dropped)
 {
-    int64_t now = gfs_now_ms();
-    if (now < rl->next_ms) {
-        rl->dropped++;
-        return false;
-    }
-    *dropped = rl->dropped;
-    rl->dropped = 0;
-    rl->next_ms = now + LOG_EVERY_MS;
-    return true;
+    return gd_ratelog_ok(rl, LOG_EVERY_MS, dropped);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -398,6 +390,26 @@ static void hs_work(struct conn *c, bool begin)
     }
 }
 
+/* GO and INFO on an export that could not be opened: the client (qemu
+ * prints it) learns why, not just "unknown". */
+static uint32_t open_failed(struct nbd_export_info *info, const char *canon, int rc)
+{
+    snprintf(info->error, sizeof info->error, "export %s cannot be opened here: %s", canon,
+             glidefs_strerror(rc));
+    return rc == -ESHUTDOWN ? NBD_REP_ERR_SHUTDOWN : NBD_REP_ERR_UNKNOWN;
+}
+
+/* What GO and INFO tell of an open export. */
+static void export_info(struct nbd_export_info *info, struct gd_export *e, const char *canon)
+{
+    glidefs_volume *vol = gd_export_volume(e);
+    info->size = glidefs_volume_size(vol);
+    info->read_only = glidefs_volume_read_only(vol) != 0;
+    snprintf(info->canonical, sizeof info->canonical, "%s", canon);
+    snprintf(info->description, sizeof info->description, "GlideFS volume %s%s", canon,
+             info->read_only ? " (read-only on this node)" : "");
+}
+
 static uint32_t hs_open(void *ctx, const char *name, struct nbd_export_info *info, void **handle)
 {
     struct conn *c = ctx;
@@ -412,18 +424,9 @@ static uint32_t hs_open(void *ctx, const char *name, struct nbd_export_info *inf
     hs_work(c, true);
     rc = gd_export_acquire(c->srv->reg, canon, 0, &e);
     hs_work(c, false);
-    if (rc < 0) {
-        /* the client (qemu prints it) learns why, not just "unknown" */
-        snprintf(info->error, sizeof info->error, "export %s cannot be opened here: %s", canon,
-                 glidefs_strerror(rc));
-        return rc == -ESHUTDOWN ? NBD_REP_ERR_SHUTDOWN : NBD_REP_ERR_UNKNOWN;
-    }
-    glidefs_volume *vol = gd_export_volume(e);
-    info->size = glidefs_volume_size(vol);
-    info->read_only = glidefs_volume_read_only(vol) != 0;
-    snprintf(info->canonical, sizeof info->canonical, "%s", canon);
-    snprintf(info->description, sizeof info->description, "GlideFS volume %s%s", canon,
-             info->read_only ? " (read-only on this node)" : "");
+    if (rc < 0)
+        return open_failed(info, canon, rc);
+    export_info(info, e, canon);
     *handle = e;
     return 0;
 }
@@ -463,17 +466,9 @@ static uint32_t hs_query(void *ctx, const char *name, struct nbd_export_info *in
             return 0;
         }
     }
-    if (rc < 0) {
-        snprintf(info->error, sizeof info->error, "export %s cannot be opened here: %s", canon,
-                 glidefs_strerror(rc));
-        return rc == -ESHUTDOWN ? NBD_REP_ERR_SHUTDOWN : NBD_REP_ERR_UNKNOWN;
-    }
-    glidefs_volume *vol = gd_export_volume(e);
-    info->size = glidefs_volume_size(vol);
-    info->read_only = glidefs_volume_read_only(vol) != 0;
-    snprintf(info->canonical, sizeof info->canonical, "%s", canon);
-    snprintf(info->description, sizeof info->description, "GlideFS volume %s%s", canon,
-             info->read_only ? " (read-only on this node)" : "");
+    if (rc < 0)
+        return open_failed(info, canon, rc);
+    export_info(info, e, canon);
     gd_export_release(e, 0);
     return 0;
 }
@@ -594,7 +589,7 @@ int nbd_handshake(struct conn *c)
             /* Before the reply goes out: a client that has it must find the
              * export connected (the REST state, the idle drain). */
             /* atomic: gd_server_kick_export() reads it from another thread */
-            __atomic_store_n(&c->exp, hs.handle, __ATOMIC_RELEASE);
+            atomic_store_explicit(&c->exp, hs.handle, memory_order_release);
             hs.handle = NULL;
             c->vol = gd_export_volume(c->exp);
             c->export_name = gd_export_name(c->exp);
@@ -644,7 +639,7 @@ int gd_server_create(const glidefs_config *cfg, struct gd_registry *reg, struct 
     s->reg = reg;
     s->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     pthread_mutex_init(&s->lock, NULL);
-    pthread_cond_init(&s->cond, NULL);
+    gfs_cond_init(&s->cond);
     if (s->wake_fd < 0) {
         int e = -errno;
         gd_server_free(s);
@@ -690,7 +685,7 @@ int gd_server_create(const glidefs_config *cfg, struct gd_registry *reg, struct 
         return rc;
     }
     pthread_mutex_init(&s->wd_lock, NULL);
-    pthread_cond_init(&s->wd_cond, NULL);
+    gfs_cond_init(&s->wd_cond);
     s->wd_inited = true;
     rc = pthread_create(&s->wd, NULL, nbd_watchdog_main, s);
     if (rc) {
@@ -865,11 +860,11 @@ static void accept_one(struct gd_server *s, int lfd)
     c->fd = fd;
     snprintf(c->peer, sizeof c->peer, "%s", peer);
     pthread_mutex_init(&c->lock, NULL);
-    pthread_cond_init(&c->cond, NULL);
+    gfs_cond_init(&c->cond);
     pthread_mutex_init(&c->wlock, NULL);
-    pthread_cond_init(&c->wcond, NULL);
+    gfs_cond_init(&c->wcond);
     pthread_mutex_init(&c->rlock, NULL);
-    pthread_cond_init(&c->rcond, NULL);
+    gfs_cond_init(&c->rcond);
     char why[200] = "";
     bool admitted;
     {
@@ -1042,8 +1037,7 @@ int gd_server_run(struct gd_server *s, int stop_fd)
      * what is left (the reader threads then finish). */
     {
         struct timespec dl;
-        clock_gettime(CLOCK_REALTIME, &dl);
-        dl.tv_sec += SHUTDOWN_GRACE_S;
+        gfs_timespec_in(&dl, SHUTDOWN_GRACE_S * 1000);
         SCOPED_LOCK(&s->lock);
         for (;;) {
             bool open = false;
@@ -1087,7 +1081,7 @@ void gd_server_kick_export(void *server, struct gd_export *e)
     SCOPED_LOCK(&s->lock);
     for (struct conn *c = s->conns; c; c = c->next) {
         SCOPED_LOCK(&c->wlock);
-        if (__atomic_load_n(&c->exp, __ATOMIC_ACQUIRE) == e && !c->finished) {
+        if (atomic_load_explicit(&c->exp, memory_order_acquire) == e && !c->finished) {
             gd_info("connection %" PRIu64 ": disconnected (export %s removed through the API)",
                     c->id, gd_export_name(e));
             nbd_conn_kill_locked(c);

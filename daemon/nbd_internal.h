@@ -78,6 +78,7 @@
 #include "latency.h"
 #include "log.h"
 #include "nbd_proto.h"
+#include "ratelog.h"
 #include "sockets.h"
 #include "tls.h"
 #include "workers.h"
@@ -123,6 +124,8 @@ struct batch {
     unsigned n;
 };
 
+/* Every condvar below is made with gfs_cond_init (CLOCK_MONOTONIC); each
+ * names its mutex. */
 struct conn {
     struct gd_server *srv;
     struct conn *next;          /* server's list */
@@ -133,8 +136,9 @@ struct conn {
     /* The TLS session after NBD_OPT_STARTTLS, NULL in plaintext (nbd_io.c). */
     struct gd_tls_session *tls;
 
-    /* Set once the handshake entered transmission. */
-    struct gd_export *exp;
+    /* Set once the handshake entered transmission; atomic: gd_server_kick_export()
+     * reads it from another thread (release/acquire). */
+    _Atomic(struct gd_export *) exp;
     glidefs_volume *vol;
     const char *export_name;    /* the registry's copy */
     struct nbd_txn_params params;
@@ -142,7 +146,7 @@ struct conn {
 
     /* In-flight accounting (lock). */
     pthread_mutex_t lock;
-    pthread_cond_t cond;
+    pthread_cond_t cond;        /* (lock) a request finished, the connection dropped */
     unsigned inflight;
     size_t inflight_bytes;
     bool stopping;              /* server shutdown: new requests get ESHUTDOWN */
@@ -151,7 +155,7 @@ struct conn {
 
     /* Reply path (wlock). */
     pthread_mutex_t wlock;
-    pthread_cond_t wcond;
+    pthread_cond_t wcond;       /* (wlock) replies queued, writer stop */
     struct req *outq_head, *outq_tail;
     unsigned outq_n;
     size_t outq_bytes;
@@ -168,7 +172,7 @@ struct conn {
     _Atomic uint64_t rd_state;
     uint64_t wd_seen;           /* watchdog only: rd_state at its last tick */
     pthread_mutex_t rlock;
-    pthread_cond_t rcond;
+    pthread_cond_t rcond;       /* (rlock) the reader role handed back, relief done */
     bool rd_stop;               /* transmission over (rlock) */
     atomic_bool main_waiting;   /* the connection's thread lost the role and waits for it */
     bool handback;              /* (rlock) the role is the connection thread's again */
@@ -193,7 +197,7 @@ struct conn {
     unsigned spin_hits;         /* spins that paid since the last probe */
     int64_t spin_avg_us;        /* how long a paying spin waits, on average */
 
-    uint64_t requests;          /* atomic */
+    _Atomic uint64_t requests;  /* relaxed: a count for the log */
     uint64_t reliefs;           /* (rlock) reader role stolen by the watchdog */
     bool finished;              /* reader done; waiting to be joined */
     /* The handshake (srv->lock). */
@@ -220,6 +224,7 @@ struct req {
     int iovcnt;
 };
 
+/* Its condvars, like the connection's, run on CLOCK_MONOTONIC. */
 struct gd_server {
     const glidefs_config *cfg;
     struct gd_registry *reg;
@@ -241,12 +246,12 @@ struct gd_server {
     bool wd_started;
     bool wd_inited;
     pthread_mutex_t wd_lock;
-    pthread_cond_t wd_cond;
+    pthread_cond_t wd_cond;     /* (wd_lock) wakes the sleeping watchdog */
     bool wd_stop;
     atomic_bool wd_asleep;
 
     pthread_mutex_t lock;       /* conns list, counters, global budget */
-    pthread_cond_t cond;
+    pthread_cond_t cond;        /* (lock) connections finished, budget freed */
     struct conn *conns;
     int nconns;
     int nhs;                    /* connections in their handshake */
@@ -264,7 +269,7 @@ struct gd_server {
     /* The accept loop's own. */
     int64_t accept_pause_until; /* out of descriptors: not accepting until then */
     int accept_backoff_ms;
-    struct ratelog { int64_t next_ms; unsigned dropped; } rl_accept, rl_refuse, rl_evict;
+    struct gd_ratelog rl_accept, rl_refuse, rl_evict;
 };
 
 /* nbd_io.c: recv(2) / sendmsg(2, MSG_DONTWAIT) / poll(2) for POLLIN on the

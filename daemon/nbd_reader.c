@@ -76,7 +76,7 @@ static int read_request(struct conn *c, struct req **out, bool relief)
         nbd_conn_kill(c);
         return -1;
     }
-    __atomic_add_fetch(&c->requests, 1, __ATOMIC_RELAXED);
+    atomic_fetch_add_explicit(&c->requests, 1, memory_order_relaxed);
     struct nbd_txn_params params = c->params;
     params.size = glidefs_volume_size(c->vol); /* grows with resize */
     v = nbd_validate_request(&r, &params, &err);
@@ -611,10 +611,10 @@ void *nbd_reader_main(void *arg)
         nbd_conn_free_spares(c);
         gd_export_count_conn(c->exp, -1);
         gd_export_release(c->exp, 0);
-        __atomic_store_n(&c->exp, NULL, __ATOMIC_RELEASE);
+        atomic_store_explicit(&c->exp, NULL, memory_order_release);
         gd_info("connection %" PRIu64 ": closed after %" PRIu64 " requests (%" PRIu64
                 " slow inline ones handed over)", c->id,
-                __atomic_load_n(&c->requests, __ATOMIC_RELAXED), c->reliefs);
+                atomic_load_explicit(&c->requests, memory_order_relaxed), c->reliefs);
     } else {
         gd_debug("connection %" PRIu64 ": ended during handshake", c->id);
     }

@@ -310,7 +310,7 @@ int rest_h_healthz(struct call *c)
     char instance[64] = "";
     if (glidefs_instance_id(cfg, instance, sizeof instance) < 0)
         instance[0] = '\0';
-    int cond = __atomic_load_n(&cfg->probe_state, __ATOMIC_ACQUIRE);
+    int cond = atomic_load_explicit(&cfg->probe_state, memory_order_acquire);
     json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:b}", "status", "ok", "version",
                           GLIDEFSD_VERSION, "libglidefs", glidefs_version(), "node_id",
                           cfg->node_id ? cfg->node_id : "", "instance", instance,
@@ -342,8 +342,8 @@ int rest_h_prometheus(struct call *c)
     if (gd_metrics_collect(c->r->reg, &snaps, &n) < 0)
         return rest_fail(c, 500, "out of memory");
     size_t len = 0;
-    char *text = gd_metrics_prometheus(snaps, n, __atomic_load_n(&c->r->cfg->probe_state,
-                                                                 __ATOMIC_ACQUIRE), &len);
+    char *text = gd_metrics_prometheus(snaps, n, atomic_load_explicit(&c->r->cfg->probe_state,
+                                                                      memory_order_acquire), &len);
     free(snaps);
     if (!text)
         return rest_fail(c, 500, "out of memory");

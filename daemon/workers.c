@@ -10,11 +10,12 @@
 #include <stdlib.h>
 
 #include "cleanup.h"
+#include "clock.h"
 #include "log.h"
 
 struct gd_pool {
     pthread_mutex_t lock;
-    pthread_cond_t cond;
+    pthread_cond_t cond;        /* jobs queued or stopping (lock; CLOCK_MONOTONIC) */
     struct gd_job *head, *tail;
     bool stopping;
     int nthreads;
@@ -55,7 +56,7 @@ int gd_pool_create(int nthreads, struct gd_pool **out)
         return -ENOMEM;
     }
     pthread_mutex_init(&p->lock, NULL);
-    pthread_cond_init(&p->cond, NULL);
+    gfs_cond_init(&p->cond);
     for (int i = 0; i < nthreads; i++) {
         int e = pthread_create(&p->threads[i], NULL, worker_main, p);
         if (e) {

@@ -17,51 +17,7 @@
 #include "azure_auth.h"
 #include "cleanup.h"
 #include "sigv4.h"
-
-/* ---- a small growable string -------------------------------------------- */
-
-struct sbuf {
-    char *p;
-    size_t len, cap;
-    int oom;
-};
-
-static void sb_add(struct sbuf *b, const char *s, size_t n)
-{
-    if (b->oom)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = 1;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void sb_str(struct sbuf *b, const char *s) { sb_add(b, s, strlen(s)); }
-static void sb_chr(struct sbuf *b, char c) { sb_add(b, &c, 1); }
-
-static int sb_finish(struct sbuf *b, char **out)
-{
-    if (!b->oom && !b->p)
-        sb_add(b, "", 0);
-    if (b->oom) {
-        free(b->p);
-        *out = NULL;
-        return -ENOMEM;
-    }
-    *out = b->p;
-    return 0;
-}
+#include "strbuf.h"
 
 /* ---- checks -------------------------------------------------------------- */
 
@@ -71,23 +27,6 @@ int gfs_az_account_ok(const char *s, size_t n)
         return 0;
     for (size_t i = 0; i < n; i++)
         if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9')))
-            return 0;
-    return 1;
-}
-
-/* RFC 7230 token characters: what a header name may hold. */
-static int tchar(unsigned char c)
-{
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-           (c && strchr("!#$%&'*+-.^_`|~", c));
-}
-
-static int name_ok(const char *s)
-{
-    if (!s || !*s)
-        return 0;
-    for (; *s; s++)
-        if (!tchar((unsigned char)*s))
             return 0;
     return 1;
 }
@@ -151,7 +90,7 @@ int gfs_az_canonical_headers(const struct gfs_az_kv *h, size_t n, char **out)
     size_t k = 0;
     int rc = 0;
     for (size_t i = 0; i < n && rc == 0; i++) {
-        if (!name_ok(h[i].name) || !value_ok(h[i].value)) {
+        if (!gfs_http_token_ok(h[i].name) || !value_ok(h[i].value)) {
             rc = -EINVAL;
             break;
         }
@@ -166,16 +105,16 @@ int gfs_az_canonical_headers(const struct gfs_az_kv *h, size_t n, char **out)
         p[k].value = h[i].value ? h[i].value : "";
         k++;
     }
-    struct sbuf b = {0};
+    struct gfs_sbuf b = {0};
     if (rc == 0) {
         qsort(p, k, sizeof(*p), cmp_lkv);
         for (size_t i = 0; i < k && rc == 0; i++) {
             if (i && strcmp(p[i].name, p[i - 1].name) == 0)
                 rc = -EINVAL; /* "each header may appear only once" */
-            sb_str(&b, p[i].name);
-            sb_chr(&b, ':');
-            sb_str(&b, p[i].value);
-            sb_chr(&b, '\n');
+            gfs_sb_str(&b, p[i].name);
+            gfs_sb_chr(&b, ':');
+            gfs_sb_str(&b, p[i].value);
+            gfs_sb_chr(&b, '\n');
         }
     }
     free_lkv(p, k);
@@ -183,7 +122,7 @@ int gfs_az_canonical_headers(const struct gfs_az_kv *h, size_t n, char **out)
         free(b.p);
         return rc;
     }
-    return sb_finish(&b, out);
+    return gfs_sb_finish(&b, out);
 }
 
 /* ---- canonicalized resource ---------------------------------------------- */
@@ -225,21 +164,21 @@ int gfs_az_canonical_resource(const char *account, const char *path,
         lower_into(p[k].name, q[k].name, nl + 1);
         p[k].value = v;
     }
-    struct sbuf b = {0};
+    struct gfs_sbuf b = {0};
     if (rc == 0) {
         qsort(p, k, sizeof(*p), cmp_lkv);
-        sb_chr(&b, '/');
-        sb_str(&b, account);
-        sb_str(&b, path);
+        gfs_sb_chr(&b, '/');
+        gfs_sb_str(&b, account);
+        gfs_sb_str(&b, path);
         for (size_t i = 0; i < k; i++) {
             if (i && strcmp(p[i].name, p[i - 1].name) == 0) {
-                sb_chr(&b, ','); /* values of one name, sorted, comma-separated */
+                gfs_sb_chr(&b, ','); /* values of one name, sorted, comma-separated */
             } else {
-                sb_chr(&b, '\n');
-                sb_str(&b, p[i].name);
-                sb_chr(&b, ':');
+                gfs_sb_chr(&b, '\n');
+                gfs_sb_str(&b, p[i].name);
+                gfs_sb_chr(&b, ':');
             }
-            sb_str(&b, p[i].value);
+            gfs_sb_str(&b, p[i].value);
         }
     }
     free_lkv(p, k);
@@ -247,7 +186,7 @@ int gfs_az_canonical_resource(const char *account, const char *path,
         free(b.p);
         return rc;
     }
-    return sb_finish(&b, out);
+    return gfs_sb_finish(&b, out);
 }
 
 /* ---- string to sign ------------------------------------------------------ */
@@ -261,11 +200,11 @@ static const char *const standard[] = {
 int gfs_az_string_to_sign(const char *account, const struct gfs_az_request *r, char **out)
 {
     *out = NULL;
-    if (!r || !r->method || !name_ok(r->method) || (r->nheaders && !r->headers))
+    if (!r || !r->method || !gfs_http_token_ok(r->method) || (r->nheaders && !r->headers))
         return -EINVAL;
     const char *vals[sizeof(standard) / sizeof(standard[0])] = {0};
     for (size_t i = 0; i < r->nheaders; i++) {
-        if (!name_ok(r->headers[i].name) || !value_ok(r->headers[i].value))
+        if (!gfs_http_token_ok(r->headers[i].name) || !value_ok(r->headers[i].value))
             return -EINVAL;
         for (size_t s = 0; s < sizeof(standard) / sizeof(standard[0]); s++) {
             if (strcasecmp(r->headers[i].name, standard[s]) != 0)
@@ -282,20 +221,20 @@ int gfs_az_string_to_sign(const char *account, const struct gfs_az_request *r, c
         rc = gfs_az_canonical_resource(account, r->path, r->query, r->nquery, &cr);
     if (rc != 0)
         return rc;
-    struct sbuf b = {0};
-    sb_str(&b, r->method);
-    sb_chr(&b, '\n');
+    struct gfs_sbuf b = {0};
+    gfs_sb_str(&b, r->method);
+    gfs_sb_chr(&b, '\n');
     for (size_t s = 0; s < sizeof(standard) / sizeof(standard[0]); s++) {
         const char *v = vals[s] ? vals[s] : "";
         /* version 2015-02-21 and later: a zero Content-Length is signed as "" */
         if (s == 2 && strcmp(v, "0") == 0)
             v = "";
-        sb_str(&b, v);
-        sb_chr(&b, '\n');
+        gfs_sb_str(&b, v);
+        gfs_sb_chr(&b, '\n');
     }
-    sb_str(&b, ch);
-    sb_str(&b, cr);
-    return sb_finish(&b, out);
+    gfs_sb_str(&b, ch);
+    gfs_sb_str(&b, cr);
+    return gfs_sb_finish(&b, out);
 }
 
 int gfs_az_authorization(const char *account, const uint8_t *key, size_t keylen,

@@ -12,6 +12,7 @@
 #include <strings.h>
 
 #include "azure_batch.h"
+#include "strbuf.h"
 
 #define LINE_MAX_LEN 8192u
 #define CT_MAX 512u
@@ -47,33 +48,6 @@ static int line_ok(const char *s)
 
 /* ---- request ------------------------------------------------------------- */
 
-struct obuf {
-    char *p;
-    size_t len, cap;
-    int oom;
-};
-
-static void ob_add(struct obuf *b, const char *s)
-{
-    size_t n = strlen(s);
-    if (b->oom)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = 1;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n + 1);
-    b->len += n;
-}
-
 int gfs_az_batch_build(const char *boundary, const struct gfs_az_batch_sub *sub, size_t n,
                        char **out, size_t *outlen)
 {
@@ -94,36 +68,33 @@ int gfs_az_batch_build(const char *boundary, const struct gfs_az_batch_sub *sub,
                 return -EINVAL;
         }
     }
-    struct obuf b = {0};
+    struct gfs_sbuf b = {0};
     char num[32];
     for (size_t i = 0; i < n; i++) {
-        ob_add(&b, "--");
-        ob_add(&b, boundary);
-        ob_add(&b, "\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n"
+        gfs_sb_str(&b, "--");
+        gfs_sb_str(&b, boundary);
+        gfs_sb_str(&b, "\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n"
                    "Content-ID: ");
         snprintf(num, sizeof num, "%zu", i);
-        ob_add(&b, num);
-        ob_add(&b, "\r\n\r\n");
-        ob_add(&b, sub[i].method);
-        ob_add(&b, " ");
-        ob_add(&b, sub[i].target);
-        ob_add(&b, " HTTP/1.1\r\n");
+        gfs_sb_str(&b, num);
+        gfs_sb_str(&b, "\r\n\r\n");
+        gfs_sb_str(&b, sub[i].method);
+        gfs_sb_str(&b, " ");
+        gfs_sb_str(&b, sub[i].target);
+        gfs_sb_str(&b, " HTTP/1.1\r\n");
         for (size_t h = 0; h < sub[i].nheaders; h++) {
-            ob_add(&b, sub[i].headers[h]);
-            ob_add(&b, "\r\n");
+            gfs_sb_str(&b, sub[i].headers[h]);
+            gfs_sb_str(&b, "\r\n");
         }
-        ob_add(&b, "\r\n");
+        gfs_sb_str(&b, "\r\n");
     }
-    ob_add(&b, "--");
-    ob_add(&b, boundary);
-    ob_add(&b, "--\r\n");
-    if (b.oom) {
-        free(b.p);
-        return -ENOMEM;
-    }
-    *out = b.p;
-    *outlen = b.len;
-    return 0;
+    gfs_sb_str(&b, "--");
+    gfs_sb_str(&b, boundary);
+    gfs_sb_str(&b, "--\r\n");
+    int r = gfs_sb_finish(&b, out);
+    if (r == 0)
+        *outlen = b.len;
+    return r;
 }
 
 /* ---- answer -------------------------------------------------------------- */

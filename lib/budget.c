@@ -15,27 +15,28 @@
 
 struct gfs_budget {
     pthread_mutex_t lock;
-    uint32_t refs;                  /* atomic */
-    uint64_t total;                 /* cache.disk_size (atomic: read without the lock) */
-    uint32_t n;                     /* members (atomic) */
+    _Atomic uint32_t refs;
+    _Atomic uint64_t total;         /* cache.disk_size (read without the lock) */
+    _Atomic uint32_t n;             /* members */
     struct gfs_budget_member *members;
     struct gfs_budget_member *whead, *wtail; /* volumes waiting for journal room */
     uint64_t want;                  /* what the head of the queue asks for (lock) */
     uint64_t round;                 /* eviction rounds (lock) */
-    int pressure;                   /* the queue is not empty (atomic) */
+    atomic_int pressure;            /* the queue is not empty */
     int64_t kicked_ms;              /* syncers last woken for a waiter (lock) */
-    /* atomics: charged and reserved bytes */
-    uint64_t journal, cache, res_journal, res_cache;
+    /* charged and reserved bytes */
+    _Atomic uint64_t journal, cache, res_journal, res_cache;
     /* giving space back bumps gen and wakes the sleepers */
-    uint64_t gen;                   /* atomic */
-    uint32_t sleepers;              /* atomic */
+    _Atomic uint64_t gen;
+    _Atomic uint32_t sleepers;
     pthread_mutex_t wake_lock;      /* a leaf: nothing is taken while it is held */
     pthread_cond_t wake;
 };
 
-#define LD(p) __atomic_load_n((p), __ATOMIC_SEQ_CST)
-#define ADD(p, d) __atomic_add_fetch((p), (d), __ATOMIC_SEQ_CST)
-#define SUB(p, d) __atomic_sub_fetch((p), (d), __ATOMIC_SEQ_CST)
+/* sequentially consistent, as the budget's arithmetic assumes */
+#define LD(p) atomic_load(p)
+#define ADD(p, d) atomic_fetch_add(p, d)
+#define SUB(p, d) atomic_fetch_sub(p, d)
 
 int gfs_budget_new(struct gfs_budget **out)
 {
@@ -57,7 +58,7 @@ void gfs_budget_ref(struct gfs_budget *b)
 
 void gfs_budget_unref(struct gfs_budget *b)
 {
-    if (!b || SUB(&b->refs, 1) != 0)
+    if (!b || SUB(&b->refs, 1) != 1) /* the old count: 1 was the last reference */
         return;
     pthread_mutex_destroy(&b->lock);
     pthread_mutex_destroy(&b->wake_lock);
@@ -107,7 +108,7 @@ void gfs_budget_join(struct gfs_budget *b, struct gfs_budget_member *m, uint64_t
         b->members->prev = m;
     b->members = m;
     ADD(&b->n, 1);
-    __atomic_store_n(&b->total, total, __ATOMIC_SEQ_CST);
+    atomic_store(&b->total, total);
     pthread_mutex_unlock(&b->lock);
 }
 
@@ -130,7 +131,7 @@ static void dequeue(struct gfs_budget *b, struct gfs_budget_member *m)
     }
     m->wnext = NULL;
     m->queued = 0;
-    __atomic_store_n(&b->pressure, b->whead != NULL, __ATOMIC_SEQ_CST);
+    atomic_store(&b->pressure, b->whead != NULL);
 }
 
 void gfs_budget_leave(struct gfs_budget_member *m)
@@ -151,8 +152,8 @@ void gfs_budget_leave(struct gfs_budget_member *m)
     /* whatever it still had charged is no longer this node's business (its
      * cache file was emptied; a journal left with dirty data counts again
      * at the next open) */
-    uint64_t j = __atomic_exchange_n(&m->journal, 0, __ATOMIC_SEQ_CST);
-    uint64_t c = __atomic_exchange_n(&m->cache, 0, __ATOMIC_SEQ_CST);
+    uint64_t j = atomic_exchange(&m->journal, 0);
+    uint64_t c = atomic_exchange(&m->cache, 0);
     SUB(&b->journal, j);
     SUB(&b->cache, c);
     m->b = NULL;
@@ -303,7 +304,7 @@ static void enqueue(struct gfs_budget *b, struct gfs_budget_member *m, int *wait
         else
             b->whead = m;
         b->wtail = m;
-        __atomic_store_n(&b->pressure, 1, __ATOMIC_SEQ_CST);
+        atomic_store(&b->pressure, 1);
     }
 }
 

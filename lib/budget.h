@@ -43,6 +43,7 @@
 #define GLIDEFS_BUDGET_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 
 struct gfs_budget;
@@ -59,7 +60,7 @@ struct gfs_budget_member {
     void *arg;
 
     struct gfs_budget *b;
-    uint64_t journal, cache;    /* charged bytes (atomic) */
+    _Atomic uint64_t journal, cache; /* charged bytes */
     struct gfs_budget_member *next, *prev; /* all members (budget lock) */
     struct gfs_budget_member *wnext;       /* journal wait queue (budget lock) */
     uint32_t nwait;             /* this volume's writers in the queue */

@@ -481,11 +481,12 @@ static void prune_manifests(struct glidefs_volume *v, struct glidefs_compact_res
         /* listed in key order: oldest first; one batch for all of them */
         char **del = calloc(l.n, sizeof *del);
         size_t nd = 0;
-        pthread_mutex_lock(&v->lock);
-        for (size_t i = 0; del && i + (size_t)keep < l.n; i++)
-            if (!gfs_manifest_pinned(v, l.keys[i]))
-                del[nd++] = l.keys[i];
-        pthread_mutex_unlock(&v->lock);
+        {
+            SCOPED_LOCK(&v->lock);
+            for (size_t i = 0; del && i + (size_t)keep < l.n; i++)
+                if (!gfs_manifest_pinned(v, l.keys[i]))
+                    del[nd++] = l.keys[i];
+        }
         if (nd && gfs_objstore_del_many(v->store, (const char *const *)del, nd, NULL) == 0)
             deleted = nd;
         free(del);
@@ -684,18 +685,19 @@ GLIDEFS_API int glidefs_compact_v2(glidefs_volume *v, struct glidefs_compact_res
     int lr = gfs_snapshots_load(v);
     if (lr < 0)
         return lr;
-    pthread_mutex_lock(&v->lock);
-    if (!v->owner || v->fenced) {
-        pthread_mutex_unlock(&v->lock);
-        return -EROFS;
+    int r;
+    struct glidefs_compact_result out;
+    {
+        SCOPED_LOCK(&v->lock);
+        if (!v->owner || v->fenced)
+            return -EROFS;
+        uint64_t gen = ++v->comp.req_gen;
+        pthread_cond_broadcast(&v->sync.cond);
+        while (v->comp.done_gen < gen && !v->stop && v->owner)
+            pthread_cond_wait(&v->cond, &v->lock);
+        r = v->comp.done_gen < gen ? -EROFS : 0;
+        out = v->comp.last;
     }
-    uint64_t gen = ++v->comp.req_gen;
-    pthread_cond_broadcast(&v->sync.cond);
-    while (v->comp.done_gen < gen && !v->stop && v->owner)
-        pthread_cond_wait(&v->cond, &v->lock);
-    int r = v->comp.done_gen < gen ? -EROFS : 0;
-    struct glidefs_compact_result out = v->comp.last;
-    pthread_mutex_unlock(&v->lock);
     if (r == 0 && out.segments_rewritten == (uint64_t)-1)
         r = -EIO;
     if (res && r == 0)

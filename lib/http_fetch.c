@@ -14,6 +14,7 @@
 #include <mbedtls/platform_util.h>
 
 #include "http_fetch.h"
+#include "http_request.h"
 
 struct sink {
     char *p;
@@ -82,14 +83,8 @@ int gfs_http_fetch(const struct gfs_http_req *q, struct gfs_http_resp *r)
             list = t;
     }
     /* no "Expect: 100-continue" round trip, no Accept we did not ask for */
-    static const char *const fixed[] = {"Expect:", "Accept:"};
-    for (size_t i = 0; i < 2 && rc == 0; i++) {
-        struct curl_slist *t = curl_slist_append(list, fixed[i]);
-        if (!t)
-            rc = -ENOMEM;
-        else
-            list = t;
-    }
+    if (rc == 0)
+        rc = gfs_http_no_expect(&list);
     CURL *h = rc == 0 ? curl_easy_init() : NULL;
     if (rc == 0 && !h)
         rc = -ENOMEM;

@@ -151,10 +151,13 @@ static int rec_intent(struct glidefs_volume *v)
  * unless a probe is recent. 0: go on; -ENOLCK: refused. */
 static int lax_gate(struct glidefs_volume *v, const char *whose)
 {
-    pthread_mutex_lock(&v->lock);
-    int state = v->own.probe_state;
-    int64_t at = v->own.probe_wall_ms;
-    pthread_mutex_unlock(&v->lock);
+    int state;
+    int64_t at;
+    {
+        SCOPED_LOCK(&v->lock);
+        state = v->own.probe_state;
+        at = v->own.probe_wall_ms;
+    }
     if (state == GLIDEFS_STORE_COND_UNKNOWN || gfs_wall_ms() - at > PROBE_TTL_MS) {
         if (!v->own.probe_store)
             return -EROFS;
@@ -162,10 +165,11 @@ static int lax_gate(struct glidefs_volume *v, const char *whose)
         int r = gfs_store_probe(v->own.probe_store, &v->log, &state, detail, sizeof detail);
         if (r < 0)
             return r;
-        pthread_mutex_lock(&v->lock);
-        v->own.probe_state = state;
-        v->own.probe_wall_ms = gfs_wall_ms();
-        pthread_mutex_unlock(&v->lock);
+        {
+            SCOPED_LOCK(&v->lock);
+            v->own.probe_state = state;
+            v->own.probe_wall_ms = gfs_wall_ms();
+        }
         if (state != GLIDEFS_STORE_COND_OK)
             gfs_err(&v->log, "%s: the object store does not honour conditional writes (%s)",
                     v->name, detail);
@@ -261,21 +265,24 @@ int gfs_own_take(struct glidefs_volume *v, int force, int *got, int *busy)
         if (kind == TAKE_NEW) {
             /* a volume without a lease (new): epoch 1, or past what the store has */
             memset(&n, 0, sizeof n);
-            pthread_mutex_lock(&v->lock);
-            n.epoch = v->sv.last_seg_epoch + 1;
-            if (v->sv.last_seg_epoch)
-                r = gfs_lease_add_fence(&n, v->sv.last_seg_epoch,
-                                        gfs_view_last_seq_of(&v->sv, v->sv.last_seg_epoch));
-            pthread_mutex_unlock(&v->lock);
+            {
+                SCOPED_LOCK(&v->lock);
+                n.epoch = v->sv.last_seg_epoch + 1;
+                if (v->sv.last_seg_epoch)
+                    r = gfs_lease_add_fence(&n, v->sv.last_seg_epoch,
+                                            gfs_view_last_seq_of(&v->sv, v->sv.last_seg_epoch));
+            }
             if (r < 0)
                 return r;
         } else {
             /* Fence the previous epoch at the last segment we know. The
              * caller refreshed the map, so it holds all that epoch wrote
              * before the hand-over (or, resuming, all we uploaded). */
-            pthread_mutex_lock(&v->lock);
-            uint64_t last = gfs_view_last_seq_of(&v->sv, l.epoch);
-            pthread_mutex_unlock(&v->lock);
+            uint64_t last;
+            {
+                SCOPED_LOCK(&v->lock);
+                last = gfs_view_last_seq_of(&v->sv, l.epoch);
+            }
             r = gfs_lease_add_fence(&n, l.epoch, last);
             if (r < 0)
                 return r;
@@ -301,9 +308,10 @@ int gfs_own_take(struct glidefs_volume *v, int force, int *got, int *busy)
             keep[i][0] = held->r[i].lo;
             keep[i][1] = held->r[i].hi;
         }
-        pthread_mutex_lock(&v->lock);
-        gfs_lease_raise_floor(&n, v->sv.manifest_epoch, keep, held->n);
-        pthread_mutex_unlock(&v->lock);
+        {
+            SCOPED_LOCK(&v->lock);
+            gfs_lease_raise_floor(&n, v->sv.manifest_epoch, keep, held->n);
+        }
         /* the journal goes on only from a lease of ours, in its epoch */
         uint64_t carried = 0;
         if (kind == TAKE_RESUME && gfs_own_journal_ours(v, &l, v->own.local_epoch))
@@ -336,15 +344,16 @@ int gfs_own_take(struct glidefs_volume *v, int force, int *got, int *busy)
         if (r < 0)
             return r;
         v->own.wrec_cur_landed = 1;
-        pthread_mutex_lock(&v->lock);
-        become_owner(v, &n);
-        memcpy(v->own.session, n.session, sizeof v->own.session);
-        memset(v->own.gens_sent, 0, sizeof v->own.gens_sent);
-        v->own.gens_sent[0] = n.gen;
-        v->own.gens_next = 1;
-        v->own.took_from_epoch = took;
-        v->own.journal_ours = carried != 0;
-        pthread_mutex_unlock(&v->lock);
+        {
+            SCOPED_LOCK(&v->lock);
+            become_owner(v, &n);
+            memcpy(v->own.session, n.session, sizeof v->own.session);
+            memset(v->own.gens_sent, 0, sizeof v->own.gens_sent);
+            v->own.gens_sent[0] = n.gen;
+            v->own.gens_next = 1;
+            v->own.took_from_epoch = took;
+            v->own.journal_ours = carried != 0;
+        }
         if (kind == TAKE_RESUME)
             gfs_info(&v->log, "%s: resumed the write lease of this cache dir in a new epoch %"
                      PRIu64 " (was %" PRIu64 "%s)", v->name, n.epoch, l.epoch,
@@ -423,10 +432,11 @@ static int lease_bump(struct glidefs_volume *v, struct gfs_lease *n)
     int r = rec_intent(v);
     if (r < 0)
         return r;
-    pthread_mutex_lock(&v->lock);
-    size_t slots = sizeof v->own.gens_sent / sizeof v->own.gens_sent[0];
-    v->own.gens_sent[v->own.gens_next++ % slots] = n->gen;
-    pthread_mutex_unlock(&v->lock);
+    {
+        SCOPED_LOCK(&v->lock);
+        size_t slots = sizeof v->own.gens_sent / sizeof v->own.gens_sent[0];
+        v->own.gens_sent[v->own.gens_next++ % slots] = n->gen;
+    }
     return gfs_lease_write(v->store, v->name, n);
 }
 
@@ -434,9 +444,11 @@ void gfs_own_heartbeat(struct glidefs_volume *v)
 {
     struct gfs_lease n = v->sv.lease;
     n.heartbeat_ms = gfs_wall_ms();
-    pthread_mutex_lock(&v->lock);
-    int lax = v->own.probe_state == GLIDEFS_STORE_COND_IGNORED;
-    pthread_mutex_unlock(&v->lock);
+    int lax;
+    {
+        SCOPED_LOCK(&v->lock);
+        lax = v->own.probe_state == GLIDEFS_STORE_COND_IGNORED;
+    }
     int r = 0;
     if (lax) {
         /* The store would accept our If-Match PUT over another writer's
@@ -444,10 +456,11 @@ void gfs_own_heartbeat(struct glidefs_volume *v)
          * than overwritten (a race of the two remains: README). */
         struct gfs_lease cur;
         r = gfs_lease_read(v->store, v->name, &cur);
-        pthread_mutex_lock(&v->lock);
-        if (r == 0 && !lease_is_current(v, &cur, v->sv.lease.epoch))
-            r = -ECANCELED;
-        pthread_mutex_unlock(&v->lock);
+        {
+            SCOPED_LOCK(&v->lock);
+            if (r == 0 && !lease_is_current(v, &cur, v->sv.lease.epoch))
+                r = -ECANCELED;
+        }
     }
     if (r == 0)
         r = lease_bump(v, &n);
@@ -464,16 +477,19 @@ void gfs_own_heartbeat(struct glidefs_volume *v)
     r = gfs_lease_read(v->store, v->name, &cur);
     if (r < 0)
         return;
-    pthread_mutex_lock(&v->lock);
-    int ours = lease_is_current(v, &cur, v->sv.lease.epoch);
-    pthread_mutex_unlock(&v->lock);
+    int ours;
+    {
+        SCOPED_LOCK(&v->lock);
+        ours = lease_is_current(v, &cur, v->sv.lease.epoch);
+    }
     if (ours) {
         v->sv.lease = cur; /* still ours (our own earlier write landed late) */
         return;
     }
-    pthread_mutex_lock(&v->lock);
-    become_fenced(v);
-    pthread_mutex_unlock(&v->lock);
+    {
+        SCOPED_LOCK(&v->lock);
+        become_fenced(v);
+    }
     char who[200];
     gfs_lease_who(&cur, who, sizeof who);
     gfs_err(&v->log, "%s: fenced: %s took the write lease (epoch %" PRIu64 "%s); writes now "
@@ -500,11 +516,13 @@ int gfs_own_confirm(struct glidefs_volume *v)
         return r;
     /* not under own_lock: a release holds it while it stops the syncer we
      * may run in; what we compare with is kept under v->lock */
-    pthread_mutex_lock(&v->lock);
-    int ours = lease_is_current(v, &cur, v->epoch);
-    if (!ours && v->owner)
-        become_fenced(v);
-    pthread_mutex_unlock(&v->lock);
+    int ours;
+    {
+        SCOPED_LOCK(&v->lock);
+        ours = lease_is_current(v, &cur, v->epoch);
+        if (!ours && v->owner)
+            become_fenced(v);
+    }
     if (ours)
         return 0;
     char who[200];
@@ -524,16 +542,17 @@ int gfs_own_release(struct glidefs_volume *v)
     int r = lease_bump(v, &n);
     if (r < 0)
         return r;
-    pthread_mutex_lock(&v->lock);
-    v->sv.lease = n;
-    v->owner = 0;
-    v->read_only = 1;
-    v->own.want_refresh = 1;
-    /* Everything is in the store: an empty journal means a later open of an
-     * ended epoch here has nothing to keep aside. */
-    if (v->dirty.nblocks == 0)
-        gfs_journal_reset(&v->journal);
-    pthread_mutex_unlock(&v->lock);
+    {
+        SCOPED_LOCK(&v->lock);
+        v->sv.lease = n;
+        v->owner = 0;
+        v->read_only = 1;
+        v->own.want_refresh = 1;
+        /* Everything is in the store: an empty journal means a later open of an
+         * ended epoch here has nothing to keep aside. */
+        if (v->dirty.nblocks == 0)
+            gfs_journal_reset(&v->journal);
+    }
     gfs_info(&v->log, "%s: released the write lease (epoch %" PRIu64 ")", v->name, n.epoch);
     return 0;
 }

@@ -15,6 +15,7 @@
 #ifndef GLIDEFS_OBJSTORE_H
 #define GLIDEFS_OBJSTORE_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -69,15 +70,21 @@ struct gfs_objstore_ops {
 };
 
 struct gfs_objstore_stats {
-    uint64_t puts, put_bytes, gets, get_bytes, heads, deletes, lists, errors, retries;
-    uint64_t delete_requests; /* DELETE and DeleteObjects requests (deletes counts keys) */
+    _Atomic uint64_t puts, put_bytes, gets, get_bytes, heads, deletes, lists, errors, retries;
+    _Atomic uint64_t delete_requests; /* DELETE and DeleteObjects requests (deletes counts keys) */
 };
+
+/* Count n into a stats counter: relaxed, the counters order nothing. */
+static inline void gfs_stat_add(_Atomic uint64_t *c, uint64_t n)
+{
+    atomic_fetch_add_explicit(c, n, memory_order_relaxed);
+}
 
 /* Common head of every backend's state. Backends embed it first. */
 struct gfs_objstore {
     const struct gfs_objstore_ops *ops;
     struct gfs_log *log;
-    /* counters, updated with __atomic builtins by the backends */
+    /* counters, updated by the backends with gfs_stat_add */
     struct gfs_objstore_stats stats;
 };
 

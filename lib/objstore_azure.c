@@ -16,14 +16,14 @@
  *
  * Owns: URL and endpoint handling (host-style for Azure, path-style for an
  * emulator or Azure Stack), credentials (config, else AZURE_STORAGE_*
- * environment; never logged, zeroed on close), the pool of curl handles
- * (parallel requests, keep-alive), request execution with timeouts, retries
- * with capped exponential backoff and full jitter, mapping of HTTP/Azure
+ * environment; never logged, zeroed on close), request execution with
+ * timeouts, retries (the curl handle pool, backoff and retryable curl errors
+ * are http_request.c's, shared with s3://), mapping of HTTP/Azure
  * errors to errno, and the checks on answers (Content-MD5 of what was PUT,
  * Content-Range of ranged GETs, list order and prefix).
  *
  * Threads: any number of threads may call the ops at once; each request
- * takes a curl easy handle from a mutex-protected pool (at most
+ * takes a curl easy handle from the pool (http_request.h; at most
  * storage.max_connections, created lazily, kept for connection reuse); DNS
  * and TLS sessions are shared between handles through a CURLSH with locks.
  *
@@ -39,6 +39,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,13 +58,12 @@
 #include "cleanup.h"
 #include "config.h"
 #include "log.h"
+#include "http_request.h"
 #include "objstore.h"
 #include "objstore_azure.h"
 #include "sigv4.h"
 
 #define AZ_VERSION "2021-12-02" /* x-ms-version: Put Blob up to 5000 MiB, Blob Batch */
-#define BACKOFF_BASE_MS 100
-#define BACKOFF_CAP_MS 5000
 #define ERR_BODY_MAX (64u * 1024u)
 #define PREFIX_MAX 512u
 #define CHECK_RETRIES 2
@@ -105,101 +105,21 @@ struct az_store {
     int max_conns;
     size_t single_max, block_size;
     unsigned max_results;
-    int batch_off;           /* the store refused Blob Batch: single deletes */
-    uint64_t batch_requests; /* Blob Batch requests sent (tests) */
+    atomic_int batch_off;            /* the store refused Blob Batch: single deletes */
+    _Atomic uint64_t batch_requests; /* Blob Batch requests sent (tests) */
 
-    pthread_mutex_t pool_lock;
-    pthread_cond_t pool_cond;
-    CURL **idle;
-    int nidle, nlive;
+    struct gfs_curl_pool pool;
 
-    CURLSH *share;
-    pthread_mutex_t share_locks[CURL_LOCK_DATA_LAST];
-
-    uint64_t seq; /* request counter, seeds the backoff jitter */
+    _Atomic uint64_t seq; /* request counter, seeds the backoff jitter */
 };
 
 static const struct gfs_objstore_ops az_ops;
 
 static struct az_store *AZ(struct gfs_objstore *st) { return (struct az_store *)st; }
 
-static void stat_add(uint64_t *c, uint64_t v) { __atomic_fetch_add(c, v, __ATOMIC_RELAXED); }
-
-/* ---- curl handle pool ---------------------------------------------------- */
-
-static void share_lock(CURL *h, curl_lock_data data, curl_lock_access access, void *arg)
-{
-    (void)h;
-    (void)access;
-    struct az_store *st = arg;
-    if ((int)data >= 0 && data < CURL_LOCK_DATA_LAST)
-        pthread_mutex_lock(&st->share_locks[data]);
-}
-
-static void share_unlock(CURL *h, curl_lock_data data, void *arg)
-{
-    (void)h;
-    struct az_store *st = arg;
-    if ((int)data >= 0 && data < CURL_LOCK_DATA_LAST)
-        pthread_mutex_unlock(&st->share_locks[data]);
-}
-
-static CURL *pool_get(struct az_store *st)
-{
-    pthread_mutex_lock(&st->pool_lock);
-    while (st->nidle == 0 && st->nlive >= st->max_conns)
-        pthread_cond_wait(&st->pool_cond, &st->pool_lock);
-    if (st->nidle > 0) {
-        CURL *h = st->idle[--st->nidle];
-        pthread_mutex_unlock(&st->pool_lock);
-        return h;
-    }
-    st->nlive++;
-    pthread_mutex_unlock(&st->pool_lock);
-    CURL *h = curl_easy_init();
-    if (!h) {
-        pthread_mutex_lock(&st->pool_lock);
-        st->nlive--;
-        pthread_cond_signal(&st->pool_cond);
-        pthread_mutex_unlock(&st->pool_lock);
-    }
-    return h;
-}
-
-static void pool_put(struct az_store *st, CURL *h)
-{
-    pthread_mutex_lock(&st->pool_lock);
-    st->idle[st->nidle++] = h;
-    pthread_cond_signal(&st->pool_cond);
-    pthread_mutex_unlock(&st->pool_lock);
-}
-
 /* ---- one request --------------------------------------------------------- */
 
 enum sink_kind { SINK_DISCARD, SINK_BUFFER, SINK_RANGE };
-
-struct dynbuf {
-    char *p;
-    size_t len, cap;
-};
-
-static int dyn_add(struct dynbuf *b, const void *data, size_t n)
-{
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p)
-            return -ENOMEM;
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, data, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-    return 0;
-}
 
 #define MAX_QUERY 6
 #define MAX_XHDR 8
@@ -235,8 +155,8 @@ struct az_call {
     int cr_empty;             /* Content-Range "bytes a-(a-1)/total": nothing (Azurite) */
     uint64_t content_length, cr_start, cr_end, cr_total; /* cr_total UINT64_MAX: '*' */
     char request_id[128];
-    struct dynbuf out;
-    struct dynbuf errbody;
+    struct gfs_dynbuf out;
+    struct gfs_dynbuf errbody;
     uint64_t pos;
     size_t got;
     int too_big, range_done, range_bad, oom;
@@ -279,45 +199,14 @@ static void call_free(struct az_call *c)
 {
     free(c->out.p);
     free(c->errbody.p);
-    c->out = (struct dynbuf){0};
-    c->errbody = (struct dynbuf){0};
-}
-
-static int parse_u64_str(const char *s, size_t n, uint64_t *out)
-{
-    if (n == 0 || n > 20)
-        return -1;
-    uint64_t v = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return -1;
-        unsigned d = (unsigned)(s[i] - '0');
-        if (v > (UINT64_MAX - d) / 10)
-            return -1;
-        v = v * 10 + d;
-    }
-    *out = v;
-    return 0;
+    c->out = (struct gfs_dynbuf){0};
+    c->errbody = (struct gfs_dynbuf){0};
 }
 
 /* "bytes a-b/total" (total may be '*'). */
 static int parse_content_range(const char *v, size_t n, struct az_call *c)
 {
-    if (n < 6 || strncasecmp(v, "bytes ", 6) != 0)
-        return -1;
-    const char *p = v + 6, *end = v + n;
-    const char *dash = memchr(p, '-', (size_t)(end - p));
-    if (!dash)
-        return -1;
-    const char *slash = memchr(dash, '/', (size_t)(end - dash));
-    if (!slash)
-        return -1;
-    if (parse_u64_str(p, (size_t)(dash - p), &c->cr_start) ||
-        parse_u64_str(dash + 1, (size_t)(slash - dash - 1), &c->cr_end))
-        return -1;
-    if (end - slash == 2 && slash[1] == '*')
-        c->cr_total = UINT64_MAX;
-    else if (parse_u64_str(slash + 1, (size_t)(end - slash - 1), &c->cr_total))
+    if (gfs_parse_content_range(v, n, &c->cr_start, &c->cr_end, &c->cr_total) < 0)
         return -1;
     if (c->cr_end < c->cr_start) {
         /* Azurite answers a range starting at the end with 206 and
@@ -394,7 +283,7 @@ static size_t on_header(char *data, size_t size, size_t nitems, void *arg)
         if (vl < sizeof(c->md5))
             copy_printable(c->md5, sizeof(c->md5), v, vl);
     } else if (nl == 14 && strncasecmp(data, "Content-Length", 14) == 0) {
-        c->have_cl = parse_u64_str(v, vl, &c->content_length) == 0;
+        c->have_cl = gfs_parse_u64_str(v, vl, &c->content_length) == 0;
     } else if (nl == 13 && strncasecmp(data, "Content-Range", 13) == 0) {
         c->have_cr = parse_content_range(v, vl, c) == 0;
     } else if (nl == 12 && strncasecmp(data, "Content-Type", 12) == 0) {
@@ -416,7 +305,7 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
     if (c->status < 200 || c->status > 299) {
         size_t room = ERR_BODY_MAX > c->errbody.len ? ERR_BODY_MAX - c->errbody.len : 0;
         size_t k = n < room ? n : room;
-        if (k && dyn_add(&c->errbody, data, k) != 0) {
+        if (k && gfs_dyn_add(&c->errbody, data, k) != 0) {
             c->oom = 1;
             return 0;
         }
@@ -429,7 +318,7 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
             c->too_big = 1;
             return 0;
         }
-        if (dyn_add(&c->out, data, n) != 0) {
+        if (gfs_dyn_add(&c->out, data, n) != 0) {
             c->oom = 1;
             return 0;
         }
@@ -461,29 +350,6 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
         return 0;
     }
     return n;
-}
-
-/* Full-jitter backoff: uniform in [0, min(cap, base * 2^attempt)). */
-static long backoff_ms(uint64_t *rng, int attempt)
-{
-    long ceiling = BACKOFF_BASE_MS;
-    for (int i = 0; i < attempt && ceiling < BACKOFF_CAP_MS; i++)
-        ceiling *= 2;
-    if (ceiling > BACKOFF_CAP_MS)
-        ceiling = BACKOFF_CAP_MS;
-    uint64_t x = *rng; /* xorshift64* */
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    *rng = x;
-    return (long)((x * 2685821657736338717ULL) % (uint64_t)ceiling);
-}
-
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
 }
 
 /* A key (or, allow_prefix, a listing prefix) the backend will send: no
@@ -549,31 +415,6 @@ static int build_target(const struct az_store *st, const struct az_call *c, char
     return 0;
 }
 
-static int is_retryable_curl(CURLcode cc)
-{
-    switch (cc) {
-    case CURLE_UNSUPPORTED_PROTOCOL:
-    case CURLE_URL_MALFORMAT:
-    case CURLE_OUT_OF_MEMORY:
-    case CURLE_PEER_FAILED_VERIFICATION:
-    case CURLE_SSL_CERTPROBLEM:
-    case CURLE_SSL_CIPHER:
-    case CURLE_SSL_CACERT_BADFILE:
-    case CURLE_SSL_ENGINE_NOTFOUND:
-    case CURLE_SSL_ENGINE_SETFAILED:
-    case CURLE_SSL_CRL_BADFILE:
-    case CURLE_SSL_ISSUER_ERROR:
-    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
-    case CURLE_SSL_INVALIDCERTSTATUS:
-    case CURLE_NOT_BUILT_IN:
-    case CURLE_BAD_FUNCTION_ARGUMENT:
-    case CURLE_UNKNOWN_OPTION:
-        return 0;
-    default:
-        return 1; /* timeouts, refused/reset connections, DNS, partial bodies ... */
-    }
-}
-
 enum attempt_result { ATT_DONE, ATT_RETRY, ATT_FAIL };
 
 static int append_header(struct curl_slist **list, const char *name, const char *value)
@@ -631,78 +472,29 @@ static enum attempt_result attempt(struct az_store *st, struct az_call *c, CURL 
         rc = append_header(&list, hdr[i].name, hdr[i].value);
     if (rc == 0 && authz)
         rc = append_header(&list, "Authorization", authz);
-    static const char *const fixed[] = {"Expect:", "Accept:"};
-    for (size_t i = 0; i < 2 && rc == 0; i++) {
-        struct curl_slist *t = curl_slist_append(list, fixed[i]);
-        if (!t)
-            rc = -ENOMEM;
-        else
-            list = t;
-    }
+    if (rc == 0)
+        rc = gfs_http_no_expect(&list);
     if (rc != 0) {
         curl_slist_free_all(list);
         *err = -ENOMEM;
         return ATT_FAIL;
     }
 
-    char curl_err[CURL_ERROR_SIZE] = "";
-    /* A connection kept from an earlier transfer: if it dies under this
-     * request before an answer, libcurl sends the request again on a new
-     * one by itself, inside this one attempt - a PUT may then land twice
-     * (and the second copy of a conditional PUT is refused by the first). */
-    curl_socket_t kept = CURL_SOCKET_BAD;
-    if (curl_easy_getinfo(h, CURLINFO_ACTIVESOCKET, &kept) != CURLE_OK)
-        kept = CURL_SOCKET_BAD;
-    curl_easy_reset(h); /* keeps the connection cache: keep-alive survives */
-    curl_easy_setopt(h, CURLOPT_URL, url);
-#if LIBCURL_VERSION_NUM >= 0x075500
-    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-#endif
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(h, CURLOPT_SHARE, st->share);
-    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, curl_err);
-    curl_easy_setopt(h, CURLOPT_PATH_AS_IS, 1L);
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, list);
-    curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, st->timeout_ms);
-    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
-                     st->timeout_ms < 10000 ? st->timeout_ms : 10000L);
-    long low_speed_s = st->timeout_ms / 2000;
-    curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
-    curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, low_speed_s > 0 ? low_speed_s : 1L);
-    curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, st->tls_verify ? 1L : 0L);
-    curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, st->tls_verify ? 2L : 0L);
-    if (st->ca_bundle)
-        curl_easy_setopt(h, CURLOPT_CAINFO, st->ca_bundle);
-    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(h, CURLOPT_HEADERDATA, c);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, c);
-    if (c->head) {
-        curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
-    } else if (has_body) {
-        if (strcmp(c->method, "POST") != 0)
-            curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, c->method);
-        curl_easy_setopt(h, CURLOPT_POSTFIELDS, c->body ? (const char *)c->body : "");
-        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)c->body_len);
-    } else if (strcmp(c->method, "GET") != 0) {
-        curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, c->method);
-    }
-
+    struct gfs_http_xfer x = {.url = url, .headers = list, .share = st->pool.share,
+                              .timeout_ms = st->timeout_ms, .tls_verify = st->tls_verify,
+                              .ca_bundle = st->ca_bundle, .on_header = on_header,
+                              .on_body = on_body, .arg = c, .method = c->method,
+                              .head = c->head, .body = c->body, .body_len = c->body_len};
+    x.has_body = has_body;
     call_reset_response(c);
-    CURLcode cc = curl_easy_perform(h);
+    gfs_http_perform(h, &x);
+    CURLcode cc = x.cc;
     c->cc = cc;
-    long nconn = 0;
-    if (kept != CURL_SOCKET_BAD && curl_easy_getinfo(h, CURLINFO_NUM_CONNECTS, &nconn) ==
-                                       CURLE_OK && nconn > 0)
-        c->maybe_resent = 1; /* it had one, yet connected anew */
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
-    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, NULL);
+    if (x.maybe_resent)
+        c->maybe_resent = 1;
     curl_slist_free_all(list);
-    long status = 0;
-    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
-    if (status)
-        c->status = status;
+    if (x.status)
+        c->status = x.status;
 
     if (c->oom) {
         *err = -ENOMEM;
@@ -722,10 +514,10 @@ static enum attempt_result attempt(struct az_store *st, struct az_call *c, CURL 
     }
     if (cc != CURLE_OK && !(cc == CURLE_WRITE_ERROR && c->range_done)) {
         snprintf(c->why, sizeof(c->why), "%s%s%s", curl_easy_strerror(cc),
-                 *curl_err ? ": " : "", curl_err);
+                 *x.err ? ": " : "", x.err);
         c->why[strcspn(c->why, "\r\n")] = '\0';
         *err = -EIO;
-        return is_retryable_curl(cc) ? ATT_RETRY : ATT_FAIL;
+        return gfs_curl_retryable(cc) ? ATT_RETRY : ATT_FAIL;
     }
 
     if (c->status < 200 || c->status > 299) {
@@ -764,14 +556,14 @@ static int az_exec(struct az_store *st, struct az_call *c, const char *opname)
     int rc = build_target(st, c, &url, &path);
     if (rc != 0)
         return rc;
-    uint64_t seq = __atomic_add_fetch(&st->seq, 1, __ATOMIC_RELAXED);
+    uint64_t seq = atomic_fetch_add_explicit(&st->seq, 1, memory_order_relaxed) + 1;
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
     uint64_t rng = (seq * 0x9E3779B97F4A7C15ULL) ^ (uint64_t)now.tv_nsec ^
                    ((uint64_t)now.tv_sec << 32) ^ (uint64_t)(uintptr_t)c;
     if (!rng)
         rng = 1;
-    CURL *h = pool_get(st);
+    CURL *h = gfs_curl_pool_get(&st->pool);
     if (!h)
         return -ENOMEM;
     int budget = c->retries >= 0 ? c->retries : st->max_retries;
@@ -791,13 +583,13 @@ static int az_exec(struct az_store *st, struct az_call *c, const char *opname)
             rc = -EIO;
             break;
         }
-        long ms = backoff_ms(&rng, i);
-        stat_add(&st->base.stats.retries, 1);
+        long ms = gfs_backoff_ms(&rng, i);
+        gfs_stat_add(&st->base.stats.retries, 1);
         gfs_warn(st->base.log, "azure: %s %s: %s; retry %d/%d in %ld ms", opname,
                  c->key ? c->key : st->desc, c->why, i + 1, budget, ms);
-        sleep_ms(ms);
+        gfs_sleep_ms(ms);
     }
-    pool_put(st, h);
+    gfs_curl_pool_put(&st->pool, h);
     return rc;
 }
 
@@ -828,7 +620,7 @@ static int az_fail(struct az_store *st, struct az_call *c, const char *opname, i
         if (rc != -ENOMEM && rc != -EINVAL)
             rc = -EIO;
     }
-    stat_add(&st->base.stats.errors, 1);
+    gfs_stat_add(&st->base.stats.errors, 1);
     return rc;
 }
 
@@ -843,7 +635,7 @@ static int az_head(struct gfs_objstore *gst, const char *key, struct gfs_obj_inf
     call_init(&c, "HEAD", key);
     c.head = 1;
     int rc = az_exec(st, &c, "HEAD");
-    stat_add(&st->base.stats.heads, 1);
+    gfs_stat_add(&st->base.stats.heads, 1);
     if (rc == 0 && c.status == 404 && !code_is(&c, "ContainerNotFound")) {
         call_free(&c);
         return -ENOENT;
@@ -877,7 +669,7 @@ static int our_put_landed(struct az_store *st, const char *key, const char *md5b
     call_init(&c, "HEAD", key);
     c.head = 1;
     int rc = az_exec(st, &c, "HEAD");
-    stat_add(&st->base.stats.heads, 1);
+    gfs_stat_add(&st->base.stats.heads, 1);
     if (rc != 0 || (c.status != 200 && c.status != 404)) {
         rc = az_fail(st, &c, "HEAD", rc);
         call_free(&c);
@@ -929,7 +721,7 @@ static int put_blocks(struct az_store *st, const char *key, const uint8_t *buf, 
         c.xhdr[c.nxhdr++] = (struct gfs_az_kv){"Content-MD5", md5};
         c.xhdr[c.nxhdr++] = (struct gfs_az_kv){"Content-Type", "application/octet-stream"};
         rc = az_exec(st, &c, "PUT-BLOCK");
-        stat_add(&st->base.stats.puts, 1);
+        gfs_stat_add(&st->base.stats.puts, 1);
         if (rc != 0 || !status_ok(&c)) {
             rc = az_fail(st, &c, "PUT-BLOCK", rc);
             call_free(&c);
@@ -1009,9 +801,9 @@ static int az_put_etag(struct gfs_objstore *gst, const char *key, const void *bu
         c.xhdr[c.nxhdr++] = (struct gfs_az_kv){"If-Match", quoted};
     const char *op = nblocks ? "PUT-BLOCKLIST" : "PUT";
     rc = az_exec(st, &c, op);
-    stat_add(&st->base.stats.puts, 1);
+    gfs_stat_add(&st->base.stats.puts, 1);
     if (rc == 0 && status_ok(&c)) {
-        stat_add(&st->base.stats.put_bytes, len);
+        gfs_stat_add(&st->base.stats.put_bytes, len);
         if (!c.etag[0]) {
             /* the next conditional write needs it: no ETag, no success */
             snprintf(c.why, sizeof(c.why), "answer %ld without an ETag", c.status);
@@ -1073,7 +865,7 @@ static int az_get_range(struct gfs_objstore *gst, const char *key, uint64_t offs
     c.range_off = offset;
     c.xhdr[c.nxhdr++] = (struct gfs_az_kv){"x-ms-range", range};
     int rc = az_exec(st, &c, "GET");
-    stat_add(&st->base.stats.gets, 1);
+    gfs_stat_add(&st->base.stats.gets, 1);
     if (rc == 0 && (c.status == 416 || /* offset at or past the end */
                     (c.status == 206 && c.cr_empty && c.cr_start == offset && c.got == 0))) {
         call_free(&c);
@@ -1083,34 +875,17 @@ static int az_get_range(struct gfs_objstore *gst, const char *key, uint64_t offs
         call_free(&c);
         return -ENOENT;
     }
-    if (rc == 0 && c.status == 206) {
-        uint64_t n = c.have_cr ? c.cr_end - c.cr_start + 1 : 0;
-        if (!c.have_cr || c.cr_start != offset || n > len || n != c.got ||
-            (c.cr_total != UINT64_MAX && (c.cr_end >= c.cr_total ||
-                                          (n < len && c.cr_end + 1 != c.cr_total)))) {
-            snprintf(c.why, sizeof(c.why),
-                     "206 answer does not match the range asked (%s; Content-Range %s "
-                     "%" PRIu64 "-%" PRIu64 "/%" PRIu64 ", %zu bytes received)",
-                     range, c.have_cr ? "" : "missing", c.cr_start, c.cr_end, c.cr_total, c.got);
-            c.status = 502;
-        }
-    } else if (rc == 0 && c.status == 200) {
-        uint64_t size = c.have_cl ? c.content_length : c.pos;
-        size_t want = offset >= size ? 0 : (size - offset < len ? (size_t)(size - offset) : len);
-        if (c.got != want) {
-            snprintf(c.why, sizeof(c.why),
-                     "200 answer to a ranged GET holds %zu bytes of the %zu expected", c.got,
-                     want);
-            c.status = 502;
-        }
-    }
+    struct gfs_range_answer a = {c.status, c.have_cr, c.have_cl, c.cr_start, c.cr_end,
+                                 c.cr_total, c.content_length, c.pos, c.got};
+    if (rc == 0 && gfs_range_answer_check(&a, offset, len, range, c.why, sizeof(c.why)) < 0)
+        c.status = 502; /* not the range asked for */
     if (rc != 0 || (c.status != 200 && c.status != 206)) {
         rc = az_fail(st, &c, "GET", rc);
         call_free(&c);
         return rc;
     }
     *got = c.got;
-    stat_add(&st->base.stats.get_bytes, c.got);
+    gfs_stat_add(&st->base.stats.get_bytes, c.got);
     call_free(&c);
     return 0;
 }
@@ -1130,7 +905,7 @@ static int az_get(struct gfs_objstore *gst, const char *key, size_t max_len, voi
     c.sink = SINK_BUFFER;
     c.max_body = max_len;
     int rc = az_exec(st, &c, "GET");
-    stat_add(&st->base.stats.gets, 1);
+    gfs_stat_add(&st->base.stats.gets, 1);
     if (rc == -EFBIG) {
         call_free(&c);
         return -EFBIG;
@@ -1157,7 +932,7 @@ static int az_get(struct gfs_objstore *gst, const char *key, size_t max_len, voi
         info->size = c.out.len;
         snprintf(info->etag, sizeof(info->etag), "%s", c.etag);
     }
-    stat_add(&st->base.stats.get_bytes, c.out.len);
+    gfs_stat_add(&st->base.stats.get_bytes, c.out.len);
     *out = c.out.p;
     *outlen = c.out.len;
     c.out.p = NULL;
@@ -1175,8 +950,8 @@ static int az_del(struct gfs_objstore *gst, const char *key)
     /* a blob with snapshots cannot be deleted alone (409 SnapshotsPresent) */
     c.xhdr[c.nxhdr++] = (struct gfs_az_kv){"x-ms-delete-snapshots", "include"};
     int rc = az_exec(st, &c, "DELETE");
-    stat_add(&st->base.stats.deletes, 1);
-    stat_add(&st->base.stats.delete_requests, 1);
+    gfs_stat_add(&st->base.stats.deletes, 1);
+    gfs_stat_add(&st->base.stats.delete_requests, 1);
     if (rc == 0 && (status_ok(&c) || (c.status == 404 && !code_is(&c, "ContainerNotFound")))) {
         call_free(&c);
         return 0; /* deleting a missing blob is success */
@@ -1203,7 +978,7 @@ static int list_page(struct az_store *st, struct az_call *c, const char *full_pr
     if (marker)
         c->query[c->nquery++] = (struct gfs_az_kv){"marker", marker};
     int rc = az_exec(st, c, "LIST");
-    stat_add(&st->base.stats.lists, 1);
+    gfs_stat_add(&st->base.stats.lists, 1);
     if (rc == -EFBIG) {
         snprintf(c->why, sizeof(c->why), "listing page larger than %u bytes", GFS_AZ_XML_MAX);
         rc = -EIO;
@@ -1256,7 +1031,7 @@ static int az_list(struct gfs_objstore *gst, const char *prefix, const char *sta
             if (strncmp(k, full_prefix, fplen) != 0 || (last && strcmp(k, last) <= 0)) {
                 gfs_err(st->base.log, "azure: LIST %s: the store listed '%.200s' %s", st->desc,
                         k, last && strcmp(k, last) <= 0 ? "out of order" : "outside the prefix");
-                stat_add(&st->base.stats.errors, 1);
+                gfs_stat_add(&st->base.stats.errors, 1);
                 gfs_az_list_page_clear(&page);
                 return -EIO;
             }
@@ -1281,7 +1056,7 @@ static int az_list(struct gfs_objstore *gst, const char *prefix, const char *sta
         if (marker && strcmp(marker, page.next_marker) == 0) {
             gfs_err(st->base.log, "azure: LIST %s: the store answered the same NextMarker "
                     "twice", st->desc);
-            stat_add(&st->base.stats.errors, 1);
+            gfs_stat_add(&st->base.stats.errors, 1);
             gfs_az_list_page_clear(&page);
             return -EIO;
         }
@@ -1297,15 +1072,7 @@ static void az_destroy(struct gfs_objstore *gst)
     struct az_store *st = AZ(gst);
     if (!st)
         return;
-    for (int i = 0; i < st->nidle; i++)
-        curl_easy_cleanup(st->idle[i]);
-    free(st->idle);
-    if (st->share)
-        curl_share_cleanup(st->share);
-    for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
-        pthread_mutex_destroy(&st->share_locks[i]);
-    pthread_mutex_destroy(&st->pool_lock);
-    pthread_cond_destroy(&st->pool_cond);
+    gfs_curl_pool_destroy(&st->pool);
     mbedtls_platform_zeroize(st->key, sizeof(st->key));
     if (st->sas) {
         mbedtls_platform_zeroize(st->sas, strlen(st->sas));
@@ -1345,7 +1112,7 @@ int gfs_azure_check(struct gfs_objstore *gst, char *err, size_t errlen)
         call_free(&c);
         return 0;
     }
-    if (rc != 0 && c.cc != CURLE_OK && !is_retryable_curl(c.cc) && c.cc != CURLE_OUT_OF_MEMORY) {
+    if (rc != 0 && c.cc != CURLE_OK && !gfs_curl_retryable(c.cc) && c.cc != CURLE_OUT_OF_MEMORY) {
         snprintf(line, sizeof(line),
                  "%s: TLS or protocol failure with the Azure endpoint %s: %s (storage.ca_bundle "
                  "names a CA file for a private CA)", st->desc, st->origin, c.why);
@@ -1469,8 +1236,8 @@ static int delete_chunk(struct az_store *st, const char *const *keys, size_t n, 
     c.query[c.nquery++] = (struct gfs_az_kv){"comp", "batch"};
     c.xhdr[c.nxhdr++] = (struct gfs_az_kv){"Content-Type", ctype};
     rc = az_exec(st, &c, "DELETE-BATCH");
-    __atomic_fetch_add(&st->batch_requests, 1, __ATOMIC_RELAXED);
-    stat_add(&st->base.stats.delete_requests, 1);
+    atomic_fetch_add_explicit(&st->batch_requests, 1, memory_order_relaxed);
+    gfs_stat_add(&st->base.stats.delete_requests, 1);
     if (rc == 0 && !status_ok(&c) && batch_unsupported(c.status, c.code)) {
         gfs_warn(st->base.log, "azure: %s refuses Blob Batch (%s): deleting one blob per "
                  "request from now on", st->desc, c.why);
@@ -1478,7 +1245,7 @@ static int delete_chunk(struct az_store *st, const char *const *keys, size_t n, 
         call_free(&c);
         return 0;
     }
-    stat_add(&st->base.stats.deletes, n);
+    gfs_stat_add(&st->base.stats.deletes, n);
     if (rc != 0 || c.status != 202) {
         rc = az_fail(st, &c, "DELETE-BATCH", rc);
         call_free(&c);
@@ -1494,7 +1261,7 @@ static int delete_chunk(struct az_store *st, const char *const *keys, size_t n, 
     call_free(&c);
     if (rc == -EBADMSG) {
         gfs_err(st->base.log, "azure: DELETE-BATCH on %s: malformed batch answer", st->desc);
-        stat_add(&st->base.stats.errors, 1);
+        gfs_stat_add(&st->base.stats.errors, 1);
         rc = -EIO;
     }
     if (rc == 0 && whole) {
@@ -1505,7 +1272,7 @@ static int delete_chunk(struct az_store *st, const char *const *keys, size_t n, 
         } else {
             gfs_err(st->base.log, "azure: DELETE-BATCH on %s refused: HTTP %d %s", st->desc,
                     whole->status, whole->code);
-            stat_add(&st->base.stats.errors, 1);
+            gfs_stat_add(&st->base.stats.errors, 1);
             rc = whole->status == 403 ? -EACCES
                  : strcmp(whole->code, "ContainerNotFound") == 0 ? -ENOENT : -EIO;
         }
@@ -1529,7 +1296,7 @@ static int delete_chunk(struct az_store *st, const char *const *keys, size_t n, 
         gfs_err(st->base.log, "azure: DELETE-BATCH on %s: %zu of %zu blobs not deleted, first "
                 "%s: HTTP %d %s", st->desc, bad, n, keys[first], rep[first].status,
                 rep[first].code);
-        stat_add(&st->base.stats.errors, 1);
+        gfs_stat_add(&st->base.stats.errors, 1);
         *failed += bad;
         rc = hard ? hard : -EIO;
     }
@@ -1571,12 +1338,12 @@ int gfs_azure_delete_batch(struct gfs_objstore *gst, const char *const *keys, si
     for (size_t off = 0; off < n;) {
         size_t k = n - off < GFS_AZ_BATCH_MAX ? n - off : GFS_AZ_BATCH_MAX;
         int rc, unsupported = 0;
-        if (k == 1 || __atomic_load_n(&st->batch_off, __ATOMIC_RELAXED)) {
+        if (k == 1 || atomic_load_explicit(&st->batch_off, memory_order_relaxed)) {
             rc = del_each(st, keys + off, k, &nfailed);
         } else {
             rc = delete_chunk(st, keys + off, k, &nfailed, &unsupported);
             if (unsupported) {
-                __atomic_store_n(&st->batch_off, 1, __ATOMIC_RELAXED);
+                atomic_store_explicit(&st->batch_off, 1, memory_order_relaxed);
                 continue; /* the same keys again, one by one */
             }
         }
@@ -1611,7 +1378,8 @@ uint64_t gfs_azure_batch_requests(const struct gfs_objstore *gst)
 {
     if (!gfs_objstore_is_azure(gst))
         return 0;
-    return __atomic_load_n(&((const struct az_store *)gst)->batch_requests, __ATOMIC_RELAXED);
+    const struct az_store *st = (const struct az_store *)gst;
+    return atomic_load_explicit(&st->batch_requests, memory_order_relaxed);
 }
 
 /* ops->del_many (objstore.h): compaction and purge delete through Blob Batch. */
@@ -1878,10 +1646,7 @@ int gfs_objstore_azure_open(const struct glidefs_config *cfg, struct gfs_log *lo
     }
     st->base.ops = &az_ops;
     st->base.log = log;
-    pthread_mutex_init(&st->pool_lock, NULL);
-    pthread_cond_init(&st->pool_cond, NULL);
-    for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
-        pthread_mutex_init(&st->share_locks[i], NULL);
+    gfs_curl_pool_init(&st->pool);
 
     int rc = parse_az_url(cfg->storage_url, st, err, errlen);
     if (rc == 0) {
@@ -1925,18 +1690,11 @@ int gfs_objstore_azure_open(const struct glidefs_config *cfg, struct gfs_log *lo
     } else if (asprintf(&st->desc, "azure://%s/%s", st->account, st->container) < 0) {
         st->desc = NULL;
     }
-    st->idle = calloc((size_t)st->max_conns, sizeof(*st->idle));
-    st->share = curl_share_init();
-    if (!st->desc || !st->idle || !st->share) {
+    if (!st->desc || gfs_curl_pool_start(&st->pool, st->max_conns) < 0) {
         snprintf(err, errlen, "out of memory");
         rc = -ENOMEM;
         goto fail;
     }
-    curl_share_setopt(st->share, CURLSHOPT_LOCKFUNC, share_lock);
-    curl_share_setopt(st->share, CURLSHOPT_UNLOCKFUNC, share_unlock);
-    curl_share_setopt(st->share, CURLSHOPT_USERDATA, st);
-    curl_share_setopt(st->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
-    curl_share_setopt(st->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
 
     if (!st->tls_verify && strncasecmp(st->origin, "https:", 6) == 0)
         gfs_warn(log, "azure: TLS certificate verification is off for %s", st->origin);

@@ -43,6 +43,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -84,11 +85,11 @@ struct file_store {
     struct gfs_objstore base; /* first: the generic code casts */
     int rootfd;
     char *root;
-    uint64_t tmp_counter; /* atomic; only to make temp names unique */
-    int walk_only;        /* atomic; openat2 is missing (old kernel, seccomp): walk */
+    _Atomic uint64_t tmp_counter; /* only to make temp names unique */
+    atomic_int walk_only;         /* openat2 is missing (old kernel, seccomp): walk */
 };
 
-#define STAT_ADD(st, field, n) __atomic_fetch_add(&(st)->base.stats.field, (uint64_t)(n), __ATOMIC_RELAXED)
+#define STAT_ADD(st, field, n) gfs_stat_add(&(st)->base.stats.field, (uint64_t)(n))
 
 static struct file_store *fs_of(struct gfs_objstore *s)
 {
@@ -254,7 +255,7 @@ static int open_dir_walk(struct file_store *st, const char *dir, int create)
 static int open_dir(struct file_store *st, const char *dir, int create)
 {
 #ifdef SYS_openat2
-    if (!__atomic_load_n(&st->walk_only, __ATOMIC_RELAXED)) {
+    if (!atomic_load_explicit(&st->walk_only, memory_order_relaxed)) {
         struct open_how how = {
             .flags = DIR_FLAGS,
             .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
@@ -265,7 +266,7 @@ static int open_dir(struct file_store *st, const char *dir, int create)
         int e = errno;
         if (e == ENOSYS || e == EPERM || e == EINVAL || e == E2BIG)
             /* no openat2 here (kernel < 5.6, or a seccomp filter): walk from now on */
-            __atomic_store_n(&st->walk_only, 1, __ATOMIC_RELAXED);
+            atomic_store_explicit(&st->walk_only, 1, memory_order_relaxed);
         else if (e != EAGAIN && e != ENOTDIR && !(e == ENOENT && create))
             return -e; /* (ENOTDIR may be a link met with O_NOFOLLOW: the walk says) */
     }
@@ -378,7 +379,7 @@ static int make_temp(struct file_store *st, int dirfd, char *name, size_t namele
             clock_gettime(CLOCK_MONOTONIC, &ts);
             rnd = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 30);
         }
-        uint64_t ctr = __atomic_fetch_add(&st->tmp_counter, 1, __ATOMIC_RELAXED);
+        uint64_t ctr = atomic_fetch_add_explicit(&st->tmp_counter, 1, memory_order_relaxed);
         snprintf(name, namelen, TMP_PREFIX "%d.%" PRIx64 ".%016" PRIx64, (int)getpid(), ctr, rnd);
         int fd = openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
         if (fd >= 0 || errno != EEXIST)
@@ -806,7 +807,7 @@ static const struct gfs_objstore_ops file_ops = {
 
 void gfs_objstore_file_walk_only(struct gfs_objstore *s)
 {
-    __atomic_store_n(&fs_of(s)->walk_only, 1, __ATOMIC_RELAXED);
+    atomic_store_explicit(&fs_of(s)->walk_only, 1, memory_order_relaxed);
 }
 
 int gfs_objstore_file_open(const char *root_dir, struct gfs_log *log, struct gfs_objstore **out,

@@ -7,9 +7,9 @@
  * path-style, see gfs_s3_use_virtual), the region (a store that answers
  * with the bucket's real region - 301 PermanentRedirect, x-amz-bucket-region,
  * AuthorizationHeaderMalformed - is signed for that region from then on,
- * the request retried once), the pool of curl handles (parallel requests,
- * keep-alive), request execution with timeouts, retries with capped
- * exponential backoff and full jitter, mapping of HTTP/S3 errors to errno,
+ * the request retried once), request execution with timeouts, retries
+ * (the curl handle pool, backoff and retryable curl errors are
+ * http_request.c's, shared with azure://), mapping of HTTP/S3 errors to errno,
  * x-amz-checksum-crc32c on PUT (storage.checksum), and the checks on answers
  * (ETag == MD5 of what was PUT, the echoed CRC-32C, Content-Range of ranged
  * GETs, list order). Credentials come from s3_creds.c (the chain, refresh;
@@ -17,7 +17,7 @@
  * signed again, once.
  *
  * Threads: any number of threads may call the ops at once; each request
- * takes a curl easy handle from a mutex-protected pool (at most
+ * takes a curl easy handle from the pool (http_request.h; at most
  * storage.max_connections, created lazily, kept for connection reuse); DNS
  * and TLS sessions are shared between handles through a CURLSH with locks.
  *
@@ -36,6 +36,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,6 +52,7 @@
 #include "config.h"
 #include "crc32c.h"
 #include "log.h"
+#include "http_request.h"
 #include "objstore.h"
 #include "objstore_s3.h"
 #include "s3_creds.h"
@@ -59,8 +61,6 @@
 #include "s3_xml.h"
 #include "sigv4.h"
 
-#define BACKOFF_BASE_MS 100
-#define BACKOFF_CAP_MS 5000
 #define ERR_BODY_MAX (64u * 1024u) /* error bodies kept for parsing */
 #define PREFIX_MAX 512u
 #define CHECK_RETRIES 2            /* start-up check: fail fast */
@@ -103,33 +103,27 @@ struct s3_store {
     char *ep_host;    /* storage.endpoint's host[:port] */
     int virtual_host; /* requests go to BUCKET.host (gfs_s3_use_virtual) */
     pthread_mutex_t target_lock;
-    struct s3_target *target; /* __atomic; replaced under target_lock */
+    _Atomic(struct s3_target *) target; /* replaced under target_lock */
     int region_switches;
     struct gfs_s3_creds *creds;
     char *ca_bundle;
     char *desc;       /* "s3://bucket/prefix" for messages */
     int tls_verify;
     int crc_mode;     /* storage.checksum: CRC_OFF / CRC_AUTO / CRC_ON */
-    int crc_refused;  /* auto: the store refused the header; PUTs go without it */
-    int crc_state;    /* GFS_S3_CRC_*: what the store was seen to do */
+    atomic_int crc_refused; /* auto: the store refused the header; PUTs go without it */
+    atomic_int crc_state;   /* GFS_S3_CRC_*: what the store was seen to do */
     long timeout_ms;
     int max_retries;
     int max_conns;
 
-    pthread_mutex_t pool_lock;
-    pthread_cond_t pool_cond;
-    CURL **idle;
-    int nidle, nlive;
+    struct gfs_curl_pool pool;
 
-    CURLSH *share;
-    pthread_mutex_t share_locks[CURL_LOCK_DATA_LAST];
-
-    uint64_t seq; /* request counter, seeds the backoff jitter */
+    _Atomic uint64_t seq; /* request counter, seeds the backoff jitter */
     /* 1 once this store was seen to compare If-Match with the stored ETag
      * without its quotes (Ceph RGW 16): If-Match then goes out bare */
-    int if_match_bare;
+    atomic_int if_match_bare;
     /* 1 once DeleteObjects was answered "not implemented": single deletes */
-    int no_batch_delete;
+    atomic_int no_batch_delete;
 };
 
 static const struct gfs_objstore_ops s3_ops;
@@ -137,83 +131,9 @@ static void target_free(struct s3_target *t);
 
 static struct s3_store *S3(struct gfs_objstore *st) { return (struct s3_store *)st; }
 
-static void stat_add(uint64_t *c, uint64_t v) { __atomic_fetch_add(c, v, __ATOMIC_RELAXED); }
-
-/* ---- curl handle pool ---------------------------------------------------- */
-
-static void share_lock(CURL *h, curl_lock_data data, curl_lock_access access, void *arg)
-{
-    (void)h;
-    (void)access;
-    struct s3_store *st = arg;
-    if ((int)data >= 0 && data < CURL_LOCK_DATA_LAST)
-        pthread_mutex_lock(&st->share_locks[data]);
-}
-
-static void share_unlock(CURL *h, curl_lock_data data, void *arg)
-{
-    (void)h;
-    struct s3_store *st = arg;
-    if ((int)data >= 0 && data < CURL_LOCK_DATA_LAST)
-        pthread_mutex_unlock(&st->share_locks[data]);
-}
-
-static CURL *pool_get(struct s3_store *st)
-{
-    pthread_mutex_lock(&st->pool_lock);
-    while (st->nidle == 0 && st->nlive >= st->max_conns)
-        pthread_cond_wait(&st->pool_cond, &st->pool_lock);
-    if (st->nidle > 0) {
-        CURL *h = st->idle[--st->nidle];
-        pthread_mutex_unlock(&st->pool_lock);
-        return h;
-    }
-    st->nlive++;
-    pthread_mutex_unlock(&st->pool_lock);
-    CURL *h = curl_easy_init();
-    if (!h) {
-        pthread_mutex_lock(&st->pool_lock);
-        st->nlive--;
-        pthread_cond_signal(&st->pool_cond);
-        pthread_mutex_unlock(&st->pool_lock);
-    }
-    return h;
-}
-
-static void pool_put(struct s3_store *st, CURL *h)
-{
-    pthread_mutex_lock(&st->pool_lock);
-    st->idle[st->nidle++] = h;
-    pthread_cond_signal(&st->pool_cond);
-    pthread_mutex_unlock(&st->pool_lock);
-}
-
 /* ---- one request --------------------------------------------------------- */
 
 enum sink_kind { SINK_DISCARD, SINK_BUFFER, SINK_RANGE };
-
-struct dynbuf {
-    char *p;
-    size_t len, cap;
-};
-
-static int dyn_add(struct dynbuf *b, const void *data, size_t n)
-{
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p)
-            return -ENOMEM;
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, data, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-    return 0;
-}
 
 #define MAX_QUERY 6
 #define MAX_XHDR 6
@@ -247,8 +167,8 @@ struct s3_call {
     int have_cl, have_cr;
     uint64_t content_length, cr_start, cr_end, cr_total; /* cr_total UINT64_MAX: '*' */
     char request_id[128];
-    struct dynbuf out;        /* SINK_BUFFER body */
-    struct dynbuf errbody;    /* body of a non-2xx answer */
+    struct gfs_dynbuf out;        /* SINK_BUFFER body */
+    struct gfs_dynbuf errbody;    /* body of a non-2xx answer */
     uint64_t pos;             /* SINK_RANGE: bytes of body seen */
     size_t got;               /* SINK_RANGE: bytes stored into dst */
     int too_big, range_done, range_bad, oom;
@@ -295,45 +215,14 @@ static void call_free(struct s3_call *c)
 {
     free(c->out.p);
     free(c->errbody.p);
-    c->out = (struct dynbuf){0};
-    c->errbody = (struct dynbuf){0};
-}
-
-static int parse_u64_str(const char *s, size_t n, uint64_t *out)
-{
-    if (n == 0 || n > 20)
-        return -1;
-    uint64_t v = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return -1;
-        unsigned d = (unsigned)(s[i] - '0');
-        if (v > (UINT64_MAX - d) / 10)
-            return -1;
-        v = v * 10 + d;
-    }
-    *out = v;
-    return 0;
+    c->out = (struct gfs_dynbuf){0};
+    c->errbody = (struct gfs_dynbuf){0};
 }
 
 /* "bytes a-b/total" (total may be '*'). */
 static int parse_content_range(const char *v, size_t n, struct s3_call *c)
 {
-    if (n < 6 || strncasecmp(v, "bytes ", 6) != 0)
-        return -1;
-    const char *p = v + 6, *end = v + n;
-    const char *dash = memchr(p, '-', (size_t)(end - p));
-    if (!dash)
-        return -1;
-    const char *slash = memchr(dash, '/', (size_t)(end - dash));
-    if (!slash)
-        return -1;
-    if (parse_u64_str(p, (size_t)(dash - p), &c->cr_start) ||
-        parse_u64_str(dash + 1, (size_t)(slash - dash - 1), &c->cr_end))
-        return -1;
-    if (end - slash == 2 && slash[1] == '*')
-        c->cr_total = UINT64_MAX;
-    else if (parse_u64_str(slash + 1, (size_t)(end - slash - 1), &c->cr_total))
+    if (gfs_parse_content_range(v, n, &c->cr_start, &c->cr_end, &c->cr_total) < 0)
         return -1;
     if (c->cr_end < c->cr_start)
         return -1;
@@ -392,7 +281,7 @@ static size_t on_header(char *data, size_t size, size_t nitems, void *arg)
             c->etag[0] = '\0';
         }
     } else if (nl == 14 && strncasecmp(data, "Content-Length", 14) == 0) {
-        c->have_cl = parse_u64_str(v, vl, &c->content_length) == 0;
+        c->have_cl = gfs_parse_u64_str(v, vl, &c->content_length) == 0;
     } else if (nl == 13 && strncasecmp(data, "Content-Range", 13) == 0) {
         c->have_cr = parse_content_range(v, vl, c) == 0;
     } else if (nl == 28 && strncasecmp(data, "x-amz-server-side-encryption", 28) == 0) {
@@ -433,7 +322,7 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
         /* error answer: keep the start of it for the XML error parser */
         size_t room = ERR_BODY_MAX > c->errbody.len ? ERR_BODY_MAX - c->errbody.len : 0;
         size_t k = n < room ? n : room;
-        if (k && dyn_add(&c->errbody, data, k) != 0) {
+        if (k && gfs_dyn_add(&c->errbody, data, k) != 0) {
             c->oom = 1;
             return 0;
         }
@@ -446,7 +335,7 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
             c->too_big = 1;
             return 0;
         }
-        if (dyn_add(&c->out, data, n) != 0) {
+        if (gfs_dyn_add(&c->out, data, n) != 0) {
             c->oom = 1;
             return 0;
         }
@@ -480,30 +369,6 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
     return n;
 }
 
-/* Full-jitter backoff: uniform in [0, min(cap, base * 2^attempt)). */
-static long backoff_ms(uint64_t *rng, int attempt)
-{
-    long ceiling = BACKOFF_BASE_MS;
-    for (int i = 0; i < attempt && ceiling < BACKOFF_CAP_MS; i++)
-        ceiling *= 2;
-    if (ceiling > BACKOFF_CAP_MS)
-        ceiling = BACKOFF_CAP_MS;
-    /* xorshift64* */
-    uint64_t x = *rng;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    *rng = x;
-    return (long)((x * 2685821657736338717ULL) % (uint64_t)ceiling);
-}
-
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
-}
-
 static int key_ok(const struct s3_store *st, const char *key, int allow_empty)
 {
     if (!key)
@@ -519,7 +384,7 @@ static int key_ok(const struct s3_store *st, const char *key, int allow_empty)
 
 static const struct s3_target *target_of(const struct s3_store *st)
 {
-    return __atomic_load_n(&st->target, __ATOMIC_ACQUIRE);
+    return atomic_load_explicit(&st->target, memory_order_acquire);
 }
 
 /* Build URL and signing path of c for target t. */
@@ -551,31 +416,6 @@ static int build_target(const struct s3_store *st, const struct s3_target *t,
         return -ENOMEM;
     }
     return 0;
-}
-
-static int is_retryable_curl(CURLcode cc)
-{
-    switch (cc) {
-    case CURLE_UNSUPPORTED_PROTOCOL:
-    case CURLE_URL_MALFORMAT:
-    case CURLE_OUT_OF_MEMORY:
-    case CURLE_PEER_FAILED_VERIFICATION:
-    case CURLE_SSL_CERTPROBLEM:
-    case CURLE_SSL_CIPHER:
-    case CURLE_SSL_CACERT_BADFILE:
-    case CURLE_SSL_ENGINE_NOTFOUND:
-    case CURLE_SSL_ENGINE_SETFAILED:
-    case CURLE_SSL_CRL_BADFILE:
-    case CURLE_SSL_ISSUER_ERROR:
-    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
-    case CURLE_SSL_INVALIDCERTSTATUS:
-    case CURLE_NOT_BUILT_IN:
-    case CURLE_BAD_FUNCTION_ARGUMENT:
-    case CURLE_UNKNOWN_OPTION:
-        return 0;
-    default:
-        return 1; /* timeouts, refused/reset connections, DNS, partial bodies ... */
-    }
 }
 
 static int etag_is(const char *etag, const char *md5hex)
@@ -670,13 +510,8 @@ static enum attempt_result attempt(struct s3_store *st, const struct s3_target *
         else
             list = tmp;
     }
-    static const char *const fixed[] = {"Expect:", "Accept:"};
-    for (size_t i = 0; i < 2 && !oom; i++) {
-        if (!(tmp = curl_slist_append(list, fixed[i])))
-            oom = 1;
-        else
-            list = tmp;
-    }
+    if (!oom && gfs_http_no_expect(&list) < 0)
+        oom = 1;
     if (!oom) {
         CLEANUP_FREE char *line = NULL;
         if (asprintf(&line, "Authorization: %s", authz) < 0) {
@@ -695,65 +530,21 @@ static enum attempt_result attempt(struct s3_store *st, const struct s3_target *
         return ATT_FAIL;
     }
 
-    char curl_err[CURL_ERROR_SIZE] = "";
-    /* A connection kept from an earlier transfer: if it dies under this
-     * request before an answer, libcurl sends the request again on a new
-     * one by itself, inside this one attempt - a PUT may then land twice
-     * (the second copy of a conditional PUT is refused by the first). */
-    curl_socket_t kept = CURL_SOCKET_BAD;
-    if (curl_easy_getinfo(h, CURLINFO_ACTIVESOCKET, &kept) != CURLE_OK)
-        kept = CURL_SOCKET_BAD;
-    curl_easy_reset(h); /* keeps the connection cache: keep-alive survives */
-    curl_easy_setopt(h, CURLOPT_URL, url);
-#if LIBCURL_VERSION_NUM >= 0x075500
-    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-#endif
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(h, CURLOPT_SHARE, st->share);
-    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, curl_err);
-    curl_easy_setopt(h, CURLOPT_PATH_AS_IS, 1L); /* never rewrite "/./" or "/../" in keys */
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, list);
-    curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, st->timeout_ms);
-    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
-                     st->timeout_ms < 10000 ? st->timeout_ms : 10000L);
-    /* a connection that moves nothing for half the timeout is dead */
-    long low_speed_s = st->timeout_ms / 2000;
-    curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
-    curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, low_speed_s > 0 ? low_speed_s : 1L);
-    curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, st->tls_verify ? 1L : 0L);
-    curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, st->tls_verify ? 2L : 0L);
-    if (st->ca_bundle)
-        curl_easy_setopt(h, CURLOPT_CAINFO, st->ca_bundle);
-    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(h, CURLOPT_HEADERDATA, c);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, c);
-    if (c->head) {
-        curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
-    } else if (c->body || strcmp(c->method, "PUT") == 0 || strcmp(c->method, "POST") == 0) {
-        if (strcmp(c->method, "POST") != 0)
-            curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, c->method);
-        curl_easy_setopt(h, CURLOPT_POSTFIELDS, c->body ? (const char *)c->body : "");
-        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)c->body_len);
-    } else if (strcmp(c->method, "GET") != 0) {
-        curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, c->method);
-    }
-
+    struct gfs_http_xfer x = {.url = url, .headers = list, .share = st->pool.share,
+                              .timeout_ms = st->timeout_ms, .tls_verify = st->tls_verify,
+                              .ca_bundle = st->ca_bundle, .on_header = on_header,
+                              .on_body = on_body, .arg = c, .method = c->method,
+                              .head = c->head, .body = c->body, .body_len = c->body_len};
+    x.has_body = c->body || strcmp(c->method, "PUT") == 0 || strcmp(c->method, "POST") == 0;
     call_reset_response(c);
-    CURLcode cc = curl_easy_perform(h);
+    gfs_http_perform(h, &x);
+    CURLcode cc = x.cc;
     c->cc = cc;
-    long nconn = 0;
-    if (kept != CURL_SOCKET_BAD && curl_easy_getinfo(h, CURLINFO_NUM_CONNECTS, &nconn) ==
-                                       CURLE_OK && nconn > 0)
-        c->maybe_resent = 1; /* it had one, yet connected anew */
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
-    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, NULL);
+    if (x.maybe_resent)
+        c->maybe_resent = 1;
     curl_slist_free_all(list);
-    long status = 0;
-    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
-    if (status)
-        c->status = status;
+    if (x.status)
+        c->status = x.status;
 
     if (c->oom) {
         *err = -ENOMEM;
@@ -773,11 +564,11 @@ static enum attempt_result attempt(struct s3_store *st, const struct s3_target *
     }
     if (cc != CURLE_OK && !(cc == CURLE_WRITE_ERROR && c->range_done)) {
         snprintf(c->why, sizeof(c->why), "%s%s%s", curl_easy_strerror(cc),
-                 *curl_err ? ": " : "", curl_err);
+                 *x.err ? ": " : "", x.err);
         /* strip the newline some curl messages end with */
         c->why[strcspn(c->why, "\r\n")] = '\0';
         *err = -EIO;
-        return is_retryable_curl(cc) ? ATT_RETRY : ATT_FAIL;
+        return gfs_curl_retryable(cc) ? ATT_RETRY : ATT_FAIL;
     }
 
     if (c->status < 200 || c->status > 299) {
@@ -847,7 +638,7 @@ static int s3_exec(struct s3_store *st, struct s3_call *c, const char *opname)
     if ((rc = gfs_sha256_hex(c->body ? c->body : "", c->body_len, payload_hash)) != 0)
         return rc;
 
-    uint64_t seq = __atomic_add_fetch(&st->seq, 1, __ATOMIC_RELAXED);
+    uint64_t seq = atomic_fetch_add_explicit(&st->seq, 1, memory_order_relaxed) + 1;
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
     uint64_t rng = (seq * 0x9E3779B97F4A7C15ULL) ^ (uint64_t)now.tv_nsec ^
@@ -855,7 +646,7 @@ static int s3_exec(struct s3_store *st, struct s3_call *c, const char *opname)
     if (!rng)
         rng = 1;
 
-    CURL *h = pool_get(st);
+    CURL *h = gfs_curl_pool_get(&st->pool);
     if (!h)
         return -ENOMEM;
     int budget = c->retries >= 0 ? c->retries : st->max_retries;
@@ -890,13 +681,13 @@ static int s3_exec(struct s3_store *st, struct s3_call *c, const char *opname)
             rc = -EIO;
             break;
         }
-        long ms = backoff_ms(&rng, i);
-        stat_add(&st->base.stats.retries, 1);
+        long ms = gfs_backoff_ms(&rng, i);
+        gfs_stat_add(&st->base.stats.retries, 1);
         gfs_warn(st->base.log, "s3: %s %s: %s; retry %d/%d in %ld ms", opname,
                  c->key ? c->key : st->desc, c->why, i + 1, budget, ms);
-        sleep_ms(ms);
+        gfs_sleep_ms(ms);
     }
-    pool_put(st, h);
+    gfs_curl_pool_put(&st->pool, h);
     return rc;
 }
 
@@ -955,7 +746,7 @@ static int s3_fail(struct s3_store *st, struct s3_call *c, const char *opname, i
         if (rc != -ENOMEM && rc != -EINVAL)
             rc = -EIO;
     }
-    stat_add(&st->base.stats.errors, 1);
+    gfs_stat_add(&st->base.stats.errors, 1);
     return rc;
 }
 
@@ -983,7 +774,7 @@ static int s3_head(struct gfs_objstore *gst, const char *key, struct gfs_obj_inf
     call_init(&c, "HEAD", key);
     c.head = 1;
     int rc = s3_exec(st, &c, "HEAD");
-    stat_add(&st->base.stats.heads, 1);
+    gfs_stat_add(&st->base.stats.heads, 1);
     if (rc == 0 && c.status == 404) {
         /* HEAD answers carry no body: a missing bucket looks like a missing key */
         call_free(&c);
@@ -1024,15 +815,16 @@ static void put_pause(struct s3_store *st, const char *key, int round, const cha
 {
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
-    uint64_t rng = (__atomic_add_fetch(&st->seq, 1, __ATOMIC_RELAXED) * 0x9E3779B97F4A7C15ULL) ^
+    uint64_t seq = atomic_fetch_add_explicit(&st->seq, 1, memory_order_relaxed) + 1;
+    uint64_t rng = (seq * 0x9E3779B97F4A7C15ULL) ^
                    (uint64_t)now.tv_nsec;
     if (!rng)
         rng = 1;
-    long ms = backoff_ms(&rng, round);
-    stat_add(&st->base.stats.retries, 1);
+    long ms = gfs_backoff_ms(&rng, round);
+    gfs_stat_add(&st->base.stats.retries, 1);
     gfs_warn(st->base.log, "s3: PUT %s: %s; retry %d/%d in %ld ms", key, why, round + 1,
              st->max_retries, ms);
-    sleep_ms(ms);
+    gfs_sleep_ms(ms);
 }
 
 int gfs_s3_crc32c_b64(const void *buf, size_t len, char out[16])
@@ -1061,7 +853,7 @@ static void crc_learn(struct s3_store *st, const struct s3_call *c)
     if (!c->crc_sent[0])
         return;
     int seen = c->crc_echo[0] ? GFS_S3_CRC_VERIFIED : GFS_S3_CRC_IGNORED;
-    int old = __atomic_exchange_n(&st->crc_state, seen, __ATOMIC_RELAXED);
+    int old = atomic_exchange_explicit(&st->crc_state, seen, memory_order_relaxed);
     if (old == seen || old == GFS_S3_CRC_VERIFIED)
         return;
     if (seen == GFS_S3_CRC_VERIFIED)
@@ -1098,7 +890,7 @@ static int put_call(struct s3_store *st, struct s3_call *c, const char *key, con
     }
     c->final_500 = (flags & GFS_PUT_IF_NONE_MATCH) || if_match_etag;
     int rc = s3_exec(st, c, "PUT");
-    stat_add(&st->base.stats.puts, 1);
+    gfs_stat_add(&st->base.stats.puts, 1);
     return rc;
 }
 
@@ -1138,8 +930,8 @@ static int s3_put_etag(struct gfs_objstore *gst, const char *key, const void *bu
 
     char crc[16] = "";
     int send_crc = st->crc_mode == CRC_ON ||
-                   (st->crc_mode == CRC_AUTO && !__atomic_load_n(&st->crc_refused,
-                                                                 __ATOMIC_RELAXED));
+                   (st->crc_mode == CRC_AUTO &&
+                    !atomic_load_explicit(&st->crc_refused, memory_order_relaxed));
     if (send_crc && (rc = gfs_s3_crc32c_b64(buf, len, crc)) != 0)
         return rc;
     int crc_dropped = 0; /* auto: the store refused the header; this PUT goes without */
@@ -1147,7 +939,7 @@ static int s3_put_etag(struct gfs_objstore *gst, const char *key, const void *bu
     char quoted[80];
     int try_bare = 0; /* this round tries the bare If-Match (not yet known to work) */
     for (int round = 0;; round++) {
-        int bare = try_bare || __atomic_load_n(&st->if_match_bare, __ATOMIC_RELAXED);
+        int bare = try_bare || atomic_load_explicit(&st->if_match_bare, memory_order_relaxed);
         struct s3_call c;
         rc = put_call(st, &c, key, buf, len, flags, if_match_etag, bare, md5hex, md5b64,
                       send_crc && !crc_dropped ? crc : NULL, quoted);
@@ -1161,20 +953,20 @@ static int s3_put_etag(struct gfs_objstore *gst, const char *key, const void *bu
             continue;
         }
         if (rc == 0 && status_ok(&c) && crc_dropped &&
-            !__atomic_exchange_n(&st->crc_refused, 1, __ATOMIC_RELAXED)) {
-            __atomic_store_n(&st->crc_state, GFS_S3_CRC_REFUSED, __ATOMIC_RELAXED);
+            !atomic_exchange_explicit(&st->crc_refused, 1, memory_order_relaxed)) {
+            atomic_store_explicit(&st->crc_state, GFS_S3_CRC_REFUSED, memory_order_relaxed);
             gfs_warn(st->base.log, "s3: %s refuses x-amz-checksum-crc32c on PUT: PUTs go "
                      "without it from now on (Content-MD5 still guards each; "
                      "storage.checksum: off says so up front)", st->desc);
         }
         if (rc == 0 && status_ok(&c)) {
-            stat_add(&st->base.stats.put_bytes, len);
+            gfs_stat_add(&st->base.stats.put_bytes, len);
             if (etag_out)
                 snprintf(etag_out, 72, "%s", c.etag[0] ? c.etag : md5hex);
             crc_learn(st, &c);
             call_free(&c);
             if (try_bare) {
-                __atomic_store_n(&st->if_match_bare, 1, __ATOMIC_RELAXED);
+                atomic_store_explicit(&st->if_match_bare, 1, memory_order_relaxed);
                 gfs_warn(st->base.log, "s3: %s compares If-Match with the stored ETag without "
                          "its quotes (as Ceph RGW does): sending the bare ETag from now on",
                          st->desc);
@@ -1187,7 +979,7 @@ static int s3_put_etag(struct gfs_objstore *gst, const char *key, const void *bu
             int hr = s3_head(&st->base, key, &info);
             if (hr == 0 && etag_is(info.etag, md5hex)) {
                 call_free(&c);
-                stat_add(&st->base.stats.put_bytes, len);
+                gfs_stat_add(&st->base.stats.put_bytes, len);
                 if (etag_out)
                     snprintf(etag_out, 72, "%s", md5hex);
                 return 0; /* ours landed */
@@ -1260,8 +1052,10 @@ static int s3_put_etag(struct gfs_objstore *gst, const char *key, const void *bu
 
 int gfs_s3_if_match_bare(const struct gfs_objstore *gst)
 {
-    return gfs_objstore_is_s3(gst) &&
-           __atomic_load_n(&((const struct s3_store *)gst)->if_match_bare, __ATOMIC_RELAXED);
+    if (!gfs_objstore_is_s3(gst))
+        return 0;
+    const struct s3_store *st = (const struct s3_store *)gst;
+    return atomic_load_explicit(&st->if_match_bare, memory_order_relaxed);
 }
 
 static int s3_put(struct gfs_objstore *gst, const char *key, const void *buf, size_t len,
@@ -1288,7 +1082,7 @@ static int s3_get_range(struct gfs_objstore *gst, const char *key, uint64_t offs
     c.range_off = offset;
     c.xhdr[c.nxhdr++] = (struct gfs_sigv4_kv){"Range", range};
     int rc = s3_exec(st, &c, "GET");
-    stat_add(&st->base.stats.gets, 1);
+    gfs_stat_add(&st->base.stats.gets, 1);
     if (rc == 0 && c.status == 416) { /* offset at or past the end */
         call_free(&c);
         return 0;
@@ -1297,36 +1091,17 @@ static int s3_get_range(struct gfs_objstore *gst, const char *key, uint64_t offs
         call_free(&c);
         return -ENOENT;
     }
-    if (rc == 0 && c.status == 206) {
-        /* the range we got must be the one we asked for */
-        uint64_t n = c.have_cr ? c.cr_end - c.cr_start + 1 : 0;
-        if (!c.have_cr || c.cr_start != offset || n > len || n != c.got ||
-            (c.cr_total != UINT64_MAX && (c.cr_end >= c.cr_total ||
-                                          (n < len && c.cr_end + 1 != c.cr_total)))) {
-            snprintf(c.why, sizeof(c.why),
-                     "206 answer does not match the range asked (%s; Content-Range %s "
-                     "%" PRIu64 "-%" PRIu64 "/%" PRIu64 ", %zu bytes received)",
-                     range, c.have_cr ? "" : "missing", c.cr_start, c.cr_end, c.cr_total, c.got);
-            c.status = 502;
-        }
-    } else if (rc == 0 && c.status == 200) {
-        /* the whole object came (Range ignored): on_body kept our part */
-        uint64_t size = c.have_cl ? c.content_length : c.pos;
-        size_t want = offset >= size ? 0 : (size - offset < len ? (size_t)(size - offset) : len);
-        if (c.got != want) {
-            snprintf(c.why, sizeof(c.why),
-                     "200 answer to a ranged GET holds %zu bytes of the %zu expected", c.got,
-                     want);
-            c.status = 502;
-        }
-    }
+    struct gfs_range_answer a = {c.status, c.have_cr, c.have_cl, c.cr_start, c.cr_end,
+                                 c.cr_total, c.content_length, c.pos, c.got};
+    if (rc == 0 && gfs_range_answer_check(&a, offset, len, range, c.why, sizeof(c.why)) < 0)
+        c.status = 502; /* not the range asked for */
     if (rc != 0 || (c.status != 200 && c.status != 206)) {
         rc = s3_fail(st, &c, "GET", rc);
         call_free(&c);
         return rc;
     }
     *got = c.got;
-    stat_add(&st->base.stats.get_bytes, c.got);
+    gfs_stat_add(&st->base.stats.get_bytes, c.got);
     call_free(&c);
     return 0;
 }
@@ -1346,7 +1121,7 @@ static int s3_get(struct gfs_objstore *gst, const char *key, size_t max_len, voi
     c.sink = SINK_BUFFER;
     c.max_body = max_len;
     int rc = s3_exec(st, &c, "GET");
-    stat_add(&st->base.stats.gets, 1);
+    gfs_stat_add(&st->base.stats.gets, 1);
     if (rc == -EFBIG) {
         call_free(&c);
         return -EFBIG;
@@ -1368,7 +1143,7 @@ static int s3_get(struct gfs_objstore *gst, const char *key, size_t max_len, voi
         info->size = c.out.len;
         snprintf(info->etag, sizeof(info->etag), "%s", c.etag);
     }
-    stat_add(&st->base.stats.get_bytes, c.out.len);
+    gfs_stat_add(&st->base.stats.get_bytes, c.out.len);
     *out = c.out.p;
     *outlen = c.out.len;
     c.out.p = NULL;
@@ -1384,8 +1159,8 @@ static int s3_del(struct gfs_objstore *gst, const char *key)
     struct s3_call c;
     call_init(&c, "DELETE", key);
     int rc = s3_exec(st, &c, "DELETE");
-    stat_add(&st->base.stats.deletes, 1);
-    stat_add(&st->base.stats.delete_requests, 1);
+    gfs_stat_add(&st->base.stats.deletes, 1);
+    gfs_stat_add(&st->base.stats.delete_requests, 1);
     if (rc == 0 && (status_ok(&c) ||
                     (c.status == 404 && strcmp(code_of(&c), "NoSuchBucket") != 0))) {
         call_free(&c);
@@ -1413,7 +1188,7 @@ static int list_page(struct s3_store *st, struct s3_call *c, const char *full_pr
     else if (start_after)
         c->query[c->nquery++] = (struct gfs_sigv4_kv){"start-after", start_after};
     int rc = s3_exec(st, c, "LIST");
-    stat_add(&st->base.stats.lists, 1);
+    gfs_stat_add(&st->base.stats.lists, 1);
     if (rc == -EFBIG) {
         snprintf(c->why, sizeof(c->why), "listing page larger than %u bytes", GFS_S3_XML_MAX);
         rc = -EIO;
@@ -1492,7 +1267,7 @@ static int s3_list(struct gfs_objstore *gst, const char *prefix, const char *sta
             gfs_err(st->base.log, "s3: LIST %s: the server repeated its continuation token",
                     st->desc);
             gfs_s3_list_page_clear(&page);
-            stat_add(&st->base.stats.errors, 1);
+            gfs_stat_add(&st->base.stats.errors, 1);
             return -EIO;
         }
         free(token);
@@ -1506,18 +1281,10 @@ static void s3_destroy(struct gfs_objstore *gst)
     struct s3_store *st = S3(gst);
     if (!st)
         return;
-    for (int i = 0; i < st->nidle; i++)
-        curl_easy_cleanup(st->idle[i]);
-    free(st->idle);
-    if (st->share)
-        curl_share_cleanup(st->share);
-    for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
-        pthread_mutex_destroy(&st->share_locks[i]);
-    pthread_mutex_destroy(&st->pool_lock);
-    pthread_cond_destroy(&st->pool_cond);
+    gfs_curl_pool_destroy(&st->pool);
     pthread_mutex_destroy(&st->target_lock);
     gfs_s3_creds_free(st->creds);
-    target_free(st->target);
+    target_free(atomic_load_explicit(&st->target, memory_order_relaxed));
     free(st->bucket);
     free(st->prefix);
     free(st->ep_scheme);
@@ -1569,7 +1336,7 @@ int gfs_s3_check(struct gfs_objstore *gst, char *err, size_t errlen)
     if (rc != 0 && c.no_creds) {
         snprintf(line, sizeof(line), "%s: %s", st->desc, c.why);
         rc = rc == -ENOMEM ? rc : -EACCES;
-    } else if (rc != 0 && !is_retryable_curl(c.cc) && c.cc != CURLE_OK) {
+    } else if (rc != 0 && !gfs_curl_retryable(c.cc) && c.cc != CURLE_OK) {
         snprintf(line, sizeof(line),
                  "%s: TLS or protocol failure with the S3 endpoint %s: %s (storage.ca_bundle, "
                  "or AWS_CA_BUNDLE, names the CA file of a private CA)", st->desc, origin,
@@ -1653,12 +1420,12 @@ static int delete_chunk(struct s3_store *st, const char *const *keys, size_t n, 
     c.xhdr[c.nxhdr++] = (struct gfs_sigv4_kv){"Content-MD5", md5b64};
     c.xhdr[c.nxhdr++] = (struct gfs_sigv4_kv){"Content-Type", "application/xml"};
     rc = s3_exec(st, &c, "DELETE-BATCH");
-    stat_add(&st->base.stats.delete_requests, 1);
+    gfs_stat_add(&st->base.stats.delete_requests, 1);
     if (rc == 0 && batch_unsupported(&c)) {
         call_free(&c);
         return 1;
     }
-    stat_add(&st->base.stats.deletes, n);
+    gfs_stat_add(&st->base.stats.deletes, n);
     if (rc != 0 || c.status != 200) {
         rc = s3_fail(st, &c, "DELETE-BATCH", rc);
         call_free(&c);
@@ -1669,7 +1436,7 @@ static int delete_chunk(struct s3_store *st, const char *const *keys, size_t n, 
     call_free(&c);
     if (rc != 0) {
         gfs_err(st->base.log, "s3: DELETE-BATCH on %s: malformed DeleteResult", st->desc);
-        stat_add(&st->base.stats.errors, 1);
+        gfs_stat_add(&st->base.stats.errors, 1);
         return -EIO;
     }
     if (res.errors) {
@@ -1677,7 +1444,7 @@ static int delete_chunk(struct s3_store *st, const char *const *keys, size_t n, 
                 st->desc, res.errors, n, res.first_error_key, res.first_error.code,
                 res.first_error.message);
         *failed += res.errors;
-        stat_add(&st->base.stats.errors, 1);
+        gfs_stat_add(&st->base.stats.errors, 1);
         return -EIO;
     }
     return 0;
@@ -1700,10 +1467,10 @@ static int s3_del_many(struct gfs_objstore *gst, const char *const *keys, size_t
     for (size_t off = 0; off < n; off += GFS_S3_DELETE_MAX_KEYS) {
         size_t k = n - off < GFS_S3_DELETE_MAX_KEYS ? n - off : GFS_S3_DELETE_MAX_KEYS;
         int rc = 1;
-        if (!__atomic_load_n(&st->no_batch_delete, __ATOMIC_RELAXED))
+        if (!atomic_load_explicit(&st->no_batch_delete, memory_order_relaxed))
             rc = delete_chunk(st, keys + off, k, &nfailed);
         if (rc == 1) {
-            if (!__atomic_exchange_n(&st->no_batch_delete, 1, __ATOMIC_RELAXED))
+            if (!atomic_exchange_explicit(&st->no_batch_delete, 1, memory_order_relaxed))
                 gfs_warn(st->base.log, "s3: %s does not implement DeleteObjects: deleting "
                          "one object per request from now on", st->desc);
             size_t bad = 0;
@@ -2013,7 +1780,9 @@ static int switch_region(struct s3_store *st, const struct s3_target *t, const c
         return -1;
     pthread_mutex_lock(&st->target_lock);
     int rc = 0;
-    if (st->target != t) {
+    /* under target_lock: no store can race this load */
+    struct s3_target *cur = atomic_load_explicit(&st->target, memory_order_relaxed);
+    if (cur != t) {
         /* another request switched already */
     } else if (st->region_switches >= MAX_REGION_SWITCHES) {
         rc = -1;
@@ -2022,8 +1791,8 @@ static int switch_region(struct s3_store *st, const struct s3_target *t, const c
         if (!n) {
             rc = -1;
         } else {
-            n->older = st->target;
-            __atomic_store_n(&st->target, n, __ATOMIC_RELEASE);
+            n->older = cur;
+            atomic_store_explicit(&st->target, n, memory_order_release);
             st->region_switches++;
             gfs_warn(st->base.log, "s3: %s is in region %s, not %s (the store answered: %s): "
                      "signing for %s%s%s from now on; set storage.region: %s", st->desc,
@@ -2053,7 +1822,7 @@ int gfs_s3_checksum_state(const struct gfs_objstore *gst)
 {
     if (!gfs_objstore_is_s3(gst))
         return -EINVAL;
-    return __atomic_load_n(&((const struct s3_store *)gst)->crc_state, __ATOMIC_RELAXED);
+    return atomic_load_explicit(&((const struct s3_store *)gst)->crc_state, memory_order_relaxed);
 }
 
 int gfs_objstore_s3_open(const struct glidefs_config *cfg, struct gfs_log *log,
@@ -2085,11 +1854,8 @@ int gfs_objstore_s3_open(const struct glidefs_config *cfg, struct gfs_log *log,
     }
     st->base.ops = &s3_ops;
     st->base.log = log;
-    pthread_mutex_init(&st->pool_lock, NULL);
-    pthread_cond_init(&st->pool_cond, NULL);
+    gfs_curl_pool_init(&st->pool);
     pthread_mutex_init(&st->target_lock, NULL);
-    for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
-        pthread_mutex_init(&st->share_locks[i], NULL);
 
     int rc = parse_s3_url(cfg->storage_url, cfg->storage_endpoint && *cfg->storage_endpoint,
                           &st->bucket, &st->prefix, err, errlen);
@@ -2123,7 +1889,9 @@ int gfs_objstore_s3_open(const struct glidefs_config *cfg, struct gfs_log *log,
     if (rc < 0)
         goto fail;
     st->virtual_host = rc;
-    if (!(st->target = target_new(st, region))) {
+    struct s3_target *t0 = target_new(st, region);
+    atomic_init(&st->target, t0);
+    if (!t0) {
         rc = -ENOMEM;
         snprintf(err, errlen, "out of memory");
         goto fail;
@@ -2142,7 +1910,7 @@ int gfs_objstore_s3_open(const struct glidefs_config *cfg, struct gfs_log *log,
         rc = -EINVAL;
         goto fail;
     }
-    st->crc_state = st->crc_mode == CRC_OFF ? GFS_S3_CRC_OFF : GFS_S3_CRC_UNKNOWN;
+    atomic_init(&st->crc_state, st->crc_mode == CRC_OFF ? GFS_S3_CRC_OFF : GFS_S3_CRC_UNKNOWN);
 
     /* the CA file: storage.ca_bundle, else AWS_CA_BUNDLE as the AWS tools read it */
     const char *ca = cfg->storage_ca_bundle && *cfg->storage_ca_bundle ? cfg->storage_ca_bundle
@@ -2177,20 +1945,13 @@ int gfs_objstore_s3_open(const struct glidefs_config *cfg, struct gfs_log *log,
     } else if (asprintf(&st->desc, "s3://%s", st->bucket) < 0) {
         st->desc = NULL;
     }
-    st->idle = calloc((size_t)st->max_conns, sizeof(*st->idle));
-    st->share = curl_share_init();
-    if (!st->desc || !st->idle || !st->share) {
+    if (!st->desc || gfs_curl_pool_start(&st->pool, st->max_conns) < 0) {
         snprintf(err, errlen, "out of memory");
         rc = -ENOMEM;
         goto fail;
     }
-    curl_share_setopt(st->share, CURLSHOPT_LOCKFUNC, share_lock);
-    curl_share_setopt(st->share, CURLSHOPT_UNLOCKFUNC, share_unlock);
-    curl_share_setopt(st->share, CURLSHOPT_USERDATA, st);
-    curl_share_setopt(st->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
-    curl_share_setopt(st->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
 
-    const struct s3_target *t = st->target;
+    const struct s3_target *t = target_of(st);
     if (!st->tls_verify && strncasecmp(t->origin, "https:", 6) == 0)
         gfs_warn(log, "s3: TLS certificate verification is off for %s", t->origin);
     gfs_info(log, "s3: store %s at %s (%s-style, region %s, %d connections, timeout %ld ms, "

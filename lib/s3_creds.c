@@ -124,7 +124,7 @@ static struct gfs_s3_keys *keys_from(struct gfs_creds_parsed *p, const char *sou
 
 void gfs_s3_keys_put(struct gfs_s3_keys *k)
 {
-    if (!k || __atomic_sub_fetch(&k->refs, 1, __ATOMIC_ACQ_REL) != 0)
+    if (!k || atomic_fetch_sub_explicit(&k->refs, 1, memory_order_acq_rel) != 1)
         return;
     free(k->akid);
     free_secret(k->secret);
@@ -937,14 +937,14 @@ int gfs_s3_creds_get(struct gfs_s3_creds *c, struct gfs_s3_keys **out, char *why
         int64_t now = wall_ms();
         struct gfs_s3_keys *k = c->cur;
         if (k && (k->expires_ms == 0 || now < k->expires_ms - ahead_of(c, k))) {
-            __atomic_add_fetch(&k->refs, 1, __ATOMIC_RELAXED);
+            atomic_fetch_add_explicit(&k->refs, 1, memory_order_relaxed);
             *out = k;
             break;
         }
         int usable = k && now < k->expires_ms - margin_of(c, k);
         if (usable && (c->refreshing || now < c->next_try_ms)) {
             /* someone is fetching, or the last fetch failed a moment ago */
-            __atomic_add_fetch(&k->refs, 1, __ATOMIC_RELAXED);
+            atomic_fetch_add_explicit(&k->refs, 1, memory_order_relaxed);
             *out = k;
             break;
         }
@@ -1019,7 +1019,7 @@ int gfs_s3_creds_get(struct gfs_s3_creds *c, struct gfs_s3_keys **out, char *why
             gfs_warn(c->log, "s3: refreshing the credentials from %s failed: %s; signing with "
                      "the current ones (access key id %s) until they expire at %s; next try in "
                      "%" PRId64 " ms", c->what, fwhy, k->akid, exp, wait);
-            __atomic_add_fetch(&k->refs, 1, __ATOMIC_RELAXED);
+            atomic_fetch_add_explicit(&k->refs, 1, memory_order_relaxed);
             *out = k;
             break;
         }

@@ -47,6 +47,7 @@
 #ifndef GLIDEFS_S3_CREDS_H
 #define GLIDEFS_S3_CREDS_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -61,7 +62,7 @@ struct gfs_s3_keys {
     int64_t expires_ms; /* Unix time in ms; 0: does not expire */
     int64_t fetched_ms;
     const char *source; /* static: "config", "environment", "web identity", ... */
-    int refs;           /* atomic; gfs_s3_keys_put */
+    atomic_int refs;    /* gfs_s3_keys_put */
 };
 
 struct gfs_s3_creds_opts {

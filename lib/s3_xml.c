@@ -1,17 +1,8 @@
 /*
  * s3_xml.c — parse and build the S3 XML documents (see s3_xml.h) with
- * libxml2. Owns the hostile-input rules: size bound, no network, no entity
- * substitution, no DOCTYPE at all (the parser is stopped as soon as one
- * starts), libxml2's own depth limit (no XML_PARSE_HUGE), and validation of
- * every field we use. libxml2 never prints: the parser context is silenced
- * (XML_PARSE_NOERROR | XML_PARSE_NOWARNING), and what libxml2 reports
- * outside the context (encoding conversion and I/O errors, e.g. for a
- * document declaring encoding="ISO-8859-1" or "SHIFT_JIS" and carrying
- * bytes that are not) goes to a structured error handler installed for the
- * one parse and removed after it. That handler is thread-local state in
- * libxml2 (xmlSetStructuredErrorFunc), so other threads and other libxml2
- * users in the process never see it, and whatever this thread had before is
- * put back. The first message of a document goes to the caller's log.
+ * libxml2, under the hostile-input rules of xml_util.c (size bound, no
+ * network, no entity substitution, no DOCTYPE, libxml2's depth limit,
+ * libxml2 never prints), and validation of every field we use.
  */
 #include <errno.h>
 #include <limits.h>
@@ -27,182 +18,22 @@
 #include "log.h"
 #include "s3_creds_parse.h"
 #include "s3_xml.h"
+#include "xml_util.h"
 
 #define S3_NS "http://s3.amazonaws.com/doc/2006-03-01/"
 
 /* ---- parsing ------------------------------------------------------------- */
 
-/* SAX hooks called when a DOCTYPE begins: stop at once and remember why.
- * Nothing S3 sends has a DOCTYPE; one is an attack (XXE, entity expansion). */
-static void refuse_subset(void *vctxt, const xmlChar *name, const xmlChar *ext_id,
-                          const xmlChar *sys_id)
-{
-    (void)name;
-    (void)ext_id;
-    (void)sys_id;
-    xmlParserCtxtPtr ctxt = vctxt;
-    ctxt->_private = (void *)1;
-    xmlStopParser(ctxt);
-}
-
-static void refuse_entity(void *vctxt, const xmlChar *name, int type, const xmlChar *public_id,
-                          const xmlChar *system_id, xmlChar *content)
-{
-    (void)name;
-    (void)type;
-    (void)public_id;
-    (void)system_id;
-    (void)content;
-    xmlParserCtxtPtr ctxt = vctxt;
-    ctxt->_private = (void *)1;
-    xmlStopParser(ctxt);
-}
-
-static void copy_safe(char *dst, size_t cap, const char *src);
-
-/* libxml2's messages about one document: the first goes to the log. */
-struct xml_diag {
-    const struct gfs_log *log;
-    int level;
-    int n;
-    const char *who; /* "s3: the store", "sts: STS" */
-};
-
-static void xml_error(void *arg, xmlErrorPtr e)
-{
-    struct xml_diag *d = arg;
-    if (d->n++ || !e)
-        return;
-    char msg[200];
-    copy_safe(msg, sizeof msg, e->message ? e->message : "(no message)");
-    size_t n = strlen(msg);
-    while (n && (msg[n - 1] == '?' || msg[n - 1] == ' '))
-        msg[--n] = '\0'; /* the trailing newline, made '?' */
-    gfs_logf(d->log, d->level, "%s sent XML that does not parse: %s (line %d)", d->who, msg,
-             e->line);
-}
-
 static xmlDocPtr parse_as(const char *buf, size_t len, const struct gfs_log *log, int level,
                           const char *who)
 {
-    if (!buf || len == 0 || len > GFS_S3_XML_MAX || len > INT_MAX)
-        return NULL;
-    xmlParserCtxtPtr ctxt = xmlNewParserCtxt();
-    if (!ctxt)
-        return NULL;
-    /* this thread's handler, for this parse only (see the top of the file) */
-    struct xml_diag diag = {log, level, 0, who};
-    xmlStructuredErrorFunc saved_fn = xmlStructuredError;
-    void *saved_ctx = xmlStructuredErrorContext;
-    xmlSetStructuredErrorFunc(&diag, xml_error);
-    ctxt->sax->internalSubset = refuse_subset;
-    ctxt->sax->externalSubset = refuse_subset;
-    ctxt->sax->entityDecl = refuse_entity;
-    /* No XML_PARSE_NOENT (no substitution), no DTDLOAD, no HUGE (keeps the
-     * depth and text-size limits), NONET, and silence. */
-    int opts = XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING | XML_PARSE_NOCDATA;
-    xmlDocPtr doc = xmlCtxtReadMemory(ctxt, buf, (int)len, "s3-response.xml", NULL, opts);
-    int refused = ctxt->_private != NULL || !ctxt->wellFormed;
-    xmlFreeParserCtxt(ctxt);
-    xmlSetStructuredErrorFunc(saved_ctx, saved_fn);
-    if (doc && (refused || doc->intSubset || doc->extSubset)) {
-        xmlFreeDoc(doc);
-        doc = NULL;
-    }
-    return doc;
+    return gfs_xml_parse(buf, len, GFS_S3_XML_MAX, "s3-response.xml", log, level, who);
 }
 
 static xmlDocPtr parse(const char *buf, size_t len, const struct gfs_log *log, int level)
 {
     return parse_as(buf, len, log, level, "s3: the store");
 }
-
-static int is_elem(const xmlNode *n, const char *name)
-{
-    return n->type == XML_ELEMENT_NODE && xmlStrcmp(n->name, (const xmlChar *)name) == 0;
-}
-
-/* The text of a simple element: only text children allowed (no child
- * elements, no entity references), at most max bytes. malloc'd. */
-static int text_of(const xmlNode *n, size_t max, char **out)
-{
-    *out = NULL;
-    size_t len = 0;
-    for (const xmlNode *c = n->children; c; c = c->next) {
-        if (c->type == XML_COMMENT_NODE || c->type == XML_PI_NODE)
-            continue;
-        if (c->type != XML_TEXT_NODE && c->type != XML_CDATA_SECTION_NODE)
-            return -EBADMSG;
-        size_t l = c->content ? strlen((const char *)c->content) : 0;
-        if (l > max || len + l > max)
-            return -EBADMSG;
-        len += l;
-    }
-    char *s = malloc(len + 1);
-    if (!s)
-        return -ENOMEM;
-    size_t off = 0;
-    for (const xmlNode *c = n->children; c; c = c->next) {
-        if (c->type != XML_TEXT_NODE && c->type != XML_CDATA_SECTION_NODE)
-            continue;
-        size_t l = c->content ? strlen((const char *)c->content) : 0;
-        memcpy(s + off, c->content, l);
-        off += l;
-    }
-    s[off] = '\0';
-    *out = s;
-    return 0;
-}
-
-/* Copy src into dst (cap bytes), cut at a UTF-8 character boundary, control
- * characters replaced by '?' so the result can go into a log line. */
-static void copy_safe(char *dst, size_t cap, const char *src)
-{
-    size_t n = strlen(src);
-    if (n >= cap) {
-        n = cap - 1;
-        while (n > 0 && ((unsigned char)src[n] & 0xC0) == 0x80)
-            n--;
-    }
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)src[i];
-        dst[i] = (c < 0x20 || c == 0x7f) ? '?' : (char)c;
-    }
-    dst[n] = '\0';
-}
-
-static int has_control(const char *s)
-{
-    for (; *s; s++)
-        if ((unsigned char)*s < 0x20 || *s == 0x7f)
-            return 1;
-    return 0;
-}
-
-/* A non-negative decimal integer, digits only, no overflow. */
-static int parse_u64(const char *s, uint64_t *out)
-{
-    if (!*s || strlen(s) > 20)
-        return -EBADMSG;
-    uint64_t v = 0;
-    for (; *s; s++) {
-        if (*s < '0' || *s > '9')
-            return -EBADMSG;
-        unsigned d = (unsigned)(*s - '0');
-        if (v > (UINT64_MAX - d) / 10)
-            return -EBADMSG;
-        v = v * 10 + d;
-    }
-    *out = v;
-    return 0;
-}
-
-static void free_doc(xmlDocPtr *d)
-{
-    if (*d)
-        xmlFreeDoc(*d);
-}
-#define CLEANUP_XMLDOC __attribute__((cleanup(free_doc)))
 
 /* ---- <Error> ------------------------------------------------------------- */
 
@@ -213,10 +44,10 @@ static int error_fields(const xmlNode *root, struct gfs_s3_error *e, char *key, 
     for (const xmlNode *c = root->children; c; c = c->next) {
         char *t = NULL;
         int rc = 0;
-        if (is_elem(c, "Code")) {
+        if (gfs_xml_is_elem(c, "Code")) {
             if (have_code)
                 return -EBADMSG;
-            if ((rc = text_of(c, 256, &t)) != 0)
+            if ((rc = gfs_xml_text_of(c, 256, &t)) != 0)
                 return rc;
             /* Codes are identifiers: refuse anything else rather than log it. */
             size_t n = strlen(t);
@@ -232,26 +63,26 @@ static int error_fields(const xmlNode *root, struct gfs_s3_error *e, char *key, 
             if (!ok)
                 return -EBADMSG;
             have_code = 1;
-        } else if (is_elem(c, "Message")) {
-            if ((rc = text_of(c, 64 * 1024, &t)) != 0)
+        } else if (gfs_xml_is_elem(c, "Message")) {
+            if ((rc = gfs_xml_text_of(c, 64 * 1024, &t)) != 0)
                 return rc;
-            copy_safe(e->message, sizeof(e->message), t);
+            gfs_xml_copy_safe(e->message, sizeof(e->message), t);
             free(t);
-        } else if (is_elem(c, "RequestId")) {
-            if ((rc = text_of(c, 1024, &t)) != 0)
+        } else if (gfs_xml_is_elem(c, "RequestId")) {
+            if ((rc = gfs_xml_text_of(c, 1024, &t)) != 0)
                 return rc;
-            copy_safe(e->request_id, sizeof(e->request_id), t);
+            gfs_xml_copy_safe(e->request_id, sizeof(e->request_id), t);
             free(t);
-        } else if (key && is_elem(c, "Key")) {
-            if ((rc = text_of(c, GFS_S3_KEY_MAX, &t)) != 0)
+        } else if (key && gfs_xml_is_elem(c, "Key")) {
+            if ((rc = gfs_xml_text_of(c, GFS_S3_KEY_MAX, &t)) != 0)
                 return rc;
-            copy_safe(key, keycap, t);
+            gfs_xml_copy_safe(key, keycap, t);
             free(t);
-        } else if (is_elem(c, "Region") || is_elem(c, "Endpoint")) {
+        } else if (gfs_xml_is_elem(c, "Region") || gfs_xml_is_elem(c, "Endpoint")) {
             /* where the bucket lives: kept only when it looks like one (the
              * client may act on it); anything else is dropped, not an error */
-            int region = is_elem(c, "Region");
-            if ((rc = text_of(c, 1024, &t)) != 0)
+            int region = gfs_xml_is_elem(c, "Region");
+            if ((rc = gfs_xml_text_of(c, 1024, &t)) != 0)
                 return rc;
             size_t n = strlen(t);
             int ok = n > 0 && n < (region ? 33 : sizeof(e->endpoint));
@@ -276,7 +107,7 @@ int gfs_s3_xml_parse_error(const char *buf, size_t len, struct gfs_s3_error *out
     if (!doc)
         return -EBADMSG;
     xmlNode *root = xmlDocGetRootElement(doc);
-    if (!root || !is_elem(root, "Error"))
+    if (!root || !gfs_xml_is_elem(root, "Error"))
         return -EBADMSG;
     int rc = error_fields(root, out, NULL, 0);
     if (rc != 0)
@@ -292,7 +123,7 @@ static const xmlNode *only_child(const xmlNode *n, const char *name, int *dup)
 {
     const xmlNode *found = NULL;
     for (const xmlNode *c = n->children; c; c = c->next)
-        if (is_elem(c, name)) {
+        if (gfs_xml_is_elem(c, name)) {
             if (found)
                 *dup = 1;
             found = c;
@@ -306,8 +137,8 @@ static int sts_field(const xmlNode *creds, const char *name, size_t max, char **
     const xmlNode *n = only_child(creds, name, &dup);
     if (!n)
         return -EBADMSG;
-    int rc = text_of(n, max, out);
-    if (rc == 0 && (!**out || has_control(*out))) {
+    int rc = gfs_xml_text_of(n, max, out);
+    if (rc == 0 && (!**out || gfs_xml_has_control(*out))) {
         mbedtls_platform_zeroize(*out, strlen(*out));
         free(*out);
         *out = NULL;
@@ -330,7 +161,7 @@ int gfs_sts_xml_parse_credentials(const char *buf, size_t len, struct gfs_creds_
     if (!root)
         return -EBADMSG;
     int dup = 0;
-    if (is_elem(root, "ErrorResponse")) {
+    if (gfs_xml_is_elem(root, "ErrorResponse")) {
         const xmlNode *e = only_child(root, "Error", &dup);
         if (!e || error_fields(e, err, NULL, 0) != 0) {
             memset(err, 0, sizeof(*err));
@@ -338,12 +169,12 @@ int gfs_sts_xml_parse_credentials(const char *buf, size_t len, struct gfs_creds_
         }
         const xmlNode *rid = only_child(root, "RequestId", &dup);
         char *t = NULL;
-        if (rid && !err->request_id[0] && text_of(rid, 1024, &t) == 0)
-            copy_safe(err->request_id, sizeof(err->request_id), t);
+        if (rid && !err->request_id[0] && gfs_xml_text_of(rid, 1024, &t) == 0)
+            gfs_xml_copy_safe(err->request_id, sizeof(err->request_id), t);
         free(t);
         return 1;
     }
-    if (!is_elem(root, "AssumeRoleWithWebIdentityResponse"))
+    if (!gfs_xml_is_elem(root, "AssumeRoleWithWebIdentityResponse"))
         return -EBADMSG;
     const xmlNode *res = only_child(root, "AssumeRoleWithWebIdentityResult", &dup);
     const xmlNode *creds = res ? only_child(res, "Credentials", &dup) : NULL;
@@ -383,22 +214,16 @@ static int parse_contents(const xmlNode *n, struct gfs_s3_list_entry *e)
     char *key = NULL, *size = NULL;
     int rc = 0;
     for (const xmlNode *c = n->children; c && rc == 0; c = c->next) {
-        if (is_elem(c, "Key")) {
-            if (key)
-                rc = -EBADMSG;
-            else
-                rc = text_of(c, GFS_S3_KEY_MAX, &key);
-        } else if (is_elem(c, "Size")) {
-            if (size)
-                rc = -EBADMSG;
-            else
-                rc = text_of(c, 32, &size);
+        if (gfs_xml_is_elem(c, "Key")) {
+            rc = gfs_xml_text_once(c, GFS_S3_KEY_MAX, &key);
+        } else if (gfs_xml_is_elem(c, "Size")) {
+            rc = gfs_xml_text_once(c, 32, &size);
         }
     }
-    if (rc == 0 && (!key || !size || !*key || has_control(key)))
+    if (rc == 0 && (!key || !size || !*key || gfs_xml_has_control(key)))
         rc = -EBADMSG;
     if (rc == 0)
-        rc = parse_u64(size, &e->size);
+        rc = gfs_xml_parse_u64(size, &e->size);
     free(size);
     if (rc != 0) {
         free(key);
@@ -416,14 +241,14 @@ int gfs_s3_xml_parse_list(const char *buf, size_t len, struct gfs_s3_list_page *
     if (!doc)
         return -EBADMSG;
     xmlNode *root = xmlDocGetRootElement(doc);
-    if (!root || !is_elem(root, "ListBucketResult"))
+    if (!root || !gfs_xml_is_elem(root, "ListBucketResult"))
         return -EBADMSG;
 
     size_t ncontents = 0, nprefixes = 0;
     for (const xmlNode *c = root->children; c; c = c->next) {
-        if (is_elem(c, "Contents"))
+        if (gfs_xml_is_elem(c, "Contents"))
             ncontents++;
-        else if (is_elem(c, "CommonPrefixes"))
+        else if (gfs_xml_is_elem(c, "CommonPrefixes"))
             nprefixes++;
     }
     if (ncontents > GFS_S3_LIST_MAX_KEYS || nprefixes > GFS_S3_LIST_MAX_KEYS)
@@ -436,12 +261,12 @@ int gfs_s3_xml_parse_list(const char *buf, size_t len, struct gfs_s3_list_page *
     uint64_t key_count = 0;
     for (const xmlNode *c = root->children; c && rc == 0; c = c->next) {
         char *t = NULL;
-        if (is_elem(c, "Contents")) {
+        if (gfs_xml_is_elem(c, "Contents")) {
             rc = parse_contents(c, &p.entries[p.n]);
             if (rc == 0)
                 p.n++;
-        } else if (is_elem(c, "IsTruncated")) {
-            if (have_trunc++ || (rc = text_of(c, 8, &t)) != 0) {
+        } else if (gfs_xml_is_elem(c, "IsTruncated")) {
+            if (have_trunc++ || (rc = gfs_xml_text_of(c, 8, &t)) != 0) {
                 rc = rc ? rc : -EBADMSG;
                 break;
             }
@@ -450,20 +275,20 @@ int gfs_s3_xml_parse_list(const char *buf, size_t len, struct gfs_s3_list_page *
             else if (strcmp(t, "false") != 0)
                 rc = -EBADMSG;
             free(t);
-        } else if (is_elem(c, "NextContinuationToken")) {
+        } else if (gfs_xml_is_elem(c, "NextContinuationToken")) {
             if (p.next_token) {
                 rc = -EBADMSG;
                 break;
             }
-            rc = text_of(c, GFS_S3_TOKEN_MAX, &p.next_token);
-            if (rc == 0 && (!*p.next_token || has_control(p.next_token)))
+            rc = gfs_xml_text_of(c, GFS_S3_TOKEN_MAX, &p.next_token);
+            if (rc == 0 && (!*p.next_token || gfs_xml_has_control(p.next_token)))
                 rc = -EBADMSG;
-        } else if (is_elem(c, "KeyCount")) {
-            if (have_count++ || (rc = text_of(c, 32, &t)) != 0) {
+        } else if (gfs_xml_is_elem(c, "KeyCount")) {
+            if (have_count++ || (rc = gfs_xml_text_of(c, 32, &t)) != 0) {
                 rc = rc ? rc : -EBADMSG;
                 break;
             }
-            rc = parse_u64(t, &key_count);
+            rc = gfs_xml_parse_u64(t, &key_count);
             free(t);
         }
     }
@@ -494,7 +319,7 @@ int gfs_s3_xml_build_delete(const char *const *keys, size_t n, char **out, size_
     if (!keys || n == 0 || n > GFS_S3_DELETE_MAX_KEYS)
         return -EINVAL;
     for (size_t i = 0; i < n; i++) {
-        if (!keys[i] || !*keys[i] || strlen(keys[i]) > GFS_S3_KEY_MAX || has_control(keys[i]) ||
+        if (!keys[i] || !*keys[i] || strlen(keys[i]) > GFS_S3_KEY_MAX || gfs_xml_has_control(keys[i]) ||
             !xmlCheckUTF8((const xmlChar *)keys[i]))
             return -EINVAL;
     }
@@ -543,13 +368,13 @@ int gfs_s3_xml_parse_delete_result(const char *buf, size_t len,
     if (!doc)
         return -EBADMSG;
     xmlNode *root = xmlDocGetRootElement(doc);
-    if (!root || !is_elem(root, "DeleteResult"))
+    if (!root || !gfs_xml_is_elem(root, "DeleteResult"))
         return -EBADMSG;
     int rc = 0;
     for (const xmlNode *c = root->children; c && rc == 0; c = c->next) {
-        if (is_elem(c, "Deleted")) {
+        if (gfs_xml_is_elem(c, "Deleted")) {
             out->deleted++;
-        } else if (is_elem(c, "Error")) {
+        } else if (gfs_xml_is_elem(c, "Error")) {
             if (out->errors == 0) {
                 rc = error_fields(c, &out->first_error, out->first_error_key,
                                   sizeof(out->first_error_key));

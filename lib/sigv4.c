@@ -16,52 +16,7 @@
 
 #include "cleanup.h"
 #include "sigv4.h"
-
-/* ---- a small growable string, local to the signer ---------------------- */
-
-struct sbuf {
-    char *p;
-    size_t len, cap;
-    int oom;
-};
-
-static void sb_add(struct sbuf *b, const char *s, size_t n)
-{
-    if (b->oom)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = 1;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void sb_str(struct sbuf *b, const char *s) { sb_add(b, s, strlen(s)); }
-static void sb_chr(struct sbuf *b, char c) { sb_add(b, &c, 1); }
-
-/* Hand the string out (an empty one is "", not NULL). */
-static int sb_finish(struct sbuf *b, char **out)
-{
-    if (!b->oom && !b->p)
-        sb_add(b, "", 0);
-    if (b->oom) {
-        free(b->p);
-        *out = NULL;
-        return -ENOMEM;
-    }
-    *out = b->p;
-    return 0;
-}
+#include "strbuf.h"
 
 /* ---- hashes ------------------------------------------------------------- */
 
@@ -169,17 +124,17 @@ int gfs_sigv4_canonical_query(const struct gfs_sigv4_kv *q, size_t n, char **out
         if (!p[i].name || !p[i].value)
             rc = -ENOMEM;
     }
-    struct sbuf b = {0};
+    struct gfs_sbuf b = {0};
     if (rc == 0) {
         qsort(p, n, sizeof(*p), cmp_pair);
         for (size_t i = 0; i < n; i++) {
             if (i)
-                sb_chr(&b, '&');
-            sb_str(&b, p[i].name);
-            sb_chr(&b, '=');
-            sb_str(&b, p[i].value);
+                gfs_sb_chr(&b, '&');
+            gfs_sb_str(&b, p[i].name);
+            gfs_sb_chr(&b, '=');
+            gfs_sb_str(&b, p[i].value);
         }
-        rc = sb_finish(&b, out);
+        rc = gfs_sb_finish(&b, out);
     }
     for (size_t i = 0; i < n; i++) {
         free(p[i].name);
@@ -197,7 +152,7 @@ static int tchar(unsigned char c)
            (c && strchr("!#$%&'*+-.^_`|~", c));
 }
 
-static int header_name_ok(const char *s)
+int gfs_http_token_ok(const char *s)
 {
     if (!s || !*s)
         return 0;
@@ -208,7 +163,7 @@ static int header_name_ok(const char *s)
 }
 
 /* Append v trimmed, with runs of blanks collapsed to one space. */
-static int add_header_value(struct sbuf *b, const char *v)
+static int add_header_value(struct gfs_sbuf *b, const char *v)
 {
     int pending_space = 0, started = 0;
     for (; v && *v; v++) {
@@ -222,10 +177,10 @@ static int add_header_value(struct sbuf *b, const char *v)
         if (c < 0x20 || c == 0x7f)
             return -EINVAL;
         if (pending_space)
-            sb_chr(b, ' ');
+            gfs_sb_chr(b, ' ');
         pending_space = 0;
         started = 1;
-        sb_chr(b, (char)c);
+        gfs_sb_chr(b, (char)c);
     }
     return 0;
 }
@@ -250,7 +205,7 @@ int gfs_sigv4_canonical_request(const struct gfs_sigv4_request *r, char **creq,
         return -ENOMEM;
     int rc = 0;
     for (size_t i = 0; i < n && rc == 0; i++) {
-        if (!header_name_ok(r->headers[i].name)) {
+        if (!gfs_http_token_ok(r->headers[i].name)) {
             rc = -EINVAL;
             break;
         }
@@ -275,48 +230,48 @@ int gfs_sigv4_canonical_request(const struct gfs_sigv4_request *r, char **creq,
         h[j] = t;
     }
 
-    struct sbuf b = {0}, sh = {0};
+    struct gfs_sbuf b = {0}, sh = {0};
     if (rc == 0) {
-        sb_str(&b, r->method);
-        sb_chr(&b, '\n');
+        gfs_sb_str(&b, r->method);
+        gfs_sb_chr(&b, '\n');
         const char *path = r->path && *r->path ? r->path : "/";
         char *p = gfs_sigv4_uri_encode(path, strlen(path), 1);
         if (!p)
             rc = -ENOMEM;
         else
-            sb_str(&b, p);
+            gfs_sb_str(&b, p);
         free(p);
-        sb_chr(&b, '\n');
+        gfs_sb_chr(&b, '\n');
     }
     if (rc == 0) {
         char *q = NULL;
         rc = gfs_sigv4_canonical_query(r->query, r->nquery, &q);
         if (rc == 0)
-            sb_str(&b, q);
+            gfs_sb_str(&b, q);
         free(q);
-        sb_chr(&b, '\n');
+        gfs_sb_chr(&b, '\n');
     }
     for (size_t i = 0; i < n && rc == 0; i++) {
         int dup = i > 0 && strcmp(h[i - 1].name, h[i].name) == 0;
         if (dup) {
-            sb_chr(&b, ',');
+            gfs_sb_chr(&b, ',');
         } else {
             if (i > 0) {
-                sb_chr(&b, '\n');
-                sb_chr(&sh, ';');
+                gfs_sb_chr(&b, '\n');
+                gfs_sb_chr(&sh, ';');
             }
-            sb_str(&b, h[i].name);
-            sb_chr(&b, ':');
-            sb_str(&sh, h[i].name);
+            gfs_sb_str(&b, h[i].name);
+            gfs_sb_chr(&b, ':');
+            gfs_sb_str(&sh, h[i].name);
         }
         rc = add_header_value(&b, h[i].value);
     }
     if (rc == 0) {
-        sb_str(&b, "\n\n");
+        gfs_sb_str(&b, "\n\n");
         if (sh.p)
-            sb_str(&b, sh.p);
-        sb_chr(&b, '\n');
-        sb_str(&b, r->payload_hash);
+            gfs_sb_str(&b, sh.p);
+        gfs_sb_chr(&b, '\n');
+        gfs_sb_str(&b, r->payload_hash);
     }
     for (size_t i = 0; i < n; i++)
         free(h[i].name);
@@ -325,9 +280,9 @@ int gfs_sigv4_canonical_request(const struct gfs_sigv4_request *r, char **creq,
         free(sh.p);
         return rc;
     }
-    rc = sb_finish(&b, creq);
+    rc = gfs_sb_finish(&b, creq);
     if (rc == 0 && signed_headers) {
-        rc = sb_finish(&sh, signed_headers);
+        rc = gfs_sb_finish(&sh, signed_headers);
         if (rc != 0) {
             free(*creq);
             *creq = NULL;
@@ -346,14 +301,14 @@ int gfs_sigv4_string_to_sign(const char *amz_date, const char *scope, const char
     int rc = gfs_sha256_hex(creq, strlen(creq), hash);
     if (rc != 0)
         return rc;
-    struct sbuf b = {0};
-    sb_str(&b, "AWS4-HMAC-SHA256\n");
-    sb_str(&b, amz_date);
-    sb_chr(&b, '\n');
-    sb_str(&b, scope);
-    sb_chr(&b, '\n');
-    sb_str(&b, hash);
-    return sb_finish(&b, out);
+    struct gfs_sbuf b = {0};
+    gfs_sb_str(&b, "AWS4-HMAC-SHA256\n");
+    gfs_sb_str(&b, amz_date);
+    gfs_sb_chr(&b, '\n');
+    gfs_sb_str(&b, scope);
+    gfs_sb_chr(&b, '\n');
+    gfs_sb_str(&b, hash);
+    return gfs_sb_finish(&b, out);
 }
 
 int gfs_sigv4_signing_key(const char *secret, const char *date8, const char *region,
@@ -438,16 +393,16 @@ int gfs_sigv4_authorization(const struct gfs_sigv4_signer *s, const struct gfs_s
     char sighex[GFS_SHA256_HEX_LEN + 1];
     gfs_hex_encode(sig, sizeof(sig), sighex);
 
-    struct sbuf b = {0};
-    sb_str(&b, "AWS4-HMAC-SHA256 Credential=");
-    sb_str(&b, s->access_key_id);
-    sb_chr(&b, '/');
-    sb_str(&b, scope);
-    sb_str(&b, ", SignedHeaders=");
-    sb_str(&b, signed_headers);
-    sb_str(&b, ", Signature=");
-    sb_str(&b, sighex);
-    return sb_finish(&b, out);
+    struct gfs_sbuf b = {0};
+    gfs_sb_str(&b, "AWS4-HMAC-SHA256 Credential=");
+    gfs_sb_str(&b, s->access_key_id);
+    gfs_sb_chr(&b, '/');
+    gfs_sb_str(&b, scope);
+    gfs_sb_str(&b, ", SignedHeaders=");
+    gfs_sb_str(&b, signed_headers);
+    gfs_sb_str(&b, ", Signature=");
+    gfs_sb_str(&b, sighex);
+    return gfs_sb_finish(&b, out);
 }
 
 int gfs_sigv4_amz_date(time_t t, char out[17])

@@ -28,6 +28,8 @@
 
 /* Lower-case hex of n bytes into out (2n + 1 bytes, NUL-terminated). */
 void gfs_hex_encode(const uint8_t *in, size_t n, char *out);
+/* 1 if s is a non-empty RFC 7230 token (what a header name or a method may be). */
+int gfs_http_token_ok(const char *s);
 /* SHA-256 of data as 64 lower-case hex digits (out: 65 bytes). */
 int gfs_sha256_hex(const void *data, size_t len, char out[GFS_SHA256_HEX_LEN + 1]);
 int gfs_hmac_sha256(const void *key, size_t keylen, const void *msg, size_t msglen,

@@ -218,14 +218,13 @@ static int assemble(struct glidefs_volume *v, struct snap_block *sb)
         p.base = GFS_BASE_ZERO;
     } else if (!sb->covered) {
         /* the clean cache first, else the store */
-        pthread_mutex_lock(&v->lock);
+        SCOPED_LOCK(&v->lock);
         p.slot = gfs_cache_lookup(&v->cache, sb->block, sb->base.seg, sb->base.offset, &p.gen);
         p.base = p.slot >= 0 ? GFS_BASE_CACHE : GFS_BASE_STORE;
         if (sb->base.seg < v->sv.bm.nsegs) {
             p.epoch = v->sv.bm.segs[sb->base.seg].epoch;
             p.seq = v->sv.bm.segs[sb->base.seg].seq;
         }
-        pthread_mutex_unlock(&v->lock);
     }
     int r = gfs_block_assemble(&v->sv, &v->cache, &p, sb->data, sb->data);
     if (r > 0) {
@@ -328,6 +327,7 @@ static void *worker_main(void *arg)
 {
     struct pipeline *p = arg;
     struct glidefs_volume *v = p->v;
+    /* explicit: the lock is dropped around each upload */
     pthread_mutex_lock(&v->lock);
     for (;;) {
         p->idle++;
@@ -454,6 +454,7 @@ static void *syncer_main(void *arg)
                                                                 : v->sync.drain_parallel;
     p.thr = calloc(p.maxthr, sizeof *p.thr);
     gfs_cond_init(&p.cond);
+    /* explicit: held across the loop, dropped while assembling and waiting */
     pthread_mutex_lock(&v->lock);
     if (!p.thr) {
         v->deferred_error = -ENOMEM;
@@ -581,11 +582,12 @@ void gfs_syncer_stop(struct glidefs_volume *v)
 {
     if (!v->sync.running)
         return;
-    pthread_mutex_lock(&v->lock);
-    v->sync.stop = 1;
-    pthread_cond_broadcast(&v->sync.cond);
-    pthread_cond_broadcast(&v->cond);
-    pthread_mutex_unlock(&v->lock);
+    {
+        SCOPED_LOCK(&v->lock);
+        v->sync.stop = 1;
+        pthread_cond_broadcast(&v->sync.cond);
+        pthread_cond_broadcast(&v->cond);
+    }
     pthread_join(v->sync.thr, NULL);
     v->sync.running = 0;
 }

@@ -600,29 +600,22 @@ GLIDEFS_API int glidefs_stats(glidefs_volume *v, struct glidefs_stats *out, size
     s.key_generations = gfs_codec_gens(v->codec, NULL, 0);
     double uptime_s = (double)(gfs_now_ms() - v->opened_ms) / 1000.0;
     pthread_mutex_unlock(&v->lock);
-    struct gfs_objstore_stats os;
-    os.puts = __atomic_load_n(&v->store->stats.puts, __ATOMIC_RELAXED);
-    os.put_bytes = __atomic_load_n(&v->store->stats.put_bytes, __ATOMIC_RELAXED);
-    os.gets = __atomic_load_n(&v->store->stats.gets, __ATOMIC_RELAXED);
-    os.get_bytes = __atomic_load_n(&v->store->stats.get_bytes, __ATOMIC_RELAXED);
-    os.deletes = __atomic_load_n(&v->store->stats.deletes, __ATOMIC_RELAXED);
-    os.lists = __atomic_load_n(&v->store->stats.lists, __ATOMIC_RELAXED);
-    os.errors = __atomic_load_n(&v->store->stats.errors, __ATOMIC_RELAXED);
-    os.retries = __atomic_load_n(&v->store->stats.retries, __ATOMIC_RELAXED);
-    s.store_puts = os.puts;
-    s.store_put_bytes = os.put_bytes;
-    s.store_gets = os.gets;
-    s.store_get_bytes = os.get_bytes;
-    s.store_deletes = os.deletes;
-    s.store_lists = os.lists;
-    s.store_errors = os.errors;
-    s.store_retries = os.retries;
+    /* copied out of the store's atomics (the public struct holds plain integers) */
+    const struct gfs_objstore_stats *os = &v->store->stats;
+    s.store_puts = atomic_load_explicit(&os->puts, memory_order_relaxed);
+    s.store_put_bytes = atomic_load_explicit(&os->put_bytes, memory_order_relaxed);
+    s.store_gets = atomic_load_explicit(&os->gets, memory_order_relaxed);
+    s.store_get_bytes = atomic_load_explicit(&os->get_bytes, memory_order_relaxed);
+    s.store_deletes = atomic_load_explicit(&os->deletes, memory_order_relaxed);
+    s.store_lists = atomic_load_explicit(&os->lists, memory_order_relaxed);
+    s.store_errors = atomic_load_explicit(&os->errors, memory_order_relaxed);
+    s.store_retries = atomic_load_explicit(&os->retries, memory_order_relaxed);
     /* a month of storage at today's size, plus requests at this session's rate */
     double month_s = 30.0 * 86400.0;
     double rate = uptime_s > 60 ? month_s / uptime_s : 0;
     s.est_monthly_cost_usd = (double)s.stored_bytes / 1073741824.0 * v->cost_gb_month +
-                             rate * ((double)os.puts * v->cost_put_1000 / 1000.0 +
-                                     (double)os.gets * v->cost_get_1000 / 1000.0);
+                             rate * ((double)s.store_puts * v->cost_put_1000 / 1000.0 +
+                                     (double)s.store_gets * v->cost_get_1000 / 1000.0);
     memcpy(out, &s, st_size < sizeof s ? st_size : sizeof s);
     return 0;
 }
