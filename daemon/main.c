@@ -135,6 +135,7 @@ struct sig_ctx {
     int stop_fd;
     pthread_mutex_t srv_lock;
     struct gd_server *srv; /* SIGHUP reloads its TLS credentials; NULL once freed */
+    struct gd_rest *rest;  /* and the REST API's certificate (srv_lock too); NULL once stopped */
 };
 
 static void *signal_thread(void *arg)
@@ -151,6 +152,7 @@ static void *signal_thread(void *arg)
             pthread_mutex_lock(&sc->srv_lock);
             if (sc->srv)
                 gd_server_reload_tls(sc->srv);
+            gd_rest_reload_tls(sc->rest);
             pthread_mutex_unlock(&sc->srv_lock);
             continue;
         }
@@ -326,12 +328,18 @@ int main(int argc, char **argv)
         glidefs_config_free(cfg);
         return 1;
     }
+    pthread_mutex_lock(&sc.srv_lock);
+    sc.rest = rest;
+    pthread_mutex_unlock(&sc.srv_lock);
     gd_info("glidefsd %s ready: store %s, cache %s (node %s, instance %s), %d workers",
             GLIDEFSD_VERSION, cfg->storage_url ? cfg->storage_url : "?",
             cfg->cache_dir ? cfg->cache_dir : "?", cfg->node_id ? cfg->node_id : "?", instance,
             cfg->nbd_workers);
 
     gd_server_run(srv, sc.stop_fd);
+    pthread_mutex_lock(&sc.srv_lock);
+    sc.rest = NULL;
+    pthread_mutex_unlock(&sc.srv_lock);
     gd_rest_stop(rest); /* no API request may hold an export past this point */
     pthread_mutex_lock(&sc.srv_lock);
     sc.srv = NULL;

@@ -33,4 +33,10 @@ int gd_rest_start(const glidefs_config *cfg, struct gd_registry *reg, struct gd_
  * no request may hold an export when it does. NULL is fine. */
 void gd_rest_stop(struct gd_rest *r);
 
+/* SIGHUP: read servers.api.tls_certificates again. Connections made after
+ * it get the new certificate, open ones keep theirs; on failure (unreadable
+ * file, broken key, key not of the certificate) the current one stays and
+ * the log says why. NULL or a plain-HTTP API: nothing to do. */
+void gd_rest_reload_tls(struct gd_rest *r);
+
 #endif

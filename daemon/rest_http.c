@@ -567,7 +567,7 @@ static int listen_tcp(struct gd_rest *r, const char *spec, int *out, char host[2
                            "REST API off)", host, port, err, errlen);
     if (fd < 0)
         return fd;
-    gd_info("REST API listening on %s://%s%s%s:%s/%s", r->tls_cert ? "https" : "http",
+    gd_info("REST API listening on %s://%s%s%s:%s/%s", r->tls ? "https" : "http",
             strchr(host, ':') ? "[" : "", host,
             strchr(host, ':') ? "]" : "", port, r->token ? " (token required)" : "");
     *out = fd;
@@ -599,14 +599,16 @@ static int start_mhd(struct gd_rest *r, int fd, bool tcp, const char *host, char
     }
     unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
                      MHD_USE_AUTO | MHD_USE_ERROR_LOG;
-    /* HTTPS on TCP with servers.api.tls_certificates (the unix socket stays plain) */
+    /* HTTPS on TCP with servers.api.tls_certificates (the unix socket stays
+     * plain); the certificate is asked for per handshake, so SIGHUP's reload
+     * reaches the next connection (libmicrohttpd >= 0.9.x, GnuTLS >= 3.0) */
+    gnutls_certificate_retrieve_function2 *retrieve = gd_tls_rest_retrieve;
     struct MHD_OptionItem tls[] = {
-        { MHD_OPTION_HTTPS_MEM_CERT, 0, r->tls_cert },
-        { MHD_OPTION_HTTPS_MEM_KEY, 0, r->tls_key },
+        { MHD_OPTION_HTTPS_CERT_CALLBACK, 0, (void *)(uintptr_t)retrieve },
         { MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)"NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2" },
         { MHD_OPTION_END, 0, NULL },
     };
-    bool https = tcp && r->tls_cert;
+    bool https = tcp && r->tls;
     if (https)
         flags |= MHD_USE_TLS;
     else
@@ -686,8 +688,7 @@ int gd_rest_start(const glidefs_config *cfg, struct gd_registry *reg, struct gd_
         return rc;
     }
     if (tcp && cfg->api_tls_certificates && *cfg->api_tls_certificates &&
-        (rc = gd_tls_read_pem_pair(cfg->api_tls_certificates, &r->tls_cert, &r->tls_key, err,
-                                   errlen)) < 0) {
+        (rc = gd_tls_rest_create(cfg->api_tls_certificates, &r->tls, err, errlen)) < 0) {
         gd_rest_stop(r);
         return rc;
     }
@@ -741,7 +742,19 @@ void gd_rest_stop(struct gd_rest *r)
     }
     pthread_mutex_destroy(&r->lock);
     pthread_mutex_destroy(&r->clone_lock);
-    gd_tls_pem_free(r->tls_cert);
-    gd_tls_pem_free(r->tls_key);
+    gd_tls_free(r->tls); /* after MHD_stop_daemon: no handshake asks for it any more */
     free(r);
+}
+
+void gd_rest_reload_tls(struct gd_rest *r)
+{
+    if (!r || !r->tls)
+        return;
+    char err[1024] = "";
+    int rc = gd_tls_reload(r->tls, err, sizeof err);
+    if (rc < 0)
+        gd_err("SIGHUP: REST API TLS certificate not reloaded, the current one stays: %s",
+               err[0] ? err : strerror(-rc));
+    else
+        gd_info("SIGHUP: REST API TLS certificate reloaded; new connections use it");
 }

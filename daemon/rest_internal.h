@@ -124,7 +124,7 @@ struct gd_rest {
     pthread_mutex_t lock;       /* drains */
     struct drain_mark *drains;
     pthread_mutex_t clone_lock; /* one clone at a time: exists check + glidefs_clone */
-    char *tls_cert, *tls_key;   /* servers.api.tls_certificates: HTTPS on the TCP listener */
+    struct gd_tls *tls;         /* servers.api.tls_certificates: HTTPS on the TCP listener */
 };
 
 /* Per request (MHD's con_cls). */

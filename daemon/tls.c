@@ -1,7 +1,8 @@
 /*
  * tls.c — TLS on GnuTLS for the NBD server (tls.h says why GnuTLS): the
  * credentials and their reload, a connection's session set-up and
- * handshake, and its record I/O.
+ * handshake, and its record I/O; the REST API's certificate holder and the
+ * retrieve function libmicrohttpd calls per handshake.
  *
  * Credentials are one reference-counted bundle (X.509 certificate and key,
  * the CA that client certificates must chain to, the PSK file, the priority
@@ -20,6 +21,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <gnutls/abstract.h>
 #include <gnutls/gnutls.h>
 #include <gnutls/x509.h>
 #include <inttypes.h>
@@ -40,58 +42,6 @@
 #define PRIO_PSK ":+ECDHE-PSK:+DHE-PSK:+PSK"
 #define PSK_LINE_MAX 1024
 
-static int read_small_file(const char *path, char **out, char *err, size_t errlen)
-{
-    FILE *f = fopen(path, "re");
-    if (!f) {
-        int e = errno;
-        snprintf(err, errlen, "servers.api.tls_certificates: %s: %s", path, strerror(e));
-        return -e;
-    }
-    size_t cap = 1 << 20, len = 0;
-    char *buf = malloc(cap + 1);
-    if (!buf) {
-        fclose(f);
-        return -ENOMEM;
-    }
-    len = fread(buf, 1, cap, f);
-    bool more = fgetc(f) != EOF;
-    fclose(f);
-    if (more || len == 0) {
-        explicit_bzero(buf, len);
-        free(buf);
-        snprintf(err, errlen, "servers.api.tls_certificates: %s: %s", path,
-                 more ? "larger than 1 MiB" : "empty");
-        return -EINVAL;
-    }
-    buf[len] = '\0';
-    *out = buf;
-    return 0;
-}
-
-int gd_tls_read_pem_pair(const char *dir, char **cert, char **key, char *err, size_t errlen)
-{
-    char p[4096];
-    snprintf(p, sizeof p, "%s/server-cert.pem", dir);
-    int rc = read_small_file(p, cert, err, errlen);
-    if (rc < 0)
-        return rc;
-    snprintf(p, sizeof p, "%s/server-key.pem", dir);
-    rc = read_small_file(p, key, err, errlen);
-    if (rc < 0) {
-        free(*cert);
-        *cert = NULL;
-    }
-    return rc;
-}
-
-void gd_tls_pem_free(char *pem)
-{
-    if (pem)
-        explicit_bzero(pem, strlen(pem));
-    free(pem);
-}
-
 enum gd_tls_mode gd_tls_mode_of(const char *s)
 {
     if (s && strcmp(s, "require") == 0)
@@ -109,14 +59,26 @@ struct creds {
     struct psk_key { char *name; uint8_t *key; size_t len; } *keys; /* the file, parsed */
     size_t nkeys;
     gnutls_priority_t prio;
+    /* the REST API's (gd_tls_rest_create): what the retrieve function hands out */
+    gnutls_pcert_st pcerts[8];
+    unsigned npcerts;
+    gnutls_privkey_t key;
+    struct creds *retired_next;
 };
 
 struct gd_tls {
     char *cert_dir;
     char *psk_file;
+    bool rest;             /* the REST API's holder: certificate and key only */
     pthread_mutex_t lock;
     struct creds *cur;
+    struct creds *retired; /* REST: replaced bundles, kept until the holder is freed */
 };
+
+/* GnuTLS's retrieve function carries no pointer of ours and libmicrohttpd
+ * keeps the session's for itself: the REST API's holder (one per process)
+ * is found here. */
+static _Atomic(struct gd_tls *) rest_holder;
 
 struct gd_tls_session {
     gnutls_session_t ss;
@@ -141,6 +103,10 @@ static void creds_unref(struct creds *c)
         gnutls_psk_free_server_credentials(c->psk);
     if (c->prio)
         gnutls_priority_deinit(c->prio);
+    for (unsigned i = 0; i < c->npcerts; i++)
+        gnutls_pcert_deinit(&c->pcerts[i]);
+    if (c->key)
+        gnutls_privkey_deinit(c->key);
     for (size_t i = 0; i < c->nkeys; i++) {
         explicit_bzero(c->keys[i].key, c->keys[i].len);
         free(c->keys[i].key);
@@ -286,14 +252,75 @@ static int load_x509(struct creds *c, const char *dir, char *err, size_t errlen)
     return 0;
 }
 
-static int creds_load(const char *dir, const char *psk, struct creds **out, char *err,
-                      size_t errlen)
+/* The REST API's certificate chain and key from dir (ca-cert.pem is not
+ * read: the API does not ask for client certificates). Loaded into an X.509
+ * credential first, which checks that the key belongs to the certificate. */
+static int load_rest_pair(struct creds *c, const char *dir, char *err, size_t errlen)
+{
+    char cert[4096], key[4096];
+    snprintf(cert, sizeof cert, "%s/server-cert.pem", dir);
+    snprintf(key, sizeof key, "%s/server-key.pem", dir);
+    const char *paths[2] = { cert, key };
+    for (int i = 0; i < 2; i++)
+        if (access(paths[i], R_OK) != 0) {
+            int e = errno;
+            snprintf(err, errlen, "servers.api.tls_certificates: %s: %s", paths[i], strerror(e));
+            return -e;
+        }
+    gnutls_datum_t cd = { 0 }, kd = { 0 };
+    const char *bad = cert, *pair = "";
+    int g = gnutls_load_file(cert, &cd);
+    if (g >= 0) {
+        c->npcerts = sizeof c->pcerts / sizeof c->pcerts[0];
+        g = gnutls_pcert_list_import_x509_raw(c->pcerts, &c->npcerts, &cd, GNUTLS_X509_FMT_PEM, 0);
+        if (g < 0)
+            c->npcerts = 0;
+    }
+    if (g >= 0) {
+        bad = key;
+        g = gnutls_load_file(key, &kd);
+    }
+    if (g >= 0 && (g = gnutls_privkey_init(&c->key)) >= 0)
+        g = gnutls_privkey_import_x509_raw(c->key, &kd, GNUTLS_X509_FMT_PEM, NULL, 0);
+    /* the pair, checked by GnuTLS (the key must be the certificate's) */
+    if (g >= 0 && (g = gnutls_certificate_allocate_credentials(&c->x509)) >= 0) {
+        pair = " with ";
+        g = gnutls_certificate_set_x509_key_mem(c->x509, &cd, &kd, GNUTLS_X509_FMT_PEM);
+    }
+    if (kd.data) {
+        explicit_bzero(kd.data, kd.size);
+        gnutls_free(kd.data);
+    }
+    gnutls_free(cd.data);
+    /* the checking credential's copy of the key is not needed */
+    if (c->x509) {
+        gnutls_certificate_free_credentials(c->x509);
+        c->x509 = NULL;
+    }
+    if (g < 0) {
+        snprintf(err, errlen, "servers.api.tls_certificates: %s%s%s: %s", *pair ? cert : bad,
+                 pair, *pair ? key : "", gnutls_strerror(g));
+        return -EINVAL;
+    }
+    return 0;
+}
+
+static int creds_load(const char *dir, const char *psk, bool rest, struct creds **out,
+                      char *err, size_t errlen)
 {
     struct creds *c = calloc(1, sizeof *c);
     if (!c)
         return -ENOMEM;
     atomic_init(&c->refs, 1);
     int rc = 0;
+    if (rest) {
+        rc = load_rest_pair(c, dir, err, errlen);
+        if (rc < 0)
+            creds_unref(c);
+        else
+            *out = c;
+        return rc;
+    }
     if (dir && *dir)
         rc = load_x509(c, dir, err, errlen);
     if (rc == 0 && psk && *psk) {
@@ -339,7 +366,7 @@ int gd_tls_create(const char *cert_dir, const char *psk_file, struct gd_tls **ou
     pthread_mutex_init(&t->lock, NULL);
     t->cert_dir = cert_dir && *cert_dir ? strdup(cert_dir) : NULL;
     t->psk_file = psk_file && *psk_file ? strdup(psk_file) : NULL;
-    int rc = creds_load(t->cert_dir, t->psk_file, &t->cur, err, errlen);
+    int rc = creds_load(t->cert_dir, t->psk_file, false, &t->cur, err, errlen);
     if (rc < 0) {
         gd_tls_free(t);
         return rc;
@@ -356,15 +383,66 @@ int gd_tls_create(const char *cert_dir, const char *psk_file, struct gd_tls **ou
 int gd_tls_reload(struct gd_tls *t, char *err, size_t errlen)
 {
     struct creds *c = NULL;
-    int rc = creds_load(t->cert_dir, t->psk_file, &c, err, errlen);
+    int rc = creds_load(t->cert_dir, t->psk_file, t->rest, &c, err, errlen);
     if (rc < 0)
         return rc;
     struct creds *old;
     pthread_mutex_lock(&t->lock);
     old = t->cur;
     t->cur = c;
+    if (t->rest) {
+        /* GnuTLS keeps using what the retrieve function handed out, with no
+         * call when it is done with it: kept until the REST API stops */
+        old->retired_next = t->retired;
+        t->retired = old;
+        old = NULL;
+    }
     pthread_mutex_unlock(&t->lock);
     creds_unref(old);
+    return 0;
+}
+
+int gd_tls_rest_create(const char *cert_dir, struct gd_tls **out, char *err, size_t errlen)
+{
+    struct gd_tls *expect = NULL;
+    struct gd_tls *t = calloc(1, sizeof *t);
+    if (!t)
+        return -ENOMEM;
+    pthread_mutex_init(&t->lock, NULL);
+    t->rest = true;
+    t->cert_dir = strdup(cert_dir);
+    int rc = t->cert_dir ? creds_load(t->cert_dir, NULL, true, &t->cur, err, errlen) : -ENOMEM;
+    if (rc == 0 && !atomic_compare_exchange_strong(&rest_holder, &expect, t)) {
+        snprintf(err, errlen, "REST API TLS: a second certificate holder in one process");
+        rc = -EEXIST;
+    }
+    if (rc < 0) {
+        gd_tls_free(t);
+        return rc;
+    }
+    *out = t;
+    return 0;
+}
+
+int gd_tls_rest_retrieve(gnutls_session_t ss, const gnutls_datum_t *req_ca_rdn, int nreqs,
+                         const gnutls_pk_algorithm_t *pk_algos, int pk_algos_length,
+                         gnutls_pcert_st **pcert, unsigned int *pcert_length,
+                         gnutls_privkey_t *privkey)
+{
+    (void)ss;
+    (void)req_ca_rdn;
+    (void)nreqs;
+    (void)pk_algos;
+    (void)pk_algos_length;
+    struct gd_tls *t = atomic_load(&rest_holder);
+    if (!t)
+        return -1;
+    pthread_mutex_lock(&t->lock);
+    struct creds *c = t->cur;
+    pthread_mutex_unlock(&t->lock);
+    *pcert = c->pcerts;
+    *pcert_length = c->npcerts;
+    *privkey = c->key;
     return 0;
 }
 
@@ -372,7 +450,14 @@ void gd_tls_free(struct gd_tls *t)
 {
     if (!t)
         return;
+    struct gd_tls *self = t;
+    atomic_compare_exchange_strong(&rest_holder, &self, NULL);
     creds_unref(t->cur);
+    while (t->retired) {
+        struct creds *c = t->retired;
+        t->retired = c->retired_next;
+        creds_unref(c);
+    }
     free(t->cert_dir);
     free(t->psk_file);
     pthread_mutex_destroy(&t->lock);

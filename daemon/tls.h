@@ -3,7 +3,8 @@
  * server's credentials (X.509 from a certificate directory laid out as
  * qemu-nbd and nbdkit have it, pre-shared keys from a psktool file), their
  * reload (SIGHUP) and one connection's TLS session: set-up with the
- * handshake, then record I/O for the connection's reader and writer.
+ * handshake, then record I/O for the connection's reader and writer. Also
+ * the REST API's certificate holder, reloaded the same way.
  *
  * Why GnuTLS: qemu-nbd, nbdkit and libnbd use it (the same PSK file format,
  * the same certificate directory, the same priority strings, so what works
@@ -18,6 +19,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 #include <sys/uio.h>
+#include <gnutls/abstract.h>
 #include "config.h"
 
 enum gd_tls_mode { GD_TLS_OFF = 0, GD_TLS_ON = 1, GD_TLS_REQUIRE = 2 };
@@ -63,11 +65,16 @@ bool gd_tls_pending(struct gd_tls_session *s);
  * (it may run beside the reader). */
 ssize_t gd_tls_sendv(struct gd_tls_session *s, const struct iovec *iov, int iovcnt);
 
-/* The REST API's HTTPS (libmicrohttpd does the TLS, with GnuTLS): dir's
- * server-cert.pem and server-key.pem read into memory (*cert, *key: free
- * them; the key is wiped first by gd_tls_pem_free). 0 or negative errno
- * with the reason in err. */
-int gd_tls_read_pem_pair(const char *dir, char **cert, char **key, char *err, size_t errlen);
-void gd_tls_pem_free(char *pem);
+/* The REST API's HTTPS (libmicrohttpd does the TLS, with GnuTLS): a holder
+ * of dir's server-cert.pem (the chain) and server-key.pem, reloaded with
+ * gd_tls_reload (SIGHUP; the replaced ones stay in memory until
+ * gd_tls_free, as connections that began with them may still use them) and
+ * freed with gd_tls_free after the HTTP server stopped. One per process.
+ * 0 or negative errno with the reason in err (paths and GnuTLS's message,
+ * never key material). */
+int gd_tls_rest_create(const char *cert_dir, struct gd_tls **out, char *err, size_t errlen);
+/* For MHD_OPTION_HTTPS_CERT_CALLBACK: each handshake gets the holder's
+ * current certificate chain and key. */
+gnutls_certificate_retrieve_function2 gd_tls_rest_retrieve;
 
 #endif
