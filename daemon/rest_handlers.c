@@ -1,6 +1,6 @@
 /*
  * rest_handlers.c — the REST API's handlers, one per route: exports
- * (list, create, status, resize, delete, drain, promote, release, compact,
+ * (list, create, status, resize, delete, drain, promote, release, compact, scrub,
  * metrics), fenced data, snapshots and clones (rest_internal.h).
  */
 #include "rest_internal.h"
@@ -705,6 +705,57 @@ int rest_h_compact(struct call *c)
                                 J(res.bytes_reclaimed), "stored_bytes", J(res.stored_bytes),
                                 "live_bytes", J(res.live_bytes), "duration_ms",
                                 J(gfs_now_ms() - t0)));
+}
+
+/* Scrub an export (glidefs_scrub; ?deep=true fetches every live block): any
+ * node that has it open or can open it, writer or not. 200 whenever the
+ * scrub ran, "clean" false and the findings when something is wrong. */
+int rest_h_scrub(struct call *c)
+{
+    bool deep = false;
+    if (rest_param_bool(c, "deep", &deep) < 0)
+        return -1;
+    struct gd_export *e = NULL;
+    if (get_export(c, 0, &e) < 0)
+        return -1;
+    struct glidefs_scrub_result res;
+    memset(&res, 0, sizeof res);
+    int64_t t0 = gfs_now_ms();
+    int rc = glidefs_scrub(gd_export_volume(e), deep ? GLIDEFS_SCRUB_DEEP : 0, &res, sizeof res);
+    gd_export_release(e, 0);
+    if (rc < 0)
+        return rest_fail(c, rest_status_for(rc), "scrub of export %s failed: %s (see the glidefsd "
+                         "log)", c->name, glidefs_strerror(rc));
+    static const char *kinds[] = {"?", "missing", "truncated", "bad_header", "damaged"};
+    json_t *list = json_array();
+    for (uint32_t i = 0; list && i < res.nfindings && i < GLIDEFS_SCRUB_FINDINGS; i++) {
+        const struct glidefs_scrub_finding *f = &res.findings[i];
+        json_t *o = f->kind == GLIDEFS_SCRUB_DAMAGED_BLOCK
+                        ? json_pack("{s:s, s:s, s:I, s:I}", "kind", kinds[f->kind], "key", f->key,
+                                    "offset", J(f->offset), "length", J(f->length))
+                        : json_pack("{s:s, s:s}", "kind",
+                                    f->kind < 5 ? kinds[f->kind] : "?", "key", f->key);
+        if (!o || json_array_append_new(list, o) < 0) {
+            json_decref(list);
+            list = NULL;
+        }
+    }
+    if (!list)
+        return rest_fail(c, 500, "out of memory");
+    uint64_t bad = res.missing_segments + res.size_mismatches + res.bad_headers +
+                   res.damaged_blocks;
+    if (bad)
+        gd_info("api: scrub of export %s found %" PRIu64 " problems", c->name, bad);
+    return rest_ok(c, 200, json_pack("{s:s, s:b, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:I}",
+                                     "name", c->name, "deep", deep, "clean", bad == 0,
+                                     "segments_checked", J(res.segments_checked),
+                                     "blocks_checked", J(res.blocks_checked),
+                                     "bytes_read", J(res.bytes_read),
+                                     "missing_segments", J(res.missing_segments),
+                                     "size_mismatches", J(res.size_mismatches),
+                                     "bad_headers", J(res.bad_headers),
+                                     "damaged_blocks", J(res.damaged_blocks), "findings", list,
+                                     "duration_ms", J(gfs_now_ms() - t0)));
 }
 
 /* Rotate the data key of an encrypted export (glidefs_volume_rotate_key): the

@@ -186,6 +186,7 @@ int rest_h_drain(struct call *c);
 int rest_h_promote(struct call *c);
 int rest_h_release(struct call *c);
 int rest_h_compact(struct call *c);
+int rest_h_scrub(struct call *c);
 int rest_h_fenced_discard(struct call *c);
 int rest_h_fenced_export(struct call *c);
 int rest_h_snapshot_create(struct call *c);

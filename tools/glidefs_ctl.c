@@ -1,7 +1,7 @@
 /*
  * glidefs-ctl — command-line client of glidefsd's REST API (libcurl +
  * jansson): list, status, create, drain, promote, release, resize, delete,
- * compact, data-key rotation (rekey --data-key) and metrics of exports, and their snapshots and clones (snapshot,
+ * compact, scrub, data-key rotation (rekey --data-key) and metrics of exports, and their snapshots and clones (snapshot,
  * snapshots, snapshot-delete, clone); what a fenced node kept aside
  * (fenced-export, fenced-discard). Human-readable output by default; --json
  * prints the API's JSON answer unchanged. `drain` shows progress (bytes
@@ -15,7 +15,7 @@
  * Exit status (glidefs-ctl(1)): 0 done, 1 the API refused or failed,
  * 2 bad usage, 3 the API could not be reached (or did not answer like
  * glidefsd), 4 missing or wrong token, 5 timed out, 6 no such export (or
- * snapshot).
+ * snapshot), 7 a scrub found damage.
  */
 #include <curl/curl.h>
 #include <errno.h>
@@ -44,6 +44,7 @@ enum {
     EXIT_AUTH = 4,
     EXIT_TIMEOUT = 5,
     EXIT_NOTFOUND = 6,
+    EXIT_DAMAGED = 7, /* scrub ran and found something wrong */
 };
 
 #define DEFAULT_API "http://127.0.0.1:8080"
@@ -59,6 +60,7 @@ struct opts {
     const char *snapshot; /* clone --snapshot SNAP */
     bool force_set, purge_set, timeout_set;
     bool data_key; /* rekey --data-key */
+    bool deep;     /* scrub --deep */
 };
 
 static struct opts opt;
@@ -93,6 +95,8 @@ static void usage(FILE *f)
             "  delete NAME [--purge] [--force]\n"
             "                               remove it from the node (--purge: from the store too)\n"
             "  compact NAME                 rewrite sparse segments now, reclaim space\n"
+            "  scrub NAME [--deep]          check the store still holds the export's segments\n"
+            "                               whole (--deep: and every block); exit 7 if not\n"
             "  rekey NAME --data-key        rotate an encrypted export's data key: new writes\n"
             "                               at once, old segments re-sealed by compaction\n"
             "  metrics NAME                 I/O, cache, store and latency figures\n"
@@ -123,7 +127,8 @@ static void usage(FILE *f)
             "\n"
             "SIZE: bytes, or a number with K M G T / KiB MiB GiB TiB (powers of 1024).\n"
             "Exit status: 0 ok, 1 API error, 2 usage, 3 API unreachable, 4 token refused,\n"
-            "5 timed out, 6 no such export or snapshot. See glidefs-ctl(1).\n");
+            "5 timed out, 6 no such export or snapshot, 7 scrub found damage.\n"
+            "See glidefs-ctl(1).\n");
 }
 
 /* ------------------------------------------------------------------------ */
@@ -797,6 +802,45 @@ static int cmd_compact(const char *name)
     return rc;
 }
 
+static int cmd_scrub(const char *name)
+{
+    char path[256], what[200];
+    snprintf(path, sizeof path, "/api/exports/%s/scrub%s", name, opt.deep ? "?deep=true" : "");
+    snprintf(what, sizeof what, "scrub %s", name);
+    struct answer a;
+    int rc = call(what, "POST", path, NULL, 0, &a);
+    if (rc) {
+        answer_free(&a);
+        return rc;
+    }
+    if (!opt.json) {
+        json_t *list = json_object_get(a.json, "findings");
+        for (size_t i = 0; i < json_array_size(list); i++) {
+            json_t *f = json_array_get(list, i);
+            if (strcmp(jstr(f, "kind", ""), "damaged") == 0)
+                printf("damaged %s offset %" PRIu64 " length %" PRIu64 "\n", jstr(f, "key", "?"),
+                       jint(f, "offset"), jint(f, "length"));
+            else
+                printf("%s %s\n", jstr(f, "kind", "?"), jstr(f, "key", "?"));
+        }
+        char rd[32];
+        human(jint(a.json, "bytes_read"), rd, sizeof rd);
+        printf("scrub of %s (%s): %" PRIu64 " segments, %" PRIu64 " blocks, %s read: ", name,
+               opt.deep ? "deep" : "quick", jint(a.json, "segments_checked"),
+               jint(a.json, "blocks_checked"), rd);
+        if (jbool(a.json, "clean"))
+            printf("clean\n");
+        else
+            printf("%" PRIu64 " missing, %" PRIu64 " truncated, %" PRIu64 " bad headers, %" PRIu64
+                   " damaged blocks\n", jint(a.json, "missing_segments"),
+                   jint(a.json, "size_mismatches"), jint(a.json, "bad_headers"),
+                   jint(a.json, "damaged_blocks"));
+    }
+    rc = jbool(a.json, "clean") ? EXIT_OK : EXIT_DAMAGED;
+    answer_free(&a);
+    return rc;
+}
+
 static int cmd_rotate_key(const char *name)
 {
     char path[256], what[200];
@@ -1176,6 +1220,8 @@ int main(int argc, char **argv)
             opt.purge = opt.purge_set = true;
         } else if (strcmp(a, "--data-key") == 0) {
             opt.data_key = true;
+        } else if (strcmp(a, "--deep") == 0) {
+            opt.deep = true;
         } else if (is_opt(a, "--snapshot")) {
             if (!(opt.snapshot = opt_value(argc, argv, &i, "--snapshot")))
                 return EXIT_USAGE;
@@ -1213,7 +1259,7 @@ int main(int argc, char **argv)
     const char *cmd = pos[0];
     enum { C_LIST, C_STATUS, C_CREATE, C_DRAIN, C_PROMOTE, C_RELEASE, C_RESIZE, C_DELETE,
            C_COMPACT, C_METRICS, C_SNAPSHOT, C_SNAPSHOTS, C_SNAPSHOT_DELETE, C_CLONE,
-           C_FENCED_EXPORT, C_FENCED_DISCARD, C_REKEY };
+           C_FENCED_EXPORT, C_FENCED_DISCARD, C_REKEY, C_SCRUB };
     static const struct {
         const char *name;
         int id;
@@ -1239,6 +1285,7 @@ int main(int argc, char **argv)
         { "fenced-export", C_FENCED_EXPORT, 1, 1, true, false, false, false, false },
         { "fenced-discard", C_FENCED_DISCARD, 0, 0, true, false, false, false, false },
         { "rekey", C_REKEY, 0, 0, true, false, false, false, false },
+        { "scrub", C_SCRUB, 0, 0, true, false, false, false, false },
     };
     int k = -1;
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
@@ -1264,6 +1311,10 @@ int main(int argc, char **argv)
                                   : "rekey: give --data-key (a password change is "
                                     "glidefs_volume_rekey() in the library: the API never "
                                     "carries passwords)");
+        return EXIT_USAGE;
+    }
+    if (opt.deep && id != C_SCRUB) {
+        errorf("--deep applies to scrub only (glidefs-ctl --help)");
         return EXIT_USAGE;
     }
     const char *arg2 = npos > 2 ? pos[2] : NULL;
@@ -1316,6 +1367,7 @@ int main(int argc, char **argv)
     case C_RESIZE: rc = cmd_resize(name, arg2); break;
     case C_DELETE: rc = cmd_delete(name); break;
     case C_COMPACT: rc = cmd_compact(name); break;
+    case C_SCRUB: rc = cmd_scrub(name); break;
     case C_METRICS: rc = cmd_metrics(name); break;
     case C_SNAPSHOT: rc = cmd_snapshot(name, arg2); break;
     case C_SNAPSHOTS: rc = cmd_snapshots(name); break;

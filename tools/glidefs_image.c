@@ -11,10 +11,15 @@
  *                                              (glidefs_fenced_export): its
  *                                              epoch's data plus the journal it
  *                                              kept aside; reads the store only
+ *   glidefs-image scrub -c CONFIG NAME [--deep] check that the store holds every
+ *                                              segment NAME's map references,
+ *                                              whole, with valid headers (deep:
+ *                                              and every live block); read-only
  *
  * Zero runs are not copied: import writes them as zeroes (no data stored),
  * export leaves holes in a sparse output file, created 0600 (a guest's disk;
- * an existing file keeps its mode). Exit status: 0 done, 1 failed, 2 usage.
+ * an existing file keeps its mode). Exit status: 0 done, 1 failed, 2 usage,
+ * 3 scrub found damage.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -303,13 +308,58 @@ static int do_export_fenced(glidefs_config *cfg, const char *name, const char *f
     return r == 0 ? 0 : 1;
 }
 
+/* Exit status of a scrub that ran and found something wrong. */
+#define EXIT_DAMAGED 3
+
+static int do_scrub(glidefs_config *cfg, const char *name, int deep)
+{
+    glidefs_volume *v;
+    int r = glidefs_volume_open(cfg, name, 0, GLIDEFS_OPEN_READONLY, &v);
+    if (r < 0) {
+        fprintf(stderr, "glidefs-image: cannot open volume %s: %s\n", name, glidefs_strerror(r));
+        return 1;
+    }
+    struct glidefs_scrub_result res;
+    r = glidefs_scrub(v, deep ? GLIDEFS_SCRUB_DEEP : 0, &res, sizeof res);
+    glidefs_volume_close(v);
+    if (r < 0) {
+        fprintf(stderr, "glidefs-image: scrub of %s failed: %s\n", name, glidefs_strerror(r));
+        return 1;
+    }
+    static const char *kinds[] = {"?", "missing", "truncated", "bad-header", "damaged"};
+    for (uint32_t i = 0; i < res.nfindings && i < GLIDEFS_SCRUB_FINDINGS; i++) {
+        const struct glidefs_scrub_finding *f = &res.findings[i];
+        const char *k = f->kind < sizeof kinds / sizeof *kinds ? kinds[f->kind] : "?";
+        if (f->kind == GLIDEFS_SCRUB_DAMAGED_BLOCK)
+            printf("%s %s offset %" PRIu64 " length %" PRIu64 "\n", k, f->key, f->offset,
+                   f->length);
+        else
+            printf("%s %s\n", k, f->key);
+    }
+    uint64_t bad = res.missing_segments + res.size_mismatches + res.bad_headers +
+                   res.damaged_blocks;
+    printf("scrub of %s (%s): %" PRIu64 " segments, %" PRIu64 " blocks, %" PRIu64
+           " bytes read: ", name, deep ? "deep" : "quick", res.segments_checked,
+           res.blocks_checked, res.bytes_read);
+    if (!bad) {
+        printf("clean\n");
+        return 0;
+    }
+    printf("%" PRIu64 " missing, %" PRIu64 " truncated, %" PRIu64 " bad headers, %" PRIu64
+           " damaged blocks%s\n", res.missing_segments, res.size_mismatches, res.bad_headers,
+           res.damaged_blocks, bad > res.nfindings ? " (not all listed)" : "");
+    return EXIT_DAMAGED;
+}
+
 static void usage(FILE *f)
 {
     fprintf(f, "usage: glidefs-image import -c CONFIG NAME FILE\n"
                "       glidefs-image export -c CONFIG NAME FILE\n"
                "       glidefs-image export-fenced -c CONFIG NAME FILE\n"
+               "       glidefs-image scrub -c CONFIG NAME [--deep]\n"
                "options: -c, --config FILE  the glidefs YAML config (required)\n"
                "         -v, --verbose      log library info messages\n"
+               "         --deep             scrub: fetch and check every live block\n"
                "         -h, --help         this text;  -V, --version\n");
 }
 
@@ -319,15 +369,17 @@ int main(int argc, char **argv)
                                          {"verbose", no_argument, NULL, 'v'},
                                          {"help", no_argument, NULL, 'h'},
                                          {"version", no_argument, NULL, 'V'},
+                                         {"deep", no_argument, NULL, 'D'},
                                          {NULL, 0, NULL, 0}};
     const char *cfgpath = NULL;
-    int c;
+    int c, deep = 0;
     while ((c = getopt_long(argc, argv, "+c:vhV", opts, NULL)) != -1) {
         switch (c) {
         case 'c': cfgpath = optarg; break;
         case 'v': verbose = 1; break;
         case 'h': usage(stdout); return 0;
         case 'V': printf("glidefs-image %s\n", glidefs_version()); return 0;
+        case 'D': deep = 1; break;
         default: usage(stderr); return 2;
         }
     }
@@ -336,21 +388,29 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    const char *cmd = argv[optind++];
+    const char *cmd = argv[optind];
+    /* and after the arguments (scrub NAME --deep): parse the rest afresh,
+     * the command in argv[0]'s place, so that getopt permutes it */
+    argc -= optind;
+    argv += optind;
+    optind = 0;
     while ((c = getopt_long(argc, argv, "c:vh", opts, NULL)) != -1) {
         switch (c) {
         case 'c': cfgpath = optarg; break;
         case 'v': verbose = 1; break;
         case 'h': usage(stdout); return 0;
+        case 'D': deep = 1; break;
         default: usage(stderr); return 2;
         }
     }
-    if (!cfgpath || argc - optind != 2 ||
-        (strcmp(cmd, "import") && strcmp(cmd, "export") && strcmp(cmd, "export-fenced"))) {
+    int scrub = strcmp(cmd, "scrub") == 0;
+    if (!cfgpath || argc - optind != (scrub ? 1 : 2) || (deep && !scrub) ||
+        (!scrub && strcmp(cmd, "import") && strcmp(cmd, "export") &&
+         strcmp(cmd, "export-fenced"))) {
         usage(stderr);
         return 2;
     }
-    const char *name = argv[optind], *file = argv[optind + 1];
+    const char *name = argv[optind], *file = scrub ? NULL : argv[optind + 1];
     if (!glidefs_name_valid(name)) {
         fprintf(stderr, "glidefs-image: invalid volume name '%s' (allowed: [A-Za-z0-9._-]{1,128}, "
                         "not starting with '.')\n", name);
@@ -364,7 +424,8 @@ int main(int argc, char **argv)
         return 1;
     }
     glidefs_config_set_log(cfg, log_cb, NULL, GLIDEFS_LOG_DEBUG);
-    r = strcmp(cmd, "import") == 0   ? do_import(cfg, name, file)
+    r = scrub                        ? do_scrub(cfg, name, deep)
+        : strcmp(cmd, "import") == 0 ? do_import(cfg, name, file)
         : strcmp(cmd, "export") == 0 ? do_export(cfg, name, file)
                                      : do_export_fenced(cfg, name, file);
     glidefs_config_free(cfg);

@@ -2,8 +2,9 @@
 """test_ctl.py - glidefs-ctl against a running glidefsd: every command in
 human and --json form, GLIDEFS_API / GLIDEFS_TOKEN, --api unix:PATH, the
 documented exit codes (0 ok, 1 API error, 2 usage, 3 unreachable, 4 token,
-5 timed out, 6 no such export) each with a message that says what to do,
-and drain progress lines while a drain waits for a failing store.
+5 timed out, 6 no such export, 7 scrub found damage) each with a message
+that says what to do, and drain progress lines while a drain waits for a
+failing store.
 
 usage: test_ctl.py GLIDEFSD GLIDEFS_CTL
 """
@@ -56,6 +57,47 @@ def token_scrubbed():
         p.kill()
         p.wait()
         srv.close()
+
+
+def flip_mid(path):
+    """Flip a bit of the middle byte of a segment object: inside a payload."""
+    with open(path, "r+b") as f:
+        f.seek(os.path.getsize(path) // 2)
+        at = f.tell()
+        b = f.read(1)
+        f.seek(at)
+        f.write(bytes([b[0] ^ 1]))
+
+
+def scrub(d, env):
+    """scrub NAME [--deep]: 0 and "clean" on a clean store; a payload byte
+    flipped: the quick scrub still 0, --deep 7 naming the segment; --json
+    carries the counts; --deep on another command is a usage error."""
+    r = ctl("scrub", "vm1", env=env)
+    t.ok(r.returncode == 0 and r.stdout.startswith("scrub of vm1 (quick): ") and
+         r.stdout.rstrip().endswith("clean"), "scrub: clean (%r)" % r.stdout)
+    r = ctl("scrub", "vm1", "--deep", "--json", env=env)
+    j = json.loads(r.stdout)
+    t.ok(r.returncode == 0 and j["clean"] and j["deep"] and j["blocks_checked"] > 0 and
+         j["findings"] == [], "scrub --deep --json: clean (%r)" % j)
+    segdir = os.path.join(d.store, "nbd", "vm1", "seg")
+    seg = max(os.listdir(segdir), key=lambda n: os.path.getsize(os.path.join(segdir, n)))
+    flip_mid(os.path.join(segdir, seg))
+    try:
+        r = ctl("scrub", "vm1", env=env)
+        t.eq(r.returncode, 0, "scrub (quick) does not read payloads")
+        r = ctl("scrub", "vm1", "--deep", env=env)
+        t.ok(r.returncode == 7 and ("damaged nbd/vm1/seg/%s offset " % seg) in r.stdout and
+             "1 damaged blocks" in r.stdout, "scrub --deep: 7, the damaged block (%r)" % r.stdout)
+        r = ctl("scrub", "vm1", "--deep", "--json", env=env)
+        j = json.loads(r.stdout)
+        t.ok(r.returncode == 7 and not j["clean"] and j["damaged_blocks"] == 1 and
+             j["findings"][0]["kind"] == "damaged", "scrub --deep --json: the finding (%r)" % j)
+    finally:
+        flip_mid(os.path.join(segdir, seg))
+    t.eq(ctl("scrub", "vm1", "--deep", env=env).returncode, 0, "scrub --deep: clean again")
+    r = ctl("compact", "vm1", "--deep", env=env)
+    t.ok(r.returncode == 2 and "--deep applies to scrub only" in r.stderr, "--deep elsewhere: 2")
 
 
 def main():
@@ -131,6 +173,7 @@ def main():
         t.ok(r.returncode == 0 and "compacted vm1" in r.stdout, "compact")
         r = ctl("compact", "vm1", "--json", env=env)
         t.ok("bytes_reclaimed" in json.loads(r.stdout), "compact --json")
+        scrub(d, env)
         h.pread(4096, 0)
         r = ctl("metrics", "vm1", env=env)
         t.ok(r.returncode == 0 and "writes:" in r.stdout and "latency (us)" in r.stdout,

@@ -1,0 +1,445 @@
+/*
+ * scrub.c — glidefs_scrub: does the store still hold what the volume's
+ * block map references? Every read checks the block it reads; a block
+ * nobody reads is checked only here.
+ *
+ * Under v->lock it copies what it needs (the referenced segments' keys,
+ * sizes and key generations, the furthest payload end in each, and in deep
+ * mode every live entry); the I/O runs without the lock: one LIST per
+ * origin prefix (existence and sizes), one ranged GET per segment header,
+ * and in deep mode coalesced ranged GETs of the payloads, each checked by
+ * gfs_blk_check_k (CRC-32C, AEAD under the segment's key). Findings are
+ * kept only if, under the lock again, the map still references what they
+ * name: compaction may have moved a block and deleted its old segment
+ * meanwhile, which is no damage.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "blockio.h"
+#include "cleanup.h"
+#include "codec.h"
+#include "segment.h"
+#include "storeview.h"
+#include "volume_internal.h"
+
+#define RUN_MAX (4u << 20)     /* bytes one deep-mode GET asks for at most */
+#define NOT_LISTED UINT64_MAX
+
+/* A referenced segment, as the map named it when copied. */
+struct sseg {
+    char key[192];
+    uint64_t epoch, seq;   /* the row's (epoch with its origin bits) */
+    uint64_t total;        /* the map's size (0: unknown) */
+    uint64_t listed;       /* the store's size (NOT_LISTED: missing) */
+    uint64_t max_end;      /* end of the furthest payload the map references in it */
+    uint32_t key_gen;
+};
+
+/* A live block (deep mode). */
+struct sblk {
+    uint64_t b;
+    struct gfs_bm_entry e;
+    uint32_t si;           /* its struct sseg */
+};
+
+/* A finding before the recheck under the lock. */
+struct pending {
+    uint32_t kind, si;
+    uint64_t b;            /* DAMAGED_BLOCK */
+    struct gfs_bm_entry e;
+};
+
+struct scrub {
+    glidefs_volume *v;
+    struct sseg *segs;
+    uint32_t nsegs;
+    struct sblk *blks;
+    size_t nblks, blkcap;
+    struct pending *pend;
+    size_t npend, pendcap;
+    struct listing { char *key; uint64_t size; } *ls;
+    size_t nls, lscap;
+    uint8_t uuid[16];
+    struct glidefs_scrub_result res;
+};
+
+static void scrub_free(struct scrub *s)
+{
+    free(s->segs);
+    free(s->blks);
+    free(s->pend);
+    for (size_t i = 0; i < s->nls; i++)
+        free(s->ls[i].key);
+    free(s->ls);
+}
+
+static int add_pending(struct scrub *s, uint32_t kind, uint32_t si, const struct sblk *bk)
+{
+    if (s->npend == s->pendcap) {
+        size_t cap = s->pendcap ? 2 * s->pendcap : 16;
+        struct pending *p = realloc(s->pend, cap * sizeof *p);
+        if (!p)
+            return -ENOMEM;
+        s->pend = p;
+        s->pendcap = cap;
+    }
+    s->pend[s->npend++] = (struct pending){kind, si, bk ? bk->b : 0,
+                                           bk ? bk->e : (struct gfs_bm_entry){0}};
+    return 0;
+}
+
+static int cmp_blk(const void *a, const void *b)
+{
+    const struct sblk *x = a, *y = b;
+    if (x->si != y->si)
+        return x->si < y->si ? -1 : 1;
+    return x->e.offset < y->e.offset ? -1 : x->e.offset > y->e.offset;
+}
+
+static int cmp_listing(const void *a, const void *b)
+{
+    return strcmp(((const struct listing *)a)->key, ((const struct listing *)b)->key);
+}
+
+/* Copy what the scrub needs from the map (lock held). */
+static int snapshot(struct scrub *s, int deep, char origins[][GLIDEFS_NAME_MAX + 1],
+                    uint32_t *norigins)
+{
+    glidefs_volume *v = s->v;
+    const struct gfs_blockmap *bm = &v->sv.bm;
+    memcpy(s->uuid, v->meta.data_uuid, 16);
+    *norigins = v->meta.depth + 1;
+    for (uint32_t o = 0; o < *norigins; o++)
+        snprintf(origins[o], GLIDEFS_NAME_MAX + 1, "%s", gfs_origin_name(&v->meta, v->name, o));
+    CLEANUP_FREE int64_t *idx = malloc((bm->nsegs ? bm->nsegs : 1) * sizeof *idx);
+    s->segs = calloc(bm->nsegs ? bm->nsegs : 1, sizeof *s->segs);
+    if (!idx || !s->segs)
+        return -ENOMEM;
+    for (uint32_t i = 0; i < bm->nsegs; i++) {
+        const struct gfs_bm_seg *row = &bm->segs[i];
+        idx[i] = -1;
+        if (i == 0 || row->deleted || row->live_bytes == 0)
+            continue;
+        uint32_t o = (uint32_t)(row->epoch >> GFS_ORIGIN_SHIFT);
+        struct sseg *g = &s->segs[s->nsegs];
+        if (o >= *norigins ||
+            gfs_seg_key(g->key, sizeof g->key, origins[o], row->epoch & GFS_EPOCH_MASK, row->seq) < 0)
+            return -EIO; /* the map names an origin the lineage lacks: a bug, not damage */
+        g->epoch = row->epoch;
+        g->seq = row->seq;
+        g->total = row->total_bytes;
+        g->listed = NOT_LISTED;
+        g->key_gen = row->key_gen;
+        idx[i] = s->nsegs++;
+    }
+    struct gfs_bm_entry e;
+    for (uint64_t b = 0; gfs_bm_next(bm, &b, &e); b++) {
+        if (e.seg == GFS_BM_NONE || e.seg == GFS_BM_HOLE || e.seg >= bm->nsegs || idx[e.seg] < 0 ||
+            e.length == 0)
+            continue;
+        struct sseg *g = &s->segs[idx[e.seg]];
+        uint64_t end = (uint64_t)e.offset + gfs_seg_span(e.length, e.flags);
+        if (end > g->max_end)
+            g->max_end = end;
+        if (!deep)
+            continue;
+        if (s->nblks == s->blkcap) {
+            size_t cap = s->blkcap ? 2 * s->blkcap : 256;
+            struct sblk *nb = realloc(s->blks, cap * sizeof *nb);
+            if (!nb)
+                return -ENOMEM;
+            s->blks = nb;
+            s->blkcap = cap;
+        }
+        s->blks[s->nblks++] = (struct sblk){b, e, (uint32_t)idx[e.seg]};
+    }
+    return 0;
+}
+
+static int list_cb(void *arg, const char *key, uint64_t size)
+{
+    struct scrub *s = arg;
+    if (s->nls == s->lscap) {
+        size_t cap = s->lscap ? 2 * s->lscap : 256;
+        struct listing *n = realloc(s->ls, cap * sizeof *n);
+        if (!n)
+            return -ENOMEM;
+        s->ls = n;
+        s->lscap = cap;
+    }
+    char *k = strdup(key);
+    if (!k)
+        return -ENOMEM;
+    s->ls[s->nls++] = (struct listing){k, size};
+    return 0;
+}
+
+/* The store's segments under every origin the map uses, and so which of
+ * ours exist and how large they are. */
+static int list_store(struct scrub *s, char origins[][GLIDEFS_NAME_MAX + 1], uint32_t norigins)
+{
+    glidefs_volume *v = s->v;
+    for (uint32_t o = 0; o < norigins; o++) {
+        int used = 0;
+        for (uint32_t i = 0; i < s->nsegs && !used; i++)
+            used = (uint32_t)(s->segs[i].epoch >> GFS_ORIGIN_SHIFT) == o;
+        if (!used)
+            continue;
+        char prefix[GLIDEFS_NAME_MAX + 16];
+        if (snprintf(prefix, sizeof prefix, "nbd/%.*s/seg/", GLIDEFS_NAME_MAX, origins[o]) >=
+            (int)sizeof prefix)
+            return -ENAMETOOLONG;
+        int r = v->store->ops->list(v->store, prefix, NULL, list_cb, s);
+        if (r < 0) {
+            gfs_err(&v->log, "%s: scrub cannot list %s: %s", v->name, prefix, glidefs_strerror(r));
+            return r;
+        }
+    }
+    qsort(s->ls, s->nls, sizeof *s->ls, cmp_listing);
+    for (uint32_t i = 0; i < s->nsegs; i++) {
+        struct listing want = {s->segs[i].key, 0};
+        const struct listing *f = bsearch(&want, s->ls, s->nls, sizeof *s->ls, cmp_listing);
+        if (f)
+            s->segs[i].listed = f->size;
+    }
+    return 0;
+}
+
+/* GET segment g's header and check it as a load would: it decodes (and
+ * authenticates, sealed), names this segment, volume and block size, and a
+ * key generation the volume holds. 1: bad; 0: good; -ENOENT: gone. */
+static int check_header(struct scrub *s, const struct sseg *g, uint64_t object_size)
+{
+    glidefs_volume *v = s->v;
+    size_t want = 4096;
+    CLEANUP_FREE uint8_t *buf = NULL;
+    struct gfs_seg_header h;
+    for (;;) {
+        if (want > g->listed)
+            want = (size_t)g->listed;
+        if (want == 0)
+            return 1;
+        uint8_t *nb = realloc(buf, want);
+        if (!nb)
+            return -ENOMEM;
+        buf = nb;
+        size_t got = 0;
+        int r = v->store->ops->get_range(v->store, g->key, 0, want, buf, &got);
+        if (r < 0)
+            return r;
+        s->res.bytes_read += got;
+        size_t need = 0;
+        r = gfs_seg_decode_header_mac(buf, got, object_size, &h, &need, v->codec);
+        if (r == -EAGAIN && need > got && got == want && need <= g->listed &&
+            need <= gfs_seg_header_size_mac(GFS_SEG_MAX_BLOCKS, 1)) {
+            want = need;
+            continue;
+        }
+        if (r < 0)
+            return 1;
+        break;
+    }
+    uint64_t ke = 0, ks = 0;
+    int bad = h.block_size != v->bs || memcmp(h.volume_uuid, s->uuid, 16) != 0 ||
+              gfs_parse_epoch_seq(strrchr(g->key, '/') + 1, &ke, &ks) < 0 || ke != h.epoch ||
+              ks != h.seq || h.key_gen != g->key_gen ||
+              (gfs_codec_sealed(v->codec) && !gfs_codec_has_gen(v->codec, h.key_gen));
+    gfs_seg_header_free(&h);
+    return bad;
+}
+
+/* Quick mode's checks of every segment. */
+static int check_segments(struct scrub *s, uint8_t *gone)
+{
+    for (uint32_t i = 0; i < s->nsegs; i++) {
+        struct sseg *g = &s->segs[i];
+        s->res.segments_checked++;
+        int r = 0;
+        if (g->listed == NOT_LISTED) {
+            gone[i] = 1;
+            r = add_pending(s, GLIDEFS_SCRUB_MISSING, i, NULL);
+            if (r < 0)
+                return r;
+            continue;
+        }
+        int short_ = (g->total && g->listed != g->total) || g->max_end > g->listed;
+        if (short_ && (r = add_pending(s, GLIDEFS_SCRUB_SIZE, i, NULL)) < 0)
+            return r;
+        /* a truncated segment's header is judged on its own: bounds
+         * against the object's size would fail it too */
+        r = check_header(s, g, short_ ? 0 : g->listed);
+        if (r == -ENOENT) {
+            gone[i] = 1;
+            r = add_pending(s, GLIDEFS_SCRUB_MISSING, i, NULL);
+        } else if (r == 1) {
+            r = add_pending(s, GLIDEFS_SCRUB_BAD_HEADER, i, NULL);
+        }
+        if (r < 0) {
+            gfs_err(&s->v->log, "%s: scrub cannot read %s: %s", s->v->name, g->key,
+                    glidefs_strerror(r));
+            return r;
+        }
+    }
+    return 0;
+}
+
+/* Deep mode: fetch and check the blocks [lo, hi) of segment si, in runs of
+ * adjacent payloads. */
+static int check_blocks(struct scrub *s, uint32_t si, size_t lo, size_t hi, uint8_t *gone)
+{
+    glidefs_volume *v = s->v;
+    const struct sseg *g = &s->segs[si];
+    struct gfs_sealkey k = {0};
+    int sealed = gfs_codec_sealed(v->codec);
+    if (sealed && gfs_codec_sealkey(v->codec, g->key_gen, g->key, &k) < 0)
+        k.gen = UINT32_MAX; /* no key: every block fails (gfs_blk_check_k) */
+    CLEANUP_FREE uint8_t *out = malloc(v->bs);
+    CLEANUP_FREE uint8_t *buf = NULL;
+    int r = out ? 0 : -ENOMEM;
+    for (size_t i = lo; i < hi && r == 0;) {
+        /* a run: payloads back to back, at most RUN_MAX bytes, inside the object */
+        uint64_t start = s->blks[i].e.offset, end = start;
+        size_t j = i;
+        while (j < hi) {
+            const struct gfs_bm_entry *e = &s->blks[j].e;
+            uint64_t span = gfs_seg_span(e->length, e->flags);
+            if (e->offset != end || (j > i && end + span - start > RUN_MAX) ||
+                e->offset + span > g->listed)
+                break;
+            end += span;
+            j++;
+        }
+        if (j == i) {
+            /* not inside the object, or overlapping the one before: alone */
+            const struct gfs_bm_entry *e = &s->blks[i].e;
+            uint64_t span = gfs_seg_span(e->length, e->flags);
+            s->res.blocks_checked++;
+            if (e->offset + span > g->listed || span > RUN_MAX) {
+                r = add_pending(s, GLIDEFS_SCRUB_DAMAGED_BLOCK, si, &s->blks[i]);
+                i++;
+                continue;
+            }
+            end = start + span;
+            j = i + 1;
+        } else {
+            s->res.blocks_checked += j - i;
+        }
+        uint8_t *nb = realloc(buf, end - start);
+        if (!nb) {
+            r = -ENOMEM;
+            break;
+        }
+        buf = nb;
+        size_t got = 0;
+        r = v->store->ops->get_range(v->store, g->key, start, end - start, buf, &got);
+        if (r == -ENOENT) {
+            /* deleted since the listing: the recheck tells compaction from loss */
+            r = gone[si] ? 0 : add_pending(s, GLIDEFS_SCRUB_MISSING, si, NULL);
+            gone[si] = 1;
+            break;
+        }
+        if (r < 0) {
+            gfs_err(&v->log, "%s: scrub cannot read %s: %s", v->name, g->key, glidefs_strerror(r));
+            break;
+        }
+        s->res.bytes_read += got;
+        for (; i < j && r == 0; i++) {
+            const struct gfs_bm_entry *e = &s->blks[i].e;
+            uint64_t at = e->offset - start, span = gfs_seg_span(e->length, e->flags);
+            if (at + span > got ||
+                gfs_blk_check_k(&v->sv, s->blks[i].b, e, sealed ? &k : NULL, buf + at, span,
+                                out) < 0)
+                r = add_pending(s, GLIDEFS_SCRUB_DAMAGED_BLOCK, si, &s->blks[i]);
+        }
+    }
+    gfs_sealkey_wipe(&k);
+    return r;
+}
+
+/* Keep the findings the map still stands behind (lock held), counted and
+ * listed. */
+static void settle(struct scrub *s)
+{
+    const struct gfs_blockmap *bm = &s->v->sv.bm;
+    for (size_t i = 0; i < s->npend; i++) {
+        const struct pending *p = &s->pend[i];
+        const struct sseg *g = &s->segs[p->si];
+        int64_t row = gfs_bm_seg_find(bm, g->epoch, g->seq);
+        if (row <= 0 || bm->segs[row].deleted || bm->segs[row].live_bytes == 0)
+            continue;
+        struct glidefs_scrub_finding f = {.kind = p->kind};
+        switch (p->kind) {
+        case GLIDEFS_SCRUB_MISSING: s->res.missing_segments++; break;
+        case GLIDEFS_SCRUB_SIZE: s->res.size_mismatches++; break;
+        case GLIDEFS_SCRUB_BAD_HEADER: s->res.bad_headers++; break;
+        default: {
+            struct gfs_bm_entry cur = gfs_bm_get(bm, p->b);
+            if (cur.seg != (uint32_t)row || cur.offset != p->e.offset)
+                continue; /* rewritten or moved since */
+            s->res.damaged_blocks++;
+            f.offset = p->b * s->v->bs;
+            f.length = s->v->bs;
+        }
+        }
+        snprintf(f.key, sizeof f.key, "%s", g->key);
+        if (s->res.nfindings < GLIDEFS_SCRUB_FINDINGS)
+            s->res.findings[s->res.nfindings++] = f;
+    }
+}
+
+GLIDEFS_API int glidefs_scrub(glidefs_volume *v, unsigned flags, struct glidefs_scrub_result *res,
+                              size_t res_size)
+{
+    if (!v || !res || res_size == 0 || (flags & ~GLIDEFS_SCRUB_DEEP))
+        return -EINVAL;
+    int deep = !!(flags & GLIDEFS_SCRUB_DEEP);
+    __attribute__((cleanup(scrub_free))) struct scrub s = {.v = v};
+    /* a name per origin (the lineage, then this volume) */
+    CLEANUP_FREE char (*origins)[GLIDEFS_NAME_MAX + 1] = malloc((GFS_MAX_DEPTH + 1) *
+                                                                sizeof *origins);
+    if (!origins)
+        return -ENOMEM;
+    uint32_t norigins = 0;
+    pthread_mutex_lock(&v->lock);
+    int r = snapshot(&s, deep, origins, &norigins);
+    pthread_mutex_unlock(&v->lock);
+    if (r < 0)
+        return r;
+    CLEANUP_FREE uint8_t *gone = calloc(s.nsegs ? s.nsegs : 1, 1);
+    if (!gone)
+        return -ENOMEM;
+    r = list_store(&s, origins, norigins);
+    if (r == 0)
+        r = check_segments(&s, gone);
+    if (r == 0 && deep) {
+        qsort(s.blks, s.nblks, sizeof *s.blks, cmp_blk);
+        for (size_t i = 0; i < s.nblks && r == 0;) {
+            size_t j = i;
+            while (j < s.nblks && s.blks[j].si == s.blks[i].si)
+                j++;
+            if (!gone[s.blks[i].si])
+                r = check_blocks(&s, s.blks[i].si, i, j, gone);
+            i = j;
+        }
+    }
+    if (r < 0)
+        return r;
+    pthread_mutex_lock(&v->lock);
+    settle(&s);
+    pthread_mutex_unlock(&v->lock);
+    uint64_t bad = s.res.missing_segments + s.res.size_mismatches + s.res.bad_headers +
+                   s.res.damaged_blocks;
+    if (bad)
+        gfs_err(&v->log, "%s: scrub%s found %" PRIu64 " missing segments, %" PRIu64
+                " truncated, %" PRIu64 " bad headers, %" PRIu64 " damaged blocks", v->name,
+                deep ? " (deep)" : "", s.res.missing_segments, s.res.size_mismatches,
+                s.res.bad_headers, s.res.damaged_blocks);
+    else
+        gfs_info(&v->log, "%s: scrub%s: %" PRIu64 " segments, %" PRIu64 " blocks, clean",
+                 v->name, deep ? " (deep)" : "", s.res.segments_checked, s.res.blocks_checked);
+    memcpy(res, &s.res, res_size < sizeof s.res ? res_size : sizeof s.res);
+    return 0;
+}
