@@ -222,13 +222,19 @@ int gfs_volmeta_store(struct glidefs_volume *v)
     return put_volmeta(v, 0);
 }
 
-int gfs_volmeta_follow_size(struct glidefs_volume *v)
+/* volume.json of v as the store holds it now (a follower's re-read). */
+static int get_volmeta(struct glidefs_volume *v, void **buf, size_t *len)
 {
     char key[512];
     key_of(key, sizeof key, v->name, "volume.json");
+    return v->store->ops->get(v->store, key, GFS_VOLUME_JSON_MAX, buf, len, NULL);
+}
+
+int gfs_volmeta_follow_size(struct glidefs_volume *v)
+{
     CLEANUP_FREE void *buf = NULL;
     size_t len = 0;
-    int r = v->store->ops->get(v->store, key, GFS_VOLUME_JSON_MAX, &buf, &len, NULL);
+    int r = get_volmeta(v, &buf, &len);
     if (r < 0)
         return r;
     json_error_t jerr;
@@ -521,11 +527,9 @@ static int retire_locked(struct glidefs_volume *v, uint32_t upto)
 
 int gfs_volmeta_follow_keys(struct glidefs_volume *v)
 {
-    char key[512];
-    key_of(key, sizeof key, v->name, "volume.json");
     CLEANUP_FREE void *buf = NULL;
     size_t len = 0;
-    int r = v->store->ops->get(v->store, key, GFS_VOLUME_JSON_MAX, &buf, &len, NULL);
+    int r = get_volmeta(v, &buf, &len);
     if (r < 0)
         return r;
     struct gfs_volmeta m;
