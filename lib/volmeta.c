@@ -408,13 +408,21 @@ GLIDEFS_API int glidefs_volume_rekey(glidefs_volume *v, const char *old_pw, cons
 /* Seal keys (consecutive generations) into a copy of v->meta.kw and write
  * volume.json with it; v->meta.kw is replaced only when the PUT succeeded.
  * own_lock held. */
+/* The codec's KEK and a copy of v->meta.kw (taken under the lock). */
+static int kek_and_wrap(struct glidefs_volume *v, uint8_t kek[32], struct gfs_keywrap *kw)
+{
+    int r = gfs_codec_kek(v->codec, kek);
+    SCOPED_LOCK(&v->lock);
+    *kw = v->meta.kw;
+    return r;
+}
+
 static int store_keys(struct glidefs_volume *v, const struct gfs_datakey *keys, unsigned n)
 {
     uint8_t kek[32];
-    int r = gfs_codec_kek(v->codec, kek);
-    pthread_mutex_lock(&v->lock);
-    struct gfs_keywrap kw = v->meta.kw, old = kw;
-    pthread_mutex_unlock(&v->lock);
+    struct gfs_keywrap kw;
+    int r = kek_and_wrap(v, kek, &kw);
+    struct gfs_keywrap old = kw;
     if (r == 0)
         r = gfs_keywrap_seal_all(kek, v->meta.data_uuid, keys, n, &kw);
     mbedtls_platform_zeroize(kek, sizeof kek);
@@ -436,10 +444,8 @@ static int store_keys(struct glidefs_volume *v, const struct gfs_datakey *keys, 
 static int held_keys(struct glidefs_volume *v, struct gfs_datakey *keys, unsigned *n)
 {
     uint8_t kek[32];
-    int r = gfs_codec_kek(v->codec, kek);
-    pthread_mutex_lock(&v->lock);
-    struct gfs_keywrap kw = v->meta.kw;
-    pthread_mutex_unlock(&v->lock);
+    struct gfs_keywrap kw;
+    int r = kek_and_wrap(v, kek, &kw);
     if (r == 0)
         r = gfs_keywrap_open_all(kek, &kw, v->meta.data_uuid, keys, n);
     mbedtls_platform_zeroize(kek, sizeof kek);
