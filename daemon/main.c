@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/eventfd.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -67,6 +68,57 @@ static int check_store(const glidefs_config *cfg, char *err, size_t errlen)
 {
     struct glidefs_store_info info;
     return glidefs_store_check_info(cfg, &info, sizeof info, err, errlen);
+}
+
+/* Answers no retry will change: the store said no, or we asked wrongly
+ * (glidefs_store_check's errors). */
+static int store_error_is_final(int rc)
+{
+    return rc == -EACCES || rc == -EPERM || rc == -ENOENT || rc == -EPROTO || rc == -EINVAL ||
+           rc == -ENOMEM;
+}
+
+static double mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* The store check, repeated with backoff for up to storage.startup_wait_s
+ * while the store does not answer: a node booting with its network, or a
+ * store restarting, is no reason for a crash loop (each check already
+ * retried a request twice; three faults in a row end it). SIGTERM/SIGINT
+ * (blocked, see main) end the wait at once: -EINTR. */
+static int wait_for_store(const glidefs_config *cfg, const sigset_t *stop, char *err,
+                          size_t errlen)
+{
+    double deadline = mono_s() + cfg->storage_startup_wait_s;
+    double pause = 0.5;
+    for (;;) {
+        err[0] = '\0';
+        int rc = check_store(cfg, err, errlen);
+        if (rc == 0 || store_error_is_final(rc))
+            return rc;
+        double left = deadline - mono_s();
+        if (left <= 0)
+            return rc;
+        if (pause > left)
+            pause = left;
+        gd_warn("store %s does not answer yet (%s): checking again in %.1f s, for up to %.1f s "
+                "more (storage.startup_wait_s)",
+                cfg->storage_url ? cfg->storage_url : "?", err[0] ? err : glidefs_strerror(rc),
+                pause, left);
+        struct timespec ts = {(time_t)pause, (long)((pause - (double)(time_t)pause) * 1e9)};
+        int sig;
+        while ((sig = sigtimedwait(stop, NULL, &ts)) == SIGHUP)
+            ; /* nothing to reload yet; the wait restarts from its full length */
+        if (sig == SIGTERM || sig == SIGINT) {
+            snprintf(err, errlen, "%s received while waiting for the store", strsignal(sig));
+            return -EINTR;
+        }
+        pause = pause * 2 > 8 ? 8 : pause * 2;
+    }
 }
 
 /* Take <cache.dir>/.lock for the life of the process (the fd is never
@@ -275,8 +327,7 @@ int main(int argc, char **argv)
         return 1;
     }
 
-    err[0] = '\0';
-    rc = check_store(cfg, err, sizeof err);
+    rc = wait_for_store(cfg, &sc.set, err, sizeof err);
     if (rc < 0) {
         gd_err("store %s: %s", cfg->storage_url ? cfg->storage_url : "?",
                err[0] ? err : glidefs_strerror(rc));

@@ -18,6 +18,7 @@
 #include "fsutil.h"
 #include "manifest.h"
 #include "objstore_azure.h"
+#include "objstore_s3.h"
 #include "snapobj.h"
 #include "store_probe.h"
 #include "volume_internal.h"
@@ -224,6 +225,9 @@ GLIDEFS_API int glidefs_store_check_info(const glidefs_config *cfg,
     if (gfs_objstore_is_azure(st)) {
         /* one line naming what is wrong: the container, the credentials ... */
         r = gfs_azure_check(st, err, errlen);
+    } else if (gfs_objstore_is_s3(st)) {
+        /* the bucket, the credentials, the region, TLS: each its own errno */
+        r = gfs_s3_check(st, err, errlen);
     } else {
         r = st->ops->list(st, "nbd/", NULL, stop_first, NULL);
         if (r > 0)

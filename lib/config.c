@@ -1086,6 +1086,7 @@ static const struct keydef keys[] = {
     K_INT("storage.max_connections", storage_max_connections, 1, 256),
     K_INT("storage.timeout_ms", storage_timeout_ms, 100, 3600000),
     K_INT("storage.max_retries", storage_max_retries, 0, 100),
+    K_INT("storage.startup_wait_s", storage_startup_wait_s, 0, 86400),
     K_STR("storage.addressing", storage_addressing, KF_REQUIRED, check_addressing),
     K_STR("storage.checksum", storage_checksum, KF_REQUIRED, check_checksum),
     K_INT("storage.credential_refresh_s", storage_credential_refresh_s, 1, 43200),
@@ -1257,6 +1258,7 @@ int gfs_config_init_defaults(struct glidefs_config *cfg)
     cfg->storage_max_connections = 8;
     cfg->storage_timeout_ms = 30000;
     cfg->storage_max_retries = 8;
+    cfg->storage_startup_wait_s = 60;
     cfg->storage_addressing = strdup("auto");
     cfg->storage_checksum = strdup("auto");
     cfg->storage_credential_refresh_s = 300;

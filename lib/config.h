@@ -35,6 +35,7 @@ struct glidefs_config {
     int storage_max_connections;    /* parallel requests, default 8 */
     int storage_timeout_ms;         /* per-request timeout, default 30000 */
     int storage_max_retries;        /* default 8 */
+    int storage_startup_wait_s;     /* glidefsd waits this long for a store that does not answer at start-up; 60 */
     char *storage_addressing;       /* auto (default), path or virtual (objstore_s3.h) */
     char *storage_checksum;         /* x-amz-checksum-crc32c on PUT: auto (default), on, off */
     int storage_credential_refresh_s; /* refresh expiring credentials this long before; 300 */

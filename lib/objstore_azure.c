@@ -1116,7 +1116,7 @@ int gfs_azure_check(struct gfs_objstore *gst, char *err, size_t errlen)
         snprintf(line, sizeof(line),
                  "%s: TLS or protocol failure with the Azure endpoint %s: %s (storage.ca_bundle "
                  "names a CA file for a private CA)", st->desc, st->origin, c.why);
-        rc = -EIO;
+        rc = -EPROTO; /* configuration: no retry mends it */
     } else if (rc != 0) {
         snprintf(line, sizeof(line), "%s: cannot reach the Azure endpoint %s: %s", st->desc,
                  st->origin, c.why[0] ? c.why : strerror(-rc));
@@ -1137,7 +1137,10 @@ int gfs_azure_check(struct gfs_objstore *gst, char *err, size_t errlen)
     } else {
         snprintf(line, sizeof(line), "%s: unexpected answer from %s: %s", st->desc, st->origin,
                  c.why);
-        rc = -EIO;
+        /* a 4xx other than a timeout or throttling is about the request:
+         * asking again will not change it */
+        rc = c.status >= 400 && c.status < 500 && c.status != 408 && c.status != 429 ? -EPROTO
+                                                                                    : -EIO;
     }
     gfs_err(st->base.log, "azure: %s", line);
     if (err && errlen)

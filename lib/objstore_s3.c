@@ -1341,7 +1341,7 @@ int gfs_s3_check(struct gfs_objstore *gst, char *err, size_t errlen)
                  "%s: TLS or protocol failure with the S3 endpoint %s: %s (storage.ca_bundle, "
                  "or AWS_CA_BUNDLE, names the CA file of a private CA)", st->desc, origin,
                  c.why);
-        rc = -EIO;
+        rc = -EPROTO; /* configuration: no retry mends it */
     } else if (rc != 0) {
         snprintf(line, sizeof(line), "%s: cannot reach the S3 endpoint %s: %s", st->desc,
                  origin, c.why[0] ? c.why : strerror(-rc));
@@ -1360,11 +1360,14 @@ int gfs_s3_check(struct gfs_objstore *gst, char *err, size_t errlen)
                  "storage.region to the bucket's region", st->desc, origin,
                  target_of(st)->region, c.why, c.s3err.endpoint[0] ? "; it names endpoint " : "",
                  c.s3err.endpoint);
-        rc = -EIO;
+        rc = -EPROTO;
     } else {
         snprintf(line, sizeof(line), "%s: unexpected answer from %s: %s", st->desc, origin,
                  c.why);
-        rc = -EIO;
+        /* a 4xx other than a timeout or throttling is about the request:
+         * asking again will not change it */
+        rc = c.status >= 400 && c.status < 500 && c.status != 408 && c.status != 429 ? -EPROTO
+                                                                                    : -EIO;
     }
     gfs_err(st->base.log, "s3: %s", line);
     if (err && errlen)

@@ -425,7 +425,11 @@ GLIDEFS_API int glidefs_stats(glidefs_volume *vol, struct glidefs_stats *st, siz
  * prefix; for S3 this catches bad credentials, a missing bucket or a wrong
  * endpoint), and probe its conditional writes as glidefs_store_check_info
  * does (a store that ignores them is logged as a warning, not an error). On
- * failure writes one line naming the problem into err. */
+ * failure writes one line naming the problem into err and returns -EACCES
+ * (credentials refused), -ENOENT (no such bucket, container or account),
+ * -EPROTO (TLS or protocol failure, or the bucket is in another region:
+ * configuration), -EINVAL (a wrong setting) or -EIO (the store did not
+ * answer, or answered with an error: worth asking again later). */
 GLIDEFS_API int glidefs_store_check(const glidefs_config *cfg, char *err, size_t errlen);
 
 /* What a probe found about the store's conditional writes (If-None-Match

@@ -1182,7 +1182,7 @@ static void tls_expect_refused(const char *ep, const char *ca, const char *want)
     e.cfg.storage_ca_bundle = (char *)ca;
     env_open(&e);
     char err[1024] = "";
-    assert_int_equal(gfs_s3_check(e.st, err, sizeof(err)), -EIO);
+    assert_int_equal(gfs_s3_check(e.st, err, sizeof(err)), -EPROTO);
     fprintf(stderr, "  check said: %s\n", err);
     assert_non_null(strstr(err, "TLS"));
     assert_non_null(strstr(err, want));
@@ -1373,7 +1373,7 @@ static void test_region_redirect(void **state)
     cfg_init(&e, "region");
     env_open(&e);
     char err[1024];
-    assert_int_equal(gfs_s3_check(e.st, err, sizeof(err)), -EIO);
+    assert_int_equal(gfs_s3_check(e.st, err, sizeof(err)), -EPROTO);
     fprintf(stderr, "  check said: %s\n", err);
     assert_non_null(strstr(err, "AuthorizationHeaderMalformed"));
     assert_string_equal(gfs_s3_region(e.st), "us-east-1");
