@@ -115,6 +115,8 @@ PT=$(free_port)
 TPID=$!
 wait_uri "nbds://127.0.0.1:$PT/?tls-certificates=$CERTS/client" $TPID
 
+HAVE_PERF=0
+perf stat -e syscalls:sys_enter_recvmsg true >/dev/null 2>&1 && HAVE_PERF=1
 SYSTEMS=(glidefsd "glidefsd TLS" nbdkit-file "nbdkit TLS")
 declare -A URI=(
     [glidefsd]="nbd://127.0.0.1:$PG/bench"
@@ -140,6 +142,17 @@ fio_run() {
     local s=$1 rw=$2 bs=$3 qd=$4 scen=$5
     local out="$D/json/$(echo "$s-$scen" | tr ' /()' '____').json"
     echo "== $s: $scen" >&2
+    # glidefsd's side: its CPU time and (with perf) its receive system calls
+    # during the run, per request
+    local cpu0= perf_out="$out.perf" ppid=
+    if [ "${s%% *}" = glidefsd ]; then
+        cpu0=$(awk '{print $14 + $15}' /proc/$GPID/stat)
+        if [ "$HAVE_PERF" = 1 ]; then
+            perf stat -x, -o "$perf_out" -e syscalls:sys_enter_recvfrom,syscalls:sys_enter_recvmsg \
+                -p $GPID 2>/dev/null &
+            ppid=$!
+        fi
+    fi
     # fio as another user writes its JSON to our stdout (the file is ours)
     if ! "${FIO[@]}" --name=tls --ioengine=nbd --uri="${URI[$s]}" --rw="$rw" --bs="$bs" \
         --iodepth="$qd" --size=${SIZE_MB}M --time_based --runtime="$RUNTIME" --ramp_time=1 \
@@ -148,9 +161,15 @@ fio_run() {
         echo "- **$s, $scen: fio failed**: $(grep -m1 -h 'fio:' "$out.err" "$out" || true)" \
             >> "$D/errors.md"
     fi
-    $PY - "$out" "$scen" "$s" >> "$CSV" <<'EOF' || true
+    local cpu_ticks=
+    if [ -n "$cpu0" ]; then
+        cpu_ticks=$(( $(awk '{print $14 + $15}' /proc/$GPID/stat) - cpu0 ))
+        if [ -n "$ppid" ]; then kill -INT $ppid 2>/dev/null || true; wait $ppid 2>/dev/null || true; fi
+    fi
+    $PY - "$out" "$scen" "$s" "$cpu_ticks" "$perf_out" "$(getconf CLK_TCK)" "$RUNTIME" >> "$CSV" <<'EOF' || true
 import csv, json, sys
 scen, s = sys.argv[2], sys.argv[3]
+cpu_ticks, perf_out, hz, runtime = sys.argv[4], sys.argv[5], int(sys.argv[6]), int(sys.argv[7])
 w = csv.writer(sys.stdout)
 try:
     txt = open(sys.argv[1]).read()
@@ -163,6 +182,16 @@ if j.get("error"):
 w.writerow([scen, "IOPS", "IOPS", s, "%.1f" % (j["read"]["iops"] + j["write"]["iops"])])
 w.writerow([scen, "throughput", "MiB/s", s,
             "%.1f" % ((j["read"]["bw_bytes"] + j["write"]["bw_bytes"]) / 1048576)])
+# the server's counters cover the ramp second too: requests ~ IOPS x (runtime + 1)
+reqs = (j["read"]["iops"] + j["write"]["iops"]) * (runtime + 1)
+if cpu_ticks and reqs:
+    w.writerow([scen, "server CPU per request", "us", s, "%.2f" % (int(cpu_ticks) / hz / reqs * 1e6)])
+try:
+    n = sum(int(l.split(",")[0]) for l in open(perf_out) if "sys_enter_recv" in l)
+    if reqs:
+        w.writerow([scen, "server recv syscalls per request", "count", s, "%.3f" % (n / reqs)])
+except (OSError, ValueError):
+    pass
 EOF
     if [ "$rw" != randread ] && [ "$rw" != read ]; then
         if [ "${s%% *}" = glidefsd ]; then
@@ -207,6 +236,10 @@ for sc in scens:
           % (ratio(vals["glidefsd TLS"], vals["glidefsd"]),
              ratio(vals["glidefsd TLS"], vals["nbdkit TLS"]),
              ratio(vals["nbdkit TLS"], vals["nbdkit-file"])))
+    for m, u in (("server CPU per request", "us"), ("server recv syscalls per request", "")):
+        a, b = med(sc, m, "glidefsd"), med(sc, m, "glidefsd TLS")
+        if a is not None or b is not None:
+            print("  %s: plaintext %s, TLS %s %s" % (m, a, b, u))
 EOF
 
 cat > "$D/notes.md" <<EOF

@@ -91,7 +91,15 @@ struct gd_tls_session {
     size_t pend;           /* bytes in a record GnuTLS holds, not yet reported */
     char unknown_psk[72];  /* a PSK identity the client offered that the file lacks */
     uint8_t *stage;        /* small pieces gathered into one record */
+    uint8_t *ahead;        /* bytes read past what GnuTLS asked for (tr_pull) */
+    size_t ahead_pos, ahead_len;
 };
+
+/* GnuTLS pulls a record's 5-byte header, then its body: two recv calls per
+ * record, and a client pipelining small requests sends a record each. One
+ * recvmsg fills what GnuTLS asked for and, past it, up to this much more,
+ * so a burst of records costs one system call. */
+#define PULL_AHEAD (64u * 1024u)
 
 static void creds_unref(struct creds *c)
 {
@@ -471,16 +479,34 @@ void gd_tls_free(struct gd_tls *t)
 static ssize_t tr_pull(gnutls_transport_ptr_t p, void *buf, size_t n)
 {
     struct gd_tls_session *s = p;
+    if (s->ahead_pos < s->ahead_len) {
+        size_t k = s->ahead_len - s->ahead_pos;
+        if (k > n)
+            k = n;
+        memcpy(buf, s->ahead + s->ahead_pos, k);
+        s->ahead_pos += k;
+        return (ssize_t)k;
+    }
+    /* the first n bytes land where GnuTLS wants them, the rest is kept */
+    struct iovec iov[2] = { { buf, n }, { s->ahead, PULL_AHEAD } };
+    struct msghdr mh = { .msg_iov = iov, .msg_iovlen = s->ahead ? 2 : 1 };
     ssize_t r;
     do
-        r = recv(s->fd, buf, n, s->pull_flags);
+        r = recvmsg(s->fd, &mh, s->pull_flags);
     while (r < 0 && errno == EINTR);
+    if (r > (ssize_t)n) {
+        s->ahead_pos = 0;
+        s->ahead_len = (size_t)r - n;
+        r = (ssize_t)n;
+    }
     return r;
 }
 
 static int tr_pull_timeout(gnutls_transport_ptr_t p, unsigned int ms)
 {
     struct gd_tls_session *s = p;
+    if (s->ahead_pos < s->ahead_len)
+        return 1;
     struct pollfd pfd = { .fd = s->fd, .events = POLLIN };
     int r;
     do
@@ -510,6 +536,7 @@ static void session_free(struct gd_tls_session *s)
         gnutls_deinit(s->ss);
     creds_unref(s->creds);
     free(s->stage);
+    free(s->ahead);
     free(s);
 }
 
@@ -551,6 +578,7 @@ int gd_tls_session_start(struct gd_tls *t, int fd, const char *peer, uint64_t id
     s->fd = fd;
     s->id = id;
     snprintf(s->peer, sizeof s->peer, "%s", peer);
+    s->ahead = malloc(PULL_AHEAD); /* none: one recv per pull, as before */
     pthread_mutex_lock(&t->lock);
     s->creds = t->cur;
     atomic_fetch_add(&s->creds->refs, 1);
@@ -653,7 +681,9 @@ ssize_t gd_tls_recv(struct gd_tls_session *s, void *buf, size_t n, int flags)
 
 bool gd_tls_pending(struct gd_tls_session *s)
 {
-    return gnutls_record_check_pending(s->ss) > 0;
+    /* decrypted, or read from the socket and not yet decrypted: either way
+     * poll on the socket would not see it */
+    return gnutls_record_check_pending(s->ss) > 0 || s->ahead_pos < s->ahead_len;
 }
 
 ssize_t gd_tls_sendv(struct gd_tls_session *s, const struct iovec *iov, int iovcnt)

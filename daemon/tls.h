@@ -54,8 +54,8 @@ void gd_tls_session_end(struct gd_tls_session *s);
  * error, which is logged). At most one record's data per call. One reader
  * at a time. */
 ssize_t gd_tls_recv(struct gd_tls_session *s, void *buf, size_t n, int flags);
-/* Decrypted bytes held inside the session: a poll() on the socket would
- * not see them. */
+/* Bytes held inside the session, decrypted or read from the socket ahead
+ * of GnuTLS: a poll() on the socket would not see them. */
 bool gd_tls_pending(struct gd_tls_session *s);
 /* Like sendmsg(2) with MSG_DONTWAIT: the number of bytes of iov now on
  * their way (>= 0), or -1 with errno (EAGAIN: nothing taken). Bytes that
