@@ -707,34 +707,44 @@ int rest_h_compact(struct call *c)
                                 J(gfs_now_ms() - t0)));
 }
 
-/* Scrub an export (glidefs_scrub; ?deep=true fetches every live block): any
- * node that has it open or can open it, writer or not. 200 whenever the
- * scrub ran, "clean" false and the findings when something is wrong. */
+/* Scrub an export (glidefs_scrub; ?deep=true fetches every live block;
+ * ?repair=true also writes damaged blocks back from this node's cache, on
+ * the writer only): any node that has it open or can open it. 200 whenever
+ * the scrub ran, "clean" false and the findings when something is wrong,
+ * "repaired" true when a repair mended every one of them. */
 int rest_h_scrub(struct call *c)
 {
-    bool deep = false;
-    if (rest_param_bool(c, "deep", &deep) < 0)
+    bool deep = false, fix = false;
+    if (rest_param_bool(c, "deep", &deep) < 0 || rest_param_bool(c, "repair", &fix) < 0)
         return -1;
+    deep = deep || fix;
     struct gd_export *e = NULL;
     if (get_export(c, 0, &e) < 0)
         return -1;
     struct glidefs_scrub_result res;
     memset(&res, 0, sizeof res);
     int64_t t0 = gfs_now_ms();
-    int rc = glidefs_scrub(gd_export_volume(e), deep ? GLIDEFS_SCRUB_DEEP : 0, &res, sizeof res);
+    int rc = glidefs_scrub(gd_export_volume(e),
+                           fix ? GLIDEFS_SCRUB_REPAIR : deep ? GLIDEFS_SCRUB_DEEP : 0, &res,
+                           sizeof res);
     gd_export_release(e, 0);
     if (rc < 0)
         return rest_fail(c, rest_status_for(rc), "scrub of export %s failed: %s (see the glidefsd "
                          "log)", c->name, glidefs_strerror(rc));
     static const char *kinds[] = {"?", "missing", "truncated", "bad_header", "damaged"};
     json_t *list = json_array();
+    uint64_t mended = 0;
     for (uint32_t i = 0; list && i < res.nfindings && i < GLIDEFS_SCRUB_FINDINGS; i++) {
         const struct glidefs_scrub_finding *f = &res.findings[i];
+        bool ok = f->flags & GLIDEFS_SCRUB_FOUND_REPAIRED;
+        mended += ok;
         json_t *o = f->kind == GLIDEFS_SCRUB_DAMAGED_BLOCK
-                        ? json_pack("{s:s, s:s, s:I, s:I}", "kind", kinds[f->kind], "key", f->key,
-                                    "offset", J(f->offset), "length", J(f->length))
-                        : json_pack("{s:s, s:s}", "kind",
-                                    f->kind < 5 ? kinds[f->kind] : "?", "key", f->key);
+                        ? json_pack("{s:s, s:s, s:I, s:I, s:b}", "kind", kinds[f->kind], "key",
+                                    f->key, "offset", J(f->offset), "length", J(f->length),
+                                    "repaired", ok)
+                        : json_pack("{s:s, s:s, s:b}", "kind",
+                                    f->kind < 5 ? kinds[f->kind] : "?", "key", f->key,
+                                    "repaired", ok);
         if (!o || json_array_append_new(list, o) < 0) {
             json_decref(list);
             list = NULL;
@@ -746,8 +756,16 @@ int rest_h_scrub(struct call *c)
                    res.damaged_blocks;
     if (bad)
         gd_info("api: scrub of export %s found %" PRIu64 " problems", c->name, bad);
-    return rest_ok(c, 200, json_pack("{s:s, s:b, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:I}",
-                                     "name", c->name, "deep", deep, "clean", bad == 0,
+    /* every finding listed (none left out) and mended */
+    bool all_mended = fix && bad && res.nfindings == bad && mended == bad &&
+                      res.unrepaired_blocks == 0;
+    return rest_ok(c, 200, json_pack("{s:s, s:b, s:b, s:b, s:I, s:I, s:b, s:I, s:I, s:I, s:I, s:I, "
+                                     "s:I, s:I, s:o, s:I}",
+                                     "name", c->name, "deep", deep, "repair", fix,
+                                     "repaired", all_mended,
+                                     "repaired_blocks", J(res.repaired_blocks),
+                                     "unrepaired_blocks", J(res.unrepaired_blocks),
+                                     "clean", bad == 0,
                                      "segments_checked", J(res.segments_checked),
                                      "blocks_checked", J(res.blocks_checked),
                                      "bytes_read", J(res.bytes_read),

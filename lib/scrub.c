@@ -12,15 +12,23 @@
  * kept only if, under the lock again, the map still references what they
  * name: compaction may have moved a block and deleted its old segment
  * meanwhile, which is no damage.
+ *
+ * Repair (GLIDEFS_SCRUB_REPAIR) writes the confirmed-damaged blocks back
+ * from the clean cache, where the cache holds them for the very map entry
+ * that is damaged, through gfs_volume_rewrite_block (volume_io.c), which
+ * refuses if a client wrote the block since: the syncer then uploads them
+ * like any write and the map moves off the damaged copy.
  */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "blockio.h"
 #include "cleanup.h"
 #include "codec.h"
+#include "dirty.h"
 #include "segment.h"
 #include "storeview.h"
 #include "volume_internal.h"
@@ -64,6 +72,17 @@ struct scrub {
     size_t nls, lscap;
     uint8_t uuid[16];
     struct glidefs_scrub_result res;
+    struct fix *fix;       /* GLIDEFS_SCRUB_REPAIR: blocks to write back */
+    size_t nfix, fixcap;
+};
+
+/* A block to repair: the map entry it had when the damage was confirmed
+ * (lock held), and the finding it belongs to. */
+struct fix {
+    uint64_t b;
+    struct gfs_bm_entry e;
+    uint32_t finding;      /* index in res.findings, or UINT32_MAX (not listed) */
+    uint32_t failed;
 };
 
 static void scrub_free(struct scrub *s)
@@ -74,6 +93,21 @@ static void scrub_free(struct scrub *s)
     for (size_t i = 0; i < s->nls; i++)
         free(s->ls[i].key);
     free(s->ls);
+    free(s->fix);
+}
+
+static int add_fix(struct scrub *s, uint64_t b, const struct gfs_bm_entry *e, uint32_t finding)
+{
+    if (s->nfix == s->fixcap) {
+        size_t cap = s->fixcap ? 2 * s->fixcap : 16;
+        struct fix *f = realloc(s->fix, cap * sizeof *f);
+        if (!f)
+            return -ENOMEM;
+        s->fix = f;
+        s->fixcap = cap;
+    }
+    s->fix[s->nfix++] = (struct fix){b, *e, finding, 0};
+    return 0;
 }
 
 static int add_pending(struct scrub *s, uint32_t kind, uint32_t si, const struct sblk *bk)
@@ -360,8 +394,10 @@ static int check_blocks(struct scrub *s, uint32_t si, size_t lo, size_t hi, uint
 }
 
 /* Keep the findings the map still stands behind (lock held), counted and
- * listed. */
-static void settle(struct scrub *s)
+ * listed. repair: also note the blocks to write back — each damaged block,
+ * and every live block of a missing segment or one whose header is bad
+ * (a truncated segment's cut blocks are damaged blocks of their own). */
+static int settle(struct scrub *s, int repair)
 {
     const struct gfs_blockmap *bm = &s->v->sv.bm;
     for (size_t i = 0; i < s->npend; i++) {
@@ -371,31 +407,116 @@ static void settle(struct scrub *s)
         if (row <= 0 || bm->segs[row].deleted || bm->segs[row].live_bytes == 0)
             continue;
         struct glidefs_scrub_finding f = {.kind = p->kind};
+        struct gfs_bm_entry cur = {0};
         switch (p->kind) {
         case GLIDEFS_SCRUB_MISSING: s->res.missing_segments++; break;
         case GLIDEFS_SCRUB_SIZE: s->res.size_mismatches++; break;
         case GLIDEFS_SCRUB_BAD_HEADER: s->res.bad_headers++; break;
-        default: {
-            struct gfs_bm_entry cur = gfs_bm_get(bm, p->b);
+        default:
+            cur = gfs_bm_get(bm, p->b);
             if (cur.seg != (uint32_t)row || cur.offset != p->e.offset)
                 continue; /* rewritten or moved since */
             s->res.damaged_blocks++;
             f.offset = p->b * s->v->bs;
             f.length = s->v->bs;
         }
-        }
         snprintf(f.key, sizeof f.key, "%s", g->key);
-        if (s->res.nfindings < GLIDEFS_SCRUB_FINDINGS)
+        uint32_t at = UINT32_MAX;
+        if (s->res.nfindings < GLIDEFS_SCRUB_FINDINGS) {
+            at = s->res.nfindings;
             s->res.findings[s->res.nfindings++] = f;
+        }
+        if (!repair || p->kind == GLIDEFS_SCRUB_SIZE)
+            continue;
+        int r = 0;
+        if (p->kind == GLIDEFS_SCRUB_DAMAGED_BLOCK) {
+            r = add_fix(s, p->b, &cur, at);
+        } else {
+            for (size_t k = 0; k < s->nblks && r == 0; k++) {
+                if (s->blks[k].si != p->si)
+                    continue;
+                cur = gfs_bm_get(bm, s->blks[k].b);
+                if (cur.seg == (uint32_t)row && cur.offset == s->blks[k].e.offset)
+                    r = add_fix(s, s->blks[k].b, &cur, at);
+            }
+        }
+        if (r < 0)
+            return r;
     }
+    return 0;
+}
+
+/* Write each block to repair back from this node's clean cache
+ * (gfs_volume_rewrite_block: only if no client wrote it meanwhile). The
+ * cache holds a block only as verified when it was filled, and only for
+ * the map entry it came from: the lookup by that entry is the proof that
+ * it is the data the damaged copy should have held. */
+static int repair(struct scrub *s)
+{
+    glidefs_volume *v = s->v;
+    CLEANUP_FREE uint8_t *buf = malloc(v->bs);
+    if (!buf)
+        return -ENOMEM;
+    for (size_t i = 0; i < s->nfix; i++) {
+        struct fix *f = &s->fix[i];
+        uint32_t gen = 0;
+        int64_t slot = -1;
+        int dirty;
+        pthread_mutex_lock(&v->lock);
+        dirty = gfs_dirty_get(&v->dirty, f->b) != NULL;
+        if (!dirty)
+            slot = gfs_cache_lookup(&v->cache, f->b, f->e.seg, f->e.offset, &gen);
+        pthread_mutex_unlock(&v->lock);
+        const char *why = dirty ? "it has writes not yet uploaded: scrub again after they are"
+                                : "this node holds no copy of it";
+        int r = -ENODATA;
+        if (slot >= 0) {
+            ssize_t n = pread(v->cache.fd, buf, v->bs, (off_t)(f->b * v->bs));
+            if (n == (ssize_t)v->bs && gfs_cache_still(&v->cache, slot, f->b, gen))
+                r = gfs_volume_rewrite_block(v, f->b, &f->e, buf);
+            else
+                why = "its cached copy went away while it was read";
+        }
+        if (r == -EAGAIN)
+            continue; /* a client wrote it meanwhile: the damage is no longer referenced */
+        if (r == 0) {
+            s->res.repaired_blocks++;
+            continue;
+        }
+        if (r != -ENODATA && slot >= 0)
+            why = glidefs_strerror(r);
+        f->failed = 1;
+        s->res.unrepaired_blocks++;
+        gfs_err(&v->log, "%s: scrub cannot repair block %" PRIu64 " (volume offset %" PRIu64
+                "): %s; reads of it fail with EIO", v->name, f->b, f->b * v->bs, why);
+    }
+    /* a finding is mended when every block it covers is */
+    for (size_t i = 0; i < s->nfix; i++)
+        if (s->fix[i].finding != UINT32_MAX)
+            s->res.findings[s->fix[i].finding].flags |= GLIDEFS_SCRUB_FOUND_REPAIRED;
+    for (size_t i = 0; i < s->nfix; i++)
+        if (s->fix[i].failed && s->fix[i].finding != UINT32_MAX)
+            s->res.findings[s->fix[i].finding].flags &= ~GLIDEFS_SCRUB_FOUND_REPAIRED;
+    if (s->res.repaired_blocks) {
+        /* durable here; the syncer uploads them into a new segment */
+        int r = glidefs_flush(v);
+        if (r < 0)
+            return r;
+        gfs_info(&v->log, "%s: scrub wrote %" PRIu64 " damaged blocks back from this node's "
+                 "cache; they upload with the next sync", v->name, s->res.repaired_blocks);
+    }
+    return 0;
 }
 
 GLIDEFS_API int glidefs_scrub(glidefs_volume *v, unsigned flags, struct glidefs_scrub_result *res,
                               size_t res_size)
 {
-    if (!v || !res || res_size == 0 || (flags & ~GLIDEFS_SCRUB_DEEP))
+    if (!v || !res || res_size == 0 || (flags & ~(GLIDEFS_SCRUB_DEEP | GLIDEFS_SCRUB_REPAIR)))
         return -EINVAL;
-    int deep = !!(flags & GLIDEFS_SCRUB_DEEP);
+    int fixing = !!(flags & GLIDEFS_SCRUB_REPAIR);
+    int deep = fixing || (flags & GLIDEFS_SCRUB_DEEP);
+    if (fixing && glidefs_volume_read_only(v))
+        return -EROFS;
     __attribute__((cleanup(scrub_free))) struct scrub s = {.v = v};
     /* a name per origin (the lineage, then this volume) */
     CLEANUP_FREE char (*origins)[GLIDEFS_NAME_MAX + 1] = malloc((GFS_MAX_DEPTH + 1) *
@@ -428,8 +549,12 @@ GLIDEFS_API int glidefs_scrub(glidefs_volume *v, unsigned flags, struct glidefs_
     if (r < 0)
         return r;
     pthread_mutex_lock(&v->lock);
-    settle(&s);
+    r = settle(&s, fixing);
     pthread_mutex_unlock(&v->lock);
+    if (r == 0 && fixing)
+        r = repair(&s);
+    if (r < 0)
+        return r;
     uint64_t bad = s.res.missing_segments + s.res.size_mismatches + s.res.bad_headers +
                    s.res.damaged_blocks;
     if (bad)

@@ -114,6 +114,16 @@ struct glidefs_volume {
     struct gfs_ra *ra;           /* NULL when off */
 };
 
+/* Write one whole block b again (volume_io.c), journalled like a client
+ * write, but only if nothing changed it since the caller looked: the map
+ * still holds *expect (segment row and offset) and no write of it is in the
+ * journal — checked under the lock in the same hold that enters the write,
+ * so a client write that comes later is newer and wins. -EAGAIN when it
+ * changed (nothing written), -EROFS on a read-only volume. Scrub's repair
+ * (scrub.c) writes a damaged block back from the clean cache with it. */
+int gfs_volume_rewrite_block(struct glidefs_volume *v, uint64_t b,
+                             const struct gfs_bm_entry *expect, const void *data);
+
 /* The map saw write seqs up to sv.max_write_seq: new journal records must
  * come after them (lock held). */
 static inline void gfs_volume_seq_past_map(struct glidefs_volume *v)

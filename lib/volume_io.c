@@ -251,8 +251,18 @@ static int journal_room(glidefs_volume *v, uint64_t reclen, uint64_t *reserved)
     }
 }
 
-static int submit(glidefs_volume *v, uint32_t type, const void *data, uint64_t len,
-                  uint64_t offset, unsigned flags)
+/* Has block b changed since its map entry was *expect (lock held)? */
+static int block_changed(glidefs_volume *v, uint64_t b, const struct gfs_bm_entry *expect)
+{
+    struct gfs_bm_entry cur = gfs_bm_get(&v->sv.bm, b);
+    return cur.seg != expect->seg || cur.offset != expect->offset ||
+           gfs_dirty_get(&v->dirty, b) != NULL;
+}
+
+/* expect (gfs_volume_rewrite_block): the one block written must be
+ * unchanged, else -EAGAIN and nothing is written. */
+static int submit_if(glidefs_volume *v, uint32_t type, const void *data, uint64_t len,
+                     uint64_t offset, unsigned flags, const struct gfs_bm_entry *expect)
 {
     int r = check_io(v, offset, len);
     if (r < 0)
@@ -267,7 +277,7 @@ static int submit(glidefs_volume *v, uint32_t type, const void *data, uint64_t l
     if (type == GFS_JREC_ZERO && len > (1u << 30)) {
         for (uint64_t p = 0; p < len; p += 1u << 30) {
             uint64_t l = len - p < (1u << 30) ? len - p : (1u << 30);
-            r = submit(v, type, NULL, l, offset + p, 0);
+            r = submit_if(v, type, NULL, l, offset + p, 0, NULL);
             if (r < 0)
                 return r;
         }
@@ -292,11 +302,14 @@ static int submit(glidefs_volume *v, uint32_t type, const void *data, uint64_t l
     }
     uint64_t jres = 0;
     r = journal_room(v, reclen, &jres);
+    /* after journal_room, which may have dropped the lock to wait */
+    if (r == 0 && expect && block_changed(v, first_b, expect))
+        r = -EAGAIN;
     if (r == 0)
         r = gfs_journal_reserve(&v->journal, reclen, &jf, &joff, &ticket);
     if (jres)
         gfs_budget_journal_done(&v->bmem, jres); /* the new file is charged (or failed) */
-    if ((r == -ENOSPC) != v->disk_full) {
+    if (r != -EAGAIN && (r == -ENOSPC) != v->disk_full) {
         /* say it once when it starts and once when it ends: the client sees
          * only ENOSPC, the operator must learn which disk is full */
         v->disk_full = r == -ENOSPC;
@@ -371,6 +384,20 @@ static int submit(glidefs_volume *v, uint32_t type, const void *data, uint64_t l
     if (flags & GLIDEFS_WRITE_FUA)
         return glidefs_flush(v);
     return 0;
+}
+
+static int submit(glidefs_volume *v, uint32_t type, const void *data, uint64_t len,
+                  uint64_t offset, unsigned flags)
+{
+    return submit_if(v, type, data, len, offset, flags, NULL);
+}
+
+int gfs_volume_rewrite_block(glidefs_volume *v, uint64_t b, const struct gfs_bm_entry *expect,
+                             const void *data)
+{
+    if (!expect || b >= v->size / v->bs)
+        return -EINVAL;
+    return submit_if(v, GFS_JREC_WRITE, data, v->bs, b * v->bs, 0, expect);
 }
 
 GLIDEFS_API int glidefs_pwrite(glidefs_volume *v, const void *buf, size_t len, uint64_t offset,

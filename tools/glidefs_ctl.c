@@ -61,6 +61,7 @@ struct opts {
     bool force_set, purge_set, timeout_set;
     bool data_key; /* rekey --data-key */
     bool deep;     /* scrub --deep */
+    bool repair;   /* scrub --repair */
 };
 
 static struct opts opt;
@@ -95,8 +96,10 @@ static void usage(FILE *f)
             "  delete NAME [--purge] [--force]\n"
             "                               remove it from the node (--purge: from the store too)\n"
             "  compact NAME                 rewrite sparse segments now, reclaim space\n"
-            "  scrub NAME [--deep]          check the store still holds the export's segments\n"
-            "                               whole (--deep: and every block); exit 7 if not\n"
+            "  scrub NAME [--deep|--repair] check the store still holds the export's segments\n"
+            "                               whole (--deep: and every block; --repair: deep, and\n"
+            "                               write damaged blocks back from the node's cache);\n"
+            "                               exit 7 if something is wrong and not repaired\n"
             "  rekey NAME --data-key        rotate an encrypted export's data key: new writes\n"
             "                               at once, old segments re-sealed by compaction\n"
             "  metrics NAME                 I/O, cache, store and latency figures\n"
@@ -805,7 +808,8 @@ static int cmd_compact(const char *name)
 static int cmd_scrub(const char *name)
 {
     char path[256], what[200];
-    snprintf(path, sizeof path, "/api/exports/%s/scrub%s", name, opt.deep ? "?deep=true" : "");
+    snprintf(path, sizeof path, "/api/exports/%s/scrub%s", name,
+             opt.repair ? "?repair=true" : opt.deep ? "?deep=true" : "");
     snprintf(what, sizeof what, "scrub %s", name);
     struct answer a;
     int rc = call(what, "POST", path, NULL, 0, &a);
@@ -817,16 +821,18 @@ static int cmd_scrub(const char *name)
         json_t *list = json_object_get(a.json, "findings");
         for (size_t i = 0; i < json_array_size(list); i++) {
             json_t *f = json_array_get(list, i);
+            const char *mended = jbool(f, "repaired") ? " (repaired)" : "";
             if (strcmp(jstr(f, "kind", ""), "damaged") == 0)
-                printf("damaged %s offset %" PRIu64 " length %" PRIu64 "\n", jstr(f, "key", "?"),
-                       jint(f, "offset"), jint(f, "length"));
+                printf("damaged %s offset %" PRIu64 " length %" PRIu64 "%s\n",
+                       jstr(f, "key", "?"), jint(f, "offset"), jint(f, "length"), mended);
             else
-                printf("%s %s\n", jstr(f, "kind", "?"), jstr(f, "key", "?"));
+                printf("%s %s%s\n", jstr(f, "kind", "?"), jstr(f, "key", "?"), mended);
         }
         char rd[32];
         human(jint(a.json, "bytes_read"), rd, sizeof rd);
         printf("scrub of %s (%s): %" PRIu64 " segments, %" PRIu64 " blocks, %s read: ", name,
-               opt.deep ? "deep" : "quick", jint(a.json, "segments_checked"),
+               opt.repair ? "repair" : opt.deep ? "deep" : "quick",
+               jint(a.json, "segments_checked"),
                jint(a.json, "blocks_checked"), rd);
         if (jbool(a.json, "clean"))
             printf("clean\n");
@@ -835,8 +841,13 @@ static int cmd_scrub(const char *name)
                    " damaged blocks\n", jint(a.json, "missing_segments"),
                    jint(a.json, "size_mismatches"), jint(a.json, "bad_headers"),
                    jint(a.json, "damaged_blocks"));
+        if (opt.repair)
+            printf("repair: %" PRIu64 " blocks written back from this node's cache, %" PRIu64
+                   " left damaged%s\n", jint(a.json, "repaired_blocks"),
+                   jint(a.json, "unrepaired_blocks"),
+                   jbool(a.json, "repaired") ? ": everything found is repaired" : "");
     }
-    rc = jbool(a.json, "clean") ? EXIT_OK : EXIT_DAMAGED;
+    rc = jbool(a.json, "clean") || jbool(a.json, "repaired") ? EXIT_OK : EXIT_DAMAGED;
     answer_free(&a);
     return rc;
 }
@@ -1222,6 +1233,8 @@ int main(int argc, char **argv)
             opt.data_key = true;
         } else if (strcmp(a, "--deep") == 0) {
             opt.deep = true;
+        } else if (strcmp(a, "--repair") == 0) {
+            opt.repair = true;
         } else if (is_opt(a, "--snapshot")) {
             if (!(opt.snapshot = opt_value(argc, argv, &i, "--snapshot")))
                 return EXIT_USAGE;
@@ -1313,8 +1326,8 @@ int main(int argc, char **argv)
                                     "carries passwords)");
         return EXIT_USAGE;
     }
-    if (opt.deep && id != C_SCRUB) {
-        errorf("--deep applies to scrub only (glidefs-ctl --help)");
+    if ((opt.deep || opt.repair) && id != C_SCRUB) {
+        errorf("%s applies to scrub only (glidefs-ctl --help)", opt.deep ? "--deep" : "--repair");
         return EXIT_USAGE;
     }
     const char *arg2 = npos > 2 ? pos[2] : NULL;

@@ -375,9 +375,18 @@ GLIDEFS_API int glidefs_compact(glidefs_volume *vol, struct glidefs_compact_resu
  * every live block (coalesced ranged GETs) and checks it (CRC-32C, AEAD).
  * A finding whose segment or block the map stopped referencing meanwhile
  * (compaction moved it) is dropped. Snapshots and clones' pins are not
- * walked yet. */
+ * walked yet.
+ * GLIDEFS_SCRUB_REPAIR (implies DEEP; a writable volume): every damaged
+ * block, and every live block of a missing, truncated or unreadable
+ * segment, that this open volume still holds in its clean cache is written
+ * again from there (journalled like a write, uploaded into a new segment
+ * by the syncer; the map moves to it), unless it was rewritten meanwhile.
+ * A block the node does not hold stays reported, and reads of it keep
+ * failing with EIO. */
 #define GLIDEFS_HAVE_SCRUB 1
 #define GLIDEFS_SCRUB_DEEP 1u
+#define GLIDEFS_HAVE_SCRUB_REPAIR 1
+#define GLIDEFS_SCRUB_REPAIR 2u
 
 enum glidefs_scrub_kind {
     GLIDEFS_SCRUB_MISSING = 1,      /* a referenced segment object is gone */
@@ -388,9 +397,11 @@ enum glidefs_scrub_kind {
 };
 
 #define GLIDEFS_SCRUB_FINDINGS 64
+#define GLIDEFS_SCRUB_FOUND_REPAIRED 1u
 struct glidefs_scrub_finding {
     uint32_t kind;               /* enum glidefs_scrub_kind */
-    uint32_t reserved;
+    uint32_t flags;              /* GLIDEFS_SCRUB_FOUND_REPAIRED: mended (every live block of
+                                    the segment, for the segment kinds) */
     uint64_t offset, length;     /* DAMAGED_BLOCK: the volume bytes it holds; else 0 */
     char key[192];               /* the segment object's key in the store */
 };
@@ -408,6 +419,11 @@ struct glidefs_scrub_result {
                                     counts above count them all) */
     uint32_t reserved;
     struct glidefs_scrub_finding findings[GLIDEFS_SCRUB_FINDINGS];
+    /* GLIDEFS_SCRUB_REPAIR: blocks written again from this node's copy, and
+     * damaged or unreachable blocks left as they are (no copy here, or
+     * rewritten by a client meanwhile: see the log) */
+    uint64_t repaired_blocks;
+    uint64_t unrepaired_blocks;
 };
 
 /* Scrub vol (open read-only or read-write) as above; res is filled up to

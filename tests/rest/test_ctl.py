@@ -69,10 +69,13 @@ def flip_mid(path):
         f.write(bytes([b[0] ^ 1]))
 
 
-def scrub(d, env):
+def scrub(d, env, h):
     """scrub NAME [--deep]: 0 and "clean" on a clean store; a payload byte
     flipped: the quick scrub still 0, --deep 7 naming the segment; --json
-    carries the counts; --deep on another command is a usage error."""
+    carries the counts; --deep on another command is a usage error.
+    --repair, with the block in the daemon's cache (read through h first):
+    0, the block written back; after a drain a deep scrub is clean, though
+    the old segment keeps its flipped byte."""
     r = ctl("scrub", "vm1", env=env)
     t.ok(r.returncode == 0 and r.stdout.startswith("scrub of vm1 (quick): ") and
          r.stdout.rstrip().endswith("clean"), "scrub: clean (%r)" % r.stdout)
@@ -98,6 +101,21 @@ def scrub(d, env):
     t.eq(ctl("scrub", "vm1", "--deep", env=env).returncode, 0, "scrub --deep: clean again")
     r = ctl("compact", "vm1", "--deep", env=env)
     t.ok(r.returncode == 2 and "--deep applies to scrub only" in r.stderr, "--deep elsewhere: 2")
+    r = ctl("compact", "vm1", "--repair", env=env)
+    t.ok(r.returncode == 2 and "--repair applies to scrub only" in r.stderr,
+         "--repair elsewhere: 2")
+
+    h.pread(MiB, 0)  # the daemon's cache now holds every block of vm1's data
+    flip_mid(os.path.join(segdir, seg))
+    r = ctl("scrub", "vm1", "--repair", env=env)
+    t.ok(r.returncode == 0 and ("damaged nbd/vm1/seg/%s offset " % seg) in r.stdout and
+         "(repaired)" in r.stdout and "1 blocks written back" in r.stdout,
+         "scrub --repair: 0, the block written back (%r)" % r.stdout)
+    t.eq(ctl("drain", "vm1", env=env).returncode, 0, "drain the repaired block")
+    r = ctl("scrub", "vm1", "--deep", "--json", env=env)
+    j = json.loads(r.stdout)
+    t.ok(r.returncode == 0 and j["clean"], "after repair and drain: clean (%r)" % j)
+    t.eq(h.pread(MiB, 0), b"\x42" * MiB, "the data reads back")
 
 
 def main():
@@ -173,7 +191,7 @@ def main():
         t.ok(r.returncode == 0 and "compacted vm1" in r.stdout, "compact")
         r = ctl("compact", "vm1", "--json", env=env)
         t.ok("bytes_reclaimed" in json.loads(r.stdout), "compact --json")
-        scrub(d, env)
+        scrub(d, env, h)
         h.pread(4096, 0)
         r = ctl("metrics", "vm1", env=env)
         t.ok(r.returncode == 0 and "writes:" in r.stdout and "latency (us)" in r.stdout,
