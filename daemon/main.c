@@ -188,7 +188,75 @@ struct sig_ctx {
     pthread_mutex_t srv_lock;
     struct gd_server *srv; /* SIGHUP reloads its TLS credentials; NULL once freed */
     struct gd_rest *rest;  /* and the REST API's certificate (srv_lock too); NULL once stopped */
+    const char *config_path;
+    const glidefs_config *cfg; /* the running configuration */
 };
+
+/* What a reloaded file changes: the keys SIGHUP applies, and the rest. */
+struct reload {
+    const glidefs_config *next;
+    struct gd_rest *rest;
+    bool token_differs; /* from the running configuration's */
+    char applied[512], restart[2048];
+};
+
+static void add_key(char *list, size_t len, const char *key)
+{
+    size_t n = strlen(list);
+    if (n + strlen(key) + 3 < len)
+        snprintf(list + n, len - n, "%s%s", n ? ", " : "", key);
+    else if (n + 5 < len && strcmp(list + n - 3, "...") != 0)
+        snprintf(list + n, len - n, ", ...");
+}
+
+static void reload_key(void *arg, const char *key)
+{
+    struct reload *rl = arg;
+    if (strcmp(key, "servers.api.token") == 0)
+        rl->token_differs = true; /* compared with the one in force, in reload_config */
+    else
+        add_key(rl->restart, sizeof rl->restart, key);
+}
+
+/* SIGHUP: read the file again. TLS credentials are reloaded from their
+ * files whatever changed; servers.api.token takes effect at once; every
+ * other changed key is named as needing a restart (the running
+ * configuration stays: exports, the store and the listeners were built from
+ * it). A file that no longer loads changes nothing. */
+static void reload_config(struct sig_ctx *sc)
+{
+    char err[1024] = "";
+    glidefs_config *next = NULL;
+    int rc = glidefs_config_load(sc->config_path, &next, err, sizeof err);
+    if (rc < 0) {
+        gd_err("SIGHUP: %s: %s; the running configuration stays", sc->config_path,
+               err[0] ? err : glidefs_strerror(rc));
+    } else {
+        struct reload rl = {.next = next, .rest = sc->rest};
+        /* against the running configuration: a key put back is no change */
+        gfs_config_diff(sc->cfg, next, reload_key, &rl);
+        /* the token against the one in force, which an earlier SIGHUP may have set */
+        rc = sc->rest ? gd_rest_set_token(sc->rest, next->api_token)
+             : rl.token_differs ? -ENOENT : 0;
+        if (rc == 1)
+            add_key(rl.applied, sizeof rl.applied, "servers.api.token");
+        else if (rc < 0)
+            gd_warn("SIGHUP: servers.api.token not changed: %s",
+                    rc == -EPERM ? "removing the token needs a restart"
+                    : rc == -ENOENT ? "the REST API is off" : strerror(-rc));
+        if (!rl.applied[0] && !rl.restart[0] && rc == 0)
+            gd_info("SIGHUP: %s: no setting changed", sc->config_path);
+        if (rl.applied[0])
+            gd_info("SIGHUP: applied: %s", rl.applied);
+        if (rl.restart[0])
+            gd_warn("SIGHUP: changed in %s but needs a restart (the running value stays): %s",
+                    sc->config_path, rl.restart);
+        glidefs_config_free(next);
+    }
+    if (sc->srv)
+        gd_server_reload_tls(sc->srv);
+    gd_rest_reload_tls(sc->rest);
+}
 
 static void *signal_thread(void *arg)
 {
@@ -199,12 +267,9 @@ static void *signal_thread(void *arg)
         if (sigwait(&sc->set, &sig) != 0)
             continue;
         if (sig == SIGHUP) {
-            gd_info("SIGHUP: reloading TLS credentials (the rest of the configuration needs "
-                    "a restart)");
+            gd_info("SIGHUP: reloading %s and the TLS credentials", sc->config_path);
             pthread_mutex_lock(&sc->srv_lock);
-            if (sc->srv)
-                gd_server_reload_tls(sc->srv);
-            gd_rest_reload_tls(sc->rest);
+            reload_config(sc);
             pthread_mutex_unlock(&sc->srv_lock);
             continue;
         }
@@ -360,6 +425,8 @@ int main(int argc, char **argv)
     sc.stop_fd = eventfd(0, EFD_CLOEXEC);
     pthread_mutex_init(&sc.srv_lock, NULL);
     sc.srv = srv;
+    sc.config_path = config_path;
+    sc.cfg = cfg;
     pthread_t sig_th;
     if (sc.stop_fd < 0 || pthread_create(&sig_th, NULL, signal_thread, &sc) != 0) {
         gd_err("cannot set up signal handling: %s", strerror(errno));

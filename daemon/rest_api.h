@@ -39,4 +39,11 @@ void gd_rest_stop(struct gd_rest *r);
  * the log says why. NULL or a plain-HTTP API: nothing to do. */
 void gd_rest_reload_tls(struct gd_rest *r);
 
+/* SIGHUP: requests from now on need this bearer token (servers.api.token);
+ * one in progress keeps the check it made. 1 when that changed it, 0 when
+ * it is the token in force already. Removing the token (NULL or "") while
+ * one is set is refused, -EPERM: that needs a restart. -ENOENT when the API
+ * is off (r NULL). */
+int gd_rest_set_token(struct gd_rest *r, const char *token);
+
 #endif

@@ -308,7 +308,8 @@ int rest_param_seconds(struct call *c, const char *key, int64_t *out)
 
 static bool token_ok(struct gd_rest *r, struct MHD_Connection *conn)
 {
-    if (!r->token)
+    const char *token = atomic_load(&r->token);
+    if (!token)
         return true;
     const char *h = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
     if (!h || strncasecmp(h, "Bearer ", 7) != 0)
@@ -316,11 +317,11 @@ static bool token_ok(struct gd_rest *r, struct MHD_Connection *conn)
     h += 7;
     while (*h == ' ')
         h++;
-    size_t a = strlen(h), b = strlen(r->token);
+    size_t a = strlen(h), b = strlen(token);
     /* constant time over the token's length */
     unsigned char diff = (unsigned char)(a != b);
     for (size_t i = 0; i < b; i++)
-        diff |= (unsigned char)((i < a ? (unsigned char)h[i] : 0) ^ (unsigned char)r->token[i]);
+        diff |= (unsigned char)((i < a ? (unsigned char)h[i] : 0) ^ (unsigned char)token[i]);
     return diff == 0;
 }
 
@@ -744,7 +745,32 @@ void gd_rest_stop(struct gd_rest *r)
     pthread_mutex_destroy(&r->lock);
     pthread_mutex_destroy(&r->clone_lock);
     gd_tls_free(r->tls); /* after MHD_stop_daemon: no handshake asks for it any more */
+    for (size_t i = 0; i < r->ntokens; i++)
+        free(r->tokens[i]);
+    free(r->tokens);
     free(r);
+}
+
+int gd_rest_set_token(struct gd_rest *r, const char *token)
+{
+    if (!r)
+        return -ENOENT;
+    const char *cur = atomic_load(&r->token);
+    if (!token || !*token)
+        return cur ? -EPERM : 0;
+    if (cur && strcmp(cur, token) == 0)
+        return 0;
+    pthread_mutex_lock(&r->lock);
+    char **list = realloc(r->tokens, (r->ntokens + 1) * sizeof *list);
+    char *copy = list ? strdup(token) : NULL;
+    if (list)
+        r->tokens = list;
+    if (copy) {
+        r->tokens[r->ntokens++] = copy;
+        atomic_store(&r->token, copy);
+    }
+    pthread_mutex_unlock(&r->lock);
+    return copy ? 1 : -ENOMEM;
 }
 
 void gd_rest_reload_tls(struct gd_rest *r)

@@ -115,7 +115,10 @@ struct gd_rest {
     int nmhd;
     char unix_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
     bool unix_bound;
-    const char *token;          /* NULL: no authentication */
+    _Atomic(const char *) token; /* NULL: no authentication; SIGHUP may swap it */
+    char **tokens;              /* tokens set by gd_rest_set_token, freed at stop (a
+                                   request may still compare against an older one) */
+    size_t ntokens;
     atomic_bool stopping;
     int stop_fd;                /* the daemon's, not ours */
     int wake_fd;                /* ours: ends the watcher */

@@ -1230,6 +1230,36 @@ static char *legacy_node_id(void)
     return id ? id : strdup("glidefs-node");
 }
 
+int gfs_config_diff(const struct glidefs_config *a, const struct glidefs_config *b,
+                    void (*changed)(void *arg, const char *key), void *arg)
+{
+    int n = 0;
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        const struct keydef *kd = &keys[i];
+        int seen = 0;
+        for (size_t j = 0; j < i && !seen; j++)
+            seen = keys[j].off == kd->off;
+        if (seen)
+            continue; /* another name of a setting already compared */
+        int differs;
+        if (kd->get == get_string) {
+            /* the fields themselves: a secret reads as "***" through get */
+            const char *x = *CFIELD(a, kd, char *), *y = *CFIELD(b, kd, char *);
+            differs = strcmp(x ? x : "", y ? y : "") != 0;
+        } else {
+            char x[GFS_CONFIG_VALUE_MAX + 1], y[GFS_CONFIG_VALUE_MAX + 1];
+            int rx = kd->get(kd, a, x, sizeof x), ry = kd->get(kd, b, y, sizeof y);
+            differs = rx != ry || (rx >= 0 && strcmp(x, y) != 0);
+        }
+        if (differs) {
+            n++;
+            if (changed)
+                changed(arg, kd->key);
+        }
+    }
+    return n;
+}
+
 void gfs_config_clear(struct glidefs_config *cfg)
 {
     if (!cfg)

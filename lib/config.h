@@ -123,6 +123,13 @@ struct glidefs_config {
 int gfs_config_init_defaults(struct glidefs_config *cfg);
 void gfs_config_clear(struct glidefs_config *cfg);
 
+/* The keys whose values differ between a and b, each named once (of two
+ * keys for one setting, the first in the table), secrets compared too but
+ * never shown: changed(arg, key) for each. Returns how many. glidefsd's
+ * SIGHUP says with it what a reloaded file changes. */
+int gfs_config_diff(const struct glidefs_config *a, const struct glidefs_config *b,
+                    void (*changed)(void *arg, const char *key), void *arg);
+
 /* Limits of the loader: bigger files are refused, longer scalar values too. */
 #define GFS_CONFIG_FILE_MAX (1024u * 1024u)
 #define GFS_CONFIG_VALUE_MAX 4096u

@@ -1306,6 +1306,44 @@ static void test_azure_storage(void **state)
     glidefs_config_free(cfg);
 }
 
+struct diffs {
+    char keys[8][64];
+    int n;
+};
+
+static void note_diff(void *arg, const char *key)
+{
+    struct diffs *d = arg;
+    if (d->n < 8)
+        snprintf(d->keys[d->n], sizeof d->keys[0], "%s", key);
+    d->n++;
+}
+
+/* gfs_config_diff names exactly the keys that differ: secrets too (though
+ * they read as "***"), one name for two keys of one setting. */
+static void test_config_diff(void **state)
+{
+    (void)state;
+    const char *base = "cache:\n  dir: /tmp/c\n  disk_size: 2G\nstorage:\n  url: file:///tmp/s\n"
+                       "  secret_access_key: one\n";
+    const char *other = "cache:\n  dir: /tmp/c\n  disk_size_gb: 3\nstorage:\n  url: file:///tmp/s\n"
+                        "  secret_access_key: two\n  timeout_ms: 1234\n";
+    glidefs_config *a = NULL, *b = NULL;
+    char err[256];
+    assert_int_equal(glidefs_config_parse(base, strlen(base), "a", &a, err, sizeof err), 0);
+    assert_int_equal(glidefs_config_parse(other, strlen(other), "b", &b, err, sizeof err), 0);
+    struct diffs d = {.n = 0};
+    assert_int_equal(gfs_config_diff(a, a, note_diff, &d), 0);
+    assert_int_equal(d.n, 0);
+    assert_int_equal(gfs_config_diff(a, b, note_diff, &d), 3);
+    assert_int_equal(d.n, 3);
+    assert_string_equal(d.keys[0], "cache.disk_size_gb"); /* the first name of the setting */
+    assert_string_equal(d.keys[1], "storage.secret_access_key");
+    assert_string_equal(d.keys[2], "storage.timeout_ms");
+    glidefs_config_free(a);
+    glidefs_config_free(b);
+}
+
 static void test_hostport_split(void **state)
 {
     (void)state;
@@ -1409,6 +1447,7 @@ int main(void)
         cmocka_unit_test(test_store_url_parse),
         cmocka_unit_test(test_azure_storage),
         cmocka_unit_test(test_hostport_split),
+        cmocka_unit_test(test_config_diff),
         cmocka_unit_test(test_s3_aws_keys),
         cmocka_unit_test(test_mutation_fuzz),
     };
