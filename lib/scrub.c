@@ -3,6 +3,10 @@
  * block map references? Every read checks the block it reads; a block
  * nobody reads is checked only here.
  *
+ * The segments only snapshots keep (pins.h, loaded fresh from the store
+ * first) are checked like the map's for existence, size and header; their
+ * blocks are no live blocks, so deep mode has none of them to fetch.
+ *
  * Under v->lock it copies what it needs (the referenced segments' keys,
  * sizes and key generations, the furthest payload end in each, and in deep
  * mode every live entry); the I/O runs without the lock: one LIST per
@@ -28,6 +32,7 @@
 #include "blockio.h"
 #include "cleanup.h"
 #include "codec.h"
+#include "pins.h"
 #include "dirty.h"
 #include "segment.h"
 #include "storeview.h"
@@ -43,8 +48,10 @@ struct sseg {
     uint64_t total;        /* the map's size (0: unknown) */
     uint64_t listed;       /* the store's size (NOT_LISTED: missing) */
     uint64_t max_end;      /* end of the furthest payload the map references in it */
-    uint32_t key_gen;
+    uint32_t key_gen;      /* KEYGEN_UNKNOWN for a pinned one (the manifest knows it) */
+    int pinned;            /* only snapshots keep it: the map no longer uses it */
 };
+#define KEYGEN_UNKNOWN UINT32_MAX
 
 /* A live block (deep mode). */
 struct sblk {
@@ -169,6 +176,34 @@ static int snapshot(struct scrub *s, int deep, char origins[][GLIDEFS_NAME_MAX +
         g->key_gen = row->key_gen;
         idx[i] = s->nsegs++;
     }
+    /* the segments only snapshots keep (their data was rewritten or moved
+     * since): existence, size and header, like the map's */
+    if (v->snap.npins) {
+        struct sseg *ns = realloc(s->segs, (s->nsegs + v->snap.npins) * sizeof *ns);
+        if (!ns)
+            return -ENOMEM;
+        s->segs = ns;
+    }
+    for (size_t p = 0; p < v->snap.npins; p++) {
+        const struct gfs_pin *pin = &v->snap.pins[p];
+        if (p > 0 && pin->epoch == pin[-1].epoch && pin->seq == pin[-1].seq)
+            continue; /* sorted: two snapshots pinning one segment */
+        int64_t row = gfs_bm_seg_find(bm, pin->epoch, pin->seq);
+        if (row > 0 && idx[row] >= 0)
+            continue; /* the map's: copied above */
+        uint32_t o = (uint32_t)(pin->epoch >> GFS_ORIGIN_SHIFT);
+        struct sseg *g = &s->segs[s->nsegs];
+        memset(g, 0, sizeof *g);
+        if (o >= *norigins ||
+            gfs_seg_key(g->key, sizeof g->key, origins[o], pin->epoch & GFS_EPOCH_MASK, pin->seq) < 0)
+            continue; /* a pin outside the lineage: nothing of ours to check */
+        g->epoch = pin->epoch;
+        g->seq = pin->seq;
+        g->listed = NOT_LISTED;
+        g->key_gen = KEYGEN_UNKNOWN;
+        g->pinned = 1;
+        s->nsegs++;
+    }
     struct gfs_bm_entry e;
     for (uint64_t b = 0; gfs_bm_next(bm, &b, &e); b++) {
         if (e.seg == GFS_BM_NONE || e.seg == GFS_BM_HOLE || e.seg >= bm->nsegs || idx[e.seg] < 0 ||
@@ -279,7 +314,7 @@ static int check_header(struct scrub *s, const struct sseg *g, uint64_t object_s
     uint64_t ke = 0, ks = 0;
     int bad = h.block_size != v->bs || memcmp(h.volume_uuid, s->uuid, 16) != 0 ||
               gfs_parse_epoch_seq(strrchr(g->key, '/') + 1, &ke, &ks) < 0 || ke != h.epoch ||
-              ks != h.seq || h.key_gen != g->key_gen ||
+              ks != h.seq || (g->key_gen != KEYGEN_UNKNOWN && h.key_gen != g->key_gen) ||
               (gfs_codec_sealed(v->codec) && !gfs_codec_has_gen(v->codec, h.key_gen));
     gfs_seg_header_free(&h);
     return bad;
@@ -404,8 +439,9 @@ static int settle(struct scrub *s, int repair)
         const struct pending *p = &s->pend[i];
         const struct sseg *g = &s->segs[p->si];
         int64_t row = gfs_bm_seg_find(bm, g->epoch, g->seq);
-        if (row <= 0 || bm->segs[row].deleted || bm->segs[row].live_bytes == 0)
-            continue;
+        if (g->pinned ? !gfs_pinned(s->v, g->epoch, g->seq)
+                      : row <= 0 || bm->segs[row].deleted || bm->segs[row].live_bytes == 0)
+            continue; /* no longer kept: compaction or a snapshot's deletion took it */
         struct glidefs_scrub_finding f = {.kind = p->kind};
         struct gfs_bm_entry cur = {0};
         switch (p->kind) {
@@ -524,8 +560,14 @@ GLIDEFS_API int glidefs_scrub(glidefs_volume *v, unsigned flags, struct glidefs_
     if (!origins)
         return -ENOMEM;
     uint32_t norigins = 0;
+    /* what the snapshots keep, fresh from the store (a reader has not loaded it) */
+    int r = gfs_snapshots_load(v);
+    if (r < 0) {
+        gfs_err(&v->log, "%s: scrub cannot load the snapshots: %s", v->name, glidefs_strerror(r));
+        return r;
+    }
     pthread_mutex_lock(&v->lock);
-    int r = snapshot(&s, deep, origins, &norigins);
+    r = snapshot(&s, deep, origins, &norigins);
     pthread_mutex_unlock(&v->lock);
     if (r < 0)
         return r;

@@ -374,8 +374,10 @@ GLIDEFS_API int glidefs_compact(glidefs_volume *vol, struct glidefs_compact_resu
  * segments plus one ranged GET per segment. GLIDEFS_SCRUB_DEEP also fetches
  * every live block (coalesced ranged GETs) and checks it (CRC-32C, AEAD).
  * A finding whose segment or block the map stopped referencing meanwhile
- * (compaction moved it) is dropped. Snapshots and clones' pins are not
- * walked yet.
+ * (compaction moved it) is dropped. The segments only snapshots keep (a
+ * clone's base is its parent's snapshot) are checked too, quick mode's way
+ * (loaded fresh from the snapshot objects): a finding on one is dropped
+ * once no snapshot keeps it.
  * GLIDEFS_SCRUB_REPAIR (implies DEEP; a writable volume): every damaged
  * block, and every live block of a missing, truncated or unreadable
  * segment, that this open volume still holds in its clean cache is written
