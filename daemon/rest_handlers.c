@@ -731,7 +731,8 @@ int rest_h_scrub(struct call *c)
     if (rc < 0)
         return rest_fail(c, rest_status_for(rc), "scrub of export %s failed: %s (see the glidefsd "
                          "log)", c->name, glidefs_strerror(rc));
-    static const char *kinds[] = {"?", "missing", "truncated", "bad_header", "damaged"};
+    static const char *kinds[] = {"?", "missing", "truncated", "bad_header", "damaged",
+                                  "snapshot"};
     json_t *list = json_array();
     uint64_t mended = 0;
     for (uint32_t i = 0; list && i < res.nfindings && i < GLIDEFS_SCRUB_FINDINGS; i++) {
@@ -743,7 +744,7 @@ int rest_h_scrub(struct call *c)
                                     f->key, "offset", J(f->offset), "length", J(f->length),
                                     "repaired", ok)
                         : json_pack("{s:s, s:s, s:b}", "kind",
-                                    f->kind < 5 ? kinds[f->kind] : "?", "key", f->key,
+                                    f->kind < 6 ? kinds[f->kind] : "?", "key", f->key,
                                     "repaired", ok);
         if (!o || json_array_append_new(list, o) < 0) {
             json_decref(list);
@@ -753,14 +754,14 @@ int rest_h_scrub(struct call *c)
     if (!list)
         return rest_fail(c, 500, "out of memory");
     uint64_t bad = res.missing_segments + res.size_mismatches + res.bad_headers +
-                   res.damaged_blocks;
+                   res.damaged_blocks + res.bad_snapshots;
     if (bad)
         gd_info("api: scrub of export %s found %" PRIu64 " problems", c->name, bad);
     /* every finding listed (none left out) and mended */
     bool all_mended = fix && bad && res.nfindings == bad && mended == bad &&
                       res.unrepaired_blocks == 0;
     return rest_ok(c, 200, json_pack("{s:s, s:b, s:b, s:b, s:I, s:I, s:b, s:I, s:I, s:I, s:I, s:I, "
-                                     "s:I, s:I, s:o, s:I}",
+                                     "s:I, s:I, s:I, s:o, s:I}",
                                      "name", c->name, "deep", deep, "repair", fix,
                                      "repaired", all_mended,
                                      "repaired_blocks", J(res.repaired_blocks),
@@ -772,7 +773,8 @@ int rest_h_scrub(struct call *c)
                                      "missing_segments", J(res.missing_segments),
                                      "size_mismatches", J(res.size_mismatches),
                                      "bad_headers", J(res.bad_headers),
-                                     "damaged_blocks", J(res.damaged_blocks), "findings", list,
+                                     "damaged_blocks", J(res.damaged_blocks),
+                                     "bad_snapshots", J(res.bad_snapshots), "findings", list,
                                      "duration_ms", J(gfs_now_ms() - t0)));
 }
 

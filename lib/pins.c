@@ -105,7 +105,13 @@ static void pins_free(struct gfs_pin *pins, char **mans, size_t nmans)
  * without that snapshot. */
 int gfs_snapshots_load(struct glidefs_volume *v)
 {
+    return gfs_snapshots_load_report(v, NULL, NULL);
+}
+
+int gfs_snapshots_load_report(struct glidefs_volume *v, gfs_snap_bad_fn bad, void *arg)
+{
     for (;;) {
+        int reported = 0;
         pthread_mutex_lock(&v->lock);
         uint64_t gen = v->snap.gen;
         pthread_mutex_unlock(&v->lock);
@@ -152,6 +158,19 @@ int gfs_snapshots_load(struct glidefs_volume *v)
             if (r < 0 && r != -ENOMEM)
                 gfs_err(&v->log, "%s: snapshot %s: its manifest %s cannot be read", v->name,
                         l.keys[i], mkey);
+            if (r < 0 && r != -ENOMEM && bad && (r == -ENOENT || r == -EIO)) {
+                bad(arg, mkey, r); /* lost or damaged: said, and the walk goes on */
+                reported = 1;
+                r = 0;
+            }
+        }
+        if (r == 0 && reported) {
+            /* what the broken snapshot keeps is unknown: the pins in force
+             * stay (compaction must not lose what they protect) */
+            gfs_keylist_free(&l);
+            pins_free(pins, mans, nmans);
+            free(holds);
+            return 0;
         }
         gfs_keylist_free(&l);
         if (r < 0) {

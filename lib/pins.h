@@ -45,6 +45,12 @@ int gfs_held_epoch(const struct glidefs_volume *v, uint64_t epoch);
 
 /* (Re)load the pins from the store's snapshot objects (lock not held). */
 int gfs_snapshots_load(struct glidefs_volume *v);
+/* The same, but a snapshot whose manifest is missing (-ENOENT) or does not
+ * decode (-EIO) is passed to bad (its manifest's key) and the walk goes
+ * on; if any was, nothing is installed and the pins in force stay. Scrub
+ * reports such snapshots with it. */
+typedef void (*gfs_snap_bad_fn)(void *arg, const char *manifest_key, int err);
+int gfs_snapshots_load_report(struct glidefs_volume *v, gfs_snap_bad_fn bad, void *arg);
 void gfs_snapshots_free(struct glidefs_volume *v);
 /* Pin manifest `mkey` now, before the snapshot naming it is stored. */
 int gfs_pins_add_manifest(struct glidefs_volume *v, const char *mkey);

@@ -544,6 +544,19 @@ static int repair(struct scrub *s)
     return 0;
 }
 
+static void bad_snapshot(void *arg, const char *manifest_key, int err)
+{
+    struct scrub *s = arg;
+    (void)err;
+    s->res.bad_snapshots++;
+    if (s->res.nfindings < GLIDEFS_SCRUB_FINDINGS) {
+        struct glidefs_scrub_finding *f = &s->res.findings[s->res.nfindings++];
+        memset(f, 0, sizeof *f);
+        f->kind = GLIDEFS_SCRUB_SNAPSHOT;
+        snprintf(f->key, sizeof f->key, "%s", manifest_key);
+    }
+}
+
 GLIDEFS_API int glidefs_scrub(glidefs_volume *v, unsigned flags, struct glidefs_scrub_result *res,
                               size_t res_size)
 {
@@ -560,8 +573,9 @@ GLIDEFS_API int glidefs_scrub(glidefs_volume *v, unsigned flags, struct glidefs_
     if (!origins)
         return -ENOMEM;
     uint32_t norigins = 0;
-    /* what the snapshots keep, fresh from the store (a reader has not loaded it) */
-    int r = gfs_snapshots_load(v);
+    /* what the snapshots keep, fresh from the store (a reader has not loaded
+     * it); a snapshot whose manifest is gone or broken is a finding */
+    int r = gfs_snapshots_load_report(v, bad_snapshot, &s);
     if (r < 0) {
         gfs_err(&v->log, "%s: scrub cannot load the snapshots: %s", v->name, glidefs_strerror(r));
         return r;
@@ -598,12 +612,13 @@ GLIDEFS_API int glidefs_scrub(glidefs_volume *v, unsigned flags, struct glidefs_
     if (r < 0)
         return r;
     uint64_t bad = s.res.missing_segments + s.res.size_mismatches + s.res.bad_headers +
-                   s.res.damaged_blocks;
+                   s.res.damaged_blocks + s.res.bad_snapshots;
     if (bad)
         gfs_err(&v->log, "%s: scrub%s found %" PRIu64 " missing segments, %" PRIu64
-                " truncated, %" PRIu64 " bad headers, %" PRIu64 " damaged blocks", v->name,
-                deep ? " (deep)" : "", s.res.missing_segments, s.res.size_mismatches,
-                s.res.bad_headers, s.res.damaged_blocks);
+                " truncated, %" PRIu64 " bad headers, %" PRIu64 " damaged blocks, %" PRIu64
+                " lost snapshots", v->name, deep ? " (deep)" : "", s.res.missing_segments,
+                s.res.size_mismatches, s.res.bad_headers, s.res.damaged_blocks,
+                s.res.bad_snapshots);
     else
         gfs_info(&v->log, "%s: scrub%s: %" PRIu64 " segments, %" PRIu64 " blocks, clean",
                  v->name, deep ? " (deep)" : "", s.res.segments_checked, s.res.blocks_checked);

@@ -838,9 +838,10 @@ static int cmd_scrub(const char *name)
             printf("clean\n");
         else
             printf("%" PRIu64 " missing, %" PRIu64 " truncated, %" PRIu64 " bad headers, %" PRIu64
-                   " damaged blocks\n", jint(a.json, "missing_segments"),
-                   jint(a.json, "size_mismatches"), jint(a.json, "bad_headers"),
-                   jint(a.json, "damaged_blocks"));
+                   " damaged blocks, %" PRIu64 " lost snapshots\n",
+                   jint(a.json, "missing_segments"), jint(a.json, "size_mismatches"),
+                   jint(a.json, "bad_headers"), jint(a.json, "damaged_blocks"),
+                   jint(a.json, "bad_snapshots"));
         if (opt.repair)
             printf("repair: %" PRIu64 " blocks written back from this node's cache, %" PRIu64
                    " left damaged%s\n", jint(a.json, "repaired_blocks"),

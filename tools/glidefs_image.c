@@ -326,7 +326,8 @@ static int do_scrub(glidefs_config *cfg, const char *name, int deep)
         fprintf(stderr, "glidefs-image: scrub of %s failed: %s\n", name, glidefs_strerror(r));
         return 1;
     }
-    static const char *kinds[] = {"?", "missing", "truncated", "bad-header", "damaged"};
+    static const char *kinds[] = {"?", "missing", "truncated", "bad-header", "damaged",
+                                  "snapshot"};
     for (uint32_t i = 0; i < res.nfindings && i < GLIDEFS_SCRUB_FINDINGS; i++) {
         const struct glidefs_scrub_finding *f = &res.findings[i];
         const char *k = f->kind < sizeof kinds / sizeof *kinds ? kinds[f->kind] : "?";
@@ -337,7 +338,7 @@ static int do_scrub(glidefs_config *cfg, const char *name, int deep)
             printf("%s %s\n", k, f->key);
     }
     uint64_t bad = res.missing_segments + res.size_mismatches + res.bad_headers +
-                   res.damaged_blocks;
+                   res.damaged_blocks + res.bad_snapshots;
     printf("scrub of %s (%s): %" PRIu64 " segments, %" PRIu64 " blocks, %" PRIu64
            " bytes read: ", name, deep ? "deep" : "quick", res.segments_checked,
            res.blocks_checked, res.bytes_read);
@@ -346,8 +347,11 @@ static int do_scrub(glidefs_config *cfg, const char *name, int deep)
         return 0;
     }
     printf("%" PRIu64 " missing, %" PRIu64 " truncated, %" PRIu64 " bad headers, %" PRIu64
-           " damaged blocks%s\n", res.missing_segments, res.size_mismatches, res.bad_headers,
-           res.damaged_blocks, bad > res.nfindings ? " (not all listed)" : "");
+           " damaged blocks", res.missing_segments, res.size_mismatches, res.bad_headers,
+           res.damaged_blocks);
+    if (res.bad_snapshots)
+        printf(", %" PRIu64 " lost snapshots", res.bad_snapshots);
+    printf("%s\n", bad > res.nfindings ? " (not all listed)" : "");
     return EXIT_DAMAGED;
 }
 

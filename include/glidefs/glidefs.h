@@ -395,7 +395,9 @@ enum glidefs_scrub_kind {
     GLIDEFS_SCRUB_SIZE = 2,         /* its size differs from the map's, or it ends before
                                        a payload the map references in it (truncated) */
     GLIDEFS_SCRUB_BAD_HEADER = 3,   /* its header does not decode, authenticate or match */
-    GLIDEFS_SCRUB_DAMAGED_BLOCK = 4 /* a block fails its CRC or AEAD, or lies past the end */
+    GLIDEFS_SCRUB_DAMAGED_BLOCK = 4, /* a block fails its CRC or AEAD, or lies past the end */
+    GLIDEFS_SCRUB_SNAPSHOT = 5      /* a snapshot's manifest (the key) is missing or does not
+                                       decode: the snapshot, and clones made from it, are lost */
 };
 
 #define GLIDEFS_SCRUB_FINDINGS 64
@@ -426,6 +428,7 @@ struct glidefs_scrub_result {
      * rewritten by a client meanwhile: see the log) */
     uint64_t repaired_blocks;
     uint64_t unrepaired_blocks;
+    uint64_t bad_snapshots;      /* GLIDEFS_SCRUB_SNAPSHOT findings */
 };
 
 /* Scrub vol (open read-only or read-write) as above; res is filled up to

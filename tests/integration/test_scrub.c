@@ -22,6 +22,7 @@
 #include "blockmap.h"
 #include "cache.h"
 #include "segment.h"
+#include "snapobj.h"
 #include "volume_internal.h"
 
 #define BS 4096u
@@ -383,6 +384,21 @@ static void test_pinned(void **state)
     assert_int_equal(res.missing_segments, 1);
     assert_int_equal(res.nfindings, 1);
     assert_string_equal(res.findings[0].key, kp);
+
+    /* the snapshot's manifest gone: the snapshot is lost, a finding (not a
+     * failed scrub); its segment is no longer known to be kept */
+    struct gfs_snapinfo si;
+    assert_int_equal(gfs_snap_read(v->store, "sc", "s1", &si), 0);
+    snprintf(path, sizeof path, "%s/nbd/sc/manifest/%s", env.store, si.manifest);
+    assert_int_equal(unlink(path), 0);
+    memset(&res, 0, sizeof res);
+    assert_int_equal(glidefs_scrub(v, 0, &res, sizeof res), 0);
+    assert_int_equal(res.bad_snapshots, 1);
+    int found = 0;
+    for (uint32_t i = 0; i < res.nfindings; i++)
+        found += res.findings[i].kind == GLIDEFS_SCRUB_SNAPSHOT &&
+                 strncmp(res.findings[i].key, "nbd/sc/manifest/", 16) == 0;
+    assert_int_equal(found, 1);
     glidefs_volume_close(v);
     glidefs_config_free(c);
     tu_env_done(&env);
