@@ -25,6 +25,8 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -81,7 +83,16 @@ struct scrub {
     struct glidefs_scrub_result res;
     struct fix *fix;       /* GLIDEFS_SCRUB_REPAIR: blocks to write back */
     size_t nfix, fixcap;
+    pthread_mutex_t mu;    /* pend and res while the checks run in parallel */
 };
+
+/* Add n to a counter of the result (the checks run on several threads). */
+static void tally(struct scrub *s, uint64_t *field, uint64_t n)
+{
+    pthread_mutex_lock(&s->mu);
+    *field += n;
+    pthread_mutex_unlock(&s->mu);
+}
 
 /* A block to repair: the map entry it had when the damage was confirmed
  * (lock held), and the finding it belongs to. */
@@ -101,6 +112,7 @@ static void scrub_free(struct scrub *s)
         free(s->ls[i].key);
     free(s->ls);
     free(s->fix);
+    pthread_mutex_destroy(&s->mu);
 }
 
 static int add_fix(struct scrub *s, uint64_t b, const struct gfs_bm_entry *e, uint32_t finding)
@@ -119,6 +131,7 @@ static int add_fix(struct scrub *s, uint64_t b, const struct gfs_bm_entry *e, ui
 
 static int add_pending(struct scrub *s, uint32_t kind, uint32_t si, const struct sblk *bk)
 {
+    SCOPED_LOCK(&s->mu);
     if (s->npend == s->pendcap) {
         size_t cap = s->pendcap ? 2 * s->pendcap : 16;
         struct pending *p = realloc(s->pend, cap * sizeof *p);
@@ -299,7 +312,7 @@ static int check_header(struct scrub *s, const struct sseg *g, uint64_t object_s
         int r = v->store->ops->get_range(v->store, g->key, 0, want, buf, &got);
         if (r < 0)
             return r;
-        s->res.bytes_read += got;
+        tally(s, &s->res.bytes_read, got);
         size_t need = 0;
         r = gfs_seg_decode_header_mac(buf, got, object_size, &h, &need, v->codec);
         if (r == -EAGAIN && need > got && got == want && need <= g->listed &&
@@ -320,39 +333,32 @@ static int check_header(struct scrub *s, const struct sseg *g, uint64_t object_s
     return bad;
 }
 
-/* Quick mode's checks of every segment. */
-static int check_segments(struct scrub *s, uint8_t *gone)
+/* Quick mode's checks of segment i (every scrub does them). */
+static int check_segment(struct scrub *s, uint32_t i, uint8_t *gone)
 {
-    for (uint32_t i = 0; i < s->nsegs; i++) {
-        struct sseg *g = &s->segs[i];
-        s->res.segments_checked++;
-        int r = 0;
-        if (g->listed == NOT_LISTED) {
-            gone[i] = 1;
-            r = add_pending(s, GLIDEFS_SCRUB_MISSING, i, NULL);
-            if (r < 0)
-                return r;
-            continue;
-        }
-        int short_ = (g->total && g->listed != g->total) || g->max_end > g->listed;
-        if (short_ && (r = add_pending(s, GLIDEFS_SCRUB_SIZE, i, NULL)) < 0)
-            return r;
-        /* a truncated segment's header is judged on its own: bounds
-         * against the object's size would fail it too */
-        r = check_header(s, g, short_ ? 0 : g->listed);
-        if (r == -ENOENT) {
-            gone[i] = 1;
-            r = add_pending(s, GLIDEFS_SCRUB_MISSING, i, NULL);
-        } else if (r == 1) {
-            r = add_pending(s, GLIDEFS_SCRUB_BAD_HEADER, i, NULL);
-        }
-        if (r < 0) {
-            gfs_err(&s->v->log, "%s: scrub cannot read %s: %s", s->v->name, g->key,
-                    glidefs_strerror(r));
-            return r;
-        }
+    struct sseg *g = &s->segs[i];
+    tally(s, &s->res.segments_checked, 1);
+    int r = 0;
+    if (g->listed == NOT_LISTED) {
+        gone[i] = 1;
+        return add_pending(s, GLIDEFS_SCRUB_MISSING, i, NULL);
     }
-    return 0;
+    int short_ = (g->total && g->listed != g->total) || g->max_end > g->listed;
+    if (short_ && (r = add_pending(s, GLIDEFS_SCRUB_SIZE, i, NULL)) < 0)
+        return r;
+    /* a truncated segment's header is judged on its own: bounds
+     * against the object's size would fail it too */
+    r = check_header(s, g, short_ ? 0 : g->listed);
+    if (r == -ENOENT) {
+        gone[i] = 1;
+        r = add_pending(s, GLIDEFS_SCRUB_MISSING, i, NULL);
+    } else if (r == 1) {
+        r = add_pending(s, GLIDEFS_SCRUB_BAD_HEADER, i, NULL);
+    }
+    if (r < 0)
+        gfs_err(&s->v->log, "%s: scrub cannot read %s: %s", s->v->name, g->key,
+                glidefs_strerror(r));
+    return r;
 }
 
 /* Deep mode: fetch and check the blocks [lo, hi) of segment si, in runs of
@@ -385,7 +391,7 @@ static int check_blocks(struct scrub *s, uint32_t si, size_t lo, size_t hi, uint
             /* not inside the object, or overlapping the one before: alone */
             const struct gfs_bm_entry *e = &s->blks[i].e;
             uint64_t span = gfs_seg_span(e->length, e->flags);
-            s->res.blocks_checked++;
+            tally(s, &s->res.blocks_checked, 1);
             if (e->offset + span > g->listed || span > RUN_MAX) {
                 r = add_pending(s, GLIDEFS_SCRUB_DAMAGED_BLOCK, si, &s->blks[i]);
                 i++;
@@ -394,7 +400,7 @@ static int check_blocks(struct scrub *s, uint32_t si, size_t lo, size_t hi, uint
             end = start + span;
             j = i + 1;
         } else {
-            s->res.blocks_checked += j - i;
+            tally(s, &s->res.blocks_checked, j - i);
         }
         uint8_t *nb = realloc(buf, end - start);
         if (!nb) {
@@ -414,7 +420,7 @@ static int check_blocks(struct scrub *s, uint32_t si, size_t lo, size_t hi, uint
             gfs_err(&v->log, "%s: scrub cannot read %s: %s", v->name, g->key, glidefs_strerror(r));
             break;
         }
-        s->res.bytes_read += got;
+        tally(s, &s->res.bytes_read, got);
         for (; i < j && r == 0; i++) {
             const struct gfs_bm_entry *e = &s->blks[i].e;
             uint64_t at = e->offset - start, span = gfs_seg_span(e->length, e->flags);
@@ -544,6 +550,61 @@ static int repair(struct scrub *s)
     return 0;
 }
 
+/* The checks run on up to SCRUB_THREADS threads (the caller's among
+ * them), each taking the next segment: a scrub's GETs overlap like the
+ * read-ahead's, and a store's latency is paid once per GETs in flight, not
+ * once per GET. Fewer than the store's connections, which client I/O and
+ * uploads share. */
+#define SCRUB_THREADS 4
+
+struct unit {
+    uint32_t si;
+    size_t lo, hi; /* deep: the segment's run of s->blks */
+};
+
+struct run {
+    struct scrub *s;
+    uint8_t *gone;
+    int deep;
+    const struct unit *units;
+    size_t n;
+    atomic_size_t next;
+    atomic_int err;
+};
+
+static void *run_units_worker(void *arg)
+{
+    struct run *w = arg;
+    while (!atomic_load(&w->err)) {
+        size_t k = atomic_fetch_add(&w->next, 1);
+        if (k >= w->n)
+            break;
+        const struct unit *u = &w->units[k];
+        int r = !w->deep ? check_segment(w->s, u->si, w->gone)
+                : w->gone[u->si] ? 0 : check_blocks(w->s, u->si, u->lo, u->hi, w->gone);
+        int none = 0;
+        if (r < 0)
+            atomic_compare_exchange_strong(&w->err, &none, r);
+    }
+    return NULL;
+}
+
+static int run_units(struct scrub *s, uint8_t *gone, int deep, const struct unit *units, size_t n)
+{
+    struct run w = {.s = s, .gone = gone, .deep = deep, .units = units, .n = n};
+    atomic_init(&w.next, 0);
+    atomic_init(&w.err, 0);
+    pthread_t th[SCRUB_THREADS - 1];
+    size_t nth = 0;
+    while (nth < SCRUB_THREADS - 1 && nth + 1 < n &&
+           pthread_create(&th[nth], NULL, run_units_worker, &w) == 0)
+        nth++;
+    run_units_worker(&w);
+    for (size_t i = 0; i < nth; i++)
+        pthread_join(th[i], NULL);
+    return atomic_load(&w.err);
+}
+
 static void bad_snapshot(void *arg, const char *manifest_key, int err)
 {
     struct scrub *s = arg;
@@ -566,7 +627,8 @@ GLIDEFS_API int glidefs_scrub(glidefs_volume *v, unsigned flags, struct glidefs_
     int deep = fixing || (flags & GLIDEFS_SCRUB_DEEP);
     if (fixing && glidefs_volume_read_only(v))
         return -EROFS;
-    __attribute__((cleanup(scrub_free))) struct scrub s = {.v = v};
+    __attribute__((cleanup(scrub_free))) struct scrub s = {.v = v,
+                                                           .mu = PTHREAD_MUTEX_INITIALIZER};
     /* a name per origin (the lineage, then this volume) */
     CLEANUP_FREE char (*origins)[GLIDEFS_NAME_MAX + 1] = malloc((GFS_MAX_DEPTH + 1) *
                                                                 sizeof *origins);
@@ -589,18 +651,26 @@ GLIDEFS_API int glidefs_scrub(glidefs_volume *v, unsigned flags, struct glidefs_
     if (!gone)
         return -ENOMEM;
     r = list_store(&s, origins, norigins);
-    if (r == 0)
-        r = check_segments(&s, gone);
+    /* a unit per segment: its header, then (deep) its run of blocks */
+    CLEANUP_FREE struct unit *units = malloc((s.nsegs ? s.nsegs : 1) * sizeof *units);
+    if (r == 0 && !units)
+        r = -ENOMEM;
+    if (r == 0) {
+        for (uint32_t i = 0; i < s.nsegs; i++)
+            units[i] = (struct unit){i, 0, 0};
+        r = run_units(&s, gone, 0, units, s.nsegs);
+    }
     if (r == 0 && deep) {
         qsort(s.blks, s.nblks, sizeof *s.blks, cmp_blk);
-        for (size_t i = 0; i < s.nblks && r == 0;) {
+        size_t nu = 0;
+        for (size_t i = 0; i < s.nblks;) {
             size_t j = i;
             while (j < s.nblks && s.blks[j].si == s.blks[i].si)
                 j++;
-            if (!gone[s.blks[i].si])
-                r = check_blocks(&s, s.blks[i].si, i, j, gone);
+            units[nu++] = (struct unit){s.blks[i].si, i, j};
             i = j;
         }
+        r = run_units(&s, gone, 1, units, nu);
     }
     if (r < 0)
         return r;
