@@ -347,7 +347,8 @@ int gfs_journal_flush(struct gfs_journal *j, pthread_mutex_t *lock)
     uint64_t done = j->done_gen, dir_gen = j->dir_gen;
     int need_dir_sync = dir_gen != j->dir_synced_gen;
     j->syncing = 1;
-    j->syncs++;
+    if (k || need_dir_sync)
+        j->syncs++; /* (none when what completed was deleted meanwhile: gc, reset) */
     pthread_mutex_unlock(lock);
     int err = 0;
     for (size_t i = 0; i < k; i++)
