@@ -136,6 +136,8 @@ static const struct family families[] = {
     { "glidefs_writes_total", C, "Write requests served.", S_U64, F(writes), NULL },
     { "glidefs_write_bytes_total", C, "Bytes written.", S_U64, F(write_bytes), NULL },
     { "glidefs_flushes_total", C, "Flush requests served.", S_U64, F(flushes), NULL },
+    { "glidefs_journal_syncs_total", C, "Journal sync rounds (fdatasync); concurrent flushes "
+      "share one.", S_U64, F(journal_syncs), NULL },
     { "glidefs_trims_total", C, "Trim and write-zeroes requests served.", S_U64, F(trims), NULL },
     { "glidefs_trim_bytes_total", C, "Bytes trimmed or zeroed.", S_U64, F(trim_bytes), NULL },
     { "glidefs_cache_hits_total", C, "Block reads served from the local cache.", S_U64,
@@ -455,8 +457,8 @@ json_t *gd_metrics_json(const struct gd_export_snap *s)
     if (!o)
         return NULL;
     json_t *more = json_pack(
-        "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
-        "journal_bytes", J(st->journal_bytes),
+        "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
+        "journal_bytes", J(st->journal_bytes), "journal_syncs", J(st->journal_syncs),
         "store_puts", J(st->store_puts), "store_put_bytes", J(st->store_put_bytes),
         "store_gets", J(st->store_gets), "store_get_bytes", J(st->store_get_bytes),
         "store_deletes", J(st->store_deletes), "store_lists", J(st->store_lists),

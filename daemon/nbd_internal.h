@@ -8,7 +8,8 @@
  * nbd_validate_request() and runs the ordinary ones (reads, writes, trims of
  * the cache) itself, inline, then writes the reply: a cache hit costs no
  * thread hand-off and no wake-up at all. Requests known to be slow (FLUSH,
- * FUA, CACHE, NO_HOLE zeroes, big payloads) go to the shared worker pool.
+ * FUA, CACHE, NO_HOLE zeroes, big payloads) go to the shared worker pool,
+ * except a FLUSH that is the connection's only request (queue depth 1).
  * Whether a read hits the cache is not known before it runs, so a server
  * watchdog (ticking only while requests run) notices a reader that has spent
  * more than a tick in one request (a miss fetching from the store) and gives

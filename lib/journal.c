@@ -63,7 +63,8 @@ int gfs_journal_init(struct gfs_journal *j, const char *dir, uint64_t file_size,
     j->file_size = file_size;
     j->next_id = 1;
     j->dir = strdup(dir);
-    if (!j->dir)
+    j->zeros = calloc(1, GFS_JZERO_BUF);
+    if (!j->dir || !j->zeros)
         return -ENOMEM;
     if (mkdir(dir, 0700) < 0 && errno != EEXIST)
         return -errno;
@@ -71,6 +72,7 @@ int gfs_journal_init(struct gfs_journal *j, const char *dir, uint64_t file_size,
     if (j->dirfd < 0)
         return -errno;
     gfs_cond_init(&j->inflight_cond);
+    gfs_cond_init(&j->sync_cond);
     return 0;
 }
 
@@ -86,8 +88,10 @@ void gfs_journal_destroy(struct gfs_journal *j)
     if (j->dirfd >= 0) {
         close(j->dirfd);
         pthread_cond_destroy(&j->inflight_cond);
+        pthread_cond_destroy(&j->sync_cond);
     }
     free(j->dir);
+    free(j->zeros);
     memset(j, 0, sizeof *j);
     j->dirfd = -1;
 }
@@ -157,7 +161,34 @@ static int write_end(struct gfs_journal *j, struct gfs_jfile *f)
         return errno ? -errno : -EIO;
     f->used += GFS_JREC_HDR;
     f->write_gen++;
+    j->done_gen++;
     return 0;
+}
+
+/* Keep the current file written ahead of its tail (journal.h): an append
+ * then needs no extent conversion, so its FLUSH writes no inode, and lands
+ * in whole cached pages. Only for small records: a big one writes whole
+ * pages itself. Lock held; [used, ...) belongs to no reservation yet. */
+static void zero_ahead(struct gfs_journal *j, struct gfs_jfile *f, uint64_t reclen)
+{
+    if (f->zeroed < f->used)
+        f->zeroed = f->used; /* the records reserved there write those bytes */
+    if (reclen >= GFS_JZERO_AHEAD / 2 || f->zeroed >= f->size ||
+        f->zeroed - f->used >= GFS_JZERO_AHEAD / 2)
+        return;
+    uint64_t end = (f->zeroed + GFS_JZERO_AHEAD) & ~(uint64_t)4095;
+    if (end > f->size)
+        end = f->size;
+    struct iovec iov[GFS_JZERO_AHEAD / GFS_JZERO_BUF + 1];
+    int n = 0;
+    for (uint64_t left = end - f->zeroed; left; n++) {
+        size_t k = left < GFS_JZERO_BUF ? (size_t)left : GFS_JZERO_BUF;
+        iov[n] = (struct iovec){j->zeros, k};
+        left -= k;
+    }
+    ssize_t w = pwritev(f->fd, iov, n, (off_t)f->zeroed);
+    if (w > 0)
+        f->zeroed += (uint64_t)w; /* (a failure costs only speed: the space is allocated) */
 }
 
 static int new_file(struct gfs_journal *j, uint64_t size, struct gfs_jfile **out)
@@ -236,6 +267,7 @@ int gfs_journal_reserve(struct gfs_journal *j, uint64_t reclen, struct gfs_jfile
     *jf = f;
     *off = f->used;
     f->used += reclen;
+    zero_ahead(j, f, reclen);
     t->ticket = j->next_ticket++;
     t->next = NULL;
     t->prev = j->inflight_tail;
@@ -259,9 +291,10 @@ void gfs_journal_complete(struct gfs_journal *j, struct gfs_jfile *jf, struct gf
         t->next->prev = t->prev;
     else
         j->inflight_tail = t->prev;
-    if (ok)
+    if (ok) {
         jf->write_gen++;
-    else
+        j->done_gen++;
+    } else
         j->failed = 1; /* a hole in the log: refuse further writes rather than risk it */
     if (was_head)
         pthread_cond_broadcast(&j->inflight_cond);
@@ -278,17 +311,28 @@ int gfs_journal_flush(struct gfs_journal *j, pthread_mutex_t *lock)
     uint64_t target = j->next_ticket;
     while (j->inflight_head && j->inflight_head->ticket < target)
         pthread_cond_wait(&j->inflight_cond, lock);
-    if (j->failed)
-        return -EIO;
+    /* Everything this flush must make durable has completed: it is all
+     * counted in done_gen (and dir_gen for the files it went into). */
+    uint64_t need = j->done_gen, need_dir = j->dir_gen;
+    for (;;) {
+        if (j->failed)
+            return -EIO;
+        if (j->synced_done >= need && j->dir_synced_gen >= need_dir)
+            return 0;
+        if (!j->syncing)
+            break; /* lead the next round */
+        /* A round is in flight: it covers us (then we are done when it is)
+         * or it does not (then the next round, which starts after it, does:
+         * the flushers waiting here meanwhile share that one). */
+        j->sync_waiters++;
+        pthread_cond_wait(&j->sync_cond, lock);
+        j->sync_waiters--;
+    }
 
     size_t n = 0;
     for (struct gfs_jfile *f = j->files; f; f = f->next)
         if (f->write_gen != f->synced_gen)
             n++;
-    uint64_t dir_gen = j->dir_gen;
-    int need_dir = dir_gen != j->dir_synced_gen;
-    if (!n && !need_dir)
-        return 0;
     CLEANUP_FREE struct sync_item *items = calloc(n ? n : 1, sizeof *items);
     if (!items)
         return -ENOMEM;
@@ -299,12 +343,18 @@ int gfs_journal_flush(struct gfs_journal *j, pthread_mutex_t *lock)
             items[k++] = (struct sync_item){f->fd, f->write_gen, f};
         }
     }
+    /* this round makes durable all that completed until now */
+    uint64_t done = j->done_gen, dir_gen = j->dir_gen;
+    int need_dir_sync = dir_gen != j->dir_synced_gen;
+    j->syncing = 1;
+    if (k || need_dir_sync)
+        j->syncs++; /* (none when what completed was deleted meanwhile: gc, reset) */
     pthread_mutex_unlock(lock);
     int err = 0;
     for (size_t i = 0; i < k; i++)
         if (fdatasync(items[i].fd) < 0 && !err)
             err = -errno;
-    if (need_dir && fsync(j->dirfd) < 0 && !err)
+    if (need_dir_sync && fsync(j->dirfd) < 0 && !err)
         err = -errno;
     pthread_mutex_lock(lock);
     for (size_t i = 0; i < k; i++) {
@@ -313,12 +363,17 @@ int gfs_journal_flush(struct gfs_journal *j, pthread_mutex_t *lock)
         if (!err && f->synced_gen < items[i].gen)
             f->synced_gen = items[i].gen;
     }
-    if (!err && j->dir_synced_gen < dir_gen)
-        j->dir_synced_gen = dir_gen;
-    if (err) {
+    if (!err) {
+        if (j->dir_synced_gen < dir_gen)
+            j->dir_synced_gen = dir_gen;
+        if (j->synced_done < done)
+            j->synced_done = done;
+    } else {
         gfs_err(j->log, "journal: fdatasync failed: %s", strerror(-err));
         j->failed = 1; /* after a failed fsync the page cache state is unknown */
     }
+    j->syncing = 0;
+    pthread_cond_broadcast(&j->sync_cond);
     return err;
 }
 
@@ -562,6 +617,7 @@ int gfs_journal_recover(struct gfs_journal *j, gfs_journal_replay_fn fn, void *a
             pos += GFS_JREC_HDR + h.data_len;
         }
         f->used = pos;
+        f->zeroed = pos;
         /* less room than a header: the writer moved on because nothing fit */
         if (!ended && f->size - pos < GFS_JREC_HDR && i + 1 < n)
             ended = 1;

@@ -5,6 +5,18 @@
  * files written since the last sync. Records carry a CRC-32C over header and
  * data, so recovery keeps every whole record and stops at the first torn one.
  *
+ * Files are preallocated (posix_fallocate: a full disk shows up at rotation,
+ * not mid-log), which on ext4 and XFS leaves unwritten extents: an fdatasync
+ * after an append into one must also write the inode (the extent
+ * conversion), a second device write per FLUSH. So the writer zeroes the
+ * file ahead of its tail in GFS_JZERO_AHEAD steps: the conversion happens
+ * once per step, and a FLUSH writes only the pages of its records.
+ *
+ * Group commit: one flusher (the leader) syncs at a time; a flusher whose
+ * writes an in-flight sync already covers waits for it, and the ones that
+ * arrive meanwhile share the next sync, so N concurrent flushers cost far
+ * fewer than N fdatasyncs.
+ *
  * Files end with an END record when the writer moves on to the next file, so
  * recovery can tell "file full, go on" from "torn here, discard what follows".
  * Flush waits for every write reserved before it, which makes the synced part
@@ -29,6 +41,11 @@ struct gfs_log;
 #define GFS_JREC_ZERO 2u
 #define GFS_JREC_END 3u
 
+/* zero-ahead: keep [used, used + GFS_JZERO_AHEAD / 2) of the current file
+ * written, in steps of GFS_JZERO_AHEAD (for records smaller than half a step) */
+#define GFS_JZERO_AHEAD (256u * 1024)
+#define GFS_JZERO_BUF (64u * 1024)
+
 struct gfs_jrec {
     uint32_t type;
     uint64_t seq;
@@ -46,6 +63,8 @@ struct gfs_jfile {
     _Atomic uint32_t pins; /* readers/syncer reading from it right now (readers unpin
                               without the lock) */
     uint64_t write_gen, synced_gen;
+    uint64_t zeroed;    /* [0, zeroed) is written (records or zero-ahead): no
+                           unwritten extents, whole pages in the page cache */
     struct gfs_jfile *next;
 };
 
@@ -66,6 +85,14 @@ struct gfs_journal {
     struct gfs_jticket *inflight_head, *inflight_tail;
     pthread_cond_t inflight_cond;
     uint64_t dir_gen, dir_synced_gen;
+    /* group commit: done_gen counts completed records (and ENDs); a sync
+     * round started at done_gen = S makes everything up to S durable */
+    uint64_t done_gen, synced_done;
+    int syncing;                      /* a round is in flight (its leader syncs unlocked) */
+    pthread_cond_t sync_cond;         /* a round ended */
+    unsigned sync_waiters;            /* flushers waiting for a round to end */
+    uint64_t syncs;                   /* rounds that issued fdatasync/fsync */
+    uint8_t *zeros;                   /* GFS_JZERO_BUF zero bytes for the zero-ahead */
     int failed;              /* a log write failed: the journal is unusable */
     const struct gfs_log *log;
     /* told of every change of bytes, after the space is taken or freed (the
@@ -115,7 +142,8 @@ void gfs_journal_encode(const struct gfs_jrec *rec, const struct iovec *data, in
                         uint8_t hdr[GFS_JREC_HDR]);
 
 /* Make every record completed before the call durable. Called with *lock held;
- * drops it while syncing and takes it back. */
+ * drops it while syncing and takes it back. Concurrent callers share syncs
+ * (group commit, above); j->syncs counts the rounds that synced. */
 int gfs_journal_flush(struct gfs_journal *j, pthread_mutex_t *lock);
 
 /* Delete every journal file: all its records are in the store (after a

@@ -595,6 +595,7 @@ GLIDEFS_API int glidefs_stats(glidefs_volume *v, struct glidefs_stats *out, size
     s.dirty_bytes = v->dirty.sectors * 512;
     s.cached_bytes = (uint64_t)v->cache.nvalid * v->bs;
     s.journal_bytes = v->journal.bytes;
+    s.journal_syncs = v->journal.syncs;
     s.read_only = v->read_only;
     s.fenced = v->fenced;
     s.fenced_bytes = v->fenced_bytes;

@@ -343,7 +343,11 @@ struct glidefs_stats {
     uint64_t segments_old_key;   /* segments still referenced that are sealed under an older
                                     generation (compaction re-seals them; 0: a leaked older
                                     key no longer matters once it is retired) */
+    /* group commit (GLIDEFS_HAVE_JOURNAL_SYNCS) */
+    uint64_t journal_syncs;      /* journal sync rounds (fdatasync): concurrent flushes share
+                                    one (the syncer's journal clean-up syncs too) */
 };
+#define GLIDEFS_HAVE_JOURNAL_SYNCS 1
 
 /* Result of glidefs_compact(). It may grow: pass sizeof of yours. */
 struct glidefs_compact_result {

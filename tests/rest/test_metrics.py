@@ -95,6 +95,7 @@ def main():
             "glidefs_reads_total": "counter", "glidefs_read_bytes_total": "counter",
             "glidefs_writes_total": "counter", "glidefs_write_bytes_total": "counter",
             "glidefs_flushes_total": "counter", "glidefs_trims_total": "counter",
+            "glidefs_journal_syncs_total": "counter",
             "glidefs_trim_bytes_total": "counter", "glidefs_cache_hits_total": "counter",
             "glidefs_cache_misses_total": "counter", "glidefs_cache_hit_ratio": "gauge",
             "glidefs_cached_bytes": "gauge", "glidefs_dirty_bytes": "gauge",
@@ -117,6 +118,8 @@ def main():
         t.ok(value(samples, "glidefs_write_bytes_total", "alpha") >= MiB, "alpha: bytes written")
         t.ok(value(samples, "glidefs_reads_total", "alpha") >= 5, "alpha: reads counted")
         t.ok(value(samples, "glidefs_flushes_total", "alpha") >= 1, "alpha: flushes counted")
+        t.ok(value(samples, "glidefs_journal_syncs_total", "alpha") >= 1,
+             "alpha: journal syncs counted")
         t.ok(value(samples, "glidefs_trims_total", "alpha") >= 1, "alpha: trims counted")
         t.ok(value(samples, "glidefs_cache_hits_total", "alpha") >= 1, "alpha: cache hits")
         t.ok(0 < value(samples, "glidefs_cache_hit_ratio", "alpha") <= 1, "alpha: hit ratio")

@@ -6,7 +6,9 @@
  * in the last and in an earlier file (the decision must be final), CRC
  * mismatches, hostile headers with valid CRCs, a random byte-mutation loop
  * (replay must always be a prefix of what was written), gc rules, flush
- * waiting for earlier reservations, and a full disk (tmpfs) at rotation.
+ * waiting for earlier reservations, and a full disk (tmpfs) at rotation;
+ * the zero-ahead (no unwritten extents where the next appends land) and group
+ * commit (flushers that arrive while a sync is in flight share the next one).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -26,6 +28,9 @@
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
+#include <linux/fiemap.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <cmocka.h>
 
 #include "crc32c.h"
@@ -1454,6 +1459,177 @@ static void test_enospc(void **state)
     rmdir(mnt);
 }
 
+/* ---- zero-ahead ---- */
+
+/* 1 if [from, to) of fd has an unwritten (preallocated, never written)
+ * extent, 0 if not, -1 if the file system cannot say (no FIEMAP). Syncs
+ * first: ext4 converts an extent when its pages are written back. */
+static int has_unwritten(int fd, uint64_t from, uint64_t to)
+{
+    enum { NEXT = 64 };
+    struct fiemap *fm = calloc(1, sizeof *fm + NEXT * sizeof(struct fiemap_extent));
+    assert_non_null(fm);
+    fm->fm_start = from;
+    fm->fm_length = to - from;
+    fm->fm_flags = FIEMAP_FLAG_SYNC;
+    fm->fm_extent_count = NEXT;
+    int r = 0;
+    if (ioctl(fd, FS_IOC_FIEMAP, fm) < 0) {
+        r = -1;
+    } else {
+        for (unsigned i = 0; i < fm->fm_mapped_extents; i++) {
+            const struct fiemap_extent *e = &fm->fm_extents[i];
+            if ((e->fe_flags & FIEMAP_EXTENT_UNWRITTEN) && e->fe_logical < to &&
+                e->fe_logical + e->fe_length > from)
+                r = 1;
+        }
+    }
+    free(fm);
+    return r;
+}
+
+/* Small appends land in written extents: the file is written ahead of its
+ * tail, so an fdatasync after an append converts no extent (no inode write
+ * per FLUSH). Records replay as before (the zeroes read as the log's end). */
+static void test_zero_ahead(void **state)
+{
+    struct fx *f = *state;
+    uint64_t fsz = 4u << 20;
+    struct gfs_journal j;
+    assert_int_equal(gfs_journal_init(&j, f->jdir, fsz, NULL), 0);
+    enum { N = 40 };
+    struct xrec x[N];
+    for (size_t i = 0; i < N; i++) {
+        x[i] = (struct xrec){.type = GFS_JREC_WRITE, .seq = i + 1, .offset = i * 4096,
+                             .length = 4096, .data_len = 4096};
+        assert_int_equal(submit(&j, &f->lock, &x[i]), 0);
+    }
+    assert_int_equal(flush(&j, &f->lock), 0);
+    struct gfs_jfile *cur = j.cur;
+    uint64_t used = cur->used;
+    /* the file system must have unwritten extents at all (ext4, XFS), else
+     * there is nothing to see: the far end of the file was never touched */
+    int far = has_unwritten(cur->fd, fsz - 4096, fsz);
+    if (far != 1) {
+        gfs_journal_destroy(&j);
+        skip();
+    }
+    assert_true(cur->zeroed >= used + GFS_JZERO_AHEAD / 2);
+    assert_int_equal(has_unwritten(cur->fd, 0, used + GFS_JZERO_AHEAD / 2), 0);
+    /* a big record is not zeroed ahead of (it writes whole pages itself) */
+    struct xrec big = {.type = GFS_JREC_WRITE, .seq = N + 1, .offset = 0,
+                       .length = GFS_JZERO_AHEAD, .data_len = GFS_JZERO_AHEAD};
+    uint64_t before = cur->zeroed;
+    assert_int_equal(submit(&j, &f->lock, &big), 0);
+    assert_int_equal(cur->zeroed, cur->used > before ? cur->used : before);
+    assert_int_equal(flush(&j, &f->lock), 0);
+    gfs_journal_destroy(&j);
+    struct coll c;
+    uint64_t ms;
+    assert_int_equal(recover_into(f, fsz, &c, &ms), 0);
+    struct xrec all[N + 1];
+    memcpy(all, x, sizeof x);
+    all[N] = big;
+    expect_records(&c, all, N + 1);
+    assert_int_equal(ms, N + 1);
+    coll_free(&c);
+}
+
+/* ---- group commit ---- */
+
+struct gc_arg {
+    struct fx *f;
+    struct gfs_journal *j;
+    uint64_t seq;
+    int iters;
+    int rc;
+};
+
+static void *gc_flusher(void *p)
+{
+    struct gc_arg *a = p;
+    for (int i = 0; i < a->iters && a->rc == 0; i++) {
+        struct xrec x = {.type = GFS_JREC_ZERO, .seq = a->seq + (uint64_t)i, .offset = 0,
+                         .length = 512};
+        a->rc = submit(a->j, &a->f->lock, &x);
+        if (a->rc == 0)
+            a->rc = flush(a->j, &a->f->lock);
+    }
+    return NULL;
+}
+
+/* Flushers that arrive while a sync round is in flight wait for it and then
+ * share one round: K of them cost one sync. (The round in flight is
+ * simulated: syncing set while they arrive, then cleared as a leader would
+ * when its fdatasync returned without covering their writes.) */
+static void test_group_commit(void **state)
+{
+    struct fx *f = *state;
+    struct gfs_journal j;
+    assert_int_equal(gfs_journal_init(&j, f->jdir, 1u << 20, NULL), 0);
+    enum { K = 8 };
+    pthread_t th[K];
+    struct gc_arg a[K];
+    pthread_mutex_lock(&f->lock);
+    j.syncing = 1;
+    pthread_mutex_unlock(&f->lock);
+    for (int i = 0; i < K; i++) {
+        a[i] = (struct gc_arg){f, &j, (uint64_t)i + 1, 1, 0};
+        assert_int_equal(pthread_create(&th[i], NULL, gc_flusher, &a[i]), 0);
+    }
+    /* all K wait for the round in flight (poll with a deadline) */
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (;;) {
+        pthread_mutex_lock(&f->lock);
+        unsigned w = j.sync_waiters;
+        pthread_mutex_unlock(&f->lock);
+        if (w == K)
+            break;
+        struct timespec t;
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        assert_true(t.tv_sec - t0.tv_sec < 30);
+        sched_yield();
+    }
+    pthread_mutex_lock(&f->lock);
+    assert_int_equal(j.syncs, 0);
+    j.syncing = 0; /* the round ends without covering them */
+    pthread_cond_broadcast(&j.sync_cond);
+    pthread_mutex_unlock(&f->lock);
+    for (int i = 0; i < K; i++) {
+        assert_int_equal(pthread_join(th[i], NULL), 0);
+        assert_int_equal(a[i].rc, 0);
+    }
+    assert_int_equal(j.syncs, 1); /* one round for all K */
+    assert_int_equal(j.synced_done, j.done_gen);
+    for (struct gfs_jfile *q = j.files; q; q = q->next)
+        assert_int_equal(q->synced_gen, q->write_gen);
+    /* nothing new: a flush syncs nothing */
+    assert_int_equal(flush(&j, &f->lock), 0);
+    assert_int_equal(j.syncs, 1);
+
+    /* real concurrency: every flush returns, never more rounds than
+     * flushes, and every record replays */
+    enum { ITERS = 25 };
+    for (int i = 0; i < K; i++) {
+        a[i] = (struct gc_arg){f, &j, 100 + (uint64_t)i * ITERS, ITERS, 0};
+        assert_int_equal(pthread_create(&th[i], NULL, gc_flusher, &a[i]), 0);
+    }
+    for (int i = 0; i < K; i++) {
+        assert_int_equal(pthread_join(th[i], NULL), 0);
+        assert_int_equal(a[i].rc, 0);
+    }
+    assert_true(j.syncs <= 1 + K * ITERS);
+    assert_int_equal(j.sync_waiters, 0);
+    assert_int_equal(j.synced_done, j.done_gen);
+    gfs_journal_destroy(&j);
+    struct coll c;
+    uint64_t ms;
+    assert_int_equal(recover_into(f, 1u << 20, &c, &ms), 0);
+    assert_int_equal(c.n, K + K * ITERS);
+    coll_free(&c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1479,6 +1655,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_inflight_out_of_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_write, setup, teardown),
         cmocka_unit_test_setup_teardown(test_enospc, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_zero_ahead, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_group_commit, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
