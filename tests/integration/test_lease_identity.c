@@ -647,6 +647,12 @@ static void test_lax_store_heartbeat_looks_first(void **state)
     assert_int_equal(glidefs_volume_open(B.cfg, "vm", SZ, 0, &b), 0);
     gfs_objstore_close(b->own.probe_store);
     b->own.probe_store = lax_open(B.cfg, IGNORES);
+    /* B takes right after one of A's heartbeats: not between A's read of
+     * the lease and its write, where a lax store lets A overwrite B's take
+     * (the race the option's name accepts; under load it failed this test) */
+    struct gfs_lease hb;
+    read_lease(A.cfg, &hb);
+    wait_heartbeat(A.cfg, hb.gen);
     assert_int_equal(glidefs_promote(b, 1), 0);
     double end = mono() + 10;
     while (!stats_of(a).fenced && mono() < end)
