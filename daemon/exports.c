@@ -75,6 +75,7 @@ struct gd_registry {
     bool hk_running;
     pthread_t hk;
     int abandoned;              /* exports shutdown left behind, still in use */
+    struct gd_scrubber *scrubber; /* set at start-up (gd_registry_set_scrubber) */
 };
 
 /* A pause before trying again: base * 2^(n-1), at most cap, with equal
@@ -382,6 +383,16 @@ void gd_registry_foreach(struct gd_registry *r,
     for (struct gd_export *e = r->head; e; e = e->next)
         if (e->state == EX_OPEN)
             fn(arg, e->name, e->vol, e->conns);
+}
+
+void gd_registry_set_scrubber(struct gd_registry *r, struct gd_scrubber *s)
+{
+    r->scrubber = s;
+}
+
+struct gd_scrubber *gd_registry_scrubber(struct gd_registry *r)
+{
+    return r->scrubber;
 }
 
 int gd_export_conns(struct gd_export *e)

@@ -67,6 +67,11 @@ const char *gd_export_name(const struct gd_export *e);
 void gd_registry_foreach(struct gd_registry *r,
                          void (*fn)(void *arg, const char *name, glidefs_volume *vol, int conns),
                          void *arg);
+/* The scrub record (scrubber.h) the REST API and metrics use; NULL until
+ * set. Set once at start-up, before any request. */
+struct gd_scrubber;
+void gd_registry_set_scrubber(struct gd_registry *r, struct gd_scrubber *s);
+struct gd_scrubber *gd_registry_scrubber(struct gd_registry *r);
 /* The configured default export, or NULL. */
 const char *gd_registry_default_export(struct gd_registry *r);
 

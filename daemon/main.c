@@ -36,6 +36,7 @@
 #include "log.h"
 #include "nbd_server.h"
 #include "rest_api.h"
+#include "scrubber.h"
 
 #ifndef GLIDEFSD_VERSION
 #define GLIDEFSD_VERSION "0.0.0"
@@ -433,6 +434,13 @@ int main(int argc, char **argv)
         return 1;
     }
     pthread_detach(sig_th);
+    struct gd_scrubber *scrubber = NULL;
+    rc = gd_scrubber_start(cfg, reg, sc.stop_fd, &scrubber);
+    if (rc < 0) {
+        gd_err("cannot start the scrubber: %s", glidefs_strerror(rc));
+        return 1;
+    }
+    gd_registry_set_scrubber(reg, scrubber);
     struct gd_rest *rest = NULL;
     err[0] = '\0';
     rc = gd_rest_start(cfg, reg, srv, sc.stop_fd, &rest, err, sizeof err);
@@ -441,6 +449,7 @@ int main(int argc, char **argv)
         pthread_mutex_lock(&sc.srv_lock);
         sc.srv = NULL;
         pthread_mutex_unlock(&sc.srv_lock);
+        gd_scrubber_free(scrubber);
         gd_server_free(srv);
         gd_registry_free(reg);
         glidefs_config_free(cfg);
@@ -455,6 +464,7 @@ int main(int argc, char **argv)
             cfg->nbd_workers);
 
     gd_server_run(srv, sc.stop_fd);
+    gd_scrubber_stop(scrubber); /* cancelled at its next GET: holds up no drain */
     pthread_mutex_lock(&sc.srv_lock);
     sc.rest = NULL;
     pthread_mutex_unlock(&sc.srv_lock);
@@ -476,6 +486,7 @@ int main(int argc, char **argv)
         _exit(1);
     }
     gd_registry_free(reg);
+    gd_scrubber_free(scrubber);
     int status = 0;
     if (rc < 0) {
         gd_err("shutdown: drain did not finish within %d s (%s); dirty data stays in the "

@@ -4,6 +4,7 @@
  * metrics), fenced data, snapshots and clones (rest_internal.h).
  */
 #include "rest_internal.h"
+#include "scrubber.h"
 
 #include "sockets.h"
 #include <arpa/inet.h>
@@ -176,10 +177,12 @@ static json_t *export_json(struct gd_rest *r, const char *name, const struct gli
                              last_sync[0] ? last_sync : NULL, "oldest_dirty_age_ms",
                              J(st->oldest_dirty_age_ms), "last_error",
                              st->last_error ? glidefs_strerror(st->last_error) : NULL);
-    int bad = !o || !lease || !cache || !store || !sync || !tail ||
+    json_t *scrub = gd_scrubber_json(gd_registry_scrubber(r->reg), name);
+    int bad = !o || !lease || !cache || !store || !sync || !tail || !scrub ||
               json_object_update(o, lease) < 0 || json_object_update(o, cache) < 0 ||
               json_object_update(o, store) < 0 || json_object_update(o, tail) < 0 ||
-              json_object_set(o, "sync", sync) < 0;
+              json_object_set(o, "sync", sync) < 0 || json_object_set(o, "scrub", scrub) < 0;
+    json_decref(scrub);
     json_decref(lease);
     json_decref(cache);
     json_decref(store);
@@ -344,6 +347,16 @@ int rest_h_prometheus(struct call *c)
     size_t len = 0;
     char *text = gd_metrics_prometheus(snaps, n, atomic_load_explicit(&c->r->cfg->probe_state,
                                                                       memory_order_acquire), &len);
+    /* the scrub families (scrubber.c keeps their record) */
+    const char **names = malloc((n ? n : 1) * sizeof *names);
+    for (size_t i = 0; names && i < n; i++)
+        names[i] = snaps[i].name;
+    if (text && (!names || gd_scrubber_prometheus(gd_registry_scrubber(c->r->reg), names, n,
+                                                  &text, &len) < 0)) {
+        free(text);
+        text = NULL;
+    }
+    free(names);
     free(snaps);
     if (!text)
         return rest_fail(c, 500, "out of memory");
@@ -728,6 +741,9 @@ int rest_h_scrub(struct call *c)
                            fix ? GLIDEFS_SCRUB_REPAIR : deep ? GLIDEFS_SCRUB_DEEP : 0, &res,
                            sizeof res);
     gd_export_release(e, 0);
+    if (rc == 0) /* status and metrics show it like a background pass */
+        gd_scrubber_record(gd_registry_scrubber(c->r->reg), c->name, deep, &res,
+                           gfs_now_ms() - t0);
     if (rc < 0)
         return rest_fail(c, rest_status_for(rc), "scrub of export %s failed: %s (see the glidefsd "
                          "log)", c->name, glidefs_strerror(rc));

@@ -1139,6 +1139,11 @@ static const struct keydef keys[] = {
     K_INT("compaction.keep_manifests", compaction_keep_manifests, 1, 100),
     K_INT("compaction.max_stored_pct", compaction_max_stored_pct, 0, 100000),
     K_INT("compaction.fenced_hold_s", compaction_fenced_hold_s, 0, 31536000),
+    K_INT("scrub.interval_h", scrub_interval_h, 0, 87600),
+    K_INT("scrub.interval_s", scrub_interval_s, 0, 315360000),
+    K_BOOL("scrub.deep", scrub_deep),
+    K_INT("scrub.max_mb_per_s", scrub_max_mb_per_s, 1, 100000),
+    K_INT("scrub.max_gets_per_s", scrub_max_gets_per_s, 1, 100000),
     {"cost.storage_gb_month", set_price, get_price, OFF(cost_storage_gb_month), 0, 0, 0, NULL,
      NULL},
     {"cost.put_per_1000", set_price, get_price, OFF(cost_put_per_1000), 0, 0, 0, NULL, NULL},
@@ -1149,7 +1154,7 @@ static const struct keydef keys[] = {
 /* Mappings of the schema. Every key above lives directly in one of these
  * (or at the top level). */
 static const char *const sections[] = {"cache", "storage", "servers", "servers.nbd",
-                                       "servers.api", "compaction", "cost"};
+                                       "servers.api", "compaction", "cost", "scrub"};
 #define NSECTIONS (sizeof(sections) / sizeof(sections[0]))
 
 static int find_key(const char *k)
@@ -1325,6 +1330,9 @@ int gfs_config_init_defaults(struct glidefs_config *cfg)
     cfg->compaction_keep_manifests = 2;
     cfg->compaction_max_stored_pct = 110;
     cfg->compaction_fenced_hold_s = 604800; /* a week to export what a fenced node kept */
+    cfg->scrub_deep = 1;
+    cfg->scrub_max_mb_per_s = 16;
+    cfg->scrub_max_gets_per_s = 50;
     cfg->cost_storage_gb_month = 0.023;
     cfg->cost_put_per_1000 = 0.005;
     cfg->cost_get_per_1000 = 0.0004;

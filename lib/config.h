@@ -98,6 +98,13 @@ struct glidefs_config {
     int compaction_max_stored_pct;  /* compact as soon as stored > this % of live; 0 = off; default 110 */
     int compaction_fenced_hold_s;   /* keep a fenced epoch's view this long; 0 = not at all; default 604800 */
 
+    /* scrub: glidefsd's background scrub (daemon/scrubber.c) */
+    int scrub_interval_h;           /* a full pass of every open export per this; 0 = off (default) */
+    int scrub_interval_s;           /* the same in seconds, overrides interval_h when > 0; default 0 */
+    int scrub_deep;                 /* fetch and check every live block; default true */
+    int scrub_max_mb_per_s;         /* MiB/s the scrub may fetch; default 16 */
+    int scrub_max_gets_per_s;       /* GETs/s the scrub may make; default 50 */
+
     /* cost: prices for the estimate in metrics (USD; defaults: S3 Standard us-east-1) */
     double cost_storage_gb_month;   /* 0.023 */
     double cost_put_per_1000;       /* 0.005 */

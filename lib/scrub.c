@@ -22,9 +22,13 @@
  * that is damaged, through gfs_volume_rewrite_block (volume_io.c), which
  * refuses if a client wrote the block since: the syncer then uploads them
  * like any write and the map moves off the damaged copy.
+ *
+ * glidefs_scrub_ex paces every GET through a shared budget (scrub_pace.h)
+ * and stops with -ECANCELED when its cancel says so.
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -35,6 +39,7 @@
 #include "cleanup.h"
 #include "codec.h"
 #include "pins.h"
+#include "scrub_pace.h"
 #include "dirty.h"
 #include "segment.h"
 #include "storeview.h"
@@ -84,6 +89,7 @@ struct scrub {
     struct fix *fix;       /* GLIDEFS_SCRUB_REPAIR: blocks to write back */
     size_t nfix, fixcap;
     pthread_mutex_t mu;    /* pend and res while the checks run in parallel */
+    struct gfs_pace *pace; /* glidefs_scrub_ex's limits: taken before each GET */
 };
 
 /* Add n to a counter of the result (the checks run on several threads). */
@@ -309,7 +315,9 @@ static int check_header(struct scrub *s, const struct sseg *g, uint64_t object_s
             return -ENOMEM;
         buf = nb;
         size_t got = 0;
-        int r = v->store->ops->get_range(v->store, g->key, 0, want, buf, &got);
+        int r = gfs_pace_take(s->pace, want);
+        if (r == 0)
+            r = v->store->ops->get_range(v->store, g->key, 0, want, buf, &got);
         if (r < 0)
             return r;
         tally(s, &s->res.bytes_read, got);
@@ -355,7 +363,7 @@ static int check_segment(struct scrub *s, uint32_t i, uint8_t *gone)
     } else if (r == 1) {
         r = add_pending(s, GLIDEFS_SCRUB_BAD_HEADER, i, NULL);
     }
-    if (r < 0)
+    if (r < 0 && r != -ECANCELED)
         gfs_err(&s->v->log, "%s: scrub cannot read %s: %s", s->v->name, g->key,
                 glidefs_strerror(r));
     return r;
@@ -409,6 +417,9 @@ static int check_blocks(struct scrub *s, uint32_t si, size_t lo, size_t hi, uint
         }
         buf = nb;
         size_t got = 0;
+        r = gfs_pace_take(s->pace, end - start);
+        if (r == -ECANCELED)
+            break;
         r = v->store->ops->get_range(v->store, g->key, start, end - start, buf, &got);
         if (r == -ENOENT) {
             /* deleted since the listing: the recheck tells compaction from loss */
@@ -621,13 +632,35 @@ static void bad_snapshot(void *arg, const char *manifest_key, int err)
 GLIDEFS_API int glidefs_scrub(glidefs_volume *v, unsigned flags, struct glidefs_scrub_result *res,
                               size_t res_size)
 {
+    return glidefs_scrub_ex(v, flags, NULL, res, res_size);
+}
+
+static void pace_free(struct gfs_pace *p)
+{
+    gfs_pace_destroy(p);
+}
+
+GLIDEFS_API int glidefs_scrub_ex(glidefs_volume *v, unsigned flags,
+                                 const struct glidefs_scrub_opts *opts,
+                                 struct glidefs_scrub_result *res, size_t res_size)
+{
     if (!v || !res || res_size == 0 || (flags & ~(GLIDEFS_SCRUB_DEEP | GLIDEFS_SCRUB_REPAIR)))
         return -EINVAL;
+    /* an older caller's smaller opts: the fields it has, the rest 0 */
+    struct glidefs_scrub_opts o = {0};
+    if (opts) {
+        if (opts->opts_size < offsetof(struct glidefs_scrub_opts, max_gets_per_s) +
+                                  sizeof o.max_gets_per_s)
+            return -EINVAL;
+        memcpy(&o, opts, opts->opts_size < sizeof o ? opts->opts_size : sizeof o);
+    }
+    __attribute__((cleanup(pace_free))) struct gfs_pace pace;
+    gfs_pace_init(&pace, o.max_bytes_per_s, o.max_gets_per_s, o.cancel, o.cancel_arg);
     int fixing = !!(flags & GLIDEFS_SCRUB_REPAIR);
     int deep = fixing || (flags & GLIDEFS_SCRUB_DEEP);
     if (fixing && glidefs_volume_read_only(v))
         return -EROFS;
-    __attribute__((cleanup(scrub_free))) struct scrub s = {.v = v,
+    __attribute__((cleanup(scrub_free))) struct scrub s = {.v = v, .pace = &pace,
                                                            .mu = PTHREAD_MUTEX_INITIALIZER};
     /* a name per origin (the lineage, then this volume) */
     CLEANUP_FREE char (*origins)[GLIDEFS_NAME_MAX + 1] = malloc((GFS_MAX_DEPTH + 1) *
@@ -692,6 +725,7 @@ GLIDEFS_API int glidefs_scrub(glidefs_volume *v, unsigned flags, struct glidefs_
     else
         gfs_info(&v->log, "%s: scrub%s: %" PRIu64 " segments, %" PRIu64 " blocks, clean",
                  v->name, deep ? " (deep)" : "", s.res.segments_checked, s.res.blocks_checked);
+    s.res.gets = atomic_load(&pace.gets);
     memcpy(res, &s.res, res_size < sizeof s.res ? res_size : sizeof s.res);
     return 0;
 }

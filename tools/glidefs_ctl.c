@@ -455,6 +455,22 @@ static void print_status(json_t *e)
                "and fenced-discard)\n", c);
     }
     printf("last error:   %s\n", jstr(e, "last_error", "none"));
+    /* Scrub: shown by daemons that keep its record */
+    json_t *sc = json_object_get(e, "scrub");
+    if (json_is_object(sc)) {
+        if (jstr(sc, "last_time", NULL)) {
+            human(jint(sc, "bytes_read"), c, sizeof c);
+            printf("last scrub:   %s (%s, %.1f s, %s read): %" PRIu64 " problems\n",
+                   jstr(sc, "last_time", "?"), jbool(sc, "deep") ? "deep" : "quick",
+                   (double)jint(sc, "duration_ms") / 1000.0, c, jint(sc, "problems"));
+        } else {
+            printf("last scrub:   never\n");
+        }
+        if (jint(sc, "interval_s"))
+            printf("next scrub:   %s (every %" PRIu64 " s; est. $%.2f / month)\n",
+                   jstr(sc, "next_time", "?"), jint(sc, "interval_s"),
+                   jreal(sc, "est_monthly_cost_usd"));
+    }
     /* Lineage: shown by daemons that know it (GET /api/exports/NAME). */
     json_t *lin = json_object_get(e, "lineage");
     json_t *par = json_object_get(e, "parent");

@@ -433,6 +433,7 @@ struct glidefs_scrub_result {
     uint64_t repaired_blocks;
     uint64_t unrepaired_blocks;
     uint64_t bad_snapshots;      /* GLIDEFS_SCRUB_SNAPSHOT findings */
+    uint64_t gets;               /* ranged GETs made (LISTs not counted) */
 };
 
 /* Scrub vol (open read-only or read-write) as above; res is filled up to
@@ -442,6 +443,29 @@ struct glidefs_scrub_result {
  * flags or no res). */
 GLIDEFS_API int glidefs_scrub(glidefs_volume *vol, unsigned flags,
                               struct glidefs_scrub_result *res, size_t res_size);
+
+/* Limits for one scrub (glidefs_scrub_ex), so that a background scrub's
+ * store cost is bounded: a GET starts only when the budget covers it, the
+ * budget filling at max_bytes_per_s (bytes asked for) and max_gets_per_s
+ * (GETs), shared by the scrub's threads, with no burst beyond one GET.
+ * LISTs (one per 1000 segments) are not paced. 0: no limit. cancel (may be
+ * NULL) is polled at least every 100 ms while a GET waits for the budget
+ * and before each segment: non-zero makes the scrub return -ECANCELED.
+ * It may grow: opts_size = sizeof of yours. */
+#define GLIDEFS_HAVE_SCRUB_EX 1
+struct glidefs_scrub_opts {
+    size_t opts_size;
+    uint64_t max_bytes_per_s;
+    uint32_t max_gets_per_s;
+    uint32_t reserved;
+    int (*cancel)(void *arg);
+    void *cancel_arg;
+};
+
+/* glidefs_scrub with limits (opts may be NULL: none, as glidefs_scrub). */
+GLIDEFS_API int glidefs_scrub_ex(glidefs_volume *vol, unsigned flags,
+                                 const struct glidefs_scrub_opts *opts,
+                                 struct glidefs_scrub_result *res, size_t res_size);
 
 /* Fill *st (st_size = sizeof(struct glidefs_stats), for ABI growth). */
 GLIDEFS_API int glidefs_stats(glidefs_volume *vol, struct glidefs_stats *st, size_t st_size);

@@ -16,6 +16,7 @@
 #include <cmocka.h>
 
 #include <fcntl.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "testutil.h"
@@ -404,6 +405,95 @@ static void test_pinned(void **state)
     tu_env_done(&env);
 }
 
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int cancel_after(void *arg)
+{
+    int *left = arg;
+    return (*left)-- <= 0;
+}
+
+/* glidefs_scrub_ex's limits hold, as lower bounds on the time a pass
+ * takes: a GET starts only when the budget covers what came before it, so
+ * a deep pass reading N bytes at L bytes/s takes at least (N - the largest
+ * GET) / L, and G GETs at R/s at least (G - 1) / R; the store saw no more
+ * GETs than the limit allows in that time (plus the first). A cancel stops
+ * the pass (-ECANCELED); an opts_size without the limits is refused. */
+static void test_paced(void **state)
+{
+    (void)state;
+    struct tu_env env;
+    tu_env_init(&env, "scrub-paced");
+    glidefs_config *c = cfg(&env, 0);
+    glidefs_volume *v;
+    assert_int_equal(glidefs_volume_open(c, "sc", SZ, GLIDEFS_OPEN_CREATE, &v), 0);
+    static uint8_t img[SZ];
+    uint64_t seed = 3;
+    for (size_t i = 0; i < SZ; i++)
+        img[i] = (uint8_t)tu_rand(&seed); /* compression: none; random anyway */
+    for (uint64_t q = 0; q < 4; q++) {
+        assert_int_equal(glidefs_pwrite(v, img + q * 16 * BS, 16 * BS, q * 16 * BS, 0), 0);
+        assert_int_equal(glidefs_drain(v, -1), 0);
+    }
+    struct glidefs_scrub_result res;
+    struct glidefs_stats st0, st1;
+
+    /* bytes: 128 KiB/s over the 256 KiB of payloads (and the headers) */
+    const uint64_t L = 128 * 1024;
+    struct glidefs_scrub_opts o = {.opts_size = sizeof o, .max_bytes_per_s = L};
+    memset(&res, 0, sizeof res);
+    double t0 = now_s();
+    assert_int_equal(glidefs_scrub_ex(v, GLIDEFS_SCRUB_DEEP, &o, &res, sizeof res), 0);
+    double el = now_s() - t0;
+    assert_int_equal(res.nfindings, 0);
+    assert_int_equal(res.blocks_checked, NB);
+    assert_true(res.bytes_read >= SZ);
+    /* the largest GET: one segment's 16 payloads (with their trailers), or a header */
+    double largest = 17.0 * BS;
+    fprintf(stderr, "  paced by bytes: %llu bytes in %llu GETs, %.2f s\n",
+            (unsigned long long)res.bytes_read, (unsigned long long)res.gets, el);
+    assert_true(el >= ((double)res.bytes_read - largest) / (double)L);
+    assert_true(res.gets == 8); /* a header and a run of payloads per segment */
+
+    /* GETs: 10/s, no byte limit */
+    o = (struct glidefs_scrub_opts){.opts_size = sizeof o, .max_gets_per_s = 10};
+    assert_int_equal(glidefs_stats(v, &st0, sizeof st0), 0);
+    memset(&res, 0, sizeof res);
+    t0 = now_s();
+    assert_int_equal(glidefs_scrub_ex(v, GLIDEFS_SCRUB_DEEP, &o, &res, sizeof res), 0);
+    el = now_s() - t0;
+    assert_int_equal(glidefs_stats(v, &st1, sizeof st1), 0);
+    uint64_t store_gets = st1.store_gets - st0.store_gets;
+    fprintf(stderr, "  paced by GETs: %llu GETs (store: %llu), %.2f s\n",
+            (unsigned long long)res.gets, (unsigned long long)store_gets, el);
+    assert_true(res.gets >= 8);
+    assert_true(el >= (double)(res.gets - 1) / 10.0);
+    assert_true((double)store_gets <= 10.0 * el + 1.0);
+
+    /* no limits: glidefs_scrub's way (NULL opts too) */
+    memset(&res, 0, sizeof res);
+    assert_int_equal(glidefs_scrub_ex(v, GLIDEFS_SCRUB_DEEP, NULL, &res, sizeof res), 0);
+    assert_int_equal(res.gets, 8);
+
+    /* cancelled before the third GET, with a slow budget: stops there */
+    int left = 2;
+    o = (struct glidefs_scrub_opts){.opts_size = sizeof o, .max_gets_per_s = 1,
+                                    .cancel = cancel_after, .cancel_arg = &left};
+    memset(&res, 0, sizeof res);
+    assert_int_equal(glidefs_scrub_ex(v, GLIDEFS_SCRUB_DEEP, &o, &res, sizeof res), -ECANCELED);
+
+    o.opts_size = offsetof(struct glidefs_scrub_opts, max_gets_per_s);
+    assert_int_equal(glidefs_scrub_ex(v, 0, &o, &res, sizeof res), -EINVAL);
+    assert_int_equal(glidefs_volume_close(v), 0);
+    glidefs_config_free(c);
+    tu_env_done(&env);
+}
+
 static void test_plain(void **state)
 {
     (void)state;
@@ -436,6 +526,7 @@ int main(void)
         cmocka_unit_test(test_repair_plain),
         cmocka_unit_test(test_repair_sealed),
         cmocka_unit_test(test_pinned),
+        cmocka_unit_test(test_paced),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
