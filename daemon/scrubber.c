@@ -430,6 +430,7 @@ static void scrub_one(struct gd_scrubber *s, const char *name)
         .cancel = stopping,
         .cancel_arg = s,
     };
+    gd_info("scrub: export %s: background %s pass starts", name, deep ? "deep" : "quick");
     struct glidefs_scrub_result res;
     memset(&res, 0, sizeof res);
     int64_t t0 = gfs_now_ms();
