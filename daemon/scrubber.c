@@ -420,8 +420,15 @@ static void collect(void *arg, const char *name, glidefs_volume *vol, int conns)
 static void scrub_one(struct gd_scrubber *s, const char *name)
 {
     struct gd_export *e = NULL;
-    if (gd_export_acquire_ex(s->reg, name, 0, 0, GD_ACQUIRE_OPEN_ONLY, &e) < 0)
-        return; /* closed meanwhile: scrubbed when it is open again */
+    if (gd_export_acquire_ex(s->reg, name, 0, 0, GD_ACQUIRE_OPEN_ONLY, &e) < 0) {
+        /* closing or closed meanwhile: scrubbed when it is open again (not
+         * picked again at once while it closes) */
+        SCOPED_LOCK(&s->mu);
+        struct rec *r = get_locked(s, name);
+        if (r)
+            r->retry_ms = gfs_now_ms() + TICK_MS;
+        return;
+    }
     int deep = s->cfg->scrub_deep;
     struct glidefs_scrub_opts opts = {
         .opts_size = sizeof opts,
