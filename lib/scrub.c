@@ -286,6 +286,8 @@ static int list_store(struct scrub *s, char origins[][GLIDEFS_NAME_MAX + 1], uin
             return r;
         }
     }
+    if (!s->nls)
+        return 0; /* nothing listed (an empty volume): every segment missing */
     qsort(s->ls, s->nls, sizeof *s->ls, cmp_listing);
     for (uint32_t i = 0; i < s->nsegs; i++) {
         struct listing want = {s->segs[i].key, 0};
@@ -694,7 +696,8 @@ GLIDEFS_API int glidefs_scrub_ex(glidefs_volume *v, unsigned flags,
         r = run_units(&s, gone, 0, units, s.nsegs);
     }
     if (r == 0 && deep) {
-        qsort(s.blks, s.nblks, sizeof *s.blks, cmp_blk);
+        if (s.nblks) /* none: an empty volume (qsort wants a non-NULL array) */
+            qsort(s.blks, s.nblks, sizeof *s.blks, cmp_blk);
         size_t nu = 0;
         for (size_t i = 0; i < s.nblks;) {
             size_t j = i;
