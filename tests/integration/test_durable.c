@@ -326,9 +326,10 @@ static void *sampler_main(void *arg)
     return NULL;
 }
 
-/* Local mode with the bounds (the syncer's own delays an hour away): the
- * bytes not in the store never pass max_unsynced_bytes, the oldest such
- * write never gets older than max_unsynced_ms, sampled all along. */
+/* Local mode with the bounds (the syncer's own delays an hour away) on a
+ * slow store: the bytes not in the store never pass max_unsynced_bytes, the
+ * oldest such write never gets older than max_unsynced_ms, sampled all
+ * along; and with a store slower than the bound, writes wait. */
 static void test_unsynced_bounds(void **state)
 {
     (void)state;
@@ -342,6 +343,9 @@ static void test_unsynced_bounds(void **state)
     glidefs_volume *v = NULL;
     assert_int_equal(glidefs_volume_open(c, "bound", size, GLIDEFS_OPEN_CREATE, &v), 0);
     assert_int_equal(st(v).max_unsynced_bytes, 1 << 20);
+    /* a slow store: 150 ms a segment or manifest PUT */
+    atomic_store(&slow_us, 150000);
+    make_slow(v);
     struct sampler sm = {.v = v};
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, sampler_main, &sm), 0);
@@ -370,6 +374,7 @@ static void test_unsynced_bounds(void **state)
     }
     sm.stop = 1;
     pthread_join(t, NULL);
+    make_fast(v);
 
     /* a store slower than the bound: once the oldest write not in the store
      * is older than it, a write waits for that upload (the gap does not grow) */
