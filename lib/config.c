@@ -737,6 +737,14 @@ static int check_checksum(const struct keydef *kd, const char *v, char *norm, si
     return check_word(v, w, "auto, on or off", norm, nl, why, wl);
 }
 
+static int check_durability(const struct keydef *kd, const char *v, char *norm, size_t nl,
+                            char *why, size_t wl)
+{
+    (void)kd;
+    static const char *const w[] = {"local", "store", NULL};
+    return check_word(v, w, "local or store", norm, nl, why, wl);
+}
+
 static int node_id_valid(const char *v)
 {
     size_t n = strlen(v);
@@ -1094,6 +1102,9 @@ static const struct keydef keys[] = {
     K_STR("storage.compression", compression, KF_REQUIRED, check_compression),
     K_INT("storage.compression_level", compression_level, 1, 19),
     K_BOOL("storage.unsafe_accept_split_brain_on_lax_store", storage_unsafe_lax_takeover),
+    K_STR("storage.durability", storage_durability, KF_REQUIRED, check_durability),
+    K_INT("storage.max_unsynced_s", storage_max_unsynced_s, 0, 86400),
+    K_SIZE("storage.max_unsynced_bytes", storage_max_unsynced_bytes, 0, SIZE_MAX_BYTES, 0, NULL),
     {"node_id", set_node_id, get_string, OFF(node_id), 0, 0, 0, check_node_id, NULL},
     K_INT("servers.shutdown_timeout_s", shutdown_timeout_s, 0, 86400),
     K_INT("servers.lease_timeout_ms", lease_timeout_ms, 100, 3600000),
@@ -1293,6 +1304,7 @@ int gfs_config_init_defaults(struct glidefs_config *cfg)
     cfg->storage_checksum = strdup("auto");
     cfg->storage_credential_refresh_s = 300;
     cfg->compression = strdup("none");
+    cfg->storage_durability = strdup("local");
     cfg->compression_level = 3;
     cfg->node_id = default_node_id();
     cfg->node_id_legacy = legacy_node_id();
@@ -1334,7 +1346,7 @@ int gfs_config_init_defaults(struct glidefs_config *cfg)
     if (gfs_budget_new(&cfg->budget) < 0)
         cfg->budget = NULL;
     if (!cfg->cache_dir || !cfg->storage_url || !cfg->storage_region || !cfg->compression ||
-        !cfg->storage_addressing || !cfg->storage_checksum ||
+        !cfg->storage_addressing || !cfg->storage_checksum || !cfg->storage_durability ||
         !cfg->node_id || !cfg->node_id_legacy || !cfg->nbd_unix_socket || !cfg->api_listen ||
         !cfg->budget) {
         gfs_config_clear(cfg);

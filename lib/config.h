@@ -45,6 +45,13 @@ struct glidefs_config {
     int storage_unsafe_lax_takeover; /* storage.unsafe_accept_split_brain_on_lax_store: take
                                        the lease from another node on a store that ignores
                                        conditional writes anyway; default 0 */
+    char *storage_durability;       /* "local" (default): a flush is durable on this node's
+                                       disk; "store": a flush returns once the store holds
+                                       every write before it (syncer.h) */
+    int storage_max_unsynced_s;     /* writes not in the store are uploaded by this age, and
+                                       writes wait past it; 0 = unbounded (default) */
+    uint64_t storage_max_unsynced_bytes; /* writes wait while this much is not in the store;
+                                       0 = unbounded (default) */
 
     /* top level */
     char *node_id;                  /* for humans (the lease's writer identity is the cache

@@ -329,6 +329,11 @@ GLIDEFS_API int glidefs_volume_open(const glidefs_config *cfg, const char *name,
     v->sync.max_dirty_age_ms = cfg->max_dirty_age_ms > 0 ? cfg->max_dirty_age_ms : 60000;
     if (v->sync.max_dirty_age_ms < v->sync.delay_ms)
         v->sync.max_dirty_age_ms = v->sync.delay_ms;
+    v->sync.durability = cfg->storage_durability && strcmp(cfg->storage_durability, "store") == 0
+                             ? GLIDEFS_DURABILITY_STORE
+                             : GLIDEFS_DURABILITY_LOCAL;
+    v->sync.max_unsynced_ms = (int64_t)cfg->storage_max_unsynced_s * 1000;
+    v->sync.max_unsynced_bytes = cfg->storage_max_unsynced_bytes;
     v->ro_forced = !!(flags & GLIDEFS_OPEN_READONLY);
     v->read_only = 1; /* until the lease is ours */
     v->next_seq = 1;
