@@ -343,6 +343,12 @@ struct glidefs_stats {
     uint64_t segments_old_key;   /* segments still referenced that are sealed under an older
                                     generation (compaction re-seals them; 0: a leaked older
                                     key no longer matters once it is retired) */
+    /* cold start (README "Cold start"): the access profile and prefetch on wake */
+    uint64_t profile_blocks_recorded; /* blocks in this session's access profile so far */
+    uint64_t prefetched_blocks;  /* blocks put into the cache from the profile loaded at open */
+    uint64_t prefetch_hits;      /* guest block reads served by a prefetched block */
+    uint64_t prefetch_wasted_bytes; /* prefetched, not read (yet): at close, the waste */
+    int64_t first_read_ms;       /* open to the first guest read done, ms (0: none yet) */
 };
 
 /* Result of glidefs_compact(). It may grow: pass sizeof of yours. */
