@@ -22,6 +22,8 @@
 #define RA_IDLE_MS 10000   /* a worker with nothing to do for this long exits */
 #define PF_GAP (128u << 10) /* profile prefetch: bytes of a segment fetched between two
                                wanted payloads rather than a second GET */
+#define PF_MAX_SPAN (2u << 20) /* bytes of one prefetch GET at most (beyond one payload):
+                                 a reader that needs one of its blocks runs it */
 #define PF_MAX_INFLIGHT 1024 /* profile blocks queued or being fetched at most */
 #define PF_SCAN 4096       /* profile entries looked at per top-up at most (lock hold) */
 
@@ -508,7 +510,10 @@ static int pf_plan(struct gfs_ra *ra)
         uint32_t k = i + 1, mi = c[i].idx;
         while (k < nc && k - i < ra->max_job && c[k].e.seg == c[i].e.seg &&
                c[k].e.offset >= end && c[k].e.offset - end <= PF_GAP) {
-            end = c[k].e.offset + gfs_seg_span(c[k].e.length, c[k].e.flags);
+            uint64_t e2 = c[k].e.offset + gfs_seg_span(c[k].e.length, c[k].e.flags);
+            if (e2 - c[i].e.offset > PF_MAX_SPAN)
+                break;
+            end = e2;
             if (c[k].idx < mi)
                 mi = c[k].idx;
             k++;
