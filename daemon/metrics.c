@@ -188,6 +188,14 @@ static const struct family families[] = {
       "read-ahead, prefetch, partial-block uploads).", S_U64, F(blocks_fetched), NULL },
     { "glidefs_readahead_blocks_total", C, "Blocks fetched ahead of sequential readers.", S_U64,
       F(readahead_blocks), NULL },
+    { "glidefs_profile_blocks_recorded", G, "Blocks in the access profile recorded since the "
+      "export opened (README \"Cold start\").", S_U64, F(profile_blocks_recorded), NULL },
+    { "glidefs_prefetched_blocks_total", C, "Blocks prefetched from the access profile loaded "
+      "at open.", S_U64, F(prefetched_blocks), NULL },
+    { "glidefs_prefetch_hits_total", C, "Client block reads served by a prefetched block.",
+      S_U64, F(prefetch_hits), NULL },
+    { "glidefs_prefetch_wasted_bytes", G, "Prefetched bytes not read (yet).", S_U64,
+      F(prefetch_wasted_bytes), NULL },
     { "glidefs_key_generation", G, "Data key generation new segments are sealed under (0: not "
       "encrypted).", S_U64, F(key_generation), NULL },
     { "glidefs_key_generations", G, "Data key generations the volume holds (older ones until "
@@ -511,11 +519,18 @@ json_t *gd_metrics_json(const struct gd_export_snap *s)
                               J(st->store_flushes), "store_flush_errors",
                               J(st->store_flush_errors), "unsynced_waits",
                               J(st->unsynced_waits));
+    json_t *more5 = json_pack("{s:I, s:I, s:I, s:I, s:I}", "profile_blocks_recorded",
+                              J(st->profile_blocks_recorded), "prefetched_blocks",
+                              J(st->prefetched_blocks), "prefetch_hits", J(st->prefetch_hits),
+                              "prefetch_wasted_bytes", J(st->prefetch_wasted_bytes),
+                              "first_read_ms", J(st->first_read_ms));
     json_t *lat = latency_json(s->name);
-    int bad = !more || !more2 || !more3 || !more4 || !lat || json_object_update(o, more) < 0 ||
-              json_object_update(o, more2) < 0 || json_object_update(o, more3) < 0 ||
-              json_object_update(o, more4) < 0;
+    int bad = !more || !more2 || !more3 || !more4 || !more5 || !lat ||
+              json_object_update(o, more) < 0 || json_object_update(o, more2) < 0 ||
+              json_object_update(o, more3) < 0 || json_object_update(o, more4) < 0 ||
+              json_object_update(o, more5) < 0;
     json_decref(more4);
+    json_decref(more5);
     json_decref(more);
     json_decref(more2);
     json_decref(more3);

@@ -72,6 +72,7 @@ static int read_block(glidefs_volume *v, uint64_t b, uint32_t s, uint32_t n, uin
             v->st.reads++;
             /* under the lock we hold anyway: no extra lock round per read */
             gfs_ra_note_read(v->ra, b * v->bs + (uint64_t)s * 512, read_len);
+            gfs_wake_note_read(v, b, (b * v->bs + (uint64_t)s * 512 + read_len - 1) / v->bs);
             count_read = 0;
         }
         if (count_stats)
@@ -128,10 +129,13 @@ static int read_block(glidefs_volume *v, uint64_t b, uint32_t s, uint32_t n, uin
             }
         }
         if (count_stats) {
-            if (p.base == GFS_BASE_STORE)
+            if (p.base == GFS_BASE_STORE) {
                 v->st.cache_misses++;
-            else
+            } else {
                 v->st.cache_hits++;
+                if (p.base == GFS_BASE_CACHE)
+                    gfs_wake_cache_hit(v, b);
+            }
         }
         pthread_mutex_unlock(&v->lock);
 
@@ -204,6 +208,7 @@ GLIDEFS_API int glidefs_pread(glidefs_volume *v, void *buf, size_t len, uint64_t
         dst += chunk;
         pos += chunk;
     }
+    gfs_wake_read_done(v);
     return 0;
 }
 
@@ -570,7 +575,10 @@ GLIDEFS_API int glidefs_drain(glidefs_volume *v, int64_t timeout_ms)
     pthread_mutex_unlock(&v->lock);
     if (r < 0)
         return r;
-    return gfs_volume_write_manifest(v);
+    r = gfs_volume_write_manifest(v);
+    if (r == 0)
+        gfs_wake_save(v); /* advisory: its failure does not fail the drain */
+    return r;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -668,6 +676,8 @@ GLIDEFS_API int glidefs_stats(glidefs_volume *v, struct glidefs_stats *out, size
     s.max_unsynced_ms = (uint32_t)v->sync.max_unsynced_ms;
     s.max_unsynced_bytes = v->sync.max_unsynced_bytes;
     s.key_generations = gfs_codec_gens(v->codec, NULL, 0);
+    s.prefetch_wasted_bytes = v->wake.unread * v->bs;
+    s.first_read_ms = atomic_load_explicit(&v->wake.first_read_ms, memory_order_relaxed);
     double uptime_s = (double)(gfs_now_ms() - v->opened_ms) / 1000.0;
     pthread_mutex_unlock(&v->lock);
     /* copied out of the store's atomics (the public struct holds plain integers) */

@@ -461,6 +461,15 @@ static void print_status(json_t *e)
            " retries\n", jint(e, "store_puts"), jint(e, "store_gets"), jint(e, "store_errors"),
            jint(e, "store_retries"));
     printf("est. cost:    $%.2f / month\n", jreal(e, "est_monthly_cost_usd"));
+    if (json_object_get(e, "prefetched_blocks")) {
+        human(jint(e, "prefetch_wasted_bytes"), a, sizeof a);
+        printf("cold start:   profile %" PRIu64 " blocks recorded; %" PRIu64 " prefetched, %"
+               PRIu64 " read by the client, %s not read", jint(e, "profile_blocks_recorded"),
+               jint(e, "prefetched_blocks"), jint(e, "prefetch_hits"), a);
+        if (jint(e, "first_read_ms"))
+            printf("; first read %" PRIu64 " ms after open", jint(e, "first_read_ms"));
+        printf("\n");
+    }
     if (jint(e, "key_generation"))
         printf("data key:     generation %" PRIu64 " (%" PRIu64 " held; %" PRIu64
                " segments under older ones)\n", jint(e, "key_generation"),

@@ -388,6 +388,12 @@ struct glidefs_stats {
     uint64_t store_flushes;      /* flushes that waited for the store (store mode) */
     uint64_t store_flush_errors; /* of which failed (a store error, the lease lost) */
     uint64_t unsynced_waits;     /* writes that waited for the max_unsynced bounds */
+    /* cold start (README "Cold start"): the access profile and prefetch on wake */
+    uint64_t profile_blocks_recorded; /* blocks in this session's access profile so far */
+    uint64_t prefetched_blocks;  /* blocks put into the cache from the profile loaded at open */
+    uint64_t prefetch_hits;      /* guest block reads served by a prefetched block */
+    uint64_t prefetch_wasted_bytes; /* prefetched, not read (yet): at close, the waste */
+    int64_t first_read_ms;       /* open to the first guest read done, ms (0: none yet) */
 };
 #define GLIDEFS_HAVE_JOURNAL_SYNCS 1
 

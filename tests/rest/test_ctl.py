@@ -166,6 +166,7 @@ def main():
         r = ctl("status", "vm1", env=env)
         t.ok(r.returncode == 0 and "1.0 MiB" in r.stdout and "connections:  1" in r.stdout,
              "status: dirty and connections")
+        t.ok("cold start:   profile " in r.stdout, "status: the cold start line")
         r = ctl("status", "vm1", "--json", env=env)
         st = json.loads(r.stdout)
         t.eq((st["name"], st["dirty_bytes"], st["state"]), ("vm1", MiB, "read-write"),
