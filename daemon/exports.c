@@ -64,8 +64,16 @@ struct gd_export {
     int retire_fails;   /* failed background drains in a row */
 };
 
+/* A durability set through the API for a name (gd_registry_set_durability). */
+struct dur_override {
+    struct dur_override *next;
+    char name[GLIDEFS_NAME_MAX + 1];
+    struct glidefs_durability d;
+};
+
 struct gd_registry {
     const glidefs_config *cfg;
+    struct dur_override *durs; /* under lock */
     pthread_mutex_t lock;
     /* Condvars, both with lock and on CLOCK_MONOTONIC (gfs_cond_init): */
     pthread_cond_t cond;        /* entry state changes */
@@ -344,12 +352,37 @@ int gd_export_acquire_ex(struct gd_registry *r, const char *name, int conn, uint
     e->state = EX_OPEN;
     if (conn)
         e->conns++;
+    for (struct dur_override *o = r->durs; o; o = o->next)
+        if (strcmp(o->name, name) == 0)
+            glidefs_volume_set_durability(vol, &o->d, sizeof o->d);
     pthread_cond_broadcast(&r->cond);
     pthread_mutex_unlock(&r->lock);
     gd_info("export %s: opened (%" PRIu64 " bytes%s) in %" PRId64 " ms", name,
             glidefs_volume_size(vol), glidefs_volume_read_only(vol) ? ", read-only" : "",
             gfs_now_ms() - t0);
     *out = e;
+    return 0;
+}
+
+int gd_registry_set_durability(struct gd_registry *r, const char *name,
+                               const struct glidefs_durability *d)
+{
+    SCOPED_LOCK(&r->lock);
+    struct dur_override *o = r->durs;
+    while (o && strcmp(o->name, name) != 0)
+        o = o->next;
+    if (!o) {
+        o = calloc(1, sizeof *o);
+        if (!o)
+            return -ENOMEM;
+        snprintf(o->name, sizeof o->name, "%s", name);
+        o->next = r->durs;
+        r->durs = o;
+    }
+    o->d = *d;
+    struct gd_export *e = find_locked(r, name);
+    if (e && e->state == EX_OPEN && e->vol)
+        return glidefs_volume_set_durability(e->vol, d, sizeof *d);
     return 0;
 }
 
@@ -848,6 +881,11 @@ void gd_registry_free(struct gd_registry *r)
         if (e->vol)
             glidefs_volume_close(e->vol);
         free(e);
+    }
+    while (r->durs) {
+        struct dur_override *o = r->durs;
+        r->durs = o->next;
+        free(o);
     }
     pthread_mutex_destroy(&r->lock);
     pthread_cond_destroy(&r->cond);

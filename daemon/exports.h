@@ -40,6 +40,13 @@ int gd_export_acquire(struct gd_registry *r, const char *name, int conn, struct 
 #define GD_ACQUIRE_CLIENT 0x200u
 int gd_export_acquire_ex(struct gd_registry *r, const char *name, int conn, uint64_t create_size,
                          unsigned flags, struct gd_export **out);
+/* An export's durability set through the API (REST create/PATCH): applied
+ * to its volume now when open, and kept for later opens of the name on this
+ * node, until glidefsd restarts (the config's storage.durability,
+ * max_unsynced_s and max_unsynced_bytes are the defaults). 0 or -ENOMEM. */
+int gd_registry_set_durability(struct gd_registry *r, const char *name,
+                               const struct glidefs_durability *d);
+
 /* Client connections of e now. */
 int gd_export_conns(struct gd_export *e);
 /* Remove an export from this node, consuming the caller's reference (taken

@@ -76,7 +76,7 @@ static int check_store(const glidefs_config *cfg, char *err, size_t errlen)
 static int store_error_is_final(int rc)
 {
     return rc == -EACCES || rc == -EPERM || rc == -ENOENT || rc == -EPROTO || rc == -EINVAL ||
-           rc == -ENOMEM;
+           rc == -ENOMEM || rc == -ENOTDIR || rc == -EROFS;
 }
 
 static double mono_s(void)
@@ -94,7 +94,9 @@ static double mono_s(void)
 static int wait_for_store(const glidefs_config *cfg, const sigset_t *stop, char *err,
                           size_t errlen)
 {
-    double deadline = mono_s() + cfg->storage_startup_wait_s;
+    /* a local directory does not come up later: its error is the answer */
+    int local = cfg->storage_url && strncmp(cfg->storage_url, "file://", 7) == 0;
+    double deadline = mono_s() + (local ? 0 : cfg->storage_startup_wait_s);
     double pause = 0.5;
     for (;;) {
         err[0] = '\0';

@@ -188,12 +188,34 @@ static const struct family families[] = {
       "read-ahead, prefetch, partial-block uploads).", S_U64, F(blocks_fetched), NULL },
     { "glidefs_readahead_blocks_total", C, "Blocks fetched ahead of sequential readers.", S_U64,
       F(readahead_blocks), NULL },
+    { "glidefs_profile_blocks_recorded", G, "Blocks in the access profile recorded since the "
+      "export opened (README \"Cold start\").", S_U64, F(profile_blocks_recorded), NULL },
+    { "glidefs_prefetched_blocks_total", C, "Blocks prefetched from the access profile loaded "
+      "at open.", S_U64, F(prefetched_blocks), NULL },
+    { "glidefs_prefetch_hits_total", C, "Client block reads served by a prefetched block.",
+      S_U64, F(prefetch_hits), NULL },
+    { "glidefs_prefetch_wasted_bytes", G, "Prefetched bytes not read (yet).", S_U64,
+      F(prefetch_wasted_bytes), NULL },
     { "glidefs_key_generation", G, "Data key generation new segments are sealed under (0: not "
       "encrypted).", S_U64, F(key_generation), NULL },
     { "glidefs_key_generations", G, "Data key generations the volume holds (older ones until "
       "nothing needs them).", S_U64, F(key_generations), NULL },
     { "glidefs_segments_old_key", G, "Segments still referenced that are sealed under an older "
       "data key generation (compaction re-seals them).", S_U64, F(segments_old_key), NULL },
+    { "glidefs_durability_store", G, "1 if a flush waits for the store (storage.durability: "
+      "store), 0 if it is durable on this node (local).", S_BOOL, F(durability), NULL },
+    { "glidefs_unsynced_bytes", G, "Exposure: bytes written and not yet in the store (what "
+      "losing this node with its disk would lose).", S_U64, F(dirty_bytes), NULL },
+    { "glidefs_unsynced_age_seconds", G, "Exposure: age of the oldest write not yet in the "
+      "store.", S_OLDEST_DIRTY, 0, NULL },
+    { "glidefs_max_unsynced_bytes", G, "Bound on unsynced bytes (0: none).", S_U64,
+      F(max_unsynced_bytes), NULL },
+    { "glidefs_store_flushes_total", C, "Flushes that waited for the store (durability store).",
+      S_U64, F(store_flushes), NULL },
+    { "glidefs_store_flush_errors_total", C, "Of those, failed (a store error, the lease lost).",
+      S_U64, F(store_flush_errors), NULL },
+    { "glidefs_unsynced_waits_total", C, "Writes that waited for the max_unsynced bounds.",
+      S_U64, F(unsynced_waits), NULL },
     { "glidefs_connections", G, "NBD client connections.", S_CONNS, 0, NULL },
     { "glidefs_nbd_reliefs_total", C, "Slow inline NBD requests (e.g. cache misses) after "
       "which the connection's reader role went to another thread.", S_RELIEFS, 0, NULL },
@@ -361,6 +383,11 @@ const char *gd_metrics_cond_name(int cond)
     }
 }
 
+const char *gd_metrics_durability_name(int mode)
+{
+    return mode == GLIDEFS_DURABILITY_STORE ? "store" : "local";
+}
+
 char *gd_metrics_prometheus(const struct gd_export_snap *snaps, size_t n, int store_cond,
                             size_t *len)
 {
@@ -484,9 +511,26 @@ json_t *gd_metrics_json(const struct gd_export_snap *s)
                               "nbd_reliefs", J(gd_latency_reliefs(s->name)), "key_generation",
                               J(st->key_generation), "key_generations", J(st->key_generations),
                               "segments_old_key", J(st->segments_old_key));
+    json_t *more4 = json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "durability",
+                              gd_metrics_durability_name(st->durability), "max_unsynced_s",
+                              J(st->max_unsynced_ms / 1000), "max_unsynced_bytes",
+                              J(st->max_unsynced_bytes), "unsynced_bytes", J(st->dirty_bytes),
+                              "unsynced_age_ms", J(st->oldest_dirty_age_ms), "store_flushes",
+                              J(st->store_flushes), "store_flush_errors",
+                              J(st->store_flush_errors), "unsynced_waits",
+                              J(st->unsynced_waits));
+    json_t *more5 = json_pack("{s:I, s:I, s:I, s:I, s:I}", "profile_blocks_recorded",
+                              J(st->profile_blocks_recorded), "prefetched_blocks",
+                              J(st->prefetched_blocks), "prefetch_hits", J(st->prefetch_hits),
+                              "prefetch_wasted_bytes", J(st->prefetch_wasted_bytes),
+                              "first_read_ms", J(st->first_read_ms));
     json_t *lat = latency_json(s->name);
-    int bad = !more || !more2 || !more3 || !lat || json_object_update(o, more) < 0 ||
-              json_object_update(o, more2) < 0 || json_object_update(o, more3) < 0;
+    int bad = !more || !more2 || !more3 || !more4 || !more5 || !lat ||
+              json_object_update(o, more) < 0 || json_object_update(o, more2) < 0 ||
+              json_object_update(o, more3) < 0 || json_object_update(o, more4) < 0 ||
+              json_object_update(o, more5) < 0;
+    json_decref(more4);
+    json_decref(more5);
     json_decref(more);
     json_decref(more2);
     json_decref(more3);

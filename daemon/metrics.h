@@ -39,6 +39,8 @@ char *gd_metrics_prometheus(const struct gd_export_snap *snaps, size_t n, int st
 
 /* GLIDEFS_STORE_COND_* as text: "ok", "ignored", "broken", "unknown". */
 const char *gd_metrics_cond_name(int cond);
+/* GLIDEFS_DURABILITY_* as text: "local", "store". */
+const char *gd_metrics_durability_name(int mode);
 
 /* An export's I/O stats as JSON (every glidefs_stats field, derived ratios,
  * latency summaries per operation, NBD reader reliefs). New reference, NULL

@@ -173,15 +173,36 @@ static json_t *export_json(struct gd_rest *r, const char *name, const struct gli
                              "draining", draining, "drain_started", drain_at[0] ? drain_at : NULL,
                              "drain_dirty_at_start", J(drain_dirty0), "last_error",
                              st->last_error ? glidefs_strerror(st->last_error) : NULL);
-    json_t *tail = json_pack("{s:s?, s:I, s:s?}", "last_sync_time",
+    json_t *cold = json_pack("{s:I, s:I, s:I, s:I, s:I}", "profile_blocks_recorded",
+                             J(st->profile_blocks_recorded), "prefetched_blocks",
+                             J(st->prefetched_blocks), "prefetch_hits", J(st->prefetch_hits),
+                             "prefetch_wasted_bytes", J(st->prefetch_wasted_bytes),
+                             "first_read_ms", J(st->first_read_ms));
+    json_t *tail = json_pack("{s:s?, s:I, s:s?, s:s, s:I, s:I}", "last_sync_time",
                              last_sync[0] ? last_sync : NULL, "oldest_dirty_age_ms",
                              J(st->oldest_dirty_age_ms), "last_error",
-                             st->last_error ? glidefs_strerror(st->last_error) : NULL);
+                             st->last_error ? glidefs_strerror(st->last_error) : NULL,
+                             "durability", gd_metrics_durability_name(st->durability),
+                             "max_unsynced_s", J(st->max_unsynced_ms / 1000),
+                             "max_unsynced_bytes", J(st->max_unsynced_bytes));
+    /* exposure: what losing this node with its disk would lose */
+    json_t *expo = json_pack("{s:I, s:I, s:I, s:I, s:I}", "unsynced_bytes", J(st->dirty_bytes),
+                             "unsynced_age_ms", J(st->oldest_dirty_age_ms), "store_flushes",
+                             J(st->store_flushes), "store_flush_errors",
+                             J(st->store_flush_errors), "unsynced_waits",
+                             J(st->unsynced_waits));
+    if (sync && (!expo || json_object_update(sync, expo) < 0)) {
+        json_decref(sync);
+        sync = NULL;
+    }
+    json_decref(expo);
     json_t *scrub = gd_scrubber_json(gd_registry_scrubber(r->reg), name);
-    int bad = !o || !lease || !cache || !store || !sync || !tail || !scrub ||
+    int bad = !o || !lease || !cache || !store || !sync || !tail || !cold || !scrub ||
+              json_object_update(o, cold) < 0 ||
               json_object_update(o, lease) < 0 || json_object_update(o, cache) < 0 ||
               json_object_update(o, store) < 0 || json_object_update(o, tail) < 0 ||
               json_object_set(o, "sync", sync) < 0 || json_object_set(o, "scrub", scrub) < 0;
+    json_decref(cold);
     json_decref(scrub);
     json_decref(lease);
     json_decref(cache);
@@ -404,6 +425,46 @@ static int body_name(struct call *c, json_t *obj, const char *key, const char *w
     return 0;
 }
 
+/* The durability fields of a body (create, PATCH) over *d: "durability"
+ * ("local" or "store"), "max_unsynced_s" (0..86400), "max_unsynced_bytes"
+ * (0..2^50). *have: any was given. 0, or -1 after rest_fail(). */
+static int body_durability(struct call *c, json_t *j, struct glidefs_durability *d, int *have)
+{
+    json_t *m = json_object_get(j, "durability");
+    if (m) {
+        const char *s = json_is_string(m) ? json_string_value(m) : "";
+        if (strcmp(s, "local") != 0 && strcmp(s, "store") != 0)
+            return rest_fail(c, 400, "\"durability\" is \"local\" (a flush is durable on this "
+                                "node) or \"store\" (a flush waits for the store)");
+        d->mode = strcmp(s, "store") == 0 ? GLIDEFS_DURABILITY_STORE : GLIDEFS_DURABILITY_LOCAL;
+        *have = 1;
+    }
+    json_t *t = json_object_get(j, "max_unsynced_s");
+    if (t) {
+        if (!json_is_integer(t) || json_integer_value(t) < 0 || json_integer_value(t) > 86400)
+            return rest_fail(c, 400, "\"max_unsynced_s\" is an integer, 0 (unbounded) to 86400");
+        d->max_unsynced_ms = (uint32_t)json_integer_value(t) * 1000u;
+        *have = 1;
+    }
+    json_t *b = json_object_get(j, "max_unsynced_bytes");
+    if (b) {
+        if (!json_is_integer(b) || json_integer_value(b) < 0 ||
+            json_integer_value(b) > ((json_int_t)1 << 50))
+            return rest_fail(c, 400, "\"max_unsynced_bytes\" is an integer, 0 (unbounded) to "
+                                "2^50");
+        d->max_unsynced_bytes = (uint64_t)json_integer_value(b);
+        *have = 1;
+    }
+    return 0;
+}
+
+static void log_durability(const char *name, const struct glidefs_durability *d)
+{
+    gd_info("api: export %s: durability %s, max_unsynced_s %u, max_unsynced_bytes %" PRIu64,
+            name, gd_metrics_durability_name((int)d->mode), d->max_unsynced_ms / 1000,
+            d->max_unsynced_bytes);
+}
+
 int rest_h_create(struct call *c)
 {
     json_t *j = rest_body_object(c);
@@ -414,7 +475,16 @@ int rest_h_create(struct call *c)
     char name[GLIDEFS_NAME_MAX + 1], parent[GLIDEFS_NAME_MAX + 1] = "";
     char snap[GLIDEFS_NAME_MAX + 1] = "";
     bool clone = json_object_get(j, "clone_of") != NULL;
-    if (rest_only_fields(c, j, "name,size_gb,size_bytes,size,clone_of,snapshot") < 0 ||
+    /* the config's defaults, as an open would take them */
+    const glidefs_config *cfg = c->r->cfg;
+    struct glidefs_durability dur = {
+        cfg->storage_durability && strcmp(cfg->storage_durability, "store") == 0
+            ? GLIDEFS_DURABILITY_STORE : GLIDEFS_DURABILITY_LOCAL,
+        (uint32_t)cfg->storage_max_unsynced_s * 1000u, cfg->storage_max_unsynced_bytes};
+    int have_dur = 0;
+    if (rest_only_fields(c, j, "name,size_gb,size_bytes,size,clone_of,snapshot,durability,"
+                               "max_unsynced_s,max_unsynced_bytes") < 0 ||
+        body_durability(c, j, &dur, &have_dur) < 0 ||
         rest_body_size(c, j, &size, &have) < 0 ||
         body_name(c, j, "name", "export", name, sizeof name) < 0 ||
         (clone && body_name(c, j, "clone_of", "export", parent, sizeof parent) < 0) ||
@@ -430,6 +500,9 @@ int rest_h_create(struct call *c)
     if (clone && have)
         return rest_fail(c, 400, "a clone has the size of its parent's snapshot: leave out the size "
                             "(grow the clone afterwards with PUT /api/exports/%s)", name);
+    if (clone && have_dur)
+        return rest_fail(c, 400, "set a clone's durability once it exists: PATCH /api/exports/%s",
+                         name);
     if (clone)
         return clone_export(c, name, parent, snap[0] ? snap : NULL);
     c->name = name;
@@ -449,10 +522,57 @@ int rest_h_create(struct call *c)
     char hs[32];
     human_bytes(size, hs, sizeof hs);
     gd_info("api: created export %s (%" PRIu64 " bytes, %s)", name, size, hs);
+    if (have_dur) {
+        rc = gd_registry_set_durability(c->r->reg, name, &dur);
+        if (rc < 0) {
+            gd_export_release(e, 0);
+            c->name = NULL;
+            return rest_fail(c, 500, "export %s created, but its durability was not set: %s",
+                             name, glidefs_strerror(rc));
+        }
+        log_durability(name, &dur);
+    }
     snprintf(c->location, sizeof c->location, "/api/exports/%s", name);
     rc = answer_export(c, 201, e, NULL, NULL);
     c->name = NULL; /* points into this frame */
     return rc;
+}
+
+int rest_h_patch(struct call *c)
+{
+    json_t *j = rest_body_object(c);
+    if (!j)
+        return -1;
+    if (rest_only_fields(c, j, "durability,max_unsynced_s,max_unsynced_bytes") < 0) {
+        json_decref(j);
+        return -1;
+    }
+    struct gd_export *e = NULL;
+    if (get_export(c, 0, &e) < 0) {
+        json_decref(j);
+        return -1;
+    }
+    glidefs_volume *vol = gd_export_volume(e);
+    struct glidefs_durability d;
+    int have = 0;
+    int rc = glidefs_volume_get_durability(vol, &d, sizeof d);
+    if (rc == 0 && body_durability(c, j, &d, &have) < 0)
+        rc = 1;
+    json_decref(j);
+    if (rc == 0 && !have)
+        rc = rest_fail(c, 400, "nothing to change: send any of {\"durability\": \"local\" or "
+                               "\"store\", \"max_unsynced_s\": N, \"max_unsynced_bytes\": N}");
+    else if (rc == 0)
+        rc = gd_registry_set_durability(c->r->reg, c->name, &d);
+    if (rc < 0 && rc != -1)
+        rc = rest_fail(c, 500, "cannot set the durability of export %s: %s", c->name,
+                       glidefs_strerror(rc));
+    if (rc != 0) {
+        gd_export_release(e, 0);
+        return -1;
+    }
+    log_durability(c->name, &d);
+    return answer_export(c, 200, e, NULL, NULL);
 }
 
 int rest_h_status(struct call *c)

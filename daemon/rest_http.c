@@ -107,6 +107,7 @@ static const struct route routes[] = {
     { "POST", "/api/exports", rest_h_create, "" },
     { "GET", "/api/exports/{name}", rest_h_status, "" },
     { "PUT", "/api/exports/{name}", rest_h_resize, "" },
+    { "PATCH", "/api/exports/{name}", rest_h_patch, "" },
     { "DELETE", "/api/exports/{name}", rest_h_delete, "force,purge,timeout_s" },
     { "POST", "/api/exports/{name}/drain", rest_h_drain, "timeout_s" },
     { "POST", "/api/exports/{name}/promote", rest_h_promote, "force" },
@@ -175,7 +176,7 @@ bool rest_param_allowed(const char *list, const char *key)
 /* Route table sanity, once at start-up. */
 static int check_routes(char *err, size_t errlen)
 {
-    static const char *const methods[] = { "GET", "POST", "PUT", "DELETE" };
+    static const char *const methods[] = { "GET", "POST", "PUT", "PATCH", "DELETE" };
     for (size_t i = 0; i < NROUTES; i++) {
         const struct route *rt = &routes[i];
         bool m = false;

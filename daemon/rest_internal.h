@@ -184,6 +184,7 @@ int rest_h_create(struct call *c);
 int rest_h_status(struct call *c);
 int rest_h_export_metrics(struct call *c);
 int rest_h_resize(struct call *c);
+int rest_h_patch(struct call *c);
 int rest_h_rotate_key(struct call *c);
 int rest_h_drain(struct call *c);
 int rest_h_promote(struct call *c);

@@ -1,8 +1,10 @@
 #!/usr/bin/python3
-"""Seed corpora for fuzz_segment and fuzz_manifest (docs/design.md 5.5, 5.7).
+"""Seed corpora for fuzz_segment, fuzz_manifest and fuzz_profile
+(docs/design.md 5.5, 5.7, 5.15).
 
 Each seed starts with the reader byte of its target (fuzz_segment: 0 no
-codec, 1 unsealed codec, 2 sealed codec; fuzz_manifest: 0 none, 1 sealed),
+codec, 1 unsealed codec, 2 sealed codec; fuzz_manifest and fuzz_profile:
+0 none, 1 sealed),
 then an object written by these rules: valid ones, sealed ones MAC'd under
 the targets' fixed keys (generation 1 = 32 x 0x41, 2 = 32 x 0x42) with
 key generations, and truncated or bit-flipped variants.
@@ -72,6 +74,16 @@ def manifest(sealed, keygens=None, mac_gen=2):
     return out
 
 
+def profile(blocks, sealed=False, mac_gen=2, size=64 * 4096, count=None, version=1):
+    n = len(blocks) if count is None else count
+    out = b"GFSPRF01" + struct.pack("<IIQII", version, 1 if sealed else 0, size, 4096, n)
+    out += b"".join(struct.pack("<Q", b) for b in blocks)
+    out += struct.pack("<I", crc32c(out))
+    if sealed:
+        out += hmac.new(mac_key(mac_gen), out, hashlib.sha256).digest()
+    return out
+
+
 def write(d, name, data):
     os.makedirs(d, exist_ok=True)
     with open(os.path.join(d, name), "wb") as f:
@@ -103,6 +115,21 @@ def main():
     }
     for k, v in mseeds.items():
         write(md, k, v)
+    pd = os.path.join(root, "corpus-profile")
+    pseeds = {
+        "plain": b"\x00" + profile([5, 0, 63, 7]),
+        "empty": b"\x00" + profile([]),
+        "sealed": b"\x01" + profile([1, 2, 3], sealed=True, mac_gen=1),
+        "sealed_gen2": b"\x01" + profile(list(range(40)), sealed=True),
+        "bad_dup": b"\x00" + profile([1, 2, 1]),
+        "bad_past_end": b"\x00" + profile([64]),
+        "bad_count": b"\x00" + profile([1, 2], count=3),
+        "bad_version": b"\x00" + profile([1], version=2),
+        "bad_no_mac": b"\x01" + profile([1]),
+        "bad_truncated": b"\x01" + profile([1, 2, 3], sealed=True)[:50],
+    }
+    for k, v in pseeds.items():
+        write(pd, k, v)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@
  * parent's size; the child's volume.json is written last, with
  * If-None-Match, so a crash leaves either no clone or a complete one. Its
  * map is flat (manifests record each segment's origin), so reads never
- * walk the chain.
+ * walk the chain. The parent's access profile (wake.h) is copied to the
+ * clone after it exists.
  */
 #include <errno.h>
 #include <jansson.h>
@@ -106,7 +107,12 @@ GLIDEFS_API int glidefs_clone(glidefs_volume *parent, const char *snapshot, cons
         return r;
     snprintf(key, sizeof key, "nbd/%s/volume.json", child);
     r = parent->store->ops->put(parent->store, key, txt, strlen(txt), GFS_PUT_IF_NONE_MATCH, NULL);
-    if (r == 0)
-        gfs_info(&parent->log, "%s: cloned into %s from snapshot %s", parent->name, child, snap);
-    return r;
+    if (r < 0)
+        return r;
+    gfs_info(&parent->log, "%s: cloned into %s from snapshot %s", parent->name, child, snap);
+    /* the clone boots like its parent: it starts with the parent's access
+     * profile (refined by its own first wake). Advisory: a clone without
+     * one only starts cold */
+    gfs_wake_copy_profile(parent->store, &parent->log, parent->name, child);
+    return 0;
 }

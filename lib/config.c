@@ -737,6 +737,14 @@ static int check_checksum(const struct keydef *kd, const char *v, char *norm, si
     return check_word(v, w, "auto, on or off", norm, nl, why, wl);
 }
 
+static int check_durability(const struct keydef *kd, const char *v, char *norm, size_t nl,
+                            char *why, size_t wl)
+{
+    (void)kd;
+    static const char *const w[] = {"local", "store", NULL};
+    return check_word(v, w, "local or store", norm, nl, why, wl);
+}
+
 static int node_id_valid(const char *v)
 {
     size_t n = strlen(v);
@@ -1073,6 +1081,8 @@ static const struct keydef keys[] = {
     K_SIZE("cache.disk_size", cache_disk_size, (int64_t)MIB, SIZE_MAX_BYTES, 0,
            "cache.disk_size_gb"),
     K_INT("cache.readahead_kb", cache_readahead_kb, 0, 1048576),
+    K_INT("cache.profile_s", cache_profile_s, 0, 86400),
+    K_INT("cache.profile_mb", cache_profile_mb, 0, 32768),
     K_STR("storage.url", storage_url, KF_REQUIRED, check_url),
     K_STR("storage.endpoint", storage_endpoint, 0, check_endpoint),
     K_STR("storage.region", storage_region, KF_REQUIRED, check_region),
@@ -1094,6 +1104,9 @@ static const struct keydef keys[] = {
     K_STR("storage.compression", compression, KF_REQUIRED, check_compression),
     K_INT("storage.compression_level", compression_level, 1, 19),
     K_BOOL("storage.unsafe_accept_split_brain_on_lax_store", storage_unsafe_lax_takeover),
+    K_STR("storage.durability", storage_durability, KF_REQUIRED, check_durability),
+    K_INT("storage.max_unsynced_s", storage_max_unsynced_s, 0, 86400),
+    K_SIZE("storage.max_unsynced_bytes", storage_max_unsynced_bytes, 0, SIZE_MAX_BYTES, 0, NULL),
     {"node_id", set_node_id, get_string, OFF(node_id), 0, 0, 0, check_node_id, NULL},
     K_INT("servers.shutdown_timeout_s", shutdown_timeout_s, 0, 86400),
     K_INT("servers.lease_timeout_ms", lease_timeout_ms, 100, 3600000),
@@ -1287,6 +1300,8 @@ int gfs_config_init_defaults(struct glidefs_config *cfg)
     cfg->cache_dir = strdup("/var/cache/glidefs");
     cfg->cache_disk_size = 100 * GIB;
     cfg->cache_readahead_kb = 16384;
+    cfg->cache_profile_s = 60;
+    cfg->cache_profile_mb = 256;
     cfg->storage_url = strdup("file:///var/lib/glidefs/store");
     cfg->storage_region = strdup("us-east-1");
     cfg->storage_tls_verify = 1;
@@ -1298,6 +1313,7 @@ int gfs_config_init_defaults(struct glidefs_config *cfg)
     cfg->storage_checksum = strdup("auto");
     cfg->storage_credential_refresh_s = 300;
     cfg->compression = strdup("none");
+    cfg->storage_durability = strdup("local");
     cfg->compression_level = 3;
     cfg->node_id = default_node_id();
     cfg->node_id_legacy = legacy_node_id();
@@ -1342,7 +1358,7 @@ int gfs_config_init_defaults(struct glidefs_config *cfg)
     if (gfs_budget_new(&cfg->budget) < 0)
         cfg->budget = NULL;
     if (!cfg->cache_dir || !cfg->storage_url || !cfg->storage_region || !cfg->compression ||
-        !cfg->storage_addressing || !cfg->storage_checksum ||
+        !cfg->storage_addressing || !cfg->storage_checksum || !cfg->storage_durability ||
         !cfg->node_id || !cfg->node_id_legacy || !cfg->nbd_unix_socket || !cfg->api_listen ||
         !cfg->budget) {
         gfs_config_clear(cfg);

@@ -19,6 +19,11 @@ struct glidefs_config {
     char *cache_dir;                /* default /var/cache/glidefs */
     uint64_t cache_disk_size;       /* cache.disk_size_gb, bytes; default 100 GiB */
     int cache_readahead_kb;         /* sequential read-ahead window; 0 = off; default 16384 */
+    int cache_profile_s;            /* access profile: record the first this many s; 0 = off; 60 */
+    int cache_profile_mb;           /* ... or the first this many MiB read; 0 = off; 256 */
+    /* tests only (no key): read-ahead's test hook (readahead.h), set at open */
+    void (*ra_test_hook)(void *arg, uint64_t first_block, uint32_t nblocks);
+    void *ra_test_hook_arg;
 
     /* storage: */
     char *storage_url;              /* s3://bucket/prefix, azure://account/container/prefix or
@@ -45,6 +50,13 @@ struct glidefs_config {
     int storage_unsafe_lax_takeover; /* storage.unsafe_accept_split_brain_on_lax_store: take
                                        the lease from another node on a store that ignores
                                        conditional writes anyway; default 0 */
+    char *storage_durability;       /* "local" (default): a flush is durable on this node's
+                                       disk; "store": a flush returns once the store holds
+                                       every write before it (syncer.h) */
+    int storage_max_unsynced_s;     /* writes not in the store are uploaded by this age, and
+                                       writes wait past it; 0 = unbounded (default) */
+    uint64_t storage_max_unsynced_bytes; /* writes wait while this much is not in the store;
+                                       0 = unbounded (default) */
 
     /* top level */
     char *node_id;                  /* for humans (the lease's writer identity is the cache

@@ -151,6 +151,8 @@ int gfs_dirty_insert(struct gfs_dirty *d, struct gfs_dirty_block *db, const stru
         x[ins + 1] = tail;
     db->n = ins + extra + rest;
     d->sectors += e->count;
+    if (db->first_seq == 0)
+        db->first_seq = e->seq;
     if (e->seq > db->max_seq)
         db->max_seq = e->seq;
     return 0;
@@ -172,7 +174,42 @@ int gfs_dirty_clean(struct gfs_dirty *d, struct gfs_dirty_block *db, uint64_t up
         gfs_dirty_remove(d, db);
         return 1;
     }
+    /* what is left came after upto, superseded writes included */
+    if (db->first_seq <= upto)
+        db->first_seq = upto + 1;
     return 0;
+}
+
+void gfs_dirty_requeue(struct gfs_dirty *d, struct gfs_dirty_block *db, int64_t first_ms)
+{
+    if (first_ms <= db->first_ms)
+        return;
+    db->first_ms = first_ms;
+    struct gfs_dirty_block *at = d->tail; /* insert after the last block not younger */
+    while (at && (at == db || at->first_ms > first_ms))
+        at = at->prev;
+    if (at == db->prev)
+        return; /* already in place */
+    /* unlink */
+    if (db->prev)
+        db->prev->next = db->next;
+    else
+        d->head = db->next;
+    if (db->next)
+        db->next->prev = db->prev;
+    else
+        d->tail = db->prev;
+    /* link after at (NULL: at the head) */
+    db->prev = at;
+    db->next = at ? at->next : d->head;
+    if (db->next)
+        db->next->prev = db;
+    else
+        d->tail = db;
+    if (at)
+        at->next = db;
+    else
+        d->head = db;
 }
 
 uint32_t gfs_dirty_find(const struct gfs_dirty_block *db, uint32_t sector)

@@ -35,6 +35,10 @@ struct gfs_dirty_block {
     uint32_t pending;        /* writes reserved but not yet on disk */
     uint32_t syncing;        /* the syncer holds a snapshot of it */
     uint64_t max_seq;
+    /* no write below first_seq can be missing from the store: the first
+     * extent's seq, or one past what an upload of the block took (the
+     * durability watermark, syncer.h) */
+    uint64_t first_seq;
     int64_t first_ms, last_ms;
     struct gfs_dirty_block *prev, *next;
 };
@@ -64,6 +68,12 @@ int gfs_dirty_insert(struct gfs_dirty *d, struct gfs_dirty_block *db, const stru
 /* Drop every extent with seq <= upto (it is in the store now). Removes and
  * frees the block entry when nothing is left; returns 1 then, else 0. */
 int gfs_dirty_clean(struct gfs_dirty *d, struct gfs_dirty_block *db, uint64_t upto);
+
+/* The block's oldest write not in the store is no older than first_ms now
+ * (part of it was uploaded): move it to its place in the oldest-first list,
+ * so the head stays the oldest (walks back from the tail: the blocks
+ * dirtied since). */
+void gfs_dirty_requeue(struct gfs_dirty *d, struct gfs_dirty_block *db, int64_t first_ms);
 
 /* Remove a block entry whatever it holds. */
 void gfs_dirty_remove(struct gfs_dirty *d, struct gfs_dirty_block *db);

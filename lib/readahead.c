@@ -20,6 +20,12 @@
 #define RA_MAX_THREADS 8
 #define RA_MAX_JOB 64      /* blocks in one ranged GET at most */
 #define RA_IDLE_MS 10000   /* a worker with nothing to do for this long exits */
+#define PF_GAP (128u << 10) /* profile prefetch: bytes of a segment fetched between two
+                               wanted payloads rather than a second GET */
+#define PF_MAX_SPAN (2u << 20) /* bytes of one prefetch GET at most (beyond one payload):
+                                 a reader that needs one of its blocks runs it */
+#define PF_MAX_INFLIGHT 1024 /* profile blocks queued or being fetched at most */
+#define PF_SCAN 4096       /* profile entries looked at per top-up at most (lock hold) */
 
 /* A run of blocks stored back to back in one segment: one ranged GET. */
 struct ra_job {
@@ -30,8 +36,27 @@ struct ra_job {
     int running;
     uint64_t epoch, seq;   /* the segment, as the block map named it at planning */
     uint64_t lo, len;      /* byte range in the segment object */
+    int prefetch;          /* a profile prefetch job (its blocks are bl[]) */
+    uint64_t *bl;          /* the block of each entry; NULL: b0 + i */
+    void (*fn)(void *);    /* a function job (gfs_ra_run): no blocks */
+    void *fn_arg;
     struct gfs_bm_entry e[];
 };
+
+static uint64_t job_block(const struct ra_job *j, uint32_t i)
+{
+    return j->bl ? j->bl[i] : j->b0 + i;
+}
+
+static int job_has(const struct ra_job *j, uint64_t b)
+{
+    if (!j->bl)
+        return b >= j->b0 && b < j->b0 + j->n;
+    for (uint32_t i = 0; i < j->n; i++)
+        if (j->bl[i] == b)
+            return 1;
+    return 0;
+}
 
 struct ra_stream {
     int used;
@@ -66,6 +91,16 @@ struct gfs_ra {
     uint64_t tick;
     gfs_ra_hook hook;
     void *hook_arg;
+    /* profile prefetch (gfs_ra_prefetch_start): the list, the next entry
+     * to plan, blocks of prefetch jobs queued or running */
+    struct {
+        uint64_t *bl;
+        uint32_t n, next;
+        uint32_t inflight, cap;
+        int stopped;
+        gfs_ra_filled_fn filled;
+        void *arg;
+    } pf;
 };
 
 int gfs_ra_create(struct glidefs_volume *v, uint64_t window_bytes, unsigned nthreads,
@@ -119,10 +154,10 @@ static uint32_t window_now(const struct gfs_ra *ra)
 static struct ra_job *find_job(struct gfs_ra *ra, uint64_t b)
 {
     for (struct ra_job *j = ra->qhead; j; j = j->next)
-        if (b >= j->b0 && b < j->b0 + j->n)
+        if (job_has(j, b))
             return j;
     for (struct ra_job *j = ra->running; j; j = j->next)
-        if (b >= j->b0 && b < j->b0 + j->n)
+        if (job_has(j, b))
             return j;
     return NULL;
 }
@@ -153,6 +188,8 @@ static void start_job(struct gfs_ra *ra, struct ra_job *j)
     ra->running = j;
 }
 
+static void pf_topup(struct gfs_ra *ra);
+
 /* Under the lock: a running job is over. */
 static void finish_job(struct gfs_ra *ra, struct ra_job *j)
 {
@@ -163,7 +200,12 @@ static void finish_job(struct gfs_ra *ra, struct ra_job *j)
         }
     ra->queued_blocks -= j->n;
     pthread_cond_broadcast(&ra->done);
+    int pf = j->prefetch;
+    if (pf)
+        ra->pf.inflight -= j->n;
     free(j);
+    if (pf)
+        pf_topup(ra); /* the profile keeps its few GETs in flight */
 }
 
 /* Lock not held: one ranged GET for the whole run, then each block is
@@ -172,6 +214,10 @@ static void finish_job(struct gfs_ra *ra, struct ra_job *j)
 static void run_job(struct gfs_ra *ra, struct ra_job *j)
 {
     struct glidefs_volume *v = ra->v;
+    if (j->fn) {
+        j->fn(j->fn_arg);
+        return;
+    }
     char key[512];
     gfs_seg_key(key, sizeof key,
                 gfs_view_origin_name(&v->sv, (uint32_t)(j->epoch >> GFS_ORIGIN_SHIFT)),
@@ -207,21 +253,31 @@ static void run_job(struct gfs_ra *ra, struct ra_job *j)
         uint8_t *out = gfs_blk_plain(e, v->bs) ? buf + o : scratch;
         /* a bad block is left to the reader, which fetches it again and
          * fails with -EIO (counted and logged there) */
-        if (gfs_blk_check_k(&v->sv, j->b0 + i, e, sealed ? &k : NULL, buf + o, span, out) < 0)
+        uint64_t b = job_block(j, i);
+        if (gfs_blk_check_k(&v->sv, b, e, sealed ? &k : NULL, buf + o, span, out) < 0)
             continue;
         pthread_mutex_lock(&v->lock);
-        int have = gfs_cache_has(&v->cache, j->b0 + i, e->seg, e->offset);
+        int have = gfs_cache_has(&v->cache, b, e->seg, e->offset);
         pthread_mutex_unlock(&v->lock);
         if (have)
             continue; /* fetched meanwhile by a reader: its copy stays */
         uint64_t id[2] = {j->epoch, j->seq};
-        gfs_blk_cache_fill(v, j->b0 + i, e, id, out);
+        gfs_blk_cache_fill(v, b, e, id, out);
         filled++;
+        if (j->prefetch) {
+            pthread_mutex_lock(&v->lock);
+            if (ra->pf.filled && gfs_cache_has(&v->cache, b, e->seg, e->offset))
+                ra->pf.filled(ra->pf.arg, b);
+            pthread_mutex_unlock(&v->lock);
+        }
     }
     gfs_sealkey_wipe(&k);
     atomic_fetch_add_explicit(&v->sv.blocks_fetched, j->n, memory_order_relaxed);
     pthread_mutex_lock(&v->lock);
-    v->st.readahead_blocks += filled;
+    if (j->prefetch)
+        v->st.prefetched_blocks += filled;
+    else
+        v->st.readahead_blocks += filled;
     pthread_mutex_unlock(&v->lock);
 }
 
@@ -276,7 +332,7 @@ static void *worker(void *arg)
 }
 
 /* Under the lock: is block p worth fetching ahead? Fills *e. */
-static int wanted(struct gfs_ra *ra, uint64_t p, struct gfs_bm_entry *e)
+static int wanted_noq(struct gfs_ra *ra, uint64_t p, struct gfs_bm_entry *e)
 {
     struct glidefs_volume *v = ra->v;
     *e = gfs_bm_get(&v->sv.bm, p);
@@ -289,7 +345,41 @@ static int wanted(struct gfs_ra *ra, uint64_t p, struct gfs_bm_entry *e)
     struct gfs_dirty_block *db = gfs_dirty_get(&v->dirty, p);
     if (db && gfs_dirty_covers(db, 0, v->spb))
         return 0; /* newer data covers all of it */
-    return find_job(ra, p) == NULL;
+    return 1;
+}
+
+/* ... and not queued already. */
+static int wanted(struct gfs_ra *ra, uint64_t p, struct gfs_bm_entry *e)
+{
+    return wanted_noq(ra, p, e) && find_job(ra, p) == NULL;
+}
+
+/* Under the lock: start workers for `queued` new jobs and wake them. */
+static void kick_workers(struct gfs_ra *ra, unsigned queued)
+{
+    /* threads start on first use: a volume that is never read sequentially
+     * costs none */
+    while (ra->alive < ra->nthreads && ra->alive < queued + 1) {
+        struct ra_worker *w = NULL;
+        for (unsigned i = 0; i < RA_MAX_THREADS && !w; i++)
+            if (!ra->w[i].running)
+                w = &ra->w[i];
+        if (!w || pthread_create(&w->thr, NULL, worker, w) != 0)
+            break; /* readers run queued jobs themselves */
+        w->running = 1;
+        ra->alive++;
+    }
+    pthread_cond_broadcast(&ra->work);
+}
+
+static void enqueue(struct gfs_ra *ra, struct ra_job *j)
+{
+    if (ra->qtail)
+        ra->qtail->next = j;
+    else
+        ra->qhead = j;
+    ra->qtail = j;
+    ra->queued_blocks += j->n;
 }
 
 /* Under the lock: queue the blocks from the stream's position up to
@@ -340,31 +430,180 @@ static void plan(struct gfs_ra *ra, struct ra_stream *s, uint64_t fb, uint64_t l
         j->lo = run[0].offset;
         j->len = end - run[0].offset;
         memcpy(j->e, run, n * sizeof run[0]);
-        if (ra->qtail)
-            ra->qtail->next = j;
-        else
-            ra->qhead = j;
-        ra->qtail = j;
-        ra->queued_blocks += n;
+        enqueue(ra, j);
         queued++;
         p += n;
     }
     s->ra_next = p;
-    if (!queued)
-        return;
-    /* threads start on first use: a volume that is never read sequentially
-     * costs none */
-    while (ra->alive < ra->nthreads && ra->alive < (unsigned)queued + 1) {
-        struct ra_worker *w = NULL;
-        for (unsigned i = 0; i < RA_MAX_THREADS && !w; i++)
-            if (!ra->w[i].running)
-                w = &ra->w[i];
-        if (!w || pthread_create(&w->thr, NULL, worker, w) != 0)
-            break; /* readers run queued jobs themselves */
-        w->running = 1;
-        ra->alive++;
+    if (queued)
+        kick_workers(ra, (unsigned)queued);
+}
+
+/* ------------------------------------------------------------------------ */
+/* profile prefetch                                                           */
+
+struct pf_cand {
+    uint64_t b;
+    uint32_t idx;          /* position in the profile */
+    struct gfs_bm_entry e;
+};
+
+static int cand_by_place(const void *a, const void *b)
+{
+    const struct pf_cand *x = a, *y = b;
+    if (x->e.seg != y->e.seg)
+        return x->e.seg < y->e.seg ? -1 : 1;
+    return x->e.offset < y->e.offset ? -1 : x->e.offset > y->e.offset;
+}
+
+struct pf_run {
+    uint32_t first, n;     /* in the sorted candidates */
+    uint32_t min_idx;
+};
+
+static int run_by_idx(const void *a, const void *b)
+{
+    const struct pf_run *x = a, *y = b;
+    return x->min_idx < y->min_idx ? -1 : x->min_idx > y->min_idx;
+}
+
+/* Under the lock: queue the next profile blocks that are missing, up to
+ * pf.cap in flight. The blocks of a stretch of the profile are grouped by
+ * segment and sorted by offset; payloads at most PF_GAP apart come in one
+ * ranged GET; the GETs are queued in the order their first block is
+ * needed. Returns the jobs queued, -1 when there was nothing to plan. */
+static int pf_plan(struct gfs_ra *ra)
+{
+    struct glidefs_volume *v = ra->v;
+    if (!ra->pf.bl || ra->pf.next >= ra->pf.n || ra->pf.stopped || ra->stop || v->fenced ||
+        ra->pf.inflight >= ra->pf.cap)
+        return -1;
+    uint32_t want = ra->pf.cap - ra->pf.inflight;
+    /* top up in batches: a GET's worth of free room is not worth a plan */
+    if (want < ra->pf.cap / 4 && ra->pf.inflight)
+        return -1;
+    struct pf_cand *c = malloc((size_t)want * sizeof *c);
+    struct pf_run *runs = malloc((size_t)want * sizeof *runs);
+    if (!c || !runs) {
+        free(c);
+        free(runs);
+        return -1;
     }
-    pthread_cond_broadcast(&ra->work);
+    uint64_t nblocks = (v->size + v->bs - 1) / v->bs;
+    uint32_t nc = 0, scanned = 0;
+    while (ra->pf.next < ra->pf.n && nc < want && scanned < PF_SCAN) {
+        uint32_t idx = ra->pf.next++;
+        uint64_t b = ra->pf.bl[idx];
+        scanned++;
+        /* queued by a reader's read-ahead or not: the cache fill sorts out
+         * a double fetch, and find_job over a long queue is not cheap */
+        if (b < nblocks && wanted_noq(ra, b, &c[nc].e)) {
+            c[nc].b = b;
+            c[nc].idx = idx;
+            nc++;
+        }
+    }
+    qsort(c, nc, sizeof *c, cand_by_place);
+    uint32_t nr = 0;
+    for (uint32_t i = 0; i < nc;) {
+        uint64_t end = c[i].e.offset + gfs_seg_span(c[i].e.length, c[i].e.flags);
+        uint32_t k = i + 1, mi = c[i].idx;
+        while (k < nc && k - i < ra->max_job && c[k].e.seg == c[i].e.seg &&
+               c[k].e.offset >= end && c[k].e.offset - end <= PF_GAP) {
+            uint64_t e2 = c[k].e.offset + gfs_seg_span(c[k].e.length, c[k].e.flags);
+            if (e2 - c[i].e.offset > PF_MAX_SPAN)
+                break;
+            end = e2;
+            if (c[k].idx < mi)
+                mi = c[k].idx;
+            k++;
+        }
+        runs[nr++] = (struct pf_run){i, k - i, mi};
+        i = k;
+    }
+    qsort(runs, nr, sizeof *runs, run_by_idx);
+    unsigned queued = 0;
+    for (uint32_t r = 0; r < nr; r++) {
+        uint32_t n = runs[r].n;
+        const struct pf_cand *x = &c[runs[r].first];
+        struct ra_job *j = malloc(sizeof *j + n * sizeof j->e[0] + n * sizeof(uint64_t));
+        if (!j)
+            break;
+        memset(j, 0, sizeof *j);
+        j->bl = (uint64_t *)(void *)((char *)j + sizeof *j + n * sizeof j->e[0]);
+        j->id = ++ra->next_id;
+        j->prefetch = 1;
+        j->n = n;
+        j->b0 = x[0].b;
+        for (uint32_t i = 0; i < n; i++) {
+            j->e[i] = x[i].e;
+            j->bl[i] = x[i].b;
+        }
+        j->epoch = v->sv.bm.segs[x[0].e.seg].epoch;
+        j->seq = v->sv.bm.segs[x[0].e.seg].seq;
+        j->lo = x[0].e.offset;
+        j->len = x[n - 1].e.offset + gfs_seg_span(x[n - 1].e.length, x[n - 1].e.flags) - j->lo;
+        enqueue(ra, j);
+        ra->pf.inflight += n;
+        queued++;
+    }
+    free(c);
+    free(runs);
+    if (queued)
+        kick_workers(ra, queued);
+    return (int)queued;
+}
+
+static void pf_topup(struct gfs_ra *ra)
+{
+    /* a stretch that was all cached queues nothing: look further */
+    while (pf_plan(ra) == 0)
+        ;
+}
+
+void gfs_ra_prefetch_start(struct gfs_ra *ra, uint64_t *blocks, uint32_t n,
+                           gfs_ra_filled_fn filled, void *arg)
+{
+    if (!ra || ra->stop || ra->pf.bl) {
+        free(blocks);
+        return;
+    }
+    ra->pf.bl = blocks;
+    ra->pf.n = n;
+    ra->pf.next = 0;
+    ra->pf.filled = filled;
+    ra->pf.arg = arg;
+    uint32_t cap = window_now(ra);
+    ra->pf.cap = cap < PF_MAX_INFLIGHT ? cap : PF_MAX_INFLIGHT;
+    if (ra->pf.cap < 1)
+        ra->pf.cap = 1;
+    pf_topup(ra);
+}
+
+void gfs_ra_prefetch_stop(struct gfs_ra *ra)
+{
+    if (ra && ra->pf.bl)
+        ra->pf.stopped = 1; /* what is queued finishes; nothing more is planned */
+}
+
+uint32_t gfs_ra_prefetch_pos(const struct gfs_ra *ra)
+{
+    return ra ? ra->pf.next : 0;
+}
+
+int gfs_ra_run(struct gfs_ra *ra, void (*fn)(void *), void *arg)
+{
+    if (!ra || ra->stop)
+        return -ESHUTDOWN;
+    struct ra_job *j = calloc(1, sizeof *j);
+    if (!j)
+        return -ENOMEM;
+    j->id = ++ra->next_id;
+    j->fn = fn;
+    j->fn_arg = arg;
+    enqueue(ra, j);
+    kick_workers(ra, 1);
+    return 0;
 }
 
 uint64_t gfs_ra_queue_range(struct gfs_ra *ra, uint64_t b0, uint64_t b1)
@@ -459,6 +698,8 @@ void gfs_ra_destroy(struct gfs_ra *ra)
         free(j);
     }
     ra->qtail = NULL;
+    free(ra->pf.bl);
+    ra->pf.bl = NULL;
     pthread_mutex_unlock(&v->lock);
     pthread_cond_destroy(&ra->work);
     pthread_cond_destroy(&ra->done);

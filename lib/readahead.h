@@ -52,6 +52,24 @@ int gfs_ra_wait(struct gfs_ra *ra, uint64_t b);
  * all were; b0 with no read-ahead). Volume lock held. NULL is fine. */
 uint64_t gfs_ra_queue_range(struct gfs_ra *ra, uint64_t b0, uint64_t b1);
 
+/* Profile prefetch (wake.c): fetch the blocks of `blocks` (a profile, in
+ * the order they are needed; ra takes the array) that are missing from the
+ * cache, a bounded number in flight, grouped by segment into ranged GETs
+ * (payloads close together in one). A reader of one of them runs or waits
+ * for its fetch (gfs_ra_wait), so the guest's misses never queue behind
+ * the prefetch. filled(arg, b) is called under the lock for each block a
+ * prefetch put into the cache. Volume lock held. */
+typedef void (*gfs_ra_filled_fn)(void *arg, uint64_t b);
+void gfs_ra_prefetch_start(struct gfs_ra *ra, uint64_t *blocks, uint32_t n,
+                           gfs_ra_filled_fn filled, void *arg);
+/* Plan no more of the profile (jobs queued finish). Lock held. */
+void gfs_ra_prefetch_stop(struct gfs_ra *ra);
+/* The next profile position to plan (tests). Lock held. */
+uint32_t gfs_ra_prefetch_pos(const struct gfs_ra *ra);
+/* Run fn(arg) on a worker, lock not held (a GET that must not delay open);
+ * dropped unrun when the volume closes first. Lock held. */
+int gfs_ra_run(struct gfs_ra *ra, void (*fn)(void *), void *arg);
+
 /* Tests: how long an idle worker waits before it exits, and how many run. */
 void gfs_ra_set_idle_ms(struct gfs_ra *ra, int64_t ms);
 unsigned gfs_ra_threads(struct gfs_ra *ra);

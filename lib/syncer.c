@@ -16,6 +16,13 @@
  * segment and extents up to the snapshot's seq leave the dirty index. A
  * failed upload backs off exponentially (with jitter) and its blocks are
  * retried; nothing leaves the journal until the store has it.
+ *
+ * Durability (docs/design.md 4.4): in store mode a flush registers a
+ * waiter with its target seq; the syncer uploads every block holding a
+ * write up to the highest target at once, then stores one manifest for
+ * every waiter those segments serve and raises durable_seq. max_unsynced_ms makes a
+ * block due by half that age; past the bounds writes wait
+ * (gfs_syncer_room).
  */
 #include "volume_internal.h"
 
@@ -47,6 +54,7 @@ struct snap_block {
     int covered;
     uint8_t *data;     /* assembled block (bs bytes) */
     int hole;          /* all zeroes: stored as a hole */
+    int64_t snap_ms;   /* when it was snapshot: what stays dirty is younger */
     struct gfs_seg_entry se;
 };
 
@@ -79,6 +87,16 @@ struct pipeline {
     int failures;
 };
 
+static void set_backoff(struct glidefs_volume *v, int failures)
+{
+    int64_t d = BACKOFF_BASE_MS << (failures < 16 ? failures : 16);
+    if (d > BACKOFF_CAP_MS)
+        d = BACKOFF_CAP_MS;
+    uint32_t rnd = 0;
+    getrandom(&rnd, sizeof rnd, GRND_NONBLOCK);
+    v->sync.backoff_until_ms = gfs_now_ms() + d / 2 + (int64_t)(rnd % (uint32_t)(d / 2 + 1));
+}
+
 static int is_zero(const uint8_t *p, size_t n)
 {
     static const uint8_t z[4096];
@@ -93,9 +111,11 @@ static int is_zero(const uint8_t *p, size_t n)
 
 /* Snapshot one dirty block for upload (lock held): its extents as pieces
  * (blockio.h), their journal files pinned until commit. */
-static int snap(struct glidefs_volume *v, struct gfs_dirty_block *db, struct snap_block *sb)
+static int snap(struct glidefs_volume *v, struct gfs_dirty_block *db, struct snap_block *sb,
+                int64_t now)
 {
     memset(sb, 0, sizeof *sb);
+    sb->snap_ms = now;
     sb->pieces = malloc((size_t)db->n * sizeof *sb->pieces);
     if (!sb->pieces)
         return -ENOMEM;
@@ -133,6 +153,14 @@ static uint32_t pick(struct glidefs_volume *v, struct snap_block *out, uint32_t 
     /* the node's journal is filling up, or another volume waits for room
      * that our dirty data holds (budget.h): everything goes now */
     int all = v->sync.force > 0 || gfs_budget_journal_high(v->bud) || gfs_budget_pressure(&v->bmem);
+    /* half of max_unsynced_bytes not in the store: everything goes, before
+     * writes have to wait for it */
+    if (v->sync.max_unsynced_bytes && v->dirty.sectors * 512 >= v->sync.max_unsynced_bytes / 2)
+        all = 1;
+    /* a block is due by half of max_unsynced_ms, leaving the other half for its upload */
+    int64_t max_age = v->sync.max_dirty_age_ms;
+    if (v->sync.max_unsynced_ms && v->sync.max_unsynced_ms / 2 < max_age)
+        max_age = v->sync.max_unsynced_ms / 2;
     uint32_t due = 0;
     int capped = 0, waiting = 0;
     *next_ms = INT64_MAX;
@@ -145,10 +173,13 @@ static uint32_t pick(struct glidefs_volume *v, struct snap_block *out, uint32_t 
             waiting = 1;
             continue;
         }
-        int64_t cap = db->first_ms + v->sync.max_dirty_age_ms;
+        int64_t cap = db->first_ms + max_age;
         int64_t ready = db->last_ms + v->sync.delay_ms;
         if (cap < ready)
             ready = cap;
+        /* holds a write a store-mode flush waits for: now, batch or not */
+        if (db->first_seq <= v->sync.flush_upto)
+            ready = cap = now;
         if (ready > now) {
             waiting = 1;
             if (ready < *next_ms)
@@ -180,16 +211,18 @@ static uint32_t pick(struct glidefs_volume *v, struct snap_block *out, uint32_t 
             if (db->pending || db->syncing || db->n == 0)
                 continue;
             int64_t due_ms = db->last_ms + v->sync.delay_ms;
-            int64_t cap = db->first_ms + v->sync.max_dirty_age_ms;
+            int64_t cap = db->first_ms + max_age;
             if (cap < due_ms)
                 due_ms = cap;
+            if (db->first_seq <= v->sync.flush_upto)
+                due_ms = now;
             if (!all && pass == 0 && due_ms > now)
                 continue;
             if (pass == 1 && (due_ms <= now || db->last_ms + v->sync.delay_ms / 2 > now))
                 continue; /* taken in pass 0, or still hot */
             if (pass == 2 && (due_ms <= now || db->last_ms + v->sync.delay_ms / 2 <= now))
                 continue; /* taken in pass 0 or 1 */
-            if (snap(v, db, &out[n]) < 0)
+            if (snap(v, db, &out[n], now) < 0)
                 return n;
             n++;
         }
@@ -314,8 +347,8 @@ static void commit(struct glidefs_volume *v, struct seg_job *job)
         }
         e.write_seq = sb->snap_seq;
         gfs_bm_set(&v->sv.bm, sb->block, &e);
-        if (db)
-            gfs_dirty_clean(&v->dirty, db, sb->snap_seq);
+        if (db && gfs_dirty_clean(&v->dirty, db, sb->snap_seq) == 0)
+            gfs_dirty_requeue(&v->dirty, db, sb->snap_ms); /* written again meanwhile */
         v->st.blocks_uploaded++;
         sb->base = e; /* for the cache fill after unlock */
     }
@@ -403,14 +436,12 @@ static void retire(struct glidefs_volume *v, struct pipeline *p)
         if (job->result < 0) {
             p->failures++;
             v->sync.error = job->result;
-            int f = p->failures;
-            int64_t d = BACKOFF_BASE_MS << (f < 16 ? f : 16);
-            if (d > BACKOFF_CAP_MS)
-                d = BACKOFF_CAP_MS;
-            uint32_t rnd = 0;
-            getrandom(&rnd, sizeof rnd, GRND_NONBLOCK);
-            v->sync.backoff_until_ms =
-                gfs_now_ms() + d / 2 + (int64_t)(rnd % (uint32_t)(d / 2 + 1));
+            if (v->sync.waiters) {
+                /* store-mode flushers get the store's error (their data stays dirty) */
+                v->sync.flush_err = job->result;
+                v->sync.flush_err_gen++;
+            }
+            set_backoff(v, p->failures);
         } else {
             p->failures = 0;
             v->sync.error = 0;
@@ -434,11 +465,81 @@ static void retire(struct glidefs_volume *v, struct pipeline *p)
     }
 }
 
+uint64_t gfs_syncer_uploaded_through(struct glidefs_volume *v)
+{
+    uint64_t first = v->next_seq;
+    for (struct gfs_dirty_block *db = v->dirty.head; db; db = db->next)
+        if (db->first_seq && db->first_seq < first)
+            first = db->first_seq;
+    return first ? first - 1 : 0;
+}
+
+/* The store-mode flushers not yet served: their lowest and highest targets.
+ * 0 when there is none. */
+static int waiting_targets(struct glidefs_volume *v, uint64_t *lo, uint64_t *hi)
+{
+    int any = 0;
+    *lo = UINT64_MAX;
+    *hi = 0;
+    for (struct gfs_flush_waiter *w = v->sync.waiters; w; w = w->next) {
+        if (w->target <= v->sync.durable_seq)
+            continue;
+        any = 1;
+        if (w->target < *lo)
+            *lo = w->target;
+        if (w->target > *hi)
+            *hi = w->target;
+    }
+    return any;
+}
+
+/* Group commit for store-mode flushes (lock held; dropped for the manifest).
+ * When uploads serve some waiter: one manifest for every waiter they serve,
+ * once the segments in flight are in too (-1: wait for them, starting no
+ * new one, so a stream of newcomers cannot hold the manifest back; 1: a
+ * manifest was tried). Otherwise every block holding a write up to the
+ * highest target goes now (pick()). 0: go on. */
+static int serve_flushers(struct glidefs_volume *v, struct pipeline *p)
+{
+    uint64_t lo, hi;
+    if (!waiting_targets(v, &lo, &hi))
+        return 0;
+    uint64_t through = gfs_syncer_uploaded_through(v);
+    if (lo <= through) {
+        if (p->inflight && through < hi)
+            return -1;
+        pthread_mutex_unlock(&v->lock);
+        int r = gfs_volume_write_manifest(v);
+        pthread_mutex_lock(&v->lock);
+        if (r == 0) {
+            if (through > v->sync.durable_seq)
+                v->sync.durable_seq = through;
+        } else {
+            v->sync.error = r;
+            v->sync.flush_err = r;
+            v->sync.flush_err_gen++;
+            set_backoff(v, 1);
+        }
+        pthread_cond_broadcast(&v->cond);
+        return 1;
+    }
+    /* A new round, or newcomers join the one in flight with a segment of
+     * their own (in parallel, up to upload_parallel): one manifest serves
+     * them all once every segment is in, sooner than a round after it. */
+    if (v->sync.flush_upto < hi)
+        v->sync.flush_upto = hi;
+    return 0;
+}
+
 static void timed_wait(struct glidefs_volume *v, int64_t wait)
 {
     struct timespec ts;
     if (wait > 1000)
         wait = 1000;
+    /* a write made while we sleep is not announced: look again in time for
+     * its max_unsynced_ms deadline (half the bound) */
+    if (v->sync.max_unsynced_ms && wait > v->sync.max_unsynced_ms / 4)
+        wait = v->sync.max_unsynced_ms / 4;
     if (wait < 1)
         wait = 1;
     gfs_timespec_in(&ts, wait);
@@ -469,6 +570,13 @@ static void *syncer_main(void *arg)
         int64_t now = gfs_now_ms();
         if (v->sync.backoff_until_ms > now) {
             timed_wait(v, v->sync.backoff_until_ms - now);
+            continue;
+        }
+        int fl = serve_flushers(v, &p);
+        if (fl > 0)
+            continue;
+        if (fl < 0) {
+            timed_wait(v, 1000); /* the rest of the round is in flight */
             continue;
         }
         /* a drain or back-pressure may use every connection */
@@ -590,4 +698,83 @@ void gfs_syncer_stop(struct glidefs_volume *v)
     }
     pthread_join(v->sync.thr, NULL);
     v->sync.running = 0;
+}
+
+int gfs_syncer_flush(struct glidefs_volume *v, uint64_t target)
+{
+    if (v->sync.durability != GLIDEFS_DURABILITY_STORE)
+        return 0;
+    if (!v->owner)
+        return v->fenced ? -EROFS : 0; /* nothing of ours can reach the store */
+    uint64_t through = gfs_syncer_uploaded_through(v);
+    if (through >= target && v->sv.segs_since_manifest == 0 && v->sync.durable_seq < through)
+        v->sync.durable_seq = through; /* uploaded, and the last manifest covers every segment */
+    if (v->sync.durable_seq >= target)
+        return 0;
+    struct gfs_flush_waiter w = {.target = target, .next = v->sync.waiters};
+    v->sync.waiters = &w;
+    v->st.store_flushes++;
+    uint64_t eg = v->sync.flush_err_gen;
+    pthread_cond_broadcast(&v->sync.cond);
+    int r = 0;
+    while (v->sync.durable_seq < target) {
+        if (v->sync.flush_err_gen != eg) {
+            r = v->sync.flush_err ? v->sync.flush_err : -EIO;
+            break;
+        }
+        if (v->fenced || !v->owner) {
+            r = -EROFS;
+            break;
+        }
+        if (v->stop || v->sync.stop) {
+            r = -ESHUTDOWN;
+            break;
+        }
+        if (v->journal.failed && v->deferred_error) {
+            r = -EIO;
+            break;
+        }
+        pthread_cond_wait(&v->cond, &v->lock);
+    }
+    struct gfs_flush_waiter **pp = &v->sync.waiters;
+    while (*pp != &w)
+        pp = &(*pp)->next;
+    *pp = w.next;
+    if (r < 0)
+        v->st.store_flush_errors++;
+    return r;
+}
+
+/* Is the volume past a max_unsynced bound, for a write of len bytes? */
+static int over_bounds(struct glidefs_volume *v, uint64_t len)
+{
+    uint64_t dirty = v->dirty.sectors * 512;
+    if (v->sync.max_unsynced_bytes && dirty > 0 && dirty + len > v->sync.max_unsynced_bytes)
+        return 1;
+    /* the head of the oldest-first list holds the oldest write not in the store */
+    return v->sync.max_unsynced_ms && v->dirty.head &&
+           gfs_now_ms() - v->dirty.head->first_ms >= v->sync.max_unsynced_ms;
+}
+
+int gfs_syncer_room(struct glidefs_volume *v, uint64_t len)
+{
+    int waited = 0;
+    for (;;) {
+        if (v->read_only)
+            return -EROFS;
+        if (v->stop)
+            return -ESHUTDOWN;
+        if (!v->owner || !over_bounds(v, len))
+            return 0;
+        if (!waited)
+            v->st.unsynced_waits++;
+        waited = 1;
+        /* hurry the syncer as a drain does; uploads committed wake us */
+        v->sync.force++;
+        pthread_cond_broadcast(&v->sync.cond);
+        struct timespec ts;
+        gfs_timespec_in(&ts, 1000); /* the age bound is crossed by time alone: look again */
+        pthread_cond_timedwait(&v->cond, &v->lock, &ts);
+        v->sync.force--;
+    }
 }

@@ -5,8 +5,8 @@
  * view of the volume in the store (v->sv, storeview.h), manifests
  * (v->ckpt, checkpoint.h), the syncer (v->sync, syncer.h), compaction
  * (v->comp, compactor.h), the write lease (v->own, ownership.h),
- * snapshots' pins (v->snap, pins.h) and read-ahead (v->ra, opaque,
- * readahead.h).
+ * snapshots' pins (v->snap, pins.h), read-ahead (v->ra, opaque,
+ * readahead.h) and cold start (v->wake, wake.h).
  *
  * Locks, always taken in this order (a thread holding one never waits for
  * an earlier one):
@@ -61,6 +61,7 @@
 #include "storeview.h"
 #include "syncer.h"
 #include "volmeta.h"
+#include "wake.h"
 
 struct gfs_ra;
 
@@ -112,6 +113,7 @@ struct glidefs_volume {
     struct gfs_own_state own;
     struct gfs_snap_state snap;
     struct gfs_ra *ra;           /* NULL when off */
+    struct gfs_wake_state wake;  /* access profile and prefetch on wake (wake.h) */
 };
 
 /* Write one whole block b again (volume_io.c), journalled like a client

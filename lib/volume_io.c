@@ -72,6 +72,7 @@ static int read_block(glidefs_volume *v, uint64_t b, uint32_t s, uint32_t n, uin
             v->st.reads++;
             /* under the lock we hold anyway: no extra lock round per read */
             gfs_ra_note_read(v->ra, b * v->bs + (uint64_t)s * 512, read_len);
+            gfs_wake_note_read(v, b, (b * v->bs + (uint64_t)s * 512 + read_len - 1) / v->bs);
             count_read = 0;
         }
         if (count_stats)
@@ -128,10 +129,13 @@ static int read_block(glidefs_volume *v, uint64_t b, uint32_t s, uint32_t n, uin
             }
         }
         if (count_stats) {
-            if (p.base == GFS_BASE_STORE)
+            if (p.base == GFS_BASE_STORE) {
                 v->st.cache_misses++;
-            else
+            } else {
                 v->st.cache_hits++;
+                if (p.base == GFS_BASE_CACHE)
+                    gfs_wake_cache_hit(v, b);
+            }
         }
         pthread_mutex_unlock(&v->lock);
 
@@ -204,6 +208,7 @@ GLIDEFS_API int glidefs_pread(glidefs_volume *v, void *buf, size_t len, uint64_t
         dst += chunk;
         pos += chunk;
     }
+    gfs_wake_read_done(v);
     return 0;
 }
 
@@ -301,8 +306,10 @@ static int submit_if(glidefs_volume *v, uint32_t type, const void *data, uint64_
         return -EIO;
     }
     uint64_t jres = 0;
-    r = journal_room(v, reclen, &jres);
-    /* after journal_room, which may have dropped the lock to wait */
+    r = gfs_syncer_room(v, len); /* the max_unsynced bounds (syncer.h) */
+    if (r == 0)
+        r = journal_room(v, reclen, &jres);
+    /* after the waits above, which may have dropped the lock */
     if (r == 0 && expect && block_changed(v, first_b, expect))
         r = -EAGAIN;
     if (r == 0)
@@ -420,8 +427,11 @@ GLIDEFS_API int glidefs_write_zeroes(glidefs_volume *v, uint64_t offset, uint64_
 GLIDEFS_API int glidefs_flush(glidefs_volume *v)
 {
     SCOPED_LOCK(&v->lock);
+    uint64_t target = v->next_seq - 1; /* store mode: every write up to here in the store */
     int r = gfs_journal_flush(&v->journal, &v->lock);
     v->st.flushes++;
+    if (r == 0)
+        r = gfs_syncer_flush(v, target);
     return r;
 }
 
@@ -565,7 +575,10 @@ GLIDEFS_API int glidefs_drain(glidefs_volume *v, int64_t timeout_ms)
     pthread_mutex_unlock(&v->lock);
     if (r < 0)
         return r;
-    return gfs_volume_write_manifest(v);
+    r = gfs_volume_write_manifest(v);
+    if (r == 0)
+        gfs_wake_save(v); /* advisory: its failure does not fail the drain */
+    return r;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -581,6 +594,40 @@ GLIDEFS_API int glidefs_volume_read_only(glidefs_volume *v)
 {
     SCOPED_LOCK(&v->lock);
     return v->read_only;
+}
+
+GLIDEFS_API int glidefs_volume_set_durability(glidefs_volume *v,
+                                              const struct glidefs_durability *d, size_t d_size)
+{
+    struct glidefs_durability x = {0};
+    if (!d || d_size == 0)
+        return -EINVAL;
+    memcpy(&x, d, d_size < sizeof x ? d_size : sizeof x);
+    if (x.mode != GLIDEFS_DURABILITY_LOCAL && x.mode != GLIDEFS_DURABILITY_STORE)
+        return -EINVAL;
+    SCOPED_LOCK(&v->lock);
+    v->sync.durability = (int)x.mode;
+    v->sync.max_unsynced_ms = x.max_unsynced_ms;
+    v->sync.max_unsynced_bytes = x.max_unsynced_bytes;
+    /* writers waiting on a bound that went away, and the syncer's deadlines */
+    pthread_cond_broadcast(&v->cond);
+    pthread_cond_broadcast(&v->sync.cond);
+    return 0;
+}
+
+GLIDEFS_API int glidefs_volume_get_durability(glidefs_volume *v, struct glidefs_durability *d,
+                                              size_t d_size)
+{
+    if (!d || d_size == 0)
+        return -EINVAL;
+    struct glidefs_durability x = {0};
+    pthread_mutex_lock(&v->lock);
+    x.mode = (uint32_t)v->sync.durability;
+    x.max_unsynced_ms = (uint32_t)v->sync.max_unsynced_ms;
+    x.max_unsynced_bytes = v->sync.max_unsynced_bytes;
+    pthread_mutex_unlock(&v->lock);
+    memcpy(d, &x, d_size < sizeof x ? d_size : sizeof x);
+    return 0;
 }
 
 GLIDEFS_API int glidefs_stats(glidefs_volume *v, struct glidefs_stats *out, size_t st_size)
@@ -625,7 +672,12 @@ GLIDEFS_API int glidefs_stats(glidefs_volume *v, struct glidefs_stats *out, size
             s.segments_old_key++;
     }
     s.key_generation = newest;
+    s.durability = v->sync.durability;
+    s.max_unsynced_ms = (uint32_t)v->sync.max_unsynced_ms;
+    s.max_unsynced_bytes = v->sync.max_unsynced_bytes;
     s.key_generations = gfs_codec_gens(v->codec, NULL, 0);
+    s.prefetch_wasted_bytes = v->wake.unread * v->bs;
+    s.first_read_ms = atomic_load_explicit(&v->wake.first_read_ms, memory_order_relaxed);
     double uptime_s = (double)(gfs_now_ms() - v->opened_ms) / 1000.0;
     pthread_mutex_unlock(&v->lock);
     /* copied out of the store's atomics (the public struct holds plain integers) */

@@ -131,6 +131,7 @@ static void volume_free(glidefs_volume *v)
 {
     gfs_ra_destroy(v->ra);
     v->ra = NULL;
+    gfs_wake_free(v); /* after read-ahead: its workers report prefetched blocks */
     if (v->created_dir && v->failed_open && v->dir)
         gfs_local_unmake(v->dir); /* nothing of a volume that does not exist stays behind */
     /* under the lock: the budget may be evicting from it for another volume */
@@ -329,6 +330,11 @@ GLIDEFS_API int glidefs_volume_open(const glidefs_config *cfg, const char *name,
     v->sync.max_dirty_age_ms = cfg->max_dirty_age_ms > 0 ? cfg->max_dirty_age_ms : 60000;
     if (v->sync.max_dirty_age_ms < v->sync.delay_ms)
         v->sync.max_dirty_age_ms = v->sync.delay_ms;
+    v->sync.durability = cfg->storage_durability && strcmp(cfg->storage_durability, "store") == 0
+                             ? GLIDEFS_DURABILITY_STORE
+                             : GLIDEFS_DURABILITY_LOCAL;
+    v->sync.max_unsynced_ms = (int64_t)cfg->storage_max_unsynced_s * 1000;
+    v->sync.max_unsynced_bytes = cfg->storage_max_unsynced_bytes;
     v->ro_forced = !!(flags & GLIDEFS_OPEN_READONLY);
     v->read_only = 1; /* until the lease is ours */
     v->next_seq = 1;
@@ -377,6 +383,12 @@ GLIDEFS_API int glidefs_volume_open(const glidefs_config *cfg, const char *name,
         r = gfs_ra_create(v, (uint64_t)cfg->cache_readahead_kb * 1024,
                           (unsigned)(nra < 1 ? 1 : nra > 4 ? 4 : nra), &v->ra);
     }
+    if (r == 0 && v->ra && cfg->ra_test_hook)
+        gfs_ra_set_test_hook(v->ra, cfg->ra_test_hook, cfg->ra_test_hook_arg);
+    if (r == 0)
+        r = gfs_wake_init(v, cfg);
+    if (r == 0)
+        gfs_wake_start(v); /* the profile's GET runs on a read-ahead worker: open does not wait */
     if (r == 0 && v->owner)
         r = gfs_snapshots_load(v); /* what compaction must keep */
     if (r == 0 && v->owner)
@@ -410,7 +422,10 @@ GLIDEFS_API int glidefs_volume_close(glidefs_volume *v)
     int r = gfs_journal_flush(&v->journal, &v->lock);
     int d = v->deferred_error;
     int release = v->owner && !v->fenced && v->dirty.nblocks == 0 && !v->journal.failed;
+    int owner = v->owner && !v->fenced;
     pthread_mutex_unlock(&v->lock);
+    if (owner)
+        gfs_wake_save(v); /* advisory: a failure is logged, the close goes on */
     if (release) {
         /* nothing left to upload: let the next node take over without waiting */
         int rr = gfs_volume_write_manifest(v);

@@ -62,6 +62,8 @@ struct opts {
     bool data_key; /* rekey --data-key */
     bool deep;     /* scrub --deep */
     bool repair;   /* scrub --repair */
+    /* set --durability, --max-unsynced-s, --max-unsynced-bytes (NULL: unchanged) */
+    const char *durability, *max_unsynced_s, *max_unsynced_bytes;
 };
 
 static struct opts opt;
@@ -93,6 +95,10 @@ static void usage(FILE *f)
             "  promote NAME [--force]       read-only -> read-write (take the write lease)\n"
             "  release NAME [--timeout S]   drain and hand the write lease back\n"
             "  resize NAME SIZE             grow the volume (never shrinks)\n"
+            "  set NAME [--durability local|store] [--max-unsynced-s S]\n"
+            "      [--max-unsynced-bytes SIZE]\n"
+            "                               what a flush waits for, and the bounds on what is\n"
+            "                               not yet in the store (0: unbounded), on this node\n"
             "  delete NAME [--purge] [--force]\n"
             "                               remove it from the node (--purge: from the store too)\n"
             "  compact NAME                 rewrite sparse segments now, reclaim space\n"
@@ -433,6 +439,16 @@ static void print_status(json_t *e)
     else
         printf("dirty:        %s\n", a);
     printf("last sync:    %s\n", jstr(e, "last_sync_time", "never"));
+    {
+        /* exposure: what losing this node with its disk would lose */
+        char bb[32];
+        human(jint(e, "max_unsynced_bytes"), bb, sizeof bb);
+        printf("durability:   %s (a flush is durable %s); max unsynced %" PRIu64 " s / %s\n",
+               jstr(e, "durability", "local"),
+               strcmp(jstr(e, "durability", "local"), "store") == 0 ? "in the store"
+                                                                    : "on this node",
+               jint(e, "max_unsynced_s"), jint(e, "max_unsynced_bytes") ? bb : "0");
+    }
     human(jint(e, "cached_bytes"), a, sizeof a);
     printf("cache:        %s cached, hit ratio %.1f%% (%" PRIu64 " hits, %" PRIu64
            " misses)\n", a, 100.0 * jreal(e, "cache_hit_ratio"), jint(e, "cache_hits"),
@@ -445,6 +461,15 @@ static void print_status(json_t *e)
            " retries\n", jint(e, "store_puts"), jint(e, "store_gets"), jint(e, "store_errors"),
            jint(e, "store_retries"));
     printf("est. cost:    $%.2f / month\n", jreal(e, "est_monthly_cost_usd"));
+    if (json_object_get(e, "prefetched_blocks")) {
+        human(jint(e, "prefetch_wasted_bytes"), a, sizeof a);
+        printf("cold start:   profile %" PRIu64 " blocks recorded; %" PRIu64 " prefetched, %"
+               PRIu64 " read by the client, %s not read", jint(e, "profile_blocks_recorded"),
+               jint(e, "prefetched_blocks"), jint(e, "prefetch_hits"), a);
+        if (jint(e, "first_read_ms"))
+            printf("; first read %" PRIu64 " ms after open", jint(e, "first_read_ms"));
+        printf("\n");
+    }
     if (jint(e, "key_generation"))
         printf("data key:     generation %" PRIu64 " (%" PRIu64 " held; %" PRIu64
                " segments under older ones)\n", jint(e, "key_generation"),
@@ -777,6 +802,59 @@ static int cmd_resize(const char *name, const char *size)
         else
             printf("%s grown from %s to %s; clients see the new size when they reconnect\n",
                    name, from, to);
+    }
+    answer_free(&a);
+    return rc;
+}
+
+static int cmd_set(const char *name)
+{
+    char path[256], what[200], body[256];
+    snprintf(what, sizeof what, "set %s", name);
+    if (!opt.durability && !opt.max_unsynced_s && !opt.max_unsynced_bytes) {
+        errorf("%s: nothing to set: give --durability, --max-unsynced-s or --max-unsynced-bytes",
+               what);
+        return EXIT_USAGE;
+    }
+    size_t n = 0;
+    n += (size_t)snprintf(body + n, sizeof body - n, "{");
+    if (opt.durability) {
+        if (strcmp(opt.durability, "local") != 0 && strcmp(opt.durability, "store") != 0) {
+            errorf("%s: --durability is local or store", what);
+            return EXIT_USAGE;
+        }
+        n += (size_t)snprintf(body + n, sizeof body - n, "\"durability\": \"%s\"",
+                              opt.durability);
+    }
+    if (opt.max_unsynced_s) {
+        char *end = NULL;
+        long t = strtol(opt.max_unsynced_s, &end, 10);
+        if (!*opt.max_unsynced_s || *end || t < 0 || t > 86400) {
+            errorf("%s: --max-unsynced-s takes whole seconds from 0 (unbounded) to 86400", what);
+            return EXIT_USAGE;
+        }
+        n += (size_t)snprintf(body + n, sizeof body - n, "%s\"max_unsynced_s\": %ld",
+                              n > 1 ? ", " : "", t);
+    }
+    if (opt.max_unsynced_bytes) {
+        uint64_t bytes = 0;
+        int rc = strcmp(opt.max_unsynced_bytes, "0") == 0
+                     ? 0 : parse_size_arg(what, opt.max_unsynced_bytes, &bytes);
+        if (rc)
+            return rc;
+        n += (size_t)snprintf(body + n, sizeof body - n, "%s\"max_unsynced_bytes\": %" PRIu64,
+                              n > 1 ? ", " : "", bytes);
+    }
+    snprintf(body + n, sizeof body - n, "}");
+    snprintf(path, sizeof path, "/api/exports/%s", name);
+    struct answer a;
+    int rc = call(what, "PATCH", path, body, 60, &a);
+    if (!rc && !opt.json) {
+        char b[32];
+        human(jint(a.json, "max_unsynced_bytes"), b, sizeof b);
+        printf("%s: durability %s, max unsynced %" PRIu64 " s / %s (0: unbounded)\n", name,
+               jstr(a.json, "durability", "?"), jint(a.json, "max_unsynced_s"),
+               jint(a.json, "max_unsynced_bytes") ? b : "0");
     }
     answer_free(&a);
     return rc;
@@ -1252,6 +1330,15 @@ int main(int argc, char **argv)
             opt.deep = true;
         } else if (strcmp(a, "--repair") == 0) {
             opt.repair = true;
+        } else if (is_opt(a, "--durability")) {
+            if (!(opt.durability = opt_value(argc, argv, &i, "--durability")))
+                return EXIT_USAGE;
+        } else if (is_opt(a, "--max-unsynced-s")) {
+            if (!(opt.max_unsynced_s = opt_value(argc, argv, &i, "--max-unsynced-s")))
+                return EXIT_USAGE;
+        } else if (is_opt(a, "--max-unsynced-bytes")) {
+            if (!(opt.max_unsynced_bytes = opt_value(argc, argv, &i, "--max-unsynced-bytes")))
+                return EXIT_USAGE;
         } else if (is_opt(a, "--snapshot")) {
             if (!(opt.snapshot = opt_value(argc, argv, &i, "--snapshot")))
                 return EXIT_USAGE;
@@ -1289,7 +1376,7 @@ int main(int argc, char **argv)
     const char *cmd = pos[0];
     enum { C_LIST, C_STATUS, C_CREATE, C_DRAIN, C_PROMOTE, C_RELEASE, C_RESIZE, C_DELETE,
            C_COMPACT, C_METRICS, C_SNAPSHOT, C_SNAPSHOTS, C_SNAPSHOT_DELETE, C_CLONE,
-           C_FENCED_EXPORT, C_FENCED_DISCARD, C_REKEY, C_SCRUB };
+           C_FENCED_EXPORT, C_FENCED_DISCARD, C_REKEY, C_SCRUB, C_SET };
     static const struct {
         const char *name;
         int id;
@@ -1316,6 +1403,7 @@ int main(int argc, char **argv)
         { "fenced-discard", C_FENCED_DISCARD, 0, 0, true, false, false, false, false },
         { "rekey", C_REKEY, 0, 0, true, false, false, false, false },
         { "scrub", C_SCRUB, 0, 0, true, false, false, false, false },
+        { "set", C_SET, 0, 0, true, false, false, false, false },
     };
     int k = -1;
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
@@ -1341,6 +1429,11 @@ int main(int argc, char **argv)
                                   : "rekey: give --data-key (a password change is "
                                     "glidefs_volume_rekey() in the library: the API never "
                                     "carries passwords)");
+        return EXIT_USAGE;
+    }
+    if ((opt.durability || opt.max_unsynced_s || opt.max_unsynced_bytes) && id != C_SET) {
+        errorf("--durability, --max-unsynced-s and --max-unsynced-bytes apply to set only "
+               "(glidefs-ctl --help)");
         return EXIT_USAGE;
     }
     if ((opt.deep || opt.repair) && id != C_SCRUB) {
@@ -1398,6 +1491,7 @@ int main(int argc, char **argv)
     case C_DELETE: rc = cmd_delete(name); break;
     case C_COMPACT: rc = cmd_compact(name); break;
     case C_SCRUB: rc = cmd_scrub(name); break;
+    case C_SET: rc = cmd_set(name); break;
     case C_METRICS: rc = cmd_metrics(name); break;
     case C_SNAPSHOT: rc = cmd_snapshot(name, arg2); break;
     case C_SNAPSHOTS: rc = cmd_snapshots(name); break;

@@ -158,8 +158,41 @@ GLIDEFS_API int glidefs_pwrite(glidefs_volume *vol, const void *buf, size_t len,
                                uint64_t offset, unsigned flags);
 
 /* Make every write that completed before this call durable on local disk
- * (survives kill -9 and power loss). Does not touch the store. */
+ * (survives kill -9 and power loss). In store durability mode, also in the
+ * store (glidefs_volume_set_durability). */
 GLIDEFS_API int glidefs_flush(glidefs_volume *vol);
+
+/* Durability of a flush, per open volume (README "Durability"). The
+ * config's storage.durability, storage.max_unsynced_s and
+ * storage.max_unsynced_bytes are the defaults at open.
+ * GLIDEFS_DURABILITY_LOCAL: glidefs_flush makes writes durable on this
+ * node's disk; the store catches up in the background.
+ * GLIDEFS_DURABILITY_STORE: glidefs_flush (and FUA) returns 0 only once
+ * every write completed before it is in the store (a segment, and a
+ * manifest a fresh reader loads), so another node reads it even if this one
+ * is lost with its disk; flushes waiting together share one segment and one
+ * manifest PUT. A store error fails the flush with its errno (the data
+ * stays dirty and is retried); -EROFS when the lease was lost. Writes still
+ * return at local speed.
+ * max_unsynced_ms / max_unsynced_bytes (either mode, 0 = unbounded): the
+ * syncer uploads a write by half that age, and a write waits while the
+ * oldest write not in the store is older than max_unsynced_ms or while
+ * this write would take the bytes not in the store past
+ * max_unsynced_bytes (back-pressure). */
+#define GLIDEFS_HAVE_DURABILITY 1
+#define GLIDEFS_DURABILITY_LOCAL 0
+#define GLIDEFS_DURABILITY_STORE 1
+struct glidefs_durability {
+    uint32_t mode;               /* GLIDEFS_DURABILITY_* */
+    uint32_t max_unsynced_ms;    /* 0: unbounded */
+    uint64_t max_unsynced_bytes; /* 0: unbounded */
+};
+/* Set (d_size = sizeof(struct glidefs_durability)); takes effect for
+ * flushes and writes that start afterwards. -EINVAL unknown mode. */
+GLIDEFS_API int glidefs_volume_set_durability(glidefs_volume *vol,
+                                              const struct glidefs_durability *d, size_t d_size);
+GLIDEFS_API int glidefs_volume_get_durability(glidefs_volume *vol, struct glidefs_durability *d,
+                                              size_t d_size);
 
 /* Discard a range: it reads back as zeroes. Whole blocks become holes that
  * the store does not hold at all. flags: GLIDEFS_WRITE_FUA. */
@@ -346,6 +379,21 @@ struct glidefs_stats {
     /* group commit (GLIDEFS_HAVE_JOURNAL_SYNCS) */
     uint64_t journal_syncs;      /* journal sync rounds (fdatasync): concurrent flushes share
                                     one (the syncer's journal clean-up syncs too) */
+    /* durability (GLIDEFS_HAVE_DURABILITY). What losing this node (its disk
+     * included) would lose is dirty_bytes, written over the last
+     * oldest_dirty_age_ms: those two are the exposure. */
+    int durability;              /* GLIDEFS_DURABILITY_* */
+    uint32_t max_unsynced_ms;    /* the bounds in force (0: none) */
+    uint64_t max_unsynced_bytes;
+    uint64_t store_flushes;      /* flushes that waited for the store (store mode) */
+    uint64_t store_flush_errors; /* of which failed (a store error, the lease lost) */
+    uint64_t unsynced_waits;     /* writes that waited for the max_unsynced bounds */
+    /* cold start (README "Cold start"): the access profile and prefetch on wake */
+    uint64_t profile_blocks_recorded; /* blocks in this session's access profile so far */
+    uint64_t prefetched_blocks;  /* blocks put into the cache from the profile loaded at open */
+    uint64_t prefetch_hits;      /* guest block reads served by a prefetched block */
+    uint64_t prefetch_wasted_bytes; /* prefetched, not read (yet): at close, the waste */
+    int64_t first_read_ms;       /* open to the first guest read done, ms (0: none yet) */
 };
 #define GLIDEFS_HAVE_JOURNAL_SYNCS 1
 

@@ -174,7 +174,9 @@ static void reads_model(glidefs_volume *v)
     struct glidefs_stats st;
     assert_int_equal(glidefs_stats(v, &st, sizeof st), 0);
     assert_int_equal(st.checksum_errors, 0);
-    assert_true(st.cache_misses > 0); /* it came from the store, not a cache */
+    /* it came from the store, not a cache: fetched by the reads or by the
+     * prefetch of the access profile (MAC'd) an earlier open stored */
+    assert_true(st.cache_misses + st.prefetched_blocks > 0);
 }
 
 /* The key generation (segment header offset 44) of every segment in the

@@ -35,6 +35,8 @@ static glidefs_config *cfg_for(struct tu_env *env, const char *ra_kb)
     glidefs_config *c = tu_config(env, "64M", "100");
     tu_set(c, "servers.nbd.blocks_per_batch", "25");
     tu_set(c, "cache.readahead_kb", ra_kb);
+    /* read-ahead alone: no access profile recorded or prefetched (test_wake) */
+    tu_set(c, "cache.profile_s", "0");
     return c;
 }
 

@@ -116,8 +116,15 @@ def main():
         t.ok(m.get("reads", 0) >= 1 and m.get("flushes", 0) >= 1, "metrics: reads, flushes")
         t.ok(m.get("store_puts", 0) >= 1, "metrics: store PUTs")
         for k in ("cache_hits", "cache_misses", "cache_hit_ratio", "store_errors",
-                  "store_retries", "oldest_dirty_age_ms", "store_get_bytes", "store_deletes"):
+                  "store_retries", "oldest_dirty_age_ms", "store_get_bytes", "store_deletes",
+                  "prefetched_blocks", "prefetch_hits", "prefetch_wasted_bytes"):
             t.ok(k in m, f"metrics has {k}")
+        # the client's reads since open make the access profile (cold start)
+        t.ok(m.get("profile_blocks_recorded", 0) >= 1 and m.get("first_read_ms", 0) > 0,
+             "metrics: access profile recorded, time to first read (%r, %r)"
+             % (m.get("profile_blocks_recorded"), m.get("first_read_ms")))
+        r = d.req("GET", "/api/exports/vm1")
+        t.ok(r.json.get("profile_blocks_recorded", 0) >= 1, "status: profile_blocks_recorded")
         lat = m.get("latency", {})
         t.ok(lat.get("write", {}).get("count", 0) >= 1, "metrics: write latency measured")
         t.ok(lat.get("read", {}).get("p99_us", 0) > 0, "metrics: read latency p99")
@@ -227,7 +234,10 @@ def main():
         t.eq(r.json.get("dirty_bytes"), 0, "everything uploaded")
         hs.shutdown()
 
-        t.status(d.req("GET", "/metrics"), 200, "GET /metrics")
+        r = d.req("GET", "/metrics")
+        t.status(r, 200, "GET /metrics")
+        t.ok("glidefs_prefetched_blocks_total{" in r.body and
+             "glidefs_profile_blocks_recorded{" in r.body, "metrics: cold start families")
         rc = d.stop()
         t.eq(rc, 0, "SIGTERM: glidefsd drains and exits 0")
         t.ok("Sanitizer" not in d.log_text(), "no sanitizer report")

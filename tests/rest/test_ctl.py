@@ -166,6 +166,7 @@ def main():
         r = ctl("status", "vm1", env=env)
         t.ok(r.returncode == 0 and "1.0 MiB" in r.stdout and "connections:  1" in r.stdout,
              "status: dirty and connections")
+        t.ok("cold start:   profile " in r.stdout, "status: the cold start line")
         r = ctl("status", "vm1", "--json", env=env)
         st = json.loads(r.stdout)
         t.eq((st["name"], st["dirty_bytes"], st["state"]), ("vm1", MiB, "read-write"),
@@ -263,7 +264,86 @@ def main():
         t.eq(d.stop(), 0, "exits 0 on SIGTERM")
     token_scrubbed()
     rekey()
+    durability()
     t.done()
+
+
+def objects(d, name, kind):
+    p = os.path.join(d.store, "nbd", name, kind)
+    return len([x for x in os.listdir(p) if not x.startswith(".")]) if os.path.isdir(p) else 0
+
+
+def durability():
+    """set NAME --durability store (PATCH /api/exports/NAME): with the syncer's
+    delays an hour away, a FLUSH then leaves a segment and a manifest in the
+    store and nothing dirty; local again: a FLUSH leaves it dirty; status and
+    metrics show the mode and the bounds; the setting outlives the export
+    closing and opening again on this node; POST /api/exports takes it at
+    creation; bad values are usage errors (2) or 400."""
+    with resttest.Daemon(GLIDEFSD, sync_delay_ms=3600000,
+                         extra_nbd={"max_dirty_age_ms": 3600000}) as d:
+        d.start()
+        env = {"GLIDEFS_API": d.url}
+        t.eq(ctl("create", "dur", "1G", env=env).returncode, 0, "create dur")
+        r = ctl("set", "dur", "--durability", "store", "--max-unsynced-s", "30",
+                "--max-unsynced-bytes", "64M", env=env)
+        t.ok(r.returncode == 0 and "durability store" in r.stdout and "30 s" in r.stdout,
+             "set --durability store: 0 (%r %r)" % (r.stdout, r.stderr))
+        h = d.connect("dur")
+        segs0 = objects(d, "dur", "seg")
+        h.pwrite(b"\x42" * MiB, 0)
+        h.flush()
+        st = json.loads(ctl("--json", "status", "dur", env=env).stdout)
+        t.ok(objects(d, "dur", "seg") > segs0 and objects(d, "dur", "manifest") > 0 and
+             st.get("dirty_bytes") == 0 and st["sync"].get("store_flushes", 0) >= 1,
+             "store: after FLUSH a segment and a manifest, nothing dirty (%r)" % st.get("sync"))
+        t.ok(st.get("durability") == "store" and st.get("max_unsynced_s") == 30 and
+             st.get("max_unsynced_bytes") == 64 * MiB, "status --json: mode and bounds")
+        r = ctl("status", "dur", env=env)
+        t.ok("durability:   store (a flush is durable in the store)" in r.stdout,
+             "status shows the mode (%r)" % r.stdout)
+        m = d.req("GET", "/metrics").body
+        t.ok('glidefs_durability_store{export="dur"} 1' in m and
+             'glidefs_unsynced_bytes{export="dur"} 0' in m and
+             'glidefs_store_flushes_total{export="dur"}' in m, "metrics: mode and exposure")
+        t.eq(ctl("set", "dur", "--durability", "local", env=env).returncode, 0, "set local")
+        h.pwrite(b"\x43" * MiB, MiB)
+        h.flush()
+        st = json.loads(ctl("--json", "status", "dur", env=env).stdout)
+        t.ok(st.get("dirty_bytes", 0) > 0 and st.get("durability") == "local",
+             "local: a FLUSH leaves it dirty (%r)" % st.get("dirty_bytes"))
+        t.eq(ctl("set", "dur", "--durability", "store", env=env).returncode, 0, "store again")
+        h.shutdown()
+        # the last client gone, the export closes; it opens again in store mode
+        # (the list takes no reference: a status call would keep it open)
+        resttest.wait_for(lambda: all(x["name"] != "dur" for x in
+                                      d.req("GET", "/api/exports").json["exports"]), 60,
+                          "the export to close")
+        h = d.connect("dur")
+        h.pwrite(b"\x44" * 4096, 2 * MiB)
+        h.flush()
+        st = json.loads(ctl("--json", "status", "dur", env=env).stdout)
+        t.ok(st.get("durability") == "store" and st.get("dirty_bytes") == 0,
+             "reopened: still store mode (%r)" % st.get("durability"))
+        h.shutdown()
+        r = d.req("POST", "/api/exports", {"name": "dur2", "size_gb": 1, "durability": "store",
+                                          "max_unsynced_bytes": 1048576})
+        t.ok(r.status == 201 and r.json.get("durability") == "store" and
+             r.json.get("max_unsynced_bytes") == 1048576, "POST with durability: 201 (%r)" % r)
+        for body in ({"durability": "fast"}, {"max_unsynced_s": -1}, {"max_unsynced_s": "5"},
+                     {"max_unsynced_bytes": 1.5}, {}, {"size_gb": 2}):
+            r = d.req("PATCH", "/api/exports/dur2", body)
+            t.ok(r.status == 400 and r.error(), "PATCH %r: 400 (%r)" % (body, r))
+        t.eq(d.req("PATCH", "/api/exports/nosuch", {"durability": "store"}).status, 404,
+             "PATCH of an unknown export: 404")
+        t.eq(ctl("set", "dur2", env=env).returncode, 2, "set without a setting: 2")
+        t.eq(ctl("set", "dur2", "--durability", "fast", env=env).returncode, 2,
+             "--durability fast: 2")
+        t.eq(ctl("set", "dur2", "--max-unsynced-s", "x", env=env).returncode, 2,
+             "--max-unsynced-s x: 2")
+        r = ctl("list", "--durability", "store", env=env)
+        t.ok(r.returncode == 2 and "set only" in r.stderr, "--durability elsewhere: 2")
+        t.eq(d.stop(), 0, "exits 0 on SIGTERM")
 
 
 def rekey():

@@ -131,7 +131,7 @@ def main():
         t.eq(stored, ["okay"], "the store holds only the volume created on purpose")
 
         # -- methods and query parameters -----------------------------------------------------
-        for m, path in [("PATCH", "/api/exports/vm1"), ("FOO", "/api/exports"),
+        for m, path in [("PATCH", "/api/exports"), ("FOO", "/api/exports"),
                         ("OPTIONS", "/api/exports/vm1"), ("GET", "/api/exports/vm1/drain"),
                         ("PUT", "/api/exports"), ("DELETE", "/metrics"),
                         ("POST", "/healthz"), ("POST", "/api/exports/vm1")]:

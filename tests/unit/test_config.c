@@ -163,6 +163,8 @@ static const char full_yaml[] =
     "cache:\n"
     "  dir: /srv/cache\n"
     "  disk_size_gb: 42\n"
+    "  profile_s: 30\n"
+    "  profile_mb: 64\n"
     "storage:\n"
     "  url: s3://my-bucket.example/vms/prod/\n"
     "  endpoint: https://minio.local:9000/\n"
@@ -214,6 +216,8 @@ static void test_full_file(void **state)
     glidefs_config *cfg = parse_ok(full_yaml);
     assert_string_equal(cfg->cache_dir, "/srv/cache");
     assert_int_equal(cfg->cache_disk_size, 42 * GiB);
+    assert_int_equal(cfg->cache_profile_s, 30);
+    assert_int_equal(cfg->cache_profile_mb, 64);
     assert_string_equal(cfg->storage_url, "s3://my-bucket.example/vms/prod"); /* normalised */
     assert_string_equal(cfg->storage_endpoint, "https://minio.local:9000");
     assert_string_equal(cfg->storage_region, "eu-west-3");
