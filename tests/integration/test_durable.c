@@ -385,7 +385,12 @@ static void test_unsynced_bounds(void **state)
     make_slow(v);
     uint64_t waits0 = st(v).unsynced_waits;
     assert_int_equal(glidefs_pwrite(v, buf, 4096, 0, 0), 0);
-    usleep(500000); /* past the bound, while the upload is still in the store */
+    /* until the oldest write not in the store is past the bound (its upload,
+     * begun at 200 ms, is in the store until about 800 ms) */
+    double until = now_s() + 30;
+    while (st(v).oldest_dirty_age_ms < 420 && now_s() < until)
+        usleep(2000); /* polling a condition, with a deadline */
+    assert_true(st(v).oldest_dirty_age_ms >= 420);
     double w0 = now_s();
     assert_int_equal(glidefs_pwrite(v, buf, 4096, BS, 0), 0);
     double waited = now_s() - w0;
