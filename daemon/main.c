@@ -30,6 +30,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "config.h"
 #include "exports.h"
 #include "fsutil.h"
@@ -79,13 +80,6 @@ static int store_error_is_final(int rc)
            rc == -ENOMEM || rc == -ENOTDIR || rc == -EROFS;
 }
 
-static double mono_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* The store check, repeated with backoff for up to storage.startup_wait_s
  * while the store does not answer: a node booting with its network, or a
  * store restarting, is no reason for a crash loop (each check already
@@ -96,14 +90,14 @@ static int wait_for_store(const glidefs_config *cfg, const sigset_t *stop, char 
 {
     /* a local directory does not come up later: its error is the answer */
     int local = cfg->storage_url && strncmp(cfg->storage_url, "file://", 7) == 0;
-    double deadline = mono_s() + (local ? 0 : cfg->storage_startup_wait_s);
+    int64_t deadline = gfs_now_ms() + (local ? 0 : cfg->storage_startup_wait_s * 1000LL);
     double pause = 0.5;
     for (;;) {
         err[0] = '\0';
         int rc = check_store(cfg, err, errlen);
         if (rc == 0 || store_error_is_final(rc))
             return rc;
-        double left = deadline - mono_s();
+        double left = (double)(deadline - gfs_now_ms()) / 1000.0;
         if (left <= 0)
             return rc;
         if (pause > left)

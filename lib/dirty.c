@@ -65,9 +65,9 @@ struct gfs_dirty_block *gfs_dirty_touch(struct gfs_dirty *d, uint64_t block, int
     return db;
 }
 
-void gfs_dirty_remove(struct gfs_dirty *d, struct gfs_dirty_block *db)
+/* Take db out of the oldest-first list (its links are left stale). */
+static void unlink_block(struct gfs_dirty *d, struct gfs_dirty_block *db)
 {
-    gfs_u64map_del(&d->map, db->block);
     if (db->prev)
         db->prev->next = db->next;
     else
@@ -76,6 +76,12 @@ void gfs_dirty_remove(struct gfs_dirty *d, struct gfs_dirty_block *db)
         db->next->prev = db->prev;
     else
         d->tail = db->prev;
+}
+
+void gfs_dirty_remove(struct gfs_dirty *d, struct gfs_dirty_block *db)
+{
+    gfs_u64map_del(&d->map, db->block);
+    unlink_block(d, db);
     for (uint32_t i = 0; i < db->n; i++)
         d->sectors -= db->ext[i].count;
     d->nblocks--;
@@ -190,15 +196,7 @@ void gfs_dirty_requeue(struct gfs_dirty *d, struct gfs_dirty_block *db, int64_t 
         at = at->prev;
     if (at == db->prev)
         return; /* already in place */
-    /* unlink */
-    if (db->prev)
-        db->prev->next = db->next;
-    else
-        d->head = db->next;
-    if (db->next)
-        db->next->prev = db->prev;
-    else
-        d->tail = db->prev;
+    unlink_block(d, db);
     /* link after at (NULL: at the head) */
     db->prev = at;
     db->next = at ? at->next : d->head;

@@ -122,7 +122,7 @@ struct s3_store {
     /* 1 once this store was seen to compare If-Match with the stored ETag
      * without its quotes (Ceph RGW 16): If-Match then goes out bare */
     atomic_int if_match_bare;
-    /* 1 once DeleteObjects was answered "not implemented": single deletes */
+    /* 1 once a store refused DeleteObjects (501 NotImplemented and kin): single deletes */
     atomic_int no_batch_delete;
 };
 

@@ -38,7 +38,7 @@ int gfs_s3_if_match_bare(const struct gfs_objstore *st);
  * -EIO when S3 refused some of them (*failed, if non-NULL, says how many;
  * the first refusal is logged with its key and S3 error code); -EACCES,
  * -ENOENT (no bucket), -EINVAL (bad key) as for single deletes. A store
- * that answers DeleteObjects "not implemented" (501, or 405 / 400 with
+ * that refuses DeleteObjects (501, or 405 / 400 with the code
  * NotImplemented or MethodNotAllowed) gets single DELETEs instead, from
  * then on (logged once). The backend's ops->del_many does the same. */
 int gfs_s3_delete_batch(struct gfs_objstore *st, const char *const *keys, size_t n,
