@@ -86,6 +86,19 @@ TARGETS = {
          "churn", "unique dirty data per segment PUT (last third)", "glidefs", "abs>=", 3200,
          None),
     ],
+    "codec": [
+        ("drain throughput, encrypted >= 0.9x plain",
+         "512 MiB incompressible (file:// store)", "sync (drain) throughput", "encrypted",
+         "ratio>=", 0.9, "plain"),
+        ("cold sequential read of a woken volume, encrypted >= 0.8x plain",
+         "512 MiB incompressible (file:// store)", "cold sequential read throughput", "encrypted",
+         "ratio>=", 0.8, "plain"),
+    ],
+    "codec_nbd": [
+        ("NBD 4 KiB random read QD64 on a cached volume, encrypted >= 0.95x plain (unchanged)",
+         "randread 4 KiB QD64 (cached)", "IOPS", "glidefsd encrypted", "ratio>=", 0.95,
+         "glidefsd"),
+    ],
     "s3": [
         ("sequential 1 MiB read of a woken volume >= 0.8x a plain GET loop",
          "sequential 1 MiB read (woken volume, empty cache)", "throughput", "glidefs",
