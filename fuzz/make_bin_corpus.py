@@ -1,6 +1,6 @@
 #!/usr/bin/python3
-"""Seed corpora for fuzz_segment, fuzz_manifest and fuzz_profile
-(docs/design.md 5.5, 5.7, 5.15).
+"""Seed corpora for fuzz_segment, fuzz_manifest, fuzz_profile and
+fuzz_cache_index (docs/design.md 5.5, 5.7, 5.15, 6.6).
 
 Each seed starts with the reader byte of its target (fuzz_segment: 0 no
 codec, 1 unsealed codec, 2 sealed codec; fuzz_manifest and fuzz_profile:
@@ -74,6 +74,16 @@ def manifest(sealed, keygens=None, mac_gen=2):
     return out
 
 
+def cache_index(entries, bs=131072, uuid=b"\x11" * 16, version=1, count=None, pad=0,
+                crc=None):
+    """A parked cache's index (lib/cache_index.h): header, 32-byte entries, CRC."""
+    b = b"GFSCIDX1" + struct.pack("<II", version, bs) + uuid
+    b += struct.pack("<QQ", len(entries) if count is None else count, 0)
+    for blk, ep, sq, off in entries:
+        b += struct.pack("<QQQII", blk, ep, sq, off, pad)
+    return b + struct.pack("<I", crc32c(b) if crc is None else crc)
+
+
 def profile(blocks, sealed=False, mac_gen=2, size=64 * 4096, count=None, version=1):
     n = len(blocks) if count is None else count
     out = b"GFSPRF01" + struct.pack("<IIQII", version, 1 if sealed else 0, size, 4096, n)
@@ -130,6 +140,21 @@ def main():
     }
     for k, v in pseeds.items():
         write(pd, k, v)
+    cd = os.path.join(root, "corpus-cache_index")
+    cseeds = {
+        "one": cache_index([(3, 1, 7, 0)]),
+        "empty": cache_index([]),
+        "several": cache_index([(0, 1, 1, 0), (9, 1, 2, 131072 + 29), (63, (1 << 56) | 2, 5, 40)]),
+        "bad_crc": cache_index([(1, 1, 1, 0)], crc=0),
+        "bad_count": cache_index([(1, 1, 1, 0)], count=2),
+        "bad_uuid": cache_index([(1, 1, 1, 0)], uuid=b"\x22" * 16),
+        "bad_block_size": cache_index([(1, 1, 1, 0)], bs=4096),
+        "bad_version": cache_index([(1, 1, 1, 0)], version=2),
+        "bad_pad": cache_index([(1, 1, 1, 0)], pad=1),
+        "bad_truncated": cache_index([(1, 1, 1, 0), (2, 1, 1, 0)])[:70],
+    }
+    for k, v in cseeds.items():
+        write(cd, k, v)
 
 
 if __name__ == "__main__":

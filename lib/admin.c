@@ -356,6 +356,8 @@ GLIDEFS_API int glidefs_volume_delete(const glidefs_config *cfg, const char *nam
         r = gfs_rm_tree(path);
         if (r == -ENOENT)
             r = 0;
+        if (cfg->budget)
+            gfs_budget_unpark(cfg->budget, path); /* its kept cache is gone with it */
     }
     if (fd >= 0)
         close(fd);

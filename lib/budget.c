@@ -31,6 +31,17 @@ struct gfs_budget {
     _Atomic uint32_t sleepers;
     pthread_mutex_t wake_lock;      /* a leaf: nothing is taken while it is held */
     pthread_cond_t wake;
+    /* parked caches of closed volumes, oldest first (lock); their bytes are
+     * in cache */
+    struct parked *parked, *parked_tail;
+    int scanned;                    /* gfs_budget_first_scan answered (lock) */
+};
+
+struct parked {
+    struct parked *next;
+    uint64_t bytes;
+    int (*drop)(const char *dir);
+    char dir[];
 };
 
 /* sequentially consistent, as the budget's arithmetic assumes */
@@ -60,6 +71,10 @@ void gfs_budget_unref(struct gfs_budget *b)
 {
     if (!b || SUB(&b->refs, 1) != 1) /* the old count: 1 was the last reference */
         return;
+    for (struct parked *p = b->parked, *next; p; p = next) {
+        next = p->next;
+        free(p); /* kept on disk for a later process, which counts it again */
+    }
     pthread_mutex_destroy(&b->lock);
     pthread_mutex_destroy(&b->wake_lock);
     pthread_cond_destroy(&b->wake);
@@ -206,6 +221,112 @@ static uint64_t share(const struct gfs_budget *b)
     return (total > j ? total - j : 0) / (n ? n : 1);
 }
 
+/* ------------------------------------------------------------------------ */
+/* parked caches                                                              */
+
+/* Under the lock: take dir's entry out of the list (NULL if none). */
+static struct parked *parked_take(struct gfs_budget *b, const char *dir)
+{
+    struct parked *prev = NULL;
+    for (struct parked *p = b->parked; p; prev = p, p = p->next) {
+        if (strcmp(p->dir, dir) != 0)
+            continue;
+        if (prev)
+            prev->next = p->next;
+        else
+            b->parked = p->next;
+        if (b->parked_tail == p)
+            b->parked_tail = prev;
+        SUB(&b->cache, p->bytes);
+        return p;
+    }
+    return NULL;
+}
+
+void gfs_budget_park(struct gfs_budget *b, const char *dir, uint64_t bytes,
+                     int (*drop)(const char *dir))
+{
+    size_t len = strlen(dir);
+    struct parked *p = malloc(sizeof *p + len + 1);
+    if (!p) {
+        drop(dir); /* not counted, so not kept (unless it is open again: then counted there) */
+        return;
+    }
+    memcpy(p->dir, dir, len + 1);
+    p->bytes = bytes;
+    p->drop = drop;
+    p->next = NULL;
+    pthread_mutex_lock(&b->lock);
+    free(parked_take(b, dir));
+    ADD(&b->cache, bytes);
+    if (b->parked_tail)
+        b->parked_tail->next = p;
+    else
+        b->parked = p;
+    b->parked_tail = p;
+    pthread_mutex_unlock(&b->lock);
+}
+
+uint64_t gfs_budget_unpark(struct gfs_budget *b, const char *dir)
+{
+    pthread_mutex_lock(&b->lock);
+    struct parked *p = parked_take(b, dir);
+    pthread_mutex_unlock(&b->lock);
+    uint64_t bytes = p ? p->bytes : 0;
+    free(p);
+    if (bytes)
+        wake_all(b);
+    return bytes;
+}
+
+int gfs_budget_first_scan(struct gfs_budget *b)
+{
+    pthread_mutex_lock(&b->lock);
+    int first = !b->scanned;
+    b->scanned = 1;
+    pthread_mutex_unlock(&b->lock);
+    return first;
+}
+
+uint64_t gfs_budget_parked_bytes(struct gfs_budget *b)
+{
+    pthread_mutex_lock(&b->lock);
+    uint64_t n = 0;
+    for (struct parked *p = b->parked; p; p = p->next)
+        n += p->bytes;
+    pthread_mutex_unlock(&b->lock);
+    return n;
+}
+
+/* Under the lock: drop parked caches, oldest first, until need bytes are
+ * given back. They go before any open volume's blocks: nobody reads them. */
+static uint64_t evict_parked_locked(struct gfs_budget *b, uint64_t need)
+{
+    uint64_t freed = 0;
+    struct parked *prev = NULL, *p = b->parked;
+    while (freed < need && p) {
+        struct parked *next = p->next;
+        if (p->drop(p->dir) < 0) {
+            /* open again (its dir lock held: the closing volume itself for
+             * a moment, or another process): still on disk, still counted */
+            prev = p;
+            p = next;
+            continue;
+        }
+        if (prev)
+            prev->next = next;
+        else
+            b->parked = next;
+        if (b->parked_tail == p)
+            b->parked_tail = prev;
+        SUB(&b->cache, p->bytes);
+        freed += p->bytes;
+        free(p);
+        p = next;
+    }
+    return freed;
+}
+
 /* Under the lock (and self's lock, held by the caller): evict up to `need`
  * bytes of clean cache from whoever holds the most (the most above the fair
  * share, which is the same for all; self on a tie: no other lock needed).
@@ -213,7 +334,7 @@ static uint64_t share(const struct gfs_budget *b)
  * this round. Returns the bytes given back. */
 static uint64_t evict_locked(struct gfs_budget *b, struct gfs_budget_member *self, uint64_t need)
 {
-    uint64_t round = ++b->round, fair = share(b), freed = 0;
+    uint64_t round = ++b->round, fair = share(b), freed = evict_parked_locked(b, need);
     while (freed < need) {
         struct gfs_budget_member *victim = NULL;
         uint64_t best = 0;

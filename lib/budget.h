@@ -11,7 +11,7 @@
  * keeps working. A volume opened alone gets the whole budget, as before.
  *
  * What holds, at every moment (B = cache.disk_size, summed over the open
- * volumes of one config):
+ * volumes of one config and the parked caches it counts):
  *   journal bytes on disk + clean-cache bytes on disk <= B
  * Space is charged before it is allocated (journal files before they are
  * created, cache slots before their pwrite) and given back only after it is
@@ -103,6 +103,23 @@ void gfs_budget_journal_done(struct gfs_budget_member *m, uint64_t bytes);
 void gfs_budget_journal_cancel(struct gfs_budget_member *m, int *waiting);
 /* Sleep until space is given back after gen, or ms passed. Hold no lock. */
 void gfs_budget_wait(struct gfs_budget *b, uint64_t gen, int64_t ms);
+
+/* Parked caches (cache_park.c): a closed volume's cache file kept on disk
+ * for its next open on this node. Its bytes count as clean cache until the
+ * volume opens again (gfs_budget_unpark: the bytes are no longer counted
+ * here; the volume charges what it restores) or the space is needed:
+ * parked caches go before any open volume's blocks, oldest first, through
+ * drop(dir) (called under the budget's lock: it must take no volume lock;
+ * < 0: the volume is open again, its cache stays and is still counted
+ * until that open unparks it). Parking dir again replaces its entry. */
+void gfs_budget_park(struct gfs_budget *b, const char *dir, uint64_t bytes,
+                     int (*drop)(const char *dir));
+uint64_t gfs_budget_unpark(struct gfs_budget *b, const char *dir);
+/* 1 the first time it is asked, then 0: one scan for parked caches left by
+ * an earlier process per budget. */
+int gfs_budget_first_scan(struct gfs_budget *b);
+/* Bytes of parked caches counted now. */
+uint64_t gfs_budget_parked_bytes(struct gfs_budget *b);
 
 /* cache.disk_size as the last volume opened saw it. */
 uint64_t gfs_budget_total(const struct gfs_budget *b);

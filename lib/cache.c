@@ -2,6 +2,7 @@
  * cache.c — the clean-block cache (see cache.h).
  */
 #include "cache.h"
+#include "cache_index.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -9,7 +10,12 @@
 #include <string.h>
 #include <unistd.h>
 
-int gfs_cache_open(struct gfs_cache *c, const char *path, uint32_t block_size, uint32_t nslots)
+static void release(struct gfs_cache *c, struct gfs_cache_slot *s);
+static inline void bump(struct gfs_cache_slot *s);
+static void cacct(struct gfs_cache *c, int64_t delta);
+
+static int cache_open(struct gfs_cache *c, const char *path, uint32_t block_size,
+                      uint32_t nslots, int keep)
 {
     memset(c, 0, sizeof *c);
     c->block_size = block_size;
@@ -18,13 +24,99 @@ int gfs_cache_open(struct gfs_cache *c, const char *path, uint32_t block_size, u
     c->slots = calloc(c->nslots, sizeof *c->slots);
     if (!c->slots)
         return -ENOMEM;
-    /* The index is not persisted, so what the file held is unknown: start empty. */
-    c->fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    /* Without a parked index what the file held is unknown: start empty. */
+    c->fd = open(path, O_RDWR | O_CREAT | (keep ? 0 : O_TRUNC) | O_CLOEXEC, 0600);
     if (c->fd < 0) {
         free(c->slots);
         c->slots = NULL;
         return -errno;
     }
+    return 0;
+}
+
+int gfs_cache_open(struct gfs_cache *c, const char *path, uint32_t block_size, uint32_t nslots)
+{
+    return cache_open(c, path, block_size, nslots, 0);
+}
+
+int gfs_cache_open_keep(struct gfs_cache *c, const char *path, uint32_t block_size,
+                        uint32_t nslots)
+{
+    return cache_open(c, path, block_size, nslots, 1);
+}
+
+int gfs_cache_restore(struct gfs_cache *c, uint64_t block, uint32_t seg, uint32_t offset)
+{
+    if (gfs_u64map_get(&c->map, block))
+        return -EEXIST;
+    if (c->nvalid >= c->nslots)
+        return -ENOSPC;
+    /* restored in order, so the free slot is the next one (no eviction here:
+     * the caller admitted each block against the budget) */
+    uint32_t i = c->hand;
+    while (c->slots[i].state != 0) {
+        i = (i + 1) % c->nslots;
+        if (i == c->hand)
+            return -ENOSPC;
+    }
+    if (gfs_u64map_put(&c->map, block, (void *)(uintptr_t)(i + 1)) < 0)
+        return -ENOMEM;
+    struct gfs_cache_slot *s = &c->slots[i];
+    s->block = block;
+    s->seg = seg;
+    s->offset = offset;
+    s->state = 2;
+    s->doomed = 0;
+    s->ref = 0; /* not read in this life yet: first to go if space is short */
+    bump(s);
+    c->nvalid++;
+    c->bytes += c->block_size;
+    cacct(c, c->block_size);
+    c->hand = (i + 1) % c->nslots;
+    return 0;
+}
+
+void gfs_cache_forget(struct gfs_cache *c, uint64_t block)
+{
+    if (c->slots && !gfs_u64map_get(&c->map, block))
+        fallocate(c->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                  (off_t)(block * c->block_size), c->block_size);
+}
+
+int gfs_cache_park_entries(struct gfs_cache *c, struct gfs_cidx_entry **out, size_t *count,
+                           int (*seg_id)(void *arg, uint32_t seg, uint64_t *epoch, uint64_t *seq),
+                           void *arg)
+{
+    *out = NULL;
+    *count = 0;
+    if (!c->slots || c->nvalid == 0)
+        return 0;
+    struct gfs_cidx_entry *e = malloc((size_t)c->nvalid * sizeof *e);
+    if (!e)
+        return -ENOMEM;
+    size_t n = 0;
+    for (uint32_t i = 0; i < c->nslots; i++) {
+        struct gfs_cache_slot *s = &c->slots[i];
+        if (s->state == 1 || (s->state == 2 && s->doomed)) {
+            release(c, s); /* a fill that never finished: its bytes are not known good */
+            continue;
+        }
+        if (s->state != 2)
+            continue;
+        if (n >= c->nvalid || seg_id(arg, s->seg, &e[n].epoch, &e[n].seq) < 0) {
+            release(c, s); /* no stable name for where it came from: not kept */
+            continue;
+        }
+        e[n].block = s->block;
+        e[n].offset = s->offset;
+        n++;
+    }
+    if (n == 0) {
+        free(e);
+        e = NULL;
+    }
+    *out = e;
+    *count = n;
     return 0;
 }
 
@@ -34,12 +126,13 @@ static void cacct(struct gfs_cache *c, int64_t delta)
         c->acct(c->acct_arg, delta);
 }
 
-void gfs_cache_close(struct gfs_cache *c)
+static void cache_close(struct gfs_cache *c, int keep)
 {
     if (c->slots) {
-        /* the index is not kept, so the data is of no use to anyone: give
-         * the space back before the budget forgets this volume */
-        if (ftruncate(c->fd, 0) == 0)
+        /* without an index the data is of no use to anyone: give the space
+         * back before the budget forgets this volume (kept: the budget
+         * counts it as parked from now on) */
+        if (!keep && ftruncate(c->fd, 0) == 0)
             cacct(c, -(int64_t)c->bytes);
         close(c->fd);
         free(c->slots);
@@ -47,6 +140,21 @@ void gfs_cache_close(struct gfs_cache *c)
     }
     memset(c, 0, sizeof *c);
     c->fd = -1;
+}
+
+void gfs_cache_close(struct gfs_cache *c)
+{
+    cache_close(c, 0);
+}
+
+int gfs_cache_sync(struct gfs_cache *c)
+{
+    return c->slots && fdatasync(c->fd) < 0 ? -errno : 0;
+}
+
+void gfs_cache_close_keep(struct gfs_cache *c)
+{
+    cache_close(c, 1);
 }
 
 int64_t gfs_cache_lookup(struct gfs_cache *c, uint64_t block, uint32_t seg, uint32_t offset,

@@ -16,6 +16,9 @@
  * pread, so an eviction in between is seen and the read retried. Locations
  * are segment indices of the block map, so its renumbering (reclaim) is
  * followed here (gfs_cache_renumber).
+ * When a volume closes its cache may be parked (cache_park.c): the file is
+ * kept with an index of its slots, and the next open restores the slots
+ * whose store copy the block map still points at.
  */
 #ifndef GLIDEFS_CACHE_H
 #define GLIDEFS_CACHE_H
@@ -53,6 +56,29 @@ int gfs_cache_open(struct gfs_cache *c, const char *path, uint32_t block_size, u
 /* Empty the file (nothing in it is of use to a later open, which starts
  * empty anyway: the space goes back now) and close it. */
 void gfs_cache_close(struct gfs_cache *c);
+
+/* Parking (cache_park.c has the policy, cache_index.h the file). */
+struct gfs_cidx_entry;
+/* Open the file without emptying it, for gfs_cache_restore. */
+int gfs_cache_open_keep(struct gfs_cache *c, const char *path, uint32_t block_size,
+                        uint32_t nslots);
+/* Make block, whose data the file already holds from (seg, offset), a valid
+ * slot (charged through acct): 0, -EEXIST, -ENOSPC or -ENOMEM. */
+int gfs_cache_restore(struct gfs_cache *c, uint64_t block, uint32_t seg, uint32_t offset);
+/* Punch block's place in the file unless a slot holds it (an index entry
+ * not restored). */
+void gfs_cache_forget(struct gfs_cache *c, uint64_t block);
+/* The valid slots as index entries (seg_id names a segment index stably;
+ * slots it cannot name, and fills in progress, are released): *out
+ * malloc'd, NULL when *count is 0. */
+int gfs_cache_park_entries(struct gfs_cache *c, struct gfs_cidx_entry **out, size_t *count,
+                           int (*seg_id)(void *arg, uint32_t seg, uint64_t *epoch, uint64_t *seq),
+                           void *arg);
+/* The slots' data on disk (before an index names it). */
+int gfs_cache_sync(struct gfs_cache *c);
+/* Close, leaving the file and its bytes as they are (an index names them;
+ * the budget counts them as parked). */
+void gfs_cache_close_keep(struct gfs_cache *c);
 
 /* A valid slot holding block from (seg, offset): returns slot index and
  * *gen, or -1. Marks the slot referenced. */

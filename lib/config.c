@@ -1083,6 +1083,7 @@ static const struct keydef keys[] = {
     K_INT("cache.readahead_kb", cache_readahead_kb, 0, 1048576),
     K_INT("cache.profile_s", cache_profile_s, 0, 86400),
     K_INT("cache.profile_mb", cache_profile_mb, 0, 32768),
+    K_BOOL("cache.keep_on_close", cache_keep_on_close),
     K_STR("storage.url", storage_url, KF_REQUIRED, check_url),
     K_STR("storage.endpoint", storage_endpoint, 0, check_endpoint),
     K_STR("storage.region", storage_region, KF_REQUIRED, check_region),
@@ -1301,6 +1302,7 @@ int gfs_config_init_defaults(struct glidefs_config *cfg)
     cfg->cache_disk_size = 100 * GIB;
     cfg->cache_readahead_kb = 16384;
     cfg->cache_profile_s = 60;
+    cfg->cache_keep_on_close = 1;
     cfg->cache_profile_mb = 256;
     cfg->storage_url = strdup("file:///var/lib/glidefs/store");
     cfg->storage_region = strdup("us-east-1");

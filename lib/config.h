@@ -20,6 +20,7 @@ struct glidefs_config {
     uint64_t cache_disk_size;       /* cache.disk_size_gb, bytes; default 100 GiB */
     int cache_readahead_kb;         /* sequential read-ahead window; 0 = off; default 16384 */
     int cache_profile_s;            /* access profile: record the first this many s; 0 = off; 60 */
+    int cache_keep_on_close;        /* park the clean cache at close for the next open here; 1 */
     int cache_profile_mb;           /* ... or the first this many MiB read; 0 = off; 256 */
     /* tests only (no key): read-ahead's test hook (readahead.h), set at open */
     void (*ra_test_hook)(void *arg, uint64_t first_block, uint32_t nblocks);

@@ -72,6 +72,7 @@ struct glidefs_volume {
     int created_dir;             /* this open made <cache>/<name>: a failed open removes it */
     int failed_open;
     int ro_forced;               /* opened with GLIDEFS_OPEN_READONLY: never promotes */
+    int keep_cache;              /* cache.keep_on_close: park the cache at close */
     struct gfs_log log;
     struct gfs_objstore *store;
     struct gfs_volmeta meta;     /* volume.json (changes under own_lock, read under lock) */

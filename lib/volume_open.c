@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cache_park.h"
 #include "checkpoint.h"
 #include "cleanup.h"
 #include "fsutil.h"
@@ -85,11 +86,6 @@ static int journal_open(glidefs_volume *v, const char *path)
     return r;
 }
 
-static void cache_acct(void *arg, int64_t delta)
-{
-    glidefs_volume *v = arg;
-    gfs_budget_cache_add(&v->bmem, delta);
-}
 
 /* The budget evicts from this volume (lock held: by the caller if the budget
  * acts for this volume, else taken with trylock by the budget). */
@@ -136,12 +132,15 @@ static void volume_free(glidefs_volume *v)
         gfs_local_unmake(v->dir); /* nothing of a volume that does not exist stays behind */
     /* under the lock: the budget may be evicting from it for another volume */
     pthread_mutex_lock(&v->lock);
-    gfs_cache_close(&v->cache);
+    uint64_t parked = gfs_cache_park(v);
     pthread_mutex_unlock(&v->lock);
     gfs_dirty_free(&v->dirty); /* before the journal: extents point at its files */
     gfs_journal_destroy(&v->journal);
-    /* its share goes back to the node's other volumes */
+    /* its share goes back to the node's other volumes; a kept cache stays
+     * counted, as parked (never both: leave first) */
     gfs_budget_leave(&v->bmem);
+    if (parked)
+        gfs_budget_park(v->bud, v->dir, parked, gfs_cache_park_drop);
     gfs_budget_unref(v->bud);
     gfs_view_free(&v->sv);
     gfs_objstore_close(v->store);
@@ -284,12 +283,9 @@ static int volume_setup(glidefs_volume *v, const glidefs_config *cfg, unsigned f
     uint64_t slots = gfs_budget_total(v->bud) / v->bs;
     if (slots > UINT32_MAX)
         slots = UINT32_MAX;
-    /* under the lock: the budget may look at it from another volume's thread */
-    pthread_mutex_lock(&v->lock);
-    r = gfs_cache_open(&v->cache, path, v->bs, (uint32_t)slots);
-    v->cache.acct = cache_acct;
-    v->cache.acct_arg = v;
-    pthread_mutex_unlock(&v->lock);
+    v->keep_cache = cfg->cache_keep_on_close;
+    /* what the last close here kept, if the map still points at it */
+    r = gfs_cache_unpark(v, cfg->cache_dir, path, (uint32_t)slots);
     if (r < 0)
         return r;
     return 0;
