@@ -183,6 +183,7 @@ int gfs_cache_unpark(glidefs_volume *v, const char *cache_dir, const char *path,
             dropped++;
         }
     }
+    v->cache_restored = restored;
     pthread_mutex_unlock(&v->lock);
     free(e);
     if (restored || dropped)

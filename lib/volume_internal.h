@@ -73,6 +73,7 @@ struct glidefs_volume {
     int failed_open;
     int ro_forced;               /* opened with GLIDEFS_OPEN_READONLY: never promotes */
     int keep_cache;              /* cache.keep_on_close: park the cache at close */
+    uint64_t cache_restored;     /* blocks the open restored from the kept cache */
     struct gfs_log log;
     struct gfs_objstore *store;
     struct gfs_volmeta meta;     /* volume.json (changes under own_lock, read under lock) */

@@ -678,6 +678,7 @@ GLIDEFS_API int glidefs_stats(glidefs_volume *v, struct glidefs_stats *out, size
     s.key_generations = gfs_codec_gens(v->codec, NULL, 0);
     s.prefetch_wasted_bytes = v->wake.unread * v->bs;
     s.first_read_ms = atomic_load_explicit(&v->wake.first_read_ms, memory_order_relaxed);
+    s.cache_restored_blocks = v->cache_restored;
     double uptime_s = (double)(gfs_now_ms() - v->opened_ms) / 1000.0;
     pthread_mutex_unlock(&v->lock);
     /* copied out of the store's atomics (the public struct holds plain integers) */

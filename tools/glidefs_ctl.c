@@ -468,6 +468,9 @@ static void print_status(json_t *e)
                jint(e, "prefetched_blocks"), jint(e, "prefetch_hits"), a);
         if (jint(e, "first_read_ms"))
             printf("; first read %" PRIu64 " ms after open", jint(e, "first_read_ms"));
+        if (jint(e, "cache_restored_blocks"))
+            printf("; %" PRIu64 " blocks kept in the cache from the last close here",
+                   jint(e, "cache_restored_blocks"));
         printf("\n");
     }
     if (jint(e, "key_generation"))

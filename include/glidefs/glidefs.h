@@ -394,7 +394,10 @@ struct glidefs_stats {
     uint64_t prefetch_hits;      /* guest block reads served by a prefetched block */
     uint64_t prefetch_wasted_bytes; /* prefetched, not read (yet): at close, the waste */
     int64_t first_read_ms;       /* open to the first guest read done, ms (0: none yet) */
+    uint64_t cache_restored_blocks; /* clean blocks kept from the last close on this node
+                                       (cache.keep_on_close), restored at open */
 };
+#define GLIDEFS_HAVE_CACHE_RESTORED 1
 #define GLIDEFS_HAVE_JOURNAL_SYNCS 1
 
 /* Result of glidefs_compact(). It may grow: pass sizeof of yours. */

@@ -129,6 +129,7 @@ static void test_warm_reopen(void **state)
     assert_int_equal(st.blocks_fetched, 0);
     assert_int_equal(st.cache_misses, 0);
     assert_true(st.cache_hits >= NBLK);
+    assert_int_equal(st.cache_restored_blocks, NBLK);
     assert_int_equal(glidefs_volume_close(v), 0);
     /* and again: what the second life read was kept too */
     assert_int_equal(read_all(c, "vm", data), 0);

@@ -117,7 +117,8 @@ def main():
         t.ok(m.get("store_puts", 0) >= 1, "metrics: store PUTs")
         for k in ("cache_hits", "cache_misses", "cache_hit_ratio", "store_errors",
                   "store_retries", "oldest_dirty_age_ms", "store_get_bytes", "store_deletes",
-                  "prefetched_blocks", "prefetch_hits", "prefetch_wasted_bytes"):
+                  "prefetched_blocks", "prefetch_hits", "prefetch_wasted_bytes",
+                  "cache_restored_blocks"):
             t.ok(k in m, f"metrics has {k}")
         # the client's reads since open make the access profile (cold start)
         t.ok(m.get("profile_blocks_recorded", 0) >= 1 and m.get("first_read_ms", 0) > 0,
