@@ -99,6 +99,12 @@ TARGETS = {
          "randread 4 KiB QD64 (cached)", "IOPS", "glidefsd encrypted", "ratio>=", 0.95,
          "glidefsd"),
     ],
+    "scrub": [
+        ("deep scrub throughput >= 0.8x a parallel GET loop over the same objects",
+         "deep scrub", "throughput", "glidefs", "ratio>=", 0.8, "GET loop"),
+        ("quick scrub: <= 1 GET or HEAD per segment", "quick scrub",
+         "GETs+HEADs per segment", "glidefs", "abs<=", 1.0, None),
+    ],
     "s3": [
         ("sequential 1 MiB read of a woken volume >= 0.8x a plain GET loop",
          "sequential 1 MiB read (woken volume, empty cache)", "throughput", "glidefs",

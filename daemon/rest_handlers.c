@@ -842,14 +842,16 @@ int rest_h_compact(struct call *c)
 }
 
 /* Scrub an export (glidefs_scrub; ?deep=true fetches every live block;
- * ?repair=true also writes damaged blocks back from this node's cache, on
- * the writer only): any node that has it open or can open it. 200 whenever
- * the scrub ran, "clean" false and the findings when something is wrong,
- * "repaired" true when a repair mended every one of them. */
+ * ?repair=true also writes damaged blocks back from this node's cache, and
+ * ?delete_orphans=true deletes the orphan objects, on the writer only): any
+ * node that has it open or can open it. 200 whenever the scrub ran, "clean"
+ * false and the findings when something is wrong, "repaired" true when a
+ * repair and the orphans' deletion mended every one of them. */
 int rest_h_scrub(struct call *c)
 {
-    bool deep = false, fix = false;
-    if (rest_param_bool(c, "deep", &deep) < 0 || rest_param_bool(c, "repair", &fix) < 0)
+    bool deep = false, fix = false, del = false;
+    if (rest_param_bool(c, "deep", &deep) < 0 || rest_param_bool(c, "repair", &fix) < 0 ||
+        rest_param_bool(c, "delete_orphans", &del) < 0)
         return -1;
     deep = deep || fix;
     struct gd_export *e = NULL;
@@ -859,8 +861,9 @@ int rest_h_scrub(struct call *c)
     memset(&res, 0, sizeof res);
     int64_t t0 = gfs_now_ms();
     int rc = glidefs_scrub(gd_export_volume(e),
-                           fix ? GLIDEFS_SCRUB_REPAIR : deep ? GLIDEFS_SCRUB_DEEP : 0, &res,
-                           sizeof res);
+                           (fix ? GLIDEFS_SCRUB_REPAIR : deep ? GLIDEFS_SCRUB_DEEP : 0) |
+                               (del ? GLIDEFS_SCRUB_DELETE_ORPHANS : 0),
+                           &res, sizeof res);
     gd_export_release(e, 0);
     if (rc == 0) /* status and metrics show it like a background pass */
         gd_scrubber_record(gd_registry_scrubber(c->r->reg), c->name, deep, &res,
@@ -869,19 +872,22 @@ int rest_h_scrub(struct call *c)
         return rest_fail(c, rest_status_for(rc), "scrub of export %s failed: %s (see the glidefsd "
                          "log)", c->name, glidefs_strerror(rc));
     static const char *kinds[] = {"?", "missing", "truncated", "bad_header", "damaged",
-                                  "snapshot"};
+                                  "snapshot", "orphan"};
     json_t *list = json_array();
     uint64_t mended = 0;
     for (uint32_t i = 0; list && i < res.nfindings && i < GLIDEFS_SCRUB_FINDINGS; i++) {
         const struct glidefs_scrub_finding *f = &res.findings[i];
-        bool ok = f->flags & GLIDEFS_SCRUB_FOUND_REPAIRED;
+        bool ok = f->flags & (GLIDEFS_SCRUB_FOUND_REPAIRED | GLIDEFS_SCRUB_FOUND_DELETED);
         mended += ok;
         json_t *o = f->kind == GLIDEFS_SCRUB_DAMAGED_BLOCK
                         ? json_pack("{s:s, s:s, s:I, s:I, s:b}", "kind", kinds[f->kind], "key",
                                     f->key, "offset", J(f->offset), "length", J(f->length),
                                     "repaired", ok)
+                    : f->kind == GLIDEFS_SCRUB_ORPHAN
+                        ? json_pack("{s:s, s:s, s:I, s:b}", "kind", kinds[f->kind], "key", f->key,
+                                    "size", J(f->length), "deleted", ok)
                         : json_pack("{s:s, s:s, s:b}", "kind",
-                                    f->kind < 6 ? kinds[f->kind] : "?", "key", f->key,
+                                    f->kind < 7 ? kinds[f->kind] : "?", "key", f->key,
                                     "repaired", ok);
         if (!o || json_array_append_new(list, o) < 0) {
             json_decref(list);
@@ -891,15 +897,16 @@ int rest_h_scrub(struct call *c)
     if (!list)
         return rest_fail(c, 500, "out of memory");
     uint64_t bad = res.missing_segments + res.size_mismatches + res.bad_headers +
-                   res.damaged_blocks + res.bad_snapshots;
+                   res.damaged_blocks + res.bad_snapshots + res.orphan_objects;
     if (bad)
         gd_info("api: scrub of export %s found %" PRIu64 " problems", c->name, bad);
     /* every finding listed (none left out) and mended */
-    bool all_mended = fix && bad && res.nfindings == bad && mended == bad &&
+    bool all_mended = (fix || del) && bad && res.nfindings == bad && mended == bad &&
                       res.unrepaired_blocks == 0;
-    return rest_ok(c, 200, json_pack("{s:s, s:b, s:b, s:b, s:I, s:I, s:b, s:I, s:I, s:I, s:I, s:I, "
-                                     "s:I, s:I, s:I, s:o, s:I}",
+    return rest_ok(c, 200, json_pack("{s:s, s:b, s:b, s:b, s:b, s:I, s:I, s:b, s:I, s:I, s:I, "
+                                     "s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:I}",
                                      "name", c->name, "deep", deep, "repair", fix,
+                                     "delete_orphans", del,
                                      "repaired", all_mended,
                                      "repaired_blocks", J(res.repaired_blocks),
                                      "unrepaired_blocks", J(res.unrepaired_blocks),
@@ -911,7 +918,10 @@ int rest_h_scrub(struct call *c)
                                      "size_mismatches", J(res.size_mismatches),
                                      "bad_headers", J(res.bad_headers),
                                      "damaged_blocks", J(res.damaged_blocks),
-                                     "bad_snapshots", J(res.bad_snapshots), "findings", list,
+                                     "bad_snapshots", J(res.bad_snapshots),
+                                     "orphan_objects", J(res.orphan_objects),
+                                     "orphan_bytes", J(res.orphan_bytes),
+                                     "orphans_deleted", J(res.orphans_deleted), "findings", list,
                                      "duration_ms", J(gfs_now_ms() - t0)));
 }
 

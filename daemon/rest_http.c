@@ -113,7 +113,7 @@ static const struct route routes[] = {
     { "POST", "/api/exports/{name}/promote", rest_h_promote, "force" },
     { "POST", "/api/exports/{name}/release", rest_h_release, "timeout_s" },
     { "POST", "/api/exports/{name}/compact", rest_h_compact, "" },
-    { "POST", "/api/exports/{name}/scrub", rest_h_scrub, "deep,repair" },
+    { "POST", "/api/exports/{name}/scrub", rest_h_scrub, "deep,repair,delete_orphans" },
     { "POST", "/api/exports/{name}/rotate-key", rest_h_rotate_key, "" },
     { "GET", "/api/exports/{name}/metrics", rest_h_export_metrics, "" },
     { "POST", "/api/exports/{name}/snapshots", rest_h_snapshot_create, "timeout_s" },

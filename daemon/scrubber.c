@@ -225,8 +225,9 @@ static void save_state_locked(struct gd_scrubber *s)
 
 static uint64_t problems_of(const struct glidefs_scrub_result *res)
 {
+    /* orphans are a leak, not damage, but still something to look at */
     return res->missing_segments + res->size_mismatches + res->bad_headers +
-           res->damaged_blocks + res->bad_snapshots;
+           res->damaged_blocks + res->bad_snapshots + res->orphan_objects - res->orphans_deleted;
 }
 
 void gd_scrubber_record(struct gd_scrubber *s, const char *name, int deep,

@@ -423,35 +423,21 @@ static void reap(struct glidefs_volume *v, struct glidefs_compact_result *res)
     if (n && !confirmed)
         return;
     /* unreferenced segments found at open (crashed uploads, deposed writers) */
-    if (v->sv.ngarbage && v->ckpt.gen > 0 && now - v->opened_ms >= v->comp.grace_ms) {
+    if (v->sv.ngarbage) {
         char **g = v->sv.garbage;
         size_t ng = v->sv.ngarbage;
         v->sv.garbage = NULL;
         v->sv.ngarbage = 0;
-        /* a held epoch's late segments are garbage to us, not to its node */
-        uint8_t *held = calloc(ng ? ng : 1, 1);
-        char **del = calloc(ng ? ng : 1, sizeof *del);
-        size_t nd = 0;
-        for (size_t i = 0; held && del && i < ng; i++) {
-            uint64_t e, q;
-            held[i] = gfs_parse_epoch_seq(strrchr(g[i], '/') + 1, &e, &q) == 0 &&
-                      gfs_held_epoch(v, e);
-            if (!held[i])
-                del[nd++] = g[i];
-        }
-        pthread_mutex_unlock(&v->lock);
-        int ok = held && del && nd && (confirmed || gfs_own_confirm(v) == 0) &&
-                 gfs_objstore_del_many(v->store, (const char *const *)del, nd, NULL) == 0;
+        uint8_t *done = calloc(ng, 1);
+        int nd = done ? gfs_compact_drop_garbage(v, g, ng, confirmed, done) : -ENOMEM;
         size_t left = 0;
         for (size_t i = 0; i < ng; i++) {
-            if (ok && !held[i])
+            if (nd >= 0 && done[i])
                 free(g[i]);
             else
                 g[left++] = g[i]; /* for a later step (the hold expires, the store answers) */
         }
-        free(held);
-        free(del);
-        pthread_mutex_lock(&v->lock);
+        free(done);
         if (left && !v->sv.garbage) {
             v->sv.garbage = g;
             v->sv.ngarbage = left;
@@ -460,11 +446,53 @@ static void reap(struct glidefs_volume *v, struct glidefs_compact_result *res)
                 free(g[i]);
             free(g);
         }
-        if (ok) {
-            res->segments_deleted += nd;
-            v->st.segments_deleted += nd;
+        if (nd > 0) {
+            res->segments_deleted += (uint64_t)nd;
+            v->st.segments_deleted += (uint64_t)nd;
         }
     }
+}
+
+int gfs_compact_drop_garbage(struct glidefs_volume *v, char *const *keys, size_t n, int confirmed,
+                             uint8_t *done)
+{
+    /* a manifest stored since open names none of them, and readers had time */
+    if (!v->owner || v->fenced)
+        return -EROFS;
+    if (!v->ckpt.gen || gfs_now_ms() - v->opened_ms < v->comp.grace_ms)
+        return -EAGAIN;
+    const char **del = calloc(n ? n : 1, sizeof *del);
+    uint32_t *at = calloc(n ? n : 1, sizeof *at);
+    if (!del || !at) {
+        free(del);
+        free(at);
+        return -ENOMEM;
+    }
+    size_t nd = 0;
+    for (size_t i = 0; i < n; i++) {
+        /* a held epoch's late segments are garbage to us, not to its node;
+         * what a snapshot names stays whatever the map says */
+        const char *tail = strrchr(keys[i], '/');
+        uint64_t e, q;
+        if (!tail || gfs_parse_epoch_seq(tail + 1, &e, &q) < 0 || gfs_held_epoch(v, e) ||
+            gfs_pinned(v, gfs_ep(v->meta.depth, e), q))
+            continue;
+        at[nd] = (uint32_t)i;
+        del[nd++] = keys[i];
+    }
+    int r = 0;
+    if (nd) {
+        pthread_mutex_unlock(&v->lock);
+        r = confirmed ? 0 : gfs_own_confirm(v);
+        if (r == 0)
+            r = gfs_objstore_del_many(v->store, del, nd, NULL);
+        pthread_mutex_lock(&v->lock);
+    }
+    for (size_t k = 0; r == 0 && k < nd; k++)
+        done[at[k]] = 1;
+    free(del);
+    free(at);
+    return r < 0 ? r : (int)nd;
 }
 
 /* Keep the newest keep_manifests manifests (lock held; dropped for I/O). */

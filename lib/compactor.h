@@ -32,4 +32,16 @@ struct gfs_comp_state {
  * glidefs_compact call waits. 1 if it did work, 0, or -errno. */
 int gfs_compact_step(struct glidefs_volume *v, int requested);
 
+/* Delete the segment objects keys[0..n) of this volume that nothing
+ * references (found at open, or by scrub: storeview.h's garbage rule),
+ * under the rule of docs/design.md 4.6 (v->lock held; dropped for I/O): only
+ * the writer, once a manifest stored since open exists and
+ * compaction.grace_ms has passed since open, never one a snapshot pins or
+ * of an epoch held for a fenced node, and after re-reading the lease
+ * (unless confirmed: the caller just did). done[i] is set for each key
+ * deleted. Returns how many, -EAGAIN (no manifest yet, or within the
+ * grace), -EROFS (not the writer) or the store's error (none deleted). */
+int gfs_compact_drop_garbage(struct glidefs_volume *v, char *const *keys, size_t n, int confirmed,
+                             uint8_t *done);
+
 #endif

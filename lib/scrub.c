@@ -25,6 +25,10 @@
  *
  * glidefs_scrub_ex paces every GET through a shared budget (scrub_pace.h)
  * and stops with -ECANCELED when its cancel says so.
+ *
+ * The listing of the volume's own prefix also yields the orphan objects
+ * (scrub_orphans.h), judged under the lock at the end like the findings,
+ * and deleted only with GLIDEFS_SCRUB_DELETE_ORPHANS.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -39,6 +43,7 @@
 #include "cleanup.h"
 #include "codec.h"
 #include "pins.h"
+#include "scrub_orphans.h"
 #include "scrub_pace.h"
 #include "dirty.h"
 #include "segment.h"
@@ -90,6 +95,7 @@ struct scrub {
     size_t nfix, fixcap;
     pthread_mutex_t mu;    /* pend and res while the checks run in parallel */
     struct gfs_pace *pace; /* glidefs_scrub_ex's limits: taken before each GET */
+    struct gfs_orphans orph; /* own segment keys listed: orphan candidates */
 };
 
 /* Add n to a counter of the result (the checks run on several threads). */
@@ -118,6 +124,7 @@ static void scrub_free(struct scrub *s)
         free(s->ls[i].key);
     free(s->ls);
     free(s->fix);
+    gfs_orphans_free(&s->orph);
     pthread_mutex_destroy(&s->mu);
 }
 
@@ -171,6 +178,7 @@ static int snapshot(struct scrub *s, int deep, char origins[][GLIDEFS_NAME_MAX +
     glidefs_volume *v = s->v;
     const struct gfs_blockmap *bm = &v->sv.bm;
     memcpy(s->uuid, v->meta.data_uuid, 16);
+    gfs_orphans_begin(v, &s->orph);
     *norigins = v->meta.depth + 1;
     for (uint32_t o = 0; o < *norigins; o++)
         snprintf(origins[o], GLIDEFS_NAME_MAX + 1, "%s", gfs_origin_name(&v->meta, v->name, o));
@@ -265,13 +273,14 @@ static int list_cb(void *arg, const char *key, uint64_t size)
     return 0;
 }
 
-/* The store's segments under every origin the map uses, and so which of
- * ours exist and how large they are. */
+/* The store's segments under every origin the map uses (and always the
+ * volume's own: its orphans), and so which of ours exist and how large
+ * they are. */
 static int list_store(struct scrub *s, char origins[][GLIDEFS_NAME_MAX + 1], uint32_t norigins)
 {
     glidefs_volume *v = s->v;
     for (uint32_t o = 0; o < norigins; o++) {
-        int used = 0;
+        int used = o + 1 == norigins;
         for (uint32_t i = 0; i < s->nsegs && !used; i++)
             used = (uint32_t)(s->segs[i].epoch >> GFS_ORIGIN_SHIFT) == o;
         if (!used)
@@ -288,6 +297,11 @@ static int list_store(struct scrub *s, char origins[][GLIDEFS_NAME_MAX + 1], uin
     }
     if (!s->nls)
         return 0; /* nothing listed (an empty volume): every segment missing */
+    for (size_t i = 0; i < s->nls; i++) {
+        int r = gfs_orphans_consider(&s->orph, s->ls[i].key, s->ls[i].size);
+        if (r < 0)
+            return r;
+    }
     qsort(s->ls, s->nls, sizeof *s->ls, cmp_listing);
     for (uint32_t i = 0; i < s->nsegs; i++) {
         struct listing want = {s->segs[i].key, 0};
@@ -618,6 +632,48 @@ static int run_units(struct scrub *s, uint8_t *gone, int deep, const struct unit
     return atomic_load(&w.err);
 }
 
+/* The orphans settled under the lock: counted and listed; with delete,
+ * deleted by compaction's rule (a refusal is logged, not an error: they
+ * stay reported). */
+static int orphans(struct scrub *s, int del)
+{
+    glidefs_volume *v = s->v;
+    struct gfs_orphans *o = &s->orph;
+    uint32_t first = s->res.nfindings;
+    for (size_t i = 0; i < o->n; i++) {
+        s->res.orphan_objects++;
+        s->res.orphan_bytes += o->o[i].size;
+        if (s->res.nfindings < GLIDEFS_SCRUB_FINDINGS) {
+            struct glidefs_scrub_finding *f = &s->res.findings[s->res.nfindings++];
+            memset(f, 0, sizeof *f);
+            f->kind = GLIDEFS_SCRUB_ORPHAN;
+            f->length = o->o[i].size;
+            snprintf(f->key, sizeof f->key, "%s", o->o[i].key);
+        }
+    }
+    if (!del || !o->n)
+        return 0;
+    CLEANUP_FREE uint8_t *done = calloc(o->n, 1);
+    if (!done)
+        return -ENOMEM;
+    int r = gfs_orphans_delete(v, o, done);
+    if (r < 0) {
+        gfs_warn(&v->log, "%s: scrub deletes no orphan objects: %s", v->name,
+                 r == -EAGAIN ? "compaction.grace_ms has not passed since open, or no manifest "
+                                "is stored yet: scrub again later"
+                              : glidefs_strerror(r));
+        return r == -ENOMEM ? r : 0;
+    }
+    for (size_t i = 0; i < o->n; i++) {
+        if (!done[i])
+            continue;
+        s->res.orphans_deleted++;
+        if (first + i < s->res.nfindings)
+            s->res.findings[first + i].flags |= GLIDEFS_SCRUB_FOUND_DELETED;
+    }
+    return 0;
+}
+
 static void bad_snapshot(void *arg, const char *manifest_key, int err)
 {
     struct scrub *s = arg;
@@ -646,7 +702,8 @@ GLIDEFS_API int glidefs_scrub_ex(glidefs_volume *v, unsigned flags,
                                  const struct glidefs_scrub_opts *opts,
                                  struct glidefs_scrub_result *res, size_t res_size)
 {
-    if (!v || !res || res_size == 0 || (flags & ~(GLIDEFS_SCRUB_DEEP | GLIDEFS_SCRUB_REPAIR)))
+    if (!v || !res || res_size == 0 ||
+        (flags & ~(GLIDEFS_SCRUB_DEEP | GLIDEFS_SCRUB_REPAIR | GLIDEFS_SCRUB_DELETE_ORPHANS)))
         return -EINVAL;
     /* an older caller's smaller opts: the fields it has, the rest 0 */
     struct glidefs_scrub_opts o = {0};
@@ -660,7 +717,8 @@ GLIDEFS_API int glidefs_scrub_ex(glidefs_volume *v, unsigned flags,
     gfs_pace_init(&pace, o.max_bytes_per_s, o.max_gets_per_s, o.cancel, o.cancel_arg);
     int fixing = !!(flags & GLIDEFS_SCRUB_REPAIR);
     int deep = fixing || (flags & GLIDEFS_SCRUB_DEEP);
-    if (fixing && glidefs_volume_read_only(v))
+    int delete_orphans = !!(flags & GLIDEFS_SCRUB_DELETE_ORPHANS);
+    if ((fixing || delete_orphans) && glidefs_volume_read_only(v))
         return -EROFS;
     __attribute__((cleanup(scrub_free))) struct scrub s = {.v = v, .pace = &pace,
                                                            .mu = PTHREAD_MUTEX_INITIALIZER};
@@ -712,20 +770,33 @@ GLIDEFS_API int glidefs_scrub_ex(glidefs_volume *v, unsigned flags,
         return r;
     pthread_mutex_lock(&v->lock);
     r = settle(&s, fixing);
+    /* what a snapshot that cannot be read keeps is unknown: no orphans then */
+    if (s.res.bad_snapshots)
+        gfs_orphans_free(&s.orph);
+    gfs_orphans_settle(v, &s.orph);
     pthread_mutex_unlock(&v->lock);
     if (r == 0 && fixing)
         r = repair(&s);
+    if (r == 0)
+        r = orphans(&s, delete_orphans);
     if (r < 0)
         return r;
     uint64_t bad = s.res.missing_segments + s.res.size_mismatches + s.res.bad_headers +
                    s.res.damaged_blocks + s.res.bad_snapshots;
+    if (s.res.bad_snapshots)
+        gfs_warn(&v->log, "%s: scrub does not judge orphan objects while a snapshot cannot be "
+                 "read (what it keeps is unknown)", v->name);
+    if (s.res.orphan_objects)
+        gfs_warn(&v->log, "%s: scrub found %" PRIu64 " orphan segment objects (%" PRIu64
+                 " bytes) that nothing keeps; %" PRIu64 " deleted", v->name,
+                 s.res.orphan_objects, s.res.orphan_bytes, s.res.orphans_deleted);
     if (bad)
         gfs_err(&v->log, "%s: scrub%s found %" PRIu64 " missing segments, %" PRIu64
                 " truncated, %" PRIu64 " bad headers, %" PRIu64 " damaged blocks, %" PRIu64
                 " lost snapshots", v->name, deep ? " (deep)" : "", s.res.missing_segments,
                 s.res.size_mismatches, s.res.bad_headers, s.res.damaged_blocks,
                 s.res.bad_snapshots);
-    else
+    else if (!s.res.orphan_objects)
         gfs_info(&v->log, "%s: scrub%s: %" PRIu64 " segments, %" PRIu64 " blocks, clean",
                  v->name, deep ? " (deep)" : "", s.res.segments_checked, s.res.blocks_checked);
     s.res.gets = atomic_load(&pace.gets);

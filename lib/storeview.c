@@ -350,9 +350,7 @@ int gfs_view_load(struct gfs_view *sv)
         uint64_t e, s;
         gfs_parse_epoch_seq(tail, &e, &s);
         int fenced = gfs_lease_fenced(&sv->lease, e, s);
-        /* below the floor only a manifest vouches for a segment: one after
-         * the manifest there was uploaded by a writer deposed long ago */
-        if (!fenced && !gfs_lease_below_floor(&sv->lease, e) &&
+        if (gfs_view_seg_counts(sv, e, s) &&
             (!start_after[0] || strcmp(l.keys[i], start_after) > 0)) {
             r = apply_segment(sv, l.keys[i], l.sizes[i]);
             continue;
@@ -375,6 +373,26 @@ int gfs_view_load(struct gfs_view *sv)
     }
     gfs_seg_list_free(&l);
     return r;
+}
+
+int gfs_view_seg_counts(const struct gfs_view *sv, uint64_t epoch, uint64_t seq)
+{
+    /* below the floor only a manifest vouches for a segment: one after
+     * the manifest there was uploaded by a writer deposed long ago */
+    return !gfs_lease_fenced(&sv->lease, epoch, seq) && !gfs_lease_below_floor(&sv->lease, epoch);
+}
+
+int gfs_view_seg_garbage(const struct gfs_view *sv, uint64_t epoch, uint64_t seq)
+{
+    if (epoch == 0 || epoch > GFS_EPOCH_MASK || seq == 0)
+        return 0; /* no segment key of ours: not ours to judge */
+    if (gfs_bm_seg_find(&sv->bm, gfs_ep(sv->meta->depth, epoch), seq) > 0)
+        return 0; /* the map's (a dead row too: compaction deletes it) */
+    if (!gfs_view_seg_counts(sv, epoch, seq))
+        return 1;
+    /* one after the newest the view knows would be applied by a load now:
+     * an upload or a compaction in flight, or a follower's next segment */
+    return epoch < sv->last_seg_epoch || (epoch == sv->last_seg_epoch && seq <= sv->last_seg_seq);
 }
 
 uint64_t gfs_view_last_seq_of(const struct gfs_view *sv, uint64_t epoch)

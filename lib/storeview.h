@@ -88,6 +88,19 @@ int gfs_view_seg_header(struct gfs_view *sv, const char *key, uint64_t size,
 int gfs_view_apply_seg(struct gfs_view *sv, const char *key, uint64_t size,
                        const struct gfs_seg_header *h);
 
+/* Does segment (epoch, seq) of the volume's own prefix count for a load
+ * under sv->lease (not fenced, not below the floor)? */
+int gfs_view_seg_counts(const struct gfs_view *sv, uint64_t epoch, uint64_t seq);
+
+/* Is segment (epoch, seq) of the volume's own prefix, found in a listing
+ * now, garbage: what a load now would put on the garbage list (not in the
+ * map, and fenced, below the floor, or at or before the newest segment the
+ * view knows), as opposed to one a load would apply (after the newest the
+ * view knows: possibly an upload or compaction not committed yet)? Pins
+ * and fenced holds are the caller's (pins.h). 0 for an epoch or seq no
+ * segment key has. */
+int gfs_view_seg_garbage(const struct gfs_view *sv, uint64_t epoch, uint64_t seq);
+
 /* Highest segment seq of an epoch (our own origin) in the view, 0 if none. */
 uint64_t gfs_view_last_seq_of(const struct gfs_view *sv, uint64_t epoch);
 

@@ -62,6 +62,7 @@ struct opts {
     bool data_key; /* rekey --data-key */
     bool deep;     /* scrub --deep */
     bool repair;   /* scrub --repair */
+    bool delete_orphans; /* scrub --delete-orphans */
     /* set --durability, --max-unsynced-s, --max-unsynced-bytes (NULL: unchanged) */
     const char *durability, *max_unsynced_s, *max_unsynced_bytes;
 };
@@ -105,7 +106,9 @@ static void usage(FILE *f)
             "  scrub NAME [--deep|--repair] check the store still holds the export's segments\n"
             "                               whole (--deep: and every block; --repair: deep, and\n"
             "                               write damaged blocks back from the node's cache);\n"
-            "                               exit 7 if something is wrong and not repaired\n"
+            "      [--delete-orphans]       also delete the orphan objects it reports (segment\n"
+            "                               objects nothing keeps); exit 7 if something is\n"
+            "                               wrong and not repaired\n"
             "  rekey NAME --data-key        rotate an encrypted export's data key: new writes\n"
             "                               at once, old segments re-sealed by compaction\n"
             "  metrics NAME                 I/O, cache, store and latency figures\n"
@@ -905,8 +908,11 @@ static int cmd_compact(const char *name)
 static int cmd_scrub(const char *name)
 {
     char path[256], what[200];
-    snprintf(path, sizeof path, "/api/exports/%s/scrub%s", name,
-             opt.repair ? "?repair=true" : opt.deep ? "?deep=true" : "");
+    const char *mode = opt.repair ? "repair=true" : opt.deep ? "deep=true" : "";
+    snprintf(path, sizeof path, "/api/exports/%s/scrub%s%s%s%s", name,
+             mode[0] || opt.delete_orphans ? "?" : "", mode,
+             mode[0] && opt.delete_orphans ? "&" : "",
+             opt.delete_orphans ? "delete_orphans=true" : "");
     snprintf(what, sizeof what, "scrub %s", name);
     struct answer a;
     int rc = call(what, "POST", path, NULL, 0, &a);
@@ -922,6 +928,9 @@ static int cmd_scrub(const char *name)
             if (strcmp(jstr(f, "kind", ""), "damaged") == 0)
                 printf("damaged %s offset %" PRIu64 " length %" PRIu64 "%s\n",
                        jstr(f, "key", "?"), jint(f, "offset"), jint(f, "length"), mended);
+            else if (strcmp(jstr(f, "kind", ""), "orphan") == 0)
+                printf("orphan %s size %" PRIu64 "%s\n", jstr(f, "key", "?"), jint(f, "size"),
+                       jbool(f, "deleted") ? " (deleted)" : "");
             else
                 printf("%s %s%s\n", jstr(f, "kind", "?"), jstr(f, "key", "?"), mended);
         }
@@ -935,15 +944,21 @@ static int cmd_scrub(const char *name)
             printf("clean\n");
         else
             printf("%" PRIu64 " missing, %" PRIu64 " truncated, %" PRIu64 " bad headers, %" PRIu64
-                   " damaged blocks, %" PRIu64 " lost snapshots\n",
+                   " damaged blocks, %" PRIu64 " lost snapshots, %" PRIu64 " orphans\n",
                    jint(a.json, "missing_segments"), jint(a.json, "size_mismatches"),
                    jint(a.json, "bad_headers"), jint(a.json, "damaged_blocks"),
-                   jint(a.json, "bad_snapshots"));
+                   jint(a.json, "bad_snapshots"), jint(a.json, "orphan_objects"));
         if (opt.repair)
             printf("repair: %" PRIu64 " blocks written back from this node's cache, %" PRIu64
                    " left damaged%s\n", jint(a.json, "repaired_blocks"),
                    jint(a.json, "unrepaired_blocks"),
                    jbool(a.json, "repaired") ? ": everything found is repaired" : "");
+        if (opt.delete_orphans) {
+            char ob[32];
+            human(jint(a.json, "orphan_bytes"), ob, sizeof ob);
+            printf("orphans: %" PRIu64 " of %" PRIu64 " deleted (%s)\n",
+                   jint(a.json, "orphans_deleted"), jint(a.json, "orphan_objects"), ob);
+        }
     }
     rc = jbool(a.json, "clean") || jbool(a.json, "repaired") ? EXIT_OK : EXIT_DAMAGED;
     answer_free(&a);
@@ -1333,6 +1348,8 @@ int main(int argc, char **argv)
             opt.deep = true;
         } else if (strcmp(a, "--repair") == 0) {
             opt.repair = true;
+        } else if (strcmp(a, "--delete-orphans") == 0) {
+            opt.delete_orphans = true;
         } else if (is_opt(a, "--durability")) {
             if (!(opt.durability = opt_value(argc, argv, &i, "--durability")))
                 return EXIT_USAGE;
@@ -1439,8 +1456,9 @@ int main(int argc, char **argv)
                "(glidefs-ctl --help)");
         return EXIT_USAGE;
     }
-    if ((opt.deep || opt.repair) && id != C_SCRUB) {
-        errorf("%s applies to scrub only (glidefs-ctl --help)", opt.deep ? "--deep" : "--repair");
+    if ((opt.deep || opt.repair || opt.delete_orphans) && id != C_SCRUB) {
+        errorf("%s applies to scrub only (glidefs-ctl --help)",
+               opt.deep ? "--deep" : opt.repair ? "--repair" : "--delete-orphans");
         return EXIT_USAGE;
     }
     const char *arg2 = npos > 2 ? pos[2] : NULL;

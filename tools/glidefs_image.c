@@ -11,15 +11,20 @@
  *                                              (glidefs_fenced_export): its
  *                                              epoch's data plus the journal it
  *                                              kept aside; reads the store only
- *   glidefs-image scrub -c CONFIG NAME [--deep] check that the store holds every
+ *   glidefs-image scrub -c CONFIG NAME [--deep] [--delete-orphans]
+ *                                              check that the store holds every
  *                                              segment NAME's map references,
  *                                              whole, with valid headers (deep:
- *                                              and every live block); read-only
+ *                                              and every live block), and report
+ *                                              orphan objects; read-only, but
+ *                                              --delete-orphans takes the write
+ *                                              lease (refused while another node
+ *                                              holds it) to delete them
  *
  * Zero runs are not copied: import writes them as zeroes (no data stored),
  * export leaves holes in a sparse output file, created 0600 (a guest's disk;
  * an existing file keeps its mode). Exit status: 0 done, 1 failed, 2 usage,
- * 3 scrub found damage.
+ * 3 scrub found damage (or orphans it did not delete).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -311,47 +316,73 @@ static int do_export_fenced(glidefs_config *cfg, const char *name, const char *f
 /* Exit status of a scrub that ran and found something wrong. */
 #define EXIT_DAMAGED 3
 
-static int do_scrub(glidefs_config *cfg, const char *name, int deep)
+static int do_scrub(glidefs_config *cfg, const char *name, int deep, int del)
 {
     glidefs_volume *v;
-    int r = glidefs_volume_open(cfg, name, 0, GLIDEFS_OPEN_READONLY, &v);
+    /* deleting needs the write lease: a read-write open takes it (or
+     * attaches read-only when a live node holds it: the scrub then says
+     * -EROFS) */
+    int r = glidefs_volume_open(cfg, name, 0, del ? 0 : GLIDEFS_OPEN_READONLY, &v);
     if (r < 0) {
         fprintf(stderr, "glidefs-image: cannot open volume %s: %s\n", name, glidefs_strerror(r));
         return 1;
     }
     struct glidefs_scrub_result res;
-    r = glidefs_scrub(v, deep ? GLIDEFS_SCRUB_DEEP : 0, &res, sizeof res);
-    glidefs_volume_close(v);
+    r = glidefs_scrub(v, (deep ? GLIDEFS_SCRUB_DEEP : 0) | (del ? GLIDEFS_SCRUB_DELETE_ORPHANS : 0),
+                      &res, sizeof res);
+    int cr = glidefs_volume_close(v);
+    if (r == -EROFS) {
+        fprintf(stderr, "glidefs-image: scrub of %s: another node holds the write lease; delete "
+                        "orphans there (glidefs-ctl scrub %s --delete-orphans)\n", name, name);
+        return 1;
+    }
     if (r < 0) {
         fprintf(stderr, "glidefs-image: scrub of %s failed: %s\n", name, glidefs_strerror(r));
         return 1;
     }
+    if (cr < 0) {
+        fprintf(stderr, "glidefs-image: closing %s: %s\n", name, glidefs_strerror(cr));
+        return 1;
+    }
     static const char *kinds[] = {"?", "missing", "truncated", "bad-header", "damaged",
-                                  "snapshot"};
+                                  "snapshot", "orphan"};
     for (uint32_t i = 0; i < res.nfindings && i < GLIDEFS_SCRUB_FINDINGS; i++) {
         const struct glidefs_scrub_finding *f = &res.findings[i];
         const char *k = f->kind < sizeof kinds / sizeof *kinds ? kinds[f->kind] : "?";
         if (f->kind == GLIDEFS_SCRUB_DAMAGED_BLOCK)
             printf("%s %s offset %" PRIu64 " length %" PRIu64 "\n", k, f->key, f->offset,
                    f->length);
+        else if (f->kind == GLIDEFS_SCRUB_ORPHAN)
+            printf("%s %s size %" PRIu64 "%s\n", k, f->key, f->length,
+                   f->flags & GLIDEFS_SCRUB_FOUND_DELETED ? " (deleted)" : "");
         else
             printf("%s %s\n", k, f->key);
     }
     uint64_t bad = res.missing_segments + res.size_mismatches + res.bad_headers +
                    res.damaged_blocks + res.bad_snapshots;
+    uint64_t left = res.orphan_objects - res.orphans_deleted;
     printf("scrub of %s (%s): %" PRIu64 " segments, %" PRIu64 " blocks, %" PRIu64
-           " bytes read: ", name, deep ? "deep" : "quick", res.segments_checked,
-           res.blocks_checked, res.bytes_read);
-    if (!bad) {
+           " bytes read in %" PRIu64 " GETs: ", name, deep ? "deep" : "quick",
+           res.segments_checked, res.blocks_checked, res.bytes_read, res.gets);
+    if (!bad && !res.orphan_objects) {
         printf("clean\n");
         return 0;
+    }
+    if (!bad) {
+        printf("%" PRIu64 " orphans (%" PRIu64 " bytes), %" PRIu64 " deleted%s\n",
+               res.orphan_objects, res.orphan_bytes, res.orphans_deleted,
+               res.orphan_objects > res.nfindings ? " (not all listed)" : "");
+        return left ? EXIT_DAMAGED : 0;
     }
     printf("%" PRIu64 " missing, %" PRIu64 " truncated, %" PRIu64 " bad headers, %" PRIu64
            " damaged blocks", res.missing_segments, res.size_mismatches, res.bad_headers,
            res.damaged_blocks);
     if (res.bad_snapshots)
         printf(", %" PRIu64 " lost snapshots", res.bad_snapshots);
-    printf("%s\n", bad > res.nfindings ? " (not all listed)" : "");
+    if (res.orphan_objects)
+        printf(", %" PRIu64 " orphans, %" PRIu64 " deleted", res.orphan_objects,
+               res.orphans_deleted);
+    printf("%s\n", bad + res.orphan_objects > res.nfindings ? " (not all listed)" : "");
     return EXIT_DAMAGED;
 }
 
@@ -360,10 +391,12 @@ static void usage(FILE *f)
     fprintf(f, "usage: glidefs-image import -c CONFIG NAME FILE\n"
                "       glidefs-image export -c CONFIG NAME FILE\n"
                "       glidefs-image export-fenced -c CONFIG NAME FILE\n"
-               "       glidefs-image scrub -c CONFIG NAME [--deep]\n"
+               "       glidefs-image scrub -c CONFIG NAME [--deep] [--delete-orphans]\n"
                "options: -c, --config FILE  the glidefs YAML config (required)\n"
                "         -v, --verbose      log library info messages\n"
                "         --deep             scrub: fetch and check every live block\n"
+               "         --delete-orphans   scrub: delete the orphan objects it reports\n"
+               "                            (takes the write lease)\n"
                "         -h, --help         this text;  -V, --version\n");
 }
 
@@ -374,9 +407,10 @@ int main(int argc, char **argv)
                                          {"help", no_argument, NULL, 'h'},
                                          {"version", no_argument, NULL, 'V'},
                                          {"deep", no_argument, NULL, 'D'},
+                                         {"delete-orphans", no_argument, NULL, 'O'},
                                          {NULL, 0, NULL, 0}};
     const char *cfgpath = NULL;
-    int c, deep = 0;
+    int c, deep = 0, del = 0;
     while ((c = getopt_long(argc, argv, "+c:vhV", opts, NULL)) != -1) {
         switch (c) {
         case 'c': cfgpath = optarg; break;
@@ -384,6 +418,7 @@ int main(int argc, char **argv)
         case 'h': usage(stdout); return 0;
         case 'V': printf("glidefs-image %s\n", glidefs_version()); return 0;
         case 'D': deep = 1; break;
+        case 'O': del = 1; break;
         default: usage(stderr); return 2;
         }
     }
@@ -404,11 +439,12 @@ int main(int argc, char **argv)
         case 'v': verbose = 1; break;
         case 'h': usage(stdout); return 0;
         case 'D': deep = 1; break;
+        case 'O': del = 1; break;
         default: usage(stderr); return 2;
         }
     }
     int scrub = strcmp(cmd, "scrub") == 0;
-    if (!cfgpath || argc - optind != (scrub ? 1 : 2) || (deep && !scrub) ||
+    if (!cfgpath || argc - optind != (scrub ? 1 : 2) || ((deep || del) && !scrub) ||
         (!scrub && strcmp(cmd, "import") && strcmp(cmd, "export") &&
          strcmp(cmd, "export-fenced"))) {
         usage(stderr);
@@ -428,7 +464,7 @@ int main(int argc, char **argv)
         return 1;
     }
     glidefs_config_set_log(cfg, log_cb, NULL, GLIDEFS_LOG_DEBUG);
-    r = scrub                        ? do_scrub(cfg, name, deep)
+    r = scrub                        ? do_scrub(cfg, name, deep, del)
         : strcmp(cmd, "import") == 0 ? do_import(cfg, name, file)
         : strcmp(cmd, "export") == 0 ? do_export(cfg, name, file)
                                      : do_export_fenced(cfg, name, file);

@@ -439,11 +439,24 @@ GLIDEFS_API int glidefs_compact(glidefs_volume *vol, struct glidefs_compact_resu
  * again from there (journalled like a write, uploaded into a new segment
  * by the syncer; the map moves to it), unless it was rewritten meanwhile.
  * A block the node does not hold stays reported, and reads of it keep
- * failing with EIO. */
+ * failing with EIO.
+ * Every scrub also lists the segment objects under the volume's own prefix
+ * (nbd/NAME/seg/, never a clone parent's) and reports as ORPHAN those that
+ * nothing keeps: not in the block map, not named by a snapshot's manifest,
+ * not of an epoch held for a fenced node, and not possibly in flight (a
+ * segment after the newest one the map knows may be an upload or a
+ * compaction not committed yet: never an orphan). Keys of any other form
+ * are left alone (a newer build's). GLIDEFS_SCRUB_DELETE_ORPHANS (a
+ * writable volume) deletes them under compaction's rule for unreferenced
+ * segments (compaction.grace_ms since open, a manifest stored since open,
+ * the lease re-read first); not while a snapshot is unreadable (what it
+ * keeps is unknown). */
 #define GLIDEFS_HAVE_SCRUB 1
 #define GLIDEFS_SCRUB_DEEP 1u
 #define GLIDEFS_HAVE_SCRUB_REPAIR 1
 #define GLIDEFS_SCRUB_REPAIR 2u
+#define GLIDEFS_HAVE_SCRUB_ORPHANS 1
+#define GLIDEFS_SCRUB_DELETE_ORPHANS 4u
 
 enum glidefs_scrub_kind {
     GLIDEFS_SCRUB_MISSING = 1,      /* a referenced segment object is gone */
@@ -451,17 +464,22 @@ enum glidefs_scrub_kind {
                                        a payload the map references in it (truncated) */
     GLIDEFS_SCRUB_BAD_HEADER = 3,   /* its header does not decode, authenticate or match */
     GLIDEFS_SCRUB_DAMAGED_BLOCK = 4, /* a block fails its CRC or AEAD, or lies past the end */
-    GLIDEFS_SCRUB_SNAPSHOT = 5      /* a snapshot's manifest (the key) is missing or does not
+    GLIDEFS_SCRUB_SNAPSHOT = 5,     /* a snapshot's manifest (the key) is missing or does not
                                        decode: the snapshot, and clones made from it, are lost */
+    GLIDEFS_SCRUB_ORPHAN = 6        /* a segment object nothing keeps (a leak): length is its
+                                       size in the store */
 };
 
 #define GLIDEFS_SCRUB_FINDINGS 64
 #define GLIDEFS_SCRUB_FOUND_REPAIRED 1u
+#define GLIDEFS_SCRUB_FOUND_DELETED 2u
 struct glidefs_scrub_finding {
     uint32_t kind;               /* enum glidefs_scrub_kind */
     uint32_t flags;              /* GLIDEFS_SCRUB_FOUND_REPAIRED: mended (every live block of
-                                    the segment, for the segment kinds) */
-    uint64_t offset, length;     /* DAMAGED_BLOCK: the volume bytes it holds; else 0 */
+                                    the segment, for the segment kinds);
+                                    GLIDEFS_SCRUB_FOUND_DELETED: an orphan deleted */
+    uint64_t offset, length;     /* DAMAGED_BLOCK: the volume bytes it holds; ORPHAN: 0 and
+                                    the object's size; else 0 */
     char key[192];               /* the segment object's key in the store */
 };
 
@@ -485,13 +503,17 @@ struct glidefs_scrub_result {
     uint64_t unrepaired_blocks;
     uint64_t bad_snapshots;      /* GLIDEFS_SCRUB_SNAPSHOT findings */
     uint64_t gets;               /* ranged GETs made (LISTs not counted) */
+    uint64_t orphan_objects;     /* GLIDEFS_SCRUB_ORPHAN findings */
+    uint64_t orphan_bytes;       /* their sizes added up */
+    uint64_t orphans_deleted;    /* GLIDEFS_SCRUB_DELETE_ORPHANS: of them, deleted */
 };
 
 /* Scrub vol (open read-only or read-write) as above; res is filled up to
  * res_size bytes (sizeof(struct glidefs_scrub_result)). Returns 0 when the
  * scrub ran (anything wrong is in res: a non-zero count), or a negative
  * errno when it could not (the store unreachable, -EINVAL for unknown
- * flags or no res). */
+ * flags or no res, -EROFS for REPAIR or DELETE_ORPHANS on a volume this
+ * node does not write). */
 GLIDEFS_API int glidefs_scrub(glidefs_volume *vol, unsigned flags,
                               struct glidefs_scrub_result *res, size_t res_size);
 

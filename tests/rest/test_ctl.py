@@ -75,7 +75,9 @@ def scrub(d, env, h):
     carries the counts; --deep on another command is a usage error.
     --repair, with the block in the daemon's cache (read through h first):
     0, the block written back; after a drain a deep scrub is clean, though
-    the old segment keeps its flipped byte."""
+    the old segment keeps its flipped byte.
+    An orphan (a segment object of a fenced epoch): 7 and "orphan KEY size
+    N"; --delete-orphans: 0, deleted; clean after; elsewhere a usage error."""
     r = ctl("scrub", "vm1", env=env)
     t.ok(r.returncode == 0 and r.stdout.startswith("scrub of vm1 (quick): ") and
          r.stdout.rstrip().endswith("clean"), "scrub: clean (%r)" % r.stdout)
@@ -104,6 +106,29 @@ def scrub(d, env, h):
     r = ctl("compact", "vm1", "--repair", env=env)
     t.ok(r.returncode == 2 and "--repair applies to scrub only" in r.stderr,
          "--repair elsewhere: 2")
+
+    # promote --force fenced the epoch before this one: its late uploads are orphans
+    with open(os.path.join(d.store, "nbd", "vm1", "lease")) as f:
+        epoch = json.load(f)["epoch"]
+    orphan = "%016x-%016x" % (epoch - 1, 0xfffff)
+    with open(os.path.join(segdir, orphan), "wb") as f:
+        f.write(b"o" * 1234)
+    r = ctl("scrub", "vm1", env=env)
+    t.ok(r.returncode == 7 and ("orphan nbd/vm1/seg/%s size 1234\n" % orphan) in r.stdout and
+         "0 damaged blocks, 0 lost snapshots, 1 orphans" in r.stdout,
+         "scrub: 7, the orphan (%r)" % r.stdout)
+    r = ctl("scrub", "vm1", "--delete-orphans", "--json", env=env)
+    j = json.loads(r.stdout)
+    t.ok(r.returncode == 0 and j["orphans_deleted"] == 1 and j["orphan_bytes"] == 1234 and
+         j["findings"] == [{"kind": "orphan", "key": "nbd/vm1/seg/" + orphan, "size": 1234,
+                            "deleted": True}] and
+         not os.path.exists(os.path.join(segdir, orphan)),
+         "scrub --delete-orphans: 0, deleted (%r)" % j)
+    r = ctl("scrub", "vm1", env=env)
+    t.ok(r.returncode == 0 and r.stdout.rstrip().endswith("clean"), "no orphan left")
+    r = ctl("compact", "vm1", "--delete-orphans", env=env)
+    t.ok(r.returncode == 2 and "--delete-orphans applies to scrub only" in r.stderr,
+         "--delete-orphans elsewhere: 2")
 
     h.pread(MiB, 0)  # the daemon's cache now holds every block of vm1's data
     flip_mid(os.path.join(segdir, seg))

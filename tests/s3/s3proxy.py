@@ -65,7 +65,8 @@ Control endpoints (unsigned, never forwarded; '__' cannot start a bucket name):
                                                 it in x-amz-security-token (else 400
                                                 InvalidToken); after expires (0 never), 400
                                                 ExpiredToken, as AWS answers
-  (stats: by_method counts requests per HTTP method: POST is DeleteObjects; by_akid
+  (stats: lists counts ListObjectsV2 requests (GETs, also in by_method);
+  by_method counts requests per HTTP method: POST is DeleteObjects; by_akid
   counts signed requests per access key id; vhost counts virtual-hosted requests)
 
 Virtual-hosted requests: Host BUCKET.s3.localhost[:port] (--vhost-domain) is
@@ -667,6 +668,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 raw_path = "/" + uri_encode(self.vhost.encode(), False) + (
                     raw_path if raw_path != "/" else "")
 
+        if self.command == "GET" and "list-type=" in raw_query:
+            with self.st.lock:  # LISTs apart from object GETs (bench/scrub.sh)
+                self.st.stats["lists"] = self.st.stats.get("lists", 0) + 1
         fault = self.st.draw_fault(self.command, raw_path)
         if fault:
             with self.st.lock:
