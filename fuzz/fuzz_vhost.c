@@ -6,7 +6,8 @@
  *           through vu_msg_parse(); an accepted one must keep the
  *           invariants the handlers rely on (checked, abort() otherwise);
  *   >= 0x80: guest memory (the rest of the input) holding a split ring of
- *           2^(byte % 5) entries at fixed addresses, walked by vu_vq_pop()
+ *           2^min(byte & 7, 4) entries at fixed addresses (bit 0x40:
+ *           indirect descriptors negotiated), walked by vu_vq_pop()
  *           until it is empty or broken: every buffer handed out must lie
  *           inside the memory table.
  * Built with clang -fsanitize=fuzzer; with any compiler, replay_main.c
@@ -88,7 +89,7 @@ static void fuzz_ring(uint8_t mode, const uint8_t *data, size_t size)
                                        .host = guest };
     struct vu_vq q;
     vu_vq_init(&q);
-    q.num = 1u << (mode % 5);
+    q.num = 1u << ((mode & 7) < 4 ? (mode & 7) : 4);
     q.desc_uva = GUEST_GPA + DESC_OFF;
     q.avail_uva = GUEST_GPA + AVAIL_OFF;
     q.used_uva = GUEST_GPA + USED_OFF;

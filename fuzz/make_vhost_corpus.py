@@ -1,8 +1,8 @@
 #!/usr/bin/python3
 """Seed corpus for fuzz_vhost (fuzz/fuzz_vhost.c): vhost-user messages
 (first byte: the number of descriptors, < 0x80) and split rings in guest
-memory (first byte >= 0x80: 2^(b % 5) entries, bit 0x40 allows indirect
-descriptors; the ring's layout is fuzz_vhost.c's: guest memory at
+memory (first byte >= 0x80: 2^min(b & 7, 4) entries, bit 0x40 allows
+indirect descriptors; the ring's layout is fuzz_vhost.c's: guest memory at
 0x100000, descriptors at +0, avail at +1024, used at +2048).
 Valid ones, and the broken kinds the daemon must refuse.
 usage: make_vhost_corpus.py FUZZ_DIR
@@ -72,13 +72,17 @@ def ring(descs, heads, num):
 
 def rings():
     data = GPA + 3072
-    # num 4 (mode % 5 == 2): a request with header, data and status
+    # num 4 (mode & 7 == 2): a request with header, data and status
     yield "ring_chain", 0x82, ring([desc(data, 16, 1, 1), desc(data + 16, 512, 3, 2),
                                     desc(data + 600, 1, 2, 0)], [0], 4)
     yield "ring_two_chains", 0x82, ring([desc(data, 16, 0, 0), desc(data + 16, 1, 2, 0)], [0, 1], 4)
     yield "ring_loop", 0x82, ring([desc(data, 16, 1, 1), desc(data, 16, 1, 0)], [0], 4)
+    # zero-length buffers: only the loop check ends this walk
+    yield "ring_loop_empty", 0x82, ring([desc(data, 0, 1, 1), desc(data, 0, 1, 0)], [0], 4)
     yield "ring_outside", 0x82, ring([desc(0x10, 16, 0, 0)], [0], 4)
     yield "ring_crosses_end", 0x82, ring([desc(GPA + 8000, 4096, 0, 0)], [0], 4)
+    yield "ring_beyond", 0x82, ring([desc(GPA + 16384, 16, 0, 0)], [0], 4)
+    yield "ring_wraps", 0x82, ring([desc(2**64 - 8, 16, 0, 0)], [0], 4)
     yield "ring_bad_head", 0x82, ring([desc(data, 16, 0, 0)], [9], 4)
     yield "ring_idx_runs_ahead", 0x82, ring([desc(data, 16, 0, 0)], [0] * 9, 4)
     yield "ring_write_then_read", 0x82, ring([desc(data, 1, 3, 1), desc(data, 16, 0, 0)], [0], 4)

@@ -9,10 +9,11 @@ builds itself).
 2. A correct session: features, protocol features, config space (capacity,
    blk_size, seg_max, discard and write-zeroes limits, num_queues), memory
    table, vring setup, then OUT (two buffers), IN (indirect, three
-   buffers), FLUSH, GET_ID, WRITE_ZEROES, DISCARD, an IN past the end
-   (IOERR), an unknown type (UNSUPP), an unaligned buffer split (bounce).
-   An NBD client on the same export reads what the session wrote: one
-   volume.
+   buffers), FLUSH, GET_ID, WRITE_ZEROES and DISCARD (read back as
+   zeroes), an IN past the end (IOERR), an unknown type (UNSUPP), an
+   unaligned buffer split (bounce), a second queue (multiqueue) and
+   GET_VRING_BASE. An NBD client on the same export reads what the session
+   wrote: one volume.
 3. Hostile frontends, each on its own connection: malformed messages
    (version, sizes, unknown request, too many descriptors), a memory table
    larger than its file, rings outside the memory table, descriptors
@@ -97,8 +98,11 @@ def good_session(t, d, sock):
         t.eq(st, fe.S_OK, "WRITE_ZEROES of sectors 12..15")
         st, got, _ = f.request(fe.T_IN, 8, in_len=8192)
         t.ok(got == data[:2048] + bytes(2048) + data[4096:], "the zeroed sectors read as zeroes")
+        f.request(fe.T_OUT, 1024, out=pattern(8192, 5))
         st, _, _ = f.request(fe.T_DISCARD, out=struct.pack("<QII", 1024, 2048, 0))
         t.eq(st, fe.S_OK, "DISCARD of 1 MiB")
+        st, got, _ = f.request(fe.T_IN, 1024, in_len=8192)
+        t.ok(st == fe.S_OK and got == bytes(8192), "the discarded range reads as zeroes")
         st, _, _ = f.request(fe.T_DISCARD, out=struct.pack("<QII", 1024, 8, 1))
         t.eq(st, fe.S_UNSUPP, "DISCARD with the unmap flag: UNSUPP")
         st, _, _ = f.request(fe.T_IN, SIZE // 512 - 1, in_len=1024)
@@ -106,6 +110,17 @@ def good_session(t, d, sock):
         st, _, _ = f.request(fe.T_OUT, 0, out=bytes(100))
         t.eq(st, fe.S_IOERR, "OUT of 100 bytes (not whole sectors): IOERR")
         t.eq(f.request(77)[0], fe.S_UNSUPP, "an unknown request type: UNSUPP")
+        # multiqueue: a second queue with its own rings and eventfds
+        f.setup_queue(1)
+        f.use_queue(1)
+        q1 = pattern(4096, 11)
+        st, _, _ = f.request(fe.T_OUT, 4000, out=q1)
+        st2, got, _ = f.request(fe.T_IN, 4000, in_len=4096)
+        t.ok(st == fe.S_OK and st2 == fe.S_OK and got == q1 and f.used_idx() == 2,
+             "queue 1 (multiqueue): OUT and IN on its own rings")
+        f.use_queue(0)
+        st, got, _ = f.request(fe.T_IN, 4000, in_len=4096)
+        t.ok(st == fe.S_OK and got == q1, "queue 0 goes on after queue 1 was used")
         # GET_VRING_BASE stops the ring and says where it is
         f.send(fe.GET_VRING_BASE, struct.pack("<II", 0, 0))
         idx, base = struct.unpack("<II", f.reply(fe.GET_VRING_BASE))

@@ -8,7 +8,10 @@ broken message and ring.
 Guest memory layout (offsets into the memfd; guest physical = GPA + off,
 the frontend's addresses = UVA + off): descriptor table at 0, avail ring at
 0x1000, used ring at 0x2000, indirect tables at 0x3000, request headers and
-status bytes at 0x10000, data from 0x20000.
+status bytes at 0x10000, data from 0x20000. Queue 1 (multiqueue), when set
+up with setup_queue(1), has its rings 0x4000 further (at 0x4000, 0x5000,
+0x6000) and its own kick and call eventfds; use_queue() picks the queue
+request() goes to.
 """
 import mmap
 import os
@@ -57,9 +60,13 @@ class Frontend:
         self.num = num
         self.avail_idx = 0
         self.used_seen = 0
+        self.ring = 0          # offset of the current queue's rings
+        self.queues = {}       # index -> [ring offset, kick, call, avail_idx, used_seen]
 
     def close(self):
-        for fd in (self.kick, self.call, self.memfd):
+        extra = [fd for q in self.queues.values() for fd in q[1:3]
+                 if fd not in (self.kick, self.call)]
+        for fd in [self.kick, self.call, self.memfd] + extra:
             try:
                 os.close(fd)
             except OSError:
@@ -164,7 +171,28 @@ class Frontend:
         self.send(SET_VRING_CALL, struct.pack("<Q", 0), fds=[self.call])
         if self.state(SET_VRING_ENABLE, 0, 1, ack=True) != 0:
             raise AssertionError("SET_VRING_ENABLE not acknowledged")
+        self.queues[0] = [0, self.kick, self.call, 0, 0]
         return feats, proto
+
+    def setup_queue(self, index):
+        """Start queue index (after setup()) with its rings 0x4000 * index further."""
+        off = 0x4000 * index
+        kick = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        call = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self.mem[off:off + 0x3000] = bytes(0x3000)
+        self.state(SET_VRING_NUM, index, self.num)
+        self.state(SET_VRING_BASE, index, 0)
+        self.vring_addr(index, UVA + off + DESC, UVA + off + USED, UVA + off + AVAIL)
+        self.send(SET_VRING_KICK, struct.pack("<Q", index), fds=[kick])
+        self.send(SET_VRING_CALL, struct.pack("<Q", index), fds=[call])
+        if self.state(SET_VRING_ENABLE, index, 1, ack=True) != 0:
+            raise AssertionError("SET_VRING_ENABLE not acknowledged")
+        self.queues[index] = [off, kick, call, 0, 0]
+
+    def use_queue(self, index):
+        cur = self.queues.get(next(i for i, q in self.queues.items() if q[0] == self.ring))
+        cur[3], cur[4] = self.avail_idx, self.used_seen
+        self.ring, self.kick, self.call, self.avail_idx, self.used_seen = self.queues[index]
 
     # -- the ring ----------------------------------------------------------
 
@@ -173,13 +201,14 @@ class Frontend:
 
     def publish(self, head, idx=None):
         """Put head on the avail ring and kick; idx overrides the new avail index."""
-        struct.pack_into("<H", self.mem, AVAIL + 4 + 2 * (self.avail_idx % self.num), head)
+        a = self.ring + AVAIL
+        struct.pack_into("<H", self.mem, a + 4 + 2 * (self.avail_idx % self.num), head)
         self.avail_idx = (self.avail_idx + 1) & 0xffff
-        struct.pack_into("<H", self.mem, AVAIL + 2, self.avail_idx if idx is None else idx)
+        struct.pack_into("<H", self.mem, a + 2, self.avail_idx if idx is None else idx)
         os.eventfd_write(self.kick, 1)
 
     def used_idx(self):
-        return struct.unpack_from("<H", self.mem, USED + 2)[0]
+        return struct.unpack_from("<H", self.mem, self.ring + USED + 2)[0]
 
     def wait_used(self):
         """Wait (call eventfd, deadline) for the next used entry: (id, len)."""
@@ -195,17 +224,17 @@ class Frontend:
                 pass
         slot = self.used_seen % self.num
         self.used_seen = (self.used_seen + 1) & 0xffff
-        return struct.unpack_from("<II", self.mem, USED + 4 + 8 * slot)
+        return struct.unpack_from("<II", self.mem, self.ring + USED + 4 + 8 * slot)
 
     def chain(self, bufs, indirect=False):
         """bufs: [(gpa, len, flags)] without NEXT; lays them out as one chain
         (in the descriptor table, or in an indirect table) and returns its head."""
-        table = INDIRECT if indirect else DESC
+        table = INDIRECT if indirect else self.ring + DESC
         for i, (addr, length, flags) in enumerate(bufs):
             last = i == len(bufs) - 1
             self.put_desc(table, i, addr, length, flags | (0 if last else D_NEXT), i + 1)
         if indirect:
-            self.put_desc(DESC, 0, GPA + INDIRECT, 16 * len(bufs), D_INDIRECT)
+            self.put_desc(self.ring + DESC, 0, GPA + INDIRECT, 16 * len(bufs), D_INDIRECT)
         return 0
 
     def request(self, typ, sector=0, out=b"", in_len=0, split=1, indirect=False):
