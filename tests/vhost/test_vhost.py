@@ -24,7 +24,9 @@ builds itself).
    export keeps working; afterwards glidefsd has no more descriptors open
    and no guest memory mapped than before, and a new correct session reads
    the data back.
-4. SIGTERM: exit status 0, the socket removed.
+4. A connected frontend counts as a client connection: DELETE is 409,
+   DELETE ?force=true disconnects it.
+5. SIGTERM: exit status 0, the socket removed.
 
 usage: test_vhost.py GLIDEFSD
 """
@@ -273,6 +275,16 @@ def main():
             f.setup()
             st, got, _ = f.request(fe.T_IN, 8, in_len=2048)
             t.ok(st == fe.S_OK and got == data[:2048], "a new session reads the data back")
+        # a connected frontend is a client: DELETE needs force, which disconnects it
+        with fe.Frontend(sock) as f:
+            f.setup()
+            wait_for(lambda: (d.req("GET", "/api/exports/vm1").json or {}).get("connections")
+                     == 1, 10, "the session counted as a connection")
+            t.status(d.req("DELETE", "/api/exports/vm1"), 409,
+                     "DELETE while a vhost-user frontend is connected")
+            r = d.req("DELETE", "/api/exports/vm1?force=true")
+            t.ok(r.status == 200 and f.expect_disconnect(),
+                 f"DELETE ?force=true disconnects the frontend: {r!r}")
         print(f"MEASURED vhost test body {time.monotonic() - t0:.2f} s")
         t.eq(d.stop(), 0, "SIGTERM: exit status 0")
         t.ok(not os.path.exists(sock), "the socket is removed at exit")
