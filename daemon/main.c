@@ -38,6 +38,7 @@
 #include "nbd_server.h"
 #include "rest_api.h"
 #include "scrubber.h"
+#include "vhost_server.h"
 
 #ifndef GLIDEFSD_VERSION
 #define GLIDEFSD_VERSION "0.0.0"
@@ -437,11 +438,19 @@ int main(int argc, char **argv)
         return 1;
     }
     gd_registry_set_scrubber(reg, scrubber);
-    struct gd_rest *rest = NULL;
+    struct gd_vhost *vhost = NULL;
     err[0] = '\0';
-    rc = gd_rest_start(cfg, reg, srv, sc.stop_fd, &rest, err, sizeof err);
+    rc = gd_vhost_create(cfg, reg, &vhost, err, sizeof err);
     if (rc < 0) {
         gd_err("%s", err[0] ? err : glidefs_strerror(rc));
+        return 1;
+    }
+    struct gd_rest *rest = NULL;
+    err[0] = '\0';
+    rc = gd_rest_start(cfg, reg, srv, vhost, sc.stop_fd, &rest, err, sizeof err);
+    if (rc < 0) {
+        gd_err("%s", err[0] ? err : glidefs_strerror(rc));
+        gd_vhost_free(vhost);
         pthread_mutex_lock(&sc.srv_lock);
         sc.srv = NULL;
         pthread_mutex_unlock(&sc.srv_lock);
@@ -465,6 +474,7 @@ int main(int argc, char **argv)
     sc.rest = NULL;
     pthread_mutex_unlock(&sc.srv_lock);
     gd_rest_stop(rest); /* no API request may hold an export past this point */
+    gd_vhost_free(vhost); /* frontends disconnected, their exports released */
     pthread_mutex_lock(&sc.srv_lock);
     sc.srv = NULL;
     pthread_mutex_unlock(&sc.srv_lock);

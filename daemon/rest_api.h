@@ -15,6 +15,7 @@
 struct gd_registry;
 struct gd_server;
 struct gd_rest;
+struct gd_vhost;
 
 /* Largest request body accepted (bigger: 413). */
 #define GD_REST_MAX_BODY (64u * 1024)
@@ -24,9 +25,12 @@ struct gd_rest;
  * request fail with 503 and cuts long drains short, so that SIGTERM is not
  * held up. *out is NULL when the API is disabled (servers.api.listen "" and
  * no unix socket). On failure (bad or non-loopback address without a token,
- * address in use, ...) writes one line naming the problem into err. */
+ * address in use, ...) writes one line naming the problem into err. vhost
+ * (may be NULL: off) serves POST /api/exports/NAME/vhost-user and must
+ * outlive the API too. */
 int gd_rest_start(const glidefs_config *cfg, struct gd_registry *reg, struct gd_server *srv,
-                  int stop_fd, struct gd_rest **out, char *err, size_t errlen);
+                  struct gd_vhost *vhost, int stop_fd, struct gd_rest **out, char *err,
+                  size_t errlen);
 
 /* Stop accepting, wait for the requests in progress, close the listeners
  * (and remove the unix socket), free. Call before the registry shuts down:

@@ -728,6 +728,44 @@ int rest_h_drain(struct call *c)
     return -1;
 }
 
+/* POST /api/exports/{name}/vhost-user: the export (created with
+ * servers.nbd.auto_create_size if it does not exist) on a vhost-user-blk
+ * socket, servers.vhost_user.dir/NAME.sock. A body, if any, must be an
+ * empty object. The export is released again here: a connecting frontend
+ * takes it as a client (vhost_server.c). */
+int rest_h_vhost_user(struct call *c)
+{
+    if (c->len) {
+        json_t *j = rest_body_object(c);
+        if (!j)
+            return -1;
+        int bad = rest_only_fields(c, j, "");
+        json_decref(j);
+        if (bad < 0)
+            return -1;
+    }
+    if (!c->r->vhost)
+        return rest_fail(c, 409, "vhost-user is off on this node: set servers.vhost_user.dir "
+                         "(glidefs.yaml(5)) and restart glidefsd");
+    struct gd_export *e = NULL;
+    int rc = gd_export_acquire_ex(c->r->reg, c->name, 0, c->r->cfg->nbd_auto_create_size,
+                                  GLIDEFS_OPEN_CREATE, &e);
+    if (rc == -ESHUTDOWN)
+        return rest_fail(c, 503, "glidefsd is shutting down");
+    if (rc < 0)
+        return rest_fail(c, rest_status_for(rc), "cannot open or create export %s: %s (see the "
+                         "glidefsd log)", c->name, glidefs_strerror(rc));
+    char path[sizeof(((struct sockaddr_un *)0)->sun_path)], err[256] = "";
+    rc = gd_vhost_serve(c->r->vhost, c->name, path, sizeof path, err, sizeof err);
+    gd_export_release(e, 0);
+    if (rc == -ESHUTDOWN)
+        return rest_fail(c, 503, "glidefsd is shutting down");
+    if (rc < 0)
+        return rest_fail(c, 500, "cannot serve export %s over vhost-user: %s", c->name,
+                         err[0] ? err : glidefs_strerror(rc));
+    return rest_ok(c, 200, json_pack("{s:s, s:s}", "name", c->name, "socket", path));
+}
+
 int rest_h_promote(struct call *c)
 {
     bool force = false;
@@ -1392,6 +1430,16 @@ static int clone_export(struct call *c, const char *child, const char *parent, c
     return rc;
 }
 
+/* A forced delete disconnects the export's NBD clients and vhost-user
+ * frontends alike. */
+static void kick_clients(void *arg, struct gd_export *e)
+{
+    struct gd_rest *r = arg;
+    if (r->srv)
+        gd_server_kick_export(r->srv, e);
+    gd_vhost_kick_export(r->vhost, e);
+}
+
 int rest_h_delete(struct call *c)
 {
     bool force = false, purge = false;
@@ -1433,7 +1481,7 @@ int rest_h_delete(struct call *c)
     } else {
         int64_t left = timeout_s * 1000 - (gfs_now_ms() - t0);
         rc = gd_export_remove(e, force, purge, left < 1000 ? 1000 : left > 10000 ? 10000 : left,
-                              c->r->srv ? gd_server_kick_export : NULL, c->r->srv);
+                              kick_clients, c->r);
     }
     switch (rc) {
     case 0:

@@ -121,6 +121,7 @@ static const struct route routes[] = {
     { "DELETE", "/api/exports/{name}/snapshots/{snap}", rest_h_snapshot_delete, "" },
     { "POST", "/api/exports/{name}/fenced/discard", rest_h_fenced_discard, "" },
     { "POST", "/api/exports/{name}/fenced/export", rest_h_fenced_export, "" },
+    { "POST", "/api/exports/{name}/vhost-user", rest_h_vhost_user, "" },
 };
 #define NROUTES (sizeof routes / sizeof routes[0])
 
@@ -659,7 +660,8 @@ static void *watcher_main(void *arg)
 }
 
 int gd_rest_start(const glidefs_config *cfg, struct gd_registry *reg, struct gd_server *srv,
-                  int stop_fd, struct gd_rest **out, char *err, size_t errlen)
+                  struct gd_vhost *vhost, int stop_fd, struct gd_rest **out, char *err,
+                  size_t errlen)
 {
     *out = NULL;
     const char *listen_spec = cfg->api_listen;
@@ -679,6 +681,7 @@ int gd_rest_start(const glidefs_config *cfg, struct gd_registry *reg, struct gd_
     r->cfg = cfg;
     r->reg = reg;
     r->srv = srv;
+    r->vhost = vhost;
     r->stop_fd = stop_fd;
     r->token = cfg->api_token && *cfg->api_token ? cfg->api_token : NULL;
     pthread_mutex_init(&r->lock, NULL);

@@ -75,6 +75,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "nbd_server.h"
+#include "vhost_server.h"
 
 #ifndef GLIDEFSD_VERSION
 #define GLIDEFSD_VERSION "0.0.0"
@@ -110,6 +111,7 @@ struct gd_rest {
     const glidefs_config *cfg;
     struct gd_registry *reg;
     struct gd_server *srv;
+    struct gd_vhost *vhost;     /* NULL: vhost-user off */
     struct MHD_Daemon *mhd[2];
     struct gd_api_guard *guard[2]; /* of mhd[i] */
     int nmhd;
@@ -197,5 +199,6 @@ int rest_h_snapshot_create(struct call *c);
 int rest_h_snapshot_list(struct call *c);
 int rest_h_snapshot_delete(struct call *c);
 int rest_h_delete(struct call *c);
+int rest_h_vhost_user(struct call *c);
 
 #endif

@@ -1137,6 +1137,7 @@ static const struct keydef keys[] = {
     K_SIZE("servers.nbd.buffer_memory", nbd_buffer_memory, (int64_t)MIB, SIZE_MAX_BYTES, 0, NULL),
     K_SIZE("servers.nbd.connection_buffer_memory", nbd_conn_buffer_memory, (int64_t)MIB,
            SIZE_MAX_BYTES, 0, NULL),
+    K_STR("servers.vhost_user.dir", vhost_user_dir, 0, check_abs_path),
     K_STR("servers.api.listen", api_listen, KF_EMPTY_OFF, check_hostport),
     K_STR("servers.api.unix_socket", api_unix_socket, 0, check_socket_path),
     K_STR("servers.api.token", api_token, KF_SECRET, check_token),
@@ -1168,7 +1169,7 @@ static const struct keydef keys[] = {
 /* Mappings of the schema. Every key above lives directly in one of these
  * (or at the top level). */
 static const char *const sections[] = {"cache", "storage", "servers", "servers.nbd",
-                                       "servers.api", "compaction", "cost", "scrub"};
+                                       "servers.api", "servers.vhost_user", "compaction", "cost", "scrub"};
 #define NSECTIONS (sizeof(sections) / sizeof(sections[0]))
 
 static int find_key(const char *k)

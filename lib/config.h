@@ -91,6 +91,7 @@ struct glidefs_config {
     uint64_t nbd_conn_buffer_memory;/* ... per connection; default 64 MiB */
     char *api_listen;               /* default 127.0.0.1:8080; "" disables */
     char *api_unix_socket;          /* optional */
+    char *vhost_user_dir;           /* vhost-user-blk sockets (DIR/NAME.sock); NULL = off */
     char *api_token;                /* optional bearer token (secret) */
     char *api_tls_certificates;     /* dir: server-cert.pem, server-key.pem: HTTPS on api.listen */
     char *api_export_dir;           /* where the API may write images; NULL: nowhere */

@@ -105,7 +105,8 @@ class Guest:
     virtio disk through QEMU's NBD client; the console is read line by line
     (each line stamped with the host's monotonic clock) into self.lines and
     a log file. disk is a URI, or (QEMU -object arguments, -drive options)
-    for what a URI cannot say (TLS credentials: Daemon.disk)."""
+    for what a URI cannot say (TLS credentials: Daemon.disk), or (arguments,
+    None) for a disk that is no -drive (vhost-user-blk: vhost_disk)."""
 
     def __init__(self, kernel, initrd, disk, mode, log_path, params=None, mem=256):
         objects, drive = (disk if isinstance(disk, tuple)
@@ -117,8 +118,8 @@ class Guest:
         args += ["glidefs_%s=%s" % kv for kv in (params or {}).items()]
         self.argv = [which(QEMU), "-accel", "tcg", "-m", str(mem), "-nographic", "-no-reboot",
                      "-nic", "none", "-kernel", kernel, "-initrd", initrd,
-                     "-append", " ".join(args)] + objects + [
-                     "-drive", "%s,if=virtio,cache=none" % drive]
+                     "-append", " ".join(args)] + objects + (
+                     ["-drive", "%s,if=virtio,cache=none" % drive] if drive else [])
         self.lines = []          # (t, text)
         self.events = []         # (t, kind, rest)
         self.cv = threading.Condition()
@@ -275,8 +276,18 @@ class Store:
             raise ValueError(kind)
 
 
+def vhost_disk(socket_path, mem=256):
+    """Guest disk arguments for a vhost-user-blk socket: the guest's RAM in
+    a shared memfd (the backend maps it), the socket, the device."""
+    return (["-object", "memory-backend-memfd,id=mem,size=%dM,share=on" % mem,
+             "-numa", "node,memdev=mem",
+             "-chardev", "socket,id=vu0,path=%s" % socket_path,
+             "-device", "vhost-user-blk-pci,chardev=vu0"], None)
+
+
 def write_config(path, cache, store, sock=None, size="256M", sync_delay_ms=200,
-                 api_port=None, shutdown_timeout_s=120, tcp_port=None, tls_certificates=None):
+                 api_port=None, shutdown_timeout_s=120, tcp_port=None, tls_certificates=None,
+                 vhost_dir=None):
     os.makedirs(cache, exist_ok=True)
     lines = ["cache:", "  dir: %s" % cache, "  disk_size_gb: 2", "storage:"]
     lines += store.lines
@@ -289,6 +300,8 @@ def write_config(path, cache, store, sock=None, size="256M", sync_delay_ms=200,
     if tls_certificates:
         # every listener (the unix socket too) refuses all but STARTTLS
         lines += ["    tls: require", "    tls_certificates: %s" % tls_certificates]
+    if vhost_dir:
+        lines += ["  vhost_user:", "    dir: %s" % vhost_dir]
     if api_port:
         lines += ["  api:", "    listen: 127.0.0.1:%d" % api_port]
     with open(path, "w") as f:

@@ -37,6 +37,7 @@ for arg in $(cat /proc/cmdline); do
         glidefs_mib=*) glidefs_mib=${arg#*=} ;;
         glidefs_sync64=*) glidefs_sync64=${arg#*=} ;;
         glidefs_syncs=*) glidefs_syncs=${arg#*=} ;;
+        glidefs_trim=*) glidefs_trim=${arg#*=} ;;
     esac
 done
 
@@ -141,6 +142,14 @@ writer)
     now; t0=$NOW
     sync || fail "sync"
     now; say "TIME final_sync $((NOW - t0))"
+    if [ "$glidefs_trim" = 1 ]; then
+        # 16 MiB written, synced, deleted: fstrim hands them back (DISCARD)
+        dd if=/dev/urandom of=/mnt/scratch bs=1M count=16 2>/dev/null || fail "scratch"
+        sync || fail "sync scratch"
+        rm /mnt/scratch && sync || fail "rm scratch"
+        out=$(fstrim -v /mnt 2>&1) || fail "fstrim: $out"
+        say "TRIM $out"
+    fi
     umount /mnt || fail "umount"
     off
     ;;

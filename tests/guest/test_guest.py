@@ -3,6 +3,7 @@
 
   test_guest.py life  --store file|s3 [--tls] GLIDEFSD GLIDEFS_IMAGE CACHE_DIR
   test_guest.py crash --store file|s3 GLIDEFSD GLIDEFS_IMAGE CACHE_DIR
+  test_guest.py vhost --store file GLIDEFSD GLIDEFS_IMAGE CACHE_DIR
 
 CACHE_DIR holds the kernel and initramfs (mkguest.py builds them once).
 
@@ -22,6 +23,12 @@ life  - scenario 1, life of a VM: guest A formats the export (busybox mke2fs),
         DELETE, else SIGTERM and removing the export's cache), no file of it
         may be left in that cache dir, and guest C on a third daemon (a third
         cache dir) reads everything back; e2fsck again.
+vhost - vhost-user-blk (issue 30): glidefsd with servers.vhost_user.dir,
+        POST /api/exports/vm1/vhost-user; guest A (RAM in a shared memfd,
+        -device vhost-user-blk-pci) formats, writes the tree, syncs, and
+        fstrims 16 MiB it deleted (the volume must count the trimmed bytes
+        and the flushes); guest B on the same socket verifies every file;
+        drain, SIGTERM (the socket goes), e2fsck of the exported image.
 crash - scenario 2, crash under a live guest: the host makes an ext4 image
         (with a journal) and imports it with glidefs-image; the guest writes
         files in a loop, each made durable with dd conv=fsync and sync DIR,
@@ -87,16 +94,17 @@ class Run:
               flush=True)
         return d
 
-    def guest(self, d, export, mode, **params):
-        disk = d.disk(export, os.path.join(self.certs, "client") if d.tls else None)
+    def guest(self, d, export, mode, disk=None, **params):
+        if disk is None:
+            disk = d.disk(export, os.path.join(self.certs, "client") if d.tls else None)
         g = gl.Guest(self.kernel, self.initrd, disk, mode,
                      os.path.join(self.base, "guest-%s-%d.log" % (mode, len(self.guests))),
                      params=params)
         self.guests.append(g)
         return g
 
-    def run_guest(self, d, export, mode, **params):
-        g = self.guest(d, export, mode, **params)
+    def run_guest(self, d, export, mode, disk=None, **params):
+        g = self.guest(d, export, mode, disk=disk, **params)
         t0 = time.monotonic()
         try:
             g.run(GUEST_TIMEOUT)
@@ -294,9 +302,47 @@ def crash(r):
     r.image_export(export, "after-crash")
 
 
+def vhost(r):
+    export = "vm1"
+    vdir = os.path.join(r.base, "vu")
+    os.makedirs(vdir)
+    d1 = r.daemon("d1", "cache1", vhost_dir=vdir)
+    if not t.ok(d1.api, "glidefsd d1 serves the REST API"):
+        return
+    st, body = d1.http("POST", "/api/exports/%s/vhost-user" % export)
+    if not t.eq(st, 200, "POST /api/exports/%s/vhost-user: %s" % (export, body)):
+        return
+    disk = gl.vhost_disk(body["socket"])
+    a = r.run_guest(d1, export, "writer", disk=disk, mib=16, trim=1)
+    written = a.files()
+    total = sum(s for _, s in written.values())
+    t.ok(len(written) >= 10 and total >= 16 << 20,
+         "guest A wrote %d files, %s, over vhost-user-blk" % (len(written), mib(total)))
+    log = d1.log_text()
+    t.ok("frontend connected" in log and "disconnecting" not in log,
+         "glidefsd served guest A as a vhost-user frontend, no protocol error")
+    trim = a.of("TRIM")
+    trimmed = int(trim[0].split()[1]) if trim and trim[0].split()[1:2] and \
+        trim[0].split()[1].isdigit() else 0
+    st, m = d1.http("GET", "/api/exports/%s/metrics" % export)
+    t.ok(trimmed >= 16 << 20 and st == 200 and m.get("trim_bytes", 0) >= 16 << 20,
+         "fstrim in the guest: %s; the volume counted %s trimmed bytes"
+         % (trim[:1], m.get("trim_bytes") if st == 200 else m))
+    t.ok(st == 200 and m.get("flushes", 0) > 0, "the guest's syncs reached the volume as "
+         "FLUSH (%s flushes)" % (m.get("flushes") if st == 200 else "?"))
+    r.measure("vhost-user-blk, guest A (writer)", a)
+    b = r.run_guest(d1, export, "verify", disk=disk)
+    t.ok(b.files() == written, "guest B over vhost-user-blk read back every file with the "
+         "checksum guest A wrote (%d files)" % len(written))
+    r.measure("vhost-user-blk, guest B (verify)", b)
+    r.drain_and_stop(d1, export)
+    t.ok(not os.path.exists(body["socket"]), "the vhost-user socket is gone after SIGTERM")
+    r.image_export(export, "after-vhost")
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("scenario", choices=("life", "crash"))
+    ap.add_argument("scenario", choices=("life", "crash", "vhost"))
     ap.add_argument("--store", choices=("file", "s3"), default="file")
     ap.add_argument("--tls", action="store_true", help="life: guest A's disk over NBD with TLS")
     ap.add_argument("--deadline", type=int, default=340, help="seconds for the whole scenario")
@@ -320,7 +366,7 @@ def main():
     r = Run(a)
     failed = True
     try:
-        {"life": life, "crash": crash}[a.scenario](r)
+        {"life": life, "crash": crash, "vhost": vhost}[a.scenario](r)
         failed = t.failed > 0
     except Exception as e:
         t.ok(False, "scenario %s: %s: %s" % (a.scenario, type(e).__name__, e))

@@ -1042,6 +1042,27 @@ static void test_load_file(void **state)
     assert_int_equal(glidefs_config_parse(NULL, 5, "x", &cfg, err, sizeof(err)), -EINVAL);
 }
 
+/* servers.vhost_user.dir: off by default, an absolute path when set. */
+static void test_vhost_user_dir(void **state)
+{
+    (void)state;
+    glidefs_config *cfg = glidefs_config_new();
+    assert_null(cfg->vhost_user_dir);
+    glidefs_config_free(cfg);
+    cfg = parse_ok("servers:\n  vhost_user:\n    dir: /run/glidefs/vu\n");
+    assert_string_equal(cfg->vhost_user_dir, "/run/glidefs/vu");
+    assert_get(cfg, "servers.vhost_user.dir", "/run/glidefs/vu");
+    glidefs_config_free(cfg);
+    char err[512] = "";
+    cfg = NULL;
+    assert_int_equal(parse("servers:\n  vhost_user:\n    dir: run/vu\n", &cfg, err, sizeof(err)),
+                     -EINVAL);
+    assert_null(cfg);
+    assert_non_null(strstr(err, "absolute"));
+    assert_int_equal(parse("servers:\n  vhost_user:\n    socket: /x\n", &cfg, err, sizeof(err)),
+                     -EINVAL);
+}
+
 /* examples/glidefs.yaml must load with no environment set up. */
 static void test_example_file(void **state)
 {
@@ -1445,6 +1466,7 @@ int main(void)
         cmocka_unit_test(test_url_credentials_not_echoed),
         cmocka_unit_test_setup_teardown(test_load_file, make_tmpdir, remove_tmpdir),
         cmocka_unit_test(test_example_file),
+        cmocka_unit_test(test_vhost_user_dir),
         cmocka_unit_test(test_set_get_round_trip),
         cmocka_unit_test(test_set_get),
         cmocka_unit_test(test_set_log),

@@ -1,0 +1,196 @@
+/*
+ * vhost_vq.c — split virtqueues in shared guest memory (vhost_vq.h).
+ *
+ * Guest memory is read with memcpy into locals, each field once, with a
+ * compiler barrier after it, so a value checked is the value used (the
+ * guest may rewrite a descriptor while we walk it: then it gets what it
+ * wrote, never an unchecked access). Ring pointers may be misaligned in our
+ * mapping (a region's file offset need not share the guest's alignment),
+ * which memcpy does not mind. Virtio 1.x rings are little-endian, as is
+ * every host glidefsd builds on.
+ */
+#include "vhost_vq.h"
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "vhost-user-blk: virtio rings are little-endian; big-endian hosts are not supported"
+#endif
+
+#define VRING_DESC_F_NEXT 1u
+#define VRING_DESC_F_WRITE 2u
+#define VRING_DESC_F_INDIRECT 4u
+#define VRING_AVAIL_F_NO_INTERRUPT 1u
+#define INDIRECT_MAX 1024u /* descriptors in one indirect table (Linux uses up to seg_max + 2) */
+
+struct desc {
+    uint64_t addr;
+    uint32_t len;
+    uint16_t flags;
+    uint16_t next;
+};
+
+static uint16_t guest_ld16(const uint8_t *p)
+{
+    uint16_t v;
+    memcpy(&v, p, sizeof v);
+    atomic_signal_fence(memory_order_seq_cst);
+    return v;
+}
+
+static void guest_ld_desc(const uint8_t *p, struct desc *d)
+{
+    memcpy(&d->addr, p, 8);
+    memcpy(&d->len, p + 8, 4);
+    memcpy(&d->flags, p + 12, 2);
+    memcpy(&d->next, p + 14, 2);
+    atomic_signal_fence(memory_order_seq_cst);
+}
+
+void vu_vq_init(struct vu_vq *q)
+{
+    memset(q, 0, sizeof *q);
+    q->kick_fd = q->call_fd = q->err_fd = -1;
+}
+
+int vu_vq_map(struct vu_vq *q, const struct vu_mem *m)
+{
+    q->desc = q->avail = q->used = NULL;
+    if (!q->have_addr || q->num == 0)
+        return 0;
+    uint64_t n = q->num;
+    uint8_t *d = vu_mem_uva(m, q->desc_uva, 16 * n);
+    uint8_t *a = vu_mem_uva(m, q->avail_uva, 4 + 2 * n);
+    uint8_t *u = vu_mem_uva(m, q->used_uva, 4 + 8 * n);
+    if (!d || !a || !u)
+        return -EFAULT;
+    q->desc = d;
+    q->avail = a;
+    q->used = u;
+    return 0;
+}
+
+#define BAD(text)                                                                                  \
+    do {                                                                                           \
+        *why = (text);                                                                             \
+        return -EPROTO;                                                                            \
+    } while (0)
+
+/* Add a descriptor's buffer to c, split where it crosses regions. */
+static int add_buf(const struct vu_mem *m, struct vu_chain *c, const struct desc *d,
+                   const char **why)
+{
+    bool w = d->flags & VRING_DESC_F_WRITE;
+    if (!w && c->nw)
+        BAD("a readable descriptor after a writable one");
+    uint64_t addr = d->addr, left = d->len;
+    while (left) {
+        uint64_t got = 0;
+        uint8_t *p = vu_mem_gpa(m, addr, left, &got);
+        if (!p)
+            BAD("a descriptor points outside the memory table");
+        if (c->nr + c->nw >= VU_CHAIN_MAX)
+            BAD("a descriptor chain has too many buffers");
+        c->b[c->nr + c->nw] = (struct vu_buf){ p, (size_t)got };
+        if (w)
+            c->nw++;
+        else
+            c->nr++;
+        /* got <= left and the region's end is representable: no wrap */
+        addr += got;
+        left -= got;
+    }
+    return 0;
+}
+
+int vu_vq_pop(struct vu_vq *q, const struct vu_mem *m, bool indirect_ok, struct vu_chain *c,
+              const char **why)
+{
+    if (!q->avail || !q->desc || !q->used)
+        return 0;
+    uint16_t aidx = guest_ld16(q->avail + 2);
+    uint16_t pending = (uint16_t)(aidx - q->last_avail);
+    if (pending == 0)
+        return 0;
+    if (pending > q->num)
+        BAD("the available index ran ahead by more than the queue size");
+    /* The ring entry is read after the index that published it. */
+    atomic_thread_fence(memory_order_acquire);
+    uint16_t head = guest_ld16(q->avail + 4 + 2 * (size_t)(q->last_avail % q->num));
+    if (head >= q->num)
+        BAD("an available entry names a descriptor past the queue size");
+
+    c->head = head;
+    c->nr = c->nw = 0;
+    const uint8_t *table = q->desc;
+    unsigned tsize = q->num;
+    unsigned i = head, seen = 0;
+    bool indirect = false;
+    for (;;) {
+        /* A chain visits each descriptor of its table at most once: more
+         * steps than entries means it loops. */
+        if (++seen > tsize)
+            BAD("a descriptor chain loops (longer than its table)");
+        struct desc d;
+        guest_ld_desc(table + 16 * (size_t)i, &d);
+        if (d.flags & VRING_DESC_F_INDIRECT) {
+            if (!indirect_ok)
+                BAD("an indirect descriptor, not negotiated");
+            if (indirect)
+                BAD("an indirect table inside an indirect table");
+            if (d.flags & VRING_DESC_F_NEXT)
+                BAD("an indirect descriptor with NEXT set");
+            if (seen != 1)
+                BAD("an indirect descriptor that is not the head of its chain");
+            if (d.len == 0 || d.len % 16 || d.len / 16 > INDIRECT_MAX)
+                BAD("an indirect table of a bad length");
+            uint64_t got = 0;
+            const uint8_t *t = vu_mem_gpa(m, d.addr, d.len, &got);
+            if (!t || got != d.len)
+                BAD("an indirect table outside one region of the memory table");
+            table = t;
+            tsize = d.len / 16;
+            i = 0;
+            seen = 0;
+            indirect = true;
+            continue;
+        }
+        if (add_buf(m, c, &d, why) < 0)
+            return -EPROTO;
+        if (!(d.flags & VRING_DESC_F_NEXT))
+            break;
+        i = d.next;
+        if (i >= tsize)
+            BAD("a descriptor's next is past its table");
+    }
+    q->last_avail++;
+    return 1;
+}
+
+void vu_vq_push(struct vu_vq *q, uint16_t head, uint32_t len)
+{
+    size_t slot = (size_t)(q->used_idx % q->num);
+    uint32_t id = head;
+    memcpy(q->used + 4 + 8 * slot, &id, 4);
+    memcpy(q->used + 8 + 8 * slot, &len, 4);
+    /* The entry is visible before the index that publishes it. */
+    atomic_thread_fence(memory_order_release);
+    q->used_idx++;
+    uint16_t ui = q->used_idx;
+    memcpy(q->used + 2, &ui, 2);
+}
+
+void vu_vq_notify(struct vu_vq *q)
+{
+    if (q->call_fd < 0 || !q->avail)
+        return;
+    /* The used index is out before we look at the guest's wish. */
+    atomic_thread_fence(memory_order_seq_cst);
+    if (guest_ld16(q->avail) & VRING_AVAIL_F_NO_INTERRUPT)
+        return;
+    eventfd_write(q->call_fd, 1);
+}

@@ -1,0 +1,64 @@
+/*
+ * vhost_vq.h — one split virtqueue (virtio 1.x, 2.7) in guest memory: its
+ * ring addresses, taking the next available descriptor chain as a list of
+ * host buffers, and returning it on the used ring. The guest writes these
+ * rings while we read them: every index is read once into a local, checked
+ * against the queue size, and every buffer translated through the memory
+ * table (vhost_mem.h). A ring that breaks the rules (an index past the
+ * queue, more chains than fit, a chain that loops or is too long, a nested
+ * or chained indirect table, a readable buffer after a writable one, an
+ * address outside the memory table) is reported as -EPROTO: the device is
+ * broken and its frontend is disconnected (vhost_dev.c); nothing else is
+ * touched.
+ */
+#ifndef GLIDEFSD_VHOST_VQ_H
+#define GLIDEFSD_VHOST_VQ_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vhost_mem.h"
+
+#define VU_CHAIN_MAX 512       /* host buffers per chain (after splits at region borders) */
+
+struct vu_buf {
+    uint8_t *p;
+    size_t len;
+};
+
+/* One chain taken from the available ring: readable buffers first, then
+ * writable ones (the spec's order, enforced). */
+struct vu_chain {
+    uint16_t head;
+    unsigned nr, nw;           /* readable and writable buffers */
+    struct vu_buf b[VU_CHAIN_MAX];
+};
+
+struct vu_vq {
+    unsigned num;              /* queue size (SET_VRING_NUM), 0: not set */
+    uint64_t desc_uva, avail_uva, used_uva;
+    bool have_addr;
+    uint8_t *desc, *avail, *used; /* host pointers once mapped, else NULL */
+    uint16_t last_avail;       /* next available entry to take */
+    uint16_t used_idx;         /* next used entry to fill */
+    int kick_fd, call_fd, err_fd; /* -1: none */
+    bool started;              /* a kick descriptor arrived (and no GET_VRING_BASE since) */
+    bool enabled;              /* SET_VRING_ENABLE (or always, without protocol features) */
+};
+
+void vu_vq_init(struct vu_vq *q);
+/* Translate the ring addresses through the memory table. 0, or -EFAULT when
+ * a ring is not wholly inside one region. */
+int vu_vq_map(struct vu_vq *q, const struct vu_mem *m);
+/* Take the next available chain into *c. 1: taken, 0: none available,
+ * -EPROTO: the ring is malformed (why says how). */
+int vu_vq_pop(struct vu_vq *q, const struct vu_mem *m, bool indirect_ok, struct vu_chain *c,
+              const char **why);
+/* Put a finished chain on the used ring (len bytes written into its
+ * writable buffers) and publish it. */
+void vu_vq_push(struct vu_vq *q, uint16_t head, uint32_t len);
+/* Signal the guest (call eventfd) unless it asked not to be interrupted. */
+void vu_vq_notify(struct vu_vq *q);
+
+#endif
