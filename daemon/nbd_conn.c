@@ -200,11 +200,14 @@ void nbd_recv_end(struct conn *c, bool began)
  * stays in rbuf (moved to its start) until the rest is here, and a takeover
  * (srv->parking) stops it before anything is taken out: -3, with every byte
  * read from the client and not parsed still in rbuf. TLS connections are
- * never parked (nbd_park.c closes them). */
+ * never parked (nbd_park.c closes them). A relief thread never blocks here:
+ * -4 when the rest of the header is not there yet (it goes back to its
+ * polling, which hands the role back; no signal could wake it). */
 int nbd_conn_read_header(struct conn *c, void *buf, size_t n)
 {
     if (!c->rbuf)
         return nbd_conn_read(c, buf, n);
+    bool own = nbd_reader_self == c;
     for (;;) {
         size_t have = c->rbuf_len - c->rbuf_pos;
         if (have >= n) {
@@ -222,11 +225,13 @@ int nbd_conn_read_header(struct conn *c, void *buf, size_t n)
         bool began = nbd_recv_begin(c);
         /* (parking may have been set just before in_recv: the takeover
          * signals again until this thread parks) */
-        ssize_t r = nbd_conn_recv(c, c->rbuf + have, RBUF_SIZE - have, 0);
+        ssize_t r = nbd_conn_recv(c, c->rbuf + have, RBUF_SIZE - have, own ? 0 : MSG_DONTWAIT);
         int e = errno;
         nbd_recv_end(c, began);
         if (r < 0 && e == EINTR)
             continue;
+        if (r < 0 && !own && (e == EAGAIN || e == EWOULDBLOCK))
+            return -4;
         if (r <= 0) {
             errno = e;
             return (r == 0 && have == 0) ? 0 : -1;
@@ -1191,8 +1196,6 @@ void gd_server_free(struct gd_server *s)
         unlink(s->unix_path);
     if (s->ctl_fd >= 0)
         close(s->ctl_fd);
-    if (s->ctl_bound)
-        unlink(s->ctl_path);
     if (s->wd_started) {
         {
             SCOPED_LOCK(&s->wd_lock);

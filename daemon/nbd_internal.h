@@ -263,8 +263,7 @@ struct gd_server {
     int listen_kind[8];         /* GD_TKO_LISTEN_UNIX or _TCP (takeover_proto.h) */
     int nlisten;
     int ctl_fd;                 /* the takeover control socket, -1: none */
-    char ctl_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
-    bool ctl_bound;             /* ours to unlink at the end */
+    char ctl_path[sizeof(((struct sockaddr_un *)0)->sun_path)]; /* its "@name" */
     atomic_bool parking;        /* a takeover: readers park at their next boundary */
     char unix_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
     bool unix_bound;

@@ -35,11 +35,10 @@ static void on_takeover_signal(int sig)
     (void)sig; /* only there to make recv() return EINTR */
 }
 
-void gd_server_set_ctl(struct gd_server *s, int fd, const char *path)
+void gd_server_set_ctl(struct gd_server *s, int fd, const char *name)
 {
     s->ctl_fd = fd;
-    s->ctl_bound = path != NULL;
-    snprintf(s->ctl_path, sizeof s->ctl_path, "%s", path ? path : "");
+    snprintf(s->ctl_path, sizeof s->ctl_path, "%s", name);
 }
 
 int gd_server_ctl_fd(struct gd_server *s)
@@ -238,7 +237,6 @@ void gd_server_handed_over(struct gd_server *s)
     if (s->ctl_fd >= 0)
         close(s->ctl_fd);
     s->ctl_fd = -1;
-    s->ctl_bound = false;
     {
         SCOPED_LOCK(&s->lock);
         for (struct conn *c = s->conns; c; c = c->next)
@@ -333,8 +331,7 @@ int gd_server_adopt(struct gd_server *s, const struct gd_tko_state *st, const in
         if (rc < 0)
             return rc;
         if (l->kind == GD_TKO_LISTEN_CTL) {
-            s->ctl_fd = fd; /* the path stays; unlinked by whoever stops last */
-            s->ctl_bound = true;
+            s->ctl_fd = fd;
             continue;
         }
         if ((l->kind == GD_TKO_LISTEN_UNIX && have_unix) ||

@@ -47,7 +47,8 @@
  * connection ends (EOF, DISC, or a violation we drop it for), -2 when a
  * relief reader gave up waiting for budget (the header is kept in c->stash
  * for whoever reads next), -3 at a request boundary during a takeover
- * (nothing taken from the read-ahead buffer). */
+ * (nothing taken from the read-ahead buffer), -4 (relief only) when the
+ * rest of a header is not there yet. */
 static int read_request(struct conn *c, struct req **out, bool relief)
 {
     struct nbd_request r;
@@ -63,8 +64,8 @@ static int read_request(struct conn *c, struct req **out, bool relief)
     }
     uint8_t h[NBD_REQUEST_SIZE];
     int rr = nbd_conn_read_header(c, h, sizeof h);
-    if (rr == -3)
-        return -3;
+    if (rr == -3 || rr == -4)
+        return rr;
     if (rr == 0)
         return -1; /* client closed without DISC */
     if (rr < 0) {
@@ -385,6 +386,8 @@ static void reader_loop(struct conn *c, bool is_main)
                 return;
             continue;
         }
+        if (r == -4)
+            continue; /* a relief reader waits in its polling loop instead */
         if (r == -3) {
             /* A takeover, at a request boundary: what we hold goes out,
              * then the connection's own thread parks (a relief thread

@@ -40,9 +40,9 @@ void gd_server_stop(struct gd_server *s);
 
 /* Takeover (nbd_park.c; takeover.c drives it). */
 struct gd_export;
-/* The control socket's listening fd (path: ours to unlink at the end, or
- * NULL when adopted from a predecessor that keeps its path). */
-void gd_server_set_ctl(struct gd_server *s, int fd, const char *path);
+/* The control socket's listening fd (-1: adopted later) and its abstract
+ * name ("@..."). */
+void gd_server_set_ctl(struct gd_server *s, int fd, const char *name);
 int gd_server_ctl_fd(struct gd_server *s);
 /* Stop every connection at a request boundary with nothing in flight,
  * within timeout_ms: handshakes get half of it, then are cut short; TLS

@@ -7,6 +7,7 @@
 #include "takeover.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -37,34 +38,58 @@
 #define SEND_TIMEOUT_MS 10000
 #define MAINPID_WAIT_MS 2000      /* the successor tells systemd before we exit */
 
-int gd_takeover_ctl_path(const glidefs_config *cfg, char *out, size_t len)
+/* An abstract socket (no file: a copy of a live cache dir, which users
+ * make, copies no socket, and nothing is left behind by kill -9), named
+ * after the cache dir's real path: FNV-1a, 64 bits. */
+int gd_takeover_ctl_name(const glidefs_config *cfg, char *out, size_t len)
 {
-    size_t cap = sizeof(((struct sockaddr_un *)0)->sun_path);
-    int n = snprintf(out, len, "%s/glidefsd.takeover", cfg->cache_dir ? cfg->cache_dir : ".");
-    return n < 0 || (size_t)n >= len || (size_t)n >= cap ? -ENAMETOOLONG : 0;
+    char *real = realpath(cfg->cache_dir ? cfg->cache_dir : ".", NULL);
+    if (!real)
+        return -errno;
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (const char *p = real; *p; p++) {
+        h ^= (uint8_t)*p;
+        h *= 0x100000001b3ull;
+    }
+    free(real);
+    int n = snprintf(out, len, "@glidefsd-takeover-%016llx", (unsigned long long)h);
+    return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
+/* The address of name ("@..."): its length for bind/connect. */
+static socklen_t ctl_addr(const char *name, struct sockaddr_un *sa)
+{
+    memset(sa, 0, sizeof *sa);
+    sa->sun_family = AF_UNIX;
+    size_t n = strlen(name);
+    memcpy(sa->sun_path, name, n); /* (the name fits: GD_TKO_MAX_PATH) */
+    sa->sun_path[0] = '\0';
+    return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n);
 }
 
 int gd_takeover_listen(const glidefs_config *cfg, struct gd_server *srv, char *err,
                        size_t errlen)
 {
-    char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
-    if (gd_takeover_ctl_path(cfg, path, sizeof path) < 0) {
-        snprintf(err, errlen, "cache.dir is too long for the takeover control socket");
-        return -ENAMETOOLONG;
+    char name[GD_TKO_MAX_PATH + 1];
+    int rc = gd_takeover_ctl_name(cfg, name, sizeof name);
+    if (rc < 0) {
+        snprintf(err, errlen, "cache.dir %s: %s", cfg->cache_dir, strerror(-rc));
+        return rc;
     }
-    int fd = gd_listen_unix("takeover control socket", path, 4, err, errlen);
-    if (fd < 0)
-        return fd;
-    /* only this uid (SO_PEERCRED is checked as well) */
-    if (chmod(path, 0600) < 0) {
+    struct sockaddr_un sa;
+    socklen_t sl = ctl_addr(name, &sa);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sl) < 0 || listen(fd, 4) < 0) {
         int e = errno;
-        snprintf(err, errlen, "chmod %s: %s", path, strerror(e));
-        close(fd);
-        unlink(path);
+        snprintf(err, errlen, "takeover control socket %s: %s", name, strerror(e));
+        if (fd >= 0)
+            close(fd);
         return -e;
     }
-    gd_server_set_ctl(srv, fd, path);
-    gd_debug("takeover control socket %s", path);
+    /* (no file mode on an abstract socket: peers of another uid are
+     * refused by SO_PEERCRED, on both sides) */
+    gd_server_set_ctl(srv, fd, name);
+    gd_debug("takeover control socket %s", name);
     return 0;
 }
 
@@ -393,19 +418,20 @@ static int check_lock_fd(const glidefs_config *cfg, int fd, char *err, size_t er
 int gd_takeover_take(const glidefs_config *cfg, struct gd_registry *reg, struct gd_server *srv,
                      int *lock_fd, char *err, size_t errlen)
 {
-    char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
-    if (gd_takeover_ctl_path(cfg, path, sizeof path) < 0) {
-        snprintf(err, errlen, "cache.dir is too long for the takeover control socket");
-        return -ENAMETOOLONG;
+    char path[GD_TKO_MAX_PATH + 1];
+    int rc = gd_takeover_ctl_name(cfg, path, sizeof path);
+    if (rc < 0) {
+        snprintf(err, errlen, "cache.dir %s: %s", cfg->cache_dir, strerror(-rc));
+        return rc;
     }
     int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (s < 0) {
         snprintf(err, errlen, "socket: %s", strerror(errno));
         return -errno;
     }
-    struct sockaddr_un sa = { .sun_family = AF_UNIX };
-    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
-    if (connect(s, (struct sockaddr *)&sa, sizeof sa) < 0) {
+    struct sockaddr_un sa;
+    socklen_t sl = ctl_addr(path, &sa);
+    if (connect(s, (struct sockaddr *)&sa, sl) < 0) {
         int e = errno;
         snprintf(err, errlen, "no running glidefsd to take over with cache dir %s (%s: %s)",
                  cfg->cache_dir, path, strerror(e));
@@ -413,7 +439,7 @@ int gd_takeover_take(const glidefs_config *cfg, struct gd_registry *reg, struct 
         return -e;
     }
     pid_t pid = 0;
-    int rc = same_uid(s, &pid);
+    rc = same_uid(s, &pid);
     if (rc < 0) {
         snprintf(err, errlen, "%s belongs to process %ld of another user", path, (long)pid);
         close(s);
@@ -480,7 +506,7 @@ int gd_takeover_take(const glidefs_config *cfg, struct gd_registry *reg, struct 
     }
     gd_info("takeover: %u export(s) opened in %" PRId64 " ms", st.nexports, gfs_now_ms() - t0);
     fault_point("opened");
-    gd_server_set_ctl(srv, -1, path); /* adopted below; ours to remove at the end */
+    gd_server_set_ctl(srv, -1, path); /* adopted below */
     if ((rc = gd_server_adopt(srv, &st, fds, exps, err, errlen)) < 0) {
         close(s);
         return rc;

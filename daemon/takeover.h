@@ -1,9 +1,9 @@
 /*
  * takeover.h — `glidefsd --takeover` (issue 27): a new glidefsd takes the
  * listening sockets and every live NBD connection from the running one over
- * its control socket <cache.dir>/glidefsd.takeover (mode 0600, peers of
- * another uid refused). The old side parks its connections at a request
- * boundary, flushes every journal and closes its volumes, sends its state
+ * its control socket (an abstract unix socket named after the cache dir's
+ * real path; peers of another uid refused: SO_PEERCRED). The old side parks
+ * its connections at a request boundary, flushes every journal and closes its volumes, sends its state
  * and descriptors, and exits once the new side has opened the volumes and
  * adopted everything; any failure before that leaves the old one serving.
  * takeover_proto.h has the messages, nbd_park.c the connections' side.
@@ -26,12 +26,12 @@ struct gd_takeover_ops {
     void *arg;
 };
 
-/* <cache.dir>/glidefsd.takeover; -ENAMETOOLONG when it does not fit a
- * unix socket address. */
-int gd_takeover_ctl_path(const glidefs_config *cfg, char *out, size_t len);
+/* The control socket's abstract name, "@glidefsd-takeover-<hash of the
+ * cache dir's real path>" ('@' for the leading NUL). 0 or negative errno. */
+int gd_takeover_ctl_name(const glidefs_config *cfg, char *out, size_t len);
 
-/* Bind the control socket (a stale one replaced) and give it to the server.
- * 0 or a negative errno with err. */
+/* Bind the control socket and give it to the server. 0 or a negative
+ * errno with err. */
 int gd_takeover_listen(const glidefs_config *cfg, struct gd_server *srv, char *err,
                        size_t errlen);
 

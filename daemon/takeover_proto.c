@@ -273,7 +273,8 @@ int gd_tko_decode_state(const uint8_t *buf, size_t len, struct gd_tko_state *st,
         if (!take_str(&r, n, l->path, sizeof l->path))
             return fail(err, errlen, "listener %u: bad path (%zu bytes)", i, n);
         if ((l->kind == GD_TKO_LISTEN_TCP) != (n == 0) ||
-            (l->kind != GD_TKO_LISTEN_TCP && l->path[0] != '/'))
+            (l->kind == GD_TKO_LISTEN_UNIX && l->path[0] != '/') ||
+            (l->kind == GD_TKO_LISTEN_CTL && l->path[0] != '@'))
             return fail(err, errlen, "listener %u: kind %u with path \"%.40s\"", i, l->kind,
                         l->path);
         if (l->kind == GD_TKO_LISTEN_CTL) {

@@ -49,7 +49,7 @@ enum gd_tko_listen_kind { GD_TKO_LISTEN_UNIX = 0, GD_TKO_LISTEN_TCP = 1, GD_TKO_
 
 struct gd_tko_listener {
     uint8_t kind;                     /* gd_tko_listen_kind */
-    char path[GD_TKO_MAX_PATH + 1];   /* unix and control sockets: their path */
+    char path[GD_TKO_MAX_PATH + 1];   /* unix: its path; control: "@abstract name" */
 };
 
 struct gd_tko_export {

@@ -30,7 +30,7 @@ def state(listeners=(), exports=(), conns=(), next_id=10, nfds=None, version=1,
 
 
 REQ = bytes.fromhex("25609513") + b"\0" * 24  # a request header, as read ahead
-LST = [(0, "/run/glidefs.sock"), (1, ""), (2, "/var/cache/glidefs/glidefsd.takeover")]
+LST = [(0, "/run/glidefs.sock"), (1, ""), (2, "@glidefsd-takeover-0123456789abcdef")]
 EXP = [("vm1", 0), ("vm-2", 2)]
 CONNS = [(1, 1 << 26, 0x1ff, 3, 0, "unix", b""),
          (7, 1 << 20, 0x10b, 0, 1, "127.0.0.1:40000", REQ + REQ[:5])]
@@ -61,7 +61,8 @@ SEEDS = {
     "bad_listener_kind": state([(3, "/x")]),
     "bad_tcp_path": state([(1, "/x")]),
     "bad_unix_relative": state([(0, "x.sock")]),
-    "bad_two_ctl": state([(2, "/a"), (2, "/b")]),
+    "bad_two_ctl": state([(2, "@a"), (2, "@b")]),
+    "bad_ctl_file": state([(2, "/run/ctl")]),
     "bad_counts": state(LST, EXP, CONNS)[:24] + struct.pack(">I", 60000) +
     state(LST, EXP, CONNS)[28:],
     "bad_truncated": state(LST, EXP, CONNS)[:-3],

@@ -21,6 +21,7 @@ usage: test_takeover.py GLIDEFSD
 import os
 import re
 import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -159,6 +160,11 @@ def test_takeovers(base):
         nbdtest.wait_for(lambda: len(conn_ids()) >= 4, 10, "four connections logged")
         ids = conn_ids()
         t.eq(len(ids), 4, "four connections in transmission")
+        with open("/proc/net/unix") as f:
+            abstract = [ln.split()[-1] for ln in f if "@glidefsd-takeover-" in ln]
+        t.ok(abstract and not any(stat.S_ISSOCK(os.lstat(os.path.join(d.cache, n)).st_mode)
+                                  for n in os.listdir(d.cache)),
+             f"the control socket is abstract ({abstract[:1]}), none in the cache dir")
         # A raw client (simple replies) that has sent part of a request
         # header when the first takeover comes: the old process has read
         # those bytes ahead, so they must travel with the connection.

@@ -32,7 +32,7 @@ static void sample(struct gd_tko_state *st, struct gd_tko_export *ex, struct gd_
     snprintf(st->listen[0].path, sizeof st->listen[0].path, "/run/glidefs.sock");
     st->listen[1].kind = GD_TKO_LISTEN_TCP;
     st->listen[2].kind = GD_TKO_LISTEN_CTL;
-    snprintf(st->listen[2].path, sizeof st->listen[2].path, "/var/cache/g/glidefsd.takeover");
+    snprintf(st->listen[2].path, sizeof st->listen[2].path, "@glidefsd-takeover-00");
     st->nexports = 2;
     st->exports = ex;
     snprintf(ex[0].name, sizeof ex[0].name, "vm1");
@@ -83,7 +83,7 @@ static void test_roundtrip(void **state)
     assert_int_equal(back.nlisten, 3);
     assert_string_equal(back.listen[0].path, "/run/glidefs.sock");
     assert_int_equal(back.listen[1].kind, GD_TKO_LISTEN_TCP);
-    assert_string_equal(back.listen[2].path, "/var/cache/g/glidefsd.takeover");
+    assert_string_equal(back.listen[2].path, "@glidefsd-takeover-00");
     assert_string_equal(back.exports[1].name, "vm-2");
     assert_int_equal(back.exports[1].open_flags, GLIDEFS_OPEN_READONLY);
     assert_int_equal(back.conns[0].id, 3);
@@ -195,6 +195,10 @@ static void test_inconsistent(void **state)
     refused(&st);
     sample(&st, ex, cs);
     st.listen[0].kind = GD_TKO_LISTEN_CTL; /* two control sockets */
+    snprintf(st.listen[0].path, sizeof st.listen[0].path, "@other");
+    refused(&st);
+    sample(&st, ex, cs);
+    snprintf(st.listen[2].path, sizeof st.listen[2].path, "/a/file"); /* not abstract */
     refused(&st);
 }
 
