@@ -44,7 +44,9 @@
 #define CLOSE_MARGIN_MIN_MS 1000 /* shutdown: time kept for closing after the drains */
 #define CLOSE_MARGIN_MAX_MS 5000
 
-enum ex_state { EX_OPENING, EX_OPEN, EX_FAILED, EX_CLOSING };
+/* EX_SUSPENDED: closed for a takeover (gd_registry_suspend), its
+ * connections parked; reopened by gd_registry_resume when it fails. */
+enum ex_state { EX_OPENING, EX_OPEN, EX_FAILED, EX_CLOSING, EX_SUSPENDED };
 
 struct gd_export {
     struct gd_registry *reg;
@@ -62,6 +64,7 @@ struct gd_export {
     int handover_fails; /* failed hand-overs since the last client left */
     int64_t handover_at_ms; /* no hand-over attempt before this */
     int retire_fails;   /* failed background drains in a row */
+    unsigned open_flags; /* GLIDEFS_OPEN_READONLY as opened: a reopen does the same */
 };
 
 /* A durability set through the API for a name (gd_registry_set_durability). */
@@ -80,6 +83,7 @@ struct gd_registry {
     pthread_cond_t hk_cond;     /* wakes the housekeeper */
     struct gd_export *head;
     bool stopping;
+    bool suspended;             /* a takeover closed the volumes: nobody acquires */
     bool hk_running;
     pthread_t hk;
     int abandoned;              /* exports shutdown left behind, still in use */
@@ -182,6 +186,11 @@ int gd_export_acquire_ex(struct gd_registry *r, const char *name, int conn, uint
         if (r->stopping) {
             pthread_mutex_unlock(&r->lock);
             return -ESHUTDOWN;
+        }
+        if (r->suspended) {
+            /* a takeover is under way: its successor will serve this */
+            pthread_mutex_unlock(&r->lock);
+            return -EAGAIN;
         }
         struct gd_export *e = find_locked(r, name);
         if (!e && (flags & GD_ACQUIRE_OPEN_ONLY)) {
@@ -350,6 +359,7 @@ int gd_export_acquire_ex(struct gd_registry *r, const char *name, int conn, uint
     }
     e->vol = vol;
     e->state = EX_OPEN;
+    e->open_flags = flags & GLIDEFS_OPEN_READONLY;
     if (conn)
         e->conns++;
     for (struct dur_override *o = r->durs; o; o = o->next)
@@ -392,7 +402,11 @@ void gd_export_release(struct gd_export *e, int conn)
     SCOPED_LOCK(&r->lock);
     if (conn)
         e->conns--;
-    if (--e->refs == 0) {
+    if (--e->refs == 0 && e->state == EX_FAILED) {
+        /* a takeover that failed could not reopen it: its last user goes */
+        unlink_locked(r, e);
+        free(e);
+    } else if (e->refs == 0) {
         e->idle_since_ms = gfs_now_ms();
         pthread_cond_signal(&r->hk_cond);
     }
@@ -632,6 +646,11 @@ static void *housekeeper(void *arg)
     struct gd_registry *r = arg;
     pthread_mutex_lock(&r->lock);
     while (!r->stopping) {
+        if (r->suspended) {
+            /* a takeover closed the volumes: nothing to hand over or retire */
+            pthread_cond_wait(&r->hk_cond, &r->lock);
+            continue;
+        }
         int64_t now = gfs_now_ms(), next = now + 60000;
         if (hand_over_locked(r, &next))
             continue;
@@ -891,4 +910,139 @@ void gd_registry_free(struct gd_registry *r)
     pthread_cond_destroy(&r->cond);
     pthread_cond_destroy(&r->hk_cond);
     free(r);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Takeover (takeover.c): close every volume for a successor, or reopen     */
+/* ------------------------------------------------------------------------ */
+
+#define SUSPEND_BUSY_POLL_MS 10
+#define RESUME_BUSY_WAIT_MS 3000 /* a killed successor's volume locks go with its exit */
+
+int gd_registry_suspend(struct gd_registry *r, int64_t timeout_ms, char *err, size_t errlen)
+{
+    int64_t deadline = gfs_now_ms() + timeout_ms;
+    pthread_mutex_lock(&r->lock);
+    r->suspended = true; /* acquirers get -EAGAIN, the housekeeper waits */
+    pthread_cond_broadcast(&r->hk_cond);
+    /* Only parked connections may hold references: an API request, the
+     * scrubber, a hand-over or an open in flight must finish first. */
+    for (;;) {
+        struct gd_export *busy = NULL;
+        for (struct gd_export *e = r->head; e && !busy; e = e->next)
+            if (e->state != EX_OPEN || e->hk_busy || e->handing || e->refs != e->conns)
+                busy = e;
+        if (!busy)
+            break;
+        if (gfs_now_ms() >= deadline) {
+            snprintf(err, errlen, "export %s is busy (%s) after %" PRId64 " ms", busy->name,
+                     busy->state != EX_OPEN ? "opening or closing"
+                     : busy->hk_busy || busy->handing ? "a lease hand-over or drain"
+                                                       : "an API request or the scrubber",
+                     timeout_ms);
+            r->suspended = false;
+            pthread_cond_broadcast(&r->hk_cond);
+            pthread_cond_broadcast(&r->cond);
+            pthread_mutex_unlock(&r->lock);
+            return -EBUSY;
+        }
+        struct timespec ts;
+        gfs_timespec_in(&ts, SUSPEND_BUSY_POLL_MS);
+        pthread_cond_timedwait(&r->cond, &r->lock, &ts);
+    }
+    /* Durable first (nothing closed yet, so a failure changes nothing). */
+    struct gd_export *list = r->head;
+    pthread_mutex_unlock(&r->lock);
+    for (struct gd_export *e = list; e; e = e->next) {
+        int rc = glidefs_flush(e->vol);
+        if (rc < 0) {
+            snprintf(err, errlen, "export %s: journal flush failed: %s", e->name,
+                     glidefs_strerror(rc));
+            SCOPED_LOCK(&r->lock);
+            r->suspended = false;
+            pthread_cond_broadcast(&r->hk_cond);
+            pthread_cond_broadcast(&r->cond);
+            return rc;
+        }
+    }
+    /* Close. Idle exports leave the registry (their next user opens them
+     * again; a journal they keep is uploaded then); the others wait for
+     * the successor, or for gd_registry_resume. */
+    pthread_mutex_lock(&r->lock);
+    struct gd_export *idle = NULL;
+    for (struct gd_export **pp = &r->head; *pp;) {
+        struct gd_export *e = *pp;
+        if (e->refs == 0) {
+            *pp = e->next;
+            e->next = idle;
+            idle = e;
+            continue;
+        }
+        e->state = EX_SUSPENDED;
+        pp = &e->next;
+    }
+    list = r->head;
+    pthread_mutex_unlock(&r->lock);
+    for (struct gd_export *e = list; e; e = e->next) {
+        int rc = glidefs_volume_close(e->vol);
+        e->vol = NULL;
+        gd_log(rc < 0 ? GLIDEFS_LOG_WARN : GLIDEFS_LOG_DEBUG, "export %s: closed for the "
+               "takeover%s%s", e->name, rc < 0 ? ": " : "", rc < 0 ? glidefs_strerror(rc) : "");
+    }
+    while (idle) {
+        struct gd_export *e = idle;
+        idle = e->next;
+        glidefs_volume_close(e->vol);
+        gd_debug("export %s: idle, closed for the takeover", e->name);
+        free(e);
+    }
+    return 0;
+}
+
+void gd_registry_resume(struct gd_registry *r)
+{
+    pthread_mutex_lock(&r->lock);
+    struct gd_export *list = r->head;
+    pthread_mutex_unlock(&r->lock);
+    /* The entries are ours alone until suspended is cleared. */
+    for (struct gd_export *e = list; e; e = e->next) {
+        if (e->state != EX_SUSPENDED)
+            continue;
+        glidefs_volume *vol = NULL;
+        int64_t until = gfs_now_ms() + RESUME_BUSY_WAIT_MS;
+        int rc;
+        while ((rc = glidefs_volume_open(r->cfg, e->name, 0, e->open_flags, &vol)) == -EBUSY &&
+               gfs_now_ms() < until) {
+            struct timespec ts = { 0, 20 * 1000000L };
+            nanosleep(&ts, NULL);
+        }
+        SCOPED_LOCK(&r->lock);
+        if (rc < 0) {
+            gd_err("export %s: cannot be opened again after the failed takeover: %s; its "
+                   "clients are disconnected", e->name, glidefs_strerror(rc));
+            e->state = EX_FAILED;
+            e->open_err = rc;
+        } else {
+            e->vol = vol;
+            e->state = EX_OPEN;
+            for (struct dur_override *o = r->durs; o; o = o->next)
+                if (strcmp(o->name, e->name) == 0)
+                    glidefs_volume_set_durability(vol, &o->d, sizeof o->d);
+            gd_info("export %s: opened again (the takeover failed)", e->name);
+        }
+    }
+    SCOPED_LOCK(&r->lock);
+    r->suspended = false;
+    pthread_cond_broadcast(&r->hk_cond);
+    pthread_cond_broadcast(&r->cond);
+}
+
+void gd_registry_foreach_suspended(struct gd_registry *r,
+                                   void (*fn)(void *arg, const char *name, unsigned open_flags),
+                                   void *arg)
+{
+    SCOPED_LOCK(&r->lock);
+    for (struct gd_export *e = r->head; e; e = e->next)
+        if (e->state == EX_SUSPENDED)
+            fn(arg, e->name, e->open_flags);
 }

@@ -96,6 +96,19 @@ void gd_registry_stop_clients(struct gd_registry *r);
  * left. */
 int gd_registry_shutdown(struct gd_registry *r, int64_t timeout_ms);
 int gd_registry_abandoned(struct gd_registry *r);
+/* Takeover (takeover.c). Suspend: with every NBD connection parked, wait
+ * (up to timeout_ms) until only they hold exports, flush every journal,
+ * close every volume; idle exports leave the registry, the rest stay
+ * without a volume and nobody may acquire (-EAGAIN) until resume. 0, or a
+ * negative errno with err (then nothing was closed and the registry serves
+ * on). Resume: open them again (a failure is logged: that export's
+ * gd_export_volume is NULL and its connections must be dropped). */
+int gd_registry_suspend(struct gd_registry *r, int64_t timeout_ms, char *err, size_t errlen);
+void gd_registry_resume(struct gd_registry *r);
+/* The suspended exports, for the successor. */
+void gd_registry_foreach_suspended(struct gd_registry *r,
+                                   void (*fn)(void *arg, const char *name, unsigned open_flags),
+                                   void *arg);
 void gd_registry_free(struct gd_registry *r);
 
 #endif

@@ -12,10 +12,13 @@
  * One glidefsd per cache dir: it holds an flock on <cache.dir>/.lock for
  * its whole life (the cache dir is the writer identity of every volume in
  * it, see lib/identity.h); a second one on the same dir refuses to start.
+ * `--takeover` is the exception: it gets the lock, the listeners and every
+ * live connection from the running one (takeover.h), which then exits.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <stdbool.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
@@ -38,6 +41,8 @@
 #include "nbd_server.h"
 #include "rest_api.h"
 #include "scrubber.h"
+#include "sdnotify.h"
+#include "takeover.h"
 #include "vhost_server.h"
 
 #ifndef GLIDEFSD_VERSION
@@ -47,13 +52,15 @@
 static void usage(FILE *f)
 {
     fprintf(f,
-            "Usage: glidefsd -c FILE [--log-level error|warn|info|debug]\n"
+            "Usage: glidefsd -c FILE [--takeover] [--log-level error|warn|info|debug]\n"
             "       glidefsd --version | --help\n"
             "\n"
             "Serve GlideFS volumes (block devices stored in S3) over NBD.\n"
             "\n"
             "  -c, --config FILE      configuration file (YAML, see glidefs.yaml(5))\n"
             "  -l, --log-level LEVEL  error, warn, info (default) or debug\n"
+            "  -T, --takeover         take the sockets and live connections of the glidefsd\n"
+            "                         running on the same cache.dir, which then exits\n"
             "  -f, --foreground       accepted for compatibility; always in the foreground\n"
             "  -V, --version          print the version and exit\n"
             "  -h, --help             print this help and exit\n"
@@ -247,7 +254,8 @@ static void reload_config(struct sig_ctx *sc)
         if (rl.applied[0])
             gd_info("SIGHUP: applied: %s", rl.applied);
         if (rl.restart[0])
-            gd_warn("SIGHUP: changed in %s but needs a restart (the running value stays): %s",
+            gd_warn("SIGHUP: changed in %s but needs a restart or a takeover (glidefsd "
+                    "--takeover; the running value stays): %s",
                     sc->config_path, rl.restart);
         glidefs_config_free(next);
     }
@@ -285,6 +293,58 @@ static void *signal_thread(void *arg)
     return NULL;
 }
 
+/* The REST API around a takeover (stage 1 cannot hand its listener over):
+ * stopped before the connections park, started again when it fails. */
+struct api_ctl {
+    const glidefs_config *cfg;
+    struct gd_registry *reg;
+    struct gd_server *srv;
+    struct sig_ctx *sc;
+    struct gd_rest **rest;
+    struct gd_vhost *vhost;
+};
+
+static void api_pause(void *arg)
+{
+    struct api_ctl *a = arg;
+    pthread_mutex_lock(&a->sc->srv_lock);
+    a->sc->rest = NULL;
+    pthread_mutex_unlock(&a->sc->srv_lock);
+    gd_rest_stop(*a->rest); /* no API request holds an export past this */
+    *a->rest = NULL;
+}
+
+/* Stage 1 hands over NBD connections only: while vhost-user sockets are
+ * served (their frontends hold guest memory maps and rings here), a
+ * takeover is refused and this process serves on. */
+static int takeover_busy(void *arg, char *why, size_t len)
+{
+    struct api_ctl *a = arg;
+    int n = gd_vhost_sockets(a->vhost);
+    if (n <= 0)
+        return 0;
+    snprintf(why, len, "%d vhost-user socket(s) served here, and vhost-user devices are not "
+             "handed over yet (stop their VMs, or restart instead)", n);
+    return 1;
+}
+
+static void api_resume(void *arg)
+{
+    struct api_ctl *a = arg;
+    char err[1024] = "";
+    int rc = gd_rest_start(a->cfg, a->reg, a->srv, a->vhost, a->sc->stop_fd, a->rest, err,
+                           sizeof err);
+    if (rc < 0) {
+        gd_err("REST API not restarted after the failed takeover: %s",
+               err[0] ? err : glidefs_strerror(rc));
+        *a->rest = NULL;
+        return;
+    }
+    pthread_mutex_lock(&a->sc->srv_lock);
+    a->sc->rest = *a->rest;
+    pthread_mutex_unlock(&a->sc->srv_lock);
+}
+
 /* A core of glidefsd holds the S3 secret, the encryption password and
  * every open volume's data key: not dumpable (which also keeps other local
  * users, same uid included, from ptrace and /proc/PID/mem), no core, from
@@ -305,6 +365,7 @@ int main(int argc, char **argv)
     static const struct option opts[] = {
         { "config", required_argument, NULL, 'c' },
         { "log-level", required_argument, NULL, 'l' },
+        { "takeover", no_argument, NULL, 'T' },
         { "foreground", no_argument, NULL, 'f' },
         { "version", no_argument, NULL, 'V' },
         { "help", no_argument, NULL, 'h' },
@@ -312,9 +373,13 @@ int main(int argc, char **argv)
     };
     const char *config_path = NULL;
     int level = GLIDEFS_LOG_INFO;
+    bool takeover = false;
     int ch;
-    while ((ch = getopt_long(argc, argv, "c:l:fVh", opts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "c:l:TfVh", opts, NULL)) != -1) {
         switch (ch) {
+        case 'T':
+            takeover = true;
+            break;
         case 'c':
             config_path = optarg;
             break;
@@ -377,7 +442,9 @@ int main(int argc, char **argv)
     }
     raise_nofile();
 
-    if (lock_cache_dir(cfg->cache_dir) < 0) {
+    /* (a takeover gets the lock from the running daemon, below) */
+    int lock_fd = takeover ? -1 : lock_cache_dir(cfg->cache_dir);
+    if (!takeover && lock_fd < 0) {
         glidefs_config_free(cfg);
         return 1;
     }
@@ -411,13 +478,29 @@ int main(int argc, char **argv)
         return 1;
     }
     err[0] = '\0';
-    rc = gd_server_listen(srv, err, sizeof err);
-    if (rc < 0) {
-        gd_err("%s", err[0] ? err : glidefs_strerror(rc));
-        gd_server_free(srv);
-        gd_registry_free(reg);
-        glidefs_config_free(cfg);
-        return 1;
+    if (takeover) {
+        /* Nothing received may be shut down or unlinked on failure (the
+         * running daemon serves on with it): leave at once. */
+        rc = gd_takeover_take(cfg, reg, srv, &lock_fd, err, sizeof err);
+        if (rc < 0) {
+            gd_err("takeover failed: %s; the running glidefsd keeps serving",
+                   err[0] ? err : glidefs_strerror(rc));
+            _exit(1);
+        }
+    } else {
+        rc = gd_server_listen(srv, err, sizeof err);
+        if (rc < 0) {
+            gd_err("%s", err[0] ? err : glidefs_strerror(rc));
+            gd_server_free(srv);
+            gd_registry_free(reg);
+            glidefs_config_free(cfg);
+            return 1;
+        }
+        err[0] = '\0';
+        rc = gd_takeover_listen(cfg, srv, err, sizeof err);
+        if (rc < 0)
+            gd_warn("no takeover control socket (glidefsd --takeover cannot replace this "
+                    "process): %s", err[0] ? err : glidefs_strerror(rc));
     }
 
     sc.stop_fd = eventfd(0, EFD_CLOEXEC);
@@ -448,7 +531,12 @@ int main(int argc, char **argv)
     struct gd_rest *rest = NULL;
     err[0] = '\0';
     rc = gd_rest_start(cfg, reg, srv, vhost, sc.stop_fd, &rest, err, sizeof err);
-    if (rc < 0) {
+    if (rc < 0 && takeover) {
+        /* the clients are ours now: serve them without the API */
+        gd_err("%s; the REST API is off until the next restart or takeover",
+               err[0] ? err : glidefs_strerror(rc));
+        rest = NULL;
+    } else if (rc < 0) {
         gd_err("%s", err[0] ? err : glidefs_strerror(rc));
         gd_vhost_free(vhost);
         pthread_mutex_lock(&sc.srv_lock);
@@ -467,8 +555,34 @@ int main(int argc, char **argv)
             GLIDEFSD_VERSION, cfg->storage_url ? cfg->storage_url : "?",
             cfg->cache_dir ? cfg->cache_dir : "?", cfg->node_id ? cfg->node_id : "?", instance,
             cfg->nbd_workers);
+    if (!takeover)
+        gd_sd_notify("READY=1"); /* (a takeover said so with its MAINPID) */
 
-    gd_server_run(srv, sc.stop_fd);
+    struct api_ctl api = { .cfg = cfg, .reg = reg, .srv = srv, .sc = &sc, .rest = &rest,
+                           .vhost = vhost };
+    const struct gd_takeover_ops ops = { api_pause, api_resume, &api, takeover_busy };
+    bool handed_over = false;
+    while (gd_server_serve(srv, sc.stop_fd) == GD_SERVE_TAKEOVER)
+        if (gd_takeover_give(cfg, reg, srv, lock_fd, &ops) == 1) {
+            handed_over = true;
+            break;
+        }
+    if (handed_over) {
+        /* The volumes are closed (journals durable), the successor serves
+         * every connection: nothing to drain. */
+        gd_scrubber_stop(scrubber);
+        pthread_mutex_lock(&sc.srv_lock);
+        sc.srv = NULL;
+        pthread_mutex_unlock(&sc.srv_lock);
+        gd_server_free(srv);
+        gd_vhost_free(vhost); /* none served: the takeover was refused otherwise */
+        gd_registry_free(reg);
+        gd_scrubber_free(scrubber);
+        glidefs_config_free(cfg);
+        gd_info("takeover complete: exiting");
+        return 0;
+    }
+    gd_server_stop(srv);
     gd_scrubber_stop(scrubber); /* cancelled at its next GET: holds up no drain */
     pthread_mutex_lock(&sc.srv_lock);
     sc.rest = NULL;

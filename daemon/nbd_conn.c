@@ -174,6 +174,72 @@ int nbd_conn_read(struct conn *c, void *buf, size_t n)
     return 1;
 }
 
+/* The connection's own thread is about to block for a header: from now
+ * until nbd_recv_end a takeover may interrupt it (TAKEOVER_SIGNAL, nbd_park.c).
+ * Relief threads are never signalled: they poll in short slices. */
+__thread struct conn *nbd_reader_self;
+
+bool nbd_recv_begin(struct conn *c)
+{
+    if (nbd_reader_self != c)
+        return false;
+    SCOPED_LOCK(&c->slock);
+    c->in_recv = true;
+    return true;
+}
+
+void nbd_recv_end(struct conn *c, bool began)
+{
+    if (!began)
+        return;
+    SCOPED_LOCK(&c->slock);
+    c->in_recv = false;
+}
+
+/* A request header: like nbd_conn_read, but a part of one already buffered
+ * stays in rbuf (moved to its start) until the rest is here, and a takeover
+ * (srv->parking) stops it before anything is taken out: -3, with every byte
+ * read from the client and not parsed still in rbuf. TLS connections are
+ * never parked (nbd_park.c closes them). A relief thread never blocks here:
+ * -4 when the rest of the header is not there yet (it goes back to its
+ * polling, which hands the role back; no signal could wake it). */
+int nbd_conn_read_header(struct conn *c, void *buf, size_t n)
+{
+    if (!c->rbuf)
+        return nbd_conn_read(c, buf, n);
+    bool own = nbd_reader_self == c;
+    for (;;) {
+        size_t have = c->rbuf_len - c->rbuf_pos;
+        if (have >= n) {
+            memcpy(buf, c->rbuf + c->rbuf_pos, n);
+            c->rbuf_pos += n;
+            return 1;
+        }
+        if (!c->tls && atomic_load_explicit(&c->srv->parking, memory_order_acquire))
+            return -3;
+        if (c->rbuf_pos > 0) {
+            memmove(c->rbuf, c->rbuf + c->rbuf_pos, have);
+            c->rbuf_pos = 0;
+            c->rbuf_len = have;
+        }
+        bool began = nbd_recv_begin(c);
+        /* (parking may have been set just before in_recv: the takeover
+         * signals again until this thread parks) */
+        ssize_t r = nbd_conn_recv(c, c->rbuf + have, RBUF_SIZE - have, own ? 0 : MSG_DONTWAIT);
+        int e = errno;
+        nbd_recv_end(c, began);
+        if (r < 0 && e == EINTR)
+            continue;
+        if (r < 0 && !own && (e == EAGAIN || e == EWOULDBLOCK))
+            return -4;
+        if (r <= 0) {
+            errno = e;
+            return (r == 0 && have == 0) ? 0 : -1;
+        }
+        c->rbuf_len = have + (size_t)r;
+    }
+}
+
 int nbd_conn_discard(struct conn *c, uint64_t n)
 {
     static __thread uint8_t scratch[16384];
@@ -637,6 +703,7 @@ int gd_server_create(const glidefs_config *cfg, struct gd_registry *reg, struct 
         return -ENOMEM;
     s->cfg = cfg;
     s->reg = reg;
+    s->ctl_fd = -1;
     s->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     pthread_mutex_init(&s->lock, NULL);
     gfs_cond_init(&s->cond);
@@ -704,6 +771,7 @@ static int listen_unix(struct gd_server *s, const char *path, char *err, size_t 
         return fd;
     s->unix_bound = true;
     snprintf(s->unix_path, sizeof s->unix_path, "%s", path);
+    s->listen_kind[s->nlisten] = GD_TKO_LISTEN_UNIX;
     s->listen_fds[s->nlisten++] = fd;
     gd_info("listening on unix socket %s", path);
     return 0;
@@ -722,6 +790,7 @@ static int listen_tcp(struct gd_server *s, const char *spec, char *err, size_t e
                            host, port, err, errlen);
     if (fd < 0)
         return fd;
+    s->listen_kind[s->nlisten] = GD_TKO_LISTEN_TCP;
     s->listen_fds[s->nlisten++] = fd;
     gd_info("listening on tcp %s port %s", host, port);
     return 0;
@@ -859,12 +928,7 @@ static void accept_one(struct gd_server *s, int lfd)
     c->srv = s;
     c->fd = fd;
     snprintf(c->peer, sizeof c->peer, "%s", peer);
-    pthread_mutex_init(&c->lock, NULL);
-    gfs_cond_init(&c->cond);
-    pthread_mutex_init(&c->wlock, NULL);
-    gfs_cond_init(&c->wcond);
-    pthread_mutex_init(&c->rlock, NULL);
-    gfs_cond_init(&c->rcond);
+    nbd_conn_init_locks(c);
     char why[200] = "";
     bool admitted;
     {
@@ -882,13 +946,7 @@ static void accept_one(struct gd_server *s, int lfd)
     }
     if (!admitted) {
         close(fd);
-        pthread_mutex_destroy(&c->lock);
-        pthread_cond_destroy(&c->cond);
-        pthread_mutex_destroy(&c->wlock);
-        pthread_cond_destroy(&c->wcond);
-        pthread_mutex_destroy(&c->rlock);
-        pthread_cond_destroy(&c->rcond);
-        free(c);
+        nbd_conn_free(c);
         if (ratelog_ok(&s->rl_refuse, &dropped))
             gd_warn("refusing connection from %s: %s (%u similar not logged)", peer, why,
                     dropped);
@@ -913,11 +971,22 @@ static void accept_one(struct gd_server *s, int lfd)
         s->nconns--;
         s->nhs--;
         close(fd);
-        free(c);
+        nbd_conn_free(c);
     }
 }
 
-static void conn_free(struct conn *c)
+void nbd_conn_init_locks(struct conn *c)
+{
+    pthread_mutex_init(&c->lock, NULL);
+    gfs_cond_init(&c->cond);
+    pthread_mutex_init(&c->wlock, NULL);
+    gfs_cond_init(&c->wcond);
+    pthread_mutex_init(&c->rlock, NULL);
+    gfs_cond_init(&c->rcond);
+    pthread_mutex_init(&c->slock, NULL);
+}
+
+void nbd_conn_free(struct conn *c)
 {
     pthread_mutex_destroy(&c->lock);
     pthread_cond_destroy(&c->cond);
@@ -925,6 +994,7 @@ static void conn_free(struct conn *c)
     pthread_cond_destroy(&c->wcond);
     pthread_mutex_destroy(&c->rlock);
     pthread_cond_destroy(&c->rcond);
+    pthread_mutex_destroy(&c->slock);
     free(c);
 }
 
@@ -946,17 +1016,19 @@ static void reap(struct gd_server *s)
         if (!dead)
             return;
         pthread_join(dead->reader, NULL);
-        conn_free(dead);
+        nbd_conn_free(dead);
     }
 }
 
-int gd_server_run(struct gd_server *s, int stop_fd)
+int gd_server_serve(struct gd_server *s, int stop_fd)
 {
-    struct pollfd pfd[10];
+    struct pollfd pfd[11];
     for (;;) {
         int n = 0;
         pfd[n++] = (struct pollfd){ .fd = stop_fd, .events = POLLIN };
         pfd[n++] = (struct pollfd){ .fd = s->wake_fd, .events = POLLIN };
+        /* (-1 when there is no control socket: poll skips it) */
+        pfd[n++] = (struct pollfd){ .fd = s->ctl_fd, .events = POLLIN };
         int64_t now = gfs_now_ms();
         bool paused = now < s->accept_pause_until;
         int timeout = paused ? (int)(s->accept_pause_until - now) : -1;
@@ -973,22 +1045,35 @@ int gd_server_run(struct gd_server *s, int stop_fd)
             if (errno == EINTR)
                 continue;
             gd_err("poll: %s", strerror(errno));
-            break;
+            return GD_SERVE_STOP;
         }
         if (pfd[0].revents)
-            break;
+            return GD_SERVE_STOP;
         if (pfd[1].revents) {
             uint64_t v;
             ssize_t r = read(s->wake_fd, &v, sizeof v);
             (void)r;
             reap(s);
         }
+        if (pfd[2].revents & POLLIN)
+            return GD_SERVE_TAKEOVER;
         hs_expire(s);
-        for (int i = 2; i < n; i++)
+        for (int i = 3; i < n; i++)
             if (pfd[i].revents & POLLIN)
                 accept_one(s, pfd[i].fd);
     }
+}
 
+int gd_server_run(struct gd_server *s, int stop_fd)
+{
+    while (gd_server_serve(s, stop_fd) == GD_SERVE_TAKEOVER)
+        gd_warn("a takeover knocked, but this caller cannot hand over");
+    gd_server_stop(s);
+    return 0;
+}
+
+void gd_server_stop(struct gd_server *s)
+{
     /* Stop accepting. */
     atomic_store(&s->shutting_down, true);
     for (int i = 0; i < s->nlisten; i++)
@@ -1069,10 +1154,9 @@ int gd_server_run(struct gd_server *s, int stop_fd)
         if (!c)
             break;
         pthread_join(c->reader, NULL);
-        conn_free(c);
+        nbd_conn_free(c);
     }
     gd_info("all connections closed");
-    return 0;
 }
 
 void gd_server_kick_export(void *server, struct gd_export *e)
@@ -1110,6 +1194,8 @@ void gd_server_free(struct gd_server *s)
         close(s->listen_fds[i]);
     if (s->unix_bound)
         unlink(s->unix_path);
+    if (s->ctl_fd >= 0)
+        close(s->ctl_fd);
     if (s->wd_started) {
         {
             SCOPED_LOCK(&s->wd_lock);

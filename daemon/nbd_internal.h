@@ -44,6 +44,15 @@
  * (servers.nbd.max_connections) is kept at most half the open-file limit,
  * and when accept() runs out of descriptors anyway the loop backs off
  * instead of spinning; repeated log lines are rate-limited.
+ *
+ * Takeover (issue 27, nbd_park.c): the server sets `parking`; each reader
+ * stops at its next request boundary (before it parses a header: bytes it
+ * read ahead stay in rbuf and travel with the connection), waits until its
+ * requests in flight are answered and parks. A reader blocked in recv()
+ * for the next header is woken by TAKEOVER_SIGNAL, sent only while it is
+ * inside that recv (c->in_recv under c->slock), so no library call ever sees
+ * EINTR from it. Parked connections then resume (the takeover failed), or
+ * end without touching the socket (handed over: the successor owns it).
  */
 #ifndef GLIDEFSD_NBD_INTERNAL_H
 #define GLIDEFSD_NBD_INTERNAL_H
@@ -58,6 +67,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -81,6 +91,7 @@
 #include "nbd_proto.h"
 #include "ratelog.h"
 #include "sockets.h"
+#include "takeover_proto.h"
 #include "tls.h"
 #include "workers.h"
 
@@ -110,6 +121,14 @@
 #define REQ_CACHE_MAX 64                      /* spare requests kept per connection */
 #define REQ_CACHE_BUF (128u * 1024)           /* ... with buffers up to this size */
 #define RBUF_SIZE (64u * 1024)               /* a connection's read-ahead buffer */
+#define TAKEOVER_SIGNAL SIGUSR2               /* wakes a reader parked in recv() */
+
+/* conn.park (srv->lock): where a connection stands in a takeover. */
+#define PARK_NONE 0      /* serving */
+#define PARK_PARKED 1    /* at a request boundary, nothing in flight: waiting */
+#define PARK_RESUME 2    /* the takeover failed: serve on */
+#define PARK_GONE 3      /* handed over: end without touching the socket */
+#define PARK_DROP 4      /* the takeover failed and the export did not reopen: close */
 
 /* Reader state word (conn.rd_state): seq << 2 | one of these. */
 #define RD_IDLE 0u       /* reading, or between requests */
@@ -207,6 +226,14 @@ struct conn {
     bool hs_busy;               /* the server is opening an export for it: not its fault */
     int64_t hs_started_ms;      /* moved forward by the time the server was busy */
     int64_t hs_busy_since;
+
+    /* Takeover (nbd_park.c). */
+    pthread_mutex_t slock;
+    bool in_recv;               /* (slock) the connection's thread blocks for a header */
+    int park;                   /* (srv->lock) PARK_* */
+    bool handed_over;           /* ended by PARK_GONE (the reader's own) */
+    bool adopted;               /* came from a predecessor: no handshake */
+    bool tls_closing;           /* (srv->lock) TLS cannot be handed over: closing */
 };
 
 struct req {
@@ -233,7 +260,11 @@ struct gd_server {
     struct gd_tls *tls;         /* credentials, NULL when servers.nbd.tls is off */
     int tls_mode;               /* NBD_TLS_* */
     int listen_fds[8];
+    int listen_kind[8];         /* GD_TKO_LISTEN_UNIX or _TCP (takeover_proto.h) */
     int nlisten;
+    int ctl_fd;                 /* the takeover control socket, -1: none */
+    char ctl_path[sizeof(((struct sockaddr_un *)0)->sun_path)]; /* its "@name" */
+    atomic_bool parking;        /* a takeover: readers park at their next boundary */
     char unix_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
     bool unix_bound;
     int wake_fd;                /* eventfd: a connection finished */
@@ -283,6 +314,14 @@ int nbd_conn_poll_in(struct conn *c, int timeout_ms);
 int nbd_send_iov_deadline(struct conn *c, struct iovec *iov, int *iovcnt, int64_t deadline_ms);
 void nbd_set_timeout_ms(int fd, int opt, int ms);
 int nbd_conn_read(struct conn *c, void *buf, size_t n);
+int nbd_conn_read_header(struct conn *c, void *buf, size_t n);
+/* The connection whose own thread this is (set by nbd_reader_main; pool
+ * threads have none): only that thread may be signalled out of recv(). */
+extern __thread struct conn *nbd_reader_self;
+bool nbd_recv_begin(struct conn *c);
+void nbd_recv_end(struct conn *c, bool began);
+void nbd_conn_init_locks(struct conn *c);
+void nbd_conn_free(struct conn *c);
 int nbd_conn_discard(struct conn *c, uint64_t n);
 struct req *nbd_req_new(struct conn *c, size_t bytes, bool *stopping, bool relief,
                         bool *give_up, bool *gone);
@@ -299,6 +338,9 @@ void *nbd_writer_main(void *arg);
 const char *nbd_wire_err_text(uint32_t e);
 void nbd_reply_error(struct req *q, uint32_t err, const char *why);
 void nbd_run_request(struct gd_job *job);
+
+/* nbd_park.c */
+int nbd_park(struct conn *c);
 
 /* nbd_reader.c */
 void nbd_batch_submit(struct conn *c);

@@ -46,7 +46,9 @@
  * executed, 0 when it was answered already (an error reply), -1 when the
  * connection ends (EOF, DISC, or a violation we drop it for), -2 when a
  * relief reader gave up waiting for budget (the header is kept in c->stash
- * for whoever reads next). */
+ * for whoever reads next), -3 at a request boundary during a takeover
+ * (nothing taken from the read-ahead buffer), -4 (relief only) when the
+ * rest of a header is not there yet. */
 static int read_request(struct conn *c, struct req **out, bool relief)
 {
     struct nbd_request r;
@@ -61,7 +63,9 @@ static int read_request(struct conn *c, struct req **out, bool relief)
         goto have_header;
     }
     uint8_t h[NBD_REQUEST_SIZE];
-    int rr = nbd_conn_read(c, h, sizeof h);
+    int rr = nbd_conn_read_header(c, h, sizeof h);
+    if (rr == -3 || rr == -4)
+        return rr;
     if (rr == 0)
         return -1; /* client closed without DISC */
     if (rr < 0) {
@@ -300,7 +304,12 @@ static void reader_spin(struct conn *c)
     if (c->spin_hits >= SPIN_PROBE) {
         c->spin_hits = 0;
         int64_t t0 = clock_us(CLOCK_MONOTONIC);
-        if (nbd_conn_poll_in(c, -1) == 1 && clock_us(CLOCK_MONOTONIC) - t0 < c->spin_avg_us)
+        if (atomic_load(&s->parking))
+            return; /* a takeover: the read that follows parks */
+        bool began = nbd_recv_begin(c); /* a takeover may interrupt the wait */
+        int pr = nbd_conn_poll_in(c, -1);
+        nbd_recv_end(c, began);
+        if (pr == 1 && clock_us(CLOCK_MONOTONIC) - t0 < c->spin_avg_us)
             spin_back_off(c);
         return; /* (the read that follows finds the request) */
     }
@@ -376,6 +385,29 @@ static void reader_loop(struct conn *c, bool is_main)
             if (relief_hand_back(c))
                 return;
             continue;
+        }
+        if (r == -4)
+            continue; /* a relief reader waits in its polling loop instead */
+        if (r == -3) {
+            /* A takeover, at a request boundary: what we hold goes out,
+             * then the connection's own thread parks (a relief thread
+             * gives it the role: pool threads must stay free to finish
+             * the requests in flight). */
+            nbd_batch_submit(c);
+            nbd_conn_flush(c);
+            if (!is_main) {
+                while (!relief_hand_back(c)) {
+                    struct timespec ts = { 0, 1000000L };
+                    nanosleep(&ts, NULL);
+                }
+                return;
+            }
+            if (nbd_park(c) == PARK_RESUME)
+                continue;
+            SCOPED_LOCK(&c->rlock); /* handed over, or its export is gone */
+            c->rd_stop = true;
+            pthread_cond_broadcast(&c->rcond);
+            return;
         }
         if (r < 0) {
             nbd_batch_submit(c);
@@ -569,7 +601,8 @@ static void conn_reader(struct conn *c)
 /* Serves requests until DISC, EOF or a protocol violation. */
 void nbd_transmission(struct conn *c)
 {
-    c->rbuf = malloc(RBUF_SIZE); /* without it, reads are unbuffered */
+    if (!c->rbuf) /* (an adopted connection brings its own, with bytes in it) */
+        c->rbuf = malloc(RBUF_SIZE); /* without it, reads are unbuffered */
     /* Room for a full queue of replies, so they rarely wait for the writer
      * thread (the kernel caps this at net.core.wmem_max). */
     int sndbuf = SOCKET_SNDBUF;
@@ -602,17 +635,22 @@ void *nbd_reader_main(void *arg)
 {
     struct conn *c = arg;
     struct gd_server *s = c->srv;
+    nbd_reader_self = c;
     /* Per call; the accept loop enforces the deadline of the whole handshake. */
-    nbd_set_timeout_ms(c->fd, SO_RCVTIMEO, s->hs_timeout_ms);
-    nbd_set_timeout_ms(c->fd, SO_SNDTIMEO, s->hs_timeout_ms);
-    int hs = nbd_handshake(c);
-    nbd_hs_end(c);
+    int hs = 1;
+    if (!c->adopted) {
+        nbd_set_timeout_ms(c->fd, SO_RCVTIMEO, s->hs_timeout_ms);
+        nbd_set_timeout_ms(c->fd, SO_SNDTIMEO, s->hs_timeout_ms);
+        hs = nbd_handshake(c);
+        nbd_hs_end(c);
+    }
     if (hs == 1) {
-        gd_info("connection %" PRIu64 ": export %s (%" PRIu64 " bytes%s%s%s)", c->id,
+        gd_info("connection %" PRIu64 ": export %s (%" PRIu64 " bytes%s%s%s)%s", c->id,
                 c->export_name, c->params.size,
                 (c->params.eflags & NBD_FLAG_READ_ONLY) ? ", read-only" : "",
                 c->params.structured ? ", structured replies" : "",
-                c->params.meta_allocation ? ", base:allocation" : "");
+                c->params.meta_allocation ? ", base:allocation" : "",
+                c->adopted ? ", taken over from the previous process" : "");
         nbd_transmission(c);
         /* The spec: handle every outstanding request before closing. */
         conn_wait_idle(c);
@@ -627,8 +665,9 @@ void *nbd_reader_main(void *arg)
         gd_export_count_conn(c->exp, -1);
         gd_export_release(c->exp, 0);
         atomic_store_explicit(&c->exp, NULL, memory_order_release);
-        gd_info("connection %" PRIu64 ": closed after %" PRIu64 " requests (%" PRIu64
+        gd_info("connection %" PRIu64 ": %s after %" PRIu64 " requests (%" PRIu64
                 " slow inline ones handed over)", c->id,
+                c->handed_over ? "handed to the new process" : "closed",
                 atomic_load_explicit(&c->requests, memory_order_relaxed), c->reliefs);
     } else {
         gd_debug("connection %" PRIu64 ": ended during handshake", c->id);

@@ -318,6 +318,16 @@ void gd_vhost_kick_export(struct gd_vhost *v, struct gd_export *e)
     pthread_mutex_unlock(&v->lock);
 }
 
+int gd_vhost_sockets(struct gd_vhost *v)
+{
+    if (!v)
+        return 0;
+    pthread_mutex_lock(&v->lock);
+    int n = v->nls;
+    pthread_mutex_unlock(&v->lock);
+    return n;
+}
+
 void gd_vhost_stop(struct gd_vhost *v)
 {
     if (!v)

@@ -36,6 +36,8 @@ void gd_vhost_kick_export(struct gd_vhost *v, struct gd_export *e);
 
 /* Stop: close and remove the sockets, disconnect the frontends, wait for
  * their sessions to end (their exports released). NULL is fine. */
+/* How many export sockets are served now (v may be NULL: 0). */
+int gd_vhost_sockets(struct gd_vhost *v);
 void gd_vhost_stop(struct gd_vhost *v);
 void gd_vhost_free(struct gd_vhost *v);
 

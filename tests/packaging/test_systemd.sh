@@ -2,7 +2,9 @@
 # examples/systemd/glidefsd.service and the unit `meson install` puts in
 # <prefix>/lib/systemd/system pass `systemd-analyze verify` (with ExecStart
 # pointed at the glidefsd just built, since verify wants it to exist), and
-# keep their promises: Type=simple, SIGTERM to stop, no core dumps (LimitCORE=0:
+# keep their promises: Type=notify with NotifyAccess=all (glidefsd sends
+# READY=1, and MAINPID= after a takeover), reload = `glidefsd --takeover`
+# (issue 27), SIGTERM to stop, no core dumps (LimitCORE=0:
 # a core holds the secrets), a stop timeout longer
 # than glidefsd's own drain deadline (servers.shutdown_timeout_s), restart on
 # failure, and the cache, state and socket directories writable under
@@ -32,7 +34,8 @@ for unit in "$src_unit" "$built_unit"; do
   if [ $rc -ne 0 ] || [ -s "$t/out" ]; then
     echo "systemd-analyze verify $unit (exit $rc):"; cat "$t/out"; fail=1
   fi
-  for line in Type=simple KillSignal=SIGTERM Restart=on-failure ProtectSystem=strict \
+  grep -q "^ExecReload=.* --takeover" "$unit" || { echo "$unit: ExecReload is not a takeover"; fail=1; }
+  for line in Type=notify NotifyAccess=all KillSignal=SIGTERM Restart=on-failure ProtectSystem=strict \
               CacheDirectory=glidefs StateDirectory=glidefs RuntimeDirectory=glidefs LimitCORE=0; do
     grep -qx "$line" "$unit" || { echo "$unit: no $line"; fail=1; }
   done

@@ -31,6 +31,7 @@ builds itself).
 usage: test_vhost.py GLIDEFSD
 """
 import os
+import subprocess
 import struct
 import sys
 import time
@@ -285,6 +286,22 @@ def main():
             r = d.req("DELETE", "/api/exports/vm1?force=true")
             t.ok(r.status == 200 and f.expect_disconnect(),
                  f"DELETE ?force=true disconnects the frontend: {r!r}")
+        # vhost-user devices are not handed over yet: a takeover is refused
+        # while a socket is served, and this process serves on
+        t.ok(os.path.exists(sock), "the socket is still served")
+        succ = subprocess.Popen([glidefsd, "-c", d.cfg, "--takeover", "--log-level", "debug"],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        try:
+            rc = succ.wait(60)
+        except subprocess.TimeoutExpired:
+            succ.kill()  # it took over: the refusal is missing
+            rc = succ.wait()
+            rc = 0
+        t.ok(rc != 0, f"a takeover exits non-zero ({rc})")
+        t.ok("vhost-user socket(s) served here" in d.log_text() and d.proc.poll() is None,
+             "the old process refused it, said why, and serves on")
+        t.status(d.req("GET", "/healthz"), 200, "healthz after the refused takeover")
         print(f"MEASURED vhost test body {time.monotonic() - t0:.2f} s")
         t.eq(d.stop(), 0, "SIGTERM: exit status 0")
         t.ok(not os.path.exists(sock), "the socket is removed at exit")
