@@ -1072,6 +1072,25 @@ int gd_server_run(struct gd_server *s, int stop_fd)
     return 0;
 }
 
+void nbd_conns_reap(struct gd_server *s)
+{
+    for (;;) {
+        struct conn *c;
+        {
+            SCOPED_LOCK(&s->lock);
+            c = s->conns;
+            if (c) {
+                s->conns = c->next;
+                s->nconns--;
+            }
+        }
+        if (!c)
+            break;
+        pthread_join(c->reader, NULL);
+        nbd_conn_free(c);
+    }
+}
+
 void gd_server_stop(struct gd_server *s)
 {
     /* Stop accepting. */
@@ -1141,21 +1160,7 @@ void gd_server_stop(struct gd_server *s)
                 shutdown(c->fd, SHUT_RDWR);
         }
     }
-    for (;;) {
-        struct conn *c;
-        {
-            SCOPED_LOCK(&s->lock);
-            c = s->conns;
-            if (c) {
-                s->conns = c->next;
-                s->nconns--;
-            }
-        }
-        if (!c)
-            break;
-        pthread_join(c->reader, NULL);
-        nbd_conn_free(c);
-    }
+    nbd_conns_reap(s);
     gd_info("all connections closed");
 }
 

@@ -322,6 +322,9 @@ bool nbd_recv_begin(struct conn *c);
 void nbd_recv_end(struct conn *c, bool began);
 void nbd_conn_init_locks(struct conn *c);
 void nbd_conn_free(struct conn *c);
+/* Take every connection off the list, join its reader and free it (each
+ * must be ending by itself: shut down, parked or finished). */
+void nbd_conns_reap(struct gd_server *s);
 int nbd_conn_discard(struct conn *c, uint64_t n);
 struct req *nbd_req_new(struct conn *c, size_t bytes, bool *stopping, bool relief,
                         bool *give_up, bool *gone);

@@ -246,21 +246,7 @@ void gd_server_handed_over(struct gd_server *s)
     }
     /* Every connection was parked or finished: they all end by themselves
      * (no shutdown() here: the sockets live on in the successor). */
-    for (;;) {
-        struct conn *c;
-        {
-            SCOPED_LOCK(&s->lock);
-            c = s->conns;
-            if (c) {
-                s->conns = c->next;
-                s->nconns--;
-            }
-        }
-        if (!c)
-            break;
-        pthread_join(c->reader, NULL);
-        nbd_conn_free(c);
-    }
+    nbd_conns_reap(s);
 }
 
 /* ------------------------------------------------------------------------ */

@@ -735,15 +735,8 @@ int rest_h_drain(struct call *c)
  * takes it as a client (vhost_server.c). */
 int rest_h_vhost_user(struct call *c)
 {
-    if (c->len) {
-        json_t *j = rest_body_object(c);
-        if (!j)
-            return -1;
-        int bad = rest_only_fields(c, j, "");
-        json_decref(j);
-        if (bad < 0)
-            return -1;
-    }
+    if (rest_empty_body(c) < 0)
+        return -1;
     if (!c->r->vhost)
         return rest_fail(c, 409, "vhost-user is off on this node: set servers.vhost_user.dir "
                          "(glidefs.yaml(5)) and restart glidefsd");
@@ -1023,15 +1016,8 @@ static int get_fenced(struct call *c, struct gd_export **e, struct glidefs_stats
 
 int rest_h_fenced_discard(struct call *c)
 {
-    if (c->len) { /* no body expected; refuse one rather than ignore it */
-        json_t *j = rest_body_object(c);
-        if (!j)
-            return -1;
-        int bad = rest_only_fields(c, j, "");
-        json_decref(j);
-        if (bad < 0)
-            return -1;
-    }
+    if (rest_empty_body(c) < 0) /* no body expected; refuse one rather than ignore it */
+        return -1;
     struct gd_export *e = NULL;
     struct glidefs_stats st;
     if (get_fenced(c, &e, &st) < 0)

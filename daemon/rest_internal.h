@@ -175,6 +175,8 @@ mhd_result rest_send_error(struct MHD_Connection *conn, unsigned status, const c
                            const char *extra_hdr, const char *extra_val);
 json_t *rest_body_object(struct call *c);
 int rest_only_fields(struct call *c, json_t *obj, const char *allowed);
+/* No body, or an empty JSON object: 0; anything else answered (400): -1. */
+int rest_empty_body(struct call *c);
 int rest_body_size(struct call *c, json_t *obj, uint64_t *out, int *have);
 
 /* rest_handlers.c */

@@ -228,3 +228,15 @@ int rest_body_size(struct call *c, json_t *obj, uint64_t *out, int *have)
     *out = v;
     return 0;
 }
+
+int rest_empty_body(struct call *c)
+{
+    if (!c->len)
+        return 0;
+    json_t *j = rest_body_object(c);
+    if (!j)
+        return -1;
+    int bad = rest_only_fields(c, j, "");
+    json_decref(j);
+    return bad < 0 ? -1 : 0;
+}

@@ -288,16 +288,6 @@ int gfs_budget_first_scan(struct gfs_budget *b)
     return first;
 }
 
-uint64_t gfs_budget_parked_bytes(struct gfs_budget *b)
-{
-    pthread_mutex_lock(&b->lock);
-    uint64_t n = 0;
-    for (struct parked *p = b->parked; p; p = p->next)
-        n += p->bytes;
-    pthread_mutex_unlock(&b->lock);
-    return n;
-}
-
 /* Under the lock: drop parked caches, oldest first, until need bytes are
  * given back. They go before any open volume's blocks: nobody reads them. */
 static uint64_t evict_parked_locked(struct gfs_budget *b, uint64_t need)

@@ -118,8 +118,6 @@ uint64_t gfs_budget_unpark(struct gfs_budget *b, const char *dir);
 /* 1 the first time it is asked, then 0: one scan for parked caches left by
  * an earlier process per budget. */
 int gfs_budget_first_scan(struct gfs_budget *b);
-/* Bytes of parked caches counted now. */
-uint64_t gfs_budget_parked_bytes(struct gfs_budget *b);
 
 /* cache.disk_size as the last volume opened saw it. */
 uint64_t gfs_budget_total(const struct gfs_budget *b);
