@@ -29,7 +29,8 @@ static void *own_main(void *arg)
     pthread_mutex_lock(&v->own_lock);
     while (!v->own.stop) {
         pthread_mutex_lock(&v->lock);
-        int owner = v->owner, fenced = v->fenced, refresh = v->own.want_refresh;
+        int owner = v->owner, fenced = v->fenced;
+        int refresh = v->own.want_refresh && !v->own.nofollow;
         pthread_mutex_unlock(&v->lock);
         if (owner)
             gfs_own_heartbeat(v);

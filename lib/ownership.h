@@ -35,6 +35,7 @@ struct gfs_own_state {
     int64_t probe_wall_ms;       /* when; 0: never (v->lock) */
     int64_t lease_timeout_ms;
     int want_refresh;            /* read-only: follow the store for new segments (v->lock) */
+    int nofollow;                /* GLIDEFS_OPEN_NOFOLLOW: never (set at open) */
     uint64_t took_from_epoch;    /* the epoch whose live holder we just fenced (0: none);
                                   * its view is held for the fenced node (snapshot.c) */
     /* the thread */

@@ -10,9 +10,10 @@
  * Under v->lock it copies what it needs (the referenced segments' keys,
  * sizes and key generations, the furthest payload end in each, and in deep
  * mode every live entry); the I/O runs without the lock: one LIST per
- * origin prefix (existence and sizes), one ranged GET per segment header,
- * and in deep mode coalesced ranged GETs of the payloads, each checked by
- * gfs_blk_check_k (CRC-32C, AEAD under the segment's key). Findings are
+ * origin prefix (existence and sizes), then one ranged GET per segment:
+ * quick mode its header, deep mode its front up to 4 MiB — the header and
+ * the payloads together (runs of payloads beyond follow), every block
+ * checked by gfs_blk_check_k (CRC-32C, AEAD under the segment's key). Findings are
  * kept only if, under the lock again, the map still references what they
  * name: compaction may have moved a block and deleted its old segment
  * meanwhile, which is no damage.
@@ -46,6 +47,7 @@
 #include "scrub_orphans.h"
 #include "scrub_pace.h"
 #include "dirty.h"
+#include "follow.h"
 #include "segment.h"
 #include "storeview.h"
 #include "volume_internal.h"
@@ -312,42 +314,22 @@ static int list_store(struct scrub *s, char origins[][GLIDEFS_NAME_MAX + 1], uin
     return 0;
 }
 
-/* GET segment g's header and check it as a load would: it decodes (and
- * authenticates, sealed), names this segment, volume and block size, and a
- * key generation the volume holds. 1: bad; 0: good; -ENOENT: gone. */
-static int check_header(struct scrub *s, const struct sseg *g, uint64_t object_size)
+/* Judge segment g's header from the object's first got bytes as a load
+ * would: it decodes (and authenticates, sealed), names this segment,
+ * volume and block size, and a key generation the volume holds. 1: bad;
+ * 0: good; -EAGAIN: the header is longer than got (*need says how long). */
+static int judge_header(struct scrub *s, const struct sseg *g, const uint8_t *buf, size_t got,
+                        uint64_t object_size, size_t *need)
 {
     glidefs_volume *v = s->v;
-    size_t want = 4096;
-    CLEANUP_FREE uint8_t *buf = NULL;
     struct gfs_seg_header h;
-    for (;;) {
-        if (want > g->listed)
-            want = (size_t)g->listed;
-        if (want == 0)
-            return 1;
-        uint8_t *nb = realloc(buf, want);
-        if (!nb)
-            return -ENOMEM;
-        buf = nb;
-        size_t got = 0;
-        int r = gfs_pace_take(s->pace, want);
-        if (r == 0)
-            r = v->store->ops->get_range(v->store, g->key, 0, want, buf, &got);
-        if (r < 0)
-            return r;
-        tally(s, &s->res.bytes_read, got);
-        size_t need = 0;
-        r = gfs_seg_decode_header_mac(buf, got, object_size, &h, &need, v->codec);
-        if (r == -EAGAIN && need > got && got == want && need <= g->listed &&
-            need <= gfs_seg_header_size_mac(GFS_SEG_MAX_BLOCKS, 1)) {
-            want = need;
-            continue;
-        }
-        if (r < 0)
-            return 1;
-        break;
-    }
+    *need = 0;
+    int r = gfs_seg_decode_header_mac(buf, got, object_size, &h, need, v->codec);
+    if (r == -EAGAIN && *need > got && *need <= g->listed &&
+        *need <= gfs_seg_header_size_mac(GFS_SEG_MAX_BLOCKS, 1))
+        return -EAGAIN;
+    if (r < 0)
+        return 1;
     uint64_t ke = 0, ks = 0;
     int bad = h.block_size != v->bs || memcmp(h.volume_uuid, s->uuid, 16) != 0 ||
               gfs_parse_epoch_seq(strrchr(g->key, '/') + 1, &ke, &ks) < 0 || ke != h.epoch ||
@@ -355,6 +337,50 @@ static int check_header(struct scrub *s, const struct sseg *g, uint64_t object_s
               (gfs_codec_sealed(v->codec) && !gfs_codec_has_gen(v->codec, h.key_gen));
     gfs_seg_header_free(&h);
     return bad;
+}
+
+/* GET the first want bytes of segment g (want capped at its listed size),
+ * paced and counted. */
+static int get_front(struct scrub *s, const struct sseg *g, uint8_t **buf, size_t want,
+                     size_t *got)
+{
+    if (want > g->listed)
+        want = (size_t)g->listed;
+    uint8_t *nb = realloc(*buf, want ? want : 1);
+    if (!nb)
+        return -ENOMEM;
+    *buf = nb;
+    *got = 0;
+    int r = gfs_pace_take(s->pace, want);
+    if (r == 0 && want)
+        r = s->v->store->ops->get_range(s->v->store, g->key, 0, want, nb, got);
+    if (r == 0)
+        tally(s, &s->res.bytes_read, *got);
+    return r;
+}
+
+/* GET segment g's header (a first 4 KiB, more if it says it is longer)
+ * and judge it. 1: bad; 0: good; -ENOENT: gone. */
+static int check_header(struct scrub *s, const struct sseg *g, uint64_t object_size)
+{
+    size_t want = 4096;
+    CLEANUP_FREE uint8_t *buf = NULL;
+    for (;;) {
+        if (want > g->listed)
+            want = (size_t)g->listed;
+        if (want == 0)
+            return 1;
+        size_t got = 0, need = 0;
+        int r = get_front(s, g, &buf, want, &got);
+        if (r < 0)
+            return r;
+        r = judge_header(s, g, buf, got, object_size, &need);
+        if (r != -EAGAIN)
+            return r;
+        if (got < want)
+            return 1; /* shorter than listed: cut since */
+        want = need;
+    }
 }
 
 /* Quick mode's checks of segment i (every scrub does them). */
@@ -385,19 +411,32 @@ static int check_segment(struct scrub *s, uint32_t i, uint8_t *gone)
     return r;
 }
 
+/* Check the blocks [i, j) of segment si from buf, which holds the object's
+ * bytes [start, start + got). */
+static int check_fetched(struct scrub *s, uint32_t si, const struct gfs_sealkey *k, uint8_t *out,
+                         size_t i, size_t j, const uint8_t *buf, uint64_t start, size_t got)
+{
+    int r = 0;
+    tally(s, &s->res.blocks_checked, j - i);
+    for (; i < j && r == 0; i++) {
+        const struct gfs_bm_entry *e = &s->blks[i].e;
+        uint64_t at = e->offset - start, span = gfs_seg_span(e->length, e->flags);
+        if (e->offset < start || at + span > got ||
+            gfs_blk_check_k(&s->v->sv, s->blks[i].b, e, k, buf + at, span, out) < 0)
+            r = add_pending(s, GLIDEFS_SCRUB_DAMAGED_BLOCK, si, &s->blks[i]);
+    }
+    return r;
+}
+
 /* Deep mode: fetch and check the blocks [lo, hi) of segment si, in runs of
- * adjacent payloads. */
-static int check_blocks(struct scrub *s, uint32_t si, size_t lo, size_t hi, uint8_t *gone)
+ * adjacent payloads (k: the segment's key, NULL unsealed; out: a block). */
+static int check_blocks(struct scrub *s, uint32_t si, size_t lo, size_t hi, uint8_t *gone,
+                        const struct gfs_sealkey *k, uint8_t *out)
 {
     glidefs_volume *v = s->v;
     const struct sseg *g = &s->segs[si];
-    struct gfs_sealkey k = {0};
-    int sealed = gfs_codec_sealed(v->codec);
-    if (sealed && gfs_codec_sealkey(v->codec, g->key_gen, g->key, &k) < 0)
-        k.gen = UINT32_MAX; /* no key: every block fails (gfs_blk_check_k) */
-    CLEANUP_FREE uint8_t *out = malloc(v->bs);
     CLEANUP_FREE uint8_t *buf = NULL;
-    int r = out ? 0 : -ENOMEM;
+    int r = 0;
     for (size_t i = lo; i < hi && r == 0;) {
         /* a run: payloads back to back, at most RUN_MAX bytes, inside the object */
         uint64_t start = s->blks[i].e.offset, end = start;
@@ -415,16 +454,14 @@ static int check_blocks(struct scrub *s, uint32_t si, size_t lo, size_t hi, uint
             /* not inside the object, or overlapping the one before: alone */
             const struct gfs_bm_entry *e = &s->blks[i].e;
             uint64_t span = gfs_seg_span(e->length, e->flags);
-            tally(s, &s->res.blocks_checked, 1);
             if (e->offset + span > g->listed || span > RUN_MAX) {
+                tally(s, &s->res.blocks_checked, 1);
                 r = add_pending(s, GLIDEFS_SCRUB_DAMAGED_BLOCK, si, &s->blks[i]);
                 i++;
                 continue;
             }
             end = start + span;
             j = i + 1;
-        } else {
-            tally(s, &s->res.blocks_checked, j - i);
         }
         uint8_t *nb = realloc(buf, end - start);
         if (!nb) {
@@ -448,15 +485,78 @@ static int check_blocks(struct scrub *s, uint32_t si, size_t lo, size_t hi, uint
             break;
         }
         tally(s, &s->res.bytes_read, got);
-        for (; i < j && r == 0; i++) {
-            const struct gfs_bm_entry *e = &s->blks[i].e;
-            uint64_t at = e->offset - start, span = gfs_seg_span(e->length, e->flags);
-            if (at + span > got ||
-                gfs_blk_check_k(&v->sv, s->blks[i].b, e, sealed ? &k : NULL, buf + at, span,
-                                out) < 0)
-                r = add_pending(s, GLIDEFS_SCRUB_DAMAGED_BLOCK, si, &s->blks[i]);
-        }
+        r = check_fetched(s, si, k, out, i, j, buf, start, got);
+        i = j;
     }
+    return r;
+}
+
+/* Deep mode's unit: segment si's quick checks and its live blocks [lo, hi)
+ * (sorted by offset) from one GET of the object's front — the header and
+ * the payloads together, as far as RUN_MAX reaches: one request per
+ * segment, like a plain GET loop over the objects. Payloads beyond it (a
+ * segment larger than RUN_MAX) follow in runs. */
+static int check_segment_deep(struct scrub *s, uint32_t si, size_t lo, size_t hi, uint8_t *gone)
+{
+    glidefs_volume *v = s->v;
+    struct sseg *g = &s->segs[si];
+    tally(s, &s->res.segments_checked, 1);
+    if (g->listed == NOT_LISTED) {
+        gone[si] = 1;
+        return add_pending(s, GLIDEFS_SCRUB_MISSING, si, NULL);
+    }
+    int r = 0;
+    int short_ = (g->total && g->listed != g->total) || g->max_end > g->listed;
+    if (short_ && (r = add_pending(s, GLIDEFS_SCRUB_SIZE, si, NULL)) < 0)
+        return r;
+    /* the front: at least a header's first 4 KiB, up to the furthest
+     * payload end within RUN_MAX */
+    uint64_t want = 4096;
+    for (size_t i = lo; i < hi; i++) {
+        const struct gfs_bm_entry *e = &s->blks[i].e;
+        uint64_t end = e->offset + gfs_seg_span(e->length, e->flags);
+        if (end <= RUN_MAX && end > want)
+            want = end;
+    }
+    CLEANUP_FREE uint8_t *buf = NULL;
+    size_t got = 0, need = 0;
+    if (want > g->listed)
+        want = g->listed;
+    r = want ? get_front(s, g, &buf, (size_t)want, &got) : 0;
+    if (r == 0) {
+        r = got ? judge_header(s, g, buf, got, short_ ? 0 : g->listed, &need) : 1;
+        if (r == -EAGAIN) /* a header longer than the front fetched: its own GET */
+            r = got < want ? 1 : check_header(s, g, short_ ? 0 : g->listed);
+    }
+    if (r == -ENOENT) {
+        gone[si] = 1;
+        return add_pending(s, GLIDEFS_SCRUB_MISSING, si, NULL);
+    }
+    if (r == 1)
+        r = add_pending(s, GLIDEFS_SCRUB_BAD_HEADER, si, NULL);
+    if (r < 0) {
+        if (r != -ECANCELED)
+            gfs_err(&v->log, "%s: scrub cannot read %s: %s", v->name, g->key,
+                    glidefs_strerror(r));
+        return r;
+    }
+    if (lo == hi)
+        return 0;
+    struct gfs_sealkey k = {0};
+    int sealed = gfs_codec_sealed(v->codec);
+    if (sealed && gfs_codec_sealkey(v->codec, g->key_gen, g->key, &k) < 0)
+        k.gen = UINT32_MAX; /* no key: every block fails (gfs_blk_check_k) */
+    CLEANUP_FREE uint8_t *out = malloc(v->bs);
+    r = out ? 0 : -ENOMEM;
+    /* the blocks inside the front, checked from it; the rest fetched */
+    size_t i = lo;
+    while (r == 0 && i < hi &&
+           s->blks[i].e.offset + gfs_seg_span(s->blks[i].e.length, s->blks[i].e.flags) <= got)
+        i++;
+    if (r == 0 && i > lo)
+        r = check_fetched(s, si, sealed ? &k : NULL, out, lo, i, buf, 0, got);
+    if (r == 0 && i < hi)
+        r = check_blocks(s, si, i, hi, gone, sealed ? &k : NULL, out);
     gfs_sealkey_wipe(&k);
     return r;
 }
@@ -607,8 +707,8 @@ static void *run_units_worker(void *arg)
         if (k >= w->n)
             break;
         const struct unit *u = &w->units[k];
-        int r = !w->deep ? check_segment(w->s, u->si, w->gone)
-                : w->gone[u->si] ? 0 : check_blocks(w->s, u->si, u->lo, u->hi, w->gone);
+        int r = w->deep ? check_segment_deep(w->s, u->si, u->lo, u->hi, w->gone)
+                        : check_segment(w->s, u->si, w->gone);
         int none = 0;
         if (r < 0)
             atomic_compare_exchange_strong(&w->err, &none, r);
@@ -744,30 +844,42 @@ GLIDEFS_API int glidefs_scrub_ex(glidefs_volume *v, unsigned flags,
     if (!gone)
         return -ENOMEM;
     r = list_store(&s, origins, norigins);
-    /* a unit per segment: its header, then (deep) its run of blocks */
+    /* a unit per segment: its header, and in deep mode its live blocks
+     * (s.blks sorted by segment, then offset) */
     CLEANUP_FREE struct unit *units = malloc((s.nsegs ? s.nsegs : 1) * sizeof *units);
     if (r == 0 && !units)
         r = -ENOMEM;
     if (r == 0) {
-        for (uint32_t i = 0; i < s.nsegs; i++)
-            units[i] = (struct unit){i, 0, 0};
-        r = run_units(&s, gone, 0, units, s.nsegs);
-    }
-    if (r == 0 && deep) {
-        if (s.nblks) /* none: an empty volume (qsort wants a non-NULL array) */
+        if (deep && s.nblks) /* none: an empty volume (qsort wants a non-NULL array) */
             qsort(s.blks, s.nblks, sizeof *s.blks, cmp_blk);
-        size_t nu = 0;
-        for (size_t i = 0; i < s.nblks;) {
-            size_t j = i;
-            while (j < s.nblks && s.blks[j].si == s.blks[i].si)
-                j++;
-            units[nu++] = (struct unit){s.blks[i].si, i, j};
-            i = j;
+        size_t k = 0;
+        for (uint32_t i = 0; i < s.nsegs; i++) {
+            size_t lo = k;
+            while (deep && k < s.nblks && s.blks[k].si == i)
+                k++;
+            units[i] = (struct unit){i, lo, k};
         }
-        r = run_units(&s, gone, 1, units, nu);
+        r = run_units(&s, gone, deep, units, s.nsegs);
     }
     if (r < 0)
         return r;
+    /* a reader judges the findings against the store as it is now, not as
+     * it last followed it (an offline scrub does not follow at all while it
+     * runs): a segment the writer compacted away meanwhile is no loss */
+    pthread_mutex_lock(&v->lock);
+    int follower = !v->owner && !v->fenced;
+    pthread_mutex_unlock(&v->lock);
+    if (follower) {
+        pthread_mutex_lock(&v->own_lock);
+        r = gfs_volume_refresh(v);
+        pthread_mutex_unlock(&v->own_lock);
+        /* (a newer object that is no segment, say, stops the follow: the
+         * findings are then judged against the map as last loaded) */
+        if (r < 0)
+            gfs_warn(&v->log, "%s: scrub judges its findings against the store as last read: "
+                     "reading its current state failed: %s", v->name, glidefs_strerror(r));
+        r = 0;
+    }
     pthread_mutex_lock(&v->lock);
     r = settle(&s, fixing);
     /* what a snapshot that cannot be read keeps is unknown: no orphans then */

@@ -299,6 +299,8 @@ GLIDEFS_API int glidefs_volume_open(const glidefs_config *cfg, const char *name,
     *out = NULL;
     if (!glidefs_name_valid(name))
         return -EINVAL;
+    if ((flags & GLIDEFS_OPEN_NOFOLLOW) && !(flags & GLIDEFS_OPEN_READONLY))
+        return -EINVAL;
     if ((flags & GLIDEFS_OPEN_CREATE) &&
         (create_size == 0 || create_size % 512 || create_size > GLIDEFS_MAX_VOLUME_SIZE))
         return -EINVAL;
@@ -332,6 +334,7 @@ GLIDEFS_API int glidefs_volume_open(const glidefs_config *cfg, const char *name,
     v->sync.max_unsynced_ms = (int64_t)cfg->storage_max_unsynced_s * 1000;
     v->sync.max_unsynced_bytes = cfg->storage_max_unsynced_bytes;
     v->ro_forced = !!(flags & GLIDEFS_OPEN_READONLY);
+    v->own.nofollow = !!(flags & GLIDEFS_OPEN_NOFOLLOW);
     v->read_only = 1; /* until the lease is ours */
     v->next_seq = 1;
     snprintf(v->own.node_id, sizeof v->own.node_id, "%s", cfg->node_id ? cfg->node_id : "node");

@@ -321,8 +321,10 @@ static int do_scrub(glidefs_config *cfg, const char *name, int deep, int del)
     glidefs_volume *v;
     /* deleting needs the write lease: a read-write open takes it (or
      * attaches read-only when a live node holds it: the scrub then says
-     * -EROFS) */
-    int r = glidefs_volume_open(cfg, name, 0, del ? 0 : GLIDEFS_OPEN_READONLY, &v);
+     * -EROFS). A read-only scrub does not follow a writer while it runs
+     * (no lease read each second): it refreshes once, before judging. */
+    int r = glidefs_volume_open(cfg, name, 0,
+                                del ? 0 : GLIDEFS_OPEN_READONLY | GLIDEFS_OPEN_NOFOLLOW, &v);
     if (r < 0) {
         fprintf(stderr, "glidefs-image: cannot open volume %s: %s\n", name, glidefs_strerror(r));
         return 1;

@@ -125,6 +125,12 @@ typedef struct glidefs_volume glidefs_volume;
 #define GLIDEFS_OPEN_CREATE 0x1u    /* create with create_size if the volume does not exist */
 #define GLIDEFS_OPEN_READONLY 0x2u  /* never write: writes fail with -EROFS */
 #define GLIDEFS_OPEN_EXCLUSIVE 0x4u /* with CREATE: fail with -EEXIST if it exists */
+/* With READONLY: do not follow the store while open (no lease read every
+ * second, no new segments applied); the map is the store's as of the open.
+ * For one-shot readers such as an offline scrub, which refreshes once
+ * before it judges its findings. Without READONLY: -EINVAL. */
+#define GLIDEFS_OPEN_NOFOLLOW 0x8u
+#define GLIDEFS_HAVE_OPEN_NOFOLLOW 1
 
 /* Open (or create) volume `name` in the config's store, with its cache and
  * journal under <cache.dir>/<name>/. Recovers the journal left by a crash:
