@@ -37,8 +37,9 @@ static inline int gfs_blk_plain(const struct gfs_bm_entry *e, uint32_t bs)
  * payload's span, with its CRC trailer if it has one) from segment object
  * segname ("nbd/<vol>/seg/<E>-<S>": it names the segment key, with
  * e->key_gen) and decode them into buf (bs bytes; may equal stored for a
- * plain block). -EIO if they fail the checksum or authentication; logs
- * nothing. */
+ * plain block). -EIO if they fail the checksum (a plain volume's CRC-32C)
+ * or authentication (a sealed volume's AEAD tag, which covers what a CRC
+ * would); logs nothing. */
 int gfs_blk_check(const struct gfs_view *sv, uint64_t b, const struct gfs_bm_entry *e,
                   const char *segname, const uint8_t *stored, size_t got, void *buf);
 /* The same with the segment's key already derived (NULL when the volume is
