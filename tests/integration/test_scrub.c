@@ -7,8 +7,9 @@
  * its last payload (quick: a size finding; deep: that and the cut block),
  * a segment deleted (missing), a header byte flipped (bad header). Each
  * scrub runs on a fresh read-only open, as glidefs-image does. Links the
- * internal library to find each block's segment and offset and damages the
- * file:// store's files directly.
+ * internal library to find each block's segment and offset; damages the
+ * store through its own interface (whole-object GET, then PUT or DELETE),
+ * so the suite runs on file:// and again on s3:// (test_scrub_s3).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -104,25 +105,54 @@ static void expect(glidefs_config *c, unsigned flags, const struct want *w, uint
     }
 }
 
-static void flip(const struct tu_env *env, const char *key, uint64_t at)
+/* The damage is done through the store's own interface (a whole-object GET,
+ * then a PUT or DELETE), so the scenarios run on file:// and on s3:// alike. */
+static struct gfs_objstore *store_of(const glidefs_config *c)
 {
-    char path[1200];
-    snprintf(path, sizeof path, "%s/%s", env->store, key);
-    int fd = open(path, O_RDWR);
-    assert_true(fd >= 0);
-    uint8_t c;
-    assert_int_equal(pread(fd, &c, 1, (off_t)at), 1);
-    c ^= 0x10;
-    assert_int_equal(pwrite(fd, &c, 1, (off_t)at), 1);
-    close(fd);
+    struct gfs_objstore *st = NULL;
+    char err[256];
+    assert_int_equal(gfs_objstore_open(c, NULL, &st, err, sizeof err), 0);
+    return st;
+}
+
+/* Object key, its first len bytes kept (len: all) and byte at flipped
+ * (at >= len: none). */
+static void rewrite(const glidefs_config *c, const char *key, uint64_t len, uint64_t at)
+{
+    struct gfs_objstore *st = store_of(c);
+    void *buf = NULL;
+    size_t n = 0;
+    assert_int_equal(st->ops->get(st, key, 64u << 20, &buf, &n, NULL), 0);
+    if (len > n)
+        len = n;
+    if (at < len)
+        ((uint8_t *)buf)[at] ^= 0x10;
+    assert_int_equal(st->ops->put(st, key, buf, len, 0, NULL), 0);
+    free(buf);
+    gfs_objstore_close(st);
+}
+
+static void flip(const glidefs_config *c, const char *key, uint64_t at)
+{
+    rewrite(c, key, UINT64_MAX, at);
+}
+
+static void cut(const glidefs_config *c, const char *key, uint64_t len)
+{
+    rewrite(c, key, len, UINT64_MAX);
+}
+
+static void drop(const glidefs_config *c, const char *key)
+{
+    struct gfs_objstore *st = store_of(c);
+    assert_int_equal(st->ops->del(st, key), 0);
+    gfs_objstore_close(st);
 }
 
 static void scenario(int sealed)
 {
     struct tu_env env;
     tu_env_init(&env, sealed ? "scrub-sealed" : "scrub-plain");
-    if (strncmp(env.url, "file://", 7) != 0)
-        skip(); /* the store is damaged as files */
     glidefs_config *c = cfg(&env, sealed);
     glidefs_volume *v;
     assert_int_equal(glidefs_volume_open(c, "sc", SZ, GLIDEFS_OPEN_CREATE, &v), 0);
@@ -153,15 +183,13 @@ static void scenario(int sealed)
     expect(c, GLIDEFS_SCRUB_DEEP, NULL, 0);
 
     /* a payload byte of block 5: only deep reads it */
-    flip(&env, ka, e5.offset + 7);
+    flip(c, ka, e5.offset + 7);
     expect(c, 0, NULL, 0);
     const struct want w1[] = {{GLIDEFS_SCRUB_DAMAGED_BLOCK, ka, 5 * BS}};
     expect(c, GLIDEFS_SCRUB_DEEP, w1, 1);
 
     /* segment B cut inside its last payload (block 31) */
-    char path[1200];
-    snprintf(path, sizeof path, "%s/%s", env.store, kb);
-    assert_int_equal(truncate(path, (off_t)(e31.offset + span31 - 10)), 0);
+    cut(c, kb, e31.offset + span31 - 10);
     const struct want w2[] = {{GLIDEFS_SCRUB_SIZE, kb, 0},
                               {GLIDEFS_SCRUB_DAMAGED_BLOCK, ka, 5 * BS},
                               {GLIDEFS_SCRUB_DAMAGED_BLOCK, kb, 31 * BS}};
@@ -169,8 +197,7 @@ static void scenario(int sealed)
     expect(c, GLIDEFS_SCRUB_DEEP, w2, 3);
 
     /* segment C gone */
-    snprintf(path, sizeof path, "%s/%s", env.store, kc);
-    assert_int_equal(unlink(path), 0);
+    drop(c, kc);
     const struct want w3[] = {{GLIDEFS_SCRUB_SIZE, kb, 0},
                               {GLIDEFS_SCRUB_MISSING, kc, 0},
                               {GLIDEFS_SCRUB_DAMAGED_BLOCK, ka, 5 * BS},
@@ -179,7 +206,7 @@ static void scenario(int sealed)
     expect(c, GLIDEFS_SCRUB_DEEP, w3, 4);
 
     /* a byte of segment D's header (inside its fixed part, past the magic) */
-    flip(&env, kd, 12);
+    flip(c, kd, 12);
     const struct want w4[] = {{GLIDEFS_SCRUB_SIZE, kb, 0},
                               {GLIDEFS_SCRUB_MISSING, kc, 0},
                               {GLIDEFS_SCRUB_BAD_HEADER, kd, 0},
@@ -216,8 +243,6 @@ static void repair_scenario(int sealed)
 {
     struct tu_env env;
     tu_env_init(&env, sealed ? "repair-sealed" : "repair-plain");
-    if (strncmp(env.url, "file://", 7) != 0)
-        skip();
     glidefs_config *c = cfg(&env, sealed);
     glidefs_volume *v;
     assert_int_equal(glidefs_volume_open(c, "sc", SZ, GLIDEFS_OPEN_CREATE, &v), 0);
@@ -257,14 +282,11 @@ static void repair_scenario(int sealed)
     gfs_cache_drop(&v->cache, 40);
     pthread_mutex_unlock(&v->lock);
 
-    flip(&env, ka, e5.offset + 7);
-    flip(&env, ka, e6.offset + 9);
-    char path[1200];
-    snprintf(path, sizeof path, "%s/%s", env.store, kb);
-    assert_int_equal(truncate(path, (off_t)(e31.offset + span31 - 10)), 0);
-    snprintf(path, sizeof path, "%s/%s", env.store, kc);
-    assert_int_equal(unlink(path), 0);
-    flip(&env, kd, 12);
+    flip(c, ka, e5.offset + 7);
+    flip(c, ka, e6.offset + 9);
+    cut(c, kb, e31.offset + span31 - 10);
+    drop(c, kc);
+    flip(c, kd, 12);
 
     struct glidefs_scrub_result res;
     memset(&res, 0, sizeof res);
@@ -340,8 +362,6 @@ static void test_pinned(void **state)
     (void)state;
     struct tu_env env;
     tu_env_init(&env, "scrub-pinned");
-    if (strncmp(env.url, "file://", 7) != 0)
-        skip();
     glidefs_config *c = cfg(&env, 0);
     glidefs_volume *v;
     assert_int_equal(glidefs_volume_open(c, "sc", SZ, GLIDEFS_OPEN_CREATE, &v), 0);
@@ -365,7 +385,7 @@ static void test_pinned(void **state)
     assert_int_equal(res.segments_checked, 2); /* the map's and the snapshot's */
     assert_int_equal(res.nfindings, 0);
 
-    flip(&env, kp, 12);
+    flip(c, kp, 12);
     memset(&res, 0, sizeof res);
     assert_int_equal(glidefs_scrub(v, GLIDEFS_SCRUB_DEEP, &res, sizeof res), 0);
     assert_int_equal(res.nfindings, 1);
@@ -373,9 +393,7 @@ static void test_pinned(void **state)
     assert_string_equal(res.findings[0].key, kp);
     assert_int_equal(res.damaged_blocks, 0);
 
-    char path[1200];
-    snprintf(path, sizeof path, "%s/%s", env.store, kp);
-    assert_int_equal(unlink(path), 0);
+    drop(c, kp);
     memset(&res, 0, sizeof res);
     assert_int_equal(glidefs_scrub(v, 0, &res, sizeof res), 0);
     assert_int_equal(res.missing_segments, 1);
@@ -394,8 +412,9 @@ static void test_pinned(void **state)
      * failed scrub); its segment is no longer known to be kept */
     struct gfs_snapinfo si;
     assert_int_equal(gfs_snap_read(v->store, "sc", "s1", &si), 0);
-    snprintf(path, sizeof path, "%s/nbd/sc/manifest/%s", env.store, si.manifest);
-    assert_int_equal(unlink(path), 0);
+    char mkey[512];
+    snprintf(mkey, sizeof mkey, "nbd/sc/manifest/%s", si.manifest);
+    drop(c, mkey);
     memset(&res, 0, sizeof res);
     assert_int_equal(glidefs_scrub(v, 0, &res, sizeof res), 0);
     assert_int_equal(res.bad_snapshots, 1);
@@ -507,8 +526,6 @@ static void test_large_segment(void **state)
     (void)state;
     struct tu_env env;
     tu_env_init(&env, "scrub-large");
-    if (strncmp(env.url, "file://", 7) != 0)
-        skip(); /* the store is damaged as files */
     glidefs_config *c = cfg(&env, 0);
     tu_set(c, "servers.nbd.blocks_per_batch", "2048");
     enum { LB = 2048 };
@@ -532,8 +549,8 @@ static void test_large_segment(void **state)
     assert_int_equal(res.gets, 3); /* the front, then two runs of at most 4 MiB */
     assert_int_equal(glidefs_volume_close(v), 0);
 
-    flip(&env, k0, e10.offset + 5);
-    flip(&env, k0, e2000.offset + 5);
+    flip(c, k0, e10.offset + 5);
+    flip(c, k0, e2000.offset + 5);
     assert_int_equal(glidefs_volume_open(c, "sc", 0, GLIDEFS_OPEN_READONLY, &v), 0);
     memset(&res, 0, sizeof res);
     assert_int_equal(glidefs_scrub(v, GLIDEFS_SCRUB_DEEP, &res, sizeof res), 0);
