@@ -32,7 +32,11 @@ vhost - vhost-user-blk (issue 30): glidefsd with servers.vhost_user.dir,
 crash - scenario 2, crash under a live guest: the host makes an ext4 image
         (with a journal) and imports it with glidefs-image; the guest writes
         files in a loop, each made durable with dd conv=fsync and sync DIR,
-        and reports each durable one; glidefsd gets SIGKILL mid-run; a daemon
+        and reports each durable one. First glidefsd is replaced 5 times
+        with `glidefsd --takeover` (issue 27), each after one more durable
+        file: no I/O error in the guest (console and dd/sync), QEMU's one
+        NBD connection id taken over by each new process. Then glidefsd
+        gets SIGKILL mid-run; a daemon
         restarted on the same cache dir serves a new guest, which mounts (the
         journal replays), must find every reported file intact, and unmounts
         cleanly; e2fsck -fn of the exported image is clean.
