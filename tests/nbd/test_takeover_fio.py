@@ -4,6 +4,7 @@ connection per export) writes four exports at queue depth 16 with crc32c
 verification while glidefsd is replaced TAKEOVERS (20) times with
 `glidefsd --takeover`; nothing may fail and nothing may reconnect.
 
+fio reaches two exports over the unix socket and two over TCP (loopback).
 Per export, fio does random writes of 4-32 KiB in the lower half (16 MiB),
 a FLUSH after every 8th write (fsync=8), reads back and checks every 32
 writes while more are in flight (verify_backlog), and after each pass over
@@ -103,7 +104,7 @@ class FuaWriters:
         return all(o >= s + k for o, s in zip(self.ops, since)) or bool(self.errors)
 
 
-def fio_job(d, path):
+def fio_job(d, path, port):
     with open(path, "w") as f:
         f.write(f"""[global]
 ioengine=nbd
@@ -119,8 +120,10 @@ verify_backlog=32
 verify_fatal=1
 verify_state_save=0
 """)
-        for name in EXPORTS:
-            f.write(f"[{name}]\nuri=nbd+unix:///{name}?socket={d.sock}\n")
+        for i, name in enumerate(EXPORTS):  # two over the unix socket, two over TCP
+            uri = (f"nbd+unix:///{name}?socket={d.sock}" if i < 2
+                   else f"nbd://127.0.0.1:{port}/{name}")
+            f.write(f"[{name}]\nuri={uri}\n")
 
 
 def log_lines(d, pid, what):
@@ -138,13 +141,14 @@ def successor(d):
 def main():
     base = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"glidefsd-takeover-fio-{os.getpid()}")
     t0 = time.monotonic()
-    d = nbdtest.Daemon(base=base, size="32M")
+    port = nbdtest.free_tcp_port()
+    d = nbdtest.Daemon(base=base, size="32M", tcp=f'"127.0.0.1:{port}"')
     with d:
         d.start()
         w = FuaWriters(d)
         t.ok(all(h.can_fua() for _, h in w.handles), "every export offers FUA")
         job = os.path.join(base, "takeover.fio")
-        fio_job(d, job)
+        fio_job(d, job, port)
         fio_out = open(os.path.join(base, "fio.out"), "w+")
         fio = subprocess.Popen([FIO, "--output-format=json", job], stdout=fio_out,
                                stderr=subprocess.STDOUT, cwd=base)
