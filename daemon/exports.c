@@ -396,6 +396,16 @@ int gd_registry_set_durability(struct gd_registry *r, const char *name,
     return 0;
 }
 
+void gd_registry_foreach_durability(struct gd_registry *r,
+                                    void (*fn)(void *arg, const char *name,
+                                               const struct glidefs_durability *d),
+                                    void *arg)
+{
+    SCOPED_LOCK(&r->lock);
+    for (struct dur_override *o = r->durs; o; o = o->next)
+        fn(arg, o->name, &o->d);
+}
+
 void gd_export_release(struct gd_export *e, int conn)
 {
     struct gd_registry *r = e->reg;

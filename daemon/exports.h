@@ -46,6 +46,12 @@ int gd_export_acquire_ex(struct gd_registry *r, const char *name, int conn, uint
  * max_unsynced_s and max_unsynced_bytes are the defaults). 0 or -ENOMEM. */
 int gd_registry_set_durability(struct gd_registry *r, const char *name,
                                const struct glidefs_durability *d);
+/* Every durability set through the API so far (a takeover hands them to
+ * the successor), under the registry lock: fn must not call back into r. */
+void gd_registry_foreach_durability(struct gd_registry *r,
+                                    void (*fn)(void *arg, const char *name,
+                                               const struct glidefs_durability *d),
+                                    void *arg);
 
 /* Client connections of e now. */
 int gd_export_conns(struct gd_export *e);

@@ -252,6 +252,32 @@ static void add_export(void *arg, const char *name, unsigned open_flags)
     l->v[l->n++].open_flags = open_flags & GLIDEFS_OPEN_READONLY;
 }
 
+/* The durability modes set through the REST API: they live in the
+ * registry only (until a restart), so they travel with the takeover. */
+struct dur_list {
+    struct gd_tko_durability *v;
+    uint32_t n, cap;
+    bool oom;
+};
+
+static void add_durability(void *arg, const char *name, const struct glidefs_durability *d)
+{
+    struct dur_list *l = arg;
+    if (l->n == l->cap) {
+        uint32_t cap = l->cap ? l->cap * 2 : 8;
+        struct gd_tko_durability *v = cap <= GD_TKO_MAX_DURS ? realloc(l->v, cap * sizeof *v)
+                                                             : NULL;
+        if (!v) {
+            l->oom = true;
+            return;
+        }
+        l->v = v;
+        l->cap = cap;
+    }
+    snprintf(l->v[l->n].name, sizeof l->v[l->n].name, "%s", name);
+    l->v[l->n++].d = *d;
+}
+
 /* Parked, suspended: send everything, wait for the ACK, COMMIT. 0 once
  * committed, else a negative errno with err (nothing committed). */
 static int hand_off(int cfd, struct gd_registry *reg, struct gd_server *srv, int lock_fd,
@@ -259,16 +285,20 @@ static int hand_off(int cfd, struct gd_registry *reg, struct gd_server *srv, int
 {
     struct export_list el = { 0 };
     gd_registry_foreach_suspended(reg, add_export, &el);
+    struct dur_list dl = { 0 };
+    gd_registry_foreach_durability(reg, add_durability, &dl);
     int parked = gd_server_parked_count(srv);
     struct gd_tko_state st;
     memset(&st, 0, sizeof st);
     st.exports = el.v;
     st.nexports = el.n;
+    st.durs = dl.v;
+    st.ndurs = dl.n;
     st.conns = calloc((size_t)parked + 1, sizeof *st.conns);
     int *fds = calloc((size_t)parked + 2 + GD_TKO_MAX_LISTEN, sizeof *fds);
     uint8_t *msg = NULL;
     size_t len = 0;
-    int rc = el.oom || !st.conns || !fds ? -ENOMEM : 0;
+    int rc = el.oom || dl.oom || !st.conns || !fds ? -ENOMEM : 0;
     if (rc == 0) {
         fds[0] = lock_fd;
         rc = gd_server_handoff_state(srv, &st, fds);
@@ -287,6 +317,7 @@ static int hand_off(int cfd, struct gd_registry *reg, struct gd_server *srv, int
     free(fds);
     free(st.conns);
     free(el.v);
+    free(dl.v);
     if (rc < 0)
         return rc;
     uint8_t ack[GD_TKO_ACK_SIZE];
@@ -490,6 +521,19 @@ int gd_takeover_take(const glidefs_config *cfg, struct gd_registry *reg, struct 
         return rc;
     }
     fault_point("received");
+    /* Durability set through the API first: each volume gets it as it opens. */
+    for (uint32_t i = 0; i < st.ndurs; i++) {
+        rc = gd_registry_set_durability(reg, st.durs[i].name, &st.durs[i].d);
+        if (rc < 0) {
+            snprintf(err, errlen, "durability of export %s: %s", st.durs[i].name,
+                     glidefs_strerror(rc));
+            close(s);
+            return rc;
+        }
+        gd_info("takeover: export %s keeps the durability set through the API (%s)",
+                st.durs[i].name,
+                st.durs[i].d.mode == GLIDEFS_DURABILITY_STORE ? "store" : "local");
+    }
     /* The volumes, as the old process had them (same cache dir: the same
      * writer, so each lease carries over). */
     struct gd_export **exps = calloc(st.nexports ? st.nexports : 1, sizeof *exps);

@@ -15,6 +15,8 @@ static const char MAGIC_HELLO[8] = { 'G', 'F', 'S', 'T', 'K', 'H', 'I', '1' };
 static const char MAGIC_ACK[8] = { 'G', 'F', 'S', 'T', 'K', 'O', 'K', '1' };
 static const char MAGIC_COMMIT[8] = { 'G', 'F', 'S', 'T', 'K', 'G', 'O', '1' };
 static const char MAGIC_STATE[8] = { 'G', 'F', 'S', 'T', 'K', 'S', 'T', '1' };
+static const char MAGIC_DURS[4] = { 'D', 'U', 'R', '1' };
+#define DUR_FIXED 17 /* name length, mode, max_unsynced_ms, max_unsynced_bytes */
 
 static void put16(uint8_t *p, uint16_t v)
 {
@@ -108,14 +110,21 @@ static size_t body_size(const struct gd_tko_state *st)
         n += 1 + strlen(st->exports[i].name) + 4;
     for (uint32_t i = 0; i < st->nconns; i++)
         n += 8 + 8 + 2 + 1 + 4 + 1 + strlen(st->conns[i].peer) + 4 + st->conns[i].pending_len;
+    if (st->ndurs > 0)
+        n += sizeof MAGIC_DURS + 4;
+    for (uint32_t i = 0; i < st->ndurs; i++)
+        n += DUR_FIXED + strlen(st->durs[i].name);
     return n;
 }
 
 int gd_tko_encode_state(const struct gd_tko_state *st, uint8_t **out, size_t *outlen)
 {
     if (st->nlisten > GD_TKO_MAX_LISTEN || st->nconns > GD_TKO_MAX_CONNS ||
-        st->nexports > GD_TKO_MAX_EXPORTS)
+        st->nexports > GD_TKO_MAX_EXPORTS || st->ndurs > GD_TKO_MAX_DURS)
         return -EINVAL;
+    for (uint32_t i = 0; i < st->ndurs; i++)
+        if (strlen(st->durs[i].name) > GLIDEFS_NAME_MAX)
+            return -EINVAL;
     for (uint32_t i = 0; i < st->nlisten; i++)
         if (strlen(st->listen[i].path) > GD_TKO_MAX_PATH)
             return -EINVAL;
@@ -169,6 +178,21 @@ int gd_tko_encode_state(const struct gd_tko_state *st, uint8_t **out, size_t *ou
         if (c->pending_len)
             memcpy(p + 4, c->pending, c->pending_len);
         p += 4 + c->pending_len;
+    }
+    if (st->ndurs > 0) {
+        memcpy(p, MAGIC_DURS, sizeof MAGIC_DURS);
+        put32(p + 4, st->ndurs);
+        p += sizeof MAGIC_DURS + 4;
+    }
+    for (uint32_t i = 0; i < st->ndurs; i++) {
+        const struct gd_tko_durability *du = &st->durs[i];
+        size_t n = strlen(du->name);
+        *p++ = (uint8_t)n;
+        memcpy(p, du->name, n);
+        put32(p + n, du->d.mode);
+        put32(p + n + 4, du->d.max_unsynced_ms);
+        put64(p + n + 8, du->d.max_unsynced_bytes);
+        p += n + 16;
     }
     *out = b;
     *outlen = GD_TKO_HDR_SIZE + body;
@@ -340,8 +364,39 @@ int gd_tko_decode_state(const uint8_t *buf, size_t len, struct gd_tko_state *st,
             return fail(err, errlen, "connection %llu: %u pending bytes",
                         (unsigned long long)c->id, c->pending_len);
     }
-    if (r.p != r.end)
+    if (r.p == r.end)
+        return 0; /* no durability set through the API (or a stage-1 sender) */
+    if (!take(&r, sizeof MAGIC_DURS + 4, &p) || memcmp(p, MAGIC_DURS, sizeof MAGIC_DURS) != 0)
         return fail(err, errlen, "%zu bytes after the last connection", (size_t)(r.end - r.p));
+    st->ndurs = get32(p + sizeof MAGIC_DURS);
+    if (st->ndurs == 0 || st->ndurs > GD_TKO_MAX_DURS ||
+        (uint64_t)st->ndurs * (DUR_FIXED + 1) > (uint64_t)(r.end - r.p))
+        return fail(err, errlen, "%u durability entries in %zu bytes", st->ndurs,
+                    (size_t)(r.end - r.p));
+    st->durs = calloc(st->ndurs, sizeof *st->durs);
+    if (!st->durs)
+        return -ENOMEM;
+    for (uint32_t i = 0; i < st->ndurs; i++) {
+        struct gd_tko_durability *du = &st->durs[i];
+        if (!take(&r, 1, &p))
+            return fail(err, errlen, "durability %u: truncated", i);
+        size_t n = p[0];
+        if (!take_str(&r, n, du->name, sizeof du->name) || !glidefs_name_valid(du->name))
+            return fail(err, errlen, "durability %u: not a valid export name", i);
+        if (!take(&r, 16, &p))
+            return fail(err, errlen, "durability of %s: truncated", du->name);
+        du->d.mode = get32(p);
+        du->d.max_unsynced_ms = get32(p + 4);
+        du->d.max_unsynced_bytes = get64(p + 8);
+        if (du->d.mode != GLIDEFS_DURABILITY_LOCAL && du->d.mode != GLIDEFS_DURABILITY_STORE)
+            return fail(err, errlen, "durability of %s: unknown mode %u", du->name, du->d.mode);
+        for (uint32_t j = 0; j < i; j++)
+            if (strcmp(st->durs[j].name, du->name) == 0)
+                return fail(err, errlen, "durability of %s listed twice", du->name);
+    }
+    if (r.p != r.end)
+        return fail(err, errlen, "%zu bytes after the last durability entry",
+                    (size_t)(r.end - r.p));
     return 0;
 }
 
@@ -349,6 +404,8 @@ void gd_tko_state_free(struct gd_tko_state *st)
 {
     free(st->exports);
     free(st->conns);
+    free(st->durs);
     st->exports = NULL;
     st->conns = NULL;
+    st->durs = NULL;
 }

@@ -8,7 +8,9 @@
  *   new -> old  HELLO  (GD_TKO_HELLO_SIZE bytes)
  *   old -> new  STATE  header (GD_TKO_HDR_SIZE) + body: listeners, exports,
  *               connections with their negotiated state and the bytes read
- *               from the client but not parsed yet
+ *               from the client but not parsed yet; then, only when there
+ *               are any, the durability modes set through the REST API
+ *               ("DUR1", u32 count, entries: a stage-1 sender has none)
  *   old -> new  the descriptors in batches (u32 count + SCM_RIGHTS), in the
  *               order: cache-dir lock, listeners, connections
  *   new -> old  ACK    (GD_TKO_ACK_SIZE bytes, status 0: adopted)
@@ -38,6 +40,7 @@
 #define GD_TKO_MAX_CONNS 65536u
 #define GD_TKO_MAX_EXPORTS 65536u
 #define GD_TKO_MAX_PENDING (64u * 1024) /* = the read-ahead buffer */
+#define GD_TKO_MAX_DURS 65536u
 #define GD_TKO_MAX_PATH 107        /* sun_path less its NUL */
 #define GD_TKO_FD_BATCH 200        /* descriptors per message (the kernel allows 253) */
 
@@ -68,12 +71,20 @@ struct gd_tko_conn {
     const uint8_t *pending;           /* into the decoded buffer (encode: the caller's) */
 };
 
+/* An export's durability set through the REST API (create or PATCH:
+ * exports.h gd_registry_set_durability), kept by the successor. */
+struct gd_tko_durability {
+    char name[GLIDEFS_NAME_MAX + 1];
+    struct glidefs_durability d;      /* mode GLIDEFS_DURABILITY_LOCAL or _STORE */
+};
+
 struct gd_tko_state {
     uint64_t next_id;                 /* above every connection id */
-    uint32_t nlisten, nexports, nconns;
+    uint32_t nlisten, nexports, nconns, ndurs;
     struct gd_tko_listener listen[GD_TKO_MAX_LISTEN];
     struct gd_tko_export *exports;
     struct gd_tko_conn *conns;
+    struct gd_tko_durability *durs;   /* ndurs of them, names unique */
 };
 
 void gd_tko_encode_hello(uint8_t out[GD_TKO_HELLO_SIZE], uint32_t pid);
@@ -102,7 +113,7 @@ int gd_tko_decode_header(const uint8_t hdr[GD_TKO_HDR_SIZE], uint32_t *body_len,
 /* A whole STATE message (header + body, len bytes). Everything is checked:
  * magic, version, counts, lengths (no byte left over), names (the export
  * name rule), kinds, flags, unique ids below next_id, connection -> export
- * references. st's pending pointers point into buf. 0, or -EPROTO with one
+ * references, durability modes. st's pending pointers point into buf. 0, or -EPROTO with one
  * line in err, or -ENOMEM. Free with gd_tko_state_free (also after an error). */
 int gd_tko_decode_state(const uint8_t *buf, size_t len, struct gd_tko_state *st, char *err,
                         size_t errlen);

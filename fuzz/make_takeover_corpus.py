@@ -35,6 +35,16 @@ EXP = [("vm1", 0), ("vm-2", 2)]
 CONNS = [(1, 1 << 26, 0x1ff, 3, 0, "unix", b""),
          (7, 1 << 20, 0x10b, 0, 1, "127.0.0.1:40000", REQ + REQ[:5])]
 
+
+
+def dur(name, mode, max_ms, max_bytes):
+    """One durability entry (set through the REST API) of the optional section."""
+    n = name.encode()
+    return struct.pack(">B", len(n)) + n + struct.pack(">IIQ", mode, max_ms, max_bytes)
+
+
+DURS = b"DUR1" + struct.pack(">I", 2) + dur("vm1", 1, 0, 0) + dur("idle", 0, 5000, 1 << 30)
+
 SEEDS = {
     "empty": state(),
     "listeners_only": state(LST),
@@ -66,6 +76,13 @@ SEEDS = {
     "bad_counts": state(LST, EXP, CONNS)[:24] + struct.pack(">I", 60000) +
     state(LST, EXP, CONNS)[28:],
     "bad_truncated": state(LST, EXP, CONNS)[:-3],
+    "durability": state(LST, EXP, CONNS, extra=DURS),
+    "bad_durability_mode": state(LST, EXP, CONNS, extra=b"DUR1" + struct.pack(">I", 1) +
+                                 dur("vm1", 7, 0, 0)),
+    "bad_durability_twice": state(LST, EXP, CONNS, extra=b"DUR1" + struct.pack(">I", 2) +
+                                  dur("vm1", 1, 0, 0) * 2),
+    "bad_durability_count": state(LST, EXP, CONNS, extra=b"DUR1" + struct.pack(">I", 9) +
+                                  dur("vm1", 1, 0, 0)),
 }
 
 if __name__ == "__main__":

@@ -426,6 +426,28 @@ class Daemon:
                                    % (self.name, timeout))
         return self.proc.returncode if self.proc else None
 
+    def takeover(self, timeout=60):
+        """Replace the running process with `glidefsd --takeover` (issue 27),
+        logging into the same file; waits for the old one's exit. Returns
+        (True, pid of the new one) or (False, why); the running one stays
+        self.proc until the new one has taken over."""
+        old = self.proc
+        new = subprocess.Popen(DEATHSIG + [self.glidefsd, "-c", self.cfg, "--takeover",
+                                           "--log-level", "info"],
+                               stdin=subprocess.DEVNULL, stdout=self.logf, stderr=self.logf)
+        try:
+            rc = old.wait(timeout)
+        except subprocess.TimeoutExpired:
+            new.kill()
+            new.wait()
+            return False, "the old process did not exit within %d s" % timeout
+        if new.poll() is not None:
+            return False, "the new process exited with %s" % new.returncode
+        self.proc = new
+        if rc != 0:
+            return False, "the old process exited with %s" % rc
+        return True, new.pid
+
     def kill(self):
         if self.proc and self.proc.poll() is None:
             self.proc.kill()

@@ -32,7 +32,11 @@ vhost - vhost-user-blk (issue 30): glidefsd with servers.vhost_user.dir,
 crash - scenario 2, crash under a live guest: the host makes an ext4 image
         (with a journal) and imports it with glidefs-image; the guest writes
         files in a loop, each made durable with dd conv=fsync and sync DIR,
-        and reports each durable one; glidefsd gets SIGKILL mid-run; a daemon
+        and reports each durable one. First glidefsd is replaced 5 times
+        with `glidefsd --takeover` (issue 27), each after one more durable
+        file: no I/O error in the guest (console and dd/sync), QEMU's one
+        NBD connection id taken over by each new process. Then glidefsd
+        gets SIGKILL mid-run; a daemon
         restarted on the same cache dir serves a new guest, which mounts (the
         journal replays), must find every reported file intact, and unmounts
         cleanly; e2fsck -fn of the exported image is clean.
@@ -44,6 +48,7 @@ qemu-system-x86_64 or busybox-static.
 import argparse
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -57,6 +62,7 @@ import guestlib as gl  # noqa: E402
 import tlscerts  # noqa: E402
 
 GUEST_TIMEOUT = 150      # one guest run, generous for TCG on a loaded machine
+TAKEOVERS = 5            # crash: glidefsd replaced under the live guest first (issue 27)
 t = gl.Checker()
 
 
@@ -261,7 +267,43 @@ def crash(r):
     d1 = r.daemon("d1", "cache1", sync_delay_ms=1500)
     g = r.guest(d1, export, "crashwriter", sync64=1)
     g.start()
-    want = 12
+    # Issue 27 first: TAKEOVERS replacements of glidefsd under the live
+    # guest, each after one more durable file (so between two rounds of
+    # write, fsync, sync): the guest must notice nothing, and its one NBD
+    # connection moves from process to process (every file the guest made
+    # durable is checked after the crash below).
+    pids = [d1.proc.pid]
+    for k in range(TAKEOVERS):
+        n0 = g.count("DURABLE")
+        g.wait_event(lambda e: e[1] in ("FAIL", "IOERR") or
+                     (e[1] == "DURABLE" and g.count("DURABLE") > n0),
+                     GUEST_TIMEOUT, "a durable file before takeover %d" % (k + 1))
+        if g.of("FAIL") or g.of("IOERR"):
+            break
+        ok, why = d1.takeover()
+        if not t.ok(ok, "takeover %d under the live guest (after %d durable files)%s"
+                    % (k + 1, g.count("DURABLE"), "" if ok else ": %s" % why)):
+            break
+        pids.append(why)
+    n0 = g.count("DURABLE")
+    g.wait_event(lambda e: e[1] in ("FAIL", "IOERR") or
+                 (e[1] == "DURABLE" and g.count("DURABLE") > n0),
+                 GUEST_TIMEOUT, "a durable file after the last takeover")
+    t.ok(not g.of("FAIL") and not g.of("IOERR"),
+         "the guest saw no I/O error through %d takeovers%s" % (len(pids) - 1,
+         ": %s" % (g.of("FAIL") + g.of("IOERR"))[:1] if g.of("FAIL") or g.of("IOERR") else ""))
+    log = d1.log_text()
+    first = re.findall(r"glidefsd\[%d\]: info: connection (\d+): export %s \(" % (pids[0], export),
+                       log)
+    moved = [re.findall(r"glidefsd\[%d\]: info: connection (\d+): export %s \([^)]*\), "
+                        r"taken over" % (p, export), log) for p in pids[1:]]
+    t.ok(len(first) == 1 and len(pids) == TAKEOVERS + 1 and all(m == first for m in moved),
+         "QEMU's NBD connection %s was taken over by each of the %d new processes, never "
+         "made again (%s)" % (first, len(pids) - 1, moved))
+    errs = [ln for _, ln in g.lines if "I/O error" in ln or "EXT4-fs error" in ln]
+    t.ok(not errs, "no I/O error on the guest's console through the takeovers%s"
+         % (": %s" % errs[:2] if errs else ""))
+    want = max(12, g.count("DURABLE") + 2)
     g.wait_event(lambda e: e[1] == "FAIL" or (e[1] == "DURABLE" and g.count("DURABLE") >= want),
                  GUEST_TIMEOUT, "%d durable files" % want)
     if g.of("FAIL"):

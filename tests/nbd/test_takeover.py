@@ -15,6 +15,8 @@ its volumes again and serves on, nothing lost, and the next takeover works.
 Last, with servers.nbd.tls: on, a TLS connection is closed (logged: a
 GnuTLS session cannot move) while a plaintext one on the same export moves,
 and the new process serves TLS clients (skipped without gnutls-bin).
+A durability set through the REST API (PATCH) survives two takeovers, for
+an export in use and for one nobody uses at the takeover.
 
 usage: test_takeover.py GLIDEFSD
 """
@@ -273,6 +275,79 @@ def test_failed_successors(base):
         t.eq(d.stop(), 0, "stops on SIGTERM with status 0")
 
 
+def api(port, method, path, body=None):
+    import json
+    import urllib.request
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method,
+                                 data=json.dumps(body).encode() if body is not None else None,
+                                 headers={"Content-Type": "application/json"})
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(req, timeout=30) as r:
+            return r.status, json.loads(r.read() or b"{}")
+    except urllib.error.HTTPError as e:
+        return e.code, {"raw": e.read().decode(errors="replace")}
+    except OSError:
+        return None, {}
+
+
+def find_key(j, key):
+    """The first value of key anywhere in a JSON document."""
+    if isinstance(j, dict):
+        if key in j:
+            return j[key]
+        j = list(j.values())
+    if isinstance(j, list):
+        for v in j:
+            got = find_key(v, key)
+            if got is not None:
+                return got
+    return None
+
+
+def test_api_durability(base):
+    """A durability set through the REST API (PATCH) lives in the daemon's
+    memory only: the successor must get it with the sockets and apply it to
+    the volume it opens, for the open export and for one nobody uses now."""
+    port = nbdtest.free_tcp_port()
+    d = nbdtest.Daemon(base=os.path.join(base, "d"), size="32M")
+    with open(d.cfg) as f:
+        cfg = f.read()
+    with open(d.cfg, "w") as f:
+        f.write(cfg.replace('listen: ""', f"listen: 127.0.0.1:{port}"))
+    with d:
+        d.start()
+        nbdtest.wait_for(lambda: api(port, "GET", "/api/exports")[0] == 200, 20, "the REST API")
+        h = d.connect("vm")
+        idle = d.connect("idle")
+        idle.shutdown()  # the export exists; nobody uses it at the takeover
+        st, _ = api(port, "PATCH", "/api/exports/vm",
+                    {"durability": "store", "max_unsynced_s": 7})
+        t.eq(st, 200, "PATCH /api/exports/vm: durability store")
+        st, _ = api(port, "PATCH", "/api/exports/idle", {"max_unsynced_bytes": 1 << 20})
+        t.eq(st, 200, "PATCH /api/exports/idle: max_unsynced_bytes 1 MiB")
+        for n in range(2):
+            ok, why = takeover(d)
+            t.ok(ok, f"takeover {n + 1} with durability set through the API: {why}")
+            nbdtest.wait_for(lambda: api(port, "GET", "/api/exports/vm")[0] == 200, 20,
+                             "the successor's REST API")
+            st, j = api(port, "GET", "/api/exports/vm")
+            t.ok(find_key(j, "durability") == "store" and find_key(j, "max_unsynced_s") == 7,
+                 f"after takeover {n + 1} export vm is still durability store, max_unsynced_s "
+                 f"7 (got {find_key(j, 'durability')}, {find_key(j, 'max_unsynced_s')})")
+            ih = d.connect("idle")  # (opens it again, if the takeover closed it)
+            st, j = api(port, "GET", "/api/exports/idle")
+            t.ok(find_key(j, "max_unsynced_bytes") == 1 << 20,
+                 f"after takeover {n + 1} export idle keeps max_unsynced_bytes 1 MiB "
+                 f"(got {st}, {find_key(j, 'max_unsynced_bytes')})")
+            ih.shutdown()
+        h.pwrite(pattern(BLOCK, 3), 0)
+        h.flush()
+        t.eq(h.pread(BLOCK, 0), pattern(BLOCK, 3), "the client wrote and flushed through both")
+        h.shutdown()
+        t.eq(d.stop(), 0, "stops on SIGTERM with status 0")
+
+
 def tls_handle(port, psk):
     h = nbd.NBD()
     h.set_export_name("vm")
@@ -325,6 +400,7 @@ def main():
     t0 = time.monotonic()
     test_takeovers(base)
     test_failed_successors(base)
+    test_api_durability(base)
     test_tls(base)
     print(f"# {time.monotonic() - t0:.1f} s")
     if not t.failed:

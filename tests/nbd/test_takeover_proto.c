@@ -3,7 +3,7 @@
  * (daemon/takeover_proto.c): a state message survives encode + decode
  * unchanged, and the decoder refuses every inconsistency a broken or
  * hostile predecessor could send (truncation at every length, trailing
- * bytes, counts, names, ids, flags, references, sizes).
+ * bytes, counts, names, ids, flags, references, sizes, durability modes).
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -234,6 +234,75 @@ static void test_header_counts(void **state)
     free(buf);
 }
 
+/* Durability set through the REST API travels after the connections, only
+ * when there is any: the message without it is a stage-1 one and decodes. */
+static void test_durability(void **state)
+{
+    (void)state;
+    struct gd_tko_state st, back;
+    struct gd_tko_export ex[2];
+    struct gd_tko_conn cs[2];
+    struct gd_tko_durability du[2];
+    sample(&st, ex, cs);
+    uint8_t *plain = NULL, *buf = NULL;
+    size_t plain_len = 0, len = 0;
+    assert_int_equal(gd_tko_encode_state(&st, &plain, &plain_len), 0);
+    memset(du, 0, sizeof du);
+    snprintf(du[0].name, sizeof du[0].name, "vm1");
+    du[0].d = (struct glidefs_durability){ GLIDEFS_DURABILITY_STORE, 0, 0 };
+    snprintf(du[1].name, sizeof du[1].name, "not-open-now");
+    du[1].d = (struct glidefs_durability){ GLIDEFS_DURABILITY_LOCAL, 5000, 1u << 30 };
+    st.durs = du;
+    st.ndurs = 2;
+    assert_int_equal(gd_tko_encode_state(&st, &buf, &len), 0);
+    assert_true(len > plain_len);
+    assert_memory_equal(buf + GD_TKO_HDR_SIZE, plain + GD_TKO_HDR_SIZE,
+                        plain_len - GD_TKO_HDR_SIZE);
+    char err[256] = "";
+    assert_int_equal(gd_tko_decode_state(buf, len, &back, err, sizeof err), 0);
+    assert_int_equal(back.ndurs, 2);
+    assert_string_equal(back.durs[0].name, "vm1");
+    assert_int_equal(back.durs[0].d.mode, GLIDEFS_DURABILITY_STORE);
+    assert_string_equal(back.durs[1].name, "not-open-now");
+    assert_int_equal(back.durs[1].d.max_unsynced_ms, 5000);
+    assert_true(back.durs[1].d.max_unsynced_bytes == 1u << 30);
+    gd_tko_state_free(&back);
+    assert_int_equal(gd_tko_decode_state(plain, plain_len, &back, err, sizeof err), 0);
+    assert_int_equal(back.ndurs, 0);
+    assert_null(back.durs);
+    gd_tko_state_free(&back);
+    /* every cut inside the section (its body length adjusted) is refused */
+    for (size_t n = plain_len + 1; n < len; n++) {
+        uint8_t *cut = malloc(n);
+        memcpy(cut, buf, n);
+        uint32_t body = (uint32_t)(n - GD_TKO_HDR_SIZE);
+        cut[12] = (uint8_t)(body >> 24);
+        cut[13] = (uint8_t)(body >> 16);
+        cut[14] = (uint8_t)(body >> 8);
+        cut[15] = (uint8_t)body;
+        assert_int_equal(decodes(cut, n), -EPROTO);
+        free(cut);
+    }
+    buf[plain_len] = 'X'; /* not the section's tag: trailing garbage */
+    assert_int_equal(decodes(buf, len), -EPROTO);
+    free(buf);
+    du[1].d.mode = 2; /* no such mode */
+    refused(&st);
+    du[1].d.mode = GLIDEFS_DURABILITY_LOCAL;
+    snprintf(du[1].name, sizeof du[1].name, "vm1"); /* one name twice */
+    refused(&st);
+    snprintf(du[1].name, sizeof du[1].name, "a/b"); /* the export name rule */
+    refused(&st);
+    snprintf(du[1].name, sizeof du[1].name, "vm2");
+    assert_int_equal(gd_tko_encode_state(&st, &buf, &len), 0);
+    buf[plain_len + 7] = 0; /* a count of 0 with the tag */
+    assert_int_equal(decodes(buf, len), -EPROTO);
+    buf[plain_len + 7] = 200; /* more entries than the bytes left can hold */
+    assert_int_equal(decodes(buf, len), -EPROTO);
+    free(buf);
+    free(plain);
+}
+
 static void test_small_messages(void **state)
 {
     (void)state;
@@ -262,6 +331,7 @@ int main(void)
         cmocka_unit_test(test_truncated_and_trailing),
         cmocka_unit_test(test_inconsistent),
         cmocka_unit_test(test_header_counts),
+        cmocka_unit_test(test_durability),
         cmocka_unit_test(test_small_messages),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
