@@ -109,6 +109,8 @@ static void usage(FILE *f)
             "      [--delete-orphans]       also delete the orphan objects it reports (segment\n"
             "                               objects nothing keeps); exit 7 if something is\n"
             "                               wrong and not repaired\n"
+            "  vhost-user NAME              serve it on a vhost-user-blk socket too (created\n"
+            "                               if needed); prints the socket's path\n"
             "  rekey NAME --data-key        rotate an encrypted export's data key: new writes\n"
             "                               at once, old segments re-sealed by compaction\n"
             "  metrics NAME                 I/O, cache, store and latency figures\n"
@@ -905,6 +907,20 @@ static int cmd_compact(const char *name)
     return rc;
 }
 
+static int cmd_vhost_user(const char *name)
+{
+    char path[256], what[200];
+    snprintf(path, sizeof path, "/api/exports/%s/vhost-user", name);
+    snprintf(what, sizeof what, "vhost-user %s", name);
+    struct answer a;
+    int rc = call(what, "POST", path, NULL, 0, &a);
+    if (!rc && !opt.json)
+        printf("%s is served on the vhost-user-blk socket %s\n", name,
+               jstr(a.json, "socket", "?"));
+    answer_free(&a);
+    return rc;
+}
+
 static int cmd_scrub(const char *name)
 {
     char path[256], what[200];
@@ -1396,7 +1412,7 @@ int main(int argc, char **argv)
     const char *cmd = pos[0];
     enum { C_LIST, C_STATUS, C_CREATE, C_DRAIN, C_PROMOTE, C_RELEASE, C_RESIZE, C_DELETE,
            C_COMPACT, C_METRICS, C_SNAPSHOT, C_SNAPSHOTS, C_SNAPSHOT_DELETE, C_CLONE,
-           C_FENCED_EXPORT, C_FENCED_DISCARD, C_REKEY, C_SCRUB, C_SET };
+           C_FENCED_EXPORT, C_FENCED_DISCARD, C_REKEY, C_SCRUB, C_SET, C_VHOST_USER };
     static const struct {
         const char *name;
         int id;
@@ -1424,6 +1440,7 @@ int main(int argc, char **argv)
         { "rekey", C_REKEY, 0, 0, true, false, false, false, false },
         { "scrub", C_SCRUB, 0, 0, true, false, false, false, false },
         { "set", C_SET, 0, 0, true, false, false, false, false },
+        { "vhost-user", C_VHOST_USER, 0, 0, true, false, false, false, false },
     };
     int k = -1;
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
@@ -1513,6 +1530,7 @@ int main(int argc, char **argv)
     case C_COMPACT: rc = cmd_compact(name); break;
     case C_SCRUB: rc = cmd_scrub(name); break;
     case C_SET: rc = cmd_set(name); break;
+    case C_VHOST_USER: rc = cmd_vhost_user(name); break;
     case C_METRICS: rc = cmd_metrics(name); break;
     case C_SNAPSHOT: rc = cmd_snapshot(name, arg2); break;
     case C_SNAPSHOTS: rc = cmd_snapshots(name); break;

@@ -175,6 +175,9 @@ def main():
         t.ok(r.returncode == 0 and "created vm1" in r.stdout, "create vm1 1G")
         r = ctl("create", "vm1", "1G", env=env)
         t.ok(r.returncode == 1 and "already exists" in r.stderr, "create again: 1, says so")
+        r = ctl("vhost-user", "vm1", env=env)
+        t.ok(r.returncode == 1 and "vhost-user is off" in r.stderr,
+             "vhost-user without servers.vhost_user.dir: 1, says so (%r)" % r.stderr)
         r = ctl("--json", "create", "vm2", "128MiB", env=env)
         t.eq(r.returncode, 0, "create --json")
         t.eq(json.loads(r.stdout).get("size_bytes"), 128 * MiB, "--json prints the API answer")

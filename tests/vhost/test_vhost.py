@@ -30,6 +30,7 @@ builds itself).
 
 usage: test_vhost.py GLIDEFSD
 """
+import json
 import os
 import subprocess
 import struct
@@ -252,6 +253,18 @@ def main():
         t.ok(r.status == 200 and (r.json or {}).get("socket") == sock, "POST again: the same socket")
         t.status(d.req("POST", "/api/exports/vm1/vhost-user", body={"x": 1}), 400,
                  "POST with an unknown field")
+        if len(sys.argv) > 2:  # glidefs-ctl vhost-user, human and --json
+            ctl = arg_path(2, "glidefs-ctl")
+            r = subprocess.run([ctl, "--api", d.url, "vhost-user", "vm1"], capture_output=True,
+                               text=True, timeout=60, stdin=subprocess.DEVNULL)
+            t.ok(r.returncode == 0 and r.stdout.strip() ==
+                 f"vm1 is served on the vhost-user-blk socket {sock}",
+                 f"glidefs-ctl vhost-user vm1 ({r.returncode}, {r.stdout!r}, {r.stderr!r})")
+            r = subprocess.run([ctl, "--api", d.url, "--json", "vhost-user", "vm1"],
+                               capture_output=True, text=True, timeout=60,
+                               stdin=subprocess.DEVNULL)
+            t.ok(r.returncode == 0 and json.loads(r.stdout or "{}").get("socket") == sock,
+                 f"glidefs-ctl --json vhost-user vm1 ({r.stdout!r})")
         t.status(d.req("GET", "/api/exports/vm1"), 200, "the export was created")
 
         data = good_session(t, d, sock)
