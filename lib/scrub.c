@@ -414,15 +414,20 @@ static int check_segment(struct scrub *s, uint32_t i, uint8_t *gone)
 /* Check the blocks [i, j) of segment si from buf, which holds the object's
  * bytes [start, start + got). */
 static int check_fetched(struct scrub *s, uint32_t si, const struct gfs_sealkey *k, uint8_t *out,
-                         size_t i, size_t j, const uint8_t *buf, uint64_t start, size_t got)
+                         size_t i, size_t j, uint8_t *buf, uint64_t start, size_t got)
 {
     int r = 0;
     tally(s, &s->res.blocks_checked, j - i);
     for (; i < j && r == 0; i++) {
         const struct gfs_bm_entry *e = &s->blks[i].e;
         uint64_t at = e->offset - start, span = gfs_seg_span(e->length, e->flags);
-        if (e->offset < start || at + span > got ||
-            gfs_blk_check_k(&s->v->sv, s->blks[i].b, e, k, buf + at, span, out) < 0)
+        int bad = e->offset < start || at + span > got;
+        if (!bad) {
+            /* a plain block is checked in place (its CRC): no copy to decode into */
+            uint8_t *dst = gfs_blk_plain(e, s->v->bs) ? buf + at : out;
+            bad = gfs_blk_check_k(&s->v->sv, s->blks[i].b, e, k, buf + at, span, dst) < 0;
+        }
+        if (bad)
             r = add_pending(s, GLIDEFS_SCRUB_DAMAGED_BLOCK, si, &s->blks[i]);
     }
     return r;
