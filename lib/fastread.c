@@ -19,8 +19,13 @@ int gfs_fr_init(struct gfs_fastrd *fr, uint64_t nblocks, uint32_t spb)
     while (n < want)
         n <<= 1;
     fr->ent = calloc(n, sizeof *fr->ent);
-    if (!fr->ent)
+    /* aligned: a stripe shares its line with nothing another CPU writes */
+    fr->ctr = aligned_alloc(64, GFS_FR_STRIPES * sizeof *fr->ctr);
+    if (!fr->ent || !fr->ctr) {
+        gfs_fr_free(fr);
         return -ENOMEM;
+    }
+    memset(fr->ctr, 0, GFS_FR_STRIPES * sizeof *fr->ctr);
     fr->mask = n - 1;
     return 0;
 }
@@ -28,7 +33,9 @@ int gfs_fr_init(struct gfs_fastrd *fr, uint64_t nblocks, uint32_t spb)
 void gfs_fr_free(struct gfs_fastrd *fr)
 {
     free(fr->ent);
+    free(fr->ctr);
     fr->ent = NULL;
+    fr->ctr = NULL;
 }
 
 /* The writer's side of the seqcount: odd, change, even. */
@@ -187,7 +194,7 @@ void gfs_fr_count(struct gfs_fastrd *fr, uint64_t reads, uint64_t bytes, uint64_
 void gfs_fr_sum(const struct gfs_fastrd *fr, uint64_t *reads, uint64_t *bytes, uint64_t *hits)
 {
     uint64_t r = 0, by = 0, h = 0;
-    for (unsigned i = 0; i < GFS_FR_STRIPES; i++) {
+    for (unsigned i = 0; fr->ctr && i < GFS_FR_STRIPES; i++) {
         r += atomic_load_explicit(&fr->ctr[i].reads, memory_order_relaxed);
         by += atomic_load_explicit(&fr->ctr[i].bytes, memory_order_relaxed);
         h += atomic_load_explicit(&fr->ctr[i].hits, memory_order_relaxed);

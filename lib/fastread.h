@@ -88,7 +88,7 @@ struct gfs_fastrd {
      * (test_fastread.c) widens the race window with it; NULL otherwise */
     void (*test_gap)(void *arg);
     void *test_gap_arg;
-    struct gfs_fr_ctr ctr[GFS_FR_STRIPES];
+    struct gfs_fr_ctr *ctr; /* GFS_FR_STRIPES, each on a cache line of its own */
 };
 
 /* A table for nblocks blocks of spb sectors (spb a multiple of GFS_FR_GRAN).
