@@ -143,8 +143,12 @@ int gfs_fr_read(struct gfs_fastrd *fr, uint64_t b, uint32_t s, uint32_t n, int c
                 kind = k;
                 off = atomic_load_explicit(&e->off, memory_order_relaxed);
                 fd = atomic_load_explicit(&e->fd, memory_order_relaxed);
-            } else if (k != GFS_FR_CACHE || kind != GFS_FR_CACHE) {
-                return 0; /* journal data is served one granule at a time */
+            } else if (k != kind ||
+                       (k == GFS_FR_JDATA &&
+                        (atomic_load_explicit(&e->fd, memory_order_relaxed) != fd ||
+                         atomic_load_explicit(&e->off, memory_order_relaxed) !=
+                             off + (int64_t)(g - g0) * GFS_FR_GRAN * 512))) {
+                return 0; /* one pread: the same kind, journal data contiguous */
             }
         }
         if (busy)

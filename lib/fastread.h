@@ -39,10 +39,11 @@
  * bytes are discarded by the re-check (pread has no side effects on the
  * seekable files it can then hit).
  *
- * Only single-granule journal reads and clean-cache reads of up to
- * GFS_FR_MAX_SPAN granules of one block are served here; everything else
- * (store fetches, reads mixing journal and cache, pending writes, a failed
- * journal) takes the locked path, which publishes what it learns.
+ * Reads of up to GFS_FR_MAX_SPAN granules of one block are served here when
+ * they are all in the clean cache, all zeroes, or all journal data lying
+ * contiguous in one file (one pread); everything else (store fetches, reads
+ * mixing journal and cache, pending writes, a failed journal) takes the
+ * locked path, which publishes what it learns.
  *
  * Counters (reads, bytes, cache hits of fast reads) are striped by CPU so
  * the readers do not share a cache line; glidefs_stats adds them up.
