@@ -67,6 +67,7 @@
  *   given back when reclaim leaves it less than half full.
  */
 #include "blockmap.h"
+#include "fastread.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -305,6 +306,7 @@ int gfs_bm_set(struct gfs_blockmap *bm, uint64_t b, const struct gfs_bm_entry *e
 {
     if (b >= bm->nblocks)
         return -EINVAL;
+    gfs_fr_inval_block(bm->fr, b);
     struct gfs_bm_slot *s = slot_of(bm, b);
     if (!s) {
         if (e->seg == GFS_BM_NONE)

@@ -90,6 +90,9 @@ struct gfs_blockmap {
     size_t pages;                 /* entry pages allocated */
     size_t crcpages;              /* side pages allocated */
     uint64_t legacy_entries;      /* packed entries of payloads without a CRC trailer */
+    /* the lock-free read path's table (fastread.h): a block's entries are
+     * forgotten before its map entry changes; NULL: none (set after init) */
+    struct gfs_fastrd *fr;
 };
 
 int gfs_bm_init(struct gfs_blockmap *bm, uint64_t nblocks);

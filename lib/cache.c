@@ -3,6 +3,7 @@
  */
 #include "cache.h"
 #include "cache_index.h"
+#include "fastread.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -11,7 +12,7 @@
 #include <unistd.h>
 
 static void release(struct gfs_cache *c, struct gfs_cache_slot *s);
-static inline void bump(struct gfs_cache_slot *s);
+static inline void bump(struct gfs_cache *c, struct gfs_cache_slot *s);
 static void cacct(struct gfs_cache *c, int64_t delta);
 
 static int cache_open(struct gfs_cache *c, const char *path, uint32_t block_size,
@@ -68,7 +69,7 @@ int gfs_cache_restore(struct gfs_cache *c, uint64_t block, uint32_t seg, uint32_
     s->state = 2;
     s->doomed = 0;
     s->ref = 0; /* not read in this life yet: first to go if space is short */
-    bump(s);
+    bump(c, s);
     c->nvalid++;
     c->bytes += c->block_size;
     cacct(c, c->block_size);
@@ -128,6 +129,7 @@ static void cacct(struct gfs_cache *c, int64_t delta)
 
 static void cache_close(struct gfs_cache *c, int keep)
 {
+    gfs_fr_inval_all(c->fr); /* the file goes */
     if (c->slots) {
         /* without an index the data is of no use to anyone: give the space
          * back before the budget forgets this volume (kept: the budget
@@ -189,9 +191,11 @@ int gfs_cache_still(const struct gfs_cache *c, int64_t slot, uint64_t block, uin
     return atomic_load_explicit(&c->slots[slot].gen, memory_order_acquire) == gen;
 }
 
-static inline void bump(struct gfs_cache_slot *s)
+static inline void bump(struct gfs_cache *c, struct gfs_cache_slot *s)
 {
-    /* ordered before whatever changes the slot's data next (a punch, a fill) */
+    /* ordered before whatever changes the slot's data next (a punch, a fill):
+     * the lock-free readers' entries for the block too */
+    gfs_fr_inval_block(c->fr, s->block);
     atomic_fetch_add(&s->gen, 1);
     atomic_thread_fence(memory_order_seq_cst);
 }
@@ -200,7 +204,7 @@ static void release(struct gfs_cache *c, struct gfs_cache_slot *s)
 {
     /* The generation changes before the hole is punched: a reader whose pread
      * saw the hole must see the new generation, or it would serve zeroes. */
-    bump(s);
+    bump(c, s);
     gfs_u64map_del(&c->map, s->block);
     /* Give the space back; the data is in the store, so losing it is harmless. */
     fallocate(c->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
@@ -271,7 +275,7 @@ int64_t gfs_cache_claim(struct gfs_cache *c, uint64_t block, uint64_t max_bytes,
             c->nvalid--;
         s->state = 1;
         s->doomed = 0;
-        bump(s);
+        bump(c, s);
         *gen = s->gen;
         return (int64_t)(v - 1);
     }
@@ -300,7 +304,7 @@ int64_t gfs_cache_claim(struct gfs_cache *c, uint64_t block, uint64_t max_bytes,
     s->state = 1;
     s->doomed = 0;
     s->ref = 1;
-    bump(s);
+    bump(c, s);
     c->bytes += c->block_size;
     cacct(c, c->block_size); /* charged before the filler's pwrite allocates it */
     *gen = s->gen;
@@ -348,7 +352,7 @@ void gfs_cache_drop(struct gfs_cache *c, uint64_t block)
         return;
     struct gfs_cache_slot *s = &c->slots[v - 1];
     if (s->state == 1) {
-        bump(s); /* the filler's commit will be ignored */
+        bump(c, s); /* the filler's commit will be ignored */
         s->state = 2; /* so release() accounts it */
         c->nvalid++;
     }

@@ -33,7 +33,7 @@ struct gfs_cache_slot {
     uint32_t seg, offset;  /* store location the data came from */
     _Atomic uint32_t gen;  /* bumped whenever the slot's contents change (read
                               without the lock by gfs_cache_still) */
-    uint8_t ref;           /* CLOCK reference bit */
+    _Atomic uint8_t ref;   /* CLOCK reference bit (the lock-free read path sets it too) */
     uint8_t state;         /* 0 free, 1 filling, 2 valid */
     uint8_t doomed;        /* filling, but the cache was cleared meanwhile: commit releases */
 };
@@ -49,6 +49,9 @@ struct gfs_cache {
     /* told of every change of bytes (the node's budget); set after open */
     void (*acct)(void *arg, int64_t delta);
     void *acct_arg;
+    /* the lock-free read path's table (fastread.h): every change of a slot
+     * forgets its block's entries first; set after open, NULL: none */
+    struct gfs_fastrd *fr;
 };
 
 /* Open (and empty) the cache file; nslots = how many blocks the budget allows. */

@@ -157,6 +157,7 @@ int gfs_cache_unpark(glidefs_volume *v, const char *cache_dir, const char *path,
                  : gfs_cache_open(&v->cache, path, v->bs, slots);
     v->cache.acct = cache_acct;
     v->cache.acct_arg = v;
+    v->cache.fr = &v->fr;
     uint64_t restored = 0, dropped = 0;
     for (size_t i = 0; keep && r == 0 && i < n; i++) {
         const struct gfs_cidx_entry *x = &e[i];

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fastread.h"
 #include "journal.h"
 
 void gfs_dirty_init(struct gfs_dirty *d)
@@ -31,6 +32,7 @@ static void block_free(struct gfs_dirty_block *db)
 
 void gfs_dirty_free(struct gfs_dirty *d)
 {
+    gfs_fr_inval_all(d->fr); /* the journal data named goes */
     struct gfs_dirty_block *db = d->head;
     while (db) {
         struct gfs_dirty_block *n = db->next;
@@ -80,6 +82,7 @@ static void unlink_block(struct gfs_dirty *d, struct gfs_dirty_block *db)
 
 void gfs_dirty_remove(struct gfs_dirty *d, struct gfs_dirty_block *db)
 {
+    gfs_fr_inval_block(d->fr, db->block);
     gfs_u64map_del(&d->map, db->block);
     unlink_block(d, db);
     for (uint32_t i = 0; i < db->n; i++)
@@ -109,6 +112,8 @@ int gfs_dirty_insert(struct gfs_dirty *d, struct gfs_dirty_block *db, const stru
     int r = reserve(db, db->n + 2);
     if (r < 0)
         return r;
+    /* only the granules the new extent overlaps read differently now */
+    gfs_fr_inval(d->fr, db->block, e->start, e->count);
     uint32_t s = e->start, end = e->start + e->count;
     struct gfs_ext *x = db->ext;
     uint32_t out = 0, i = 0, n = db->n;
@@ -166,6 +171,7 @@ int gfs_dirty_insert(struct gfs_dirty *d, struct gfs_dirty_block *db, const stru
 
 int gfs_dirty_clean(struct gfs_dirty *d, struct gfs_dirty_block *db, uint64_t upto)
 {
+    gfs_fr_inval_block(d->fr, db->block); /* the stored copy shows where extents go */
     uint32_t out = 0;
     for (uint32_t i = 0; i < db->n; i++) {
         if (db->ext[i].seq <= upto) {

@@ -48,6 +48,9 @@ struct gfs_dirty {
     struct gfs_dirty_block *head, *tail; /* oldest first */
     uint64_t nblocks;
     uint64_t sectors;        /* dirty sectors in all blocks */
+    /* the lock-free read path's table (fastread.h): what an extent change
+     * makes wrong is forgotten first; NULL: none (set after init) */
+    struct gfs_fastrd *fr;
 };
 
 void gfs_dirty_init(struct gfs_dirty *d);

@@ -11,6 +11,7 @@
 
 #include "cleanup.h"
 #include "codec.h"
+#include "fastread.h"
 #include "volmeta.h"
 #include "volume_internal.h"
 
@@ -25,6 +26,8 @@ static int rebuild_once(struct glidefs_volume *v)
     SCOPED_LOCK(&v->lock);
     gfs_view_garbage_free(&v->sv);
     struct gfs_blockmap old = v->sv.bm;
+    nb.fr = old.fr;
+    gfs_fr_inval_all(old.fr); /* no lock-free read may use what the old map said */
     v->sv.bm = nb;
     v->sv.last_seg_epoch = v->sv.last_seg_seq = 0;
     v->sv.segs_since_manifest = 0;

@@ -93,7 +93,8 @@ struct gfs_journal {
     unsigned sync_waiters;            /* flushers waiting for a round to end */
     uint64_t syncs;                   /* rounds that issued fdatasync/fsync */
     uint8_t *zeros;                   /* GFS_JZERO_BUF zero bytes for the zero-ahead */
-    int failed;              /* a log write failed: the journal is unusable */
+    _Atomic int failed;      /* a log write failed: the journal is unusable (the
+                                lock-free read path reads it without the lock) */
     const struct gfs_log *log;
     /* told of every change of bytes, after the space is taken or freed (the
      * node's budget, budget.h); set after init, NULL: nobody */

@@ -88,6 +88,9 @@ struct gfs_ra {
     uint64_t queued_blocks;       /* in queued and running jobs */
     uint64_t next_id;
     struct ra_stream st[RA_STREAMS];
+    /* st[i].next_b of the used streams (else UINT64_MAX), for the lock-free
+     * read path's gfs_ra_follows: written under the lock, read without */
+    _Atomic uint64_t hint[RA_STREAMS];
     uint64_t tick;
     gfs_ra_hook hook;
     void *hook_arg;
@@ -128,6 +131,8 @@ int gfs_ra_create(struct glidefs_volume *v, uint64_t window_bytes, unsigned nthr
     gfs_cond_init(&ra->done);
     for (unsigned i = 0; i < RA_MAX_THREADS; i++)
         ra->w[i].ra = ra;
+    for (unsigned i = 0; i < RA_STREAMS; i++)
+        atomic_init(&ra->hint[i], UINT64_MAX);
     *out = ra;
     return 0;
 }
@@ -615,7 +620,37 @@ uint64_t gfs_ra_queue_range(struct gfs_ra *ra, uint64_t b0, uint64_t b1)
     return tmp.ra_next;
 }
 
+static void publish_hints(struct gfs_ra *ra)
+{
+    for (int i = 0; i < RA_STREAMS; i++) {
+        uint64_t h = ra->st[i].used ? ra->st[i].next_b : UINT64_MAX;
+        if (atomic_load_explicit(&ra->hint[i], memory_order_relaxed) != h)
+            atomic_store_explicit(&ra->hint[i], h, memory_order_relaxed);
+    }
+}
+
+int gfs_ra_follows(struct gfs_ra *ra, uint64_t b)
+{
+    if (!ra)
+        return 0;
+    for (int i = 0; i < RA_STREAMS; i++) {
+        uint64_t h = atomic_load_explicit(&ra->hint[i], memory_order_relaxed);
+        if (h != UINT64_MAX && b + 1 >= h && b <= h)
+            return 1;
+    }
+    return 0;
+}
+
+static void note_read(struct gfs_ra *ra, uint64_t off, uint64_t len);
+
 void gfs_ra_note_read(struct gfs_ra *ra, uint64_t off, uint64_t len)
+{
+    note_read(ra, off, len);
+    if (ra)
+        publish_hints(ra);
+}
+
+static void note_read(struct gfs_ra *ra, uint64_t off, uint64_t len)
 {
     if (!ra || len == 0)
         return;

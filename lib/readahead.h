@@ -38,6 +38,11 @@ void gfs_ra_destroy(struct gfs_ra *ra);
  * and queue read-ahead if the stream is sequential. Called with the volume's
  * lock held (the read path holds it anyway). */
 void gfs_ra_note_read(struct gfs_ra *ra, uint64_t off, uint64_t len);
+/* Would a read starting in block b continue a stream being followed? No
+ * lock: the lock-free read path (fastread.h) leaves such reads to the
+ * locked one, which feeds the detector; other reads it serves unseen (a
+ * stream starts at the first read that takes the lock). NULL: 0. */
+int gfs_ra_follows(struct gfs_ra *ra, uint64_t b);
 
 /* The read path is about to GET block b itself. If read-ahead has b queued,
  * run that (coalesced) fetch now in this thread; if it is being fetched,

@@ -20,6 +20,9 @@
  *                  the fields marked (v->lock) in the subsystem structs;
  *                  read-ahead's queue too. Data I/O (journal pwritev,
  *                  cache and journal preads, store requests) runs outside it.
+ *                  Hot reads take no lock at all: they read through fr
+ *                  (fastread.h), whose entries are written under lock and
+ *                  checked by seqcounts after the pread.
  *   budget's locks the node budget (budget.h) is called with lock held,
  *                  and takes a volume's lock only with trylock
  *
@@ -51,6 +54,7 @@
 #include "compactor.h"
 #include "config.h"
 #include "dirty.h"
+#include "fastread.h"
 #include "journal.h"
 #include "lease.h"
 #include "log.h"
@@ -116,6 +120,9 @@ struct glidefs_volume {
     struct gfs_snap_state snap;
     struct gfs_ra *ra;           /* NULL when off */
     struct gfs_wake_state wake;  /* access profile and prefetch on wake (wake.h) */
+    /* the lock-free read path's table (fastread.h): entries written under
+     * lock, read without; dirty, sv.bm and cache point at it */
+    struct gfs_fastrd fr;
 };
 
 /* Write one whole block b again (volume_io.c), journalled like a client

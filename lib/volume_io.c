@@ -5,6 +5,13 @@
  * journal; the read path goes newest journal record -> clean cache ->
  * store (blockio.c assembles the block). Opening and closing are
  * volume_open.c's.
+ *
+ * Reads first try the lock-free path (fastread.h): granules whose place the
+ * locked path published (a whole journal extent over them, or the clean
+ * cache's copy of a block with no dirty data) are read under per-entry
+ * seqcounts, without the volume's mutex; any other read plans under the
+ * lock (read_block) and publishes what it learned. A read that would
+ * continue a read-ahead stream takes the lock so the stream sees it.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -44,6 +51,64 @@ static int block_moved(struct glidefs_volume *v, uint64_t b, const struct gfs_bm
                 v->sv.bm.segs[cur.seg].epoch != epoch || v->sv.bm.segs[cur.seg].seq != seq;
     pthread_mutex_unlock(&v->lock);
     return moved;
+}
+
+/* Tell the lock-free path (fastread.h) where block b's granules are, as the
+ * plan made under the lock (held) found them: those wholly inside one
+ * journal extent, or, when the block has no dirty data and its stored copy
+ * is cached, its cached granules. The granules of sectors [s, s + n), or
+ * the whole block when it has few. */
+static void publish(glidefs_volume *v, uint64_t b, uint32_t s, uint32_t n,
+                    const struct gfs_dirty_block *db, const struct gfs_block_plan *p)
+{
+    struct gfs_fastrd *fr = &v->fr;
+    if (!fr->ent)
+        return;
+    uint32_t glo = 0, ghi = fr->gpb - 1;
+    if (fr->gpb > GFS_FR_MAX_SPAN) {
+        glo = s / GFS_FR_GRAN;
+        ghi = (s + n - 1) / GFS_FR_GRAN;
+    }
+    if (!db) {
+        if (p->base == GFS_BASE_CACHE)
+            for (uint32_t g = glo; g <= ghi; g++)
+                gfs_fr_publish(fr, b, g, GFS_FR_CACHE, p->slot, -1);
+        return;
+    }
+    for (uint32_t i = gfs_dirty_find(db, glo * GFS_FR_GRAN); i < db->n; i++) {
+        const struct gfs_ext *x = &db->ext[i];
+        uint32_t a = (x->start + GFS_FR_GRAN - 1) / GFS_FR_GRAN; /* first whole granule */
+        uint32_t z = (x->start + x->count) / GFS_FR_GRAN;        /* one past the last */
+        if (a > ghi)
+            break;
+        for (uint32_t g = a > glo ? a : glo; g < z && g <= ghi; g++) {
+            if (x->flags & GFS_EXT_ZERO)
+                gfs_fr_publish(fr, b, g, GFS_FR_JZERO, 0, -1);
+            else
+                gfs_fr_publish(fr, b, g, GFS_FR_JDATA,
+                               (int64_t)(x->data_off + (uint64_t)(g * GFS_FR_GRAN - x->start) * 512),
+                               x->jf->fd);
+        }
+    }
+}
+
+/* Sectors [s, s+n) of block b without the lock (fastread.h): 1 when served. */
+static int fast_read(glidefs_volume *v, uint64_t b, uint32_t s, uint32_t n, uint8_t *dst)
+{
+    if (atomic_load_explicit(&v->journal.failed, memory_order_relaxed))
+        return 0; /* the locked path fails the read */
+    int64_t slot;
+    if (!gfs_fr_read(&v->fr, b, s, n, v->cache.fd, v->bs, dst, &slot))
+        return 0;
+    if (slot >= 0) {
+        /* CLOCK's reference bit, as gfs_cache_lookup sets it (no store when
+         * set: the line stays shared); a slot reused meanwhile is only
+         * kept a little longer */
+        _Atomic uint8_t *ref = &v->cache.slots[slot].ref;
+        if (!atomic_load_explicit(ref, memory_order_relaxed))
+            atomic_store_explicit(ref, 1, memory_order_relaxed);
+    }
+    return 1;
 }
 
 /* Read sectors [s, s+n) of block b into dst. count_read: this is the first
@@ -128,6 +193,7 @@ static int read_block(glidefs_volume *v, uint64_t b, uint32_t s, uint32_t n, uin
                 p.seq = v->sv.bm.segs[p.e.seg].seq;
             }
         }
+        publish(v, b, s, n, db, &p);
         if (count_stats) {
             if (p.base == GFS_BASE_STORE) {
                 v->st.cache_misses++;
@@ -195,19 +261,29 @@ GLIDEFS_API int glidefs_pread(glidefs_volume *v, void *buf, size_t len, uint64_t
     if (r < 0)
         return r;
     uint8_t *dst = buf;
-    uint64_t pos = offset, end = offset + len;
+    uint64_t pos = offset, end = offset + len, fast_bytes = 0, fast_blocks = 0;
+    int noted = 0; /* a locked block read counted the read and showed it to read-ahead */
     while (pos < end) {
         uint64_t b = pos / v->bs;
         uint32_t s = (uint32_t)((pos % v->bs) / 512);
         uint64_t chunk = v->bs - pos % v->bs;
         if (chunk > end - pos)
             chunk = end - pos;
-        r = read_block(v, b, s, (uint32_t)(chunk / 512), dst, 1, pos == offset, len);
-        if (r < 0)
-            return r;
+        if ((noted || !gfs_ra_follows(v->ra, b)) &&
+            fast_read(v, b, s, (uint32_t)(chunk / 512), dst)) {
+            fast_bytes += chunk;
+            fast_blocks++;
+        } else {
+            r = read_block(v, b, s, (uint32_t)(chunk / 512), dst, 1, !noted, end - pos);
+            if (r < 0)
+                return r;
+            noted = 1;
+        }
         dst += chunk;
         pos += chunk;
     }
+    if (fast_blocks)
+        gfs_fr_count(&v->fr, !noted, fast_bytes, fast_blocks);
     gfs_wake_read_done(v);
     return 0;
 }
@@ -681,6 +757,11 @@ GLIDEFS_API int glidefs_stats(glidefs_volume *v, struct glidefs_stats *out, size
     s.cache_restored_blocks = v->cache_restored;
     double uptime_s = (double)(gfs_now_ms() - v->opened_ms) / 1000.0;
     pthread_mutex_unlock(&v->lock);
+    uint64_t fr_reads, fr_bytes, fr_hits; /* the lock-free reads' (fastread.h) */
+    gfs_fr_sum(&v->fr, &fr_reads, &fr_bytes, &fr_hits);
+    s.reads += fr_reads;
+    s.read_bytes += fr_bytes;
+    s.cache_hits += fr_hits;
     /* copied out of the store's atomics (the public struct holds plain integers) */
     const struct gfs_objstore_stats *os = &v->store->stats;
     s.store_puts = atomic_load_explicit(&os->puts, memory_order_relaxed);

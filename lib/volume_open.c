@@ -118,6 +118,7 @@ static int set_journal_aside(glidefs_volume *v, uint64_t old_epoch)
             who, to);
     gfs_dirty_free(&v->dirty);
     gfs_dirty_init(&v->dirty);
+    v->dirty.fr = &v->fr;
     gfs_journal_destroy(&v->journal);
     int r = gfs_local_set_aside(v->dir, to);
     return r < 0 ? r : journal_open(v, from);
@@ -157,6 +158,7 @@ static void volume_free(glidefs_volume *v)
     pthread_cond_destroy(&v->own.cond);
     pthread_cond_destroy(&v->cond);
     pthread_cond_destroy(&v->sync.cond);
+    gfs_fr_free(&v->fr); /* last: closing the cache and the dirty index use it */
     free(v->dir);
     free(v);
 }
@@ -213,6 +215,11 @@ static int volume_setup(glidefs_volume *v, const glidefs_config *cfg, unsigned f
     r = gfs_view_init(&v->sv, v->name, &v->log, v->store, v->codec, &v->meta, v->size);
     if (r < 0)
         return r;
+    r = gfs_fr_init(&v->fr, (v->size + v->bs - 1) / v->bs, v->spb);
+    if (r < 0)
+        return r;
+    v->sv.bm.fr = &v->fr;
+    v->dirty.fr = &v->fr;
     /* the lease's fences decide which segments count, so read it first */
     r = gfs_lease_read(v->store, v->name, &v->sv.lease);
     if (r < 0) {
