@@ -99,9 +99,17 @@ def worker(h, seed):
 
 handles, threads = [], []
 for e in range(EXPORTS):
-    h = nbd.NBD()
-    h.set_export_name(f"bench{e}")
-    h.connect_unix(sock)
+    # the socket's file exists from bind(), before listen(): retry a refusal
+    while True:
+        h = nbd.NBD()
+        h.set_export_name(f"bench{e}")
+        try:
+            h.connect_unix(sock)
+            break
+        except nbd.Error:
+            if time.monotonic() > deadline or cur.poll() is not None:
+                raise
+            time.sleep(0.01)
     handles.append(h)
     for q in range(QD):
         th = threading.Thread(target=worker, args=(h, e * 100 + q), daemon=True)
