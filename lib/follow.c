@@ -58,8 +58,14 @@ static int rebuild_map(struct glidefs_volume *v)
 int gfs_volume_reload(struct glidefs_volume *v)
 {
     SCOPED_LOCK(&v->own_lock);
-    int r = gfs_lease_read(v->store, v->name, &v->sv.lease);
-    return r < 0 ? r : rebuild_map(v);
+    struct gfs_lease l;
+    int r = gfs_lease_read(v->store, v->name, &l);
+    if (r < 0)
+        return r;
+    pthread_mutex_lock(&v->lock); /* read under either lock: written under both */
+    v->sv.lease = l;
+    pthread_mutex_unlock(&v->lock);
+    return rebuild_map(v);
 }
 
 int gfs_volume_catch_up(struct glidefs_volume *v)
@@ -78,10 +84,10 @@ int gfs_volume_refresh(struct glidefs_volume *v)
      * (a segment applied before its fence came and went): start again from
      * the newest manifest. */
     int floor_rose = l.exists && l.floor > v->sv.lease.floor;
-    if (l.exists)
-        v->sv.lease = l;
     /* a new fence over something we applied: start again from the store */
     pthread_mutex_lock(&v->lock);
+    if (l.exists)
+        v->sv.lease = l; /* read under either lock: written under both */
     int stale = floor_rose;
     for (uint32_t i = 1; i < v->sv.bm.nsegs && !stale; i++)
         stale = (v->sv.bm.segs[i].epoch >> GFS_ORIGIN_SHIFT) == v->meta.depth &&

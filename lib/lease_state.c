@@ -194,6 +194,16 @@ static int lax_gate(struct glidefs_volume *v, const char *whose)
 /* ------------------------------------------------------------------------ */
 /* taking the lease                                                           */
 
+/* The lease the map stands under, replaced. Read under either lock (the
+ * ownership paths hold own_lock; stats, scrub and the load's fence checks
+ * take v->lock), so written under both: the caller holds own_lock (or runs
+ * before any other thread), and v->lock is taken here. */
+static void set_lease(struct glidefs_volume *v, const struct gfs_lease *l)
+{
+    SCOPED_LOCK(&v->lock);
+    v->sv.lease = *l;
+}
+
 /* Become the writer under lease l (already written). Called with v->lock. */
 static void become_owner(struct glidefs_volume *v, const struct gfs_lease *l)
 {
@@ -256,7 +266,7 @@ int gfs_own_take(struct glidefs_volume *v, int force, int *got, int *busy)
         else if (l.released || force || gfs_lease_expired(&l, now, v->own.lease_timeout_ms))
             kind = TAKE_OTHER;
         else {
-            v->sv.lease = l;
+            set_lease(v, &l);
             *busy = 1;
             return 0;
         }
@@ -465,7 +475,7 @@ void gfs_own_heartbeat(struct glidefs_volume *v)
     if (r == 0)
         r = lease_bump(v, &n);
     if (r == 0) {
-        v->sv.lease = n;
+        set_lease(v, &n);
         return;
     }
     if (r != -ECANCELED && r != -EEXIST) {
@@ -483,7 +493,7 @@ void gfs_own_heartbeat(struct glidefs_volume *v)
         ours = lease_is_current(v, &cur, v->sv.lease.epoch);
     }
     if (ours) {
-        v->sv.lease = cur; /* still ours (our own earlier write landed late) */
+        set_lease(v, &cur); /* still ours (our own earlier write landed late) */
         return;
     }
     {
@@ -498,7 +508,7 @@ void gfs_own_heartbeat(struct glidefs_volume *v)
                 ? "; it has this cache dir's identity: a copy of this cache dir runs elsewhere"
                 : "");
     if (cur.exists)
-        v->sv.lease = cur;
+        set_lease(v, &cur);
 }
 
 /* Before deleting anything from the store: are we still the writer? A

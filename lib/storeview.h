@@ -37,7 +37,9 @@ struct gfs_view {
     uint32_t bs;                /* block size (meta->block_size) */
     /* owned */
     struct gfs_lease lease;     /* whose fences the map was loaded under (an open
-                                 * volume: the lease as last read or written) */
+                                 * volume: the lease as last read or written;
+                                 * written under own_lock and v->lock, read
+                                 * under either) */
     struct gfs_blockmap bm;
     uint64_t last_seg_epoch, last_seg_seq;  /* newest segment we know of */
     uint64_t manifest_epoch, manifest_seq;  /* newest manifest's covered segment */
