@@ -235,19 +235,33 @@ struct export_list {
     bool oom;
 };
 
+/* Room for one more element in a list the foreach callbacks fill: doubles
+ * *cap from first, never past max (0: no limit). False when there is none. */
+static bool list_room(void **v, uint32_t n, uint32_t *cap, size_t elem, uint32_t first,
+                      uint32_t max)
+{
+    if (n < *cap)
+        return true;
+    uint32_t c = *cap ? *cap * 2 : first;
+    if (max && c > max)
+        return false;
+    void *nv = realloc(*v, (size_t)c * elem);
+    if (!nv)
+        return false;
+    *v = nv;
+    *cap = c;
+    return true;
+}
+
 static void add_export(void *arg, const char *name, unsigned open_flags)
 {
     struct export_list *l = arg;
-    if (l->n == l->cap) {
-        uint32_t cap = l->cap ? l->cap * 2 : 16;
-        struct gd_tko_export *v = realloc(l->v, cap * sizeof *v);
-        if (!v) {
-            l->oom = true;
-            return;
-        }
-        l->v = v;
-        l->cap = cap;
+    void *room = l->v;
+    if (!list_room(&room, l->n, &l->cap, sizeof *l->v, 16, 0)) {
+        l->oom = true;
+        return;
     }
+    l->v = room;
     snprintf(l->v[l->n].name, sizeof l->v[l->n].name, "%s", name);
     l->v[l->n++].open_flags = open_flags & GLIDEFS_OPEN_READONLY;
 }
@@ -263,17 +277,12 @@ struct dur_list {
 static void add_durability(void *arg, const char *name, const struct glidefs_durability *d)
 {
     struct dur_list *l = arg;
-    if (l->n == l->cap) {
-        uint32_t cap = l->cap ? l->cap * 2 : 8;
-        struct gd_tko_durability *v = cap <= GD_TKO_MAX_DURS ? realloc(l->v, cap * sizeof *v)
-                                                             : NULL;
-        if (!v) {
-            l->oom = true;
-            return;
-        }
-        l->v = v;
-        l->cap = cap;
+    void *room = l->v;
+    if (!list_room(&room, l->n, &l->cap, sizeof *l->v, 8, GD_TKO_MAX_DURS)) {
+        l->oom = true;
+        return;
     }
+    l->v = room;
     snprintf(l->v[l->n].name, sizeof l->v[l->n].name, "%s", name);
     l->v[l->n++].d = *d;
 }

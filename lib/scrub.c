@@ -383,19 +383,31 @@ static int check_header(struct scrub *s, const struct sseg *g, uint64_t object_s
     }
 }
 
+/* What the listing alone says of segment si, first in every mode: counted;
+ * not listed → MISSING; a size other than its header's, or one its entries
+ * run past → SIZE (*short_ set). 1: missing, nothing more to check; 0: go
+ * on; < 0: no memory for the finding. */
+static int check_listing(struct scrub *s, uint32_t si, uint8_t *gone, int *short_)
+{
+    struct sseg *g = &s->segs[si];
+    tally(s, &s->res.segments_checked, 1);
+    if (g->listed == NOT_LISTED) {
+        gone[si] = 1;
+        int r = add_pending(s, GLIDEFS_SCRUB_MISSING, si, NULL);
+        return r < 0 ? r : 1;
+    }
+    *short_ = (g->total && g->listed != g->total) || g->max_end > g->listed;
+    return *short_ ? add_pending(s, GLIDEFS_SCRUB_SIZE, si, NULL) : 0;
+}
+
 /* Quick mode's checks of segment i (every scrub does them). */
 static int check_segment(struct scrub *s, uint32_t i, uint8_t *gone)
 {
     struct sseg *g = &s->segs[i];
-    tally(s, &s->res.segments_checked, 1);
-    int r = 0;
-    if (g->listed == NOT_LISTED) {
-        gone[i] = 1;
-        return add_pending(s, GLIDEFS_SCRUB_MISSING, i, NULL);
-    }
-    int short_ = (g->total && g->listed != g->total) || g->max_end > g->listed;
-    if (short_ && (r = add_pending(s, GLIDEFS_SCRUB_SIZE, i, NULL)) < 0)
-        return r;
+    int short_ = 0;
+    int r = check_listing(s, i, gone, &short_);
+    if (r)
+        return r < 0 ? r : 0;
     /* a truncated segment's header is judged on its own: bounds
      * against the object's size would fail it too */
     r = check_header(s, g, short_ ? 0 : g->listed);
@@ -505,15 +517,10 @@ static int check_segment_deep(struct scrub *s, uint32_t si, size_t lo, size_t hi
 {
     glidefs_volume *v = s->v;
     struct sseg *g = &s->segs[si];
-    tally(s, &s->res.segments_checked, 1);
-    if (g->listed == NOT_LISTED) {
-        gone[si] = 1;
-        return add_pending(s, GLIDEFS_SCRUB_MISSING, si, NULL);
-    }
-    int r = 0;
-    int short_ = (g->total && g->listed != g->total) || g->max_end > g->listed;
-    if (short_ && (r = add_pending(s, GLIDEFS_SCRUB_SIZE, si, NULL)) < 0)
-        return r;
+    int short_ = 0;
+    int r = check_listing(s, si, gone, &short_);
+    if (r)
+        return r < 0 ? r : 0;
     /* the front: at least a header's first 4 KiB, up to the furthest
      * payload end within RUN_MAX */
     uint64_t want = 4096;
