@@ -406,21 +406,32 @@ void gd_registry_foreach_durability(struct gd_registry *r,
         fn(arg, o->name, &o->d);
 }
 
-void gd_export_release(struct gd_export *e, int conn)
+static void release(struct gd_export *e, int conn, bool used)
 {
     struct gd_registry *r = e->reg;
     SCOPED_LOCK(&r->lock);
     if (conn)
         e->conns--;
+    if (used)
+        e->idle_since_ms = gfs_now_ms(); /* the linger counts from the last real user */
     if (--e->refs == 0 && e->state == EX_FAILED) {
         /* a takeover that failed could not reopen it: its last user goes */
         unlink_locked(r, e);
         free(e);
     } else if (e->refs == 0) {
-        e->idle_since_ms = gfs_now_ms();
         pthread_cond_signal(&r->hk_cond);
     }
     pthread_cond_broadcast(&r->cond); /* gd_export_remove() waits for references to go */
+}
+
+void gd_export_release(struct gd_export *e, int conn)
+{
+    release(e, conn, true);
+}
+
+void gd_export_release_peek(struct gd_export *e)
+{
+    release(e, 0, false);
 }
 
 void gd_export_count_conn(struct gd_export *e, int delta)

@@ -65,8 +65,13 @@ int gd_export_conns(struct gd_export *e);
  * New acquirers of the name wait meanwhile. -ESHUTDOWN when stopping. */
 int gd_export_remove(struct gd_export *e, int force, int purge, int64_t drain_timeout_ms,
                      void (*kick)(void *arg, struct gd_export *e), void *kick_arg);
-/* Drop a reference taken by acquire (same conn value). */
+/* Drop a reference taken by acquire (same conn value). An export with no
+ * references closes IDLE_LINGER_MS after the last such release. */
 void gd_export_release(struct gd_export *e, int conn);
+/* Drop a reference (conn 0) that only looked at the export (status,
+ * metrics): the linger goes on counting from the last real user, so a
+ * monitor polling an idle export does not keep it open. */
+void gd_export_release_peek(struct gd_export *e);
 
 /* A reference taken with conn = 0 becomes (delta 1) or stops being (-1) a
  * client connection, e.g. when a handshake enters transmission. */

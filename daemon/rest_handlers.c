@@ -297,8 +297,8 @@ static json_t *lineage_json(const char *name, glidefs_volume *vol)
 
 /* Answer with the export object of e (and release it). key/extra: one more
  * member (extra stolen); key NULL and extra an object: its members. */
-static int answer_export(struct call *c, unsigned status, struct gd_export *e, const char *key,
-                         json_t *extra)
+static int answer_export_ex(struct call *c, unsigned status, struct gd_export *e,
+                            const char *key, json_t *extra, bool peek)
 {
     struct glidefs_stats st;
     int rc = export_stats(c, e, &st);
@@ -306,7 +306,10 @@ static int answer_export(struct call *c, unsigned status, struct gd_export *e, c
 #ifdef GLIDEFS_HAVE_LINEAGE
     json_t *lin = rc < 0 ? NULL : lineage_json(c->name, gd_export_volume(e));
 #endif
-    gd_export_release(e, 0);
+    if (peek)
+        gd_export_release_peek(e);
+    else
+        gd_export_release(e, 0);
     if (rc < 0) {
         json_decref(extra);
         return -1;
@@ -323,6 +326,12 @@ static int answer_export(struct call *c, unsigned status, struct gd_export *e, c
         json_object_update(o, extra);
     json_decref(extra);
     return rest_ok(c, status, o);
+}
+
+static int answer_export(struct call *c, unsigned status, struct gd_export *e, const char *key,
+                         json_t *extra)
+{
+    return answer_export_ex(c, status, e, key, extra, false);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -581,7 +590,7 @@ int rest_h_status(struct call *c)
     struct gd_export *e = NULL;
     if (get_export(c, GD_ACQUIRE_OPEN_ONLY, &e) < 0)
         return -1;
-    return answer_export(c, 200, e, NULL, NULL);
+    return answer_export_ex(c, 200, e, NULL, NULL, true); /* a look: not a use */
 }
 
 int rest_h_export_metrics(struct call *c)
@@ -594,7 +603,7 @@ int rest_h_export_metrics(struct call *c)
     snprintf(s.name, sizeof s.name, "%s", c->name);
     int rc = export_stats(c, e, &s.st);
     s.conns = gd_export_conns(e);
-    gd_export_release(e, 0);
+    gd_export_release_peek(e);
     if (rc < 0)
         return -1;
     return rest_ok(c, 200, gd_metrics_json(&s));
@@ -1498,7 +1507,7 @@ int rest_h_delete(struct call *c)
         bool open = gd_export_acquire_ex(c->r->reg, c->name, 0, 0, GD_ACQUIRE_OPEN_ONLY,
                                          &still) == 0;
         if (open) {
-            gd_export_release(still, 0);
+            gd_export_release_peek(still);
             return rest_fail(c, rest_status_for(rc), "export %s: the drain failed (%s), so nothing was "
                              "deleted; check the store and the glidefsd log, then retry", c->name,
                              glidefs_strerror(rc));

@@ -84,6 +84,17 @@ def main():
         r = d.req("PUT", "/api/exports/vm2", {"size": "256M"})
         t.status(r, 200, "resize an idle export")
         t.eq(r.json.get("size_bytes"), 256 * MiB, "idle export grown")
+        # Looking is not using: an idle export polled for its status and
+        # metrics still closes after the linger (5 s), as if nobody looked.
+        polls = []
+
+        def closed():
+            path = "/api/exports/vm2" + ("/metrics" if len(polls) % 2 else "")
+            polls.append(d.req("GET", path).status)
+            return polls[-1] == 404
+        resttest.wait_for(closed, 30, "vm2 closed while its status is polled")
+        t.ok(polls.count(200) >= 2, "an idle export polled (status, metrics) closes after the "
+             "linger: %d polls answered before it closed" % polls.count(200))
 
         # -- I/O through NBD, status, drain ----------------------------------
         h = d.connect("vm1")
