@@ -53,6 +53,9 @@ Control endpoints (unsigned, never forwarded; '__' cannot start a bucket name):
                                                 region_refusal): 301 PermanentRedirect with
                                                 x-amz-bucket-region, or 400
                                                 AuthorizationHeaderMalformed with <Region>
+  GET /__proxy__/config?latency_ms=20           hold every S3 request that long before it
+                                                is forwarded (a remote store's first-byte
+                                                latency; 0 = off; benchmarks: bench/boot.sh)
   GET /__proxy__/config?crc=verify|ignore|refuse  x-amz-checksum-crc32c on PUT: verify it
                                                 (default; 400 BadDigest on a mismatch, echoed
                                                 as AWS does; bodies over crc_max bytes,
@@ -66,6 +69,8 @@ Control endpoints (unsigned, never forwarded; '__' cannot start a bucket name):
                                                 InvalidToken); after expires (0 never), 400
                                                 ExpiredToken, as AWS answers
   (stats: lists counts ListObjectsV2 requests (GETs, also in by_method);
+  object_gets and object_get_bytes count object GETs answered 200/206 and
+  their body bytes;
   by_method counts requests per HTTP method: POST is DeleteObjects; by_akid
   counts signed requests per access key id; vhost counts virtual-hosted requests)
 
@@ -181,6 +186,7 @@ class State:
         self.no_batch = False  # DeleteObjects answered 501 NotImplemented
         self.ignore_conditions = False  # conditional PUTs overwrite (a lax store)
         self.die_next = False
+        self.latency_ms = 0  # held before forwarding each request
         self.stats = {"requests": 0, "forwarded": 0, "injected": 0, "rejected": 0,
                       "by_kind": {k: 0 for k in FAULT_KINDS}, "by_code": {}, "by_akid": {},
                       "vhost": 0, "crc_checked": 0, "crc_unchecked": 0, "wrong_region": 0}
@@ -606,6 +612,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 st.region = q["region"][0]
             if "region_answer" in q:
                 st.region_answer = q["region_answer"][0]
+            if "latency_ms" in q:
+                st.latency_ms = int(q["latency_ms"][0])
+                st.log("latency %d ms per request" % st.latency_ms)
             if "crc" in q:
                 st.crc = q["crc"][0]
             if "crc_max" in q:
@@ -672,6 +681,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             with self.st.lock:  # LISTs apart from object GETs (bench/scrub.sh)
                 self.st.stats["lists"] = self.st.stats.get("lists", 0) + 1
         fault = self.st.draw_fault(self.command, raw_path)
+        if self.st.latency_ms > 0:
+            self.st.stopping.wait(self.st.latency_ms / 1000.0)
         if fault:
             with self.st.lock:
                 self.st.fault_no += 1
@@ -913,6 +924,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         if head:
             return
+        if self.command == "GET" and status in (200, 206) and "list-type=" not in self.path:
+            with st.lock:
+                st.stats["object_gets"] = st.stats.get("object_gets", 0) + 1
+                st.stats["object_get_bytes"] = st.stats.get("object_get_bytes", 0) + len(data)
         if fault == "reset":
             self.wfile.write(data[: len(data) // 2])
             self.wfile.flush()
