@@ -196,6 +196,9 @@ static const struct family families[] = {
       S_U64, F(prefetch_hits), NULL },
     { "glidefs_prefetch_wasted_bytes", G, "Prefetched bytes not read (yet).", S_U64,
       F(prefetch_wasted_bytes), NULL },
+    { "glidefs_layout_blocks_total", C, "Blocks of the access profile copied together in "
+      "first-read order since the export opened (README \"Cold start\").", S_U64,
+      F(layout_blocks), NULL },
     { "glidefs_cache_restored_blocks", G, "Clean blocks the export's open restored from the "
       "cache its last close on this node kept (cache.keep_on_close).", S_U64,
       F(cache_restored_blocks), NULL },
@@ -522,12 +525,13 @@ json_t *gd_metrics_json(const struct gd_export_snap *s)
                               J(st->store_flushes), "store_flush_errors",
                               J(st->store_flush_errors), "unsynced_waits",
                               J(st->unsynced_waits));
-    json_t *more5 = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "profile_blocks_recorded",
+    json_t *more5 = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "profile_blocks_recorded",
                               J(st->profile_blocks_recorded), "prefetched_blocks",
                               J(st->prefetched_blocks), "prefetch_hits", J(st->prefetch_hits),
                               "prefetch_wasted_bytes", J(st->prefetch_wasted_bytes),
                               "first_read_ms", J(st->first_read_ms), "cache_restored_blocks",
-                              J(st->cache_restored_blocks));
+                              J(st->cache_restored_blocks), "layout_blocks",
+                              J(st->layout_blocks));
     json_t *lat = latency_json(s->name);
     int bad = !more || !more2 || !more3 || !more4 || !more5 || !lat ||
               json_object_update(o, more) < 0 || json_object_update(o, more2) < 0 ||

@@ -173,12 +173,13 @@ static json_t *export_json(struct gd_rest *r, const char *name, const struct gli
                              "draining", draining, "drain_started", drain_at[0] ? drain_at : NULL,
                              "drain_dirty_at_start", J(drain_dirty0), "last_error",
                              st->last_error ? glidefs_strerror(st->last_error) : NULL);
-    json_t *cold = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "profile_blocks_recorded",
+    json_t *cold = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "profile_blocks_recorded",
                              J(st->profile_blocks_recorded), "prefetched_blocks",
                              J(st->prefetched_blocks), "prefetch_hits", J(st->prefetch_hits),
                              "prefetch_wasted_bytes", J(st->prefetch_wasted_bytes),
                              "first_read_ms", J(st->first_read_ms), "cache_restored_blocks",
-                             J(st->cache_restored_blocks));
+                             J(st->cache_restored_blocks), "layout_blocks",
+                             J(st->layout_blocks));
     json_t *tail = json_pack("{s:s?, s:I, s:s?, s:s, s:I, s:I}", "last_sync_time",
                              last_sync[0] ? last_sync : NULL, "oldest_dirty_age_ms",
                              J(st->oldest_dirty_age_ms), "last_error",

@@ -49,13 +49,6 @@ static int kept(const struct glidefs_volume *v, const struct gfs_bm_seg *s)
             gfs_held_epoch(v, s->epoch & GFS_EPOCH_MASK));
 }
 
-struct moved {
-    uint64_t block;
-    struct gfs_bm_entry old;
-    uint32_t new_offset;
-    int skip;                      /* its seal did not open: left where it is */
-    const struct gfs_sealkey *from; /* its segment's key (sealed volumes) */
-};
 
 /* The keys of the segments one rewrite reads (wiped when it returns). */
 struct srckeys {
@@ -93,10 +86,8 @@ static int cmp_cand(const void *a, const void *b)
     return l < r ? -1 : l > r;
 }
 
-/* Upload one new segment holding the given blocks' stored bytes; commit the
- * moves that are still current. Called with the lock held; drops it. */
 struct pair {
-    struct moved m;
+    struct gfs_moved m;
     uint8_t *p;
 };
 
@@ -106,8 +97,8 @@ static int cmp_pair(const void *a, const void *b)
     return x->m.block < y->m.block ? -1 : x->m.block > y->m.block;
 }
 
-static int write_copy(struct glidefs_volume *v, struct moved *mv, uint32_t n,
-                      uint8_t **payloads, uint64_t *rewritten)
+int gfs_compact_copy(struct glidefs_volume *v, struct gfs_moved *mv, uint32_t n,
+                     uint8_t **payloads, uint64_t *rewritten)
 {
     /* a segment lists its blocks in increasing order */
     CLEANUP_FREE struct pair *pr = malloc(n * sizeof *pr);
@@ -176,7 +167,9 @@ static int write_copy(struct glidefs_volume *v, struct moved *mv, uint32_t n,
         e.flags |= GFS_SEGF_TRAILER;
         e.crc = mv[i].old.crc;
         gfs_bm_set(&v->sv.bm, mv[i].block, &e);
-        gfs_cache_drop(&v->cache, mv[i].block); /* cached under the old location */
+        /* the same bytes: a cached copy follows the block */
+        gfs_cache_relocate(&v->cache, mv[i].block, cur.seg, cur.offset, (uint32_t)si,
+                           mv[i].new_offset);
         *rewritten += e.length;
     }
     return 0;
@@ -231,7 +224,7 @@ static int rewrite(struct glidefs_volume *v, uint64_t budget, uint64_t target,
 
     /* the blocks that live in them: one pass over the map */
     size_t cap = 64, nm = 0;
-    CLEANUP_FREE struct moved *mv = malloc(cap * sizeof *mv);
+    CLEANUP_FREE struct gfs_moved *mv = malloc(cap * sizeof *mv);
     if (!mv)
         return -ENOMEM;
     struct gfs_bm_entry ce;
@@ -241,20 +234,20 @@ static int rewrite(struct glidefs_volume *v, uint64_t budget, uint64_t target,
             if (sg == GFS_BM_NONE || sg == GFS_BM_HOLE || sg >= nsegs || !is_cand[sg])
                 continue;
             if (nm == cap) {
-                struct moved *nmv = realloc(mv, 2 * cap * sizeof *nmv);
+                struct gfs_moved *nmv = realloc(mv, 2 * cap * sizeof *nmv);
                 if (!nmv)
                     return -ENOMEM;
                 mv = nmv;
                 cap *= 2;
             }
-            mv[nm] = (struct moved){.block = b, .old = ce};
+            mv[nm] = (struct gfs_moved){.block = b, .old = ce};
             nm++;
         }
     }
     /* fetch each old segment once, then pack the copies into new segments */
     uint32_t per = v->sync.blocks_per_batch;
     CLEANUP_FREE uint8_t **payloads = calloc(per, sizeof *payloads);
-    CLEANUP_FREE struct moved *batch = calloc(per, sizeof *batch);
+    CLEANUP_FREE struct gfs_moved *batch = calloc(per, sizeof *batch);
     __attribute__((cleanup(srckeys_free))) struct srckeys sk = {calloc(take, sizeof *sk.k), take};
     if (!payloads || !batch || !sk.k)
         return -ENOMEM;
@@ -311,7 +304,7 @@ static int rewrite(struct glidefs_volume *v, uint64_t budget, uint64_t target,
             memcpy(payloads[nb], obj + e->offset, e->length);
             nb++;
             if (nb == per) {
-                r = write_copy(v, batch, nb, payloads, &rewritten);
+                r = gfs_compact_copy(v, batch, nb, payloads, &rewritten);
                 for (uint32_t j = 0; j < nb; j++)
                     free(payloads[j]);
                 nb = 0;
@@ -321,7 +314,7 @@ static int rewrite(struct glidefs_volume *v, uint64_t budget, uint64_t target,
             res->segments_rewritten++;
     }
     if (nb) {
-        int r2 = write_copy(v, batch, nb, payloads, &rewritten);
+        int r2 = gfs_compact_copy(v, batch, nb, payloads, &rewritten);
         if (r == 0)
             r = r2;
         for (uint32_t j = 0; j < nb; j++)

@@ -7,9 +7,11 @@
 
 #include <stdint.h>
 
+#include "blockmap.h"
 #include "glidefs/glidefs.h"
 
 struct glidefs_volume;
+struct gfs_sealkey;
 
 struct gfs_comp_state {
     /* tunables (set at open) */
@@ -31,6 +33,24 @@ struct gfs_comp_state {
 /* One bounded step (v->lock held; dropped for I/O). requested: a
  * glidefs_compact call waits. 1 if it did work, 0, or -errno. */
 int gfs_compact_step(struct glidefs_volume *v, int requested);
+
+/* A block compaction or layout (layout.h) copies into a new segment. */
+struct gfs_moved {
+    uint64_t block;
+    struct gfs_bm_entry old;        /* its map entry when read */
+    uint32_t new_offset;
+    int skip;                       /* its seal did not open: left where it is */
+    const struct gfs_sealkey *from; /* its segment's key (sealed volumes) */
+};
+
+/* Upload one new segment holding the given blocks' stored bytes
+ * (payloads[i]: mv[i]'s payload as stored, CRC already checked; the order
+ * of both may change) and commit the moves that are still current: the map
+ * points at the copy unless a newer write landed meanwhile, and a cached
+ * copy follows. *rewritten grows by the bytes moved. Lock held; dropped
+ * for the upload. 0 or -errno (nothing moved). */
+int gfs_compact_copy(struct glidefs_volume *v, struct gfs_moved *mv, uint32_t n,
+                     uint8_t **payloads, uint64_t *rewritten);
 
 /* Delete the segment objects keys[0..n) of this volume that nothing
  * references (found at open, or by scrub: storeview.h's garbage rule),

@@ -118,8 +118,10 @@ void gfs_profile_rec_note(struct gfs_profile_rec *r, uint64_t fb, uint64_t lb, i
             r->done = 1;
             return;
         }
-        if (gfs_blkset_add(&r->seen, b, r->n))
+        if (gfs_blkset_add(&r->seen, b, r->n)) {
             r->blocks[r->n++] = b;
+            r->last_new_ms = now_ms;
+        }
     }
 }
 

@@ -40,6 +40,7 @@ struct gfs_profile_rec {
     uint32_t n, cap;
     struct gfs_blkset seen;
     int64_t until_ms;   /* recording ends at this time (monotonic ms) */
+    int64_t last_new_ms; /* when the last new block was appended (0: none yet) */
     int done;           /* the window is over, or the list is full */
 };
 

@@ -38,6 +38,7 @@
 #include "checkpoint.h"
 #include "cleanup.h"
 #include "compactor.h"
+#include "layout.h"
 #include "segment.h"
 #include "segwriter.h"
 
@@ -613,7 +614,10 @@ static void *syncer_main(void *arg)
             if (v->sync.force == 0) {
                 uint64_t want = v->comp.req_gen;
                 int requested = want > v->comp.done_gen;
-                int did = gfs_compact_step(v, requested);
+                /* the access profile laid out together first (layout.h) */
+                int did = requested ? 0 : gfs_layout_step(v);
+                if (did <= 0)
+                    did = gfs_compact_step(v, requested);
                 if (requested) {
                     v->comp.done_gen = want;
                     pthread_cond_broadcast(&v->cond);

@@ -26,6 +26,7 @@ struct gfs_wake_state {
     int enabled;                  /* cache.profile_s and cache.profile_mb both > 0 */
     struct gfs_profile_rec rec;   /* this session's (lock) */
     uint32_t saved_n;             /* rec.n when last stored */
+    uint32_t laid;                /* rec positions layout has looked at (layout.h) */
     /* the profile loaded at open (lock): position of each block, and a mark
      * per position: 1 prefetched into the cache, 2 read after that */
     struct gfs_blkset loaded;

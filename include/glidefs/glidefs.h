@@ -402,7 +402,10 @@ struct glidefs_stats {
     int64_t first_read_ms;       /* open to the first guest read done, ms (0: none yet) */
     uint64_t cache_restored_blocks; /* clean blocks kept from the last close on this node
                                        (cache.keep_on_close), restored at open */
+    uint64_t layout_blocks;      /* blocks of the access profile this session copied together,
+                                    in first-read order (GLIDEFS_HAVE_LAYOUT) */
 };
+#define GLIDEFS_HAVE_LAYOUT 1
 #define GLIDEFS_HAVE_CACHE_RESTORED 1
 #define GLIDEFS_HAVE_JOURNAL_SYNCS 1
 
