@@ -31,7 +31,17 @@ debootstrap --variant=minbase \
     "$SUITE" "$root" "$MIRROR" > "$OUT/debootstrap.log" 2>&1 ||
     { tail -20 "$OUT/debootstrap.log" >&2; exit 1; }
 
-# the marker: after multi-user.target, say so on the console and power off
+# the marker: after multi-user.target, say so on the console, stay up
+# glidefs.stay=S seconds (kernel command line; 0 by default: a VM that lives
+# on lets its access profile's recording end), and power off
+cat > "$root/usr/local/bin/glidefs-marker" <<'SCRIPT'
+#!/bin/sh
+echo GLIDEFS-BOOTED > /dev/ttyS0
+stay=$(sed -n 's/.*glidefs\.stay=\([0-9]*\).*/\1/p' /proc/cmdline)
+sleep "${stay:-0}"
+systemctl --no-block poweroff
+SCRIPT
+chmod 755 "$root/usr/local/bin/glidefs-marker"
 cat > "$root/etc/systemd/system/glidefs-marker.service" <<'UNIT'
 [Unit]
 Description=glidefs boot benchmark marker
@@ -39,7 +49,7 @@ After=multi-user.target
 
 [Service]
 Type=oneshot
-ExecStart=/bin/sh -c 'echo GLIDEFS-BOOTED > /dev/ttyS0; systemctl --no-block poweroff'
+ExecStart=/usr/local/bin/glidefs-marker
 
 [Install]
 WantedBy=multi-user.target

@@ -13,6 +13,7 @@
 #include "blockio.h"
 #include "cleanup.h"
 #include "codec.h"
+#include "profile.h"
 #include "segment.h"
 #include "volume_internal.h"
 
@@ -101,6 +102,7 @@ struct gfs_ra {
         uint32_t n, next;
         uint32_t inflight, cap;
         int stopped;
+        const struct gfs_blkset *set; /* bl as a set: guides the streams' windows */
         gfs_ra_filled_fn filled;
         void *arg;
     } pf;
@@ -387,6 +389,14 @@ static void enqueue(struct gfs_ra *ra, struct ra_job *j)
     ra->queued_blocks += j->n;
 }
 
+/* Is block p, ahead of a read, left out of a stream's window? While the
+ * guest follows a profile being prefetched, only the profile's blocks are
+ * fetched ahead (gfs_ra_prefetch_start). */
+static int unguided(const struct gfs_ra *ra, uint64_t p)
+{
+    return ra->pf.set && !ra->pf.stopped && gfs_blkset_get(ra->pf.set, p) < 0;
+}
+
 /* Under the lock: queue the blocks from the stream's position up to
  * `ahead` blocks past the read [fb, lb], in runs of one segment each. */
 static void plan(struct gfs_ra *ra, struct ra_stream *s, uint64_t fb, uint64_t lb, uint32_t ahead)
@@ -408,7 +418,7 @@ static void plan(struct gfs_ra *ra, struct ra_stream *s, uint64_t fb, uint64_t l
     int queued = 0;
     struct gfs_bm_entry run[RA_MAX_JOB];
     while (p < want && ra->queued_blocks < (uint64_t)window_now(ra) + ra->max_job) {
-        if (!wanted(ra, p, &run[0])) {
+        if ((p > lb && unguided(ra, p)) || !wanted(ra, p, &run[0])) {
             p++;
             continue;
         }
@@ -418,7 +428,8 @@ static void plan(struct gfs_ra *ra, struct ra_stream *s, uint64_t fb, uint64_t l
          * bounded overshoot that saves a GET */
         while (n < ra->max_job && p + n < (ahead ? nblocks : want)) {
             struct gfs_bm_entry e;
-            if (!wanted(ra, p + n, &e) || e.seg != run[0].seg || e.offset != end)
+            if ((p + n > lb && unguided(ra, p + n)) || !wanted(ra, p + n, &e) ||
+                e.seg != run[0].seg || e.offset != end)
                 break;
             run[n++] = e;
             end += gfs_seg_span(e.length, e.flags);
@@ -567,7 +578,7 @@ static void pf_topup(struct gfs_ra *ra)
 }
 
 void gfs_ra_prefetch_start(struct gfs_ra *ra, uint64_t *blocks, uint32_t n,
-                           gfs_ra_filled_fn filled, void *arg)
+                           const struct gfs_blkset *set, gfs_ra_filled_fn filled, void *arg)
 {
     if (!ra || ra->stop || ra->pf.bl) {
         free(blocks);
@@ -576,6 +587,7 @@ void gfs_ra_prefetch_start(struct gfs_ra *ra, uint64_t *blocks, uint32_t n,
     ra->pf.bl = blocks;
     ra->pf.n = n;
     ra->pf.next = 0;
+    ra->pf.set = set;
     ra->pf.filled = filled;
     ra->pf.arg = arg;
     uint32_t cap = window_now(ra);

@@ -63,10 +63,15 @@ uint64_t gfs_ra_queue_range(struct gfs_ra *ra, uint64_t b0, uint64_t b1);
  * (payloads close together in one). A reader of one of them runs or waits
  * for its fetch (gfs_ra_wait), so the guest's misses never queue behind
  * the prefetch. filled(arg, b) is called under the lock for each block a
- * prefetch put into the cache. Volume lock held. */
+ * prefetch put into the cache. set: the same blocks as a set (the caller's,
+ * kept until gfs_ra_destroy); until the prefetch is stopped, a sequential
+ * stream's window fetches only blocks in it (the profile knows what a boot
+ * reads next better than a guess: a guest that leaves the profile stops
+ * the prefetch, and read-ahead goes on as without one). Volume lock held. */
+struct gfs_blkset;
 typedef void (*gfs_ra_filled_fn)(void *arg, uint64_t b);
 void gfs_ra_prefetch_start(struct gfs_ra *ra, uint64_t *blocks, uint32_t n,
-                           gfs_ra_filled_fn filled, void *arg);
+                           const struct gfs_blkset *set, gfs_ra_filled_fn filled, void *arg);
 /* Plan no more of the profile (jobs queued finish). Lock held. */
 void gfs_ra_prefetch_stop(struct gfs_ra *ra);
 /* The next profile position to plan (tests). Lock held. */

@@ -115,7 +115,7 @@ static void load_profile(void *arg)
     w->prev = prev;
     w->nloaded = n;
     /* ra takes bl; blocks past a shrunk volume's end are skipped there */
-    gfs_ra_prefetch_start(v->ra, bl, n, on_filled, v);
+    gfs_ra_prefetch_start(v->ra, bl, n, &w->loaded, on_filled, v);
     pthread_mutex_unlock(&v->lock);
     gfs_info(&v->log, "%s: prefetching the %" PRIu32 " blocks of its access profile", v->name, n);
 }

@@ -280,6 +280,53 @@ static void test_stop_when_not_followed(void **state)
     tu_env_done(&env);
 }
 
+/* While the guest follows the profile, a sequential stream's read-ahead
+ * fetches only the profile's blocks: a boot that reads a file in order
+ * gets what it reads, not the 16 MiB window past it. */
+static void test_guided_readahead(void **state)
+{
+    (void)state;
+    struct tu_env env;
+    tu_env_init(&env, "wake-guided");
+    make_volume(&env, "g");
+    glidefs_config *c = cfg_for(&env, env.cache);
+    glidefs_volume *v;
+    assert_int_equal(glidefs_volume_open(c, "g", 0, 0, &v), 0);
+    boot(v, NPROF, 0);
+    assert_int_equal(glidefs_volume_close(v), 0);
+
+    tu_rmrf(env.cache);
+    assert_int_equal(glidefs_volume_open(c, "g", 0, 0, &v), 0);
+    wait_prefetched(v, NPROF);
+    struct glidefs_stats a = stats_of(v);
+    /* a file read in order from a profile block: 16 blocks, 4 KiB each */
+    uint64_t b0 = boot_block(0, 0);
+    if (b0 + 16 > NBLK)
+        b0 = NBLK - 16;
+    uint8_t buf[BS];
+    for (uint64_t b = b0; b < b0 + 16; b++) {
+        assert_int_equal(glidefs_pread(v, buf, BS, b * BS), 0);
+        assert_memory_equal(buf, expected + b * BS, BS);
+    }
+    /* let whatever was queued land: idle workers exit after 20 ms */
+    gfs_ra_set_idle_ms(v->ra, 20);
+    int64_t deadline = mono_ms() + 30000;
+    while (gfs_ra_threads(v->ra) > 0 && mono_ms() < deadline) {
+        struct timespec pause = {0, 5 * 1000 * 1000};
+        nanosleep(&pause, NULL); /* polling a condition, with a deadline */
+    }
+    assert_int_equal(gfs_ra_threads(v->ra), 0);
+    struct glidefs_stats b = stats_of(v);
+    uint64_t more = (b.cached_bytes - a.cached_bytes) / BS;
+    fprintf(stderr, "guided: a 16-block stream cached %llu more blocks\n",
+            (unsigned long long)more);
+    assert_true(more <= 16);
+    assert_int_equal(glidefs_volume_close(v), 0);
+    glidefs_config_free(c);
+    free(expected);
+    tu_env_done(&env);
+}
+
 /* Poll (with a deadline) until the layout copied `want` blocks. */
 static struct glidefs_stats wait_laid(glidefs_volume *v, uint64_t want)
 {
@@ -402,6 +449,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_profile_prefetch_clone),
         cmocka_unit_test(test_stop_when_not_followed),
+        cmocka_unit_test(test_guided_readahead),
         cmocka_unit_test(test_layout),
         cmocka_unit_test(test_layout_sealed),
     };
