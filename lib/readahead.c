@@ -23,8 +23,10 @@
 #define RA_IDLE_MS 10000   /* a worker with nothing to do for this long exits */
 #define PF_GAP (128u << 10) /* profile prefetch: bytes of a segment fetched between two
                                wanted payloads rather than a second GET */
-#define PF_MAX_SPAN (2u << 20) /* bytes of one prefetch GET at most (beyond one payload):
-                                 a reader that needs one of its blocks runs it */
+#define PF_MAX_SPAN (4u << 20) /* bytes of one prefetch GET at most (beyond one payload):
+                                 a reader that needs one of its blocks runs it; a
+                                 whole default segment (25 x 128 KiB), so a profile
+                                 laid out densely (layout.h) costs a GET per segment */
 #define PF_MAX_INFLIGHT 1024 /* profile blocks queued or being fetched at most */
 #define PF_SCAN 4096       /* profile entries looked at per top-up at most (lock hold) */
 
