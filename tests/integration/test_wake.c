@@ -92,20 +92,45 @@ static int64_t mono_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Poll (with a deadline) until the prefetch put `want` blocks into the cache. */
-static struct glidefs_stats wait_prefetched(glidefs_volume *v, uint64_t want)
+/* Poll (with a deadline) until the counter at `field` of the volume's
+ * stats reaches `want`; it must then be exactly want. */
+static struct glidefs_stats wait_count(glidefs_volume *v, size_t field, uint64_t want,
+                                       const char *what)
 {
     int64_t deadline = mono_ms() + 30000;
     struct glidefs_stats st = stats_of(v);
-    while (st.prefetched_blocks < want && mono_ms() < deadline) {
+    uint64_t got;
+    for (;;) {
+        memcpy(&got, (const char *)&st + field, sizeof got);
+        if (got >= want || mono_ms() >= deadline)
+            break;
         struct timespec pause = {0, 5 * 1000 * 1000};
         nanosleep(&pause, NULL); /* polling a condition, with a deadline */
         st = stats_of(v);
     }
-    if (st.prefetched_blocks != want)
-        fail_msg("prefetched %llu blocks, want %llu", (unsigned long long)st.prefetched_blocks,
+    if (got != want)
+        fail_msg("%s %llu blocks, want %llu", what, (unsigned long long)got,
                  (unsigned long long)want);
     return st;
+}
+
+/* ... the prefetch put `want` blocks into the cache. */
+static struct glidefs_stats wait_prefetched(glidefs_volume *v, uint64_t want)
+{
+    return wait_count(v, offsetof(struct glidefs_stats, prefetched_blocks), want, "prefetched");
+}
+
+/* Wait until read-ahead's workers are gone (idle ones exit after 20 ms):
+ * everything queued has landed. */
+static void wait_ra_idle(glidefs_volume *v)
+{
+    gfs_ra_set_idle_ms(v->ra, 20);
+    int64_t deadline = mono_ms() + 30000;
+    while (gfs_ra_threads(v->ra) > 0 && mono_ms() < deadline) {
+        struct timespec pause = {0, 5 * 1000 * 1000};
+        nanosleep(&pause, NULL); /* polling a condition, with a deadline */
+    }
+    assert_int_equal(gfs_ra_threads(v->ra), 0);
 }
 
 /* Open `name` on an empty cache, wait for its prefetch of `want` blocks,
@@ -251,19 +276,12 @@ static void test_stop_when_not_followed(void **state)
     int stopped = v->wake.stopped;
     pthread_mutex_unlock(&v->lock);
     assert_true(stopped);
-    /* let the held GETs land; workers idle for 20 ms exit, so none left
-     * means nothing more was queued */
-    gfs_ra_set_idle_ms(v->ra, 20);
+    /* let the held GETs land; no worker left means nothing more was queued */
     pthread_mutex_lock(&hook_mu);
     hook_open = 1;
     pthread_cond_broadcast(&hook_cv);
     pthread_mutex_unlock(&hook_mu);
-    int64_t deadline = mono_ms() + 30000;
-    while (gfs_ra_threads(v->ra) > 0 && mono_ms() < deadline) {
-        struct timespec pause = {0, 5 * 1000 * 1000};
-        nanosleep(&pause, NULL); /* polling a condition, with a deadline */
-    }
-    assert_int_equal(gfs_ra_threads(v->ra), 0);
+    wait_ra_idle(v);
     pthread_mutex_lock(&v->lock);
     uint32_t pos = gfs_ra_prefetch_pos(v->ra);
     pthread_mutex_unlock(&v->lock);
@@ -308,14 +326,7 @@ static void test_guided_readahead(void **state)
         assert_int_equal(glidefs_pread(v, buf, BS, b * BS), 0);
         assert_memory_equal(buf, expected + b * BS, BS);
     }
-    /* let whatever was queued land: idle workers exit after 20 ms */
-    gfs_ra_set_idle_ms(v->ra, 20);
-    int64_t deadline = mono_ms() + 30000;
-    while (gfs_ra_threads(v->ra) > 0 && mono_ms() < deadline) {
-        struct timespec pause = {0, 5 * 1000 * 1000};
-        nanosleep(&pause, NULL); /* polling a condition, with a deadline */
-    }
-    assert_int_equal(gfs_ra_threads(v->ra), 0);
+    wait_ra_idle(v); /* whatever was queued has landed */
     struct glidefs_stats b = stats_of(v);
     uint64_t more = (b.cached_bytes - a.cached_bytes) / BS;
     fprintf(stderr, "guided: a 16-block stream cached %llu more blocks\n",
@@ -327,20 +338,10 @@ static void test_guided_readahead(void **state)
     tu_env_done(&env);
 }
 
-/* Poll (with a deadline) until the layout copied `want` blocks. */
+/* ... the layout copied `want` blocks. */
 static struct glidefs_stats wait_laid(glidefs_volume *v, uint64_t want)
 {
-    int64_t deadline = mono_ms() + 30000;
-    struct glidefs_stats st = stats_of(v);
-    while (st.layout_blocks < want && mono_ms() < deadline) {
-        struct timespec pause = {0, 10 * 1000 * 1000};
-        nanosleep(&pause, NULL); /* polling a condition, with a deadline */
-        st = stats_of(v);
-    }
-    if (st.layout_blocks != want)
-        fail_msg("layout copied %llu blocks, want %llu", (unsigned long long)st.layout_blocks,
-                 (unsigned long long)want);
-    return st;
+    return wait_count(v, offsetof(struct glidefs_stats, layout_blocks), want, "layout copied");
 }
 
 #define LAID 256u /* cache.profile_mb 1 of 4 KiB blocks */
