@@ -7,8 +7,9 @@
  *    the index (no record replayed, dirty.idx gone) and every byte reads
  *    right; writes after the adoption and a second close and adoption too;
  *  - refused: an index from before the journal changed (put back after a
- *    later close), the journal's newest file written at its tail, a journal
- *    file added, the index truncated, a flipped byte, another boot's (its boot id
+ *    later close), the journal's newest file written at its tail or only
+ *    touched (its times), another epoch's, a journal file added, the index
+ *    truncated, a flipped byte, another boot's (its boot id
  *    changed, the CRC made right again): the open replays the journal (its
  *    records counted), removes the index, and every byte reads right.
  */
@@ -214,6 +215,25 @@ static void test_refused(void **state)
     assert_true(fd >= 0);
     assert_int_equal(pwrite(fd, "GFSJ", 4, (off_t)gfs_le64_get(last + 16)), 4);
     close(fd);
+    expect_replay(c, p, model);
+    free(old);
+
+    /* only the journal file's times changed (touched after the close) */
+    old = slurp(p, &n);
+    nfiles = gfs_le32_get(old + 88);
+    last = old + 112 + (size_t)(nfiles - 1) * 64;
+    snprintf(jp, sizeof jp, "%s/v/journal/%016" PRIx64 ".log", env.cache, gfs_le64_get(last));
+    struct timespec ts[2] = {{.tv_sec = 1000000000, .tv_nsec = 0},
+                             {.tv_sec = 1000000000, .tv_nsec = 0}};
+    assert_int_equal(utimensat(AT_FDCWD, jp, ts, 0), 0);
+    expect_replay(c, p, model);
+    free(old);
+
+    /* written under another epoch (the field changed, the CRC right again) */
+    old = slurp(p, &n);
+    old[56] ^= 1;
+    gfs_le32_put(old + n - 4, gfs_crc32c(0, old, n - 4));
+    spit(p, old, n);
     expect_replay(c, p, model);
     free(old);
 
