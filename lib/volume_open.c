@@ -305,6 +305,7 @@ static int volume_setup(glidefs_volume *v, const glidefs_config *cfg, unsigned f
         gfs_info(&v->log, "%s: recovered %" PRIu64 " dirty blocks from the journal", v->name,
                  v->dirty.nblocks);
     }
+    int64_t t_replayed = now_us();
     if (v->owner) {
         r = gfs_local_epoch_write(v->dir, v->epoch);
         if (r < 0)
@@ -329,10 +330,11 @@ static int volume_setup(glidefs_volume *v, const glidefs_config *cfg, unsigned f
         return r;
     int64_t t_end = now_us();
     gfs_debug(&v->log, "%s: open phases (ms): local dir %.2f, volume.json %.2f, lease read %.2f, "
-              "map %.2f, lease take %.2f, journal %.2f (%" PRIu64 " records replayed), cache "
-              "%.2f", v->name, ms_between(t_start, t_local), ms_between(t_local, t_meta),
-              ms_between(t_meta, t_lease_read), ms_between(t_lease_read, t_map),
-              ms_between(t_map, t_acquire), ms_between(t_acquire, t_journal), rc.records,
+              "map %.2f, lease take %.2f, journal %.2f (%" PRIu64 " records replayed), epoch file "
+              "%.2f, cache %.2f", v->name, ms_between(t_start, t_local),
+              ms_between(t_local, t_meta), ms_between(t_meta, t_lease_read),
+              ms_between(t_lease_read, t_map), ms_between(t_map, t_acquire),
+              ms_between(t_acquire, t_replayed), rc.records, ms_between(t_replayed, t_journal),
               ms_between(t_journal, t_end));
     return 0;
 }
