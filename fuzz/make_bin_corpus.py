@@ -1,6 +1,7 @@
 #!/usr/bin/python3
-"""Seed corpora for fuzz_segment, fuzz_manifest, fuzz_profile and
-fuzz_cache_index (docs/design.md 5.5, 5.7, 5.15, 6.6).
+"""Seed corpora for fuzz_segment, fuzz_manifest, fuzz_profile,
+fuzz_cache_index and fuzz_dirty_index (docs/design.md 5.5, 5.7, 5.15, 6.6,
+6.7).
 
 Each seed starts with the reader byte of its target (fuzz_segment: 0 no
 codec, 1 unsealed codec, 2 sealed codec; fuzz_manifest and fuzz_profile:
@@ -84,6 +85,31 @@ def cache_index(entries, bs=131072, uuid=b"\x11" * 16, version=1, count=None, pa
     return b + struct.pack("<I", crc32c(b) if crc is None else crc)
 
 
+def dirty_index(files, blocks, bs=131072, uuid=b"\x11" * 16, boot=b"\x33" * 16,
+                size=64 * 131072, epoch=3, next_seq=1000, next_id=None, cur_id=None,
+                version=1, nblocks=None, crc=None):
+    """A closed volume's dirty index (lib/dirty_index.h). files: (id, size,
+    used); blocks: (block, first_seq, [(start, count, flags, file, seq,
+    data_off)])."""
+    if next_id is None:
+        next_id = files[-1][0] + 1 if files else 1
+    if cur_id is None:
+        cur_id = files[-1][0] if files else 0
+    nexts = sum(len(b[2]) for b in blocks)
+    b = b"GFSDIDX1" + struct.pack("<II", version, bs) + uuid + boot
+    b += struct.pack("<QQQQQIIQQ", size, epoch, next_seq, next_id, cur_id, len(files), 0,
+                     len(blocks) if nblocks is None else nblocks, nexts)
+    for i, (fid, fsize, used) in enumerate(files):
+        b += struct.pack("<QQQQQQQII", fid, fsize, used, 2049, 1000 + i, 1700000000 * 10**9,
+                         1700000000 * 10**9 + 5, 0x1234 + i, 0)
+    for blk, first_seq, exts in blocks:
+        b += struct.pack("<QQqqII", blk, first_seq, 1000, 2000, len(exts), 0)
+    for _, _, exts in blocks:
+        for start, count, flags, f, seq, off in exts:
+            b += struct.pack("<IIIIQQ", start, count, flags, f, seq, off)
+    return b + struct.pack("<I", crc32c(b) if crc is None else crc)
+
+
 def profile(blocks, sealed=False, mac_gen=2, size=64 * 4096, count=None, version=1):
     n = len(blocks) if count is None else count
     out = b"GFSPRF01" + struct.pack("<IIQII", version, 1 if sealed else 0, size, 4096, n)
@@ -155,6 +181,33 @@ def main():
     }
     for k, v in cseeds.items():
         write(cd, k, v)
+    dd = os.path.join(root, "corpus-dirty_index")
+    files = [(1, 1 << 20, 1 << 20), (2, 1 << 20, 300000)]
+    blocks = [(0, 5, [(0, 8, 0, 0, 5, 40), (8, 16, 1, 1, 9, 0)]),
+              (63, 7, [(200, 56, 0, 1, 12, 100000)]),
+              (9, 2, [(0, 256, 0, 0, 2, 5000)])]
+    dseeds = {
+        "none": dirty_index([], []),
+        "files_only": dirty_index(files, []),
+        "several": dirty_index(files, blocks),
+        "no_cur": dirty_index(files, blocks, cur_id=0),
+        "bad_crc": dirty_index(files, blocks, crc=0),
+        "bad_count": dirty_index(files, blocks, nblocks=2),
+        "bad_uuid": dirty_index(files, blocks, uuid=b"\x22" * 16),
+        "bad_boot": dirty_index(files, blocks, boot=b"\x44" * 16),
+        "bad_size": dirty_index(files, blocks, size=65 * 131072),
+        "bad_version": dirty_index(files, blocks, version=2),
+        "bad_overlap": dirty_index(files, [(0, 5, [(0, 8, 0, 0, 5, 40), (7, 2, 0, 0, 6, 9000)])]),
+        "bad_past_used": dirty_index(files, [(1, 5, [(0, 8, 0, 1, 5, 299000)])]),
+        "bad_file": dirty_index(files, [(1, 5, [(0, 8, 0, 2, 5, 40)])]),
+        "bad_dup_block": dirty_index(files, [(1, 5, [(0, 8, 1, 0, 5, 0)]),
+                                             (1, 6, [(9, 8, 1, 0, 6, 0)])]),
+        "bad_seq": dirty_index(files, [(1, 5, [(0, 8, 1, 0, 1000, 0)])]),
+        "bad_cur": dirty_index(files, blocks, cur_id=1),
+        "bad_truncated": dirty_index(files, blocks)[:300],
+    }
+    for k, v in dseeds.items():
+        write(dd, k, v)
 
 
 if __name__ == "__main__":

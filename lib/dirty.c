@@ -169,6 +169,32 @@ int gfs_dirty_insert(struct gfs_dirty *d, struct gfs_dirty_block *db, const stru
     return 0;
 }
 
+int gfs_dirty_load(struct gfs_dirty *d, struct gfs_dirty_block *db, const struct gfs_ext *e,
+                   uint32_t n)
+{
+    if (db->n)
+        return -EINVAL;
+    int r = reserve(db, n);
+    if (r < 0)
+        return r;
+    gfs_fr_inval_block(d->fr, db->block);
+    memcpy(db->ext, e, (size_t)n * sizeof *e);
+    db->n = n;
+    uint64_t lo = UINT64_MAX;
+    for (uint32_t i = 0; i < n; i++) {
+        if (e[i].jf)
+            e[i].jf->live++;
+        d->sectors += e[i].count;
+        if (e[i].seq < lo)
+            lo = e[i].seq;
+        if (e[i].seq > db->max_seq)
+            db->max_seq = e[i].seq;
+    }
+    if (n && db->first_seq == 0)
+        db->first_seq = lo;
+    return 0;
+}
+
 int gfs_dirty_clean(struct gfs_dirty *d, struct gfs_dirty_block *db, uint64_t upto)
 {
     gfs_fr_inval_block(d->fr, db->block); /* the stored copy shows where extents go */

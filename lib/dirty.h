@@ -68,6 +68,13 @@ struct gfs_dirty_block *gfs_dirty_touch(struct gfs_dirty *d, uint64_t block, int
  * live counts. -ENOMEM. */
 int gfs_dirty_insert(struct gfs_dirty *d, struct gfs_dirty_block *db, const struct gfs_ext *e);
 
+/* Give a block entry with no extents yet n of them at once: sorted by
+ * start and disjoint, as a dirty index recorded them (dirty_handoff.c).
+ * Adjusts journal file live counts; first_seq becomes the lowest seq.
+ * -ENOMEM. */
+int gfs_dirty_load(struct gfs_dirty *d, struct gfs_dirty_block *db, const struct gfs_ext *e,
+                   uint32_t n);
+
 /* Drop every extent with seq <= upto (it is in the store now). Removes and
  * frees the block entry when nothing is left; returns 1 then, else 0. */
 int gfs_dirty_clean(struct gfs_dirty *d, struct gfs_dirty_block *db, uint64_t upto);

@@ -669,3 +669,140 @@ int gfs_journal_recover(struct gfs_journal *j, gfs_journal_replay_fn fn, void *a
         return -errno;
     return 0;
 }
+
+/* ---- the dirty index's view of the files (dirty_index.h) ---- */
+
+/* CRC-32C of [used - span, used + span) clipped to the file: the end of
+ * the last record and what follows it (zeroes, until someone appends). */
+static int tail_crc(int fd, uint64_t used, uint64_t size, uint32_t *out)
+{
+    uint8_t buf[2 * GFS_JTAIL_SPAN];
+    uint64_t lo = used > GFS_JTAIL_SPAN ? used - GFS_JTAIL_SPAN : 0;
+    uint64_t hi = size - used > GFS_JTAIL_SPAN ? used + GFS_JTAIL_SPAN : size;
+    size_t want = (size_t)(hi - lo), got = 0;
+    while (got < want) {
+        ssize_t k = pread(fd, buf + got, want - got, (off_t)(lo + got));
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            return k < 0 ? -errno : -EIO;
+        got += (size_t)k;
+    }
+    *out = gfs_crc32c(0, buf, want);
+    return 0;
+}
+
+static int ident_fd(int fd, uint64_t id, uint64_t used, struct gfs_jfile_id *out)
+{
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        return -errno;
+    memset(out, 0, sizeof *out);
+    out->id = id;
+    out->size = (uint64_t)st.st_size;
+    out->used = used;
+    out->dev = (uint64_t)st.st_dev;
+    out->ino = (uint64_t)st.st_ino;
+    out->mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+    out->ctime_ns = (int64_t)st.st_ctim.tv_sec * 1000000000 + st.st_ctim.tv_nsec;
+    if (used > out->size)
+        return -ESTALE;
+    return tail_crc(fd, used, out->size, &out->tail_crc);
+}
+
+int gfs_journal_ident(const struct gfs_jfile *f, struct gfs_jfile_id *out)
+{
+    return ident_fd(f->fd, f->id, f->used, out);
+}
+
+static const char *ident_diff(const struct gfs_jfile_id *a, const struct gfs_jfile_id *b)
+{
+    if (a->dev != b->dev || a->ino != b->ino)
+        return "another file (device or inode)";
+    if (a->size != b->size)
+        return "its size";
+    if (a->mtime_ns != b->mtime_ns || a->ctime_ns != b->ctime_ns)
+        return "its modification or change time";
+    if (a->tail_crc != b->tail_crc)
+        return "the bytes at its tail";
+    return NULL;
+}
+
+int gfs_journal_adopt(struct gfs_journal *j, const struct gfs_jfile_id *ids, uint32_t n,
+                      uint64_t cur_id, uint64_t next_id, struct gfs_jfile **files, char *why,
+                      size_t whylen)
+{
+    CLEANUP_FREE uint64_t *have = NULL;
+    size_t nh = 0;
+    int r = list_ids(j->dirfd, &have, &nh);
+    if (r < 0) {
+        snprintf(why, whylen, "cannot list the journal: %s", strerror(-r));
+        return -ESTALE;
+    }
+    if (nh != n) {
+        snprintf(why, whylen, "the journal has %zu files, the index names %" PRIu32, nh, n);
+        return -ESTALE;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        files[i] = NULL;
+        if (have[i] != ids[i].id) {
+            snprintf(why, whylen, "journal file %016" PRIx64 " is not the index's", have[i]);
+            return -ESTALE;
+        }
+    }
+    r = 0;
+    for (uint32_t i = 0; i < n && r == 0; i++) {
+        char name[64];
+        fname(name, sizeof name, ids[i].id);
+        int fd = openat(j->dirfd, name, O_RDWR | O_CLOEXEC);
+        struct gfs_jfile_id now;
+        const char *diff = NULL;
+        if (fd < 0) {
+            snprintf(why, whylen, "%s: %s", name, strerror(errno));
+            r = -ESTALE;
+        } else if (ident_fd(fd, ids[i].id, ids[i].used, &now) < 0) {
+            snprintf(why, whylen, "%s: cannot be read as the index says", name);
+            r = -ESTALE;
+        } else if ((diff = ident_diff(&now, &ids[i]))) {
+            snprintf(why, whylen, "%s changed since the index was written: %s", name, diff);
+            r = -ESTALE;
+        } else if (!(files[i] = calloc(1, sizeof *files[i]))) {
+            r = -ENOMEM;
+        }
+        if (r < 0) {
+            if (fd >= 0)
+                close(fd);
+            break;
+        }
+        files[i]->id = ids[i].id;
+        files[i]->fd = fd;
+        files[i]->size = ids[i].size;
+        files[i]->used = files[i]->zeroed = ids[i].used;
+        files[i]->write_gen = files[i]->synced_gen = 1; /* flushed before the index was written */
+    }
+    if (r < 0) {
+        for (uint32_t i = 0; i < n; i++) {
+            if (files[i])
+                jfile_free(files[i]);
+            files[i] = NULL;
+        }
+        if (r == -ENOMEM)
+            snprintf(why, whylen, "out of memory");
+        return r;
+    }
+    /* all as the index says: they are the journal now */
+    uint64_t bytes = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        files[i]->next = i + 1 < n ? files[i + 1] : NULL;
+        bytes += files[i]->size;
+    }
+    j->files = n ? files[0] : NULL;
+    j->cur = n && cur_id == ids[n - 1].id ? files[n - 1] : NULL;
+    j->bytes += bytes;
+    jacct(j, (int64_t)bytes);
+    if (n && ids[n - 1].id >= next_id)
+        next_id = ids[n - 1].id + 1;
+    if (next_id > j->next_id)
+        j->next_id = next_id;
+    return 0;
+}

@@ -68,6 +68,15 @@ struct gfs_jfile {
     struct gfs_jfile *next;
 };
 
+/* A journal file as found on disk, for the dirty index (dirty_index.h): an
+ * open adopts an index only if every file still is exactly this. */
+struct gfs_jfile_id {
+    uint64_t id, size, used, dev, ino;
+    int64_t mtime_ns, ctime_ns;
+    uint32_t tail_crc; /* CRC-32C of the bytes within GFS_JTAIL_SPAN of used */
+};
+#define GFS_JTAIL_SPAN 4096u
+
 struct gfs_jticket {
     uint64_t ticket;
     struct gfs_jticket *prev, *next;
@@ -146,6 +155,19 @@ void gfs_journal_encode(const struct gfs_jrec *rec, const struct iovec *data, in
  * drops it while syncing and takes it back. Concurrent callers share syncs
  * (group commit, above); j->syncs counts the rounds that synced. */
 int gfs_journal_flush(struct gfs_journal *j, pthread_mutex_t *lock);
+
+/* Describe file f as it is on disk now (fstat, the bytes around its tail).
+ * Not under the lock only if nothing writes (at close). */
+int gfs_journal_ident(const struct gfs_jfile *f, struct gfs_jfile_id *out);
+
+/* Instead of gfs_journal_recover: take the files an index describes (ids
+ * in order, each as on disk still, the directory holding exactly them),
+ * cur_id the one to go on writing (0: none). 0 and files[i] = the i-th
+ * file (its live count 0: the caller inserts the extents), or -ESTALE with
+ * why (the journal is then untouched: recover it). Not under any lock. */
+int gfs_journal_adopt(struct gfs_journal *j, const struct gfs_jfile_id *ids, uint32_t n,
+                      uint64_t cur_id, uint64_t next_id, struct gfs_jfile **files, char *why,
+                      size_t whylen);
 
 /* Delete every journal file: all its records are in the store (after a
  * drain, when handing the lease over). Needs no write in flight. */

@@ -78,6 +78,9 @@ struct glidefs_volume {
     int ro_forced;               /* opened with GLIDEFS_OPEN_READONLY: never promotes */
     int keep_cache;              /* cache.keep_on_close: park the cache at close */
     uint64_t cache_restored;     /* blocks the open restored from the kept cache */
+    uint64_t replayed_records;   /* journal records the open replayed (0: it adopted the
+                                    dirty index of the last close, dirty_handoff.c) */
+    int didx_adopted;            /* the open adopted that index */
     struct gfs_log log;
     struct gfs_objstore *store;
     struct gfs_volmeta meta;     /* volume.json (changes under own_lock, read under lock) */

@@ -11,10 +11,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cache_park.h"
 #include "checkpoint.h"
 #include "cleanup.h"
+#include "dirty_handoff.h"
 #include "fsutil.h"
 #include "identity.h"
 #include "lease_state.h"
@@ -124,6 +126,20 @@ static int set_journal_aside(glidefs_volume *v, uint64_t old_epoch)
     return r < 0 ? r : journal_open(v, from);
 }
 
+/* microseconds on the monotonic clock: the open's and close's phases are
+ * logged (debug) so that a takeover's pause can be taken apart */
+static int64_t now_us(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000 + t.tv_nsec / 1000;
+}
+
+static double ms_between(int64_t a, int64_t b)
+{
+    return (double)(b - a) / 1000.0;
+}
+
 static void volume_free(glidefs_volume *v)
 {
     gfs_ra_destroy(v->ra);
@@ -132,11 +148,15 @@ static void volume_free(glidefs_volume *v)
     if (v->created_dir && v->failed_open && v->dir)
         gfs_local_unmake(v->dir); /* nothing of a volume that does not exist stays behind */
     /* under the lock: the budget may be evicting from it for another volume */
+    int64_t t0 = now_us();
     pthread_mutex_lock(&v->lock);
     uint64_t parked = gfs_cache_park(v);
     pthread_mutex_unlock(&v->lock);
+    int64_t t_park = now_us();
     gfs_dirty_free(&v->dirty); /* before the journal: extents point at its files */
     gfs_journal_destroy(&v->journal);
+    gfs_debug(&v->log, "%s: cache park %.2f ms, dirty index and journal freed in %.2f ms",
+              v->name, ms_between(t0, t_park), ms_between(t_park, now_us()));
     /* its share goes back to the node's other volumes; a kept cache stays
      * counted, as parked (never both: leave first) */
     gfs_budget_leave(&v->bmem);
@@ -167,6 +187,7 @@ static int volume_setup(glidefs_volume *v, const glidefs_config *cfg, unsigned f
                         uint64_t create_size)
 {
     char err[256] = "";
+    int64_t t_start = now_us();
     int r = gfs_mkdir_p(cfg->cache_dir, 0700, 0);
     if (r < 0) {
         gfs_err(&v->log, "cannot create cache dir %s: %s", cfg->cache_dir, strerror(-r));
@@ -202,6 +223,7 @@ static int volume_setup(glidefs_volume *v, const glidefs_config *cfg, unsigned f
     else if (r < 0 && r != -ENOENT)
         return r;
     v->own.wrec_cur_landed = 0; /* until the lease shows it did */
+    int64_t t_local = now_us();
     r = gfs_volmeta_load(v, cfg, !!(flags & GLIDEFS_OPEN_CREATE),
                          !!(flags & GLIDEFS_OPEN_EXCLUSIVE), create_size);
     if (r < 0)
@@ -220,15 +242,18 @@ static int volume_setup(glidefs_volume *v, const glidefs_config *cfg, unsigned f
         return r;
     v->sv.bm.fr = &v->fr;
     v->dirty.fr = &v->fr;
+    int64_t t_meta = now_us();
     /* the lease's fences decide which segments count, so read it first */
     r = gfs_lease_read(v->store, v->name, &v->sv.lease);
     if (r < 0) {
         gfs_err(&v->log, "%s: cannot read the lease: %s", v->name, glidefs_strerror(r));
         return r;
     }
+    int64_t t_lease_read = now_us();
     r = gfs_view_load(&v->sv);
     if (r < 0)
         return r == -ENOKEY ? -EIO : r; /* a segment under a key volume.json does not hold */
+    int64_t t_map = now_us();
     gfs_volume_seq_past_map(v);
     /* the epoch the journal's records were written under */
     r = gfs_local_epoch_read(v->dir, &v->own.local_epoch);
@@ -242,6 +267,7 @@ static int volume_setup(glidefs_volume *v, const glidefs_config *cfg, unsigned f
         return r;
     }
 
+    int64_t t_acquire = now_us();
     /* journal: its file size and how much of it may be dirty are the node
      * budget's (budget.h) */
     snprintf(path, sizeof path, "%s/journal", v->dir);
@@ -255,7 +281,12 @@ static int volume_setup(glidefs_volume *v, const glidefs_config *cfg, unsigned f
     int ours = v->own.journal_ours;
     struct replay_ctx rc = {v, gfs_now_ms(), !ours, 0};
     uint64_t max_seq = 0;
-    r = gfs_journal_recover(&v->journal, replay_record, &rc, &max_seq);
+    /* the last close's dirty index, if it still holds: no replay */
+    r = gfs_didx_adopt(v, &max_seq);
+    v->didx_adopted = r == 1;
+    if (r == 0)
+        r = gfs_journal_recover(&v->journal, replay_record, &rc, &max_seq);
+    v->replayed_records = rc.records;
     if (r < 0) {
         gfs_err(&v->log, "%s: journal recovery failed: %s", v->name, strerror(-r));
         return r;
@@ -270,10 +301,11 @@ static int volume_setup(glidefs_volume *v, const glidefs_config *cfg, unsigned f
         r = set_journal_aside(v, local_epoch);
         if (r < 0)
             return r;
-    } else if (v->dirty.nblocks) {
+    } else if (v->dirty.nblocks && !v->didx_adopted) {
         gfs_info(&v->log, "%s: recovered %" PRIu64 " dirty blocks from the journal", v->name,
                  v->dirty.nblocks);
     }
+    int64_t t_replayed = now_us();
     if (v->owner) {
         r = gfs_local_epoch_write(v->dir, v->epoch);
         if (r < 0)
@@ -285,6 +317,7 @@ static int volume_setup(glidefs_volume *v, const glidefs_config *cfg, unsigned f
     if (v->next_seq == 0)
         v->next_seq = 1;
 
+    int64_t t_journal = now_us();
     snprintf(path, sizeof path, "%s/cache.dat", v->dir);
     /* room for the whole budget: a volume alone may use all of it */
     uint64_t slots = gfs_budget_total(v->bud) / v->bs;
@@ -295,6 +328,14 @@ static int volume_setup(glidefs_volume *v, const glidefs_config *cfg, unsigned f
     r = gfs_cache_unpark(v, cfg->cache_dir, path, (uint32_t)slots);
     if (r < 0)
         return r;
+    int64_t t_end = now_us();
+    gfs_debug(&v->log, "%s: open phases (ms): local dir %.2f, volume.json %.2f, lease read %.2f, "
+              "map %.2f, lease take %.2f, journal %.2f (%" PRIu64 " records replayed), epoch file "
+              "%.2f, cache %.2f", v->name, ms_between(t_start, t_local),
+              ms_between(t_local, t_meta), ms_between(t_meta, t_lease_read),
+              ms_between(t_lease_read, t_map), ms_between(t_map, t_acquire),
+              ms_between(t_acquire, t_replayed), rc.records, ms_between(t_replayed, t_journal),
+              ms_between(t_journal, t_end));
     return 0;
 }
 
@@ -382,7 +423,9 @@ GLIDEFS_API int glidefs_volume_open(const glidefs_config *cfg, const char *name,
     v->bmem.kick = budget_kick;
     v->bmem.arg = v;
     gfs_budget_join(bud, &v->bmem, cfg->cache_disk_size ? cfg->cache_disk_size : (100ull << 30));
+    int64_t t_setup = now_us();
     int r = volume_setup(v, cfg, flags, create_size);
+    int64_t t_threads = now_us();
     if (r == 0) {
         /* read-ahead GETs: half the store's connections, the rest for uploads */
         int nra = cfg->storage_max_connections / 2;
@@ -410,6 +453,8 @@ GLIDEFS_API int glidefs_volume_open(const glidefs_config *cfg, const char *name,
         volume_free(v);
         return r;
     }
+    gfs_debug(&v->log, "%s: opened in %.2f ms (threads, snapshots %.2f)", v->name,
+              ms_between(t_setup, now_us()), ms_between(t_threads, now_us()));
     *out = v;
     return 0;
 }
@@ -418,10 +463,12 @@ GLIDEFS_API int glidefs_volume_close(glidefs_volume *v)
 {
     if (!v)
         return 0;
+    int64_t t0 = now_us();
     gfs_ra_destroy(v->ra); /* before anything it uses goes */
     v->ra = NULL;
     gfs_own_stop(v);
     gfs_syncer_stop(v);
+    int64_t t_stop = now_us();
     pthread_mutex_lock(&v->lock);
     v->stop = 1;
     pthread_cond_broadcast(&v->cond);
@@ -430,8 +477,10 @@ GLIDEFS_API int glidefs_volume_close(glidefs_volume *v)
     int release = v->owner && !v->fenced && v->dirty.nblocks == 0 && !v->journal.failed;
     int owner = v->owner && !v->fenced;
     pthread_mutex_unlock(&v->lock);
+    int64_t t_flush = now_us();
     if (owner)
         gfs_wake_save(v); /* advisory: a failure is logged, the close goes on */
+    int64_t t_wake = now_us();
     if (release) {
         /* nothing left to upload: let the next node take over without waiting */
         int rr = gfs_volume_write_manifest(v);
@@ -444,6 +493,18 @@ GLIDEFS_API int glidefs_volume_close(glidefs_volume *v)
             gfs_warn(&v->log, "%s: releasing the lease at close failed: %s", v->name,
                      glidefs_strerror(rr));
     }
+    /* after the journal's last write: the next open here adopts the
+     * dirty state instead of replaying the journal (a takeover's pause) */
+    if (owner && r == 0)
+        gfs_didx_save(v);
+    int64_t t_free = now_us();
+    char name[sizeof v->name];
+    memcpy(name, v->name, sizeof name);
+    struct gfs_log log = v->log;
     volume_free(v);
+    gfs_debug(&log, "%s: close phases (ms): threads %.2f, journal flush %.2f, profile %.2f, "
+              "lease release and dirty index %.2f, free (cache park, journal close) %.2f", name,
+              ms_between(t0, t_stop), ms_between(t_stop, t_flush), ms_between(t_flush, t_wake),
+              ms_between(t_wake, t_free), ms_between(t_free, now_us()));
     return d ? d : r;
 }

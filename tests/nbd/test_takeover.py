@@ -6,7 +6,9 @@ with base:allocation and simple replies) keep writing, flushing and reading
 back with several requests in flight per connection while the daemon is
 replaced TAKEOVERS times: no request fails, no connection is re-made (the
 same libnbd handles throughout), every byte reads back as written, and the
-new processes log the connection ids they took over, and each tells systemd
+new processes log the connection ids they took over, each opens the volumes
+by adopting the dirty index the old one's close left (no journal replay),
+and each tells systemd
 (a fake NOTIFY_SOCKET here) it is the main process. Then successors that
 fail after the old process has parked and closed its volumes (a config
 naming another unix socket, and GLIDEFSD_TAKEOVER_FAULT killing it after it
@@ -210,6 +212,16 @@ def test_takeovers(base):
         t.ok(ids <= carried, f"the new processes serve the original connection ids {sorted(ids)}"
              f" (taken over: {sorted(carried)})")
         t.eq(log.count("this process exits"), TAKEOVERS, "every old process handed over")
+        # the short pause: each successor's open adopts the dirty index the
+        # old process's close left (docs/design.md 6.7), no journal replay
+        # (a volume whose journal the syncer emptied has nothing to hand over)
+        adopted = re.findall(r"vm[12]: dirty state taken over from the last close", log)
+        replayed = re.findall(r"vm[12]: recovered \d+ dirty blocks from the journal", log)
+        refused = re.findall(r"dirty index.*not used.*", log)
+        t.ok(adopted and not replayed and not refused,
+             f"the successors' opens adopted the dirty index ({len(adopted)} of "
+             f"{2 * TAKEOVERS}), none replayed dirty blocks ({replayed[:1]}) or refused an "
+             f"index ({refused[:1]})")
         notes = []
         notify.setblocking(False)
         try:
