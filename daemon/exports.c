@@ -15,6 +15,7 @@
  * up, reporting what it leaves, at servers.shutdown_timeout_s.
  */
 #include "exports.h"
+#include "fanout.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -940,6 +941,31 @@ void gd_registry_free(struct gd_registry *r)
 #define SUSPEND_BUSY_POLL_MS 10
 #define RESUME_BUSY_WAIT_MS 3000 /* a killed successor's volume locks go with its exit */
 
+/* A takeover's flushes and closes, one volume per job (fanout.h). */
+#define FANOUT_THREADS 8
+struct fan {
+    struct gd_export **e;
+    int *rc;
+    uint32_t n;
+};
+
+static void fan_flush(void *arg, uint32_t i)
+{
+    struct fan *f = arg;
+    f->rc[i] = glidefs_flush(f->e[i]->vol);
+}
+
+static void fan_close(void *arg, uint32_t i)
+{
+    struct gd_export *e = ((struct fan *)arg)->e[i];
+    bool idle = e->refs == 0;
+    int rc = glidefs_volume_close(e->vol);
+    e->vol = NULL;
+    gd_log(rc < 0 ? GLIDEFS_LOG_WARN : GLIDEFS_LOG_DEBUG, "export %s: %sclosed for the "
+           "takeover%s%s", e->name, idle ? "idle, " : "", rc < 0 ? ": " : "",
+           rc < 0 ? glidefs_strerror(rc) : "");
+}
+
 int gd_registry_suspend(struct gd_registry *r, int64_t timeout_ms, char *err, size_t errlen)
 {
     int64_t deadline = gfs_now_ms() + timeout_ms;
@@ -971,14 +997,35 @@ int gd_registry_suspend(struct gd_registry *r, int64_t timeout_ms, char *err, si
         gfs_timespec_in(&ts, SUSPEND_BUSY_POLL_MS);
         pthread_cond_timedwait(&r->cond, &r->lock, &ts);
     }
-    /* Durable first (nothing closed yet, so a failure changes nothing). */
-    struct gd_export *list = r->head;
+    /* Durable first (nothing closed yet, so a failure changes nothing);
+     * the volumes' flushes, and then their closes, side by side. */
+    struct fan fan = { 0 };
+    for (struct gd_export *e = r->head; e; e = e->next)
+        fan.n++;
+    fan.e = calloc(fan.n ? fan.n : 1, sizeof *fan.e);
+    fan.rc = calloc(fan.n ? fan.n : 1, sizeof *fan.rc);
+    if (!fan.e || !fan.rc) {
+        free(fan.e);
+        free(fan.rc);
+        snprintf(err, errlen, "out of memory");
+        r->suspended = false;
+        pthread_cond_broadcast(&r->hk_cond);
+        pthread_cond_broadcast(&r->cond);
+        pthread_mutex_unlock(&r->lock);
+        return -ENOMEM;
+    }
+    fan.n = 0;
+    for (struct gd_export *e = r->head; e; e = e->next)
+        fan.e[fan.n++] = e;
     pthread_mutex_unlock(&r->lock);
-    for (struct gd_export *e = list; e; e = e->next) {
-        int rc = glidefs_flush(e->vol);
-        if (rc < 0) {
-            snprintf(err, errlen, "export %s: journal flush failed: %s", e->name,
+    gd_fanout(fan.n, FANOUT_THREADS, fan_flush, &fan);
+    for (uint32_t i = 0; i < fan.n; i++) {
+        if (fan.rc[i] < 0) {
+            int rc = fan.rc[i];
+            snprintf(err, errlen, "export %s: journal flush failed: %s", fan.e[i]->name,
                      glidefs_strerror(rc));
+            free(fan.e);
+            free(fan.rc);
             SCOPED_LOCK(&r->lock);
             r->suspended = false;
             pthread_cond_broadcast(&r->hk_cond);
@@ -1002,21 +1049,21 @@ int gd_registry_suspend(struct gd_registry *r, int64_t timeout_ms, char *err, si
         e->state = EX_SUSPENDED;
         pp = &e->next;
     }
-    list = r->head;
+    /* every entry, kept or idle, is closed: the same list, in parallel */
+    fan.n = 0;
+    for (struct gd_export *e = r->head; e; e = e->next)
+        fan.e[fan.n++] = e;
+    for (struct gd_export *e = idle; e; e = e->next)
+        fan.e[fan.n++] = e;
     pthread_mutex_unlock(&r->lock);
-    for (struct gd_export *e = list; e; e = e->next) {
-        int rc = glidefs_volume_close(e->vol);
-        e->vol = NULL;
-        gd_log(rc < 0 ? GLIDEFS_LOG_WARN : GLIDEFS_LOG_DEBUG, "export %s: closed for the "
-               "takeover%s%s", e->name, rc < 0 ? ": " : "", rc < 0 ? glidefs_strerror(rc) : "");
-    }
+    gd_fanout(fan.n, FANOUT_THREADS, fan_close, &fan);
     while (idle) {
         struct gd_export *e = idle;
         idle = e->next;
-        glidefs_volume_close(e->vol);
-        gd_debug("export %s: idle, closed for the takeover", e->name);
         free(e);
     }
+    free(fan.e);
+    free(fan.rc);
     return 0;
 }
 

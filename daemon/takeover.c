@@ -23,6 +23,7 @@
 #include "clock.h"
 #include "config.h"
 #include "exports.h"
+#include "fanout.h"
 #include "log.h"
 #include "nbd_server.h"
 #include "sdnotify.h"
@@ -460,6 +461,22 @@ static int check_lock_fd(const glidefs_config *cfg, int fd, char *err, size_t er
     return 0;
 }
 
+/* The successor's opens, one export per job (fanout.h). */
+#define OPEN_THREADS 8
+struct open_all {
+    struct gd_registry *reg;
+    const struct gd_tko_state *st;
+    struct gd_export **exps;
+    int *rc;
+};
+
+static void open_one(void *arg, uint32_t i)
+{
+    struct open_all *oa = arg;
+    oa->rc[i] = gd_export_acquire_ex(oa->reg, oa->st->exports[i].name, 0, 0,
+                                     oa->st->exports[i].open_flags, &oa->exps[i]);
+}
+
 int gd_takeover_take(const glidefs_config *cfg, struct gd_registry *reg, struct gd_server *srv,
                      int *lock_fd, char *err, size_t errlen)
 {
@@ -552,16 +569,30 @@ int gd_takeover_take(const glidefs_config *cfg, struct gd_registry *reg, struct 
         return -ENOMEM;
     }
     int64_t t0 = gfs_now_ms();
+    struct open_all oa = { reg, &st, exps, calloc(st.nexports ? st.nexports : 1, sizeof(int)) };
+    if (!oa.rc) {
+        free(exps);
+        snprintf(err, errlen, "out of memory");
+        close(s);
+        return -ENOMEM;
+    }
+    /* side by side: each open waits mostly on its own synced writes */
+    gd_fanout(st.nexports, OPEN_THREADS, open_one, &oa);
     for (uint32_t i = 0; i < st.nexports; i++) {
-        rc = gd_export_acquire_ex(reg, st.exports[i].name, 0, 0, st.exports[i].open_flags,
-                                  &exps[i]);
-        if (rc < 0) {
+        if (oa.rc[i] < 0) {
+            rc = oa.rc[i];
             snprintf(err, errlen, "export %s does not open here: %s", st.exports[i].name,
                      glidefs_strerror(rc));
+            for (uint32_t j = 0; j < st.nexports; j++)
+                if (oa.rc[j] == 0)
+                    gd_export_release(exps[j], 0);
+            free(oa.rc);
+            free(exps);
             close(s);
             return rc;
         }
     }
+    free(oa.rc);
     gd_info("takeover: %u export(s) opened in %" PRId64 " ms", st.nexports, gfs_now_ms() - t0);
     fault_point("opened");
     gd_server_set_ctl(srv, -1, path); /* adopted below */
