@@ -43,39 +43,70 @@ int gfs_volume_write_manifest_mark(struct glidefs_volume *v)
     return write_manifest(v, MODE_MARK);
 }
 
+static int bits_set(struct gfs_ckpt_bits *s, uint64_t b)
+{
+    size_t c = (size_t)(b >> CHG_SHIFT);
+    if (c >= s->nchunk) {
+        size_t n = c + 1 > s->nchunk * 2 ? c + 1 : s->nchunk * 2;
+        uint64_t **nc = realloc(s->chunk, n * sizeof *nc);
+        if (!nc)
+            return -ENOMEM;
+        memset(nc + s->nchunk, 0, (n - s->nchunk) * sizeof *nc);
+        s->chunk = nc;
+        s->nchunk = n;
+    }
+    if (!s->chunk[c] && !(s->chunk[c] = calloc(CHG_WORDS, sizeof(uint64_t))))
+        return -ENOMEM;
+    uint64_t bit = 1ull << (b & 63), *w = &s->chunk[c][(b >> 6) & (CHG_WORDS - 1)];
+    if (!(*w & bit)) {
+        *w |= bit;
+        s->n++;
+    }
+    return 0;
+}
+
+static void bits_clear(struct gfs_ckpt_bits *s)
+{
+    for (size_t i = 0; i < s->nchunk; i++)
+        if (s->chunk[i])
+            memset(s->chunk[i], 0, CHG_WORDS * sizeof(uint64_t));
+    s->n = 0;
+}
+
+static void bits_free(struct gfs_ckpt_bits *s)
+{
+    for (size_t i = 0; i < s->nchunk; i++)
+        free(s->chunk[i]);
+    free(s->chunk);
+    memset(s, 0, sizeof *s);
+}
+
+/* The next set block from *b on: 1 and *b, or 0. */
+static int bits_next(const struct gfs_ckpt_bits *s, uint64_t *b)
+{
+    for (size_t c = (size_t)(*b >> CHG_SHIFT); c < s->nchunk; c++) {
+        if (!s->chunk[c])
+            continue;
+        uint32_t w0 = c == (size_t)(*b >> CHG_SHIFT) ? (uint32_t)((*b >> 6) & (CHG_WORDS - 1)) : 0;
+        for (uint32_t w = w0; w < CHG_WORDS; w++) {
+            uint64_t bits = s->chunk[c][w];
+            if (c == (size_t)(*b >> CHG_SHIFT) && w == w0)
+                bits &= ~0ull << (*b & 63);
+            if (bits) {
+                *b = ((uint64_t)c << CHG_SHIFT) + w * 64u + (uint64_t)__builtin_ctzll(bits);
+                return 1;
+            }
+        }
+    }
+    return 0;
+}
+
 void gfs_ckpt_mark(struct gfs_ckpt_state *ck, uint64_t b)
 {
     if (!ck->tracking)
         return; /* no manifest of ours yet: the first is a base anyway */
-    size_t c = (size_t)(b >> CHG_SHIFT);
-    if (c >= ck->nchg) {
-        size_t n = c + 1 > ck->nchg * 2 ? c + 1 : ck->nchg * 2;
-        uint64_t **nc = realloc(ck->chg, n * sizeof *nc);
-        if (!nc) {
-            ck->lost = 1; /* a change we cannot record: the next is a base */
-            return;
-        }
-        memset(nc + ck->nchg, 0, (n - ck->nchg) * sizeof *nc);
-        ck->chg = nc;
-        ck->nchg = n;
-    }
-    if (!ck->chg[c] && !(ck->chg[c] = calloc(CHG_WORDS, sizeof(uint64_t)))) {
-        ck->lost = 1;
-        return;
-    }
-    uint64_t bit = 1ull << (b & 63), *w = &ck->chg[c][(b >> 6) & (CHG_WORDS - 1)];
-    if (!(*w & bit)) {
-        *w |= bit;
-        ck->nchanged++;
-    }
-}
-
-static void chg_clear(struct gfs_ckpt_state *ck)
-{
-    for (size_t i = 0; i < ck->nchg; i++)
-        if (ck->chg[i])
-            memset(ck->chg[i], 0, CHG_WORDS * sizeof(uint64_t));
-    ck->nchanged = 0;
+    if (bits_set(&ck->since_head, b) < 0 || bits_set(&ck->since_base, b) < 0)
+        ck->lost = 1; /* a change we cannot record: the next is a base */
 }
 
 void gfs_ckpt_forget(struct gfs_ckpt_state *ck)
@@ -86,18 +117,18 @@ void gfs_ckpt_forget(struct gfs_ckpt_state *ck)
 
 void gfs_ckpt_free(struct gfs_ckpt_state *ck)
 {
-    for (size_t i = 0; i < ck->nchg; i++)
-        free(ck->chg[i]);
-    free(ck->chg);
-    ck->chg = NULL;
-    ck->nchg = 0;
-    ck->nchanged = 0;
+    bits_free(&ck->since_head);
+    bits_free(&ck->since_base);
 }
 
 int gfs_ckpt_keeps(const struct gfs_ckpt_state *ck, uint64_t epoch, uint64_t seq)
 {
-    return ck->bases_written && epoch == ck->head_epoch && seq >= ck->base_seq &&
-           seq <= ck->head_seq;
+    if (!ck->bases_written || epoch != ck->head_epoch)
+        return 0;
+    for (uint32_t i = 0; i < ck->nchain; i++)
+        if (ck->chain[i] == seq)
+            return 1;
+    return 0;
 }
 
 /* Copy the map's entry of block b into me (seg through remap). */
@@ -119,31 +150,29 @@ static void put_entry(struct gfs_man_entry *me, uint64_t b, const struct gfs_bm_
     }
 }
 
-/* The changed entries as a delta over our head (v->lock held). Returns 0,
- * 1 when a base must be written instead (an entry went back to NONE), or
- * -ENOMEM. */
-static int copy_delta(struct glidefs_volume *v, struct gfs_manifest *m)
+/* The entries of set `chg` as a delta over manifest <head_epoch>-<prev>
+ * (our newest, or its base: rebase), v->lock held. Returns 0, 1 when a
+ * base must be written instead (an entry went back to NONE), or -ENOMEM. */
+static int copy_delta(struct glidefs_volume *v, const struct gfs_ckpt_bits *chg, int rebase,
+                      struct gfs_manifest *m)
 {
     struct gfs_ckpt_state *ck = &v->ckpt;
     const struct gfs_blockmap *bm = &v->sv.bm;
     CLEANUP_FREE uint32_t *remap = calloc(bm->nsegs ? bm->nsegs : 1, sizeof *remap);
-    m->entries = malloc((ck->nchanged ? ck->nchanged : 1) * sizeof *m->entries);
-    m->segs = malloc((ck->nchanged ? ck->nchanged : 1) * sizeof *m->segs);
+    m->entries = malloc((chg->n ? chg->n : 1) * sizeof *m->entries);
+    m->segs = malloc((chg->n ? chg->n : 1) * sizeof *m->segs);
     if (!remap || !m->entries || !m->segs)
         return -ENOMEM;
     /* which segments the changed entries reference, listed in table order */
-    for (size_t c = 0; c < ck->nchg; c++)
-        for (uint32_t w = 0; ck->chg[c] && w < CHG_WORDS; w++)
-            for (uint64_t bits = ck->chg[c][w]; bits; bits &= bits - 1) {
-                uint64_t b = ((uint64_t)c << CHG_SHIFT) + w * 64u + (uint64_t)__builtin_ctzll(bits);
-                if (b >= bm->nblocks)
-                    return 1;
-                struct gfs_bm_entry e = gfs_bm_get(bm, b);
-                if (e.seg == GFS_BM_NONE)
-                    return 1;
-                if (e.seg != GFS_BM_HOLE)
-                    remap[e.seg] = 1;
-            }
+    for (uint64_t b = 0; bits_next(chg, &b); b++) {
+        if (b >= bm->nblocks)
+            return 1;
+        struct gfs_bm_entry e = gfs_bm_get(bm, b);
+        if (e.seg == GFS_BM_NONE)
+            return 1;
+        if (e.seg != GFS_BM_HOLE)
+            remap[e.seg] = 1;
+    }
     for (uint32_t i = 1; i < bm->nsegs; i++) {
         if (!remap[i])
             continue;
@@ -153,17 +182,14 @@ static int copy_delta(struct glidefs_volume *v, struct gfs_manifest *m)
         m->segs[m->nsegs].key_gen = bm->segs[i].key_gen;
         m->nsegs++;
     }
-    for (size_t c = 0; c < ck->nchg; c++)
-        for (uint32_t w = 0; ck->chg[c] && w < CHG_WORDS; w++)
-            for (uint64_t bits = ck->chg[c][w]; bits; bits &= bits - 1) {
-                uint64_t b = ((uint64_t)c << CHG_SHIFT) + w * 64u + (uint64_t)__builtin_ctzll(bits);
-                struct gfs_bm_entry e = gfs_bm_get(bm, b);
-                put_entry(&m->entries[m->nentries++], b, &e, remap);
-            }
-    m->depth = ck->head_depth + 1;
+    for (uint64_t b = 0; bits_next(chg, &b); b++) {
+        struct gfs_bm_entry e = gfs_bm_get(bm, b);
+        put_entry(&m->entries[m->nentries++], b, &e, remap);
+    }
+    m->depth = rebase ? 1 : ck->nchain;
     m->prev_epoch = ck->head_epoch;
-    m->prev_seq = ck->head_seq;
-    m->base_seq = ck->head_depth ? ck->base_seq : ck->head_seq;
+    m->prev_seq = rebase ? ck->chain[0] : ck->head_seq;
+    m->base_seq = ck->chain[0];
     return 0;
 }
 
@@ -216,7 +242,7 @@ static int write_manifest(struct glidefs_volume *v, int mode)
     uint32_t covered = v->sv.segs_since_manifest;
     int same = ck->chained && ck->head_epoch == m.epoch && ck->head_seq == m.seq &&
                ck->head_size == m.volume_size;
-    if (same && ck->nchanged == 0 && (mode != MODE_BASE || ck->head_depth == 0)) {
+    if (same && ck->since_head.n == 0 && (mode != MODE_BASE || ck->nchain == 1)) {
         /* our newest manifest, at this key, already holds this map */
         v->sv.segs_since_manifest -=
             covered <= v->sv.segs_since_manifest ? covered : v->sv.segs_since_manifest;
@@ -224,11 +250,17 @@ static int write_manifest(struct glidefs_volume *v, int mode)
         pthread_mutex_unlock(&v->lock);
         return 0;
     }
-    int delta = mode != MODE_BASE && ck->chained && ck->head_epoch == m.epoch &&
-                ck->head_seq < m.seq && ck->head_size == m.volume_size &&
-                ck->head_depth < GFS_CKPT_MAX_CHAIN && ck->chain_bytes < ck->base_bytes &&
-                ck->nchanged <= ck->base_entries / 2;
-    int r = delta ? copy_delta(v, &m) : 1;
+    /* a delta over our chain, or a fold (checkpoint.h) */
+    int can = mode != MODE_BASE && ck->chained && ck->head_epoch == m.epoch &&
+              ck->head_seq < m.seq && ck->head_size == m.volume_size &&
+              ck->chain_bytes < ck->base_bytes;
+    int kind = 0; /* 0 base, 1 delta over the newest, 2 delta over the base */
+    if (can && ck->nchain <= GFS_CKPT_MAX_CHAIN && ck->since_head.n * 2 <= ck->base_entries)
+        kind = 1;
+    else if (can && ck->since_base.n * 2 <= ck->base_entries)
+        kind = 2;
+    int r = kind ? copy_delta(v, kind == 1 ? &ck->since_head : &ck->since_base, kind == 2, &m)
+                 : 1;
     if (r == 1) {
         free(m.segs);
         free(m.entries);
@@ -237,7 +269,7 @@ static int write_manifest(struct glidefs_volume *v, int mode)
         m.seq = v->sv.last_seg_seq;
         m.volume_size = v->size;
         m.block_size = v->bs;
-        delta = 0;
+        kind = 0;
         r = copy_base(v, &m);
     }
     if (r < 0) {
@@ -246,8 +278,10 @@ static int write_manifest(struct glidefs_volume *v, int mode)
         free(m.entries);
         return r;
     }
-    /* from here on every change is marked, for the delta after this one */
-    chg_clear(ck);
+    /* from here on every change is marked, for the manifests after this one */
+    bits_clear(&ck->since_head);
+    if (kind == 0)
+        bits_clear(&ck->since_base);
     ck->tracking = 1;
     ck->lost = 0;
     ck->chained = 0; /* until this PUT succeeds */
@@ -274,13 +308,15 @@ static int write_manifest(struct glidefs_volume *v, int mode)
         covered <= v->sv.segs_since_manifest ? covered : v->sv.segs_since_manifest;
     v->st.manifests_uploaded++;
     v->ckpt.gen++;
-    if (delta) {
-        ck->head_depth++;
+    if (kind) {
+        if (kind == 2)
+            ck->nchain = 1; /* the base, then this */
+        ck->chain[ck->nchain++] = m.seq;
         ck->chain_bytes += outlen;
         ck->deltas_written++;
     } else {
-        ck->head_depth = 0;
-        ck->base_seq = m.seq;
+        ck->nchain = 1;
+        ck->chain[0] = m.seq;
         ck->base_bytes = outlen;
         ck->base_entries = m.nentries;
         ck->chain_bytes = 0;
@@ -293,6 +329,7 @@ static int write_manifest(struct glidefs_volume *v, int mode)
     ck->chained = !ck->lost;
     pthread_mutex_unlock(&v->lock);
     gfs_debug(&v->log, "%s: manifest %s written (%s, %" PRIu64 " entries, %zu bytes)", v->name,
-              key, delta ? "delta" : "base", m.nentries, outlen);
+              key, kind == 0 ? "base" : kind == 1 ? "delta" : "delta over the base", m.nentries,
+              outlen);
     return 0;
 }

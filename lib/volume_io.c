@@ -758,7 +758,7 @@ GLIDEFS_API int glidefs_stats(glidefs_volume *v, struct glidefs_stats *out, size
     s.manifest_bases = v->ckpt.bases_written;
     s.manifest_deltas = v->ckpt.deltas_written;
     s.manifest_bytes = v->ckpt.bytes_written;
-    s.manifest_chain = v->ckpt.bases_written ? v->ckpt.head_depth + 1u : 0;
+    s.manifest_chain = v->ckpt.bases_written ? v->ckpt.nchain : 0;
     double uptime_s = (double)(gfs_now_ms() - v->opened_ms) / 1000.0;
     pthread_mutex_unlock(&v->lock);
     uint64_t fr_reads, fr_bytes, fr_hits; /* the lock-free reads' (fastread.h) */
