@@ -684,6 +684,7 @@ int gfs_compact_step(struct glidefs_volume *v, int requested)
     /* dead segments need a manifest, stored after they died, that no longer names them */
     int dead = mark_dead(v);
     int need = 0, wrote_manifest = 0;
+    uint64_t man_bytes = v->ckpt.bytes_written; /* what this step's manifest PUT took */
     for (uint32_t i = 1; i < v->sv.bm.nsegs && !need; i++)
         need = v->sv.bm.segs[i].dead_since_ms && !v->sv.bm.segs[i].deleted &&
                v->sv.bm.segs[i].dead_gen >= v->ckpt.gen;
@@ -722,10 +723,10 @@ int gfs_compact_step(struct glidefs_volume *v, int requested)
     if (res.segments_rewritten || res.segments_deleted)
         v->st.compactions++;
     if (target && (wrote_manifest || res.segments_rewritten || res.segments_deleted)) {
-        /* rate limit: what this step uploaded (copies, and the manifest at
-         * about 40 bytes a block) at rate_mb_s; and at most one such step
+        /* rate limit: what this step uploaded (copies, and the manifest:
+         * a delta, or a base when it folded) at rate_mb_s; and at most one such step
          * (one manifest PUT) a second, however small the volume */
-        uint64_t sent = res.bytes_rewritten + (wrote_manifest ? v->sv.bm.written_blocks * 40 : 0);
+        uint64_t sent = res.bytes_rewritten + (v->ckpt.bytes_written - man_bytes);
         int64_t gap = (int64_t)(sent * 1000 / (v->comp.rate_bps ? v->comp.rate_bps : 1));
         if (gap < RATIO_MIN_GAP_MS)
             gap = RATIO_MIN_GAP_MS;
