@@ -66,7 +66,7 @@ static int purge_plan(const struct glidefs_config *cfg, const char *name, char *
             continue;
         snprintf(k, sizeof k, "nbd/%s/manifest/%s", name, si.manifest);
         struct gfs_manchain c = {0};
-        if (gfs_manchain_load(v->store, &v->log, k, v->codec, NULL, &c) < 0) {
+        if (gfs_manchain_load(v->store, &v->log, name, k, v->codec, NULL, &c) < 0) {
             /* cannot tell what it needs: keep everything rather than guess */
             r = -EIO;
             break;

@@ -41,7 +41,8 @@ int gfs_manchain_sibling(char *buf, size_t buflen, const char *key, uint64_t epo
 }
 
 /* GET and decode one link, which must sit at (e, s). */
-static int load_one(struct gfs_objstore *store, const struct gfs_log *log, const char *key,
+static int load_one(struct gfs_objstore *store, const struct gfs_log *log, const char *who,
+                    const char *key,
                     uint64_t e, uint64_t s, const struct gfs_codec *codec, struct gfs_manifest *m,
                     uint64_t *bytes)
 {
@@ -49,32 +50,32 @@ static int load_one(struct gfs_objstore *store, const struct gfs_log *log, const
     size_t len = 0;
     int r = store->ops->get(store, key, GFS_MANIFEST_MAX, &buf, &len, NULL);
     if (r < 0) {
-        gfs_err(log, "cannot read manifest %s: %s", key, glidefs_strerror(r));
+        gfs_err(log, "%s: cannot read manifest %s: %s", who, key, glidefs_strerror(r));
         return r == -ENOENT || r == -EFBIG ? -EIO : r;
     }
     *bytes += len;
     r = gfs_manifest_decode_mac(buf, len, codec, m);
     if (r < 0) {
-        gfs_err(log, "manifest %s is corrupt or fails authentication", key);
+        gfs_err(log, "%s: manifest %s is corrupt or fails authentication", who, key);
         return r == -ENOMEM ? r : -EIO;
     }
     if (m->epoch != e || m->seq != s) {
-        gfs_err(log, "manifest %s names another position than its key", key);
+        gfs_err(log, "%s: manifest %s names another position than its key", who, key);
         gfs_manifest_free(m);
         return -EIO;
     }
     return 0;
 }
 
-int gfs_manchain_load(struct gfs_objstore *store, const struct gfs_log *log, const char *key,
-                      const struct gfs_codec *codec, const struct gfs_lease *lease,
-                      struct gfs_manchain *c)
+int gfs_manchain_load(struct gfs_objstore *store, const struct gfs_log *log, const char *who,
+                      const char *key, const struct gfs_codec *codec,
+                      const struct gfs_lease *lease, struct gfs_manchain *c)
 {
     memset(c, 0, sizeof *c);
     const char *slash = strrchr(key, '/');
     uint64_t e, s;
     if (!slash || gfs_parse_epoch_seq(slash + 1, &e, &s) < 0) {
-        gfs_err(log, "manifest key %s does not name a position", key);
+        gfs_err(log, "%s: manifest key %s does not name a position", who, key);
         return -EIO;
     }
     c->links = calloc(GFS_MAN_MAX_CHAIN + 1, sizeof *c->links);
@@ -89,12 +90,12 @@ int gfs_manchain_load(struct gfs_objstore *store, const struct gfs_log *log, con
             break;
         }
         if (lease && c->n && gfs_lease_fenced(lease, e, s)) {
-            gfs_err(log, "manifest %s extends %s, which is fenced", key, k);
+            gfs_err(log, "%s: manifest %s extends %s, which is fenced", who, key, k);
             r = -EIO;
             break;
         }
         struct gfs_manifest *m = &c->links[c->n];
-        r = load_one(store, log, k, e, s, codec, m, &c->bytes);
+        r = load_one(store, log, who, k, e, s, codec, m, &c->bytes);
         if (r < 0)
             break;
         c->n++;
@@ -104,7 +105,7 @@ int gfs_manchain_load(struct gfs_objstore *store, const struct gfs_log *log, con
              * that folded there since); a delta must be the child's link */
             if (m->block_size != head->block_size || m->volume_size != head->volume_size ||
                 (m->depth && (m->depth + 1 != child->depth || m->base_seq != child->base_seq))) {
-                gfs_err(log, "manifest %s: link %s does not belong to its chain", key, k);
+                gfs_err(log, "%s: manifest %s: link %s does not belong to its chain", who, key, k);
                 r = -EIO;
                 break;
             }

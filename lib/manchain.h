@@ -28,11 +28,12 @@ struct gfs_manchain {
 
 /* Load the manifest at `key` ("<prefix>/manifest/<E>-<S>") and, if it is a
  * delta, its chain, from the same prefix. A link fenced under `lease` (may
- * be NULL) breaks the chain. Returns 0, -EIO (missing, corrupt, failing
+ * be NULL) breaks the chain. Errors are logged prefixed with `who` (the
+ * volume's name). Returns 0, -EIO (missing, corrupt, failing
  * authentication or not a chain), -ENOMEM, or the store's error. */
-int gfs_manchain_load(struct gfs_objstore *store, const struct gfs_log *log, const char *key,
-                      const struct gfs_codec *codec, const struct gfs_lease *lease,
-                      struct gfs_manchain *c);
+int gfs_manchain_load(struct gfs_objstore *store, const struct gfs_log *log, const char *who,
+                      const char *key, const struct gfs_codec *codec,
+                      const struct gfs_lease *lease, struct gfs_manchain *c);
 void gfs_manchain_free(struct gfs_manchain *c);
 
 /* The map the chain describes, as one base would list it at the head's key:

@@ -70,7 +70,7 @@ static int pins_of_manifest(struct glidefs_volume *v, const char *mkey, struct g
                             size_t *npins, char ***mans, size_t *nmans)
 {
     struct gfs_manchain c;
-    int r = gfs_manchain_load(v->store, &v->log, mkey, v->codec, NULL, &c);
+    int r = gfs_manchain_load(v->store, &v->log, v->name, mkey, v->codec, NULL, &c);
     if (r < 0)
         return r == -ENOMEM ? r : -EIO;
     for (size_t l = 0; l < c.n && r == 0; l++) {

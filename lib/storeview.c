@@ -151,12 +151,10 @@ static int apply_link(struct gfs_view *sv, const char *key, const struct gfs_man
 static int apply_manifest(struct gfs_view *sv, const char *key, int is_base)
 {
     struct gfs_manchain c;
-    int r = gfs_manchain_load(sv->store, sv->log, key, sv->codec, is_base ? NULL : &sv->lease,
-                              &c);
-    if (r < 0) {
-        gfs_err(sv->log, "%s: cannot load manifest %s", sv->name, key);
-        return r;
-    }
+    int r = gfs_manchain_load(sv->store, sv->log, sv->name, key, sv->codec,
+                              is_base ? NULL : &sv->lease, &c);
+    if (r < 0)
+        return r; /* logged */
     /* applied as the one base it amounts to: the map then holds no rows
      * for segments only superseded links named */
     struct gfs_manifest flat = {0};

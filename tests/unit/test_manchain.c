@@ -101,7 +101,7 @@ static int load(uint64_t seq, const struct gfs_lease *l, struct gfs_manchain *c)
 {
     char key[256];
     gfs_manifest_key(key, sizeof key, "v", 7, seq);
-    return gfs_manchain_load(st, NULL, key, NULL, l, c);
+    return gfs_manchain_load(st, NULL, "v", key, NULL, l, c);
 }
 
 static void test_chain_flattens(void **state)
