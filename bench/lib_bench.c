@@ -43,6 +43,18 @@
  *       drain (1 GiB of dirty data to the S3 server).
  *   lib_bench s3seq DIR NAME [MB]         sequential 1 MiB reads, empty cache
  *   lib_bench s3rand DIR NAME SECS        4 KiB random reads, empty cache
+ *   lib_bench manifest DIR [VOL_GIB [WRITE_MIB [FLUSHES [STEPS]]]]
+ *       Issue 23: metadata bytes per FLUSH and per compaction step. A VOL_GIB
+ *       (64) volume gets WRITE_MIB (1024) of 128 KiB blocks written at
+ *       scattered places and drained; a snapshot folds the manifests into
+ *       one base: its size is what every manifest cost before incremental
+ *       manifests ("full manifest"). Then FLUSHES (200) times: a 4 KiB write
+ *       into a random written block and a FLUSH in durability store mode
+ *       (one segment and one manifest PUT), and STEPS (20) times: 8 MiB of
+ *       4 KiB overwrites, a drain, and one compaction step
+ *       (glidefs_compact). Manifest bytes come from glidefs_stats
+ *       (manifest_bytes: every manifest object stored); per flush and per
+ *       step both the mean and the amortized figure (folds included).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -1298,6 +1310,140 @@ static int mode_s3rand(int argc, char **argv)
     return 0;
 }
 
+/* Bytes of the largest object in DIR (the base a snapshot just folded). */
+static uint64_t largest_file(const char *dir)
+{
+    char cmd[4400];
+    snprintf(cmd, sizeof cmd, "ls -S1 '%s' | head -1", dir);
+    FILE *f = popen(cmd, "r");
+    char name[512] = "";
+    if (!f || !fgets(name, sizeof name, f))
+        die("listing the manifests", 0);
+    pclose(f);
+    name[strcspn(name, "\n")] = 0;
+    char path[5000];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    struct stat sb;
+    if (stat(path, &sb) != 0)
+        die(path, 0);
+    return (uint64_t)sb.st_size;
+}
+
+static int mode_manifest(int argc, char **argv)
+{
+    const char *dir = argv[0];
+    uint64_t vol = (argc > 1 ? strtoull(argv[1], NULL, 10) : 64) * GIB;
+    uint64_t wr = (argc > 2 ? strtoull(argv[2], NULL, 10) : 1024) * MIB;
+    int flushes = argc > 3 ? atoi(argv[3]) : 200, steps = argc > 4 ? atoi(argv[4]) : 20;
+    const uint64_t bs = 131072;
+    uint64_t nblocks = vol / bs, nw = wr / bs;
+    if (nw == 0 || nw > nblocks || flushes < 1 || steps < 1) {
+        fprintf(stderr, "lib_bench manifest: bad sizes\n");
+        return 2;
+    }
+    mkdir_p(dir);
+    const char *kv[] = {"cache.disk_size=4G", "compaction.interval_s=0",
+                        "compaction.min_live_pct=90", "compaction.grace_ms=0", NULL};
+    glidefs_config *cfg = mkcfg(dir, "cache-manifest", 0, kv);
+    glidefs_volume *v = vopen(cfg, "man", vol, GLIDEFS_OPEN_CREATE);
+    /* block i of the written set lives at (i * step) mod nblocks: distinct
+     * (step odd, nblocks a power of two here), spread over the volume */
+    uint64_t stride = (nblocks / nw) | 1;
+    uint8_t *buf = aligned_alloc(4096, bs);
+    uint64_t seed = 23;
+    for (uint64_t i = 0; i < nw; i++) {
+        fill_random(buf, bs, &seed);
+        int r = glidefs_pwrite(v, buf, bs, (i * stride % nblocks) * bs, 0);
+        if (r < 0)
+            die("fill", r);
+    }
+    int r = glidefs_drain(v, -1);
+    if (r == 0)
+        r = glidefs_snapshot_create(v, "full");
+    if (r < 0)
+        die("drain", r);
+    char mdir[4300];
+    snprintf(mdir, sizeof mdir, "%s/store/nbd/man/manifest", dir);
+    double full = (double)largest_file(mdir);
+    char scen[128];
+    snprintf(scen, sizeof scen, "%" PRIu64 " GiB volume, %" PRIu64 " MiB written", vol / GIB,
+             wr / MIB);
+    row(scen, "full manifest (a base; every manifest before deltas)", "bytes", "glidefs", full);
+    fprintf(stderr, "full manifest: %.0f bytes\n", full);
+
+    /* FLUSH in store mode: one 4 KiB write into a written block each */
+    struct glidefs_durability dur = {.mode = GLIDEFS_DURABILITY_STORE};
+    r = glidefs_volume_set_durability(v, &dur, sizeof dur);
+    if (r < 0)
+        die("durability store", r);
+    struct glidefs_stats a = stats(v);
+    double *per = malloc((size_t)(flushes > steps ? flushes : steps) * sizeof *per);
+    for (int i = 0; i < flushes; i++) {
+        struct glidefs_stats b = stats(v);
+        fill_random(buf, IO, &seed);
+        uint64_t blk = xs(&seed) % nw * stride % nblocks;
+        if ((r = glidefs_pwrite(v, buf, IO, blk * bs + (xs(&seed) % (bs / IO)) * IO, 0)) < 0 ||
+            (r = glidefs_flush(v)) < 0)
+            die("write+flush", r);
+        per[i] = (double)(stats(v).manifest_bytes - b.manifest_bytes);
+    }
+    struct glidefs_stats z = stats(v);
+    double tot = (double)(z.manifest_bytes - a.manifest_bytes);
+    struct lat l = lat_of(per, (size_t)flushes);
+    row(scen, "metadata per FLUSH, p50", "bytes", "glidefs", l.p50);
+    row(scen, "metadata per FLUSH, amortized (folds included)", "bytes", "glidefs",
+        tot / flushes);
+    row(scen, "metadata per FLUSH, amortized, of the full manifest", "%", "glidefs",
+        100.0 * tot / flushes / full);
+    row(scen, "FLUSH: bases stored", "count", "glidefs",
+        (double)(z.manifest_bases - a.manifest_bases));
+    fprintf(stderr, "per flush: p50 %.0f, amortized %.0f bytes (%.2f%% of full)\n", l.p50,
+            tot / flushes, 100.0 * tot / flushes / full);
+    dur.mode = GLIDEFS_DURABILITY_LOCAL;
+    r = glidefs_volume_set_durability(v, &dur, sizeof dur);
+    if (r < 0)
+        die("durability local", r);
+
+    /* compaction steps: overwrites leave segments below min_live_pct */
+    a = stats(v);
+    double ctot = 0;
+    uint64_t moved = 0;
+    for (int i = 0; i < steps; i++) {
+        for (int k = 0; k < 2048; k++) {
+            fill_random(buf, IO, &seed);
+            uint64_t blk = xs(&seed) % nw * stride % nblocks;
+            if ((r = glidefs_pwrite(v, buf, IO, blk * bs + (xs(&seed) % (bs / IO)) * IO, 0)) < 0)
+                die("overwrite", r);
+        }
+        if ((r = glidefs_drain(v, -1)) < 0)
+            die("drain", r);
+        struct glidefs_stats b = stats(v);
+        struct glidefs_compact_result res;
+        if ((r = glidefs_compact(v, &res, sizeof res)) < 0)
+            die("compact", r);
+        per[i] = (double)(stats(v).manifest_bytes - b.manifest_bytes);
+        ctot += per[i];
+        moved += res.bytes_rewritten / bs;
+    }
+    z = stats(v);
+    l = lat_of(per, (size_t)steps);
+    row(scen, "metadata per compaction step, p50", "bytes", "glidefs", l.p50);
+    row(scen, "metadata per compaction step, mean", "bytes", "glidefs", ctot / steps);
+    row(scen, "metadata per compaction step, mean, of the full manifest", "%", "glidefs",
+        100.0 * ctot / steps / full);
+    row(scen, "compaction: blocks moved per step", "blocks", "glidefs", (double)moved / steps);
+    row(scen, "all manifests over the overwrites and steps, per step", "bytes", "glidefs",
+        (double)(z.manifest_bytes - a.manifest_bytes) / steps);
+    fprintf(stderr, "per compaction step: p50 %.0f, mean %.0f bytes (%.2f%% of full), %.0f "
+            "blocks moved a step\n", l.p50, ctot / steps, 100.0 * ctot / steps / full,
+            (double)moved / steps);
+    free(per);
+    free(buf);
+    glidefs_volume_close(v);
+    glidefs_config_free(cfg);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     static const struct {
@@ -1305,13 +1451,15 @@ int main(int argc, char **argv)
         int (*fn)(int, char **);
     } modes[] = {{"latency", mode_latency}, {"flush", mode_flush},   {"mem", mode_mem},
                  {"churn", mode_churn},     {"codec", mode_codec},   {"replay", mode_replay},
-                 {"s3fill", mode_s3fill},   {"s3seq", mode_s3seq},   {"s3rand", mode_s3rand}};
+                 {"s3fill", mode_s3fill},   {"s3seq", mode_s3seq},   {"s3rand", mode_s3rand},
+                 {"manifest", mode_manifest}};
     if (argc >= 3) {
         for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++)
             if (strcmp(argv[1], modes[i].name) == 0)
                 return modes[i].fn(argc - 2, argv + 2);
     }
     fprintf(stderr, "usage: lib_bench MODE DIR ...  (modes: latency flush mem churn codec replay "
-                    "s3fill s3seq s3rand; see the comment at the top of bench/lib_bench.c)\n");
+                    "s3fill s3seq s3rand manifest; see the comment at the top of "
+                    "bench/lib_bench.c)\n");
     return 2;
 }

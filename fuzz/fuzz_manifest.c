@@ -3,8 +3,9 @@
  * store (lib/manifest.c gfs_manifest_decode_mac). The first input byte picks
  * the reader: no codec, or a sealed one holding key generations 1 and 2
  * (fixed keys, so seeds can carry valid MACs). An accepted manifest must
- * satisfy the rules of docs/design.md 5.7, and encoding it again must give
- * a manifest that decodes to the same thing.
+ * satisfy the rules of docs/design.md 5.7 (a delta's link included), and
+ * encoding it again must give a manifest that decodes to the same thing,
+ * whose link gfs_manifest_peek reads back from its first bytes alone.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -34,7 +35,9 @@ static struct gfs_codec *sealed_codec(void)
 static int same(const struct gfs_manifest *a, const struct gfs_manifest *b)
 {
     if (a->epoch != b->epoch || a->seq != b->seq || a->volume_size != b->volume_size ||
-        a->block_size != b->block_size || a->nsegs != b->nsegs || a->nentries != b->nentries)
+        a->block_size != b->block_size || a->nsegs != b->nsegs || a->nentries != b->nentries ||
+        a->depth != b->depth || a->prev_epoch != b->prev_epoch || a->prev_seq != b->prev_seq ||
+        a->base_seq != b->base_seq)
         return 0;
     for (uint32_t i = 0; i < a->nsegs; i++)
         if (a->segs[i].epoch != b->segs[i].epoch || a->segs[i].seq != b->segs[i].seq ||
@@ -60,6 +63,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             kg |= m.segs[i].key_gen != 0;
         if (m.nentries > vb || (kg && !sealed))
             abort();
+        /* a delta extends an earlier manifest of its epoch, within a bounded chain */
+        if (m.depth ? (m.depth > GFS_MAN_MAX_CHAIN || m.prev_epoch != m.epoch ||
+                       m.prev_seq >= m.seq || m.base_seq > m.prev_seq ||
+                       (m.depth == 1) != (m.base_seq == m.prev_seq))
+                    : (m.prev_epoch || m.prev_seq || m.base_seq))
+            abort();
         for (uint64_t i = 0; i < m.nentries; i++) {
             const struct gfs_man_entry *e = &m.entries[i];
             if (e->block_index >= vb || (i && e->block_index <= m.entries[i - 1].block_index))
@@ -72,8 +81,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         void *enc = NULL;
         size_t enclen = 0;
         struct gfs_manifest back;
+        struct gfs_manifest pk;
         if (gfs_manifest_encode_mac(&m, 0, c, &enc, &enclen) != 0 ||
-            gfs_manifest_decode_mac(enc, enclen, c, &back) != 0 || !same(&m, &back))
+            gfs_manifest_decode_mac(enc, enclen, c, &back) != 0 || !same(&m, &back) ||
+            gfs_manifest_peek(enc, enclen, &pk) != (m.depth > 0) || pk.depth != m.depth ||
+            pk.prev_seq != m.prev_seq || pk.base_seq != m.base_seq)
             abort();
         gfs_manifest_free(&back);
         free(enc);

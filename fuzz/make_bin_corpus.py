@@ -54,7 +54,10 @@ def segment(sealed, key_gen=0, mac_gen=2):
     return out + body + body
 
 
-def manifest(sealed, keygens=None, mac_gen=2):
+def manifest(sealed, keygens=None, mac_gen=2, link=None, flag_delta=None):
+    """link: (prev_epoch, prev_seq, base_seq, depth) makes a delta (flag 0x8
+    and the 32-byte link after the fixed header); flag_delta overrides the
+    flag (misuse: a link without it, or it without a link)."""
     segs = [(1, 1), (1, 2)]
     ents = [(0, 3, 0, 108, 4096, 0, 0x8), (1, 0, 0xFFFFFFFF, 0, 0, 0, 0x1),
             (7, 9, 1, 5000, 900, 0, 0x2 | 0x8 | (0x4 if sealed else 0))]
@@ -62,6 +65,8 @@ def manifest(sealed, keygens=None, mac_gen=2):
     body += b"".join(struct.pack("<QQIIII", *e[:6]) for e in ents)
     body += b"".join(struct.pack("<I", e[6]) for e in ents)
     flags = 0x2 if sealed else 0
+    if flag_delta if flag_delta is not None else link:
+        flags |= 0x8
     if keygens:
         body += b"".join(struct.pack("<I", k) for k in keygens)
         flags |= 0x4
@@ -69,7 +74,11 @@ def manifest(sealed, keygens=None, mac_gen=2):
     fixed = b"GFSMAN01" + struct.pack("<IIQQQIIQI", 1, flags, 1, 2, 64 * 4096, len(segs), 4096,
                                       len(ents), len(body))
     fixed += struct.pack("<I", crc32c(fixed))
-    out = fixed + body
+    lk = b""
+    if link:
+        lk = struct.pack("<QQQI", *link)
+        lk += struct.pack("<I", crc32c(lk))
+    out = fixed + lk + body
     if sealed:
         out += hmac.new(mac_key(mac_gen), out, hashlib.sha256).digest()
     return out
@@ -148,6 +157,15 @@ def main():
         "sealed_keygen": b"\x01" + manifest(True, keygens=[0, 2]),
         "bad_keygen_no_mac": b"\x00" + manifest(False, keygens=[1, 1]),
         "bad_truncated": b"\x01" + manifest(True, keygens=[1, 2])[:90],
+        # deltas (epoch 1, seq 2): over the base 1-1, and deeper in a chain
+        "delta": b"\x00" + manifest(False, link=(1, 1, 1, 1)),
+        "delta_sealed": b"\x01" + manifest(True, keygens=[0, 2], link=(1, 1, 0, 2)),
+        "bad_delta_self": b"\x00" + manifest(False, link=(1, 2, 2, 1)),
+        "bad_delta_epoch": b"\x00" + manifest(False, link=(0, 1, 1, 1)),
+        "bad_delta_depth": b"\x00" + manifest(False, link=(1, 1, 0, 1)),
+        "bad_delta_noflag": b"\x00" + manifest(False, link=(1, 1, 1, 1), flag_delta=False),
+        "bad_delta_nolink": b"\x00" + manifest(False, flag_delta=True),
+        "bad_delta_truncated": b"\x00" + manifest(False, link=(1, 1, 1, 1))[:80],
     }
     for k, v in mseeds.items():
         write(md, k, v)

@@ -16,6 +16,7 @@
 
 #include "cleanup.h"
 #include "fsutil.h"
+#include "manchain.h"
 #include "manifest.h"
 #include "objstore_azure.h"
 #include "objstore_s3.h"
@@ -64,23 +65,30 @@ static int purge_plan(const struct glidefs_config *cfg, const char *name, char *
         if (r < 0 || gfs_snap_read(v->store, name, snap, &si) < 0 || !si.manifest[0])
             continue;
         snprintf(k, sizeof k, "nbd/%s/manifest/%s", name, si.manifest);
-        r = gfs_keylist_add(&out, k, 0);
-        CLEANUP_FREE void *buf = NULL;
-        size_t len = 0;
-        struct gfs_manifest m;
-        if (r < 0 || v->store->ops->get(v->store, k, GFS_MANIFEST_MAX, &buf, &len, NULL) < 0 ||
-            gfs_manifest_decode_mac(buf, len, v->codec, &m) < 0) {
+        struct gfs_manchain c = {0};
+        if (gfs_manchain_load(v->store, &v->log, name, k, v->codec, NULL, &c) < 0) {
             /* cannot tell what it needs: keep everything rather than guess */
             r = -EIO;
             break;
         }
-        for (uint32_t j = 0; j < m.nsegs && r >= 0; j++) {
-            if ((m.segs[j].epoch >> GFS_ORIGIN_SHIFT) != v->meta.depth)
-                continue; /* an ancestor's: not under our prefix */
-            gfs_seg_key(k, sizeof k, name, m.segs[j].epoch & GFS_EPOCH_MASK, m.segs[j].seq);
-            r = gfs_keylist_add(&out, k, 0);
+        /* every link of its chain (a snapshot's is a base, but a store may
+         * hold a delta) and the segments of ours they name */
+        for (size_t l = 0; l < c.n && r >= 0; l++) {
+            const struct gfs_manifest *m = &c.links[l];
+            char lk[512];
+            r = gfs_manchain_sibling(lk, sizeof lk, k, m->epoch, m->seq);
+            if (r >= 0)
+                r = gfs_keylist_add(&out, lk, 0);
+            for (uint32_t j = 0; j < m->nsegs && r >= 0; j++) {
+                if ((m->segs[j].epoch >> GFS_ORIGIN_SHIFT) != v->meta.depth)
+                    continue; /* an ancestor's: not under our prefix */
+                char sk[512];
+                gfs_seg_key(sk, sizeof sk, name, m->segs[j].epoch & GFS_EPOCH_MASK,
+                            m->segs[j].seq);
+                r = gfs_keylist_add(&out, sk, 0);
+            }
         }
-        gfs_manifest_free(&m);
+        gfs_manchain_free(&c);
     }
     gfs_keylist_free(&children);
     if (r >= 0 && out.n)

@@ -32,6 +32,7 @@
 #include <string.h>
 
 #include "checkpoint.h"
+#include "manifest.h"
 #include "cleanup.h"
 #include "lease_state.h"
 #include "segment.h"
@@ -167,6 +168,7 @@ int gfs_compact_copy(struct glidefs_volume *v, struct gfs_moved *mv, uint32_t n,
         e.flags |= GFS_SEGF_TRAILER;
         e.crc = mv[i].old.crc;
         gfs_bm_set(&v->sv.bm, mv[i].block, &e);
+        gfs_ckpt_mark(&v->ckpt, mv[i].block);
         /* the same bytes: a cached copy follows the block */
         gfs_cache_relocate(&v->cache, mv[i].block, cur.seg, cur.offset, (uint32_t)si,
                            mv[i].new_offset);
@@ -488,7 +490,30 @@ int gfs_compact_drop_garbage(struct glidefs_volume *v, char *const *keys, size_t
     return r < 0 ? r : (int)nd;
 }
 
-/* Keep the newest keep_manifests manifests (lock held; dropped for I/O). */
+/* A chain to keep whole: <epoch>-<from> .. <epoch>-<to>. */
+struct keep_range {
+    uint64_t epoch, from, to;
+};
+
+/* Is the manifest key one of a chain we keep: ours (current or the one
+ * before the last fold) or one a kept delta heads (lock held)? */
+static int chain_kept(const struct glidefs_volume *v, const char *key, const struct keep_range *kr,
+                      size_t nkr)
+{
+    const char *slash = strrchr(key, '/');
+    uint64_t e, s;
+    if (!slash || gfs_parse_epoch_seq(slash + 1, &e, &s) < 0)
+        return 0;
+    if (gfs_ckpt_keeps(&v->ckpt, e, s))
+        return 1;
+    for (size_t i = 0; i < nkr; i++)
+        if (e == kr[i].epoch && s >= kr[i].from && s <= kr[i].to)
+            return 1;
+    return 0;
+}
+
+/* Keep the newest keep_manifests manifests, and every link of their chains
+ * and of ours (lock held; dropped for I/O). */
 static void prune_manifests(struct glidefs_volume *v, struct glidefs_compact_result *res)
 {
     char prefix[512];
@@ -499,13 +524,34 @@ static void prune_manifests(struct glidefs_volume *v, struct glidefs_compact_res
     int r = v->store->ops->list(v->store, prefix, NULL, gfs_keylist_add, &l);
     size_t deleted = 0;
     if (r >= 0 && l.n > (size_t)keep) {
+        /* a kept delta that is not ours (a deposed writer's, which a fenced
+         * node's view reads) keeps its chain: its link says where it starts */
+        struct keep_range kr[16];
+        size_t nkr = 0;
+        for (size_t i = l.n - (size_t)keep; i < l.n && nkr < 16; i++) {
+            const char *slash = strrchr(l.keys[i], '/');
+            uint64_t e, s;
+            if (!slash || gfs_parse_epoch_seq(slash + 1, &e, &s) < 0)
+                continue;
+            pthread_mutex_lock(&v->lock);
+            int ours = gfs_ckpt_keeps(&v->ckpt, e, s);
+            pthread_mutex_unlock(&v->lock);
+            if (ours)
+                continue;
+            uint8_t head[GFS_MAN_FIXED_LEN + GFS_MAN_LINK_LEN];
+            size_t got = 0;
+            struct gfs_manifest m;
+            if (v->store->ops->get_range(v->store, l.keys[i], 0, sizeof head, head, &got) == 0 &&
+                gfs_manifest_peek(head, got, &m) == 1 && m.epoch == e && m.seq == s)
+                kr[nkr++] = (struct keep_range){e, m.base_seq, s};
+        }
         /* listed in key order: oldest first; one batch for all of them */
         char **del = calloc(l.n, sizeof *del);
         size_t nd = 0;
         {
             SCOPED_LOCK(&v->lock);
             for (size_t i = 0; del && i + (size_t)keep < l.n; i++)
-                if (!gfs_manifest_pinned(v, l.keys[i]))
+                if (!gfs_manifest_pinned(v, l.keys[i]) && !chain_kept(v, l.keys[i], kr, nkr))
                     del[nd++] = l.keys[i];
         }
         if (nd && gfs_objstore_del_many(v->store, (const char *const *)del, nd, NULL) == 0)
@@ -631,6 +677,7 @@ int gfs_compact_step(struct glidefs_volume *v, int requested)
     /* dead segments need a manifest, stored after they died, that no longer names them */
     int dead = mark_dead(v);
     int need = 0, wrote_manifest = 0;
+    uint64_t man_bytes = v->ckpt.bytes_written; /* what this step's manifest PUT took */
     for (uint32_t i = 1; i < v->sv.bm.nsegs && !need; i++)
         need = v->sv.bm.segs[i].dead_since_ms && !v->sv.bm.segs[i].deleted &&
                v->sv.bm.segs[i].dead_gen >= v->ckpt.gen;
@@ -669,10 +716,10 @@ int gfs_compact_step(struct glidefs_volume *v, int requested)
     if (res.segments_rewritten || res.segments_deleted)
         v->st.compactions++;
     if (target && (wrote_manifest || res.segments_rewritten || res.segments_deleted)) {
-        /* rate limit: what this step uploaded (copies, and the manifest at
-         * about 40 bytes a block) at rate_mb_s; and at most one such step
+        /* rate limit: what this step uploaded (copies, and the manifest:
+         * a delta, or a base when it folded) at rate_mb_s; and at most one such step
          * (one manifest PUT) a second, however small the volume */
-        uint64_t sent = res.bytes_rewritten + (wrote_manifest ? v->sv.bm.written_blocks * 40 : 0);
+        uint64_t sent = res.bytes_rewritten + (v->ckpt.bytes_written - man_bytes);
         int64_t gap = (int64_t)(sent * 1000 / (v->comp.rate_bps ? v->comp.rate_bps : 1));
         if (gap < RATIO_MIN_GAP_MS)
             gap = RATIO_MIN_GAP_MS;

@@ -31,6 +31,7 @@ static int rebuild_once(struct glidefs_volume *v)
     v->sv.bm = nb;
     v->sv.last_seg_epoch = v->sv.last_seg_seq = 0;
     v->sv.segs_since_manifest = 0;
+    gfs_ckpt_forget(&v->ckpt); /* the map is the store's now, not ours */
     r = gfs_view_load(&v->sv);
     if (r < 0) {
         gfs_bm_free(&v->sv.bm);
@@ -133,6 +134,7 @@ int gfs_volume_refresh(struct glidefs_volume *v)
         }
         pthread_mutex_lock(&v->lock);
         r = gfs_view_apply_seg(&v->sv, sl.keys[i], sl.sizes[i], &h);
+        gfs_ckpt_forget(&v->ckpt); /* entries changed that no mark records */
         gfs_volume_seq_past_map(v);
         pthread_mutex_unlock(&v->lock);
         gfs_seg_header_free(&h);

@@ -170,9 +170,10 @@ static int step(struct glidefs_volume *v)
     CLEANUP_FREE uint32_t *segs = calloc(to - from, sizeof *segs);
     if (!mv || !segs)
         return -ENOMEM;
-    uint32_t n = 0;
+    uint32_t n = 0, known = 0;
     for (uint32_t i = from; i < to; i++) {
         uint64_t b = w->rec.blocks[i];
+        known += w->nloaded && gfs_blkset_get(&w->loaded, b) >= 0;
         struct gfs_bm_entry e = gfs_bm_get(&v->sv.bm, b);
         if (e.seg == GFS_BM_NONE || e.seg == GFS_BM_HOLE || e.seg >= nsegs)
             continue; /* zeroes, or still only in the journal: nothing to fetch */
@@ -184,6 +185,11 @@ static int step(struct glidefs_volume *v)
     }
     uint32_t per = v->sync.blocks_per_batch;
     if (n < GFS_LAYOUT_MIN || per == 0)
+        return 0;
+    /* only a set of blocks that recurs: at least half of them in the
+     * profile of the last session too (a boot again, not a one-off scan
+     * or random reads, which would be copied at every open) */
+    if (known * 2 < to - from)
         return 0;
     /* dense already (a layout done before, or written in this order)? */
     qsort(segs, n, sizeof *segs, cmp_u32);

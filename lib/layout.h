@@ -4,8 +4,12 @@
  * together, in first-read order, into new segments, so that the prefetch of
  * the next cold open fetches them with few, large GETs. Runs in the
  * compactor's step (the syncer thread, writer only), in bounded chunks, once
- * the recording has gone quiet. Blocks a clone reads from its ancestors'
- * segments are left there (the parent's own layout serves the clone).
+ * the recording has gone quiet, and only where the profile recurs: at least
+ * half of a chunk's blocks were in the profile loaded at open (the last
+ * session's), so a boot is laid out from its second time on and one-off
+ * scans or random reads never are. Blocks a clone reads from its
+ * ancestors' segments are left there (the parent's own layout serves the
+ * clone).
  */
 #ifndef GLIDEFS_LAYOUT_H
 #define GLIDEFS_LAYOUT_H

@@ -81,12 +81,27 @@ static int check_counts(uint64_t volume_size, uint32_t block_size, uint32_t nseg
     return 0;
 }
 
+/* A delta's link (manifest.h): it extends an earlier manifest of the same
+ * epoch, its base is at or before that one, and depth counts the links. A
+ * base has none. */
+static int check_link(const struct gfs_manifest *m)
+{
+    if (m->depth == 0)
+        return m->prev_epoch || m->prev_seq || m->base_seq ? -EBADMSG : 0;
+    if (m->depth > GFS_MAN_MAX_CHAIN || m->prev_epoch != m->epoch || m->prev_seq >= m->seq ||
+        m->base_seq > m->prev_seq || (m->depth == 1) != (m->prev_seq == m->base_seq))
+        return -EBADMSG;
+    return 0;
+}
+
 /* Every invariant of manifest.h, shared by encode and decode. */
 static int check_manifest(const struct gfs_manifest *m)
 {
     int r = check_counts(m->volume_size, m->block_size, m->nsegs, m->nentries);
     if (r < 0)
         return r;
+    if (check_link(m) < 0)
+        return -EBADMSG;
     if ((m->nsegs && !m->segs) || (m->nentries && !m->entries))
         return -EBADMSG;
     for (uint32_t i = 1; i < m->nsegs; i++) {
@@ -129,6 +144,24 @@ static void put_fixed(uint8_t *p, const struct gfs_manifest *m, uint32_t flags, 
     gfs_le64_put(p + 48, m->nentries);
     gfs_le32_put(p + 56, body_len);
     gfs_le32_put(p + 60, gfs_crc32c(0, p, 60));
+}
+
+/* The link after the fixed header (deltas only). */
+static size_t link_len(const struct gfs_manifest *m)
+{
+    return m->depth ? GFS_MAN_LINK_LEN : 0;
+}
+
+static void put_link(uint8_t *p, const struct gfs_manifest *m)
+{
+    if (!m->depth)
+        return;
+    uint8_t *q = p + GFS_MAN_FIXED_LEN;
+    gfs_le64_put(q, m->prev_epoch);
+    gfs_le64_put(q + 8, m->prev_seq);
+    gfs_le64_put(q + 16, m->base_seq);
+    gfs_le32_put(q + 24, m->depth);
+    gfs_le32_put(q + 28, gfs_crc32c(0, q, 28));
 }
 
 static void put_body(uint8_t *b, const struct gfs_manifest *m, size_t len, int keygens)
@@ -177,27 +210,30 @@ int gfs_manifest_encode_mac(const struct gfs_manifest *m, int compress,
     if (kg && !has_mac)
         return -EINVAL; /* key generations belong to sealed volumes */
     size_t maclen = has_mac ? GFS_MAN_MAC_LEN : 0;
-    uint32_t mflag = (has_mac ? GFS_MANF_MAC : 0) | (kg ? GFS_MANF_KEYGEN : 0);
+    uint32_t mflag = (has_mac ? GFS_MANF_MAC : 0) | (kg ? GFS_MANF_KEYGEN : 0) |
+                     (m->depth ? GFS_MANF_DELTA : 0);
+    size_t hl = GFS_MAN_FIXED_LEN + link_len(m); /* header and link */
     uint64_t blen64 = body_size(m->nsegs, m->nentries, kg);
-    if (blen64 > SIZE_MAX - GFS_MAN_FIXED_LEN - GFS_MAN_MAC_LEN)
+    if (blen64 > SIZE_MAX - hl - GFS_MAN_MAC_LEN)
         return -EINVAL;
     size_t blen = (size_t)blen64;
 
     if (!compress) {
         if (blen64 > UINT32_MAX)
             return -EINVAL; /* body_len is 32 bits: too big to store uncompressed */
-        CLEANUP_FREE uint8_t *buf = malloc(GFS_MAN_FIXED_LEN + blen + maclen);
+        CLEANUP_FREE uint8_t *buf = malloc(hl + blen + maclen);
         if (!buf)
             return -ENOMEM;
-        put_body(buf + GFS_MAN_FIXED_LEN, m, blen, kg);
+        put_body(buf + hl, m, blen, kg);
         put_fixed(buf, m, mflag, (uint32_t)blen);
+        put_link(buf, m);
         if (has_mac) {
-            int r = put_mac(codec, buf, GFS_MAN_FIXED_LEN + blen);
+            int r = put_mac(codec, buf, hl + blen);
             if (r < 0)
                 return r;
         }
         *out = TAKE_PTR(buf);
-        *outlen = GFS_MAN_FIXED_LEN + blen + maclen;
+        *outlen = hl + blen + maclen;
         return 0;
     }
 
@@ -206,29 +242,30 @@ int gfs_manifest_encode_mac(const struct gfs_manifest *m, int compress,
         return -ENOMEM;
     put_body(body, m, blen, kg);
     size_t bound = ZSTD_compressBound(blen);
-    if (ZSTD_isError(bound) || bound > SIZE_MAX - GFS_MAN_FIXED_LEN - GFS_MAN_MAC_LEN)
+    if (ZSTD_isError(bound) || bound > SIZE_MAX - hl - GFS_MAN_MAC_LEN)
         return -EINVAL;
-    CLEANUP_FREE uint8_t *buf = malloc(GFS_MAN_FIXED_LEN + bound + maclen);
+    CLEANUP_FREE uint8_t *buf = malloc(hl + bound + maclen);
     if (!buf)
         return -ENOMEM;
     /* ZSTD_compress records the content size in the frame header, which
      * decode insists on. */
-    size_t clen = ZSTD_compress(buf + GFS_MAN_FIXED_LEN, bound, body, blen, MAN_ZSTD_LEVEL);
+    size_t clen = ZSTD_compress(buf + hl, bound, body, blen, MAN_ZSTD_LEVEL);
     if (ZSTD_isError(clen))
         return -ENOMEM;
     if (clen > UINT32_MAX)
         return -EINVAL;
     put_fixed(buf, m, GFS_MANF_ZSTD | mflag, (uint32_t)clen);
+    put_link(buf, m);
     if (has_mac) {
-        int r = put_mac(codec, buf, GFS_MAN_FIXED_LEN + clen);
+        int r = put_mac(codec, buf, hl + clen);
         if (r < 0)
             return r;
     }
-    uint8_t *shrunk = realloc(buf, GFS_MAN_FIXED_LEN + clen + maclen);
+    uint8_t *shrunk = realloc(buf, hl + clen + maclen);
     if (shrunk)
         buf = shrunk;
     *out = TAKE_PTR(buf);
-    *outlen = GFS_MAN_FIXED_LEN + clen + maclen;
+    *outlen = hl + clen + maclen;
     return 0;
 }
 
@@ -297,6 +334,60 @@ int gfs_manifest_decode(const void *buf, size_t len, struct gfs_manifest *m)
     return gfs_manifest_decode_mac(buf, len, NULL, m);
 }
 
+#define MANF_ALL (GFS_MANF_ZSTD | GFS_MANF_MAC | GFS_MANF_KEYGEN | GFS_MANF_DELTA)
+
+/* The fixed header and, for a delta, the link: CRCs, version, flags and
+ * the link's rules. Sets t's header fields, *flags, *body_len, *hl. */
+static int parse_head(const uint8_t *p, size_t len, struct gfs_manifest *t, uint32_t *flags,
+                      uint32_t *body_len, size_t *hl)
+{
+    if (len < GFS_MAN_FIXED_LEN)
+        return -EAGAIN;
+    if (memcmp(p, GFS_MAN_MAGIC, 8) != 0 || gfs_crc32c(0, p, 60) != gfs_le32_get(p + 60))
+        return -EBADMSG;
+    *flags = gfs_le32_get(p + 12);
+    memset(t, 0, sizeof *t);
+    t->epoch = gfs_le64_get(p + 16);
+    t->seq = gfs_le64_get(p + 24);
+    t->volume_size = gfs_le64_get(p + 32);
+    t->nsegs = gfs_le32_get(p + 40);
+    t->block_size = gfs_le32_get(p + 44);
+    t->nentries = gfs_le64_get(p + 48);
+    *body_len = gfs_le32_get(p + 56);
+    if (gfs_le32_get(p + 8) != GFS_MAN_VERSION || (*flags & ~MANF_ALL))
+        return -EBADMSG;
+    *hl = GFS_MAN_FIXED_LEN;
+    if (!(*flags & GFS_MANF_DELTA))
+        return 0;
+    if (len < GFS_MAN_FIXED_LEN + GFS_MAN_LINK_LEN)
+        return -EAGAIN;
+    const uint8_t *q = p + GFS_MAN_FIXED_LEN;
+    if (gfs_crc32c(0, q, 28) != gfs_le32_get(q + 28))
+        return -EBADMSG;
+    t->prev_epoch = gfs_le64_get(q);
+    t->prev_seq = gfs_le64_get(q + 8);
+    t->base_seq = gfs_le64_get(q + 16);
+    t->depth = gfs_le32_get(q + 24);
+    if (t->depth == 0 || check_link(t) < 0)
+        return -EBADMSG;
+    *hl += GFS_MAN_LINK_LEN;
+    return 0;
+}
+
+int gfs_manifest_peek(const void *buf, size_t len, struct gfs_manifest *m)
+{
+    if (!m || (!buf && len))
+        return -EINVAL;
+    uint32_t flags, body_len;
+    size_t hl;
+    int r = parse_head(buf, len, m, &flags, &body_len, &hl);
+    if (r < 0) {
+        memset(m, 0, sizeof *m);
+        return r;
+    }
+    return m->depth > 0;
+}
+
 int gfs_manifest_decode_mac(const void *buf, size_t len, const struct gfs_codec *codec,
                             struct gfs_manifest *m)
 {
@@ -304,22 +395,10 @@ int gfs_manifest_decode_mac(const void *buf, size_t len, const struct gfs_codec 
         return -EINVAL;
     memset(m, 0, sizeof(*m));
     const uint8_t *p = buf;
-    if (len < GFS_MAN_FIXED_LEN || memcmp(p, GFS_MAN_MAGIC, 8) != 0)
-        return -EBADMSG;
-    if (gfs_crc32c(0, p, 60) != gfs_le32_get(p + 60))
-        return -EBADMSG;
-    uint32_t flags = gfs_le32_get(p + 12);
-    struct gfs_manifest t = {
-        .epoch = gfs_le64_get(p + 16),
-        .seq = gfs_le64_get(p + 24),
-        .volume_size = gfs_le64_get(p + 32),
-        .nsegs = gfs_le32_get(p + 40),
-        .block_size = gfs_le32_get(p + 44),
-        .nentries = gfs_le64_get(p + 48),
-    };
-    uint32_t body_len = gfs_le32_get(p + 56);
-    if (gfs_le32_get(p + 8) != GFS_MAN_VERSION ||
-        (flags & ~(GFS_MANF_ZSTD | GFS_MANF_MAC | GFS_MANF_KEYGEN)))
+    struct gfs_manifest t;
+    uint32_t flags, body_len;
+    size_t hl;
+    if (parse_head(p, len, &t, &flags, &body_len, &hl) < 0)
         return -EBADMSG;
     int has_mac = (flags & GFS_MANF_MAC) != 0;
     int kg = (flags & GFS_MANF_KEYGEN) != 0;
@@ -330,10 +409,10 @@ int gfs_manifest_decode_mac(const void *buf, size_t len, const struct gfs_codec 
     if (check_counts(t.volume_size, t.block_size, t.nsegs, t.nentries) < 0)
         return -EBADMSG;
     size_t maclen = has_mac ? GFS_MAN_MAC_LEN : 0;
-    if (len - GFS_MAN_FIXED_LEN < maclen || len - GFS_MAN_FIXED_LEN - maclen != body_len)
+    if (len - hl < maclen || len - hl - maclen != body_len)
         return -EBADMSG;
     if (has_mac) {
-        size_t mlen = GFS_MAN_FIXED_LEN + (size_t)body_len;
+        size_t mlen = hl + (size_t)body_len;
         int r = gfs_codec_mac_verify(codec, p, mlen, p + mlen);
         if (r < 0)
             return r; /* -EBADMSG: forged or damaged; -EIO/-ENOMEM: hash failed */
@@ -343,14 +422,14 @@ int gfs_manifest_decode_mac(const void *buf, size_t len, const struct gfs_codec 
     const uint8_t *body;
     CLEANUP_FREE uint8_t *inflated = NULL;
     if (flags & GFS_MANF_ZSTD) {
-        int r = inflate_body(p + GFS_MAN_FIXED_LEN, body_len, want, &inflated);
+        int r = inflate_body(p + hl, body_len, want, &inflated);
         if (r < 0)
             return r;
         body = inflated;
     } else {
         if (body_len != want)
             return -EBADMSG;
-        body = p + GFS_MAN_FIXED_LEN;
+        body = p + hl;
     }
     size_t blen = (size_t)want;
     if (gfs_crc32c(0, body, blen - 4) != gfs_le32_get(body + blen - 4))

@@ -18,6 +18,14 @@
  *     48 nentries     u64  block map entries
  *     56 body_len     u32  bytes of body as stored (after the fixed header)
  *     60 header_crc   u32  CRC-32C of bytes [0,60)
+ *   link (32 bytes, only when flags has GFS_MANF_DELTA; never compressed, so
+ *   a ranged GET of the first 96 bytes tells what a delta extends)
+ *     64 prev_epoch   u64  the manifest this one extends: its key's <E>-<S>;
+ *     72 prev_seq     u64  prev_epoch == epoch and prev_seq < seq
+ *     80 base_seq     u64  the chain's base (<epoch>-<base_seq>), <= prev_seq
+ *     88 depth        u32  deltas from the base to this one, 1 ..
+ *                          GFS_MAN_MAX_CHAIN; 1 exactly when prev_seq == base_seq
+ *     92 link_crc     u32  CRC-32C of bytes [64,92)
  *   body (possibly compressed), when decoded:
  *     segs[nsegs]      16 bytes each: epoch u64, seq u64 (strictly increasing)
  *     entries[n]       32 bytes each: block_index u64, write_seq u64,
@@ -36,6 +44,12 @@
  *                     volumes): HMAC-SHA256 (gfs_codec_mac) of every byte
  *                     before it — fixed header and body as stored. It is
  *                     checked before the body is decompressed or parsed.
+ *
+ * A delta (GFS_MANF_DELTA) lists only the blocks whose map entry changed
+ * since the manifest it extends (holes included), and only the segments
+ * those entries reference; a reader applies the base and then each delta in
+ * order, a delta's entry replacing the block's (manchain.h). body_len
+ * counts the body only (not the link); the MAC covers the link too.
  *
  * Header authentication follows segment.h: the _mac variants take the
  * volume's codec; a sealed codec writes and requires the MAC. Decoding
@@ -64,6 +78,10 @@
 #define GFS_MANF_ZSTD 0x1u
 #define GFS_MANF_MAC 0x2u
 #define GFS_MANF_KEYGEN 0x4u /* the body lists each segment's key generation */
+#define GFS_MANF_DELTA 0x8u  /* a delta: the link follows the fixed header */
+#define GFS_MAN_LINK_LEN 32u
+/* A chain holds at most this many deltas over its base (readers refuse more). */
+#define GFS_MAN_MAX_CHAIN 64u
 #define GFS_MAN_MAC_LEN 32u
 #define GFS_MAN_HOLE 0xFFFFFFFFu
 /* Refuse to decode manifests beyond this many entries/segments (hostile input). */
@@ -91,6 +109,10 @@ struct gfs_manifest {
     uint32_t block_size;
     uint32_t nsegs;
     uint64_t nentries;
+    /* a delta when depth > 0 (GFS_MANF_DELTA): extends manifest
+     * <prev_epoch>-<prev_seq>, whose chain starts at base <epoch>-<base_seq> */
+    uint32_t depth;
+    uint64_t prev_epoch, prev_seq, base_seq;
     struct gfs_man_seg *segs;
     struct gfs_man_entry *entries;
 };
@@ -118,6 +140,14 @@ int gfs_manifest_decode_mac(const void *buf, size_t len, const struct gfs_codec 
                             struct gfs_manifest *m);
 
 void gfs_manifest_free(struct gfs_manifest *m);
+
+/* The link of a manifest object from its first bytes (at least
+ * GFS_MAN_FIXED_LEN, GFS_MAN_FIXED_LEN + GFS_MAN_LINK_LEN for a delta),
+ * CRCs checked but not the MAC (for deciding what to keep, never for
+ * reading): 1 and the link (depth > 0) for a delta, 0 for a base (*m's
+ * link fields 0), -EAGAIN if len is too short, -EBADMSG if malformed. Only
+ * the header fields and link of *m are set (no arrays). */
+int gfs_manifest_peek(const void *buf, size_t len, struct gfs_manifest *m);
 
 /* "nbd/<name>/manifest/<epoch:016x>-<seq:016x>". Returns 0, -EINVAL (name
  * fails glidefs_name_valid) or -ENAMETOOLONG (buf too small). */

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "cleanup.h"
+#include "manchain.h"
 #include "manifest.h"
 #include "snapobj.h"
 #include "volume_internal.h"
@@ -62,33 +63,36 @@ void gfs_snapshots_free(struct glidefs_volume *v)
     v->snap.npinned_manifests = 0;
 }
 
-/* Append the segments manifest `mkey` names to *pins, and the key to *mans. */
+/* Append the segments manifest `mkey` names to *pins, and the key to *mans;
+ * for a delta (never written for a snapshot, but a store may hold one) the
+ * segments and keys of its whole chain. */
 static int pins_of_manifest(struct glidefs_volume *v, const char *mkey, struct gfs_pin **pins,
                             size_t *npins, char ***mans, size_t *nmans)
 {
-    CLEANUP_FREE void *buf = NULL;
-    size_t len = 0;
-    int r = v->store->ops->get(v->store, mkey, GFS_MANIFEST_MAX, &buf, &len, NULL);
-    struct gfs_manifest m;
-    if (r == 0)
-        r = gfs_manifest_decode_mac(buf, len, v->codec, &m) < 0 ? -EIO : 0;
+    struct gfs_manchain c;
+    int r = gfs_manchain_load(v->store, &v->log, v->name, mkey, v->codec, NULL, &c);
     if (r < 0)
-        return r;
-    struct gfs_pin *np = realloc(*pins, (*npins + m.nsegs + 1) * sizeof *np);
-    if (np)
-        *pins = np;
-    char **nm = realloc(*mans, (*nmans + 1) * sizeof *nm);
-    if (nm)
-        *mans = nm;
-    if (!np || !nm || !((*mans)[*nmans] = strdup(mkey))) {
-        gfs_manifest_free(&m);
-        return -ENOMEM;
+        return r == -ENOMEM ? r : -EIO;
+    for (size_t l = 0; l < c.n && r == 0; l++) {
+        const struct gfs_manifest *m = &c.links[l];
+        struct gfs_pin *np = realloc(*pins, (*npins + m->nsegs + 1) * sizeof *np);
+        if (np)
+            *pins = np;
+        char **nm = realloc(*mans, (*nmans + 1) * sizeof *nm);
+        if (nm)
+            *mans = nm;
+        char key[512];
+        if (!np || !nm || gfs_manchain_sibling(key, sizeof key, mkey, m->epoch, m->seq) < 0 ||
+            !((*mans)[*nmans] = strdup(key))) {
+            r = -ENOMEM;
+            break;
+        }
+        (*nmans)++;
+        for (uint32_t k = 0; k < m->nsegs; k++)
+            (*pins)[(*npins)++] = (struct gfs_pin){m->segs[k].epoch, m->segs[k].seq};
     }
-    (*nmans)++;
-    for (uint32_t k = 0; k < m.nsegs; k++)
-        (*pins)[(*npins)++] = (struct gfs_pin){m.segs[k].epoch, m.segs[k].seq};
-    gfs_manifest_free(&m);
-    return 0;
+    gfs_manchain_free(&c);
+    return r;
 }
 
 static void pins_free(struct gfs_pin *pins, char **mans, size_t nmans)

@@ -41,6 +41,15 @@ int gfs_snapshot_take(glidefs_volume *v, const char *name)
             return r;
     }
     pthread_mutex_lock(&v->lock);
+    int named = v->sv.manifest_epoch || v->sv.manifest_seq || v->ckpt.gen;
+    pthread_mutex_unlock(&v->lock);
+    if (named) {
+        /* fold: what a snapshot pins is always a base, not a chain */
+        r = gfs_volume_write_manifest_base(v);
+        if (r < 0)
+            return r;
+    }
+    pthread_mutex_lock(&v->lock);
     char man[40] = "";
     if (v->sv.manifest_epoch || v->sv.manifest_seq || v->ckpt.gen)
         snprintf(man, sizeof man, "%016" PRIx64 "-%016" PRIx64, v->sv.manifest_epoch,

@@ -14,6 +14,7 @@
 #include "cleanup.h"
 #include "codec.h"
 #include "log.h"
+#include "manchain.h"
 #include "manifest.h"
 #include "objstore.h"
 #include "snapobj.h"
@@ -72,62 +73,40 @@ static int pick_last(void *arg, const char *key, uint64_t size)
     return 0;
 }
 
-static int apply_manifest(struct gfs_view *sv, const char *key, int is_base)
+/* Apply manifest m (a base, or a chain flattened) loaded from key. */
+static int apply_link(struct gfs_view *sv, const char *key, const struct gfs_manifest *mp,
+                      int is_base)
 {
-    CLEANUP_FREE void *buf = NULL;
-    size_t len = 0;
-    int r = sv->store->ops->get(sv->store, key, GFS_MANIFEST_MAX, &buf, &len, NULL);
-    if (r < 0) {
-        gfs_err(sv->log, "%s: cannot read manifest %s: %s", sv->name, key, glidefs_strerror(r));
-        return r == -ENOENT || r == -EFBIG ? -EIO : r;
-    }
-    struct gfs_manifest m;
-    r = gfs_manifest_decode_mac(buf, len, sv->codec, &m);
-    if (r < 0) {
-        gfs_err(sv->log, "%s: manifest %s is corrupt or fails authentication", sv->name, key);
-        return -EIO;
-    }
-    uint64_t ke, ks;
-    if (gfs_parse_epoch_seq(strrchr(key, '/') + 1, &ke, &ks) < 0 || ke != m.epoch || ks != m.seq) {
-        gfs_err(sv->log, "%s: manifest %s names another position than its key", sv->name, key);
-        gfs_manifest_free(&m);
-        return -EIO;
-    }
+    const struct gfs_manifest m = *mp;
+    int r;
     if (is_base && sv->meta->depth == 0) {
         /* only a clone has a base, its parent's (volume.json guarantees it) */
         gfs_err(sv->log, "%s: manifest %s taken as a base of a volume that has no parent",
                 sv->name, key);
-        gfs_manifest_free(&m);
         return -EIO;
     }
     if (m.block_size != sv->bs) {
         gfs_err(sv->log, "%s: manifest %s has block size %u, volume has %u", sv->name, key,
                 m.block_size, sv->bs);
-        gfs_manifest_free(&m);
         return -EIO;
     }
     CLEANUP_FREE int64_t *idx = calloc(m.nsegs ? m.nsegs : 1, sizeof *idx);
     /* the table sized exactly for what the manifest names (a wake) */
-    if (!idx || gfs_bm_seg_reserve(&sv->bm, m.nsegs) < 0) {
-        gfs_manifest_free(&m);
+    if (!idx || gfs_bm_seg_reserve(&sv->bm, m.nsegs) < 0)
         return -ENOMEM;
-    }
     for (uint32_t i = 0; i < m.nsegs; i++) {
         /* origins: an ancestor's manifest names only ancestors; ours up to us */
         if ((m.segs[i].epoch >> GFS_ORIGIN_SHIFT) > sv->meta->depth - (is_base ? 1u : 0u)) {
             gfs_err(sv->log, "%s: manifest %s names a segment outside the lineage", sv->name, key);
-            gfs_manifest_free(&m);
             return -EIO;
         }
         if (gfs_codec_sealed(sv->codec) && !gfs_codec_has_gen(sv->codec, m.segs[i].key_gen)) {
             gfs_err(sv->log, "%s: manifest %s names a segment sealed under key generation %u, "
                     "which the volume no longer holds", sv->name, key, m.segs[i].key_gen);
-            gfs_manifest_free(&m);
             return -EIO;
         }
         idx[i] = gfs_bm_seg_add(&sv->bm, m.segs[i].epoch, m.segs[i].seq, 0);
         if (idx[i] < 0) {
-            gfs_manifest_free(&m);
             return (int)idx[i];
         }
         sv->bm.segs[idx[i]].key_gen = m.segs[i].key_gen;
@@ -138,7 +117,6 @@ static int apply_manifest(struct gfs_view *sv, const char *key, int is_base)
         if (me->block_index >= sv->bm.nblocks) {
             gfs_err(sv->log, "%s: manifest %s maps block %" PRIu64 " past the volume's end",
                     sv->name, key, me->block_index);
-            gfs_manifest_free(&m);
             return -EIO;
         }
         struct gfs_bm_entry e = {0};
@@ -156,7 +134,6 @@ static int apply_manifest(struct gfs_view *sv, const char *key, int is_base)
             max_seq = me->write_seq;
         r = gfs_bm_set(&sv->bm, me->block_index, &e);
         if (r < 0) {
-            gfs_manifest_free(&m);
             return r;
         }
     }
@@ -166,8 +143,30 @@ static int apply_manifest(struct gfs_view *sv, const char *key, int is_base)
         sv->manifest_epoch = sv->last_seg_epoch = m.epoch;
         sv->manifest_seq = sv->last_seg_seq = m.seq;
     }
-    gfs_manifest_free(&m);
     return 0;
+}
+
+/* Load the manifest at key with its chain (manchain.h) and apply its links
+ * base first. */
+static int apply_manifest(struct gfs_view *sv, const char *key, int is_base)
+{
+    struct gfs_manchain c;
+    int r = gfs_manchain_load(sv->store, sv->log, sv->name, key, sv->codec,
+                              is_base ? NULL : &sv->lease, &c);
+    if (r < 0)
+        return r; /* logged */
+    /* applied as the one base it amounts to: the map then holds no rows
+     * for segments only superseded links named */
+    struct gfs_manifest flat = {0};
+    r = c.n == 1 ? 0 : gfs_manchain_flatten(&c, &flat);
+    if (r == -EIO)
+        gfs_err(sv->log, "%s: manifest %s: its chain names a segment under two key generations",
+                sv->name, key);
+    if (r == 0)
+        r = apply_link(sv, key, c.n == 1 ? &c.links[0] : &flat, is_base);
+    gfs_manifest_free(&flat);
+    gfs_manchain_free(&c);
+    return r;
 }
 
 static int collect_seg(void *arg, const char *key, uint64_t size)

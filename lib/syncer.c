@@ -348,6 +348,7 @@ static void commit(struct glidefs_volume *v, struct seg_job *job)
         }
         e.write_seq = sb->snap_seq;
         gfs_bm_set(&v->sv.bm, sb->block, &e);
+        gfs_ckpt_mark(&v->ckpt, sb->block);
         if (db && gfs_dirty_clean(&v->dirty, db, sb->snap_seq) == 0)
             gfs_dirty_requeue(&v->dirty, db, sb->snap_ms); /* written again meanwhile */
         v->st.blocks_uploaded++;

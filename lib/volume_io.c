@@ -755,6 +755,10 @@ GLIDEFS_API int glidefs_stats(glidefs_volume *v, struct glidefs_stats *out, size
     s.prefetch_wasted_bytes = v->wake.unread * v->bs;
     s.first_read_ms = atomic_load_explicit(&v->wake.first_read_ms, memory_order_relaxed);
     s.cache_restored_blocks = v->cache_restored;
+    s.manifest_bases = v->ckpt.bases_written;
+    s.manifest_deltas = v->ckpt.deltas_written;
+    s.manifest_bytes = v->ckpt.bytes_written;
+    s.manifest_chain = v->ckpt.bases_written ? v->ckpt.nchain : 0;
     double uptime_s = (double)(gfs_now_ms() - v->opened_ms) / 1000.0;
     pthread_mutex_unlock(&v->lock);
     uint64_t fr_reads, fr_bytes, fr_hits; /* the lock-free reads' (fastread.h) */

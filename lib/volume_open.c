@@ -173,6 +173,7 @@ static void volume_free(glidefs_volume *v)
     if (v->lockfd >= 0)
         close(v->lockfd);
     pthread_mutex_destroy(&v->lock);
+    gfs_ckpt_free(&v->ckpt);
     pthread_mutex_destroy(&v->ckpt.lock);
     pthread_mutex_destroy(&v->own_lock);
     pthread_cond_destroy(&v->own.cond);

@@ -402,9 +402,16 @@ struct glidefs_stats {
     int64_t first_read_ms;       /* open to the first guest read done, ms (0: none yet) */
     uint64_t cache_restored_blocks; /* clean blocks kept from the last close on this node
                                        (cache.keep_on_close), restored at open */
+    /* incremental manifests (GLIDEFS_HAVE_MANIFEST_DELTAS) */
+    uint64_t manifest_bases;     /* full manifests stored by this session */
+    uint64_t manifest_deltas;    /* delta manifests stored by this session */
+    uint64_t manifest_bytes;     /* bytes of manifest objects stored by this session */
+    uint64_t manifest_chain;     /* manifests a fresh load of ours reads: the newest one's
+                                    chain, base included (0: none stored this session) */
     uint64_t layout_blocks;      /* blocks of the access profile this session copied together,
                                     in first-read order (GLIDEFS_HAVE_LAYOUT) */
 };
+#define GLIDEFS_HAVE_MANIFEST_DELTAS 1
 #define GLIDEFS_HAVE_LAYOUT 1
 #define GLIDEFS_HAVE_CACHE_RESTORED 1
 #define GLIDEFS_HAVE_JOURNAL_SYNCS 1

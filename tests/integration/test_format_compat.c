@@ -19,7 +19,9 @@
  *     copied into segments whose every entry has a valid trailer and the
  *     same CRC, the legacy segments go from the store, the map's legacy count
  *     keeps only the blocks of the legacy segment left dense, and all of it
- *     reads back before and after a wake on an empty cache.
+ *     reads back before and after a wake on an empty cache;
+ *   - the new form over it: deltas (GFS_MANF_DELTA) over a base with legacy
+ *     entries, read through the chain on a wake, legacy CRCs kept.
  * Links the internal library: segment and manifest codecs, the object store
  * API and the block map.
  */
@@ -30,6 +32,7 @@
 #include <pthread.h>
 
 #include "testutil.h"
+#include "bytes.h"
 #include "crc32c.h"
 #include "manifest.h"
 #include "objstore.h"
@@ -222,6 +225,8 @@ static size_t legacy_manifests(struct gfs_objstore *st, const struct segs *old,
         struct gfs_manifest m;
         assert_int_equal(gfs_manifest_decode(buf, len, &m), 0);
         free(buf);
+        /* one session's first manifest: a base, as an old build wrote */
+        assert_int_equal(m.depth, 0);
         for (uint64_t k = 0; k < m.nentries; k++) {
             struct gfs_man_entry *me = &m.entries[k];
             if (me->seg == GFS_MAN_HOLE)
@@ -673,6 +678,35 @@ static void test_legacy_store(void **state)
     sv = stats_of(v);
     assert_int_equal(sv.blocks_fetched, nonzero_blocks());
     assert_int_equal(sv.checksum_errors, 0);
+    assert_int_equal(glidefs_volume_close(v), 0);
+
+    /* 6. the new form over the old: deltas (design.md 5.7) over a base that
+     * still holds legacy entries; a wake reads the chain and keeps their CRCs */
+    v = wake(&env, "0");
+    for (uint64_t b = 3; b < 20; b += 6) { /* trimmed blocks: never legacy */
+        fill_random(ref + b * BS, BS, &s);
+        assert_int_equal(glidefs_pwrite(v, ref + b * BS, BS, b * BS, 0), 0);
+        assert_int_equal(glidefs_drain(v, -1), 0);
+    }
+    assert_true(stats_of(v).manifest_deltas >= 1);
+    assert_int_equal(glidefs_volume_close(v), 0);
+    {
+        struct keys ml = list(st, "manifest");
+        int deltas = 0;
+        for (size_t i = 0; i < ml.n; i++) {
+            size_t len = 0;
+            uint8_t *mb = get(st, ml.k[i], &len);
+            assert_true(len >= GFS_MAN_FIXED_LEN);
+            deltas += (gfs_le32_get(mb + 12) & GFS_MANF_DELTA) != 0;
+            free(mb);
+        }
+        keys_free(&ml);
+        assert_true(deltas >= 1);
+    }
+    v = wake(&env, "0");
+    assert_int_equal(legacy_entries(v), kept_blocks);
+    read_blocks(v, NB, NB);
+    assert_int_equal(stats_of(v).checksum_errors, 0);
     assert_int_equal(glidefs_volume_close(v), 0);
 
     segs_free(&legacy);

@@ -870,6 +870,170 @@ static void test_mac(void **state)
     gfs_codec_free(plain);
 }
 
+/* ---- deltas (GFS_MANF_DELTA) ---- */
+
+static void make_delta(struct gfs_manifest *m, uint32_t depth)
+{
+    make_manifest(m, 5, 20, 131072);
+    m->epoch = 7;
+    m->seq = 100;
+    m->depth = depth;
+    m->prev_epoch = 7;
+    m->prev_seq = 90;
+    m->base_seq = depth == 1 ? 90 : 40;
+}
+
+static void test_delta_round_trip(void **state)
+{
+    (void)state;
+    struct gfs_codec *sealed = NULL;
+    struct gfs_datakey dk = {.gen = 1};
+    memset(dk.key, 0x5a, sizeof dk.key);
+    struct gfs_codec_params p = {.block_size = 131072, .keys = &dk, .nkeys = 1};
+    assert_int_equal(gfs_codec_new(&p, &sealed), 0);
+    for (uint32_t depth = 1; depth <= GFS_MAN_MAX_CHAIN; depth += 21) {
+        for (int z = 0; z < 2; z++) {
+            for (int mac = 0; mac < 2; mac++) {
+                struct gfs_manifest m;
+                make_delta(&m, depth);
+                void *buf;
+                size_t len;
+                assert_int_equal(gfs_manifest_encode_mac(&m, z, mac ? sealed : NULL, &buf, &len),
+                                 0);
+                uint32_t fl = gfs_le32_get((uint8_t *)buf + 12);
+                assert_true(fl & GFS_MANF_DELTA);
+                assert_int_equal(!!(fl & GFS_MANF_ZSTD), z);
+                struct gfs_manifest d;
+                assert_int_equal(gfs_manifest_decode_mac(buf, len, mac ? sealed : NULL, &d), 0);
+                assert_same(&m, &d);
+                assert_int_equal(d.depth, depth);
+                assert_true(d.prev_epoch == 7 && d.prev_seq == 90 && d.base_seq == m.base_seq);
+                gfs_manifest_free(&d);
+                /* the link is readable from the first 96 bytes alone */
+                struct gfs_manifest pk;
+                assert_int_equal(gfs_manifest_peek(buf, GFS_MAN_FIXED_LEN, &pk), -EAGAIN);
+                assert_int_equal(gfs_manifest_peek(buf, GFS_MAN_FIXED_LEN + GFS_MAN_LINK_LEN, &pk),
+                                 1);
+                assert_true(pk.depth == depth && pk.prev_seq == 90 && pk.base_seq == m.base_seq &&
+                            pk.seq == 100);
+                free(buf);
+                /* a base: no flag, no link, peek says 0 */
+                m.depth = 0;
+                m.prev_epoch = m.prev_seq = m.base_seq = 0;
+                assert_int_equal(gfs_manifest_encode_mac(&m, z, mac ? sealed : NULL, &buf, &len),
+                                 0);
+                assert_false(gfs_le32_get((uint8_t *)buf + 12) & GFS_MANF_DELTA);
+                assert_int_equal(gfs_manifest_peek(buf, GFS_MAN_FIXED_LEN, &pk), 0);
+                assert_int_equal(pk.depth, 0);
+                free(buf);
+                gfs_manifest_free(&m);
+            }
+        }
+    }
+    gfs_codec_free(sealed);
+}
+
+/* Encode refuses a link that breaks a rule; so does decode, with every CRC
+ * fixed up so the rule itself is what refuses it. */
+static void test_delta_refuses(void **state)
+{
+    (void)state;
+    struct {
+        uint32_t depth;
+        uint64_t prev_epoch, prev_seq, base_seq;
+    } bad[] = {
+        {1, 6, 90, 90},                     /* extends another epoch */
+        {1, 7, 100, 100},                   /* extends itself */
+        {1, 7, 101, 101},                   /* extends a later one */
+        {2, 7, 90, 91},                     /* base after prev */
+        {1, 7, 90, 40},                     /* depth 1 but prev is not the base */
+        {2, 7, 90, 90},                     /* depth 2 but prev is the base */
+        {GFS_MAN_MAX_CHAIN + 1, 7, 90, 40}, /* too long a chain */
+        {0, 7, 90, 90},                     /* a base with a link */
+        {0, 0, 0, 5},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        struct gfs_manifest m;
+        make_delta(&m, 2);
+        void *buf;
+        size_t len;
+        assert_int_equal(gfs_manifest_encode(&m, 0, &buf, &len), 0);
+        m.depth = bad[i].depth;
+        m.prev_epoch = bad[i].prev_epoch;
+        m.prev_seq = bad[i].prev_seq;
+        m.base_seq = bad[i].base_seq;
+        void *b2;
+        size_t l2;
+        assert_int_equal(gfs_manifest_encode(&m, 0, &b2, &l2), -EINVAL);
+        if (bad[i].depth) {
+            /* the same link forged into the good object */
+            uint8_t *q = (uint8_t *)buf + GFS_MAN_FIXED_LEN;
+            gfs_le64_put(q, m.prev_epoch);
+            gfs_le64_put(q + 8, m.prev_seq);
+            gfs_le64_put(q + 16, m.base_seq);
+            gfs_le32_put(q + 24, m.depth);
+            gfs_le32_put(q + 28, gfs_crc32c(0, q, 28));
+            struct gfs_manifest d;
+            assert_int_equal(gfs_manifest_decode(buf, len, &d), -EBADMSG);
+            assert_int_equal(gfs_manifest_peek(buf, len, &d), -EBADMSG);
+        }
+        free(buf);
+        gfs_manifest_free(&m);
+    }
+}
+
+/* Flag misuse and damage: a delta without its flag, a base with it, a
+ * broken link CRC, a link cut short; every single-bit flip of a delta's
+ * header and link is refused. */
+static void test_delta_flags(void **state)
+{
+    (void)state;
+    for (int z = 0; z < 2; z++) {
+        struct gfs_manifest m;
+        make_delta(&m, 3);
+        uint8_t *buf;
+        size_t len;
+        assert_int_equal(gfs_manifest_encode(&m, z, (void **)&buf, &len), 0);
+        struct gfs_manifest d;
+        uint8_t *t = malloc(len + GFS_MAN_LINK_LEN);
+        /* the flag cleared (header CRC fixed): the link reads as body */
+        memcpy(t, buf, len);
+        gfs_le32_put(t + 12, gfs_le32_get(t + 12) & ~GFS_MANF_DELTA);
+        gfs_le32_put(t + 60, gfs_crc32c(0, t, 60));
+        assert_int_equal(gfs_manifest_decode(t, len, &d), -EBADMSG);
+        /* the link's CRC broken */
+        memcpy(t, buf, len);
+        t[GFS_MAN_FIXED_LEN + 3] ^= 1;
+        assert_int_equal(gfs_manifest_decode(t, len, &d), -EBADMSG);
+        /* cut inside the link, or just after it */
+        for (size_t cut = GFS_MAN_FIXED_LEN; cut <= GFS_MAN_FIXED_LEN + GFS_MAN_LINK_LEN; cut++)
+            assert_int_equal(gfs_manifest_decode(buf, cut, &d), -EBADMSG);
+        /* every bit of header and link */
+        for (size_t bit = 0; bit < 8 * (GFS_MAN_FIXED_LEN + GFS_MAN_LINK_LEN); bit++) {
+            memcpy(t, buf, len);
+            t[bit / 8] ^= (uint8_t)(1u << (bit % 8));
+            assert_int_equal(gfs_manifest_decode(t, len, &d), -EBADMSG);
+        }
+        free(buf);
+        /* a base with the flag set (header CRC fixed): its body is no link */
+        m.depth = 0;
+        m.prev_epoch = m.prev_seq = m.base_seq = 0;
+        assert_int_equal(gfs_manifest_encode(&m, z, (void **)&buf, &len), 0);
+        memcpy(t, buf, len);
+        gfs_le32_put(t + 12, gfs_le32_get(t + 12) | GFS_MANF_DELTA);
+        gfs_le32_put(t + 60, gfs_crc32c(0, t, 60));
+        assert_int_equal(gfs_manifest_decode(t, len, &d), -EBADMSG);
+        /* and an unknown flag beyond DELTA */
+        memcpy(t, buf, len);
+        gfs_le32_put(t + 12, gfs_le32_get(t + 12) | 0x10u);
+        gfs_le32_put(t + 60, gfs_crc32c(0, t, 60));
+        assert_int_equal(gfs_manifest_decode(t, len, &d), -EBADMSG);
+        free(t);
+        free(buf);
+        gfs_manifest_free(&m);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -884,6 +1048,9 @@ int main(void)
         cmocka_unit_test(test_keys),
         cmocka_unit_test(test_mac),
         cmocka_unit_test(test_keygens),
+        cmocka_unit_test(test_delta_round_trip),
+        cmocka_unit_test(test_delta_refuses),
+        cmocka_unit_test(test_delta_flags),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
