@@ -158,8 +158,8 @@ try:
         w.stop()
 
         b = Node("b%d" % lat, prefix)
-        boot(b, "golden", "cold", lat, stay=STAY)
-        boot(b, "golden", "warm", lat)
+        boot(b, "golden", "cold", lat)
+        boot(b, "golden", "warm", lat, stay=STAY)
         b.stop()
         c = Node("c%d" % lat, prefix)
         boot(c, "golden", "profiled", lat)
