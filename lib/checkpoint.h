@@ -33,6 +33,9 @@ struct glidefs_volume;
 /* A writer's chain holds at most this many deltas (readers take up to
  * GFS_MAN_MAX_CHAIN): a load fetches at most this many small objects more. */
 #define GFS_CKPT_MAX_CHAIN 16u
+/* A writer's close that hands the lease back folds a longer chain (base
+ * included) into a base: the next open, a wake, reads one object. */
+#define GFS_CKPT_CLOSE_CHAIN 2u
 
 /* A set of block indexes: a bit each, in chunks allocated on first use. */
 struct gfs_ckpt_bits {
