@@ -35,6 +35,14 @@ int gfs_volume_write_manifest_base(struct glidefs_volume *v)
     return write_manifest(v, MODE_BASE);
 }
 
+int gfs_volume_write_manifest_handover(struct glidefs_volume *v)
+{
+    pthread_mutex_lock(&v->lock);
+    uint32_t chain = v->ckpt.nchain;
+    pthread_mutex_unlock(&v->lock);
+    return write_manifest(v, chain > GFS_CKPT_CLOSE_CHAIN ? MODE_BASE : MODE_NORMAL);
+}
+
 /* A manifest keyed no lower than the start of our epoch, (epoch, 0) when we
  * have stored no segment in it yet: every reader then starts after it, so
  * the next taker may raise the lease's floor to our epoch (lease.h). */

@@ -77,6 +77,11 @@ int gfs_volume_write_manifest_force(struct glidefs_volume *v);
 /* Forced, and a base: nothing stored when the newest manifest is a base of
  * ours at the current key with nothing changed since (a snapshot's). */
 int gfs_volume_write_manifest_base(struct glidefs_volume *v);
+/* The manifest a writer stores before it hands the lease back (close,
+ * release): a base when its chain is longer than GFS_CKPT_CLOSE_CHAIN, so
+ * the next open, usually a wake elsewhere, reads one object, not a chain
+ * fetched link after link. */
+int gfs_volume_write_manifest_handover(struct glidefs_volume *v);
 /* Forced, and keyed at least (our epoch, 0): every reader then starts after
  * it, so the next taker may raise the lease's floor to our epoch (lease.h). */
 int gfs_volume_write_manifest_mark(struct glidefs_volume *v);

@@ -100,7 +100,7 @@ GLIDEFS_API int glidefs_release(glidefs_volume *v, int64_t timeout_ms)
         return -EAGAIN;
     }
     gfs_syncer_stop(v);
-    r = gfs_volume_write_manifest(v);
+    r = gfs_volume_write_manifest_handover(v);
     if (r == 0)
         r = gfs_own_release(v);
     if (r < 0) {

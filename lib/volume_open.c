@@ -483,15 +483,8 @@ GLIDEFS_API int glidefs_volume_close(glidefs_volume *v)
         gfs_wake_save(v); /* advisory: a failure is logged, the close goes on */
     int64_t t_wake = now_us();
     if (release) {
-        /* nothing left to upload: let the next node take over without
-         * waiting. Its open, likely a wake elsewhere, reads a chain of
-         * deltas one object after another: past GFS_CKPT_CLOSE_CHAIN
-         * links, fold them into a base now (one PUT a session) */
-        pthread_mutex_lock(&v->lock);
-        uint32_t chain = v->ckpt.nchain;
-        pthread_mutex_unlock(&v->lock);
-        int rr = chain > GFS_CKPT_CLOSE_CHAIN ? gfs_volume_write_manifest_base(v)
-                                              : gfs_volume_write_manifest(v);
+        /* nothing left to upload: let the next node take over without waiting */
+        int rr = gfs_volume_write_manifest_handover(v);
         if (rr == 0)
             rr = gfs_own_release(v);
         if (rr == -ECANCELED)
