@@ -45,16 +45,29 @@ struct vu_vq {
     int kick_fd, call_fd, err_fd; /* -1: none */
     bool started;              /* a kick descriptor arrived (and no GET_VRING_BASE since) */
     bool enabled;              /* SET_VRING_ENABLE (or always, without protocol features) */
+    /* Inflight tracking (vhost_inflight.h), while the ring runs with it: */
+    uint8_t *inflight;         /* this queue's block of the region, NULL: not tracked */
+    uint64_t counter;          /* the next taken head's counter */
+    unsigned nresubmit, resubmit_next; /* heads left from before a reconnect */
+    uint16_t resubmit[VU_MAX_QUEUE_SIZE];
 };
 
 void vu_vq_init(struct vu_vq *q);
 /* Translate the ring addresses through the memory table. 0, or -EFAULT when
  * a ring is not wholly inside one region. */
 int vu_vq_map(struct vu_vq *q, const struct vu_mem *m);
-/* Take the next available chain into *c. 1: taken, 0: none available,
- * -EPROTO: the ring is malformed (why says how). */
+/* Take the next chain into *c: first the heads left to resubmit
+ * (vu_vq_resume), then the available ring's, each marked in flight when
+ * the ring is tracked. 1: taken, 0: none available, -EPROTO: the ring is
+ * malformed (why says how). */
 int vu_vq_pop(struct vu_vq *q, const struct vu_mem *m, bool indirect_ok, struct vu_chain *c,
               const char **why);
+/* The ring starts with inflight tracking in block qr of a region of
+ * qsize descriptors per queue: read the block (vu_inflight_resume), take
+ * the used index from the used ring, continue the available ring after
+ * the heads still in flight and queue those for resubmission. The number
+ * to resubmit, or -EPROTO with why. */
+int vu_vq_resume(struct vu_vq *q, uint8_t *qr, unsigned qsize, const char **why);
 /* Put a finished chain on the used ring (len bytes written into its
  * writable buffers) and publish it. */
 void vu_vq_push(struct vu_vq *q, uint16_t head, uint32_t len);
