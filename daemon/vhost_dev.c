@@ -65,6 +65,8 @@ struct vu_dev {
     uint8_t reply[VU_HDR_SIZE + VU_MAX_PAYLOAD];
     size_t reply_len;
     int reply_fd;             /* a descriptor that goes with the reply, -1: none */
+    char fault[8];            /* test hook (fault_point), "": off */
+    const char *fault_arm;
 };
 
 enum { H_OK = 0, H_REFUSED = 1, H_BROKEN = -1 };
@@ -233,9 +235,14 @@ static int start_tracking(struct vu_dev *d, unsigned qi, const char **why)
         *why = "a ring that has no block in the inflight region";
         return -1;
     }
-    int n = vu_vq_resume(q, qr, d->inflight.qsize, why);
+    int done = -1;
+    int n = vu_vq_resume(q, qr, d->inflight.qsize, &done, why);
     if (n < 0)
         return -1;
+    if (done >= 0)
+        gd_info("vhost-user %" PRIu64 " (export %s): queue %u: head %d was on the used ring "
+                "but still marked in flight (a backend died in between): completed, not run "
+                "again", d->id, d->name, qi, done);
     if (n > 0)
         gd_info("vhost-user %" PRIu64 " (export %s): queue %u: resubmitting %d in-flight "
                 "request(s) from before the reconnect", d->id, d->name, qi, n);
@@ -250,6 +257,30 @@ static void reset_queues(struct vu_dev *d)
         close_fd(&q->call_fd);
         close_fd(&q->err_fd);
         vu_vq_init(q);
+    }
+}
+
+/* Test hook (tests/guest/test_guest.py vhostcrash): with
+ * GLIDEFSD_VHOST_FAULT=KIND:FILE, glidefsd dies at once, as if killed
+ * there, at point KIND of the first request after FILE appears: "mark"
+ * (taken and marked in flight, not run), "used" (its used entry
+ * published, the mark not yet cleared). */
+static void fault_init(struct vu_dev *d)
+{
+    const char *f = getenv("GLIDEFSD_VHOST_FAULT");
+    const char *colon = f ? strchr(f, ':') : NULL;
+    if (!colon || (size_t)(colon - f) >= sizeof d->fault)
+        return;
+    memcpy(d->fault, f, (size_t)(colon - f));
+    d->fault[colon - f] = 0;
+    d->fault_arm = colon + 1;
+}
+
+static void fault_point(const struct vu_dev *d, const char *kind)
+{
+    if (d->fault[0] && strcmp(d->fault, kind) == 0 && access(d->fault_arm, F_OK) == 0) {
+        gd_warn("vhost-user %" PRIu64 ": GLIDEFSD_VHOST_FAULT=%s: exiting here", d->id, kind);
+        _exit(3);
     }
 }
 
@@ -279,6 +310,7 @@ static int process(struct vu_dev *d, unsigned qi)
         if (r == 0)
             break;
         uint32_t used = 0;
+        fault_point(d, "mark");
         if (vu_blk_run(&d->blk, d->chain, &used) < 0) {
             gd_warn("vhost-user %" PRIu64 " (export %s): queue %u: a request without a "
                     "writable status byte; disconnecting", d->id, d->name, qi);
@@ -286,10 +318,16 @@ static int process(struct vu_dev *d, unsigned qi)
             break;
         }
         vu_vq_push(q, d->chain->head, used);
+        fault_point(d, "used");
+        vu_vq_done(q, d->chain->head);
         done++;
     }
-    if (done)
+    /* After a reconnect the guest may not have been told of used entries
+     * the previous backend published: one interrupt more is harmless. */
+    if (done || (q->resumed && q->call_fd >= 0)) {
+        q->resumed = false;
         vu_vq_notify(q);
+    }
     if (rc < 0 && q->err_fd >= 0)
         eventfd_write(q->err_fd, 1);
     return rc;
@@ -544,6 +582,7 @@ void vu_dev_serve(int fd, int stop_fd, uint64_t id, struct gd_export *e)
     d->name = gd_export_name(e);
     d->chain = chain;
     d->reply_fd = -1;
+    fault_init(d);
     glidefs_volume *vol = gd_export_volume(e);
     d->blk.vol = vol;
     d->blk.size = glidefs_volume_size(vol) & ~511ull;

@@ -131,8 +131,10 @@ static int by_counter(const void *a, const void *b)
 }
 
 int vu_inflight_resume(uint8_t *qr, unsigned qsize, unsigned num, uint16_t ring_used_idx,
-                       uint16_t *list, uint64_t *next_counter, const char **why)
+                       uint16_t *list, uint64_t *next_counter, int *done_head,
+                       const char **why)
 {
+    *done_head = -1;
     if (num == 0 || num > qsize || qsize > VU_MAX_QUEUE_SIZE)
         BAD("a ring larger than its inflight region");
     uint16_t version = ld16(qr + OFF_VERSION);
@@ -158,6 +160,7 @@ int vu_inflight_resume(uint8_t *qr, unsigned qsize, unsigned num, uint16_t ring_
         if (h >= num)
             BAD("an inflight region's last batch head is past the ring");
         qr[DESC(h)] = 0;
+        *done_head = h;
         atomic_thread_fence(memory_order_release);
         st16(qr + OFF_USED_IDX, ring_used_idx);
     }

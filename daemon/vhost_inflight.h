@@ -52,9 +52,10 @@ uint8_t *vu_inflight_queue(const struct vu_inflight *f, unsigned qi);
  * block (version 0) is initialised. If the backend died between
  * publishing a used entry and clearing its mark (the block's used_idx is
  * not the ring's), that head (last_batch_head) was completed and is
- * unmarked, not resubmitted. The count, or -EPROTO with why. */
+ * unmarked, not resubmitted: *done_head says which (else -1). The count, or -EPROTO with why. */
 int vu_inflight_resume(uint8_t *qr, unsigned qsize, unsigned num, uint16_t ring_used_idx,
-                       uint16_t *list, uint64_t *next_counter, const char **why);
+                       uint16_t *list, uint64_t *next_counter, int *done_head,
+                       const char **why);
 /* Head taken from the available ring, before anything acts on it. */
 void vu_inflight_mark(uint8_t *qr, uint16_t head, uint64_t counter);
 /* Around publishing head on the used ring: before (remember it as the

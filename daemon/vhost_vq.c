@@ -192,17 +192,20 @@ int vu_vq_pop(struct vu_vq *q, const struct vu_mem *m, bool indirect_ok, struct 
     return 1;
 }
 
-int vu_vq_resume(struct vu_vq *q, uint8_t *qr, unsigned qsize, const char **why)
+int vu_vq_resume(struct vu_vq *q, uint8_t *qr, unsigned qsize, int *done_head,
+                 const char **why)
 {
     if (!q->used || !q->desc) {
         *why = "a tracked ring without mapped addresses";
         return -EPROTO;
     }
     uint16_t used = guest_ld16(q->used + 2);
-    int n = vu_inflight_resume(qr, qsize, q->num, used, q->resubmit, &q->counter, why);
+    int n = vu_inflight_resume(qr, qsize, q->num, used, q->resubmit, &q->counter, done_head,
+                               why);
     if (n < 0)
         return n;
     q->inflight = qr;
+    q->resumed = true;
     q->nresubmit = (unsigned)n;
     q->resubmit_next = 0;
     q->used_idx = used;
@@ -224,8 +227,12 @@ void vu_vq_push(struct vu_vq *q, uint16_t head, uint32_t len)
     q->used_idx++;
     uint16_t ui = q->used_idx;
     memcpy(q->used + 2, &ui, 2);
+}
+
+void vu_vq_done(struct vu_vq *q, uint16_t head)
+{
     if (q->inflight)
-        vu_inflight_post_put(q->inflight, head, ui);
+        vu_inflight_post_put(q->inflight, head, q->used_idx);
 }
 
 void vu_vq_notify(struct vu_vq *q)

@@ -49,6 +49,7 @@ struct vu_vq {
     uint8_t *inflight;         /* this queue's block of the region, NULL: not tracked */
     uint64_t counter;          /* the next taken head's counter */
     unsigned nresubmit, resubmit_next; /* heads left from before a reconnect */
+    bool resumed;              /* started on a used region: call the guest once */
     uint16_t resubmit[VU_MAX_QUEUE_SIZE];
 };
 
@@ -66,11 +67,15 @@ int vu_vq_pop(struct vu_vq *q, const struct vu_mem *m, bool indirect_ok, struct 
  * qsize descriptors per queue: read the block (vu_inflight_resume), take
  * the used index from the used ring, continue the available ring after
  * the heads still in flight and queue those for resubmission. The number
- * to resubmit, or -EPROTO with why. */
-int vu_vq_resume(struct vu_vq *q, uint8_t *qr, unsigned qsize, const char **why);
+ * to resubmit, or -EPROTO with why; *done_head as vu_inflight_resume. */
+int vu_vq_resume(struct vu_vq *q, uint8_t *qr, unsigned qsize, int *done_head,
+                 const char **why);
 /* Put a finished chain on the used ring (len bytes written into its
- * writable buffers) and publish it. */
+ * writable buffers) and publish it; then vu_vq_done() unmarks it in the
+ * inflight region (two calls so the test hook of vhost_dev.c can die
+ * between them, the window the region's used_idx is for). */
 void vu_vq_push(struct vu_vq *q, uint16_t head, uint32_t len);
+void vu_vq_done(struct vu_vq *q, uint16_t head);
 /* Signal the guest (call eventfd) unless it asked not to be interrupted. */
 void vu_vq_notify(struct vu_vq *q);
 

@@ -116,6 +116,7 @@ static void fuzz_ring(uint8_t mode, const uint8_t *data, size_t size)
             (void)x;
         }
         vu_vq_push(&q, chain.head, 1);
+        vu_vq_done(&q, chain.head);
     }
 }
 

@@ -199,6 +199,8 @@ def reconnect_session(t, d, sock, fd, size, region):
     logged = d.log_text()[before:]
     t.ok("resubmitting 2 in-flight request(s)" in logged and "disconnecting" not in logged,
          "the log says 2 requests were resubmitted, no protocol error")
+    t.ok("head 12 was on the used ring but still marked" in logged,
+         "the log says head 12 was completed before the crash")
     h = d.connect("vm1")
     got = {s: h.pread(4096, s * 512) for s in (S1, S2, S3)}
     h.shutdown()
