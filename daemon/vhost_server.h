@@ -5,7 +5,9 @@
  * a thread per connected frontend (vhost_dev.h). A frontend's session holds
  * the export as a client connection, like an NBD client in transmission:
  * the same volume, lease hand-back when the last client leaves, drain on
- * shutdown.
+ * shutdown. Sockets a glidefsd that did not stop cleanly left in the
+ * directory are served again at start (gd_vhost_create): frontends may be
+ * waiting to reconnect.
  */
 #ifndef GLIDEFSD_VHOST_SERVER_H
 #define GLIDEFSD_VHOST_SERVER_H

@@ -4,6 +4,7 @@
   test_guest.py life  --store file|s3 [--tls] GLIDEFSD GLIDEFS_IMAGE CACHE_DIR
   test_guest.py crash --store file|s3 GLIDEFSD GLIDEFS_IMAGE CACHE_DIR
   test_guest.py vhost --store file GLIDEFSD GLIDEFS_IMAGE CACHE_DIR
+  test_guest.py vhostcrash --store file GLIDEFSD GLIDEFS_IMAGE CACHE_DIR
 
 CACHE_DIR holds the kernel and initramfs (mkguest.py builds them once).
 
@@ -29,6 +30,19 @@ vhost - vhost-user-blk (issue 30): glidefsd with servers.vhost_user.dir,
         fstrims 16 MiB it deleted (the volume must count the trimmed bytes
         and the flushes); guest B on the same socket verifies every file;
         drain, SIGTERM (the socket goes), e2fsck of the exported image.
+vhostcrash - backend restart under a live guest (issue 30, reconnect): an
+        imported ext4 image on vhost-user-blk, QEMU's chardev with
+        reconnect=1, the crashwriter writing 16 files (dd conv=fsync, sync
+        DIR). glidefsd dies three times mid-writes and is restarted with the
+        same config: at its GLIDEFSD_VHOST_FAULT hook right after a request
+        is marked in flight (the restarted one must log that it resubmitted
+        1 request), right after a request's used entry is out but before
+        its mark is cleared (it must say that head was completed and not
+        run again, and resubmit nothing), and by SIGKILL at a random moment.
+        Each time the socket file stays, the new process serves it again by
+        itself and QEMU reconnects. The guest must write all its files
+        without an I/O error (dd, sync, console) and unmount; a second guest
+        reads every durable file back; drain, SIGTERM, e2fsck -fn clean.
 crash - scenario 2, crash under a live guest: the host makes an ext4 image
         (with a journal) and imports it with glidefs-image; the guest writes
         files in a loop, each made durable with dd conv=fsync and sync DIR,
