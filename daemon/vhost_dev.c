@@ -16,8 +16,10 @@
  * and INFLIGHT_SHMFD (vhost_inflight.h: a request is marked in the
  * frontend's region before it runs and unmarked after its used entry is
  * out; a restarted glidefsd resubmits the marked ones when the ring starts
- * again). Not offered (so a frontend must not use them): EVENT_IDX,
- * logging (live migration), RESET_DEVICE, memory slots, kick-less polling. A message that breaks the protocol, or one we cannot
+ * again), and EVENT_IDX (vhost_vq.c: used_event decides our calls,
+ * avail_event is written whenever the ring is found empty). Not offered
+ * (so a frontend must not use them): logging (live migration),
+ * RESET_DEVICE, memory slots, kick-less polling. A message that breaks the protocol, or one we cannot
  * honour, disconnects the frontend (logged with the reason); SET_CONFIG is
  * refused (the config is read-only) without a disconnect.
  */
@@ -357,6 +359,18 @@ static int handle(struct vu_dev *d, const struct vu_msg *m, int *fds, const char
             return H_BROKEN;
         }
         d->features = m->p.u64;
+        for (unsigned i = 0; i < VU_MAX_QUEUES; i++) {
+            if (d->vq[i].started &&
+                d->vq[i].event_idx != !!(d->features & (1ull << VIRTIO_RING_F_EVENT_IDX))) {
+                *why = "EVENT_IDX switched on a running ring";
+                return H_BROKEN;
+            }
+            d->vq[i].event_idx = d->features & (1ull << VIRTIO_RING_F_EVENT_IDX);
+        }
+        if (remap_queues(d) < 0) {
+            *why = "ring addresses outside the memory table (with the event fields)";
+            return H_BROKEN;
+        }
         /* Without protocol features, rings start enabled (the spec). */
         if (!(d->features & (1ull << VU_F_PROTOCOL_FEATURES)))
             for (unsigned i = 0; i < VU_MAX_QUEUES; i++)
@@ -431,6 +445,7 @@ static int handle(struct vu_dev *d, const struct vu_msg *m, int *fds, const char
         }
         q->last_avail = (uint16_t)m->p.state.num;
         q->used_idx = (uint16_t)m->p.state.num;
+        q->signalled_valid = false;
         return H_OK;
     }
     case VU_GET_VRING_BASE: {
@@ -449,8 +464,13 @@ static int handle(struct vu_dev *d, const struct vu_msg *m, int *fds, const char
         close_fd(&q->kick_fd);
         q->kick_fd = set_notifier(fds[0]);
         fds[0] = -1;
-        if (!q->started && start_tracking(d, qi, why) < 0)
-            return H_BROKEN;
+        if (!q->started) {
+            if (start_tracking(d, qi, why) < 0)
+                return H_BROKEN;
+            gd_info("vhost-user %" PRIu64 " (export %s): queue %u started (%u entries, event "
+                    "index %s, inflight tracking %s)", d->id, d->name, qi, q->num,
+                    q->event_idx ? "on" : "off", q->inflight ? "on" : "off");
+        }
         q->started = true;
         /* the guest may have queued requests already */
         return process(d, qi) < 0 ? H_BROKEN : H_OK;

@@ -64,10 +64,10 @@ int vu_vq_map(struct vu_vq *q, const struct vu_mem *m)
     q->desc = q->avail = q->used = NULL;
     if (!q->have_addr || q->num == 0)
         return 0;
-    uint64_t n = q->num;
+    uint64_t n = q->num, ev = q->event_idx ? 2 : 0;
     uint8_t *d = vu_mem_uva(m, q->desc_uva, 16 * n);
-    uint8_t *a = vu_mem_uva(m, q->avail_uva, 4 + 2 * n);
-    uint8_t *u = vu_mem_uva(m, q->used_uva, 4 + 8 * n);
+    uint8_t *a = vu_mem_uva(m, q->avail_uva, 4 + 2 * n + ev);
+    uint8_t *u = vu_mem_uva(m, q->used_uva, 4 + 8 * n + ev);
     if (!d || !a || !u)
         return -EFAULT;
     q->desc = d;
@@ -175,6 +175,15 @@ int vu_vq_pop(struct vu_vq *q, const struct vu_mem *m, bool indirect_ok, struct 
     }
     uint16_t aidx = guest_ld16(q->avail + 2);
     uint16_t pending = (uint16_t)(aidx - q->last_avail);
+    if (pending == 0 && q->event_idx) {
+        /* Ask for a kick at the next entry, then look again: the guest
+         * may have added one before it could see our avail_event. */
+        uint16_t want = q->last_avail;
+        memcpy(q->used + 4 + 8 * (size_t)q->num, &want, 2);
+        atomic_thread_fence(memory_order_seq_cst);
+        aidx = guest_ld16(q->avail + 2);
+        pending = (uint16_t)(aidx - q->last_avail);
+    }
     if (pending == 0)
         return 0;
     if (pending > q->num)
@@ -206,6 +215,7 @@ int vu_vq_resume(struct vu_vq *q, uint8_t *qr, unsigned qsize, int *done_head,
         return n;
     q->inflight = qr;
     q->resumed = true;
+    q->signalled_valid = false;
     q->nresubmit = (unsigned)n;
     q->resubmit_next = 0;
     q->used_idx = used;
@@ -241,7 +251,17 @@ void vu_vq_notify(struct vu_vq *q)
         return;
     /* The used index is out before we look at the guest's wish. */
     atomic_thread_fence(memory_order_seq_cst);
-    if (guest_ld16(q->avail) & VRING_AVAIL_F_NO_INTERRUPT)
+    if (q->event_idx) {
+        uint16_t now = q->used_idx, old = q->signalled_used;
+        bool valid = q->signalled_valid;
+        q->signalled_used = now;
+        q->signalled_valid = true;
+        uint16_t ev = guest_ld16(q->avail + 4 + 2 * (size_t)q->num);
+        /* vring_need_event: used_event in [old, now) */
+        if (valid && (uint16_t)(now - ev - 1) >= (uint16_t)(now - old))
+            return;
+    } else if (guest_ld16(q->avail) & VRING_AVAIL_F_NO_INTERRUPT) {
         return;
+    }
     eventfd_write(q->call_fd, 1);
 }

@@ -385,6 +385,7 @@ def vhost(r):
     log = d1.log_text()
     t.ok("frontend connected" in log and "disconnecting" not in log,
          "glidefsd served guest A as a vhost-user frontend, no protocol error")
+    t.ok("event index on" in log, "the guest's rings use EVENT_IDX")
     trim = a.of("TRIM")
     trimmed = int(trim[0].split()[1]) if trim and trim[0].split()[1:2] and \
         trim[0].split()[1].isdigit() else 0
@@ -430,8 +431,11 @@ def vhostcrash(r):
     g = r.guest(d1, export, "crashwriter", disk=gl.vhost_disk(sock, reconnect=True),
                 files=VHOST_FILES)
     g.start()
-    gl.wait_for(lambda: "frontend connected" in d1.log_text(), GUEST_TIMEOUT,
-                "QEMU's vhost-user connection")
+    # SeaBIOS drives the disk first (without EVENT_IDX), then Linux
+    ring = r"queue 0 started \(\d+ entries, event index on, inflight tracking on\)"
+    gl.wait_for(lambda: re.search(ring, d1.log_text()), GUEST_TIMEOUT,
+                "the Linux guest's ring with EVENT_IDX and inflight tracking")
+    t.ok(True, "QEMU and the guest negotiated EVENT_IDX and inflight tracking")
     for k, (how, _, _) in enumerate(kills):
         n0 = g.count("DURABLE")
         g.wait_event(lambda e: e[1] in ("FAIL", "IOERR", "DONE") or
