@@ -10,6 +10,7 @@
 #include "vhost_inflight.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -43,7 +44,7 @@ int vu_inflight_new(struct vu_inflight *f, unsigned nq, unsigned qsize, int *fd,
                     size_t wl)
 {
     size_t len = (size_t)(nq * VU_INFLIGHT_QUEUE_BYTES(qsize));
-    int mfd = memfd_create("glidefs-vhost-inflight", MFD_CLOEXEC);
+    int mfd = memfd_create("glidefs-vhost-inflight", MFD_CLOEXEC | MFD_ALLOW_SEALING);
     if (mfd < 0) {
         snprintf(why, wl, "memfd_create: %s", strerror(errno));
         return -errno;
@@ -51,6 +52,14 @@ int vu_inflight_new(struct vu_inflight *f, unsigned nq, unsigned qsize, int *fd,
     if (ftruncate(mfd, (off_t)len) < 0) {
         int e = errno;
         snprintf(why, wl, "ftruncate of the inflight region: %s", strerror(e));
+        close(mfd);
+        return -e;
+    }
+    /* The frontend gets this file: it must not shrink it under our
+     * mapping (SIGBUS here) or grow it. */
+    if (fcntl(mfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0) {
+        int e = errno;
+        snprintf(why, wl, "sealing the inflight region: %s", strerror(e));
         close(mfd);
         return -e;
     }

@@ -290,8 +290,13 @@ int gd_vhost_create(const glidefs_config *cfg, struct gd_registry *reg, struct g
     v->acceptor_started = true;
     gd_info("vhost-user-blk sockets in %s", v->dir);
     *out = v;
-    resume_sockets(v);
     return 0;
+}
+
+void gd_vhost_resume(struct gd_vhost *v)
+{
+    if (v)
+        resume_sockets(v);
 }
 
 int gd_vhost_serve(struct gd_vhost *v, const char *name, char *path, size_t pathlen, char *err,

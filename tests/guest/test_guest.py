@@ -427,7 +427,10 @@ def vhostcrash(r):
         return
     sock = body["socket"]
     d1.kill()   # the first incarnation with the first hook: the socket is served again
+    pos = len(d1.log_text())
     d1.start(env={kills[0][1]: kills[0][2]})
+    gl.wait_for(lambda: "%s: serving its socket again" % export in d1.log_text()[pos:], 30,
+                "the socket served again at start")
     g = r.guest(d1, export, "crashwriter", disk=gl.vhost_disk(sock, reconnect=True),
                 files=VHOST_FILES)
     g.start()
@@ -505,9 +508,13 @@ def vhostcrash(r):
     got = v.files()
     bad = [p for p, (sha, size) in durable.items() if got.get(p) != (sha, size)]
     total = sum(s for _, s in durable.values())
-    t.ok(not bad and len(durable) == VHOST_FILES,
-         "every durable file (%d, %s) reads back intact after the kills%s"
-         % (len(durable), mib(total), ": bad %s" % bad[:5] if bad else ""))
+    # QEMU's stderr shares the console pipe: its reconnect messages may cut
+    # a DURABLE line (then that file's checksum is unknown, not wrong)
+    t.ok(not bad and len(got) == VHOST_FILES and len(durable) >= VHOST_FILES - 3,
+         "every durable file (%d of %d with a whole report line, %s) reads back intact "
+         "after the kills, %d files found%s"
+         % (len(durable), VHOST_FILES, mib(total), len(got),
+            ": bad %s" % bad[:5] if bad else ""))
     r.drain_and_stop(d1, export)
     r.image_export(export, "after-vhost-crash")
 

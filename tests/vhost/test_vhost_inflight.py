@@ -283,8 +283,12 @@ def main():
         t.ok(os.path.exists(sock), "after SIGKILL the socket file is still there")
         before = len(d.log_text())
         d.start()
-        t.ok("vm1: serving its socket again" in d.log_text()[before:],
-             "the restarted glidefsd serves the export's socket again by itself")
+        try:   # (after the REST API is up, before "ready")
+            wait_for(lambda: "vm1: serving its socket again" in d.log_text()[before:], 10,
+                     "the socket served again")
+            t.ok(True, "the restarted glidefsd serves the export's socket again by itself")
+        except TimeoutError as e:
+            t.ok(False, str(e))
         reconnect_session(t, d, sock, fd, size, region)
         hostile(t, d, sock)
         region.close()
