@@ -551,6 +551,7 @@ int main(int argc, char **argv)
     pthread_mutex_lock(&sc.srv_lock);
     sc.rest = rest;
     pthread_mutex_unlock(&sc.srv_lock);
+    gd_vhost_resume(vhost);
     gd_info("glidefsd %s ready: store %s, cache %s (node %s, instance %s), %d workers",
             GLIDEFSD_VERSION, cfg->storage_url ? cfg->storage_url : "?",
             cfg->cache_dir ? cfg->cache_dir : "?", cfg->node_id ? cfg->node_id : "?", instance,

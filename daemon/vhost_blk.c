@@ -27,6 +27,7 @@
 uint64_t vu_blk_features(const struct vu_blk *b)
 {
     uint64_t f = 1ull << VIRTIO_F_VERSION_1 | 1ull << VIRTIO_RING_F_INDIRECT_DESC |
+                 1ull << VIRTIO_RING_F_EVENT_IDX |
                  1ull << VU_F_PROTOCOL_FEATURES | 1ull << VIRTIO_BLK_F_SEG_MAX |
                  1ull << VIRTIO_BLK_F_BLK_SIZE | 1ull << VIRTIO_BLK_F_FLUSH |
                  1ull << VIRTIO_BLK_F_TOPOLOGY | 1ull << VIRTIO_BLK_F_MQ |

@@ -12,10 +12,14 @@
  * pool is stage 2 (daemon/README.md).
  *
  * What is offered: VERSION_1, INDIRECT_DESC, PROTOCOL_FEATURES and the
- * virtio-blk bits of vhost_blk.c; protocol features MQ, REPLY_ACK and
- * CONFIG. Not offered (so a frontend must not use them): EVENT_IDX,
- * logging (live migration), INFLIGHT_SHMFD, RESET_DEVICE, memory slots,
- * kick-less polling. A message that breaks the protocol, or one we cannot
+ * virtio-blk bits of vhost_blk.c; protocol features MQ, REPLY_ACK, CONFIG
+ * and INFLIGHT_SHMFD (vhost_inflight.h: a request is marked in the
+ * frontend's region before it runs and unmarked after its used entry is
+ * out; a restarted glidefsd resubmits the marked ones when the ring starts
+ * again), and EVENT_IDX (vhost_vq.c: used_event decides our calls,
+ * avail_event is written whenever the ring is found empty). Not offered
+ * (so a frontend must not use them): logging (live migration),
+ * RESET_DEVICE, memory slots, kick-less polling. A message that breaks the protocol, or one we cannot
  * honour, disconnects the frontend (logged with the reason); SET_CONFIG is
  * refused (the config is read-only) without a disconnect.
  */
@@ -37,12 +41,14 @@
 #include "exports.h"
 #include "log.h"
 #include "vhost_blk.h"
+#include "vhost_inflight.h"
 #include "vhost_mem.h"
 #include "vhost_msg.h"
 #include "vhost_vq.h"
 
 #define PROTOCOL_OFFERED                                                                           \
-    (1ull << VU_PROTOCOL_F_MQ | 1ull << VU_PROTOCOL_F_REPLY_ACK | 1ull << VU_PROTOCOL_F_CONFIG)
+    (1ull << VU_PROTOCOL_F_MQ | 1ull << VU_PROTOCOL_F_REPLY_ACK | 1ull << VU_PROTOCOL_F_CONFIG |   \
+     1ull << VU_PROTOCOL_F_INFLIGHT_SHMFD)
 #define MSG_TIMEOUT_MS 10000  /* the rest of a message once its first byte came */
 #define KICK_BUDGET 256       /* requests per queue before the socket is looked at again */
 
@@ -57,8 +63,12 @@ struct vu_dev {
     uint64_t proto;           /* acked by SET_PROTOCOL_FEATURES */
     unsigned pending;         /* queues left with work after their budget */
     struct vu_chain *chain;
+    struct vu_inflight inflight; /* GET/SET_INFLIGHT_FD's region, if any */
     uint8_t reply[VU_HDR_SIZE + VU_MAX_PAYLOAD];
     size_t reply_len;
+    int reply_fd;             /* a descriptor that goes with the reply, -1: none */
+    char fault[8];            /* test hook (fault_point), "": off */
+    const char *fault_arm;
 };
 
 enum { H_OK = 0, H_REFUSED = 1, H_BROKEN = -1 };
@@ -84,6 +94,30 @@ static int set_notifier(int fd)
 static int send_reply(struct vu_dev *d)
 {
     size_t off = 0;
+    if (d->reply_fd >= 0) {
+        /* the descriptor rides with the first byte */
+        union {
+            char b[CMSG_SPACE(sizeof(int))];
+            struct cmsghdr align;
+        } cbuf;
+        memset(&cbuf, 0, sizeof cbuf);
+        struct iovec iov = { d->reply, d->reply_len };
+        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf.b,
+                             .msg_controllen = sizeof cbuf.b };
+        struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+        cm->cmsg_level = SOL_SOCKET;
+        cm->cmsg_type = SCM_RIGHTS;
+        cm->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(cm), &d->reply_fd, sizeof(int));
+        ssize_t w;
+        do
+            w = sendmsg(d->fd, &mh, MSG_NOSIGNAL);
+        while (w < 0 && errno == EINTR);
+        close_fd(&d->reply_fd);
+        if (w <= 0)
+            return -1;
+        off = (size_t)w;
+    }
     while (off < d->reply_len) {
         ssize_t w = send(d->fd, d->reply + off, d->reply_len - off, MSG_NOSIGNAL);
         if (w < 0 && errno == EINTR)
@@ -175,6 +209,46 @@ static void stop_queue(struct vu_vq *q)
 {
     q->started = false;
     close_fd(&q->kick_fd);
+    /* Heads not yet resubmitted stay marked: the next start finds them. */
+    q->inflight = NULL;
+    q->nresubmit = q->resubmit_next = 0;
+}
+
+static bool any_started(const struct vu_dev *d)
+{
+    for (unsigned i = 0; i < VU_MAX_QUEUES; i++)
+        if (d->vq[i].started)
+            return true;
+    return false;
+}
+
+/* A ring starts: with inflight tracking when it was negotiated and the
+ * frontend gave a region (QEMU always does); then the heads a previous
+ * backend left in flight are queued for resubmission. */
+static int start_tracking(struct vu_dev *d, unsigned qi, const char **why)
+{
+    struct vu_vq *q = &d->vq[qi];
+    q->inflight = NULL;
+    q->nresubmit = q->resubmit_next = 0;
+    if (!(d->proto & (1ull << VU_PROTOCOL_F_INFLIGHT_SHMFD)) || !d->inflight.base)
+        return 0;
+    uint8_t *qr = vu_inflight_queue(&d->inflight, qi);
+    if (!qr) {
+        *why = "a ring that has no block in the inflight region";
+        return -1;
+    }
+    int done = -1;
+    int n = vu_vq_resume(q, qr, d->inflight.qsize, &done, why);
+    if (n < 0)
+        return -1;
+    if (done >= 0)
+        gd_info("vhost-user %" PRIu64 " (export %s): queue %u: head %d was on the used ring "
+                "but still marked in flight (a backend died in between): completed, not run "
+                "again", d->id, d->name, qi, done);
+    if (n > 0)
+        gd_info("vhost-user %" PRIu64 " (export %s): queue %u: resubmitting %d in-flight "
+                "request(s) from before the reconnect", d->id, d->name, qi, n);
+    return 0;
 }
 
 static void reset_queues(struct vu_dev *d)
@@ -185,6 +259,30 @@ static void reset_queues(struct vu_dev *d)
         close_fd(&q->call_fd);
         close_fd(&q->err_fd);
         vu_vq_init(q);
+    }
+}
+
+/* Test hook (tests/guest/test_guest.py vhostcrash): with
+ * GLIDEFSD_VHOST_FAULT=KIND:FILE, glidefsd dies at once, as if killed
+ * there, at point KIND of the first request after FILE appears: "mark"
+ * (taken and marked in flight, not run), "used" (its used entry
+ * published, the mark not yet cleared). */
+static void fault_init(struct vu_dev *d)
+{
+    const char *f = getenv("GLIDEFSD_VHOST_FAULT");
+    const char *colon = f ? strchr(f, ':') : NULL;
+    if (!colon || (size_t)(colon - f) >= sizeof d->fault)
+        return;
+    memcpy(d->fault, f, (size_t)(colon - f));
+    d->fault[colon - f] = 0;
+    d->fault_arm = colon + 1;
+}
+
+static void fault_point(const struct vu_dev *d, const char *kind)
+{
+    if (d->fault[0] && strcmp(d->fault, kind) == 0 && access(d->fault_arm, F_OK) == 0) {
+        gd_warn("vhost-user %" PRIu64 ": GLIDEFSD_VHOST_FAULT=%s: exiting here", d->id, kind);
+        _exit(3);
     }
 }
 
@@ -214,6 +312,7 @@ static int process(struct vu_dev *d, unsigned qi)
         if (r == 0)
             break;
         uint32_t used = 0;
+        fault_point(d, "mark");
         if (vu_blk_run(&d->blk, d->chain, &used) < 0) {
             gd_warn("vhost-user %" PRIu64 " (export %s): queue %u: a request without a "
                     "writable status byte; disconnecting", d->id, d->name, qi);
@@ -221,10 +320,16 @@ static int process(struct vu_dev *d, unsigned qi)
             break;
         }
         vu_vq_push(q, d->chain->head, used);
+        fault_point(d, "used");
+        vu_vq_done(q, d->chain->head);
         done++;
     }
-    if (done)
+    /* After a reconnect the guest may not have been told of used entries
+     * the previous backend published: one interrupt more is harmless. */
+    if (done || (q->resumed && q->call_fd >= 0)) {
+        q->resumed = false;
         vu_vq_notify(q);
+    }
     if (rc < 0 && q->err_fd >= 0)
         eventfd_write(q->err_fd, 1);
     return rc;
@@ -254,6 +359,18 @@ static int handle(struct vu_dev *d, const struct vu_msg *m, int *fds, const char
             return H_BROKEN;
         }
         d->features = m->p.u64;
+        for (unsigned i = 0; i < VU_MAX_QUEUES; i++) {
+            if (d->vq[i].started &&
+                d->vq[i].event_idx != !!(d->features & (1ull << VIRTIO_RING_F_EVENT_IDX))) {
+                *why = "EVENT_IDX switched on a running ring";
+                return H_BROKEN;
+            }
+            d->vq[i].event_idx = d->features & (1ull << VIRTIO_RING_F_EVENT_IDX);
+        }
+        if (remap_queues(d) < 0) {
+            *why = "ring addresses outside the memory table (with the event fields)";
+            return H_BROKEN;
+        }
         /* Without protocol features, rings start enabled (the spec). */
         if (!(d->features & (1ull << VU_F_PROTOCOL_FEATURES)))
             for (unsigned i = 0; i < VU_MAX_QUEUES; i++)
@@ -328,6 +445,7 @@ static int handle(struct vu_dev *d, const struct vu_msg *m, int *fds, const char
         }
         q->last_avail = (uint16_t)m->p.state.num;
         q->used_idx = (uint16_t)m->p.state.num;
+        q->signalled_valid = false;
         return H_OK;
     }
     case VU_GET_VRING_BASE: {
@@ -346,6 +464,13 @@ static int handle(struct vu_dev *d, const struct vu_msg *m, int *fds, const char
         close_fd(&q->kick_fd);
         q->kick_fd = set_notifier(fds[0]);
         fds[0] = -1;
+        if (!q->started) {
+            if (start_tracking(d, qi, why) < 0)
+                return H_BROKEN;
+            gd_info("vhost-user %" PRIu64 " (export %s): queue %u started (%u entries, event "
+                    "index %s, inflight tracking %s)", d->id, d->name, qi, q->num,
+                    q->event_idx ? "on" : "off", q->inflight ? "on" : "off");
+        }
         q->started = true;
         /* the guest may have queued requests already */
         return process(d, qi) < 0 ? H_BROKEN : H_OK;
@@ -379,6 +504,40 @@ static int handle(struct vu_dev *d, const struct vu_msg *m, int *fds, const char
     }
     case VU_SET_CONFIG:
         return H_REFUSED; /* nothing in our config is writable */
+    case VU_GET_INFLIGHT_FD:
+    case VU_SET_INFLIGHT_FD: {
+        if (!(d->proto & (1ull << VU_PROTOCOL_F_INFLIGHT_SHMFD))) {
+            *why = "inflight tracking was not negotiated";
+            return H_BROKEN;
+        }
+        /* Running rings point into the region. */
+        if (any_started(d)) {
+            *why = "an inflight region change while rings run";
+            return H_BROKEN;
+        }
+        struct vu_inflight nf;
+        char buf[160];
+        int rc, fd = -1;
+        if (m->request == VU_GET_INFLIGHT_FD)
+            rc = vu_inflight_new(&nf, m->p.inflight.num_queues, m->p.inflight.queue_size, &fd,
+                                 buf, sizeof buf);
+        else
+            rc = vu_inflight_map(&nf, m, fds[0], buf, sizeof buf);
+        if (rc < 0) {
+            gd_warn("vhost-user %" PRIu64 " (export %s): inflight region: %s", d->id, d->name,
+                    buf);
+            *why = "an inflight region that cannot be made or mapped";
+            return H_BROKEN;
+        }
+        vu_inflight_unmap(&d->inflight);
+        d->inflight = nf;
+        if (m->request == VU_GET_INFLIGHT_FD) {
+            d->reply_len = vu_reply_inflight(d->reply, nf.map_len, 0, (uint16_t)nf.nq,
+                                             (uint16_t)nf.qsize);
+            d->reply_fd = fd;
+        }
+        return H_OK;
+    }
     default:
         *why = "a request that was not negotiated";
         return H_BROKEN;
@@ -420,6 +579,7 @@ static int on_message(struct vu_dev *d)
                 rc = -1;
         }
     }
+    close_fd(&d->reply_fd);
     for (int i = 0; i < nfds; i++)
         if (fds[i] >= 0)
             close(fds[i]);
@@ -441,6 +601,8 @@ void vu_dev_serve(int fd, int stop_fd, uint64_t id, struct gd_export *e)
     d->id = id;
     d->name = gd_export_name(e);
     d->chain = chain;
+    d->reply_fd = -1;
+    fault_init(d);
     glidefs_volume *vol = gd_export_volume(e);
     d->blk.vol = vol;
     d->blk.size = glidefs_volume_size(vol) & ~511ull;
@@ -505,6 +667,7 @@ void vu_dev_serve(int fd, int stop_fd, uint64_t id, struct gd_export *e)
     }
     reset_queues(d);
     vu_mem_unmap(&d->mem);
+    vu_inflight_unmap(&d->inflight);
     free(chain);
     free(d);
 }

@@ -57,6 +57,8 @@ const char *vu_request_name(uint32_t req)
     case VU_GET_CONFIG: return "GET_CONFIG";
     case VU_SET_CONFIG: return "SET_CONFIG";
     case VU_RESET_DEVICE: return "RESET_DEVICE";
+    case VU_GET_INFLIGHT_FD: return "GET_INFLIGHT_FD";
+    case VU_SET_INFLIGHT_FD: return "SET_INFLIGHT_FD";
     default: return "unknown";
     }
 }
@@ -69,6 +71,7 @@ bool vu_msg_has_reply(uint32_t request)
     case VU_GET_VRING_BASE:
     case VU_GET_QUEUE_NUM:
     case VU_GET_CONFIG:
+    case VU_GET_INFLIGHT_FD:
         return true;
     default:
         return false;
@@ -142,6 +145,32 @@ static int parse_config(const uint8_t *p, uint32_t size, struct vu_msg *m, const
     m->p.config.size = len;
     m->p.config.flags = ld32(p + 8);
     memcpy(m->p.config.data, p + VU_CONFIG_HDR, len);
+    return 0;
+}
+
+/* GET_INFLIGHT_FD (the frontend's queue count and size; the rest is ours
+ * to fill) and SET_INFLIGHT_FD (a region we or an earlier backend made:
+ * its size must be exactly what that queue count and size take, so every
+ * queue's block, descriptors included, lies inside the mapping). */
+static int parse_inflight(const uint8_t *p, uint32_t size, struct vu_msg *m, const char **why)
+{
+    if (size != VU_INFLIGHT_PAYLOAD)
+        FAIL("inflight payload is not 24 bytes");
+    m->p.inflight.mmap_size = ld64(p);
+    m->p.inflight.mmap_offset = ld64(p + 8);
+    m->p.inflight.num_queues = (uint16_t)(p[16] | p[17] << 8);
+    m->p.inflight.queue_size = (uint16_t)(p[18] | p[19] << 8);
+    uint16_t nq = m->p.inflight.num_queues, qs = m->p.inflight.queue_size;
+    if (nq == 0 || nq > VU_MAX_QUEUES)
+        FAIL("inflight queue count out of range");
+    if (qs == 0 || qs > VU_MAX_QUEUE_SIZE || (qs & (qs - 1)))
+        FAIL("inflight queue size is not a power of two up to the maximum");
+    if (m->request == VU_SET_INFLIGHT_FD) {
+        if (m->p.inflight.mmap_size != nq * VU_INFLIGHT_QUEUE_BYTES(qs))
+            FAIL("inflight region size does not match its queue count and size");
+        if (m->p.inflight.mmap_offset > UINT64_MAX - m->p.inflight.mmap_size)
+            FAIL("inflight region wraps around");
+    }
     return 0;
 }
 
@@ -247,6 +276,12 @@ int vu_msg_parse(const uint8_t *buf, size_t len, int nfds, struct vu_msg *m, con
         if (parse_config(p, size, m, why) < 0)
             return -EPROTO;
         break;
+    case VU_GET_INFLIGHT_FD:
+    case VU_SET_INFLIGHT_FD:
+        if (parse_inflight(p, size, m, why) < 0)
+            return -EPROTO;
+        want_fds = m->request == VU_SET_INFLIGHT_FD;
+        break;
     default:
         FAIL("unsupported request");
     }
@@ -289,4 +324,18 @@ size_t vu_reply_config(uint8_t *out, uint32_t offset, uint32_t size, uint32_t fl
     st32(out + n + 8, flags);
     memcpy(out + n + VU_CONFIG_HDR, data, size);
     return n + VU_CONFIG_HDR + size;
+}
+
+size_t vu_reply_inflight(uint8_t *out, uint64_t mmap_size, uint64_t mmap_offset,
+                         uint16_t num_queues, uint16_t queue_size)
+{
+    size_t n = reply_hdr(out, VU_GET_INFLIGHT_FD, VU_INFLIGHT_PAYLOAD);
+    memset(out + n, 0, VU_INFLIGHT_PAYLOAD);
+    st64(out + n, mmap_size);
+    st64(out + n + 8, mmap_offset);
+    out[n + 16] = (uint8_t)num_queues;
+    out[n + 17] = (uint8_t)(num_queues >> 8);
+    out[n + 18] = (uint8_t)queue_size;
+    out[n + 19] = (uint8_t)(queue_size >> 8);
+    return n + VU_INFLIGHT_PAYLOAD;
 }

@@ -51,6 +51,8 @@ enum {
     VU_SET_VRING_ENABLE = 18,
     VU_GET_CONFIG = 24,
     VU_SET_CONFIG = 25,
+    VU_GET_INFLIGHT_FD = 31,
+    VU_SET_INFLIGHT_FD = 32,
     VU_RESET_DEVICE = 34,
 };
 
@@ -66,6 +68,15 @@ enum {
 #define VU_PROTOCOL_F_CONFIG 9
 #define VU_PROTOCOL_F_INFLIGHT_SHMFD 12
 #define VU_PROTOCOL_F_RESET_DEVICE 13
+
+/* GET/SET_INFLIGHT_FD payload: u64 mmap size, u64 mmap offset, u16 queue
+ * count, u16 queue size, padded to 24 bytes (QEMU and libvhost-user send
+ * sizeof of that struct). The split-ring region (vhost_inflight.h) is one
+ * block per queue of VU_INFLIGHT_QUEUE_BYTES(queue size): a 16-byte header
+ * and 16 bytes per descriptor, rounded up to 64 (the size libvhost-user
+ * uses too, so a region outlives a change of backend). */
+#define VU_INFLIGHT_PAYLOAD 24
+#define VU_INFLIGHT_QUEUE_BYTES(n) ((16ull + 16ull * (n) + 63ull) & ~63ull)
 
 /* SET_VRING_KICK / CALL / ERR payload */
 #define VU_VRING_IDX_MASK 0xffull
@@ -100,6 +111,10 @@ struct vu_msg {
             uint32_t offset, size, flags;
             uint8_t data[VU_CONFIG_MAX];
         } config;
+        struct {
+            uint64_t mmap_size, mmap_offset;
+            uint16_t num_queues, queue_size;
+        } inflight;
     } p;
 };
 
@@ -119,6 +134,8 @@ size_t vu_reply_u64(uint8_t *out, uint32_t req, uint64_t v);
 size_t vu_reply_state(uint8_t *out, uint32_t req, uint32_t index, uint32_t num);
 size_t vu_reply_config(uint8_t *out, uint32_t offset, uint32_t size, uint32_t flags,
                        const uint8_t *data);
+size_t vu_reply_inflight(uint8_t *out, uint64_t mmap_size, uint64_t mmap_offset,
+                         uint16_t num_queues, uint16_t queue_size);
 
 const char *vu_request_name(uint32_t req);
 

@@ -12,6 +12,7 @@
  */
 #include "vhost_server.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <poll.h>
@@ -218,6 +219,42 @@ static void *accept_main(void *arg)
     return NULL;
 }
 
+/* Sockets an earlier glidefsd left in the directory: it ended without
+ * its orderly stop (which removes them: SIGKILL, a crash, the OOM killer),
+ * so frontends may be waiting to reconnect (QEMU's chardev reconnect=)
+ * with their inflight regions (vhost_inflight.h). Serve each such export
+ * again on its path; one still answered by a running server, or that is
+ * no socket named after a valid export, is left alone. */
+static void resume_sockets(struct gd_vhost *v)
+{
+    DIR *dir = opendir(v->dir);
+    if (!dir)
+        return;
+    struct dirent *de;
+    while ((de = readdir(dir))) {
+        size_t n = strlen(de->d_name);
+        if (n <= 5 || strcmp(de->d_name + n - 5, ".sock") != 0 || n - 5 > GLIDEFS_NAME_MAX)
+            continue;
+        char name[GLIDEFS_NAME_MAX + 1];
+        memcpy(name, de->d_name, n - 5);
+        name[n - 5] = 0;
+        struct stat st;
+        char p[sizeof(((struct sockaddr_un *)0)->sun_path)];
+        int k = snprintf(p, sizeof p, "%s/%s", v->dir, de->d_name);
+        if (!glidefs_name_valid(name) || k < 0 || (size_t)k >= sizeof p || lstat(p, &st) < 0 ||
+            !S_ISSOCK(st.st_mode))
+            continue;
+        char path[sizeof p], err[256] = "";
+        if (gd_vhost_serve(v, name, path, sizeof path, err, sizeof err) < 0)
+            gd_warn("vhost-user: export %s: its socket %s is left from an earlier glidefsd, "
+                    "not served again: %s", name, p, err);
+        else
+            gd_info("vhost-user: export %s: serving its socket again (left by a glidefsd that "
+                    "did not stop cleanly: its frontends may reconnect)", name);
+    }
+    closedir(dir);
+}
+
 int gd_vhost_create(const glidefs_config *cfg, struct gd_registry *reg, struct gd_vhost **out,
                     char *err, size_t errlen)
 {
@@ -254,6 +291,12 @@ int gd_vhost_create(const glidefs_config *cfg, struct gd_registry *reg, struct g
     gd_info("vhost-user-blk sockets in %s", v->dir);
     *out = v;
     return 0;
+}
+
+void gd_vhost_resume(struct gd_vhost *v)
+{
+    if (v)
+        resume_sockets(v);
 }
 
 int gd_vhost_serve(struct gd_vhost *v, const char *name, char *path, size_t pathlen, char *err,

@@ -5,7 +5,9 @@
  * a thread per connected frontend (vhost_dev.h). A frontend's session holds
  * the export as a client connection, like an NBD client in transmission:
  * the same volume, lease hand-back when the last client leaves, drain on
- * shutdown.
+ * shutdown. Sockets a glidefsd that did not stop cleanly left in the
+ * directory are served again at start (gd_vhost_resume): frontends may be
+ * waiting to reconnect.
  */
 #ifndef GLIDEFSD_VHOST_SERVER_H
 #define GLIDEFSD_VHOST_SERVER_H
@@ -23,6 +25,12 @@ struct gd_vhost;
  * On failure one line in err. */
 int gd_vhost_create(const glidefs_config *cfg, struct gd_registry *reg, struct gd_vhost **out,
                     char *err, size_t errlen);
+
+/* Serve again every DIR/NAME.sock an earlier glidefsd left (it did not
+ * stop cleanly: its frontends may be waiting to reconnect). Called once
+ * glidefsd is sure to run (a failed start would remove them at its
+ * gd_vhost_free). v may be NULL. */
+void gd_vhost_resume(struct gd_vhost *v);
 
 /* Serve export `name` (a valid name) on DIR/NAME.sock; the path goes to
  * path. Already served: 0 and the same path. -ENOTSUP when v is NULL

@@ -11,6 +11,8 @@
  */
 #include "vhost_vq.h"
 
+#include "vhost_inflight.h"
+
 #include <errno.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -62,10 +64,10 @@ int vu_vq_map(struct vu_vq *q, const struct vu_mem *m)
     q->desc = q->avail = q->used = NULL;
     if (!q->have_addr || q->num == 0)
         return 0;
-    uint64_t n = q->num;
+    uint64_t n = q->num, ev = q->event_idx ? 2 : 0;
     uint8_t *d = vu_mem_uva(m, q->desc_uva, 16 * n);
-    uint8_t *a = vu_mem_uva(m, q->avail_uva, 4 + 2 * n);
-    uint8_t *u = vu_mem_uva(m, q->used_uva, 4 + 8 * n);
+    uint8_t *a = vu_mem_uva(m, q->avail_uva, 4 + 2 * n + ev);
+    uint8_t *u = vu_mem_uva(m, q->used_uva, 4 + 8 * n + ev);
     if (!d || !a || !u)
         return -EFAULT;
     q->desc = d;
@@ -107,23 +109,10 @@ static int add_buf(const struct vu_mem *m, struct vu_chain *c, const struct desc
     return 0;
 }
 
-int vu_vq_pop(struct vu_vq *q, const struct vu_mem *m, bool indirect_ok, struct vu_chain *c,
-              const char **why)
+/* Walk the chain that starts at head (< q->num) into *c. */
+static int walk(const struct vu_vq *q, const struct vu_mem *m, bool indirect_ok, uint16_t head,
+                struct vu_chain *c, const char **why)
 {
-    if (!q->avail || !q->desc || !q->used)
-        return 0;
-    uint16_t aidx = guest_ld16(q->avail + 2);
-    uint16_t pending = (uint16_t)(aidx - q->last_avail);
-    if (pending == 0)
-        return 0;
-    if (pending > q->num)
-        BAD("the available index ran ahead by more than the queue size");
-    /* The ring entry is read after the index that published it. */
-    atomic_thread_fence(memory_order_acquire);
-    uint16_t head = guest_ld16(q->avail + 4 + 2 * (size_t)(q->last_avail % q->num));
-    if (head >= q->num)
-        BAD("an available entry names a descriptor past the queue size");
-
     c->head = head;
     c->nr = c->nw = 0;
     const uint8_t *table = q->desc;
@@ -167,12 +156,78 @@ int vu_vq_pop(struct vu_vq *q, const struct vu_mem *m, bool indirect_ok, struct 
         if (i >= tsize)
             BAD("a descriptor's next is past its table");
     }
+    return 0;
+}
+
+int vu_vq_pop(struct vu_vq *q, const struct vu_mem *m, bool indirect_ok, struct vu_chain *c,
+              const char **why)
+{
+    if (!q->avail || !q->desc || !q->used)
+        return 0;
+    if (q->resubmit_next < q->nresubmit) {
+        /* Taken (and marked) before a reconnect, never completed: the
+         * guest still waits for it. vu_inflight_resume checked head < num. */
+        uint16_t head = q->resubmit[q->resubmit_next];
+        if (walk(q, m, indirect_ok, head, c, why) < 0)
+            return -EPROTO;
+        q->resubmit_next++;
+        return 1;
+    }
+    uint16_t aidx = guest_ld16(q->avail + 2);
+    uint16_t pending = (uint16_t)(aidx - q->last_avail);
+    if (pending == 0 && q->event_idx) {
+        /* Ask for a kick at the next entry, then look again: the guest
+         * may have added one before it could see our avail_event. */
+        uint16_t want = q->last_avail;
+        memcpy(q->used + 4 + 8 * (size_t)q->num, &want, 2);
+        atomic_thread_fence(memory_order_seq_cst);
+        aidx = guest_ld16(q->avail + 2);
+        pending = (uint16_t)(aidx - q->last_avail);
+    }
+    if (pending == 0)
+        return 0;
+    if (pending > q->num)
+        BAD("the available index ran ahead by more than the queue size");
+    /* The ring entry is read after the index that published it. */
+    atomic_thread_fence(memory_order_acquire);
+    uint16_t head = guest_ld16(q->avail + 4 + 2 * (size_t)(q->last_avail % q->num));
+    if (head >= q->num)
+        BAD("an available entry names a descriptor past the queue size");
+    if (walk(q, m, indirect_ok, head, c, why) < 0)
+        return -EPROTO;
+    if (q->inflight)
+        vu_inflight_mark(q->inflight, head, q->counter++);
     q->last_avail++;
     return 1;
 }
 
+int vu_vq_resume(struct vu_vq *q, uint8_t *qr, unsigned qsize, int *done_head,
+                 const char **why)
+{
+    if (!q->used || !q->desc) {
+        *why = "a tracked ring without mapped addresses";
+        return -EPROTO;
+    }
+    uint16_t used = guest_ld16(q->used + 2);
+    int n = vu_inflight_resume(qr, qsize, q->num, used, q->resubmit, &q->counter, done_head,
+                               why);
+    if (n < 0)
+        return n;
+    q->inflight = qr;
+    q->resumed = true;
+    q->signalled_valid = false;
+    q->nresubmit = (unsigned)n;
+    q->resubmit_next = 0;
+    q->used_idx = used;
+    /* Every head taken is either on the used ring or still in flight. */
+    q->last_avail = (uint16_t)(used + n);
+    return n;
+}
+
 void vu_vq_push(struct vu_vq *q, uint16_t head, uint32_t len)
 {
+    if (q->inflight)
+        vu_inflight_pre_put(q->inflight, head);
     size_t slot = (size_t)(q->used_idx % q->num);
     uint32_t id = head;
     memcpy(q->used + 4 + 8 * slot, &id, 4);
@@ -184,13 +239,29 @@ void vu_vq_push(struct vu_vq *q, uint16_t head, uint32_t len)
     memcpy(q->used + 2, &ui, 2);
 }
 
+void vu_vq_done(struct vu_vq *q, uint16_t head)
+{
+    if (q->inflight)
+        vu_inflight_post_put(q->inflight, head, q->used_idx);
+}
+
 void vu_vq_notify(struct vu_vq *q)
 {
     if (q->call_fd < 0 || !q->avail)
         return;
     /* The used index is out before we look at the guest's wish. */
     atomic_thread_fence(memory_order_seq_cst);
-    if (guest_ld16(q->avail) & VRING_AVAIL_F_NO_INTERRUPT)
+    if (q->event_idx) {
+        uint16_t now = q->used_idx, old = q->signalled_used;
+        bool valid = q->signalled_valid;
+        q->signalled_used = now;
+        q->signalled_valid = true;
+        uint16_t ev = guest_ld16(q->avail + 4 + 2 * (size_t)q->num);
+        /* vring_need_event: used_event in [old, now) */
+        if (valid && (uint16_t)(now - ev - 1) >= (uint16_t)(now - old))
+            return;
+    } else if (guest_ld16(q->avail) & VRING_AVAIL_F_NO_INTERRUPT) {
         return;
+    }
     eventfd_write(q->call_fd, 1);
 }

@@ -2,9 +2,15 @@
  * fuzz_vhost.c — libFuzzer target for what a vhost-user frontend and its
  * guest hand glidefsd (daemon/vhost_msg.c, vhost_mem.c, vhost_vq.c). The
  * first input byte picks the mode:
- *   < 0x80: one message (header and payload) with (byte % 9) descriptors
+ *   < 0x40: one message (header and payload) with (byte % 9) descriptors
  *           through vu_msg_parse(); an accepted one must keep the
  *           invariants the handlers rely on (checked, abort() otherwise);
+ *   0x40..0x7f: an inflight region's queue block (vhost_inflight.c) of
+ *           2^(byte & 7) descriptors (the rest of the input after a
+ *           16-bit used index, zero-padded), for a ring of that size (or
+ *           half of it with bit 0x08), through vu_inflight_resume(): the
+ *           heads listed must be below the ring size, each once, and
+ *           after they are resubmitted (marked done) nothing is marked;
  *   >= 0x80: guest memory (the rest of the input) holding a split ring of
  *           2^min(byte & 7, 4) entries at fixed addresses (bit 0x40:
  *           indirect descriptors negotiated), walked by vu_vq_pop()
@@ -18,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "vhost_inflight.h"
 #include "vhost_mem.h"
 #include "vhost_msg.h"
 #include "vhost_vq.h"
@@ -71,6 +78,18 @@ static void check_msg(const struct vu_msg *m)
             m->nfds != ((m->p.u64 & VU_VRING_NOFD) ? 0 : 1))
             abort();
         break;
+    case VU_GET_INFLIGHT_FD:
+    case VU_SET_INFLIGHT_FD: {
+        unsigned nq = m->p.inflight.num_queues, qs = m->p.inflight.queue_size;
+        if (nq == 0 || nq > VU_MAX_QUEUES || qs == 0 || qs > VU_MAX_QUEUE_SIZE ||
+            (qs & (qs - 1)) || m->nfds != (m->request == VU_SET_INFLIGHT_FD))
+            abort();
+        if (m->request == VU_SET_INFLIGHT_FD &&
+            (m->p.inflight.mmap_size != nq * VU_INFLIGHT_QUEUE_BYTES(qs) ||
+             m->p.inflight.mmap_offset + m->p.inflight.mmap_size < m->p.inflight.mmap_offset))
+            abort();
+        break;
+    }
     default:
         break;
     }
@@ -116,7 +135,47 @@ static void fuzz_ring(uint8_t mode, const uint8_t *data, size_t size)
             (void)x;
         }
         vu_vq_push(&q, chain.head, 1);
+        vu_vq_done(&q, chain.head);
     }
+}
+
+static void fuzz_inflight(uint8_t mode, const uint8_t *data, size_t size)
+{
+    static uint8_t qr[VU_INFLIGHT_QUEUE_BYTES(128)];
+    static uint16_t list[128];
+    unsigned qsize = 1u << (mode & 7);
+    unsigned num = (mode & 0x08) && qsize > 1 ? qsize / 2 : qsize;
+    if (size < 2)
+        return;
+    uint16_t used = (uint16_t)(data[0] | data[1] << 8);
+    size_t len = (size_t)VU_INFLIGHT_QUEUE_BYTES(qsize);
+    memset(qr, 0, sizeof qr);
+    memcpy(qr, data + 2, size - 2 < len ? size - 2 : len);
+    uint64_t next = 0;
+    int done = -1;
+    const char *why = NULL;
+    int n = vu_inflight_resume(qr, qsize, num, used, list, &next, &done, &why);
+    if (n < 0) {
+        if (!why)
+            abort();
+        return;
+    }
+    if ((unsigned)n > num || done >= (int)num)
+        abort();
+    uint16_t ui = used;
+    for (int i = 0; i < n; i++) {
+        if (list[i] >= num)
+            abort();
+        for (int j = 0; j < i; j++)
+            if (list[j] == list[i])
+                abort();
+        vu_inflight_pre_put(qr, list[i]);
+        vu_inflight_post_put(qr, list[i], ++ui);
+    }
+    /* everything resubmitted and done: a second scan finds nothing */
+    n = vu_inflight_resume(qr, qsize, num, ui, list, &next, &done, &why);
+    if (n != 0 || done != -1)
+        abort();
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -126,6 +185,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     uint8_t mode = data[0];
     if (mode >= 0x80) {
         fuzz_ring(mode, data + 1, size - 1);
+        return 0;
+    }
+    if (mode >= 0x40) {
+        fuzz_inflight(mode, data + 1, size - 1);
         return 0;
     }
     struct vu_msg m;

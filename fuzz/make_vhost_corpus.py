@@ -1,6 +1,8 @@
 #!/usr/bin/python3
 """Seed corpus for fuzz_vhost (fuzz/fuzz_vhost.c): vhost-user messages
-(first byte: the number of descriptors, < 0x80) and split rings in guest
+(first byte: the number of descriptors, < 0x40), inflight regions (first
+byte 0x40..0x7f: 2^(b & 7) descriptors, bit 0x08 a ring of half that; then
+the used ring's index, then the queue's block) and split rings in guest
 memory (first byte >= 0x80: 2^min(b & 7, 4) entries, bit 0x40 allows
 indirect descriptors; the ring's layout is fuzz_vhost.c's: guest memory at
 0x100000, descriptors at +0, avail at +1024, used at +2048).
@@ -54,6 +56,15 @@ def messages():
     yield "size_lies", 0, struct.pack("<III", 2, 1, 400) + bytes(8)
     yield "unknown_request", 0, msg(99)
     yield "short", 0, b"\x01\x00\x00"
+    infl = lambda size, off, nq, qs: struct.pack("<QQHH4x", size, off, nq, qs)  # noqa: E731
+    yield "get_inflight", 0, msg(31, infl(0, 0, 1, 128))
+    yield "get_inflight_bad_size", 0, msg(31, infl(0, 0, 1, 100))
+    yield "get_inflight_short", 0, msg(31, infl(0, 0, 1, 128)[:20])
+    yield "set_inflight", 1, msg(32, infl(2 * 2112, 0, 2, 128))
+    yield "set_inflight_size_lies", 1, msg(32, infl(4096, 0, 2, 128))
+    yield "set_inflight_wraps", 1, msg(32, infl(2112, 2**64 - 4096, 1, 128))
+    yield "set_inflight_no_fd", 0, msg(32, infl(2112, 0, 1, 128))
+    yield "set_inflight_queues", 1, msg(32, infl(0, 0, 0, 128))
 
 
 def desc(addr, length, flags, nxt):
@@ -102,10 +113,34 @@ def rings():
     yield "ring_indirect_loop", 0xc2, bytes(mem3)
 
 
+def inflight_block(qs, version=1, desc_num=None, last=0, used=0, marks=()):
+    b = bytearray((16 + 16 * qs + 63) & ~63)
+    struct.pack_into("<QHHHH", b, 0, 0, version, qs if desc_num is None else desc_num, last, used)
+    for i, fl, counter in marks:
+        struct.pack_into("<B5xHQ", b, 16 + 16 * i, fl, 0, counter)
+    return bytes(b)
+
+
+def inflights():
+    u = lambda i: struct.pack("<H", i)  # noqa: E731
+    # 2^3 = 8 descriptors
+    yield "inflight_fresh", 0x43, u(0) + inflight_block(8, version=0)
+    yield "inflight_two", 0x43, u(5) + inflight_block(8, used=5, marks=[(2, 1, 9), (6, 1, 8)])
+    yield "inflight_crash_window", 0x43, u(6) + inflight_block(8, last=2, used=5,
+                                                              marks=[(2, 1, 9), (6, 1, 10)])
+    yield "inflight_bad_flag", 0x43, u(0) + inflight_block(8, marks=[(1, 7, 0)])
+    yield "inflight_dup_counter", 0x43, u(0) + inflight_block(8, marks=[(1, 1, 4), (3, 1, 4)])
+    yield "inflight_desc_num", 0x43, u(0) + inflight_block(8, desc_num=9)
+    yield "inflight_version", 0x43, u(0) + inflight_block(8, version=2)
+    yield "inflight_last_past", 0x43, u(1) + inflight_block(8, last=200)
+    # a ring of 4 in a region of 8: a mark at 6 is past the ring
+    yield "inflight_past_ring", 0x4b, u(0) + inflight_block(8, marks=[(6, 1, 0)])
+
+
 def main():
     out = os.path.join(sys.argv[1], "corpus-vhost")
     os.makedirs(out, exist_ok=True)
-    for name, b0, body in list(messages()) + list(rings()):
+    for name, b0, body in list(messages()) + list(rings()) + list(inflights()):
         with open(os.path.join(out, name), "wb") as f:
             f.write(bytes([b0]) + body)
 

@@ -276,12 +276,15 @@ class Store:
             raise ValueError(kind)
 
 
-def vhost_disk(socket_path, mem=256):
+def vhost_disk(socket_path, mem=256, reconnect=False):
     """Guest disk arguments for a vhost-user-blk socket: the guest's RAM in
-    a shared memfd (the backend maps it), the socket, the device."""
+    a shared memfd (the backend maps it), the socket, the device. reconnect:
+    QEMU's chardev retries the socket every second after the backend went
+    away (and keeps the inflight region for the next backend)."""
     return (["-object", "memory-backend-memfd,id=mem,size=%dM,share=on" % mem,
              "-numa", "node,memdev=mem",
-             "-chardev", "socket,id=vu0,path=%s" % socket_path,
+             "-chardev", "socket,id=vu0,path=%s%s" % (socket_path,
+                                                      ",reconnect=1" if reconnect else ""),
              "-device", "vhost-user-blk-pci,chardev=vu0"], None)
 
 
@@ -358,12 +361,14 @@ class Daemon:
         except OSError:
             return False
 
-    def start(self, timeout=30):
+    def start(self, timeout=30, env=None):
+        """env: extra environment variables (test hooks) for this process."""
         self.logf = open(self.log, "ab")
         self.proc = subprocess.Popen(DEATHSIG + [self.glidefsd, "-c", self.cfg,
                                                  "--log-level", "info"],
                                      stdin=subprocess.DEVNULL, stdout=self.logf,
-                                     stderr=self.logf)
+                                     stderr=self.logf,
+                                     env=dict(os.environ, **env) if env else None)
 
         def ready():
             if self.proc.poll() is not None:

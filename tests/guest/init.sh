@@ -18,7 +18,9 @@
 #
 # Parameters (kernel command line): glidefs_test=writer|verify|crashwriter|
 # crashverify|bench, glidefs_mib= (writer: size of the file tree, bench: size
-# of the dd file), glidefs_sync64=1 (measure `sync` of 64 MiB dirty data).
+# of the dd file), glidefs_sync64=1 (measure `sync` of 64 MiB dirty data),
+# glidefs_files=N (crashwriter: after N durable files unmount and power off
+# cleanly; 0, the default: write until the disk fails).
 /bin/busybox mkdir -p /proc /sys /dev /tmp /mnt
 /bin/busybox mount -t proc proc /proc
 /bin/busybox --install -s /bin
@@ -31,6 +33,7 @@ glidefs_test=none
 glidefs_mib=16
 glidefs_sync64=0
 glidefs_syncs=20
+glidefs_files=0
 for arg in $(cat /proc/cmdline); do
     case "$arg" in
         glidefs_test=*) glidefs_test=${arg#*=} ;;
@@ -38,6 +41,7 @@ for arg in $(cat /proc/cmdline); do
         glidefs_sync64=*) glidefs_sync64=${arg#*=} ;;
         glidefs_syncs=*) glidefs_syncs=${arg#*=} ;;
         glidefs_trim=*) glidefs_trim=${arg#*=} ;;
+        glidefs_files=*) glidefs_files=${arg#*=} ;;
     esac
 done
 
@@ -197,6 +201,10 @@ crashwriter)
         sha /mnt/$f || { say "IOERR sha256sum $f"; break; }
         say "DURABLE $f $SHA $((n * 65536))"
         i=$((i + 1))
+        if [ "$glidefs_files" -gt 0 ] && [ $i -ge "$glidefs_files" ]; then
+            umount /mnt || fail "umount"
+            off
+        fi
     done
     # the disk is gone: nothing more to do (no umount, no sync)
     say DONE

@@ -4,6 +4,7 @@
   test_guest.py life  --store file|s3 [--tls] GLIDEFSD GLIDEFS_IMAGE CACHE_DIR
   test_guest.py crash --store file|s3 GLIDEFSD GLIDEFS_IMAGE CACHE_DIR
   test_guest.py vhost --store file GLIDEFSD GLIDEFS_IMAGE CACHE_DIR
+  test_guest.py vhostcrash --store file GLIDEFSD GLIDEFS_IMAGE CACHE_DIR
 
 CACHE_DIR holds the kernel and initramfs (mkguest.py builds them once).
 
@@ -29,6 +30,19 @@ vhost - vhost-user-blk (issue 30): glidefsd with servers.vhost_user.dir,
         fstrims 16 MiB it deleted (the volume must count the trimmed bytes
         and the flushes); guest B on the same socket verifies every file;
         drain, SIGTERM (the socket goes), e2fsck of the exported image.
+vhostcrash - backend restart under a live guest (issue 30, reconnect): an
+        imported ext4 image on vhost-user-blk, QEMU's chardev with
+        reconnect=1, the crashwriter writing 16 files (dd conv=fsync, sync
+        DIR). glidefsd dies three times mid-writes and is restarted with the
+        same config: at its GLIDEFSD_VHOST_FAULT hook right after a request
+        is marked in flight (the restarted one must log that it resubmitted
+        1 request), right after a request's used entry is out but before
+        its mark is cleared (it must say that head was completed and not
+        run again, and resubmit nothing), and by SIGKILL at a random moment.
+        Each time the socket file stays, the new process serves it again by
+        itself and QEMU reconnects. The guest must write all its files
+        without an I/O error (dd, sync, console) and unmount; a second guest
+        reads every durable file back; drain, SIGTERM, e2fsck -fn clean.
 crash - scenario 2, crash under a live guest: the host makes an ext4 image
         (with a journal) and imports it with glidefs-image; the guest writes
         files in a loop, each made durable with dd conv=fsync and sync DIR,
@@ -63,6 +77,7 @@ import tlscerts  # noqa: E402
 
 GUEST_TIMEOUT = 150      # one guest run, generous for TCG on a loaded machine
 TAKEOVERS = 5            # crash: glidefsd replaced under the live guest first (issue 27)
+VHOST_FILES = 16         # vhostcrash: durable files the guest writes, then powers off
 t = gl.Checker()
 
 
@@ -246,8 +261,8 @@ def life(r):
     r.image_export(export, "after-scenario-3")
 
 
-def crash(r):
-    export = "crash1"
+def import_ext4(r, export):
+    """A host-made ext4 image (with a journal) imported as export."""
     img = os.path.join(r.base, "ext4.img")
     with open(img, "wb") as f:
         f.truncate(256 << 20)
@@ -259,8 +274,15 @@ def crash(r):
     rc, out = gl.image(r.a.image, "import", cfg, export, img)
     if not t.eq(rc, 0, "glidefs-image import of the ext4 image"):
         print(out)
-        return
+        return False
     os.unlink(img)
+    return True
+
+
+def crash(r):
+    export = "crash1"
+    if not import_ext4(r, export):
+        return
 
     # A longer sync delay: at the kill, the newest files are only in the
     # journal and older ones already in the store.
@@ -363,6 +385,7 @@ def vhost(r):
     log = d1.log_text()
     t.ok("frontend connected" in log and "disconnecting" not in log,
          "glidefsd served guest A as a vhost-user frontend, no protocol error")
+    t.ok("event index on" in log, "the guest's rings use EVENT_IDX")
     trim = a.of("TRIM")
     trimmed = int(trim[0].split()[1]) if trim and trim[0].split()[1:2] and \
         trim[0].split()[1].isdigit() else 0
@@ -382,9 +405,123 @@ def vhost(r):
     r.image_export(export, "after-vhost")
 
 
+def vhostcrash(r):
+    export = "vcrash"
+    if not import_ext4(r, export):
+        return
+    vdir = os.path.join(r.base, "vu")
+    os.makedirs(vdir)
+    arm = os.path.join(r.base, "fault-arm")
+    # Each kill, its way: glidefsd's test hook (GLIDEFSD_VHOST_FAULT, armed
+    # by a file) dies right after marking a request in flight (it must be
+    # resubmitted), then right after publishing one on the used ring (it
+    # must not run again); the last is a plain SIGKILL at a random moment.
+    kills = [("mark", "GLIDEFSD_VHOST_FAULT", "mark:" + arm),
+             ("used", "GLIDEFSD_VHOST_FAULT", "used:" + arm),
+             ("sigkill", None, None)]
+    d1 = r.daemon("d1", "cache1", vhost_dir=vdir, sync_delay_ms=1500)
+    if not t.ok(d1.api, "glidefsd d1 serves the REST API"):
+        return
+    st, body = d1.http("POST", "/api/exports/%s/vhost-user" % export)
+    if not t.eq(st, 200, "POST /api/exports/%s/vhost-user: %s" % (export, body)):
+        return
+    sock = body["socket"]
+    d1.kill()   # the first incarnation with the first hook: the socket is served again
+    pos = len(d1.log_text())
+    d1.start(env={kills[0][1]: kills[0][2]})
+    gl.wait_for(lambda: "%s: serving its socket again" % export in d1.log_text()[pos:], 30,
+                "the socket served again at start")
+    g = r.guest(d1, export, "crashwriter", disk=gl.vhost_disk(sock, reconnect=True),
+                files=VHOST_FILES)
+    g.start()
+    # SeaBIOS drives the disk first (without EVENT_IDX), then Linux
+    ring = r"queue 0 started \(\d+ entries, event index on, inflight tracking on\)"
+    gl.wait_for(lambda: re.search(ring, d1.log_text()), GUEST_TIMEOUT,
+                "the Linux guest's ring with EVENT_IDX and inflight tracking")
+    t.ok(True, "QEMU and the guest negotiated EVENT_IDX and inflight tracking")
+    for k, (how, _, _) in enumerate(kills):
+        n0 = g.count("DURABLE")
+        g.wait_event(lambda e: e[1] in ("FAIL", "IOERR", "DONE") or
+                     (e[1] == "DURABLE" and g.count("DURABLE") > n0),
+                     GUEST_TIMEOUT, "a durable file before kill %d" % (k + 1))
+        if g.of("FAIL") or g.of("IOERR") or g.count("DONE") or \
+                g.count("DURABLE") > VHOST_FILES - 3:
+            t.ok(False, "kill %d (%s): the guest ran out of files first (%d)"
+                 % (k + 1, how, g.count("DURABLE")))
+            break
+        if how == "sigkill":
+            time.sleep(random.uniform(0, 0.3))  # jitter, not a wait for a condition
+            d1.signal(signal.SIGKILL)
+        else:
+            open(arm, "w").close()   # the next request dies at the hook
+        try:
+            d1.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            t.ok(False, "kill %d (%s): glidefsd did not die" % (k + 1, how))
+            return
+        if how != "sigkill":
+            os.unlink(arm)
+            t.ok("GLIDEFSD_VHOST_FAULT=%s: exiting here" % how in d1.log_text(),
+                 "kill %d: glidefsd died at its '%s' point after %d durable files"
+                 % (k + 1, how, g.count("DURABLE")))
+        t.ok(os.path.exists(sock), "kill %d (%s): the socket file stays" % (k + 1, how))
+        pos = len(d1.log_text())
+        nxt = kills[k + 1] if k + 1 < len(kills) else (None, None, None)
+        d1.start(env={nxt[1]: nxt[2]} if nxt[1] else None)  # same config and cache: replay
+        try:
+            gl.wait_for(lambda: "frontend connected" in d1.log_text()[pos:], 60,
+                        "QEMU to reconnect after kill %d" % (k + 1))
+        except TimeoutError as e:
+            t.ok(False, str(e))
+            return
+        if how == "mark":
+            gl.wait_for(lambda: "resubmitting" in d1.log_text()[pos:], 30,
+                        "the resubmission after kill 1")
+            t.ok("resubmitting 1 in-flight request(s)" in d1.log_text()[pos:],
+                 "kill 1: QEMU reconnected, the request marked in flight was resubmitted")
+        elif how == "used":
+            try:
+                gl.wait_for(lambda: "still marked in flight" in d1.log_text()[pos:] or
+                            "resubmitting" in d1.log_text()[pos:], 30, "the ring's restart")
+            except TimeoutError:
+                pass
+            later = d1.log_text()[pos:]
+            t.ok("still marked in flight" in later and "resubmitting" not in later,
+                 "kill 2: QEMU reconnected, the request already on the used ring was not "
+                 "run again")
+        else:
+            t.ok(True, "kill 3: QEMU reconnected")
+    g.wait_exit(GUEST_TIMEOUT)
+    t.ok(not g.of("FAIL") and not g.of("IOERR") and g.count("DONE") > 0 and
+         g.count("DURABLE") == VHOST_FILES,
+         "the guest wrote %d durable files through %d kills of glidefsd, no I/O error, "
+         "unmounted and powered off%s" % (g.count("DURABLE"), len(kills),
+                                          ": %s" % (g.of("FAIL") + g.of("IOERR"))[:1]
+                                          if g.of("FAIL") or g.of("IOERR") else ""))
+    errs = [ln for _, ln in g.lines if "I/O error" in ln or "EXT4-fs error" in ln or
+            "Buffer I/O" in ln]
+    t.ok(not errs, "no I/O error on the guest's console%s" % (": %s" % errs[:2] if errs else ""))
+    t.ok("disconnecting" not in d1.log_text(), "no vhost-user protocol error in glidefsd's log")
+    r.measure("vhost-user-blk crash/reconnect, crashwriter", g)
+    durable = g.files("DURABLE")
+    v = r.run_guest(d1, export, "crashverify", disk=gl.vhost_disk(sock))
+    got = v.files()
+    bad = [p for p, (sha, size) in durable.items() if got.get(p) != (sha, size)]
+    total = sum(s for _, s in durable.values())
+    # QEMU's stderr shares the console pipe: its reconnect messages may cut
+    # a DURABLE line (then that file's checksum is unknown, not wrong)
+    t.ok(not bad and len(got) == VHOST_FILES and len(durable) >= VHOST_FILES - 3,
+         "every durable file (%d of %d with a whole report line, %s) reads back intact "
+         "after the kills, %d files found%s"
+         % (len(durable), VHOST_FILES, mib(total), len(got),
+            ": bad %s" % bad[:5] if bad else ""))
+    r.drain_and_stop(d1, export)
+    r.image_export(export, "after-vhost-crash")
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("scenario", choices=("life", "crash", "vhost"))
+    ap.add_argument("scenario", choices=("life", "crash", "vhost", "vhostcrash"))
     ap.add_argument("--store", choices=("file", "s3"), default="file")
     ap.add_argument("--tls", action="store_true", help="life: guest A's disk over NBD with TLS")
     ap.add_argument("--deadline", type=int, default=340, help="seconds for the whole scenario")
@@ -408,7 +545,8 @@ def main():
     r = Run(a)
     failed = True
     try:
-        {"life": life, "crash": crash, "vhost": vhost}[a.scenario](r)
+        {"life": life, "crash": crash, "vhost": vhost,
+         "vhostcrash": vhostcrash}[a.scenario](r)
         failed = t.failed > 0
     except Exception as e:
         t.ok(False, "scenario %s: %s: %s" % (a.scenario, type(e).__name__, e))

@@ -24,6 +24,11 @@ builds itself).
    export keeps working; afterwards glidefsd has no more descriptors open
    and no guest memory mapped than before, and a new correct session reads
    the data back.
+3b. EVENT_IDX (VIRTIO_RING_F_EVENT_IDX) is offered; with it negotiated the
+   backend calls the guest only when the used index passes the guest's
+   used_event (one call for the first request, none while used_event is
+   ahead, one when it is crossed) and, after each request, publishes
+   avail_event = the next available entry it wants a kick for.
 4. A connected frontend counts as a client connection: DELETE is 409,
    DELETE ?force=true disconnects it.
 5. SIGTERM: exit status 0, the socket removed.
@@ -234,6 +239,50 @@ def hostile(t, d, sock, nbd_other):
         t.ok(nbd_other.pread(4096, 4096 * i) == buf, f"hostile: {name}: NBD on another export works")
 
 
+def event_idx_session(t, sock):
+    num = 16
+    used_event = fe.AVAIL + 4 + 2 * num      # in the avail ring, after its entries
+    avail_event = fe.USED + 4 + 8 * num      # in the used ring, after its entries
+    with fe.Frontend(sock, num=num) as f:
+        feats = f.get_u64(fe.GET_FEATURES)
+        t.ok(feats & fe.F_EVENT_IDX, "EVENT_IDX offered")
+        f.set_u64(fe.SET_FEATURES, fe.F_VERSION_1 | fe.F_PROTOCOL | fe.F_EVENT_IDX)
+        proto = f.get_u64(fe.GET_PROTOCOL_FEATURES)
+        f.set_u64(fe.SET_PROTOCOL_FEATURES, proto & (fe.P_MQ | fe.P_REPLY_ACK | fe.P_CONFIG))
+        f.send(fe.SET_OWNER)
+        f.mem_table()
+        f.mem[0:0x3000] = bytes(0x3000)
+        f.state(fe.SET_VRING_NUM, 0, num)
+        f.state(fe.SET_VRING_BASE, 0, 0)
+        f.vring_addr()
+        f.send(fe.SET_VRING_KICK, struct.pack("<Q", 0), fds=[f.kick])
+        f.send(fe.SET_VRING_CALL, struct.pack("<Q", 0), fds=[f.call])
+        f.state(fe.SET_VRING_ENABLE, 0, 1, ack=True)
+
+        def one(sector):
+            """A FLUSH; returns (calls seen, avail_event) once it is used."""
+            struct.pack_into("<IIQ", f.mem, fe.HDR, fe.T_FLUSH, 0, sector)
+            f.put_desc(fe.DESC, 0, fe.GPA + fe.HDR, 16, fe.D_NEXT, 1)
+            f.put_desc(fe.DESC, 1, fe.GPA + fe.HDR + 0x100, 1, fe.D_WRITE, 0)
+            want = (f.used_idx() + 1) & 0xffff
+            f.publish(0)
+            wait_for(lambda: f.used_idx() == want, 10, "the used entry")
+            f.get_u64(fe.GET_QUEUE_NUM)   # the session has finished that round, calls included
+            try:
+                calls = os.eventfd_read(f.call)
+            except BlockingIOError:
+                calls = 0
+            return calls, struct.unpack_from("<H", f.mem, avail_event)[0]
+
+        calls, ae = one(0)
+        t.eq((calls, ae), (1, 1), "EVENT_IDX: the first used entry calls; avail_event 1")
+        struct.pack_into("<H", f.mem, used_event, 5)   # interrupt me once used passes 5
+        got = [one(0) for _ in range(4)]                 # used idx 2..5
+        t.eq(got, [(0, 2), (0, 3), (0, 4), (0, 5)],
+             "EVENT_IDX: no call while used_event (5) is ahead; avail_event follows the ring")
+        t.eq(one(0), (1, 6), "EVENT_IDX: the call when the used index passes used_event")
+
+
 def main():
     glidefsd = arg_path(1, "glidefsd")
     need_libnbd()
@@ -268,6 +317,7 @@ def main():
         t.status(d.req("GET", "/api/exports/vm1"), 200, "the export was created")
 
         data = good_session(t, d, sock)
+        event_idx_session(t, sock)
         pid = d.proc.pid
         wait_for(lambda: guest_maps(pid) == 0, 10, "the session's guest memory unmapped")
         other = d.connect("other")
