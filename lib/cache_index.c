@@ -129,34 +129,14 @@ int gfs_cidx_take(const char *path, uint32_t block_size, const uint8_t uuid[16],
 {
     *out = NULL;
     *count = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return errno == ENOENT ? -ENOENT : -errno;
-    int r = 0;
-    uint8_t *buf = NULL;
-    struct stat st;
-    size_t max = GFS_CIDX_HEADER + 4 + (size_t)UINT32_MAX * GFS_CIDX_ENTRY;
-    if (fstat(fd, &st) < 0)
-        r = -errno;
-    else if (!S_ISREG(st.st_mode) || st.st_size < 0 || (uint64_t)st.st_size > max)
-        r = -EINVAL;
-    else if (!(buf = malloc(st.st_size ? (size_t)st.st_size : 1)))
-        r = -ENOMEM;
-    size_t n = r == 0 ? (size_t)st.st_size : 0, got = 0;
-    while (r == 0 && got < n) {
-        ssize_t k = read(fd, buf + got, n - got);
-        if (k < 0 && errno != EINTR)
-            r = -errno;
-        else if (k == 0)
-            r = -EINVAL; /* shorter than it said a moment ago */
-        else if (k > 0)
-            got += (size_t)k;
-    }
-    close(fd);
+    uint8_t *buf;
+    size_t n;
     /* gone before anything uses the cache: a crash later must not find an
      * index for data that has changed since */
-    if (unlink(path) < 0 && r == 0)
-        r = -errno;
+    int r = gfs_file_take(path, GFS_CIDX_HEADER + 4 + (size_t)UINT32_MAX * GFS_CIDX_ENTRY, &buf,
+                          &n);
+    if (r == -ENOENT)
+        return r;
     sync_parent(path);
     if (r == 0)
         r = gfs_cidx_parse(buf, n, block_size, uuid, out, count);

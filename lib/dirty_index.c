@@ -15,6 +15,7 @@
 
 #include "bytes.h"
 #include "crc32c.h"
+#include "fsutil.h"
 #include "dirty.h"
 
 static const char MAGIC[8] = {'G', 'F', 'S', 'D', 'I', 'D', 'X', '1'};
@@ -294,33 +295,13 @@ int gfs_didx_take(const char *path, uint32_t block_size, const uint8_t uuid[16],
                   uint64_t vol_size, const uint8_t boot_id[16], struct gfs_didx *out)
 {
     memset(out, 0, sizeof *out);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    int r = 0;
-    uint8_t *buf = NULL;
-    struct stat st;
-    if (fstat(fd, &st) < 0)
-        r = -errno;
-    else if (!S_ISREG(st.st_mode) || st.st_size < 0 || (uint64_t)st.st_size > SIZE_MAX / 2)
-        r = -EINVAL;
-    else if (!(buf = malloc(st.st_size ? (size_t)st.st_size : 1)))
-        r = -ENOMEM;
-    size_t n = r == 0 ? (size_t)st.st_size : 0, got = 0;
-    while (r == 0 && got < n) {
-        ssize_t k = read(fd, buf + got, n - got);
-        if (k < 0 && errno != EINTR)
-            r = -errno;
-        else if (k == 0)
-            r = -EINVAL; /* shorter than it said a moment ago */
-        else if (k > 0)
-            got += (size_t)k;
-    }
-    close(fd);
+    uint8_t *buf;
+    size_t n;
     /* gone before the journal it describes changes: a crash from here on
      * (or a failed open) replays the journal (no fsync: same boot only) */
-    if (unlink(path) < 0 && r == 0)
-        r = -errno;
+    int r = gfs_file_take(path, SIZE_MAX / 2, &buf, &n);
+    if (r == -ENOENT)
+        return r;
     if (r == 0)
         r = gfs_didx_parse(buf, n, block_size, uuid, vol_size, boot_id, out);
     free(buf);

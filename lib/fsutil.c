@@ -15,6 +15,40 @@
 
 #include "cleanup.h"
 
+int gfs_file_take(const char *path, size_t max, uint8_t **buf, size_t *len)
+{
+    *buf = NULL;
+    *len = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    int r = 0;
+    uint8_t *b = NULL;
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        r = -errno;
+    else if (!S_ISREG(st.st_mode) || st.st_size < 0 || (uint64_t)st.st_size > max)
+        r = -EINVAL;
+    else if (!(b = malloc(st.st_size ? (size_t)st.st_size : 1)))
+        r = -ENOMEM;
+    size_t n = r == 0 ? (size_t)st.st_size : 0, got = 0;
+    while (r == 0 && got < n) {
+        ssize_t k = read(fd, b + got, n - got);
+        if (k < 0 && errno != EINTR)
+            r = -errno;
+        else if (k == 0)
+            r = -EINVAL; /* shorter than it said a moment ago */
+        else if (k > 0)
+            got += (size_t)k;
+    }
+    close(fd);
+    if (unlink(path) < 0 && r == 0)
+        r = -errno;
+    *buf = b;
+    *len = n;
+    return r;
+}
+
 int gfs_mkdir_p(const char *path, mode_t mode, int sync)
 {
     CLEANUP_FREE char *p = strdup(path);

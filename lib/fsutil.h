@@ -1,7 +1,7 @@
 /*
  * fsutil.h — small helpers every layer shares: directories (make a path,
- * sync one, remove a tree without following links) and the hex and uuid
- * text forms of bytes.
+ * sync one, remove a tree without following links), a local index file
+ * read and removed in one go, and the hex and uuid text forms of bytes.
  */
 #ifndef GLIDEFS_FSUTIL_H
 #define GLIDEFS_FSUTIL_H
@@ -9,6 +9,14 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+
+/* Read the regular file path whole (at most max bytes) into *buf (malloc'd,
+ * *len bytes; also on an error after the read, NULL before) and unlink it,
+ * whatever the read gave: an index taken once is never taken again (the
+ * cache's and the journal's, cache_index.h and dirty_index.h). 0, -ENOENT,
+ * -EINVAL (not a regular file, too large, shorter than it said), or -errno;
+ * a failed unlink is an error too. */
+int gfs_file_take(const char *path, size_t max, uint8_t **buf, size_t *len);
 
 /* mkdir -p path (each missing directory made with mode). sync: fsync the
  * parent of every directory made, so the path survives a power cut. */

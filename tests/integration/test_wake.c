@@ -46,10 +46,13 @@ static struct glidefs_stats stats_of(glidefs_volume *v)
     return st;
 }
 
-/* A drained volume of NBLK random blocks; no cache left behind. */
-static void make_volume(struct tu_env *env, const char *name)
+/* A drained volume of NBLK random blocks written through config c (NULL:
+ * cfg_for's), created unless it exists; no cache left behind. */
+static void make_volume_with(struct tu_env *env, const char *name, glidefs_config *c)
 {
-    glidefs_config *c = cfg_for(env, env->cache);
+    glidefs_config *own = c ? NULL : cfg_for(env, env->cache);
+    if (own)
+        c = own;
     tu_set(c, "cache.profile_s", "0"); /* writing it is not its boot */
     glidefs_volume *v;
     assert_int_equal(glidefs_volume_open(c, name, (uint64_t)NBLK * BS, GLIDEFS_OPEN_CREATE, &v), 0);
@@ -64,8 +67,13 @@ static void make_volume(struct tu_env *env, const char *name)
         assert_int_equal(glidefs_pwrite(v, expected + off, 1u << 20, off, 0), 0);
     assert_int_equal(glidefs_drain(v, -1), 0);
     assert_int_equal(glidefs_volume_close(v), 0);
-    glidefs_config_free(c);
+    glidefs_config_free(own);
     tu_rmrf(env->cache);
+}
+
+static void make_volume(struct tu_env *env, const char *name)
+{
+    make_volume_with(env, name, NULL);
 }
 
 /* The i-th block of a "boot": scattered over the volume, no repeats. */
@@ -350,41 +358,13 @@ static void layout_case(const char *password)
 {
     struct tu_env env;
     tu_env_init(&env, password ? "wake-layout-enc" : "wake-layout");
-    if (password) {
-        /* make_volume's config, encrypted */
-        glidefs_config *c = cfg_for(&env, env.cache);
-        tu_set(c, "storage.encryption_password", password);
-        glidefs_volume *v;
-        assert_int_equal(glidefs_volume_open(c, "l", (uint64_t)NBLK * BS, GLIDEFS_OPEN_CREATE,
-                                             &v), 0);
-        assert_int_equal(glidefs_volume_close(v), 0);
-        glidefs_config_free(c);
-        tu_rmrf(env.cache);
-    }
     /* NBLK blocks written in order: 256 segments of 16; the boot's 300
      * blocks are spread over most of them */
     glidefs_config *c = cfg_for(&env, env.cache);
     tu_set(c, "servers.nbd.blocks_per_batch", "16");
     if (password)
         tu_set(c, "storage.encryption_password", password);
-    {
-        tu_set(c, "cache.profile_s", "0");
-        glidefs_volume *v;
-        assert_int_equal(glidefs_volume_open(c, "l", password ? 0 : (uint64_t)NBLK * BS,
-                                             password ? 0 : GLIDEFS_OPEN_CREATE, &v), 0);
-        expected = malloc((size_t)NBLK * BS);
-        assert_non_null(expected);
-        uint64_t s = 23;
-        for (size_t i = 0; i + 8 <= (size_t)NBLK * BS; i += 8) {
-            uint64_t x = tu_rand(&s);
-            memcpy(expected + i, &x, 8);
-        }
-        for (uint32_t off = 0; off < NBLK * BS; off += 1u << 20)
-            assert_int_equal(glidefs_pwrite(v, expected + off, 1u << 20, off, 0), 0);
-        assert_int_equal(glidefs_drain(v, -1), 0);
-        assert_int_equal(glidefs_volume_close(v), 0);
-        tu_rmrf(env.cache);
-    }
+    make_volume_with(&env, "l", c);
     /* the first wake records the first 1 MiB of the boot (256 blocks; a
      * full profile is over at once, whatever the store's speed): a
      * first-time read pattern is not laid out */
