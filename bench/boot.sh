@@ -63,6 +63,10 @@ def counts():
     return s.get("object_gets", 0), s.get("object_get_bytes", 0)
 
 
+def gets_by():
+    return dict(proxy("/__proxy__/stats").get("object_gets_by", {}))
+
+
 class Node:
     """One glidefsd: its own cache dir (a 'node'), the shared store."""
     def __init__(self, tag, prefix):
@@ -100,6 +104,7 @@ class Node:
 def boot(node, name, label, lat, stay=0):
     proxy("/__proxy__/config", latency_ms=lat)
     g0, b0 = counts()
+    k0 = gets_by()
     cmd = ["qemu-system-x86_64", "-accel", "tcg", "-m", "512", "-smp", "1", "-nographic",
            "-no-reboot", "-nic", "none", "-kernel", os.path.join(img, "vmlinuz"),
            "-initrd", os.path.join(img, "initrd.img"),
@@ -117,6 +122,7 @@ def boot(node, name, label, lat, stay=0):
             if b"GLIDEFS-BOOTED" in line and booted is None:
                 booted = time.monotonic() - t0
                 gm, bm = counts()  # what the boot itself fetched
+                km = gets_by()
                 code, st = node.api("GET", "/api/exports/" + name)
             if time.monotonic() - t0 > boot_timeout:
                 break
@@ -132,7 +138,9 @@ def boot(node, name, label, lat, stay=0):
     cold = st  # the export's status: the cold-start figures are top-level fields
     row = {"latency_ms": lat, "boot": label, "marker_s": booted,
            "first_read_ms": cold.get("first_read_ms"), "gets": gm - g0,
-           "get_mib": (bm - b0) / 2**20, "gets_session": g1 - g0, "prefetched": cold.get("prefetched_blocks"),
+           "get_mib": (bm - b0) / 2**20, "gets_session": g1 - g0,
+           "gets_by": {k: km[k] - k0.get(k, 0) for k in km if km[k] != k0.get(k, 0)},
+           "prefetched": cold.get("prefetched_blocks"),
            "prefetch_hits": cold.get("prefetch_hits"),
            "wasted_mib": (cold.get("prefetch_wasted_bytes") or 0) / 2**20}
     if stay:

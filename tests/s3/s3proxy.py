@@ -70,7 +70,8 @@ Control endpoints (unsigned, never forwarded; '__' cannot start a bucket name):
                                                 ExpiredToken, as AWS answers
   (stats: lists counts ListObjectsV2 requests (GETs, also in by_method);
   object_gets and object_get_bytes count object GETs answered 200/206 and
-  their body bytes;
+  their body bytes, object_gets_by per kind of key (seg, manifest, profile,
+  lease, volume.json: the part after nbd/<volume>/);
   by_method counts requests per HTTP method: POST is DeleteObjects; by_akid
   counts signed requests per access key id; vhost counts virtual-hosted requests)
 
@@ -925,9 +926,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if head:
             return
         if self.command == "GET" and status in (200, 206) and "list-type=" not in self.path:
+            # by kind of object: the part of the key after nbd/<volume>/
+            parts = self.path.partition("?")[0].split("/")
+            kind = parts[parts.index("nbd") + 2] if "nbd" in parts[:-2] else "other"
             with st.lock:
                 st.stats["object_gets"] = st.stats.get("object_gets", 0) + 1
                 st.stats["object_get_bytes"] = st.stats.get("object_get_bytes", 0) + len(data)
+                by = st.stats.setdefault("object_gets_by", {})
+                by[kind] = by.get(kind, 0) + 1
         if fault == "reset":
             self.wfile.write(data[: len(data) // 2])
             self.wfile.flush()
