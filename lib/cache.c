@@ -359,22 +359,6 @@ void gfs_cache_drop(struct gfs_cache *c, uint64_t block)
     release(c, s);
 }
 
-void gfs_cache_relocate(struct gfs_cache *c, uint64_t block, uint32_t seg, uint32_t offset,
-                        uint32_t nseg, uint32_t noffset)
-{
-    uintptr_t v = (uintptr_t)gfs_u64map_get(&c->map, block);
-    if (!v)
-        return;
-    struct gfs_cache_slot *s = &c->slots[v - 1];
-    if (s->state != 2 || s->seg != seg || s->offset != offset) {
-        gfs_cache_drop(c, block);
-        return;
-    }
-    bump(c, s); /* readers that matched the old location look again */
-    s->seg = nseg;
-    s->offset = noffset;
-}
-
 void gfs_cache_stale_write(struct gfs_cache *c, uint64_t block)
 {
     if (!c->slots || gfs_u64map_get(&c->map, block))

@@ -110,12 +110,6 @@ int gfs_cache_commit(struct gfs_cache *c, int64_t slot, uint32_t gen, uint32_t s
  * unless a new claim of block holds it now: space nobody counts must not
  * stay allocated. */
 void gfs_cache_stale_write(struct gfs_cache *c, uint64_t block);
-/* Block was copied in the store from (seg, offset) to (nseg, noffset), the
- * same data (compaction, layout): a valid slot from the old place follows it
- * and stays cached; a fill in progress or another location goes, as with
- * gfs_cache_drop. */
-void gfs_cache_relocate(struct gfs_cache *c, uint64_t block, uint32_t seg, uint32_t offset,
-                        uint32_t nseg, uint32_t noffset);
 /* Drop block from the cache (if present). */
 void gfs_cache_drop(struct gfs_cache *c, uint64_t block);
 /* Forget every block (the map they were valid for is gone). */

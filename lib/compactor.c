@@ -169,9 +169,7 @@ int gfs_compact_copy(struct glidefs_volume *v, struct gfs_moved *mv, uint32_t n,
         e.crc = mv[i].old.crc;
         gfs_bm_set(&v->sv.bm, mv[i].block, &e);
         gfs_ckpt_mark(&v->ckpt, mv[i].block);
-        /* the same bytes: a cached copy follows the block */
-        gfs_cache_relocate(&v->cache, mv[i].block, cur.seg, cur.offset, (uint32_t)si,
-                           mv[i].new_offset);
+        gfs_cache_drop(&v->cache, mv[i].block); /* cached under the old location */
         *rewritten += e.length;
     }
     return 0;

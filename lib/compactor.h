@@ -46,8 +46,8 @@ struct gfs_moved {
 /* Upload one new segment holding the given blocks' stored bytes
  * (payloads[i]: mv[i]'s payload as stored, CRC already checked; the order
  * of both may change) and commit the moves that are still current: the map
- * points at the copy unless a newer write landed meanwhile, and a cached
- * copy follows. *rewritten grows by the bytes moved. Lock held; dropped
+ * points at the copy unless a newer write landed meanwhile (a cached copy,
+ * filed under the old location, goes). *rewritten grows by the bytes moved. Lock held; dropped
  * for the upload. 0 or -errno (nothing moved). */
 int gfs_compact_copy(struct glidefs_volume *v, struct gfs_moved *mv, uint32_t n,
                      uint8_t **payloads, uint64_t *rewritten);
