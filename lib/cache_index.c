@@ -6,7 +6,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,13 +80,6 @@ uint8_t *gfs_cidx_encode(uint32_t block_size, const uint8_t uuid[16],
     return buf;
 }
 
-static void sync_parent(const char *path)
-{
-    char d[4096];
-    snprintf(d, sizeof d, "%s", path);
-    gfs_fsync_dir(dirname(d));
-}
-
 int gfs_cidx_write(const char *path, uint32_t block_size, const uint8_t uuid[16],
                    const struct gfs_cidx_entry *e, size_t count)
 {
@@ -95,33 +87,9 @@ int gfs_cidx_write(const char *path, uint32_t block_size, const uint8_t uuid[16]
     uint8_t *buf = gfs_cidx_encode(block_size, uuid, e, count, &n);
     if (!buf)
         return -ENOMEM;
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    int r = 0, fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        free(buf);
-        return -errno;
-    }
-    for (size_t done = 0; done < n && r == 0;) {
-        ssize_t w = write(fd, buf + done, n - done);
-        if (w < 0 && errno != EINTR)
-            r = -errno;
-        else if (w > 0)
-            done += (size_t)w;
-    }
+    int r = gfs_file_put(path, buf, n, 1);
     free(buf);
-    if (r == 0 && fsync(fd) < 0)
-        r = -errno;
-    if (close(fd) < 0 && r == 0)
-        r = -errno;
-    if (r == 0 && rename(tmp, path) < 0)
-        r = -errno;
-    if (r < 0) {
-        unlink(tmp);
-        return r;
-    }
-    sync_parent(path);
-    return 0;
+    return r;
 }
 
 int gfs_cidx_take(const char *path, uint32_t block_size, const uint8_t uuid[16],
@@ -137,7 +105,7 @@ int gfs_cidx_take(const char *path, uint32_t block_size, const uint8_t uuid[16],
                           &n);
     if (r == -ENOENT)
         return r;
-    sync_parent(path);
+    gfs_fsync_parent(path);
     if (r == 0)
         r = gfs_cidx_parse(buf, n, block_size, uuid, out, count);
     free(buf);

@@ -158,6 +158,17 @@ static void put_entry(struct gfs_man_entry *me, uint64_t b, const struct gfs_bm_
     }
 }
 
+/* Segment i of the map goes into m's table; remap[i] = its index + 1. */
+static void list_seg(struct gfs_manifest *m, uint32_t *remap, const struct gfs_blockmap *bm,
+                     uint32_t i)
+{
+    remap[i] = m->nsegs + 1;
+    m->segs[m->nsegs].epoch = bm->segs[i].epoch;
+    m->segs[m->nsegs].seq = bm->segs[i].seq;
+    m->segs[m->nsegs].key_gen = bm->segs[i].key_gen;
+    m->nsegs++;
+}
+
 /* The entries of set `chg` as a delta over manifest <head_epoch>-<prev>
  * (our newest, or its base: rebase), v->lock held. Returns 0, 1 when a
  * base must be written instead (an entry went back to NONE), or -ENOMEM. */
@@ -184,11 +195,7 @@ static int copy_delta(struct glidefs_volume *v, const struct gfs_ckpt_bits *chg,
     for (uint32_t i = 1; i < bm->nsegs; i++) {
         if (!remap[i])
             continue;
-        remap[i] = m->nsegs + 1;
-        m->segs[m->nsegs].epoch = bm->segs[i].epoch;
-        m->segs[m->nsegs].seq = bm->segs[i].seq;
-        m->segs[m->nsegs].key_gen = bm->segs[i].key_gen;
-        m->nsegs++;
+        list_seg(m, remap, bm, i);
     }
     for (uint64_t b = 0; bits_next(chg, &b); b++) {
         struct gfs_bm_entry e = gfs_bm_get(bm, b);
@@ -214,11 +221,7 @@ static int copy_base(struct glidefs_volume *v, struct gfs_manifest *m)
     for (uint32_t i = 1; i < bm->nsegs; i++) {
         if (bm->segs[i].live_bytes == 0)
             continue;
-        remap[i] = m->nsegs + 1;
-        m->segs[m->nsegs].epoch = bm->segs[i].epoch;
-        m->segs[m->nsegs].seq = bm->segs[i].seq;
-        m->segs[m->nsegs].key_gen = bm->segs[i].key_gen;
-        m->nsegs++;
+        list_seg(m, remap, bm, i);
     }
     struct gfs_bm_entry e;
     for (uint64_t b = 0; gfs_bm_next(bm, &b, &e); b++)

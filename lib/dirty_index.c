@@ -266,28 +266,9 @@ int gfs_didx_write(const char *path, const struct gfs_didx *x)
     uint8_t *buf = gfs_didx_encode(x, &n);
     if (!buf)
         return -ENOMEM;
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    int r = 0, fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        free(buf);
-        return -errno;
-    }
-    for (size_t done = 0; done < n && r == 0;) {
-        ssize_t w = write(fd, buf + done, n - done);
-        if (w < 0 && errno != EINTR)
-            r = -errno;
-        else if (w > 0)
-            done += (size_t)w;
-    }
-    free(buf);
     /* no fsync: after a power cut the boot id refuses it anyway */
-    if (close(fd) < 0 && r == 0)
-        r = -errno;
-    if (r == 0 && rename(tmp, path) < 0)
-        r = -errno;
-    if (r < 0)
-        unlink(tmp);
+    int r = gfs_file_put(path, buf, n, 0);
+    free(buf);
     return r;
 }
 

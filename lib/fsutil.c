@@ -15,6 +15,36 @@
 
 #include "cleanup.h"
 
+int gfs_file_put(const char *path, const void *buf, size_t n, int sync)
+{
+    char tmp[4200];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
+        return -ENAMETOOLONG;
+    int r = 0, fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return -errno;
+    for (size_t done = 0; done < n && r == 0;) {
+        ssize_t w = write(fd, (const uint8_t *)buf + done, n - done);
+        if (w < 0 && errno != EINTR)
+            r = -errno;
+        else if (w > 0)
+            done += (size_t)w;
+    }
+    if (r == 0 && sync && fsync(fd) < 0)
+        r = -errno;
+    if (close(fd) < 0 && r == 0)
+        r = -errno;
+    if (r == 0 && rename(tmp, path) < 0)
+        r = -errno;
+    if (r < 0) {
+        unlink(tmp);
+        return r;
+    }
+    if (sync)
+        gfs_fsync_parent(path);
+    return 0;
+}
+
 int gfs_file_take(const char *path, size_t max, uint8_t **buf, size_t *len)
 {
     *buf = NULL;

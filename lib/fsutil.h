@@ -18,6 +18,12 @@
  * a failed unlink is an error too. */
 int gfs_file_take(const char *path, size_t max, uint8_t **buf, size_t *len);
 
+/* Write n bytes to path through path.tmp and a rename (mode 0600), so a
+ * reader finds the old file or the whole new one. sync: fsync the file
+ * before the rename and its directory after (a power cut keeps it). 0 or
+ * -errno (the tmp file removed). */
+int gfs_file_put(const char *path, const void *buf, size_t n, int sync);
+
 /* mkdir -p path (each missing directory made with mode). sync: fsync the
  * parent of every directory made, so the path survives a power cut. */
 int gfs_mkdir_p(const char *path, mode_t mode, int sync);
